@@ -1,0 +1,50 @@
+"""Frozen messages that cross actor threads. Facts sent up are past tense; replies are nouns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SandboxStarted:
+    """Reply of a sandbox start: where the data plane connects."""
+
+    sandbox_id: str
+    socket_path: str
+    pid: int
+    start_ms: float
+
+
+@dataclass(frozen=True)
+class BridgeExited:
+    """A bridge process ended. ``expected`` is False for crashes and kills from outside."""
+
+    sandbox_id: str
+    session_id: str
+    returncode: int
+    expected: bool
+
+    @property
+    def signal(self) -> int | None:
+        return -self.returncode if self.returncode < 0 else None
+
+
+@dataclass(frozen=True)
+class TurnGrant:
+    """Permission to run one turn: the session is marked busy until ``end_turn``."""
+
+    session_id: str
+    sandbox_id: str
+    socket_path: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    total: int
+    warming: int
+    warm: int
+    running: int
+    waiting: int
+    cold: int
+    max_capacity: int

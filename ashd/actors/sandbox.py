@@ -1,0 +1,140 @@
+"""SandboxActor: one bridge process — spawn, ready handshake, exit watch, stop.
+
+Runs on its own pykka thread. ``start_bridge`` blocks that thread (not the IOLoop) until
+the bridge writes its ready byte or the timeout passes. A watcher thread waits on the
+process and tells the pool when it exits; stops initiated here are marked expected.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+import psutil
+import pykka
+
+from ashd.actors.messages import BridgeExited, SandboxStarted
+from ashd.bridge import protocol
+from ashd.errors import SandboxFailed
+from ashd.sandbox.launcher import Launcher, SandboxSpec
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_BYTES = 2000
+
+
+class SandboxActor(pykka.ThreadingActor):
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        launcher: Launcher,
+        on_exit: Callable[[BridgeExited], None],
+        ready_timeout_s: float,
+        stop_grace_s: float,
+    ) -> None:
+        super().__init__()
+        self._spec = spec
+        self._launcher = launcher
+        self._on_exit = on_exit
+        self._ready_timeout_s = ready_timeout_s
+        self._stop_grace_s = stop_grace_s
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+
+    def start_bridge(self) -> SandboxStarted:
+        """Spawn and wait for readiness. Raises SandboxFailed (with the log tail)."""
+        began = time.monotonic()
+        try:
+            self._proc = self._launcher.spawn(self._spec)
+        except OSError as exc:
+            raise SandboxFailed(f"cannot start the agent process: {exc}") from exc
+        if not self._await_ready(self._proc):
+            self._kill_group(self._proc, grace_s=0.5)
+            raise SandboxFailed(
+                f"agent process for session {self._spec.session_id} did not become ready "
+                f"(exit code {self._proc.returncode}); last log lines:\n{self._log_tail()}"
+            )
+        threading.Thread(target=self._watch, args=(self._proc,), daemon=True,
+                         name=f"watch-{self._spec.sandbox_id[:8]}").start()
+        elapsed = (time.monotonic() - began) * 1000
+        log.info("sandbox %s ready for session %s in %.0f ms (pid %d, launcher %s)",
+                 self._spec.sandbox_id, self._spec.session_id, elapsed, self._proc.pid, self._launcher.name)
+        return SandboxStarted(self._spec.sandbox_id, str(self._spec.socket_path), self._proc.pid, elapsed)
+
+    def _await_ready(self, proc: subprocess.Popen[bytes]) -> bool:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        deadline = time.monotonic() + self._ready_timeout_s
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                readable, _, _ = select.select([fd], [], [], left)
+                if not readable:
+                    continue
+                chunk = os.read(fd, 1)
+                return chunk == protocol.READY_BYTE
+            return False
+        finally:
+            proc.stdout.close()
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        code = proc.wait()
+        fact = BridgeExited(self._spec.sandbox_id, self._spec.session_id, code, self._stopping.is_set())
+        if not fact.expected:
+            log.warning("sandbox %s of session %s exited unexpectedly (code %s)",
+                        fact.sandbox_id, fact.session_id, code)
+        self._on_exit(fact)
+
+    def stop_bridge(self) -> int | None:
+        """TERM the process group, wait the grace period, then KILL it. Idempotent."""
+        self._stopping.set()
+        if self._proc is None:
+            return None
+        return self._kill_group(self._proc, self._stop_grace_s)
+
+    def on_stop(self) -> None:
+        self.stop_bridge()
+
+    @staticmethod
+    def _kill_group(proc: subprocess.Popen[bytes], grace_s: float) -> int:
+        # Tools may start their own process groups; remember the whole tree up front.
+        try:
+            tree = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.Error:
+            tree = []
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+            if proc.poll() is not None:
+                break
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
+                continue
+        # The bridge is dead; make sure nothing it started lingers in its group.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for child in tree:
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+        return proc.wait()
+
+    def _log_tail(self) -> str:
+        try:
+            with open(self._spec.log_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - LOG_TAIL_BYTES))
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return "(no log)"

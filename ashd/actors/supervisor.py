@@ -1,0 +1,110 @@
+"""The actor tree: RootSupervisor -> PoolActor, SessionSupervisor -> SessionActor*.
+
+Children start in order and stop in reverse. The session supervisor keys children by
+session id, never by a cached ActorRef: a dead child is replaced by a new actor that
+rehydrates from the store on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from ashd.actors.pool import PoolActor
+from ashd.actors.session import SessionActor, SessionDeps
+from ashd.config import Config
+from ashd.layout import Layout
+from ashd.sandbox.launcher import Launcher
+from ashd.store import Store
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 30.0
+
+
+class SessionSupervisor(pykka.ThreadingActor):
+    """one_for_one over SessionActors. Its methods are quick; slow work is in the children."""
+
+    def __init__(self, deps: SessionDeps) -> None:
+        super().__init__()
+        self._deps = deps
+        self._children: dict[str, pykka.ActorRef[SessionActor]] = {}
+
+    def child(self, session_id: str, tenant_id: str) -> pykka.ActorProxy[SessionActor]:
+        """The live actor of a session, starting one if needed (it loads itself lazily)."""
+        ref = self._children.get(session_id)
+        if ref is None or not ref.is_alive():
+            ref = SessionActor.start(session_id, tenant_id, self._deps)
+            self._children[session_id] = ref
+        return ref.proxy()
+
+    def forget(self, session_id: str) -> None:
+        """Stop a session's actor (after it ended). Idempotent."""
+        ref = self._children.pop(session_id, None)
+        if ref is not None:
+            ref.stop(block=False)
+
+    def live_count(self) -> int:
+        return sum(1 for ref in self._children.values() if ref.is_alive())
+
+    def on_stop(self) -> None:
+        for ref in list(self._children.values()):
+            ref.stop(block=False)
+        for ref in list(self._children.values()):
+            try:
+                ref.stop(timeout=STOP_TIMEOUT_S)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                pass
+        self._children.clear()
+
+
+@dataclass(frozen=True)
+class Tree:
+    """Proxies to the long-lived actors, for the HTTP layer's adapter."""
+
+    pool: pykka.ActorProxy[PoolActor]
+    sessions: pykka.ActorProxy[SessionSupervisor]
+
+
+class RootSupervisor(pykka.ThreadingActor):
+    """Starts the tree in order (pool, sessions) and stops it in reverse."""
+
+    def __init__(self, config: Config, store: Store, launcher: Launcher) -> None:
+        super().__init__()
+        self._config = config
+        self._store = store
+        self._launcher = launcher
+        self._started: list[pykka.ActorRef[Any]] = []
+        self._tree: Tree | None = None
+
+    def on_start(self) -> None:
+        pool = PoolActor.start(self._config.pool, self._launcher, self._store)
+        self._started.append(pool)
+        deps = SessionDeps(
+            store=self._store,
+            pool=pool.proxy(),
+            layout=Layout(self._config.data_dir),
+            model=self._config.model,
+            sandbox=self._config.sandbox,
+            ready_timeout_s=self._config.pool.bridge_ready_timeout_s,
+            stop_timeout_s=self._config.pool.stop_grace_s + 10,
+        )
+        sessions = SessionSupervisor.start(deps)
+        self._started.append(sessions)
+        self._tree = Tree(pool=pool.proxy(), sessions=sessions.proxy())
+        log.info("actor tree started: pool (max %d sandboxes), session supervisor", self._config.pool.max_sandboxes)
+
+    def tree(self) -> Tree:
+        assert self._tree is not None
+        return self._tree
+
+    def on_stop(self) -> None:
+        for ref in reversed(self._started):
+            try:
+                ref.stop(timeout=STOP_TIMEOUT_S)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                log.error("%s did not stop within %.0fs", ref, STOP_TIMEOUT_S)
+        log.info("actor tree stopped")

@@ -1,0 +1,73 @@
+"""``python -m ashd.bridge SETTINGS_FILE``: the per-session bridge process.
+
+Started by ashd as a child in its own process group, with an environment ashd built for
+the CLI. Readiness: after it listens on its socket and the CLI is connected, it writes one
+byte (``R``) to stdout and closes stdout. Its stderr is the sandbox log.
+Exit codes: 0 clean shutdown, 1 the agent process failed, 2 bad settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ashd.bridge import protocol
+from ashd.bridge.driver import Driver
+from ashd.bridge.server import BridgeServer
+from ashd.bridge.settings import BridgeSettings
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGTERM us when ashd dies, so no bridge outlives its daemon."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+async def _run(settings: BridgeSettings) -> int:
+    server = BridgeServer(Path(settings.socket_path), settings.session_id, Driver(settings))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.stop)
+    ready = asyncio.Event()
+
+    async def announce() -> None:
+        await ready.wait()
+        os.write(1, protocol.READY_BYTE)
+        os.close(1)
+
+    announcer = asyncio.ensure_future(announce())
+    try:
+        return await server.serve(on_ready=ready)
+    finally:
+        announcer.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[bridge] %(levelname)s %(message)s")
+    parent = os.getppid()
+    _die_with_parent()
+    if os.getppid() != parent:  # ashd died before prctl took effect
+        return 1
+    if len(args) != 1:
+        print("usage: python -m ashd.bridge SETTINGS_FILE", file=sys.stderr)
+        return 2
+    try:
+        settings = BridgeSettings.read(Path(args[0]))
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"[bridge] cannot read settings {args[0]}: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_run(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The bridge wire protocol: newline-delimited JSON over a unix socket.
+
+ashd -> bridge commands carry ``cmd``; bridge -> ashd events carry ``ev``. Each frame is one
+JSON object on one line. Frames are validated on decode: a plain object, exactly one of
+``cmd``/``ev`` from the known set, required fields present with the right type, and a
+bounded size. Both ends import this module, so the two sides cannot drift apart.
+
+Commands: ``query {prompt, includePartialMessages?, model?}``, ``interrupt``, ``shutdown``.
+Events: ``ready {pid, sessionId}``, ``message {data}`` (a raw SDK message),
+``error {error}``, ``done {sessionId}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import ujson
+
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+"""A frame longer than this is a protocol error (it bounds memory on both ends)."""
+
+READY_BYTE = b"R"
+"""Written once on the bridge's stdout when it listens and the CLI is connected."""
+
+
+class ProtocolError(ValueError):
+    """A frame that is not valid protocol; the connection should be dropped."""
+
+
+@dataclass(frozen=True)
+class Query:
+    prompt: str | list[dict[str, Any]]
+    include_partial_messages: bool = False
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    pass
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+@dataclass(frozen=True)
+class Ready:
+    pid: int
+    session_id: str
+
+
+@dataclass(frozen=True)
+class Message:
+    data: dict[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class Error:
+    error: str
+
+
+@dataclass(frozen=True)
+class Done:
+    session_id: str
+
+
+Command = Query | Interrupt | Shutdown
+Event = Ready | Message | Error | Done
+
+
+def encode(frame: Command | Event) -> bytes:
+    """Serialize one frame to a single newline-terminated line."""
+    return ujson.dumps(_to_wire(frame), ensure_ascii=False, escape_forward_slashes=False).encode() + b"\n"
+
+
+def _to_wire(frame: Command | Event) -> dict[str, Any]:
+    if isinstance(frame, Query):
+        out: dict[str, Any] = {"cmd": "query", "prompt": frame.prompt}
+        if frame.include_partial_messages:
+            out["includePartialMessages"] = True
+        if frame.model:
+            out["model"] = frame.model
+        return out
+    if isinstance(frame, Interrupt):
+        return {"cmd": "interrupt"}
+    if isinstance(frame, Shutdown):
+        return {"cmd": "shutdown"}
+    if isinstance(frame, Ready):
+        return {"ev": "ready", "pid": frame.pid, "sessionId": frame.session_id}
+    if isinstance(frame, Message):
+        return {"ev": "message", "data": frame.data}
+    if isinstance(frame, Error):
+        return {"ev": "error", "error": frame.error}
+    return {"ev": "done", "sessionId": frame.session_id}
+
+
+def _parse(line: bytes, tag: str) -> tuple[str, dict[str, Any]]:
+    if len(line) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(line)} bytes exceeds {MAX_FRAME_BYTES}")
+    try:
+        obj = ujson.loads(line)
+    except ValueError as exc:
+        raise ProtocolError(f"frame is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("frame is not a JSON object")
+    other = "ev" if tag == "cmd" else "cmd"
+    if other in obj or not isinstance(obj.get(tag), str):
+        raise ProtocolError(f"frame must carry exactly one string '{tag}' field")
+    return obj[tag], obj
+
+
+def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = obj.get(name)
+    if not isinstance(value, kind):
+        raise ProtocolError(f"'{obj.get('cmd') or obj.get('ev')}' frame needs '{name}'")
+    return value
+
+
+def decode_command(line: bytes) -> Command:
+    """Parse a command line (bridge side). Raises ProtocolError."""
+    name, obj = _parse(line, "cmd")
+    if name == "query":
+        model = obj.get("model")
+        return Query(
+            prompt=_field(obj, "prompt", (str, list)),
+            include_partial_messages=bool(obj.get("includePartialMessages", False)),
+            model=model if isinstance(model, str) and model else None,
+        )
+    if name == "interrupt":
+        return Interrupt()
+    if name == "shutdown":
+        return Shutdown()
+    raise ProtocolError(f"unknown command {name!r}")
+
+
+def decode_event(line: bytes) -> Event:
+    """Parse an event line (ashd side). Raises ProtocolError."""
+    name, obj = _parse(line, "ev")
+    if name == "ready":
+        return Ready(pid=_field(obj, "pid", int), session_id=_field(obj, "sessionId", str))
+    if name == "message":
+        return Message(data=_field(obj, "data", dict))
+    if name == "error":
+        return Error(error=_field(obj, "error", str))
+    if name == "done":
+        return Done(session_id=_field(obj, "sessionId", str))
+    raise ProtocolError(f"unknown event {name!r}")

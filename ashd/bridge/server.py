@@ -1,0 +1,121 @@
+"""The bridge's unix-socket server: one ashd connection, one turn at a time.
+
+Everything here runs on the bridge's single asyncio loop. The SDK client is connected and
+closed by :meth:`BridgeServer.serve` (the main task) because the SDK's anyio task group must
+be exited by the task that entered it; turns run in a child task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from ashd.bridge import protocol
+from ashd.bridge.driver import Driver
+
+log = logging.getLogger(__name__)
+
+
+class BridgeServer:
+    def __init__(self, socket_path: Path, session_id: str, driver: Driver) -> None:
+        self._socket_path = socket_path
+        self._session_id = session_id
+        self._driver = driver
+        self._writer: asyncio.StreamWriter | None = None
+        self._turn: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Future[None]] = set()
+        self._stopping = asyncio.Event()
+        self._exit_code = 0
+
+    def stop(self, exit_code: int = 0) -> None:
+        """Ask serve() to return (loop thread only)."""
+        self._exit_code = max(self._exit_code, exit_code)
+        self._stopping.set()
+
+    async def serve(self, on_ready: asyncio.Event | None = None) -> int:
+        """Listen, connect the CLI, signal readiness, serve until stopped. Returns the exit code."""
+        self._socket_path.unlink(missing_ok=True)
+        server = await asyncio.start_unix_server(
+            self._on_connect, path=str(self._socket_path), limit=protocol.MAX_FRAME_BYTES
+        )
+        os.chmod(self._socket_path, 0o600)
+        try:
+            await self._driver.connect()
+            if on_ready is not None:
+                on_ready.set()
+            await self._stopping.wait()
+        finally:
+            server.close()
+            await self._cancel_turn()
+            await self._driver.close()
+            self._socket_path.unlink(missing_ok=True)
+        return self._exit_code
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._writer is not None:
+            self._writer.close()  # a newer ashd connection replaces an older one
+        self._writer = writer
+        await self._send(protocol.Ready(pid=os.getpid(), session_id=self._session_id))
+        try:
+            while not self._stopping.is_set():
+                line = await reader.readline()
+                if not line:
+                    break
+                self._dispatch(protocol.decode_command(line))
+        except (protocol.ProtocolError, ValueError, asyncio.LimitOverrunError) as exc:
+            log.error("dropping ashd connection: %s", exc)
+        except ConnectionError:
+            pass
+        finally:
+            if self._writer is writer:
+                self._writer = None
+            writer.close()
+
+    def _dispatch(self, command: protocol.Command) -> None:
+        if isinstance(command, protocol.Query):
+            if self._turn is not None and not self._turn.done():
+                self._spawn(self._send(protocol.Error("a turn is already running")))
+                return
+            self._turn = asyncio.ensure_future(self._run_turn(command))
+        elif isinstance(command, protocol.Interrupt):
+            if self._turn is not None and not self._turn.done():
+                self._spawn(self._driver.interrupt())
+        else:
+            self.stop()
+
+    async def _run_turn(self, query: protocol.Query) -> None:
+        try:
+            await self._driver.run_turn(query, self._send)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # boundary: the SDK or CLI failed; report, then exit
+            log.exception("turn failed")
+            await self._send(protocol.Error(f"agent process failed: {exc}"))
+            self.stop(exit_code=1)
+        await self._send(protocol.Done(session_id=self._session_id))
+
+    async def _cancel_turn(self) -> None:
+        if self._turn is not None and not self._turn.done():
+            self._turn.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._turn
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send(self, event: protocol.Event) -> None:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return  # ashd went away; the turn goes on (a disconnect does not kill a turn)
+        try:
+            writer.write(protocol.encode(event))
+            await writer.drain()
+        except ConnectionError:
+            pass

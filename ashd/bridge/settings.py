@@ -1,0 +1,37 @@
+"""What a bridge process is told at start: a small JSON file written by ashd (mode 0600).
+
+Secrets never travel in this file or on the bridge's argv (both are readable by anyone who
+can read /proc or the sandbox dir); the bridge's environment carries what the CLI needs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    session_id: str
+    socket_path: str
+    workspace: str
+    system_prompt: str | None = None
+    model: str | None = None
+    permission_mode: str = "bypassPermissions"
+    allowed_tools: list[str] = field(default_factory=list)
+    disallowed_tools: list[str] = field(default_factory=list)
+    cli_path: str | None = None
+
+    def write(self, path: Path) -> None:
+        """Write atomically with mode 0600."""
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, path: Path) -> BridgeSettings:
+        raw: dict[str, Any] = json.loads(path.read_text())
+        return cls(**raw)

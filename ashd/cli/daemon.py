@@ -1,0 +1,81 @@
+"""``ashd``: run the daemon. ``build_parser()`` has no side effects (argparse-manpage uses it)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ashd import __version__
+from ashd import config as configuration
+from ashd.daemon import Daemon
+from ashd.errors import ConfigError
+
+EPILOG = """\
+configuration, lowest to highest precedence: built-in defaults, the TOML file given by
+--config (or $ASHD_CONFIG), environment variables (ASH_PORT, ASH_HOST, ASH_DATA_DIR,
+ASH_DATABASE_URL, ASH_API_KEY, ASH_MAX_SANDBOXES, ASH_IDLE_TIMEOUT_MS, ANTHROPIC_BASE_URL,
+ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, ...), then these flags.
+
+exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 on a start-up failure,
+2 on invalid configuration or usage.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ashd",
+        description="Serve Claude agent folders as an Ash-compatible REST + SSE API.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 4100)")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="state directory (default ./data)")
+    parser.add_argument("--database-url", metavar="URL", help="sqlite:///... or postgresql+psycopg://...")
+    parser.add_argument("--log-level", choices=configuration.LOG_LEVELS, help="default info")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the effective configuration (secrets masked) and exit")
+    parser.add_argument("--version", action="version", version=f"ashd {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config_file = args.config or (Path(os.environ["ASHD_CONFIG"]) if os.environ.get("ASHD_CONFIG") else None)
+    try:
+        config = configuration.load(
+            file=config_file,
+            flags={
+                "server.host": args.host,
+                "server.port": args.port,
+                "data_dir": args.data_dir,
+                "store.database_url": args.database_url,
+                "log_level": args.log_level,
+            },
+        )
+    except ConfigError as exc:
+        print(f"ashd: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(json.dumps(configuration.describe(config), indent=2))
+        return 0
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return asyncio.run(Daemon(config).serve())
+    except Exception:  # boundary: a start-up failure is reported once, clearly
+        logging.getLogger("ashd").exception("ashd failed")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

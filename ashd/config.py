@@ -1,0 +1,254 @@
+"""ashd configuration: defaults, then a TOML file, then the environment, then flags.
+
+The result is one frozen :class:`Config`; each component receives only its section.
+Validation errors name the key and where its value came from. Secrets are wrapped in
+:class:`Secret` so they never appear in logs, reprs or ``ashctl config show``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ashd.errors import ConfigError
+
+
+class Secret:
+    """A string that masks itself when printed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 4100
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    database_url: str = ""  # empty: sqlite file under the data dir
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    max_sandboxes: int = 1000
+    idle_timeout_ms: int = 1_800_000
+    bridge_ready_timeout_s: float = 30.0
+    stop_grace_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Where the real model API is, and the credential ashd uses for it."""
+
+    base_url: str = "https://api.anthropic.com"
+    api_key: Secret = field(default_factory=lambda: Secret(""))
+    auth_token: Secret = field(default_factory=lambda: Secret(""))
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    api_key: Secret = field(default_factory=lambda: Secret(""))
+    credential_key: Secret = field(default_factory=lambda: Secret(""))
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    permission_mode: str = "bypassPermissions"
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path = Path("data")
+    log_level: str = "info"
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+
+    @property
+    def database_url(self) -> str:
+        return self.store.database_url or f"sqlite:///{self.data_dir / 'ash.db'}"
+
+
+# (dotted key, environment variable). Ash's names where they exist.
+ENV_KEYS: tuple[tuple[str, str], ...] = (
+    ("data_dir", "ASH_DATA_DIR"),
+    ("log_level", "ASH_LOG_LEVEL"),
+    ("server.host", "ASH_HOST"),
+    ("server.port", "ASH_PORT"),
+    ("store.database_url", "ASH_DATABASE_URL"),
+    ("pool.max_sandboxes", "ASH_MAX_SANDBOXES"),
+    ("pool.idle_timeout_ms", "ASH_IDLE_TIMEOUT_MS"),
+    ("pool.bridge_ready_timeout_s", "ASH_BRIDGE_READY_TIMEOUT_S"),
+    ("model.base_url", "ANTHROPIC_BASE_URL"),
+    ("model.api_key", "ANTHROPIC_API_KEY"),
+    ("model.auth_token", "ANTHROPIC_AUTH_TOKEN"),
+    ("auth.api_key", "ASH_API_KEY"),
+    ("auth.credential_key", "ASH_CREDENTIAL_KEY"),
+    ("sandbox.permission_mode", "ASH_PERMISSION_MODE"),
+)
+
+PERMISSION_MODES = ("bypassPermissions", "default", "acceptEdits", "plan")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def load(
+    file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the frozen config. Raises ConfigError naming the bad key and its source."""
+    values: dict[str, tuple[Any, str]] = {}
+    if file is not None:
+        for key, value in _read_toml(file).items():
+            values[key] = (value, str(file))
+    environ = os.environ if env is None else env
+    for key, var in ENV_KEYS:
+        if var in environ and environ[var] != "":
+            values[key] = (environ[var], f"${var}")
+    for key, value in (flags or {}).items():
+        if value is not None:
+            values[key] = (value, f"--{key.split('.')[-1].replace('_', '-')}")
+    config = _build(values)
+    _validate(config)
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                flat[f"{key}.{sub}"] = subvalue
+        else:
+            flat[key] = value
+    return flat
+
+
+def _build(values: dict[str, tuple[Any, str]]) -> Config:
+    sections: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    known = {f.name: f for f in dataclasses.fields(Config)}
+    for key, (raw, source) in values.items():
+        section, _, name = key.rpartition(".")
+        owner: Any = Config
+        if section:
+            if section not in known:
+                raise ConfigError(f"unknown config section [{section}] (from {source})")
+            owner = _section_type(section)
+        fields = {f.name: f for f in dataclasses.fields(owner)}
+        if name not in fields:
+            raise ConfigError(f"unknown config key '{key}' (from {source})")
+        value = _coerce(key, raw, fields[name], source)
+        (sections.setdefault(section, {}) if section else top)[name] = value
+    for section, kwargs in sections.items():
+        top[section] = _section_type(section)(**kwargs)
+    return Config(**top)
+
+
+def _section_type(section: str) -> Any:
+    return {
+        "server": ServerConfig,
+        "store": StoreConfig,
+        "pool": PoolConfig,
+        "model": ModelConfig,
+        "auth": AuthConfig,
+        "sandbox": SandboxConfig,
+    }[section]
+
+
+def _coerce(key: str, raw: Any, spec: dataclasses.Field[Any], source: str) -> Any:
+    kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", "")
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(str(raw)).expanduser()
+        if kind == "Secret":
+            return Secret(str(raw))
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key '{key}' must be {kind}, got {raw!r} (from {source})") from None
+
+
+def _validate(config: Config) -> None:
+    if not 0 <= config.server.port <= 65535:
+        raise ConfigError(f"server.port must be 0..65535, got {config.server.port}")
+    if config.pool.max_sandboxes < 1:
+        raise ConfigError("pool.max_sandboxes (ASH_MAX_SANDBOXES) must be at least 1")
+    if config.pool.idle_timeout_ms < 1000:
+        raise ConfigError("pool.idle_timeout_ms (ASH_IDLE_TIMEOUT_MS) must be at least 1000")
+    if config.sandbox.permission_mode not in PERMISSION_MODES:
+        raise ConfigError(
+            f"sandbox.permission_mode must be one of {', '.join(PERMISSION_MODES)}, "
+            f"got {config.sandbox.permission_mode!r}"
+        )
+    if config.log_level not in LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+    if not config.model.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"model.base_url (ANTHROPIC_BASE_URL) must be an http(s) URL, got {config.model.base_url!r}")
+
+
+def describe(config: Config) -> dict[str, Any]:
+    """A JSON-able view of the config with secrets masked (for logs and `config show`)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Secret):
+            return "***" if value else ""
+        if isinstance(value, Path):
+            return str(value)
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return value
+
+    out = plain(config)
+    out["store"]["database_url"] = mask_url(config.database_url)
+    return out
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a database URL."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

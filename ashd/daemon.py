@@ -1,0 +1,119 @@
+"""The ashd process: ordered start-up, serving, and phased shutdown.
+
+Start: data dir -> store (migrations) -> bootstrap key -> actor tree -> HTTP -> READY=1.
+Stop (SIGTERM/SIGINT): stop accepting -> stop the actor tree in reverse (sessions, then the
+pool, which ends every bridge: TERM, grace, KILL) -> let running streams end with
+``error``/``done`` -> close connections -> close the store. A second signal forces exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import pykka
+import tornado.httpserver
+import tornado.ioloop
+import tornado.netutil
+
+from ashd import __version__, systemd
+from ashd.actors.supervisor import RootSupervisor
+from ashd.config import Config, mask_url
+from ashd.http.aio import Offload
+from ashd.http.app import make_app
+from ashd.http.auth import KeyHasher, bootstrap_key
+from ashd.http.context import AppContext
+from ashd.layout import Layout
+from ashd.sandbox.launcher import DirectLauncher, Launcher
+from ashd.states import SandboxState
+from ashd.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 210 * 1024 * 1024
+STREAM_DRAIN_S = 5.0
+TREE_STOP_TIMEOUT_S = 90.0
+
+
+class Daemon:
+    def __init__(self, config: Config, launcher: Launcher | None = None) -> None:
+        self._config = config
+        self._launcher = launcher or DirectLauncher()
+        self._stop = asyncio.Event()
+        self._signals = 0
+
+    def request_stop(self, signum: int | None = None) -> None:
+        """Loop thread only. The first call starts a graceful stop; a second forces exit."""
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting immediately")
+            os._exit(1)
+        log.info("received %s; shutting down", signal.Signals(signum).name if signum else "stop request")
+        self._stop.set()
+
+    async def serve(self) -> int:
+        config = self._config
+        layout = Layout(config.data_dir)
+        layout.create()
+        store = Store(config.database_url)
+        store.migrate()
+        log.info("store ready: %s", mask_url(config.database_url))
+        hasher = KeyHasher(config.auth)
+        written = bootstrap_key(store, hasher, layout.key_file, bool(config.auth.api_key))
+        if written:
+            log.info("bootstrap API key written to %s (mode 0600)", written)
+        store.mark_all_sandboxes(SandboxState.COLD.value)
+        root = RootSupervisor.start(config, store, self._launcher)
+        offload = Offload()
+        try:
+            tree = root.proxy().tree().get(timeout=30)
+            ctx = AppContext(config=config, store=store, tree=tree, offload=offload, hasher=hasher)
+            server = tornado.httpserver.HTTPServer(make_app(ctx), max_body_size=MAX_BODY_BYTES, xheaders=False)
+            server.add_sockets(tornado.netutil.bind_sockets(config.server.port, config.server.host))
+            self._install_signals()
+            log.info("ashd %s listening on http://%s:%d (data: %s, sandboxes: %s)", __version__,
+                     config.server.host, config.server.port, config.data_dir, self._launcher.name)
+            systemd.notify(f"READY=1\nSTATUS=serving on {config.server.host}:{config.server.port}")
+            watchdog = self._start_watchdog()
+            await self._stop.wait()
+            systemd.notify("STOPPING=1")
+            if watchdog is not None:
+                watchdog.stop()
+            server.stop()
+            ctx.draining = True
+            await self._stop_tree(root)
+            if ctx.turns:
+                await asyncio.wait(set(ctx.turns), timeout=STREAM_DRAIN_S)
+            ctx.links.close_all()
+            await server.close_all_connections()
+        finally:
+            if root.is_alive():
+                root.stop(timeout=TREE_STOP_TIMEOUT_S)
+            offload.shutdown()
+            store.close()
+        log.info("ashd stopped")
+        return 0
+
+    async def _stop_tree(self, root: pykka.ActorRef[RootSupervisor]) -> None:
+        # Stopping blocks while bridges get their grace period; keep the loop free meanwhile
+        # so running streams can deliver their final error/done.
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: root.stop(timeout=TREE_STOP_TIMEOUT_S))
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop, signum)
+
+    def _start_watchdog(self) -> tornado.ioloop.PeriodicCallback | None:
+        interval = systemd.watchdog_interval_s()
+        if interval is None:
+            return None
+        def ping() -> None:
+            systemd.notify("WATCHDOG=1")
+
+        callback = tornado.ioloop.PeriodicCallback(ping, interval * 1000)
+        callback.start()
+        return callback

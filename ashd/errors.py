@@ -1,0 +1,71 @@
+"""One error tree for ashd.
+
+Every error a client can see is an :class:`AshError` subclass. Each class maps once, here,
+to an HTTP status and a stable machine-readable code; handlers never pick statuses
+themselves. The message is written for the person who must fix the request.
+"""
+
+from __future__ import annotations
+
+
+class AshError(Exception):
+    """Root of every error ashd reports to a client or an operator."""
+
+    status: int = 500
+    code: str = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(AshError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(AshError):
+    status, code = 401, "unauthorized"
+
+
+class NotFound(AshError):
+    status, code = 404, "not_found"
+
+
+class Conflict(AshError):
+    """The object is in a state that forbids the request right now (e.g. a turn is running)."""
+
+    status, code = 409, "conflict"
+
+
+class Gone(AshError):
+    status, code = 410, "gone"
+
+
+class PayloadTooLarge(AshError):
+    status, code = 413, "payload_too_large"
+
+
+class Unprocessable(AshError):
+    status, code = 422, "unprocessable"
+
+
+class Unavailable(AshError):
+    """Temporarily unable to serve (capacity, shutting down). Carries a retry hint."""
+
+    status, code = 503, "unavailable"
+
+    def __init__(self, message: str, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class SandboxFailed(AshError):
+    """A sandbox or its bridge could not be started or died."""
+
+    status, code = 502, "sandbox_failed"
+
+
+class ConfigError(AshError):
+    """Invalid configuration; the message names the key and the source."""
+
+    status, code = 500, "config"

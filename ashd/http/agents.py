@@ -1,0 +1,68 @@
+"""/api/agents: deploy (by server path or upload), list, get, delete."""
+
+from __future__ import annotations
+
+import shutil
+
+from ashd.deploy import parse_files, resolve_agent_path, write_agent_folder
+from ashd.errors import BadRequest, NotFound
+from ashd.http.base import ApiHandler
+from ashd.http.views import agent_json
+from ashd.options import check_agent_name
+from ashd.sandbox.env import validate_user_env
+from ashd.states import SessionStatus
+
+MAX_DEPLOY_BODY = 200 * 1024 * 1024
+
+
+class AgentsHandler(ApiHandler):
+    max_body = MAX_DEPLOY_BODY
+
+    async def post(self) -> None:
+        body = self.json_body()
+        name = check_agent_name(body.get("name"))
+        env = validate_user_env(body.get("env"), "env")
+        prompt = body.get("systemPrompt")
+        if prompt is not None and not isinstance(prompt, str):
+            raise BadRequest("systemPrompt must be a string")
+        if body.get("path") is not None and body.get("files") is not None:
+            raise BadRequest("give either path (a folder on the server) or files (an upload), not both")
+        offload = self.ctx.offload
+        if body.get("path") is not None:
+            agent_dir = await offload.read(resolve_agent_path, self.ctx.config.data_dir, body["path"])
+        else:
+            files = parse_files(body.get("files"))
+            agent_dir = self.ctx.layout.managed_agent_dir(self.tenant, name)
+            await offload.read(write_agent_folder, agent_dir, files, prompt, name)
+        row = await offload.write(self.ctx.store.upsert_agent, self.tenant, name, str(agent_dir), env)
+        self.send_json({"agent": agent_json(row)}, status=201)
+
+    async def get(self) -> None:
+        rows = await self.ctx.offload.read(self.ctx.store.list_agents, self.tenant)
+        self.send_json({"agents": [agent_json(r) for r in rows]})
+
+
+class AgentHandler(ApiHandler):
+    async def get(self, name: str) -> None:
+        row = await self.ctx.offload.read(self.ctx.store.get_agent, self.tenant, name)
+        if row is None:
+            raise NotFound(f"Agent {name} not found")
+        self.send_json({"agent": agent_json(row)})
+
+    async def delete(self, name: str) -> None:
+        """End the agent's live sessions, then delete it and its sessions (like Ash)."""
+        store, offload = self.ctx.store, self.ctx.offload
+        row = await offload.read(store.get_agent, self.tenant, name)
+        if row is None:
+            raise NotFound(f"Agent {name} not found")
+        sessions = await offload.read(store.list_sessions, self.tenant, name)
+        for session in sessions:
+            if session.status != SessionStatus.ENDED.value:
+                actor = await offload.ask(self.ctx.tree.sessions.child(session.id, self.tenant))
+                await offload.ask(actor.end_session())
+                self.ctx.tree.sessions.forget(session.id)
+        await offload.write(store.delete_agent, self.tenant, name)
+        managed = self.ctx.layout.managed_agent_dir(self.tenant, name)
+        if row.path == str(managed):
+            await offload.read(shutil.rmtree, managed, True)
+        self.send_json({"ok": True})

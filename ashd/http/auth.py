@@ -1,0 +1,78 @@
+"""API keys: generation, hashing, bootstrap, and the per-request check (Ash's rules).
+
+Keys are ``ash_`` + 24 random bytes (base64url). Only hashes are stored: HMAC-SHA256 with
+``ASH_CREDENTIAL_KEY`` when set, plain SHA-256 otherwise (and as the legacy lookup).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from ashd.config import AuthConfig
+from ashd.errors import Unauthorized
+from ashd.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TENANT = "default"
+PUBLIC_PATHS = ("/health", "/favicon.ico")
+
+
+def new_key() -> str:
+    return "ash_" + secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str
+    key_id: str
+
+
+class KeyHasher:
+    def __init__(self, config: AuthConfig) -> None:
+        self._secret = config.credential_key.reveal().encode()
+        self._env_key = config.api_key.reveal()
+
+    def hashes(self, key: str) -> list[str]:
+        """Hashes to look up, preferred first."""
+        plain = hashlib.sha256(key.encode()).hexdigest()
+        if not self._secret:
+            return [plain]
+        return [hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest(), plain]
+
+    def authenticate(self, header: str | None, store: Store) -> Principal:
+        """Resolve an Authorization header to a principal. Blocking (store read)."""
+        if not header:
+            raise Unauthorized("Missing Authorization header")
+        scheme, _, key = header.partition(" ")
+        if scheme != "Bearer" or not key or " " in key:
+            raise Unauthorized("Invalid Authorization header format; expected 'Bearer <api key>'")
+        for digest in self.hashes(key):
+            row = store.find_api_key(digest)
+            if row is not None:
+                return Principal(row.tenant_id, row.id)
+        if self._env_key and hmac.compare_digest(key.encode(), self._env_key.encode()):
+            return Principal(DEFAULT_TENANT, "env")
+        raise Unauthorized("Invalid API key")
+
+
+def bootstrap_key(store: Store, hasher: KeyHasher, key_file: Path, env_key_set: bool) -> Path | None:
+    """On first start, mint a key for the default tenant and write it to ``key_file`` (0600).
+
+    Returns the file written, or None when a key already exists or ASH_API_KEY is set.
+    """
+    if env_key_set or store.count_api_keys(DEFAULT_TENANT) > 0:
+        return None
+    key = new_key()
+    store.add_api_key(DEFAULT_TENANT, hasher.hashes(key)[0], "auto-generated")
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    os.chmod(key_file, 0o600)
+    return key_file

@@ -1,0 +1,97 @@
+"""Base handler: authentication, JSON in and out, and Ash's error body.
+
+Handlers are thin adapters: parse and validate, call the store or an actor through the
+adapter in ``aio.py``, render with ``views.py``. Every error becomes
+``{"error": message, "statusCode": status}``; unexpected exceptions are logged with a
+traceback and reported as a 500 without internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import tornado.web
+import ujson
+
+from ashd.errors import AshError, BadRequest, NotFound, PayloadTooLarge, Unavailable
+from ashd.http.auth import PUBLIC_PATHS, Principal
+from ashd.http.context import AppContext
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+class ApiHandler(tornado.web.RequestHandler):
+    ctx: AppContext
+    principal: Principal
+    max_body = DEFAULT_MAX_BODY
+
+    def initialize(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    async def prepare(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        if self.request.path in PUBLIC_PATHS:
+            return
+        header = self.request.headers.get("Authorization")
+        self.principal = await self.ctx.offload.read(self.ctx.hasher.authenticate, header, self.ctx.store)
+
+    @property
+    def tenant(self) -> str:
+        return self.principal.tenant_id
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object. Raises BadRequest / PayloadTooLarge."""
+        body = self.request.body
+        if len(body) > self.max_body:
+            raise PayloadTooLarge(f"request body is larger than {self.max_body} bytes")
+        if not body.strip():
+            return {}
+        try:
+            value = ujson.loads(body)
+        except ValueError as exc:
+            raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise BadRequest("request body must be a JSON object")
+        return value
+
+    def send_json(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False))
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, AshError):
+            status_code = exc.status
+            if isinstance(exc, Unavailable):
+                self.set_header("Retry-After", str(exc.retry_after_s))
+        super().send_error(status_code, **kwargs)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, AshError):
+            message = exc.message
+        elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        else:
+            message = self._reason
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(ujson.dumps({"error": message, "statusCode": status_code}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, AshError) and value.status < 500:
+            return
+        if isinstance(value, tornado.web.HTTPError):
+            return super().log_exception(typ, value, tb)
+        log.error("%s %s failed", self.request.method, self.request.path, exc_info=(typ, value, tb))
+
+
+class NotFoundHandler(ApiHandler):
+    """Unknown paths: Ash's 404 body (auth is checked first, like any route)."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        raise NotFound(f"Route {self.request.method} {self.request.path} not found")

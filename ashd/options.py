@@ -1,0 +1,120 @@
+"""Validated request options for sessions and messages (pure; raises BadRequest)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ashd.config import PERMISSION_MODES
+from ashd.errors import BadRequest
+from ashd.sandbox.env import validate_user_env
+
+AGENT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,255}$")
+MAX_PROMPT_CHARS = 500_000
+MAX_SYSTEM_PROMPT_CHARS = 1_000_000
+MAX_BLOCKS = 20
+BLOCK_TYPES = ("text", "image", "document")
+# Accepted by Ash but not (yet) applied by ashd: refuse them rather than ignore them.
+UNSUPPORTED_SESSION_FIELDS = ("credentialId", "mcpServers", "betas", "subagents", "initialAgent")
+UNSUPPORTED_MESSAGE_FIELDS = ("maxTurns", "maxBudgetUsd", "effort", "thinking", "outputFormat")
+
+
+def check_agent_name(name: object) -> str:
+    if not isinstance(name, str) or not AGENT_NAME.match(name):
+        raise BadRequest("agent name must be 1-255 characters of letters, digits, '_' or '-'")
+    return name
+
+
+def _optional_str(body: dict[str, Any], key: str, limit: int) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{key} must be a non-empty string")
+    if len(value) > limit:
+        raise BadRequest(f"{key} is longer than {limit} characters")
+    return value
+
+
+def _str_list(body: dict[str, Any], key: str) -> list[str]:
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value) or len(value) > 200:
+        raise BadRequest(f"{key} must be a list of at most 200 non-empty strings")
+    return list(value)
+
+
+def _refuse(body: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    for key in keys:
+        if body.get(key) is not None:
+            raise BadRequest(f"{key} is not supported by this ashd version for {where}; remove it")
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    system_prompt: str | None = None
+    model: str | None = None
+    permission_mode: str | None = None
+    allowed_tools: list[str] = field(default_factory=list)
+    disallowed_tools: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_request(cls, body: dict[str, Any]) -> SessionOptions:
+        _refuse(body, UNSUPPORTED_SESSION_FIELDS, "sessions")
+        mode = _optional_str(body, "permissionMode", 64)
+        if mode == "permissionsByAgent":
+            mode = "default"  # Ash's name for "let .claude/settings.json decide"
+        if mode is not None and mode not in PERMISSION_MODES:
+            raise BadRequest(f"permissionMode must be one of {', '.join(PERMISSION_MODES)}, permissionsByAgent")
+        return cls(
+            system_prompt=_optional_str(body, "systemPrompt", MAX_SYSTEM_PROMPT_CHARS),
+            model=_optional_str(body, "model", 100),
+            permission_mode=mode,
+            allowed_tools=_str_list(body, "allowedTools"),
+            disallowed_tools=_str_list(body, "disallowedTools"),
+            extra_env=validate_user_env(body.get("extraEnv"), "extraEnv"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any] | None) -> SessionOptions:
+        known = {k: v for k, v in (raw or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class MessageOptions:
+    content: str | list[dict[str, Any]]
+    include_partial_messages: bool = False
+    model: str | None = None
+
+    @classmethod
+    def from_request(cls, body: dict[str, Any]) -> MessageOptions:
+        _refuse(body, UNSUPPORTED_MESSAGE_FIELDS, "messages")
+        partial = body.get("includePartialMessages", False)
+        if not isinstance(partial, bool):
+            raise BadRequest("includePartialMessages must be true or false")
+        return cls(content=_content(body.get("content")), include_partial_messages=partial,
+                   model=_optional_str(body, "model", 100))
+
+
+def _content(content: object) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        if not content.strip():
+            raise BadRequest("content must not be empty")
+        if len(content) > MAX_PROMPT_CHARS:
+            raise BadRequest(f"content is longer than {MAX_PROMPT_CHARS} characters")
+        return content
+    if isinstance(content, list):
+        if not 1 <= len(content) <= MAX_BLOCKS:
+            raise BadRequest(f"content must have 1 to {MAX_BLOCKS} blocks")
+        for i, block in enumerate(content):
+            if not isinstance(block, dict) or block.get("type") not in BLOCK_TYPES:
+                raise BadRequest(f"content[{i}] must be a block of type {', '.join(BLOCK_TYPES)}")
+        return list(content)
+    raise BadRequest("content is required: a string or a list of content blocks")

@@ -1,0 +1,74 @@
+"""Starting a bridge process for a sandbox.
+
+:class:`SandboxSpec` says everything about one sandbox; a :class:`Launcher` turns it into a
+running process. The process always starts in its own session (process group) so the
+whole tree can be signalled at once. :class:`DirectLauncher` runs the bridge without OS
+isolation; an isolating launcher wraps the same argv (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ashd.bridge.settings import BridgeSettings
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    sandbox_id: str
+    session_id: str
+    agent_name: str
+    tenant_id: str
+    root: Path  # the sandbox dir: workspace/, home/, bridge.json, sandbox.log
+    socket_path: Path
+    env: Mapping[str, str] = field(hash=False)
+    settings: BridgeSettings = field(hash=False)
+
+    @property
+    def workspace(self) -> Path:
+        return self.root / "workspace"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "sandbox.log"
+
+
+class Launcher(Protocol):
+    name: str
+
+    def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
+        """Start the bridge; its stdout is a pipe that carries the ready byte."""
+        ...
+
+
+class DirectLauncher:
+    """Runs the bridge as a plain child process (no namespaces, no uid change)."""
+
+    name = "direct"
+
+    def argv(self, spec: SandboxSpec) -> list[str]:
+        return [sys.executable, "-m", "ashd.bridge", str(spec.root / "bridge.json")]
+
+    def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
+        (spec.home / ".claude").mkdir(parents=True, exist_ok=True)
+        spec.settings.write(spec.root / "bridge.json")
+        with open(spec.log_path, "ab") as log:
+            return subprocess.Popen(
+                self.argv(spec),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=dict(spec.env),
+                cwd=spec.workspace,
+                start_new_session=True,
+                close_fds=True,
+            )

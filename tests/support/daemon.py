@@ -1,0 +1,130 @@
+"""A real ashd process for end-to-end tests.
+
+Started as ``python -m ashd.cli.daemon`` with a clean environment, on a free loopback port,
+with its data under a temp dir. Readiness is ``GET /health`` answering 200 (polled with a
+deadline); the bootstrap key is read from the data dir like ``ashctl`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[2]
+PLANTED_SECRET = "planted-secret-value-3f9a"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AshdProcess:
+    def __init__(self, data_dir: Path, model_url: str, database_url: str | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"ashd-{self.port}.log"
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(data_dir.parent),
+            "ANTHROPIC_BASE_URL": model_url,
+            "ANTHROPIC_API_KEY": "sk-real-upstream-key",
+            "ASH_DATA_DIR": str(data_dir),
+            "ASH_PORT": str(self.port),
+            "ASH_LOG_LEVEL": "debug",
+            "ASHD_PLANTED_SECRET": PLANTED_SECRET,
+            **({"ASH_DATABASE_URL": database_url} if database_url else {}),
+            **(extra_env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.key = ""
+
+    def start(self, timeout: float = 60.0) -> AshdProcess:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "ashd.cli.daemon"], env=self.env,
+                                         stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ashd exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"ashd did not answer /health within {timeout}s:\n{self.log()}")
+        key_file = self.data_dir / "initial-api-key"
+        if key_file.exists():
+            self.key = key_file.read_text().strip()
+        return self
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def descendants(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Signal ashd and wait; returns its exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-6000:]
+        except OSError:
+            return ""
+
+
+def sse_events(body: str) -> list[tuple[str, Any]]:
+    """Parse an SSE body into (event, data) pairs (comments and ids ignored)."""
+    out: list[tuple[str, Any]] = []
+    for frame in body.replace("\r\n", "\n").split("\n\n"):
+        name, data = "message", []
+        for line in frame.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip(" "))
+        if data:
+            out.append((name, json.loads("\n".join(data))))
+    return out
+
+
+def agent_processes(daemon: AshdProcess) -> list[str]:
+    """Descriptions of ashd's bridge and CLI descendants (zombies included: unreaped is not gone)."""
+    out = []
+    for proc in daemon.descendants():
+        try:
+            cmd = " ".join(proc.cmdline())
+        except psutil.ZombieProcess:
+            cmd = f"zombie {proc.pid}"
+        except psutil.NoSuchProcess:
+            continue
+        if "ashd.bridge" in cmd or "claude" in cmd or cmd.startswith("zombie"):
+            out.append(cmd)
+    return out
