@@ -17,6 +17,7 @@ import ujson
 from ashd.errors import AshError, BadRequest, NotFound, PayloadTooLarge, Unavailable
 from ashd.http.auth import PUBLIC_PATHS, Principal
 from ashd.http.context import AppContext
+from ashd.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,10 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, AshError):
+        if isinstance(exc, StoreUnavailable):
+            status_code = 503
+            self.set_header("Retry-After", "5")
+        elif isinstance(exc, AshError):
             status_code = exc.status
             if isinstance(exc, Unavailable):
                 self.set_header("Retry-After", str(exc.retry_after_s))
@@ -74,6 +78,8 @@ class ApiHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, AshError):
             message = exc.message
+        elif isinstance(exc, StoreUnavailable):
+            message = "The database is unavailable; retry shortly"
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:

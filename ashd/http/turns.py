@@ -28,6 +28,7 @@ from ashd.events import (
     user_message,
 )
 from ashd.http.context import AppContext
+from ashd.http.turnlog import TurnLog
 from ashd.options import MessageOptions
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class Turn:
         self._options = options
         self._frames: list[bytes] = []
         self._subscribers: list[asyncio.Queue[bytes | None]] = []
-        self._writes: list[asyncio.Future[Any]] = []
+        self._log = TurnLog(ctx.offload, ctx.store, tenant_id, grant.session_id)
         self._finished = False
 
     @property
@@ -89,7 +90,7 @@ class Turn:
             log.exception("turn of session %s failed", self.session_id)
             self._error(f"internal error during the turn: {type(exc).__name__}")
         try:
-            await asyncio.gather(*self._writes)
+            await self._log.flush()
         except Exception:
             log.exception("storing the turn of session %s failed", self.session_id)
             self._publish(SSEEvent("error", {"error": "the turn could not be stored completely"}))
@@ -125,17 +126,13 @@ class Turn:
             self._publish(sse)
         stored = stored_message(raw)
         if stored is not None:
-            self._write(self._ctx.store.append_message, self._tenant, self.session_id, *stored)
-        rows = [(kind, _json(data)) for kind, data in timeline_events(raw)]
-        if rows:
-            self._write(self._ctx.store.append_events, self._tenant, self.session_id, rows)
+            self._log.add_message(*stored)
+        for kind, data in timeline_events(raw):
+            self._log.add_event(kind, _json(data))
 
     def _error(self, message: str) -> None:
         self._publish(SSEEvent("error", {"error": message}))
-        self._write(self._ctx.store.append_event, self._tenant, self.session_id, "error", _json({"error": message}))
-
-    def _write(self, fn: Any, *args: Any) -> None:
-        self._writes.append(asyncio.ensure_future(self._ctx.offload.write(fn, *args)))
+        self._log.add_event("error", _json({"error": message}))
 
     def _publish(self, event: SSEEvent) -> None:
         frame = event.encode()

@@ -1,0 +1,46 @@
+# The README's commands are these targets. Both install what they need themselves.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test setup system-deps postgres lint man bench clean
+
+## make run: install and start ashd on 127.0.0.1:4100 with data under ./data (SQLite).
+## Without ANTHROPIC_API_KEY/ANTHROPIC_AUTH_TOKEN it also starts the bundled scripted model.
+run: setup
+	@scripts/run-local
+
+## make test: the whole suite (unit, store on SQLite and Postgres, bridge, actors, end to end).
+test: setup postgres
+	$(BIN)/python -m pytest
+
+setup: $(STAMP) system-deps
+
+$(STAMP):
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,man]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+system-deps:
+	@scripts/ensure-system-deps
+
+postgres:
+	@scripts/ensure-postgres
+
+lint: setup
+	$(BIN)/ruff check ashd tests benchmarks
+	$(BIN)/mypy ashd
+
+man: setup
+	$(BIN)/argparse-manpage --pyfile ashd/cli/daemon.py --function build_parser --prog ashd \
+		--project-name ashd --manual-title "ashd manual" --output man/ashd.1
+	$(BIN)/argparse-manpage --pyfile ashd/cli/ashctl.py --function build_parser --prog ashctl \
+		--project-name ashd --manual-title "ashd manual" --output man/ashctl.1
+
+bench: setup
+	$(BIN)/python benchmarks/message_latency.py --out benchmarks/results/message_latency.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,45 @@
+"""The few places where SQLite and Postgres need different SQL constructs.
+
+Pure functions over a live connection; thread-safety is the connection's.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+UpsertInsert = postgresql.Insert | sqlite.Insert
+
+
+def upsert_insert(conn: Connection, table: sa.Table) -> UpsertInsert:
+    """An INSERT supporting ``on_conflict_do_update`` and ``excluded`` on this dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
+    """True if the database rejected a duplicate key (not a NULL or FK violation)."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return bool(sqlstate == "23505")
+    return "UNIQUE constraint failed" in str(exc.orig)
+
+
+def new_id() -> str:
+    """A fresh random UUID string (36 characters)."""
+    return str(uuid.uuid4())
+
+
+def check_ids(*values: object) -> None:
+    """Refuse ids longer than 36 characters (raises ValueError).
+
+    Postgres enforces ``VARCHAR(36)`` and SQLite does not; checking before writes
+    makes both backends behave alike.
+    """
+    for value in values:
+        if isinstance(value, str) and len(value) > 36:
+            raise ValueError(f"id {value[:40]!r}... is longer than 36 characters")

@@ -1,0 +1,121 @@
+"""Table definitions: the single source of truth for ashd's relational schema.
+
+Mirrors Ash's tables and columns (snake_case). Portable types only, so the same
+metadata works on SQLite and Postgres:
+
+* ids are UUID strings (``VARCHAR(36)``); runner ids are free text;
+* timestamps are ISO-8601 UTC text with milliseconds and ``Z`` (see ``timestamps.py``),
+  so they sort lexically and serialize unchanged;
+* JSON documents (``env``, ``config``) are stored as text and decoded in ``rows.py``.
+
+``migrations/versions`` must match this module exactly; a test compares them.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+_ID = sa.String(36)
+
+
+def _id(name: str = "id", *, nullable: bool = False) -> sa.Column[str]:
+    return sa.Column(name, _ID, primary_key=name == "id", nullable=nullable)
+
+
+def _text(name: str, *, nullable: bool = False) -> sa.Column[str]:
+    return sa.Column(name, sa.Text(), nullable=nullable)
+
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    _id(),
+    _text("tenant_id"),
+    _text("name"),
+    sa.Column("version", sa.Integer(), nullable=False),
+    _text("path"),
+    _text("env"),
+    _text("config", nullable=True),
+    _id("active_version_id", nullable=True),
+    _text("created_at"),
+    _text("updated_at"),
+    sa.UniqueConstraint("tenant_id", "name", name="uq_agents_tenant_name"),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    _id(),
+    _text("tenant_id"),
+    _text("agent_name"),
+    _id("sandbox_id", nullable=True),
+    _text("status"),
+    _text("runner_id", nullable=True),
+    _id("parent_session_id", nullable=True),
+    _text("model", nullable=True),
+    _text("config", nullable=True),
+    _text("created_at"),
+    _text("last_active_at"),
+    sa.Index("ix_sessions_tenant_agent", "tenant_id", "agent_name"),
+)
+
+sandboxes = sa.Table(
+    "sandboxes",
+    metadata,
+    _id(),
+    _text("tenant_id"),
+    _id("session_id", nullable=True),
+    _text("agent_name"),
+    _text("state"),
+    _text("workspace_dir"),
+    _text("created_at"),
+    _text("last_used_at"),
+)
+
+
+def _session_fk(table: str) -> sa.Column[str]:
+    # Deleting a session removes its log; appends lock the session row first.
+    fk = sa.ForeignKey("sessions.id", ondelete="CASCADE", name=f"fk_{table}_session_id")
+    return sa.Column("session_id", _ID, fk, nullable=False)
+
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    _id(),
+    _text("tenant_id"),
+    _session_fk("messages"),
+    _text("role"),
+    _text("content"),
+    sa.Column("sequence", sa.Integer(), nullable=False),
+    _text("created_at"),
+    sa.UniqueConstraint("tenant_id", "session_id", "sequence", name="uq_messages_sequence"),
+)
+
+session_events = sa.Table(
+    "session_events",
+    metadata,
+    _id(),
+    _text("tenant_id"),
+    _session_fk("session_events"),
+    _text("type"),
+    _text("data"),
+    sa.Column("sequence", sa.Integer(), nullable=False),
+    _text("created_at"),
+    sa.UniqueConstraint(
+        "tenant_id", "session_id", "sequence", name="uq_session_events_sequence"
+    ),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    _id(),
+    _text("tenant_id"),
+    _text("key_hash"),
+    _text("label"),
+    _text("created_at"),
+    sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
+)

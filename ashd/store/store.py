@@ -1,0 +1,325 @@
+"""``Store``: the one persistence API the rest of ashd uses.
+
+Every method is synchronous (blocks on database I/O), thread-safe (each call takes a
+pooled connection for one short transaction) and returns frozen rows from
+``rows.py``. Reads take ``tenant_id`` and never return another tenant's rows, except
+the methods documented as internal (all tenants).
+
+Errors: StoreUnavailable (database unreachable or busy), Conflict (duplicate key),
+StoreError (anything else the database rejects, unknown session on append).
+ValueError for caller mistakes (an id longer than 36 characters, negative paging).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from sqlalchemy.engine import Connection
+
+from . import (
+    agent_queries,
+    key_queries,
+    log_queries,
+    migrate,
+    sandbox_queries,
+    session_queries,
+)
+from .engine import WRITE_OPTION, create_engine_for, mask_url
+from .rows import (
+    UNSET,
+    AgentRow,
+    ApiKeyRow,
+    EventRow,
+    MessageRow,
+    SandboxRow,
+    SessionRow,
+    Unset,
+)
+from .timestamps import Clock, utc_now
+from .translate import translated_errors
+
+
+class Store:
+    """Typed access to ashd's tables over SQLite or Postgres (see module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_retries: int = 5,
+        retry_initial_delay: float = 0.5,
+        retry_max_delay: float = 8.0,
+        clock: Clock = utc_now,
+    ) -> None:
+        """Open the database (blocking; Postgres is retried with backoff).
+
+        Raises StoreUnavailable naming the masked URL if it cannot be reached, and
+        StoreError for unsupported URLs. Does not migrate: call ``migrate()``.
+        """
+        self._engine = create_engine_for(
+            url, retries=connect_retries, initial_delay=retry_initial_delay,
+            max_delay=retry_max_delay,
+        )
+        self._clock = clock
+
+    @property
+    def url_masked(self) -> str:
+        """The database URL with the password replaced by ``***``."""
+        return mask_url(self._engine.url)
+
+    @property
+    def dialect(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self._engine.dialect.name == "sqlite" else "postgresql"
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision; idempotent, safe across processes."""
+        with translated_errors(self.url_masked):
+            migrate.upgrade(self._engine)
+
+    def close(self) -> None:
+        """Release pooled connections. Call once, after all other calls returned."""
+        self._engine.dispose()
+
+    # -- api keys ---------------------------------------------------------------
+
+    def add_api_key(self, tenant_id: str, key_hash: str, label: str) -> ApiKeyRow:
+        """Store a key hash for ``tenant_id``. Raises Conflict if the hash exists."""
+        with self._write() as conn:
+            return key_queries.add(conn, tenant_id, key_hash, label, self._clock())
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRow | None:
+        """The key with this hash, whatever its tenant (used to authenticate)."""
+        with self._read() as conn:
+            return key_queries.find(conn, key_hash)
+
+    def count_api_keys(self, tenant_id: str | None = None) -> int:
+        """Number of keys of ``tenant_id``, or of all tenants if None."""
+        with self._read() as conn:
+            return key_queries.count(conn, tenant_id)
+
+    def list_api_keys(self, tenant_id: str) -> list[ApiKeyRow]:
+        """The tenant's keys, oldest first."""
+        with self._read() as conn:
+            return key_queries.list_for(conn, tenant_id)
+
+    def delete_api_key(self, tenant_id: str, key_id: str) -> bool:
+        """Delete the tenant's key ``key_id``; False if the tenant has no such key."""
+        with self._write() as conn:
+            return key_queries.delete(conn, tenant_id, key_id)
+
+    # -- agents -----------------------------------------------------------------
+
+    def upsert_agent(
+        self,
+        tenant_id: str,
+        name: str,
+        path: str,
+        env: Mapping[str, str],
+        config: Mapping[str, Any] | None = None,
+    ) -> AgentRow:
+        """Insert version 1, or bump the version and replace path/env (config if given).
+
+        Keeps id, created_at and active_version_id. Atomic: concurrent upserts of one
+        name each get their own version number.
+        """
+        with self._write() as conn:
+            return agent_queries.upsert(conn, tenant_id, name, path, env, config, self._clock())
+
+    def get_agent(self, tenant_id: str, name: str) -> AgentRow | None:
+        with self._read() as conn:
+            return agent_queries.get(conn, tenant_id, name)
+
+    def list_agents(self, tenant_id: str) -> list[AgentRow]:
+        """The tenant's agents ordered by name."""
+        with self._read() as conn:
+            return agent_queries.list_for(conn, tenant_id)
+
+    def set_agent_config(
+        self, tenant_id: str, name: str, config: Mapping[str, Any] | None
+    ) -> AgentRow | None:
+        """Replace the agent's config without bumping its version; None if no agent."""
+        with self._write() as conn:
+            return agent_queries.set_config(conn, tenant_id, name, config, self._clock())
+
+    def delete_agent(self, tenant_id: str, name: str) -> bool:
+        """Delete the agent with its sessions, messages and events; False if absent."""
+        with self._write() as conn:
+            return agent_queries.delete(conn, tenant_id, name)
+
+    # -- sessions ---------------------------------------------------------------
+
+    def create_session(
+        self,
+        tenant_id: str,
+        session_id: str,
+        agent_name: str,
+        status: str,
+        sandbox_id: str | None = None,
+        model: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        parent_session_id: str | None = None,
+        *,
+        runner_id: str | None = None,
+    ) -> SessionRow:
+        """Insert a session (created_at = last_active_at = now). Conflict if the id exists."""
+        now = self._clock()
+        row = SessionRow(
+            session_id, tenant_id, agent_name, sandbox_id, status, runner_id,
+            parent_session_id, model, None if config is None else dict(config), now, now,
+        )
+        with self._write() as conn:
+            session_queries.insert(conn, row)
+        return row
+
+    def get_session(self, tenant_id: str, session_id: str) -> SessionRow | None:
+        with self._read() as conn:
+            return session_queries.get(conn, tenant_id, session_id)
+
+    def get_session_any_tenant(self, session_id: str) -> SessionRow | None:
+        """Internal use only (runners, boot): the session whatever its tenant."""
+        with self._read() as conn:
+            return session_queries.get(conn, None, session_id)
+
+    def list_sessions(
+        self, tenant_id: str, agent_name: str | None = None, status: str | None = None
+    ) -> list[SessionRow]:
+        """The tenant's sessions, newest first, optionally filtered."""
+        with self._read() as conn:
+            return session_queries.list_for(conn, tenant_id, agent_name, status)
+
+    def update_session(
+        self,
+        tenant_id: str,
+        session_id: str,
+        *,
+        status: str | Unset = UNSET,
+        sandbox_id: str | Unset | None = UNSET,
+        runner_id: str | Unset | None = UNSET,
+        model: str | Unset | None = UNSET,
+        config: Mapping[str, Any] | Unset | None = UNSET,
+        touch: bool = True,
+    ) -> SessionRow | None:
+        """Set only the given fields (None clears); ``touch`` sets last_active_at = now.
+
+        Returns the updated row, or None if the tenant has no such session.
+        """
+        given = {"status": status, "sandbox_id": sandbox_id, "runner_id": runner_id,
+                 "model": model, "config": config}
+        changes = {k: v for k, v in given.items() if v is not UNSET}
+        if touch:
+            changes["last_active_at"] = self._clock()
+        with self._write() as conn:
+            return session_queries.update(conn, tenant_id, session_id, changes)
+
+    def list_sessions_by_status(self, statuses: Iterable[str]) -> list[SessionRow]:
+        """Internal use (boot): sessions of all tenants in any of ``statuses``."""
+        with self._read() as conn:
+            return session_queries.list_by_status(conn, statuses)
+
+    # -- sandboxes (internal, all tenants) ------------------------------------------
+
+    def upsert_sandbox(self, row: SandboxRow) -> SandboxRow:
+        """Insert, or overwrite all columns but id and created_at; returns the stored row."""
+        with self._write() as conn:
+            return sandbox_queries.upsert(conn, row)
+
+    def get_sandbox(self, sandbox_id: str) -> SandboxRow | None:
+        with self._read() as conn:
+            return sandbox_queries.get(conn, sandbox_id)
+
+    def set_sandbox_state(self, sandbox_id: str, state: str, *, touch: bool = False) -> bool:
+        """Set the state (and last_used_at = now if ``touch``); False if no such row."""
+        used_at = self._clock() if touch else None
+        with self._write() as conn:
+            return sandbox_queries.set_state(conn, sandbox_id, state, used_at)
+
+    def delete_sandbox(self, sandbox_id: str) -> bool:
+        with self._write() as conn:
+            return sandbox_queries.delete(conn, sandbox_id)
+
+    def list_sandboxes(self, state: str | None = None) -> list[SandboxRow]:
+        """Sandboxes (optionally in ``state``), least recently used first."""
+        with self._read() as conn:
+            return sandbox_queries.list_all(conn, state)
+
+    def mark_all_sandboxes(self, state: str) -> int:
+        """Boot: put every sandbox row in ``state`` (e.g. cold); returns the count."""
+        with self._write() as conn:
+            return sandbox_queries.mark_all(conn, state)
+
+    # -- messages and events ------------------------------------------------------
+
+    def append_message(self, tenant_id: str, session_id: str, role: str, content: str) -> MessageRow:
+        """Append with the next sequence (1, 2, ...). StoreError if no such session."""
+        with self._write() as conn:
+            rows = log_queries.append_messages(
+                conn, tenant_id, session_id, [(role, content)], self._clock()
+            )
+        return rows[0]
+
+    def list_messages(
+        self, tenant_id: str, session_id: str, limit: int = 100, after: int = 0
+    ) -> list[MessageRow]:
+        """Up to ``limit`` messages with sequence > ``after``, ascending."""
+        with self._read() as conn:
+            return log_queries.list_messages(conn, tenant_id, session_id, limit, after)
+
+    def append_event(self, tenant_id: str, session_id: str, type: str, data: str) -> EventRow:
+        """Append with the next sequence (1, 2, ...). StoreError if no such session."""
+        return self.append_events(tenant_id, session_id, [(type, data)])[0]
+
+    def append_events(
+        self, tenant_id: str, session_id: str, items: Sequence[tuple[str, str]]
+    ) -> list[EventRow]:
+        """Append (type, data) pairs with consecutive sequences, all or none."""
+        with self._write() as conn:
+            return log_queries.append_events(conn, tenant_id, session_id, items, self._clock())
+
+    def append_log(
+        self,
+        tenant_id: str,
+        session_id: str,
+        messages: Sequence[tuple[str, str]],
+        events: Sequence[tuple[str, str]],
+    ) -> None:
+        """Append (role, content) messages and (type, data) events in one transaction.
+
+        The group commit of a turn's writer: all rows or none, sequences consecutive.
+        """
+        if not messages and not events:
+            return
+        now = self._clock()
+        with self._write() as conn:
+            if messages:
+                log_queries.append_messages(conn, tenant_id, session_id, messages, now)
+            if events:
+                log_queries.append_events(conn, tenant_id, session_id, events, now)
+
+    def list_events(
+        self,
+        tenant_id: str,
+        session_id: str,
+        limit: int = 200,
+        after: int = 0,
+        type: str | None = None,
+    ) -> list[EventRow]:
+        """Up to ``limit`` events with sequence > ``after`` (of ``type``), ascending."""
+        with self._read() as conn:
+            return log_queries.list_events(conn, tenant_id, session_id, limit, after, type)
+
+    # -- transactions ---------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with translated_errors(self.url_masked), self._engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with translated_errors(self.url_masked), self._engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+

@@ -1,0 +1,28 @@
+"""UTC timestamps in Ash's stored form: ISO-8601, millisecond precision, ``Z`` suffix.
+
+Such strings sort lexically in time order and serialize to JSON unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], str]
+"""Returns "now" as a stored timestamp; must be safe to call from any thread."""
+
+
+def format_utc(moment: datetime) -> str:
+    """Render an aware datetime as ``2026-11-23T07:52:30.123Z``.
+
+    Raises ValueError for naive datetimes, whose zone would be a guess.
+    """
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime; pass an aware (UTC) datetime")
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def utc_now() -> str:
+    """The current time as a stored timestamp (thread-safe)."""
+    return format_utc(datetime.now(UTC))

@@ -1,0 +1,176 @@
+"""Added latency per message: ashd (HTTP + SSE + bridge) versus ClaudeSDKClient directly.
+
+Method: one scripted model server (in this process) answers both paths identically. The
+direct path is one connected ClaudeSDKClient with the same options the bridge uses, timed
+from ``query()`` to its ResultMessage (and to the first text delta). The ashd path is a
+real ashd process (SQLite, direct launcher) with one session, timed from the POST to the
+SSE ``done`` frame (and to the first ``text_delta``). Rounds alternate between the two
+paths in blocks so drift on the machine hits both. Each path gets warm-up turns first.
+Reported: median, p90, p99, mean per path, and ashd minus direct at each statistic.
+
+    .venv/bin/python benchmarks/message_latency.py --rounds 60 --out benchmarks/results/message_latency.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from claude_agent_sdk import ClaudeSDKClient
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ashd.bridge.driver import build_options  # noqa: E402
+from ashd.bridge.settings import BridgeSettings  # noqa: E402
+from ashd.sandbox.env import sandbox_env  # noqa: E402
+from ashd.scripted.server import ScriptedModel  # noqa: E402
+from tests.support.daemon import AshdProcess, sse_events  # noqa: E402
+
+PROMPT = "[[say: the quick brown fox jumps over the lazy dog]]"
+BLOCK = 10
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "median_ms": round(statistics.median(values), 2),
+        "p90_ms": round(percentile(values, 0.90), 2),
+        "p99_ms": round(percentile(values, 0.99), 2),
+        "mean_ms": round(statistics.fmean(values), 2),
+    }
+
+
+class Direct:
+    """The baseline: the SDK client exactly as the bridge configures it."""
+
+    def __init__(self, model_url: str, root: Path) -> None:
+        workspace = root / "workspace"
+        workspace.mkdir(parents=True)
+        env = sandbox_env(home=str(root / "home"), model_base_url=model_url, model_key="k",
+                          model_auth_token="", user_env={})
+        os.environ.update(env)  # the SDK passes os.environ to the CLI, as in the bridge
+        settings = BridgeSettings(session_id=str(uuid.uuid4()), socket_path="unused",
+                                  workspace=str(workspace), system_prompt="benchmark agent")
+        self.client = ClaudeSDKClient(build_options(settings))
+
+    async def turn(self) -> tuple[float, float]:
+        start = time.perf_counter()
+        first = 0.0
+        await self.client.query(PROMPT)
+        async for raw in self.client._query.receive_messages():  # type: ignore[union-attr]
+            if not first and raw.get("type") == "stream_event" and "text_delta" in json.dumps(raw):
+                first = time.perf_counter()
+            if raw.get("type") == "result":
+                break
+        end = time.perf_counter()
+        return (first - start) * 1000, (end - start) * 1000
+
+
+def ashd_turn(client: httpx.Client, session_id: str) -> tuple[float, float]:
+    start = time.perf_counter()
+    first = 0.0
+    body = []
+    with client.stream("POST", f"/api/sessions/{session_id}/messages",
+                       json={"content": PROMPT, "includePartialMessages": True}) as resp:
+        for chunk in resp.iter_text():
+            if not first and "event: text_delta" in chunk:
+                first = time.perf_counter()
+            body.append(chunk)
+    end = time.perf_counter()
+    names = [name for name, _ in sse_events("".join(body))]
+    assert names[-1] == "done" and "error" not in names, names
+    return (first - start) * 1000, (end - start) * 1000
+
+
+async def run(rounds: int, warmup: int) -> dict[str, Any]:
+    model = ScriptedModel()
+    model.start()
+    tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
+    daemon = AshdProcess(tmp / "data", model.base_url, extra_env={"ASH_LOG_LEVEL": "warning"}).start()
+    direct = Direct(model.base_url, tmp / "direct")
+    await direct.client.connect()
+    results: dict[str, list[float]] = {"direct_e2e": [], "direct_first": [], "ashd_e2e": [], "ashd_first": []}
+    try:
+        with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as client:
+            client.post("/api/agents", json={"name": "bench", "path": str(REPO / "examples" / "hello-agent")})
+            session_id = client.post("/api/sessions", json={"agent": "bench"}).json()["session"]["id"]
+            for _ in range(warmup):
+                await direct.turn()
+                ashd_turn(client, session_id)
+            done = 0
+            while done < rounds:
+                block = min(BLOCK, rounds - done)
+                for _ in range(block):
+                    first, e2e = await direct.turn()
+                    results["direct_first"].append(first)
+                    results["direct_e2e"].append(e2e)
+                for _ in range(block):
+                    first, e2e = ashd_turn(client, session_id)
+                    results["ashd_first"].append(first)
+                    results["ashd_e2e"].append(e2e)
+                done += block
+    finally:
+        await direct.client.disconnect()
+        daemon.stop()
+        model.stop()
+    stats = {name: summary(values) for name, values in results.items()}
+    added = {
+        f"{kind}_{stat}": round(stats[f"ashd_{kind}"][stat] - stats[f"direct_{kind}"][stat], 2)
+        for kind in ("e2e", "first") for stat in ("median_ms", "p90_ms", "p99_ms", "mean_ms")
+    }
+    return {"prompt": PROMPT, "rounds": rounds, "warmup": warmup, "stats": stats, "ashd_added": added,
+            "machine": machine()}
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    from importlib.metadata import version
+
+    return {
+        "cpu": cpu, "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(), "python": platform.python_version(),
+        "claude_agent_sdk": version("claude-agent-sdk"), "ashd": version("ashd"),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    report = asyncio.run(run(args.rounds, args.warmup))
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""SandboxActor and PoolActor with real child processes behind a scripted launcher seam."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pykka
+import pytest
+
+from ashd.actors.messages import BridgeExited
+from ashd.actors.pool import PoolActor
+from ashd.actors.sandbox import SandboxActor
+from ashd.bridge.settings import BridgeSettings
+from ashd.config import PoolConfig
+from ashd.errors import SandboxFailed, Unavailable
+from ashd.sandbox.launcher import SandboxSpec
+from ashd.states import SandboxState
+from ashd.store import Store
+
+READY_THEN_SLEEP = "import os,sys,time; os.write(1,b'R'); os.close(1); time.sleep(600)"
+READY_THEN_EXIT = "import os,sys,time; os.write(1,b'R'); os.close(1); time.sleep(0.2); sys.exit(3)"
+DIE_AT_START = "import sys; sys.stderr.write('boom: missing thing\\n'); sys.exit(7)"
+IGNORE_TERM = ("import os,signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+               "os.write(1,b'R'); os.close(1); time.sleep(600)")
+WITH_GRANDCHILD = ("import os,subprocess,time; subprocess.Popen(['sleep','600'], start_new_session=True); "
+                   "os.write(1,b'R'); os.close(1); time.sleep(600)")
+
+
+class ScriptLauncher:
+    """Runs a tiny Python program instead of the bridge (same stdio and session contract)."""
+
+    name = "script"
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
+        with open(spec.log_path, "ab") as log:
+            return subprocess.Popen([sys.executable, "-c", self.code], stdout=subprocess.PIPE, stderr=log,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def make_spec(tmp_path: Path) -> SandboxSpec:
+    sid = str(uuid.uuid4())
+    root = tmp_path / sid
+    root.mkdir()
+    settings = BridgeSettings(session_id=sid, socket_path=str(root / "s.sock"), workspace=str(root))
+    return SandboxSpec(sid, sid, "agent", "t", root, root / "s.sock", {}, settings)
+
+
+@pytest.fixture(autouse=True)
+def stop_actors() -> Iterator[None]:
+    yield
+    pykka.ActorRegistry.stop_all(timeout=30)
+
+
+def start(tmp_path: Path, code: str, grace: float = 1.0) -> tuple[pykka.ActorProxy[SandboxActor], list[BridgeExited],
+                                                                 threading.Event]:
+    exits: list[BridgeExited] = []
+    exited = threading.Event()
+
+    def on_exit(fact: BridgeExited) -> None:
+        exits.append(fact)
+        exited.set()
+
+    ref = SandboxActor.start(make_spec(tmp_path), ScriptLauncher(code), on_exit, 10.0, grace)
+    return ref.proxy(), exits, exited
+
+
+def test_ready_then_stop_is_expected(tmp_path: Path) -> None:
+    sandbox, exits, exited = start(tmp_path, READY_THEN_SLEEP)
+    started = sandbox.start_bridge().get(timeout=15)
+    assert psutil.pid_exists(started.pid)
+    assert sandbox.stop_bridge().get(timeout=15) == -signal.SIGTERM
+    assert exited.wait(5) and exits[0].expected and exits[0].signal == signal.SIGTERM
+
+
+def test_crash_after_ready_is_reported_unexpected(tmp_path: Path) -> None:
+    sandbox, exits, exited = start(tmp_path, READY_THEN_EXIT)
+    sandbox.start_bridge().get(timeout=15)
+    assert exited.wait(10)
+    assert exits[0].returncode == 3 and not exits[0].expected
+
+
+def test_death_at_start_fails_with_log_tail(tmp_path: Path) -> None:
+    sandbox, _, _ = start(tmp_path, DIE_AT_START)
+    with pytest.raises(SandboxFailed, match="boom: missing thing"):
+        sandbox.start_bridge().get(timeout=15)
+
+
+def test_term_ignored_gets_kill_and_grandchildren_die(tmp_path: Path) -> None:
+    sandbox, _, _ = start(tmp_path, IGNORE_TERM, grace=0.3)
+    sandbox.start_bridge().get(timeout=15)
+    assert sandbox.stop_bridge().get(timeout=15) == -signal.SIGKILL
+
+    sandbox, _, _ = start(tmp_path, WITH_GRANDCHILD)
+    pid = sandbox.start_bridge().get(timeout=15).pid
+    grandchildren = psutil.Process(pid).children(recursive=True)
+    assert grandchildren
+    sandbox.stop_bridge().get(timeout=15)
+    _, alive = psutil.wait_procs(grandchildren, timeout=5)
+    assert alive == []
+
+
+def test_pool_capacity_and_crash_notification(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    pool = PoolActor.start(PoolConfig(max_sandboxes=1, bridge_ready_timeout_s=10, stop_grace_s=1),
+                           ScriptLauncher(READY_THEN_EXIT), store).proxy()
+    lost = threading.Event()
+    spec = make_spec(tmp_path)
+    sandbox = pool.reserve(spec, lambda fact: lost.set()).get(timeout=10)
+    with pytest.raises(Unavailable, match="capacity"):
+        pool.reserve(make_spec(tmp_path), lambda fact: None).get(timeout=10)
+    sandbox.start_bridge().get(timeout=15)
+    pool.mark(spec.sandbox_id, SandboxState.RUNNING).get(timeout=5)
+    assert pool.stats().get(timeout=5).running == 1
+    assert lost.wait(10)  # the process exited with code 3: the owner is told
+    assert pool.stats().get(timeout=5).total == 0  # and the slot is free again
+    assert store.get_sandbox(spec.sandbox_id).state == "cold"
