@@ -52,7 +52,8 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    database_url: str = ""  # empty: sqlite file under the data dir
+    # Empty: a SQLite file under the data dir. Kept out of repr: the URL may hold a password.
+    database_url: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,32 @@ class PoolConfig:
     idle_timeout_ms: int = 1_800_000
     bridge_ready_timeout_s: float = 30.0
     stop_grace_s: float = 5.0
+    sweep_interval_s: float = 60.0
+    prewarm_per_agent: int = 0  # default pre-warmed sandboxes per agent (agent config preWarmCount wins)
+
+
+@dataclass(frozen=True)
+class SnapshotConfig:
+    """Where workspace snapshots go: unset = <data>/snapshots; file:///dir; s3://bucket/prefix/."""
+
+    url: str = ""
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    max_bytes: int = 1 << 30
+
+
+@dataclass(frozen=True)
+class SupervisionConfig:
+    """Restart policy of agent processes (see ashd/policy.py)."""
+
+    intensity: int = 3
+    period_s: float = 60.0
+    backoff_base_s: float = 0.2
+    backoff_cap_s: float = 30.0
+    min_uptime_s: float = 1.0
+    stable_after_s: float = 60.0
+    budget_limit: int = 10
+    budget_period_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -80,7 +107,33 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class SandboxConfig:
+    """How sessions are isolated (docs/security.md). Limits: defaults, then ceilings (max_*)."""
+
     permission_mode: str = "bypassPermissions"
+    isolation: str = "bwrap"  # "bwrap" (default) or "none" (no OS isolation: an explicit opt-out)
+    floor: str = "bwrap,limits,proxy"  # layers without which no session starts ("" = none)
+    mount_root: Path = Path("/run/ashd")  # host paths the sandbox uids must reach
+    uid_base: int = 200_000
+    uid_count: int = 65_000
+    memory_mb: int = 1024
+    cpus: float = 1.0
+    pids: int = 512
+    disk_mb: int = 2048
+    tmp_mb: int = 256
+    max_memory_mb: int = 8192
+    max_cpus: float = 4.0
+    max_pids: int = 4096
+    max_disk_mb: int = 20480
+    max_tmp_mb: int = 4096
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """The model proxy and the egress proxy, as seen from inside a sandbox."""
+
+    model_port: int = 8080
+    egress_port: int = 3128
+    egress_pins: str = ""  # "name=ip,name2=ip2": trusted fixed addresses for allowlisted names
 
 
 @dataclass(frozen=True)
@@ -93,6 +146,9 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
+    supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
 
     @property
     def database_url(self) -> str:
@@ -109,13 +165,37 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("pool.max_sandboxes", "ASH_MAX_SANDBOXES"),
     ("pool.idle_timeout_ms", "ASH_IDLE_TIMEOUT_MS"),
     ("pool.bridge_ready_timeout_s", "ASH_BRIDGE_READY_TIMEOUT_S"),
+    ("pool.sweep_interval_s", "ASH_SWEEP_INTERVAL_S"),
+    ("pool.prewarm_per_agent", "ASH_PREWARM_PER_AGENT"),
+    ("snapshot.url", "ASH_SNAPSHOT_URL"),
+    ("snapshot.s3_endpoint", "ASH_S3_ENDPOINT"),
+    ("snapshot.s3_region", "ASH_S3_REGION"),
+    ("snapshot.max_bytes", "ASH_SNAPSHOT_MAX_BYTES"),
+    ("supervision.intensity", "ASH_RESTART_INTENSITY"),
+    ("supervision.period_s", "ASH_RESTART_PERIOD_S"),
+    ("supervision.backoff_base_s", "ASH_RESTART_BACKOFF_BASE_S"),
+    ("supervision.backoff_cap_s", "ASH_RESTART_BACKOFF_CAP_S"),
+    ("supervision.min_uptime_s", "ASH_RESTART_MIN_UPTIME_S"),
+    ("supervision.budget_limit", "ASH_RESTART_BUDGET"),
     ("model.base_url", "ANTHROPIC_BASE_URL"),
     ("model.api_key", "ANTHROPIC_API_KEY"),
     ("model.auth_token", "ANTHROPIC_AUTH_TOKEN"),
     ("auth.api_key", "ASH_API_KEY"),
     ("auth.credential_key", "ASH_CREDENTIAL_KEY"),
     ("sandbox.permission_mode", "ASH_PERMISSION_MODE"),
+    ("sandbox.isolation", "ASH_SANDBOX_ISOLATION"),
+    ("sandbox.floor", "ASH_SANDBOX_FLOOR"),
+    ("sandbox.mount_root", "ASH_SANDBOX_MOUNT_ROOT"),
+    ("sandbox.memory_mb", "ASH_SANDBOX_MEMORY_MB"),
+    ("sandbox.cpus", "ASH_SANDBOX_CPUS"),
+    ("sandbox.pids", "ASH_SANDBOX_PIDS"),
+    ("sandbox.disk_mb", "ASH_SANDBOX_DISK_MB"),
+    ("sandbox.tmp_mb", "ASH_SANDBOX_TMP_MB"),
+    ("proxy.egress_pins", "ASH_EGRESS_PINS"),
 )
+
+ISOLATION_MODES = ("bwrap", "none")
+ISOLATION_LAYERS = ("bwrap", "uid", "limits", "netns", "proxy", "egress", "quota")
 
 PERMISSION_MODES = ("bypassPermissions", "default", "acceptEdits", "plan")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -187,9 +267,12 @@ def _section_type(section: str) -> Any:
         "server": ServerConfig,
         "store": StoreConfig,
         "pool": PoolConfig,
+        "snapshot": SnapshotConfig,
+        "supervision": SupervisionConfig,
         "model": ModelConfig,
         "auth": AuthConfig,
         "sandbox": SandboxConfig,
+        "proxy": ProxyConfig,
     }[section]
 
 
@@ -221,10 +304,40 @@ def _validate(config: Config) -> None:
             f"sandbox.permission_mode must be one of {', '.join(PERMISSION_MODES)}, "
             f"got {config.sandbox.permission_mode!r}"
         )
+    _validate_sandbox(config.sandbox, config.proxy)
     if config.log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if not config.model.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"model.base_url (ANTHROPIC_BASE_URL) must be an http(s) URL, got {config.model.base_url!r}")
+
+
+def _validate_sandbox(sb: SandboxConfig, proxy: ProxyConfig) -> None:
+    if sb.isolation not in ISOLATION_MODES:
+        raise ConfigError(f"sandbox.isolation (ASH_SANDBOX_ISOLATION) must be one of {', '.join(ISOLATION_MODES)}")
+    for layer in filter(None, (x.strip() for x in sb.floor.split(","))):
+        if layer not in ISOLATION_LAYERS:
+            raise ConfigError(f"sandbox.floor (ASH_SANDBOX_FLOOR): unknown layer {layer!r}; "
+                              f"known: {', '.join(ISOLATION_LAYERS)}")
+    if sb.uid_base < 1000 or sb.uid_count < 1:
+        raise ConfigError("sandbox.uid_base must be >= 1000 and sandbox.uid_count >= 1")
+    for name, minimum in (("memory_mb", 192), ("pids", 32), ("disk_mb", 16), ("tmp_mb", 1)):
+        value, cap = getattr(sb, name), getattr(sb, "max_" + name)
+        if not minimum <= value <= cap:
+            raise ConfigError(f"sandbox.{name} must be between {minimum} and sandbox.max_{name} ({cap}), got {value}")
+    if not 0.05 <= sb.cpus <= sb.max_cpus:
+        raise ConfigError(f"sandbox.cpus must be between 0.05 and sandbox.max_cpus ({sb.max_cpus})")
+    for name in ("model_port", "egress_port"):
+        if not 1 <= getattr(proxy, name) <= 65535:
+            raise ConfigError(f"proxy.{name} must be 1..65535")
+    for pin in filter(None, (p.strip() for p in proxy.egress_pins.split(","))):
+        host, sep, addr = pin.partition("=")
+        if not sep or not host or not addr:
+            raise ConfigError(f"proxy.egress_pins (ASH_EGRESS_PINS): {pin!r} is not name=address")
+
+
+def egress_pins(proxy: ProxyConfig) -> dict[str, str]:
+    pins = (p.strip().partition("=") for p in proxy.egress_pins.split(",") if p.strip())
+    return {host.strip().lower(): addr.strip() for host, _, addr in pins}
 
 
 def describe(config: Config) -> dict[str, Any]:

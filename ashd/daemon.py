@@ -26,7 +26,9 @@ from ashd.http.app import make_app
 from ashd.http.auth import KeyHasher, bootstrap_key
 from ashd.http.context import AppContext
 from ashd.layout import Layout
-from ashd.sandbox.launcher import DirectLauncher, Launcher
+from ashd.recovery import close_cut_off_turns
+from ashd.sandbox import services as sandbox_services
+from ashd.sandbox.launcher import Launcher
 from ashd.states import SandboxState
 from ashd.store import Store
 
@@ -40,7 +42,7 @@ TREE_STOP_TIMEOUT_S = 90.0
 class Daemon:
     def __init__(self, config: Config, launcher: Launcher | None = None) -> None:
         self._config = config
-        self._launcher = launcher or DirectLauncher()
+        self._launcher = launcher  # None: chosen at start from [sandbox] (see sandbox/services.py)
         self._stop = asyncio.Event()
         self._signals = 0
 
@@ -65,16 +67,21 @@ class Daemon:
         if written:
             log.info("bootstrap API key written to %s (mode 0600)", written)
         store.mark_all_sandboxes(SandboxState.COLD.value)
-        root = RootSupervisor.start(config, store, self._launcher)
+        close_cut_off_turns(store)
+        sandboxes = sandbox_services.start(config, store) if self._launcher is None else None
+        launcher = sandboxes.launcher if sandboxes is not None else self._launcher
+        assert launcher is not None
+        isolation = sandboxes.report.to_json() if sandboxes else {"launcher": launcher.name}
+        root = RootSupervisor.start(config, store, launcher)
         offload = Offload()
         try:
             tree = root.proxy().tree().get(timeout=30)
             ctx = AppContext(config=config, store=store, tree=tree, offload=offload, hasher=hasher)
-            server = tornado.httpserver.HTTPServer(make_app(ctx), max_body_size=MAX_BODY_BYTES, xheaders=False)
+            server = tornado.httpserver.HTTPServer(make_app(ctx, isolation), max_body_size=MAX_BODY_BYTES, xheaders=False)
             server.add_sockets(tornado.netutil.bind_sockets(config.server.port, config.server.host))
             self._install_signals()
             log.info("ashd %s listening on http://%s:%d (data: %s, sandboxes: %s)", __version__,
-                     config.server.host, config.server.port, config.data_dir, self._launcher.name)
+                     config.server.host, config.server.port, config.data_dir, launcher.name)
             systemd.notify(f"READY=1\nSTATUS=serving on {config.server.host}:{config.server.port}")
             watchdog = self._start_watchdog()
             await self._stop.wait()
@@ -91,6 +98,8 @@ class Daemon:
         finally:
             if root.is_alive():
                 root.stop(timeout=TREE_STOP_TIMEOUT_S)
+            if sandboxes is not None:
+                sandboxes.stop()
             offload.shutdown()
             store.close()
         log.info("ashd stopped")

@@ -22,9 +22,17 @@ class SSEEvent:
     name: str
     data: dict[str, Any] = field(hash=False)
 
-    def encode(self) -> bytes:
-        body = ujson.dumps(self.data, ensure_ascii=False, escape_forward_slashes=False)
-        return f"event: {self.name}\ndata: {body}\n\n".encode()
+    def json(self) -> str:
+        return str(ujson.dumps(self.data, ensure_ascii=False, escape_forward_slashes=False))
+
+    def encode(self, event_id: int | None = None) -> bytes:
+        return frame(self.name, self.json(), event_id)
+
+
+def frame(name: str, data_json: str, event_id: int | None = None) -> bytes:
+    """One SSE frame; the ``id:`` line lets a client resume with Last-Event-ID."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {name}\ndata: {data_json}\n\n".encode()
 
 
 def stream_events(raw: dict[str, Any]) -> list[SSEEvent]:

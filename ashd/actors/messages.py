@@ -23,6 +23,7 @@ class BridgeExited:
     session_id: str
     returncode: int
     expected: bool
+    reason: str | None = None  # from the launcher, e.g. "killed: out of memory (limit 512 MiB)"
 
     @property
     def signal(self) -> int | None:
@@ -33,6 +34,7 @@ class BridgeExited:
 class TurnGrant:
     """Permission to run one turn: the session is marked busy until ``end_turn``."""
 
+    tenant_id: str
     session_id: str
     sandbox_id: str
     socket_path: str
@@ -48,3 +50,5 @@ class PoolStats:
     waiting: int
     cold: int
     max_capacity: int
+    resume_warm: int = 0
+    resume_cold: int = 0

@@ -1,16 +1,20 @@
-"""PoolActor: owns every live SandboxActor; capacity and sandbox states.
+"""PoolActor: owns every live SandboxActor; capacity, sandbox states, eviction, idle sweep.
 
-Runs on its own pykka thread and never blocks on a sandbox starting: ``reserve`` only
-creates the SandboxActor and returns its proxy; the session actor that asked drives the
-slow start on its own thread.
+Runs on its own pykka thread and never blocks on a sandbox starting or stopping:
+``reserve`` only creates the SandboxActor and returns its proxy (the session actor that
+asked drives the slow start on its own thread), and eviction only *tells* the owning
+session to persist and let go. At capacity the least recently used idle sandbox is
+evicted; a running one never is (503 with Retry-After when every sandbox is running).
+Idle ones (``waiting``/``warm`` longer than ``idle_timeout_ms``) are swept the same way.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import pykka
 
@@ -25,7 +29,15 @@ from ashd.store.timestamps import utc_now
 
 log = logging.getLogger(__name__)
 
-ExitListener = Callable[[BridgeExited], None]
+_IDLE = (SandboxState.WARM, SandboxState.WAITING)
+
+
+class SandboxOwner(Protocol):
+    """Who a sandbox belongs to (a SessionActor proxy); told facts, never asked."""
+
+    def sandbox_lost(self, fact: BridgeExited) -> Any: ...
+
+    def evict(self, sandbox_id: str, reason: str) -> Any: ...
 
 
 @dataclass
@@ -33,7 +45,7 @@ class _Live:
     ref: pykka.ActorRef[SandboxActor]
     spec: SandboxSpec
     state: SandboxState
-    on_exit: ExitListener
+    owner: SandboxOwner
     last_used: float
 
 
@@ -44,28 +56,54 @@ class PoolActor(pykka.ThreadingActor):
         self._launcher = launcher
         self._store = store
         self._live: dict[str, _Live] = {}
+        self._evicting: set[str] = set()
+        self._ticker: threading.Event | None = None
+        self.resumes = {"warm": 0, "cold": 0}
 
-    def reserve(self, spec: SandboxSpec, on_exit: ExitListener) -> pykka.ActorProxy[SandboxActor]:
+    def on_start(self) -> None:
+        stop = threading.Event()
+        me = self.actor_ref.proxy()
+        interval = self._config.sweep_interval_s
+
+        def tick() -> None:
+            while not stop.wait(interval):
+                try:
+                    me.sweep()
+                except pykka.ActorDeadError:
+                    return
+
+        threading.Thread(target=tick, name="pool-sweep", daemon=True).start()
+        self._ticker = stop
+
+    def reserve(self, spec: SandboxSpec, owner: SandboxOwner) -> pykka.ActorProxy[SandboxActor]:
         """Take a slot for a new sandbox. Raises Unavailable at capacity."""
         if spec.sandbox_id in self._live:
             self._drop(spec.sandbox_id)
-        if len(self._live) >= self._config.max_sandboxes:
-            raise Unavailable(
-                f"Sandbox capacity reached ({self._config.max_sandboxes}); retry later or end idle sessions",
-                retry_after_s=5,
-            )
+        if len(self._live) - len(self._evicting) >= self._config.max_sandboxes:
+            victim = self._lru_idle()
+            if victim is None:
+                raise Unavailable(
+                    f"All {self._config.max_sandboxes} sandboxes are running turns; retry shortly",
+                    retry_after_s=5,
+                )
+            self._evict(victim, "evicted to make room (sandbox capacity reached)")
         me = self.actor_ref.proxy()
         ref = SandboxActor.start(
             spec, self._launcher, lambda fact: me.on_bridge_exited(fact),
             self._config.bridge_ready_timeout_s, self._config.stop_grace_s,
         )
-        self._live[spec.sandbox_id] = _Live(ref, spec, SandboxState.WARMING, on_exit, time.monotonic())
+        self._live[spec.sandbox_id] = _Live(ref, spec, SandboxState.WARMING, owner, time.monotonic())
         self._persist(spec, SandboxState.WARMING)
         return ref.proxy()
 
     def mark(self, sandbox_id: str, state: SandboxState) -> None:
         live = self._live.get(sandbox_id)
-        if live is None or live.state is state:
+        if live is None:
+            return
+        if state is SandboxState.RUNNING:
+            self._evicting.discard(sandbox_id)  # its owner kept it: in use again
+        if live.state is state:
+            live.last_used = time.monotonic()
             return
         live.state = state
         live.last_used = time.monotonic()
@@ -81,7 +119,31 @@ class PoolActor(pykka.ThreadingActor):
             return
         # An unexpected exit: the sandbox is gone; tell its session, keep the row as cold.
         self._drop(fact.sandbox_id)
-        live.on_exit(fact)
+        live.owner.sandbox_lost(fact)
+
+    def sweep(self) -> int:
+        """Evict sandboxes idle longer than the idle timeout. Returns how many."""
+        limit = self._config.idle_timeout_ms / 1000
+        now = time.monotonic()
+        idle = [sid for sid, live in self._live.items()
+                if live.state in _IDLE and sid not in self._evicting and now - live.last_used > limit]
+        for sandbox_id in idle:
+            self._evict(sandbox_id, f"idle for more than {limit:.0f}s; resume to continue")
+        return len(idle)
+
+    def count_resume(self, path: str) -> None:
+        self.resumes[path] = self.resumes.get(path, 0) + 1
+
+    def _lru_idle(self) -> str | None:
+        idle = [(live.last_used, sid) for sid, live in self._live.items()
+                if live.state in _IDLE and sid not in self._evicting]
+        return min(idle)[1] if idle else None
+
+    def _evict(self, sandbox_id: str, reason: str) -> None:
+        live = self._live[sandbox_id]
+        self._evicting.add(sandbox_id)
+        log.info("evicting sandbox %s of session %s: %s", sandbox_id, live.spec.session_id, reason)
+        live.owner.evict(sandbox_id, reason)
 
     def stats(self) -> PoolStats:
         counts = {state: 0 for state in SandboxState}
@@ -95,10 +157,14 @@ class PoolActor(pykka.ThreadingActor):
             waiting=counts[SandboxState.WAITING],
             cold=counts[SandboxState.COLD],
             max_capacity=self._config.max_sandboxes,
+            resume_warm=self.resumes.get("warm", 0),
+            resume_cold=self.resumes.get("cold", 0),
         )
 
     def on_stop(self) -> None:
         """Stop every sandbox in parallel (each on its own actor thread), then wait."""
+        if self._ticker is not None:
+            self._ticker.set()
         futures = [live.ref.proxy().stop_bridge() for live in self._live.values()]
         for future in futures:
             try:
@@ -109,6 +175,7 @@ class PoolActor(pykka.ThreadingActor):
             self._drop(sandbox_id)
 
     def _drop(self, sandbox_id: str) -> None:
+        self._evicting.discard(sandbox_id)
         live = self._live.pop(sandbox_id, None)
         if live is None:
             return

@@ -56,6 +56,7 @@ class SandboxActor(pykka.ThreadingActor):
             raise SandboxFailed(f"cannot start the agent process: {exc}") from exc
         if not self._await_ready(self._proc):
             self._kill_group(self._proc, grace_s=0.5)
+            self._launcher.cleanup(self._spec)
             raise SandboxFailed(
                 f"agent process for session {self._spec.session_id} did not become ready "
                 f"(exit code {self._proc.returncode}); last log lines:\n{self._log_tail()}"
@@ -84,10 +85,14 @@ class SandboxActor(pykka.ThreadingActor):
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         code = proc.wait()
-        fact = BridgeExited(self._spec.sandbox_id, self._spec.session_id, code, self._stopping.is_set())
+        try:
+            reason = self._launcher.exit_reason(self._spec, code)
+        finally:
+            self._launcher.cleanup(self._spec)
+        fact = BridgeExited(self._spec.sandbox_id, self._spec.session_id, code, self._stopping.is_set(), reason)
         if not fact.expected:
-            log.warning("sandbox %s of session %s exited unexpectedly (code %s)",
-                        fact.sandbox_id, fact.session_id, code)
+            log.warning("sandbox %s of session %s exited unexpectedly (code %s%s)",
+                        fact.sandbox_id, fact.session_id, code, f"; {reason}" if reason else "")
         self._on_exit(fact)
 
     def stop_bridge(self) -> int | None:

@@ -1,14 +1,21 @@
 """SessionActor: one live session — its state machine, its sandbox, one turn at a time.
 
 Runs on its own pykka thread; every method is called through a proxy and may block that
-thread (store writes, a sandbox start) but never the IOLoop. Status changes happen only in
-:meth:`_transition`, which validates against ``states.py``, persists and logs together.
+thread (store writes, a sandbox start, a snapshot) but never the IOLoop. Status changes
+happen only in :meth:`_transition`, which validates against ``states.py``, persists and
+logs together.
+
+Supervision: every start and unexpected exit of the agent process is recorded in this
+session's ``ChildHistory`` and judged by the shared :class:`RestartGovernor` (restart with
+backoff, give up -> ``error`` with a reason, or escalate when ashd's budget is spent).
+Cold start of a session that has no workspace on this machine: files from the latest
+snapshot (else a fresh copy of the agent), conversation from the stored transcript.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,15 +23,19 @@ import pykka
 
 from ashd.actors.messages import BridgeExited, SandboxStarted, TurnGrant
 from ashd.actors.pool import PoolActor
+from ashd.actors.restarts import RestartGovernor
 from ashd.actors.sandbox import SandboxActor
 from ashd.bridge.settings import BridgeSettings
 from ashd.config import ModelConfig, SandboxConfig
-from ashd.errors import BadRequest, Conflict, NotFound, SandboxFailed
+from ashd.errors import BadRequest, Conflict, NotFound, SandboxFailed, Unavailable
 from ashd.layout import Layout
 from ashd.options import SessionOptions
-from ashd.sandbox import workspace
+from ashd.policy import ChildHistory, Escalate, GiveUp, Restart
+from ashd.sandbox import limits, resume, workspace
 from ashd.sandbox.env import sandbox_env
 from ashd.sandbox.launcher import SandboxSpec
+from ashd.snapshot.errors import SnapshotError
+from ashd.snapshot.snapshots import Snapshotter
 from ashd.states import SandboxState, SessionStatus, check_session_transition
 from ashd.store import AgentRow, SessionRow, Store
 
@@ -42,6 +53,9 @@ class SessionDeps:
     sandbox: SandboxConfig
     ready_timeout_s: float
     stop_timeout_s: float
+    snapshots: Snapshotter
+    restarts: RestartGovernor
+    cli_workspace: str | None = None  # the workspace path as the CLI sees it, if remapped
 
 
 class SessionActor(pykka.ThreadingActor):
@@ -54,41 +68,101 @@ class SessionActor(pykka.ThreadingActor):
         self._sandbox: SandboxStarted | None = None
         self._sandbox_actor: pykka.ActorProxy[SandboxActor] | None = None
         self._busy = False
+        self._history = ChildHistory()
+        self._not_before = 0.0
+        self.last_resume: str | None = None  # "warm" or "cold": for metrics and the API
 
     # -- lifecycle ---------------------------------------------------------
 
     def create(self, agent: AgentRow, options: SessionOptions) -> SessionRow:
         """Insert the session, start its sandbox, and make it active.
 
-        Raises Unavailable at capacity and SandboxFailed if the agent process cannot start;
-        the session is then left in ``error`` with the reason logged.
+        Raises Unavailable at capacity and SandboxFailed if the agent process cannot start
+        (after the restart policy's retries); the session is then ``error`` with the reason.
         """
         self._row = self._deps.store.create_session(
             tenant_id=self._tenant, session_id=self._id, agent_name=agent.name,
             status=SessionStatus.STARTING.value, sandbox_id=self._id,
             model=options.model, config=options.to_json(),
         )
-        try:
-            self._ensure_sandbox()
-        except Exception as exc:
-            self._transition(SessionStatus.ERROR, f"sandbox failed to start: {exc}")
-            raise
+        self._ensure_sandbox()
         return self._transition(SessionStatus.ACTIVE, "sandbox ready")
 
-    def stop_session(self) -> SessionRow:
-        """ACTIVE|STARTING -> STOPPED: the sandbox is destroyed, the workspace kept."""
+    def pause(self) -> SessionRow:
+        """ACTIVE -> PAUSED: the workspace is snapshotted; a live sandbox is kept (warm resume)."""
+        self._idle_or_conflict("paused")
+        check_session_transition(SessionStatus(self._load().status), SessionStatus.PAUSED)
+        self._snapshot()
+        return self._transition(SessionStatus.PAUSED, "paused by request")
+
+    def resume(self) -> SessionRow:
+        """PAUSED|STOPPED|ERROR|STARTING -> ACTIVE, warm if the sandbox lives, else cold
+        (files from the snapshot, conversation from the store). ACTIVE is a no-op; ENDED is 410."""
         row = self._load()
-        check_session_transition(SessionStatus(row.status), SessionStatus.STOPPED)
+        if row.status == SessionStatus.ACTIVE.value:
+            return row
+        check_session_transition(SessionStatus(row.status), SessionStatus.ACTIVE)
+        if row.status == SessionStatus.ERROR.value:
+            self._history, self._not_before = ChildHistory(), 0.0  # an operator asked: start afresh
+        self.last_resume = "warm" if self._sandbox is not None else "cold"
+        self._ensure_sandbox()
+        return self._transition(SessionStatus.ACTIVE, f"{self.last_resume} resume")
+
+    def stop_session(self) -> SessionRow:
+        """ACTIVE|STARTING -> STOPPED: snapshot, destroy the sandbox, keep the workspace."""
+        self._idle_or_conflict("stopped")
+        check_session_transition(SessionStatus(self._load().status), SessionStatus.STOPPED)
+        self._snapshot()
         self._release_sandbox()
         return self._transition(SessionStatus.STOPPED, "stopped by request")
 
     def end_session(self) -> SessionRow:
         """Any -> ENDED (idempotent): the sandbox is destroyed; the session is final."""
         row = self._load()
-        self._release_sandbox()
         if row.status == SessionStatus.ENDED.value:
+            self._release_sandbox()
             return row
+        self._snapshot()
+        self._release_sandbox()
         return self._transition(SessionStatus.ENDED, "ended by request")
+
+    def evict(self, sandbox_id: str, reason: str) -> None:
+        """Told by the pool (idle sweep, capacity): persist, free the sandbox, pause."""
+        if self._sandbox is None or self._sandbox.sandbox_id != sandbox_id or self._busy:
+            return
+        self._snapshot()
+        self._release_sandbox()
+        if self._load().status == SessionStatus.ACTIVE.value:
+            self._transition(SessionStatus.PAUSED, reason)
+
+    def configure(self, patch: dict[str, object]) -> SessionRow:
+        """Patch-merge session options for later turns. A live agent process is replaced
+        (the conversation resumes) so tool and prompt changes take effect. Raises BadRequest."""
+        self._idle_or_conflict("reconfigured")
+        row = self._load()
+        merged = {**_request_form(SessionOptions.from_json(row.config)), **patch}
+        options = SessionOptions.from_request(merged)
+        self._release_sandbox()
+        self._row = self._deps.store.update_session(
+            self._tenant, self._id, config=options.to_json(), model=options.model, touch=True) or row
+        log.info("session %s: configuration changed (%s)", self._id, ", ".join(sorted(patch)) or "nothing")
+        return self._row
+
+    def fork(self, child_id: str) -> SessionRow:
+        """A new PAUSED session with this one's files and conversation (parentSessionId)."""
+        row = self._load()
+        if self._sandbox is not None and not self._busy:
+            self._snapshot()
+        store = self._deps.store
+        child = store.create_session(
+            tenant_id=self._tenant, session_id=child_id, agent_name=row.agent_name,
+            status=SessionStatus.PAUSED.value, sandbox_id=child_id, model=row.model,
+            config=row.config, parent_session_id=self._id,
+        )
+        store.copy_messages(self._tenant, self._id, child_id)
+        copied = self._deps.snapshots.copy(self._id, child_id, self._tenant)
+        log.info("session %s forked from %s (files %s)", child_id, self._id, "copied" if copied else "fresh")
+        return child
 
     # -- turns -------------------------------------------------------------
 
@@ -102,22 +176,39 @@ class SessionActor(pykka.ThreadingActor):
         started = self._ensure_sandbox()
         self._busy = True
         self._deps.pool.mark(started.sandbox_id, SandboxState.RUNNING)
-        return TurnGrant(self._id, started.sandbox_id, started.socket_path, started.pid)
+        return TurnGrant(self._tenant, self._id, started.sandbox_id, started.socket_path, started.pid)
 
     def end_turn(self) -> None:
+        """Release the turn; the workspace snapshot follows right after this reply."""
         self._busy = False
         if self._sandbox is not None:
             self._deps.pool.mark(self._sandbox.sandbox_id, SandboxState.WAITING)
+            self.actor_ref.proxy().snapshot_now()
         self._row = self._deps.store.update_session(self._tenant, self._id, touch=True) or self._row
 
+    def snapshot_now(self) -> None:
+        if not self._busy:
+            self._snapshot()
+
     def sandbox_lost(self, fact: BridgeExited) -> None:
-        """Told by the pool: the bridge died. The next turn starts a new sandbox."""
-        if self._sandbox is not None and fact.sandbox_id == self._sandbox.sandbox_id:
-            log.warning("session %s lost its sandbox (exit code %s); the next message starts a new one",
-                        self._id, fact.returncode)
-            self._sandbox = self._sandbox_actor = None
+        """Told by the pool: the agent process died. Judge it; the next turn starts a new one."""
+        if self._sandbox is None or fact.sandbox_id != self._sandbox.sandbox_id:
+            return
+        self._sandbox = self._sandbox_actor = None
+        detail = fact.reason or f"exit code {fact.returncode}"
+        self._history = self._history.record_exit(self._deps.restarts.now(), True, detail)
+        decision = self._deps.restarts.decide(self._history)
+        log.warning("session %s lost its agent process (%s): %s", self._id, detail, _describe(decision))
+        if isinstance(decision, Restart):
+            self._not_before = self._deps.restarts.now() + decision.delay_s
+        elif isinstance(decision, GiveUp | Escalate) and self._load().status == SessionStatus.ACTIVE.value:
+            self._transition(SessionStatus.ERROR, decision.reason)
 
     # -- internals ---------------------------------------------------------
+
+    def _idle_or_conflict(self, to: str) -> None:
+        if self._busy:
+            raise Conflict(f"A turn is running; interrupt it or wait for done before the session can be {to}")
 
     def _load(self) -> SessionRow:
         if self._row is None:
@@ -130,7 +221,9 @@ class SessionActor(pykka.ThreadingActor):
         row = self._load()
         current = SessionStatus(row.status)
         check_session_transition(current, to)
-        updated = self._deps.store.update_session(self._tenant, self._id, status=to.value, touch=True)
+        keep_reason = to in (SessionStatus.ERROR, SessionStatus.PAUSED)
+        updated = self._deps.store.update_session(
+            self._tenant, self._id, status=to.value, status_reason=reason if keep_reason else None, touch=True)
         if updated is None:
             raise NotFound(f"Session {self._id} not found")
         self._row = updated
@@ -138,19 +231,87 @@ class SessionActor(pykka.ThreadingActor):
         return updated
 
     def _ensure_sandbox(self) -> SandboxStarted:
-        if self._sandbox is not None:
-            return self._sandbox
-        spec = self._spec()
+        """A running agent process, started under the restart policy. Raises SandboxFailed
+        (session -> error) when the policy gives up, Unavailable when ashd's budget is spent."""
+        while self._sandbox is None:
+            wait = self._not_before - self._deps.restarts.now()
+            if wait > 0:
+                time.sleep(wait)  # backoff: blocks this session only
+            try:
+                self._start_once()
+            except SandboxFailed as exc:
+                self._history = self._history.record_exit(self._deps.restarts.now(), True, exc.message)
+                decision = self._deps.restarts.decide(self._history)
+                log.warning("session %s: agent process failed to start: %s", self._id, _describe(decision))
+                if isinstance(decision, Restart):
+                    self._not_before = self._deps.restarts.now() + decision.delay_s
+                    continue
+                reason = decision.reason if isinstance(decision, GiveUp | Escalate) else exc.message
+                if self._load().status != SessionStatus.ERROR.value:
+                    self._transition(SessionStatus.ERROR, reason)
+                if isinstance(decision, Escalate):
+                    raise Unavailable(f"ashd is pausing agent process restarts: {reason}", 30) from exc
+                raise SandboxFailed(reason) from exc
+        return self._sandbox
+
+    def _start_once(self) -> None:
+        row = self._load()
+        agent = self._deps.store.get_agent(self._tenant, row.agent_name)
+        if agent is None:
+            raise NotFound(f"Agent {row.agent_name} of this session no longer exists")
+        fork_from = self._prepare_state(row, agent)
+        spec = self._spec(row, agent, fork_from)
         me = self.actor_ref.proxy()
-        sandbox = self._deps.pool.reserve(spec, lambda fact: me.sandbox_lost(fact)).get(timeout=ASK_TIMEOUT_S)
+        sandbox = self._deps.pool.reserve(spec, me).get(timeout=ASK_TIMEOUT_S)
         try:
             started: SandboxStarted = sandbox.start_bridge().get(timeout=self._deps.ready_timeout_s + ASK_TIMEOUT_S)
-        except (SandboxFailed, pykka.Timeout):
+        except (SandboxFailed, pykka.Timeout) as exc:
             self._deps.pool.release(spec.sandbox_id)
-            raise
+            raise exc if isinstance(exc, SandboxFailed) else SandboxFailed("agent process start timed out") from exc
+        self._history = self._history.record_start(self._deps.restarts.now())
         self._deps.pool.mark(spec.sandbox_id, SandboxState.WARM)
         self._sandbox, self._sandbox_actor = started, sandbox
-        return started
+
+    def _prepare_state(self, row: SessionRow, agent: AgentRow) -> str | None:
+        """Files and conversation for a session with no workspace on this machine yet.
+
+        Returns the parent session id when a fork's first start must fork its parent's
+        conversation. Blocking.
+        """
+        root = self._deps.layout.sandbox_dir(row.sandbox_id or self._id)
+        ws = root / "workspace"
+        if ws.exists():
+            return None
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            restored = self._deps.snapshots.restore(self._id, self._tenant, ws)
+        except SnapshotError as exc:
+            log.error("session %s: snapshot not restored (%s); starting from the agent folder", self._id, exc)
+            restored = False
+        if restored:
+            log.info("session %s: workspace restored from its snapshot", self._id)
+        config_dir, cwd = root / "home" / ".claude", self._cli_cwd(root)
+        if resume.materialize(self._deps.store, self._tenant, self._id, config_dir, cwd):
+            return None
+        parent = row.parent_session_id
+        if parent and resume.materialize(self._deps.store, self._tenant, parent, config_dir, cwd):
+            return parent
+        return None
+
+    def _cli_cwd(self, root: Path) -> str:
+        # The CLI's working directory as it will see it (decides its transcript's project key).
+        return self._deps.cli_workspace or str(root / "workspace")
+
+    def _snapshot(self) -> None:
+        ws = self._deps.layout.sandbox_dir((self._row.sandbox_id if self._row else None) or self._id) / "workspace"
+        if self._sandbox is None or not ws.is_dir():
+            return
+        try:
+            info = self._deps.snapshots.save(self._id, self._tenant, ws)
+            log.debug("session %s: snapshot %s (%d files, %d bytes, %.0f ms)", self._id, info.key, info.files,
+                      info.bytes, info.ms)
+        except (SnapshotError, OSError) as exc:
+            log.error("session %s: workspace snapshot failed: %s", self._id, exc)
 
     def _release_sandbox(self) -> None:
         """Stop the bridge and wait for it here (this session's thread, not the pool's)."""
@@ -163,11 +324,7 @@ class SessionActor(pykka.ThreadingActor):
         self._deps.pool.release(self._sandbox.sandbox_id).get(timeout=ASK_TIMEOUT_S)
         self._sandbox = self._sandbox_actor = None
 
-    def _spec(self) -> SandboxSpec:
-        row = self._load()
-        agent = self._deps.store.get_agent(self._tenant, row.agent_name)
-        if agent is None:
-            raise NotFound(f"Agent {row.agent_name} of this session no longer exists")
+    def _spec(self, row: SessionRow, agent: AgentRow, fork_from: str | None = None) -> SandboxSpec:
         options = SessionOptions.from_json(row.config)
         sandbox_id = row.sandbox_id or self._id
         root = self._deps.layout.sandbox_dir(sandbox_id)
@@ -186,6 +343,7 @@ class SessionActor(pykka.ThreadingActor):
             permission_mode=options.permission_mode or self._deps.sandbox.permission_mode,
             allowed_tools=options.allowed_tools,
             disallowed_tools=options.disallowed_tools,
+            fork_from=fork_from,
         )
         model = self._deps.model
         env = sandbox_env(
@@ -195,8 +353,24 @@ class SessionActor(pykka.ThreadingActor):
             model_auth_token=model.auth_token.reveal(),
             user_env={**agent.env, **options.extra_env},
         )
-        return SandboxSpec(sandbox_id, self._id, agent.name, self._tenant, root, socket_path, env, settings)
+        policy = limits.policy_for(self._deps.sandbox, Path(agent.path), row.config)
+        return SandboxSpec(sandbox_id, self._id, agent.name, self._tenant, root, socket_path, env, settings,
+                           agent_dir=Path(agent.path), policy=policy)
 
 
-def new_session_id() -> str:
-    return str(uuid.uuid4())
+def _request_form(options: SessionOptions) -> dict[str, object]:
+    """SessionOptions back to the request's camelCase fields (for patch-merging)."""
+    form: dict[str, object] = {
+        "systemPrompt": options.system_prompt, "model": options.model, "permissionMode": options.permission_mode,
+        "allowedTools": options.allowed_tools or None, "disallowedTools": options.disallowed_tools or None,
+        "extraEnv": options.extra_env or None,
+    }
+    return {k: v for k, v in form.items() if v is not None}
+
+
+def _describe(decision: object) -> str:
+    if isinstance(decision, Restart):
+        return f"restarting in {decision.delay_s:.1f}s (attempt {decision.attempt}/{decision.of})"
+    if isinstance(decision, GiveUp | Escalate):
+        return f"giving up: {decision.reason}"
+    return "not restarting"

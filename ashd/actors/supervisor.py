@@ -14,10 +14,13 @@ from typing import Any
 import pykka
 
 from ashd.actors.pool import PoolActor
+from ashd.actors.restarts import RestartGovernor
 from ashd.actors.session import SessionActor, SessionDeps
 from ashd.config import Config
 from ashd.layout import Layout
 from ashd.sandbox.launcher import Launcher
+from ashd.snapshot.snapshots import Snapshotter
+from ashd.snapshot.store import blob_store_from_url
 from ashd.store import Store
 
 log = logging.getLogger(__name__)
@@ -91,6 +94,9 @@ class RootSupervisor(pykka.ThreadingActor):
             sandbox=self._config.sandbox,
             ready_timeout_s=self._config.pool.bridge_ready_timeout_s,
             stop_timeout_s=self._config.pool.stop_grace_s + 10,
+            snapshots=make_snapshotter(self._config),
+            restarts=RestartGovernor(self._config.supervision),
+            cli_workspace=getattr(self._launcher, "cli_workspace", None),
         )
         sessions = SessionSupervisor.start(deps)
         self._started.append(sessions)
@@ -108,3 +114,11 @@ class RootSupervisor(pykka.ThreadingActor):
             except (pykka.ActorDeadError, pykka.Timeout):
                 log.error("%s did not stop within %.0fs", ref, STOP_TIMEOUT_S)
         log.info("actor tree stopped")
+
+
+def make_snapshotter(config: Config) -> Snapshotter:
+    """Local snapshots under <data>/snapshots unless ``snapshot.url`` names another store."""
+    snap = config.snapshot
+    store = blob_store_from_url(snap.url or None, config.data_dir,
+                                endpoint_url=snap.s3_endpoint or None, region=snap.s3_region or None)
+    return Snapshotter(store, config.data_dir / "tmp", max_bytes=snap.max_bytes)

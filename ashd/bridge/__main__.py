@@ -33,7 +33,8 @@ def _die_with_parent() -> None:
 
 
 async def _run(settings: BridgeSettings) -> int:
-    server = BridgeServer(Path(settings.socket_path), settings.session_id, Driver(settings))
+    server = BridgeServer(Path(settings.socket_path), settings.session_id)
+    driver = Driver(settings, session_store=server.transcripts)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.stop)
@@ -46,7 +47,7 @@ async def _run(settings: BridgeSettings) -> int:
 
     announcer = asyncio.ensure_future(announce())
     try:
-        return await server.serve(on_ready=ready)
+        return await server.serve(driver, on_ready=ready)
     finally:
         announcer.cancel()
 

@@ -8,36 +8,67 @@ bridge server's main task.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
+from claude_agent_sdk.types import SessionStore
 
 from ashd.bridge import protocol
 from ashd.bridge.settings import BridgeSettings
+from ashd.sandbox import workspace
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[protocol.Event], Awaitable[None]]
+Emit = Callable[[protocol.Event], Awaitable[object]]
 
 
-def build_options(settings: BridgeSettings) -> ClaudeAgentOptions:
-    """SDK options for a session. CLAUDE.md is the system prompt, project settings load."""
+def has_transcript(session_id: str, config_dir: str | None) -> bool:
+    """Whether the CLI already keeps a transcript of this session under its config dir."""
+    if not config_dir:
+        return False
+    projects = Path(config_dir) / "projects"
+    return any(projects.glob(f"*/{session_id}.jsonl"))
+
+
+def build_options(settings: BridgeSettings, session_store: SessionStore | None = None) -> ClaudeAgentOptions:
+    """SDK options for a session. CLAUDE.md is the system prompt, project settings load.
+
+    A session whose transcript exists (a restarted bridge) is resumed: the CLI refuses to
+    start a new conversation under an id it already knows. Without a system prompt in the
+    settings, the workspace's CLAUDE.md is read here: under the isolating launcher the
+    workspace is on an image that is mounted only while the sandbox runs.
+    """
+    config_dir = os.environ.get("CLAUDE_CONFIG_DIR")
+    resume = has_transcript(settings.session_id, config_dir)
     return ClaudeAgentOptions(
         cwd=settings.workspace,
-        system_prompt=settings.system_prompt,
+        system_prompt=(settings.system_prompt if settings.system_prompt is not None
+                       else workspace.system_prompt(Path(settings.workspace))),
         setting_sources=["project"],
         permission_mode=settings.permission_mode,  # type: ignore[arg-type]
         allowed_tools=list(settings.allowed_tools),
         disallowed_tools=list(settings.disallowed_tools),
         model=settings.model,
-        session_id=settings.session_id,
+        session_id=None if resume else settings.session_id,
+        resume=settings.session_id if resume else (settings.fork_from or None),
+        fork_session=bool(settings.fork_from) and not resume,
         # Always on at the CLI; the bridge drops stream events for queries that did not ask.
         include_partial_messages=True,
         cli_path=settings.cli_path,
         stderr=_cli_stderr,
+        env=_mirror_env(settings.cli_config_dir or config_dir),
+        session_store=session_store,
     )
+
+
+def _mirror_env(cli_config_dir: str | None) -> dict[str, str]:
+    # The SDK maps each mirrored transcript path (as the CLI wrote it) relative to
+    # options.env's CLAUDE_CONFIG_DIR, not os.environ's: without it every frame is dropped.
+    return {"CLAUDE_CONFIG_DIR": cli_config_dir} if cli_config_dir else {}
 
 
 def _cli_stderr(line: str) -> None:
@@ -49,9 +80,9 @@ def _cli_stderr(line: str) -> None:
 class Driver:
     """One SDK client; one turn at a time (the caller serialises turns)."""
 
-    def __init__(self, settings: BridgeSettings) -> None:
+    def __init__(self, settings: BridgeSettings, session_store: SessionStore | None = None) -> None:
         self._settings = settings
-        self._client = ClaudeSDKClient(build_options(settings))
+        self._client = ClaudeSDKClient(build_options(settings, session_store))
         self._model = settings.model
 
     async def connect(self) -> None:

@@ -1,15 +1,17 @@
 """ashd's end of one bridge socket (asyncio; runs on the daemon's IOLoop).
 
-The data plane reads the bridge's NDJSON here and nowhere else. A link carries one turn
-at a time; the session actor guarantees that. If the bridge dies mid-turn the turn ends
-with an ``Error`` and a synthetic ``Done`` at once, so no stream hangs.
+The data plane reads the bridge's NDJSON here and nowhere else. A reader task owns the
+socket: transcript appends are stored (through the ``sink``) and acknowledged at any
+time, every other event goes to the running turn. A link carries one turn at a time (the
+session actor guarantees that). If the bridge dies mid-turn the turn ends with an
+``Error`` and a synthetic ``Done`` at once, so no stream hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ashd.bridge import protocol
 
@@ -17,19 +19,29 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 
+TranscriptSink = Callable[[protocol.Transcript], Awaitable[None]]
+"""Commits transcript entries; raises if they could not be stored."""
+
 
 class BridgeGone(ConnectionError):
     """The bridge socket closed or never answered."""
 
 
 class BridgeLink:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ready: protocol.Ready) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ready: protocol.Ready,
+                 sink: TranscriptSink | None = None) -> None:
         self._reader = reader
         self._writer = writer
+        self._sink = sink
         self.ready = ready
+        self._events: asyncio.Queue[protocol.Event | None] = asyncio.Queue()
+        self._eof = False
+        self._acks: set[asyncio.Future[None]] = set()
+        self._reading = asyncio.ensure_future(self._read_loop())
 
     @classmethod
-    async def connect(cls, socket_path: str, timeout: float = CONNECT_TIMEOUT_S) -> BridgeLink:
+    async def connect(cls, socket_path: str, sink: TranscriptSink | None = None,
+                      timeout: float = CONNECT_TIMEOUT_S) -> BridgeLink:
         """Connect and wait for the ``ready`` event. Raises BridgeGone."""
         try:
             reader, writer = await asyncio.wait_for(
@@ -42,11 +54,11 @@ class BridgeLink:
         if not isinstance(event, protocol.Ready):
             writer.close()
             raise BridgeGone(f"bridge at {socket_path} sent {event!r} instead of ready")
-        return cls(reader, writer, event)
+        return cls(reader, writer, event, sink)
 
     @property
     def closed(self) -> bool:
-        return self._writer.is_closing() or self._reader.at_eof()
+        return self._eof or self._writer.is_closing()
 
     async def turn(self, query: protocol.Query) -> AsyncIterator[protocol.Event]:
         """Send a query and yield its events up to and including ``Done``.
@@ -60,14 +72,9 @@ class BridgeLink:
             yield protocol.Done(self.ready.session_id)
             return
         while True:
-            try:
-                line = await self._reader.readline()
-                event = protocol.decode_event(line) if line else None
-            except (ConnectionError, ValueError, asyncio.LimitOverrunError, protocol.ProtocolError) as exc:
-                log.error("bridge %s: bad frame, closing link: %s", self.ready.session_id, exc)
-                self.close()
-                event = None
+            event = await self._events.get()
             if event is None:
+                self._events.put_nowait(None)  # stays closed for whoever asks next
                 yield protocol.Error("the agent process exited unexpectedly during the turn")
                 yield protocol.Done(self.ready.session_id)
                 return
@@ -85,6 +92,40 @@ class BridgeLink:
             pass
         self.close()
 
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                line = await self._reader.readline()
+                if not line:
+                    break
+                event = protocol.decode_event(line)
+                if isinstance(event, protocol.Transcript):
+                    ack = asyncio.ensure_future(self._store(event))
+                    self._acks.add(ack)
+                    ack.add_done_callback(self._acks.discard)
+                else:
+                    self._events.put_nowait(event)
+        except (ConnectionError, ValueError, asyncio.LimitOverrunError, protocol.ProtocolError) as exc:
+            log.error("bridge %s: bad frame, closing link: %s", self.ready.session_id, exc)
+        finally:
+            self._eof = True
+            self._events.put_nowait(None)
+            self._writer.close()
+
+    async def _store(self, event: protocol.Transcript) -> None:
+        error: str | None = None
+        try:
+            if self._sink is None:
+                raise RuntimeError("this link does not store transcripts")
+            await self._sink(event)
+        except Exception as exc:  # boundary: report to the bridge; the SDK retries
+            log.error("session %s: transcript entries not stored: %s", self.ready.session_id, exc)
+            error = f"{type(exc).__name__}: {exc}"
+        try:
+            await self._send(protocol.TranscriptAck(event.req_id, error))
+        except (ConnectionError, RuntimeError):
+            pass
+
     async def _send(self, command: protocol.Command) -> None:
         if self._writer.is_closing():
             raise BridgeGone("bridge link is closed")
@@ -93,3 +134,11 @@ class BridgeLink:
 
     def close(self) -> None:
         self._writer.close()
+
+    async def wait_closed(self) -> None:
+        self.close()
+        try:
+            await self._writer.wait_closed()
+        except ConnectionError:
+            pass
+        await asyncio.wait({self._reading})

@@ -5,9 +5,11 @@ JSON object on one line. Frames are validated on decode: a plain object, exactly
 ``cmd``/``ev`` from the known set, required fields present with the right type, and a
 bounded size. Both ends import this module, so the two sides cannot drift apart.
 
-Commands: ``query {prompt, includePartialMessages?, model?}``, ``interrupt``, ``shutdown``.
+Commands: ``query {prompt, includePartialMessages?, model?}``, ``interrupt``, ``shutdown``,
+``transcript_ack {reqId, error?}``.
 Events: ``ready {pid, sessionId}``, ``message {data}`` (a raw SDK message),
-``error {error}``, ``done {sessionId}``.
+``error {error}``, ``done {sessionId}``, ``transcript {reqId, subpath, entries}`` (the SDK's
+session-store append: ashd stores the entries and answers with ``transcript_ack``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,19 @@ class Shutdown:
 
 
 @dataclass(frozen=True)
+class TranscriptAck:
+    req_id: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    req_id: int
+    subpath: str
+    entries: list[dict[str, Any]] = field(hash=False)
+
+
+@dataclass(frozen=True)
 class Ready:
     pid: int
     session_id: str
@@ -66,8 +81,8 @@ class Done:
     session_id: str
 
 
-Command = Query | Interrupt | Shutdown
-Event = Ready | Message | Error | Done
+Command = Query | Interrupt | Shutdown | TranscriptAck
+Event = Ready | Message | Error | Done | Transcript
 
 
 def encode(frame: Command | Event) -> bytes:
@@ -87,6 +102,13 @@ def _to_wire(frame: Command | Event) -> dict[str, Any]:
         return {"cmd": "interrupt"}
     if isinstance(frame, Shutdown):
         return {"cmd": "shutdown"}
+    if isinstance(frame, TranscriptAck):
+        ack: dict[str, Any] = {"cmd": "transcript_ack", "reqId": frame.req_id}
+        if frame.error:
+            ack["error"] = frame.error
+        return ack
+    if isinstance(frame, Transcript):
+        return {"ev": "transcript", "reqId": frame.req_id, "subpath": frame.subpath, "entries": frame.entries}
     if isinstance(frame, Ready):
         return {"ev": "ready", "pid": frame.pid, "sessionId": frame.session_id}
     if isinstance(frame, Message):
@@ -132,6 +154,9 @@ def decode_command(line: bytes) -> Command:
         return Interrupt()
     if name == "shutdown":
         return Shutdown()
+    if name == "transcript_ack":
+        error = obj.get("error")
+        return TranscriptAck(_field(obj, "reqId", int), error if isinstance(error, str) else None)
     raise ProtocolError(f"unknown command {name!r}")
 
 
@@ -146,4 +171,9 @@ def decode_event(line: bytes) -> Event:
         return Error(error=_field(obj, "error", str))
     if name == "done":
         return Done(session_id=_field(obj, "sessionId", str))
+    if name == "transcript":
+        entries = _field(obj, "entries", list)
+        if not all(isinstance(e, dict) for e in entries):
+            raise ProtocolError("'transcript' entries must be JSON objects")
+        return Transcript(_field(obj, "reqId", int), _field(obj, "subpath", str), entries)
     raise ProtocolError(f"unknown event {name!r}")

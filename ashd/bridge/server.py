@@ -17,18 +17,22 @@ from typing import Any
 
 from ashd.bridge import protocol
 from ashd.bridge.driver import Driver
+from ashd.bridge.transcript import RemoteSessionStore
 
 log = logging.getLogger(__name__)
 
 
 class BridgeServer:
-    def __init__(self, socket_path: Path, session_id: str, driver: Driver) -> None:
+    def __init__(self, socket_path: Path, session_id: str) -> None:
         self._socket_path = socket_path
         self._session_id = session_id
-        self._driver = driver
+        self._driver: Driver | None = None
+        # The SDK Protocol declares optional methods without bodies; their inherited
+        # defaults are the "not implemented" markers the SDK probes for.
+        self.transcripts = RemoteSessionStore(self._send)  # type: ignore[abstract]
         self._writer: asyncio.StreamWriter | None = None
         self._turn: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Future[None]] = set()
+        self._background: set[asyncio.Future[object]] = set()
         self._stopping = asyncio.Event()
         self._exit_code = 0
 
@@ -37,22 +41,23 @@ class BridgeServer:
         self._exit_code = max(self._exit_code, exit_code)
         self._stopping.set()
 
-    async def serve(self, on_ready: asyncio.Event | None = None) -> int:
+    async def serve(self, driver: Driver, on_ready: asyncio.Event | None = None) -> int:
         """Listen, connect the CLI, signal readiness, serve until stopped. Returns the exit code."""
+        self._driver = driver
         self._socket_path.unlink(missing_ok=True)
         server = await asyncio.start_unix_server(
             self._on_connect, path=str(self._socket_path), limit=protocol.MAX_FRAME_BYTES
         )
         os.chmod(self._socket_path, 0o600)
         try:
-            await self._driver.connect()
+            await driver.connect()
             if on_ready is not None:
                 on_ready.set()
             await self._stopping.wait()
         finally:
             server.close()
             await self._cancel_turn()
-            await self._driver.close()
+            await driver.close()
             self._socket_path.unlink(missing_ok=True)
         return self._exit_code
 
@@ -77,7 +82,10 @@ class BridgeServer:
             writer.close()
 
     def _dispatch(self, command: protocol.Command) -> None:
-        if isinstance(command, protocol.Query):
+        assert self._driver is not None
+        if isinstance(command, protocol.TranscriptAck):
+            self.transcripts.acknowledged(command)
+        elif isinstance(command, protocol.Query):
             if self._turn is not None and not self._turn.done():
                 self._spawn(self._send(protocol.Error("a turn is already running")))
                 return
@@ -89,6 +97,7 @@ class BridgeServer:
             self.stop()
 
     async def _run_turn(self, query: protocol.Query) -> None:
+        assert self._driver is not None
         try:
             await self._driver.run_turn(query, self._send)
         except asyncio.CancelledError:
@@ -105,17 +114,20 @@ class BridgeServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._turn
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _send(self, event: protocol.Event) -> None:
+    async def _send(self, event: protocol.Event) -> bool:
+        """Send to the current ashd connection; False if there is none (the turn goes on:
+        a disconnect does not kill a turn)."""
         writer = self._writer
         if writer is None or writer.is_closing():
-            return  # ashd went away; the turn goes on (a disconnect does not kill a turn)
+            return False
         try:
             writer.write(protocol.encode(event))
             await writer.drain()
         except ConnectionError:
-            pass
+            return False
+        return True

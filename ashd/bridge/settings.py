@@ -23,6 +23,16 @@ class BridgeSettings:
     allowed_tools: list[str] = field(default_factory=list)
     disallowed_tools: list[str] = field(default_factory=list)
     cli_path: str | None = None
+    # How the CLI itself sees its config dir and cwd, when a sandbox remaps them (e.g.
+    # /home/agent/.claude and /workspace). None: the same as the bridge's.
+    cli_config_dir: str | None = None
+    cli_cwd: str | None = None
+    # A fork's first start: continue this parent conversation under our own session id.
+    fork_from: str | None = None
+
+    @property
+    def cwd_for_cli(self) -> str:
+        return self.cli_cwd or self.workspace
 
     def write(self, path: Path) -> None:
         """Write atomically with mode 0600."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import tornado.web
 
 from ashd.http.agents import AgentHandler, AgentsHandler
@@ -10,29 +12,45 @@ from ashd.http.context import AppContext
 from ashd.http.health import HealthHandler
 from ashd.http.sessions import (
     EventsHandler,
+    InterruptHandler,
     MessagesHandler,
+    SessionConfigHandler,
+    SessionForkHandler,
     SessionHandler,
+    SessionPauseHandler,
+    SessionResumeHandler,
     SessionsHandler,
     SessionStopHandler,
+    StreamHandler,
 )
+from ashd.http.usage import UsageHandler, UsageStatsHandler
 
 _SEG = r"([^/]+)"
 
 
-def make_app(ctx: AppContext) -> tornado.web.Application:
+def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None) -> tornado.web.Application:
+    """``isolation``: the sandbox isolation report shown at /health (no secrets)."""
     args = {"ctx": ctx}
-    routes = [
-        (r"/health", HealthHandler),
+    routes: list[tuple[str, type[tornado.web.RequestHandler]]] = [
+        (r"/api/usage", UsageHandler),
+        (r"/api/usage/stats", UsageStatsHandler),
         (r"/api/agents", AgentsHandler),
         (rf"/api/agents/{_SEG}", AgentHandler),
         (r"/api/sessions", SessionsHandler),
         (rf"/api/sessions/{_SEG}", SessionHandler),
         (rf"/api/sessions/{_SEG}/stop", SessionStopHandler),
+        (rf"/api/sessions/{_SEG}/pause", SessionPauseHandler),
+        (rf"/api/sessions/{_SEG}/resume", SessionResumeHandler),
+        (rf"/api/sessions/{_SEG}/fork", SessionForkHandler),
+        (rf"/api/sessions/{_SEG}/config", SessionConfigHandler),
         (rf"/api/sessions/{_SEG}/messages", MessagesHandler),
         (rf"/api/sessions/{_SEG}/events", EventsHandler),
+        (rf"/api/sessions/{_SEG}/stream", StreamHandler),
+        (rf"/api/sessions/{_SEG}/interrupt", InterruptHandler),
     ]
+    table: list[Any] = [(r"/health", HealthHandler, {**args, "isolation": isolation})]
     return tornado.web.Application(
-        [(pattern, handler, args) for pattern, handler in routes],
+        table + [(pattern, handler, args) for pattern, handler in routes],
         default_handler_class=NotFoundHandler,
         default_handler_args=args,
         compress_response=False,

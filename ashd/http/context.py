@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ashd.actors.supervisor import Tree
 from ashd.config import Config
@@ -14,6 +15,9 @@ from ashd.http.links import Links
 from ashd.layout import Layout
 from ashd.store import Store
 
+if TYPE_CHECKING:
+    from ashd.http.turns import Turn
+
 
 @dataclass
 class AppContext:
@@ -22,10 +26,27 @@ class AppContext:
     tree: Tree
     offload: Offload
     hasher: KeyHasher
-    links: Links = field(default_factory=Links)
     started_at: float = field(default_factory=time.monotonic)
     draining: bool = False
+    heartbeat_s: float = 15.0
     turns: set[asyncio.Future[None]] = field(default_factory=set)
+    live_turns: dict[str, Turn] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.links = Links(self.store, self.offload)
+
+    def start_turn(self, turn: Turn) -> None:
+        """Run a turn as a task; it is findable by session id until it ends."""
+        self.live_turns[turn.session_id] = turn
+        task = asyncio.ensure_future(turn.run())
+        self.turns.add(task)
+
+        def finished(_: asyncio.Future[None]) -> None:
+            self.turns.discard(task)
+            if self.live_turns.get(turn.session_id) is turn:
+                del self.live_turns[turn.session_id]
+
+        task.add_done_callback(finished)
 
     @property
     def layout(self) -> Layout:

@@ -5,15 +5,21 @@ from __future__ import annotations
 import os
 import socket
 import time
+from typing import Any
 
 from ashd import __version__
 from ashd.actors.messages import PoolStats
 from ashd.http.base import ApiHandler
+from ashd.http.context import AppContext
 
 COORDINATOR_ID = f"{socket.gethostname()}-{os.getpid()}"
 
 
 class HealthHandler(ApiHandler):
+    def initialize(self, ctx: AppContext, isolation: dict[str, Any] | None = None) -> None:  # type: ignore[override]
+        super().initialize(ctx)
+        self.isolation = isolation
+
     async def get(self) -> None:
         stats: PoolStats = await self.ctx.offload.ask(self.ctx.tree.pool.stats(), timeout=5)
         active = await self.ctx.offload.read(self.ctx.store.list_sessions_by_status, ["active"])
@@ -33,8 +39,10 @@ class HealthHandler(ApiHandler):
                 "waiting": stats.waiting,
                 "running": stats.running,
                 "maxCapacity": stats.max_capacity,
-                "resumeWarmHits": 0,
-                "resumeColdHits": 0,
+                "resumeWarmHits": stats.resume_warm,
+                "resumeColdHits": stats.resume_cold,
                 "preWarmHits": 0,
             },
+            # ashd's addition: which sandbox layers are active (docs/security.md).
+            "isolation": self.isolation,
         })

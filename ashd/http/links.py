@@ -1,13 +1,24 @@
-"""Open bridge links by sandbox, on the IOLoop (loop thread only)."""
+"""Open bridge links by sandbox, on the IOLoop (loop thread only).
+
+Each link stores the transcript entries its bridge mirrors (one write per SDK flush, on
+the store's writer thread) before acknowledging them.
+"""
 
 from __future__ import annotations
 
+import ujson
+
 from ashd.actors.messages import TurnGrant
-from ashd.bridge.link import BridgeLink
+from ashd.bridge import protocol
+from ashd.bridge.link import BridgeLink, TranscriptSink
+from ashd.http.aio import Offload
+from ashd.store import Store
 
 
 class Links:
-    def __init__(self) -> None:
+    def __init__(self, store: Store, offload: Offload) -> None:
+        self._store = store
+        self._offload = offload
         self._links: dict[str, BridgeLink] = {}
 
     async def get(self, grant: TurnGrant) -> BridgeLink:
@@ -20,9 +31,17 @@ class Links:
             link.close()
             link = None
         if link is None:
-            link = await BridgeLink.connect(grant.socket_path)
+            link = await BridgeLink.connect(grant.socket_path, self._sink(grant))
             self._links[grant.sandbox_id] = link
         return link
+
+    def _sink(self, grant: TurnGrant) -> TranscriptSink:
+        async def store(event: protocol.Transcript) -> None:
+            lines = [ujson.dumps(entry, ensure_ascii=False, escape_forward_slashes=False) for entry in event.entries]
+            await self._offload.write(self._store.append_transcript, grant.tenant_id, grant.session_id,
+                                      event.subpath, lines)
+
+        return store
 
     def drop(self, sandbox_id: str) -> None:
         link = self._links.pop(sandbox_id, None)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from typing import TYPE_CHECKING
 
-from tornado.iostream import StreamClosedError
-
-from ashd.errors import BadRequest, NotFound, Unprocessable
+from ashd.bridge.link import BridgeGone
+from ashd.errors import BadRequest, Conflict, NotFound, Unprocessable
+from ashd.events import frame
+from ashd.http import sse
 from ashd.http.base import ApiHandler
 from ashd.http.turns import Turn
 from ashd.http.views import event_json, message_json, session_json
-from ashd.options import MessageOptions, SessionOptions, check_agent_name
+from ashd.options import UNSUPPORTED_SESSION_FIELDS, MessageOptions, SessionOptions, check_agent_name
 from ashd.states import SessionStatus
 from ashd.store import SessionRow
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ashd.actors.session import SessionActor
 
 MAX_MESSAGE_BODY = 50 * 1024 * 1024
+REPLAY_PAGE = 500
 TIMELINE_TYPES = ("text", "tool_start", "tool_result", "reasoning", "turn_complete", "error", "lifecycle")
 
 
@@ -104,6 +105,47 @@ class SessionStopHandler(SessionBase):
         self.send_json({"session": session_json(stopped)})
 
 
+class SessionPauseHandler(SessionBase):
+    async def post(self, session_id: str) -> None:
+        row = await self.session_row(session_id)
+        paused = await self.ctx.offload.ask((await self.actor(row)).pause(), timeout=self.start_timeout)
+        self.send_json({"session": session_json(paused)})
+
+
+class SessionResumeHandler(SessionBase):
+    """Warm when the agent process is alive, cold otherwise (files + conversation restored)."""
+
+    async def post(self, session_id: str) -> None:
+        row = await self.session_row(session_id)
+        actor = await self.actor(row)
+        resumed = await self.ctx.offload.ask(actor.resume(), timeout=self.start_timeout)
+        path = await self.ctx.offload.ask(actor.last_resume)
+        if path and row.status != resumed.status:
+            self.ctx.tree.pool.count_resume(path)
+        self.send_json({"session": session_json(resumed)})
+
+
+class SessionForkHandler(SessionBase):
+    async def post(self, session_id: str) -> None:
+        row = await self.session_row(session_id)
+        child = await self.ctx.offload.ask((await self.actor(row)).fork(str(uuid.uuid4())), timeout=self.start_timeout)
+        self.send_json({"session": session_json(child)}, status=201)
+
+
+class SessionConfigHandler(SessionBase):
+    """PATCH /api/sessions/:id/config: model, tools, ... for later turns (patch-merge)."""
+
+    async def patch(self, session_id: str) -> None:
+        body = self.json_body()
+        allowed = {"model", "allowedTools", "disallowedTools", "systemPrompt", "permissionMode"}
+        unknown = sorted(set(body) - allowed - set(UNSUPPORTED_SESSION_FIELDS))
+        if unknown:
+            raise BadRequest(f"unknown session config field(s): {', '.join(unknown)}")
+        row = await self.session_row(session_id)
+        updated = await self.ctx.offload.ask((await self.actor(row)).configure(body), timeout=self.start_timeout)
+        self.send_json({"session": session_json(updated)})
+
+
 class MessagesHandler(SessionBase):
     max_body = MAX_MESSAGE_BODY
 
@@ -112,20 +154,18 @@ class MessagesHandler(SessionBase):
         row = await self.session_row(session_id)
         actor = await self.actor(row)
         grant = await self.ctx.offload.ask(actor.begin_turn(), timeout=self.start_timeout)
-        turn = Turn(self.ctx, self.tenant, grant, actor, options)
-        task = asyncio.ensure_future(turn.run())
-        self.ctx.turns.add(task)
-        task.add_done_callback(self.ctx.turns.discard)
-        self.set_header("Content-Type", "text/event-stream")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
-        async for frame in turn.subscribe():
-            try:
-                self.write(frame)
-                await self.flush()
-            except StreamClosedError:
-                return  # the client left; the turn runs on and is stored
-        self.finish()
+        try:
+            last = await self.ctx.offload.read(self.ctx.store.last_stream_event, self.tenant, row.id)
+        except Exception:
+            await self.ctx.offload.ask(actor.end_turn())
+            raise
+        turn = Turn(self.ctx, self.tenant, grant, actor, options, first_seq=(last.seq if last else 0) + 1)
+        self.ctx.start_turn(turn)
+        sse.start(self)
+        _, connected = await sse.pump(self, turn.subscribe(), self.ctx.heartbeat_s)
+        if connected:
+            self.finish()
+        # else: the client left; the turn runs on and is stored
 
     async def get(self, session_id: str) -> None:
         row = await self.session_row(session_id)
@@ -145,3 +185,56 @@ class EventsHandler(SessionBase):
             raise BadRequest(f"type must be one of {', '.join(TIMELINE_TYPES)}")
         rows = await self.ctx.offload.read(self.ctx.store.list_events, self.tenant, row.id, limit, after, kind)
         self.send_json({"events": [event_json(r) for r in rows]})
+
+
+class StreamHandler(SessionBase):
+    """GET /api/sessions/:id/stream: replay stored events after ``Last-Event-ID`` (or
+    ``?after=``), then follow the running turn, if any, to its ``done``."""
+
+    async def get(self, session_id: str) -> None:
+        row = await self.session_row(session_id)
+        header = self.request.headers.get("Last-Event-ID")
+        after = self.int_arg("after", 0, 0, 2**62) if header is None else _event_id(header)
+        sse.start(self)
+        last, connected = await self._replay(row.id, after)
+        turn = self.ctx.live_turns.get(row.id)
+        if connected and turn is not None:
+            last, connected = await sse.pump(self, turn.subscribe(after=last), self.ctx.heartbeat_s, last)
+        if connected:
+            self.finish()
+
+    async def _replay(self, session_id: str, after: int) -> tuple[int, bool]:
+        store, last = self.ctx.store, after
+        while True:
+            rows = await self.ctx.offload.read(store.list_stream_events, self.tenant, session_id, last, REPLAY_PAGE)
+            for row in rows:
+                if not await sse.send(self, frame(row.event, row.data, row.seq)):
+                    return last, False
+                last = row.seq
+            if len(rows) < REPLAY_PAGE:
+                return last, True
+
+
+class InterruptHandler(SessionBase):
+    """POST /api/sessions/:id/interrupt: stop the running turn; the session stays usable."""
+
+    async def post(self, session_id: str) -> None:
+        row = await self.session_row(session_id)
+        turn = self.ctx.live_turns.get(row.id)
+        if turn is None:
+            raise Conflict("No turn is running in this session")
+        try:
+            await turn.interrupt()
+        except BridgeGone as exc:
+            raise Conflict(f"The turn cannot be interrupted: {exc}") from None
+        self.send_json({"interrupted": True, "sessionId": row.id})
+
+
+def _event_id(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise BadRequest("Last-Event-ID must be an event id (an integer) from this stream") from None
+    if value < 0:
+        raise BadRequest("Last-Event-ID must not be negative")
+    return value

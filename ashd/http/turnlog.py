@@ -2,13 +2,16 @@
 
 While a write is in flight, new rows accumulate; when it completes, the next transaction
 takes everything pending. Rows reach the database as fast as it can take them, in order,
-with one transaction per batch instead of one per SDK message.
+with one transaction per batch instead of one per SDK message. After each batch,
+``on_commit`` is told the highest stream event id it contained, so the turn can deliver
+exactly the frames that can no longer be lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from ashd.http.aio import Offload
 from ashd.store import Store
@@ -17,13 +20,16 @@ log = logging.getLogger(__name__)
 
 
 class TurnLog:
-    def __init__(self, offload: Offload, store: Store, tenant_id: str, session_id: str) -> None:
+    def __init__(self, offload: Offload, store: Store, tenant_id: str, session_id: str,
+                 on_commit: Callable[[int], None]) -> None:
+        self._on_commit = on_commit
         self._offload = offload
         self._store = store
         self._tenant = tenant_id
         self._session = session_id
         self._messages: list[tuple[str, str]] = []
         self._events: list[tuple[str, str]] = []
+        self._stream: list[tuple[int, str, str]] = []
         self._inflight: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
 
@@ -35,29 +41,41 @@ class TurnLog:
         self._events.append((kind, data))
         self._kick()
 
+    def add_stream(self, seq: int, event: str, data: str) -> None:
+        self._stream.append((seq, event, data))
+        self._kick()
+
     async def flush(self) -> None:
         """Wait until every row added so far is committed. Raises the first write error."""
-        while self._inflight is not None or self._messages or self._events:
+        while self._inflight is not None or self._pending:
             self._kick()
             if self._inflight is not None:
                 await asyncio.wait({self._inflight})
         if self._error is not None:
             raise self._error
 
+    @property
+    def _pending(self) -> bool:
+        return bool(self._messages or self._events or self._stream)
+
     def _kick(self) -> None:
-        if self._inflight is not None or not (self._messages or self._events):
+        if self._inflight is not None or not self._pending:
             return
-        messages, events = self._messages, self._events
-        self._messages, self._events = [], []
+        batch = (self._messages, self._events, self._stream)
+        self._messages, self._events, self._stream = [], [], []
         future = asyncio.ensure_future(
-            self._offload.write(self._store.append_log, self._tenant, self._session, messages, events)
+            self._offload.write(self._store.append_log, self._tenant, self._session, *batch)
         )
         self._inflight = future
-        future.add_done_callback(self._written)
+        top = batch[2][-1][0] if batch[2] else None
+        future.add_done_callback(lambda f: self._written(f, top))
 
-    def _written(self, future: asyncio.Future[None]) -> None:
+    def _written(self, future: asyncio.Future[None], top: int | None) -> None:
         self._inflight = None
         if not future.cancelled() and future.exception() is not None and self._error is None:
             self._error = future.exception()
             log.error("storing rows of session %s failed: %s", self._session, self._error)
+        if top is not None:
+            # Also after a failure: the stream must go on; flush() reports the failure.
+            self._on_commit(top)
         self._kick()

@@ -1,10 +1,15 @@
 """One running turn on the IOLoop: bridge events in, SSE frames and stored rows out.
 
 A turn is independent of the HTTP request that started it: if the client disconnects,
-the turn still runs to its end and everything is stored. Durability follows the design:
-the user message is committed before the model is called, and ``done`` is published only
-after every row of the turn is committed (writes go through the single writer thread,
-so awaiting the last one awaits them all).
+the turn still runs to its end and everything is stored. Every frame gets the session's
+next event id (``id:``), assigned here before it is sent (one turn at a time per session
+makes that safe) and stored with group commit for replay.
+
+Durability: the user message is committed before the model is called. A frame is
+delivered only after the batch holding it is committed, so no client ever sees an event id
+that a crash could lose or reuse. ``done`` is recorded and committed, then the session
+actor releases the turn, and only then is ``done`` delivered — so a client that sees
+``done`` can replay the whole turn and can send its next message at once.
 """
 
 from __future__ import annotations
@@ -20,13 +25,7 @@ from ashd import __version__
 from ashd.actors.messages import TurnGrant
 from ashd.bridge import protocol
 from ashd.bridge.link import BridgeGone
-from ashd.events import (
-    SSEEvent,
-    stored_message,
-    stream_events,
-    timeline_events,
-    user_message,
-)
+from ashd.events import SSEEvent, frame, stored_message, stream_events, timeline_events, user_message
 from ashd.http.context import AppContext
 from ashd.http.turnlog import TurnLog
 from ashd.options import MessageOptions
@@ -38,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+Frame = tuple[int, bytes]
+
 
 class Turn:
     def __init__(
@@ -47,27 +48,32 @@ class Turn:
         grant: TurnGrant,
         actor: pykka.ActorProxy[SessionActor],
         options: MessageOptions,
+        first_seq: int,
     ) -> None:
         self._ctx = ctx
         self._tenant = tenant_id
         self._grant = grant
         self._actor = actor
         self._options = options
-        self._frames: list[bytes] = []
-        self._subscribers: list[asyncio.Queue[bytes | None]] = []
-        self._log = TurnLog(ctx.offload, ctx.store, tenant_id, grant.session_id)
-        self._finished = False
+        self.first_seq = first_seq
+        self._next_seq = first_seq
+        self._frames: list[Frame] = []  # delivered
+        self._committing: list[Frame] = []  # recorded, waiting for their batch to commit
+        self._subscribers: list[asyncio.Queue[Frame | None]] = []
+        self._log = TurnLog(ctx.offload, ctx.store, tenant_id, grant.session_id, self._committed)
+        self.finished = False
 
     @property
     def session_id(self) -> str:
         return self._grant.session_id
 
-    async def subscribe(self) -> AsyncIterator[bytes]:
-        """Every frame of the turn, from the first, until it ends."""
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    async def subscribe(self, after: int = 0) -> AsyncIterator[Frame]:
+        """Every delivered frame with an id above ``after``, then live ones, until the end."""
+        queue: asyncio.Queue[Frame | None] = asyncio.Queue()
         for past in self._frames:
-            queue.put_nowait(past)
-        if self._finished:
+            if past[0] > after:
+                queue.put_nowait(past)
+        if self.finished:
             queue.put_nowait(None)
         else:
             self._subscribers.append(queue)
@@ -89,22 +95,31 @@ class Turn:
         except Exception as exc:  # boundary: report on the stream, keep the daemon up
             log.exception("turn of session %s failed", self.session_id)
             self._error(f"internal error during the turn: {type(exc).__name__}")
+        done = self._record(SSEEvent("done", {"sessionId": self.session_id}))
         try:
             await self._log.flush()
         except Exception:
             log.exception("storing the turn of session %s failed", self.session_id)
-            self._publish(SSEEvent("error", {"error": "the turn could not be stored completely"}))
+            for item in self._committing:  # never hold frames back because storage failed
+                self._deliver(item)
+            self._committing = []
+            self._deliver(self._record(SSEEvent("error", {"error": "the turn could not be stored completely"})))
+            done = self._record(SSEEvent("done", {"sessionId": self.session_id}))  # ids stay increasing
         try:
             await self._ctx.offload.ask(self._actor.end_turn())
         except Exception:
             log.exception("session %s did not acknowledge the end of its turn", self.session_id)
-        self._publish(SSEEvent("done", {"sessionId": self.session_id}))
+        self._deliver(done)
         self._close()
 
+    async def interrupt(self) -> None:
+        """Ask the agent to stop the current turn (the SDK's interrupt). Raises BridgeGone."""
+        link = await self._ctx.links.get(self._grant)
+        await link.interrupt()
+
     async def _run(self) -> None:
-        store = self._ctx.store
         await self._ctx.offload.write(
-            store.append_message, self._tenant, self.session_id, "user", user_message(self._options.content)
+            self._ctx.store.append_message, self._tenant, self.session_id, "user", user_message(self._options.content)
         )
         try:
             link = await self._ctx.links.get(self._grant)
@@ -134,14 +149,30 @@ class Turn:
         self._publish(SSEEvent("error", {"error": message}))
         self._log.add_event("error", _json({"error": message}))
 
-    def _publish(self, event: SSEEvent) -> None:
-        frame = event.encode()
-        self._frames.append(frame)
+    def _record(self, event: SSEEvent) -> Frame:
+        seq = self._next_seq
+        self._next_seq += 1
+        data = event.json()
+        self._log.add_stream(seq, event.name, data)
+        return seq, frame(event.name, data, seq)
+
+    def _deliver(self, item: Frame) -> None:
+        self._frames.append(item)
         for queue in self._subscribers:
-            queue.put_nowait(frame)
+            queue.put_nowait(item)
+
+    def _publish(self, event: SSEEvent) -> None:
+        """Record now; deliver when committed (see ``_committed``)."""
+        self._committing.append(self._record(event))
+
+    def _committed(self, upto: int) -> None:
+        ready = [f for f in self._committing if f[0] <= upto]
+        self._committing = self._committing[len(ready):]
+        for item in ready:
+            self._deliver(item)
 
     def _close(self) -> None:
-        self._finished = True
+        self.finished = True
         for queue in self._subscribers:
             queue.put_nowait(None)
         self._subscribers.clear()

@@ -31,6 +31,8 @@ def session_json(row: SessionRow) -> dict[str, Any]:
         "parentSessionId": row.parent_session_id,
         "createdAt": row.created_at,
         "lastActiveAt": row.last_active_at,
+        "statusReason": row.status_reason,
+        "model": row.model,
     }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ashd.bridge.settings import BridgeSettings
+from ashd.sandbox.limits import SandboxPolicy
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class SandboxSpec:
     socket_path: Path
     env: Mapping[str, str] = field(hash=False)
     settings: BridgeSettings = field(hash=False)
+    # The deployed agent folder (policy files are read from here, never from the workspace).
+    agent_dir: Path | None = None
+    policy: SandboxPolicy = field(default_factory=SandboxPolicy, hash=False)
 
     @property
     def workspace(self) -> Path:
@@ -43,10 +47,27 @@ class SandboxSpec:
 
 
 class Launcher(Protocol):
+    """Turns a spec into a running bridge, and cleans up after it.
+
+    Called from the sandbox's actor thread (``spawn``) and its exit-watcher thread
+    (``exit_reason``, then ``cleanup``); implementations must be thread-safe per spec.
+    """
+
     name: str
 
     def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
-        """Start the bridge; its stdout is a pipe that carries the ready byte."""
+        """Start the bridge; its stdout is a pipe that carries the ready byte.
+
+        Raises OSError, or SandboxFailed when the sandbox cannot be set up.
+        """
+        ...
+
+    def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
+        """Why the sandbox ended, if the launcher knows better than the exit code (e.g. OOM)."""
+        ...
+
+    def cleanup(self, spec: SandboxSpec) -> None:
+        """Release what spawn set up (after the process exited). Idempotent; never raises."""
         ...
 
 
@@ -56,7 +77,11 @@ class DirectLauncher:
     name = "direct"
 
     def argv(self, spec: SandboxSpec) -> list[str]:
-        return [sys.executable, "-m", "ashd.bridge", str(spec.root / "bridge.json")]
+        return self.argv_for(spec.root / "bridge.json")
+
+    @staticmethod
+    def argv_for(settings_file: Path) -> list[str]:
+        return [sys.executable, "-m", "ashd.bridge", str(settings_file)]
 
     def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
         (spec.home / ".claude").mkdir(parents=True, exist_ok=True)
@@ -72,3 +97,9 @@ class DirectLauncher:
                 start_new_session=True,
                 close_fds=True,
             )
+
+    def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
+        return None
+
+    def cleanup(self, spec: SandboxSpec) -> None:
+        return None

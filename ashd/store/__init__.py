@@ -7,6 +7,7 @@ for the thread-safety and error contract.
 from .errors import Conflict, StoreError, StoreUnavailable
 from .rows import AgentRow, ApiKeyRow, EventRow, MessageRow, SandboxRow, SessionRow
 from .store import UNSET, Store
+from .stream_queries import StreamEventRow
 from .timestamps import format_utc, utc_now
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "StreamEventRow",
     "format_utc",
     "utc_now",
 ]

@@ -80,6 +80,7 @@ class SessionRow:
     config: JsonDict | None
     created_at: str
     last_active_at: str
+    status_reason: str | None = None  # why it is in ``error`` (or was paused), for operators
 
     @classmethod
     def from_db(cls, m: Mapping[Any, Any]) -> SessionRow:

@@ -58,6 +58,7 @@ sessions = sa.Table(
     _text("config", nullable=True),
     _text("created_at"),
     _text("last_active_at"),
+    _text("status_reason", nullable=True),
     sa.Index("ix_sessions_tenant_agent", "tenant_id", "agent_name"),
 )
 
@@ -119,3 +120,35 @@ api_keys = sa.Table(
     _text("created_at"),
     sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
 )
+
+
+stream_events = sa.Table(
+    # Every SSE frame a session emitted, with its per-session id, for replay (Last-Event-ID).
+    "stream_events",
+    metadata,
+    _id(),
+    _text("tenant_id"),
+    _session_fk("stream_events"),
+    sa.Column("seq", sa.Integer(), nullable=False),
+    _text("event"),
+    _text("data"),
+    _text("created_at"),
+    sa.UniqueConstraint("session_id", "seq", name="uq_stream_events_seq"),
+)
+
+transcript_entries = sa.Table(
+    # The CLI's transcript lines (opaque JSON) mirrored through the SDK's session store.
+    "transcript_entries",
+    metadata,
+    _id(),
+    _text("tenant_id"),
+    _session_fk("transcript_entries"),
+    _text("subpath"),
+    sa.Column("seq", sa.Integer(), nullable=False),
+    _text("entry"),
+    _text("created_at"),
+    sa.UniqueConstraint("session_id", "subpath", "seq", name="uq_transcript_entries_seq"),
+)
+
+# Tables defined next to their queries register themselves on ``metadata`` when imported.
+from ashd.store import usage as _usage  # noqa: E402, F401

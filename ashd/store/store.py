@@ -25,6 +25,8 @@ from . import (
     migrate,
     sandbox_queries,
     session_queries,
+    stream_queries,
+    usage,
 )
 from .engine import WRITE_OPTION, create_engine_for, mask_url
 from .rows import (
@@ -37,6 +39,7 @@ from .rows import (
     SessionRow,
     Unset,
 )
+from .stream_queries import StreamEventRow
 from .timestamps import Clock, utc_now
 from .translate import translated_errors
 
@@ -199,6 +202,7 @@ class Store:
         runner_id: str | Unset | None = UNSET,
         model: str | Unset | None = UNSET,
         config: Mapping[str, Any] | Unset | None = UNSET,
+        status_reason: str | Unset | None = UNSET,
         touch: bool = True,
     ) -> SessionRow | None:
         """Set only the given fields (None clears); ``touch`` sets last_active_at = now.
@@ -206,7 +210,7 @@ class Store:
         Returns the updated row, or None if the tenant has no such session.
         """
         given = {"status": status, "sandbox_id": sandbox_id, "runner_id": runner_id,
-                 "model": model, "config": config}
+                 "model": model, "config": config, "status_reason": status_reason}
         changes = {k: v for k, v in given.items() if v is not UNSET}
         if touch:
             changes["last_active_at"] = self._clock()
@@ -283,12 +287,14 @@ class Store:
         session_id: str,
         messages: Sequence[tuple[str, str]],
         events: Sequence[tuple[str, str]],
+        stream: Sequence[tuple[int, str, str]] = (),
     ) -> None:
-        """Append (role, content) messages and (type, data) events in one transaction.
+        """Append (role, content) messages, (type, data) events and (seq, event, data) SSE
+        frames in one transaction.
 
         The group commit of a turn's writer: all rows or none, sequences consecutive.
         """
-        if not messages and not events:
+        if not messages and not events and not stream:
             return
         now = self._clock()
         with self._write() as conn:
@@ -296,6 +302,44 @@ class Store:
                 log_queries.append_messages(conn, tenant_id, session_id, messages, now)
             if events:
                 log_queries.append_events(conn, tenant_id, session_id, events, now)
+            if stream:
+                stream_queries.append_stream(conn, tenant_id, session_id, stream, now)
+
+    # -- SSE stream log and transcripts (issue #3) ----------------------------------
+
+    def list_stream_events(self, tenant_id: str, session_id: str, after: int = 0,
+                           limit: int = 10_000) -> list[StreamEventRow]:
+        with self._read() as conn:
+            return stream_queries.list_stream(conn, tenant_id, session_id, after, limit)
+
+    def last_stream_event(self, tenant_id: str, session_id: str) -> StreamEventRow | None:
+        with self._read() as conn:
+            return stream_queries.last_stream(conn, tenant_id, session_id)
+
+    def append_transcript(self, tenant_id: str, session_id: str, subpath: str, entries: Sequence[str]) -> None:
+        with self._write() as conn:
+            stream_queries.append_transcript(conn, tenant_id, session_id, subpath, entries, self._clock())
+
+    def load_transcript(self, tenant_id: str, session_id: str, subpath: str = "") -> list[str]:
+        with self._read() as conn:
+            return stream_queries.load_transcript(conn, tenant_id, session_id, subpath)
+
+    def transcript_subpaths(self, tenant_id: str, session_id: str) -> list[str]:
+        with self._read() as conn:
+            return stream_queries.transcript_subpaths(conn, tenant_id, session_id)
+
+    def copy_messages(self, tenant_id: str, source: str, target: str) -> int:
+        """Append every message of ``source`` to ``target`` (fork), in order. Returns the count."""
+        with self._write() as conn:
+            rows = log_queries.list_messages(conn, tenant_id, source, 1_000_000, 0)
+            items = [(r.role, r.content) for r in rows]
+            if items:
+                log_queries.append_messages(conn, tenant_id, target, items, self._clock())
+        return len(items)
+
+    def copy_transcript(self, tenant_id: str, source: str, target: str) -> int:
+        with self._write() as conn:
+            return stream_queries.copy_transcript(conn, tenant_id, source, target, self._clock())
 
     def list_events(
         self,
@@ -323,3 +367,18 @@ class Store:
             with conn.begin():
                 yield conn
 
+
+    # -- usage (model proxy metering; ashd/store/usage.py) ----------------------------
+
+    def record_usage(self, tenant_id: str, session_id: str, agent_name: str, values: dict[str, float]) -> None:
+        """Insert one usage event per metric (``usage.EVENT_TYPES``)."""
+        with self._write() as conn:
+            usage.record(conn, tenant_id, session_id, agent_name, values, self._clock())
+
+    def list_usage(self, flt: usage.UsageFilter) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            return usage.list_events(conn, flt)
+
+    def usage_stats(self, flt: usage.UsageFilter) -> dict[str, float]:
+        with self._read() as conn:
+            return usage.stats(conn, flt)

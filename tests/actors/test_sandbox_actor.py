@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,11 +42,18 @@ class ScriptLauncher:
 
     def __init__(self, code: str) -> None:
         self.code = code
+        self.cleaned: list[str] = []
 
     def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
         with open(spec.log_path, "ab") as log:
             return subprocess.Popen([sys.executable, "-c", self.code], stdout=subprocess.PIPE, stderr=log,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
+        return f"script exited {returncode}"
+
+    def cleanup(self, spec: SandboxSpec) -> None:
+        self.cleaned.append(spec.sandbox_id)
 
 
 def make_spec(tmp_path: Path) -> SandboxSpec:
@@ -88,6 +96,7 @@ def test_crash_after_ready_is_reported_unexpected(tmp_path: Path) -> None:
     sandbox.start_bridge().get(timeout=15)
     assert exited.wait(10)
     assert exits[0].returncode == 3 and not exits[0].expected
+    assert exits[0].reason == "script exited 3"
 
 
 def test_death_at_start_fails_with_log_tail(tmp_path: Path) -> None:
@@ -110,19 +119,57 @@ def test_term_ignored_gets_kill_and_grandchildren_die(tmp_path: Path) -> None:
     assert alive == []
 
 
-def test_pool_capacity_and_crash_notification(tmp_path: Path) -> None:
+class Owner:
+    """Stands in for a SessionActor proxy: records what the pool tells it."""
+
+    def __init__(self) -> None:
+        self.lost = threading.Event()
+        self.evicted: list[tuple[str, str]] = []
+        self.evict_told = threading.Event()
+
+    def sandbox_lost(self, fact: BridgeExited) -> None:
+        self.lost.set()
+
+    def evict(self, sandbox_id: str, reason: str) -> None:
+        self.evicted.append((sandbox_id, reason))
+        self.evict_told.set()
+
+
+def make_pool(tmp_path: Path, code: str, **config: float) -> pykka.ActorProxy[PoolActor]:
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     store.migrate()
-    pool = PoolActor.start(PoolConfig(max_sandboxes=1, bridge_ready_timeout_s=10, stop_grace_s=1),
-                           ScriptLauncher(READY_THEN_EXIT), store).proxy()
-    lost = threading.Event()
+    settings = {"max_sandboxes": 1, "bridge_ready_timeout_s": 10, "stop_grace_s": 1, **config}
+    return PoolActor.start(PoolConfig(**settings), ScriptLauncher(code), store).proxy()  # type: ignore[arg-type]
+
+
+def test_pool_capacity_and_crash_notification(tmp_path: Path) -> None:
+    pool = make_pool(tmp_path, READY_THEN_EXIT)
+    owner = Owner()
     spec = make_spec(tmp_path)
-    sandbox = pool.reserve(spec, lambda fact: lost.set()).get(timeout=10)
-    with pytest.raises(Unavailable, match="capacity"):
-        pool.reserve(make_spec(tmp_path), lambda fact: None).get(timeout=10)
-    sandbox.start_bridge().get(timeout=15)
+    sandbox = pool.reserve(spec, owner).get(timeout=10)
     pool.mark(spec.sandbox_id, SandboxState.RUNNING).get(timeout=5)
+    with pytest.raises(Unavailable, match="running"):  # full, and the only sandbox is running
+        pool.reserve(make_spec(tmp_path), Owner()).get(timeout=10)
+    sandbox.start_bridge().get(timeout=15)
     assert pool.stats().get(timeout=5).running == 1
-    assert lost.wait(10)  # the process exited with code 3: the owner is told
+    assert owner.lost.wait(10)  # the process exited with code 3: the owner is told
     assert pool.stats().get(timeout=5).total == 0  # and the slot is free again
-    assert store.get_sandbox(spec.sandbox_id).state == "cold"
+
+
+def test_pool_evicts_least_recently_used_idle_and_sweeps(tmp_path: Path) -> None:
+    pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=2, idle_timeout_ms=1000, sweep_interval_s=3600)
+    owners = [Owner(), Owner()]
+    specs = [make_spec(tmp_path), make_spec(tmp_path)]
+    for spec, owner in zip(specs, owners, strict=True):
+        pool.reserve(spec, owner).get(timeout=10).start_bridge().get(timeout=15)
+    pool.mark(specs[0].sandbox_id, SandboxState.WAITING).get(timeout=5)
+    pool.mark(specs[1].sandbox_id, SandboxState.RUNNING).get(timeout=5)
+    pool.reserve(make_spec(tmp_path), Owner()).get(timeout=10)  # full: the idle one must go
+    assert owners[0].evict_told.wait(5) and owners[0].evicted[0][0] == specs[0].sandbox_id
+    assert "capacity" in owners[0].evicted[0][1] and not owners[1].evicted  # never the running one
+
+    pool.mark(specs[1].sandbox_id, SandboxState.WAITING).get(timeout=5)
+    assert pool.sweep().get(timeout=5) == 0  # not idle long enough yet
+    time.sleep(1.1)  # the idle timeout itself is what is under test
+    assert pool.sweep().get(timeout=5) == 1
+    assert owners[1].evict_told.wait(5) and "idle" in owners[1].evicted[0][1]

@@ -33,9 +33,9 @@ def free_port() -> int:
 
 class AshdProcess:
     def __init__(self, data_dir: Path, model_url: str, database_url: str | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, port: int | None = None) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"ashd-{self.port}.log"
         self.env = {
@@ -86,6 +86,12 @@ class AshdProcess:
         except psutil.NoSuchProcess:
             return []
 
+    def restarted(self) -> AshdProcess:
+        """A new ashd on the same data dir, port and environment (after this one stopped)."""
+        again = AshdProcess(self.data_dir, self.env["ANTHROPIC_BASE_URL"], port=self.port)
+        again.env = dict(self.env)
+        return again.start()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         """Signal ashd and wait; returns its exit code."""
         if self.proc is None or self.proc.poll() is not None:
@@ -127,4 +133,21 @@ def agent_processes(daemon: AshdProcess) -> list[str]:
             continue
         if "ashd.bridge" in cmd or "claude" in cmd or cmd.startswith("zombie"):
             out.append(cmd)
+    return out
+
+
+def sse_frames(body: str) -> list[tuple[int | None, str, Any]]:
+    """Parse an SSE body into (id, event, data) triples; comments (heartbeats) are skipped."""
+    out: list[tuple[int | None, str, Any]] = []
+    for block in body.replace("\r\n", "\n").split("\n\n"):
+        event_id, name, data = None, "message", []
+        for line in block.split("\n"):
+            if line.startswith("id:"):
+                event_id = int(line[3:].strip())
+            elif line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip(" "))
+        if data:
+            out.append((event_id, name, json.loads("\n".join(data))))
     return out

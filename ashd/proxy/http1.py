@@ -1,0 +1,120 @@
+"""Just enough HTTP/1.1 for the proxies: read a head, relay a body in its own framing.
+
+Bodies are relayed chunk by chunk as they arrive (never buffered whole); an optional tap
+sees the decoded payload bytes (for usage metering). All functions are coroutines on the
+proxy loop and raise :class:`HttpError` (bad framing) or OSError/IncompleteReadError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MAX_HEAD_BYTES = 64 * 1024
+READ_CHUNK = 64 * 1024
+
+Tap = Callable[[bytes], None]
+
+
+class HttpError(Exception):
+    pass
+
+
+@dataclass
+class Head:
+    start: str  # "POST /v1/messages HTTP/1.1" or "HTTP/1.1 200 OK"
+    headers: list[tuple[str, str]]
+
+    def get(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    def without(self, *names: str) -> list[tuple[str, str]]:
+        drop = {n.lower() for n in names}
+        return [(k, v) for k, v in self.headers if k.lower() not in drop]
+
+    @property
+    def chunked(self) -> bool:
+        return "chunked" in (self.get("transfer-encoding") or "").lower()
+
+    @property
+    def length(self) -> int | None:
+        value = self.get("content-length")
+        if value is None:
+            return None
+        if not value.strip().isdigit():
+            raise HttpError(f"bad content-length {value!r}")
+        return int(value)
+
+
+async def read_head(reader: asyncio.StreamReader) -> Head | None:
+    """The next head, or None at a clean EOF before any byte."""
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise HttpError("connection closed in the middle of a head") from None
+    except asyncio.LimitOverrunError:
+        raise HttpError("head too large") from None
+    lines = raw.decode("latin-1").split("\r\n")
+    headers = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise HttpError(f"bad header line {line[:80]!r}")
+        headers.append((name, value.strip()))
+    return Head(lines[0], headers)
+
+
+def encode_head(start: str, headers: list[tuple[str, str]]) -> bytes:
+    for name, value in headers:
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            raise HttpError("header with a line break")
+    return (start + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n").encode("latin-1")
+
+
+async def relay_body(head: Head, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     tap: Tap | None = None, until_eof: bool = False) -> None:
+    """Copy the body that follows ``head`` (chunked, by length, or to EOF for responses)."""
+    if head.chunked:
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            try:
+                size = int(size_line.split(b";")[0].strip(), 16)
+            except ValueError:
+                raise HttpError("bad chunk size") from None
+            writer.write(size_line)
+            if size == 0:
+                while (trailer := await reader.readuntil(b"\r\n")) != b"\r\n":
+                    writer.write(trailer)
+                writer.write(b"\r\n")
+                await writer.drain()
+                return
+            data = await reader.readexactly(size + 2)
+            if tap:
+                tap(data[:-2])
+            writer.write(data)
+            await writer.drain()
+    length = head.length
+    if length is None and not until_eof:
+        return
+    left = length if length is not None else -1
+    while left != 0:
+        data = await reader.read(READ_CHUNK if left < 0 else min(left, READ_CHUNK))
+        if not data:
+            if left > 0:
+                raise HttpError("connection closed in the middle of a body")
+            return
+        if tap:
+            tap(data)
+        writer.write(data)
+        await writer.drain()
+        if left > 0:
+            left -= len(data)

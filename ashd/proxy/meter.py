@@ -1,0 +1,108 @@
+"""Usage metering from the Messages API responses the model proxy relays (pure).
+
+Streaming responses: ``message_start`` carries the model and the input/cache usage,
+``message_delta`` the cumulative output tokens. Non-streaming: the JSON body's ``usage``.
+The meter reads a copy of the decoded bytes; it never alters or delays the stream.
+Prices are US dollars per million tokens; cache writes cost 1.25x input, cache reads 0.1x.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+MAX_JSON_BYTES = 8 * 1024 * 1024
+
+# Substring of the model id -> (input, output) USD per million tokens. First match wins.
+PRICES: tuple[tuple[str, float, float], ...] = (
+    ("opus-4-5", 5.0, 25.0), ("opus-4-6", 5.0, 25.0), ("opus", 15.0, 75.0),
+    ("sonnet", 3.0, 15.0),
+    ("haiku-4", 1.0, 5.0), ("3-5-haiku", 0.8, 4.0), ("haiku", 0.25, 1.25),
+)
+DEFAULT_PRICE = (3.0, 15.0)
+
+
+@dataclass(frozen=True)
+class Usage:
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_tokens: int = 0
+    cache_read_tokens: int = 0
+    tool_calls: int = 0
+
+    @property
+    def cost_usd(self) -> float:
+        inp, out = next(((i, o) for key, i, o in PRICES if key in self.model), DEFAULT_PRICE)
+        return (self.input_tokens * inp + self.output_tokens * out
+                + self.cache_creation_tokens * inp * 1.25 + self.cache_read_tokens * inp * 0.1) / 1e6
+
+
+class Meter:
+    """Feed it the decoded response body; ``result()`` after the body ended."""
+
+    def __init__(self, streaming: bool) -> None:
+        self._streaming = streaming
+        self._buf = bytearray()
+        self._model = ""
+        self._counts = {"input_tokens": 0, "output_tokens": 0,
+                        "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        self._seen = False
+        self._tools = 0
+
+    def feed(self, data: bytes) -> None:
+        if not self._streaming:
+            if len(self._buf) + len(data) <= MAX_JSON_BYTES:
+                self._buf += data
+            return
+        self._buf += data
+        while (cut := self._buf.find(b"\n")) >= 0:
+            line = bytes(self._buf[:cut]).strip()
+            del self._buf[:cut + 1]
+            if line.startswith(b"data:"):
+                self._event(line[5:])
+
+    def _event(self, payload: bytes) -> None:
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(event, dict):
+            return
+        if event.get("type") == "message_start" and isinstance(event.get("message"), dict):
+            self._take(event["message"])
+        elif event.get("type") == "content_block_start":
+            block = event.get("content_block")
+            self._tools += isinstance(block, dict) and block.get("type") == "tool_use"
+        elif event.get("type") == "message_delta" and isinstance(event.get("usage"), dict):
+            self._seen = True
+            for key, value in event["usage"].items():
+                if key in self._counts and isinstance(value, int):
+                    self._counts[key] = value  # cumulative in message_delta
+
+    def _take(self, message: dict[str, object]) -> None:
+        if isinstance(message.get("model"), str):
+            self._model = str(message["model"])
+        content = message.get("content")
+        if isinstance(content, list):
+            self._tools += sum(isinstance(b, dict) and b.get("type") == "tool_use" for b in content)
+        usage = message.get("usage")
+        if isinstance(usage, dict):
+            self._seen = True
+            for key, value in usage.items():
+                if key in self._counts and isinstance(value, int):
+                    self._counts[key] = value
+
+    def result(self) -> Usage | None:
+        if not self._streaming:
+            try:
+                doc = json.loads(bytes(self._buf))
+            except ValueError:
+                return None
+            if isinstance(doc, dict):
+                self._take(doc)
+        if not self._seen:
+            return None
+        c = self._counts
+        return Usage(self._model or "unknown", c["input_tokens"], c["output_tokens"],
+                     c["cache_creation_input_tokens"], c["cache_read_input_tokens"], self._tools)

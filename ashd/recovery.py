@@ -1,0 +1,35 @@
+"""Start-up reconciliation after a crash or restart (blocking; run before serving).
+
+A turn that was running when ashd stopped never stored its ``done``. Replaying such a
+session would leave a client waiting forever, so the turn is closed in the log with an
+``error`` and a ``done``, exactly as a live stream would have ended.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import ujson
+
+from ashd.states import SessionStatus
+from ashd.store import Store
+
+log = logging.getLogger(__name__)
+
+CUT_OFF = "ashd stopped during this turn; its remaining events are lost. Send the message again."
+
+
+def close_cut_off_turns(store: Store) -> int:
+    """Append error+done to every session whose stream log ends mid-turn. Returns the count."""
+    closed = 0
+    for session in store.list_sessions_by_status([SessionStatus.ACTIVE.value, SessionStatus.STARTING.value]):
+        last = store.last_stream_event(session.tenant_id, session.id)
+        if last is None or last.event == "done":
+            continue
+        store.append_log(session.tenant_id, session.id, [], [("error", ujson.dumps({"error": CUT_OFF}))], [
+            (last.seq + 1, "error", ujson.dumps({"error": CUT_OFF})),
+            (last.seq + 2, "done", ujson.dumps({"sessionId": session.id})),
+        ])
+        closed += 1
+        log.warning("session %s: closed a turn cut off by the last shutdown (after event %d)", session.id, last.seq)
+    return closed

@@ -1,0 +1,116 @@
+"""The command line that puts the CLI in a sandbox (pure: builds argv lists, runs nothing).
+
+``setpriv`` drops to the sandbox's own host uid first (bwrap's ``--uid`` alone would leave the
+process root on the host), then bwrap builds the sandbox: new user/pid/ipc/uts/cgroup
+namespaces, nested user namespaces disabled, no capabilities, its own hostname, a read-only
+minimal root (``/usr`` and its symlinks, ``/etc/alternatives``, CA certificates, synthetic
+passwd/group/hosts), a size-bounded private ``/tmp``, the workspace and HOME read-write and the
+agent's ``.claude/`` and ``.mcp.json`` read-only on top of the workspace.
+
+The network namespace is *not* created by bwrap: the process is already in the per-sandbox
+namespace ashd prepared (``netns.py``), where the model proxy's socket is listening.
+
+Nothing secret is on this argv (it is readable in ``/proc/<pid>/cmdline`` inside and out):
+the environment arrives through ``--args FD``, the /etc files through ``--ro-bind-data FD``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+BWRAP = "/usr/bin/bwrap"
+SETPRIV = "/usr/bin/setpriv"
+INSIDE_WORKSPACE = "/workspace"
+INSIDE_HOME = "/home/agent"
+INSIDE_CLI = "/opt/claude/claude"
+HOSTNAME = "sandbox"
+# Public, read-only system files the tools commonly need (bound only when they exist).
+OPTIONAL_RO = ("/etc/alternatives", "/etc/ssl/certs", "/usr/share/ca-certificates", "/etc/ca-certificates")
+
+
+@dataclass(frozen=True)
+class Fds:
+    """File descriptors (memfds) the wrapper passes to bwrap."""
+
+    args: int  # NUL-separated "--setenv NAME VALUE" triples
+    passwd: int
+    group: int
+    hosts: int
+    nsswitch: int
+
+
+@dataclass(frozen=True)
+class Mounts:
+    """Host paths bound into the sandbox; all must be reachable by the sandbox uid."""
+
+    cli: str
+    workspace: str
+    home: str
+    claude_dir: str  # a copy of the agent's .claude/, bound read-only at /workspace/.claude
+    mcp_json: str  # bound read-only at /workspace/.mcp.json
+    tmp_bytes: int
+    optional_ro: tuple[str, ...] = ()  # those of OPTIONAL_RO that exist on this host
+
+
+def setpriv_argv(uid: int) -> list[str]:
+    """Become ``uid`` on the host with no supplementary groups and no capabilities at all."""
+    return [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--"]
+
+
+def bwrap_argv(mounts: Mounts, fds: Fds, cli_args: list[str]) -> list[str]:
+    """bwrap's argv from its binary to the CLI's last argument."""
+    if mounts.tmp_bytes <= 0:
+        raise ValueError("tmp_bytes must be positive (bwrap --size takes bytes)")
+    argv = [
+        BWRAP,
+        "--unshare-user", "--disable-userns",  # --disable-userns requires an explicit --unshare-user
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", HOSTNAME,
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
+        "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin",
+    ]
+    for path in mounts.optional_ro:
+        argv += ["--ro-bind", path, path]
+    for fd, path in ((fds.passwd, "/etc/passwd"), (fds.group, "/etc/group"),
+                     (fds.hosts, "/etc/hosts"), (fds.nsswitch, "/etc/nsswitch.conf")):
+        argv += ["--perms", "0644", "--ro-bind-data", str(fd), path]
+    argv += [
+        "--proc", "/proc", "--dev", "/dev",
+        "--perms", "1777", "--size", str(mounts.tmp_bytes), "--tmpfs", "/tmp",
+        "--ro-bind", mounts.cli, INSIDE_CLI,
+        "--bind", mounts.workspace, INSIDE_WORKSPACE,
+        "--bind", mounts.home, INSIDE_HOME,
+        # After the workspace: these cover the agent's own copies with read-only ones.
+        "--ro-bind", mounts.claude_dir, f"{INSIDE_WORKSPACE}/.claude",
+        "--ro-bind", mounts.mcp_json, f"{INSIDE_WORKSPACE}/.mcp.json",
+        "--remount-ro", "/",
+        "--chdir", INSIDE_WORKSPACE,
+        "--clearenv",
+        "--args", str(fds.args),
+        "--", INSIDE_CLI, *cli_args,
+    ]
+    return argv
+
+
+def env_args(env: Mapping[str, str]) -> bytes:
+    """The ``--args`` payload: ``--setenv NAME VALUE`` per variable, NUL-separated."""
+    parts: list[str] = []
+    for name, value in env.items():
+        if "\0" in name or "\0" in value or "=" in name or not name:
+            raise ValueError(f"environment variable {name!r} cannot be passed to the sandbox")
+        parts += ["--setenv", name, value]
+    return b"".join(p.encode() + b"\0" for p in parts)
+
+
+def etc_files(uid: int) -> dict[str, bytes]:
+    """Synthetic /etc files: the agent user, localhost, and files-only name lookup."""
+    return {
+        "passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:{uid}:{uid}:agent:{INSIDE_HOME}:/bin/bash\n"
+                  "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n".encode(),
+        "group": f"root:x:0:\nagent:x:{uid}:\nnogroup:x:65534:\n".encode(),
+        "hosts": f"127.0.0.1 localhost {HOSTNAME}\n::1 localhost ip6-localhost\n".encode(),
+        "nsswitch": b"passwd: files\ngroup: files\nhosts: files\n",
+    }

@@ -1,0 +1,209 @@
+"""Per-sandbox cgroups, created under ashd's own cgroup in each hierarchy.
+
+Two modes, chosen once by :func:`detect`:
+
+- ``v2``: the unified hierarchy with ``memory``, ``pids`` and ``cpu`` delegated to ashd's
+  group (systemd ``Delegate=yes``). ashd moves itself into a ``daemon`` leaf so its group
+  may enable controllers for ``sandboxes/<id>``.
+- ``v1``: one group per controller hierarchy (``memory``, ``cpu``, ``pids``). A cgroup2
+  mount without those controllers, if present, still gives a tracking group whose
+  ``cgroup.kill`` ends every process at once.
+
+OOM kills are read from the cgroup (v1 ``memory.oom_control`` ``oom_kill``, v2
+``memory.events`` ``oom_kill``). All methods block briefly on sysfs writes; thread-safe per
+group (each sandbox has its own).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CONTROLLERS = ("memory", "cpu", "pids")
+CPU_PERIOD_US = 100_000
+GROUP_NAME = "ashd-sandboxes"
+
+
+@dataclass(frozen=True)
+class CgroupLayout:
+    """Where each controller's sandbox groups go; ``mode`` is ``v1``, ``v2`` or ``none``."""
+
+    mode: str
+    parents: dict[str, Path]  # controller (or "unified" for v2 / v1 tracking) -> parent dir
+    problem: str = ""  # why limits are unavailable, for the isolation report
+
+
+def _mounts() -> list[tuple[str, str, set[str]]]:
+    out = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _dev, mnt, fstype, opts, *_ = line.split()
+        if fstype in ("cgroup", "cgroup2"):
+            out.append((fstype, mnt, set(opts.split(","))))
+    return out
+
+
+def _own_groups() -> dict[str, str]:
+    """Controller (or "" for the unified hierarchy) -> this process's group path."""
+    out: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _id, ctrls, path = line.split(":", 2)
+        for ctrl in ctrls.split(",") if ctrls else [""]:
+            out[ctrl] = path
+    return out
+
+
+def detect() -> CgroupLayout:
+    """Find where sandbox groups can be created with limits; never raises."""
+    try:
+        mounts, own = _mounts(), _own_groups()
+    except OSError as exc:
+        return CgroupLayout("none", {}, f"cannot read cgroup mounts: {exc}")
+    v2 = next((m for t, m, _ in mounts if t == "cgroup2"), None)
+    if v2 is not None and "" in own:
+        base = Path(v2) / own[""].lstrip("/")
+        try:
+            available = set((base / "cgroup.controllers").read_text().split())
+        except OSError:
+            available = set()
+        if set(CONTROLLERS) <= available and os.access(base, os.W_OK):
+            return CgroupLayout("v2", {"unified": base / GROUP_NAME})
+    parents: dict[str, Path] = {}
+    for ctrl in CONTROLLERS:
+        mnt = next((m for t, m, o in mounts if t == "cgroup" and ctrl in o), None)
+        if mnt is None or ctrl not in own:
+            return CgroupLayout("none", {}, f"no cgroup v1 '{ctrl}' hierarchy and no delegated cgroup v2")
+        parent = Path(mnt) / own[ctrl].lstrip("/") / GROUP_NAME
+        if not os.access(parent.parent, os.W_OK):
+            return CgroupLayout("none", {}, f"cannot write {parent.parent} (run ashd as root or delegate cgroups)")
+        parents[ctrl] = parent
+    if v2 is not None and "" in own:
+        parents["unified"] = Path(v2) / own[""].lstrip("/") / GROUP_NAME  # tracking + cgroup.kill
+    return CgroupLayout("v1", parents)
+
+
+def prepare(layout: CgroupLayout) -> None:
+    """Create the parent groups (and in v2, move ashd into a leaf). Raises OSError."""
+    for parent in layout.parents.values():
+        parent.mkdir(exist_ok=True)
+    if layout.mode == "v2":
+        base = layout.parents["unified"].parent
+        leaf = base / "daemon"
+        leaf.mkdir(exist_ok=True)
+        for pid in (base / "cgroup.procs").read_text().split():
+            _write(leaf / "cgroup.procs", pid)
+        enable = " ".join(f"+{c}" for c in CONTROLLERS)
+        _write(base / "cgroup.subtree_control", enable)
+        _write(layout.parents["unified"] / "cgroup.subtree_control", enable)
+
+
+class SandboxCgroup:
+    """The groups of one sandbox. ``procs_files`` are what the CLI wrapper joins."""
+
+    def __init__(self, layout: CgroupLayout, name: str) -> None:
+        self.layout = layout
+        self.dirs = {key: parent / name for key, parent in layout.parents.items()}
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs.values()]
+
+    def create(self, memory_mb: int, cpus: float, pids: int) -> None:
+        """mkdir and write the limits. Raises OSError (the caller removes what was made)."""
+        for d in self.dirs.values():
+            d.mkdir(exist_ok=True)
+        quota = max(1000, int(cpus * CPU_PERIOD_US))
+        if self.layout.mode == "v2":
+            d = self.dirs["unified"]
+            _write(d / "memory.max", str(memory_mb << 20))
+            _write(d / "memory.swap.max", "0", missing_ok=True)
+            _write(d / "memory.oom.group", "1")
+            _write(d / "pids.max", str(pids))
+            _write(d / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+            return
+        _write(self.dirs["memory"] / "memory.limit_in_bytes", str(memory_mb << 20))
+        _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+        _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
+        _write(self.dirs["pids"] / "pids.max", str(pids))
+
+    @property
+    def memory_dir(self) -> Path:
+        return self.dirs["unified" if self.layout.mode == "v2" else "memory"]
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel OOM-killed in this group (0 if unknown)."""
+        name = "memory.events" if self.layout.mode == "v2" else "memory.oom_control"
+        try:
+            for line in (self.memory_dir / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def memory_peak_bytes(self) -> int:
+        name = "memory.peak" if self.layout.mode == "v2" else "memory.max_usage_in_bytes"
+        try:
+            return int((self.memory_dir / name).read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def pids(self) -> list[int]:
+        out: set[int] = set()
+        for d in self.dirs.values():
+            try:
+                out.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+            except (OSError, ValueError):
+                continue
+        return sorted(out)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of the sandbox (cgroup.kill where available). Never raises."""
+        kill_file = self.dirs.get("unified", Path("/nonexistent")) / "cgroup.kill"
+        if kill_file.exists():
+            try:
+                _write(kill_file, "1")
+            except OSError as exc:
+                log.debug("cgroup.kill failed: %s", exc)
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def remove(self, timeout_s: float = 3.0) -> bool:
+        """Kill what is left and rmdir every group (retried: v1 pids lag ~1 s). Never raises."""
+        self.kill_all()
+        deadline = time.monotonic() + timeout_s
+        pending = [d for d in self.dirs.values() if d.exists()]
+        while pending:
+            for d in list(pending):
+                try:
+                    d.rmdir()
+                    pending.remove(d)
+                except FileNotFoundError:
+                    pending.remove(d)
+                except OSError:
+                    pass
+            if not pending or time.monotonic() > deadline:
+                break
+            self.kill_all()
+            time.sleep(0.02)  # polling with a deadline: the kernel gives no event for "group empty" in v1
+        if pending:
+            log.warning("cgroups not removed (still busy): %s", ", ".join(map(str, pending)))
+        return not pending
+
+
+def _write(path: Path, value: str, missing_ok: bool = False) -> None:
+    try:
+        with open(path, "w") as fh:
+            fh.write(value)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise

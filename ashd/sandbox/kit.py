@@ -1,0 +1,176 @@
+"""Everything one sandbox needs on the host, set up before its CLI starts and torn down after.
+
+``setup`` (in order): a host uid; the workspace image mounted (made and filled from the
+plain workspace copy on first use); the agent's read-only policy files; cgroups with limits;
+the network namespace; the plan the CLI wrapper reads. ``teardown`` undoes it in reverse and
+never raises. Both block (tens of ms) and run on the sandbox's actor / watcher thread.
+
+Host paths the sandbox uid must reach live under ``run_dir`` (``<mount_root>/<sandbox id>``,
+mode 0711), because ashd's data dir is private (0700) to ashd.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ashd.sandbox import bwrap, syscalls
+from ashd.sandbox.cgroups import CgroupLayout, SandboxCgroup
+from ashd.sandbox.limits import Limits
+from ashd.sandbox.netns import SandboxNetns
+from ashd.sandbox.quota import WorkspaceDisk
+from ashd.sandbox.uids import UidPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KitConfig:
+    mount_root: Path
+    cli: str  # host path of the CLI binary; must be readable by every sandbox uid
+    defaults: Limits  # fully set: the effective limits never have None
+
+
+class SandboxKit:
+    def __init__(self, config: KitConfig, uids: UidPool, cgroups: CgroupLayout,
+                 sandbox_id: str, root: Path, agent_dir: Path | None, limits: Limits) -> None:
+        self.config = config
+        self.sandbox_id = sandbox_id
+        self.root = root
+        self.agent_dir = agent_dir
+        self.limits = limits.over(config.defaults)
+        self.run_dir = config.mount_root / sandbox_id
+        self.disk = WorkspaceDisk(root / "disk.img", self.run_dir / "disk")
+        self.cgroup = SandboxCgroup(cgroups, sandbox_id)
+        self.netns = SandboxNetns(self.run_dir / "netns")
+        self.plan_path = root / "sandbox-plan.json"
+        self._uids = uids
+        self.uid = -1
+
+    @property
+    def workspace(self) -> Path:
+        return self.disk.mountpoint / "workspace"
+
+    @property
+    def home(self) -> Path:
+        return self.disk.mountpoint / "home"
+
+    @property
+    def policy_dir(self) -> Path:
+        return self.run_dir / "policy"
+
+    def setup(self, env: dict[str, str], passthrough: list[str]) -> None:
+        """Prepare everything; raises OSError (after undoing what was done)."""
+        try:
+            self.uid = self._uids.acquire(self.sandbox_id, self.root / "uid")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.run_dir, 0o711)
+            self._disk()
+            self._policy()
+            lim = self.limits
+            assert lim.memory_mb and lim.cpus and lim.pids
+            self.cgroup.create(lim.memory_mb, lim.cpus, lim.pids)
+            self.netns.create()
+            self._write_plan(env, passthrough)
+        except BaseException:
+            self.teardown()
+            raise
+
+    def _disk(self) -> None:
+        fresh = not self.disk.exists
+        if fresh:
+            assert self.limits.disk_mb
+            self.disk.create(self.limits.disk_mb, self.uid)
+        self.disk.mount()
+        if fresh:
+            # First start: move the plain copies (made by workspace.prepare) onto the image.
+            for name in ("workspace", "home"):
+                src = self.root / name
+                if src.is_dir() and not (self.disk.mountpoint / name).exists():
+                    shutil.copytree(src, self.disk.mountpoint / name, symlinks=True)
+                    shutil.rmtree(src)
+                    src.mkdir(mode=0o700)  # placeholder: "this session has a workspace"
+        (self.home / ".claude").mkdir(parents=True, exist_ok=True)
+        self.workspace.mkdir(exist_ok=True)
+        if fresh or self.disk.owner() != self.uid or self.home.stat().st_uid != self.uid:
+            self.disk.chown_tree(self.uid)
+        os.chmod(self.disk.mountpoint, 0o700)
+        # The live workspace and HOME also appear at their usual host paths (for ashd's own
+        # readers and the bridge) while the sandbox runs.
+        for name in ("workspace", "home"):
+            host = self.root / name
+            host.mkdir(mode=0o700, exist_ok=True)
+            if not os.path.ismount(host):
+                syscalls.bind_mount(str(self.disk.mountpoint / name), str(host))
+
+    def _policy(self) -> None:
+        """Copies of the agent's .claude/ and .mcp.json, root-owned and world-readable."""
+        shutil.rmtree(self.policy_dir, ignore_errors=True)
+        claude = self.policy_dir / "claude"
+        source = self.agent_dir / ".claude" if self.agent_dir else None
+        if source is not None and source.is_dir() and not source.is_symlink():
+            shutil.copytree(source, claude, symlinks=True)
+        claude.mkdir(parents=True, exist_ok=True)
+        for path in (claude / "skills",):
+            path.mkdir(exist_ok=True)
+        settings = claude / "settings.json"
+        if not settings.exists() and not settings.is_symlink():
+            settings.write_text("{}\n")
+        mcp = self.policy_dir / "mcp.json"
+        src_mcp = self.agent_dir / ".mcp.json" if self.agent_dir else None
+        if src_mcp is not None and src_mcp.is_file() and not src_mcp.is_symlink():
+            shutil.copyfile(src_mcp, mcp)
+        else:
+            mcp.write_text('{"mcpServers": {}}\n')
+        for top, dirs, files in os.walk(self.policy_dir):
+            os.chmod(top, 0o755)
+            for name in files:
+                path = os.path.join(top, name)
+                if not os.path.islink(path):
+                    os.chmod(path, 0o644)
+
+    def mounts(self) -> bwrap.Mounts:
+        assert self.limits.tmp_mb
+        return bwrap.Mounts(
+            cli=self.config.cli, workspace=str(self.workspace), home=str(self.home),
+            claude_dir=str(self.policy_dir / "claude"), mcp_json=str(self.policy_dir / "mcp.json"),
+            tmp_bytes=self.limits.tmp_mb << 20,
+            optional_ro=tuple(p for p in bwrap.OPTIONAL_RO if os.path.exists(p)),
+        )
+
+    def _write_plan(self, env: dict[str, str], passthrough: list[str]) -> None:
+        plan = {
+            "uid": self.uid, "netns": str(self.netns.path), "cgroup_procs": self.cgroup.procs_files,
+            "mounts": asdict(self.mounts()), "env": env, "passthrough": passthrough,
+        }
+        tmp = self.plan_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(plan))
+        tmp.chmod(0o600)
+        tmp.replace(self.plan_path)
+
+    def _unbind(self) -> None:
+        for name in ("workspace", "home"):
+            if os.path.ismount(self.root / name):
+                syscalls.umount(str(self.root / name))
+
+    def teardown(self) -> None:
+        """Kill what is left, remove cgroups and netns, unmount, free the uid. Never raises."""
+        for step in (self.cgroup.remove, self.netns.delete, self._unbind, self.disk.umount):
+            try:
+                step()
+            except Exception:
+                log.exception("sandbox %s: teardown step %s failed", self.sandbox_id, step.__name__)
+        try:
+            if self.run_dir.exists():
+                shutil.rmtree(self.policy_dir, ignore_errors=True)
+                for leftover in (self.disk.mountpoint,):
+                    if leftover.exists() and not os.path.ismount(leftover):
+                        leftover.rmdir()
+                self.run_dir.rmdir()
+        except OSError as exc:
+            log.warning("sandbox %s: %s left behind: %s", self.sandbox_id, self.run_dir, exc)
+        self._uids.release(self.sandbox_id)

@@ -1,0 +1,140 @@
+"""Build the sandbox side of ashd at start-up and take it down at shutdown.
+
+:func:`start` probes the host, assesses it against ``sandbox.floor`` and returns the launcher
+to use: the :class:`IsolatingLauncher` with its proxies, the :class:`DirectLauncher` when the
+operator opted out (``sandbox.isolation = "none"``, logged loudly) and lowered the floor, or a
+:class:`RefusingLauncher` whose every spawn fails with the report's remedy. Blocking; called
+once from the daemon's start-up, before the actor tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ashd.config import Config, egress_pins
+from ashd.errors import SandboxFailed
+from ashd.proxy.egress import EgressProxy
+from ashd.proxy.loop import ProxyLoop
+from ashd.proxy.meter import Usage
+from ashd.proxy.model import Gate, ModelProxy
+from ashd.sandbox import cgroups, isolation
+from ashd.sandbox.isolating_launcher import IsolatingLauncher, Ports, event_json
+from ashd.sandbox.kit import KitConfig
+from ashd.sandbox.launcher import DirectLauncher, Launcher, SandboxSpec
+from ashd.sandbox.limits import Limits
+from ashd.sandbox.oom import OomWatcher
+from ashd.sandbox.uids import UidPool
+from ashd.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class RefusingLauncher:
+    """Below the floor: every session start fails with what to install or configure."""
+
+    name = "refusing"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
+        raise SandboxFailed(self.reason)
+
+    def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
+        return None
+
+    def cleanup(self, spec: SandboxSpec) -> None:
+        return None
+
+
+@dataclass
+class Services:
+    launcher: Launcher
+    report: isolation.Report
+    _closers: list[Any] = field(default_factory=list)
+
+    def stop(self) -> None:
+        """After every sandbox stopped: close proxies, watcher and writer. Never raises."""
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception:
+                log.exception("sandbox services: shutdown step failed")
+
+
+def cli_binary() -> str:
+    """The CLI bundled with the SDK (world-readable, so every sandbox uid can bind it)."""
+    import claude_agent_sdk
+
+    from pathlib import Path
+    return str(Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude")
+
+
+def start(config: Config, store: Store) -> Services:
+    sb = config.sandbox
+    report = isolation.assess(isolation.probe(sb.uid_base), sb.isolation, sb.floor)
+    if not report.meets_floor:
+        log.error("refusing to start sessions: %s", report.refusal())
+        return Services(RefusingLauncher(report.refusal()), report)
+    if sb.isolation == "none":
+        log.warning("SANDBOX ISOLATION IS OFF (sandbox.isolation = none): agents run as ashd's user with "
+                    "ashd's files, network and model credential. Never use this with untrusted agents.")
+        return Services(DirectLauncher(), report)
+    return _isolating(config, store, report)
+
+
+def _isolating(config: Config, store: Store, report: isolation.Report) -> Services:
+    sb = config.sandbox
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-events")
+
+    def on_event(tenant: str, session: str, payload: dict[str, Any]) -> None:
+        writer.submit(_append, store, tenant, session, payload)
+
+    def on_usage(gate: Gate, usage: Usage) -> None:
+        values = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                  "cache_creation_tokens": usage.cache_creation_tokens, "cache_read_tokens": usage.cache_read_tokens,
+                  "tool_call": usage.tool_calls, "message": 1, "cost_usd": usage.cost_usd}
+        writer.submit(_record, store, gate, values)
+
+    layout = cgroups.detect()
+    if layout.mode != "none":
+        cgroups.prepare(layout)
+    loop = ProxyLoop()
+    model = ModelProxy(loop, config.model.base_url, config.model.api_key.reveal(),
+                       config.model.auth_token.reveal(), on_usage)
+    oom = OomWatcher()
+    digest = hashlib.sha256(str(config.data_dir.resolve()).encode()).hexdigest()[:12]
+    mount_root = sb.mount_root / digest
+    mount_root.mkdir(parents=True, exist_ok=True)
+    for part in (sb.mount_root, mount_root):
+        part.chmod(0o711)
+    kit = KitConfig(mount_root, cli_binary(), Limits(sb.memory_mb, sb.cpus, sb.pids, sb.disk_mb, sb.tmp_mb))
+    launcher_box: list[IsolatingLauncher] = []
+    egress = EgressProxy(loop, lambda gate, decision: launcher_box[0].egress_decided(gate, decision),
+                         egress_pins(config.proxy))
+    launcher = IsolatingLauncher(kit, UidPool(sb.uid_base, sb.uid_count), layout, model, egress, oom, on_event,
+                                 Ports(config.proxy.model_port, config.proxy.egress_port))
+    launcher_box.append(launcher)
+    log.info("sandboxes: bwrap, cgroup %s, uids %d+, workspace images, model proxy -> %s", layout.mode,
+             sb.uid_base, config.model.base_url)
+    return Services(launcher, report, [lambda: writer.shutdown(wait=True), loop.stop, oom.close, launcher.close])
+
+
+def _append(store: Store, tenant: str, session: str, payload: dict[str, Any]) -> None:
+    try:
+        store.append_event(tenant, session, "lifecycle", event_json(payload))
+    except Exception:
+        log.exception("cannot record sandbox event for session %s: %s", session, json.dumps(payload)[:200])
+
+
+def _record(store: Store, gate: Gate, values: dict[str, float]) -> None:
+    try:
+        store.record_usage(gate.tenant_id, gate.session_id, gate.agent_name, values)
+    except Exception:
+        log.exception("cannot record usage of session %s", gate.session_id)

@@ -1,0 +1,78 @@
+"""Limits hold: pids (fork bomb), memory (OOM seen from the cgroup, pushed by the watcher),
+disk (the workspace image), and the workspace survives a sandbox restart."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ashd.sandbox.limits import Limits
+from ashd.sandbox.oom import OomWatcher
+from tests.sandbox.conftest import Box
+
+FORK_BOMB = """python3 -c '
+import os, time
+n = 0
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(2); os._exit(0)
+        n += 1
+except OSError as e:
+    print("stopped at", n, e.errno)
+'"""
+
+
+def test_fork_bomb_is_stopped_by_pids(make_box: Callable[..., Box]) -> None:
+    box = make_box("pids", Limits(pids=40))
+    res = box.run(FORK_BOMB)
+    assert "stopped at" in res.stdout, res.stderr
+    forked = int(res.stdout.split()[2])
+    assert 20 <= forked < 40
+    assert "errno" not in res.stdout and res.stdout.split()[3] == "11"  # EAGAIN
+
+
+def test_memory_bomb_is_oom_killed_and_reported(make_box: Callable[..., Box]) -> None:
+    box = make_box("mem", Limits(memory_mb=192))
+    watcher = OomWatcher()
+    fired = threading.Event()
+    counts: list[int] = []
+    watcher.watch(box.kit.cgroup, lambda kills: (counts.append(kills), fired.set()))
+    try:
+        res = box.run("python3 -c 'a = bytearray(1 << 30); print(len(a))'; echo rc=$?")
+        assert "rc=137" in res.stdout
+        assert fired.wait(5), "the OOM watcher did not fire"
+        assert counts[0] >= 1 and box.kit.cgroup.oom_kills() >= 1
+    finally:
+        watcher.unwatch(box.kit.cgroup)
+        watcher.close()
+
+
+def test_disk_fill_stops_at_the_quota_and_data_survives(make_box: Callable[..., Box]) -> None:
+    box = make_box("disk", Limits(disk_mb=32))
+    res = box.run("dd if=/dev/zero of=/workspace/fill bs=1M count=100 2>&1; echo keep > /workspace/kept")
+    assert "No space left on device" in res.stdout
+    written = (box.kit.workspace / "fill").stat().st_size
+    assert written <= 32 << 20
+    box.kit.teardown()
+    assert not box.kit.disk.mounted and box.kit.disk.image.exists()
+    box.kit.setup({"PATH": "/usr/bin:/bin"}, [])
+    assert (box.kit.workspace / "kept").read_text() == "keep\n"
+    assert (box.kit.root / "workspace" / "kept").read_text() == "keep\n"  # the host-side view
+
+
+def test_cpu_quota_is_written(make_box: Callable[..., Box]) -> None:
+    box = make_box("cpu", Limits(cpus=0.5))
+    if box.kit.cgroup.layout.mode == "v1":
+        assert (box.kit.cgroup.dirs["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "50000"
+    res = box.run("cat /proc/self/cgroup")
+    assert res.returncode == 0
+
+
+def test_teardown_kills_everything_and_removes_groups(make_box: Callable[..., Box]) -> None:
+    box = make_box("kill")
+    res = box.run("setsid sleep 300 < /dev/null > /dev/null 2>&1 & echo started")
+    assert "started" in res.stdout
+    box.kit.teardown()
+    assert all(not d.exists() for d in box.kit.cgroup.dirs.values())
+    assert not box.kit.netns.path.exists()
