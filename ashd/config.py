@@ -111,7 +111,7 @@ class SandboxConfig:
 
     permission_mode: str = "bypassPermissions"
     isolation: str = "bwrap"  # "bwrap" (default) or "none" (no OS isolation: an explicit opt-out)
-    floor: str = "bwrap,limits,proxy"  # layers without which no session starts ("" = none)
+    floor: str = "bwrap,limits,proxy"  # layers without which no session starts ("none": no floor)
     mount_root: Path = Path("/run/ashd")  # host paths the sandbox uids must reach
     uid_base: int = 200_000
     uid_count: int = 65_000
@@ -314,7 +314,7 @@ def _validate(config: Config) -> None:
 def _validate_sandbox(sb: SandboxConfig, proxy: ProxyConfig) -> None:
     if sb.isolation not in ISOLATION_MODES:
         raise ConfigError(f"sandbox.isolation (ASH_SANDBOX_ISOLATION) must be one of {', '.join(ISOLATION_MODES)}")
-    for layer in filter(None, (x.strip() for x in sb.floor.split(","))):
+    for layer in floor_layers(sb.floor):
         if layer not in ISOLATION_LAYERS:
             raise ConfigError(f"sandbox.floor (ASH_SANDBOX_FLOOR): unknown layer {layer!r}; "
                               f"known: {', '.join(ISOLATION_LAYERS)}")
@@ -333,6 +333,12 @@ def _validate_sandbox(sb: SandboxConfig, proxy: ProxyConfig) -> None:
         host, sep, addr = pin.partition("=")
         if not sep or not host or not addr:
             raise ConfigError(f"proxy.egress_pins (ASH_EGRESS_PINS): {pin!r} is not name=address")
+
+
+def floor_layers(floor: str) -> tuple[str, ...]:
+    """``"bwrap,limits"`` -> its layers; ``"none"`` or ``""`` -> no floor."""
+    layers = tuple(x.strip() for x in floor.split(",") if x.strip())
+    return () if layers == ("none",) else layers
 
 
 def egress_pins(proxy: ProxyConfig) -> dict[str, str]:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+from typing import Any
 
 import pykka
 import tornado.httpserver
@@ -21,6 +22,7 @@ import tornado.netutil
 from ashd import __version__, systemd
 from ashd.actors.supervisor import RootSupervisor
 from ashd.config import Config, mask_url
+from ashd.http.agents import prewarm_count
 from ashd.http.aio import Offload
 from ashd.http.app import make_app
 from ashd.http.auth import KeyHasher, bootstrap_key
@@ -68,7 +70,14 @@ class Daemon:
             log.info("bootstrap API key written to %s (mode 0600)", written)
         store.mark_all_sandboxes(SandboxState.COLD.value)
         close_cut_off_turns(store)
-        sandboxes = sandbox_services.start(config, store) if self._launcher is None else None
+        loop = asyncio.get_running_loop()
+        live: list[AppContext] = []  # the context, once built: sandbox events reach its turns
+
+        def notify(tenant: str, session: str, payload: dict[str, Any]) -> None:
+            if live:
+                loop.call_soon_threadsafe(live[0].notice, session, payload)
+
+        sandboxes = sandbox_services.start(config, store, notify) if self._launcher is None else None
         launcher = sandboxes.launcher if sandboxes is not None else self._launcher
         assert launcher is not None
         isolation = sandboxes.report.to_json() if sandboxes else {"launcher": launcher.name}
@@ -76,12 +85,17 @@ class Daemon:
         offload = Offload()
         try:
             tree = root.proxy().tree().get(timeout=30)
+            for agent in store.list_all_agents():
+                tree.sessions.prewarm(agent, prewarm_count(agent, config.pool.prewarm_per_agent))
             ctx = AppContext(config=config, store=store, tree=tree, offload=offload, hasher=hasher)
-            server = tornado.httpserver.HTTPServer(make_app(ctx, isolation), max_body_size=MAX_BODY_BYTES, xheaders=False)
+            live.append(ctx)
+            server = tornado.httpserver.HTTPServer(make_app(ctx, isolation), max_body_size=MAX_BODY_BYTES,
+                                                   xheaders=False)
             server.add_sockets(tornado.netutil.bind_sockets(config.server.port, config.server.host))
             self._install_signals()
             log.info("ashd %s listening on http://%s:%d (data: %s, sandboxes: %s)", __version__,
-                     config.server.host, config.server.port, config.data_dir, launcher.name)
+                     config.server.host, config.server.port, config.data_dir,
+                     launcher.name)
             systemd.notify(f"READY=1\nSTATUS=serving on {config.server.host}:{config.server.port}")
             watchdog = self._start_watchdog()
             await self._stop.wait()

@@ -9,6 +9,7 @@ from typing import Any
 from ashd.config import PERMISSION_MODES
 from ashd.errors import BadRequest
 from ashd.sandbox.env import validate_user_env
+from ashd.sandbox.limits import session_request
 
 AGENT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,255}$")
 MAX_PROMPT_CHARS = 500_000
@@ -60,10 +61,14 @@ class SessionOptions:
     allowed_tools: list[str] = field(default_factory=list)
     disallowed_tools: list[str] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Sandbox limits for this session ({"memoryMb": ..., ...}); may only lower the agent's.
+    limits: dict[str, Any] | None = None
+    max_budget_usd: float | None = None
 
     @classmethod
     def from_request(cls, body: dict[str, Any]) -> SessionOptions:
         _refuse(body, UNSUPPORTED_SESSION_FIELDS, "sessions")
+        _, budget = session_request(body)  # validates limits and maxBudgetUsd (BadRequest)
         mode = _optional_str(body, "permissionMode", 64)
         if mode == "permissionsByAgent":
             mode = "default"  # Ash's name for "let .claude/settings.json decide"
@@ -76,6 +81,8 @@ class SessionOptions:
             allowed_tools=_str_list(body, "allowedTools"),
             disallowed_tools=_str_list(body, "disallowedTools"),
             extra_env=validate_user_env(body.get("extraEnv"), "extraEnv"),
+            limits=dict(body["limits"]) if body.get("limits") is not None else None,
+            max_budget_usd=budget,
         )
 
     def to_json(self) -> dict[str, Any]:

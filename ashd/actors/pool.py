@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import pykka
 
+from ashd.actors.exits import ExitBoard
 from ashd.actors.messages import BridgeExited, PoolStats
 from ashd.actors.sandbox import SandboxActor
 from ashd.config import PoolConfig
@@ -50,8 +51,9 @@ class _Live:
 
 
 class PoolActor(pykka.ThreadingActor):
-    def __init__(self, config: PoolConfig, launcher: Launcher, store: Store) -> None:
+    def __init__(self, config: PoolConfig, launcher: Launcher, store: Store, exits: ExitBoard | None = None) -> None:
         super().__init__()
+        self._exits = exits
         self._config = config
         self._launcher = launcher
         self._store = store
@@ -90,7 +92,7 @@ class PoolActor(pykka.ThreadingActor):
         me = self.actor_ref.proxy()
         ref = SandboxActor.start(
             spec, self._launcher, lambda fact: me.on_bridge_exited(fact),
-            self._config.bridge_ready_timeout_s, self._config.stop_grace_s,
+            self._config.bridge_ready_timeout_s, self._config.stop_grace_s, self._exits,
         )
         self._live[spec.sandbox_id] = _Live(ref, spec, SandboxState.WARMING, owner, time.monotonic())
         self._persist(spec, SandboxState.WARMING)

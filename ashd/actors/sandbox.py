@@ -19,6 +19,7 @@ from collections.abc import Callable
 import psutil
 import pykka
 
+from ashd.actors.exits import ExitBoard
 from ashd.actors.messages import BridgeExited, SandboxStarted
 from ashd.bridge import protocol
 from ashd.errors import SandboxFailed
@@ -27,6 +28,7 @@ from ashd.sandbox.launcher import Launcher, SandboxSpec
 log = logging.getLogger(__name__)
 
 LOG_TAIL_BYTES = 2000
+CLEANUP_WAIT_S = 30.0
 
 
 class SandboxActor(pykka.ThreadingActor):
@@ -37,6 +39,7 @@ class SandboxActor(pykka.ThreadingActor):
         on_exit: Callable[[BridgeExited], None],
         ready_timeout_s: float,
         stop_grace_s: float,
+        exits: ExitBoard | None = None,
     ) -> None:
         super().__init__()
         self._spec = spec
@@ -46,6 +49,8 @@ class SandboxActor(pykka.ThreadingActor):
         self._stop_grace_s = stop_grace_s
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
+        self._cleaned = threading.Event()  # set by the watcher once the launcher cleaned up
+        self._exits = exits
 
     def start_bridge(self) -> SandboxStarted:
         """Spawn and wait for readiness. Raises SandboxFailed (with the log tail)."""
@@ -57,6 +62,7 @@ class SandboxActor(pykka.ThreadingActor):
         if not self._await_ready(self._proc):
             self._kill_group(self._proc, grace_s=0.5)
             self._launcher.cleanup(self._spec)
+            self._cleaned.set()  # no watcher runs for a start that failed
             raise SandboxFailed(
                 f"agent process for session {self._spec.session_id} did not become ready "
                 f"(exit code {self._proc.returncode}); last log lines:\n{self._log_tail()}"
@@ -89,18 +95,25 @@ class SandboxActor(pykka.ThreadingActor):
             reason = self._launcher.exit_reason(self._spec, code)
         finally:
             self._launcher.cleanup(self._spec)
+            self._cleaned.set()
         fact = BridgeExited(self._spec.sandbox_id, self._spec.session_id, code, self._stopping.is_set(), reason)
+        if self._exits is not None:
+            self._exits.record(proc.pid, fact)
         if not fact.expected:
             log.warning("sandbox %s of session %s exited unexpectedly (code %s%s)",
                         fact.sandbox_id, fact.session_id, code, f"; {reason}" if reason else "")
         self._on_exit(fact)
 
     def stop_bridge(self) -> int | None:
-        """TERM the process group, wait the grace period, then KILL it. Idempotent."""
+        """TERM the process group, wait the grace period, then KILL it; returns once the
+        launcher has cleaned up too, so the same sandbox can start again at once. Idempotent."""
         self._stopping.set()
         if self._proc is None:
             return None
-        return self._kill_group(self._proc, self._stop_grace_s)
+        code = self._kill_group(self._proc, self._stop_grace_s)
+        if not self._cleaned.wait(CLEANUP_WAIT_S):
+            log.error("sandbox %s: cleanup did not finish within %.0fs", self._spec.sandbox_id, CLEANUP_WAIT_S)
+        return code
 
     def on_stop(self) -> None:
         self.stop_bridge()

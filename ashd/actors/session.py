@@ -37,7 +37,7 @@ from ashd.sandbox.launcher import SandboxSpec
 from ashd.snapshot.errors import SnapshotError
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.states import SandboxState, SessionStatus, check_session_transition
-from ashd.store import AgentRow, SessionRow, Store
+from ashd.store import AgentRow, SessionRow, Store, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,42 @@ class SessionActor(pykka.ThreadingActor):
         self._history = ChildHistory()
         self._not_before = 0.0
         self.last_resume: str | None = None  # "warm" or "cold": for metrics and the API
+        self._draft = False  # pre-warmed, not yet a session (no database row)
 
     # -- lifecycle ---------------------------------------------------------
+
+    def warm_up(self, agent: AgentRow) -> bool:
+        """Pre-warm: start a sandbox for ``agent`` before any session exists (no row yet).
+
+        The sandbox is built from the agent alone (tenant, folder, agent env): nothing of a
+        session. Returns False (and logs) if it could not start.
+        """
+        now = utc_now()
+        self._row = SessionRow(self._id, self._tenant, agent.name, self._id, SessionStatus.STARTING.value,
+                               None, None, None, SessionOptions().to_json(), now, now)
+        self._draft = True
+        try:
+            self._ensure_sandbox()
+        except Exception as exc:  # boundary: a failed pre-warm only costs the pre-warm
+            log.warning("pre-warm of agent %s failed: %s", agent.name, exc)
+            self._sandbox = None
+            return False
+        return True
+
+    def claim(self, agent: AgentRow) -> SessionRow:
+        """Turn this pre-warmed actor into a real session of ``agent`` (default options)."""
+        if not self._draft or self._sandbox is None:
+            raise Conflict("this pre-warmed sandbox is no longer available")
+        self._draft = False
+        self._row = self._deps.store.create_session(
+            tenant_id=self._tenant, session_id=self._id, agent_name=agent.name,
+            status=SessionStatus.STARTING.value, sandbox_id=self._id, config=SessionOptions().to_json(),
+        )
+        return self._transition(SessionStatus.ACTIVE, "claimed a pre-warmed sandbox")
+
+    @property
+    def warm(self) -> bool:
+        return self._draft and self._sandbox is not None
 
     def create(self, agent: AgentRow, options: SessionOptions) -> SessionRow:
         """Insert the session, start its sandbox, and make it active.
@@ -85,7 +119,13 @@ class SessionActor(pykka.ThreadingActor):
             status=SessionStatus.STARTING.value, sandbox_id=self._id,
             model=options.model, config=options.to_json(),
         )
-        self._ensure_sandbox()
+        try:
+            self._ensure_sandbox()
+        except Unavailable:
+            # Refused before anything ran (capacity): like Ash, leave no session behind.
+            self._deps.store.delete_session(self._tenant, self._id)
+            self._row = None
+            raise
         return self._transition(SessionStatus.ACTIVE, "sandbox ready")
 
     def pause(self) -> SessionRow:
@@ -129,6 +169,10 @@ class SessionActor(pykka.ThreadingActor):
     def evict(self, sandbox_id: str, reason: str) -> None:
         """Told by the pool (idle sweep, capacity): persist, free the sandbox, pause."""
         if self._sandbox is None or self._sandbox.sandbox_id != sandbox_id or self._busy:
+            return
+        if self._draft:  # an unclaimed pre-warm: nothing to keep
+            self._release_sandbox()
+            self.actor_ref.stop(block=False)
             return
         self._snapshot()
         self._release_sandbox()
@@ -195,6 +239,9 @@ class SessionActor(pykka.ThreadingActor):
         if self._sandbox is None or fact.sandbox_id != self._sandbox.sandbox_id:
             return
         self._sandbox = self._sandbox_actor = None
+        if self._draft:
+            self.actor_ref.stop(block=False)
+            return
         detail = fact.reason or f"exit code {fact.returncode}"
         self._history = self._history.record_exit(self._deps.restarts.now(), True, detail)
         decision = self._deps.restarts.decide(self._history)
@@ -303,6 +350,8 @@ class SessionActor(pykka.ThreadingActor):
         return self._deps.cli_workspace or str(root / "workspace")
 
     def _snapshot(self) -> None:
+        if self._draft:
+            return
         ws = self._deps.layout.sandbox_dir((self._row.sandbox_id if self._row else None) or self._id) / "workspace"
         if self._sandbox is None or not ws.is_dir():
             return
@@ -363,7 +412,7 @@ def _request_form(options: SessionOptions) -> dict[str, object]:
     form: dict[str, object] = {
         "systemPrompt": options.system_prompt, "model": options.model, "permissionMode": options.permission_mode,
         "allowedTools": options.allowed_tools or None, "disallowedTools": options.disallowed_tools or None,
-        "extraEnv": options.extra_env or None,
+        "extraEnv": options.extra_env or None, "limits": options.limits, "maxBudgetUsd": options.max_budget_usd,
     }
     return {k: v for k, v in form.items() if v is not None}
 

@@ -8,11 +8,13 @@ rehydrates from the store on first use.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
+from ashd.actors.exits import ExitBoard
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.session import SessionActor, SessionDeps
@@ -21,11 +23,18 @@ from ashd.layout import Layout
 from ashd.sandbox.launcher import Launcher
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.snapshot.store import blob_store_from_url
-from ashd.store import Store
+from ashd.store import AgentRow, Store
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 30.0
+
+
+WarmKey = tuple[str, str, int]
+
+
+def _warm_key(agent: AgentRow) -> WarmKey:
+    return agent.tenant_id, agent.name, agent.version
 
 
 class SessionSupervisor(pykka.ThreadingActor):
@@ -35,6 +44,47 @@ class SessionSupervisor(pykka.ThreadingActor):
         super().__init__()
         self._deps = deps
         self._children: dict[str, pykka.ActorRef[SessionActor]] = {}
+        # Pre-warmed actors by (tenant, agent name, agent version): never shared across keys.
+        self._warm: dict[WarmKey, list[tuple[str, pykka.ActorRef[SessionActor]]]] = {}
+        self.prewarm_hits = 0
+
+    def prewarm(self, agent: AgentRow, count: int) -> None:
+        """Keep ``count`` pre-warmed sandboxes for this agent version (older versions' go)."""
+        for key in [k for k in self._warm if k[:2] == (agent.tenant_id, agent.name) and k[2] != agent.version]:
+            for _, ref in self._warm.pop(key):
+                ref.stop(block=False)
+        pool = self._warm.setdefault(_warm_key(agent), [])
+        pool[:] = [(sid, ref) for sid, ref in pool if ref.is_alive()]
+        for _ in range(max(0, count - len(pool))):
+            session_id = str(uuid.uuid4())
+            ref = SessionActor.start(session_id, agent.tenant_id, self._deps)
+            ref.proxy().warm_up(agent)  # told, not awaited: it starts on the new actor's thread
+            pool.append((session_id, ref))
+
+    def claim(self, agent: AgentRow) -> pykka.ActorProxy[SessionActor] | None:
+        """A ready pre-warmed actor for exactly this tenant, agent and version, or None.
+
+        Only asks the oldest candidate whether it is ready (a short ask); one still warming
+        stays queued, since a cold start is not slower than waiting for it here.
+        """
+        pool = self._warm.get(_warm_key(agent), [])
+        while pool:
+            session_id, ref = pool[0]
+            try:
+                ready = ref.proxy().warm.get(timeout=1.0)
+            except pykka.ActorDeadError:
+                pool.pop(0)
+                continue
+            except pykka.Timeout:
+                ready = False
+            if not ready:
+                return None
+            pool.pop(0)
+            self._children[session_id] = ref
+            self.prewarm_hits += 1
+            self.actor_ref.proxy().prewarm(agent, len(pool) + 1)  # replenish after this reply
+            return ref.proxy()
+        return None
 
     def child(self, session_id: str, tenant_id: str) -> pykka.ActorProxy[SessionActor]:
         """The live actor of a session, starting one if needed (it loads itself lazily)."""
@@ -54,6 +104,8 @@ class SessionSupervisor(pykka.ThreadingActor):
         return sum(1 for ref in self._children.values() if ref.is_alive())
 
     def on_stop(self) -> None:
+        for pool in self._warm.values():
+            self._children.update(dict(pool))
         for ref in list(self._children.values()):
             ref.stop(block=False)
         for ref in list(self._children.values()):
@@ -70,6 +122,7 @@ class Tree:
 
     pool: pykka.ActorProxy[PoolActor]
     sessions: pykka.ActorProxy[SessionSupervisor]
+    exits: ExitBoard
 
 
 class RootSupervisor(pykka.ThreadingActor):
@@ -84,7 +137,8 @@ class RootSupervisor(pykka.ThreadingActor):
         self._tree: Tree | None = None
 
     def on_start(self) -> None:
-        pool = PoolActor.start(self._config.pool, self._launcher, self._store)
+        exits = ExitBoard()
+        pool = PoolActor.start(self._config.pool, self._launcher, self._store, exits)
         self._started.append(pool)
         deps = SessionDeps(
             store=self._store,
@@ -100,7 +154,7 @@ class RootSupervisor(pykka.ThreadingActor):
         )
         sessions = SessionSupervisor.start(deps)
         self._started.append(sessions)
-        self._tree = Tree(pool=pool.proxy(), sessions=sessions.proxy())
+        self._tree = Tree(pool=pool.proxy(), sessions=sessions.proxy(), exits=exits)
         log.info("actor tree started: pool (max %d sandboxes), session supervisor", self._config.pool.max_sandboxes)
 
     def tree(self) -> Tree:

@@ -18,6 +18,8 @@ from ashd.bridge import protocol
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
+LOST = "the agent process exited unexpectedly during the turn"
+"""The text of the Error a turn gets when the bridge connection drops mid-turn."""
 
 TranscriptSink = Callable[[protocol.Transcript], Awaitable[None]]
 """Commits transcript entries; raises if they could not be stored."""
@@ -75,7 +77,7 @@ class BridgeLink:
             event = await self._events.get()
             if event is None:
                 self._events.put_nowait(None)  # stays closed for whoever asks next
-                yield protocol.Error("the agent process exited unexpectedly during the turn")
+                yield protocol.Error(LOST)
                 yield protocol.Done(self.ready.session_id)
                 return
             yield event

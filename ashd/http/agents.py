@@ -11,6 +11,7 @@ from ashd.http.views import agent_json
 from ashd.options import check_agent_name
 from ashd.sandbox.env import validate_user_env
 from ashd.states import SessionStatus
+from ashd.store import AgentRow
 
 MAX_DEPLOY_BODY = 200 * 1024 * 1024
 
@@ -35,6 +36,7 @@ class AgentsHandler(ApiHandler):
             agent_dir = self.ctx.layout.managed_agent_dir(self.tenant, name)
             await offload.read(write_agent_folder, agent_dir, files, prompt, name)
         row = await offload.write(self.ctx.store.upsert_agent, self.tenant, name, str(agent_dir), env)
+        self.ctx.tree.sessions.prewarm(row, prewarm_count(row, self.ctx.config.pool.prewarm_per_agent))
         self.send_json({"agent": agent_json(row)}, status=201)
 
     async def get(self) -> None:
@@ -66,3 +68,40 @@ class AgentHandler(ApiHandler):
         if row.path == str(managed):
             await offload.read(shutil.rmtree, managed, True)
         self.send_json({"ok": True})
+
+
+class AgentConfigHandler(ApiHandler):
+    """GET/PATCH /api/agents/:name/config: Ash's free-form agent config (shallow merge).
+
+    Known key: ``preWarmCount`` (0-10), the number of pre-warmed sandboxes kept ready.
+    """
+
+    async def get(self, name: str) -> None:
+        row = await self.ctx.offload.read(self.ctx.store.get_agent, self.tenant, name)
+        if row is None:
+            raise NotFound(f"Agent {name} not found")
+        self.send_json({"config": row.config or {}})
+
+    async def patch(self, name: str) -> None:
+        patch = self.json_body()
+        count = patch.get("preWarmCount")
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool)
+                                  or not 0 <= count <= MAX_PREWARM):
+            raise BadRequest(f"preWarmCount must be an integer from 0 to {MAX_PREWARM}")
+        row = await self.ctx.offload.read(self.ctx.store.get_agent, self.tenant, name)
+        if row is None:
+            raise NotFound(f"Agent {name} not found")
+        merged = {**(row.config or {}), **patch}
+        updated = await self.ctx.offload.write(self.ctx.store.set_agent_config, self.tenant, name, merged)
+        if updated is None:
+            raise NotFound(f"Agent {name} not found")
+        self.ctx.tree.sessions.prewarm(updated, prewarm_count(updated, self.ctx.config.pool.prewarm_per_agent))
+        self.send_json({"config": updated.config or {}})
+
+
+MAX_PREWARM = 10
+
+
+def prewarm_count(agent: AgentRow, default: int) -> int:
+    count = (agent.config or {}).get("preWarmCount", default)
+    return count if isinstance(count, int) and 0 <= count <= MAX_PREWARM else default

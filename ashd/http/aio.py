@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import pykka
 
+from ashd.errors import Unavailable
+
 T = TypeVar("T")
 
 DEFAULT_ASK_TIMEOUT_S = 30.0
@@ -27,9 +29,17 @@ class Offload:
         self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ashd-write")
 
     async def ask(self, future: pykka.Future[T], timeout: float = DEFAULT_ASK_TIMEOUT_S) -> T:
-        """Wait for an actor's reply without blocking the loop; re-raises its exception."""
+        """Wait for an actor's reply without blocking the loop; re-raises its exception.
+
+        An actor that is gone (ashd stopping) or silent past ``timeout`` becomes Unavailable.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._asks, lambda: future.get(timeout=timeout))
+        try:
+            return await loop.run_in_executor(self._asks, lambda: future.get(timeout=timeout))
+        except pykka.ActorDeadError:
+            raise Unavailable("ashd is stopping or restarting this component; retry shortly") from None
+        except pykka.Timeout:
+            raise Unavailable(f"no answer within {timeout:.0f}s; the server is overloaded, retry shortly") from None
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._reads, lambda: fn(*args))

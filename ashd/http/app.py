@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from ashd.http.agents import AgentHandler, AgentsHandler
+from ashd.http.agents import AgentConfigHandler, AgentHandler, AgentsHandler
 from ashd.http.base import NotFoundHandler
 from ashd.http.context import AppContext
 from ashd.http.health import HealthHandler
@@ -36,6 +36,7 @@ def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None) -> tornad
         (r"/api/usage/stats", UsageStatsHandler),
         (r"/api/agents", AgentsHandler),
         (rf"/api/agents/{_SEG}", AgentHandler),
+        (rf"/api/agents/{_SEG}/config", AgentConfigHandler),
         (r"/api/sessions", SessionsHandler),
         (rf"/api/sessions/{_SEG}", SessionHandler),
         (rf"/api/sessions/{_SEG}/stop", SessionStopHandler),

@@ -14,7 +14,7 @@ from typing import Any
 import tornado.web
 import ujson
 
-from ashd.errors import AshError, BadRequest, NotFound, PayloadTooLarge, Unavailable
+from ashd.errors import AshError, BadRequest, NotFound, PayloadTooLarge, SandboxFailed, Unavailable
 from ashd.http.auth import PUBLIC_PATHS, Principal
 from ashd.http.context import AppContext
 from ashd.store import StoreUnavailable
@@ -67,19 +67,20 @@ class ApiHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, StoreUnavailable):
             status_code = 503
-            self.set_header("Retry-After", "5")
         elif isinstance(exc, AshError):
             status_code = exc.status
-            if isinstance(exc, Unavailable):
-                self.set_header("Retry-After", str(exc.retry_after_s))
         super().send_error(status_code, **kwargs)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Runs after send_error() cleared the headers: set every response header here.
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, AshError):
             message = exc.message
+            if isinstance(exc, Unavailable):
+                self.set_header("Retry-After", str(exc.retry_after_s))
         elif isinstance(exc, StoreUnavailable):
             message = "The database is unavailable; retry shortly"
+            self.set_header("Retry-After", "5")
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:
@@ -89,6 +90,9 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, AshError) and value.status < 500:
+            return
+        if isinstance(value, Unavailable | SandboxFailed):  # expected and already explained
+            log.warning("%s %s: %s", self.request.method, self.request.path, value.message)
             return
         if isinstance(value, tornado.web.HTTPError):
             return super().log_exception(typ, value, tb)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ashd.actors.supervisor import Tree
 from ashd.config import Config
@@ -34,6 +34,12 @@ class AppContext:
 
     def __post_init__(self) -> None:
         self.links = Links(self.store, self.offload)
+
+    def notice(self, session_id: str, payload: dict[str, Any]) -> None:
+        """A sandbox event for a session (loop thread): shown on its running turn, if any."""
+        turn = self.live_turns.get(session_id)
+        if turn is not None:
+            turn.notice(payload)
 
     def start_turn(self, turn: Turn) -> None:
         """Run a turn as a task; it is findable by session id until it ends."""

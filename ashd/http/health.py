@@ -16,7 +16,7 @@ COORDINATOR_ID = f"{socket.gethostname()}-{os.getpid()}"
 
 
 class HealthHandler(ApiHandler):
-    def initialize(self, ctx: AppContext, isolation: dict[str, Any] | None = None) -> None:  # type: ignore[override]
+    def initialize(self, ctx: AppContext, isolation: dict[str, Any] | None = None) -> None:
         super().initialize(ctx)
         self.isolation = isolation
 
@@ -41,7 +41,7 @@ class HealthHandler(ApiHandler):
                 "maxCapacity": stats.max_capacity,
                 "resumeWarmHits": stats.resume_warm,
                 "resumeColdHits": stats.resume_cold,
-                "preWarmHits": 0,
+                "preWarmHits": await self.ctx.offload.ask(self.ctx.tree.sessions.prewarm_hits),
             },
             # ashd's addition: which sandbox layers are active (docs/security.md).
             "isolation": self.isolation,

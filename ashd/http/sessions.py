@@ -71,6 +71,13 @@ class SessionsHandler(SessionBase):
             raise NotFound(f"Agent {name} not found")
         if not await self.ctx.offload.read(os.path.isdir, agent.path):
             raise Unprocessable(f"Agent {name}'s folder {agent.path} is missing on this server; redeploy it")
+        if options == SessionOptions() and not (set(body) - {"agent"}):
+            # Nothing session-specific asked: a pre-warmed sandbox of this agent may serve.
+            warm = await self.ctx.offload.ask(self.ctx.tree.sessions.claim(agent))
+            if warm is not None:
+                row = await self.ctx.offload.ask(warm.claim(agent))
+                self.send_json({"session": session_json(row)}, status=201)
+                return
         session_id = str(uuid.uuid4())
         actor = await self.ctx.offload.ask(self.ctx.tree.sessions.child(session_id, self.tenant))
         row = await self.ctx.offload.ask(actor.create(agent, options), timeout=self.start_timeout)

@@ -24,7 +24,7 @@ import ujson
 from ashd import __version__
 from ashd.actors.messages import TurnGrant
 from ashd.bridge import protocol
-from ashd.bridge.link import BridgeGone
+from ashd.bridge.link import LOST, BridgeGone
 from ashd.events import SSEEvent, frame, stored_message, stream_events, timeline_events, user_message
 from ashd.http.context import AppContext
 from ashd.http.turnlog import TurnLog
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Frame = tuple[int, bytes]
+EXIT_WAIT_S = 0.5  # how long a dropped turn waits to learn why its agent process died
 
 
 class Turn:
@@ -112,6 +113,16 @@ class Turn:
         self._deliver(done)
         self._close()
 
+    def notice(self, payload: dict[str, Any]) -> None:
+        """A sandbox fact during the turn (loop thread): an OOM kill inside the sandbox becomes
+        an ``error`` event (the turn goes on), an egress decision an ``egress`` event."""
+        if self.finished:
+            return
+        if payload.get("type") == "sandbox_oom":
+            self._publish(SSEEvent("error", {"error": str(payload.get("message"))}))
+        elif payload.get("type") == "egress":
+            self._publish(SSEEvent("egress", {k: v for k, v in payload.items() if k != "type"}))
+
     async def interrupt(self) -> None:
         """Ask the agent to stop the current turn (the SDK's interrupt). Raises BridgeGone."""
         link = await self._ctx.links.get(self._grant)
@@ -131,6 +142,9 @@ class Turn:
         async for event in link.turn(query):
             if isinstance(event, protocol.Message):
                 self._on_message(event.data)
+            elif isinstance(event, protocol.Error) and event.error == LOST:
+                fact = await self._ctx.offload.read(self._ctx.tree.exits.wait, self._grant.pid, EXIT_WAIT_S)
+                self._error(f"the agent process was killed: {fact.reason}" if fact and fact.reason else LOST)
             elif isinstance(event, protocol.Error):
                 self._error(event.error)
         if link.closed:

@@ -151,7 +151,7 @@ class EgressProxy:
                 try:
                     up_reader, upstream = await asyncio.wait_for(
                         asyncio.open_connection(decision.address, decision.port), CONNECT_TIMEOUT_S)
-                except (OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, OSError) as exc:
                     decision = Decision(decision.host, decision.port, False, f"connect failed: {exc}", decision.address)
             self._on_decision(gate, decision)
             if not decision.allowed:

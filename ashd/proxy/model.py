@@ -122,8 +122,8 @@ class ModelProxy:
         gate.requests += 1
         up_reader, up_writer = await asyncio.wait_for(self._connect(), UPSTREAM_TIMEOUT_S)
         try:
-            headers = head.without(*STRIP) + [("host", self._host_header()), self._cred,
-                                              ("accept-encoding", "identity"), ("connection", "close")]
+            headers = [*head.without(*STRIP), ("host", self._host_header()), self._cred,
+                       ("accept-encoding", "identity"), ("connection", "close")]
             up_writer.write(http1.encode_head(f"{method} {self._prefix}{target} HTTP/1.1", headers))
             await http1.relay_body(head, reader, up_writer)
             resp = await http1.read_head(up_reader)
@@ -131,8 +131,8 @@ class ModelProxy:
                 return await _reply(writer, 502, "api_error", "the model upstream closed the connection")
             streaming = "text/event-stream" in (resp.get("content-type") or "")
             meter = Meter(streaming) if method == "POST" and path == "/v1/messages" else None
-            writer.write(http1.encode_head(resp.start, resp.without("connection", "keep-alive")
-                                           + [("connection", "close")]))
+            writer.write(http1.encode_head(resp.start, [*resp.without("connection", "keep-alive"),
+                                                        ("connection", "close")]))
             await http1.relay_body(resp, up_reader, writer, tap=meter.feed if meter else None, until_eof=True)
         finally:
             up_writer.close()

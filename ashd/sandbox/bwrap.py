@@ -79,7 +79,7 @@ def bwrap_argv(mounts: Mounts, fds: Fds, cli_args: list[str]) -> list[str]:
         argv += ["--perms", "0644", "--ro-bind-data", str(fd), path]
     argv += [
         "--proc", "/proc", "--dev", "/dev",
-        "--perms", "1777", "--size", str(mounts.tmp_bytes), "--tmpfs", "/tmp",
+        "--perms", "1777", "--size", str(mounts.tmp_bytes), "--tmpfs", "/tmp",  # noqa: S108 - the sandbox's own, size-bounded tmpfs
         "--ro-bind", mounts.cli, INSIDE_CLI,
         "--bind", mounts.workspace, INSIDE_WORKSPACE,
         "--bind", mounts.home, INSIDE_HOME,

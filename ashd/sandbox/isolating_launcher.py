@@ -20,8 +20,8 @@ import shlex
 import subprocess
 import sys
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,7 @@ class Ports:
 class _Live:
     kit: SandboxKit
     egress: bool
+    spec: SandboxSpec  # which start of the sandbox this is (an id is reused by restarts)
 
 
 class IsolatingLauncher:
@@ -81,7 +82,8 @@ class IsolatingLauncher:
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": spec.env.get("LANG", "C.UTF-8"),
             "HOME": bwrap.INSIDE_HOME, "USER": "agent", "LOGNAME": "agent", "SHELL": "/bin/bash",
-            "TMPDIR": "/tmp", "CLAUDE_CONFIG_DIR": f"{bwrap.INSIDE_HOME}/.claude",
+            "TMPDIR": "/tmp",  # noqa: S108 - the sandbox's private, size-bounded /tmp
+            "CLAUDE_CONFIG_DIR": f"{bwrap.INSIDE_HOME}/.claude",
             "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{self._ports.model}",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
         }
@@ -101,6 +103,10 @@ class IsolatingLauncher:
 
     def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
         with self._lock:
+            leftover = self._live.get(spec.sandbox_id)
+        if leftover is not None:  # the previous start of this sandbox was not cleaned up yet
+            self._release(leftover)
+        with self._lock:
             previous = self._teardowns.pop(spec.sandbox_id, None)
         if previous is not None:
             previous.result(timeout=TEARDOWN_WAIT_S)
@@ -111,7 +117,7 @@ class IsolatingLauncher:
         except OSError as exc:
             raise SandboxFailed(f"cannot set up the sandbox: {exc}") from exc
         with self._lock:
-            self._live[spec.sandbox_id] = _Live(kit, False)
+            self._live[spec.sandbox_id] = _Live(kit, False, spec)
         try:
             token = self._serve(spec, kit)
             self._oom.watch(kit.cgroup, lambda kills: self._oom_killed(spec, kit, kills))
@@ -168,9 +174,17 @@ class IsolatingLauncher:
 
     def cleanup(self, spec: SandboxSpec) -> None:
         with self._lock:
-            live = self._live.pop(spec.sandbox_id, None)
-        if live is None:
-            return
+            live = self._live.get(spec.sandbox_id)
+        # Only this start's own resources: a newer start of the same sandbox is left alone.
+        if live is not None and live.spec is spec:
+            self._release(live)
+
+    def _release(self, live: _Live) -> None:
+        spec = live.spec
+        with self._lock:
+            if self._live.get(spec.sandbox_id) is not live:
+                return
+            del self._live[spec.sandbox_id]
         self._oom.unwatch(live.kit.cgroup)
         live.kit.cgroup.kill_all()
         self._model.unregister(spec.sandbox_id)

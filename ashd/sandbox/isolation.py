@@ -18,6 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
+from ashd.config import floor_layers
 from ashd.sandbox import bwrap, cgroups
 
 REMEDIES = {
@@ -64,8 +65,8 @@ class Report:
             return ""
         fixes = "; ".join(f"{layer}: {REMEDIES[layer]}" for layer in self.missing)
         return (f"sandbox isolation is below the configured floor ({', '.join(self.floor)}): missing "
-                f"{', '.join(self.missing)}. To fix: {fixes}. Or lower sandbox.floor (ASH_SANDBOX_FLOOR) "
-                "knowingly.")
+                f"{', '.join(self.missing)}. To fix: {fixes}. Or lower sandbox.floor (ASH_SANDBOX_FLOOR, "
+                "e.g. none) knowingly.")
 
     def to_json(self) -> dict[str, Any]:
         return {"launcher": self.launcher, "layers": self.layers, "floor": list(self.floor),
@@ -83,7 +84,7 @@ def probe(uid: int = 65534) -> Probe:
     userns_ok, userns_error = False, "bwrap is not installed" if not version else ""
     if version:
         prefix = bwrap.setpriv_argv(uid) if root and setpriv else []
-        trial = prefix + [bwrap.BWRAP, "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-net",
+        trial = [*prefix, bwrap.BWRAP, "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-net",
                           "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--ro-bind", "/usr", "/usr",
                           "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
                           "--symlink", "usr/bin", "/bin", "--", "/usr/bin/true"]
@@ -116,6 +117,6 @@ def assess(p: Probe, isolation: str, floor: str) -> Report:
     if not on:
         for layer in layers.values():
             layer["active"], layer["detail"] = False, "off: sandbox.isolation is none"
-    wanted = tuple(x.strip() for x in floor.split(",") if x.strip())
+    wanted = floor_layers(floor)
     missing = tuple(layer for layer in wanted if not layers[layer]["active"])
     return Report("bwrap" if on else "direct", layers, wanted, missing)

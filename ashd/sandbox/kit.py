@@ -68,7 +68,7 @@ class SandboxKit:
         try:
             self.uid = self._uids.acquire(self.sandbox_id, self.root / "uid")
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.run_dir, 0o711)
+            os.chmod(self.run_dir, 0o711)  # noqa: S103 - traverse only: sandbox uids reach their binds
             self._disk()
             self._policy()
             lim = self.limits
@@ -115,8 +115,7 @@ class SandboxKit:
         if source is not None and source.is_dir() and not source.is_symlink():
             shutil.copytree(source, claude, symlinks=True)
         claude.mkdir(parents=True, exist_ok=True)
-        for path in (claude / "skills",):
-            path.mkdir(exist_ok=True)
+        (claude / "skills").mkdir(exist_ok=True)  # exists, so bwrap protects it (read-only)
         settings = claude / "settings.json"
         if not settings.exists() and not settings.is_symlink():
             settings.write_text("{}\n")
@@ -126,12 +125,12 @@ class SandboxKit:
             shutil.copyfile(src_mcp, mcp)
         else:
             mcp.write_text('{"mcpServers": {}}\n')
-        for top, dirs, files in os.walk(self.policy_dir):
-            os.chmod(top, 0o755)
+        for top, _dirs, files in os.walk(self.policy_dir):
+            os.chmod(top, 0o755)  # noqa: S103 - read-only policy copies, readable by the sandbox uid
             for name in files:
-                path = os.path.join(top, name)
-                if not os.path.islink(path):
-                    os.chmod(path, 0o644)
+                file_path = os.path.join(top, name)
+                if not os.path.islink(file_path):
+                    os.chmod(file_path, 0o644)
 
     def mounts(self) -> bwrap.Mounts:
         assert self.limits.tmp_mb

@@ -47,7 +47,8 @@ class OomWatcher:
         """Start watching; raises OSError if the cgroup files cannot be opened."""
         if cgroup.layout.mode == "v2":
             fd = os.open(cgroup.memory_dir / "memory.events", os.O_RDONLY | os.O_CLOEXEC)
-            fds, key, mask = (fd,), fd, select.EPOLLPRI | select.EPOLLERR
+            fds: tuple[int, ...] = (fd,)
+            key, mask = fd, select.EPOLLPRI | select.EPOLLERR
         else:
             efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
             ofd = os.open(cgroup.memory_dir / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)

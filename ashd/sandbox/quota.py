@@ -27,7 +27,8 @@ class DiskError(OSError):
 def _run(argv: list[str]) -> None:
     result = subprocess.run(argv, capture_output=True, timeout=60, check=False)
     if result.returncode != 0:
-        raise DiskError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.decode(errors='replace').strip()}")
+        detail = result.stderr.decode(errors="replace").strip()
+        raise DiskError(f"{' '.join(argv)} failed ({result.returncode}): {detail}")
 
 
 class WorkspaceDisk:

@@ -9,10 +9,12 @@ once from the daemon's start-up, before the actor tree.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import subprocess
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,13 +72,17 @@ class Services:
 
 def cli_binary() -> str:
     """The CLI bundled with the SDK (world-readable, so every sandbox uid can bind it)."""
-    import claude_agent_sdk
-
     from pathlib import Path
+
+    import claude_agent_sdk
     return str(Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude")
 
 
-def start(config: Config, store: Store) -> Services:
+Notify = Callable[[str, str, dict[str, Any]], None]
+"""(tenant, session, payload) of a sandbox event (OOM kill, egress decision); any thread."""
+
+
+def start(config: Config, store: Store, notify: Notify | None = None) -> Services:
     sb = config.sandbox
     report = isolation.assess(isolation.probe(sb.uid_base), sb.isolation, sb.floor)
     if not report.meets_floor:
@@ -86,15 +92,17 @@ def start(config: Config, store: Store) -> Services:
         log.warning("SANDBOX ISOLATION IS OFF (sandbox.isolation = none): agents run as ashd's user with "
                     "ashd's files, network and model credential. Never use this with untrusted agents.")
         return Services(DirectLauncher(), report)
-    return _isolating(config, store, report)
+    return _isolating(config, store, report, notify)
 
 
-def _isolating(config: Config, store: Store, report: isolation.Report) -> Services:
+def _isolating(config: Config, store: Store, report: isolation.Report, notify: Notify | None) -> Services:
     sb = config.sandbox
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-events")
 
     def on_event(tenant: str, session: str, payload: dict[str, Any]) -> None:
         writer.submit(_append, store, tenant, session, payload)
+        if notify is not None:
+            notify(tenant, session, payload)
 
     def on_usage(gate: Gate, usage: Usage) -> None:
         values = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
@@ -123,7 +131,12 @@ def _isolating(config: Config, store: Store, report: isolation.Report) -> Servic
     launcher_box.append(launcher)
     log.info("sandboxes: bwrap, cgroup %s, uids %d+, workspace images, model proxy -> %s", layout.mode,
              sb.uid_base, config.model.base_url)
-    return Services(launcher, report, [lambda: writer.shutdown(wait=True), loop.stop, oom.close, launcher.close])
+    def remove_mount_root() -> None:
+        with contextlib.suppress(OSError):
+            mount_root.rmdir()  # empty once every sandbox was torn down
+
+    return Services(launcher, report, [remove_mount_root, lambda: writer.shutdown(wait=True), loop.stop,
+                                       oom.close, launcher.close])
 
 
 def _append(store: Store, tenant: str, session: str, payload: dict[str, Any]) -> None:

@@ -55,8 +55,11 @@ def get(conn: Connection, tenant_id: str, name: str) -> AgentRow | None:
     return None if m is None else AgentRow.from_db(m)
 
 
-def list_for(conn: Connection, tenant_id: str) -> list[AgentRow]:
-    stmt = sa.select(agents).where(agents.c.tenant_id == tenant_id).order_by(agents.c.name)
+def list_for(conn: Connection, tenant_id: str | None) -> list[AgentRow]:
+    """The tenant's agents by name; every tenant's with ``tenant_id=None`` (internal use)."""
+    stmt = sa.select(agents).order_by(agents.c.tenant_id, agents.c.name)
+    if tenant_id is not None:
+        stmt = stmt.where(agents.c.tenant_id == tenant_id)
     return [AgentRow.from_db(m) for m in conn.execute(stmt).mappings()]
 
 

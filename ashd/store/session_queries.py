@@ -69,3 +69,10 @@ def update(
     )
     m = conn.execute(stmt).mappings().one_or_none()
     return None if m is None else SessionRow.from_db(m)
+
+
+def delete(conn: Connection, tenant_id: str, session_id: str) -> bool:
+    result = conn.execute(
+        sa.delete(sessions).where(sessions.c.tenant_id == tenant_id, sessions.c.id == session_id)
+    )
+    return bool(result.rowcount)

@@ -139,6 +139,11 @@ class Store:
         with self._read() as conn:
             return agent_queries.list_for(conn, tenant_id)
 
+    def list_all_agents(self) -> list[AgentRow]:
+        """Internal use (boot): the agents of every tenant."""
+        with self._read() as conn:
+            return agent_queries.list_for(conn, None)
+
     def set_agent_config(
         self, tenant_id: str, name: str, config: Mapping[str, Any] | None
     ) -> AgentRow | None:
@@ -216,6 +221,11 @@ class Store:
             changes["last_active_at"] = self._clock()
         with self._write() as conn:
             return session_queries.update(conn, tenant_id, session_id, changes)
+
+    def delete_session(self, tenant_id: str, session_id: str) -> bool:
+        """Delete a session row (its messages, events and transcript go with it)."""
+        with self._write() as conn:
+            return session_queries.delete(conn, tenant_id, session_id)
 
     def list_sessions_by_status(self, statuses: Iterable[str]) -> list[SessionRow]:
         """Internal use (boot): sessions of all tenants in any of ``statuses``."""

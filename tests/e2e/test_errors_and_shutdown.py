@@ -38,14 +38,16 @@ def test_bad_input_gets_clear_4xx(ashd_sqlite: AshdProcess, tmp_path: Path) -> N
             httpx.get(f"{ashd.url}/api/agents", headers={"Authorization": "Bearer ash_nope"}), 401)
         assert "Bearer" in error_of(httpx.get(f"{ashd.url}/api/agents", headers={"Authorization": "Basic x"}), 401)
 
-        assert "agent name" in error_of(c.post("/api/agents", json={"name": "bad name!", "path": str(HELLO_AGENT)}), 400)
+        bad_name = {"name": "bad name!", "path": str(HELLO_AGENT)}
+        assert "agent name" in error_of(c.post("/api/agents", json=bad_name), 400)
         assert "CLAUDE.md" in error_of(c.post("/api/agents", json={"name": "x", "path": str(no_prompt)}), 400)
         assert "not a directory" in error_of(c.post("/api/agents", json={"name": "x", "path": "/nonexistent"}), 400)
         assert "not valid JSON" in error_of(c.post("/api/agents", content=b"{nope"), 400)
         assert "JSON object" in error_of(c.post("/api/agents", content=b"[1]"), 400)
         escape = {"name": "x", "files": [{"path": "../../etc/evil", "content": "aGk="}]}
         assert "'..'" in error_of(c.post("/api/agents", json=escape), 400)
-        assert "base64" in error_of(c.post("/api/agents", json={"name": "x", "files": [{"path": "a", "content": "!"}]}), 400)
+        bad_b64 = {"name": "x", "files": [{"path": "a", "content": "!"}]}
+        assert "base64" in error_of(c.post("/api/agents", json=bad_b64), 400)
         assert "reserved" in error_of(c.post("/api/agents", json={"name": "x", "path": str(HELLO_AGENT),
                                                                   "env": {"ANTHROPIC_API_KEY": "k"}}), 400)
 
@@ -83,7 +85,7 @@ def test_sigterm_stops_cleanly(ashd_sqlite: AshdProcess) -> None:
     children = ashd.descendants()
     assert len(agent_processes(ashd)) >= 4  # two bridges, two CLIs
     assert ashd.stop(signal.SIGTERM) == 0
-    gone, alive = psutil.wait_procs(children, timeout=5)
+    _, alive = psutil.wait_procs(children, timeout=5)
     assert alive == [], [p.pid for p in alive]
     assert "ashd stopped" in ashd.log()
 

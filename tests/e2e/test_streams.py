@@ -28,7 +28,8 @@ def post_stream(c: httpx.Client, sid: str, content: str) -> list[tuple[int | Non
         return sse_frames(r.read().decode())
 
 
-def replay(c: httpx.Client, sid: str, last_id: int | None = None, **params: int) -> list[tuple[int | None, str, object]]:
+def replay(c: httpx.Client, sid: str, last_id: int | None = None,
+           **params: int) -> list[tuple[int | None, str, object]]:
     headers = {} if last_id is None else {"Last-Event-ID": str(last_id)}
     with c.stream("GET", f"/api/sessions/{sid}/stream", headers=headers, params=params, timeout=120) as r:
         assert r.status_code == 200, r.read()

@@ -100,7 +100,7 @@ def test_deploy_chat_history_tool_and_end(ashd: AshdProcess, scripted_model: Scr
         messages = client.get(f"/api/sessions/{sid}/messages").json()["messages"]
         assert [m["sequence"] for m in messages] == list(range(1, len(messages) + 1))
         users = [json.loads(m["content"]) for m in messages if m["role"] == "user"]
-        assert [u["content"] for u in users][0].startswith("[[say: first answer")
+        assert users[0]["content"].startswith("[[say: first answer")
         assert len(users) == 3
         timeline = client.get(f"/api/sessions/{sid}/events").json()["events"]
         assert {"text", "tool_start", "tool_result", "turn_complete"} <= {e["type"] for e in timeline}

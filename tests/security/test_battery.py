@@ -11,7 +11,6 @@ from typing import Any
 from tests.security.conftest import TARGET_MARKER, Agent
 from tests.support.daemon import PLANTED_SECRET
 
-
 FORK_BOMB = """python3 - <<'PY'
 import os, time
 n = 0

@@ -99,9 +99,10 @@ class AshdProcess:
         self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout)
 
-    def log(self) -> str:
+    def log(self, tail: int | None = 6000) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-6000:]
+            text = self.log_path.read_text(errors="replace")
+            return text[-tail:] if tail else text
         except OSError:
             return ""
 

@@ -10,7 +10,8 @@ def names(raw: dict) -> list[str]:
 
 
 def test_text_delta_from_stream_event() -> None:
-    raw = {"type": "stream_event", "event": {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "hi"}}}
+    delta = {"type": "text_delta", "text": "hi"}
+    raw = {"type": "stream_event", "event": {"type": "content_block_delta", "delta": delta}}
     out = events.stream_events(raw)
     assert [(e.name, e.data) for e in out] == [("text_delta", {"delta": "hi"}), ("message", raw)]
 

@@ -27,7 +27,7 @@ def test_session_options_round_trip_and_refusals() -> None:
                                         "allowedTools": ["Bash"], "extraEnv": {"FOO": "1"}})
     assert opts.permission_mode == "default"
     assert SessionOptions.from_json(opts.to_json()) == opts
-    with pytest.raises(BadRequest, match="mcpServers is not supported"):
+    with pytest.raises(BadRequest, match=r"mcpServers is not supported"):
         SessionOptions.from_request({"mcpServers": {}})
     with pytest.raises(BadRequest, match="permissionMode"):
         SessionOptions.from_request({"permissionMode": "yolo"})
@@ -76,6 +76,6 @@ def test_resolve_agent_path(tmp_path: Path) -> None:
     (tmp_path / "ok" / "CLAUDE.md").write_text("x")
     assert deploy.resolve_agent_path(tmp_path, "ok") == (tmp_path / "ok").resolve()
     (tmp_path / "empty").mkdir()
-    with pytest.raises(BadRequest, match="CLAUDE.md"):
+    with pytest.raises(BadRequest, match=r"CLAUDE\.md"):
         deploy.resolve_agent_path(tmp_path, "empty")
     assert deploy._safe_relative("./a/b", "f") == PurePosixPath("a/b")
