@@ -23,7 +23,7 @@ from ashd.client.client import AshdClient
 from ashd.client.discovery import DEFAULT_SERVER_URL, Target, missing_key_hint, resolve_target
 from ashd.client.display import make_printer
 from ashd.client.errors import AshdConnectionError, AshdError
-from ashd.client.formatting import format_pairs, format_table, message_text, sentence_case
+from ashd.client.formatting import format_isolation, format_pairs, format_table, message_text, sentence_case
 
 EXIT_OK, EXIT_SERVER_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", help="model for this turn")
 
     leaf(commands, "health", _cmd_health, "show server health")
+    leaf(commands, "doctor", _cmd_doctor, "show which isolation layers the server has (exit 1 below its floor)")
     sub = leaf(commands, "deploy", _cmd_deploy, "upload an agent folder (needs CLAUDE.md)")
     sub.add_argument("path", metavar="PATH", help="agent folder")
     sub.add_argument("-n", "--name", help="agent name (default: the folder's name)")
@@ -168,6 +169,16 @@ def _emit(ctx: Context, raw: Any, human: str) -> int:
 def _cmd_health(args: argparse.Namespace, ctx: Context) -> int:
     health = ctx.client.health()
     return _emit(ctx, health, format_pairs(health))
+
+
+def _cmd_doctor(args: argparse.Namespace, ctx: Context) -> int:
+    health = ctx.client.health()
+    report = health.get("isolation") or {}
+    if ctx.json:
+        _emit(ctx, report, "")
+    else:
+        ctx.out.write(format_isolation(report) + "\n")
+    return EXIT_OK if report.get("meetsFloor") else EXIT_SERVER_ERROR
 
 
 def _cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:

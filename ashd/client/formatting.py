@@ -104,3 +104,20 @@ def message_text(content: str) -> str:
     if message.get("type") == "result":
         return str(message.get("result", ""))
     return block_text(message.get("content"))
+
+
+def format_isolation(report: Mapping[str, Any]) -> str:
+    """The server's isolation report as a checklist an operator can act on."""
+    if not report:
+        return "the server reports no isolation information (an older ashd?)"
+    lines = [f"launcher: {report.get('launcher', '?')}"]
+    for name, layer in (report.get("layers") or {}).items():
+        mark = "ok " if layer.get("active") else "-- "
+        detail = ", ".join(f"{k}={v}" for k, v in layer.items() if k != "active")
+        lines.append(f"  {mark}{name}" + (f"  ({detail})" if detail else ""))
+    floor = ", ".join(report.get("floor") or [])
+    if report.get("meetsFloor"):
+        lines.append(f"floor ({floor}): met")
+    else:
+        lines.append(f"floor ({floor}): NOT met; missing: {', '.join(report.get('missing') or [])}")
+    return "\n".join(lines)

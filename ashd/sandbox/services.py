@@ -25,7 +25,7 @@ from ashd.proxy.egress import EgressProxy
 from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import Usage
 from ashd.proxy.model import Gate, ModelProxy
-from ashd.sandbox import cgroups, isolation
+from ashd.sandbox import cgroups, isolation, reaper
 from ashd.sandbox.isolating_launcher import IsolatingLauncher, Ports, event_json
 from ashd.sandbox.kit import KitConfig
 from ashd.sandbox.launcher import DirectLauncher, Launcher, SandboxSpec
@@ -119,6 +119,7 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
     oom = OomWatcher()
     digest = hashlib.sha256(str(config.data_dir.resolve()).encode()).hexdigest()[:12]
     mount_root = sb.mount_root / digest
+    reaper.reap([config.data_dir / "sandboxes", mount_root])  # none of ours can be running yet
     mount_root.mkdir(parents=True, exist_ok=True)
     for part in (sb.mount_root, mount_root):
         part.chmod(0o711)

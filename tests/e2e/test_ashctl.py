@@ -44,4 +44,6 @@ def test_readme_walkthrough(ashd_sqlite: AshdProcess) -> None:
     ended = ashctl(ashd_sqlite, "session", "send", session_id, "hi")
     assert ended.returncode == 1 and "ended" in ended.stderr  # a clear error, a script-friendly code
     assert ashctl(ashd_sqlite, "health").returncode == 0
+    doctor = ashctl(ashd_sqlite, "doctor")
+    assert doctor.returncode == 0 and "launcher: bwrap" in doctor.stdout and "met" in doctor.stdout
     assert ashctl(ashd_sqlite, "--api-key", "ash_wrong", "agent", "list").returncode == 1

@@ -63,7 +63,7 @@ def test_symlinked_policy_file_is_ignored(tmp_path: Path) -> None:
 
 
 def test_uid_pool_keeps_a_sandbox_uid_and_never_shares(tmp_path: Path) -> None:
-    pool = UidPool(300_000, 2)
+    pool = UidPool(300_000, 2, tmp_path / "locks")
     a = pool.acquire("a", tmp_path / "a-uid")
     b = pool.acquire("b", tmp_path / "b-uid")
     assert a != b
@@ -95,3 +95,15 @@ def test_below_the_floor_says_what_to_install() -> None:
 def test_opting_out_is_below_the_default_floor() -> None:
     assert isolation.assess(_probe(), "none", "bwrap,limits,proxy").missing == ("bwrap", "limits", "proxy")
     assert isolation.assess(_probe(), "none", "none").meets_floor
+
+
+def test_uid_pools_of_two_daemons_never_hand_out_the_same_uid(tmp_path: Path) -> None:
+    locks = tmp_path / "locks"
+    first, second = UidPool(300_100, 2, locks), UidPool(300_100, 2, locks)
+    a = first.acquire("a", tmp_path / "a-uid")
+    b = second.acquire("b", tmp_path / "b-uid")
+    assert a != b  # the second daemon skipped the uid the first one holds
+    with pytest.raises(Exception, match="in use"):
+        second.acquire("c", tmp_path / "c-uid")
+    first.release("a")
+    assert second.acquire("c", tmp_path / "c-uid") == a  # freed host-wide on release
