@@ -33,8 +33,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.message_latency import machine, percentile  # noqa: E402
 from ashd.scripted.server import ScriptedModel  # noqa: E402
+from benchmarks.message_latency import machine, percentile  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
 AGENT = str(REPO / "examples" / "hello-agent")
@@ -99,12 +99,12 @@ def run(rounds: int) -> dict[str, Any]:
                     r.read()
 
                 c.post(f"/api/sessions/{sid}/pause").raise_for_status()
-                began, ms, _ = timed(lambda: c.post(f"/api/sessions/{sid}/resume"))
+                began, ms, _ = timed(lambda sid=sid: c.post(f"/api/sessions/{sid}/resume"))
                 api["resume_warm"].append(ms)
                 ttft["resume_warm"].append(first_event_ms(c, sid, began))
 
                 c.post(f"/api/sessions/{sid}/stop").raise_for_status()
-                began, ms, _ = timed(lambda: c.post(f"/api/sessions/{sid}/resume"))
+                began, ms, _ = timed(lambda sid=sid: c.post(f"/api/sessions/{sid}/resume"))
                 api["resume_cold"].append(ms)
                 ttft["resume_cold"].append(first_event_ms(c, sid, began))
                 c.delete(f"/api/sessions/{sid}")
