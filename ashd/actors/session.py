@@ -27,14 +27,13 @@ from ashd.actors.restarts import RestartGovernor
 from ashd.actors.sandbox import SandboxActor
 from ashd.bridge.settings import BridgeSettings
 from ashd.config import ModelConfig, SandboxConfig
-from ashd.errors import BadRequest, Conflict, NotFound, SandboxFailed, Unavailable
+from ashd.errors import BadRequest, Conflict, NotFound, SandboxFailed, SnapshotError, Unavailable
 from ashd.layout import Layout
 from ashd.options import SessionOptions
 from ashd.policy import ChildHistory, Escalate, GiveUp, Restart
 from ashd.sandbox import limits, resume, workspace
 from ashd.sandbox.env import sandbox_env
 from ashd.sandbox.launcher import SandboxSpec
-from ashd.snapshot.errors import SnapshotError
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.states import SandboxState, SessionStatus, check_session_transition
 from ashd.store import AgentRow, SessionRow, Store, utc_now

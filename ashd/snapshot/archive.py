@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ashd.snapshot.errors import SnapshotError, SnapshotTooLarge, UnsafeArchive
+from ashd.errors import SnapshotError, SnapshotTooLarge, UnsafeArchive
 
 SKIP_NAMES = frozenset(
     {"node_modules", ".git", "__pycache__", ".cache", ".npm", ".pnpm-store", ".yarn", ".venv", "venv", ".tmp", "tmp"}

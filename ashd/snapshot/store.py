@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from ashd.errors import ConfigError
-from ashd.snapshot.errors import BlobStoreError
+from ashd.errors import BlobStoreError, ConfigError
 
 _KEY = re.compile(r"^[A-Za-z0-9._/-]+$")
 _KEY_MAX = 1024  # S3's limit, in bytes; keys are ASCII here

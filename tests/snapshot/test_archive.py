@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ashd.errors import SnapshotError, SnapshotTooLarge
 from ashd.snapshot.archive import SKIP_NAMES, create_archive, extract_archive
-from ashd.snapshot.errors import SnapshotError, SnapshotTooLarge
 from tests.snapshot.trees import SECRET, describe, make_workspace, raw_tar_bytes, tar_members
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ashd.errors import SnapshotError, SnapshotTooLarge, UnsafeArchive
 from ashd.snapshot.archive import extract_archive
-from ashd.snapshot.errors import SnapshotError, SnapshotTooLarge, UnsafeArchive
 from tests.snapshot.trees import craft, member
 
 EVIL = b"EVIL-PAYLOAD"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ashd.snapshot.errors import BlobStoreError
+from ashd.errors import BlobStoreError
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.snapshot.store import S3BlobStore, blob_store_from_url
 from tests.snapshot.trees import describe, make_workspace

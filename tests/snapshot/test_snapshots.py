@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ashd.snapshot.errors import SnapshotTooLarge
+from ashd.errors import SnapshotTooLarge
 from ashd.snapshot.snapshots import Snapshotter, snapshot_key
 from ashd.snapshot.store import LocalBlobStore
 from tests.snapshot.trees import describe, make_workspace
