@@ -63,6 +63,7 @@ class PoolConfig:
     bridge_ready_timeout_s: float = 30.0
     stop_grace_s: float = 5.0
     sweep_interval_s: float = 60.0
+    sse_heartbeat_s: float = 15.0  # a ": keep-alive" comment on a stream idle this long
     prewarm_per_agent: int = 0  # default pre-warmed sandboxes per agent (agent config preWarmCount wins)
 
 
@@ -166,6 +167,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("pool.idle_timeout_ms", "ASH_IDLE_TIMEOUT_MS"),
     ("pool.bridge_ready_timeout_s", "ASH_BRIDGE_READY_TIMEOUT_S"),
     ("pool.sweep_interval_s", "ASH_SWEEP_INTERVAL_S"),
+    ("pool.sse_heartbeat_s", "ASH_SSE_HEARTBEAT_S"),
     ("pool.prewarm_per_agent", "ASH_PREWARM_PER_AGENT"),
     ("snapshot.url", "ASH_SNAPSHOT_URL"),
     ("snapshot.s3_endpoint", "ASH_S3_ENDPOINT"),

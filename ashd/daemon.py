@@ -87,7 +87,8 @@ class Daemon:
             tree = root.proxy().tree().get(timeout=30)
             for agent in store.list_all_agents():
                 tree.sessions.prewarm(agent, prewarm_count(agent, config.pool.prewarm_per_agent))
-            ctx = AppContext(config=config, store=store, tree=tree, offload=offload, hasher=hasher)
+            ctx = AppContext(config=config, store=store, tree=tree, offload=offload, hasher=hasher,
+                             heartbeat_s=config.pool.sse_heartbeat_s)
             live.append(ctx)
             server = tornado.httpserver.HTTPServer(make_app(ctx, isolation), max_body_size=MAX_BODY_BYTES,
                                                    xheaders=False)

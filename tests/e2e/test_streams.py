@@ -136,3 +136,14 @@ def test_replay_after_ashd_is_killed_mid_turn(start_ashd: Callable[..., AshdProc
             assert any(n == "tool_result" and "kept" in d["content"] for _, n, d in frames)  # files too
     finally:
         again.stop()
+
+
+def test_idle_streams_get_heartbeats(start_ashd: Callable[..., AshdProcess]) -> None:
+    daemon = start_ashd(None, ASH_SSE_HEARTBEAT_S="0.2")
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+        sid = setup_session(c)
+        with c.stream("POST", f"/api/sessions/{sid}/messages", json={"content": "[[sleep: 1500]] [[say: late]]"}) as r:
+            body = r.read().decode()
+    assert body.count(": keep-alive\n\n") >= 3  # comments while the model was silent
+    frames = sse_frames(body)  # and clients that ignore comments see the usual events
+    assert frames[-1][1] == "done" and ("turn_complete" in [n for _, n, _ in frames])

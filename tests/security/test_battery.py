@@ -86,8 +86,12 @@ def test_bombs_are_contained_and_ashd_keeps_serving(agent: Agent, battery: dict[
     thread.start()
     out = agent.bash(FORK_BOMB)
     assert "fork-stopped 11" in out, out
-    out = agent.bash("python3 -c 'a = bytearray(2 << 30)'; echo rc=$?")
+    events = agent.turn("[[bash: python3 -c 'a = bytearray(2 << 30)'; echo rc=$?]]")
+    out = [d for n, d in events if n == "tool_result"][-1]["content"]
     assert "rc=137" in out, out
+    errors = [d["error"] for n, d in events if n == "error"]
+    assert any("out of memory" in e for e in errors), events  # told on the stream, the turn went on
+    assert events[-1][0] == "done"
     out = agent.bash("dd if=/dev/zero of=fill bs=1M count=200 2>&1 | tail -4; stat -c %s fill; rm -f fill")
     assert "No space left on device" in out and int(out.strip().split("\n")[-1]) <= 64 << 20, out
     thread.join(180)
