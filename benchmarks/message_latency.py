@@ -101,11 +101,11 @@ def ashd_turn(client: httpx.Client, session_id: str) -> tuple[float, float]:
     return (first - start) * 1000, (end - start) * 1000
 
 
-async def run(rounds: int, warmup: int) -> dict[str, Any]:
+async def run(rounds: int, warmup: int, ashd_env: dict[str, str]) -> dict[str, Any]:
     model = ScriptedModel()
     model.start()
     tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
-    daemon = AshdProcess(tmp / "data", model.base_url, extra_env={"ASH_LOG_LEVEL": "warning"}).start()
+    daemon = AshdProcess(tmp / "data", model.base_url, extra_env={"ASH_LOG_LEVEL": "warning", **ashd_env}).start()
     direct = Direct(model.base_url, tmp / "direct")
     await direct.client.connect()
     results: dict[str, list[float]] = {"direct_e2e": [], "direct_first": [], "ashd_e2e": [], "ashd_first": []}
@@ -162,8 +162,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--ashd-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the ashd under test (e.g. ASH_SANDBOX_ISOLATION=none)")
     args = parser.parse_args()
-    report = asyncio.run(run(args.rounds, args.warmup))
+    report = asyncio.run(run(args.rounds, args.warmup, dict(kv.split("=", 1) for kv in args.ashd_env)))
+    report["ashd_env"] = args.ashd_env
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

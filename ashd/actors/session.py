@@ -222,14 +222,15 @@ class SessionActor(pykka.ThreadingActor):
         return TurnGrant(self._tenant, self._id, started.sandbox_id, started.socket_path, started.pid)
 
     def end_turn(self) -> None:
-        """Release the turn; the workspace snapshot follows right after this reply."""
+        """Release the turn at once; bookkeeping and the snapshot follow after this reply."""
         self._busy = False
         if self._sandbox is not None:
             self._deps.pool.mark(self._sandbox.sandbox_id, SandboxState.WAITING)
-            self.actor_ref.proxy().snapshot_now()
-        self._row = self._deps.store.update_session(self._tenant, self._id, touch=True) or self._row
+        self.actor_ref.proxy().after_turn()
 
-    def snapshot_now(self) -> None:
+    def after_turn(self) -> None:
+        """Runs after end_turn's reply (a message to itself): last activity, then snapshot."""
+        self._row = self._deps.store.update_session(self._tenant, self._id, touch=True) or self._row
         if not self._busy:
             self._snapshot()
 

@@ -1,8 +1,10 @@
 """ashd's end of one bridge socket (asyncio; runs on the daemon's IOLoop).
 
 The data plane reads the bridge's NDJSON here and nowhere else. A reader task owns the
-socket: transcript appends are stored (through the ``sink``) and acknowledged at any
-time, every other event goes to the running turn. A link carries one turn at a time (the
+socket: transcript appends are acknowledged on receipt and stored (through the ``sink``)
+in the background — the SDK waits for the ack before it yields a turn's result, so the
+database write stays off that path; a turn calls :meth:`settle` before its ``done`` to
+know they are committed. Every other event goes to the running turn. A link carries one turn at a time (the
 session actor guarantees that). If the bridge dies mid-turn the turn ends with an
 ``Error`` and a synthetic ``Done`` at once, so no stream hangs.
 """
@@ -38,7 +40,8 @@ class BridgeLink:
         self.ready = ready
         self._events: asyncio.Queue[protocol.Event | None] = asyncio.Queue()
         self._eof = False
-        self._acks: set[asyncio.Future[None]] = set()
+        self._writes: set[asyncio.Future[None]] = set()
+        self._write_errors: list[str] = []
         self._reading = asyncio.ensure_future(self._read_loop())
 
     @classmethod
@@ -102,9 +105,10 @@ class BridgeLink:
                     break
                 event = protocol.decode_event(line)
                 if isinstance(event, protocol.Transcript):
-                    ack = asyncio.ensure_future(self._store(event))
-                    self._acks.add(ack)
-                    ack.add_done_callback(self._acks.discard)
+                    write = asyncio.ensure_future(self._store(event))
+                    self._writes.add(write)
+                    write.add_done_callback(self._writes.discard)
+                    await self._send(protocol.TranscriptAck(event.req_id))
                 else:
                     self._events.put_nowait(event)
         except (ConnectionError, ValueError, asyncio.LimitOverrunError, protocol.ProtocolError) as exc:
@@ -115,18 +119,21 @@ class BridgeLink:
             self._writer.close()
 
     async def _store(self, event: protocol.Transcript) -> None:
-        error: str | None = None
         try:
             if self._sink is None:
                 raise RuntimeError("this link does not store transcripts")
             await self._sink(event)
-        except Exception as exc:  # boundary: report to the bridge; the SDK retries
+        except Exception as exc:  # boundary: reported by settle() to the running turn
             log.error("session %s: transcript entries not stored: %s", self.ready.session_id, exc)
-            error = f"{type(exc).__name__}: {exc}"
-        try:
-            await self._send(protocol.TranscriptAck(event.req_id, error))
-        except (ConnectionError, RuntimeError):
-            pass
+            self._write_errors.append(f"{type(exc).__name__}: {exc}")
+
+    async def settle(self) -> list[str]:
+        """Wait until every transcript append received so far is stored; return (and clear)
+        the errors of those that could not be."""
+        while self._writes:
+            await asyncio.wait(set(self._writes))
+        errors, self._write_errors = self._write_errors, []
+        return errors
 
     async def _send(self, command: protocol.Command) -> None:
         if self._writer.is_closing():

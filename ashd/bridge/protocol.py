@@ -9,7 +9,8 @@ Commands: ``query {prompt, includePartialMessages?, model?}``, ``interrupt``, ``
 ``transcript_ack {reqId, error?}``.
 Events: ``ready {pid, sessionId}``, ``message {data}`` (a raw SDK message),
 ``error {error}``, ``done {sessionId}``, ``transcript {reqId, subpath, entries}`` (the SDK's
-session-store append: ashd stores the entries and answers with ``transcript_ack``).
+session-store append: ashd answers with ``transcript_ack`` on receipt and stores the
+entries before the turn's ``done``).
 """
 
 from __future__ import annotations

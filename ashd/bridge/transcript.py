@@ -1,8 +1,9 @@
 """The bridge's SDK session store: transcript appends go to ashd over the bridge socket.
 
 The SDK mirrors every transcript line the CLI writes and calls ``append`` in batches (at
-each result). Each append is one ``transcript`` event; ashd commits the entries to its
-database and answers ``transcript_ack``. ``load`` returns None on purpose: before a cold
+each result). Each append is one ``transcript`` event; ashd acknowledges it on receipt and
+commits the entries before it sends the turn's ``done`` (so the database write is not on
+the path to the result, and a finished turn's conversation is stored). ``load`` returns None on purpose: before a cold
 start ashd itself writes the stored transcript into the CLI's config dir, and the SDK
 then falls through to a plain ``--resume`` of that file (see ``ashd/sandbox/transcripts.py``).
 Runs on the bridge's loop.

@@ -140,7 +140,10 @@ class Turn:
             return
         query = protocol.Query(self._options.content, self._options.include_partial_messages, self._options.model)
         async for event in link.turn(query):
-            if isinstance(event, protocol.Message):
+            if isinstance(event, protocol.Done):
+                for error in await link.settle():  # the conversation is stored before done
+                    self._error(f"the conversation could not be stored completely: {error}")
+            elif isinstance(event, protocol.Message):
                 self._on_message(event.data)
             elif isinstance(event, protocol.Error) and event.error == LOST:
                 fact = await self._ctx.offload.read(self._ctx.tree.exits.wait, self._grant.pid, EXIT_WAIT_S)
