@@ -20,6 +20,7 @@ import tornado.ioloop
 import tornado.netutil
 
 from ashd import __version__, systemd
+from ashd.actors.figures import live_figures
 from ashd.actors.supervisor import RootSupervisor
 from ashd.config import Config, mask_url
 from ashd.http.agents import prewarm_count
@@ -27,8 +28,10 @@ from ashd.http.aio import Offload
 from ashd.http.app import make_app
 from ashd.http.auth import KeyHasher, bootstrap_key
 from ashd.http.context import AppContext
+from ashd.http.health import COORDINATOR_ID
 from ashd.layout import Layout
-from ashd.recovery import close_cut_off_turns
+from ashd.metrics import Metrics
+from ashd.recovery import close_cut_off_turns, fail_interrupted_starts
 from ashd.sandbox import services as sandbox_services
 from ashd.sandbox.launcher import Launcher
 from ashd.states import SandboxState
@@ -70,6 +73,7 @@ class Daemon:
             log.info("bootstrap API key written to %s (mode 0600)", written)
         store.mark_all_sandboxes(SandboxState.COLD.value)
         close_cut_off_turns(store)
+        fail_interrupted_starts(store)
         loop = asyncio.get_running_loop()
         live: list[AppContext] = []  # the context, once built: sandbox events reach its turns
 
@@ -77,18 +81,20 @@ class Daemon:
             if live:
                 loop.call_soon_threadsafe(live[0].notice, session, payload)
 
-        sandboxes = sandbox_services.start(config, store, notify) if self._launcher is None else None
+        metrics = Metrics()
+        sandboxes = sandbox_services.start(config, store, notify, metrics) if self._launcher is None else None
         launcher = sandboxes.launcher if sandboxes is not None else self._launcher
         assert launcher is not None
         isolation = sandboxes.report.to_json() if sandboxes else {"launcher": launcher.name}
-        root = RootSupervisor.start(config, store, launcher)
+        root = RootSupervisor.start(config, store, launcher, metrics)
         offload = Offload()
         try:
             tree = root.proxy().tree().get(timeout=30)
             for agent in store.list_all_agents():
                 tree.sessions.prewarm(agent, prewarm_count(agent, config.pool.prewarm_per_agent))
             ctx = AppContext(config=config, store=store, tree=tree, offload=offload, hasher=hasher,
-                             heartbeat_s=config.pool.sse_heartbeat_s)
+                             heartbeat_s=config.pool.sse_heartbeat_s, metrics=metrics)
+            metrics.watch(lambda: live_figures(tree, store), COORDINATOR_ID, ctx.started_at)
             live.append(ctx)
             server = tornado.httpserver.HTTPServer(make_app(ctx, isolation), max_body_size=MAX_BODY_BYTES,
                                                    xheaders=False)

@@ -17,6 +17,17 @@ from ashd.store import Store
 log = logging.getLogger(__name__)
 
 CUT_OFF = "ashd stopped during this turn; its remaining events are lost. Send the message again."
+START_CUT_OFF = "ashd stopped while this session was starting; resume it to start it again"
+
+
+def fail_interrupted_starts(store: Store) -> int:
+    """Sessions caught in ``starting`` by a shutdown go to ``error`` (resumable), with why."""
+    stuck = store.list_sessions_by_status([SessionStatus.STARTING.value])
+    for session in stuck:
+        store.update_session(session.tenant_id, session.id, status=SessionStatus.ERROR.value,
+                             status_reason=START_CUT_OFF, touch=False)
+        log.warning("session %s: was starting when ashd stopped; now error (resumable)", session.id)
+    return len(stuck)
 
 
 def close_cut_off_turns(store: Store) -> int:

@@ -11,6 +11,7 @@ import random
 import threading
 
 from ashd.config import SupervisionConfig
+from ashd.metrics import Metrics
 from ashd.policy import (
     Budget,
     ChildHistory,
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 
 class RestartGovernor:
-    def __init__(self, config: SupervisionConfig, clock: Clock | None = None, rng: random.Random | None = None) -> None:
+    def __init__(self, config: SupervisionConfig, clock: Clock | None = None, rng: random.Random | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.spec = RestartSpec(
             name="agent process", type=RestartType.TRANSIENT, intensity=config.intensity,
             period_s=config.period_s, backoff_base_s=config.backoff_base_s, backoff_cap_s=config.backoff_cap_s,
@@ -39,6 +41,7 @@ class RestartGovernor:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._budget = Budget(limit=config.budget_limit, period_s=config.budget_period_s)
         self._lock = threading.Lock()
+        self._metrics = metrics or Metrics()
         self.restarts = 0
         self.give_ups = 0
         self.escalations = 0
@@ -54,9 +57,12 @@ class RestartGovernor:
             if isinstance(decision, Restart):
                 self._budget = self._budget.record(now)
                 self.restarts += 1
+                self._metrics.agent_restarts.inc()
             elif isinstance(decision, GiveUp):
                 self.give_ups += 1
+                self._metrics.agent_give_ups.inc()
             elif isinstance(decision, Escalate):
                 self.escalations += 1
+                self._metrics.agent_give_ups.inc()  # the session goes to error all the same
                 log.critical("restart budget of ashd exhausted: %s", decision.reason)
             return decision

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pykka
@@ -29,6 +29,7 @@ from ashd.bridge.settings import BridgeSettings
 from ashd.config import ModelConfig, SandboxConfig
 from ashd.errors import BadRequest, Conflict, NotFound, SandboxFailed, SnapshotError, Unavailable
 from ashd.layout import Layout
+from ashd.metrics import Metrics
 from ashd.options import SessionOptions
 from ashd.policy import ChildHistory, Escalate, GiveUp, Restart
 from ashd.sandbox import limits, resume, workspace
@@ -55,6 +56,7 @@ class SessionDeps:
     snapshots: Snapshotter
     restarts: RestartGovernor
     cli_workspace: str | None = None  # the workspace path as the CLI sees it, if remapped
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 class SessionActor(pykka.ThreadingActor):
@@ -71,6 +73,7 @@ class SessionActor(pykka.ThreadingActor):
         self._not_before = 0.0
         self.last_resume: str | None = None  # "warm" or "cold": for metrics and the API
         self._draft = False  # pre-warmed, not yet a session (no database row)
+        self._cold_source = "fresh"  # where the last start's workspace came from: local|cloud|fresh
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -145,7 +148,11 @@ class SessionActor(pykka.ThreadingActor):
             self._history, self._not_before = ChildHistory(), 0.0  # an operator asked: start afresh
         self.last_resume = "warm" if self._sandbox is not None else "cold"
         self._ensure_sandbox()
-        return self._transition(SessionStatus.ACTIVE, f"{self.last_resume} resume")
+        resumed = self._transition(SessionStatus.ACTIVE, f"{self.last_resume} resume")
+        self._deps.metrics.resumes.labels(self.last_resume).inc()
+        if self.last_resume == "cold":
+            self._deps.metrics.resumes_cold.labels(self._cold_source).inc()
+        return resumed
 
     def stop_session(self) -> SessionRow:
         """ACTIVE|STARTING -> STOPPED: snapshot, destroy the sandbox, keep the workspace."""
@@ -242,6 +249,7 @@ class SessionActor(pykka.ThreadingActor):
         if self._draft:
             self.actor_ref.stop(block=False)
             return
+        self._deps.metrics.agent_crashes.inc()
         detail = fact.reason or f"exit code {fact.returncode}"
         self._history = self._history.record_exit(self._deps.restarts.now(), True, detail)
         decision = self._deps.restarts.decide(self._history)
@@ -316,6 +324,7 @@ class SessionActor(pykka.ThreadingActor):
             self._deps.pool.release(spec.sandbox_id)
             raise exc if isinstance(exc, SandboxFailed) else SandboxFailed("agent process start timed out") from exc
         self._history = self._history.record_start(self._deps.restarts.now())
+        self._deps.metrics.sandbox_start.observe(started.start_ms / 1000)
         self._deps.pool.mark(spec.sandbox_id, SandboxState.WARM)
         self._sandbox, self._sandbox_actor = started, sandbox
 
@@ -327,6 +336,7 @@ class SessionActor(pykka.ThreadingActor):
         """
         root = self._deps.layout.sandbox_dir(row.sandbox_id or self._id)
         ws = root / "workspace"
+        self._cold_source = "local"
         if ws.exists():
             return None
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -335,6 +345,7 @@ class SessionActor(pykka.ThreadingActor):
         except SnapshotError as exc:
             log.error("session %s: snapshot not restored (%s); starting from the agent folder", self._id, exc)
             restored = False
+        self._cold_source = "cloud" if restored else "fresh"
         if restored:
             log.info("session %s: workspace restored from its snapshot", self._id)
         config_dir, cwd = root / "home" / ".claude", self._cli_cwd(root)

@@ -20,6 +20,7 @@ from ashd.actors.restarts import RestartGovernor
 from ashd.actors.session import SessionActor, SessionDeps
 from ashd.config import Config
 from ashd.layout import Layout
+from ashd.metrics import Metrics
 from ashd.sandbox.launcher import Launcher
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.snapshot.store import blob_store_from_url
@@ -82,6 +83,7 @@ class SessionSupervisor(pykka.ThreadingActor):
             pool.pop(0)
             self._children[session_id] = ref
             self.prewarm_hits += 1
+            self._deps.metrics.resumes.labels("prewarm").inc()
             self.actor_ref.proxy().prewarm(agent, len(pool) + 1)  # replenish after this reply
             return ref.proxy()
         return None
@@ -128,9 +130,10 @@ class Tree:
 class RootSupervisor(pykka.ThreadingActor):
     """Starts the tree in order (pool, sessions) and stops it in reverse."""
 
-    def __init__(self, config: Config, store: Store, launcher: Launcher) -> None:
+    def __init__(self, config: Config, store: Store, launcher: Launcher, metrics: Metrics | None = None) -> None:
         super().__init__()
         self._config = config
+        self._metrics = metrics or Metrics()
         self._store = store
         self._launcher = launcher
         self._started: list[pykka.ActorRef[Any]] = []
@@ -149,8 +152,9 @@ class RootSupervisor(pykka.ThreadingActor):
             ready_timeout_s=self._config.pool.bridge_ready_timeout_s,
             stop_timeout_s=self._config.pool.stop_grace_s + 10,
             snapshots=make_snapshotter(self._config),
-            restarts=RestartGovernor(self._config.supervision),
+            restarts=RestartGovernor(self._config.supervision, metrics=self._metrics),
             cli_workspace=getattr(self._launcher, "cli_workspace", None),
+            metrics=self._metrics,
         )
         sessions = SessionSupervisor.start(deps)
         self._started.append(sessions)

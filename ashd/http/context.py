@@ -13,6 +13,7 @@ from ashd.http.aio import Offload
 from ashd.http.auth import KeyHasher
 from ashd.http.links import Links
 from ashd.layout import Layout
+from ashd.metrics import Metrics
 from ashd.store import Store
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class AppContext:
     heartbeat_s: float = 15.0
     turns: set[asyncio.Future[None]] = field(default_factory=set)
     live_turns: dict[str, Turn] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
         self.links = Links(self.store, self.offload)

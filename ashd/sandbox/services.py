@@ -21,6 +21,7 @@ from typing import Any
 
 from ashd.config import Config, egress_pins
 from ashd.errors import SandboxFailed
+from ashd.metrics import Metrics
 from ashd.proxy.egress import EgressProxy
 from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import Usage
@@ -82,7 +83,7 @@ Notify = Callable[[str, str, dict[str, Any]], None]
 """(tenant, session, payload) of a sandbox event (OOM kill, egress decision); any thread."""
 
 
-def start(config: Config, store: Store, notify: Notify | None = None) -> Services:
+def start(config: Config, store: Store, notify: Notify | None = None, metrics: Metrics | None = None) -> Services:
     sb = config.sandbox
     report = isolation.assess(isolation.probe(sb.uid_base), sb.isolation, sb.floor)
     if not report.meets_floor:
@@ -92,10 +93,11 @@ def start(config: Config, store: Store, notify: Notify | None = None) -> Service
         log.warning("SANDBOX ISOLATION IS OFF (sandbox.isolation = none): agents run as ashd's user with "
                     "ashd's files, network and model credential. Never use this with untrusted agents.")
         return Services(DirectLauncher(), report)
-    return _isolating(config, store, report, notify)
+    return _isolating(config, store, report, notify, metrics or Metrics())
 
 
-def _isolating(config: Config, store: Store, report: isolation.Report, notify: Notify | None) -> Services:
+def _isolating(config: Config, store: Store, report: isolation.Report, notify: Notify | None,
+               metrics: Metrics) -> Services:
     sb = config.sandbox
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-events")
 
@@ -109,6 +111,7 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
                   "cache_creation_tokens": usage.cache_creation_tokens, "cache_read_tokens": usage.cache_read_tokens,
                   "tool_call": usage.tool_calls, "message": 1, "cost_usd": usage.cost_usd}
         writer.submit(_record, store, gate, values)
+        metrics.record_usage(usage)
 
     layout = cgroups.detect()
     if layout.mode != "none":

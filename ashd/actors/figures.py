@@ -1,0 +1,23 @@
+"""The live figures behind Ash's gauges on /metrics, gathered from the actor tree and store.
+
+Blocking (short asks with a timeout, one store read): called on a reader thread at scrape
+time, never on the IOLoop or an actor thread.
+"""
+
+from __future__ import annotations
+
+from ashd.actors.supervisor import Tree
+from ashd.metrics import LiveFigures
+from ashd.store import Store
+
+ASK_TIMEOUT_S = 2.0
+
+
+def live_figures(tree: Tree, store: Store, timeout_s: float = ASK_TIMEOUT_S) -> LiveFigures:
+    """Raises pykka.Timeout / ActorDeadError if the pool does not answer in time."""
+    stats = tree.pool.stats().get(timeout=timeout_s)
+    active = store.list_sessions_by_status(["active"])
+    pool = {"cold": stats.cold, "warming": stats.warming, "warm": stats.warm,
+            "waiting": stats.waiting, "running": stats.running}
+    return LiveFigures(active_sessions=len(active), active_sandboxes=stats.total,
+                       max_capacity=stats.max_capacity, pool=pool)

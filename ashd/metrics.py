@@ -1,0 +1,148 @@
+"""The daemon's Prometheus metrics: Ash's names plus the histograms and counters Ash lacks.
+
+One :class:`Metrics` per daemon, with its own ``CollectorRegistry`` (never the global one,
+so tests and several daemons in one process stay apart). It is built once at start-up and
+passed to whoever records. Recording is thread-safe (prometheus-client locks each value)
+and never blocks beyond that lock, so any thread may record: the loop, actor threads, the
+proxy loop.
+
+Ash's live figures (sessions, pool states, resumes) are read at scrape time by
+:class:`AshCollector` from a ``source`` callable, which may block briefly: the scrape runs
+on a reader thread, never on the IOLoop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from ashd.proxy.meter import Usage
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+POOL_STATES = ("cold", "warming", "warm", "waiting", "running")
+RESUME_PATHS = ("warm", "cold", "prewarm")
+COLD_SOURCES = ("local", "cloud", "fresh")
+
+_TURN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_START_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60)
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """Ash's gauges at one instant (any missing key reads as 0)."""
+
+    active_sessions: int
+    active_sandboxes: int
+    max_capacity: int
+    pool: Mapping[str, int] = field(default_factory=dict)  # sandboxes by state (POOL_STATES)
+
+
+Source = Callable[[], LiveFigures]
+"""Gathers the live figures; may block briefly and may raise (the scrape then omits them)."""
+
+
+class Metrics:
+    """Every metric ashd records, in one registry. Thread-safe."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_duration = Histogram(
+            "ashd_http_request_duration_seconds", "HTTP request duration by route pattern (SSE: until the stream ends)",
+            ["method", "route", "status"], registry=r)
+        self.first_event = Histogram(
+            "ashd_time_to_first_event_seconds", "Turn start to the first SSE frame after session_start",
+            buckets=_TURN_BUCKETS, registry=r)
+        self.turn_duration = Histogram(
+            "ashd_turn_duration_seconds", "Turn start to its done frame", buckets=_TURN_BUCKETS, registry=r)
+        self.turn_overhead = Histogram(
+            "ashd_turn_overhead_seconds",
+            "ashd's own time per message: POST received to the query written to the agent process",
+            registry=r)
+        self.sandbox_start = Histogram(
+            "ashd_sandbox_start_seconds", "Agent process spawn to its ready handshake", buckets=_START_BUCKETS,
+            registry=r)
+        self.agent_restarts = Counter(
+            "ashd_agent_restarts", "Agent process restarts granted by the restart policy", registry=r)
+        self.agent_crashes = Counter(
+            "ashd_agent_crashes", "Unexpected exits of a started agent process", registry=r)
+        self.agent_give_ups = Counter(
+            "ashd_agent_give_ups", "Times the restart policy gave up on a session (it went to error)", registry=r)
+        self.proxy_tokens = Counter(
+            "ashd_proxy_tokens", "Tokens metered by the model proxy", ["kind"], registry=r)
+        self.proxy_cost = Counter(
+            "ashd_proxy_cost_usd", "Estimated model cost metered by the model proxy, in USD", registry=r)
+        self.resumes = Counter("ash_resume", "Session resumes by path", ["path"], registry=r)
+        self.resumes_cold = Counter("ash_resume_cold", "Cold resumes by where the workspace came from",
+                                    ["source"], registry=r)
+        for path in RESUME_PATHS:
+            self.resumes.labels(path)
+        for source in COLD_SOURCES:
+            self.resumes_cold.labels(source)
+
+    def watch(self, source: Source, coordinator: str, started_at: float | None = None) -> None:
+        """Report Ash's live gauges from ``source`` at each scrape (call once, at start-up)."""
+        self.registry.register(AshCollector(source, coordinator, started_at or time.monotonic()))
+
+    def record_usage(self, usage: Usage) -> None:
+        """One metered model response (model proxy thread)."""
+        for kind, value in (("input", usage.input_tokens), ("output", usage.output_tokens),
+                            ("cache_read", usage.cache_read_tokens),
+                            ("cache_creation", usage.cache_creation_tokens)):
+            self.proxy_tokens.labels(kind).inc(value)
+        self.proxy_cost.inc(usage.cost_usd)
+
+    def render(self) -> bytes:
+        """The exposition text (0.0.4). Blocks while the collectors gather: not on the IOLoop."""
+        return generate_latest(self.registry)
+
+
+class AshCollector(Collector):
+    """Ash's gauges: ``ash_up``, uptime, sessions, sandboxes, pool states and capacity."""
+
+    def __init__(self, source: Source, coordinator: str, started_at: float) -> None:
+        self._source = source
+        self._coordinator = coordinator
+        self._started_at = started_at
+
+    def describe(self) -> list[Metric]:
+        return []  # gathered at scrape time only; describing must not ask the actors
+
+    def collect(self) -> list[Metric]:
+        up = GaugeMetricFamily("ash_up", "1 while ashd serves", labels=["coordinator"])
+        up.add_metric([self._coordinator], 1)
+        families: list[Metric] = [
+            up, GaugeMetricFamily("ash_uptime_seconds", "Seconds since ashd started",
+                                  value=time.monotonic() - self._started_at)]
+        try:
+            figures = self._source()
+        except Exception as exc:  # boundary: a slow pool must not fail the whole scrape
+            log.warning("metrics scrape without live pool figures: %s", exc)
+            return families
+        return families + live_families(figures)
+
+
+def live_families(figures: LiveFigures) -> list[Metric]:
+    """Pure: Ash's gauges for one set of live figures."""
+    pool = GaugeMetricFamily("ash_pool_sandboxes", "Live sandboxes by state", labels=["state"])
+    for state in POOL_STATES:
+        pool.add_metric([state], figures.pool.get(state, 0))
+    return [
+        GaugeMetricFamily("ash_active_sessions", "Sessions with status active", value=figures.active_sessions),
+        GaugeMetricFamily("ash_active_sandboxes", "Live sandboxes", value=figures.active_sandboxes),
+        pool,
+        GaugeMetricFamily("ash_pool_max_capacity", "Sandbox capacity (ASH_MAX_SANDBOXES)",
+                          value=figures.max_capacity),
+    ]
+
