@@ -21,7 +21,7 @@ import json
 import os
 import sys
 
-from ashd.sandbox import bwrap, syscalls
+from ashd.sandbox import bwrap, rlimits, syscalls
 
 SDK_PREFIXES = ("CLAUDE_CODE_", "CLAUDE_AGENT_SDK_")
 
@@ -55,6 +55,7 @@ def main(argv: list[str]) -> int:
     for procs in plan["cgroup_procs"]:
         with open(procs, "w") as out:
             out.write(pid)
+    rlimits.apply(plan.get("rlimits", {}))  # set as root, enforced once setpriv drops the uid
     fd = os.open(plan["netns"], os.O_RDONLY | os.O_CLOEXEC)
     syscalls.setns(fd, syscalls.CLONE_NEWNET)
     os.close(fd)

@@ -106,8 +106,11 @@ def assess(p: Probe, isolation: str, floor: str) -> Report:
                              else f"unavailable: {p.userns_error or 'bwrap missing'}")},
         "uid": {"active": on and p.root and p.setpriv, "detail": "a dedicated host uid per sandbox (setpriv)"},
         "limits": {"active": on and p.cgroup.mode in ("v1", "v2"),
-                   "detail": (f"cgroup {p.cgroup.mode}: memory, cpu, pids" if p.cgroup.mode != "none"
-                              else p.cgroup.problem), "cgroup": p.cgroup.mode},
+                   "detail": (f"cgroup {p.cgroup.mode}: memory, cpu, pids; rlimits: tasks per uid, no core files"
+                              if p.cgroup.mode != "none"
+                              else f"{p.cgroup.problem}; only rlimits apply (tasks per uid, no core files): "
+                                   "no memory or CPU limit"),
+                   "cgroup": p.cgroup.mode, "rlimits": "nproc, core"},
         "netns": {"active": netns, "detail": "a private network namespace per sandbox (loopback only)"},
         "proxy": {"active": netns, "detail": "model credential injected outside; per-session token inside"},
         "egress": {"active": netns, "detail": "CONNECT proxy with a per-agent domain allowlist; default none"},

@@ -18,7 +18,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ashd.sandbox import bwrap, syscalls
+from ashd.sandbox import bwrap, rlimits, syscalls
 from ashd.sandbox.cgroups import CgroupLayout, SandboxCgroup
 from ashd.sandbox.limits import Limits
 from ashd.sandbox.netns import SandboxNetns
@@ -145,6 +145,7 @@ class SandboxKit:
         plan = {
             "uid": self.uid, "netns": str(self.netns.path), "cgroup_procs": self.cgroup.procs_files,
             "mounts": asdict(self.mounts()), "env": env, "passthrough": passthrough,
+            "rlimits": rlimits.plan(self.limits),
         }
         tmp = self.plan_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(plan))

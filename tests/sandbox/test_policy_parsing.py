@@ -107,3 +107,24 @@ def test_uid_pools_of_two_daemons_never_hand_out_the_same_uid(tmp_path: Path) ->
         second.acquire("c", tmp_path / "c-uid")
     first.release("a")
     assert second.acquire("c", tmp_path / "c-uid") == a  # freed host-wide on release
+
+
+def test_rlimits_bound_the_tasks_of_the_sandbox_uid() -> None:
+    """Set as root, then the uid drop (as the CLI wrapper does): a fork loop hits the limit."""
+    import subprocess
+    import sys
+
+    from ashd.sandbox import bwrap as bw
+    from ashd.sandbox import rlimits
+    from ashd.sandbox.limits import Limits
+
+    values = rlimits.plan(Limits(512, 1.0, 8, 64, 16))
+    assert values == {"nproc": 8, "core": 0}
+    assert "nproc" not in rlimits.plan(Limits(512, 1.0, None, 64, 16))  # type: ignore[arg-type]
+    loop = ("import os\nn=0\ntry:\n    while n < 50:\n        if os.fork() == 0:\n"
+            "            import time; time.sleep(5)\n            os._exit(0)\n        n += 1\n"
+            "except BlockingIOError:\n    pass\nprint('forked', n)")
+    run = subprocess.run([*bw.setpriv_argv(300_777), sys.executable, "-c", loop], capture_output=True, text=True,
+                         preexec_fn=lambda: rlimits.apply(values), timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert 0 < int(run.stdout.split()[-1]) < 8  # stopped by RLIMIT_NPROC, not by the loop's own bound
