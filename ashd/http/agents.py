@@ -44,7 +44,16 @@ class AgentsHandler(ApiHandler):
         self.send_json({"agents": [agent_json(r) for r in rows]})
 
 
-class AgentHandler(ApiHandler):
+class AgentNameHandler(ApiHandler):
+    """A route under /api/agents/:name. A name no deploy could have created (e.g. with a
+    NUL byte, which Postgres cannot even compare) is refused with 400 before any lookup."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        check_agent_name(self.path_args[0] if self.path_args else None)
+
+
+class AgentHandler(AgentNameHandler):
     async def get(self, name: str) -> None:
         row = await self.ctx.offload.read(self.ctx.store.get_agent, self.tenant, name)
         if row is None:
@@ -70,7 +79,7 @@ class AgentHandler(ApiHandler):
         self.send_json({"ok": True})
 
 
-class AgentConfigHandler(ApiHandler):
+class AgentConfigHandler(AgentNameHandler):
     """GET/PATCH /api/agents/:name/config: Ash's free-form agent config (shallow merge).
 
     Known key: ``preWarmCount`` (0-10), the number of pre-warmed sandboxes kept ready.

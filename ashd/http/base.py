@@ -59,6 +59,12 @@ class ApiHandler(tornado.web.RequestHandler):
             raise BadRequest("request body must be a JSON object")
         return value
 
+    def on_finish(self) -> None:
+        # Labelled by route pattern, never the raw path: ids would make one series per session.
+        route = self.settings.get("route_labels", {}).get(type(self), "unmatched")
+        method = self.request.method if self.request.method in self.SUPPORTED_METHODS else "other"
+        self.ctx.metrics.http_duration.labels(method, route, self.get_status()).observe(self.request.request_time())
+
     def send_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False))

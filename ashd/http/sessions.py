@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -166,7 +167,8 @@ class MessagesHandler(SessionBase):
         except Exception:
             await self.ctx.offload.ask(actor.end_turn())
             raise
-        turn = Turn(self.ctx, self.tenant, grant, actor, options, first_seq=(last.seq if last else 0) + 1)
+        turn = Turn(self.ctx, self.tenant, grant, actor, options, first_seq=(last.seq if last else 0) + 1,
+                    received_at=time.monotonic() - self.request.request_time())
         self.ctx.start_turn(turn)
         sse.start(self)
         _, connected = await sse.pump(self, turn.subscribe(), self.ctx.heartbeat_s)

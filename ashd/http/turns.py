@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +51,13 @@ class Turn:
         actor: pykka.ActorProxy[SessionActor],
         options: MessageOptions,
         first_seq: int,
+        received_at: float | None = None,
     ) -> None:
+        """``received_at``: when the message POST arrived (``time.monotonic()``), for the
+        ``ashd_turn_overhead_seconds`` metric; default: now."""
         self._ctx = ctx
+        self._received_at = time.monotonic() if received_at is None else received_at
+        self._started_at = self._received_at
         self._tenant = tenant_id
         self._grant = grant
         self._actor = actor
@@ -90,6 +96,7 @@ class Turn:
 
     async def run(self) -> None:
         """Drive the turn to its end. Never raises; always ends with ``done``."""
+        self._started_at = time.monotonic()
         self._publish(SSEEvent("session_start", {"sessionId": self.session_id, "version": __version__}))
         try:
             await self._run()
@@ -111,6 +118,7 @@ class Turn:
         except Exception:
             log.exception("session %s did not acknowledge the end of its turn", self.session_id)
         self._deliver(done)
+        self._ctx.metrics.turn_duration.observe(time.monotonic() - self._started_at)
         self._close()
 
     def notice(self, payload: dict[str, Any]) -> None:
@@ -139,6 +147,7 @@ class Turn:
             self._error(f"the agent process is not reachable: {exc}")
             return
         query = protocol.Query(self._options.content, self._options.include_partial_messages, self._options.model)
+        self._ctx.metrics.turn_overhead.observe(time.monotonic() - self._received_at)  # the query is written next
         async for event in link.turn(query):
             if isinstance(event, protocol.Done):
                 for error in await link.settle():  # the conversation is stored before done
@@ -174,6 +183,8 @@ class Turn:
         return seq, frame(event.name, data, seq)
 
     def _deliver(self, item: Frame) -> None:
+        if item[0] == self.first_seq + 1:  # the first frame after session_start
+            self._ctx.metrics.first_event.observe(time.monotonic() - self._started_at)
         self._frames.append(item)
         for queue in self._subscribers:
             queue.put_nowait(item)
