@@ -110,7 +110,6 @@ class Daemon:
             if watchdog is not None:
                 watchdog.stop()
             server.stop()
-            ctx.draining = True
             await self._stop_tree(root)
             if ctx.turns:
                 await asyncio.wait(set(ctx.turns), timeout=STREAM_DRAIN_S)

@@ -102,9 +102,6 @@ class SessionSupervisor(pykka.ThreadingActor):
         if ref is not None:
             ref.stop(block=False)
 
-    def live_count(self) -> int:
-        return sum(1 for ref in self._children.values() if ref.is_alive())
-
     def on_stop(self) -> None:
         for pool in self._warm.values():
             self._children.update(dict(pool))

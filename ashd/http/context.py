@@ -28,7 +28,6 @@ class AppContext:
     offload: Offload
     hasher: KeyHasher
     started_at: float = field(default_factory=time.monotonic)
-    draining: bool = False
     heartbeat_s: float = 15.0
     turns: set[asyncio.Future[None]] = field(default_factory=set)
     live_turns: dict[str, Turn] = field(default_factory=dict)
