@@ -246,36 +246,28 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _build(values: dict[str, tuple[Any, str]]) -> Config:
     sections: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
-    known = {f.name: f for f in dataclasses.fields(Config)}
+    known = _sections()
     for key, (raw, source) in values.items():
         section, _, name = key.rpartition(".")
         owner: Any = Config
         if section:
             if section not in known:
                 raise ConfigError(f"unknown config section [{section}] (from {source})")
-            owner = _section_type(section)
+            owner = known[section]
         fields = {f.name: f for f in dataclasses.fields(owner)}
         if name not in fields:
             raise ConfigError(f"unknown config key '{key}' (from {source})")
         value = _coerce(key, raw, fields[name], source)
         (sections.setdefault(section, {}) if section else top)[name] = value
     for section, kwargs in sections.items():
-        top[section] = _section_type(section)(**kwargs)
+        top[section] = known[section](**kwargs)
     return Config(**top)
 
 
-def _section_type(section: str) -> Any:
-    return {
-        "server": ServerConfig,
-        "store": StoreConfig,
-        "pool": PoolConfig,
-        "snapshot": SnapshotConfig,
-        "supervision": SupervisionConfig,
-        "model": ModelConfig,
-        "auth": AuthConfig,
-        "sandbox": SandboxConfig,
-        "proxy": ProxyConfig,
-    }[section]
+def _sections() -> dict[str, Any]:
+    """Section name -> its dataclass, read off Config's own fields (one list, not two)."""
+    return {f.name: f.default_factory for f in dataclasses.fields(Config)
+            if dataclasses.is_dataclass(f.default_factory)}
 
 
 def _coerce(key: str, raw: Any, spec: dataclasses.Field[Any], source: str) -> Any:

@@ -15,6 +15,11 @@ from typing import Any
 import ujson
 
 
+def compact_json(value: Any) -> str:
+    """One line of JSON as ashd writes it everywhere: UTF-8 as is, ``/`` unescaped."""
+    return str(ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False))
+
+
 @dataclass(frozen=True)
 class SSEEvent:
     """One server-sent event: ``event: name`` + one line of JSON data."""
@@ -23,7 +28,7 @@ class SSEEvent:
     data: dict[str, Any] = field(hash=False)
 
     def json(self) -> str:
-        return str(ujson.dumps(self.data, ensure_ascii=False, escape_forward_slashes=False))
+        return compact_json(self.data)
 
     def encode(self, event_id: int | None = None) -> bytes:
         return frame(self.name, self.json(), event_id)
@@ -132,10 +137,10 @@ def timeline_events(raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def stored_message(raw: dict[str, Any]) -> tuple[str, str] | None:
     """(role, JSON content) for the messages table, or None if Ash does not store it."""
     if raw.get("type") in ("assistant", "result"):
-        return "assistant", ujson.dumps(raw, ensure_ascii=False, escape_forward_slashes=False)
+        return "assistant", compact_json(raw)
     return None
 
 
 def user_message(content: str | list[dict[str, Any]]) -> str:
     """The stored form of the user's prompt (Ash: ``{"type":"user","content":...}``)."""
-    return ujson.dumps({"type": "user", "content": content}, ensure_ascii=False, escape_forward_slashes=False)
+    return compact_json({"type": "user", "content": content})

@@ -85,6 +85,15 @@ class SessionOptions:
             max_budget_usd=budget,
         )
 
+    def to_request(self) -> dict[str, Any]:
+        """The request fields these options came from (the inverse of from_request)."""
+        form: dict[str, Any] = {
+            "systemPrompt": self.system_prompt, "model": self.model, "permissionMode": self.permission_mode,
+            "allowedTools": self.allowed_tools or None, "disallowedTools": self.disallowed_tools or None,
+            "extraEnv": self.extra_env or None, "limits": self.limits, "maxBudgetUsd": self.max_budget_usd,
+        }
+        return {k: v for k, v in form.items() if v is not None}
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

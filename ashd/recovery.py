@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 
-import ujson
-
+from ashd.events import compact_json
 from ashd.states import SessionStatus
 from ashd.store import Store
 
@@ -37,9 +36,9 @@ def close_cut_off_turns(store: Store) -> int:
         last = store.last_stream_event(session.tenant_id, session.id)
         if last is None or last.event == "done":
             continue
-        store.append_log(session.tenant_id, session.id, [], [("error", ujson.dumps({"error": CUT_OFF}))], [
-            (last.seq + 1, "error", ujson.dumps({"error": CUT_OFF})),
-            (last.seq + 2, "done", ujson.dumps({"sessionId": session.id})),
+        store.append_log(session.tenant_id, session.id, [], [("error", compact_json({"error": CUT_OFF}))], [
+            (last.seq + 1, "error", compact_json({"error": CUT_OFF})),
+            (last.seq + 2, "done", compact_json({"sessionId": session.id})),
         ])
         closed += 1
         log.warning("session %s: closed a turn cut off by the last shutdown (after event %d)", session.id, last.seq)

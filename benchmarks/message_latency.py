@@ -167,12 +167,17 @@ def main() -> int:
     args = parser.parse_args()
     report = asyncio.run(run(args.rounds, args.warmup, dict(kv.split("=", 1) for kv in args.ashd_env)))
     report["ashd_env"] = args.ashd_env
+    emit(report, args.out)
+    return 0
+
+
+def emit(report: dict[str, Any], out: Path | None) -> None:
+    """Print the report, and write it to ``out`` when given (the committed results)."""
     text = json.dumps(report, indent=2)
     print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    return 0
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

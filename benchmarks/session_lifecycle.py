@@ -19,7 +19,6 @@ user waits for). Scenarios:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -34,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
-from benchmarks.message_latency import machine, percentile  # noqa: E402
+from benchmarks.message_latency import emit, machine, percentile  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
 AGENT = str(REPO / "examples" / "hello-agent")
@@ -127,12 +126,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    report = run(args.rounds)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(run(args.rounds), args.out)
     return 0
 
 

@@ -104,12 +104,10 @@ class PoolActor(pykka.ThreadingActor):
             return
         if state is SandboxState.RUNNING:
             self._evicting.discard(sandbox_id)  # its owner kept it: in use again
-        if live.state is state:
-            live.last_used = time.monotonic()
-            return
-        live.state = state
         live.last_used = time.monotonic()
-        self._store.set_sandbox_state(sandbox_id, state.value)
+        if live.state is not state:
+            live.state = state
+            self._store.set_sandbox_state(sandbox_id, state.value)
 
     def release(self, sandbox_id: str) -> None:
         """Stop a sandbox's bridge (TERM, grace, KILL) and forget it. Idempotent."""

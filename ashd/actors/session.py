@@ -71,7 +71,6 @@ class SessionActor(pykka.ThreadingActor):
         self._busy = False
         self._history = ChildHistory()
         self._not_before = 0.0
-        self.last_resume: str | None = None  # "warm" or "cold": for metrics and the API
         self._draft = False  # pre-warmed, not yet a session (no database row)
         self._cold_source = "fresh"  # where the last start's workspace came from: local|cloud|fresh
 
@@ -146,11 +145,13 @@ class SessionActor(pykka.ThreadingActor):
         check_session_transition(SessionStatus(row.status), SessionStatus.ACTIVE)
         if row.status == SessionStatus.ERROR.value:
             self._history, self._not_before = ChildHistory(), 0.0  # an operator asked: start afresh
-        self.last_resume = "warm" if self._sandbox is not None else "cold"
+        path = "warm" if self._sandbox is not None else "cold"
         self._ensure_sandbox()
-        resumed = self._transition(SessionStatus.ACTIVE, f"{self.last_resume} resume")
-        self._deps.metrics.resumes.labels(self.last_resume).inc()
-        if self.last_resume == "cold":
+        resumed = self._transition(SessionStatus.ACTIVE, f"{path} resume")
+        # The one place a resume is counted: /metrics here, /health through the pool.
+        self._deps.metrics.resumes.labels(path).inc()
+        self._deps.pool.count_resume(path)
+        if path == "cold":
             self._deps.metrics.resumes_cold.labels(self._cold_source).inc()
         return resumed
 
@@ -190,7 +191,7 @@ class SessionActor(pykka.ThreadingActor):
         (the conversation resumes) so tool and prompt changes take effect. Raises BadRequest."""
         self._idle_or_conflict("reconfigured")
         row = self._load()
-        merged = {**_request_form(SessionOptions.from_json(row.config)), **patch}
+        merged = {**SessionOptions.from_json(row.config).to_request(), **patch}
         options = SessionOptions.from_request(merged)
         self._release_sandbox()
         self._row = self._deps.store.update_session(
@@ -334,7 +335,7 @@ class SessionActor(pykka.ThreadingActor):
         Returns the parent session id when a fork's first start must fork its parent's
         conversation. Blocking.
         """
-        root = self._deps.layout.sandbox_dir(row.sandbox_id or self._id)
+        root = self._root(row)
         ws = root / "workspace"
         self._cold_source = "local"
         if ws.exists():
@@ -356,15 +357,18 @@ class SessionActor(pykka.ThreadingActor):
             return parent
         return None
 
+    def _root(self, row: SessionRow) -> Path:
+        return self._deps.layout.sandbox_dir(row.sandbox_id or self._id)
+
     def _cli_cwd(self, root: Path) -> str:
         # The CLI's working directory as it will see it (decides its transcript's project key).
         return self._deps.cli_workspace or str(root / "workspace")
 
     def _snapshot(self) -> None:
-        if self._draft:
+        if self._draft or self._sandbox is None:
             return
-        ws = self._deps.layout.sandbox_dir((self._row.sandbox_id if self._row else None) or self._id) / "workspace"
-        if self._sandbox is None or not ws.is_dir():
+        ws = self._deps.layout.sandbox_dir(self._sandbox.sandbox_id) / "workspace"
+        if not ws.is_dir():
             return
         try:
             info = self._deps.snapshots.save(self._id, self._tenant, ws)
@@ -387,7 +391,7 @@ class SessionActor(pykka.ThreadingActor):
     def _spec(self, row: SessionRow, agent: AgentRow, fork_from: str | None = None) -> SandboxSpec:
         options = SessionOptions.from_json(row.config)
         sandbox_id = row.sandbox_id or self._id
-        root = self._deps.layout.sandbox_dir(sandbox_id)
+        root = self._root(row)
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             workspace.prepare(Path(agent.path), root / "workspace")
@@ -416,16 +420,6 @@ class SessionActor(pykka.ThreadingActor):
         policy = limits.policy_for(self._deps.sandbox, Path(agent.path), row.config)
         return SandboxSpec(sandbox_id, self._id, agent.name, self._tenant, root, socket_path, env, settings,
                            agent_dir=Path(agent.path), policy=policy)
-
-
-def _request_form(options: SessionOptions) -> dict[str, object]:
-    """SessionOptions back to the request's camelCase fields (for patch-merging)."""
-    form: dict[str, object] = {
-        "systemPrompt": options.system_prompt, "model": options.model, "permissionMode": options.permission_mode,
-        "allowedTools": options.allowed_tools or None, "disallowedTools": options.disallowed_tools or None,
-        "extraEnv": options.extra_env or None, "limits": options.limits, "maxBudgetUsd": options.max_budget_usd,
-    }
-    return {k: v for k, v in form.items() if v is not None}
 
 
 def _describe(decision: object) -> str:

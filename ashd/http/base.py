@@ -15,6 +15,7 @@ import tornado.web
 import ujson
 
 from ashd.errors import AshError, BadRequest, NotFound, PayloadTooLarge, SandboxFailed, Unavailable
+from ashd.events import compact_json
 from ashd.http.auth import PUBLIC_PATHS, Principal
 from ashd.http.context import AppContext
 from ashd.store import StoreUnavailable
@@ -67,7 +68,7 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def send_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
-        self.finish(ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False))
+        self.finish(compact_json(value))
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

@@ -6,11 +6,10 @@ the store's writer thread) before acknowledging them.
 
 from __future__ import annotations
 
-import ujson
-
 from ashd.actors.messages import TurnGrant
 from ashd.bridge import protocol
 from ashd.bridge.link import BridgeLink, TranscriptSink
+from ashd.events import compact_json
 from ashd.http.aio import Offload
 from ashd.store import Store
 
@@ -37,7 +36,7 @@ class Links:
 
     def _sink(self, grant: TurnGrant) -> TranscriptSink:
         async def store(event: protocol.Transcript) -> None:
-            lines = [ujson.dumps(entry, ensure_ascii=False, escape_forward_slashes=False) for entry in event.entries]
+            lines = [compact_json(entry) for entry in event.entries]
             await self._offload.write(self._store.append_transcript, grant.tenant_id, grant.session_id,
                                       event.subpath, lines)
 

@@ -125,11 +125,7 @@ class SessionResumeHandler(SessionBase):
 
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
-        actor = await self.actor(row)
-        resumed = await self.ctx.offload.ask(actor.resume(), timeout=self.start_timeout)
-        path = await self.ctx.offload.ask(actor.last_resume)
-        if path and row.status != resumed.status:
-            self.ctx.tree.pool.count_resume(path)
+        resumed = await self.ctx.offload.ask((await self.actor(row)).resume(), timeout=self.start_timeout)
         self.send_json({"session": session_json(resumed)})
 
 

@@ -20,13 +20,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import ujson
-
 from ashd import __version__
 from ashd.actors.messages import TurnGrant
 from ashd.bridge import protocol
 from ashd.bridge.link import LOST, BridgeGone
-from ashd.events import SSEEvent, frame, stored_message, stream_events, timeline_events, user_message
+from ashd.events import SSEEvent, compact_json, frame, stored_message, stream_events, timeline_events, user_message
 from ashd.http.context import AppContext
 from ashd.http.turnlog import TurnLog
 from ashd.options import MessageOptions
@@ -169,11 +167,11 @@ class Turn:
         if stored is not None:
             self._log.add_message(*stored)
         for kind, data in timeline_events(raw):
-            self._log.add_event(kind, _json(data))
+            self._log.add_event(kind, compact_json(data))
 
     def _error(self, message: str) -> None:
         self._publish(SSEEvent("error", {"error": message}))
-        self._log.add_event("error", _json({"error": message}))
+        self._log.add_event("error", compact_json({"error": message}))
 
     def _record(self, event: SSEEvent) -> Frame:
         seq = self._next_seq
@@ -204,7 +202,3 @@ class Turn:
         for queue in self._subscribers:
             queue.put_nowait(None)
         self._subscribers.clear()
-
-
-def _json(data: dict[str, Any]) -> str:
-    return str(ujson.dumps(data, ensure_ascii=False, escape_forward_slashes=False))

@@ -50,3 +50,10 @@ def test_config_is_frozen() -> None:
     cfg = config.load(env={})
     with pytest.raises(AttributeError):
         cfg.server.port = 1  # type: ignore[misc]
+
+
+def test_a_plain_key_is_not_a_section(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[data_dir]\nx = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown config section \[data_dir\]"):
+        config.load(file=bad, env={})

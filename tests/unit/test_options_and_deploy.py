@@ -27,6 +27,7 @@ def test_session_options_round_trip_and_refusals() -> None:
                                         "allowedTools": ["Bash"], "extraEnv": {"FOO": "1"}})
     assert opts.permission_mode == "default"
     assert SessionOptions.from_json(opts.to_json()) == opts
+    assert SessionOptions.from_request(opts.to_request()) == opts  # the inverse, for patch-merging
     with pytest.raises(BadRequest, match=r"mcpServers is not supported"):
         SessionOptions.from_request({"mcpServers": {}})
     with pytest.raises(BadRequest, match="permissionMode"):
