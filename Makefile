@@ -20,7 +20,7 @@ setup: $(STAMP) system-deps
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,man]'
+	$(BIN)/pip install -q -e '.[daemon,test,man]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 system-deps:

@@ -48,6 +48,7 @@ class Secret:
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 4100
+    allowed_origins: str = ""  # CORS: comma list of origins to reflect; empty = no CORS headers at all
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,18 @@ class ModelConfig:
 class AuthConfig:
     api_key: Secret = field(default_factory=lambda: Secret(""))
     credential_key: Secret = field(default_factory=lambda: Secret(""))
+    # Guards /api/internal/*; empty = those routes are disabled (fail closed, unlike Ash).
+    internal_secret: Secret = field(default_factory=lambda: Secret(""))
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """Token buckets per API key (per client address without one); 0 disables a limit."""
+
+    window_s: float = 900.0
+    global_max: int = 1500  # requests per window, any route
+    sessions_max: int = 20  # POST /api/sessions per window
+    agents_max: int = 20  # POST /api/agents per window
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,16 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True)
+class QueueConfig:
+    """The prompt queue's worker (POST /api/queue; ashd/http/queue_worker.py)."""
+
+    workers: int = 1  # queued turns this daemon runs at once; 0: it runs none (others may)
+    poll_interval_s: float = 1.0  # how often an idle worker looks for due items
+    retry_delay_s: float = 5.0  # delay before the first retry; doubles with each retry
+    retry_delay_cap_s: float = 300.0
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("data")
     log_level: str = "info"
@@ -150,6 +173,9 @@ class Config:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    max_attachment_size: int = 10 * 1024 * 1024  # bytes, decoded (ASH_MAX_ATTACHMENT_SIZE)
 
     @property
     def database_url(self) -> str:
@@ -184,6 +210,12 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("model.auth_token", "ANTHROPIC_AUTH_TOKEN"),
     ("auth.api_key", "ASH_API_KEY"),
     ("auth.credential_key", "ASH_CREDENTIAL_KEY"),
+    ("auth.internal_secret", "ASH_INTERNAL_SECRET"),
+    ("server.allowed_origins", "ASH_ALLOWED_ORIGINS"),
+    ("rate_limit.window_s", "ASH_RATE_LIMIT_WINDOW_S"),
+    ("rate_limit.global_max", "ASH_RATE_LIMIT_GLOBAL"),
+    ("rate_limit.sessions_max", "ASH_RATE_LIMIT_SESSIONS"),
+    ("rate_limit.agents_max", "ASH_RATE_LIMIT_AGENTS"),
     ("sandbox.permission_mode", "ASH_PERMISSION_MODE"),
     ("sandbox.isolation", "ASH_SANDBOX_ISOLATION"),
     ("sandbox.floor", "ASH_SANDBOX_FLOOR"),
@@ -194,6 +226,11 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("sandbox.disk_mb", "ASH_SANDBOX_DISK_MB"),
     ("sandbox.tmp_mb", "ASH_SANDBOX_TMP_MB"),
     ("proxy.egress_pins", "ASH_EGRESS_PINS"),
+    ("max_attachment_size", "ASH_MAX_ATTACHMENT_SIZE"),
+    ("queue.workers", "ASH_QUEUE_WORKERS"),
+    ("queue.poll_interval_s", "ASH_QUEUE_POLL_INTERVAL_S"),
+    ("queue.retry_delay_s", "ASH_QUEUE_RETRY_DELAY_S"),
+    ("queue.retry_delay_cap_s", "ASH_QUEUE_RETRY_DELAY_CAP_S"),
 )
 
 ISOLATION_MODES = ("bwrap", "none")
@@ -299,6 +336,10 @@ def _validate(config: Config) -> None:
             f"got {config.sandbox.permission_mode!r}"
         )
     _validate_sandbox(config.sandbox, config.proxy)
+    _validate_queue(config.queue)
+    _validate_rate_limit(config.rate_limit)
+    if config.max_attachment_size < 1:
+        raise ConfigError("max_attachment_size (ASH_MAX_ATTACHMENT_SIZE) must be at least 1 byte")
     if config.log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if not config.model.base_url.startswith(("http://", "https://")):
@@ -327,6 +368,29 @@ def _validate_sandbox(sb: SandboxConfig, proxy: ProxyConfig) -> None:
         host, sep, addr = pin.partition("=")
         if not sep or not host or not addr:
             raise ConfigError(f"proxy.egress_pins (ASH_EGRESS_PINS): {pin!r} is not name=address")
+
+
+def _validate_rate_limit(rl: RateLimitConfig) -> None:
+    if not rl.window_s > 0:
+        raise ConfigError(f"rate_limit.window_s (ASH_RATE_LIMIT_WINDOW_S) must be > 0 seconds, got {rl.window_s}")
+    for name, var in (("global_max", "GLOBAL"), ("sessions_max", "SESSIONS"), ("agents_max", "AGENTS")):
+        if getattr(rl, name) < 0:
+            raise ConfigError(f"rate_limit.{name} (ASH_RATE_LIMIT_{var}) must be >= 0 (0 disables it)")
+
+
+def allowed_origins(server: ServerConfig) -> frozenset[str]:
+    """``"https://a.example, https://b.example"`` -> the set of origins CORS reflects."""
+    return frozenset(o.strip().rstrip("/") for o in server.allowed_origins.split(",") if o.strip())
+
+
+def _validate_queue(q: QueueConfig) -> None:
+    if not 0 <= q.workers <= 64:
+        raise ConfigError(f"queue.workers (ASH_QUEUE_WORKERS) must be 0..64, got {q.workers}")
+    if q.poll_interval_s <= 0:
+        raise ConfigError("queue.poll_interval_s (ASH_QUEUE_POLL_INTERVAL_S) must be positive")
+    if not 0 <= q.retry_delay_s <= q.retry_delay_cap_s:
+        raise ConfigError("queue.retry_delay_s (ASH_QUEUE_RETRY_DELAY_S) must be between 0 and "
+                          f"queue.retry_delay_cap_s ({q.retry_delay_cap_s}), got {q.retry_delay_s}")
 
 
 def floor_layers(floor: str) -> tuple[str, ...]:

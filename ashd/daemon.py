@@ -29,6 +29,7 @@ from ashd.http.app import make_app
 from ashd.http.auth import KeyHasher, bootstrap_key
 from ashd.http.context import AppContext
 from ashd.http.health import COORDINATOR_ID
+from ashd.http.queue_worker import QueueWorker
 from ashd.layout import Layout
 from ashd.metrics import Metrics
 from ashd.recovery import close_cut_off_turns, fail_interrupted_starts
@@ -74,6 +75,9 @@ class Daemon:
         store.mark_all_sandboxes(SandboxState.COLD.value)
         close_cut_off_turns(store)
         fail_interrupted_starts(store)
+        requeued = store.requeue_processing_items()
+        if requeued:
+            log.info("prompt queue: %d item(s) left processing by a previous run are pending again", requeued)
         loop = asyncio.get_running_loop()
         live: list[AppContext] = []  # the context, once built: sandbox events reach its turns
 
@@ -105,7 +109,10 @@ class Daemon:
                      launcher.name)
             systemd.notify(f"READY=1\nSTATUS=serving on {config.server.host}:{config.server.port}")
             watchdog = self._start_watchdog()
+            queue = QueueWorker(ctx)
+            queue.start()
             await self._stop.wait()
+            await queue.stop()
             systemd.notify("STOPPING=1")
             if watchdog is not None:
                 watchdog.stop()

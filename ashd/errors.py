@@ -27,6 +27,12 @@ class Unauthorized(AshError):
     status, code = 401, "unauthorized"
 
 
+class Forbidden(AshError):
+    """Authenticated, but the API key lacks the scope the route needs."""
+
+    status, code = 403, "forbidden"
+
+
 class NotFound(AshError):
     status, code = 404, "not_found"
 
@@ -55,6 +61,16 @@ class Unavailable(AshError):
     status, code = 503, "unavailable"
 
     def __init__(self, message: str, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(AshError):
+    """Too many requests from one API key (or client address); carries a retry hint."""
+
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 

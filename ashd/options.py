@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from ashd.config import PERMISSION_MODES
 from ashd.errors import BadRequest
@@ -17,7 +18,7 @@ MAX_SYSTEM_PROMPT_CHARS = 1_000_000
 MAX_BLOCKS = 20
 BLOCK_TYPES = ("text", "image", "document")
 # Accepted by Ash but not (yet) applied by ashd: refuse them rather than ignore them.
-UNSUPPORTED_SESSION_FIELDS = ("credentialId", "mcpServers", "betas", "subagents", "initialAgent")
+UNSUPPORTED_SESSION_FIELDS = ("mcpServers", "betas", "subagents", "initialAgent")
 UNSUPPORTED_MESSAGE_FIELDS = ("maxTurns", "maxBudgetUsd", "effort", "thinking", "outputFormat")
 
 
@@ -64,6 +65,8 @@ class SessionOptions:
     # Sandbox limits for this session ({"memoryMb": ..., ...}); may only lower the agent's.
     limits: dict[str, Any] | None = None
     max_budget_usd: float | None = None
+    # A stored credential (ashd/vault.py) the model proxy uses as this session's upstream key.
+    credential_id: str | None = None
 
     @classmethod
     def from_request(cls, body: dict[str, Any]) -> SessionOptions:
@@ -83,6 +86,7 @@ class SessionOptions:
             extra_env=validate_user_env(body.get("extraEnv"), "extraEnv"),
             limits=dict(body["limits"]) if body.get("limits") is not None else None,
             max_budget_usd=budget,
+            credential_id=_credential_id(body.get("credentialId")),
         )
 
     def to_request(self) -> dict[str, Any]:
@@ -91,6 +95,7 @@ class SessionOptions:
             "systemPrompt": self.system_prompt, "model": self.model, "permissionMode": self.permission_mode,
             "allowedTools": self.allowed_tools or None, "disallowedTools": self.disallowed_tools or None,
             "extraEnv": self.extra_env or None, "limits": self.limits, "maxBudgetUsd": self.max_budget_usd,
+            "credentialId": self.credential_id,
         }
         return {k: v for k, v in form.items() if v is not None}
 
@@ -101,6 +106,19 @@ class SessionOptions:
     def from_json(cls, raw: dict[str, Any] | None) -> SessionOptions:
         known = {k: v for k, v in (raw or {}).items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def _credential_id(value: object) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value)) if isinstance(value, str) else _bad_credential(value)
+    except ValueError:
+        return _bad_credential(value)
+
+
+def _bad_credential(value: object) -> NoReturn:
+    raise BadRequest(f"bad credential: credentialId must be a credential id (UUID), got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from ashd.actors.sandbox import SandboxActor
 from ashd.config import PoolConfig
 from ashd.errors import Unavailable
 from ashd.sandbox.launcher import Launcher, SandboxSpec
+from ashd.sandbox.logring import LogBook
 from ashd.states import SandboxState
-from ashd.store import SandboxRow, Store
+from ashd.store import SandboxRow, Store, StoreError
 from ashd.store.timestamps import utc_now
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,11 @@ class _Live:
 
 
 class PoolActor(pykka.ThreadingActor):
-    def __init__(self, config: PoolConfig, launcher: Launcher, store: Store, exits: ExitBoard | None = None) -> None:
+    def __init__(self, config: PoolConfig, launcher: Launcher, store: Store, exits: ExitBoard | None = None,
+                 logs: LogBook | None = None) -> None:
         super().__init__()
         self._exits = exits
+        self._logs = logs
         self._config = config
         self._launcher = launcher
         self._store = store
@@ -92,7 +95,7 @@ class PoolActor(pykka.ThreadingActor):
         me = self.actor_ref.proxy()
         ref = SandboxActor.start(
             spec, self._launcher, lambda fact: me.on_bridge_exited(fact),
-            self._config.bridge_ready_timeout_s, self._config.stop_grace_s, self._exits,
+            self._config.bridge_ready_timeout_s, self._config.stop_grace_s, self._exits, self._logs,
         )
         self._live[spec.sandbox_id] = _Live(ref, spec, SandboxState.WARMING, owner, time.monotonic())
         self._persist(spec, SandboxState.WARMING)
@@ -181,7 +184,10 @@ class PoolActor(pykka.ThreadingActor):
             return
         # Not waiting: the sandbox's own thread does TERM, grace, KILL; the pool stays free.
         live.ref.stop(block=False)
-        self._store.set_sandbox_state(sandbox_id, SandboxState.COLD.value)
+        try:
+            self._store.set_sandbox_state(sandbox_id, SandboxState.COLD.value)
+        except StoreError as exc:  # the row is a hint (marked cold at the next start anyway)
+            log.warning("sandbox %s stopped, but its state was not stored: %s", sandbox_id, exc)
 
     def _persist(self, spec: SandboxSpec, state: SandboxState) -> None:
         now = utc_now()

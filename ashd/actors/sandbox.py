@@ -23,12 +23,15 @@ from ashd.actors.exits import ExitBoard
 from ashd.actors.messages import BridgeExited, SandboxStarted
 from ashd.bridge import protocol
 from ashd.errors import SandboxFailed
+from ashd.sandbox import logpump
 from ashd.sandbox.launcher import Launcher, SandboxSpec
+from ashd.sandbox.logring import LogBook
 
 log = logging.getLogger(__name__)
 
 LOG_TAIL_BYTES = 2000
 CLEANUP_WAIT_S = 30.0
+PUMP_DRAIN_S = 1.0
 
 
 class SandboxActor(pykka.ThreadingActor):
@@ -40,7 +43,9 @@ class SandboxActor(pykka.ThreadingActor):
         ready_timeout_s: float,
         stop_grace_s: float,
         exits: ExitBoard | None = None,
+        logs: LogBook | None = None,
     ) -> None:
+        """``logs``: where the process's stderr and lifecycle lines go (a private book if None)."""
         super().__init__()
         self._spec = spec
         self._launcher = launcher
@@ -51,6 +56,8 @@ class SandboxActor(pykka.ThreadingActor):
         self._stopping = threading.Event()
         self._cleaned = threading.Event()  # set by the watcher once the launcher cleaned up
         self._exits = exits
+        self._ring = (logs or LogBook()).ring(spec.session_id)
+        self._pump: threading.Thread | None = None
 
     def start_bridge(self) -> SandboxStarted:
         """Spawn and wait for readiness. Raises SandboxFailed (with the log tail)."""
@@ -58,9 +65,16 @@ class SandboxActor(pykka.ThreadingActor):
         try:
             self._proc = self._launcher.spawn(self._spec)
         except OSError as exc:
+            self._ring.add("system", f"agent process could not start: {exc}")
             raise SandboxFailed(f"cannot start the agent process: {exc}") from exc
+        if self._proc.stderr is not None:
+            self._pump = logpump.start(self._proc.stderr, self._spec.log_path, self._ring,
+                                       f"log-{self._spec.sandbox_id[:8]}")
         if not self._await_ready(self._proc):
             self._kill_group(self._proc, grace_s=0.5)
+            if self._pump is not None:
+                self._pump.join(PUMP_DRAIN_S)  # its last lines are the useful ones
+            self._ring.add("system", f"agent process did not become ready (exit code {self._proc.returncode})")
             self._launcher.cleanup(self._spec)
             self._cleaned.set()  # no watcher runs for a start that failed
             raise SandboxFailed(
@@ -70,6 +84,10 @@ class SandboxActor(pykka.ThreadingActor):
         threading.Thread(target=self._watch, args=(self._proc,), daemon=True,
                          name=f"watch-{self._spec.sandbox_id[:8]}").start()
         elapsed = (time.monotonic() - began) * 1000
+        self._ring.starts += 1
+        verb = "started" if self._ring.starts == 1 else f"restarted (start {self._ring.starts})"
+        self._ring.add("system", f"agent process {verb} (pid {self._proc.pid}, launcher {self._launcher.name}, "
+                                 f"ready in {elapsed:.0f} ms)")
         log.info("sandbox %s ready for session %s in %.0f ms (pid %d, launcher %s)",
                  self._spec.sandbox_id, self._spec.session_id, elapsed, self._proc.pid, self._launcher.name)
         return SandboxStarted(self._spec.sandbox_id, str(self._spec.socket_path), self._proc.pid, elapsed)
@@ -97,6 +115,11 @@ class SandboxActor(pykka.ThreadingActor):
             self._launcher.cleanup(self._spec)
             self._cleaned.set()
         fact = BridgeExited(self._spec.sandbox_id, self._spec.session_id, code, self._stopping.is_set(), reason)
+        if self._pump is not None:
+            self._pump.join(PUMP_DRAIN_S)
+        how = f"killed by signal {fact.signal}" if fact.signal else f"exit code {code}"
+        self._ring.add("system", f"agent process exited ({how}{'; ' + reason if reason else ''}"
+                                 f"{'' if fact.expected else '; unexpected'})")
         if self._exits is not None:
             self._exits.record(proc.pid, fact)
         if not fact.expected:

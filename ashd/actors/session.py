@@ -26,7 +26,7 @@ from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.sandbox import SandboxActor
 from ashd.bridge.settings import BridgeSettings
-from ashd.config import ModelConfig, SandboxConfig
+from ashd.config import ModelConfig, SandboxConfig, Secret
 from ashd.errors import BadRequest, Conflict, NotFound, SandboxFailed, SnapshotError, Unavailable
 from ashd.layout import Layout
 from ashd.metrics import Metrics
@@ -38,6 +38,7 @@ from ashd.sandbox.launcher import SandboxSpec
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.states import SandboxState, SessionStatus, check_session_transition
 from ashd.store import AgentRow, SessionRow, Store, utc_now
+from ashd.vault import CredentialVault
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class SessionDeps:
     restarts: RestartGovernor
     cli_workspace: str | None = None  # the workspace path as the CLI sees it, if remapped
     metrics: Metrics = field(default_factory=Metrics)
+    credential_key: Secret = field(default_factory=lambda: Secret(""))  # ASH_CREDENTIAL_KEY (ashd/vault.py)
 
 
 class SessionActor(pykka.ThreadingActor):
@@ -227,6 +229,20 @@ class SessionActor(pykka.ThreadingActor):
         started = self._ensure_sandbox()
         self._busy = True
         self._deps.pool.mark(started.sandbox_id, SandboxState.RUNNING)
+        return TurnGrant(self._tenant, self._id, started.sandbox_id, started.socket_path, started.pid)
+
+    def exec_target(self) -> TurnGrant:
+        """Where an ``exec`` runs: the live sandbox of an active session (the session is not
+        marked busy; an exec may run beside a turn). Raises Conflict otherwise."""
+        row = self._load()
+        if row.status == SessionStatus.ENDED.value:
+            raise Conflict("Session has ended; commands can no longer run in it")
+        if row.status != SessionStatus.ACTIVE.value:
+            raise Conflict(f"Session is {row.status}; resume it first")
+        if self._sandbox is None:
+            raise Conflict("Session has no running sandbox (its agent process exited); "
+                           "send a message or resume it to start one")
+        started = self._sandbox
         return TurnGrant(self._tenant, self._id, started.sandbox_id, started.socket_path, started.pid)
 
     def end_turn(self) -> None:
@@ -418,8 +434,11 @@ class SessionActor(pykka.ThreadingActor):
             user_env={**agent.env, **options.extra_env},
         )
         policy = limits.policy_for(self._deps.sandbox, Path(agent.path), row.config)
+        # The session's own upstream key goes to the model proxy only, never into ``env``.
+        upstream = (CredentialVault(self._deps.store, self._deps.credential_key)
+                    .open_for_session(self._tenant, options.credential_id) if options.credential_id else None)
         return SandboxSpec(sandbox_id, self._id, agent.name, self._tenant, root, socket_path, env, settings,
-                           agent_dir=Path(agent.path), policy=policy)
+                           agent_dir=Path(agent.path), policy=policy, upstream_key=upstream)
 
 
 def _describe(decision: object) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
@@ -22,6 +22,7 @@ from ashd.config import Config
 from ashd.layout import Layout
 from ashd.metrics import Metrics
 from ashd.sandbox.launcher import Launcher
+from ashd.sandbox.logring import LogBook
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.snapshot.store import blob_store_from_url
 from ashd.store import AgentRow, Store
@@ -122,6 +123,7 @@ class Tree:
     pool: pykka.ActorProxy[PoolActor]
     sessions: pykka.ActorProxy[SessionSupervisor]
     exits: ExitBoard
+    logs: LogBook = field(default_factory=LogBook)  # agent process output per session (/logs)
 
 
 class RootSupervisor(pykka.ThreadingActor):
@@ -137,8 +139,8 @@ class RootSupervisor(pykka.ThreadingActor):
         self._tree: Tree | None = None
 
     def on_start(self) -> None:
-        exits = ExitBoard()
-        pool = PoolActor.start(self._config.pool, self._launcher, self._store, exits)
+        exits, logs = ExitBoard(), LogBook()
+        pool = PoolActor.start(self._config.pool, self._launcher, self._store, exits, logs)
         self._started.append(pool)
         deps = SessionDeps(
             store=self._store,
@@ -152,10 +154,11 @@ class RootSupervisor(pykka.ThreadingActor):
             restarts=RestartGovernor(self._config.supervision, metrics=self._metrics),
             cli_workspace=getattr(self._launcher, "cli_workspace", None),
             metrics=self._metrics,
+            credential_key=self._config.auth.credential_key,
         )
         sessions = SessionSupervisor.start(deps)
         self._started.append(sessions)
-        self._tree = Tree(pool=pool.proxy(), sessions=sessions.proxy(), exits=exits)
+        self._tree = Tree(pool=pool.proxy(), sessions=sessions.proxy(), exits=exits, logs=logs)
         log.info("actor tree started: pool (max %d sandboxes), session supervisor", self._config.pool.max_sandboxes)
 
     def tree(self) -> Tree:

@@ -33,7 +33,7 @@ def _die_with_parent() -> None:
 
 
 async def _run(settings: BridgeSettings) -> int:
-    server = BridgeServer(Path(settings.socket_path), settings.session_id)
+    server = BridgeServer(Path(settings.socket_path), settings.session_id, settings.cli_path, settings.workspace)
     driver = Driver(settings, session_store=server.transcripts)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -4,9 +4,11 @@ The data plane reads the bridge's NDJSON here and nowhere else. A reader task ow
 socket: transcript appends are acknowledged on receipt and stored (through the ``sink``)
 in the background — the SDK waits for the ack before it yields a turn's result, so the
 database write stays off that path; a turn calls :meth:`settle` before its ``done`` to
-know they are committed. Every other event goes to the running turn. A link carries one turn at a time (the
-session actor guarantees that). If the bridge dies mid-turn the turn ends with an
-``Error`` and a synthetic ``Done`` at once, so no stream hangs.
+know they are committed. ``exec_result`` events resolve the :meth:`exec` call with the same
+request id, so an exec can run while a turn streams. Every other event goes to the running
+turn. A link carries one turn at a time (the session actor guarantees that). If the bridge
+dies mid-turn the turn ends with an ``Error`` and a synthetic ``Done`` at once, so no stream
+hangs; pending execs raise BridgeGone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ashd.bridge import protocol
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
+EXEC_MARGIN_S = 10.0  # beyond the command's own timeout, for the kill and the answer
 LOST = "the agent process exited unexpectedly during the turn"
 """The text of the Error a turn gets when the bridge connection drops mid-turn."""
 
@@ -42,6 +45,8 @@ class BridgeLink:
         self._eof = False
         self._writes: set[asyncio.Future[None]] = set()
         self._write_errors: list[str] = []
+        self._execs: dict[int, asyncio.Future[protocol.ExecResult]] = {}
+        self._next_exec = 0
         self._reading = asyncio.ensure_future(self._read_loop())
 
     @classmethod
@@ -90,6 +95,30 @@ class BridgeLink:
     async def interrupt(self) -> None:
         await self._send(protocol.Interrupt())
 
+    async def exec(self, command: str, timeout_ms: int) -> protocol.ExecResult:
+        """Run a shell command in the sandbox (beside any running turn) and return its result.
+
+        Raises BridgeGone if the bridge is unreachable, dies, or does not answer within the
+        command's timeout plus a margin.
+        """
+        self._next_exec += 1
+        req_id = self._next_exec
+        answer: asyncio.Future[protocol.ExecResult] = asyncio.get_running_loop().create_future()
+        self._execs[req_id] = answer
+        try:
+            if self._eof:
+                raise BridgeGone("bridge link is closed")
+            await self._send(protocol.Exec(req_id, command, timeout_ms))
+            return await asyncio.wait_for(answer, timeout_ms / 1000 + EXEC_MARGIN_S)
+        except BridgeGone:
+            raise
+        except TimeoutError:
+            raise BridgeGone("the sandbox did not answer the command in time") from None
+        except (ConnectionError, RuntimeError) as exc:
+            raise BridgeGone(f"bridge is not reachable: {exc}") from exc
+        finally:
+            self._execs.pop(req_id, None)
+
     async def shutdown(self) -> None:
         try:
             await self._send(protocol.Shutdown())
@@ -109,6 +138,10 @@ class BridgeLink:
                     self._writes.add(write)
                     write.add_done_callback(self._writes.discard)
                     await self._send(protocol.TranscriptAck(event.req_id))
+                elif isinstance(event, protocol.ExecResult):
+                    waiting = self._execs.get(event.req_id)
+                    if waiting is not None and not waiting.done():
+                        waiting.set_result(event)
                 else:
                     self._events.put_nowait(event)
         except (ConnectionError, ValueError, asyncio.LimitOverrunError, protocol.ProtocolError) as exc:
@@ -116,6 +149,9 @@ class BridgeLink:
         finally:
             self._eof = True
             self._events.put_nowait(None)
+            for waiting in self._execs.values():
+                if not waiting.done():
+                    waiting.set_exception(BridgeGone("the agent process exited during the command"))
             self._writer.close()
 
     async def _store(self, event: protocol.Transcript) -> None:

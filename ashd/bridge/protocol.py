@@ -6,11 +6,13 @@ JSON object on one line. Frames are validated on decode: a plain object, exactly
 bounded size. Both ends import this module, so the two sides cannot drift apart.
 
 Commands: ``query {prompt, includePartialMessages?, model?}``, ``interrupt``, ``shutdown``,
-``transcript_ack {reqId, error?}``.
+``transcript_ack {reqId, error?}``, ``exec {reqId, command, timeoutMs}``.
 Events: ``ready {pid, sessionId}``, ``message {data}`` (a raw SDK message),
 ``error {error}``, ``done {sessionId}``, ``transcript {reqId, subpath, entries}`` (the SDK's
 session-store append: ashd answers with ``transcript_ack`` on receipt and stores the
-entries before the turn's ``done``).
+entries before the turn's ``done``), ``exec_result {reqId, exitCode, stdout, stderr,
+truncated, timedOut}`` (the answer to the ``exec`` with that ``reqId``; an exec runs beside
+a turn, never inside it).
 """
 
 from __future__ import annotations
@@ -82,8 +84,27 @@ class Done:
     session_id: str
 
 
-Command = Query | Interrupt | Shutdown | TranscriptAck
-Event = Ready | Message | Error | Done | Transcript
+@dataclass(frozen=True)
+class Exec:
+    """Run ``/bin/sh -c command`` inside the sandbox; answered by one ``ExecResult``."""
+
+    req_id: int
+    command: str
+    timeout_ms: int
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    req_id: int
+    exit_code: int
+    stdout: str
+    stderr: str
+    truncated: bool = False
+    timed_out: bool = False
+
+
+Command = Query | Interrupt | Shutdown | TranscriptAck | Exec
+Event = Ready | Message | Error | Done | Transcript | ExecResult
 
 
 def encode(frame: Command | Event) -> bytes:
@@ -108,6 +129,11 @@ def _to_wire(frame: Command | Event) -> dict[str, Any]:
         if frame.error:
             ack["error"] = frame.error
         return ack
+    if isinstance(frame, Exec):
+        return {"cmd": "exec", "reqId": frame.req_id, "command": frame.command, "timeoutMs": frame.timeout_ms}
+    if isinstance(frame, ExecResult):
+        return {"ev": "exec_result", "reqId": frame.req_id, "exitCode": frame.exit_code, "stdout": frame.stdout,
+                "stderr": frame.stderr, "truncated": frame.truncated, "timedOut": frame.timed_out}
     if isinstance(frame, Transcript):
         return {"ev": "transcript", "reqId": frame.req_id, "subpath": frame.subpath, "entries": frame.entries}
     if isinstance(frame, Ready):
@@ -158,6 +184,8 @@ def decode_command(line: bytes) -> Command:
     if name == "transcript_ack":
         error = obj.get("error")
         return TranscriptAck(_field(obj, "reqId", int), error if isinstance(error, str) else None)
+    if name == "exec":
+        return Exec(_field(obj, "reqId", int), _field(obj, "command", str), _field(obj, "timeoutMs", int))
     raise ProtocolError(f"unknown command {name!r}")
 
 
@@ -177,4 +205,7 @@ def decode_event(line: bytes) -> Event:
         if not all(isinstance(e, dict) for e in entries):
             raise ProtocolError("'transcript' entries must be JSON objects")
         return Transcript(_field(obj, "reqId", int), _field(obj, "subpath", str), entries)
+    if name == "exec_result":
+        return ExecResult(_field(obj, "reqId", int), _field(obj, "exitCode", int), _field(obj, "stdout", str),
+                          _field(obj, "stderr", str), obj.get("truncated") is True, obj.get("timedOut") is True)
     raise ProtocolError(f"unknown event {name!r}")

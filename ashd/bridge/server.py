@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from ashd.bridge import protocol
+from ashd.bridge import execute, protocol
 from ashd.bridge.driver import Driver
 from ashd.bridge.transcript import RemoteSessionStore
 
@@ -23,9 +23,13 @@ log = logging.getLogger(__name__)
 
 
 class BridgeServer:
-    def __init__(self, socket_path: Path, session_id: str) -> None:
+    def __init__(self, socket_path: Path, session_id: str, cli_path: str | None = None,
+                 workspace: str | None = None) -> None:
+        """``cli_path``/``workspace``: how ``exec`` commands reach the sandbox (see execute.py)."""
         self._socket_path = socket_path
         self._session_id = session_id
+        self._cli_path = cli_path
+        self._workspace = workspace or os.getcwd()
         self._driver: Driver | None = None
         # The SDK Protocol declares optional methods without bodies; their inherited
         # defaults are the "not implemented" markers the SDK probes for.
@@ -51,6 +55,7 @@ class BridgeServer:
         os.chmod(self._socket_path, 0o600)
         try:
             await driver.connect()
+            log.info("CLI connected; serving session %s on %s", self._session_id, self._socket_path.name)
             if on_ready is not None:
                 on_ready.set()
             await self._stopping.wait()
@@ -93,6 +98,8 @@ class BridgeServer:
         elif isinstance(command, protocol.Interrupt):
             if self._turn is not None and not self._turn.done():
                 self._spawn(self._driver.interrupt())
+        elif isinstance(command, protocol.Exec):
+            self._spawn(self._run_exec(command))  # beside the turn, never inside it
         else:
             self.stop()
 
@@ -107,6 +114,10 @@ class BridgeServer:
             await self._send(protocol.Error(f"agent process failed: {exc}"))
             self.stop(exit_code=1)
         await self._send(protocol.Done(session_id=self._session_id))
+
+    async def _run_exec(self, command: protocol.Exec) -> None:
+        result = await execute.run(command, self._cli_path, self._workspace)
+        await self._send(result)
 
     async def _cancel_turn(self) -> None:
         if self._turn is not None and not self._turn.done():

@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ashd.cli import admin_commands, session_commands
+from ashd.cli.context import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SERVER_ERROR,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    SESSION_ID,
+    Context,
+    Handler,
+)
+from ashd.cli.context import emit as _emit
 from ashd.client.agent_files import AgentFolderError, collect_agent_files
 from ashd.client.client import AshdClient
 from ashd.client.discovery import DEFAULT_SERVER_URL, Target, missing_key_hint, resolve_target
@@ -25,9 +36,7 @@ from ashd.client.display import make_printer
 from ashd.client.errors import AshdConnectionError, AshdError
 from ashd.client.formatting import format_isolation, format_pairs, format_table, message_text, sentence_case
 
-EXIT_OK, EXIT_SERVER_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
-_ID = "session id"
+_ID = SESSION_ID
 
 EPILOG = f"""\
 Global options may also follow the command: ashctl session list --json.
@@ -35,7 +44,8 @@ Global options may also follow the command: ashctl session list --json.
 exit status:
   0    success
   1    the server answered with an error (4xx/5xx), or the turn failed
-       (an error event, or a result marked is_error)
+       (an error event, or a result marked is_error); session exec exits
+       with the remote command's own status instead
   2    usage error: bad arguments, or an agent folder that cannot be uploaded
   3    cannot connect to the server (or it dropped the stream),
        or no API key was found
@@ -49,20 +59,6 @@ environment:
                   when none is given (then ./data, then /var/lib/ashd;
                   only for a server on this machine)
 """
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a command handler needs: the client, the flags and the streams."""
-
-    client: AshdClient
-    json: bool
-    out: TextIO
-    err: TextIO
-    environ: Mapping[str, str]
-
-
-Handler = Callable[[argparse.Namespace, Context], int]
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -155,15 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     streaming(sub)
     sub.add_argument("-s", "--session", metavar="ID", help="continue this session")
     sub.add_argument("--end", action="store_true", help="end the session afterwards")
+    session_commands.register(session, leaf)
+    admin_commands.register(commands, leaf)
     return parser
 
 
 # -- command handlers ----------------------------------------------------------
-
-
-def _emit(ctx: Context, raw: Any, human: str) -> int:
-    ctx.out.write((json.dumps(raw, indent=2) if ctx.json else human) + "\n")
-    return EXIT_OK
 
 
 def _cmd_health(args: argparse.Namespace, ctx: Context) -> int:
@@ -303,7 +296,7 @@ def run(argv: Sequence[str] | None, out: TextIO, err: TextIO,
         parser.print_usage(err)
         err.write(f"ashctl: error: {exc}\n")
         return EXIT_USAGE
-    ctx = Context(client, args.json, out, err, environ)
+    ctx = Context(client, args.json, out, err, environ, target)
     try:
         code: int = args.handler(args, ctx)
         return code

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from ashd import __version__
 from ashd import config as configuration
-from ashd.daemon import Daemon
 from ashd.errors import ConfigError
+
+MISSING_DEPENDENCIES = ("ashd: the daemon's dependencies are not installed ({name} is missing); "
+                        "install them with: pip install 'ashd[daemon]'")
 
 EPILOG = """\
 configuration, lowest to highest precedence: built-in defaults, the TOML file given by
@@ -70,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        from ashd.daemon import Daemon  # the heavy part: only the daemon needs it
+    except ModuleNotFoundError as exc:
+        print(MISSING_DEPENDENCIES.format(name=exc.name), file=sys.stderr)
+        return 1
     try:
         return asyncio.run(Daemon(config).serve())
     except Exception:  # boundary: a start-up failure is reported once, clearly

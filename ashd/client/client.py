@@ -1,56 +1,37 @@
-"""`AshdClient`: one method per ashd (Ash-compatible) REST route.
+"""`AshdClient`: one blocking method per ashd (Ash-compatible) REST route.
 
 Every method blocks the calling thread, opens its own connection, and raises
 :class:`~ashd.client.errors.AshdError` (non-2xx, with the server's ``error``
 text) or :class:`~ashd.client.errors.AshdConnectionError` (unreachable, timed
 out, dropped). Methods return the resource inside Ash's envelope, e.g.
 ``get_session`` returns the ``session`` object of ``{"session": {...}}``.
+The requests themselves are defined once in :mod:`ashd.client.calls`; the
+asyncio twin is :class:`ashd.client.aio.AsyncAshdClient`.
 
 Calls that create, persist or destroy sandboxes (deploy, session create, end,
-stop, pause, resume) wait up to ``slow_timeout`` instead of ``timeout``,
-because a fresh sandbox may run the agent's ``install.sh`` first.
+stop, pause, resume, fork, workspace bundles) wait up to ``slow_timeout``
+instead of ``timeout``, because a fresh sandbox may run ``install.sh`` first.
+``progress(done_bytes, total_bytes_or_None)``, when given, is called as
+request bodies are sent and raw downloads arrive (for progress bars).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
-from urllib.parse import quote
+import time
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from typing import Any, Literal
 
+from ashd.client import calls
+from ashd.client.calls import JSON, Call
 from ashd.client.errors import AshdConnectionError, AshdError
-from ashd.client.sse import SSEEvent, SSEParser, SSEProtocolError
-from ashd.client.transport import Transport
+from ashd.client.events import Done, StreamEvent, typed
+from ashd.client.resume import DEFAULT_RECONNECTS, StreamCursor, stream_path
+from ashd.client.sse import SSEParser, SSEProtocolError
+from ashd.client.transport import Progress, Transport
 
-JSON = dict[str, Any]
-
-
-def camel_case(name: str) -> str:
-    """``system_prompt`` -> ``systemPrompt``; camelCase input is unchanged."""
-    head, *rest = name.split("_")
-    return head + "".join(word[:1].upper() + word[1:] for word in rest)
-
-
-def camel_options(options: Mapping[str, Any]) -> JSON:
-    """Map snake_case keyword options to Ash's camelCase fields, dropping Nones."""
-    return {camel_case(key): value for key, value in options.items() if value is not None}
-
-
-def _seg(value: str) -> str:
-    return quote(value, safe="")
-
-
-def _unwrap(answer: JSON, key: str) -> JSON:
-    value = answer.get(key)
-    if not isinstance(value, dict):
-        raise AshdError(200, f"the server's answer has no {key!r} object")
-    return value
-
-
-def _unwrap_list(answer: JSON, key: str) -> list[JSON]:
-    value = answer.get(key)
-    if not isinstance(value, list):
-        raise AshdError(200, f"the server's answer has no {key!r} list")
-    return value
+_seg = calls.seg
+camel_case = calls.camel_case
+camel_options = calls.camel_options
 
 
 class AshdClient:
@@ -63,17 +44,40 @@ class AshdClient:
         timeout: float = 30.0,
         *,
         slow_timeout: float = 300.0,
+        progress: Progress | None = None,
     ) -> None:
         """Raise :class:`ValueError` if ``base_url`` is not an http(s) URL."""
         self._http = Transport(base_url, api_key, timeout)
         self.base_url = self._http.base_url
         self.slow_timeout = max(slow_timeout, timeout)
+        self.progress = progress
 
-    # -- health and agents -------------------------------------------------
+    def call(self, call: Call) -> Any:
+        """Execute any :class:`~ashd.client.calls.Call` (every method below is one)."""
+        timeout = self.slow_timeout if call.slow else None
+        if call.shape == "bytes":
+            return self._http.request_bytes(call.method, call.path, call.query, timeout, self.progress)
+        answer = self._http.request_json(call.method, call.path, call.body, call.query, timeout, self.progress)
+        try:
+            return calls.unwrap(call, answer)
+        except ValueError as exc:
+            raise AshdError(200, str(exc)) from None
+
+    # -- health, usage -----------------------------------------------------------
 
     def health(self) -> JSON:
-        """``GET /health``: ``{status, version, activeSessions, ..., pool}``."""
-        return self._http.request_json("GET", "/health")
+        """``GET /health``: ``{status, version, ...}``."""
+        return self.call(calls.health())
+
+    def usage(self, **filters: str | int | None) -> list[JSON]:
+        """``GET /api/usage``: usage events (``session_id``, ``agent_name``, ``after``, ``before``, ``limit``)."""
+        return self.call(calls.usage(filters))
+
+    def usage_stats(self, **filters: str | int | None) -> JSON:
+        """``GET /api/usage/stats``: totals over the same filters."""
+        return self.call(calls.usage(filters, stats=True))
+
+    # -- agents --------------------------------------------------------------------
 
     def deploy_agent(
         self,
@@ -88,29 +92,50 @@ class AshdClient:
         (see :func:`ashd.client.agent_files.collect_agent_files`). Returns the
         agent; a redeploy bumps its ``version``.
         """
-        body: JSON = {"name": name}
-        if path is not None:
-            body["path"] = path
-        if files is not None:
-            body["files"] = [dict(item) for item in files]
-        if env:
-            body["env"] = dict(env)
-        answer = self._http.request_json("POST", "/api/agents", body, timeout=self.slow_timeout)
-        return _unwrap(answer, "agent")
+        return self.call(calls.deploy_agent(name, path, files, env))
 
     def list_agents(self) -> list[JSON]:
-        """``GET /api/agents``: the caller's agents."""
-        return _unwrap_list(self._http.request_json("GET", "/api/agents"), "agents")
+        return self.call(calls.list_agents())
 
     def get_agent(self, name: str) -> JSON:
-        """``GET /api/agents/:name``."""
-        return _unwrap(self._http.request_json("GET", f"/api/agents/{_seg(name)}"), "agent")
+        return self.call(calls.get_agent(name))
+
+    def update_agent(self, name: str, env: Mapping[str, str] | None = None,
+                     config: Mapping[str, Any] | None = None) -> JSON:
+        """``PATCH /api/agents/:name``: replace ``env``, shallow-merge ``config``."""
+        return self.call(calls.update_agent(name, env, config))
 
     def delete_agent(self, name: str) -> None:
-        """``DELETE /api/agents/:name`` (also deletes the agent's session rows)."""
-        self._http.request_json("DELETE", f"/api/agents/{_seg(name)}")
+        """``DELETE /api/agents/:name`` (also ends and deletes the agent's sessions)."""
+        self.call(calls.delete_agent(name))
 
-    # -- sessions ------------------------------------------------------------
+    def agent_config(self, name: str, patch: Mapping[str, Any] | None = None) -> JSON:
+        """``GET`` (or with ``patch``, ``PATCH``) ``/api/agents/:name/config``."""
+        return self.call(calls.agent_config(name, patch))
+
+    def list_agent_files(self, name: str) -> list[JSON]:
+        return self.call(calls.list_agent_files(name))
+
+    def read_agent_file(self, name: str, path: str) -> bytes:
+        return self.call(calls.read_agent_file(name, path))
+
+    def write_agent_files(self, name: str, files: Mapping[str, bytes]) -> JSON:
+        return self.call(calls.write_agent_files(name, files))
+
+    def delete_agent_file(self, name: str, path: str) -> JSON:
+        return self.call(calls.delete_agent_file(name, path))
+
+    def agent_versions(self, name: str) -> list[JSON]:
+        return self.call(calls.agent_versions(name))
+
+    def create_agent_version(self, name: str, **fields: Any) -> JSON:
+        """``POST /api/agents/:name/versions`` (``system_prompt``, ``release_notes``, ...)."""
+        return self.call(calls.create_agent_version(name, **fields))
+
+    def activate_agent_version(self, name: str, number: int | str) -> JSON:
+        return self.call(calls.activate_agent_version(name, number))
+
+    # -- sessions ------------------------------------------------------------------
 
     def create_session(self, agent: str, **options: Any) -> JSON:
         """``POST /api/sessions``; returns the new session.
@@ -119,21 +144,18 @@ class AshdClient:
         ``system_prompt``, ``extra_env``, ``credential_id``, ``mcp_servers``,
         ``permission_mode``, ``allowed_tools``, ...); ``None`` values are omitted.
         """
-        body = {"agent": agent, **camel_options(options)}
-        return self._session("POST", "/api/sessions", body, self.slow_timeout)
+        return self.call(calls.create_session(agent, **options))
 
-    def list_sessions(self, agent: str | None = None) -> list[JSON]:
-        """``GET /api/sessions[?agent=]``: newest first."""
-        answer = self._http.request_json("GET", "/api/sessions", query={"agent": agent})
-        return _unwrap_list(answer, "sessions")
+    def list_sessions(self, agent: str | None = None, status: str | None = None) -> list[JSON]:
+        """``GET /api/sessions``: newest first."""
+        return self.call(calls.list_sessions(agent, status))
 
     def get_session(self, session_id: str) -> JSON:
-        """``GET /api/sessions/:id``."""
-        return self._session("GET", f"/api/sessions/{_seg(session_id)}")
+        return self.call(calls.get_session(session_id))
 
     def end_session(self, session_id: str) -> JSON:
         """``DELETE /api/sessions/:id``: end for good (idempotent); returns it ended."""
-        return self._session("DELETE", f"/api/sessions/{_seg(session_id)}", None, self.slow_timeout)
+        return self.call(calls.end_session(session_id))
 
     def stop_session(self, session_id: str) -> JSON:
         """``POST /api/sessions/:id/stop``: persist, destroy the sandbox; resumable."""
@@ -147,39 +169,133 @@ class AshdClient:
         """``POST /api/sessions/:id/resume``: back to ``active`` (warm or cold)."""
         return self._action(session_id, "resume")
 
-    def list_messages(
-        self, session_id: str, limit: int | None = None, after: int | None = None
-    ) -> list[JSON]:
-        """``GET /api/sessions/:id/messages``: persisted messages in sequence order.
+    def fork_session(self, session_id: str) -> JSON:
+        """``POST /api/sessions/:id/fork``: a new paused session with this one's files and conversation."""
+        return self._action(session_id, "fork")
 
-        Each item's ``content`` is a JSON *string* (the stored SDK message).
-        """
-        answer = self._http.request_json(
-            "GET",
-            f"/api/sessions/{_seg(session_id)}/messages",
-            query={"limit": limit, "after": after},
-        )
-        return _unwrap_list(answer, "messages")
+    def configure_session(self, session_id: str, **fields: Any) -> JSON:
+        """``PATCH /api/sessions/:id/config`` (``model``, ``allowed_tools``, ...)."""
+        return self.call(calls.configure_session(session_id, **fields))
+
+    def interrupt(self, session_id: str) -> JSON:
+        """``POST /api/sessions/:id/interrupt``: stop the running turn."""
+        return self.call(calls.interrupt(session_id))
+
+    def list_messages(self, session_id: str, limit: int | None = None, after: int | None = None) -> list[JSON]:
+        """``GET /api/sessions/:id/messages``; each ``content`` is a JSON *string*."""
+        return self.call(calls.list_messages(session_id, limit, after))
+
+    def list_events(self, session_id: str, limit: int | None = None, after: int | None = None,
+                    type: str | None = None) -> list[JSON]:
+        """``GET /api/sessions/:id/events``: the timeline."""
+        return self.call(calls.list_events(session_id, limit, after, type))
+
+    def logs(self, session_id: str, after: int | None = None) -> JSON:
+        """``GET /api/sessions/:id/logs``: ``{logs: [...], source}``."""
+        return self.call(calls.logs(session_id, after))
+
+    def exec(self, session_id: str, command: str, timeout_ms: int | None = None) -> JSON:
+        """``POST /api/sessions/:id/exec``: ``{exitCode, stdout, stderr}`` (runs inside the sandbox)."""
+        return self.call(calls.exec_command(session_id, command, timeout_ms))
+
+    def list_files(self, session_id: str, include_hidden: bool = True) -> JSON:
+        """``GET /api/sessions/:id/files``: ``{files: [...], source}``."""
+        return self.call(calls.list_files(session_id, include_hidden))
+
+    def read_file(self, session_id: str, path: str) -> bytes:
+        return self.call(calls.read_file(session_id, path))
+
+    def write_files(self, session_id: str, files: Mapping[str, bytes], target: str | None = None) -> list[JSON]:
+        """``POST /api/sessions/:id/files``: per-file results ``{path, written, error?}``."""
+        return self.call(calls.write_files(session_id, files, target))
+
+    def delete_file(self, session_id: str, path: str) -> JSON:
+        return self.call(calls.delete_file(session_id, path))
+
+    def download_workspace(self, session_id: str) -> bytes:
+        """``GET /api/sessions/:id/workspace``: the workspace as tar.gz bytes."""
+        return self.call(calls.download_workspace(session_id))
+
+    def upload_workspace(self, session_id: str, bundle: bytes) -> JSON:
+        """``POST /api/sessions/:id/workspace``: extract a tar.gz into the workspace."""
+        return self.call(calls.upload_workspace(session_id, bundle))
+
+    def add_attachment(self, session_id: str, filename: str, data: bytes, mime_type: str | None = None) -> JSON:
+        return self.call(calls.add_attachment(session_id, filename, data, mime_type))
+
+    def list_attachments(self, session_id: str) -> list[JSON]:
+        return self.call(calls.list_attachments(session_id))
+
+    def read_attachment(self, attachment_id: str) -> bytes:
+        return self.call(calls.read_attachment(attachment_id))
+
+    def delete_attachment(self, attachment_id: str) -> None:
+        self.call(calls.delete_attachment(attachment_id))
+
+    # -- keys, credentials, queue ----------------------------------------------------
+
+    def list_keys(self) -> list[JSON]:
+        return self.call(calls.list_keys())
+
+    def create_key(self, label: str | None = None, scopes: Sequence[str] | None = None) -> JSON:
+        """``POST /api/api-keys``: ``{id, key, ...}``; the key is shown only here."""
+        return self.call(calls.create_key(label, scopes))
+
+    def delete_key(self, key_id: str) -> None:
+        self.call(calls.delete_key(key_id))
+
+    def list_credentials(self) -> list[JSON]:
+        return self.call(calls.list_credentials())
+
+    def add_credential(self, type: str, key: str, label: str | None = None) -> JSON:
+        return self.call(calls.add_credential(type, key, label))
+
+    def delete_credential(self, credential_id: str) -> None:
+        self.call(calls.delete_credential(credential_id))
+
+    def enqueue(self, agent_name: str, prompt: str, **options: Any) -> JSON:
+        """``POST /api/queue`` (``session_id``, ``priority``, ``max_retries``)."""
+        return self.call(calls.enqueue(agent_name, prompt, **options))
+
+    def list_queue(self, status: str | None = None, limit: int | None = None) -> list[JSON]:
+        return self.call(calls.list_queue(status, limit))
+
+    def queue_stats(self) -> JSON:
+        return self.call(calls.queue_stats())
+
+    def queue_item(self, item_id: str) -> JSON:
+        return self.call(calls.queue_item(item_id))
+
+    def cancel_queue_item(self, item_id: str) -> JSON:
+        return self.call(calls.queue_item(item_id, cancel=True))
+
+    # -- streams -------------------------------------------------------------------
 
     def send_message(
         self,
         session_id: str,
         content: str | Sequence[Mapping[str, Any]],
         include_partial: bool = True,
+        *,
+        reconnects: int = DEFAULT_RECONNECTS,
         **options: Any,
-    ) -> Iterator[SSEEvent]:
-        """``POST /api/sessions/:id/messages``: run one turn, yielding its events.
+    ) -> Iterator[StreamEvent]:
+        """``POST /api/sessions/:id/messages``: run one turn, yielding its typed events.
 
         Lazy: nothing is sent until the first ``next()``. Events are yielded as
-        they arrive (``session_start``, ``text_delta``, ``tool_use``, ...,
-        ``done``); there is no read timeout once the stream has started.
-        ``options`` are snake_case extras (``model``, ``max_turns``,
-        ``max_budget_usd``, ``effort``, ``thinking``, ``output_format``).
+        they arrive (``SessionStart``, ``TextDelta``, ``ToolUse``, ..., ``Done``);
+        there is no read timeout once the stream has started. ``options`` are
+        snake_case extras (``model``, ``max_turns``, ``max_budget_usd``,
+        ``effort``, ``thinking``, ``output_format``).
+
+        If the connection drops mid-turn, the client reconnects by itself (up to
+        ``reconnects`` times in a row, with growing pauses) to the session's
+        ``/stream`` with ``Last-Event-ID``; every event is yielded exactly once.
 
         Raises :class:`AshdError` if the server refuses the turn before
-        streaming (e.g. 400 "Session is paused"), and
-        :class:`AshdConnectionError` if the stream ends before ``done`` or
-        breaks the SSE parser's limits.
+        streaming (e.g. 409 "Session is paused"), and
+        :class:`AshdConnectionError` if the stream cannot be resumed (it broke
+        before its first event, or reconnecting kept failing).
         Closing the iterator early closes the connection.
         """
         body: JSON = {
@@ -187,29 +303,52 @@ class AshdClient:
             "includePartialMessages": include_partial,
             **camel_options(options),
         }
+        first = self._http.stream("POST", f"/api/sessions/{_seg(session_id)}/messages", body)
+        return self._resumable(session_id, first, StreamCursor(reconnects=reconnects), until_done=True)
+
+    def follow(
+        self, session_id: str, after: int | None = None, *, reconnects: int = DEFAULT_RECONNECTS
+    ) -> Iterator[StreamEvent]:
+        """``GET /api/sessions/:id/stream``: stored events after ``after`` (all when None),
+        then the running turn's live events up to its ``Done``. Ends when the server has
+        nothing more (no turn running); reconnects like :meth:`send_message`."""
+        cursor = StreamCursor(last_id=after, reconnects=reconnects)
+        headers = {"Last-Event-ID": str(after)} if after is not None else None
+        first = self._http.stream("GET", stream_path(_seg(session_id)), headers=headers)
+        return self._resumable(session_id, first, cursor, until_done=False)
+
+    def _resumable(
+        self, session_id: str, chunks: Generator[bytes, None, None], cursor: StreamCursor, until_done: bool
+    ) -> Iterator[StreamEvent]:
+        while True:
+            try:
+                for event in self._parse(chunks):
+                    if cursor.accept(event):
+                        yield event
+                        if isinstance(event, Done):
+                            return
+                if not until_done:
+                    return
+                failure = AshdConnectionError(f"{self.base_url} closed the stream before the turn finished")
+            except AshdConnectionError as exc:
+                failure = exc
+            finally:
+                chunks.close()
+            headers = cursor.next_attempt(failure)
+            time.sleep(cursor.backoff_s)
+            chunks = self._http.stream("GET", stream_path(_seg(session_id)), headers=headers)
+
+    def _parse(self, chunks: Iterator[bytes]) -> Iterator[StreamEvent]:
         parser = SSEParser()
-        chunks = self._http.stream("POST", f"/api/sessions/{_seg(session_id)}/messages", body)
-        try:
-            for chunk in chunks:
-                try:
-                    events = parser.feed(chunk)
-                except SSEProtocolError as exc:
-                    raise AshdConnectionError(f"{self.base_url} sent a bad stream: {exc}") from exc
-                for event in events:
-                    yield event
-                    if event.event == "done":
-                        return
-        finally:
-            chunks.close()
-        raise AshdConnectionError(f"{self.base_url} closed the stream before the turn finished")
+        for chunk in chunks:
+            try:
+                events = parser.feed(chunk)
+            except SSEProtocolError as exc:
+                raise AshdConnectionError(f"{self.base_url} sent a bad stream: {exc}") from exc
+            for event in events:
+                yield typed(event)
 
     # -- helpers -------------------------------------------------------------
 
-    def _action(self, session_id: str, verb: str) -> JSON:
-        path = f"/api/sessions/{_seg(session_id)}/{verb}"
-        return self._session("POST", path, None, self.slow_timeout)
-
-    def _session(
-        self, method: str, path: str, body: JSON | None = None, timeout: float | None = None
-    ) -> JSON:
-        return _unwrap(self._http.request_json(method, path, body, timeout=timeout), "session")
+    def _action(self, session_id: str, verb: Literal["stop", "pause", "resume", "fork"]) -> JSON:
+        return self.call(calls.session_action(session_id, verb))

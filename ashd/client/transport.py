@@ -21,8 +21,11 @@ from ashd import __version__
 from ashd.client.errors import AshdConnectionError, AshdError
 
 Query = Mapping[str, str | int | None]
+Progress = Callable[[int, int | None], None]
+"""Called with (bytes done, total bytes or None) while a body is sent or received."""
 T = TypeVar("T")
 _STREAM_READ_SIZE = 64 * 1024
+_BODY_CHUNK = 256 * 1024
 
 
 class Transport:
@@ -48,6 +51,7 @@ class Transport:
         body: Mapping[str, Any] | None = None,
         query: Query | None = None,
         timeout: float | None = None,
+        progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Send one request and return the decoded JSON object of a 2xx answer.
 
@@ -56,7 +60,7 @@ class Transport:
         """
         conn = self._connect(timeout if timeout is not None else self.timeout)
         try:
-            response = self._send(conn, method, path, body, query, "application/json")
+            response = self._send(conn, method, path, body, query, "application/json", progress=progress)
             raw = self._guard(response.read)
             if not 200 <= response.status < 300:
                 raise error_from_body(response.status, raw, response.reason)
@@ -64,8 +68,39 @@ class Transport:
         finally:
             conn.close()
 
+    def request_bytes(
+        self,
+        method: str,
+        path: str,
+        query: Query | None = None,
+        timeout: float | None = None,
+        progress: Progress | None = None,
+    ) -> bytes:
+        """Send one request and return the raw body of a 2xx answer (a file, a bundle)."""
+        conn = self._connect(timeout if timeout is not None else self.timeout)
+        try:
+            response = self._send(conn, method, path, None, query, "*/*")
+            if not 200 <= response.status < 300:
+                raise error_from_body(response.status, self._guard(response.read), response.reason)
+            length = response.getheader("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            parts: list[bytes] = []
+            done = 0
+            while chunk := self._guard(lambda: response.read1(_STREAM_READ_SIZE)):
+                parts.append(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+            return b"".join(parts)
+        finally:
+            conn.close()
+
     def stream(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Generator[bytes, None, None]:
         """Send one request and yield the raw bytes of its answer as they arrive.
 
@@ -77,7 +112,7 @@ class Transport:
         conn = self._connect(self.timeout)
         response: http.client.HTTPResponse | None = None
         try:
-            response = self._send(conn, method, path, body, None, "text/event-stream")
+            response = self._send(conn, method, path, body, None, "text/event-stream", headers)
             if not 200 <= response.status < 300:
                 raise error_from_body(response.status, self._guard(response.read), response.reason)
             while chunk := self._guard(lambda: response.read1(_STREAM_READ_SIZE)):
@@ -100,11 +135,13 @@ class Transport:
         body: Mapping[str, Any] | None,
         query: Query | None,
         accept: str,
+        extra_headers: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> http.client.HTTPResponse:
         url = self._prefix + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
-        headers = {"Accept": accept, "User-Agent": f"ashd-client/{__version__}"}
+        headers = {"Accept": accept, "User-Agent": f"ashd-client/{__version__}", **(extra_headers or {})}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         payload = None
@@ -113,7 +150,10 @@ class Transport:
             headers["Content-Type"] = "application/json"
 
         def exchange() -> http.client.HTTPResponse:
-            conn.request(method, url, body=payload, headers=headers)
+            if payload is None or progress is None:
+                conn.request(method, url, body=payload, headers=headers)
+            else:
+                _send_with_progress(conn, method, url, headers, payload, progress)
             sock = conn.sock  # kept: getresponse() may detach it from conn
             response = conn.getresponse()
             if accept == "text/event-stream" and sock is not None:
@@ -133,6 +173,18 @@ class Transport:
         except (OSError, http.client.HTTPException) as exc:
             reason = describe(exc)
             raise AshdConnectionError(f"cannot connect to {self.base_url}: {reason}") from exc
+
+
+def _send_with_progress(conn: http.client.HTTPConnection, method: str, url: str, headers: dict[str, str],
+                        payload: bytes, progress: Progress) -> None:
+    conn.putrequest(method, url, skip_accept_encoding=True)
+    for name, value in {**headers, "Content-Length": str(len(payload))}.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    view = memoryview(payload)
+    for start in range(0, len(payload), _BODY_CHUNK):
+        conn.send(view[start:start + _BODY_CHUNK])
+        progress(min(start + _BODY_CHUNK, len(payload)), len(payload))
 
 
 def describe(exc: BaseException) -> str:

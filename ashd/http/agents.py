@@ -60,6 +60,30 @@ class AgentHandler(AgentNameHandler):
             raise NotFound(f"Agent {name} not found")
         self.send_json({"agent": agent_json(row)})
 
+    async def patch(self, name: str) -> None:
+        """``{env?, config?}``: env replaces the agent's env (validated like a deploy's),
+        config is shallow-merged like PATCH .../config. Neither bumps the version."""
+        body = self.json_body()
+        unknown = sorted(set(body) - {"env", "config"})
+        if unknown:
+            raise BadRequest(f"unknown agent field(s): {', '.join(unknown)}; PATCH accepts env and config")
+        env = validate_user_env(body["env"], "env") if body.get("env") is not None else None
+        patch = body.get("config")
+        if patch is not None and not isinstance(patch, dict):
+            raise BadRequest("config must be an object (it is shallow-merged into the agent's config)")
+        if patch is not None:
+            check_config_patch(patch)
+        row = await self.ctx.offload.read(self.ctx.store.get_agent, self.tenant, name)
+        if row is None:
+            raise NotFound(f"Agent {name} not found")
+        config = {**(row.config or {}), **patch} if patch is not None else None
+        updated = await self.ctx.offload.write(self.ctx.store.patch_agent, self.tenant, name, env, config)
+        if updated is None:
+            raise NotFound(f"Agent {name} not found")
+        if patch is not None:
+            self.ctx.tree.sessions.prewarm(updated, prewarm_count(updated, self.ctx.config.pool.prewarm_per_agent))
+        self.send_json({"agent": agent_json(updated)})
+
     async def delete(self, name: str) -> None:
         """End the agent's live sessions, then delete it and its sessions (like Ash)."""
         store, offload = self.ctx.store, self.ctx.offload
@@ -93,10 +117,7 @@ class AgentConfigHandler(AgentNameHandler):
 
     async def patch(self, name: str) -> None:
         patch = self.json_body()
-        count = patch.get("preWarmCount")
-        if count is not None and (not isinstance(count, int) or isinstance(count, bool)
-                                  or not 0 <= count <= MAX_PREWARM):
-            raise BadRequest(f"preWarmCount must be an integer from 0 to {MAX_PREWARM}")
+        check_config_patch(patch)
         row = await self.ctx.offload.read(self.ctx.store.get_agent, self.tenant, name)
         if row is None:
             raise NotFound(f"Agent {name} not found")
@@ -109,6 +130,14 @@ class AgentConfigHandler(AgentNameHandler):
 
 
 MAX_PREWARM = 10
+
+
+def check_config_patch(patch: dict[str, object]) -> None:
+    """Known config keys are checked (raises BadRequest); others are kept as given."""
+    count = patch.get("preWarmCount")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool)
+                              or not 0 <= count <= MAX_PREWARM):
+        raise BadRequest(f"preWarmCount must be an integer from 0 to {MAX_PREWARM}")
 
 
 def prewarm_count(agent: AgentRow, default: int) -> int:

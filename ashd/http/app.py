@@ -6,12 +6,19 @@ from typing import Any
 
 import tornado.web
 
+from ashd.http.agent_files import AgentFileHandler, AgentFilesHandler
 from ashd.http.agents import AgentConfigHandler, AgentHandler, AgentsHandler
+from ashd.http.attachments import AttachmentHandler, SessionAttachmentsHandler
 from ashd.http.base import NotFoundHandler
 from ashd.http.context import AppContext
+from ashd.http.credentials import CredentialHandler, CredentialsHandler
 from ashd.http.health import HealthHandler
+from ashd.http.keys import ApiKeyHandler, ApiKeysHandler, InternalApiKeysHandler
 from ashd.http.metrics import MetricsHandler, route_labels
 from ashd.http.openapi import SWAGGER_UI_DIR, DocsHandler, OpenApiHandler
+from ashd.http.ops import ExecHandler, LogsHandler
+from ashd.http.queue import QueueHandler, QueueItemHandler, QueueStatsHandler
+from ashd.http.session_files import SessionFileHandler, SessionFilesHandler, WorkspaceHandler
 from ashd.http.sessions import (
     EventsHandler,
     InterruptHandler,
@@ -26,6 +33,7 @@ from ashd.http.sessions import (
     StreamHandler,
 )
 from ashd.http.usage import UsageHandler, UsageStatsHandler
+from ashd.http.versions import AgentVersionActivateHandler, AgentVersionHandler, AgentVersionsHandler
 
 _SEG = r"([^/]+)"
 
@@ -51,6 +59,30 @@ def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None) -> tornad
         (rf"/api/sessions/{_SEG}/events", EventsHandler),
         (rf"/api/sessions/{_SEG}/stream", StreamHandler),
         (rf"/api/sessions/{_SEG}/interrupt", InterruptHandler),
+        # -- files, workspace, attachments --
+        (rf"/api/sessions/{_SEG}/files", SessionFilesHandler),
+        (rf"/api/sessions/{_SEG}/files/(.*)", SessionFileHandler),
+        (rf"/api/sessions/{_SEG}/workspace", WorkspaceHandler),
+        (rf"/api/sessions/{_SEG}/attachments", SessionAttachmentsHandler),
+        (rf"/api/attachments/{_SEG}", AttachmentHandler),
+        (rf"/api/agents/{_SEG}/files", AgentFilesHandler),
+        (rf"/api/agents/{_SEG}/files/(.*)", AgentFileHandler),
+        # -- exec, logs, queue --
+        (rf"/api/sessions/{_SEG}/exec", ExecHandler),
+        (rf"/api/sessions/{_SEG}/logs", LogsHandler),
+        (r"/api/queue", QueueHandler),
+        (r"/api/queue/stats", QueueStatsHandler),
+        (rf"/api/queue/{_SEG}", QueueItemHandler),
+        # -- api keys, internal --
+        (r"/api/api-keys", ApiKeysHandler),
+        (rf"/api/api-keys/{_SEG}", ApiKeyHandler),
+        (r"/api/internal/api-keys", InternalApiKeysHandler),
+        # -- credentials, agent versions --
+        (r"/api/credentials", CredentialsHandler),
+        (rf"/api/credentials/{_SEG}", CredentialHandler),
+        (rf"/api/agents/{_SEG}/versions", AgentVersionsHandler),
+        (rf"/api/agents/{_SEG}/versions/{_SEG}", AgentVersionHandler),
+        (rf"/api/agents/{_SEG}/versions/{_SEG}/activate", AgentVersionActivateHandler),
     ]
     table: list[Any] = [
         (r"/health", HealthHandler, {**args, "isolation": isolation}),

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ashd.config import AuthConfig
-from ashd.errors import Unauthorized
+from ashd.errors import NotFound, Unauthorized
+from ashd.http import scopes
 from ashd.store import Store
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,11 @@ def new_key() -> str:
 
 @dataclass(frozen=True)
 class Principal:
+    """Who is asking: a tenant, through one key (``"env"``: ASH_API_KEY) with its scopes."""
+
     tenant_id: str
     key_id: str
+    scopes: frozenset[str] = frozenset()
 
 
 class KeyHasher:
@@ -56,10 +60,24 @@ class KeyHasher:
         for digest in self.hashes(key):
             row = store.find_api_key(digest)
             if row is not None:
-                return Principal(row.tenant_id, row.id)
+                return Principal(row.tenant_id, row.id, scopes.parse(row.scopes))
         if self._env_key and hmac.compare_digest(key.encode(), self._env_key.encode()):
-            return Principal(DEFAULT_TENANT, "env")
+            return Principal(DEFAULT_TENANT, "env", frozenset({scopes.ADMIN}))
         raise Unauthorized("Invalid API key")
+
+
+def check_internal_secret(header: str | None, secret: str) -> None:
+    """Guard of ``/api/internal/*`` (any thread, no I/O).
+
+    Fails closed: with no secret configured the routes do not exist (404 saying why).
+    Otherwise the header must be exactly ``Bearer <secret>`` (constant-time compare), else 401.
+    """
+    if not secret:
+        raise NotFound("Internal routes are disabled: set ASH_INTERNAL_SECRET (auth.internal_secret) "
+                       "to enable /api/internal/*")
+    scheme, _, given = (header or "").partition(" ")
+    if scheme != "Bearer" or not hmac.compare_digest(given.encode(), secret.encode()):
+        raise Unauthorized("Invalid or missing internal secret; send 'Authorization: Bearer <ASH_INTERNAL_SECRET>'")
 
 
 def bootstrap_key(store: Store, hasher: KeyHasher, key_file: Path, env_key_set: bool) -> Path | None:

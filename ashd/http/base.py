@@ -1,4 +1,9 @@
-"""Base handler: authentication, JSON in and out, and Ash's error body.
+"""Base handler: authentication, scopes, rate limits, CORS, JSON in and out, Ash's error body.
+
+Every request (``prepare``): CORS headers for a listed origin; then, unless the path is
+public, the API key (401), the scope the method needs (403, ``required_scope``, see
+``scopes.py``) and the key's rate limits (429). Requests without a valid key count against
+their client address instead, so guessing keys is throttled too.
 
 Handlers are thin adapters: parse and validate, call the store or an actor through the
 adapter in ``aio.py``, render with ``views.py``. Every error becomes
@@ -9,13 +14,23 @@ traceback and reported as a 500 without internals.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import tornado.web
 import ujson
 
-from ashd.errors import AshError, BadRequest, NotFound, PayloadTooLarge, SandboxFailed, Unavailable
+from ashd.errors import (
+    AshError,
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    SandboxFailed,
+    Unauthorized,
+    Unavailable,
+)
 from ashd.events import compact_json
+from ashd.http import scopes
 from ashd.http.auth import PUBLIC_PATHS, Principal
 from ashd.http.context import AppContext
 from ashd.store import StoreUnavailable
@@ -29,17 +44,63 @@ class ApiHandler(tornado.web.RequestHandler):
     ctx: AppContext
     principal: Principal
     max_body = DEFAULT_MAX_BODY
+    # The scope each method needs: None = read for GET/HEAD, write otherwise; a scope name
+    # for every method ("admin"), or {"GET": "read", "POST": "admin"}. See scopes.py.
+    required_scope: ClassVar[scopes.RequiredScope] = None
 
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
+        self.set_default_headers()
+
+    def set_default_headers(self) -> None:
+        # Tornado calls this again when send_error() clears the headers: errors keep CORS.
+        ctx = getattr(self, "ctx", None)
+        if ctx is not None:
+            for name, value in ctx.cors.headers(self.request.headers.get("Origin")).items():
+                self.set_header(name, value)
+
+    async def options(self, *args: str) -> None:
+        """A CORS preflight: 204 with the allowed methods and headers for a listed origin,
+        else 404 (CORS off or origin not listed: the browser then refuses the request).
+        Needs no key: browsers never send one on a preflight."""
+        headers = self.ctx.cors.preflight(self.request.headers.get("Origin"))
+        if not headers:
+            raise NotFound(f"Route OPTIONS {self.request.path} not found (CORS is off or this origin is not "
+                           "in ASH_ALLOWED_ORIGINS)")
+        for name, value in headers.items():
+            self.set_header(name, value)
+        self.set_status(204)
+        self.finish()
 
     async def prepare(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        if self.request.path in PUBLIC_PATHS:
+        if self.request.method == "OPTIONS":
             return
+        if self.request.path in PUBLIC_PATHS:
+            if self.request.path != "/health":  # /health stays cheap and unthrottled for probes
+                self.throttle_address()
+            return
+        await self.authenticate()
+        scopes.check(self.principal.scopes, self.required_scope_now())
+        self.ctx.limiter.check(f"key:{self.principal.key_id}", self.request.method or "", self.request.path)
+
+    async def authenticate(self) -> None:
+        """Set ``self.principal`` from the Authorization header; Unauthorized (401) otherwise
+        (counted against the client address: a 429 once it has guessed too often)."""
         header = self.request.headers.get("Authorization")
-        self.principal = await self.ctx.offload.read(self.ctx.hasher.authenticate, header, self.ctx.store)
+        try:
+            self.principal = await self.ctx.offload.read(self.ctx.hasher.authenticate, header, self.ctx.store)
+        except Unauthorized:
+            self.throttle_address()
+            raise
+
+    def throttle_address(self) -> None:
+        """Count a request without a valid key against the client's address (RateLimited)."""
+        self.ctx.limiter.check(f"ip:{self.request.remote_ip}", self.request.method or "", self.request.path)
+
+    def required_scope_now(self) -> str:
+        return scopes.required(self.required_scope, self.request.method or "GET")
 
     @property
     def tenant(self) -> str:
@@ -83,7 +144,7 @@ class ApiHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, AshError):
             message = exc.message
-            if isinstance(exc, Unavailable):
+            if isinstance(exc, Unavailable | RateLimited):
                 self.set_header("Retry-After", str(exc.retry_after_s))
         elif isinstance(exc, StoreUnavailable):
             message = "The database is unavailable; retry shortly"
@@ -107,7 +168,10 @@ class ApiHandler(tornado.web.RequestHandler):
 
 
 class NotFoundHandler(ApiHandler):
-    """Unknown paths: Ash's 404 body (auth is checked first, like any route)."""
+    """Unknown paths: Ash's 404 body (auth is checked first, like any route; any scope may
+    learn that a route does not exist)."""
+
+    required_scope = scopes.READ
 
     async def prepare(self) -> None:
         await super().prepare()

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ashd.actors.supervisor import Tree
-from ashd.config import Config
+from ashd.config import Config, allowed_origins
 from ashd.http.aio import Offload
 from ashd.http.auth import KeyHasher
+from ashd.http.cors import CorsPolicy
 from ashd.http.links import Links
+from ashd.http.ratelimit import RateLimiter
 from ashd.layout import Layout
 from ashd.metrics import Metrics
 from ashd.store import Store
@@ -32,12 +34,17 @@ class AppContext:
     turns: set[asyncio.Future[None]] = field(default_factory=set)
     live_turns: dict[str, Turn] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)
+    queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # set when an item is queued
 
     def __post_init__(self) -> None:
         self.links = Links(self.store, self.offload)
+        self.limiter = RateLimiter(self.config.rate_limit)  # loop thread only
+        self.cors = CorsPolicy(allowed_origins(self.config.server))
 
     def notice(self, session_id: str, payload: dict[str, Any]) -> None:
         """A sandbox event for a session (loop thread): shown on its running turn, if any."""
+        if payload.get("type") == "sandbox_oom":
+            self.tree.logs.system(session_id, str(payload.get("message")))
         turn = self.live_turns.get(session_id)
         if turn is not None:
             turn.notice(payload)

@@ -6,6 +6,8 @@ the store's writer thread) before acknowledging them.
 
 from __future__ import annotations
 
+import asyncio
+
 from ashd.actors.messages import TurnGrant
 from ashd.bridge import protocol
 from ashd.bridge.link import BridgeLink, TranscriptSink
@@ -19,12 +21,20 @@ class Links:
         self._store = store
         self._offload = offload
         self._links: dict[str, BridgeLink] = {}
+        self._connecting: dict[str, asyncio.Lock] = {}
 
     async def get(self, grant: TurnGrant) -> BridgeLink:
         """The link for a grant's sandbox; reconnects if closed or the bridge was replaced.
 
+        One connect at a time per sandbox: the bridge drops its older connection when a new
+        one arrives, so a turn and an exec connecting together must share one link.
         Raises BridgeGone.
         """
+        lock = self._connecting.setdefault(grant.sandbox_id, asyncio.Lock())
+        async with lock:
+            return await self._get(grant)
+
+    async def _get(self, grant: TurnGrant) -> BridgeLink:
         link = self._links.get(grant.sandbox_id)
         if link is not None and (link.closed or link.ready.pid != grant.pid):
             link.close()
@@ -43,6 +53,9 @@ class Links:
         return store
 
     def drop(self, sandbox_id: str) -> None:
+        lock = self._connecting.get(sandbox_id)
+        if lock is not None and not lock.locked():
+            del self._connecting[sandbox_id]
         link = self._links.pop(sandbox_id, None)
         if link is not None:
             link.close()

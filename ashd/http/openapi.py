@@ -26,11 +26,13 @@ PUBLIC = "public"
 _ERRORS = {
     400: "The request is invalid (the message says what to fix)",
     401: "Missing, malformed or unknown API key",
+    403: "The API key lacks the scope this operation needs (read < write < admin)",
     404: "No such object for this tenant",
     409: "The session is busy or in a state that forbids this now",
     410: "The session has ended",
     413: "The request body is too large",
     422: "The agent's folder is missing on this server",
+    429: "Rate limit exceeded for this API key (or client address); see Retry-After",
     500: "Unexpected server error (logged)",
     502: "The sandbox or its agent process failed",
     503: "Temporarily unavailable (capacity, database); see Retry-After",
@@ -75,7 +77,7 @@ def _op(summary: str, tag: str, ok: tuple[int, dict[str, Any]], errors: tuple[in
         params: list[dict[str, Any]] | None = None, body: Schema | None = None,
         auth: bool = True) -> dict[str, Any]:
     status, content = ok
-    codes = sorted({*errors, *((401,) if auth else ()), *((400,) if body else ()), 500})
+    codes = sorted({*errors, *((401, 403, 429) if auth else ()), *((400,) if body else ()), 500})
     responses: dict[str, Any] = {str(status): {"description": "OK", "content": content}}
     responses.update({str(c): {"$ref": f"#/components/responses/E{c}"} for c in codes})
     out: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
@@ -101,9 +103,202 @@ LIFECYCLE = (404, 409, 410, 422, 502, 503)
 
 
 def _paths() -> dict[str, Any]:
+    return {**_core_paths(), **_files_paths(), **_ops_paths(), **_keys_paths(), **_credentials_paths()}
+
+
+STRING_S: Schema = {"type": "string"}
+_FILE_ITEM: Schema = {"type": "object", "required": ["path", "size", "modifiedAt"], "properties": {
+    "path": {"type": "string"}, "size": {"type": "integer"}, "modifiedAt": {"type": "string"}}}
+_UPLOAD: Schema = {"type": "object", "required": ["files"], "properties": {
+    "files": {"type": "array", "minItems": 1, "maxItems": 500, "items": {
+        "type": "object", "required": ["path", "content"], "properties": {
+            "path": {"type": "string", "description": "relative, without '..'"},
+            "content": {"type": "string", "contentEncoding": "base64", "description": "at most 50 MB decoded"},
+            "mimeType": {"type": "string"}}}},
+    "targetPath": {"type": "string", "description": "folder the paths are relative to (default '.')"}}}
+_BINARY = {"*/*": {"schema": {"type": "string", "format": "binary", "description": "the file's bytes"}}}
+_ATTACHMENT: Schema = {"type": "object", "properties": {
+    "id": UUID, "sessionId": UUID, "tenantId": {"type": "string"}, "messageId": {"type": ["string", "null"]},
+    "filename": {"type": "string"}, "mimeType": {"type": "string"}, "size": {"type": "integer"},
+    "createdAt": {"type": "string"}}}
+FILE_PATH = _param("path", "path", {"type": "string"}, "relative path; absolute, '..' or a symlink on the way: 400")
+ATTACHMENT_ID = _param("id", "path", UUID, "attachment id (not a UUID: 400)")
+
+
+def _files_paths() -> dict[str, Any]:
+    """Session and agent files, workspace bundles, attachments."""
+    s, a, f = "sessions", "agents", "files"
+    listing = (200, _json({"type": "object", "required": ["files"], "properties": {
+        "files": {"type": "array", "items": _FILE_ITEM}, "source": {"enum": ["sandbox", "snapshot"]}}}))
+    fmt = _param("format", "query", {"type": "string", "enum": ["raw", "json"]})
+    content = {"type": "object", "properties": {"path": STRING_S, "content": STRING_S, "size": {"type": "integer"},
+                                                "source": {"enum": ["sandbox", "snapshot"]}}}
+    return {
+        "/api/sessions/{id}/files": {
+            "parameters": [SESSION_ID],
+            "get": _op("List the session's files (live sandbox, else its snapshot)", f, listing, (400, 404, 503), [
+                _param("includeHidden", "query", {"type": "string", "enum": ["true", "false"]}, "default true")]),
+            "post": _op("Write files into the live workspace (per-file errors in the reply)", f,
+                        (200, _json({"type": "object", "properties": {"files": {"type": "array", "items": {
+                            "type": "object", "properties": {"path": STRING_S, "written": {"type": "boolean"},
+                                                             "size": {"type": "integer"}, "error": STRING_S}}}}})),
+                        (404, 409, 413, 503), body=_UPLOAD),
+        },
+        "/api/sessions/{id}/files/{path}": {
+            "parameters": [SESSION_ID, FILE_PATH],
+            "get": _op("Read one file: raw bytes (default, <= 100 MB) or ?format=json (<= 1 MB)", f,
+                       (200, {**_BINARY, **_json(content)}), (400, 404, 413, 503), [fmt]),
+            "delete": _op("Delete one file of the live workspace", f,
+                          (200, _json({"type": "object", "properties": {
+                              "path": STRING_S, "deleted": {"const": True}}})),
+                          (400, 404, 409, 503)),
+        },
+        "/api/sessions/{id}/workspace": {
+            "parameters": [SESSION_ID],
+            "get": _op("The workspace as tar.gz (symlinks kept only if contained; no .env*, deps, VCS)", f,
+                       (200, {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}),
+                       (400, 404, 413, 503)),
+            "post": _op("Unpack a tar.gz bundle into the live workspace", f,
+                        (200, _json(wrapped("message", STRING_S))), (404, 409, 413, 503),
+                        body={"type": "object", "required": ["bundle"], "properties": {
+                            "bundle": {"type": "string", "contentEncoding": "base64"}}}),
+        },
+        "/api/sessions/{id}/attachments": {
+            "parameters": [SESSION_ID],
+            "post": _op("Attach a file to the session (also copied into the live workspace's attachments/)", s,
+                        _envelope("attachment", _ATTACHMENT, 201), (404, 413, 503),
+                        body={"type": "object", "required": ["filename", "content"], "properties": {
+                            "filename": STRING_S, "content": {"type": "string", "contentEncoding": "base64"},
+                            "mimeType": STRING_S, "messageId": UUID}}),
+            "get": _op("List the session's attachments", s,
+                       (200, _json(wrapped("attachments", {"type": "array", "items": _ATTACHMENT}))),
+                       (400, 404, 503)),
+        },
+        "/api/attachments/{id}": {
+            "parameters": [ATTACHMENT_ID],
+            "get": _op("Download an attachment (Content-Disposition: attachment, nosniff)", s,
+                       (200, _BINARY), (400, 404, 503)),
+            "delete": _op("Delete an attachment", s, (204, {}), (400, 404, 503)),
+        },
+        "/api/agents/{name}/files": {
+            "parameters": [NAME],
+            "get": _op("List the agent folder's files", a, listing, (400, 404, 503)),
+            "post": _op("Write files into a managed agent folder (409 for server-path agents)", a,
+                        (200, _json(wrapped("written", {"type": "integer"}))), (404, 409, 413, 503), body=_UPLOAD),
+        },
+        "/api/agents/{name}/files/{path}": {
+            "parameters": [NAME, FILE_PATH],
+            "get": _op("Read one file of the agent folder: ?format=json (default, <= 1 MB) or raw", a,
+                       (200, {**_BINARY, **_json(content)}), (400, 404, 413, 503), [fmt]),
+            "delete": _op("Delete one file of a managed agent folder", a,
+                          (200, _json(wrapped("deleted", {"const": True}))), (400, 404, 409, 503)),
+        },
+    }
+
+
+def _ops_paths() -> dict[str, Any]:
+    """Exec, logs, the prompt queue."""
+    s, q = "sessions", "queue"
+    item_id = _param("id", "path", UUID, "queue item id (not a UUID: 400)")
+    return {
+        "/api/sessions/{id}/exec": {"parameters": [SESSION_ID], "post": _op(
+            "Run a shell command in the session's sandbox (409 unless active with a live sandbox)", s,
+            (200, _json(ref("ExecResult"))), (400, 404, 409, 503), body=ref("ExecRequest"))},
+        "/api/sessions/{id}/logs": {"parameters": [SESSION_ID], "get": _op(
+            "Recent output of the session's agent process (in memory; [] when unknown)", s,
+            (200, _json(_obj_logs())), (400, 404, 503),
+            [_param("after", "query", {"type": "integer", "minimum": -1, "maximum": 2**62},
+                    "only lines with a larger index")])},
+        "/api/queue": {
+            "post": _op("Queue a prompt for an agent (or one of its sessions)", q,
+                        _envelope("item", ref("QueueItem"), 201), (404, 503), body=ref("Enqueue")),
+            "get": _op("List queue items, highest priority first", q, _list("items", "QueueItem"), (400, 503), [
+                _param("status", "query", {"type": "string", "enum": ["pending", "processing", "completed",
+                                                                      "failed", "cancelled"]}),
+                _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+            ]),
+        },
+        "/api/queue/stats": {"get": _op("Queue item counts by status", q, _envelope("stats", ref("QueueStats")),
+                                        (503,))},
+        "/api/queue/{id}": {
+            "parameters": [item_id],
+            "get": _op("Get a queue item", q, _envelope("item", ref("QueueItem")), (400, 404, 503)),
+            "delete": _op("Cancel a pending item (409 otherwise)", q, _envelope("item", ref("QueueItem")),
+                          (400, 404, 409, 503)),
+        },
+    }
+
+
+def _obj_logs() -> Schema:
+    return {"type": "object", "required": ["logs", "source"], "properties": {
+        "logs": {"type": "array", "items": ref("LogLine")}, "source": {"const": "sandbox"}}}
+
+
+def _keys_paths() -> dict[str, Any]:
+    """API keys and the internal (secret-guarded) endpoints."""
+    k = "api-keys"
+    key_id = _param("id", "path", {"type": "string"}, "key id (the ASH_API_KEY entry is \"env\")")
+    return {
+        "/api/api-keys": {
+            "get": _op("List the tenant's API keys (never a key or its hash; admin scope)", k,
+                       _list("keys", "ApiKey"), (503,)),
+            "post": _op("Create an API key for the caller's tenant; the key is shown only here (admin scope)",
+                        k, (201, _json(ref("NewApiKey"))), (503,), body=ref("CreateApiKey")),
+        },
+        "/api/api-keys/{id}": {"parameters": [key_id], "delete": _op(
+            "Revoke a key now (admin scope). 409 if it is the key making the request and the tenant's "
+            "last admin key", k, (204, {}), (400, 404, 409, 503))},
+        "/api/internal/api-keys": {"post": _op(
+            "Operator: mint a key for any tenant. Bearer ASH_INTERNAL_SECRET (not an API key); "
+            "404 while ASH_INTERNAL_SECRET is unset", "internal",
+            (201, _json(ref("NewApiKey"))), (404, 503), body=ref("CreateTenantApiKey"))},
+    }
+
+
+def _credentials_paths() -> dict[str, Any]:
+    """Credentials and agent versions."""
+    c, v = "credentials", "agent-versions"
+    cred_id = _param("id", "path", UUID, "credential id")
+    number = _param("n", "path", {"type": "string", "pattern": r"^([0-9]+|[0-9a-fA-F-]{36})$"},
+                    "version number or version id (UUID); anything else: 400")
+    version = _envelope("version", ref("AgentVersion"))
+    return {
+        "/api/credentials": {
+            "post": _op("Store an upstream model key, AES-256-GCM sealed (admin scope); never returned. "
+                        "409 while ASH_CREDENTIAL_KEY is unset", c, _envelope("credential", ref("Credential"), 201),
+                        (409, 413, 503), body=ref("CreateCredential")),
+            "get": _op("List the tenant's credentials, without secrets (admin scope)", c,
+                       _list("credentials", "Credential"), (503,)),
+        },
+        "/api/credentials/{id}": {"parameters": [cred_id], "delete": _op(
+            "Delete a credential (admin scope); sessions using it cannot start a sandbox again", c,
+            (204, {}), (404, 503))},
+        "/api/agents/{name}/versions": {
+            "parameters": [NAME],
+            "get": _op("List the agent's versions by number", v, _list("versions", "AgentVersion"), (404, 503)),
+            "post": _op("Create the next version (optionally cloned from another)", v,
+                        _envelope("version", ref("AgentVersion"), 201), (404, 409, 503),
+                        body=ref("CreateAgentVersion")),
+        },
+        "/api/agents/{name}/versions/{n}": {
+            "parameters": [NAME, number],
+            "get": _op("Get a version", v, version, (400, 404, 503)),
+            "patch": _op("Change a version's name, prompt, notes or knowledge files", v, version,
+                         (404, 503), body=ref("PatchAgentVersion")),
+            "delete": _op("Delete a version (409 for the active one)", v, (204, {}), (400, 404, 409, 503)),
+        },
+        "/api/agents/{name}/versions/{n}/activate": {"parameters": [NAME, number], "post": _op(
+            "Make this the active version: its systemPrompt replaces CLAUDE.md for new sessions", v,
+            (200, _json({"type": "object", "required": ["activated", "versionNumber"], "properties": {
+                "activated": {"const": True}, "versionNumber": {"type": "integer"}}})), (400, 404, 503))},
+    }
+
+
+def _core_paths() -> dict[str, Any]:
     s, a = "sessions", "agents"
     return {
-        "/health": {"get": _op("Liveness and pool figures (public)", "health", (200, _json(ref("Health"))),
+        "/health": {"get": _op("Liveness (public); pool figures and the tenant's active sessions with a key",
+                               "health", (200, _json(ref("Health"))),
                                (503,), auth=False)},
         "/metrics": {"get": _op("Prometheus metrics (text exposition format)", "health",
                                 (200, {"text/plain": {"schema": {"type": "string"}}}), (503,))},
@@ -123,6 +318,8 @@ def _paths() -> dict[str, Any]:
         "/api/agents/{name}": {
             "parameters": [NAME],
             "get": _op("Get an agent", a, _envelope("agent", ref("Agent")), (404, 503)),
+            "patch": _op("Replace env and/or shallow-merge config (no version bump)", a,
+                         _envelope("agent", ref("Agent")), (404, 503), body=ref("PatchAgent")),
             "delete": _op("End the agent's live sessions, delete it and its sessions", a,
                           (200, _json(wrapped("ok", {"const": True}))), (404, 409, 503)),
         },

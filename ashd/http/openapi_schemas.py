@@ -130,7 +130,7 @@ SCHEMAS: dict[str, Schema] = {
         "remoteRunners": {"type": "integer"}, "uptime": {"type": "integer", "description": "seconds"},
         "pool": ref("PoolStats"),
         "isolation": {"type": ["object", "null"], "description": "active sandbox layers (ashd's addition)"},
-    }),
+    }, required=["status", "version", "uptime"]),  # the rest only with a valid key (health.py)
     "DeployAgent": {
         **_obj({
             "name": {"type": "string", "pattern": AGENT_NAME.pattern},
@@ -153,6 +153,8 @@ SCHEMAS: dict[str, Schema] = {
         "extraEnv": _ENV,
         "limits": _LIMITS,
         "maxBudgetUsd": {"type": "number", "exclusiveMinimum": 0},
+        "credentialId": {**UUID, "description": "a stored anthropic credential of this tenant: the model "
+                                               "proxy's upstream key for this session (never in the sandbox)"},
         **_refused(UNSUPPORTED_SESSION_FIELDS, "sessions"),
     }, required=["agent"]),
     "SessionConfig": _obj({**_SESSION_FIELDS, **_refused(UNSUPPORTED_SESSION_FIELDS, "sessions")},
@@ -176,3 +178,103 @@ SCHEMAS: dict[str, Schema] = {
 def wrapped(key: str, schema: Schema) -> Schema:
     """Ash's envelope: ``{"session": {...}}`` and the like."""
     return _obj({key: schema})
+
+
+# -- api keys (ashd/http/keys.py) --
+_SCOPES = {"type": "array", "minItems": 1, "uniqueItems": True,
+           "items": {"enum": ["admin", "write", "read"]},
+           "description": "admin ⊃ write ⊃ read; a key can only grant scopes it has itself"}
+SCHEMAS.update({
+    "ApiKey": _obj({
+        "id": STRING, "tenantId": STRING, "label": STRING, "scopes": _SCOPES,
+        "createdAt": {"type": ["string", "null"]},
+        "prefix": {"type": "string", "description": "first characters of ASH_API_KEY (the \"env\" entry only)"},
+    }, required=["id", "label", "scopes"]),
+    "NewApiKey": _obj({
+        "id": STRING, "key": {"type": "string", "description": "the key itself, shown only once"},
+        "tenantId": STRING, "label": STRING, "scopes": _SCOPES, "createdAt": STRING,
+    }, required=["id", "key", "scopes"]),
+    "CreateApiKey": _obj({
+        "label": {"type": "string", "maxLength": 200},
+        "scopes": {**_SCOPES, "description": "default: the scopes of the key asking"},
+    }, required=[]),
+    "CreateTenantApiKey": _obj({
+        "tenantId": {"type": "string", "pattern": r"^[a-zA-Z0-9_-]{1,128}$"},
+        "label": {"type": "string", "maxLength": 200, "description": "default platform-<tenantId>"},
+        "scopes": {**_SCOPES, "description": "default [\"admin\"]"},
+    }, required=["tenantId"]),
+})
+
+
+# -- credentials, agent versions (ashd/http/credentials.py, ashd/http/versions.py) --
+_VERSION_FIELDS: dict[str, Schema] = {
+    "name": {"type": "string", "minLength": 1, "maxLength": 255},
+    "systemPrompt": {"type": ["string", "null"], "maxLength": MAX_SYSTEM_PROMPT_CHARS},
+    "releaseNotes": {"type": ["string", "null"], "maxLength": 100_000},
+    "knowledgeFiles": {"type": "array", "maxItems": 200,
+                       "items": {"type": "string", "minLength": 1, "maxLength": 1024},
+                       "description": "metadata only"},
+}
+SCHEMAS.update({
+    "Credential": _obj({
+        "id": UUID, "type": {"enum": ["anthropic", "openai", "bedrock", "custom"]}, "label": STRING,
+        "active": {"type": "boolean"}, "createdAt": TIMESTAMP, "lastUsedAt": {"type": ["string", "null"]},
+    }),
+    "CreateCredential": _obj({
+        "type": {"enum": ["anthropic", "openai", "bedrock", "custom"]},
+        "key": {"type": "string", "minLength": 1, "description": "the upstream secret (at most 16 KiB)"},
+        "label": {"type": "string", "maxLength": 255},
+    }, required=["type", "key"], closed=True),
+    "AgentVersion": _obj({
+        "id": UUID, "agentName": STRING, "versionNumber": {"type": "integer", "minimum": 1},
+        "name": STRING, "systemPrompt": NULLABLE_STRING, "releaseNotes": NULLABLE_STRING,
+        "isActive": {"type": "boolean"}, "knowledgeFiles": {"type": "array", "items": STRING},
+        "createdBy": NULLABLE_STRING, "createdAt": TIMESTAMP, "updatedAt": TIMESTAMP,
+    }),
+    "CreateAgentVersion": _obj({
+        **_VERSION_FIELDS,
+        "cloneFrom": {"oneOf": [{"type": "integer", "minimum": 1}, UUID],
+                      "description": "copy systemPrompt, releaseNotes, knowledgeFiles from this version "
+                                     "(number or id; 400 if absent); given fields win"},
+    }, required=[], closed=True),
+    "PatchAgentVersion": _obj(dict(_VERSION_FIELDS), required=[], closed=True),
+    "PatchAgent": _obj({"env": _ENV, "config": ref("AgentConfig")}, required=[], closed=True),
+})
+# -- exec, logs, queue (ashd/http/ops.py, ashd/http/queue.py) --
+_QUEUE_STATUS: Schema = {"type": "string", "enum": ["pending", "processing", "completed", "failed", "cancelled"]}
+SCHEMAS.update({
+    "ExecRequest": _obj({
+        "command": {"type": "string", "minLength": 1, "maxLength": 100_000, "pattern": r"\S",
+                    "description": "run as /bin/sh -c <command> inside the session's sandbox"},
+        "timeout": {"type": "integer", "minimum": 1, "maximum": 300_000, "default": 30_000,
+                    "description": "milliseconds; the command's process group is killed after it"},
+    }, required=["command"], closed=True),
+    "ExecResult": _obj({
+        "exitCode": {"type": "integer", "description": "124 after a timeout; 128+N if killed by signal N"},
+        "stdout": STRING, "stderr": STRING,
+        "truncated": {"type": "boolean", "description": "a stream passed 10 MB and was cut (ashd's addition)"},
+        "timedOut": {"type": "boolean", "description": "killed at the timeout (ashd's addition)"},
+    }),
+    "LogLine": _obj({
+        "index": {"type": "integer", "minimum": 0}, "level": {"type": "string", "enum": ["stdout", "stderr", "system"]},
+        "text": STRING, "ts": TIMESTAMP,
+    }),
+    "QueueItem": _obj({
+        "id": UUID, "tenantId": STRING, "sessionId": {"type": ["string", "null"]}, "agentName": STRING,
+        "prompt": STRING, "status": _QUEUE_STATUS, "priority": {"type": "integer"},
+        "retryCount": {"type": "integer", "minimum": 0}, "maxRetries": {"type": "integer", "minimum": 0},
+        "error": NULLABLE_STRING, "retryAfter": {"type": ["string", "null"]},
+        "startedAt": {"type": ["string", "null"]}, "completedAt": {"type": ["string", "null"]},
+        "createdAt": TIMESTAMP,
+    }),
+    "Enqueue": _obj({
+        "agentName": {"type": "string", "pattern": AGENT_NAME.pattern},
+        "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS, "pattern": r"\S"},
+        "sessionId": {**UUID, "description": "run in this session (same agent; resumed if paused)"},
+        "priority": {"type": "integer", "minimum": -1_000_000, "maximum": 1_000_000, "default": 0,
+                     "description": "higher runs first"},
+        "maxRetries": {"type": "integer", "minimum": 0, "maximum": 10, "default": 3},
+    }, required=["agentName", "prompt"], closed=True),
+    "QueueStats": _obj({name: {"type": "integer", "minimum": 0}
+                        for name in ("pending", "processing", "completed", "failed", "cancelled")}),
+})

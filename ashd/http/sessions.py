@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid
@@ -17,6 +18,7 @@ from ashd.http.views import event_json, message_json, session_json
 from ashd.options import UNSUPPORTED_SESSION_FIELDS, MessageOptions, SessionOptions, check_agent_name
 from ashd.states import SessionStatus
 from ashd.store import SessionRow
+from ashd.vault import CredentialVault
 
 if TYPE_CHECKING:
     import pykka
@@ -72,6 +74,14 @@ class SessionsHandler(SessionBase):
             raise NotFound(f"Agent {name} not found")
         if not await self.ctx.offload.read(os.path.isdir, agent.path):
             raise Unprocessable(f"Agent {name}'s folder {agent.path} is missing on this server; redeploy it")
+        if options.credential_id is not None:
+            await self.check_credential(options.credential_id)
+        if options.system_prompt is None:
+            # Prompt precedence: the request's > the agent's active version's > CLAUDE.md. Fixed
+            # here, at creation: activating another version later changes only new sessions.
+            active = await self.ctx.offload.read(self.ctx.store.active_system_prompt, self.tenant, name)
+            if active:
+                options = dataclasses.replace(options, system_prompt=active)
         if options == SessionOptions() and not (set(body) - {"agent"}):
             # Nothing session-specific asked: a pre-warmed sandbox of this agent may serve.
             warm = await self.ctx.offload.ask(self.ctx.tree.sessions.claim(agent))
@@ -83,6 +93,14 @@ class SessionsHandler(SessionBase):
         actor = await self.ctx.offload.ask(self.ctx.tree.sessions.child(session_id, self.tenant))
         row = await self.ctx.offload.ask(actor.create(agent, options), timeout=self.start_timeout)
         self.send_json({"session": session_json(row)}, status=201)
+
+    async def check_credential(self, credential_id: str) -> None:
+        """400 unless the credential can be this session's upstream key (see ashd/vault.py)."""
+        if self.ctx.config.sandbox.isolation == "none":
+            raise BadRequest("bad credential: credentialId needs the model proxy, and this ashd runs without "
+                             "sandbox isolation (sandbox.isolation = none)")
+        vault = CredentialVault(self.ctx.store, self.ctx.config.auth.credential_key)
+        await self.ctx.offload.read(vault.check_for_session, self.tenant, credential_id)
 
     async def get(self) -> None:
         agent = self.get_query_argument("agent", None)

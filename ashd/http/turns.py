@@ -67,6 +67,7 @@ class Turn:
         self._subscribers: list[asyncio.Queue[Frame | None]] = []
         self._log = TurnLog(ctx.offload, ctx.store, tenant_id, grant.session_id, self._committed)
         self.finished = False
+        self.failure: str | None = None  # the first error of the turn, if it failed (the queue asks)
 
     @property
     def session_id(self) -> str:
@@ -161,6 +162,8 @@ class Turn:
             self._ctx.links.drop(self._grant.sandbox_id)
 
     def _on_message(self, raw: dict[str, Any]) -> None:
+        if raw.get("type") == "result" and raw.get("is_error") and self.failure is None:
+            self.failure = str(raw.get("result") or raw.get("subtype") or "the turn ended with an error")
         for sse in stream_events(raw):
             self._publish(sse)
         stored = stored_message(raw)
@@ -170,6 +173,7 @@ class Turn:
             self._log.add_event(kind, compact_json(data))
 
     def _error(self, message: str) -> None:
+        self.failure = self.failure or message
         self._publish(SSEEvent("error", {"error": message}))
         self._log.add_event("error", compact_json({"error": message}))
 

@@ -7,7 +7,8 @@ token, which the CLI inside uses as its API key. Per request the proxy:
 2. checks the token with ``hmac.compare_digest`` (401 otherwise, before the secret is touched);
 3. refuses when the session's ``maxBudgetUsd`` is spent (400, Anthropic's error shape);
 4. strips ``x-api-key``, ``authorization``, ``proxy-authorization`` and hop-by-hop headers,
-   injects the real key (or bearer token), and streams the request to the upstream and the
+   injects the session's own stored credential if it has one (``Gate.upstream_key``), else
+   the daemon's real key (or bearer token), and streams the request to the upstream and the
    response back without buffering (one request per connection: ``Connection: close``);
 5. meters the response's usage and reports it through ``on_usage`` (proxy loop thread;
    must not block - hand off to a thread).
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ashd.config import Secret
 from ashd.proxy import http1
 from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import Meter, Usage
@@ -51,6 +53,7 @@ class Gate:
     budget_usd: float | None
     spent_usd: float = 0.0
     requests: int = 0
+    upstream_key: Secret | None = None  # the session's stored credential; None: the daemon's key
 
 
 OnUsage = Callable[[Gate, Usage], None]
@@ -122,7 +125,8 @@ class ModelProxy:
         gate.requests += 1
         up_reader, up_writer = await asyncio.wait_for(self._connect(), UPSTREAM_TIMEOUT_S)
         try:
-            headers = [*head.without(*STRIP), ("host", self._host_header()), self._cred,
+            cred = ("x-api-key", gate.upstream_key.reveal()) if gate.upstream_key is not None else self._cred
+            headers = [*head.without(*STRIP), ("host", self._host_header()), cred,
                        ("accept-encoding", "identity"), ("connection", "close")]
             up_writer.write(http1.encode_head(f"{method} {self._prefix}{target} HTTP/1.1", headers))
             await http1.relay_body(head, reader, up_writer)

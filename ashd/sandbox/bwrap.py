@@ -59,8 +59,11 @@ def setpriv_argv(uid: int) -> list[str]:
             "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
-def bwrap_argv(mounts: Mounts, fds: Fds, cli_args: list[str]) -> list[str]:
-    """bwrap's argv from its binary to the CLI's last argument."""
+def bwrap_argv(mounts: Mounts, fds: Fds, cli_args: list[str], program: str = INSIDE_CLI) -> list[str]:
+    """bwrap's argv from its binary to the CLI's last argument.
+
+    ``program``: what runs inside (the CLI; ``/bin/sh`` for an ``exec`` from the API).
+    """
     if mounts.tmp_bytes <= 0:
         raise ValueError("tmp_bytes must be positive (bwrap --size takes bytes)")
     argv = [
@@ -90,7 +93,7 @@ def bwrap_argv(mounts: Mounts, fds: Fds, cli_args: list[str]) -> list[str]:
         "--chdir", INSIDE_WORKSPACE,
         "--clearenv",
         "--args", str(fds.args),
-        "--", INSIDE_CLI, *cli_args,
+        "--", program, *cli_args,
     ]
     return argv
 

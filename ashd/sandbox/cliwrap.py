@@ -8,6 +8,9 @@ outside the boundary, as ashd's user) whenever the SDK spawns the CLI. It:
 3. puts the environment and the synthetic /etc files in memfds (never on argv),
 4. execs ``setpriv`` (drop to the sandbox uid, no caps) -> ``bwrap`` -> the CLI.
 
+``<plan.json> --ashd-exec PROGRAM ARGS...`` starts PROGRAM instead of the CLI, with the same
+isolation (the bridge's ``exec`` command: ``/bin/sh -c <command>`` from the API).
+
 The plan is written by :class:`~ashd.sandbox.isolating_launcher.IsolatingLauncher` (mode
 0600, outside the sandbox). The environment inside is the plan's fixed variables plus, from
 this process's own environment, only the names the plan lists (the session token and the
@@ -24,6 +27,20 @@ import sys
 from ashd.sandbox import bwrap, rlimits, syscalls
 
 SDK_PREFIXES = ("CLAUDE_CODE_", "CLAUDE_AGENT_SDK_")
+EXEC_FLAG = "--ashd-exec"  # ashd.bridge.execute.EXEC_FLAG (not imported: this must start fast)
+EXEC_PROGRAMS = ("/bin/sh",)
+
+
+def program_and_args(args: list[str]) -> tuple[str, list[str]]:
+    """Pure: what to run inside, from the wrapper's arguments after the plan.
+
+    Raises ValueError for an exec of anything but a known program.
+    """
+    if args[:1] != [EXEC_FLAG]:
+        return bwrap.INSIDE_CLI, args
+    if len(args) < 2 or args[1] not in EXEC_PROGRAMS:
+        raise ValueError(f"{EXEC_FLAG} takes one of {', '.join(EXEC_PROGRAMS)}")
+    return args[1], args[2:]
 
 
 def inside_env(plan: dict[str, object], environ: dict[str, str]) -> dict[str, str]:
@@ -67,7 +84,8 @@ def main(argv: list[str]) -> int:
         hosts=_memfd("hosts", etc["hosts"]), nsswitch=_memfd("nsswitch", etc["nsswitch"]),
     )
     mounts = bwrap.Mounts(**{**plan["mounts"], "optional_ro": tuple(plan["mounts"]["optional_ro"])})
-    command = bwrap.setpriv_argv(uid) + bwrap.bwrap_argv(mounts, fds, argv[2:])
+    program, args = program_and_args(argv[2:])
+    command = bwrap.setpriv_argv(uid) + bwrap.bwrap_argv(mounts, fds, args, program)
     os.execve(command[0], command, {"PATH": "/usr/bin:/bin"})  # noqa: S606 - argv list, fixed binary
     return 127  # not reached
 

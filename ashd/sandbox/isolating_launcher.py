@@ -130,7 +130,7 @@ class IsolatingLauncher:
         sock = kit.netns.listen("127.0.0.1", self._ports.model)
         token = self._model.register(spec.sandbox_id, sock, {
             "session_id": spec.session_id, "tenant_id": spec.tenant_id, "agent_name": spec.agent_name,
-            "budget_usd": spec.policy.max_budget_usd})
+            "budget_usd": spec.policy.max_budget_usd, "upstream_key": spec.upstream_key})
         if spec.policy.egress_allow and self._egress is not None:
             gate = EgressGate(spec.session_id, spec.tenant_id, spec.policy.egress_allow)
             self._egress.register(spec.sandbox_id, kit.netns.listen("127.0.0.1", self._ports.egress), gate)
@@ -148,7 +148,8 @@ class IsolatingLauncher:
         # transcript mirror and to resume (see ashd/sandbox/resume.py).
         settings = dataclasses.replace(spec.settings, cli_path=str(wrapper),
                                        cli_config_dir=f"{bwrap.INSIDE_HOME}/.claude", cli_cwd=bwrap.INSIDE_WORKSPACE)
-        return dataclasses.replace(spec, env=env, settings=settings)
+        # The session's upstream key stays with the model proxy (registered in _serve).
+        return dataclasses.replace(spec, env=env, settings=settings, upstream_key=None)
 
     def _oom_killed(self, spec: SandboxSpec, kit: SandboxKit, kills: int) -> None:
         message = f"out of memory (limit {kit.limits.memory_mb} MiB): the kernel killed a process in the sandbox"

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Protocol
 
 from ashd.bridge.settings import BridgeSettings
+from ashd.config import Secret
+from ashd.errors import SandboxFailed
 from ashd.sandbox.limits import SandboxPolicy
 
 
@@ -32,6 +34,9 @@ class SandboxSpec:
     # The deployed agent folder (policy files are read from here, never from the workspace).
     agent_dir: Path | None = None
     policy: SandboxPolicy = field(default_factory=SandboxPolicy, hash=False)
+    # The session's own upstream model key (a stored credential): for the model proxy only,
+    # never the sandbox's environment. None: the daemon's key.
+    upstream_key: Secret | None = field(default=None, hash=False, compare=False)
 
     @property
     def workspace(self) -> Path:
@@ -56,7 +61,8 @@ class Launcher(Protocol):
     name: str
 
     def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
-        """Start the bridge; its stdout is a pipe that carries the ready byte.
+        """Start the bridge; its stdout is a pipe that carries the ready byte, its stderr
+        a pipe (or None) that the caller drains into the sandbox log.
 
         Raises OSError, or SandboxFailed when the sandbox cannot be set up.
         """
@@ -84,19 +90,23 @@ class DirectLauncher:
         return [sys.executable, "-m", "ashd.bridge", str(settings_file)]
 
     def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
+        if spec.upstream_key is not None:
+            # Without the model proxy the key could only travel in the environment: refuse.
+            raise SandboxFailed("this session uses a stored credential, which needs the model proxy "
+                                "(sandbox.isolation = bwrap); the direct launcher cannot serve it")
         (spec.home / ".claude").mkdir(parents=True, exist_ok=True)
         spec.settings.write(spec.root / "bridge.json")
-        with open(spec.log_path, "ab") as log:
-            return subprocess.Popen(
-                self.argv(spec),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=dict(spec.env),
-                cwd=spec.workspace,
-                start_new_session=True,
-                close_fds=True,
-            )
+        # stderr is a pipe: the sandbox actor tees it into sandbox.log and the log ring.
+        return subprocess.Popen(
+            self.argv(spec),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(spec.env),
+            cwd=spec.workspace,
+            start_new_session=True,
+            close_fds=True,
+        )
 
     def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
         return None

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from .dialect import new_id, upsert_insert
 from .rows import AgentRow, encode_json
-from .schema import agents, messages, session_events, sessions
+from .schema import agent_versions, agents, messages, session_events, sessions
 
 
 def upsert(
@@ -76,13 +76,31 @@ def set_config(
     return None if m is None else AgentRow.from_db(m)
 
 
+def set_env_and_config(
+    conn: Connection, tenant_id: str, name: str, env: Mapping[str, str] | None,
+    config: Mapping[str, Any] | None, now: str,
+) -> AgentRow | None:
+    """Replace env and/or config (None: keep) without bumping the version; None if no agent."""
+    values: dict[str, Any] = {"updated_at": now}
+    if env is not None:
+        values["env"] = encode_json(env)
+    if config is not None:
+        values["config"] = encode_json(config)
+    stmt = (sa.update(agents).where(agents.c.tenant_id == tenant_id, agents.c.name == name)
+            .values(**values).returning(*agents.c))
+    m = conn.execute(stmt).mappings().one_or_none()
+    return None if m is None else AgentRow.from_db(m)
+
+
 def delete(conn: Connection, tenant_id: str, name: str) -> bool:
-    """Delete the agent, its sessions and their messages and events."""
+    """Delete the agent, its versions, its sessions and their messages and events."""
     gone = conn.execute(
         sa.delete(agents).where(agents.c.tenant_id == tenant_id, agents.c.name == name)
     )
     if gone.rowcount == 0:
         return False
+    conn.execute(sa.delete(agent_versions).where(agent_versions.c.tenant_id == tenant_id,
+                                                 agent_versions.c.agent_name == name))
     owned = (sessions.c.tenant_id == tenant_id, sessions.c.agent_name == name)
     # Lock the sessions first so in-flight appends finish (or see them gone).
     conn.execute(sa.select(sessions.c.id).where(*owned).with_for_update())

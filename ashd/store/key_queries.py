@@ -6,14 +6,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .dialect import new_id
+from .errors import Conflict
 from .rows import ApiKeyRow
 from .schema import api_keys
 
 
-def add(conn: Connection, tenant_id: str, key_hash: str, label: str, now: str) -> ApiKeyRow:
-    row = ApiKeyRow(new_id(), tenant_id, key_hash, label, now)
+def add(conn: Connection, tenant_id: str, key_hash: str, label: str, now: str,
+        scopes: str = "admin") -> ApiKeyRow:
+    row = ApiKeyRow(new_id(), tenant_id, key_hash, label, now, scopes)
     conn.execute(sa.insert(api_keys).values(
-        id=row.id, tenant_id=tenant_id, key_hash=key_hash, label=label, created_at=now
+        id=row.id, tenant_id=tenant_id, key_hash=key_hash, label=label, created_at=now, scopes=scopes
     ))
     return row
 
@@ -40,6 +42,20 @@ def list_for(conn: Connection, tenant_id: str) -> list[ApiKeyRow]:
     return [ApiKeyRow.from_db(m) for m in conn.execute(stmt).mappings()]
 
 
-def delete(conn: Connection, tenant_id: str, key_id: str) -> bool:
+class LastAdminKey(Conflict):
+    """Deleting this key would leave its tenant without any admin key."""
+
+
+def delete(conn: Connection, tenant_id: str, key_id: str, keep_last_admin: bool = False) -> bool:
+    """Delete the tenant's key; False if it has none with this id. With ``keep_last_admin``,
+    raises LastAdminKey instead of deleting the tenant's only ``admin`` key (the tenant's
+    rows are locked first on Postgres, so two concurrent deletes cannot both pass)."""
+    if keep_last_admin:
+        rows = conn.execute(
+            sa.select(api_keys.c.id, api_keys.c.scopes).where(api_keys.c.tenant_id == tenant_id).with_for_update()
+        ).all()
+        admins = {r.id for r in rows if "admin" in r.scopes.split()}
+        if admins == {key_id}:
+            raise LastAdminKey(f"key {key_id} is the tenant's last admin key")
     stmt = sa.delete(api_keys).where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id)
     return conn.execute(stmt).rowcount > 0

@@ -142,6 +142,7 @@ class ApiKeyRow:
     key_hash: str
     label: str
     created_at: str
+    scopes: str = "admin"
 
     @classmethod
     def from_db(cls, m: Mapping[Any, Any]) -> ApiKeyRow:

@@ -118,7 +118,81 @@ api_keys = sa.Table(
     _text("key_hash"),
     _text("label"),
     _text("created_at"),
+    # Space-separated scopes: "admin", "write", "read" (see ashd/http/scopes.py).
+    sa.Column("scopes", sa.Text(), nullable=False, server_default="admin"),
     sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
+)
+
+credentials = sa.Table(
+    # Upstream model keys, AES-256-GCM encrypted with a key derived from ASH_CREDENTIAL_KEY.
+    "credentials",
+    metadata,
+    _id(),
+    _text("tenant_id"),
+    _text("type"),
+    _text("encrypted_key"),
+    _text("iv"),
+    _text("auth_tag"),
+    _text("salt"),
+    _text("label"),
+    sa.Column("active", sa.Boolean(), nullable=False),
+    _text("created_at"),
+    _text("last_used_at", nullable=True),
+    sa.Index("ix_credentials_tenant", "tenant_id"),
+)
+
+agent_versions = sa.Table(
+    "agent_versions",
+    metadata,
+    _id(),
+    _text("tenant_id"),
+    _text("agent_name"),
+    sa.Column("version_number", sa.Integer(), nullable=False),
+    _text("name"),
+    _text("system_prompt", nullable=True),
+    _text("release_notes", nullable=True),
+    sa.Column("is_active", sa.Boolean(), nullable=False),
+    _text("knowledge_files"),  # JSON list of strings
+    _text("created_by", nullable=True),
+    _text("created_at"),
+    _text("updated_at"),
+    sa.UniqueConstraint("tenant_id", "agent_name", "version_number", name="uq_agent_versions_number"),
+)
+
+attachments = sa.Table(
+    "attachments",
+    metadata,
+    _id(),
+    _text("tenant_id"),
+    _text("message_id"),
+    _session_fk("attachments"),
+    _text("filename"),
+    _text("mime_type"),
+    sa.Column("size", sa.Integer(), nullable=False),
+    _text("storage_path"),
+    _text("created_at"),
+    sa.Index("ix_attachments_tenant_session", "tenant_id", "session_id"),
+)
+
+queue_items = sa.Table(
+    "queue_items",
+    metadata,
+    _id(),
+    _text("tenant_id"),
+    _id("session_id", nullable=True),
+    _text("agent_name"),
+    _text("prompt"),
+    _text("status"),
+    sa.Column("priority", sa.Integer(), nullable=False),
+    sa.Column("retry_count", sa.Integer(), nullable=False),
+    sa.Column("max_retries", sa.Integer(), nullable=False),
+    _text("error", nullable=True),
+    _text("retry_after", nullable=True),
+    _text("started_at", nullable=True),
+    _text("completed_at", nullable=True),
+    _text("created_at"),
+    sa.Index("ix_queue_items_status", "status", "priority", "created_at"),
+    sa.Index("ix_queue_items_tenant", "tenant_id"),
 )
 
 

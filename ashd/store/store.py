@@ -12,6 +12,7 @@ ValueError for caller mistakes (an id longer than 36 characters, negative paging
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -20,13 +21,17 @@ from sqlalchemy.engine import Connection
 
 from . import (
     agent_queries,
+    attachment_queries,
+    credential_queries,
     key_queries,
     log_queries,
     migrate,
+    queue_queries,
     sandbox_queries,
     session_queries,
     stream_queries,
     usage,
+    version_queries,
 )
 from .engine import WRITE_OPTION, create_engine_for, mask_url
 from .rows import (
@@ -87,10 +92,10 @@ class Store:
 
     # -- api keys ---------------------------------------------------------------
 
-    def add_api_key(self, tenant_id: str, key_hash: str, label: str) -> ApiKeyRow:
+    def add_api_key(self, tenant_id: str, key_hash: str, label: str, scopes: str = "admin") -> ApiKeyRow:
         """Store a key hash for ``tenant_id``. Raises Conflict if the hash exists."""
         with self._write() as conn:
-            return key_queries.add(conn, tenant_id, key_hash, label, self._clock())
+            return key_queries.add(conn, tenant_id, key_hash, label, self._clock(), scopes)
 
     def find_api_key(self, key_hash: str) -> ApiKeyRow | None:
         """The key with this hash, whatever its tenant (used to authenticate)."""
@@ -107,10 +112,12 @@ class Store:
         with self._read() as conn:
             return key_queries.list_for(conn, tenant_id)
 
-    def delete_api_key(self, tenant_id: str, key_id: str) -> bool:
-        """Delete the tenant's key ``key_id``; False if the tenant has no such key."""
+    def delete_api_key(self, tenant_id: str, key_id: str, keep_last_admin: bool = False) -> bool:
+        """Delete the tenant's key ``key_id``; False if the tenant has no such key. With
+        ``keep_last_admin``, raises ``key_queries.LastAdminKey`` (a Conflict) rather than
+        delete the tenant's only admin key."""
         with self._write() as conn:
-            return key_queries.delete(conn, tenant_id, key_id)
+            return key_queries.delete(conn, tenant_id, key_id, keep_last_admin)
 
     # -- agents -----------------------------------------------------------------
 
@@ -392,3 +399,157 @@ class Store:
     def usage_stats(self, flt: usage.UsageFilter) -> dict[str, float]:
         with self._read() as conn:
             return usage.stats(conn, flt)
+
+    # -- credentials (ashd/store/credential_queries.py) -------------------------------
+
+    def add_credential(self, row: credential_queries.CredentialRow) -> credential_queries.CredentialRow:
+        """Insert a sealed credential (the caller chose its id and sealed it for that id);
+        created_at is set to now. Returns the stored row."""
+        row = dataclasses.replace(row, created_at=self._clock())
+        with self._write() as conn:
+            credential_queries.insert(conn, row)
+        return row
+
+    def get_credential(self, tenant_id: str, credential_id: str) -> credential_queries.CredentialRow | None:
+        with self._read() as conn:
+            return credential_queries.get(conn, tenant_id, credential_id)
+
+    def list_credentials(self, tenant_id: str) -> list[credential_queries.CredentialRow]:
+        """The tenant's credentials, oldest first."""
+        with self._read() as conn:
+            return credential_queries.list_for(conn, tenant_id)
+
+    def delete_credential(self, tenant_id: str, credential_id: str) -> bool:
+        """False if the tenant has no such credential."""
+        with self._write() as conn:
+            return credential_queries.delete(conn, tenant_id, credential_id)
+
+    def touch_credential(self, tenant_id: str, credential_id: str) -> None:
+        """Set last_used_at = now."""
+        with self._write() as conn:
+            credential_queries.touch(conn, tenant_id, credential_id, self._clock())
+
+    # -- agent versions (ashd/store/version_queries.py) ---------------------------------
+
+    def list_agent_versions(self, tenant_id: str, agent_name: str) -> list[version_queries.AgentVersionRow]:
+        """The agent's versions by number."""
+        with self._read() as conn:
+            return version_queries.list_for(conn, tenant_id, agent_name)
+
+    def get_agent_version(self, tenant_id: str, agent_name: str,
+                          ref: version_queries.VersionRef) -> version_queries.AgentVersionRow | None:
+        """By number (int) or id (str)."""
+        with self._read() as conn:
+            return version_queries.get(conn, tenant_id, agent_name, ref)
+
+    def create_agent_version(self, tenant_id: str, agent_name: str, fields: Mapping[str, Any],
+                             created_by: str | None = None) -> version_queries.AgentVersionRow:
+        """The next version number. Conflict if a concurrent create took the number."""
+        with self._write() as conn:
+            return version_queries.create(conn, tenant_id, agent_name, fields, created_by, self._clock())
+
+    def update_agent_version(self, tenant_id: str, agent_name: str, ref: version_queries.VersionRef,
+                             changes: Mapping[str, Any]) -> version_queries.AgentVersionRow | None:
+        """Set the given columns (name, system_prompt, release_notes, knowledge_files)."""
+        with self._write() as conn:
+            return version_queries.update(conn, tenant_id, agent_name, ref, changes, self._clock())
+
+    def delete_agent_version(self, tenant_id: str, agent_name: str, version_id: str) -> bool:
+        with self._write() as conn:
+            return version_queries.delete(conn, tenant_id, agent_name, version_id)
+
+    def activate_agent_version(self, tenant_id: str, agent_name: str, version_id: str) -> bool:
+        """Make it the only active version (and the agent's active_version_id); False if absent."""
+        with self._write() as conn:
+            return version_queries.activate(conn, tenant_id, agent_name, version_id, self._clock())
+
+    def active_system_prompt(self, tenant_id: str, agent_name: str) -> str | None:
+        """The active version's systemPrompt (None: no active version or no prompt)."""
+        with self._read() as conn:
+            return version_queries.active_prompt(conn, tenant_id, agent_name)
+
+    def patch_agent(self, tenant_id: str, name: str, env: Mapping[str, str] | None,
+                    config: Mapping[str, Any] | None) -> AgentRow | None:
+        """PATCH /api/agents/:name: replace env and/or config (None keeps it), no version bump."""
+        with self._write() as conn:
+            return agent_queries.set_env_and_config(conn, tenant_id, name, env, config, self._clock())
+
+    # -- attachments (ashd/store/attachment_queries.py) ---------------------------------
+
+    def add_attachment(self, row: attachment_queries.AttachmentRow) -> attachment_queries.AttachmentRow:
+        """Insert an attachment (the caller chose its id and stored its bytes); created_at is
+        set to now. Raises StoreError if the session does not exist."""
+        row = dataclasses.replace(row, created_at=self._clock())
+        with self._write() as conn:
+            return attachment_queries.insert(conn, row)
+
+    def get_attachment(self, tenant_id: str, attachment_id: str) -> attachment_queries.AttachmentRow | None:
+        with self._read() as conn:
+            return attachment_queries.get(conn, tenant_id, attachment_id)
+
+    def list_attachments(self, tenant_id: str, session_id: str) -> list[attachment_queries.AttachmentRow]:
+        """The session's attachments, oldest first."""
+        with self._read() as conn:
+            return attachment_queries.list_for(conn, tenant_id, session_id)
+
+    def delete_attachment(self, tenant_id: str, attachment_id: str) -> bool:
+        with self._write() as conn:
+            return attachment_queries.delete(conn, tenant_id, attachment_id)
+
+    # -- queue (ashd/store/queue_queries.py) --------------------------------------------
+
+    def enqueue(self, item: queue_queries.NewItem) -> queue_queries.QueueItemRow:
+        with self._write() as conn:
+            return queue_queries.add(conn, item, self._clock())
+
+    def get_queue_item(self, tenant_id: str, item_id: str) -> queue_queries.QueueItemRow | None:
+        with self._read() as conn:
+            return queue_queries.get(conn, tenant_id, item_id)
+
+    def list_queue_items(self, tenant_id: str, status: str | None = None,
+                         limit: int = 50) -> list[queue_queries.QueueItemRow]:
+        """Highest priority first, then oldest."""
+        with self._read() as conn:
+            return queue_queries.list_for(conn, tenant_id, status, limit)
+
+    def queue_stats(self, tenant_id: str) -> dict[str, int]:
+        """Item counts by status (every status present, 0 if none)."""
+        with self._read() as conn:
+            return queue_queries.stats(conn, tenant_id)
+
+    def cancel_queue_item(self, tenant_id: str, item_id: str) -> bool:
+        """pending -> cancelled; False if not pending or not found."""
+        with self._write() as conn:
+            return queue_queries.cancel(conn, tenant_id, item_id, self._clock())
+
+    def claim_queue_item(self) -> queue_queries.QueueItemRow | None:
+        """Internal (all tenants): atomically take the next due pending item."""
+        with self._write() as conn:
+            return queue_queries.claim(conn, self._clock())
+
+    def next_queue_retry(self) -> str | None:
+        """Internal: when the earliest waiting retry is due (a stored timestamp), if any."""
+        with self._read() as conn:
+            return queue_queries.next_due(conn)
+
+    def finish_queue_item(self, item_id: str, status: str, *, error: str | None = None,
+                          session_id: str | None = None) -> bool:
+        """Internal: processing -> completed | failed."""
+        with self._write() as conn:
+            return queue_queries.finish(conn, item_id, status, self._clock(), error=error, session_id=session_id)
+
+    def retry_queue_item(self, item_id: str, retry_count: int, retry_after: str, error: str,
+                         session_id: str | None = None) -> bool:
+        """Internal: processing -> pending, due again at ``retry_after``."""
+        with self._write() as conn:
+            return queue_queries.retry_later(conn, item_id, retry_count, retry_after, error, session_id)
+
+    def set_queue_item_session(self, item_id: str, session_id: str) -> None:
+        """Internal: remember the session a queued prompt runs in (retries reuse it)."""
+        with self._write() as conn:
+            queue_queries.set_session(conn, item_id, session_id)
+
+    def requeue_processing_items(self) -> int:
+        """Internal, at start-up: items left ``processing`` go back to ``pending``."""
+        with self._write() as conn:
+            return queue_queries.requeue_processing(conn)

@@ -15,8 +15,10 @@ import pytest
 from ashd.bridge import protocol
 from ashd.bridge.link import BridgeLink
 from ashd.bridge.settings import BridgeSettings
+from ashd.sandbox import logpump
 from ashd.sandbox.env import sandbox_env
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
+from ashd.sandbox.logring import LogRing
 from ashd.scripted.server import ScriptedModel
 
 
@@ -43,6 +45,8 @@ def wait_ready(proc: subprocess.Popen[bytes], timeout: float = 30) -> bytes:
 def bridge(tmp_path: Path, scripted_model: ScriptedModel) -> Iterator[tuple[SandboxSpec, subprocess.Popen[bytes]]]:
     spec = make_spec(tmp_path, scripted_model.base_url)
     proc = DirectLauncher().spawn(spec)
+    assert proc.stderr is not None
+    logpump.start(proc.stderr, spec.log_path, LogRing(), "test-pump")  # as the sandbox actor does
     try:
         assert wait_ready(proc) == protocol.READY_BYTE, spec.log_path.read_text()
         yield spec, proc

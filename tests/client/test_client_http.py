@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from ashd.client import AshdClient, AshdConnectionError, AshdError, SSEEvent
+from ashd.client import AshdClient, AshdConnectionError, AshdError
+from ashd.client.events import Done, SessionStart, TextDelta
 
 AGENT = {"id": "a1", "name": "bot", "version": 1}
 SESSION = {"id": "s1", "agentName": "bot", "status": "active"}
@@ -180,9 +181,9 @@ def test_events_arrive_while_the_server_is_still_writing(
         frame("done", {"sessionId": "s1"}, "4"),
     ], chunked=chunked)
     events, thread = consume_in_thread(AshdClient(fake_ashd.url).send_message("s1", "hi"))
-    first = SSEEvent("session_start", {"sessionId": "s1", "version": "1"}, "1")
+    first = SessionStart("session_start", {"sessionId": "s1", "version": "1"}, "1", "s1", "1")
     assert events.get(timeout=5) == first
-    assert events.get(timeout=5) == SSEEvent("text_delta", {"delta": "Hel"}, "2")
+    assert events.get(timeout=5) == TextDelta("text_delta", {"delta": "Hel"}, "2", "Hel")
     assert events.empty()
     release.set()
     assert events.get(timeout=5).data == {"delta": "lo"}
@@ -244,3 +245,43 @@ def test_closing_the_iterator_early_closes_the_connection(fake_ashd: Any, frame:
     stream = AshdClient(fake_ashd.url).send_message("s1", "hi")
     assert next(stream).event == "session_start"
     stream.close()  # with -W error, a leaked socket would fail the test as a ResourceWarning
+
+
+STREAM_PATH = "/api/sessions/s1/stream"
+
+
+def test_a_dropped_stream_is_resumed_with_last_event_id_exactly_once(fake_ashd: Any, frame: Any) -> None:
+    fake_ashd.sse("POST", MESSAGES_PATH, [
+        frame("session_start", {"sessionId": "s1"}, "7"), frame("text_delta", {"delta": "a"}, "8")])
+    fake_ashd.sse("GET", STREAM_PATH, [  # the replay overlaps what was already delivered
+        frame("text_delta", {"delta": "a"}, "8"), frame("text_delta", {"delta": "b"}, "9"),
+        frame("done", {"sessionId": "s1"}, "10")])
+    events = list(AshdClient(fake_ashd.url).send_message("s1", "hi"))
+    assert [(e.event, e.id) for e in events] == [
+        ("session_start", "7"), ("text_delta", "8"), ("text_delta", "9"), ("done", "10")]
+    assert isinstance(events[-1], Done)
+    resumed = fake_ashd.last()
+    assert (resumed.method, resumed.path) == ("GET", STREAM_PATH)
+    assert resumed.headers["last-event-id"] == "8"
+
+
+def test_reconnecting_gives_up_after_the_allowed_attempts(fake_ashd: Any, frame: Any) -> None:
+    fake_ashd.sse("POST", MESSAGES_PATH, [frame("session_start", {}, "1")])
+    fake_ashd.sse("GET", STREAM_PATH, [])  # the server never gets further
+    with pytest.raises(AshdConnectionError, match="gave up after 2 reconnects"):
+        list(AshdClient(fake_ashd.url).send_message("s1", "hi", reconnects=2))
+    assert [r.method for r in fake_ashd.requests] == ["POST", "GET", "GET"]
+
+
+def test_a_refused_reconnect_is_not_retried(fake_ashd: Any, frame: Any) -> None:
+    fake_ashd.sse("POST", MESSAGES_PATH, [frame("session_start", {}, "1")])
+    fake_ashd.error("GET", STREAM_PATH, 404, "Session s1 not found")
+    with pytest.raises(AshdError, match="not found"):
+        list(AshdClient(fake_ashd.url).send_message("s1", "hi"))
+
+
+def test_follow_replays_after_an_id_and_ends_when_the_server_does(fake_ashd: Any, frame: Any) -> None:
+    fake_ashd.sse("GET", STREAM_PATH, [frame("text_delta", {"delta": "x"}, "4")])
+    events = list(AshdClient(fake_ashd.url).follow("s1", after=3))
+    assert [e.id for e in events] == ["4"]
+    assert fake_ashd.last().headers["last-event-id"] == "3"

@@ -42,3 +42,19 @@ def test_list_and_delete_are_tenant_scoped(store: Store) -> None:
     assert store.find_api_key("h2") == theirs
     assert store.delete_api_key("default", mine.id) is True
     assert store.list_api_keys("default") == []
+
+
+def test_scopes_are_stored_and_the_last_admin_key_can_be_kept(store: Store) -> None:
+    from ashd.store.key_queries import LastAdminKey
+
+    admin = store.add_api_key("acme", "h-admin", "a")
+    reader = store.add_api_key("acme", "h-read", "r", "read")
+    assert store.find_api_key("h-read").scopes == "read"  # type: ignore[union-attr]
+    assert admin.scopes == "admin"
+    with pytest.raises(LastAdminKey):
+        store.delete_api_key("acme", admin.id, keep_last_admin=True)
+    assert store.delete_api_key("acme", reader.id, keep_last_admin=True) is True
+    second = store.add_api_key("acme", "h-admin2", "a2", "admin read")
+    assert store.delete_api_key("acme", admin.id, keep_last_admin=True) is True
+    assert store.delete_api_key("acme", second.id) is True  # without the guard: allowed
+    assert store.count_api_keys("acme") == 0

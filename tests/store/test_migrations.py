@@ -17,7 +17,8 @@ from ashd.store.engine import create_engine_for
 from ashd.store.schema import metadata
 
 TABLES = {"agents", "sessions", "sandboxes", "messages", "session_events", "api_keys",
-          "stream_events", "transcript_entries", "usage_events"}
+          "stream_events", "transcript_entries", "usage_events",
+          "credentials", "agent_versions", "attachments", "queue_items"}
 
 
 @pytest.fixture

@@ -48,6 +48,10 @@ class AshdProcess:
             "ASH_PORT": str(self.port),
             "ASH_LOG_LEVEL": "debug",
             "ASHD_PLANTED_SECRET": PLANTED_SECRET,
+            # Suites create many sessions against one daemon: generous limits (tests override).
+            "ASH_RATE_LIMIT_GLOBAL": "1000000",
+            "ASH_RATE_LIMIT_SESSIONS": "1000000",
+            "ASH_RATE_LIMIT_AGENTS": "1000000",
             **({"ASH_DATABASE_URL": database_url} if database_url else {}),
             **(extra_env or {}),
         }

@@ -1,0 +1,232 @@
+"""Workspace bundles (``GET/POST /api/sessions/:id/workspace``): tar.gz in and out.
+
+Making a bundle never dereferences a symlink (Ash's ``tar -h`` would pack host files an
+agent linked to): a symlink is stored as a symlink when its target stays inside the
+workspace, and left out otherwise. ``.env*``, dependency and VCS folders are left out.
+
+Applying a bundle checks every member first (names, types, link targets, sizes, then
+``tarfile``'s ``data`` filter) and writes nothing if one is refused; it then writes each
+member through :class:`~ashd.files.contained.Tree`, so a symlink the agent planted in the
+workspace cannot redirect extraction. Everything blocks.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ashd.errors import BadRequest, PayloadTooLarge
+from ashd.files.contained import READ_FLAGS, Parts, Tree, UnsafePath, parse_relative
+from ashd.files.rules import bundle_skip, path_skipped
+from ashd.snapshot.archive import contained_link_target
+
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_MEMBERS = 100_000
+
+
+def _human(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MB"
+
+
+class _Exactly:
+    """Reads exactly ``size`` bytes: truncates growth, pads shrinkage with NULs."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self.f, self.left = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 or n > self.left else n
+        data = self.f.read(n)
+        self.left -= n
+        return data + b"\0" * (n - len(data))
+
+
+def _info(name: str, kind: bytes, mode: int, mtime: float) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime = kind, mode, int(mtime)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def write_bundle(tree: Tree, dest: Path, max_bytes: int) -> int:
+    """Write a tar.gz of the tree to ``dest``. Returns the content bytes packed.
+
+    Raises PayloadTooLarge past ``max_bytes`` of file content (``dest`` is removed then),
+    NotFound if the tree's root is missing.
+    """
+    root = os.path.realpath(tree.root)
+    total = 0
+    try:
+        with open(dest, "wb") as raw, tarfile.open("workspace.tar", fileobj=raw, mode="w:gz", compresslevel=6) as tar:
+            for entry in tree.walk(bundle_skip):
+                mode = entry.st.st_mode
+                if stat.S_ISDIR(mode):
+                    tar.addfile(_info(entry.rel, tarfile.DIRTYPE, (mode & 0o777) | 0o700, entry.st.st_mtime))
+                elif stat.S_ISLNK(mode):
+                    _add_link(tar, root, entry.rel, entry.name, entry.dir_fd, entry.st.st_mtime)
+                elif stat.S_ISREG(mode):
+                    total += _add_file(tar, entry.rel, entry.name, entry.dir_fd, max_bytes - total)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return total
+
+
+def _add_link(tar: tarfile.TarFile, root: str, rel: str, name: str, dir_fd: int, mtime: float) -> None:
+    try:
+        linkname = os.readlink(name, dir_fd=dir_fd)
+    except OSError:
+        return
+    target = contained_link_target(root, rel, linkname)
+    if target is not None:
+        info = _info(rel, tarfile.SYMTYPE, 0o777, mtime)
+        info.linkname = target
+        tar.addfile(info)
+
+
+def _add_file(tar: tarfile.TarFile, rel: str, name: str, dir_fd: int, room: int) -> int:
+    try:
+        fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+    except OSError:  # gone, or swapped for a symlink or fifo since the walk saw it
+        return 0
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return 0
+        if st.st_size > room:
+            raise PayloadTooLarge(
+                "the workspace holds more than the bundle limit; download large files one by one "
+                f"(GET /api/sessions/:id/files/<path>) or remove them (reached at {rel!r})"
+            )
+        info = _info(rel, tarfile.REGTYPE, st.st_mode & 0o777, st.st_mtime)
+        info.size = st.st_size
+        tar.addfile(info, _Exactly(f, st.st_size))
+    return st.st_size
+
+
+def rebundle(snapshot: Path, dest: Path, max_bytes: int) -> int:
+    """A bundle made from a snapshot archive: the same members minus what bundles leave out.
+
+    Raises PayloadTooLarge past ``max_bytes``, BadRequest if the snapshot is unreadable.
+    """
+    total = 0
+    try:
+        with tarfile.open(snapshot, mode="r:gz") as src, open(dest, "wb") as raw, \
+                tarfile.open("workspace.tar", fileobj=raw, mode="w:gz", compresslevel=6) as out:
+            for member in src:
+                if path_skipped(member.name, bundle_skip) or not (member.isreg() or member.isdir() or member.issym()):
+                    continue
+                if member.isreg():
+                    total += member.size
+                    if total > max_bytes:
+                        raise PayloadTooLarge("the workspace snapshot holds more than the bundle limit; "
+                                              "download large files one by one")
+                    out.addfile(member, src.extractfile(member))
+                else:
+                    out.addfile(member)
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        dest.unlink(missing_ok=True)
+        raise BadRequest(f"the session's snapshot cannot be read: {exc}") from None
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return total
+
+
+@dataclass(frozen=True)
+class _Planned:
+    parts: Parts
+    member: tarfile.TarInfo
+
+
+def check_bundle(archive: Path, dest: str, max_bytes: int) -> list[_Planned]:
+    """Every member of ``archive``, checked; raises BadRequest (naming the member) for the
+    first that is not a plain file, directory or contained symlink, PayloadTooLarge past
+    ``max_bytes`` of content. ``dest`` is the live directory tarfile's data filter checks
+    against."""
+    plan: list[_Planned] = []
+    seen: set[Parts] = set()
+    links: set[Parts] = set()
+    total = 0
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            for member in tar:
+                if len(plan) >= MAX_MEMBERS:
+                    raise BadRequest(f"the bundle holds more than {MAX_MEMBERS} entries")
+                parts = _member_parts(member)
+                if parts is None:
+                    continue  # the archive's root entry "."
+                if parts in seen:
+                    raise BadRequest(f"bundle entry {member.name!r} appears twice")
+                if any(parts[:i] in links for i in range(1, len(parts))):
+                    raise BadRequest(f"bundle entry {member.name!r} lies behind a symlink of the bundle")
+                _check_type(member, parts)
+                if member.issym():
+                    links.add(parts)
+                total += member.size if member.isreg() else 0
+                if total > max_bytes:
+                    raise PayloadTooLarge(f"the bundle unpacks to more than {_human(max_bytes)}")
+                try:
+                    filtered = tarfile.data_filter(member, dest)
+                except tarfile.FilterError as exc:
+                    raise BadRequest(f"bundle entry {member.name!r} was refused: {exc}") from None
+                seen.add(parts)
+                plan.append(_Planned(parts, filtered))
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise BadRequest(f"bundle is not a valid tar.gz archive: {exc}") from None
+    return plan
+
+
+def _member_parts(member: tarfile.TarInfo) -> Parts | None:
+    raw = member.name
+    if raw in (".", "./"):
+        return None
+    try:
+        return parse_relative(raw.rstrip("/"), f"bundle entry {raw!r}")
+    except UnsafePath as exc:
+        raise BadRequest(exc.message) from None
+
+
+def _check_type(member: tarfile.TarInfo, parts: Parts) -> None:
+    if member.isreg():
+        if member.mode & (stat.S_ISUID | stat.S_ISGID):
+            raise BadRequest(f"bundle entry {member.name!r} has setuid or setgid bits")
+    elif member.issym():
+        target = member.linkname
+        lexical = posixpath.normpath(posixpath.join(posixpath.dirname("/".join(parts)), target))
+        if not target or "\x00" in target or posixpath.isabs(target) or lexical == ".." \
+                or lexical.startswith("../"):
+            raise BadRequest(f"bundle symlink {member.name!r} points outside the workspace: {target!r}")
+    elif not member.isdir():
+        raise BadRequest(f"bundle entry {member.name!r} is not a file, directory or symlink "
+                         "(hardlinks, devices and fifos are refused)")
+
+
+def extract_bundle(archive: Path, tree: Tree, max_bytes: int) -> int:
+    """Check the whole bundle, then write it into ``tree``. Returns the number of entries.
+
+    Raises BadRequest / PayloadTooLarge before writing anything for a bad bundle; UnsafePath
+    if the tree holds a symlink where the bundle puts a file or directory (entries before
+    it are written by then).
+    """
+    plan = check_bundle(archive, str(tree.root), max_bytes)
+    with tarfile.open(archive, mode="r:gz") as tar:
+        for item in plan:
+            m = item.member
+            if m.isdir():
+                tree.make_dirs(item.parts)
+            elif m.issym():
+                tree.symlink(item.parts, m.linkname)
+            else:
+                src = tar.extractfile(m)
+                assert src is not None
+                with src:
+                    tree.copy_from(item.parts, src, m.size, (m.mode or 0o644) & 0o777)
+    return len(plan)

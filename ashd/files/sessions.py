@@ -1,0 +1,88 @@
+"""Where a session's files are: its live sandbox's workspace, else its snapshot.
+
+Rules (documented in docs/api.md):
+
+- **Live**: the session is ``active`` or ``paused`` and its sandbox is up (its row's state is
+  not ``cold``; a disk-image workspace must be mounted) with ``<data>/sandboxes/<id>/workspace``. Reads and writes
+  go there (source ``sandbox``). A paused session keeps its sandbox (Ash's pause), so it is
+  live until the pool evicts it; eviction snapshots first, so nothing written is lost.
+- **Not live** (stopped, ended, errored, evicted, or never started here): reads come from
+  the session's snapshot archive (source ``snapshot``), never extracted to disk. Writes are
+  refused with 409: a stopped session's files live in its snapshot and local disk image,
+  which ashd does not edit behind the session's back; resume the session first.
+
+Every method blocks (store reads, blob store I/O).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ashd.errors import Conflict, NotFound
+from ashd.files.contained import Tree
+from ashd.layout import Layout
+from ashd.snapshot.snapshots import snapshot_key
+from ashd.snapshot.store import BlobStore
+from ashd.states import SandboxState, SessionStatus
+from ashd.store import SessionRow, Store
+
+_LIVE_STATUSES = frozenset({SessionStatus.ACTIVE.value, SessionStatus.PAUSED.value})
+# WARMING too: the pool records WARM a moment after the session turns active.
+_UP_STATES = frozenset({SandboxState.WARMING.value, SandboxState.WARM.value, SandboxState.RUNNING.value,
+                        SandboxState.WAITING.value})
+
+
+class SessionFiles:
+    """Finds a session's workspace; thread-safe (holds no mutable state)."""
+
+    def __init__(self, store: Store, layout: Layout, blobs: BlobStore, tmp_dir: Path) -> None:
+        self.store, self.layout, self.blobs, self.tmp_dir = store, layout, blobs, tmp_dir
+
+    def live_tree(self, row: SessionRow) -> Tree | None:
+        """The live workspace of the session, or None if it has no running sandbox."""
+        if row.status not in _LIVE_STATUSES:
+            return None
+        sandbox_id = row.sandbox_id or row.id
+        sandbox = self.store.get_sandbox(sandbox_id)
+        if sandbox is None or sandbox.state not in _UP_STATES:
+            return None
+        root = self.layout.sandbox_dir(sandbox_id)
+        workspace = root / "workspace"
+        if not workspace.is_dir() or workspace.is_symlink():
+            return None
+        if (root / "disk.img").exists() and not os.path.ismount(workspace):
+            return None  # a disk-image sandbox not mounted (yet): the dir is only a placeholder
+        return Tree(workspace)
+
+    def require_live(self, row: SessionRow) -> Tree:
+        """The live workspace; raises Conflict (409) naming what to do when there is none."""
+        tree = self.live_tree(row)
+        if tree is None:
+            raise Conflict(
+                f"Session {row.id} is {row.status} and has no running sandbox, so its files cannot be "
+                "changed; resume it (POST /api/sessions/:id/resume) first"
+            )
+        return tree
+
+    def fetch_snapshot(self, row: SessionRow) -> Path:
+        """The session's snapshot archive, copied to a temporary file the caller removes.
+
+        Raises NotFound when the session has no snapshot (no workspace anywhere).
+        """
+        path = self.temp_file(".tar.gz")
+        try:
+            if not self.blobs.get(snapshot_key(row.tenant_id, row.id), path):
+                raise NotFound(f"Session {row.id} has no workspace: no running sandbox and no snapshot")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
+    def temp_file(self, suffix: str) -> Path:
+        """A fresh private temporary file (the caller removes it)."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, name = tempfile.mkstemp(prefix="files-", suffix=suffix, dir=self.tmp_dir)
+        os.close(fd)
+        return Path(name)

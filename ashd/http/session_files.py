@@ -1,0 +1,271 @@
+"""/api/sessions/:id/files and /workspace: a session's files, live or from its snapshot.
+
+Where the files are and why writes need a running sandbox: ``ashd/files/sessions.py``.
+Containment of every path: ``ashd/files/contained.py``. All file I/O runs off the loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ashd.errors import BadRequest, NotFound, PayloadTooLarge
+from ashd.files import bundle
+from ashd.files.archive_view import ArchiveView
+from ashd.files.contained import Parts, Tree, UnsafePath, parse_relative
+from ashd.files.rules import listing_skip
+from ashd.files.sessions import SessionFiles
+from ashd.http.context import AppContext
+from ashd.http.download import open_binary, send_file
+from ashd.http.sessions import SessionBase
+from ashd.snapshot.store import blob_store_from_url
+from ashd.store import SessionRow
+from ashd.store.timestamps import format_utc
+
+MAX_RAW_BYTES = 100 * 1024 * 1024
+MAX_JSON_BYTES = 1024 * 1024
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_BATCH_BYTES = 100 * 1024 * 1024
+MAX_BATCH_FILES = 500
+MAX_UPLOAD_BODY = 200 * 1024 * 1024
+MAX_BUNDLE_BODY = 134 * 1024 * 1024
+MAX_BUNDLE_BYTES = 100 * 1024 * 1024
+
+_FILES: dict[int, SessionFiles] = {}
+
+
+def session_files(ctx: AppContext) -> SessionFiles:
+    """The daemon's SessionFiles (one per context; the blob store is built once)."""
+    found = _FILES.get(id(ctx))
+    if found is None:
+        snap = ctx.config.snapshot
+        blobs = blob_store_from_url(snap.url or None, ctx.config.data_dir,
+                                    endpoint_url=snap.s3_endpoint or None, region=snap.s3_region or None)
+        found = _FILES[id(ctx)] = SessionFiles(ctx.store, ctx.layout, blobs, ctx.config.data_dir / "tmp")
+    return found
+
+
+def decode_b64(value: object, field: str) -> bytes:
+    """Strict base64 (whitespace allowed). Raises BadRequest naming the field."""
+    if not isinstance(value, str):
+        raise BadRequest(f"{field} must be a base64 string")
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{field} is not valid base64") from None
+
+
+@dataclass(frozen=True)
+class Upload:
+    shown: str
+    parts: Parts
+    content: bytes | None
+    error: str | None = None
+
+
+def parse_uploads(body: dict[str, Any]) -> list[Upload]:
+    """Validate ``{files:[{path, content, mimeType?}], targetPath?}`` completely (blocking:
+    decodes base64). A bad path or shape is a 400 for the whole request; a file that is too
+    large gets a per-file error. Raises BadRequest / PayloadTooLarge."""
+    files = body.get("files")
+    if not isinstance(files, list) or not files:
+        raise BadRequest("files must be a non-empty list of {path, content (base64)} objects")
+    if len(files) > MAX_BATCH_FILES:
+        raise PayloadTooLarge(f"at most {MAX_BATCH_FILES} files per request")
+    target = parse_relative(body.get("targetPath", "."), "targetPath", allow_root=True)
+    out: list[Upload] = []
+    total = 0
+    for i, item in enumerate(files):
+        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+            raise BadRequest(f"files[{i}] must be an object with a string 'path' and base64 'content'")
+        parts = target + parse_relative(item["path"], f"files[{i}].path")
+        mime = item.get("mimeType")
+        if mime is not None and not isinstance(mime, str):
+            raise BadRequest(f"files[{i}].mimeType must be a string")
+        content = decode_b64(item.get("content"), f"files[{i}].content")
+        if len(content) > MAX_FILE_BYTES:
+            out.append(Upload(item["path"], parts, None, f"file is larger than {MAX_FILE_BYTES >> 20} MB"))
+            continue
+        total += len(content)
+        if total > MAX_BATCH_BYTES:
+            raise PayloadTooLarge(f"files exceed {MAX_BATCH_BYTES >> 20} MB in total; split the upload")
+        out.append(Upload(item["path"], parts, content))
+    return out
+
+
+def write_uploads(tree: Tree, uploads: list[Upload]) -> list[dict[str, Any]]:
+    """Write each file; a file the workspace refuses (a symlink or directory in the way)
+    gets a per-file error, like Ash. Blocking."""
+    results: list[dict[str, Any]] = []
+    for up in uploads:
+        if up.content is None:
+            results.append({"path": up.shown, "written": False, "error": up.error})
+            continue
+        try:
+            size = tree.write(up.parts, up.content)
+        except (BadRequest, NotFound) as exc:
+            results.append({"path": up.shown, "written": False, "error": exc.message})
+        except OSError as exc:
+            results.append({"path": up.shown, "written": False, "error": exc.strerror or str(exc)})
+        else:
+            results.append({"path": up.shown, "written": True, "size": size})
+    return results
+
+
+def file_json(path: str, size: int, mtime: float) -> dict[str, Any]:
+    """Ash's file entry; ``modifiedAt`` as ``2026-01-02T03:04:05.678Z``."""
+    return {"path": path, "size": size, "modifiedAt": format_utc(datetime.fromtimestamp(mtime, UTC))}
+
+
+class SessionFilesBase(SessionBase):
+    @property
+    def files(self) -> SessionFiles:
+        return session_files(self.ctx)
+
+    async def live(self, row: SessionRow) -> Tree | None:
+        return await self.ctx.offload.read(self.files.live_tree, row)
+
+    async def require_live(self, row: SessionRow) -> Tree:
+        return await self.ctx.offload.read(self.files.require_live, row)
+
+    def bool_arg(self, name: str, default: bool) -> bool:
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        if raw not in ("true", "false"):
+            raise BadRequest(f"{name} must be true or false")
+        return raw == "true"
+
+
+class SessionFilesHandler(SessionFilesBase):
+    """GET: list (``?includeHidden=true|false``, default true). POST: upload files."""
+
+    max_body = MAX_UPLOAD_BODY
+
+    async def get(self, session_id: str) -> None:
+        skip = listing_skip(self.bool_arg("includeHidden", True))
+        row = await self.session_row(session_id)
+        tree = await self.live(row)
+        if tree is not None:
+            infos = await self.ctx.offload.read(tree.list_files, skip)
+            source = "sandbox"
+        else:
+            archive = await self.ctx.offload.read(self.files.fetch_snapshot, row)
+            try:
+                infos = await self.ctx.offload.read(ArchiveView(archive).list_files, skip)
+            finally:
+                archive.unlink(missing_ok=True)
+            source = "snapshot"
+        self.send_json({"files": [file_json(i.path, i.size, i.mtime) for i in infos], "source": source})
+
+    async def post(self, session_id: str) -> None:
+        body = self.json_body()
+        row = await self.session_row(session_id)
+        uploads = await self.ctx.offload.read(parse_uploads, body)
+        tree = await self.require_live(row)
+        results = await self.ctx.offload.read(write_uploads, tree, uploads)
+        self.send_json({"files": results})
+
+
+class SessionFileHandler(SessionFilesBase):
+    """GET one file (raw by default, or ``?format=json``); DELETE one file."""
+
+    async def get(self, session_id: str, raw_path: str) -> None:
+        fmt = self.get_query_argument("format", "raw")
+        if fmt not in ("raw", "json"):
+            raise BadRequest("format must be raw or json")
+        parts = parse_relative(raw_path)
+        row = await self.session_row(session_id)
+        tree = await self.live(row)
+        archive: Path | None = None
+        try:
+            if tree is not None:
+                f, st = await self.ctx.offload.read(tree.open_file, parts)
+                size, source = st.st_size, "sandbox"
+            else:
+                archive = await self.ctx.offload.read(self.files.fetch_snapshot, row)
+                f, size, _mtime = await self.ctx.offload.read(ArchiveView(archive).open_file, parts)
+                source = "snapshot"
+            limit = MAX_JSON_BYTES if fmt == "json" else MAX_RAW_BYTES
+            if size > limit:
+                await self.ctx.offload.read(f.close)
+                hint = "; use format=raw" if fmt == "json" else "; download the workspace bundle instead"
+                raise PayloadTooLarge(f"{'/'.join(parts)} is {size} bytes, over the {limit >> 20} MB limit{hint}")
+            if fmt == "json":
+                try:
+                    data = await self.ctx.offload.read(f.read, size + 1)
+                finally:
+                    await self.ctx.offload.read(f.close)
+                self.send_json({"path": "/".join(parts), "content": data.decode("utf-8", errors="replace"),
+                                "size": len(data), "source": source})
+                return
+            await send_file(self, f, size, parts[-1], extra={"X-Ash-Source": source})
+        finally:
+            if archive is not None:
+                archive.unlink(missing_ok=True)
+
+    async def delete(self, session_id: str, raw_path: str) -> None:
+        parts = parse_relative(raw_path)
+        row = await self.session_row(session_id)
+        tree = await self.require_live(row)
+        await self.ctx.offload.read(tree.delete, parts)
+        self.send_json({"path": "/".join(parts), "deleted": True})
+
+
+class WorkspaceHandler(SessionFilesBase):
+    """GET: the workspace as tar.gz. POST ``{bundle}``: unpack a tar.gz into the live workspace."""
+
+    max_body = MAX_BUNDLE_BODY
+
+    async def get(self, session_id: str) -> None:
+        row = await self.session_row(session_id)
+        tree = await self.live(row)
+        offload, files = self.ctx.offload, self.files
+        out = await offload.read(files.temp_file, ".tar.gz")
+        try:
+            if tree is not None:
+                await offload.read(bundle.write_bundle, tree, out, MAX_BUNDLE_BYTES)
+            else:
+                archive = await offload.read(files.fetch_snapshot, row)
+                try:
+                    await offload.read(bundle.rebundle, archive, out, MAX_BUNDLE_BYTES)
+                finally:
+                    archive.unlink(missing_ok=True)
+            f = await offload.read(open_binary, out)
+            size = (await offload.read(os.fstat, f.fileno())).st_size
+            name = f"workspace-{row.id}.tar.gz"
+            await send_file(self, f, size, name, "application/gzip",
+                            extra={"X-Ash-Source": "sandbox" if tree is not None else "snapshot"})
+        finally:
+            out.unlink(missing_ok=True)
+
+    async def post(self, session_id: str) -> None:
+        body = self.json_body()
+        row = await self.session_row(session_id)
+        if "bundle" not in body:
+            raise BadRequest("bundle is required: a base64-encoded tar.gz of the workspace")
+        data = await self.ctx.offload.read(decode_b64, body["bundle"], "bundle")
+        if not data:
+            raise BadRequest("bundle is empty")
+        if not data.startswith(bundle.GZIP_MAGIC):
+            raise BadRequest("bundle is not gzip data; send a base64-encoded tar.gz")
+        tree = await self.require_live(row)
+        count = await self.ctx.offload.read(self._apply, tree, data)
+        self.send_json({"message": f"Workspace updated: {count} entries extracted"})
+
+    def _apply(self, tree: Tree, data: bytes) -> int:
+        """Blocking: spool to a private file, check, extract."""
+        path = self.files.temp_file(".tar.gz")
+        try:
+            path.write_bytes(data)
+            try:
+                return bundle.extract_bundle(path, tree, self.ctx.config.snapshot.max_bytes)
+            except UnsafePath as exc:
+                raise UnsafePath(f"{exc.message} (entries before it were written)") from None
+        finally:
+            path.unlink(missing_ok=True)

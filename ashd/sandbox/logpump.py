@@ -1,0 +1,41 @@
+"""Tee an agent process's stderr into its log file and its in-memory ring.
+
+The launcher gives the bridge a pipe for stderr; one daemon thread per process reads it
+line by line, appends each line to ``sandbox.log`` and to the session's
+:class:`~ashd.sandbox.logring.LogRing`. The thread only reads and appends, so the bridge
+never waits on ashd for long; it ends at EOF (the process and all holders of the pipe
+are gone).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import IO
+
+from ashd.sandbox.logring import LogRing
+
+log = logging.getLogger(__name__)
+
+MAX_LINE_BYTES = 64 * 1024
+
+
+def start(stream: IO[bytes], log_path: Path, ring: LogRing, name: str) -> threading.Thread:
+    """Start the pump thread (daemon) and return it; it closes ``stream`` at EOF."""
+    thread = threading.Thread(target=_pump, args=(stream, log_path, ring), name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def _pump(stream: IO[bytes], log_path: Path, ring: LogRing) -> None:
+    try:
+        with open(log_path, "ab") as out:
+            while line := stream.readline(MAX_LINE_BYTES):
+                out.write(line)
+                out.flush()
+                ring.add("stderr", line.decode(errors="replace"))
+    except (OSError, ValueError) as exc:  # boundary: a pump must never take the daemon down
+        log.error("log pump for %s stopped: %s", log_path, exc)
+    finally:
+        stream.close()

@@ -1,0 +1,161 @@
+"""SQL for ``queue_items`` (Ash's prompt queue). Functions run inside the caller's transaction.
+
+Statuses: ``pending`` -> ``processing`` -> ``completed`` | ``failed`` (or back to ``pending``
+with a ``retry_after`` for a retry); ``pending`` -> ``cancelled``. Claiming is atomic across
+processes sharing one database: a conditional UPDATE on ``status = 'pending'`` whose row
+count says who won.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .dialect import check_ids, new_id
+from .schema import queue_items
+
+STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
+CLAIM_ATTEMPTS = 5  # candidates tried per claim when another process wins the race
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItemRow:
+    id: str
+    tenant_id: str
+    session_id: str | None
+    agent_name: str
+    prompt: str
+    status: str
+    priority: int
+    retry_count: int
+    max_retries: int
+    error: str | None
+    retry_after: str | None
+    started_at: str | None
+    completed_at: str | None
+    created_at: str
+
+    @classmethod
+    def from_db(cls, m: Mapping[Any, Any]) -> QueueItemRow:
+        return cls(**{f.name: m[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class NewItem:
+    tenant_id: str
+    agent_name: str
+    prompt: str
+    session_id: str | None = None
+    priority: int = 0
+    max_retries: int = 3
+
+
+def add(conn: Connection, item: NewItem, now: str) -> QueueItemRow:
+    check_ids(item.session_id)
+    values = {"id": new_id(), "tenant_id": item.tenant_id, "session_id": item.session_id,
+              "agent_name": item.agent_name, "prompt": item.prompt, "status": "pending",
+              "priority": item.priority, "retry_count": 0, "max_retries": item.max_retries, "error": None,
+              "retry_after": None, "started_at": None, "completed_at": None, "created_at": now}
+    conn.execute(sa.insert(queue_items).values(**values))
+    return QueueItemRow.from_db(values)
+
+
+def get(conn: Connection, tenant_id: str | None, item_id: str) -> QueueItemRow | None:
+    """One item; ``tenant_id`` None means any tenant (the worker)."""
+    stmt = sa.select(queue_items).where(queue_items.c.id == item_id)
+    if tenant_id is not None:
+        stmt = stmt.where(queue_items.c.tenant_id == tenant_id)
+    m = conn.execute(stmt).mappings().one_or_none()
+    return None if m is None else QueueItemRow.from_db(m)
+
+
+def list_for(conn: Connection, tenant_id: str, status: str | None, limit: int) -> list[QueueItemRow]:
+    t = queue_items.c
+    stmt = sa.select(queue_items).where(t.tenant_id == tenant_id)
+    if status is not None:
+        stmt = stmt.where(t.status == status)
+    stmt = stmt.order_by(t.priority.desc(), t.created_at, t.id).limit(limit)
+    return [QueueItemRow.from_db(m) for m in conn.execute(stmt).mappings()]
+
+
+def stats(conn: Connection, tenant_id: str) -> dict[str, int]:
+    t = queue_items.c
+    stmt = sa.select(t.status, sa.func.count()).where(t.tenant_id == tenant_id).group_by(t.status)
+    counts = {status: 0 for status in STATUSES}
+    for status, count in conn.execute(stmt):
+        if status in counts:
+            counts[status] = int(count)
+    return counts
+
+
+def cancel(conn: Connection, tenant_id: str, item_id: str, now: str) -> bool:
+    """pending -> cancelled; False if the item is not pending (or not this tenant's)."""
+    t = queue_items.c
+    stmt = (sa.update(queue_items)
+            .where(t.id == item_id, t.tenant_id == tenant_id, t.status == "pending")
+            .values(status="cancelled", completed_at=now))
+    return conn.execute(stmt).rowcount == 1
+
+
+def claim(conn: Connection, now: str) -> QueueItemRow | None:
+    """pending -> processing for the highest-priority, oldest item that is due (any tenant).
+
+    Safe with several daemons on one database: only the UPDATE that still sees the item
+    pending wins; a loser tries the next candidate.
+    """
+    t = queue_items.c
+    due = sa.or_(t.retry_after.is_(None), t.retry_after <= now)
+    candidates = (sa.select(t.id).where(t.status == "pending", due)
+                  .order_by(t.priority.desc(), t.created_at, t.id).limit(CLAIM_ATTEMPTS))
+    for item_id in conn.execute(candidates).scalars().all():
+        won = conn.execute(sa.update(queue_items).where(t.id == item_id, t.status == "pending")
+                           .values(status="processing", started_at=now)).rowcount
+        if won == 1:
+            return get(conn, None, item_id)
+    return None
+
+
+def next_due(conn: Connection) -> str | None:
+    """The earliest ``retry_after`` of a pending item waiting for its retry, if any."""
+    t = queue_items.c
+    stmt = sa.select(sa.func.min(t.retry_after)).where(t.status == "pending", t.retry_after.is_not(None))
+    value = conn.execute(stmt).scalar_one_or_none()
+    return str(value) if value is not None else None
+
+
+def finish(conn: Connection, item_id: str, status: str, now: str, *, error: str | None = None,
+           session_id: str | None = None) -> bool:
+    """processing -> completed | failed."""
+    t = queue_items.c
+    values: dict[str, Any] = {"status": status, "completed_at": now, "error": error}
+    if session_id is not None:
+        values["session_id"] = session_id
+    stmt = sa.update(queue_items).where(t.id == item_id, t.status == "processing").values(**values)
+    return conn.execute(stmt).rowcount == 1
+
+
+def retry_later(conn: Connection, item_id: str, retry_count: int, retry_after: str, error: str,
+                session_id: str | None) -> bool:
+    """processing -> pending, due again at ``retry_after``."""
+    t = queue_items.c
+    values: dict[str, Any] = {"status": "pending", "retry_count": retry_count, "retry_after": retry_after,
+                              "error": error, "started_at": None}
+    if session_id is not None:
+        values["session_id"] = session_id
+    stmt = sa.update(queue_items).where(t.id == item_id, t.status == "processing").values(**values)
+    return conn.execute(stmt).rowcount == 1
+
+
+def set_session(conn: Connection, item_id: str, session_id: str) -> None:
+    conn.execute(sa.update(queue_items).where(queue_items.c.id == item_id).values(session_id=session_id))
+
+
+def requeue_processing(conn: Connection) -> int:
+    """At start-up: items a stopped daemon left ``processing`` go back to ``pending``."""
+    t = queue_items.c
+    stmt = sa.update(queue_items).where(t.status == "processing").values(status="pending", started_at=None)
+    return int(conn.execute(stmt).rowcount)
