@@ -16,7 +16,7 @@ import swagger_ui_bundle
 from ashd import __version__
 from ashd.http.base import ApiHandler
 from ashd.http.openapi_schemas import SCHEMAS, UUID, Schema, ref, wrapped
-from ashd.http.sessions import TIMELINE_TYPES
+from ashd.http.sessions import MAX_SEQ, TIMELINE_TYPES
 from ashd.options import AGENT_NAME
 from ashd.states import SessionStatus
 
@@ -62,7 +62,7 @@ def _limit(default: int) -> dict[str, Any]:
     return _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": default})
 
 
-AFTER = _param("after", "query", {"type": "integer", "minimum": 0, "maximum": 2**62},
+AFTER = _param("after", "query", {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
                "only rows with a larger sequence")
 USAGE_FILTERS = [
     _param("sessionId", "query", {"type": "string"}),
@@ -207,7 +207,7 @@ def _ops_paths() -> dict[str, Any]:
         "/api/sessions/{id}/logs": {"parameters": [SESSION_ID], "get": _op(
             "Recent output of the session's agent process (in memory; [] when unknown)", s,
             (200, _json(_obj_logs())), (400, 404, 503),
-            [_param("after", "query", {"type": "integer", "minimum": -1, "maximum": 2**62},
+            [_param("after", "query", {"type": "integer", "minimum": -1, "maximum": MAX_SEQ},
                     "only lines with a larger index")])},
         "/api/queue": {
             "post": _op("Queue a prompt for an agent (or one of its sessions)", q,

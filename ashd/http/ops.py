@@ -12,7 +12,7 @@ from typing import Any
 
 from ashd.bridge.link import BridgeGone
 from ashd.errors import BadRequest, Conflict
-from ashd.http.sessions import SessionBase
+from ashd.http.sessions import MAX_SEQ, SessionBase
 
 MAX_COMMAND_CHARS = 100_000
 MAX_TIMEOUT_MS = 300_000
@@ -62,6 +62,6 @@ class ExecHandler(SessionBase):
 class LogsHandler(SessionBase):
     async def get(self, session_id: str) -> None:
         row = await self.session_row(session_id)
-        after = self.int_arg("after", -1, -1, 2**62)
+        after = self.int_arg("after", -1, -1, MAX_SEQ)
         lines = self.ctx.tree.logs.lines(row.id, after)
         self.send_json({"logs": [line.to_json() for line in lines], "source": "sandbox"})

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from ashd.actors.session import SessionActor
 
 MAX_MESSAGE_BODY = 50 * 1024 * 1024
+MAX_SEQ = 2**31 - 1
+"""The largest sequence or event id a session can have (a 32-bit INTEGER column on Postgres)."""
 REPLAY_PAGE = 500
 TIMELINE_TYPES = ("text", "tool_start", "tool_result", "reasoning", "turn_complete", "error", "lifecycle")
 
@@ -193,7 +195,7 @@ class MessagesHandler(SessionBase):
     async def get(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         limit = self.int_arg("limit", 100, 1, 1000)
-        after = self.int_arg("after", 0, 0, 2**62)
+        after = self.int_arg("after", 0, 0, MAX_SEQ)
         rows = await self.ctx.offload.read(self.ctx.store.list_messages, self.tenant, row.id, limit, after)
         self.send_json({"messages": [message_json(r) for r in rows]})
 
@@ -202,7 +204,7 @@ class EventsHandler(SessionBase):
     async def get(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         limit = self.int_arg("limit", 200, 1, 1000)
-        after = self.int_arg("after", 0, 0, 2**62)
+        after = self.int_arg("after", 0, 0, MAX_SEQ)
         kind = self.get_query_argument("type", None)
         if kind is not None and kind not in TIMELINE_TYPES:
             raise BadRequest(f"type must be one of {', '.join(TIMELINE_TYPES)}")
@@ -217,7 +219,7 @@ class StreamHandler(SessionBase):
     async def get(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         header = self.request.headers.get("Last-Event-ID")
-        after = self.int_arg("after", 0, 0, 2**62) if header is None else _event_id(header)
+        after = self.int_arg("after", 0, 0, MAX_SEQ) if header is None else _event_id(header)
         sse.start(self)
         last, connected = await self._replay(row.id, after)
         turn = self.ctx.live_turns.get(row.id)
@@ -258,6 +260,6 @@ def _event_id(raw: str) -> int:
         value = int(raw.strip())
     except ValueError:
         raise BadRequest("Last-Event-ID must be an event id (an integer) from this stream") from None
-    if value < 0:
-        raise BadRequest("Last-Event-ID must not be negative")
+    if not 0 <= value <= MAX_SEQ:
+        raise BadRequest(f"Last-Event-ID must be between 0 and {MAX_SEQ}")
     return value

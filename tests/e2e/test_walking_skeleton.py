@@ -137,3 +137,26 @@ def test_ash_published_python_client(ashd: AshdProcess) -> None:
     assert client.get_session(session.id).status == "active"
     ended = client.end_session(session.id)
     assert ended.status == "ended"
+
+
+def test_ash_published_python_client_lifecycle(ashd_sqlite: AshdProcess) -> None:
+    """Ash's own client drives the whole lifecycle: pause, resume (warm and cold), stop, fork,
+    list by status, end, delete the agent."""
+    from ash_sdk import AshClient
+
+    client = AshClient(ashd_sqlite.url, token=ashd_sqlite.key)
+    client.deploy_agent("life", str(HELLO_AGENT))
+    assert client.get_agent("life").name == "life"
+    sid = client.create_session("life").id
+    assert client.pause_session(sid).status == "paused"
+    assert [s.id for s in client.list_sessions(agent="life", status="paused")] == [sid]
+    assert client.resume_session(sid).status == "active"  # warm
+    assert client.stop_session(sid).status == "stopped"
+    assert client.resume_session(sid).status == "active"  # cold
+    list(client.send_message_stream(sid, "[[say: still here]]"))
+    child = client.fork_session(sid)
+    assert child.status == "paused" and str(child.id) != str(sid)
+    assert client.end_session(child.id).status == "ended"
+    assert client.end_session(sid).status == "ended"
+    client.delete_agent("life")
+    assert [a.name for a in client.list_agents()] == []

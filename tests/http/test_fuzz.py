@@ -6,13 +6,15 @@ types, missing fields, bad ids, no or a bad key), authenticated with the daemon'
 the case drops it. Each response must not be a 5xx and must match the documented schema of
 its status code. The run fails unless at least ``MIN_REQUESTS`` requests were sent in total.
 
-Keeping it fast (about a minute on 2 cores): a real sandbox start costs ~2 s, so generated
+It runs against ashd on SQLite and on Postgres. Keeping it fast (a few minutes each on 2
+cores): a real sandbox start costs ~2 s, so generated
 requests never name the deployed agent where that would start sandboxes in bulk: ``POST
 /api/sessions`` (its agent name is generated, so it mostly answers 404 or 400; the few names
 that match an agent this run uploaded do start real sessions) and ``PATCH
 /api/agents/{name}/config`` (``preWarmCount`` would start up to 10). ``POST
 /api/sessions/{id}/messages`` gets generated session ids only, so it answers JSON errors
-before any stream (and turn) starts; the ``DELETE`` routes too, so the objects below survive
+before any stream (and turn) starts; ``exec`` too (generated shell commands would spend the
+run in sleeps and timeouts); the ``DELETE`` routes too, so the objects below survive
 the run. Every other operation with a path parameter, ``GET .../stream`` included (it replays
 and ends: no turn is running), sends about one request in ``REAL_SHARE`` with the real agent
 (``examples/hello-agent``) or the one real session created up front, so the handlers behind
