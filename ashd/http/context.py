@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ashd.actors.supervisor import Tree
 from ashd.config import Config, allowed_origins
+from ashd.files.sessions import SessionFiles
 from ashd.http.aio import Offload
 from ashd.http.auth import KeyHasher
 from ashd.http.cors import CorsPolicy
@@ -16,6 +18,7 @@ from ashd.http.links import Links
 from ashd.http.ratelimit import RateLimiter
 from ashd.layout import Layout
 from ashd.metrics import Metrics
+from ashd.snapshot.store import blob_store_from_url
 from ashd.store import Store
 
 if TYPE_CHECKING:
@@ -65,3 +68,11 @@ class AppContext:
     @property
     def layout(self) -> Layout:
         return Layout(self.config.data_dir)
+
+    @functools.cached_property
+    def session_files(self) -> SessionFiles:
+        """Where a session's files are (live sandbox or snapshot); built on first use."""
+        snap = self.config.snapshot
+        blobs = blob_store_from_url(snap.url or None, self.config.data_dir,
+                                    endpoint_url=snap.s3_endpoint or None, region=snap.s3_region or None)
+        return SessionFiles(self.store, self.layout, blobs, self.config.data_dir / "tmp")

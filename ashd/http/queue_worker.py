@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from ashd.errors import AshError
 from ashd.http.context import AppContext
-from ashd.http.turns import Turn
+from ashd.http.turns import start_turn
 from ashd.options import MessageOptions, SessionOptions
 from ashd.states import SessionStatus
 from ashd.store import format_utc
@@ -143,14 +143,7 @@ class QueueWorker:
         ctx = self._ctx
         options = MessageOptions.from_request({"content": prompt})
         actor = await ctx.offload.ask(ctx.tree.sessions.child(session_id, tenant))
-        grant = await ctx.offload.ask(actor.begin_turn(), timeout=self._start_timeout)
-        try:
-            last = await ctx.offload.read(ctx.store.last_stream_event, tenant, session_id)
-        except Exception:
-            await ctx.offload.ask(actor.end_turn())
-            raise
-        turn = Turn(ctx, tenant, grant, actor, options, first_seq=(last.seq if last else 0) + 1)
-        ctx.start_turn(turn)
+        turn = await start_turn(ctx, tenant, session_id, actor, options, self._start_timeout)
         async for _ in turn.subscribe():
             pass
         return turn.failure

@@ -20,10 +20,8 @@ from ashd.files.archive_view import ArchiveView
 from ashd.files.contained import Parts, Tree, UnsafePath, parse_relative
 from ashd.files.rules import listing_skip
 from ashd.files.sessions import SessionFiles
-from ashd.http.context import AppContext
 from ashd.http.download import open_binary, send_file
 from ashd.http.sessions import SessionBase
-from ashd.snapshot.store import blob_store_from_url
 from ashd.store import SessionRow
 from ashd.store.timestamps import format_utc
 
@@ -35,20 +33,6 @@ MAX_BATCH_FILES = 500
 MAX_UPLOAD_BODY = 200 * 1024 * 1024
 MAX_BUNDLE_BODY = 134 * 1024 * 1024
 MAX_BUNDLE_BYTES = 100 * 1024 * 1024
-
-_FILES: dict[int, SessionFiles] = {}
-
-
-def session_files(ctx: AppContext) -> SessionFiles:
-    """The daemon's SessionFiles (one per context; the blob store is built once)."""
-    found = _FILES.get(id(ctx))
-    if found is None:
-        snap = ctx.config.snapshot
-        blobs = blob_store_from_url(snap.url or None, ctx.config.data_dir,
-                                    endpoint_url=snap.s3_endpoint or None, region=snap.s3_region or None)
-        found = _FILES[id(ctx)] = SessionFiles(ctx.store, ctx.layout, blobs, ctx.config.data_dir / "tmp")
-    return found
-
 
 def decode_b64(value: object, field: str) -> bytes:
     """Strict base64 (whitespace allowed). Raises BadRequest naming the field."""
@@ -125,7 +109,7 @@ def file_json(path: str, size: int, mtime: float) -> dict[str, Any]:
 class SessionFilesBase(SessionBase):
     @property
     def files(self) -> SessionFiles:
-        return session_files(self.ctx)
+        return self.ctx.session_files
 
     async def live(self, row: SessionRow) -> Tree | None:
         return await self.ctx.offload.read(self.files.live_tree, row)

@@ -13,7 +13,7 @@ from ashd.errors import BadRequest, Conflict, NotFound, Unprocessable
 from ashd.events import frame
 from ashd.http import sse
 from ashd.http.base import ApiHandler
-from ashd.http.turns import Turn
+from ashd.http.turns import start_turn
 from ashd.http.views import event_json, message_json, session_json
 from ashd.options import UNSUPPORTED_SESSION_FIELDS, MessageOptions, SessionOptions, check_agent_name
 from ashd.states import SessionStatus
@@ -176,16 +176,8 @@ class MessagesHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         options = MessageOptions.from_request(self.json_body())
         row = await self.session_row(session_id)
-        actor = await self.actor(row)
-        grant = await self.ctx.offload.ask(actor.begin_turn(), timeout=self.start_timeout)
-        try:
-            last = await self.ctx.offload.read(self.ctx.store.last_stream_event, self.tenant, row.id)
-        except Exception:
-            await self.ctx.offload.ask(actor.end_turn())
-            raise
-        turn = Turn(self.ctx, self.tenant, grant, actor, options, first_seq=(last.seq if last else 0) + 1,
-                    received_at=time.monotonic() - self.request.request_time())
-        self.ctx.start_turn(turn)
+        turn = await start_turn(self.ctx, self.tenant, row.id, await self.actor(row), options, self.start_timeout,
+                                received_at=time.monotonic() - self.request.request_time())
         sse.start(self)
         _, connected = await sse.pump(self, turn.subscribe(), self.ctx.heartbeat_s)
         if connected:

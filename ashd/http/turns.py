@@ -206,3 +206,19 @@ class Turn:
         for queue in self._subscribers:
             queue.put_nowait(None)
         self._subscribers.clear()
+
+
+async def start_turn(ctx: AppContext, tenant_id: str, session_id: str, actor: pykka.ActorProxy[SessionActor],
+                     options: MessageOptions, timeout: float, received_at: float | None = None) -> Turn:
+    """Ask the session for the turn, number its first frame after the stored ones, and start
+    it on the loop (loop thread). Raises what ``begin_turn`` raises (409 busy, 400 status)."""
+    grant = await ctx.offload.ask(actor.begin_turn(), timeout=timeout)
+    try:
+        last = await ctx.offload.read(ctx.store.last_stream_event, tenant_id, session_id)
+    except Exception:
+        await ctx.offload.ask(actor.end_turn())
+        raise
+    turn = Turn(ctx, tenant_id, grant, actor, options, first_seq=(last.seq if last else 0) + 1,
+                received_at=received_at)
+    ctx.start_turn(turn)
+    return turn

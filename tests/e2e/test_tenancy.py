@@ -10,6 +10,7 @@ A read key of A may GET but gets 403 on every method needing write or admin.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import re
 import tarfile
@@ -28,6 +29,7 @@ from ashd.http.app import make_app
 from ashd.http.context import AppContext
 from ashd.scripted.server import ScriptedModel
 from tests.conftest import HELLO_AGENT
+from tests.store.pg import PostgresUnavailable, fresh_pg_database
 from tests.support.daemon import AshdProcess
 
 pytestmark = pytest.mark.e2e
@@ -194,14 +196,21 @@ def _mint(daemon: AshdProcess, tenant: str, scopes_: list[str] | None = None) ->
     return cast(dict[str, Any], resp.json())
 
 
-def _routes() -> set[str]:
-    return {r.pattern for r in route_table()}
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+          scripted_model: ScriptedModel) -> Iterator[World]:
+    with contextlib.ExitStack() as stack:
+        url = None
+        if request.param == "postgres":
+            try:
+                url = stack.enter_context(fresh_pg_database())
+            except PostgresUnavailable as exc:
+                pytest.fail(str(exc), pytrace=False)
+        yield from _world(tmp_path_factory.mktemp("tenancy"), scripted_model, url)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, scripted_model: ScriptedModel) -> Iterator[World]:
-    base = tmp_path_factory.mktemp("tenancy")
-    daemon = AshdProcess(base / "data", scripted_model.base_url, None, {
+def _world(base: Path, scripted_model: ScriptedModel, database_url: str | None) -> Iterator[World]:
+    daemon = AshdProcess(base / "data", scripted_model.base_url, database_url, {
         "ASH_INTERNAL_SECRET": SECRET, "ASH_ALLOWED_ORIGINS": ORIGIN,
         "ASH_CREDENTIAL_KEY": "credential-key-for-tenancy-tests"}).start()
     a = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60)
@@ -220,7 +229,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, scripted_model: ScriptedMode
 
 
 def _create_a_objects(a: httpx.Client) -> dict[str, str]:
-    routes = _routes()
     assert a.post("/api/agents", json={"name": A_AGENT, "path": str(HELLO_AGENT)}).status_code == 201
     resp = a.post("/api/sessions", json={"agent": A_AGENT})
     assert resp.status_code == 201, resp.text
@@ -228,22 +236,18 @@ def _create_a_objects(a: httpx.Client) -> dict[str, str]:
     made = a.post("/api/api-keys", json={"label": "a-extra"})
     assert made.status_code == 201, made.text
     ids["key"] = made.json()["id"]
-    if "/api/agents/{}/versions" in routes:
-        resp = a.post(f"/api/agents/{A_AGENT}/versions", json={"systemPrompt": "A's prompt"})
-        assert resp.status_code == 201, resp.text
-        ids["version"] = str(resp.json()["version"]["versionNumber"])
-    if "/api/credentials" in routes:
-        resp = a.post("/api/credentials", json={"type": "anthropic", "key": "sk-a-secret", "label": "a"})
-        assert resp.status_code == 201, resp.text
-        ids["credential"] = resp.json()["credential"]["id"]
-    if "/api/queue" in routes:
-        resp = a.post("/api/queue", json={"agentName": A_AGENT, "prompt": "[[say: queued]]"})
-        assert resp.status_code == 201, resp.text
-        ids["queue"] = resp.json()["item"]["id"]
-    if "/api/sessions/{}/attachments" in routes:
-        resp = a.post(f"/api/sessions/{ids['session']}/attachments", json={"filename": "a.txt", "content": "aGk="})
-        assert resp.status_code == 201, resp.text
-        ids["attachment"] = resp.json()["attachment"]["id"]
+    resp = a.post(f"/api/agents/{A_AGENT}/versions", json={"systemPrompt": "A's prompt"})
+    assert resp.status_code == 201, resp.text
+    ids["version"] = str(resp.json()["version"]["versionNumber"])
+    resp = a.post("/api/credentials", json={"type": "anthropic", "key": "sk-a-secret", "label": "a"})
+    assert resp.status_code == 201, resp.text
+    ids["credential"] = resp.json()["credential"]["id"]
+    resp = a.post("/api/queue", json={"agentName": A_AGENT, "prompt": "[[say: queued]]"})
+    assert resp.status_code == 201, resp.text
+    ids["queue"] = resp.json()["item"]["id"]
+    resp = a.post(f"/api/sessions/{ids['session']}/attachments", json={"filename": "a.txt", "content": "aGk="})
+    assert resp.status_code == 201, resp.text
+    ids["attachment"] = resp.json()["attachment"]["id"]
     return ids
 
 
