@@ -35,6 +35,7 @@ from ashd.policy import ChildHistory, Escalate, GiveUp, Restart
 from ashd.sandbox import limits, resume, workspace
 from ashd.sandbox.env import sandbox_env
 from ashd.sandbox.launcher import SandboxSpec
+from ashd.snapshot.fingerprint import workspace_digest
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.states import SandboxState, SessionStatus, check_session_transition
 from ashd.store import AgentRow, SessionRow, Store, utc_now
@@ -75,6 +76,7 @@ class SessionActor(pykka.ThreadingActor):
         self._not_before = 0.0
         self._draft = False  # pre-warmed, not yet a session (no database row)
         self._cold_source = "fresh"  # where the last start's workspace came from: local|cloud|fresh
+        self._saved: tuple[str, str] | None = None  # (sandbox id, workspace digest) of the last snapshot
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -386,11 +388,16 @@ class SessionActor(pykka.ThreadingActor):
         ws = self._deps.layout.sandbox_dir(self._sandbox.sandbox_id) / "workspace"
         if not ws.is_dir():
             return
+        digest = workspace_digest(ws)
+        if digest is not None and self._saved == (self._sandbox.sandbox_id, digest):
+            return  # nothing changed since the snapshot this sandbox last saved
         try:
             info = self._deps.snapshots.save(self._id, self._tenant, ws)
             log.debug("session %s: snapshot %s (%d files, %d bytes, %.0f ms)", self._id, info.key, info.files,
                       info.bytes, info.ms)
+            self._saved = (self._sandbox.sandbox_id, digest) if digest is not None else None
         except (SnapshotError, OSError) as exc:
+            self._saved = None
             log.error("session %s: workspace snapshot failed: %s", self._id, exc)
 
     def _release_sandbox(self) -> None:

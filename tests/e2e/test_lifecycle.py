@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ashd.snapshot.fingerprint import RACY_NS
 from tests.conftest import HELLO_AGENT
 from tests.e2e.conftest import ACCESS_KEY, SECRET_KEY
 from tests.store.pg import fresh_pg_database
@@ -154,3 +155,31 @@ def test_prewarm_is_claimed_by_the_right_agent_only(start_ashd: Callable[..., As
         assert len({other["id"], custom["id"], claimed["id"]}) == 3
         assert result_of(chat(c, claimed["id"], "[[say: warm hello]]")) == "warm hello"
         assert c.get(f"/api/sessions/{claimed['id']}/messages").json()["messages"]
+
+
+def test_a_turn_that_changes_no_file_does_not_rewrite_the_snapshot(ashd_sqlite: AshdProcess) -> None:
+    """Snapshots follow every turn; one that would store the same files is skipped."""
+    def turn(c: httpx.Client, sid: str, content: str) -> None:
+        with c.stream("POST", f"/api/sessions/{sid}/messages", json={"content": content}, timeout=120) as r:
+            assert r.status_code == 200
+            r.read()
+        # exec asks the session actor too, so it answers only after the turn's snapshot work.
+        assert c.post(f"/api/sessions/{sid}/exec", json={"command": "true"}).status_code == 200
+
+    def stored(sid: str) -> tuple[int, int]:
+        [blob] = list(ashd_sqlite.data_dir.rglob(f"{sid}/workspace.tar.gz"))
+        st = blob.stat()
+        return st.st_ino, st.st_mtime_ns  # a save replaces the file (a new inode)
+
+    with httpx.Client(base_url=ashd_sqlite.url, headers=ashd_sqlite.headers, timeout=60) as c:
+        c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
+        sid = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
+        turn(c, sid, "[[bash: echo one > one.txt]]")
+        # A digest is trusted only once every file is older than the racy window.
+        time.sleep(RACY_NS / 1e9 + 0.2)
+        turn(c, sid, "[[say: settle]]")
+        before = stored(sid)
+        turn(c, sid, "[[say: nothing to change]]")
+        assert stored(sid) == before
+        turn(c, sid, "[[bash: echo two > two.txt]]")
+        assert stored(sid) != before
