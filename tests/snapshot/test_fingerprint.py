@@ -8,7 +8,10 @@ from pathlib import Path
 
 from ashd.snapshot.fingerprint import RACY_NS, workspace_digest
 
-LATER = time.time_ns() + 10 * RACY_NS  # "now" for walks that must not find anything racy
+
+def later() -> int:
+    """A "now" far enough ahead that no entry written so far is racy."""
+    return time.time_ns() + 10 * RACY_NS
 
 
 def make(root: Path) -> None:
@@ -20,13 +23,13 @@ def make(root: Path) -> None:
 
 def test_unchanged_tree_has_a_stable_digest(tmp_path: Path) -> None:
     make(tmp_path)
-    first = workspace_digest(tmp_path, LATER)
-    assert first is not None and first == workspace_digest(tmp_path, LATER)
+    first = workspace_digest(tmp_path, later())
+    assert first is not None and first == workspace_digest(tmp_path, later())
 
 
 def test_every_kind_of_change_changes_it(tmp_path: Path) -> None:
     make(tmp_path)
-    seen = {workspace_digest(tmp_path, LATER)}
+    seen = {workspace_digest(tmp_path, later())}
     changes = [
         lambda: (tmp_path / "src" / "a.py").write_text("print(2)\n"),  # same size, new mtime
         lambda: (tmp_path / "new.txt").write_text(""),
@@ -37,21 +40,21 @@ def test_every_kind_of_change_changes_it(tmp_path: Path) -> None:
     ]
     for change in changes:
         change()
-        digest = workspace_digest(tmp_path, LATER)
+        digest = workspace_digest(tmp_path, later())
         assert digest not in seen
         seen.add(digest)
 
 
 def test_entries_the_archive_skips_do_not_count(tmp_path: Path) -> None:
     make(tmp_path)
-    before = workspace_digest(tmp_path, LATER)
+    before = workspace_digest(tmp_path, later())
     (tmp_path / "node_modules").mkdir()
     (tmp_path / "node_modules" / "x.js").write_text("x")
     (tmp_path / "bridge.sock").write_text("")
-    assert workspace_digest(tmp_path, LATER) == before
+    assert workspace_digest(tmp_path, later()) == before
 
 
 def test_a_just_changed_entry_gives_no_digest(tmp_path: Path) -> None:
     make(tmp_path)
     assert workspace_digest(tmp_path) is None  # everything was written just now
-    assert workspace_digest(tmp_path / "missing", LATER) is None
+    assert workspace_digest(tmp_path / "missing", later()) is None
