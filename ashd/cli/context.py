@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
@@ -66,6 +67,18 @@ class ProgressBar:
     def close(self) -> None:
         if self._shown and self._last != -1:
             self._err.write("\n")
+
+
+@contextlib.contextmanager
+def progress(ctx: Context, label: str) -> Iterator[None]:
+    """Show a :class:`ProgressBar` for the client's transfers inside the block."""
+    bar = ProgressBar(ctx.err, label)
+    ctx.client.progress = bar
+    try:
+        yield
+    finally:
+        ctx.client.progress = None
+        bar.close()
 
 
 def read_input(path: str) -> bytes:

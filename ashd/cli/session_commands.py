@@ -5,11 +5,10 @@ and the workspace's files. Each handler is one request (or one stream) through t
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ashd.cli.context import EXIT_SERVER_ERROR, EXIT_USAGE, SESSION_ID, Context, Leaf, ProgressBar, emit, read_input
+from ashd.cli.context import EXIT_SERVER_ERROR, EXIT_USAGE, SESSION_ID, Context, Leaf, emit, progress, read_input
 from ashd.client.display import make_printer
 from ashd.client.formatting import format_table
 
@@ -105,23 +104,15 @@ def _files(args: argparse.Namespace, ctx: Context) -> int:
         answer = ctx.client.list_files(args.id, include_hidden=not args.no_hidden)
         rows = [(f.get("path"), f.get("size"), f.get("modifiedAt")) for f in answer.get("files", [])]
         return emit(ctx, answer, format_table(("PATH", "SIZE", "MODIFIED"), rows))
-    bar = ProgressBar(ctx.err, args.path)
-    ctx.client.progress = bar
-    try:
+    with progress(ctx, args.path):
         data = ctx.client.read_file(args.id, args.path)
-    finally:
-        bar.close()
     return _write_output(ctx, data, args.output)
 
 
 def _put(args: argparse.Namespace, ctx: Context) -> int:
     files = {Path(local).name: read_input(local) for local in args.local}
-    bar = ProgressBar(ctx.err, f"uploading {len(files)} file(s)")
-    ctx.client.progress = bar
-    try:
+    with progress(ctx, f"uploading {len(files)} file(s)"):
         results = ctx.client.write_files(args.id, files, args.to)
-    finally:
-        bar.close()
     failed = [r for r in results if not r.get("written")]
     lines = [f"{r.get('path')}: {'written' if r.get('written') else r.get('error')}" for r in results]
     emit(ctx, {"files": results}, "\n".join(lines))
@@ -134,28 +125,19 @@ def _rm(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _download(args: argparse.Namespace, ctx: Context) -> int:
-    bar = ProgressBar(ctx.err, "downloading workspace")
-    ctx.client.progress = bar
-    try:
+    with progress(ctx, "downloading workspace"):
         bundle = ctx.client.download_workspace(args.id)
-    finally:
-        bar.close()
     return _write_output(ctx, bundle, args.output)
 
 
 def _upload(args: argparse.Namespace, ctx: Context) -> int:
-    bar = ProgressBar(ctx.err, "uploading bundle")
-    ctx.client.progress = bar
-    try:
+    with progress(ctx, "uploading bundle"):
         answer = ctx.client.upload_workspace(args.id, read_input(args.bundle))
-    finally:
-        bar.close()
     return emit(ctx, answer, str(answer.get("message", "uploaded")))
 
 
 def _write_output(ctx: Context, data: bytes, output: str | None) -> int:
     if output in (None, "-"):
-        sys.stdout.flush()
         ctx.out.flush()
         target = getattr(ctx.out, "buffer", None)
         if target is not None:

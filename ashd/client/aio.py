@@ -24,9 +24,8 @@ from ashd.client import calls
 from ashd.client.aio_transport import AsyncTransport
 from ashd.client.calls import JSON, Call
 from ashd.client.errors import AshdConnectionError, AshdError
-from ashd.client.events import Done, StreamEvent, typed
-from ashd.client.resume import DEFAULT_RECONNECTS, StreamCursor, stream_path
-from ashd.client.sse import SSEParser, SSEProtocolError
+from ashd.client.events import Done, StreamEvent
+from ashd.client.resume import DEFAULT_RECONNECTS, EventDecoder, StreamCursor, first_headers, stream_path
 
 
 class AsyncAshdClient:
@@ -110,34 +109,31 @@ class AsyncAshdClient:
                      include_partial: bool = True, *, reconnects: int = DEFAULT_RECONNECTS,
                      **options: Any) -> AsyncIterator[StreamEvent]:
         """Run one turn, yielding its typed events; reconnects like the blocking client."""
-        body: JSON = {
-            "content": content if isinstance(content, str) else [dict(b) for b in content],
-            "includePartialMessages": include_partial,
-            **calls.camel_options(options),
-        }
-        first = self._http.stream("POST", f"/api/sessions/{calls.seg(session_id)}/messages", body)
+        call = calls.send_message(session_id, content, include_partial, options)
+        first = self._http.stream(call.method, call.path, call.body)
         return self._resumable(session_id, first, StreamCursor(reconnects=reconnects), until_done=True)
 
     def follow(self, session_id: str, after: int | None = None, *,
                reconnects: int = DEFAULT_RECONNECTS) -> AsyncIterator[StreamEvent]:
         """Stored events after ``after``, then the running turn's, as the blocking ``follow``."""
-        headers = {"Last-Event-ID": str(after)} if after is not None else None
-        first = self._http.stream("GET", stream_path(calls.seg(session_id)), headers=headers)
+        first = self._http.stream("GET", stream_path(calls.seg(session_id)), headers=first_headers(after))
         return self._resumable(session_id, first, StreamCursor(last_id=after, reconnects=reconnects),
                                until_done=False)
 
     async def _resumable(self, session_id: str, chunks: AsyncGenerator[bytes, None], cursor: StreamCursor,
                          until_done: bool) -> AsyncIterator[StreamEvent]:
         while True:
+            decoder = EventDecoder(self.base_url)
             try:
-                async for event in self._parse(chunks):
-                    if cursor.accept(event):
-                        yield event
-                        if isinstance(event, Done):
-                            return
+                async for chunk in chunks:
+                    for event in decoder.feed(chunk):
+                        if cursor.accept(event):
+                            yield event
+                            if isinstance(event, Done):
+                                return
                 if not until_done:
                     return
-                failure = AshdConnectionError(f"{self.base_url} closed the stream before the turn finished")
+                failure = decoder.ended_early()
             except AshdConnectionError as exc:
                 failure = exc
             finally:
@@ -145,13 +141,3 @@ class AsyncAshdClient:
             headers = cursor.next_attempt(failure)
             await asyncio.sleep(cursor.backoff_s)
             chunks = self._http.stream("GET", stream_path(calls.seg(session_id)), headers=headers)
-
-    async def _parse(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[StreamEvent]:
-        parser = SSEParser()
-        async for chunk in chunks:
-            try:
-                events = parser.feed(chunk)
-            except SSEProtocolError as exc:
-                raise AshdConnectionError(f"{self.base_url} sent a bad stream: {exc}") from exc
-            for event in events:
-                yield typed(event)

@@ -191,6 +191,17 @@ def configure_session(session_id: str, **fields: Any) -> Call:
     return _obj("PATCH", _session(session_id, "/config"), "session", camel_options(fields), slow=True)
 
 
+def send_message(session_id: str, content: str | Sequence[Mapping[str, Any]], include_partial: bool,
+                 options: Mapping[str, Any]) -> Call:
+    """The POST that runs one turn (its answer is a stream: see the clients' ``send_message``)."""
+    body: JSON = {
+        "content": content if isinstance(content, str) else [dict(b) for b in content],
+        "includePartialMessages": include_partial,
+        **camel_options(options),
+    }
+    return Call("POST", _session(session_id, "/messages"), body)
+
+
 def interrupt(session_id: str) -> Call:
     return Call("POST", _session(session_id, "/interrupt"))
 

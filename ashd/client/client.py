@@ -24,9 +24,8 @@ from typing import Any, Literal
 from ashd.client import calls
 from ashd.client.calls import JSON, Call
 from ashd.client.errors import AshdConnectionError, AshdError
-from ashd.client.events import Done, StreamEvent, typed
-from ashd.client.resume import DEFAULT_RECONNECTS, StreamCursor, stream_path
-from ashd.client.sse import SSEParser, SSEProtocolError
+from ashd.client.events import Done, StreamEvent
+from ashd.client.resume import DEFAULT_RECONNECTS, EventDecoder, StreamCursor, first_headers, stream_path
 from ashd.client.transport import Progress, Transport
 
 _seg = calls.seg
@@ -298,12 +297,8 @@ class AshdClient:
         before its first event, or reconnecting kept failing).
         Closing the iterator early closes the connection.
         """
-        body: JSON = {
-            "content": content if isinstance(content, str) else [dict(b) for b in content],
-            "includePartialMessages": include_partial,
-            **camel_options(options),
-        }
-        first = self._http.stream("POST", f"/api/sessions/{_seg(session_id)}/messages", body)
+        call = calls.send_message(session_id, content, include_partial, options)
+        first = self._http.stream(call.method, call.path, call.body)
         return self._resumable(session_id, first, StreamCursor(reconnects=reconnects), until_done=True)
 
     def follow(
@@ -312,24 +307,24 @@ class AshdClient:
         """``GET /api/sessions/:id/stream``: stored events after ``after`` (all when None),
         then the running turn's live events up to its ``Done``. Ends when the server has
         nothing more (no turn running); reconnects like :meth:`send_message`."""
-        cursor = StreamCursor(last_id=after, reconnects=reconnects)
-        headers = {"Last-Event-ID": str(after)} if after is not None else None
-        first = self._http.stream("GET", stream_path(_seg(session_id)), headers=headers)
-        return self._resumable(session_id, first, cursor, until_done=False)
+        first = self._http.stream("GET", stream_path(_seg(session_id)), headers=first_headers(after))
+        return self._resumable(session_id, first, StreamCursor(last_id=after, reconnects=reconnects),
+                               until_done=False)
 
     def _resumable(
         self, session_id: str, chunks: Generator[bytes, None, None], cursor: StreamCursor, until_done: bool
     ) -> Iterator[StreamEvent]:
         while True:
+            decoder = EventDecoder(self.base_url)
             try:
-                for event in self._parse(chunks):
+                for event in (event for chunk in chunks for event in decoder.feed(chunk)):
                     if cursor.accept(event):
                         yield event
                         if isinstance(event, Done):
                             return
                 if not until_done:
                     return
-                failure = AshdConnectionError(f"{self.base_url} closed the stream before the turn finished")
+                failure = decoder.ended_early()
             except AshdConnectionError as exc:
                 failure = exc
             finally:
@@ -337,16 +332,6 @@ class AshdClient:
             headers = cursor.next_attempt(failure)
             time.sleep(cursor.backoff_s)
             chunks = self._http.stream("GET", stream_path(_seg(session_id)), headers=headers)
-
-    def _parse(self, chunks: Iterator[bytes]) -> Iterator[StreamEvent]:
-        parser = SSEParser()
-        for chunk in chunks:
-            try:
-                events = parser.feed(chunk)
-            except SSEProtocolError as exc:
-                raise AshdConnectionError(f"{self.base_url} sent a bad stream: {exc}") from exc
-            for event in events:
-                yield typed(event)
 
     # -- helpers -------------------------------------------------------------
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ashd.client.errors import AshdConnectionError
-from ashd.client.events import StreamEvent
+from ashd.client.events import StreamEvent, typed
+from ashd.client.sse import SSEParser, SSEProtocolError
 
 DEFAULT_RECONNECTS = 5
 _BACKOFF_BASE_S = 0.25
@@ -28,6 +29,30 @@ _BACKOFF_MAX_S = 5.0
 
 def stream_path(session_id_segment: str) -> str:
     return f"/api/sessions/{session_id_segment}/stream"
+
+
+def first_headers(after: int | None) -> dict[str, str] | None:
+    """The headers of a stream opened after event ``after`` (None: from the start)."""
+    return {"Last-Event-ID": str(after)} if after is not None else None
+
+
+class EventDecoder:
+    """The bytes of one connection as typed events, as they complete (one per connection)."""
+
+    def __init__(self, origin: str) -> None:
+        self._parser = SSEParser()
+        self._origin = origin
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        """Raises AshdConnectionError when the stream breaks the parser's limits."""
+        try:
+            return [typed(event) for event in self._parser.feed(chunk)]
+        except SSEProtocolError as exc:
+            raise AshdConnectionError(f"{self._origin} sent a bad stream: {exc}") from exc
+
+    def ended_early(self) -> AshdConnectionError:
+        """The failure of a turn's stream that ended without ``done``."""
+        return AshdConnectionError(f"{self._origin} closed the stream before the turn finished")
 
 
 @dataclass

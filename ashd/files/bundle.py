@@ -19,12 +19,11 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from ashd.errors import BadRequest, PayloadTooLarge
 from ashd.files.contained import READ_FLAGS, Parts, Tree, UnsafePath, parse_relative
 from ashd.files.rules import bundle_skip, path_skipped
-from ashd.snapshot.archive import contained_link_target
+from ashd.snapshot.archive import ExactReader, contained_link_target, tar_info
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_MEMBERS = 100_000
@@ -32,27 +31,6 @@ MAX_MEMBERS = 100_000
 
 def _human(n: int) -> str:
     return f"{n / (1 << 20):.0f} MB"
-
-
-class _Exactly:
-    """Reads exactly ``size`` bytes: truncates growth, pads shrinkage with NULs."""
-
-    def __init__(self, f: BinaryIO, size: int) -> None:
-        self.f, self.left = f, size
-
-    def read(self, n: int = -1) -> bytes:
-        n = self.left if n < 0 or n > self.left else n
-        data = self.f.read(n)
-        self.left -= n
-        return data + b"\0" * (n - len(data))
-
-
-def _info(name: str, kind: bytes, mode: int, mtime: float) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.mtime = kind, mode, int(mtime)
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
 
 
 def write_bundle(tree: Tree, dest: Path, max_bytes: int) -> int:
@@ -68,7 +46,7 @@ def write_bundle(tree: Tree, dest: Path, max_bytes: int) -> int:
             for entry in tree.walk(bundle_skip):
                 mode = entry.st.st_mode
                 if stat.S_ISDIR(mode):
-                    tar.addfile(_info(entry.rel, tarfile.DIRTYPE, (mode & 0o777) | 0o700, entry.st.st_mtime))
+                    tar.addfile(tar_info(entry.rel, tarfile.DIRTYPE, (mode & 0o777) | 0o700, entry.st.st_mtime))
                 elif stat.S_ISLNK(mode):
                     _add_link(tar, root, entry.rel, entry.name, entry.dir_fd, entry.st.st_mtime)
                 elif stat.S_ISREG(mode):
@@ -86,7 +64,7 @@ def _add_link(tar: tarfile.TarFile, root: str, rel: str, name: str, dir_fd: int,
         return
     target = contained_link_target(root, rel, linkname)
     if target is not None:
-        info = _info(rel, tarfile.SYMTYPE, 0o777, mtime)
+        info = tar_info(rel, tarfile.SYMTYPE, 0o777, mtime)
         info.linkname = target
         tar.addfile(info)
 
@@ -105,9 +83,9 @@ def _add_file(tar: tarfile.TarFile, rel: str, name: str, dir_fd: int, room: int)
                 "the workspace holds more than the bundle limit; download large files one by one "
                 f"(GET /api/sessions/:id/files/<path>) or remove them (reached at {rel!r})"
             )
-        info = _info(rel, tarfile.REGTYPE, st.st_mode & 0o777, st.st_mtime)
+        info = tar_info(rel, tarfile.REGTYPE, st.st_mode & 0o777, st.st_mtime)
         info.size = st.st_size
-        tar.addfile(info, _Exactly(f, st.st_size))
+        tar.addfile(info, ExactReader(f, st.st_size))
     return st.st_size
 
 

@@ -15,10 +15,8 @@ from ashd.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from ashd.files.contained import Tree, parse_relative
 from ashd.files.rules import listing_skip
 from ashd.http.agents import AgentNameHandler
-from ashd.http.download import send_file
+from ashd.http.download import answer_file
 from ashd.http.session_files import (
-    MAX_JSON_BYTES,
-    MAX_RAW_BYTES,
     MAX_UPLOAD_BODY,
     Upload,
     file_json,
@@ -86,20 +84,7 @@ class AgentFileHandler(AgentFilesBase):
         parts = parse_relative(raw_path)
         row = await self.agent(name)
         f, st = await self.ctx.offload.read(self.tree(row).open_file, parts)
-        limit = MAX_JSON_BYTES if fmt == "json" else MAX_RAW_BYTES
-        if st.st_size > limit:
-            await self.ctx.offload.read(f.close)
-            raise PayloadTooLarge(f"{'/'.join(parts)} is {st.st_size} bytes, over the {limit >> 20} MB limit"
-                                  + ("; use format=raw" if fmt == "json" else ""))
-        if fmt == "raw":
-            await send_file(self, f, st.st_size, parts[-1])
-            return
-        try:
-            data = await self.ctx.offload.read(f.read, st.st_size + 1)
-        finally:
-            await self.ctx.offload.read(f.close)
-        self.send_json({"path": "/".join(parts), "content": data.decode("utf-8", errors="replace"),
-                        "size": len(data)})
+        await answer_file(self, f, st.st_size, "/".join(parts), fmt)
 
     async def delete(self, name: str, raw_path: str) -> None:
         parts = parse_relative(raw_path)

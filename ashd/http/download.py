@@ -12,11 +12,14 @@ from urllib.parse import quote
 
 import tornado.iostream
 
+from ashd.errors import PayloadTooLarge
 from ashd.http.base import ApiHandler
 
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
+MAX_RAW_BYTES = 100 * 1024 * 1024
+MAX_JSON_BYTES = 1024 * 1024
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}$")
 
 
@@ -67,3 +70,26 @@ async def send_file(handler: ApiHandler, f: BinaryIO, size: int, filename: str,
         log.debug("%s: client went away during the download", handler.request.path)
     finally:
         await offload.read(f.close)
+
+
+async def answer_file(handler: ApiHandler, f: BinaryIO, size: int, path: str, fmt: str,
+                      raw_hint: str = "", **shown: str) -> None:
+    """Answer with an opened file (closed here): ``raw`` bytes up to MAX_RAW_BYTES, or Ash's
+    ``{path, content, size, **shown}`` up to MAX_JSON_BYTES (UTF-8, invalid bytes replaced).
+    ``shown`` also goes out as ``X-Ash-<Name>`` headers on raw answers. Raises
+    PayloadTooLarge, with ``raw_hint`` appended for a raw file over its limit."""
+    limit = MAX_JSON_BYTES if fmt == "json" else MAX_RAW_BYTES
+    if size > limit:
+        await handler.ctx.offload.read(f.close)
+        hint = "; use format=raw" if fmt == "json" else raw_hint
+        raise PayloadTooLarge(f"{path} is {size} bytes, over the {limit >> 20} MB limit{hint}")
+    if fmt == "raw":
+        extra = {f"X-Ash-{name.capitalize()}": value for name, value in shown.items()}
+        await send_file(handler, f, size, path.rsplit("/", 1)[-1], extra=extra)
+        return
+    try:
+        data = await handler.ctx.offload.read(f.read, size + 1)
+    finally:
+        await handler.ctx.offload.read(f.close)
+    handler.send_json({"path": path, "content": data.decode("utf-8", errors="replace"), "size": len(data),
+                       **shown})

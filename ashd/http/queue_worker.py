@@ -65,7 +65,10 @@ class QueueWorker:
         store, offload = self._ctx.store, self._ctx.offload
         while True:
             try:
-                item = await offload.write(store.claim_queue_item)
+                # Checked by a read first: an idle worker must not take the single writer
+                # (and SQLite's write lock) away from turns every poll.
+                due = await offload.read(store.queue_item_due)
+                item = await offload.write(store.claim_queue_item) if due else None
             except Exception:  # boundary: the database may be briefly away; keep the worker
                 log.exception("prompt queue worker %d: claiming an item failed", n)
                 item = None

@@ -20,13 +20,11 @@ from ashd.files.archive_view import ArchiveView
 from ashd.files.contained import Parts, Tree, UnsafePath, parse_relative
 from ashd.files.rules import listing_skip
 from ashd.files.sessions import SessionFiles
-from ashd.http.download import open_binary, send_file
+from ashd.http.download import answer_file, open_binary, send_file
 from ashd.http.sessions import SessionBase
 from ashd.store import SessionRow
 from ashd.store.timestamps import format_utc
 
-MAX_RAW_BYTES = 100 * 1024 * 1024
-MAX_JSON_BYTES = 1024 * 1024
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_BATCH_BYTES = 100 * 1024 * 1024
 MAX_BATCH_FILES = 500
@@ -175,20 +173,8 @@ class SessionFileHandler(SessionFilesBase):
                 archive = await self.ctx.offload.read(self.files.fetch_snapshot, row)
                 f, size, _mtime = await self.ctx.offload.read(ArchiveView(archive).open_file, parts)
                 source = "snapshot"
-            limit = MAX_JSON_BYTES if fmt == "json" else MAX_RAW_BYTES
-            if size > limit:
-                await self.ctx.offload.read(f.close)
-                hint = "; use format=raw" if fmt == "json" else "; download the workspace bundle instead"
-                raise PayloadTooLarge(f"{'/'.join(parts)} is {size} bytes, over the {limit >> 20} MB limit{hint}")
-            if fmt == "json":
-                try:
-                    data = await self.ctx.offload.read(f.read, size + 1)
-                finally:
-                    await self.ctx.offload.read(f.close)
-                self.send_json({"path": "/".join(parts), "content": data.decode("utf-8", errors="replace"),
-                                "size": len(data), "source": source})
-                return
-            await send_file(self, f, size, parts[-1], extra={"X-Ash-Source": source})
+            await answer_file(self, f, size, "/".join(parts), fmt,
+                              "; download the workspace bundle instead", source=source)
         finally:
             if archive is not None:
                 archive.unlink(missing_ok=True)

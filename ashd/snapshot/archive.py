@@ -117,7 +117,7 @@ class _Walker:
         except OSError:  # gone, or swapped for a symlink since the stat
             return
         try:
-            self._emit(_info(rel, tarfile.DIRTYPE, (st.st_mode & 0o777) | 0o700, st.st_mtime))
+            self._emit(tar_info(rel, tarfile.DIRTYPE, (st.st_mode & 0o777) | 0o700, st.st_mtime))
             self.stats = _bump(self.stats, dirs=1)
             self.add_dir(fd, rel, depth + 1)
         finally:
@@ -137,9 +137,9 @@ class _Walker:
                     f"workspace {self.root} holds more than the snapshot limit of {_human(self.max_bytes)} "
                     f"(reached at {rel!r}); raise the limit or remove large files"
                 )
-            info = _info(rel, tarfile.REGTYPE, st.st_mode & 0o777, st.st_mtime)
+            info = tar_info(rel, tarfile.REGTYPE, st.st_mode & 0o777, st.st_mtime)
             info.size = st.st_size
-            self._emit(info, _Exactly(f, st.st_size))
+            self._emit(info, ExactReader(f, st.st_size))
         self.stats = _bump(self.stats, files=1, bytes=st.st_size)
 
     def _add_symlink(self, dir_fd: int, name: str, rel: str, st: os.stat_result) -> None:
@@ -151,12 +151,12 @@ class _Walker:
         if target is None:
             self.stats = _bump(self.stats, dropped_links=1)
             return
-        info = _info(rel, tarfile.SYMTYPE, 0o777, st.st_mtime)
+        info = tar_info(rel, tarfile.SYMTYPE, 0o777, st.st_mtime)
         info.linkname = target
         self._emit(info)
         self.stats = _bump(self.stats, symlinks=1)
 
-    def _emit(self, info: tarfile.TarInfo, fileobj: _Exactly | None = None) -> None:
+    def _emit(self, info: tarfile.TarInfo, fileobj: ExactReader | None = None) -> None:
         self.tar.addfile(info, fileobj)
 
 
@@ -270,7 +270,7 @@ class _MemberGuard:
             raise UnsafeArchive(f"archive symlink {member.name!r} points outside: {member.linkname!r}")
 
 
-class _Exactly:
+class ExactReader:
     """Reads exactly ``size`` bytes: truncates growth, pads shrinkage with NULs."""
 
     def __init__(self, f: BinaryIO, size: int) -> None:
@@ -283,7 +283,8 @@ class _Exactly:
         return data + b"\0" * (n - len(data))
 
 
-def _info(name: str, kind: bytes, mode: int, mtime: float) -> tarfile.TarInfo:
+def tar_info(name: str, kind: bytes, mode: int, mtime: float) -> tarfile.TarInfo:
+    """A member header with no owner: archives never carry host uids or names."""
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.mtime = kind, mode, int(mtime)
     info.uid = info.gid = 0

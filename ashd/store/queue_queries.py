@@ -101,6 +101,13 @@ def cancel(conn: Connection, tenant_id: str, item_id: str, now: str) -> bool:
     return conn.execute(stmt).rowcount == 1
 
 
+def _due_candidates(now: str, limit: int) -> sa.Select[Any]:
+    t = queue_items.c
+    due = sa.or_(t.retry_after.is_(None), t.retry_after <= now)
+    return (sa.select(t.id).where(t.status == "pending", due)
+            .order_by(t.priority.desc(), t.created_at, t.id).limit(limit))
+
+
 def claim(conn: Connection, now: str) -> QueueItemRow | None:
     """pending -> processing for the highest-priority, oldest item that is due (any tenant).
 
@@ -108,10 +115,7 @@ def claim(conn: Connection, now: str) -> QueueItemRow | None:
     pending wins; a loser tries the next candidate.
     """
     t = queue_items.c
-    due = sa.or_(t.retry_after.is_(None), t.retry_after <= now)
-    candidates = (sa.select(t.id).where(t.status == "pending", due)
-                  .order_by(t.priority.desc(), t.created_at, t.id).limit(CLAIM_ATTEMPTS))
-    for item_id in conn.execute(candidates).scalars().all():
+    for item_id in conn.execute(_due_candidates(now, CLAIM_ATTEMPTS)).scalars().all():
         won = conn.execute(sa.update(queue_items).where(t.id == item_id, t.status == "pending")
                            .values(status="processing", started_at=now)).rowcount
         if won == 1:
@@ -119,12 +123,9 @@ def claim(conn: Connection, now: str) -> QueueItemRow | None:
     return None
 
 
-def next_due(conn: Connection) -> str | None:
-    """The earliest ``retry_after`` of a pending item waiting for its retry, if any."""
-    t = queue_items.c
-    stmt = sa.select(sa.func.min(t.retry_after)).where(t.status == "pending", t.retry_after.is_not(None))
-    value = conn.execute(stmt).scalar_one_or_none()
-    return str(value) if value is not None else None
+def any_due(conn: Connection, now: str) -> bool:
+    """True if some pending item is due (a read: lets idle workers skip the write lock)."""
+    return conn.execute(_due_candidates(now, 1)).first() is not None
 
 
 def finish(conn: Connection, item_id: str, status: str, now: str, *, error: str | None = None,

@@ -527,10 +527,10 @@ class Store:
         with self._write() as conn:
             return queue_queries.claim(conn, self._clock())
 
-    def next_queue_retry(self) -> str | None:
-        """Internal: when the earliest waiting retry is due (a stored timestamp), if any."""
+    def queue_item_due(self) -> bool:
+        """Internal (all tenants): whether any pending item is due; a read, no lock taken."""
         with self._read() as conn:
-            return queue_queries.next_due(conn)
+            return queue_queries.any_due(conn, self._clock())
 
     def finish_queue_item(self, item_id: str, status: str, *, error: str | None = None,
                           session_id: str | None = None) -> bool:
