@@ -33,11 +33,17 @@ lint: setup
 	$(BIN)/ruff check ashd tests benchmarks
 	$(BIN)/mypy ashd
 
+## make man: regenerate man/ from the parsers and ashd/config.py (scripts/build_man.py).
 man: setup
-	$(BIN)/argparse-manpage --pyfile ashd/cli/daemon.py --function build_parser --prog ashd \
-		--project-name ashd --manual-title "ashd manual" --output man/ashd.1
-	$(BIN)/argparse-manpage --pyfile ashd/cli/ashctl.py --function build_parser --prog ashctl \
-		--project-name ashd --manual-title "ashd manual" --output man/ashctl.1
+	$(BIN)/python scripts/build_man.py man
+
+# setup also puts the pages where man(1) finds them: $(VENV)/share/man (see the README).
+MAN_INSTALLED := $(VENV)/share/man/man1/ashd.1 $(VENV)/share/man/man1/ashctl.1 $(VENV)/share/man/man5/ashd.toml.5
+setup: $(MAN_INSTALLED)
+$(VENV)/share/man/man1/%.1: man/%.1 | $(STAMP)
+	@install -D -m 0644 $< $@
+$(VENV)/share/man/man5/%.5: man/%.5 | $(STAMP)
+	@install -D -m 0644 $< $@
 
 bench: setup
 	$(BIN)/python benchmarks/message_latency.py --out benchmarks/results/message_latency.json

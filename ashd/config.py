@@ -46,24 +46,25 @@ class Secret:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 4100
+    host: str = "127.0.0.1"  # address the REST + SSE API listens on
+    port: int = 4100  # TCP port of the API
     allowed_origins: str = ""  # CORS: comma list of origins to reflect; empty = no CORS headers at all
 
 
 @dataclass(frozen=True)
 class StoreConfig:
-    # Empty: a SQLite file under the data dir. Kept out of repr: the URL may hold a password.
+    # Empty: SQLite, <data_dir>/ash.db; else sqlite:///FILE or postgresql+psycopg://USER:PASSWORD@HOST/DB.
+    # Kept out of repr: the URL may hold a password.
     database_url: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
 class PoolConfig:
-    max_sandboxes: int = 1000
-    idle_timeout_ms: int = 1_800_000
-    bridge_ready_timeout_s: float = 30.0
-    stop_grace_s: float = 5.0
-    sweep_interval_s: float = 60.0
+    max_sandboxes: int = 1000  # live sandboxes at most; at capacity the least recently used idle one is evicted
+    idle_timeout_ms: int = 1_800_000  # a sandbox idle this long is stopped and its session paused
+    bridge_ready_timeout_s: float = 30.0  # how long a new sandbox and its CLI may take to become ready
+    stop_grace_s: float = 5.0  # between SIGTERM and SIGKILL when a sandbox is stopped
+    sweep_interval_s: float = 60.0  # how often idle sandboxes are looked for
     sse_heartbeat_s: float = 15.0  # a ": keep-alive" comment on a stream idle this long
     prewarm_per_agent: int = 0  # default pre-warmed sandboxes per agent (agent config preWarmCount wins)
 
@@ -72,38 +73,39 @@ class PoolConfig:
 class SnapshotConfig:
     """Where workspace snapshots go: unset = <data>/snapshots; file:///dir; s3://bucket/prefix/."""
 
-    url: str = ""
-    s3_endpoint: str = ""
-    s3_region: str = "us-east-1"
-    max_bytes: int = 1 << 30
+    url: str = ""  # empty: <data_dir>/snapshots; file:///dir; s3://bucket/prefix/
+    s3_endpoint: str = ""  # URL of an S3-compatible server; empty: AWS
+    s3_region: str = "us-east-1"  # region of the S3 bucket
+    max_bytes: int = 1 << 30  # file content a workspace snapshot may hold, in bytes
 
 
 @dataclass(frozen=True)
 class SupervisionConfig:
     """Restart policy of agent processes (see ashd/policy.py)."""
 
-    intensity: int = 3
-    period_s: float = 60.0
-    backoff_base_s: float = 0.2
-    backoff_cap_s: float = 30.0
-    min_uptime_s: float = 1.0
-    stable_after_s: float = 60.0
-    budget_limit: int = 10
-    budget_period_s: float = 60.0
+    intensity: int = 3  # restarts of one session's agent process allowed within period_s
+    period_s: float = 60.0  # the window of intensity
+    backoff_base_s: float = 0.2  # first restart delay; doubles per restart, with jitter
+    backoff_cap_s: float = 30.0  # longest restart delay
+    min_uptime_s: float = 1.0  # a run shorter than this counts as a failed start
+    stable_after_s: float = 60.0  # a run this long resets the session's restart history
+    budget_limit: int = 10  # restarts the whole daemon allows per budget_period_s; then starts get 503
+    budget_period_s: float = 60.0  # the window of budget_limit
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Where the real model API is, and the credential ashd uses for it."""
 
-    base_url: str = "https://api.anthropic.com"
-    api_key: Secret = field(default_factory=lambda: Secret(""))
-    auth_token: Secret = field(default_factory=lambda: Secret(""))
+    base_url: str = "https://api.anthropic.com"  # the model API the model proxy forwards to
+    api_key: Secret = field(default_factory=lambda: Secret(""))  # sent upstream as x-api-key; never in a sandbox
+    auth_token: Secret = field(default_factory=lambda: Secret(""))  # sent upstream as a Bearer token instead
 
 
 @dataclass(frozen=True)
 class AuthConfig:
-    api_key: Secret = field(default_factory=lambda: Secret(""))
+    api_key: Secret = field(default_factory=lambda: Secret(""))  # a fixed admin key of tenant "default"
+    # encrypts stored credentials (AES-256-GCM) and keys API key hashes (HMAC); keep it stable
     credential_key: Secret = field(default_factory=lambda: Secret(""))
     # Guards /api/internal/*; empty = those routes are disabled (fail closed, unlike Ash).
     internal_secret: Secret = field(default_factory=lambda: Secret(""))
@@ -113,7 +115,7 @@ class AuthConfig:
 class RateLimitConfig:
     """Token buckets per API key (per client address without one); 0 disables a limit."""
 
-    window_s: float = 900.0
+    window_s: float = 900.0  # the window of every limit below, in seconds
     global_max: int = 1500  # requests per window, any route
     sessions_max: int = 20  # POST /api/sessions per window
     agents_max: int = 20  # POST /api/agents per window
@@ -123,30 +125,30 @@ class RateLimitConfig:
 class SandboxConfig:
     """How sessions are isolated (docs/security.md). Limits: defaults, then ceilings (max_*)."""
 
-    permission_mode: str = "bypassPermissions"
+    permission_mode: str = "bypassPermissions"  # the CLI's default: bypassPermissions, default, acceptEdits, plan
     isolation: str = "bwrap"  # "bwrap" (default) or "none" (no OS isolation: an explicit opt-out)
     floor: str = "bwrap,limits,proxy"  # layers without which no session starts ("none": no floor)
     mount_root: Path = Path("/run/ashd")  # host paths the sandbox uids must reach
-    uid_base: int = 200_000
-    uid_count: int = 65_000
-    memory_mb: int = 1024
-    cpus: float = 1.0
-    pids: int = 512
-    disk_mb: int = 2048
-    tmp_mb: int = 256
-    max_memory_mb: int = 8192
-    max_cpus: float = 4.0
-    max_pids: int = 4096
-    max_disk_mb: int = 20480
-    max_tmp_mb: int = 4096
+    uid_base: int = 200_000  # first host uid given to sandboxes, one uid per live sandbox
+    uid_count: int = 65_000  # how many uids from uid_base; bounds live sandboxes
+    memory_mb: int = 1024  # default memory limit of a sandbox (cgroup), MiB
+    cpus: float = 1.0  # default CPU limit, in CPUs
+    pids: int = 512  # default limit of processes and threads
+    disk_mb: int = 2048  # default size of the workspace disk image (the disk quota), MiB
+    tmp_mb: int = 256  # default size of the private /tmp, MiB
+    max_memory_mb: int = 8192  # ceiling an agent's .ashd/sandbox.json may ask for
+    max_cpus: float = 4.0  # ceiling of cpus
+    max_pids: int = 4096  # ceiling of pids
+    max_disk_mb: int = 20480  # ceiling of disk_mb
+    max_tmp_mb: int = 4096  # ceiling of tmp_mb
 
 
 @dataclass(frozen=True)
 class ProxyConfig:
     """The model proxy and the egress proxy, as seen from inside a sandbox."""
 
-    model_port: int = 8080
-    egress_port: int = 3128
+    model_port: int = 8080  # loopback port of the model proxy inside each sandbox
+    egress_port: int = 3128  # loopback port of the egress proxy inside each sandbox
     egress_pins: str = ""  # "name=ip,name2=ip2": trusted fixed addresses for allowlisted names
 
 
@@ -157,13 +159,13 @@ class QueueConfig:
     workers: int = 1  # queued turns this daemon runs at once; 0: it runs none (others may)
     poll_interval_s: float = 1.0  # how often an idle worker looks for due items
     retry_delay_s: float = 5.0  # delay before the first retry; doubles with each retry
-    retry_delay_cap_s: float = 300.0
+    retry_delay_cap_s: float = 300.0  # longest delay between retries
 
 
 @dataclass(frozen=True)
 class Config:
-    data_dir: Path = Path("data")
-    log_level: str = "info"
+    data_dir: Path = Path("data")  # state: database, agents, sandboxes, snapshots, the bootstrap key
+    log_level: str = "info"  # debug, info, warning or error
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
@@ -175,7 +177,7 @@ class Config:
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
-    max_attachment_size: int = 10 * 1024 * 1024  # bytes, decoded (ASH_MAX_ATTACHMENT_SIZE)
+    max_attachment_size: int = 10 * 1024 * 1024  # largest attachment, in bytes after base64 decoding
 
     @property
     def database_url(self) -> str:
