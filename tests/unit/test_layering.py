@@ -1,4 +1,4 @@
-"""DESIGN.md: layers depend one way; handlers never import pykka, actors never tornado."""
+"""docs/architecture.md: layers depend one way; handlers never import pykka, actors never tornado."""
 
 from __future__ import annotations
 
