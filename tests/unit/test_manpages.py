@@ -156,6 +156,11 @@ def test_man_finds_the_installed_page_after_setup(page: str) -> None:
     relative = subprocess.run([man, "-w", section, name], cwd=checkout, capture_output=True, text=True,
                               env={**base, "MANPATH": str(VENV_MAN.relative_to(checkout))}, timeout=60)
     assert Path(checkout, relative.stdout.strip()).resolve() == installed.resolve(), relative.stderr
+    shown = subprocess.run([man, section, name], cwd=checkout, capture_output=True, text=True, timeout=60,
+                           env={**base, "MANPATH": str(VENV_MAN.relative_to(checkout)), "MANPAGER": "cat",
+                                "MANWIDTH": "250"})
+    assert shown.returncode == 0 and not shown.stderr, shown.stderr
+    assert shown.stdout == render(REPO / "man" / page)
     # ... or no MANPATH at all, with the venv's bin/ on PATH (man-db derives <bin>/../share/man).
     on_path = subprocess.run([man, "-w", section, name], capture_output=True, text=True, timeout=60,
                              env={**base, "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin"})
