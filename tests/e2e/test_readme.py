@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,24 +135,27 @@ class LocalRun:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> None:
-        """SIGTERM the group (ashd stops gracefully), wait until it is empty, else SIGKILL it."""
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + STOP_TIMEOUT_S
-            while time.monotonic() < deadline and _group_alive(proc):
-                time.sleep(0.1)
-        proc.wait(timeout=STOP_TIMEOUT_S)
+        if self.proc is not None:
+            proc, self.proc = self.proc, None
+            stop_group(proc)
 
 
-def _group_alive(leader: subprocess.Popen[bytes]) -> bool:
-    """Whether any process of ``leader``'s group is left (the leader, our child, is reaped)."""
-    leader.poll()
+def stop_group(leader: subprocess.Popen[Any]) -> None:
+    """SIGTERM ``leader``'s process group (ashd stops gracefully); wait until it is empty,
+    else SIGKILL it. The leader is our child and is reaped; the rest were its children."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(leader.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and _group_alive(leader):
+            time.sleep(0.1)
+    leader.wait(timeout=STOP_TIMEOUT_S)
+
+
+def _group_alive(leader: subprocess.Popen[Any]) -> bool:
+    leader.poll()  # a zombie leader still counts as a member of its group
     try:
         os.killpg(leader.pid, 0)
     except ProcessLookupError:
@@ -218,3 +222,27 @@ def test_make_run_says_where_it_wrote_the_key_only_when_it_did(make_run: LocalRu
     make_run.start()
     again = make_run.output()
     assert "bootstrap API key" not in again and "initial-api-key" not in again, again
+
+
+def test_make_run_stops_with_a_clear_message_when_the_model_port_is_taken(
+        clone: Path, tmp_path: Path) -> None:
+    # Not the README ports: another free pair, with the model's port held by this test.
+    with socket.socket() as holder, socket.socket() as probe:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        probe.bind(("127.0.0.1", 0))
+        taken, ashd_port = holder.getsockname()[1], probe.getsockname()[1]
+        probe.close()
+        env = {**user_environment(), "ASHD_SCRIPTED_PORT": str(taken), "ASH_PORT": str(ashd_port),
+               "ASH_DATA_DIR": str(tmp_path / "data")}
+        proc = subprocess.Popen(make_run_recipe(), cwd=clone, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            output = "(still running after 60 s: ashd was started anyway)"
+        finally:
+            stop_group(proc)
+    assert proc.returncode == 1, output
+    assert f"127.0.0.1:{taken}" in output and "ASHD_SCRIPTED_PORT" in output, output
