@@ -342,9 +342,9 @@ def _anchored_sqlite_url(url: str, cwd: Path) -> str:
 
 def _anchored_snapshot_url(url: str, cwd: Path) -> str:
     """A directory given as a plain path or ``file:rel`` -> its ``file:///abs/dir`` URL."""
-    parsed = urlparse(url)
     if not url:
         return url
+    parsed = urlparse(url)
     if not parsed.scheme:  # a plain path, absolute or relative
         path = url
     elif parsed.scheme == "file" and not parsed.netloc and not parsed.path.startswith("/"):
