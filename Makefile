@@ -17,10 +17,12 @@ test: setup postgres
 
 setup: $(STAMP) system-deps
 
+# One line per step it takes; nothing once everything is installed (the stamp is current).
 $(STAMP):
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[daemon,test,man]'
+	@test -x $(BIN)/python || { echo "setup: creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "setup: installing Python packages into $(VENV) (first run: about a minute)"
+	@$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[daemon,test,man]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 system-deps:

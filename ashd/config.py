@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from ashd.errors import ConfigError
 
@@ -71,7 +72,8 @@ class PoolConfig:
 
 @dataclass(frozen=True)
 class SnapshotConfig:
-    """Where workspace snapshots go: unset = <data>/snapshots; file:///dir; s3://bucket/prefix/."""
+    """Where workspace snapshots go: unset = <data>/snapshots; a directory (path or file:///dir);
+    s3://bucket/prefix/."""
 
     url: str = ""  # empty: <data_dir>/snapshots; file:///dir; s3://bucket/prefix/
     s3_endpoint: str = ""  # URL of an S3-compatible server; empty: AWS
@@ -247,9 +249,16 @@ def load(
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Build the frozen config. Raises ConfigError naming the bad key and its source."""
+    """Build the frozen config. Raises ConfigError naming the bad key and its source.
+
+    Every path setting comes back absolute, resolved once against the current directory
+    (the one ashd was started in), so nothing later depends on a process's cwd: the bridge,
+    for one, runs in its workspace.
+    """
+    cwd = Path.cwd()
     values: dict[str, tuple[Any, str]] = {}
     if file is not None:
+        file = (cwd / file.expanduser()).resolve()
         for key, value in _read_toml(file).items():
             values[key] = (value, str(file))
     environ = os.environ if env is None else env
@@ -259,7 +268,7 @@ def load(
     for key, value in (flags or {}).items():
         if value is not None:
             values[key] = (value, f"--{key.split('.')[-1].replace('_', '-')}")
-    config = _build(values)
+    config = _anchored(_build(values), cwd)
     _validate(config)
     return config
 
@@ -301,6 +310,50 @@ def _build(values: dict[str, tuple[Any, str]]) -> Config:
     for section, kwargs in sections.items():
         top[section] = known[section](**kwargs)
     return Config(**top)
+
+
+def _anchored(config: Config, cwd: Path) -> Config:
+    """``config`` with every path setting absolute: Path fields, a SQLite file, a snapshot dir."""
+
+    def fix(obj: Any) -> Any:
+        changes: dict[str, Any] = {}
+        for spec in dataclasses.fields(obj):
+            value = getattr(obj, spec.name)
+            if isinstance(value, Path):
+                changes[spec.name] = (cwd / value.expanduser()).resolve()
+            elif dataclasses.is_dataclass(value):
+                changes[spec.name] = fix(value)
+        return dataclasses.replace(obj, **changes)
+
+    config = fix(config)
+    store = dataclasses.replace(config.store, database_url=_anchored_sqlite_url(config.store.database_url, cwd))
+    snapshot = dataclasses.replace(config.snapshot, url=_anchored_snapshot_url(config.snapshot.url, cwd))
+    return dataclasses.replace(config, store=store, snapshot=snapshot)
+
+
+def _anchored_sqlite_url(url: str, cwd: Path) -> str:
+    """``sqlite:///rel.db`` -> ``sqlite:////abs/rel.db``; any other URL (and :memory:) as is."""
+    scheme, sep, rest = url.partition(":///")
+    if not sep or scheme.split("+")[0] != "sqlite":
+        return url
+    path, query_sep, query = rest.partition("?")
+    if not path or path.startswith(("/", "file:")) or path == ":memory:":
+        return url
+    return f"{scheme}:///{(cwd / Path(path).expanduser()).resolve()}{query_sep}{query}"
+
+
+def _anchored_snapshot_url(url: str, cwd: Path) -> str:
+    """A directory given as a plain path or ``file:rel`` -> its ``file:///abs/dir`` URL."""
+    if not url:
+        return url
+    parsed = urlparse(url)
+    if not parsed.scheme:  # a plain path, absolute or relative
+        path = url
+    elif parsed.scheme == "file" and not parsed.netloc and not parsed.path.startswith("/"):
+        path = unquote(parsed.path)
+    else:
+        return url
+    return (cwd / Path(path).expanduser()).resolve().as_uri()
 
 
 def _sections() -> dict[str, Any]:

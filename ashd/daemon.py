@@ -71,7 +71,8 @@ class Daemon:
         hasher = KeyHasher(config.auth)
         written = bootstrap_key(store, hasher, layout.key_file, bool(config.auth.api_key))
         if written:
-            log.info("bootstrap API key written to %s (mode 0600)", written)
+            log.info("bootstrap API key written to %s (mode 0600); ashctl on this machine finds it there",
+                     written)
         store.mark_all_sandboxes(SandboxState.COLD.value)
         close_cut_off_turns(store)
         fail_interrupted_starts(store)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -314,7 +315,10 @@ def run(argv: Sequence[str] | None, out: TextIO, err: TextIO,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console-script entry point: ``sys.exit(main())``."""
+    """Console-script entry point: ``sys.exit(main())``. Main thread only."""
+    # Python leaves SIGINT alone when it starts ignored (a background job of a non-interactive
+    # shell, some CI runners); Ctrl-C must still stop ashctl, with status 130.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = run(argv, sys.stdout, sys.stderr, os.environ)
         sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below

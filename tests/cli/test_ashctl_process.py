@@ -37,25 +37,29 @@ class PipeReader:
         return self._data.decode()
 
 
-def start_ashctl(*argv: str) -> subprocess.Popen[bytes]:
+def start_ashctl(*argv: str, sigint: Any = signal.SIG_DFL) -> subprocess.Popen[bytes]:
+    """ashctl with SIGINT set to ``sigint`` at exec, whatever this test run inherited."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
     return subprocess.Popen(
         [sys.executable, "-m", "ashd.cli.ashctl", *argv],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored"])
 def test_ctrl_c_mid_stream_exits_130_after_printing_what_arrived(
-    fake_ashd: Any, frame: Any
+    fake_ashd: Any, frame: Any, inherited: Any
 ) -> None:
+    # sigint-ignored: how a background job of a non-interactive shell (a CI runner) starts it.
     fake_ashd.sse("POST", "/api/sessions/s1/messages", [
         frame("session_start", {"sessionId": "s1", "version": "0.1.0"}),
         frame("text_delta", {"delta": "Hel"}),
         threading.Event(),  # the turn never finishes: only Ctrl-C ends it
     ])
     argv = ("--server", fake_ashd.url, "--api-key", "k", "session", "send", "s1", "x")
-    with start_ashctl(*argv) as proc:  # closes the pipes and reaps the child
+    with start_ashctl(*argv, sigint=inherited) as proc:  # closes the pipes and reaps the child
         out, err = PipeReader(proc.stdout), PipeReader(proc.stderr)
         try:
             # Piped stdout is block-buffered by default: seeing "Hel" proves ashctl flushes.

@@ -8,10 +8,12 @@ from ashd import config
 from ashd.errors import ConfigError
 
 
-def test_defaults() -> None:
+def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     cfg = config.load(env={})
     assert (cfg.server.host, cfg.server.port) == ("127.0.0.1", 4100)
-    assert cfg.database_url == "sqlite:///data/ash.db"
+    assert cfg.data_dir == tmp_path.resolve() / "data"
+    assert cfg.database_url == f"sqlite:///{tmp_path.resolve()}/data/ash.db"
     assert cfg.pool.max_sandboxes == 1000 and cfg.pool.idle_timeout_ms == 1_800_000
 
 
@@ -57,3 +59,80 @@ def test_a_plain_key_is_not_a_section(tmp_path: Path) -> None:
     bad.write_text("[data_dir]\nx = 1\n")
     with pytest.raises(ConfigError, match=r"unknown config section \[data_dir\]"):
         config.load(file=bad, env={})
+
+
+# -- relative paths: resolved once, at load, against the directory ashd started in -----------
+
+PATH_SOURCES = ("file", "env", "flag")
+
+
+def _load_one(source: str, key: str, var: str, value: str, tmp_path: Path) -> config.Config:
+    section, _, name = key.rpartition(".")
+    if source == "file":
+        toml = tmp_path / "conf" / "ashd.toml"
+        toml.parent.mkdir(exist_ok=True)
+        toml.write_text(f'[{section}]\n{name} = "{value}"\n' if section else f'{name} = "{value}"\n')
+        return config.load(file=toml, env={})
+    if source == "env":
+        return config.load(env={var: value})
+    return config.load(env={}, flags={key: Path(value) if key == "data_dir" else value})
+
+
+@pytest.fixture
+def started_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The directory ashd 'was started in'; the test moves away from it after loading."""
+    start = tmp_path / "start"
+    start.mkdir()
+    monkeypatch.chdir(start)
+    return start.resolve()
+
+
+@pytest.mark.parametrize("source", PATH_SOURCES)
+def test_relative_data_dir_is_absolute_against_the_start_directory(
+        source: str, started_in: Path, tmp_path: Path) -> None:
+    cfg = _load_one(source, "data_dir", "ASH_DATA_DIR", "./data", tmp_path)
+    assert cfg.data_dir == started_in / "data"
+    assert cfg.database_url == f"sqlite:///{started_in}/data/ash.db"
+
+
+@pytest.mark.parametrize("source", PATH_SOURCES)
+def test_relative_mount_root_is_absolute(source: str, started_in: Path, tmp_path: Path) -> None:
+    cfg = _load_one(source, "sandbox.mount_root", "ASH_SANDBOX_MOUNT_ROOT", "run/ashd", tmp_path)
+    assert cfg.sandbox.mount_root == started_in / "run" / "ashd"
+
+
+@pytest.mark.parametrize("source", PATH_SOURCES)
+def test_relative_sqlite_file_is_absolute(source: str, started_in: Path, tmp_path: Path) -> None:
+    cfg = _load_one(source, "store.database_url", "ASH_DATABASE_URL", "sqlite:///db/ash.db?timeout=5", tmp_path)
+    assert cfg.database_url == f"sqlite:///{started_in}/db/ash.db?timeout=5"
+
+
+@pytest.mark.parametrize("source", PATH_SOURCES)
+@pytest.mark.parametrize("given", ["snaps", "./snaps", "file:snaps"])
+def test_relative_snapshot_dir_is_an_absolute_file_url(
+        source: str, given: str, started_in: Path, tmp_path: Path) -> None:
+    cfg = _load_one(source, "snapshot.url", "ASH_SNAPSHOT_URL", given, tmp_path)
+    assert cfg.snapshot.url == (started_in / "snaps").as_uri()
+
+
+def test_urls_that_name_no_relative_path_are_kept(started_in: Path) -> None:
+    for url in ("sqlite://", "sqlite:///:memory:", "sqlite:////srv/ash.db", "postgresql+psycopg://u@db/x"):
+        assert config.load(env={"ASH_DATABASE_URL": url}).database_url == url
+    for url in ("s3://bucket/prefix/", "file:///srv/snaps", ""):
+        assert config.load(env={"ASH_SNAPSHOT_URL": url}).snapshot.url == url
+
+
+def test_a_relative_config_file_is_named_absolute_in_errors(started_in: Path) -> None:
+    (started_in / "conf").mkdir()
+    (started_in / "conf" / "bad.toml").write_text("[server]\nprot = 1\n")
+    with pytest.raises(ConfigError, match=rf"from {started_in}/conf/bad.toml"):
+        config.load(file=Path("conf/bad.toml"), env={})
+    with pytest.raises(ConfigError, match=rf"config file {started_in}/conf/missing.toml does not exist"):
+        config.load(file=Path("conf/missing.toml"), env={})
+
+
+def test_paths_stay_put_when_the_process_moves(started_in: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config.load(env={"ASH_DATA_DIR": "data"})
+    monkeypatch.chdir(tmp_path)  # e.g. a bridge runs with its workspace as cwd
+    assert cfg.data_dir == started_in / "data" and cfg.data_dir.is_absolute()
