@@ -21,6 +21,7 @@ from ashd.actors.session import SessionActor, SessionDeps
 from ashd.config import Config
 from ashd.layout import Layout
 from ashd.metrics import Metrics
+from ashd.sandbox.admission import DiskLedger
 from ashd.sandbox.launcher import Launcher
 from ashd.sandbox.logring import LogBook
 from ashd.snapshot.snapshots import Snapshotter
@@ -140,7 +141,8 @@ class RootSupervisor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         exits, logs = ExitBoard(), LogBook()
-        pool = PoolActor.start(self._config.pool, self._launcher, self._store, exits, logs)
+        pool = PoolActor.start(self._config.pool, self._launcher, self._store, exits, logs, self._disk_ledger(),
+                               self._config.sandbox.disk_mb)
         self._started.append(pool)
         deps = SessionDeps(
             store=self._store,
@@ -160,6 +162,13 @@ class RootSupervisor(pykka.ThreadingActor):
         self._started.append(sessions)
         self._tree = Tree(pool=pool.proxy(), sessions=sessions.proxy(), exits=exits, logs=logs)
         log.info("actor tree started: pool (max %d sandboxes), session supervisor", self._config.pool.max_sandboxes)
+
+    def _disk_ledger(self) -> DiskLedger | None:
+        """Admission of workspace images, when the launcher makes them (the isolating one)."""
+        if not getattr(self._launcher, "makes_disk_images", False):
+            return None
+        sb = self._config.sandbox
+        return DiskLedger(Layout(self._config.data_dir), self._store, sb.disk_reserve_mb, sb.disk_reserve_percent)
 
     def tree(self) -> Tree:
         assert self._tree is not None

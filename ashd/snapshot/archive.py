@@ -134,9 +134,9 @@ class _Walker:
                 return
             if self.stats.bytes + st.st_size > self.max_bytes:
                 raise SnapshotTooLarge(
-                    f"workspace {self.root} holds more than the snapshot limit of {_human(self.max_bytes)} "
-                    f"(reached at {rel!r}); raise the limit or remove large files"
-                )
+                    f"the workspace holds more than the snapshot limit of {_human(self.max_bytes)} "
+                    f"(reached at {rel!r}); remove large files, or raise snapshot.max_bytes "
+                    "(ASH_SNAPSHOT_MAX_BYTES)", self.max_bytes)
             info = tar_info(rel, tarfile.REGTYPE, st.st_mode & 0o777, st.st_mtime)
             info.size = st.st_size
             self._emit(info, ExactReader(f, st.st_size))
@@ -231,7 +231,8 @@ class _MemberGuard:
             if member.mode & (stat.S_ISUID | stat.S_ISGID):
                 raise UnsafeArchive(f"archive member {member.name!r} has setuid or setgid bits")
             if self.stats.bytes + member.size > self.max_bytes:
-                raise SnapshotTooLarge(f"archive holds more than the snapshot limit of {_human(self.max_bytes)}")
+                raise SnapshotTooLarge(f"archive holds more than the snapshot limit of {_human(self.max_bytes)}",
+                                       self.max_bytes)
             self.stats = _bump(self.stats, files=1, bytes=member.size)
         elif member.isdir():
             self.stats = _bump(self.stats, dirs=1)
