@@ -27,7 +27,6 @@ import logging
 import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from ashd.errors import InsufficientStorage
 from ashd.layout import Layout
@@ -67,13 +66,14 @@ def growth(apparent: int, allocated: int) -> int:
     return max(0, apparent - allocated)
 
 
-def refusal(quota: int, figures: DiskFigures, where: Path) -> str | None:
-    """None if an image of ``quota`` bytes fits; else the message saying what to free or lower."""
+def refusal(quota: int, figures: DiskFigures) -> str | None:
+    """None if an image of ``quota`` bytes fits; else the message saying what to free or lower
+    (for the client: it names no host path)."""
     if quota <= figures.headroom:
         return None
     return (
-        f"Not enough disk for another workspace: its image may grow to {_mib(quota)}, but the data disk "
-        f"({where}) has {_mib(figures.free)} free, of which {_mib(figures.reserve)} is kept for the store and "
+        f"Not enough disk for another workspace: its image may grow to {_mib(quota)}, but ashd's data disk "
+        f"has {_mib(figures.free)} free, of which {_mib(figures.reserve)} is kept for the store and "
         f"snapshots (sandbox.disk_reserve_mb / disk_reserve_percent), {_mib(figures.claimed)} may still be "
         f"written by {figures.images} existing workspace(s) and {_mib(figures.pending)} by workspaces being "
         "created. Free space on that disk, end sessions you no longer need (an ended session's workspace "
@@ -104,10 +104,12 @@ class DiskLedger:
         try:
             figures = self.figures(pending, live)
         except OSError as exc:  # fail closed: an unmeasured disk promises nothing
-            raise InsufficientStorage(f"cannot measure the data disk ({self.data_dir}): {exc}", 60) from exc
-        message = refusal(quota_mb * MIB, figures, self.data_dir)
+            log.error("cannot measure the data disk (%s): %s; refusing new workspaces", self.data_dir, exc)
+            raise InsufficientStorage("cannot measure ashd's data disk; no new workspace is admitted until it "
+                                      "can (see ashd's log)", 60) from exc
+        message = refusal(quota_mb * MIB, figures)
         if message is not None:
-            log.warning("sandbox %s refused: %s", sandbox_id, message)
+            log.warning("sandbox %s refused (data dir %s): %s", sandbox_id, self.data_dir, message)
             raise InsufficientStorage(message, 60)
 
     def figures(self, pending: Mapping[str, int], live: Collection[str]) -> DiskFigures:
