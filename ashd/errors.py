@@ -119,6 +119,13 @@ class SnapshotTooLarge(SnapshotSkipped):
     reason = "too_large"
 
 
+class SnapshotNoRoom(SnapshotSkipped):
+    """Saving would take the data disk below the room kept for the store (half the disk reserve)."""
+
+    status, code = 507, "snapshot_no_room"
+    reason = "disk_space"
+
+
 class UnsafeArchive(SnapshotError):
     """An archive holds a member that could write outside its target; nothing was restored."""
 

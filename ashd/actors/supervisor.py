@@ -8,6 +8,7 @@ rehydrates from the store on first use.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +22,10 @@ from ashd.actors.session import SessionActor, SessionDeps
 from ashd.config import Config
 from ashd.layout import Layout
 from ashd.metrics import Metrics
-from ashd.sandbox.admission import DiskLedger
+from ashd.sandbox.admission import DiskLedger, reserve_bytes
 from ashd.sandbox.launcher import Launcher
 from ashd.sandbox.logring import LogBook
+from ashd.snapshot.room import DiskFloor
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.snapshot.store import blob_store_from_url
 from ashd.store import AgentRow, Store
@@ -188,4 +190,12 @@ def make_snapshotter(config: Config) -> Snapshotter:
     snap = config.snapshot
     store = blob_store_from_url(snap.url or None, config.data_dir,
                                 endpoint_url=snap.s3_endpoint or None, region=snap.s3_region or None)
-    return Snapshotter(store, config.data_dir / "tmp", max_bytes=snap.max_bytes)
+    return Snapshotter(store, config.data_dir / "tmp", max_bytes=snap.max_bytes, floor=snapshot_floor(config))
+
+
+def snapshot_floor(config: Config) -> DiskFloor:
+    """Half the disk reserve is the store's alone: snapshots may use the other half."""
+    sb = config.sandbox
+    st = os.statvfs(config.data_dir)
+    return DiskFloor(config.data_dir, reserve_bytes(st.f_blocks * st.f_frsize, sb.disk_reserve_mb,
+                                                    sb.disk_reserve_percent) // 2)

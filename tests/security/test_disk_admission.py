@@ -26,35 +26,17 @@ import pytest
 
 from tests.conftest import HELLO_AGENT
 from tests.support.daemon import AshdProcess, sse_events
+from tests.support.loopfs import loop_fs, run, unmount
 
 DISK_MB, QUOTA_MB, RESERVE_MB = 700, 250, 64
 SNAPSHOT_LIMIT = 8 << 20
 
 
-def _run(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True, timeout=120)
-
-
-def _unmount(path: Path) -> None:
-    if subprocess.run(["umount", str(path)], capture_output=True, timeout=60, check=False).returncode != 0:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=60, check=False)
-
-
 @pytest.fixture(scope="module")
 def small_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A 700 MB ext4 file system mounted under the test's tmp dir; unmounted even on failure."""
-    base = tmp_path_factory.mktemp("disk")
-    image, mnt = base / "fs.img", base / "mnt"
-    mnt.mkdir()
-    with open(image, "wb") as fh:
-        fh.truncate(DISK_MB << 20)
-    _run("mkfs.ext4", "-q", "-F", "-m", "0", str(image))
-    _run("mount", "-o", "loop", str(image), str(mnt))
-    try:
+    with loop_fs(tmp_path_factory.mktemp("disk"), DISK_MB) as mnt:
         yield mnt
-    finally:
-        _unmount(mnt)
-        image.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -197,14 +179,14 @@ def test_the_transcript_comes_back_when_the_workspace_survived_without_it(
     assert not _loop_devices_of(image)
     mnt = tmp_path / "img"
     mnt.mkdir()
-    _run("mount", "-o", "loop", str(image), str(mnt))
+    run("mount", "-o", "loop", str(image), str(mnt))
     try:
         projects = mnt / "home" / ".claude" / "projects"
         assert list(projects.glob(f"*/{sid}.jsonl")), "the CLI kept no transcript on the image"
-        _run("rm", "-rf", str(projects))
+        run("rm", "-rf", str(projects))
         assert (mnt / "workspace" / "kept.txt").exists()  # the workspace survives
     finally:
-        _unmount(mnt)
+        unmount(mnt)
     assert client.post(f"/api/sessions/{sid}/resume").json()["session"]["status"] == "active"
     events = turn(client, sid, "[[bash: cat kept.txt]] [[echo-history]]")
     assert "kept" in tool_output(events)
