@@ -39,9 +39,9 @@ class SandboxSpec:
     # The session's own upstream model key (a stored credential): for the model proxy only,
     # never the sandbox's environment. None: the daemon's key.
     upstream_key: Secret | None = field(default=None, hash=False, compare=False)
-    # Run by the launcher once HOME is in place, before the bridge starts: restores the CLI's
-    # transcript if it has none (ashd/sandbox/resume.py); returns the session to fork from.
-    # (config dir, HOME bounding every write) -> the session to fork from, or None.
+    # Run by the launcher once HOME is in place, before the bridge starts: (config dir, HOME
+    # bounding every write) -> the session to fork from, or None. Restores the CLI's transcript
+    # if it has none (ashd/sandbox/resume.py).
     restore_transcript: Callable[[Path, Path], str | None] | None = field(default=None, hash=False, compare=False)
 
     @property
