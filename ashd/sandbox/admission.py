@@ -67,18 +67,24 @@ def growth(apparent: int, allocated: int) -> int:
 
 
 def refusal(quota: int, figures: DiskFigures) -> str | None:
-    """None if an image of ``quota`` bytes fits; else the message saying what to free or lower
-    (for the client: it names no host path)."""
+    """None if an image of ``quota`` bytes fits; else the client's message saying what to free or
+    lower. It names no host path and no daemon-wide figure (those are other tenants' business;
+    :func:`describe` is for the operator's log)."""
     if quota <= figures.headroom:
         return None
     return (
-        f"Not enough disk for another workspace: its image may grow to {_mib(quota)}, but ashd's data disk "
-        f"has {_mib(figures.free)} free, of which {_mib(figures.reserve)} is kept for the store and "
-        f"snapshots (sandbox.disk_reserve_mb / disk_reserve_percent), {_mib(figures.claimed)} may still be "
-        f"written by {figures.images} existing workspace(s) and {_mib(figures.pending)} by workspaces being "
-        "created. Free space on that disk, end sessions you no longer need (an ended session's workspace "
-        "claims no more), or lower sandbox.disk_mb (ASH_SANDBOX_DISK_MB) or the session's limits.diskMb."
+        f"Not enough disk for another workspace: its image may grow to {_mib(quota)}, more than ashd's data "
+        "disk can promise beside the workspaces it already holds and the room kept for the store and snapshots "
+        "(sandbox.disk_reserve_mb / disk_reserve_percent). Free space on that disk, end sessions you no longer "
+        "need (an ended session's workspace claims no more), or lower sandbox.disk_mb (ASH_SANDBOX_DISK_MB) or "
+        "the session's limits.diskMb."
     )
+
+
+def describe(figures: DiskFigures) -> str:
+    """The figures behind a decision, for the operator's log."""
+    return (f"{_mib(figures.free)} free, {_mib(figures.reserve)} reserve, {_mib(figures.claimed)} claimed by "
+            f"{figures.images} image(s), {_mib(figures.pending)} pending: {_mib(figures.headroom)} to promise")
 
 
 def _mib(n: int) -> str:
@@ -109,7 +115,8 @@ class DiskLedger:
                                       "can (see ashd's log)", 60) from exc
         message = refusal(quota_mb * MIB, figures)
         if message is not None:
-            log.warning("sandbox %s refused (data dir %s): %s", sandbox_id, self.data_dir, message)
+            log.warning("sandbox %s refused a %d MiB workspace image on %s (%s)", sandbox_id, quota_mb,
+                        self.data_dir, describe(figures))
             raise InsufficientStorage(message, 60)
 
     def figures(self, pending: Mapping[str, int], live: Collection[str]) -> DiskFigures:

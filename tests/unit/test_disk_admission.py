@@ -12,7 +12,7 @@ import pytest
 
 from ashd.errors import InsufficientStorage
 from ashd.layout import Layout
-from ashd.sandbox.admission import MIB, DiskFigures, DiskLedger, growth, refusal, reserve_bytes
+from ashd.sandbox.admission import MIB, DiskFigures, DiskLedger, describe, growth, refusal, reserve_bytes
 from ashd.states import SessionStatus
 from ashd.store import Store
 
@@ -41,6 +41,9 @@ def test_a_quota_that_fits_exactly_is_admitted_one_byte_more_is_not() -> None:
     assert message is not None
     for hint in ("sandbox.disk_mb", "ASH_SANDBOX_DISK_MB", "disk_reserve", "end sessions", "300 MiB"):
         assert hint in message, hint
+    assert "600 MiB" not in message and "200 MiB" not in message  # daemon-wide figures: the operator's log only
+    assert describe(figures) == "600 MiB free, 100 MiB reserve, 200 MiB claimed by 1 image(s), 0 MiB pending: " \
+                                "300 MiB to promise"
 
 
 def test_a_full_disk_refuses_even_a_small_quota() -> None:
