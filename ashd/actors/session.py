@@ -28,7 +28,16 @@ from ashd.actors.restarts import RestartGovernor
 from ashd.actors.sandbox import SandboxActor
 from ashd.bridge.settings import BridgeSettings
 from ashd.config import ModelConfig, SandboxConfig, Secret
-from ashd.errors import BadRequest, Conflict, NotFound, SandboxFailed, SnapshotError, SnapshotSkipped, Unavailable
+from ashd.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    SandboxFailed,
+    SnapshotError,
+    SnapshotSkipped,
+    SnapshotTooLarge,
+    Unavailable,
+)
 from ashd.layout import Layout
 from ashd.metrics import Metrics
 from ashd.options import SessionOptions
@@ -390,7 +399,9 @@ class SessionActor(pykka.ThreadingActor):
                       info.bytes, info.ms)
             self._saved = judged
         except SnapshotSkipped as exc:
-            self._saved = judged  # the same files would be skipped again: told once, not every turn
+            # Files too large would be skipped again (told once, not every turn); a full disk may
+            # have room by the next turn, so that is tried again.
+            self._saved = judged if isinstance(exc, SnapshotTooLarge) else None
             self._snapshot_skipped(exc)
         except (SnapshotError, OSError) as exc:
             self._saved = None
