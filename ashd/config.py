@@ -143,6 +143,10 @@ class SandboxConfig:
     max_pids: int = 4096  # ceiling of pids
     max_disk_mb: int = 20480  # ceiling of disk_mb
     max_tmp_mb: int = 4096  # ceiling of tmp_mb
+    # Room on the data disk no workspace image may claim (the store, snapshots, logs): the
+    # larger of the two. See docs/operations.md "Disk admission".
+    disk_reserve_mb: int = 512  # disk kept free of workspace images, MiB (the larger of this and the percentage)
+    disk_reserve_percent: float = 5.0  # disk kept free of workspace images, percent of the data file system
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,8 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("sandbox.pids", "ASH_SANDBOX_PIDS"),
     ("sandbox.disk_mb", "ASH_SANDBOX_DISK_MB"),
     ("sandbox.tmp_mb", "ASH_SANDBOX_TMP_MB"),
+    ("sandbox.disk_reserve_mb", "ASH_DISK_RESERVE_MB"),
+    ("sandbox.disk_reserve_percent", "ASH_DISK_RESERVE_PERCENT"),
     ("proxy.egress_pins", "ASH_EGRESS_PINS"),
     ("max_attachment_size", "ASH_MAX_ATTACHMENT_SIZE"),
     ("queue.workers", "ASH_QUEUE_WORKERS"),
@@ -414,6 +420,11 @@ def _validate_sandbox(sb: SandboxConfig, proxy: ProxyConfig) -> None:
         value, cap = getattr(sb, name), getattr(sb, "max_" + name)
         if not minimum <= value <= cap:
             raise ConfigError(f"sandbox.{name} must be between {minimum} and sandbox.max_{name} ({cap}), got {value}")
+    if sb.disk_reserve_mb < 0:
+        raise ConfigError(f"sandbox.disk_reserve_mb (ASH_DISK_RESERVE_MB) must be >= 0, got {sb.disk_reserve_mb}")
+    if not 0 <= sb.disk_reserve_percent < 100:
+        raise ConfigError("sandbox.disk_reserve_percent (ASH_DISK_RESERVE_PERCENT) must be 0..99.9 "
+                          f"(percent of the data disk), got {sb.disk_reserve_percent}")
     if not 0.05 <= sb.cpus <= sb.max_cpus:
         raise ConfigError(f"sandbox.cpus must be between 0.05 and sandbox.max_cpus ({sb.max_cpus})")
     for name in ("model_port", "egress_port"):

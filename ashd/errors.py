@@ -65,6 +65,13 @@ class Unavailable(AshError):
         self.retry_after_s = retry_after_s
 
 
+class InsufficientStorage(Unavailable):
+    """The data disk cannot hold another workspace image of this quota without eating into
+    the reserve kept for the store and snapshots. Nothing was created; retry after freeing room."""
+
+    status, code = 507, "insufficient_storage"
+
+
 class RateLimited(AshError):
     """Too many requests from one API key (or client address); carries a retry hint."""
 
@@ -93,10 +100,30 @@ class SnapshotError(AshError):
     status, code = 500, "snapshot_failed"
 
 
-class SnapshotTooLarge(SnapshotError):
-    """The workspace (or an archive being restored) exceeds the configured size limit."""
+class SnapshotSkipped(SnapshotError):
+    """A snapshot deliberately not taken; the previous one stays. ``reason`` labels the event
+    (``snapshot_skipped``) and the metric (``ashd_snapshot_skipped_total``)."""
+
+    status, code = 507, "snapshot_skipped"
+    reason = "skipped"
+
+    def __init__(self, message: str, limit_bytes: int = 0) -> None:
+        super().__init__(message)
+        self.limit_bytes = limit_bytes
+
+
+class SnapshotTooLarge(SnapshotSkipped):
+    """The workspace (or an archive being restored) exceeds the size limit (snapshot.max_bytes)."""
 
     status, code = 507, "snapshot_too_large"
+    reason = "too_large"
+
+
+class SnapshotNoRoom(SnapshotSkipped):
+    """Saving would take the data disk below the room kept for the store (half the disk reserve)."""
+
+    status, code = 507, "snapshot_no_room"
+    reason = "disk_space"
 
 
 class UnsafeArchive(SnapshotError):

@@ -33,6 +33,7 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 POOL_STATES = ("cold", "warming", "warm", "waiting", "running")
 RESUME_PATHS = ("warm", "cold", "prewarm")
 COLD_SOURCES = ("local", "cloud", "fresh")
+SNAPSHOT_SKIP_REASONS = ("too_large", "disk_space")
 
 _TURN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _START_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60)
@@ -86,6 +87,11 @@ class Metrics:
         self.resumes = Counter("ash_resume", "Session resumes by path", ["path"], registry=r)
         self.resumes_cold = Counter("ash_resume_cold", "Cold resumes by where the workspace came from",
                                     ["source"], registry=r)
+        self.snapshot_skipped = Counter(
+            "ashd_snapshot_skipped", "Workspace snapshots not taken, by reason (each is also a session event)",
+            ["reason"], registry=r)
+        for reason in SNAPSHOT_SKIP_REASONS:
+            self.snapshot_skipped.labels(reason)
         for path in RESUME_PATHS:
             self.resumes.labels(path)
         for source in COLD_SOURCES:

@@ -6,6 +6,9 @@ asked drives the slow start on its own thread), and eviction only *tells* the ow
 session to persist and let go. At capacity the least recently used idle sandbox is
 evicted; a running one never is (503 with Retry-After when every sandbox is running).
 Idle ones (``waiting``/``warm`` longer than ``idle_timeout_ms``) are swept the same way.
+A sandbox whose workspace image does not exist yet is admitted against the data disk first
+(:mod:`ashd.sandbox.admission`; 507 when its quota does not fit); this actor is the one place
+that admits, so two creates never pass on the same free space.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from ashd.actors.messages import BridgeExited, PoolStats
 from ashd.actors.sandbox import SandboxActor
 from ashd.config import PoolConfig
 from ashd.errors import Unavailable
+from ashd.sandbox.admission import MIB, DiskLedger
 from ashd.sandbox.launcher import Launcher, SandboxSpec
 from ashd.sandbox.logring import LogBook
+from ashd.sandbox.quota import IMAGE_NAME
 from ashd.states import SandboxState
 from ashd.store import SandboxRow, Store, StoreError
 from ashd.store.timestamps import utc_now
@@ -53,8 +58,10 @@ class _Live:
 
 class PoolActor(pykka.ThreadingActor):
     def __init__(self, config: PoolConfig, launcher: Launcher, store: Store, exits: ExitBoard | None = None,
-                 logs: LogBook | None = None) -> None:
+                 logs: LogBook | None = None, disk: DiskLedger | None = None, default_disk_mb: int = 0) -> None:
         super().__init__()
+        self._disk = disk  # None: the launcher makes no workspace images (nothing to admit)
+        self._default_disk_mb = default_disk_mb
         self._exits = exits
         self._logs = logs
         self._config = config
@@ -81,9 +88,11 @@ class PoolActor(pykka.ThreadingActor):
         self._ticker = stop
 
     def reserve(self, spec: SandboxSpec, owner: SandboxOwner) -> pykka.ActorProxy[SandboxActor]:
-        """Take a slot for a new sandbox. Raises Unavailable at capacity."""
+        """Take a slot for a new sandbox. Raises Unavailable at capacity, InsufficientStorage
+        when its workspace image is still to be made and its quota does not fit the data disk."""
         if spec.sandbox_id in self._live:
             self._drop(spec.sandbox_id)
+        self._admit_disk(spec)
         if len(self._live) - len(self._evicting) >= self._config.max_sandboxes:
             victim = self._lru_idle()
             if victim is None:
@@ -100,6 +109,17 @@ class PoolActor(pykka.ThreadingActor):
         self._live[spec.sandbox_id] = _Live(ref, spec, SandboxState.WARMING, owner, time.monotonic())
         self._persist(spec, SandboxState.WARMING)
         return ref.proxy()
+
+    def _admit_disk(self, spec: SandboxSpec) -> None:
+        if self._disk is None or _has_image(spec):
+            return
+        # Live sandboxes whose image is not made yet hold their whole quota as a promise.
+        pending = {sid: self._quota_mb(live.spec) * MIB for sid, live in self._live.items()
+                   if not _has_image(live.spec)}
+        self._disk.admit(spec.sandbox_id, self._quota_mb(spec), pending, self._live.keys())
+
+    def _quota_mb(self, spec: SandboxSpec) -> int:
+        return spec.policy.limits.disk_mb or self._default_disk_mb
 
     def mark(self, sandbox_id: str, state: SandboxState) -> None:
         live = self._live.get(sandbox_id)
@@ -196,3 +216,7 @@ class PoolActor(pykka.ThreadingActor):
             agent_name=spec.agent_name, state=state.value, workspace_dir=str(spec.workspace),
             created_at=now, last_used_at=now,
         ))
+
+
+def _has_image(spec: SandboxSpec) -> bool:
+    return (spec.root / IMAGE_NAME).exists()

@@ -14,6 +14,7 @@ snapshot (else a fresh copy of the agent), conversation from the stored transcri
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,16 @@ from ashd.actors.restarts import RestartGovernor
 from ashd.actors.sandbox import SandboxActor
 from ashd.bridge.settings import BridgeSettings
 from ashd.config import ModelConfig, SandboxConfig, Secret
-from ashd.errors import BadRequest, Conflict, NotFound, SandboxFailed, SnapshotError, Unavailable
+from ashd.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    SandboxFailed,
+    SnapshotError,
+    SnapshotSkipped,
+    SnapshotTooLarge,
+    Unavailable,
+)
 from ashd.layout import Layout
 from ashd.metrics import Metrics
 from ashd.options import SessionOptions
@@ -38,7 +48,7 @@ from ashd.sandbox.launcher import SandboxSpec
 from ashd.snapshot.fingerprint import workspace_digest
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.states import SandboxState, SessionStatus, check_session_transition
-from ashd.store import AgentRow, SessionRow, Store, utc_now
+from ashd.store import AgentRow, SessionRow, Store, StoreError, utc_now
 from ashd.vault import CredentialVault
 
 log = logging.getLogger(__name__)
@@ -333,8 +343,8 @@ class SessionActor(pykka.ThreadingActor):
         agent = self._deps.store.get_agent(self._tenant, row.agent_name)
         if agent is None:
             raise NotFound(f"Agent {row.agent_name} of this session no longer exists")
-        fork_from = self._prepare_state(row, agent)
-        spec = self._spec(row, agent, fork_from)
+        self._prepare_files(row)
+        spec = self._spec(row, agent)
         me = self.actor_ref.proxy()
         sandbox = self._deps.pool.reserve(spec, me).get(timeout=ASK_TIMEOUT_S)
         try:
@@ -347,17 +357,15 @@ class SessionActor(pykka.ThreadingActor):
         self._deps.pool.mark(spec.sandbox_id, SandboxState.WARM)
         self._sandbox, self._sandbox_actor = started, sandbox
 
-    def _prepare_state(self, row: SessionRow, agent: AgentRow) -> str | None:
-        """Files and conversation for a session with no workspace on this machine yet.
-
-        Returns the parent session id when a fork's first start must fork its parent's
-        conversation. Blocking.
-        """
+    def _prepare_files(self, row: SessionRow) -> None:
+        """Files for a session with no workspace on this machine yet: its latest snapshot, else
+        (in ``_spec``) a fresh copy of the agent. The conversation is restored by the launcher
+        whenever the CLI has no transcript (ashd/sandbox/resume.py). Blocking."""
         root = self._root(row)
         ws = root / "workspace"
         self._cold_source = "local"
         if ws.exists():
-            return None
+            return
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             restored = self._deps.snapshots.restore(self._id, self._tenant, ws)
@@ -367,13 +375,6 @@ class SessionActor(pykka.ThreadingActor):
         self._cold_source = "cloud" if restored else "fresh"
         if restored:
             log.info("session %s: workspace restored from its snapshot", self._id)
-        config_dir, cwd = root / "home" / ".claude", self._cli_cwd(root)
-        if resume.materialize(self._deps.store, self._tenant, self._id, config_dir, cwd):
-            return None
-        parent = row.parent_session_id
-        if parent and resume.materialize(self._deps.store, self._tenant, parent, config_dir, cwd):
-            return parent
-        return None
 
     def _root(self, row: SessionRow) -> Path:
         return self._deps.layout.sandbox_dir(row.sandbox_id or self._id)
@@ -391,14 +392,31 @@ class SessionActor(pykka.ThreadingActor):
         digest = workspace_digest(ws)
         if digest is not None and self._saved == (self._sandbox.sandbox_id, digest):
             return  # nothing changed since the snapshot this sandbox last saved
+        judged = (self._sandbox.sandbox_id, digest) if digest is not None else None
         try:
             info = self._deps.snapshots.save(self._id, self._tenant, ws)
             log.debug("session %s: snapshot %s (%d files, %d bytes, %.0f ms)", self._id, info.key, info.files,
                       info.bytes, info.ms)
-            self._saved = (self._sandbox.sandbox_id, digest) if digest is not None else None
+            self._saved = judged
+        except SnapshotSkipped as exc:
+            # Files too large would be skipped again (told once, not every turn); a full disk may
+            # have room by the next turn, so that is tried again.
+            self._saved = judged if isinstance(exc, SnapshotTooLarge) else None
+            self._snapshot_skipped(exc)
         except (SnapshotError, OSError) as exc:
             self._saved = None
             log.error("session %s: workspace snapshot failed: %s", self._id, exc)
+
+    def _snapshot_skipped(self, skip: SnapshotSkipped) -> None:
+        """A snapshot not taken is an event the user sees and a metric, never silence."""
+        log.warning("session %s: workspace snapshot skipped (%s): %s", self._id, skip.reason, skip.message)
+        self._deps.metrics.snapshot_skipped.labels(skip.reason).inc()
+        payload = {"type": "snapshot_skipped", "reason": skip.reason, "message": skip.message,
+                   "limitBytes": skip.limit_bytes}
+        try:
+            self._deps.store.append_event(self._tenant, self._id, "lifecycle", json.dumps(payload))
+        except StoreError as exc:
+            log.error("session %s: snapshot_skipped event not stored: %s", self._id, exc)
 
     def _release_sandbox(self) -> None:
         """Stop the bridge and wait for it here (this session's thread, not the pool's)."""
@@ -411,7 +429,7 @@ class SessionActor(pykka.ThreadingActor):
         self._deps.pool.release(self._sandbox.sandbox_id).get(timeout=ASK_TIMEOUT_S)
         self._sandbox = self._sandbox_actor = None
 
-    def _spec(self, row: SessionRow, agent: AgentRow, fork_from: str | None = None) -> SandboxSpec:
+    def _spec(self, row: SessionRow, agent: AgentRow) -> SandboxSpec:
         options = SessionOptions.from_json(row.config)
         sandbox_id = row.sandbox_id or self._id
         root = self._root(row)
@@ -430,7 +448,6 @@ class SessionActor(pykka.ThreadingActor):
             permission_mode=options.permission_mode or self._deps.sandbox.permission_mode,
             allowed_tools=options.allowed_tools,
             disallowed_tools=options.disallowed_tools,
-            fork_from=fork_from,
         )
         model = self._deps.model
         env = sandbox_env(
@@ -444,8 +461,11 @@ class SessionActor(pykka.ThreadingActor):
         # The session's own upstream key goes to the model proxy only, never into ``env``.
         upstream = (CredentialVault(self._deps.store, self._deps.credential_key)
                     .open_for_session(self._tenant, options.credential_id) if options.credential_id else None)
+        restore = resume.TranscriptRestore(self._deps.store, self._tenant, self._id, row.parent_session_id,
+                                           self._cli_cwd(root))
         return SandboxSpec(sandbox_id, self._id, agent.name, self._tenant, root, socket_path, env, settings,
-                           agent_dir=Path(agent.path), policy=policy, upstream_key=upstream)
+                           agent_dir=Path(agent.path), policy=policy, upstream_key=upstream,
+                           restore_transcript=restore)
 
 
 def _describe(decision: object) -> str:

@@ -8,6 +8,7 @@ rehydrates from the store on first use.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +22,10 @@ from ashd.actors.session import SessionActor, SessionDeps
 from ashd.config import Config
 from ashd.layout import Layout
 from ashd.metrics import Metrics
+from ashd.sandbox.admission import DiskLedger, reserve_bytes
 from ashd.sandbox.launcher import Launcher
 from ashd.sandbox.logring import LogBook
+from ashd.snapshot.room import DiskFloor
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.snapshot.store import blob_store_from_url
 from ashd.store import AgentRow, Store
@@ -140,7 +143,8 @@ class RootSupervisor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         exits, logs = ExitBoard(), LogBook()
-        pool = PoolActor.start(self._config.pool, self._launcher, self._store, exits, logs)
+        pool = PoolActor.start(self._config.pool, self._launcher, self._store, exits, logs, self._disk_ledger(),
+                               self._config.sandbox.disk_mb)
         self._started.append(pool)
         deps = SessionDeps(
             store=self._store,
@@ -161,6 +165,13 @@ class RootSupervisor(pykka.ThreadingActor):
         self._tree = Tree(pool=pool.proxy(), sessions=sessions.proxy(), exits=exits, logs=logs)
         log.info("actor tree started: pool (max %d sandboxes), session supervisor", self._config.pool.max_sandboxes)
 
+    def _disk_ledger(self) -> DiskLedger | None:
+        """Admission of workspace images, when the launcher makes them (the isolating one)."""
+        if not getattr(self._launcher, "makes_disk_images", False):
+            return None
+        sb = self._config.sandbox
+        return DiskLedger(Layout(self._config.data_dir), self._store, sb.disk_reserve_mb, sb.disk_reserve_percent)
+
     def tree(self) -> Tree:
         assert self._tree is not None
         return self._tree
@@ -179,4 +190,12 @@ def make_snapshotter(config: Config) -> Snapshotter:
     snap = config.snapshot
     store = blob_store_from_url(snap.url or None, config.data_dir,
                                 endpoint_url=snap.s3_endpoint or None, region=snap.s3_region or None)
-    return Snapshotter(store, config.data_dir / "tmp", max_bytes=snap.max_bytes)
+    return Snapshotter(store, config.data_dir / "tmp", max_bytes=snap.max_bytes, floor=snapshot_floor(config))
+
+
+def snapshot_floor(config: Config) -> DiskFloor:
+    """Half the disk reserve is the store's alone: snapshots may use the other half."""
+    sb = config.sandbox
+    st = os.statvfs(config.data_dir)
+    return DiskFloor(config.data_dir, reserve_bytes(st.f_blocks * st.f_frsize, sb.disk_reserve_mb,
+                                                    sb.disk_reserve_percent) // 2)

@@ -36,6 +36,7 @@ _ERRORS = {
     500: "Unexpected server error (logged)",
     502: "The sandbox or its agent process failed",
     503: "Temporarily unavailable (capacity, database); see Retry-After",
+    507: "The data disk cannot hold another workspace of this disk quota; see Retry-After",
 }
 _SSE = {"text/event-stream": {"schema": {
     "type": "string",
@@ -99,7 +100,7 @@ def _list(key: str, item: str) -> tuple[int, dict[str, Any]]:
 
 
 SESSION = _envelope("session", ref("Session"))
-LIFECYCLE = (404, 409, 410, 422, 502, 503)
+LIFECYCLE = (404, 409, 410, 422, 502, 503, 507)
 
 
 def _paths() -> dict[str, Any]:

@@ -32,7 +32,7 @@ from ashd.sandbox import bwrap
 from ashd.sandbox.cgroups import CgroupLayout
 from ashd.sandbox.env import RESERVED_NAMES, RESERVED_PREFIXES
 from ashd.sandbox.kit import KitConfig, SandboxKit
-from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
+from ashd.sandbox.launcher import DirectLauncher, SandboxSpec, with_transcript
 from ashd.sandbox.oom import OomWatcher
 from ashd.sandbox.uids import UidPool
 
@@ -59,6 +59,7 @@ class _Live:
 class IsolatingLauncher:
     name = "bwrap"
     cli_workspace = bwrap.INSIDE_WORKSPACE  # the CLI's cwd inside the sandbox (its transcript key)
+    makes_disk_images = True  # each sandbox's workspace is an image admitted on the data disk
 
     def __init__(self, kit_config: KitConfig, uids: UidPool, cgroups: CgroupLayout, model: ModelProxy,
                  egress: EgressProxy | None, oom: OomWatcher, on_event: OnEvent, ports: Ports = Ports()) -> None:
@@ -121,7 +122,9 @@ class IsolatingLauncher:
         try:
             token = self._serve(spec, kit)
             self._oom.watch(kit.cgroup, lambda kills: self._oom_killed(spec, kit, kills))
-            return DirectLauncher().spawn(self._bridge_spec(spec, kit, token))
+            bridge_spec = self._bridge_spec(with_transcript(spec, kit.home), kit, token)
+            kit.give_config_dir()  # what was restored is the sandbox uid's, like the rest of HOME
+            return DirectLauncher().spawn(bridge_spec)
         except BaseException:
             self.cleanup(spec)
             raise

@@ -22,7 +22,7 @@ from ashd.sandbox import bwrap, rlimits, syscalls
 from ashd.sandbox.cgroups import CgroupLayout, SandboxCgroup
 from ashd.sandbox.limits import Limits
 from ashd.sandbox.netns import SandboxNetns
-from ashd.sandbox.quota import WorkspaceDisk
+from ashd.sandbox.quota import IMAGE_NAME, WorkspaceDisk, chown_tree
 from ashd.sandbox.uids import UidPool
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class SandboxKit:
         self.agent_dir = agent_dir
         self.limits = limits.over(config.defaults)
         self.run_dir = config.mount_root / sandbox_id
-        self.disk = WorkspaceDisk(root / "disk.img", self.run_dir / "disk")
+        self.disk = WorkspaceDisk(root / IMAGE_NAME, self.run_dir / "disk")
         self.cgroup = SandboxCgroup(cgroups, sandbox_id)
         self.netns = SandboxNetns(self.run_dir / "netns")
         self.plan_path = root / "sandbox-plan.json"
@@ -58,6 +58,19 @@ class SandboxKit:
     @property
     def home(self) -> Path:
         return self.disk.mountpoint / "home"
+
+    @property
+    def config_dir(self) -> Path:
+        """The CLI's config dir (its transcripts) on the mounted image."""
+        return self.home / ".claude"
+
+    def give_config_dir(self) -> None:
+        """Hand the config dir and its transcripts (ashd may have restored them, as root) to the
+        sandbox uid. Blocking; before the CLI starts."""
+        if not self.config_dir.is_symlink():
+            os.lchown(self.config_dir, self.uid, self.uid)
+            if (self.config_dir / "projects").is_dir():
+                chown_tree(self.config_dir / "projects", self.uid)
 
     @property
     def policy_dir(self) -> Path:
@@ -94,7 +107,7 @@ class SandboxKit:
                     shutil.copytree(src, self.disk.mountpoint / name, symlinks=True)
                     shutil.rmtree(src)
                     src.mkdir(mode=0o700)  # placeholder: "this session has a workspace"
-        (self.home / ".claude").mkdir(parents=True, exist_ok=True)
+        self.config_dir.mkdir(parents=True, exist_ok=True)
         self.workspace.mkdir(exist_ok=True)
         if fresh or self.disk.owner() != self.uid or self.home.stat().st_uid != self.uid:
             self.disk.chown_tree(self.uid)

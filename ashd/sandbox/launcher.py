@@ -8,9 +8,10 @@ isolation; an isolating launcher wraps the same argv (see docs/architecture.md).
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +20,7 @@ from ashd.bridge.settings import BridgeSettings
 from ashd.config import Secret
 from ashd.errors import SandboxFailed
 from ashd.sandbox.limits import SandboxPolicy
+from ashd.store import StoreError
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class SandboxSpec:
     # The session's own upstream model key (a stored credential): for the model proxy only,
     # never the sandbox's environment. None: the daemon's key.
     upstream_key: Secret | None = field(default=None, hash=False, compare=False)
+    # Run by the launcher once HOME is in place, before the bridge starts: (config dir, HOME
+    # bounding every write) -> the session to fork from, or None. Restores the CLI's transcript
+    # if it has none (ashd/sandbox/resume.py).
+    restore_transcript: Callable[[Path, Path], str | None] | None = field(default=None, hash=False, compare=False)
 
     @property
     def workspace(self) -> Path:
@@ -95,6 +101,7 @@ class DirectLauncher:
             raise SandboxFailed("this session uses a stored credential, which needs the model proxy "
                                 "(sandbox.isolation = bwrap); the direct launcher cannot serve it")
         (spec.home / ".claude").mkdir(parents=True, exist_ok=True)
+        spec = with_transcript(spec, spec.home)
         spec.settings.write(spec.root / "bridge.json")
         # stderr is a pipe: the sandbox actor tees it into sandbox.log and the log ring.
         return subprocess.Popen(
@@ -113,3 +120,17 @@ class DirectLauncher:
 
     def cleanup(self, spec: SandboxSpec) -> None:
         return None
+
+
+def with_transcript(spec: SandboxSpec, home: Path) -> SandboxSpec:
+    """Restore the CLI's transcript into ``home``/.claude if it has none; the spec to start the
+    bridge with (forking its parent's conversation if that is what was restored). Blocking.
+    Raises SandboxFailed when the database cannot be read, OSError when the dir cannot be written."""
+    if spec.restore_transcript is None:
+        return spec
+    try:
+        fork_from = spec.restore_transcript(home / ".claude", home)
+    except StoreError as exc:
+        raise SandboxFailed(f"cannot restore the session's conversation from the database: {exc}") from exc
+    settings = dataclasses.replace(spec.settings, fork_from=fork_from) if fork_from else spec.settings
+    return dataclasses.replace(spec, settings=settings, restore_transcript=None)

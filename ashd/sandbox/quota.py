@@ -1,6 +1,7 @@
 """A disk quota per sandbox that holds by construction: a loop-mounted ext4 image.
 
-The image (``<sandbox>/disk.img``, sparse) lives in the sandbox dir, so the workspace and
+The image (``<sandbox>/disk.img``, sparse; see :mod:`ashd.sandbox.admission` for how its
+quota is promised on the data disk) lives in the sandbox dir, so the workspace and
 the CLI's HOME survive sandbox restarts and ashd restarts; it is mounted only while the
 sandbox runs. A full image returns ENOSPC to the writer; nothing is polled. The size is fixed
 when the image is made (a later, larger limit does not grow it).
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+IMAGE_NAME = "disk.img"  # in the sandbox dir; its quota is admitted first (ashd/sandbox/admission.py)
 MKFS = "/usr/sbin/mkfs.ext4"
 MOUNT, UMOUNT = "/usr/bin/mount", "/usr/bin/umount"
 
@@ -29,6 +31,17 @@ def _run(argv: list[str]) -> None:
     if result.returncode != 0:
         detail = result.stderr.decode(errors="replace").strip()
         raise DiskError(f"{' '.join(argv)} failed ({result.returncode}): {detail}")
+
+
+def chown_tree(root: Path, uid: int) -> None:
+    """Give ``root`` and everything under it to uid (group too). Never follows symlinks (a
+    ``root`` that is one is left alone: its target may be anywhere)."""
+    if os.path.islink(root):
+        return
+    os.lchown(root, uid, uid)
+    for top, dirs, files in os.walk(root):
+        for name in dirs + files:
+            os.lchown(os.path.join(top, name), uid, uid)
 
 
 class WorkspaceDisk:
@@ -75,10 +88,7 @@ class WorkspaceDisk:
 
     def chown_tree(self, uid: int) -> None:
         """Give everything on the image to uid (after a uid change). Never follows symlinks."""
-        os.lchown(self.mountpoint, uid, uid)
-        for top, dirs, files in os.walk(self.mountpoint):
-            for name in dirs + files:
-                os.lchown(os.path.join(top, name), uid, uid)
+        chown_tree(self.mountpoint, uid)
 
     def owner(self) -> int:
         return self.mountpoint.stat().st_uid

@@ -24,9 +24,10 @@ import stat
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ashd.errors import SnapshotError, SnapshotTooLarge, UnsafeArchive
 
@@ -56,12 +57,32 @@ def skipped(name: str) -> bool:
     return name in SKIP_NAMES or name.endswith(SKIP_SUFFIXES)
 
 
-def create_archive(workspace: Path, dest: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ArchiveStats:
+Room = Callable[[int], None]
+"""Asked before each write of n bytes to the archive; raises (e.g. SnapshotNoRoom) to stop it."""
+
+
+class _Metered:
+    """A writable file that asks ``room`` before every write."""
+
+    def __init__(self, raw: BinaryIO, room: Room) -> None:
+        self._raw, self._room = raw, room
+
+    def write(self, data: bytes) -> int:
+        self._room(len(data))
+        return self._raw.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+def create_archive(workspace: Path, dest: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                   room: Room | None = None) -> ArchiveStats:
     """Write a tar.gz of ``workspace`` to ``dest`` (created or truncated).
 
     Blocks (reads the whole workspace). Thread-safe for distinct ``dest`` paths. The workspace
     should be quiescent: a file changing meanwhile may be stored torn (its size is fixed when
     it is opened; a file that shrinks is padded with NUL bytes).
+    ``room`` (if given) is asked before every write to ``dest`` and may stop the archive.
     Raises SnapshotTooLarge past ``max_bytes`` of file content, SnapshotError if the
     workspace is not a directory or nests deeper than MAX_DEPTH, OSError on I/O errors;
     ``dest`` is removed on any error.
@@ -72,7 +93,8 @@ def create_archive(workspace: Path, dest: Path, *, max_bytes: int = DEFAULT_MAX_
     except (FileNotFoundError, NotADirectoryError):
         raise SnapshotError(f"workspace {workspace} is not a directory") from None
     try:
-        with open(dest, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
+        with open(dest, "wb") as raw, tarfile.open(fileobj=cast(BinaryIO, _Metered(raw, room)) if room else raw,
+                                                   mode="w:gz", compresslevel=6) as tar:
             walker = _Walker(root, tar, max_bytes)
             walker.add_dir(root_fd, "", 0)
     except BaseException:
@@ -134,9 +156,9 @@ class _Walker:
                 return
             if self.stats.bytes + st.st_size > self.max_bytes:
                 raise SnapshotTooLarge(
-                    f"workspace {self.root} holds more than the snapshot limit of {_human(self.max_bytes)} "
-                    f"(reached at {rel!r}); raise the limit or remove large files"
-                )
+                    f"the workspace holds more than the snapshot limit of {_human(self.max_bytes)} "
+                    f"(reached at {rel!r}); remove large files, or raise snapshot.max_bytes "
+                    "(ASH_SNAPSHOT_MAX_BYTES)", self.max_bytes)
             info = tar_info(rel, tarfile.REGTYPE, st.st_mode & 0o777, st.st_mtime)
             info.size = st.st_size
             self._emit(info, ExactReader(f, st.st_size))
@@ -231,7 +253,8 @@ class _MemberGuard:
             if member.mode & (stat.S_ISUID | stat.S_ISGID):
                 raise UnsafeArchive(f"archive member {member.name!r} has setuid or setgid bits")
             if self.stats.bytes + member.size > self.max_bytes:
-                raise SnapshotTooLarge(f"archive holds more than the snapshot limit of {_human(self.max_bytes)}")
+                raise SnapshotTooLarge(f"archive holds more than the snapshot limit of {_human(self.max_bytes)}",
+                                       self.max_bytes)
             self.stats = _bump(self.stats, files=1, bytes=member.size)
         elif member.isdir():
             self.stats = _bump(self.stats, dirs=1)

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ashd.snapshot.archive import DEFAULT_MAX_BYTES, create_archive, extract_archive
-from ashd.snapshot.store import BlobStore
+from ashd.snapshot.room import DiskFloor
+from ashd.snapshot.store import BlobStore, LocalBlobStore
 
 logger = logging.getLogger(__name__)
 
@@ -60,23 +61,29 @@ class Snapshotter:
     ``max_bytes`` bounds a workspace's file content, both when saving and when restoring.
     """
 
-    def __init__(self, blob_store: BlobStore, tmp_dir: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, blob_store: BlobStore, tmp_dir: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                 floor: DiskFloor | None = None) -> None:
         self.blob_store = blob_store
         self.tmp_dir = Path(tmp_dir)
         self.max_bytes = max_bytes
+        self.floor = floor  # room on the data disk a save never takes (ashd/snapshot/room.py)
 
     def save(self, session_id: str, tenant_id: str, workspace: Path) -> SnapshotInfo:
         """Archive ``workspace`` and store it, replacing the session's previous snapshot.
 
         Blocks. Raises ValueError for bad ids, SnapshotTooLarge past ``max_bytes``,
+        SnapshotNoRoom when it would take the data disk below the floor,
         SnapshotError/BlobStoreError when the workspace cannot be read or the store written.
         A failed save leaves the previous snapshot in place.
         """
         key = snapshot_key(tenant_id, session_id)
         started = time.perf_counter()
         with self._tmp_file() as tmp:
-            stats = create_archive(workspace, tmp, max_bytes=self.max_bytes)
+            stats = create_archive(workspace, tmp, max_bytes=self.max_bytes, room=self._room_for(tmp))
             size = tmp.stat().st_size
+            if self._copies_locally():
+                assert self.floor is not None
+                self.floor(size)  # the store's copy of the archive
             self.blob_store.put(key, tmp)
         info = SnapshotInfo(key, size, stats.files, (time.perf_counter() - started) * 1000, stats.bytes)
         logger.debug(
@@ -123,6 +130,13 @@ class Snapshotter:
     def exists(self, session_id: str, tenant_id: str) -> bool:
         """True if the tenant has a snapshot of this session. Blocks."""
         return self.blob_store.exists(snapshot_key(tenant_id, session_id))
+
+    def _room_for(self, tmp: Path) -> DiskFloor | None:
+        return self.floor if self.floor is not None and self.floor.shares_disk(tmp) else None
+
+    def _copies_locally(self) -> bool:
+        store = self.blob_store
+        return self.floor is not None and isinstance(store, LocalBlobStore) and self.floor.shares_disk(store.root)
 
     @contextlib.contextmanager
     def _tmp_file(self) -> Iterator[Path]:
