@@ -139,6 +139,9 @@ class SandboxConfig:
     max_pids: int = 4096
     max_disk_mb: int = 20480
     max_tmp_mb: int = 4096
+    # A running turn with no event from its agent for this long is interrupted, and if that
+    # does not end it within the same time again, its agent process is killed (error + done).
+    turn_idle_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("sandbox.pids", "ASH_SANDBOX_PIDS"),
     ("sandbox.disk_mb", "ASH_SANDBOX_DISK_MB"),
     ("sandbox.tmp_mb", "ASH_SANDBOX_TMP_MB"),
+    ("sandbox.turn_idle_timeout_s", "ASH_TURN_IDLE_TIMEOUT_S"),
     ("proxy.egress_pins", "ASH_EGRESS_PINS"),
     ("max_attachment_size", "ASH_MAX_ATTACHMENT_SIZE"),
     ("queue.workers", "ASH_QUEUE_WORKERS"),
@@ -361,6 +365,9 @@ def _validate_sandbox(sb: SandboxConfig, proxy: ProxyConfig) -> None:
             raise ConfigError(f"sandbox.{name} must be between {minimum} and sandbox.max_{name} ({cap}), got {value}")
     if not 0.05 <= sb.cpus <= sb.max_cpus:
         raise ConfigError(f"sandbox.cpus must be between 0.05 and sandbox.max_cpus ({sb.max_cpus})")
+    if not 1 <= sb.turn_idle_timeout_s <= 86_400:
+        raise ConfigError("sandbox.turn_idle_timeout_s (ASH_TURN_IDLE_TIMEOUT_S) must be between 1 and 86400 "
+                          f"seconds, got {sb.turn_idle_timeout_s}")
     for name in ("model_port", "egress_port"):
         if not 1 <= getattr(proxy, name) <= 65535:
             raise ConfigError(f"proxy.{name} must be 1..65535")

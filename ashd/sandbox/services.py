@@ -135,8 +135,9 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
     log.info("sandboxes: bwrap, cgroup %s, uids %d+, workspace images, model proxy -> %s", layout.mode,
              sb.uid_base, config.model.base_url)
     def remove_mount_root() -> None:
-        with contextlib.suppress(OSError):
-            mount_root.rmdir()  # empty once every sandbox was torn down
+        for empty in (mount_root, *layout.parents.values()):
+            with contextlib.suppress(OSError):
+                empty.rmdir()  # empty once every sandbox was torn down
 
     return Services(launcher, report, [remove_mount_root, lambda: writer.shutdown(wait=True), loop.stop,
                                        oom.close, launcher.close])

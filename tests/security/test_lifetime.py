@@ -9,7 +9,6 @@ sandbox through all of it.
 
 from __future__ import annotations
 
-import hashlib
 import signal
 import threading
 import time
@@ -21,51 +20,13 @@ import httpx
 import psutil
 import pytest
 
-from ashd.sandbox import cgroups, reaper
+from ashd.sandbox import reaper
 from tests.conftest import HELLO_AGENT
-from tests.support.daemon import AshdProcess, sse_events
+from tests.support.daemon import AshdProcess
+from tests.support.sandboxes import alive, answer, cmdlines, instance, layout_of, sandbox_pids, turn
 
 MOUNT_ROOT = Path("/run/ashd-test-lifetime")
 KILL_DEADLINE_S = 2.0
-
-
-def instance(daemon: AshdProcess) -> str:
-    return hashlib.sha256(str(daemon.data_dir.resolve()).encode()).hexdigest()[:12]
-
-
-def layout_of(daemon: AshdProcess) -> cgroups.CgroupLayout:
-    return cgroups.detect(instance=instance(daemon))
-
-
-def sandbox_pids(daemon: AshdProcess, sid: str) -> set[int]:
-    return set(cgroups.SandboxCgroup(layout_of(daemon), sid).pids())
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def cmdlines(pids: set[int]) -> list[str]:
-    out = []
-    for pid in pids:
-        try:
-            out.append(" ".join(psutil.Process(pid).cmdline()))
-        except psutil.Error:
-            continue
-    return out
-
-
-def turn(c: httpx.Client, sid: str, content: str) -> list[tuple[str, Any]]:
-    with c.stream("POST", f"/api/sessions/{sid}/messages", json={"content": content}, timeout=180) as r:
-        assert r.status_code == 200, r.read()
-        return sse_events(r.read().decode())
-
-
-def answer(events: list[tuple[str, Any]]) -> str:
-    return str([d for n, d in events if n == "turn_complete"][-1]["result"])
 
 
 def leftovers(daemon: AshdProcess) -> dict[str, list[str]]:
@@ -93,6 +54,10 @@ def daemons(tmp_path: Path, scripted_model: Any) -> Iterator[list[AshdProcess]]:
     finally:
         for daemon in made:
             daemon.stop()
+        last = {d.data_dir: d for d in made}
+        for daemon in last.values():  # killed and never restarted (the test failed): sweep
+            if daemon.proc is not None and daemon.proc.returncode == -signal.SIGKILL:
+                daemon.restarted().stop()
 
 
 def session(daemon: AshdProcess) -> tuple[httpx.Client, str]:
