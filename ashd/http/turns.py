@@ -181,6 +181,7 @@ class Turn:
         when even the kill brought no end (the turn is given up)."""
         if quiet == 1:
             log.warning("session %s: no event from its agent for %.0fs; interrupting the turn", self.session_id, idle_s)
+            self._error(f"the agent sent nothing for {idle_s:.0f}s; the turn was interrupted")
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await link.interrupt()
             return True

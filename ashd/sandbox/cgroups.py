@@ -102,7 +102,7 @@ def prepare(layout: CgroupLayout) -> None:
         parent.mkdir(parents=True, exist_ok=True)
     if layout.mode == "v2":
         unified = layout.parents["unified"]
-        base = next(p for p in unified.parents if p.name == GROUP_NAME).parent
+        base = next(p for p in (unified, *unified.parents) if p.name == GROUP_NAME).parent
         leaf = base / "daemon"
         leaf.mkdir(exist_ok=True)
         for pid in (base / "cgroup.procs").read_text().split():
