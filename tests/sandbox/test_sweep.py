@@ -42,3 +42,12 @@ def test_tools_keep_a_reserve_for_the_cli() -> None:
     assert rlimits.tool_tasks(512) == 448 and rlimits.tool_tasks(128) == 96 and rlimits.tool_tasks(32) == 16
     script = rlimits.toolshell(512)
     assert script.startswith("#!/bin/bash\n") and "ulimit -u 448 " in script and 'exec /bin/bash -c "$1"' in script
+
+
+def test_an_exec_command_gets_the_tools_task_limit_and_the_cli_its_own() -> None:
+    from ashd.sandbox import bwrap, cliwrap
+
+    plan = {"core": 0, "nproc": 512}
+    assert cliwrap.rlimits_for(bwrap.INSIDE_CLI, plan) == plan
+    assert cliwrap.rlimits_for("/bin/sh", plan) == {"core": 0, "nproc": 448}
+    assert cliwrap.rlimits_for("/bin/sh", {"core": 0}) == {"core": 0}
