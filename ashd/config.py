@@ -147,6 +147,9 @@ class SandboxConfig:
     # larger of the two. See docs/operations.md "Disk admission".
     disk_reserve_mb: int = 512  # disk kept free of workspace images, MiB (the larger of this and the percentage)
     disk_reserve_percent: float = 5.0  # disk kept free of workspace images, percent of the data file system
+    # A running turn with no event from its agent for this long is interrupted, and if that
+    # does not end it within the same time again, its agent process is killed (error + done).
+    turn_idle_timeout_s: float = 600.0  # seconds a turn may go without an event before it is interrupted, then killed
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("sandbox.tmp_mb", "ASH_SANDBOX_TMP_MB"),
     ("sandbox.disk_reserve_mb", "ASH_DISK_RESERVE_MB"),
     ("sandbox.disk_reserve_percent", "ASH_DISK_RESERVE_PERCENT"),
+    ("sandbox.turn_idle_timeout_s", "ASH_TURN_IDLE_TIMEOUT_S"),
     ("proxy.egress_pins", "ASH_EGRESS_PINS"),
     ("max_attachment_size", "ASH_MAX_ATTACHMENT_SIZE"),
     ("queue.workers", "ASH_QUEUE_WORKERS"),
@@ -427,6 +431,9 @@ def _validate_sandbox(sb: SandboxConfig, proxy: ProxyConfig) -> None:
                           f"(percent of the data disk), got {sb.disk_reserve_percent}")
     if not 0.05 <= sb.cpus <= sb.max_cpus:
         raise ConfigError(f"sandbox.cpus must be between 0.05 and sandbox.max_cpus ({sb.max_cpus})")
+    if not 1 <= sb.turn_idle_timeout_s <= 86_400:
+        raise ConfigError("sandbox.turn_idle_timeout_s (ASH_TURN_IDLE_TIMEOUT_S) must be between 1 and 86400 "
+                          f"seconds, got {sb.turn_idle_timeout_s}")
     for name in ("model_port", "egress_port"):
         if not 1 <= getattr(proxy, name) <= 65535:
             raise ConfigError(f"proxy.{name} must be 1..65535")

@@ -127,13 +127,17 @@ class SandboxActor(pykka.ThreadingActor):
                         fact.sandbox_id, fact.session_id, code, f"; {reason}" if reason else "")
         self._on_exit(fact)
 
-    def stop_bridge(self) -> int | None:
+    def stop_bridge(self, grace_s: float | None = None) -> int | None:
         """TERM the process group, wait the grace period, then KILL it; returns once the
-        launcher has cleaned up too, so the same sandbox can start again at once. Idempotent."""
+        launcher has cleaned up too, so the same sandbox can start again at once. Idempotent.
+
+        ``grace_s``: instead of the configured grace (0: KILL at once, for a wedged agent).
+        SIGKILL ends the bridge even when it is stopped (SIGSTOP); the sandbox dies with it.
+        """
         self._stopping.set()
         if self._proc is None:
             return None
-        code = self._kill_group(self._proc, self._stop_grace_s)
+        code = self._kill_group(self._proc, self._stop_grace_s if grace_s is None else grace_s)
         if not self._cleaned.wait(CLEANUP_WAIT_S):
             log.error("sandbox %s: cleanup did not finish within %.0fs", self._spec.sandbox_id, CLEANUP_WAIT_S)
         return code
@@ -148,7 +152,8 @@ class SandboxActor(pykka.ThreadingActor):
             tree = psutil.Process(proc.pid).children(recursive=True)
         except psutil.Error:
             tree = []
-        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        steps = ((signal.SIGTERM, grace_s),) if grace_s > 0 else ()
+        for sig, wait_s in (*steps, (signal.SIGKILL, 5.0)):
             if proc.poll() is not None:
                 break
             try:

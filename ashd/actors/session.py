@@ -270,6 +270,18 @@ class SessionActor(pykka.ThreadingActor):
         if not self._busy:
             self._snapshot()
 
+    def kill_agent(self, reason: str) -> None:
+        """Kill this session's agent process at once (SIGKILL, no grace), even mid-turn.
+
+        For a turn that is wedged or must end now (the turn watchdog; a stop during a turn):
+        the running turn then sees its agent gone and ends with ``error`` + ``done``; the next
+        turn starts a new agent process that resumes the conversation. Blocks until cleaned up.
+        """
+        if self._sandbox is None:
+            return
+        log.warning("session %s: killing its agent process: %s", self._id, reason)
+        self._release_sandbox(grace_s=0.0)
+
     def sandbox_lost(self, fact: BridgeExited) -> None:
         """Told by the pool: the agent process died. Judge it; the next turn starts a new one."""
         if self._sandbox is None or fact.sandbox_id != self._sandbox.sandbox_id:
@@ -418,12 +430,12 @@ class SessionActor(pykka.ThreadingActor):
         except StoreError as exc:
             log.error("session %s: snapshot_skipped event not stored: %s", self._id, exc)
 
-    def _release_sandbox(self) -> None:
+    def _release_sandbox(self, grace_s: float | None = None) -> None:
         """Stop the bridge and wait for it here (this session's thread, not the pool's)."""
         if self._sandbox is None or self._sandbox_actor is None:
             return
         try:
-            self._sandbox_actor.stop_bridge().get(timeout=self._deps.stop_timeout_s)
+            self._sandbox_actor.stop_bridge(grace_s).get(timeout=self._deps.stop_timeout_s)
         except pykka.ActorDeadError:
             pass  # already stopped by the pool after a crash
         self._deps.pool.release(self._sandbox.sandbox_id).get(timeout=ASK_TIMEOUT_S)

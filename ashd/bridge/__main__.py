@@ -25,9 +25,16 @@ PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """Ask the kernel to SIGTERM us when ashd dies, so no bridge outlives its daemon."""
+    """Ask the kernel to SIGKILL us when ashd dies, so no bridge outlives its daemon.
+
+    SIGKILL, not SIGTERM: a graceful shutdown takes seconds, during which a restarted ashd
+    could already resume the same session. The sandbox goes with the bridge: bwrap runs with
+    ``--die-with-parent`` and is the init of the sandbox's pid namespace, so every process in
+    it (daemonized tools included) dies when bwrap does; ashd's start-up sweep removes what
+    is left of its cgroups and mounts.
+    """
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
 

@@ -49,6 +49,13 @@ class SessionBase(ApiHandler):
     async def actor(self, row: SessionRow) -> pykka.ActorProxy[SessionActor]:
         return await self.ctx.offload.ask(self.ctx.tree.sessions.child(row.id, self.tenant))
 
+    async def end_running_turn(self, session_id: str, why: str) -> None:
+        """A stop or delete always works: a running (maybe wedged) turn is ended first, its
+        agent process killed (the turn's stream ends with ``error`` and ``done``)."""
+        turn = self.ctx.live_turns.get(session_id)
+        if turn is not None:
+            await turn.abort(why)
+
     @property
     def start_timeout(self) -> float:
         return self.ctx.config.pool.bridge_ready_timeout_s + 30
@@ -119,6 +126,7 @@ class SessionHandler(SessionBase):
 
     async def delete(self, session_id: str) -> None:
         row = await self.session_row(session_id)
+        await self.end_running_turn(row.id, "the session was deleted during this turn")
         ended = await self.ctx.offload.ask((await self.actor(row)).end_session())
         self.ctx.tree.sessions.forget(row.id)
         self.ctx.links.drop(row.sandbox_id or row.id)
@@ -128,6 +136,7 @@ class SessionHandler(SessionBase):
 class SessionStopHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
+        await self.end_running_turn(row.id, "the session was stopped during this turn")
         stopped = await self.ctx.offload.ask((await self.actor(row)).stop_session())
         self.ctx.links.drop(row.sandbox_id or row.id)
         self.send_json({"session": session_json(stopped)})

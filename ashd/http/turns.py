@@ -15,6 +15,7 @@ actor releases the turn, and only then is ``done`` delivered — so a client tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -23,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 from ashd import __version__
 from ashd.actors.messages import TurnGrant
 from ashd.bridge import protocol
-from ashd.bridge.link import LOST, BridgeGone
+from ashd.bridge.link import LOST, BridgeGone, BridgeLink
 from ashd.events import SSEEvent, compact_json, frame, stored_message, stream_events, timeline_events, user_message
 from ashd.http.context import AppContext
 from ashd.http.turnlog import TurnLog
+from ashd.http.watchdog import Idle, watched
 from ashd.options import MessageOptions
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 
 Frame = tuple[int, bytes]
 EXIT_WAIT_S = 0.5  # how long a dropped turn waits to learn why its agent process died
+KILL_TIMEOUT_S = 60.0  # killing an agent process: SIGKILL, then the sandbox's teardown
 
 
 class Turn:
@@ -68,6 +71,8 @@ class Turn:
         self._log = TurnLog(ctx.offload, ctx.store, tenant_id, grant.session_id, self._committed)
         self.finished = False
         self.failure: str | None = None  # the first error of the turn, if it failed (the queue asks)
+        self._killed: str | None = None  # why the turn's agent process was killed, if it was
+        self._ended = asyncio.Event()
 
     @property
     def session_id(self) -> str:
@@ -147,19 +152,63 @@ class Turn:
             return
         query = protocol.Query(self._options.content, self._options.include_partial_messages, self._options.model)
         self._ctx.metrics.turn_overhead.observe(time.monotonic() - self._received_at)  # the query is written next
-        async for event in link.turn(query):
+        idle_s = self._ctx.config.sandbox.turn_idle_timeout_s
+        quiet = 0  # consecutive idle periods: 1 -> interrupt, 2 -> kill, 3 -> give up on the link
+        async for event in watched(link.turn(query), idle_s):
+            if isinstance(event, Idle):
+                quiet += 1
+                if not await self._stalled(link, quiet, idle_s):
+                    break
+                continue
+            quiet = 0
             if isinstance(event, protocol.Done):
                 for error in await link.settle():  # the conversation is stored before done
                     self._error(f"the conversation could not be stored completely: {error}")
             elif isinstance(event, protocol.Message):
                 self._on_message(event.data)
+            elif isinstance(event, protocol.Error) and event.error == LOST and self._killed:
+                self._error(self._killed)
             elif isinstance(event, protocol.Error) and event.error == LOST:
                 fact = await self._ctx.offload.read(self._ctx.tree.exits.wait, self._grant.pid, EXIT_WAIT_S)
                 self._error(f"the agent process was killed: {fact.reason}" if fact and fact.reason else LOST)
             elif isinstance(event, protocol.Error):
                 self._error(event.error)
-        if link.closed:
+        if link.closed or quiet:
             self._ctx.links.drop(self._grant.sandbox_id)
+
+    async def _stalled(self, link: BridgeLink, quiet: int, idle_s: float) -> bool:
+        """The agent sent nothing for another ``idle_s``: interrupt it, then kill it. False
+        when even the kill brought no end (the turn is given up)."""
+        if quiet == 1:
+            log.warning("session %s: no event from its agent for %.0fs; interrupting the turn", self.session_id, idle_s)
+            self._error(f"the agent sent nothing for {idle_s:.0f}s; the turn was interrupted")
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await link.interrupt()
+            return True
+        if quiet == 2:
+            await self._kill_agent(f"the turn made no progress for {idle_s:.0f}s and did not stop when interrupted; "
+                                   "its agent process was killed (the next message starts a new one)")
+            return True
+        self._error(self._killed or f"the agent process did not answer for {idle_s * quiet:.0f}s")
+        return False
+
+    async def _kill_agent(self, why: str) -> None:
+        """SIGKILL the session's agent process; the link then reports it gone (error + done)."""
+        self._killed = self._killed or why
+        try:
+            await self._ctx.offload.ask(self._actor.kill_agent(why), timeout=KILL_TIMEOUT_S)
+        except Exception:
+            log.exception("session %s: killing the agent process of a wedged turn failed", self.session_id)
+
+    async def abort(self, why: str) -> None:
+        """End the turn now (a stop or delete during the turn): kill the agent, wait for done.
+
+        Loop thread; never raises. The turn's stream ends with ``error`` (``why``) and ``done``.
+        """
+        if not self.finished:
+            await self._kill_agent(why)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ended.wait(), KILL_TIMEOUT_S)
 
     def _on_message(self, raw: dict[str, Any]) -> None:
         if raw.get("type") == "result" and raw.get("is_error") and self.failure is None:
@@ -203,6 +252,7 @@ class Turn:
 
     def _close(self) -> None:
         self.finished = True
+        self._ended.set()
         for queue in self._subscribers:
             queue.put_nowait(None)
         self._subscribers.clear()

@@ -24,6 +24,7 @@ SETPRIV = "/usr/bin/setpriv"
 INSIDE_WORKSPACE = "/workspace"
 INSIDE_HOME = "/home/agent"
 INSIDE_CLI = "/opt/claude/claude"
+INSIDE_TOOLSHELL = "/opt/ashd/toolshell"  # CLAUDE_CODE_SHELL_PREFIX: see rlimits.toolshell
 HOSTNAME = "sandbox"
 # Public, read-only system files the tools commonly need (bound only when they exist).
 OPTIONAL_RO = ("/etc/alternatives", "/etc/ssl/certs", "/usr/share/ca-certificates", "/etc/ca-certificates")
@@ -51,6 +52,7 @@ class Mounts:
     mcp_json: str  # bound read-only at /workspace/.mcp.json
     tmp_bytes: int
     optional_ro: tuple[str, ...] = ()  # those of OPTIONAL_RO that exist on this host
+    toolshell: str = ""  # the Bash tool's wrapper (rlimits.toolshell), bound read-only if set
 
 
 def setpriv_argv(uid: int) -> list[str]:
@@ -89,6 +91,7 @@ def bwrap_argv(mounts: Mounts, fds: Fds, cli_args: list[str], program: str = INS
         # After the workspace: these cover the agent's own copies with read-only ones.
         "--ro-bind", mounts.claude_dir, f"{INSIDE_WORKSPACE}/.claude",
         "--ro-bind", mounts.mcp_json, f"{INSIDE_WORKSPACE}/.mcp.json",
+        *(["--ro-bind", mounts.toolshell, INSIDE_TOOLSHELL] if mounts.toolshell else []),
         "--remount-ro", "/",
         "--chdir", INSIDE_WORKSPACE,
         "--clearenv",

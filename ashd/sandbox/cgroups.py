@@ -4,10 +4,14 @@ Two modes, chosen once by :func:`detect`:
 
 - ``v2``: the unified hierarchy with ``memory``, ``pids`` and ``cpu`` delegated to ashd's
   group (systemd ``Delegate=yes``). ashd moves itself into a ``daemon`` leaf so its group
-  may enable controllers for ``sandboxes/<id>``.
+  may enable controllers for ``ashd-sandboxes/<instance>/<id>``.
 - ``v1``: one group per controller hierarchy (``memory``, ``cpu``, ``pids``). A cgroup2
   mount without those controllers, if present, still gives a tracking group whose
   ``cgroup.kill`` ends every process at once.
+
+Every daemon's groups live under ``ashd-sandboxes/<instance>`` (the instance is the digest of
+its data dir): several daemons may share one cgroup, and :func:`sweep` at start-up removes
+only the groups of the daemon that calls it.
 
 OOM kills are read from the cgroup (v1 ``memory.oom_control`` ``oom_kill``, v2
 ``memory.events`` ``oom_kill``). All methods block briefly on sysfs writes; thread-safe per
@@ -58,8 +62,12 @@ def _own_groups() -> dict[str, str]:
     return out
 
 
-def detect() -> CgroupLayout:
-    """Find where sandbox groups can be created with limits; never raises."""
+def detect(instance: str = "") -> CgroupLayout:
+    """Find where sandbox groups can be created with limits; never raises.
+
+    ``instance``: this daemon's own level under ``ashd-sandboxes`` (see :func:`sweep`).
+    """
+    group = f"{GROUP_NAME}/{instance}" if instance else GROUP_NAME
     try:
         mounts, own = _mounts(), _own_groups()
     except OSError as exc:
@@ -72,34 +80,62 @@ def detect() -> CgroupLayout:
         except OSError:
             available = set()
         if set(CONTROLLERS) <= available and os.access(base, os.W_OK):
-            return CgroupLayout("v2", {"unified": base / GROUP_NAME})
+            return CgroupLayout("v2", {"unified": base / group})
     parents: dict[str, Path] = {}
     for ctrl in CONTROLLERS:
         mnt = next((m for t, m, o in mounts if t == "cgroup" and ctrl in o), None)
         if mnt is None or ctrl not in own:
             return CgroupLayout("none", {}, f"no cgroup v1 '{ctrl}' hierarchy and no delegated cgroup v2")
-        parent = Path(mnt) / own[ctrl].lstrip("/") / GROUP_NAME
-        if not os.access(parent.parent, os.W_OK):
-            return CgroupLayout("none", {}, f"cannot write {parent.parent} (run ashd as root or delegate cgroups)")
+        own_dir = Path(mnt) / own[ctrl].lstrip("/")
+        if not os.access(own_dir, os.W_OK):
+            return CgroupLayout("none", {}, f"cannot write {own_dir} (run ashd as root or delegate cgroups)")
+        parent = own_dir / group
         parents[ctrl] = parent
     if v2 is not None and "" in own:
-        parents["unified"] = Path(v2) / own[""].lstrip("/") / GROUP_NAME  # tracking + cgroup.kill
+        parents["unified"] = Path(v2) / own[""].lstrip("/") / group  # tracking + cgroup.kill
     return CgroupLayout("v1", parents)
 
 
 def prepare(layout: CgroupLayout) -> None:
     """Create the parent groups (and in v2, move ashd into a leaf). Raises OSError."""
     for parent in layout.parents.values():
-        parent.mkdir(exist_ok=True)
+        parent.mkdir(parents=True, exist_ok=True)
     if layout.mode == "v2":
-        base = layout.parents["unified"].parent
+        unified = layout.parents["unified"]
+        base = next(p for p in (unified, *unified.parents) if p.name == GROUP_NAME).parent
         leaf = base / "daemon"
         leaf.mkdir(exist_ok=True)
         for pid in (base / "cgroup.procs").read_text().split():
             _write(leaf / "cgroup.procs", pid)
         enable = " ".join(f"+{c}" for c in CONTROLLERS)
         _write(base / "cgroup.subtree_control", enable)
-        _write(layout.parents["unified"] / "cgroup.subtree_control", enable)
+        level = base
+        for part in unified.relative_to(base).parts:
+            level = level / part
+            _write(level / "cgroup.subtree_control", enable)
+
+
+def sweep(layout: CgroupLayout) -> int:
+    """Kill every process left in this daemon's sandbox groups and remove the groups.
+
+    Only the groups under this layout's instance level are touched: those are this daemon's
+    alone (a neighbour daemon has its own level). Called at start-up, before any sandbox of
+    this daemon starts. Returns how many groups were removed; blocks (v1 needs retries).
+    """
+    names: set[str] = set()
+    for parent in layout.parents.values():
+        try:
+            names.update(child.name for child in parent.iterdir() if child.is_dir())
+        except OSError:
+            continue
+    removed = 0
+    for name in sorted(names):
+        group = SandboxCgroup(layout, name)
+        left = group.pids()
+        if left:
+            log.warning("sandbox group %s still held %d process(es) from an earlier run; killing them", name, len(left))
+        removed += group.remove()
+    return removed
 
 
 class SandboxCgroup:

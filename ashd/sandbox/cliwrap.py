@@ -43,6 +43,14 @@ def program_and_args(args: list[str]) -> tuple[str, list[str]]:
     return args[1], args[2:]
 
 
+def rlimits_for(program: str, values: dict[str, int]) -> dict[str, int]:
+    """Pure: the plan's rlimits, with an ``exec`` command held to the tools' task limit (like
+    the Bash tool's commands, see ``rlimits.toolshell``) so it cannot starve the CLI."""
+    if program == bwrap.INSIDE_CLI or "nproc" not in values:
+        return values
+    return {**values, "nproc": rlimits.tool_tasks(values["nproc"])}
+
+
 def inside_env(plan: dict[str, object], environ: dict[str, str]) -> dict[str, str]:
     """Pure: the environment the CLI gets."""
     names = plan.get("passthrough", [])
@@ -72,7 +80,8 @@ def main(argv: list[str]) -> int:
     for procs in plan["cgroup_procs"]:
         with open(procs, "w") as out:
             out.write(pid)
-    rlimits.apply(plan.get("rlimits", {}))  # set as root, enforced once setpriv drops the uid
+    program, args = program_and_args(argv[2:])
+    rlimits.apply(rlimits_for(program, plan.get("rlimits", {})))  # set as root, enforced once setpriv drops the uid
     fd = os.open(plan["netns"], os.O_RDONLY | os.O_CLOEXEC)
     syscalls.setns(fd, syscalls.CLONE_NEWNET)
     os.close(fd)
@@ -84,7 +93,6 @@ def main(argv: list[str]) -> int:
         hosts=_memfd("hosts", etc["hosts"]), nsswitch=_memfd("nsswitch", etc["nsswitch"]),
     )
     mounts = bwrap.Mounts(**{**plan["mounts"], "optional_ro": tuple(plan["mounts"]["optional_ro"])})
-    program, args = program_and_args(argv[2:])
     command = bwrap.setpriv_argv(uid) + bwrap.bwrap_argv(mounts, fds, args, program)
     os.execve(command[0], command, {"PATH": "/usr/bin:/bin"})  # noqa: S606 - argv list, fixed binary
     return 127  # not reached

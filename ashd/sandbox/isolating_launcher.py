@@ -87,6 +87,8 @@ class IsolatingLauncher:
             "CLAUDE_CONFIG_DIR": f"{bwrap.INSIDE_HOME}/.claude",
             "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{self._ports.model}",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
+            # Tools run under a lower task limit than the CLI: a fork bomb cannot abort it.
+            "CLAUDE_CODE_SHELL_PREFIX": bwrap.INSIDE_TOOLSHELL,
         }
         if spec.policy.egress_allow and self._egress is not None:
             proxy = f"http://127.0.0.1:{self._ports.egress}"

@@ -138,12 +138,15 @@ class SandboxKit:
             shutil.copyfile(src_mcp, mcp)
         else:
             mcp.write_text('{"mcpServers": {}}\n')
+        assert self.limits.pids
+        (self.policy_dir / "toolshell").write_text(rlimits.toolshell(self.limits.pids))
         for top, _dirs, files in os.walk(self.policy_dir):
             os.chmod(top, 0o755)  # noqa: S103 - read-only policy copies, readable by the sandbox uid
             for name in files:
                 file_path = os.path.join(top, name)
                 if not os.path.islink(file_path):
                     os.chmod(file_path, 0o644)
+        os.chmod(self.policy_dir / "toolshell", 0o755)  # noqa: S103 - root-owned, run by the sandbox uid
 
     def mounts(self) -> bwrap.Mounts:
         assert self.limits.tmp_mb
@@ -152,6 +155,7 @@ class SandboxKit:
             claude_dir=str(self.policy_dir / "claude"), mcp_json=str(self.policy_dir / "mcp.json"),
             tmp_bytes=self.limits.tmp_mb << 20,
             optional_ro=tuple(p for p in bwrap.OPTIONAL_RO if os.path.exists(p)),
+            toolshell=str(self.policy_dir / "toolshell"),
         )
 
     def _write_plan(self, env: dict[str, str], passthrough: list[str]) -> None:

@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ashd.config import Config, egress_pins
@@ -73,8 +74,6 @@ class Services:
 
 def cli_binary() -> str:
     """The CLI bundled with the SDK (world-readable, so every sandbox uid can bind it)."""
-    from pathlib import Path
-
     import claude_agent_sdk
     return str(Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude")
 
@@ -113,16 +112,16 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
         writer.submit(_record, store, gate, values)
         metrics.record_usage(usage)
 
-    layout = cgroups.detect()
+    digest = hashlib.sha256(str(config.data_dir.resolve()).encode()).hexdigest()[:12]
+    layout = cgroups.detect(instance=digest)
+    mount_root = sb.mount_root / digest
+    _sweep(layout, config.data_dir / "sandboxes", mount_root)
     if layout.mode != "none":
         cgroups.prepare(layout)
     loop = ProxyLoop()
     model = ModelProxy(loop, config.model.base_url, config.model.api_key.reveal(),
                        config.model.auth_token.reveal(), on_usage)
     oom = OomWatcher()
-    digest = hashlib.sha256(str(config.data_dir.resolve()).encode()).hexdigest()[:12]
-    mount_root = sb.mount_root / digest
-    reaper.reap([config.data_dir / "sandboxes", mount_root])  # none of ours can be running yet
     mount_root.mkdir(parents=True, exist_ok=True)
     for part in (sb.mount_root, mount_root):
         part.chmod(0o711)
@@ -136,11 +135,25 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
     log.info("sandboxes: bwrap, cgroup %s, uids %d+, workspace images, model proxy -> %s", layout.mode,
              sb.uid_base, config.model.base_url)
     def remove_mount_root() -> None:
-        with contextlib.suppress(OSError):
-            mount_root.rmdir()  # empty once every sandbox was torn down
+        for empty in (mount_root, *layout.parents.values()):
+            with contextlib.suppress(OSError):
+                empty.rmdir()  # empty once every sandbox was torn down
 
     return Services(launcher, report, [remove_mount_root, lambda: writer.shutdown(wait=True), loop.stop,
                                        oom.close, launcher.close])
+
+
+def _sweep(layout: cgroups.CgroupLayout, sandboxes: Path, mount_root: Path) -> None:
+    """Before any sandbox of this daemon starts: end and remove what an earlier run of it left.
+
+    Everything here is scoped to this daemon (its cgroup instance level, its data dir, its
+    mount root); none of its sandboxes can be running yet. Processes first (they keep mounts
+    busy), then mounts, loop devices and run dirs.
+    """
+    cgroups.sweep(layout)
+    reaper.reap([sandboxes, mount_root])
+    reaper.detach_loops([sandboxes])
+    reaper.remove_run_dirs(mount_root)
 
 
 def _append(store: Store, tenant: str, session: str, payload: dict[str, Any]) -> None:
