@@ -143,13 +143,9 @@ class SandboxConfig:
     max_pids: int = 4096  # ceiling of pids
     max_disk_mb: int = 20480  # ceiling of disk_mb
     max_tmp_mb: int = 4096  # ceiling of tmp_mb
-    # Room on the data disk no workspace image may claim (the store, snapshots, logs): the
-    # larger of the two. See docs/operations.md "Disk admission".
-    disk_reserve_mb: int = 512  # disk kept free of workspace images, MiB (the larger of this and the percentage)
-    disk_reserve_percent: float = 5.0  # disk kept free of workspace images, percent of the data file system
-    # A running turn with no event from its agent for this long is interrupted, and if that
-    # does not end it within the same time again, its agent process is killed (error + done).
-    turn_idle_timeout_s: float = 600.0  # seconds a turn may go without an event before it is interrupted, then killed
+    disk_reserve_mb: int = 512  # room on the data disk no workspace image may claim, MiB (the larger of this and the percentage)
+    disk_reserve_percent: float = 5.0  # the same room as a percentage of the data file system
+    turn_idle_timeout_s: float = 600.0  # a turn with no event for this long is interrupted, then its agent killed
 
 
 @dataclass(frozen=True)
