@@ -188,13 +188,16 @@ def _check_type(member: tarfile.TarInfo, parts: Parts) -> None:
 
 
 def extract_bundle(archive: Path, tree: Tree, max_bytes: int) -> int:
-    """Check the whole bundle, then write it into ``tree``. Returns the number of entries.
+    """Check the whole bundle, then write it into ``tree``. Returns the number of entries
+    written: entries at the tree's read-only paths (the agent's bound files, which a bundle
+    downloaded from ashd carries) are left out.
 
     Raises BadRequest / PayloadTooLarge before writing anything for a bad bundle; UnsafePath
     if the tree holds a symlink where the bundle puts a file or directory (entries before
     it are written by then).
     """
-    plan = check_bundle(archive, str(tree.root), max_bytes)
+    plan = [item for item in check_bundle(archive, str(tree.root), max_bytes)
+            if not tree.read_only(item.parts)]  # the agent's bound files stay as deployed
     with tarfile.open(archive, mode="r:gz") as tar:
         for item in plan:
             m = item.member

@@ -6,6 +6,9 @@ Rules (documented in docs/api.md):
   not ``cold``; a disk-image workspace must be mounted) with ``<data>/sandboxes/<id>/workspace``. Reads and writes
   go there (source ``sandbox``). A paused session keeps its sandbox (Ash's pause), so it is
   live until the pool evicts it; eviction snapshots first, so nothing written is lost.
+- The agent's read-only files (``.claude/``, ``.mcp.json``: bound over the workspace from
+  the deployed agent, see ``ashd/sandbox/agent_binds.py``) are shown as the agent sees them
+  and cannot be changed through the API (``ashd/files/bound.py``).
 - **Not live** (stopped, ended, errored, evicted, or never started here): reads come from
   the session's snapshot archive (source ``snapshot``), never extracted to disk. Writes are
   refused with 409: a stopped session's files live in its snapshot and local disk image,
@@ -21,8 +24,10 @@ import tempfile
 from pathlib import Path
 
 from ashd.errors import Conflict, NotFound
+from ashd.files.bound import BoundTree
 from ashd.files.contained import Tree
 from ashd.layout import Layout
+from ashd.sandbox.agent_binds import PLAN_NAME, bound_sources
 from ashd.snapshot.snapshots import snapshot_key
 from ashd.snapshot.store import BlobStore
 from ashd.states import SandboxState, SessionStatus
@@ -54,7 +59,8 @@ class SessionFiles:
             return None
         if (root / "disk.img").exists() and not os.path.ismount(workspace):
             return None  # a disk-image sandbox not mounted (yet): the dir is only a placeholder
-        return Tree(workspace)
+        binds = bound_sources(root / PLAN_NAME)
+        return BoundTree(workspace, binds) if binds else Tree(workspace)
 
     def require_live(self, row: SessionRow) -> Tree:
         """The live workspace; raises Conflict (409) naming what to do when there is none."""

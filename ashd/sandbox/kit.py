@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ashd.sandbox import bwrap, rlimits, syscalls
+from ashd.sandbox.agent_binds import PLAN_NAME
 from ashd.sandbox.cgroups import CgroupLayout, SandboxCgroup
 from ashd.sandbox.limits import Limits
 from ashd.sandbox.netns import SandboxNetns
@@ -47,7 +48,7 @@ class SandboxKit:
         self.disk = WorkspaceDisk(root / "disk.img", self.run_dir / "disk")
         self.cgroup = SandboxCgroup(cgroups, sandbox_id)
         self.netns = SandboxNetns(self.run_dir / "netns")
-        self.plan_path = root / "sandbox-plan.json"
+        self.plan_path = root / PLAN_NAME
         self._uids = uids
         self.uid = -1
 

@@ -1,0 +1,55 @@
+"""Files of the deployed agent that a sandbox binds read-only over its workspace.
+
+The kit copies each one into the sandbox's policy dir (``SandboxKit._policy``, with a
+default when the agent has none) and bwrap binds the copy at ``/workspace/<name>``, covering
+whatever the workspace holds there (often an empty placeholder bwrap created as the mount
+point). The files API shows these copies, so listings, reads and bundles match what the
+agent sees (``ashd/files/bound.py``). To bind another file, add a row here and a field to
+``bwrap.Mounts`` that the kit fills.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+PLAN_NAME = "sandbox-plan.json"  # in the sandbox's dir, written by the kit
+
+
+@dataclass(frozen=True)
+class AgentBind:
+    name: str  # top-level name in the workspace, e.g. ".mcp.json"
+    mount: str  # the field of bwrap.Mounts (and of the sandbox plan's "mounts") with the host copy
+    is_dir: bool
+
+
+AGENT_BINDS: tuple[AgentBind, ...] = (
+    AgentBind(".claude", "claude_dir", is_dir=True),
+    AgentBind(".mcp.json", "mcp_json", is_dir=False),
+)
+
+
+def bound_sources(plan_path: Path) -> dict[str, Path]:
+    """Workspace name -> host copy, for each bind of the sandbox plan at ``plan_path`` whose
+    copy exists with the expected type (not a symlink). Empty without a plan (a sandbox
+    started without bwrap binds nothing). Blocking (a small file read)."""
+    try:
+        mounts = json.loads(plan_path.read_text()).get("mounts")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(mounts, dict):
+        return {}
+    out: dict[str, Path] = {}
+    for bind in AGENT_BINDS:
+        source = mounts.get(bind.mount)
+        if not isinstance(source, str) or not source.startswith("/"):
+            continue
+        try:
+            mode = Path(source).lstat().st_mode
+        except OSError:
+            continue
+        if (stat.S_ISDIR(mode) if bind.is_dir else stat.S_ISREG(mode)):
+            out[bind.name] = Path(source)
+    return out
