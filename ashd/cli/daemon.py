@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ashd import __version__
 from ashd import config as configuration
+from ashd.cli.port_check import port_conflict
 from ashd.errors import ConfigError
 
 MISSING_DEPENDENCIES = ("ashd: the daemon's dependencies are not installed ({name} is missing); "
@@ -74,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         from ashd.actors.replies import quiet_expected_errors
-        from ashd.cli.port_check import port_conflict
         from ashd.daemon import Daemon  # the heavy part: only the daemon needs it
     except ModuleNotFoundError as exc:
         print(MISSING_DEPENDENCIES.format(name=exc.name), file=sys.stderr)
