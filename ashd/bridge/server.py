@@ -65,8 +65,8 @@ class BridgeServer:
         finally:
             server.close()
             await self._cancel_turn()
+            await driver.close()  # the CLI's last transcript entries still reach ashd
             await self._close_connections()
-            await driver.close()
             self._socket_path.unlink(missing_ok=True)
         return self._exit_code
 
