@@ -23,7 +23,7 @@ from tests.conftest import HELLO_AGENT, REPO
 from tests.support.daemon import AshdProcess
 
 pytestmark = pytest.mark.e2e
-SLOW = "[[slow: 30]] [[say: " + " ".join(f"w{i}" for i in range(120)) + "]]"
+SLOW = "[[slow: 30]] [[say: " + " ".join(f"w{i}" for i in range(400)) + "]]"  # ~12 s: outlives a loaded machine
 # Lines no normal day may produce, in ashd's log ("<time> ERROR <logger>: ...") or a
 # sandbox log ("[bridge] ERROR ...", Python's own "Traceback"/"Exception ignored in").
 BAD = re.compile(r"Traceback|Exception in|Exception ignored|\bERROR\b|CRITICAL|Task was destroyed")
