@@ -11,6 +11,7 @@ agent sees (``ashd/files/bound.py``). To bind another file, add a row here and a
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,3 +54,24 @@ def bound_sources(plan_path: Path) -> dict[str, Path]:
         if (stat.S_ISDIR(mode) if bind.is_dir else stat.S_ISREG(mode)):
             out[bind.name] = Path(source)
     return out
+
+
+def write_copies(agent_dir: Path | None, dest: Path) -> dict[str, Path]:
+    """Write the copies a sandbox of ``agent_dir`` gets bound under ``dest`` (made here) and
+    return name -> copy, as :func:`bound_sources` does. The same files as
+    ``SandboxKit._policy`` (a test keeps the two equal): the agent's own ``.claude/`` and
+    ``.mcp.json`` when they are a real folder and file, else defaults. Blocking (copies)."""
+    claude, mcp = dest / "claude", dest / "mcp.json"
+    source = agent_dir / ".claude" if agent_dir else None
+    if source is not None and source.is_dir() and not source.is_symlink():
+        shutil.copytree(source, claude, symlinks=True)
+    (claude / "skills").mkdir(parents=True, exist_ok=True)
+    settings = claude / "settings.json"
+    if not settings.exists() and not settings.is_symlink():
+        settings.write_text("{}\n")
+    src_mcp = agent_dir / ".mcp.json" if agent_dir else None
+    if src_mcp is not None and src_mcp.is_file() and not src_mcp.is_symlink():
+        shutil.copyfile(src_mcp, mcp)
+    else:
+        mcp.write_text('{"mcpServers": {}}\n')
+    return {".claude": claude, ".mcp.json": mcp}

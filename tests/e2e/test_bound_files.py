@@ -58,11 +58,14 @@ def bundle_members(c: httpx.Client, sid: str) -> dict[str, bytes]:
     return out
 
 
-def check_agrees(c: httpx.Client, sid: str, expected: dict[str, bytes]) -> None:
-    listing = {f["path"]: f["size"] for f in c.get(f"/api/sessions/{sid}/files").json()["files"]}
+def check_agrees(c: httpx.Client, sid: str, expected: dict[str, bytes], source: str = "sandbox") -> None:
+    answer = c.get(f"/api/sessions/{sid}/files").json()
+    assert answer["source"] == source
+    listing = {f["path"]: f["size"] for f in answer["files"]}
     bundle = bundle_members(c, sid)
     for path, data in expected.items():
-        assert inside(c, sid, path) == data, path  # what the agent sees
+        if source == "sandbox":
+            assert inside(c, sid, path) == data, path  # what the agent sees
         assert listing.get(path) == len(data), (path, listing)
         raw = c.get(f"/api/sessions/{sid}/files/{path}")
         assert raw.status_code == 200 and raw.content == data, (path, raw.content)
@@ -95,3 +98,13 @@ def test_bound_agent_files_agree_everywhere(ashd_sqlite: AshdProcess) -> None:
         bundle = c.get(f"/api/sessions/{own}/workspace").content
         assert c.post(f"/api/sessions/{own}/workspace", json={"bundle": b64(bundle)}).status_code == 200
         check_agrees(c, own, {".mcp.json": MCP, ".claude/settings.json": SETTINGS, "new.txt": b"new"})
+
+        # Stopped: the snapshot view shows what the next sandbox binds, not the placeholders.
+        for sid in (bare, own):
+            assert c.post(f"/api/sessions/{sid}/stop").json()["session"]["status"] == "stopped"
+        check_agrees(c, bare, {".mcp.json": b'{"mcpServers": {}}\n', ".claude/settings.json": b"{}\n",
+                               "notes.txt": b"plain file\n"}, source="snapshot")
+        check_agrees(c, own, {".mcp.json": MCP, ".claude/settings.json": SETTINGS, "new.txt": b"new"},
+                     source="snapshot")
+        assert c.post(f"/api/sessions/{bare}/resume").json()["session"]["status"] == "active"
+        check_agrees(c, bare, {".mcp.json": b'{"mcpServers": {}}\n', ".claude/settings.json": b"{}\n"})

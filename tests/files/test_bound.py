@@ -12,7 +12,7 @@ from ashd.errors import BadRequest, NotFound
 from ashd.files import bundle
 from ashd.files.bound import BoundTree, ReadOnlyPath
 from ashd.sandbox import bwrap
-from ashd.sandbox.agent_binds import AGENT_BINDS, bound_sources
+from ashd.sandbox.agent_binds import AGENT_BINDS, bound_sources, write_copies
 
 
 @pytest.fixture
@@ -91,3 +91,18 @@ def test_the_table_is_what_bwrap_binds_read_only_over_the_workspace() -> None:
     over_workspace = {argv[i + 2]: argv[i + 1] for i, arg in enumerate(argv)
                       if arg == "--ro-bind" and argv[i + 2].startswith(bwrap.INSIDE_WORKSPACE + "/")}
     assert over_workspace == {f"{bwrap.INSIDE_WORKSPACE}/{b.name}": getattr(mounts, b.mount) for b in AGENT_BINDS}
+
+
+def test_copies_are_the_agents_own_or_the_defaults(tmp_path: Path) -> None:
+    agent = tmp_path / "agent"
+    (agent / ".claude" / "skills" / "s").mkdir(parents=True)
+    (agent / ".claude" / "skills" / "s" / "SKILL.md").write_text("skill")
+    (agent / ".mcp.json").symlink_to("/etc/passwd")  # never followed: the default instead
+    copies = write_copies(agent, tmp_path / "copies")
+    assert copies[".mcp.json"].read_text() == '{"mcpServers": {}}\n'
+    assert (copies[".claude"] / "settings.json").read_text() == "{}\n"  # added when missing
+    assert (copies[".claude"] / "skills" / "s" / "SKILL.md").read_text() == "skill"
+    (agent / ".mcp.json").unlink()
+    (agent / ".mcp.json").write_text('{"mcpServers": {"x": {}}}')
+    assert write_copies(agent, tmp_path / "again")[".mcp.json"].read_text() == '{"mcpServers": {"x": {}}}'
+    assert sorted(write_copies(None, tmp_path / "none")) == [b.name for b in AGENT_BINDS]
