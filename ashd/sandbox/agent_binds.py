@@ -1,11 +1,15 @@
 """Files of the deployed agent that a sandbox binds read-only over its workspace.
 
-The kit copies each one into the sandbox's policy dir (``SandboxKit._policy``, with a
-default when the agent has none) and bwrap binds the copy at ``/workspace/<name>``, covering
-whatever the workspace holds there (often an empty placeholder bwrap created as the mount
-point). The files API shows these copies, so listings, reads and bundles match what the
-agent sees (``ashd/files/bound.py``). To bind another file, add a row here and a field to
-``bwrap.Mounts`` that the kit fills.
+:func:`write_copies` makes the copies (the agent's own file, or a default when it has none)
+into the sandbox's policy dir (``SandboxKit._policy``), and bwrap binds each copy at
+``/workspace/<name>`` (``bwrap.bwrap_argv`` walks :data:`AGENT_BINDS`), covering whatever
+the workspace holds there (often an empty placeholder bwrap created as the mount point).
+The files API shows these copies, so listings, reads and bundles match what the agent sees
+(``ashd/files/bound.py``; for stopped sessions, fresh copies from ``write_copies``).
+
+To bind another file (say ``CLAUDE.md``): add a row here, a field to ``bwrap.Mounts`` that
+``SandboxKit.mounts`` fills with the copy's path, and the copy to :func:`write_copies`.
+``tests/files/test_bound.py`` checks the table against bwrap's binds.
 """
 
 from __future__ import annotations
