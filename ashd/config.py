@@ -143,7 +143,7 @@ class SandboxConfig:
     max_pids: int = 4096  # ceiling of pids
     max_disk_mb: int = 20480  # ceiling of disk_mb
     max_tmp_mb: int = 4096  # ceiling of tmp_mb
-    disk_reserve_mb: int = 512  # room on the data disk no workspace image may claim, MiB (the larger of this and the percentage)
+    disk_reserve_mb: int = 512  # data disk room no workspace image may claim, MiB (the larger of this and the %)
     disk_reserve_percent: float = 5.0  # the same room as a percentage of the data file system
     turn_idle_timeout_s: float = 600.0  # a turn with no event for this long is interrupted, then its agent killed
 

@@ -134,11 +134,28 @@ def timeline_events(raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+MESSAGE_TYPES = ("user", "assistant", "result")
+
+
 def stored_message(raw: dict[str, Any]) -> tuple[str, str] | None:
-    """(role, JSON content) for the messages table, or None if Ash does not store it."""
+    """(role, JSON content) for the messages table, or None if Ash does not store it.
+
+    Like Ash, the SDK's ``result`` message is stored with role ``assistant`` (Ash clients
+    accept only ``user`` and ``assistant``); :func:`message_type` tells the two apart.
+    """
     if raw.get("type") in ("assistant", "result"):
         return "assistant", compact_json(raw)
     return None
+
+
+def message_type(role: str, content: str) -> str:
+    """What a stored message is: ``user``, ``assistant`` (a reply) or ``result`` (the turn's
+    summary, which repeats the reply's text). The content's ``type``, else the role."""
+    try:
+        kind = ujson.loads(content).get("type")
+    except (ValueError, AttributeError):
+        return role
+    return kind if kind in MESSAGE_TYPES else role
 
 
 def user_message(content: str | list[dict[str, Any]]) -> str:

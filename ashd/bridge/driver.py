@@ -119,7 +119,18 @@ class Driver:
 
     async def close(self) -> None:
         """Close stdin, let the CLI flush its transcript, then stop it (SDK: ≤ 10 s)."""
+        process = _cli_process(self._client)
         await self._client.disconnect()
+        if process is not None and process.returncode is not None:
+            # The SDK leaves the CLI's stdout pipe open; closed here, while the loop runs,
+            # rather than by the garbage collector after asyncio.run closed the loop (which
+            # prints "Event loop is closed" tracebacks into the sandbox log).
+            await process.aclose()
+
+
+def _cli_process(client: ClaudeSDKClient) -> Any:
+    """The SDK's anyio Process of the CLI, if it has one (private attributes, read defensively)."""
+    return getattr(getattr(client, "_transport", None), "_process", None)
 
 
 async def _blocks(blocks: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:

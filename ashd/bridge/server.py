@@ -21,6 +21,8 @@ from ashd.bridge.transcript import RemoteSessionStore
 
 log = logging.getLogger(__name__)
 
+CONNECTION_CLOSE_S = 5.0
+
 
 class BridgeServer:
     def __init__(self, socket_path: Path, session_id: str, cli_path: str | None = None,
@@ -35,6 +37,7 @@ class BridgeServer:
         # defaults are the "not implemented" markers the SDK probes for.
         self.transcripts = RemoteSessionStore(self._send)  # type: ignore[abstract]
         self._writer: asyncio.StreamWriter | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
         self._turn: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[object]] = set()
         self._stopping = asyncio.Event()
@@ -62,11 +65,25 @@ class BridgeServer:
         finally:
             server.close()
             await self._cancel_turn()
-            await driver.close()
+            await driver.close()  # the CLI's last transcript entries still reach ashd
+            await self._close_connections()
             self._socket_path.unlink(missing_ok=True)
         return self._exit_code
 
+    async def _close_connections(self) -> None:
+        """End each ashd connection's reader at EOF, so its handler returns on its own:
+        asyncio.run would otherwise cancel it, and Python 3.11's stream callback logs a
+        cancelled handler as an error with a traceback."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._connections:
+            await asyncio.wait(self._connections, timeout=CONNECTION_CLOSE_S)
+
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
         if self._writer is not None:
             self._writer.close()  # a newer ashd connection replaces an older one
         self._writer = writer

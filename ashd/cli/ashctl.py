@@ -35,7 +35,7 @@ from ashd.client.client import AshdClient
 from ashd.client.discovery import DEFAULT_SERVER_URL, Target, missing_key_hint, resolve_target
 from ashd.client.display import make_printer
 from ashd.client.errors import AshdConnectionError, AshdError
-from ashd.client.formatting import format_isolation, format_pairs, format_table, message_text, sentence_case
+from ashd.client.formatting import format_isolation, format_pairs, format_table, message_line, sentence_case
 
 _ID = SESSION_ID
 
@@ -228,8 +228,7 @@ def _cmd_session_state(args: argparse.Namespace, ctx: Context) -> int:
 
 def _cmd_session_messages(args: argparse.Namespace, ctx: Context) -> int:
     messages = ctx.client.list_messages(args.id, args.limit, args.after)
-    lines = [f"#{m.get('sequence')} {m.get('role')}: {message_text(str(m.get('content', '')))}"
-             for m in messages]
+    lines = [message_line(m) for m in messages]
     return _emit(ctx, {"messages": messages}, "\n".join(lines) if lines else "(no messages)")
 
 

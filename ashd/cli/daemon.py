@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ashd import __version__
 from ashd import config as configuration
+from ashd.cli.port_check import port_conflict
 from ashd.errors import ConfigError
 
 MISSING_DEPENDENCIES = ("ashd: the daemon's dependencies are not installed ({name} is missing); "
@@ -73,10 +74,16 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        from ashd.actors.replies import quiet_expected_errors
         from ashd.daemon import Daemon  # the heavy part: only the daemon needs it
     except ModuleNotFoundError as exc:
         print(MISSING_DEPENDENCIES.format(name=exc.name), file=sys.stderr)
         return 1
+    conflict = port_conflict(config.server.host, config.server.port)
+    if conflict is not None:  # before the data dir, the database or any sandbox is touched
+        print(f"ashd: {conflict}", file=sys.stderr)
+        return 1
+    quiet_expected_errors()
     try:
         return asyncio.run(Daemon(config).serve())
     except Exception:  # boundary: a start-up failure is reported once, clearly

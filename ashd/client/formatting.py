@@ -106,6 +106,39 @@ def message_text(content: str) -> str:
     return block_text(message.get("content"))
 
 
+def message_line(message: Mapping[str, Any]) -> str:
+    """One stored message as ``#<sequence> <type>: <text>``.
+
+    The SDK's ``result`` message (stored with role ``assistant``, like Ash) repeats the
+    reply's text, so it is shown as ``result`` with its outcome, not the text again. The
+    type comes from the server's ``type`` field, else from the content (servers without it).
+    """
+    content = str(message.get("content", ""))
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        parsed = None
+    body = parsed if isinstance(parsed, dict) else {}
+    kind = message.get("type") or body.get("type") or message.get("role")
+    text = result_outcome(body) if kind == "result" else message_text(content)
+    return f"#{message.get('sequence')} {kind}: {text}"
+
+
+def result_outcome(result: Mapping[str, Any]) -> str:
+    """How a turn ended, from an SDK ``result`` message: ``done (1 turn, 0.4 s, $0.0012)``."""
+    if result.get("is_error"):
+        return f"failed: {failure_text(result)}"
+    details = []
+    turns = result.get("num_turns")
+    if isinstance(turns, int):
+        details.append(f"{turns} turn" + ("" if turns == 1 else "s"))
+    if isinstance(result.get("duration_ms"), int | float):
+        details.append(f"{result['duration_ms'] / 1000:.1f} s")
+    if isinstance(result.get("total_cost_usd"), int | float):
+        details.append(f"${result['total_cost_usd']:.4f}")
+    return "done" + (f" ({', '.join(details)})" if details else "")
+
+
 def format_isolation(report: Mapping[str, Any]) -> str:
     """The server's isolation report as a checklist an operator can act on."""
     if not report:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from ashd.errors import BadRequest, NotFound, SnapshotError
+from ashd.files.bound import BoundTree
 from ashd.files.contained import FileInfo, Parts, UnsafePath
 from ashd.files.rules import path_skipped
 
@@ -44,10 +45,15 @@ class _MemberFile:
 
 
 class ArchiveView:
-    """The files of one archive file on disk (the caller owns and removes it)."""
+    """The files of one archive file on disk (the caller owns and removes it).
 
-    def __init__(self, archive: Path) -> None:
+    ``overlay``: the agent's read-only files a sandbox of this session gets bound (a
+    :class:`BoundTree` over an empty root); shown instead of the archive's members there.
+    """
+
+    def __init__(self, archive: Path, overlay: BoundTree | None = None) -> None:
         self.archive = archive
+        self.overlay = overlay
 
     def _open(self) -> tarfile.TarFile:
         try:
@@ -62,16 +68,24 @@ class ArchiveView:
             try:
                 for member in tar:
                     name = _clean(member.name)
-                    if name is None or not member.isreg() or path_skipped(name, skip):
+                    if name is None or not member.isreg() or path_skipped(name, skip) or self._bound(name):
                         continue
                     out.append(FileInfo(name, member.size, float(member.mtime)))
             except (tarfile.TarError, EOFError, zlib.error) as exc:
                 raise SnapshotError(f"the session's snapshot is corrupt: {exc}") from None
+        if self.overlay is not None:
+            out = sorted(out + self.overlay.list_files(skip), key=lambda info: info.path)
         return out
+
+    def _bound(self, name: str) -> bool:
+        return self.overlay is not None and self.overlay.read_only(tuple(name.split("/")))
 
     def open_file(self, parts: Parts) -> tuple[BinaryIO, int, float]:
         """The member ``parts`` as a stream (closing it closes the archive), its size and
         mtime. Raises NotFound, UnsafePath (a symlink), BadRequest (a directory)."""
+        if self.overlay is not None and self.overlay.read_only(parts):
+            f, st = self.overlay.open_file(parts)
+            return f, st.st_size, st.st_mtime
         wanted = "/".join(parts)
         tar = self._open()
         try:

@@ -39,21 +39,26 @@ def write_bundle(tree: Tree, dest: Path, max_bytes: int) -> int:
     Raises PayloadTooLarge past ``max_bytes`` of file content (``dest`` is removed then),
     NotFound if the tree's root is missing.
     """
-    root = os.path.realpath(tree.root)
-    total = 0
     try:
         with open(dest, "wb") as raw, tarfile.open("workspace.tar", fileobj=raw, mode="w:gz", compresslevel=6) as tar:
-            for entry in tree.walk(bundle_skip):
-                mode = entry.st.st_mode
-                if stat.S_ISDIR(mode):
-                    tar.addfile(tar_info(entry.rel, tarfile.DIRTYPE, (mode & 0o777) | 0o700, entry.st.st_mtime))
-                elif stat.S_ISLNK(mode):
-                    _add_link(tar, root, entry.rel, entry.name, entry.dir_fd, entry.st.st_mtime)
-                elif stat.S_ISREG(mode):
-                    total += _add_file(tar, entry.rel, entry.name, entry.dir_fd, max_bytes - total)
+            return _add_tree(tar, tree, max_bytes)
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
+
+
+def _add_tree(tar: tarfile.TarFile, tree: Tree, room: int) -> int:
+    """Pack the tree's entries; returns the content bytes packed (at most ``room``)."""
+    root = os.path.realpath(tree.root)
+    total = 0
+    for entry in tree.walk(bundle_skip):
+        mode = entry.st.st_mode
+        if stat.S_ISDIR(mode):
+            tar.addfile(tar_info(entry.rel, tarfile.DIRTYPE, (mode & 0o777) | 0o700, entry.st.st_mtime))
+        elif stat.S_ISLNK(mode):
+            _add_link(tar, root, entry.rel, entry.name, entry.dir_fd, entry.st.st_mtime)
+        elif stat.S_ISREG(mode):
+            total += _add_file(tar, entry.rel, entry.name, entry.dir_fd, room - total)
     return total
 
 
@@ -89,8 +94,9 @@ def _add_file(tar: tarfile.TarFile, rel: str, name: str, dir_fd: int, room: int)
     return st.st_size
 
 
-def rebundle(snapshot: Path, dest: Path, max_bytes: int) -> int:
+def rebundle(snapshot: Path, dest: Path, max_bytes: int, overlay: Tree | None = None) -> int:
     """A bundle made from a snapshot archive: the same members minus what bundles leave out.
+    ``overlay`` (see ``ArchiveView``) replaces the members at its read-only paths.
 
     Raises PayloadTooLarge past ``max_bytes``, BadRequest if the snapshot is unreadable.
     """
@@ -101,6 +107,8 @@ def rebundle(snapshot: Path, dest: Path, max_bytes: int) -> int:
             for member in src:
                 if path_skipped(member.name, bundle_skip) or not (member.isreg() or member.isdir() or member.issym()):
                     continue
+                if overlay is not None and overlay.read_only(_name_parts(member.name)):
+                    continue  # shown from the overlay instead
                 if member.isreg():
                     total += member.size
                     if total > max_bytes:
@@ -109,6 +117,8 @@ def rebundle(snapshot: Path, dest: Path, max_bytes: int) -> int:
                     out.addfile(member, src.extractfile(member))
                 else:
                     out.addfile(member)
+            if overlay is not None:
+                total += _add_tree(out, overlay, max_bytes - total)
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         dest.unlink(missing_ok=True)
         raise BadRequest(f"the session's snapshot cannot be read: {exc}") from None
@@ -116,6 +126,10 @@ def rebundle(snapshot: Path, dest: Path, max_bytes: int) -> int:
         dest.unlink(missing_ok=True)
         raise
     return total
+
+
+def _name_parts(name: str) -> Parts:
+    return tuple(p for p in name.split("/") if p not in ("", "."))
 
 
 @dataclass(frozen=True)
@@ -188,13 +202,16 @@ def _check_type(member: tarfile.TarInfo, parts: Parts) -> None:
 
 
 def extract_bundle(archive: Path, tree: Tree, max_bytes: int) -> int:
-    """Check the whole bundle, then write it into ``tree``. Returns the number of entries.
+    """Check the whole bundle, then write it into ``tree``. Returns the number of entries
+    written: entries at the tree's read-only paths (the agent's bound files, which a bundle
+    downloaded from ashd carries) are left out.
 
     Raises BadRequest / PayloadTooLarge before writing anything for a bad bundle; UnsafePath
     if the tree holds a symlink where the bundle puts a file or directory (entries before
     it are written by then).
     """
-    plan = check_bundle(archive, str(tree.root), max_bytes)
+    plan = [item for item in check_bundle(archive, str(tree.root), max_bytes)
+            if not tree.read_only(item.parts)]  # the agent's bound files stay as deployed
     with tarfile.open(archive, mode="r:gz") as tar:
         for item in plan:
             m = item.member

@@ -163,6 +163,10 @@ class Tree:
         return [FileInfo(e.rel, e.st.st_size, e.st.st_mtime)
                 for e in self.walk(skip) if stat.S_ISREG(e.st.st_mode)]
 
+    def read_only(self, parts: Parts) -> bool:
+        """True for a path this tree shows but never lets the API change (see ``bound.py``)."""
+        return False
+
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, parts: Parts, data: bytes | Iterable[bytes], mode: int = 0o644) -> int:

@@ -6,6 +6,10 @@ Rules (documented in docs/api.md):
   not ``cold``; a disk-image workspace must be mounted) with ``<data>/sandboxes/<id>/workspace``. Reads and writes
   go there (source ``sandbox``). A paused session keeps its sandbox (Ash's pause), so it is
   live until the pool evicts it; eviction snapshots first, so nothing written is lost.
+- The agent's read-only files (``.claude/``, ``.mcp.json``: bound over the workspace from
+  the deployed agent, see ``ashd/sandbox/agent_binds.py``) are shown as the agent sees them
+  and cannot be changed through the API (``ashd/files/bound.py``); for a session that is
+  not live, as its next sandbox will bind them (from the deployed agent).
 - **Not live** (stopped, ended, errored, evicted, or never started here): reads come from
   the session's snapshot archive (source ``snapshot``), never extracted to disk. Writes are
   refused with 409: a stopped session's files live in its snapshot and local disk image,
@@ -17,12 +21,15 @@ Every method blocks (store reads, blob store I/O).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 from ashd.errors import Conflict, NotFound
+from ashd.files.bound import BoundTree
 from ashd.files.contained import Tree
 from ashd.layout import Layout
+from ashd.sandbox.agent_binds import PLAN_NAME, bound_sources, write_copies
 from ashd.snapshot.snapshots import snapshot_key
 from ashd.snapshot.store import BlobStore
 from ashd.states import SandboxState, SessionStatus
@@ -54,7 +61,8 @@ class SessionFiles:
             return None
         if (root / "disk.img").exists() and not os.path.ismount(workspace):
             return None  # a disk-image sandbox not mounted (yet): the dir is only a placeholder
-        return Tree(workspace)
+        binds = bound_sources(root / PLAN_NAME)
+        return BoundTree(workspace, binds) if binds else Tree(workspace)
 
     def require_live(self, row: SessionRow) -> Tree:
         """The live workspace; raises Conflict (409) naming what to do when there is none."""
@@ -79,6 +87,23 @@ class SessionFiles:
             path.unlink(missing_ok=True)
             raise
         return path
+
+    def snapshot_overlay(self, row: SessionRow) -> tuple[BoundTree, Path] | None:
+        """What a sandbox of this not-live session gets bound (the deployed agent's read-only
+        files), for the snapshot view: copies in a private temporary dir, returned with the
+        dir (the caller removes it). None when its sandbox ran without binds (no plan)."""
+        if not (self.layout.sandbox_dir(row.sandbox_id or row.id) / PLAN_NAME).exists():
+            return None
+        agent = self.store.get_agent(row.tenant_id, row.agent_name)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = Path(tempfile.mkdtemp(prefix="binds-", dir=self.tmp_dir))
+        try:
+            binds = write_copies(Path(agent.path) if agent is not None else None, tmp / "copies")
+            (tmp / "empty").mkdir()
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return BoundTree(tmp / "empty", binds), tmp
 
     def temp_file(self, suffix: str) -> Path:
         """A fresh private temporary file (the caller removes it)."""

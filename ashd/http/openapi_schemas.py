@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ashd.config import PERMISSION_MODES
+from ashd.events import MESSAGE_TYPES
 from ashd.http.sessions import TIMELINE_TYPES
 from ashd.options import (
     AGENT_NAME,
@@ -103,7 +104,8 @@ SCHEMAS: dict[str, Schema] = {
     }),
     "Message": _obj({
         "id": STRING, "sessionId": STRING, "tenantId": STRING,
-        "role": STRING, "content": {"type": "string", "description": "a JSON document"},
+        "role": STRING, "type": {"type": "string", "enum": list(MESSAGE_TYPES)},
+        "content": {"type": "string", "description": "a JSON document"},
         "sequence": {"type": "integer"}, "createdAt": TIMESTAMP,
     }),
     "Event": _obj({

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
+import shutil
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from ashd.errors import BadRequest, NotFound, PayloadTooLarge
@@ -115,6 +117,20 @@ class SessionFilesBase(SessionBase):
     async def require_live(self, row: SessionRow) -> Tree:
         return await self.ctx.offload.read(self.files.require_live, row)
 
+    @contextlib.asynccontextmanager
+    async def snapshot(self, row: SessionRow) -> AsyncIterator[ArchiveView]:
+        """The session's snapshot with the agent's read-only files over it; removed after."""
+        offload = self.ctx.offload
+        archive = await offload.read(self.files.fetch_snapshot, row)
+        overlay = None
+        try:
+            overlay = await offload.read(self.files.snapshot_overlay, row)
+            yield ArchiveView(archive, overlay[0] if overlay is not None else None)
+        finally:
+            archive.unlink(missing_ok=True)
+            if overlay is not None:
+                await offload.read(shutil.rmtree, overlay[1], True)
+
     def bool_arg(self, name: str, default: bool) -> bool:
         raw = self.get_query_argument(name, None)
         if raw is None:
@@ -137,11 +153,8 @@ class SessionFilesHandler(SessionFilesBase):
             infos = await self.ctx.offload.read(tree.list_files, skip)
             source = "sandbox"
         else:
-            archive = await self.ctx.offload.read(self.files.fetch_snapshot, row)
-            try:
-                infos = await self.ctx.offload.read(ArchiveView(archive).list_files, skip)
-            finally:
-                archive.unlink(missing_ok=True)
+            async with self.snapshot(row) as view:
+                infos = await self.ctx.offload.read(view.list_files, skip)
             source = "snapshot"
         self.send_json({"files": [file_json(i.path, i.size, i.mtime) for i in infos], "source": source})
 
@@ -164,20 +177,14 @@ class SessionFileHandler(SessionFilesBase):
         parts = parse_relative(raw_path)
         row = await self.session_row(session_id)
         tree = await self.live(row)
-        archive: Path | None = None
-        try:
-            if tree is not None:
-                f, st = await self.ctx.offload.read(tree.open_file, parts)
-                size, source = st.st_size, "sandbox"
-            else:
-                archive = await self.ctx.offload.read(self.files.fetch_snapshot, row)
-                f, size, _mtime = await self.ctx.offload.read(ArchiveView(archive).open_file, parts)
-                source = "snapshot"
-            await answer_file(self, f, size, "/".join(parts), fmt,
-                              "; download the workspace bundle instead", source=source)
-        finally:
-            if archive is not None:
-                archive.unlink(missing_ok=True)
+        hint = "; download the workspace bundle instead"
+        if tree is not None:
+            f, st = await self.ctx.offload.read(tree.open_file, parts)
+            await answer_file(self, f, st.st_size, "/".join(parts), fmt, hint, source="sandbox")
+            return
+        async with self.snapshot(row) as view:
+            f, size, _mtime = await self.ctx.offload.read(view.open_file, parts)
+            await answer_file(self, f, size, "/".join(parts), fmt, hint, source="snapshot")
 
     async def delete(self, session_id: str, raw_path: str) -> None:
         parts = parse_relative(raw_path)
@@ -201,11 +208,8 @@ class WorkspaceHandler(SessionFilesBase):
             if tree is not None:
                 await offload.read(bundle.write_bundle, tree, out, MAX_BUNDLE_BYTES)
             else:
-                archive = await offload.read(files.fetch_snapshot, row)
-                try:
-                    await offload.read(bundle.rebundle, archive, out, MAX_BUNDLE_BYTES)
-                finally:
-                    archive.unlink(missing_ok=True)
+                async with self.snapshot(row) as view:
+                    await offload.read(bundle.rebundle, view.archive, out, MAX_BUNDLE_BYTES, view.overlay)
             f = await offload.read(open_binary, out)
             size = (await offload.read(os.fstat, f.fileno())).st_size
             name = f"workspace-{row.id}.tar.gz"

@@ -25,6 +25,7 @@ from ashd import __version__
 from ashd.actors.messages import TurnGrant
 from ashd.bridge import protocol
 from ashd.bridge.link import LOST, BridgeGone, BridgeLink
+from ashd.errors import Unavailable
 from ashd.events import SSEEvent, compact_json, frame, stored_message, stream_events, timeline_events, user_message
 from ashd.http.context import AppContext
 from ashd.http.turnlog import TurnLog
@@ -119,6 +120,8 @@ class Turn:
             done = self._record(SSEEvent("done", {"sessionId": self.session_id}))  # ids stay increasing
         try:
             await self._ctx.offload.ask(self._actor.end_turn())
+        except Unavailable as exc:  # its actor stopped (ashd shutting down) or did not answer
+            log.warning("session %s did not acknowledge the end of its turn: %s", self.session_id, exc.message)
         except Exception:
             log.exception("session %s did not acknowledge the end of its turn", self.session_id)
         self._deliver(done)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ashd.events import message_type
 from ashd.store import AgentRow, EventRow, MessageRow, SessionRow
 
 
@@ -42,6 +43,7 @@ def message_json(row: MessageRow) -> dict[str, Any]:
         "sessionId": row.session_id,
         "tenantId": row.tenant_id,
         "role": row.role,
+        "type": message_type(row.role, row.content),
         "content": row.content,
         "sequence": row.sequence,
         "createdAt": row.created_at,

@@ -73,6 +73,7 @@ class ModelProxy:
         self._on_usage = on_usage
         self._lock = threading.Lock()
         self._servers: dict[str, asyncio.Server] = {}
+        self._handlers: set[asyncio.Task[object]] = set()  # proxy loop only
         self.gates: dict[str, Gate] = {}
 
     def register(self, sandbox_id: str, sock: object, gate_args: dict[str, object]) -> str:
@@ -80,6 +81,7 @@ class ModelProxy:
         gate = Gate(token="ashd-sess-" + secrets.token_urlsafe(32), **gate_args)  # type: ignore[arg-type]
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._hold(asyncio.current_task())
             await self._handle(gate, reader, writer)
 
         server = self._loop.serve(sock, handle)  # type: ignore[arg-type]
@@ -97,6 +99,18 @@ class ModelProxy:
             gate.token = secrets.token_urlsafe(32)  # in-flight connections fail their next check
         if server is not None:
             self._loop.close_server(server)
+
+    def _hold(self, task: asyncio.Task[object] | None) -> None:
+        """Keep a strong reference to a connection's task until it ends (proxy loop thread).
+
+        asyncio drops its own reference when the client disconnects (an interrupted turn),
+        and a task still waiting for the upstream would be garbage collected mid-await
+        ("Task was destroyed but it is pending!"). Held, it notices the closed client at its
+        next write and ends.
+        """
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
 
     async def _handle(self, gate: Gate, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

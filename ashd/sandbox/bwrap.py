@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ashd.sandbox.agent_binds import AGENT_BINDS
+
 BWRAP = "/usr/bin/bwrap"
 SETPRIV = "/usr/bin/setpriv"
 INSIDE_WORKSPACE = "/workspace"
@@ -88,9 +90,10 @@ def bwrap_argv(mounts: Mounts, fds: Fds, cli_args: list[str], program: str = INS
         "--ro-bind", mounts.cli, INSIDE_CLI,
         "--bind", mounts.workspace, INSIDE_WORKSPACE,
         "--bind", mounts.home, INSIDE_HOME,
-        # After the workspace: these cover the agent's own copies with read-only ones.
-        "--ro-bind", mounts.claude_dir, f"{INSIDE_WORKSPACE}/.claude",
-        "--ro-bind", mounts.mcp_json, f"{INSIDE_WORKSPACE}/.mcp.json",
+    ]
+    for bind in AGENT_BINDS:  # after the workspace: read-only copies cover the agent's own
+        argv += ["--ro-bind", getattr(mounts, bind.mount), f"{INSIDE_WORKSPACE}/{bind.name}"]
+    argv += [
         *(["--ro-bind", mounts.toolshell, INSIDE_TOOLSHELL] if mounts.toolshell else []),
         "--remount-ro", "/",
         "--chdir", INSIDE_WORKSPACE,

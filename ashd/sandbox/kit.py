@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ashd.sandbox import bwrap, rlimits, syscalls
+from ashd.sandbox.agent_binds import PLAN_NAME, write_copies
 from ashd.sandbox.cgroups import CgroupLayout, SandboxCgroup
 from ashd.sandbox.limits import Limits
 from ashd.sandbox.netns import SandboxNetns
@@ -47,7 +48,7 @@ class SandboxKit:
         self.disk = WorkspaceDisk(root / IMAGE_NAME, self.run_dir / "disk")
         self.cgroup = SandboxCgroup(cgroups, sandbox_id)
         self.netns = SandboxNetns(self.run_dir / "netns")
-        self.plan_path = root / "sandbox-plan.json"
+        self.plan_path = root / PLAN_NAME
         self._uids = uids
         self.uid = -1
 
@@ -123,21 +124,7 @@ class SandboxKit:
     def _policy(self) -> None:
         """Copies of the agent's .claude/ and .mcp.json, root-owned and world-readable."""
         shutil.rmtree(self.policy_dir, ignore_errors=True)
-        claude = self.policy_dir / "claude"
-        source = self.agent_dir / ".claude" if self.agent_dir else None
-        if source is not None and source.is_dir() and not source.is_symlink():
-            shutil.copytree(source, claude, symlinks=True)
-        claude.mkdir(parents=True, exist_ok=True)
-        (claude / "skills").mkdir(exist_ok=True)  # exists, so bwrap protects it (read-only)
-        settings = claude / "settings.json"
-        if not settings.exists() and not settings.is_symlink():
-            settings.write_text("{}\n")
-        mcp = self.policy_dir / "mcp.json"
-        src_mcp = self.agent_dir / ".mcp.json" if self.agent_dir else None
-        if src_mcp is not None and src_mcp.is_file() and not src_mcp.is_symlink():
-            shutil.copyfile(src_mcp, mcp)
-        else:
-            mcp.write_text('{"mcpServers": {}}\n')
+        write_copies(self.agent_dir, self.policy_dir)
         assert self.limits.pids
         (self.policy_dir / "toolshell").write_text(rlimits.toolshell(self.limits.pids))
         for top, _dirs, files in os.walk(self.policy_dir):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ashd.client.display import NdjsonPrinter, StreamPrinter, make_printer, same_file
-from ashd.client.formatting import format_table, message_text, one_line, sentence_case
+from ashd.client.formatting import format_table, message_line, message_text, one_line, sentence_case
 from ashd.client.sse import SSEEvent
 
 
@@ -126,6 +126,20 @@ def test_message_text_reads_stored_messages() -> None:
     assert message_text(json.dumps(assistant("a", "b"))) == "a\nb"
     assert message_text(json.dumps({"type": "result", "result": "ok"})) == "ok"
     assert message_text("plain") == "plain"
+
+
+def test_message_lines_show_the_reply_once_and_the_result_as_its_outcome() -> None:
+    result = {"type": "result", "subtype": "success", "result": "ok: hi", "num_turns": 1,
+              "duration_ms": 420, "total_cost_usd": 0.0012, "is_error": False}
+    rows = [{"sequence": 1, "role": "user", "content": json.dumps({"type": "user", "content": "hi"})},
+            {"sequence": 2, "role": "assistant", "content": json.dumps(assistant("ok: hi"))},
+            {"sequence": 3, "role": "assistant", "content": json.dumps(result)}]  # no "type": an older server
+    assert [message_line(m) for m in rows] == [
+        "#1 user: hi", "#2 assistant: ok: hi", "#3 result: done (1 turn, 0.4 s, $0.0012)"]
+    failed = {**result, "is_error": True, "subtype": "error_max_turns", "num_turns": 3}
+    assert message_line({"sequence": 9, "role": "assistant", "type": "result",
+                         "content": json.dumps(failed)}) == "#9 result: failed: error_max_turns"
+    assert message_line({"sequence": 4, "role": "user", "content": "not json"}) == "#4 user: not json"
 
 
 def test_one_line_collapses_whitespace() -> None:

@@ -44,6 +44,16 @@ def test_tool_result_prefers_stdout() -> None:
     assert events.stored_message({"type": "user"}) is None
 
 
+def test_message_type_tells_a_result_from_a_reply() -> None:
+    result = {"type": "result", "result": "ok"}
+    role, content = events.stored_message(result) or ("", "")
+    assert (role, events.message_type(role, content)) == ("assistant", "result")  # Ash's role, its own type
+    assert events.message_type("assistant", json.dumps({"type": "assistant", "message": {}})) == "assistant"
+    assert events.message_type("user", events.user_message("hi")) == "user"
+    for odd in ("not json", "[1]", json.dumps({"type": "system"})):
+        assert events.message_type("assistant", odd) == "assistant"
+
+
 def test_result_is_turn_complete() -> None:
     raw = {"type": "result", "num_turns": 2, "result": "done!", "is_error": False}
     out = events.stream_events(raw)

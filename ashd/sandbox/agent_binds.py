@@ -1,0 +1,81 @@
+"""Files of the deployed agent that a sandbox binds read-only over its workspace.
+
+:func:`write_copies` makes the copies (the agent's own file, or a default when it has none)
+into the sandbox's policy dir (``SandboxKit._policy``), and bwrap binds each copy at
+``/workspace/<name>`` (``bwrap.bwrap_argv`` walks :data:`AGENT_BINDS`), covering whatever
+the workspace holds there (often an empty placeholder bwrap created as the mount point).
+The files API shows these copies, so listings, reads and bundles match what the agent sees
+(``ashd/files/bound.py``; for stopped sessions, fresh copies from ``write_copies``).
+
+To bind another file (say ``CLAUDE.md``): add a row here, a field to ``bwrap.Mounts`` that
+``SandboxKit.mounts`` fills with the copy's path, and the copy to :func:`write_copies`.
+``tests/files/test_bound.py`` checks the table against bwrap's binds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+PLAN_NAME = "sandbox-plan.json"  # in the sandbox's dir, written by the kit
+
+
+@dataclass(frozen=True)
+class AgentBind:
+    name: str  # top-level name in the workspace, e.g. ".mcp.json"
+    mount: str  # the field of bwrap.Mounts (and of the sandbox plan's "mounts") with the host copy
+    is_dir: bool
+
+
+AGENT_BINDS: tuple[AgentBind, ...] = (
+    AgentBind(".claude", "claude_dir", is_dir=True),
+    AgentBind(".mcp.json", "mcp_json", is_dir=False),
+)
+
+
+def bound_sources(plan_path: Path) -> dict[str, Path]:
+    """Workspace name -> host copy, for each bind of the sandbox plan at ``plan_path`` whose
+    copy exists with the expected type (not a symlink). Empty without a plan (a sandbox
+    started without bwrap binds nothing). Blocking (a small file read)."""
+    try:
+        mounts = json.loads(plan_path.read_text()).get("mounts")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(mounts, dict):
+        return {}
+    out: dict[str, Path] = {}
+    for bind in AGENT_BINDS:
+        source = mounts.get(bind.mount)
+        if not isinstance(source, str) or not source.startswith("/"):
+            continue
+        try:
+            mode = Path(source).lstat().st_mode
+        except OSError:
+            continue
+        if (stat.S_ISDIR(mode) if bind.is_dir else stat.S_ISREG(mode)):
+            out[bind.name] = Path(source)
+    return out
+
+
+def write_copies(agent_dir: Path | None, dest: Path) -> dict[str, Path]:
+    """Write the copies a sandbox of ``agent_dir`` gets bound under ``dest`` (made here) and
+    return name -> copy, as :func:`bound_sources` does. The same files as
+    ``SandboxKit._policy`` (a test keeps the two equal): the agent's own ``.claude/`` and
+    ``.mcp.json`` when they are a real folder and file, else defaults. Blocking (copies)."""
+    claude, mcp = dest / "claude", dest / "mcp.json"
+    source = agent_dir / ".claude" if agent_dir else None
+    if source is not None and source.is_dir() and not source.is_symlink():
+        shutil.copytree(source, claude, symlinks=True)
+    (claude / "skills").mkdir(parents=True, exist_ok=True)
+    settings = claude / "settings.json"
+    if not settings.exists() and not settings.is_symlink():
+        settings.write_text("{}\n")
+    src_mcp = agent_dir / ".mcp.json" if agent_dir else None
+    if src_mcp is not None and src_mcp.is_file() and not src_mcp.is_symlink():
+        shutil.copyfile(src_mcp, mcp)
+    else:
+        mcp.write_text('{"mcpServers": {}}\n')
+    return {".claude": claude, ".mcp.json": mcp}
