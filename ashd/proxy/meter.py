@@ -3,6 +3,12 @@
 Streaming responses: ``message_start`` carries the model and the input/cache usage,
 ``message_delta`` the cumulative output tokens. Non-streaming: the JSON body's ``usage``.
 The meter reads a copy of the decoded bytes; it never alters or delays the stream.
+
+The meter is live: :meth:`Meter.so_far` is the usage of what it has seen up to now, so a
+stream cut early (client gone, budget crossed) is charged for what was relayed. The real
+API reports output tokens only at the end (``message_delta``); until then they are
+estimated from the generated characters seen (text, thinking, tool input): one token per
+:data:`CHARS_PER_TOKEN` characters, rounded up, and never less than ``message_start`` said.
 Prices are US dollars per million tokens; cache writes cost 1.25x input, cache reads 0.1x.
 """
 
@@ -20,6 +26,8 @@ PRICES: tuple[tuple[str, float, float], ...] = (
     ("haiku-4", 1.0, 5.0), ("3-5-haiku", 0.8, 4.0), ("haiku", 0.25, 1.25),
 )
 DEFAULT_PRICE = (3.0, 15.0)
+CHARS_PER_TOKEN = 4
+DELTA_FIELDS = ("text", "thinking", "partial_json")
 
 
 @dataclass(frozen=True)
@@ -33,13 +41,18 @@ class Usage:
 
     @property
     def cost_usd(self) -> float:
-        inp, out = next(((i, o) for key, i, o in PRICES if key in self.model), DEFAULT_PRICE)
+        inp, out = price(self.model)
         return (self.input_tokens * inp + self.output_tokens * out
                 + self.cache_creation_tokens * inp * 1.25 + self.cache_read_tokens * inp * 0.1) / 1e6
 
 
+def price(model: str) -> tuple[float, float]:
+    """(input, output) USD per million tokens for a model id."""
+    return next(((i, o) for key, i, o in PRICES if key in model), DEFAULT_PRICE)
+
+
 class Meter:
-    """Feed it the decoded response body; ``result()`` after the body ended."""
+    """Feed it the decoded response body; ``so_far()`` at any time, ``result()`` at the end."""
 
     def __init__(self, streaming: bool) -> None:
         self._streaming = streaming
@@ -48,7 +61,11 @@ class Meter:
         self._counts = {"input_tokens": 0, "output_tokens": 0,
                         "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
         self._seen = False
+        self._final = False  # message_delta reported the output tokens
+        self._chars = 0
         self._tools = 0
+        self.stopped = False  # message_stop seen: the reply is complete
+        self.at_boundary = True  # what was fed ends between two SSE events
 
     def feed(self, data: bytes) -> None:
         if not self._streaming:
@@ -59,8 +76,11 @@ class Meter:
         while (cut := self._buf.find(b"\n")) >= 0:
             line = bytes(self._buf[:cut]).strip()
             del self._buf[:cut + 1]
+            self.at_boundary = not line
             if line.startswith(b"data:"):
                 self._event(line[5:])
+        if self._buf:
+            self.at_boundary = False
 
     def _event(self, payload: bytes) -> None:
         try:
@@ -74,11 +94,16 @@ class Meter:
         elif event.get("type") == "content_block_start":
             block = event.get("content_block")
             self._tools += isinstance(block, dict) and block.get("type") == "tool_use"
+        elif event.get("type") == "content_block_delta" and isinstance(event.get("delta"), dict):
+            delta = event["delta"]
+            self._chars += sum(len(v) for k in DELTA_FIELDS if isinstance(v := delta.get(k), str))
         elif event.get("type") == "message_delta" and isinstance(event.get("usage"), dict):
-            self._seen = True
+            self._seen = self._final = True
             for key, value in event["usage"].items():
                 if key in self._counts and isinstance(value, int):
                     self._counts[key] = value  # cumulative in message_delta
+        elif event.get("type") == "message_stop":
+            self.stopped = True
 
     def _take(self, message: dict[str, object]) -> None:
         if isinstance(message.get("model"), str):
@@ -93,7 +118,19 @@ class Meter:
                 if key in self._counts and isinstance(value, int):
                     self._counts[key] = value
 
+    def so_far(self) -> Usage | None:
+        """The usage of what was fed so far (output estimated until reported); None before any."""
+        if not self._seen:
+            return None
+        c = self._counts
+        output = c["output_tokens"]
+        if not self._final:
+            output = max(output, -(-self._chars // CHARS_PER_TOKEN))
+        return Usage(self._model or "unknown", c["input_tokens"], output,
+                     c["cache_creation_input_tokens"], c["cache_read_input_tokens"], self._tools)
+
     def result(self) -> Usage | None:
+        """After the body ended (or was cut): its usage, or None when it reported none."""
         if not self._streaming:
             try:
                 doc = json.loads(bytes(self._buf))
@@ -101,8 +138,5 @@ class Meter:
                 return None
             if isinstance(doc, dict):
                 self._take(doc)
-        if not self._seen:
-            return None
-        c = self._counts
-        return Usage(self._model or "unknown", c["input_tokens"], c["output_tokens"],
-                     c["cache_creation_input_tokens"], c["cache_read_input_tokens"], self._tools)
+                self._final = True
+        return self.so_far()

@@ -91,7 +91,7 @@ def test_wrong_token_is_refused_before_the_upstream(harness: Harness, model: Scr
 def test_only_messages_routes_are_served(harness: Harness, model: ScriptedModel) -> None:
     model.clear()
     status, _ = harness.post("x", path="/v1/files")
-    assert status == 403
+    assert status == 404
     assert model.requests() == []
 
 
