@@ -1,0 +1,116 @@
+"""Issue #15: the model proxy forwards exactly the Messages API. Every other path - traversal,
+percent-encoded dots and slashes, other Anthropic routes - gets a 4xx from the proxy and never
+reaches the upstream: the upstream's TCP listener counts no connection and the scripted
+model records no request. Raw sockets, so nothing normalises the request line on the way."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from ashd.scripted.server import ScriptedModel
+from tests.support.cutting_proxy import CuttingProxy, cutting_proxy
+from tests.support.model_proxy import REAL_KEY, Harness, status_of
+
+BAD_TARGETS = [
+    "/v1/messages/../../v1/files",
+    "/v1/messages/%2e%2e/%2e%2e/v1/files",
+    "/v1/messages/%2E%2E/%2E%2E/v1/files",
+    "/v1/messages/.%2e/.%2E/v1/files",
+    "/v1/messages%2f..%2f..%2fv1%2ffiles",
+    "/v1/messages%2f..",
+    "/v1/messages%2F..",
+    "/v1/messages%5c..%5cfiles",
+    "/v1/messages\\..\\files",
+    "/v1/messages/./count_tokens",
+    "/v1/messages/.",
+    "/v1/messages/batches",
+    "/v1/messages/batches/msgbatch_1/results",
+    "/v1/files",
+    "/v1/files?x=/v1/messages",
+    "/v1/models",
+    "/v1/complete",
+    "//v1/messages",
+    "/v1//messages",
+    "/v1/messages/",
+    "/V1/MESSAGES",
+    "/v1/m%65ssages",
+    "/api/hello/../../v1/files",
+    "/v1/messages#/../files",
+    "http://127.0.0.1/v1/files",
+    "*",
+]
+
+
+@pytest.fixture(scope="module")
+def counted_upstream() -> Iterator[tuple[ScriptedModel, CuttingProxy]]:
+    with ScriptedModel() as model, cutting_proxy(int(model.base_url.rsplit(":", 1)[1]), {}) as counter:
+        yield model, counter
+
+
+@pytest.fixture
+def upstream(counted_upstream: tuple[ScriptedModel, CuttingProxy]) -> tuple[ScriptedModel, CuttingProxy]:
+    model, counter = counted_upstream
+    model.clear()
+    counter.connections = 0
+    return counted_upstream
+
+
+@pytest.fixture
+def harness(upstream: tuple[ScriptedModel, CuttingProxy]) -> Iterator[Harness]:
+    h = Harness(f"http://127.0.0.1:{upstream[1].port}")
+    yield h
+    h.close()
+
+
+def _nothing_reached(upstream: tuple[ScriptedModel, CuttingProxy]) -> None:
+    model, counter = upstream
+    assert counter.connections == 0, "the proxy opened a connection to the upstream"
+    assert model.requests() == []
+
+
+@pytest.mark.parametrize("target", BAD_TARGETS)
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_other_paths_never_reach_the_upstream(harness: Harness, upstream: tuple[ScriptedModel, CuttingProxy],
+                                              method: str, target: str) -> None:
+    answer = harness.raw(harness.request_bytes(method, target))
+    assert 400 <= status_of(answer) < 500, answer[:300]
+    message = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["message"]
+    assert "/v1/messages" in message or "path" in message or "request" in message, message
+    _nothing_reached(upstream)
+
+
+@pytest.mark.parametrize("extra", [
+    "transfer-encoding: chunked\r\n",                  # both framings: two parsers could disagree
+    "transfer-encoding: gzip, chunked\r\n",
+])
+def test_ambiguous_framing_never_reaches_the_upstream(harness: Harness, upstream: tuple[ScriptedModel, CuttingProxy],
+                                                      extra: str) -> None:
+    answer = harness.raw(harness.request_bytes("POST", "/v1/messages", extra=extra))
+    assert status_of(answer) == 400, answer[:300]
+    _nothing_reached(upstream)
+
+
+def test_over_budget_is_refused_before_forwarding(upstream: tuple[ScriptedModel, CuttingProxy]) -> None:
+    h = Harness(f"http://127.0.0.1:{upstream[1].port}", budget=0.01)
+    try:
+        h.gate.spent_usd = 0.01
+        answer = h.raw(h.request_bytes("POST", "/v1/messages", "[[say: one more]]"))
+        assert status_of(answer) == 400 and b"budget exhausted" in answer
+        _nothing_reached(upstream)
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("target", ["/v1/messages", "/v1/messages?beta=true", "/v1/messages/count_tokens"])
+def test_the_messages_api_is_forwarded_with_the_real_key(harness: Harness, upstream: tuple[ScriptedModel,
+                                                         CuttingProxy], target: str) -> None:
+    answer = harness.raw(harness.request_bytes("POST", target))
+    assert status_of(answer) == 200, answer[:300]
+    model, counter = upstream
+    seen = model.requests()[-1]
+    assert counter.connections == 1 and seen.path == target.split("?")[0]
+    assert seen.x_api_key_sha256 == hashlib.sha256(REAL_KEY.encode()).hexdigest()
