@@ -28,6 +28,9 @@ PRICES: tuple[tuple[str, float, float], ...] = (
 DEFAULT_PRICE = (3.0, 15.0)
 CHARS_PER_TOKEN = 4
 DELTA_FIELDS = ("text", "thinking", "partial_json")
+# The data line of a content_block_delta without its payload text:
+# data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}
+DELTA_OVERHEAD = 86  # the shortest: text_delta at index 0 (thinking_delta 94, input_json_delta 100)
 
 
 @dataclass(frozen=True)
@@ -52,18 +55,23 @@ def price(model: str) -> tuple[float, float]:
 
 
 class Meter:
-    """Feed it the decoded response body; ``so_far()`` at any time, ``result()`` at the end."""
+    """Feed it the decoded response body; ``cost_so_far()``/``so_far()`` at any time,
+    ``result()`` at the end. Called for every relayed piece, so kept cheap: only the few
+    events that carry usage or start a block are parsed; a ``content_block_delta`` (named by
+    its ``event:`` line, as the API always sends it) is counted by the length of its data."""
 
     def __init__(self, streaming: bool) -> None:
         self._streaming = streaming
         self._buf = bytearray()
         self._model = ""
+        self._price = DEFAULT_PRICE
         self._counts = {"input_tokens": 0, "output_tokens": 0,
                         "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
         self._seen = False
         self._final = False  # message_delta reported the output tokens
         self._chars = 0
         self._tools = 0
+        self._name = b""  # the current event's name (its "event:" line)
         self.stopped = False  # message_stop seen: the reply is complete
         self.at_boundary = True  # what was fed ends between two SSE events
 
@@ -72,15 +80,32 @@ class Meter:
             if len(self._buf) + len(data) <= MAX_JSON_BYTES:
                 self._buf += data
             return
-        self._buf += data
-        while (cut := self._buf.find(b"\n")) >= 0:
-            line = bytes(self._buf[:cut]).strip()
-            del self._buf[:cut + 1]
-            self.at_boundary = not line
-            if line.startswith(b"data:"):
-                self._event(line[5:])
         if self._buf:
+            data = bytes(self._buf) + data
+            self._buf.clear()
+        lines = data.split(b"\n")
+        rest = lines.pop()  # what follows the last newline: part of a line still to come
+        for line in lines:
+            if line.startswith(b"data:"):
+                self.at_boundary = False
+                self._data(line)
+            elif line.startswith(b"event:"):
+                self.at_boundary = False
+                self._name = line[6:].strip()
+            elif not line.strip():
+                self.at_boundary = True
+                self._name = b""
+        if rest:
+            self._buf += rest
             self.at_boundary = False
+
+    def _data(self, line: bytes) -> None:
+        if self._name == b"content_block_delta":
+            self._chars += max(0, len(line.rstrip()) - DELTA_OVERHEAD)
+        elif self._name == b"message_stop":
+            self.stopped = True
+        elif self._name != b"ping":
+            self._event(line[5:])
 
     def _event(self, payload: bytes) -> None:
         try:
@@ -108,6 +133,7 @@ class Meter:
     def _take(self, message: dict[str, object]) -> None:
         if isinstance(message.get("model"), str):
             self._model = str(message["model"])
+            self._price = price(self._model)
         content = message.get("content")
         if isinstance(content, list):
             self._tools += sum(isinstance(b, dict) and b.get("type") == "tool_use" for b in content)
@@ -118,15 +144,24 @@ class Meter:
                 if key in self._counts and isinstance(value, int):
                     self._counts[key] = value
 
+    def _output(self) -> int:
+        output = self._counts["output_tokens"]
+        return output if self._final else max(output, -(-self._chars // CHARS_PER_TOKEN))
+
+    def cost_so_far(self) -> float:
+        """The cost in USD of what was fed so far (same figure as ``so_far().cost_usd``)."""
+        if not self._seen:
+            return 0.0
+        c, (inp, out) = self._counts, self._price
+        return (c["input_tokens"] * inp + self._output() * out + c["cache_creation_input_tokens"] * inp * 1.25
+                + c["cache_read_input_tokens"] * inp * 0.1) / 1e6
+
     def so_far(self) -> Usage | None:
         """The usage of what was fed so far (output estimated until reported); None before any."""
         if not self._seen:
             return None
         c = self._counts
-        output = c["output_tokens"]
-        if not self._final:
-            output = max(output, -(-self._chars // CHARS_PER_TOKEN))
-        return Usage(self._model or "unknown", c["input_tokens"], output,
+        return Usage(self._model or "unknown", c["input_tokens"], self._output(),
                      c["cache_creation_input_tokens"], c["cache_read_input_tokens"], self._tools)
 
     def result(self) -> Usage | None:

@@ -187,7 +187,7 @@ class ModelProxy:
         def progress() -> None:
             nonlocal charged
             slot.touch()
-            charged = _charge(gate, meter.so_far(), charged)
+            charged = _charge(gate, meter.cost_so_far(), charged)
             if _over_budget(gate) and not meter.stopped:
                 raise BudgetCrossed
 
@@ -200,7 +200,7 @@ class ModelProxy:
             await _end_stream(writer, resp, meter, _budget_message(gate))
         finally:
             usage = meter.result()
-            _charge(gate, usage, charged)
+            _charge(gate, usage.cost_usd if usage else 0.0, charged)
             if usage is not None:
                 self._on_usage(gate, usage)
 
@@ -212,7 +212,7 @@ class ModelProxy:
         meter.feed(body)
         usage = meter.result()
         if usage is not None:
-            _charge(gate, usage, 0.0)
+            _charge(gate, usage.cost_usd, 0.0)
             self._on_usage(gate, usage)
         headers = [*resp.without("connection", "keep-alive", "transfer-encoding", "content-length"),
                    ("content-length", str(len(body))), ("connection", "close")]
@@ -237,9 +237,8 @@ def _budget_message(gate: Gate) -> str:
             "(maxBudgetUsd)")
 
 
-def _charge(gate: Gate, usage: Usage | None, charged: float) -> float:
-    """Bring the gate's spend up to date with one reply's usage so far; returns its new cost."""
-    cost = usage.cost_usd if usage is not None else 0.0
+def _charge(gate: Gate, cost: float, charged: float) -> float:
+    """Bring the gate's spend up to date with one reply's cost so far; returns that cost."""
     gate.spent_usd += cost - charged
     return cost
 
