@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import hmac
 import json
+import os
 import statistics
 import sys
 import time
@@ -138,7 +139,8 @@ def main() -> int:
     args = parser.parse_args()
     report = asyncio.run(measure(args.reps, args.rounds))
     report["method"] = ("in process, time.perf_counter_ns around a loop of reps calls, per-call mean per round; "
-                        "median and slowest of rounds; machine shared with other jobs")
+                        "median and slowest of rounds; machine shared with other jobs (load below)")
+    report["load_average_1m"] = round(os.getloadavg()[0], 2)
     report["machine"] = machine()
     text = json.dumps(report, indent=2)
     print(text)

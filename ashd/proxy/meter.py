@@ -88,7 +88,10 @@ class Meter:
         for line in lines:
             if line.startswith(b"data:"):
                 self.at_boundary = False
-                self._data(line)
+                if self._name == b"content_block_delta":
+                    self._chars += max(0, len(line.rstrip()) - DELTA_OVERHEAD)
+                else:
+                    self._data(line)
             elif line.startswith(b"event:"):
                 self.at_boundary = False
                 self._name = line[6:].strip()
@@ -100,9 +103,7 @@ class Meter:
             self.at_boundary = False
 
     def _data(self, line: bytes) -> None:
-        if self._name == b"content_block_delta":
-            self._chars += max(0, len(line.rstrip()) - DELTA_OVERHEAD)
-        elif self._name == b"message_stop":
+        if self._name == b"message_stop":
             self.stopped = True
         elif self._name != b"ping":
             self._event(line[5:])
