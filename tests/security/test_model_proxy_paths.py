@@ -5,8 +5,10 @@ model records no request. Raw sockets, so nothing normalises the request line on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,9 +132,10 @@ def test_the_real_cli_is_stopped_at_its_budget_mid_reply(tmp_path: Path) -> None
     (agent / ".ashd").mkdir(parents=True)
     (agent / "CLAUDE.md").write_text("You are the budget test agent.\n")
     (agent / ".ashd" / "sandbox.json").write_text(json.dumps({"maxBudgetUsd": 0.0005}))
+    mount_root = Path("/run") / f"ashd-budget-{uuid.uuid4().hex[:8]}"
     with ScriptedModel() as model:
-        daemon = AshdProcess(tmp_path / "data", model.base_url, None, {
-            "ASH_SANDBOX_MOUNT_ROOT": f"/run/ashd-budget-{tmp_path.name[-8:]}"}).start()
+        daemon = AshdProcess(tmp_path / "data", model.base_url, None,
+                             {"ASH_SANDBOX_MOUNT_ROOT": str(mount_root)}).start()
         try:
             client = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60)
             client.post("/api/agents", json={"name": "budget", "path": str(agent)}).raise_for_status()
@@ -152,3 +155,5 @@ def test_the_real_cli_is_stopped_at_its_budget_mid_reply(tmp_path: Path) -> None
             client.close()
         finally:
             daemon.stop(timeout=120)
+            with contextlib.suppress(OSError):
+                mount_root.rmdir()  # ashd removes what it made inside; the root is this test's
