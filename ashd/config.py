@@ -155,6 +155,10 @@ class ProxyConfig:
     model_port: int = 8080  # loopback port of the model proxy inside each sandbox
     egress_port: int = 3128  # loopback port of the egress proxy inside each sandbox
     egress_pins: str = ""  # "name=ip,name2=ip2": trusted fixed addresses for allowlisted names
+    max_connections_per_sandbox: int = 32  # open connections per sandbox, per proxy; more are refused
+    # No byte either way for this long closes a proxied connection. As long as the CLI's own
+    # request timeout (10 min): a non-streamed reply sends nothing until it was generated whole.
+    idle_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,8 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("sandbox.disk_reserve_percent", "ASH_DISK_RESERVE_PERCENT"),
     ("sandbox.turn_idle_timeout_s", "ASH_TURN_IDLE_TIMEOUT_S"),
     ("proxy.egress_pins", "ASH_EGRESS_PINS"),
+    ("proxy.max_connections_per_sandbox", "ASH_PROXY_MAX_CONNECTIONS"),
+    ("proxy.idle_timeout_s", "ASH_PROXY_IDLE_TIMEOUT_S"),
     ("max_attachment_size", "ASH_MAX_ATTACHMENT_SIZE"),
     ("queue.workers", "ASH_QUEUE_WORKERS"),
     ("queue.poll_interval_s", "ASH_QUEUE_POLL_INTERVAL_S"),
@@ -433,6 +439,12 @@ def _validate_sandbox(sb: SandboxConfig, proxy: ProxyConfig) -> None:
     for name in ("model_port", "egress_port"):
         if not 1 <= getattr(proxy, name) <= 65535:
             raise ConfigError(f"proxy.{name} must be 1..65535")
+    if not 1 <= proxy.max_connections_per_sandbox <= 10000:
+        raise ConfigError("proxy.max_connections_per_sandbox (ASH_PROXY_MAX_CONNECTIONS) must be 1..10000, "
+                          f"got {proxy.max_connections_per_sandbox}")
+    if not proxy.idle_timeout_s >= 1:
+        raise ConfigError(f"proxy.idle_timeout_s (ASH_PROXY_IDLE_TIMEOUT_S) must be at least 1 second, "
+                          f"got {proxy.idle_timeout_s}")
     for pin in filter(None, (p.strip() for p in proxy.egress_pins.split(","))):
         host, sep, addr = pin.partition("=")
         if not sep or not host or not addr:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import select
+import selectors
 import signal
 import subprocess
 import threading
@@ -93,16 +93,19 @@ class SandboxActor(pykka.ThreadingActor):
         return SandboxStarted(self._spec.sandbox_id, str(self._spec.socket_path), self._proc.pid, elapsed)
 
     def _await_ready(self, proc: subprocess.Popen[bytes]) -> bool:
+        # A selector, not select(): select() fails for descriptors numbered 1024 and up, which
+        # a busy ashd reaches.
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         deadline = time.monotonic() + self._ready_timeout_s
         try:
-            while (left := deadline - time.monotonic()) > 0:
-                readable, _, _ = select.select([fd], [], [], left)
-                if not readable:
-                    continue
-                chunk = os.read(fd, 1)
-                return chunk == protocol.READY_BYTE
+            with selectors.DefaultSelector() as selector:
+                selector.register(fd, selectors.EVENT_READ)
+                while (left := deadline - time.monotonic()) > 0:
+                    if not selector.select(left):
+                        continue
+                    chunk = os.read(fd, 1)
+                    return chunk == protocol.READY_BYTE
             return False
         finally:
             proc.stdout.close()

@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from ashd.fdlimit import raise_nofile
+
+    raise_nofile(config.proxy.max_connections_per_sandbox)  # before anything is opened
     try:
         from ashd.actors.replies import quiet_expected_errors
         from ashd.daemon import Daemon  # the heavy part: only the daemon needs it

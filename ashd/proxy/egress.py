@@ -12,7 +12,10 @@ declares domains (``.ashd/sandbox.json`` ``egress.allow``). For each CONNECT:
 - operator-pinned hosts (``[proxy] egress_pins = "name=ip,..."``) resolve to the given
   address and are trusted as given, private or not (for internal services you mean to expose).
 
-Only CONNECT is served (plain-HTTP proxying would let the agent talk to hosts by IP).
+Only CONNECT is served (plain-HTTP proxying would let the agent talk to hosts by IP). A
+sandbox holds at most ``max_connections`` tunnels at once (more are answered 429 and closed
+at once); a tunnel that moves no byte either way for the idle timeout is closed
+(:mod:`ashd.proxy.connections`).
 ``on_decision`` is called on the proxy loop thread and must not block.
 """
 
@@ -27,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ashd.proxy import http1
+from ashd.proxy.connections import ConnectionTable, Slot
 from ashd.proxy.loop import ProxyLoop
 
 log = logging.getLogger(__name__)
@@ -89,8 +93,10 @@ def _resolve(host: str, port: int) -> list[str]:
 
 class EgressProxy:
     def __init__(self, loop: ProxyLoop, on_decision: OnDecision, pins: Mapping[str, str] | None = None,
-                 resolve: Callable[[str, int], list[str]] = _resolve) -> None:
+                 resolve: Callable[[str, int], list[str]] = _resolve, max_connections: int = 32,
+                 idle_timeout_s: float = 600.0) -> None:
         self._loop = loop
+        self.connections = ConnectionTable("egress", max_connections, idle_timeout_s)
         self._on_decision = on_decision
         self._pins = {k.lower(): v for k, v in (pins or {}).items()}
         self._resolve = resolve
@@ -99,17 +105,26 @@ class EgressProxy:
 
     def register(self, sandbox_id: str, sock: object, gate: EgressGate) -> None:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._handle(gate, reader, writer)
+            slot = self.connections.admit(sandbox_id, writer)
+            if slot is None:
+                await _refuse_connection(writer, self.connections.max_per_sandbox)
+                return
+            try:
+                await self._handle(gate, slot, reader, writer)
+            finally:
+                self.connections.release(slot)
 
         server = self._loop.serve(sock, handle)  # type: ignore[arg-type]
         with self._lock:
             self._servers[sandbox_id] = server
 
     def unregister(self, sandbox_id: str) -> None:
+        """Close the listener and every open tunnel of the sandbox. Idempotent; never raises."""
         with self._lock:
             server = self._servers.pop(sandbox_id, None)
         if server is not None:
             self._loop.close_server(server)
+        self._loop.run_quietly(lambda: self.connections.close_sandbox(sandbox_id))
 
     async def decide(self, gate: EgressGate, target: str) -> Decision:
         """Check one CONNECT authority (``host:port``) against the gate."""
@@ -135,12 +150,14 @@ class EgressProxy:
             return Decision(host, port, False, "no address")
         return Decision(host, port, True, "allowlisted", addresses[0])
 
-    async def _handle(self, gate: EgressGate, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, gate: EgressGate, slot: Slot, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
         upstream: asyncio.StreamWriter | None = None
         try:
             head = await http1.read_head(reader)
             if head is None:
                 return
+            slot.heard()
             method, _, rest = head.start.partition(" ")
             target = rest.rpartition(" ")[0]
             if method != "CONNECT":
@@ -161,9 +178,10 @@ class EgressProxy:
                 await writer.drain()
                 return
             assert upstream is not None
+            slot.extra.append(upstream)
             writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             await writer.drain()
-            await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+            await asyncio.gather(_pipe(reader, upstream, slot), _pipe(up_reader, writer, slot))
         except (http1.HttpError, OSError, asyncio.IncompleteReadError) as exc:
             log.debug("egress proxy: session %s: %s", gate.session_id, exc)
         finally:
@@ -172,11 +190,25 @@ class EgressProxy:
                 upstream.close()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _refuse_connection(writer: asyncio.StreamWriter, cap: int) -> None:
+    """Over the sandbox's cap: a 429 at once, no request read, and the connection closed."""
+    body = f"too many open connections to the egress proxy from this sandbox (at most {cap})\n".encode()
+    try:
+        writer.write(b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+                     % (len(body), body))
+        await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: Slot) -> None:
     try:
         while data := await reader.read(http1.READ_CHUNK):
             writer.write(data)
             await writer.drain()
+            slot.touch()
         if writer.can_write_eof():
             writer.write_eof()
     except OSError:

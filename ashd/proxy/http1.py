@@ -15,6 +15,8 @@ MAX_HEAD_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
 
 Tap = Callable[[bytes], None]
+Progress = Callable[[], None]
+HEX = frozenset("0123456789abcdefABCDEF")
 
 
 class HttpError(Exception):
@@ -73,6 +75,25 @@ async def read_head(reader: asyncio.StreamReader) -> Head | None:
     return Head(lines[0], headers)
 
 
+def check_request_framing(head: Head) -> None:
+    """Refuse framings two parsers could read differently (request smuggling): a
+    transfer-encoding other than exactly ``chunked``, or one together with a content-length."""
+    te = head.get("transfer-encoding")
+    if te is not None and te.strip().lower() != "chunked":
+        raise HttpError(f"unsupported transfer-encoding {te[:40]!r} (only chunked)")
+    if te is not None and head.get("content-length") is not None:
+        raise HttpError("both transfer-encoding and content-length")
+    head.length  # noqa: B018 - raises HttpError on a malformed content-length
+
+
+def chunk_size(line: bytes) -> int:
+    """The size of a chunk from its size line; strict (hex digits only, extensions dropped)."""
+    digits = line.split(b";", 1)[0].strip().decode("latin-1")
+    if not digits or len(digits) > 15 or not set(digits) <= HEX:
+        raise HttpError("bad chunk size")
+    return int(digits, 16)
+
+
 def encode_head(start: str, headers: list[tuple[str, str]]) -> bytes:
     for name, value in headers:
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
@@ -81,16 +102,19 @@ def encode_head(start: str, headers: list[tuple[str, str]]) -> bytes:
 
 
 async def relay_body(head: Head, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     tap: Tap | None = None, until_eof: bool = False) -> None:
-    """Copy the body that follows ``head`` (chunked, by length, or to EOF for responses)."""
+                     tap: Tap | None = None, until_eof: bool = False, progress: Progress | None = None) -> None:
+    """Copy the body that follows ``head`` (chunked, by length, or to EOF for responses).
+
+    ``tap`` sees each decoded piece before it is written; ``progress`` is called each time
+    bytes moved (the idle timeout's clock) and may raise to stop the relay there, between
+    two pieces. Chunk size lines are re-encoded canonically, so what the next hop parses is
+    what this one parsed."""
     if head.chunked:
         while True:
-            size_line = await reader.readuntil(b"\r\n")
-            try:
-                size = int(size_line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise HttpError("bad chunk size") from None
-            writer.write(size_line)
+            size = chunk_size(await reader.readuntil(b"\r\n"))
+            if progress:
+                progress()
+            writer.write(b"%x\r\n" % size)
             if size == 0:
                 while (trailer := await reader.readuntil(b"\r\n")) != b"\r\n":
                     writer.write(trailer)
@@ -98,10 +122,14 @@ async def relay_body(head: Head, reader: asyncio.StreamReader, writer: asyncio.S
                 await writer.drain()
                 return
             data = await reader.readexactly(size + 2)
+            if data[-2:] != b"\r\n":
+                raise HttpError("chunk not followed by CRLF")
             if tap:
                 tap(data[:-2])
             writer.write(data)
             await writer.drain()
+            if progress:
+                progress()
     length = head.length
     if length is None and not until_eof:
         return
@@ -116,5 +144,32 @@ async def relay_body(head: Head, reader: asyncio.StreamReader, writer: asyncio.S
             tap(data)
         writer.write(data)
         await writer.drain()
+        if progress:
+            progress()
         if left > 0:
             left -= len(data)
+
+
+async def read_body(head: Head, reader: asyncio.StreamReader, limit: int, until_eof: bool = False,
+                    progress: Progress | None = None) -> bytes:
+    """The whole decoded body, for bodies small enough to hold; HttpError past ``limit`` bytes."""
+    out = bytearray()
+
+    def take(data: bytes) -> None:
+        if len(out) + len(data) > limit:
+            raise HttpError(f"body larger than {limit} bytes")
+        out.extend(data)
+
+    sink = _Sink()
+    await relay_body(head, reader, sink, tap=take, until_eof=until_eof, progress=progress)  # type: ignore[arg-type]
+    return bytes(out)
+
+
+class _Sink:
+    """A writer that discards: lets :func:`read_body` reuse the relay's framing."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass

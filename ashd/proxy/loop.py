@@ -41,13 +41,20 @@ class ProxyLoop:
         return server
 
     def close_server(self, server: asyncio.Server) -> None:
-        """Stop accepting and close the listening socket (open connections finish). Never raises."""
+        """Stop accepting and close the listening socket (open connections stay). Never raises."""
+        self.run_quietly(server.close)
 
-        async def stop() -> None:
-            server.close()
+    def run_quietly(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop thread and wait for it (any thread but this one). Never raises."""
+
+        if self.loop.is_closed():
+            return
+
+        async def run() -> None:
+            fn()
 
         try:
-            self.call(stop())
+            self.call(run())
         except Exception:  # noqa: S110 - the loop may already be stopped at shutdown
             pass
 

@@ -1,17 +1,25 @@
 """The model proxy: the only holder of the real model credential.
 
 Each sandbox gets its own listener (bound inside its network namespace) and its own random
-token, which the CLI inside uses as its API key. Per request the proxy:
+token, which the CLI inside uses as its API key. Per connection, then per request:
 
-1. refuses anything but the Messages API routes (nothing reaches the upstream);
+0. a sandbox holds at most ``max_connections`` open connections (more are answered 429 and
+   closed at once) and a connection that moves no byte for the idle timeout is closed
+   (:mod:`ashd.proxy.connections`);
+1. refuses anything but exactly the Messages API routes (:mod:`ashd.proxy.route`; nothing
+   reaches the upstream), answering the CLI's ``/api/hello`` probe itself;
 2. checks the token with ``hmac.compare_digest`` (401 otherwise, before the secret is touched);
 3. refuses when the session's ``maxBudgetUsd`` is spent (400, Anthropic's error shape);
 4. strips ``x-api-key``, ``authorization``, ``proxy-authorization`` and hop-by-hop headers,
    injects the session's own stored credential if it has one (``Gate.upstream_key``), else
    the daemon's real key (or bearer token), and streams the request to the upstream and the
    response back without buffering (one request per connection: ``Connection: close``);
-5. meters the response's usage and reports it through ``on_usage`` (proxy loop thread;
-   must not block - hand off to a thread).
+5. meters a streamed reply as it passes: ``Gate.spent_usd`` follows every relayed piece, a
+   reply that crosses the budget is ended with an SSE ``error`` event (or cut) and its
+   upstream connection closed, and whatever was relayed is charged however the stream ends
+   (client gone, upstream gone, budget, idle). A non-streamed reply is read whole (it was
+   generated whole), charged, then sent. ``on_usage`` reports each charged reply (proxy loop
+   thread; must not block - hand off to a thread).
 
 Register/unregister are called from actor threads; serving runs on the proxy loop.
 """
@@ -31,14 +39,15 @@ from urllib.parse import urlsplit
 
 from ashd.config import Secret
 from ashd.proxy import http1
+from ashd.proxy.connections import ConnectionTable, Slot
 from ashd.proxy.loop import ProxyLoop
-from ashd.proxy.meter import Meter, Usage
+from ashd.proxy.meter import MAX_JSON_BYTES, Meter, Usage
+from ashd.proxy.route import MESSAGES, Route, RouteRefused, route
 
 log = logging.getLogger(__name__)
 
-ALLOWED_PATHS = ("/v1/messages", "/v1/models", "/api/hello")
 STRIP = ("x-api-key", "authorization", "proxy-authorization", "connection", "keep-alive", "host",
-         "proxy-connection", "te", "upgrade", "accept-encoding")
+         "proxy-connection", "te", "upgrade", "accept-encoding", "expect")
 UPSTREAM_TIMEOUT_S = 30.0
 
 
@@ -59,8 +68,13 @@ class Gate:
 OnUsage = Callable[[Gate, Usage], None]
 
 
+class BudgetCrossed(Exception):
+    pass
+
+
 class ModelProxy:
-    def __init__(self, loop: ProxyLoop, upstream: str, api_key: str, auth_token: str, on_usage: OnUsage) -> None:
+    def __init__(self, loop: ProxyLoop, upstream: str, api_key: str, auth_token: str, on_usage: OnUsage,
+                 max_connections: int = 32, idle_timeout_s: float = 600.0) -> None:
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"model upstream must be an http(s) URL, got {upstream!r}")
@@ -74,6 +88,7 @@ class ModelProxy:
         self._lock = threading.Lock()
         self._servers: dict[str, asyncio.Server] = {}
         self._handlers: set[asyncio.Task[object]] = set()  # proxy loop only
+        self.connections = ConnectionTable("model", max_connections, idle_timeout_s)
         self.gates: dict[str, Gate] = {}
 
     def register(self, sandbox_id: str, sock: object, gate_args: dict[str, object]) -> str:
@@ -82,7 +97,14 @@ class ModelProxy:
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self._hold(asyncio.current_task())
-            await self._handle(gate, reader, writer)
+            slot = self.connections.admit(sandbox_id, writer)
+            if slot is None:
+                await _refuse_connection(writer, self.connections.max_per_sandbox)
+                return
+            try:
+                await self._handle(gate, slot, reader, writer)
+            finally:
+                self.connections.release(slot)
 
         server = self._loop.serve(sock, handle)  # type: ignore[arg-type]
         with self._lock:
@@ -91,7 +113,8 @@ class ModelProxy:
         return gate.token
 
     def unregister(self, sandbox_id: str) -> None:
-        """Close the listener and revoke the token. Idempotent; never raises."""
+        """Close the listener and every open connection, and revoke the token. Idempotent;
+        never raises."""
         with self._lock:
             server = self._servers.pop(sandbox_id, None)
             gate = self.gates.pop(sandbox_id, None)
@@ -99,6 +122,7 @@ class ModelProxy:
             gate.token = secrets.token_urlsafe(32)  # in-flight connections fail their next check
         if server is not None:
             self._loop.close_server(server)
+        self._loop.run_quietly(lambda: self.connections.close_sandbox(sandbox_id))
 
     def _hold(self, task: asyncio.Task[object] | None) -> None:
         """Keep a strong reference to a connection's task until it ends (proxy loop thread).
@@ -112,52 +136,102 @@ class ModelProxy:
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
-    async def _handle(self, gate: Gate, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, gate: Gate, slot: Slot, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
         try:
             head = await http1.read_head(reader)
             if head is not None:
-                await self._request(gate, head, reader, writer)
+                slot.heard()
+                await self._request(gate, slot, head, reader, writer)
         except (http1.HttpError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             log.debug("model proxy: session %s: %s", gate.session_id, exc)
         finally:
             writer.close()
 
-    async def _request(self, gate: Gate, head: http1.Head, reader: asyncio.StreamReader,
+    async def _request(self, gate: Gate, slot: Slot, head: http1.Head, reader: asyncio.StreamReader,
                        writer: asyncio.StreamWriter) -> None:
-        method, _, rest = head.start.partition(" ")
-        target = rest.rpartition(" ")[0]
-        path = target.split("?", 1)[0]
-        if not target.startswith("/") or not any(path == p or path.startswith(p + "/") for p in ALLOWED_PATHS):
-            return await _reply(writer, 403, "permission_error", f"{path} is not served by the ashd model proxy")
+        try:
+            where = route(head.start)
+            http1.check_request_framing(head)
+        except RouteRefused as refused:
+            kind = "not_found_error" if refused.status == 404 else "invalid_request_error"
+            return await _reply(writer, refused.status, kind, refused.message)
+        except http1.HttpError as exc:
+            return await _reply(writer, 400, "invalid_request_error", str(exc))
+        if where.local:
+            return await _answer_hello(writer, where)
         presented = head.get("x-api-key") or (head.get("authorization") or "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(presented.encode(), gate.token.encode()):
             return await _reply(writer, 401, "authentication_error", "invalid session token")
-        if gate.budget_usd is not None and gate.spent_usd >= gate.budget_usd:
-            return await _reply(writer, 400, "invalid_request_error",
-                                f"session budget exhausted: spent ${gate.spent_usd:.4f} of ${gate.budget_usd:.4f} "
-                                "(maxBudgetUsd)")
+        if _over_budget(gate):
+            return await _reply(writer, 400, "invalid_request_error", _budget_message(gate))
         gate.requests += 1
+        await self._forward(gate, slot, head, where, reader, writer)
+
+    async def _forward(self, gate: Gate, slot: Slot, head: http1.Head, where: Route,
+                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.wait_for(self._connect(), UPSTREAM_TIMEOUT_S)
+        slot.extra.append(up_writer)
         try:
             cred = ("x-api-key", gate.upstream_key.reveal()) if gate.upstream_key is not None else self._cred
             headers = [*head.without(*STRIP), ("host", self._host_header()), cred,
                        ("accept-encoding", "identity"), ("connection", "close")]
-            up_writer.write(http1.encode_head(f"{method} {self._prefix}{target} HTTP/1.1", headers))
-            await http1.relay_body(head, reader, up_writer)
+            up_writer.write(http1.encode_head(f"{where.method} {self._prefix}{where.target} HTTP/1.1", headers))
+            await http1.relay_body(head, reader, up_writer, progress=slot.touch)
             resp = await http1.read_head(up_reader)
             if resp is None:
                 return await _reply(writer, 502, "api_error", "the model upstream closed the connection")
-            streaming = "text/event-stream" in (resp.get("content-type") or "")
-            meter = Meter(streaming) if method == "POST" and path == "/v1/messages" else None
-            writer.write(http1.encode_head(resp.start, [*resp.without("connection", "keep-alive"),
-                                                        ("connection", "close")]))
-            await http1.relay_body(resp, up_reader, writer, tap=meter.feed if meter else None, until_eof=True)
+            slot.touch()
+            if where.path != MESSAGES:
+                writer.write(_client_head(resp))
+                await http1.relay_body(resp, up_reader, writer, until_eof=True, progress=slot.touch)
+            elif "text/event-stream" in (resp.get("content-type") or ""):
+                await self._relay_stream(gate, slot, resp, up_reader, writer)
+            else:
+                await self._relay_whole(gate, slot, resp, up_reader, writer)
         finally:
             up_writer.close()
-        usage = meter.result() if meter else None
+
+    async def _relay_stream(self, gate: Gate, slot: Slot, resp: http1.Head, up_reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        """Relay an SSE reply, charging as it goes; stop it where it crosses the budget."""
+        meter = Meter(streaming=True)
+        charged = 0.0
+
+        def progress() -> None:
+            nonlocal charged
+            slot.touch()
+            charged = _charge(gate, meter.cost_so_far(), charged)
+            if _over_budget(gate) and not meter.stopped:
+                raise BudgetCrossed
+
+        try:
+            writer.write(_client_head(resp))
+            await http1.relay_body(resp, up_reader, writer, tap=meter.feed, until_eof=True, progress=progress)
+        except BudgetCrossed:
+            log.info("model proxy: session %s crossed its budget mid-reply; reply stopped (%s)", gate.session_id,
+                     _budget_message(gate))
+            await _end_stream(writer, resp, meter, _budget_message(gate))
+        finally:
+            usage = meter.result()
+            _charge(gate, usage.cost_usd if usage else 0.0, charged)
+            if usage is not None:
+                self._on_usage(gate, usage)
+
+    async def _relay_whole(self, gate: Gate, slot: Slot, resp: http1.Head, up_reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> None:
+        """A non-streamed reply was generated whole: read it, charge it, then send it."""
+        body = await http1.read_body(resp, up_reader, MAX_JSON_BYTES, until_eof=True, progress=slot.touch)
+        meter = Meter(streaming=False)
+        meter.feed(body)
+        usage = meter.result()
         if usage is not None:
-            gate.spent_usd += usage.cost_usd
+            _charge(gate, usage.cost_usd, 0.0)
             self._on_usage(gate, usage)
+        headers = [*resp.without("connection", "keep-alive", "transfer-encoding", "content-length"),
+                   ("content-length", str(len(body))), ("connection", "close")]
+        writer.write(http1.encode_head(resp.start, headers) + body)
+        await writer.drain()
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         context = ssl.create_default_context() if self._tls else None
@@ -168,9 +242,57 @@ class ModelProxy:
         return self._host if self._port == default else f"{self._host}:{self._port}"
 
 
-async def _reply(writer: asyncio.StreamWriter, status: int, kind: str, message: str) -> None:
+def _over_budget(gate: Gate) -> bool:
+    return gate.budget_usd is not None and gate.spent_usd >= gate.budget_usd
+
+
+def _budget_message(gate: Gate) -> str:
+    return (f"session budget exhausted: spent ${gate.spent_usd:.4f} of ${gate.budget_usd or 0:.4f} "
+            "(maxBudgetUsd)")
+
+
+def _charge(gate: Gate, cost: float, charged: float) -> float:
+    """Bring the gate's spend up to date with one reply's cost so far; returns that cost."""
+    gate.spent_usd += cost - charged
+    return cost
+
+
+def _client_head(resp: http1.Head) -> bytes:
+    return http1.encode_head(resp.start, [*resp.without("connection", "keep-alive"), ("connection", "close")])
+
+
+async def _end_stream(writer: asyncio.StreamWriter, resp: http1.Head, meter: Meter, message: str) -> None:
+    """End a stream the budget stopped with an SSE ``error`` event, when the framing allows."""
+    if not meter.at_boundary or (not resp.chunked and resp.length is not None):
+        return  # mid-event, or a length-framed body: cutting it is all that is safe
+    data = json.dumps({"type": "error", "error": {"type": "invalid_request_error", "message": message}})
+    event = f"event: error\ndata: {data}\n\n".encode()
+    writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event) if resp.chunked else event)
+    await writer.drain()
+
+
+async def _answer_hello(writer: asyncio.StreamWriter, where: Route) -> None:
+    """The CLI's connectivity probe, answered here: the upstream is never asked."""
+    body = b"" if where.method == "HEAD" else b"{}"
+    writer.write(http1.encode_head("HTTP/1.1 200 OK", [
+        ("content-type", "application/json"), ("content-length", "2"), ("connection", "close")]) + body)
+    await writer.drain()
+
+
+async def _refuse_connection(writer: asyncio.StreamWriter, cap: int) -> None:
+    """Over the sandbox's cap: a 429 at once, no request read, and the connection closed."""
+    try:
+        await _reply(writer, 429, "rate_limit_error",
+                     f"too many open connections to the model proxy from this sandbox (at most {cap})", retry=True)
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
+async def _reply(writer: asyncio.StreamWriter, status: int, kind: str, message: str, retry: bool = False) -> None:
     body = json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
     writer.write(http1.encode_head(f"HTTP/1.1 {status} ashd", [
         ("content-type", "application/json"), ("content-length", str(len(body))), ("connection", "close"),
-        ("x-should-retry", "false")]) + body)
+        ("x-should-retry", "true" if retry else "false")]) + body)
     await writer.drain()

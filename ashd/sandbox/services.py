@@ -119,8 +119,9 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
     if layout.mode != "none":
         cgroups.prepare(layout)
     loop = ProxyLoop()
+    cap, idle = config.proxy.max_connections_per_sandbox, config.proxy.idle_timeout_s
     model = ModelProxy(loop, config.model.base_url, config.model.api_key.reveal(),
-                       config.model.auth_token.reveal(), on_usage)
+                       config.model.auth_token.reveal(), on_usage, max_connections=cap, idle_timeout_s=idle)
     oom = OomWatcher()
     mount_root.mkdir(parents=True, exist_ok=True)
     for part in (sb.mount_root, mount_root):
@@ -128,7 +129,7 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
     kit = KitConfig(mount_root, cli_binary(), Limits(sb.memory_mb, sb.cpus, sb.pids, sb.disk_mb, sb.tmp_mb))
     launcher_box: list[IsolatingLauncher] = []
     egress = EgressProxy(loop, lambda gate, decision: launcher_box[0].egress_decided(gate, decision),
-                         egress_pins(config.proxy))
+                         egress_pins(config.proxy), max_connections=cap, idle_timeout_s=idle)
     launcher = IsolatingLauncher(kit, UidPool(sb.uid_base, sb.uid_count), layout, model, egress, oom, on_event,
                                  Ports(config.proxy.model_port, config.proxy.egress_port))
     launcher_box.append(launcher)

@@ -110,3 +110,25 @@ def test_plain_http_proxying_is_refused(proxy: tuple[EgressProxy, int, list[Deci
     _, port, decisions = proxy
     reply = _connect(port, b"GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 403") and "CONNECT" in decisions[-1].reason
+
+
+def test_tunnels_over_the_cap_are_refused_at_once_and_unregister_closes_the_rest() -> None:
+    loop = ProxyLoop()
+    egress = EgressProxy(loop, lambda gate, d: None, max_connections=2)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    egress.register("sb1", sock, GATE)
+    held = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(2)]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as extra:
+            assert extra.recv(4096).startswith(b"HTTP/1.1 429")
+        egress.unregister("sb1")
+        for conn in held:
+            assert conn.recv(4096) == b""  # closed by ashd, not by the 30 s timeout
+    finally:
+        for conn in held:
+            conn.close()
+        loop.stop()

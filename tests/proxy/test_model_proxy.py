@@ -6,55 +6,14 @@ import hashlib
 import http.client
 import json
 import socket
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from ashd.proxy.loop import ProxyLoop
-from ashd.proxy.meter import Usage
-from ashd.proxy.model import Gate, ModelProxy
 from ashd.scripted.server import ScriptedModel
-
-REAL_KEY = "sk-real-key-for-proxy-tests"
-
-
-class Harness:
-    def __init__(self, model: ScriptedModel, budget: float | None = None) -> None:
-        self.loop = ProxyLoop()
-        self.usage: list[tuple[Gate, Usage]] = []
-        self.metered = threading.Event()
-        self.proxy = ModelProxy(self.loop, model.base_url, REAL_KEY, "", self._on_usage)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        sock.setblocking(False)
-        self.port = sock.getsockname()[1]
-        self.token = self.proxy.register("sb1", sock, {"session_id": "s1", "tenant_id": "t1",
-                                                       "agent_name": "a", "budget_usd": budget})
-
-    def _on_usage(self, gate: Gate, usage: Usage) -> None:
-        self.usage.append((gate, usage))
-        self.metered.set()
-
-    def post(self, prompt: str, key: str | None = None, stream: bool = True,
-             path: str = "/v1/messages") -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": stream,
-                           "messages": [{"role": "user", "content": prompt}]})
-        headers = {"content-type": "application/json", "x-api-key": key if key is not None else self.token,
-                   "authorization": "Bearer should-be-stripped"}
-        conn.request("POST", path, body=body, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        conn.close()
-        return resp.status, data
-
-    def close(self) -> None:
-        self.proxy.unregister("sb1")
-        self.loop.stop()
+from tests.support.model_proxy import REAL_KEY, Harness, read_to_close, status_of
 
 
 @pytest.fixture
@@ -65,7 +24,7 @@ def model() -> Iterator[ScriptedModel]:
 
 @pytest.fixture
 def harness(model: ScriptedModel) -> Iterator[Harness]:
-    h = Harness(model)
+    h = Harness(model.base_url)
     yield h
     h.close()
 
@@ -91,7 +50,7 @@ def test_wrong_token_is_refused_before_the_upstream(harness: Harness, model: Scr
 def test_only_messages_routes_are_served(harness: Harness, model: ScriptedModel) -> None:
     model.clear()
     status, _ = harness.post("x", path="/v1/files")
-    assert status == 403
+    assert status == 404
     assert model.requests() == []
 
 
@@ -107,7 +66,7 @@ def test_usage_is_metered_per_session(harness: Harness, stream: bool) -> None:
 
 
 def test_budget_stops_the_session_at_the_proxy(model: ScriptedModel) -> None:
-    h = Harness(model, budget=0.001)
+    h = Harness(model.base_url, budget=0.001)
     try:
         status, _ = h.post("[[usage: in=100000 out=100]] [[say: expensive]]")
         assert status == 200
@@ -120,7 +79,7 @@ def test_budget_stops_the_session_at_the_proxy(model: ScriptedModel) -> None:
 
 
 def test_revoked_token_and_closed_listener(model: ScriptedModel) -> None:
-    h = Harness(model)
+    h = Harness(model.base_url)
     h.proxy.unregister("sb1")
     with pytest.raises(OSError):
         h.post("[[say: after]]")
@@ -149,3 +108,110 @@ def test_response_is_streamed_not_buffered(harness: Harness) -> None:
     total = time.monotonic() - start
     assert first.startswith(b"event:") and first_at < total / 2, (first_at, total)
     assert _sse(first + rest)[-1]["type"] == "message_stop"
+
+
+LONG_TEXT = " ".join(f"word{i:04d}" for i in range(500))  # ~4500 characters, 64 streamed pieces
+
+
+def _open_stream(harness: Harness, prompt: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", harness.port), timeout=30)
+    sock.sendall(harness.request_bytes("POST", "/v1/messages?beta=true", prompt, stream=True))
+    return sock
+
+
+def _wait_for(predicate: Callable[[], bool], what: str, deadline_s: float = 30.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_client_that_disconnects_mid_stream_is_charged_for_what_was_relayed(
+        harness: Harness, model: ScriptedModel) -> None:
+    sock = _open_stream(harness, f"[[usage: in=20000 out=900]] [[slow: 30]] [[say: {LONG_TEXT}]]")
+    with sock:
+        seen = b""
+        while b"content_block_delta" not in seen:
+            chunk = sock.recv(4096)
+            assert chunk, seen
+            seen += chunk
+    # gone before message_delta ever reported the output tokens
+    assert harness.metered.wait(30), "an early disconnect must still be metered"
+    _, usage = harness.usage[-1]
+    assert usage.input_tokens == 20000 and usage.output_tokens >= 1
+    assert harness.gate.spent_usd == pytest.approx(usage.cost_usd) and usage.cost_usd >= 20000 * 3 / 1e6
+    _wait_for(lambda: any(r.disconnected for r in model.requests()), "the proxy to drop the upstream")
+
+
+def test_a_reply_that_crosses_the_budget_is_stopped_with_an_error_event(model: ScriptedModel) -> None:
+    # message_start alone costs $0.003 (1000 input tokens); the text is ~1100 tokens ($0.017).
+    h = Harness(model.base_url, budget=0.006)
+    try:
+        model.clear()
+        status, body = h.post(f"[[usage: in=1000 out=1200]] [[slow: 5]] [[say: {LONG_TEXT}]]")
+        assert status == 200
+        events = _sse(body)
+        assert events[0]["type"] == "message_start"
+        assert events[-1]["type"] == "error" and "budget exhausted" in events[-1]["error"]["message"]
+        assert not any(e["type"] == "message_stop" for e in events)
+        assert 0 < len(_text(body)) < len(LONG_TEXT) // 2
+        assert h.metered.wait(10)
+        assert 0.006 <= h.gate.spent_usd < 0.01
+        _wait_for(lambda: any(r.disconnected for r in model.requests()), "the proxy to stop the upstream reply")
+        model.clear()
+        status, body = h.post("[[say: more]]")  # refused before forwarding
+        assert status == 400 and b"budget exhausted" in body and model.requests() == []
+    finally:
+        h.close()
+
+
+def test_connections_over_the_cap_are_refused_at_once(model: ScriptedModel) -> None:
+    h = Harness(model.base_url, max_connections=3)
+    held = [socket.create_connection(("127.0.0.1", h.port), timeout=30) for _ in range(3)]
+    try:
+        extra = h.raw(h.request_bytes("POST", "/v1/messages", "[[say: over the cap]]"))
+        assert status_of(extra) == 429 and b"too many open connections" in extra
+        held.pop().close()
+        deadline = time.monotonic() + 30
+        while (status := h.post("[[say: a slot is free again]]")[0]) == 429 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert status == 200
+    finally:
+        for sock in held:
+            sock.close()
+        h.close()
+
+
+def test_a_silent_connection_is_closed(model: ScriptedModel) -> None:
+    h = Harness(model.base_url, idle_timeout_s=1)
+    try:
+        with socket.create_connection(("127.0.0.1", h.port), timeout=30) as sock:
+            assert read_to_close(sock) == b""  # closed by the proxy, not by the 30 s socket timeout
+    finally:
+        h.close()
+
+
+def test_a_stream_that_keeps_moving_outlives_the_idle_timeout(model: ScriptedModel) -> None:
+    h = Harness(model.base_url, idle_timeout_s=3)
+    try:
+        status, body = h.post(f"[[slow: 100]] [[say: {LONG_TEXT}]]")  # ~6 s in all, 100 ms between events
+        assert status == 200 and _text(body) == LONG_TEXT
+    finally:
+        h.close()
+
+
+def test_unregister_closes_the_sandboxs_open_connections(model: ScriptedModel) -> None:
+    h = Harness(model.base_url)
+    with socket.create_connection(("127.0.0.1", h.port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/mess")  # admitted, mid-head
+        _wait_for(lambda: h.proxy.connections.count("sb1") == 1, "the proxy to admit the connection")
+        h.proxy.unregister("sb1")
+        assert read_to_close(sock) == b""
+    h.loop.stop()
+
+
+def test_the_cli_probe_is_answered_locally(harness: Harness, model: ScriptedModel) -> None:
+    model.clear()
+    answer = harness.raw(b"HEAD /api/hello HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert status_of(answer) == 200
+    assert model.requests() == []

@@ -33,8 +33,11 @@ def free_port() -> int:
 
 class AshdProcess:
     def __init__(self, data_dir: Path, model_url: str, database_url: str | None = None,
-                 extra_env: dict[str, str] | None = None, port: int | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, port: int | None = None,
+                 wrap: list[str] | None = None) -> None:
+        """``wrap``: argv the daemon runs under, e.g. ``["prlimit", "--nofile=1024:1024", "--"]``."""
         self.data_dir = data_dir
+        self.wrap = wrap or []
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"ashd-{self.port}.log"
@@ -60,7 +63,7 @@ class AshdProcess:
 
     def start(self, timeout: float = 60.0) -> AshdProcess:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "ashd.cli.daemon"], env=self.env,
+            self.proc = subprocess.Popen([*self.wrap, sys.executable, "-m", "ashd.cli.daemon"], env=self.env,
                                          stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
