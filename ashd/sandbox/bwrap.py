@@ -50,6 +50,7 @@ class Mounts:
     claude_dir: str  # a copy of the agent's .claude/, bound read-only at /workspace/.claude
     mcp_json: str  # bound read-only at /workspace/.mcp.json
     tmp_bytes: int
+    claude_md: str  # the deployed CLAUDE.md, bound read-only at /workspace/CLAUDE.md
     optional_ro: tuple[str, ...] = ()  # those of OPTIONAL_RO that exist on this host
 
 
@@ -89,6 +90,7 @@ def bwrap_argv(mounts: Mounts, fds: Fds, cli_args: list[str], program: str = INS
         # After the workspace: these cover the agent's own copies with read-only ones.
         "--ro-bind", mounts.claude_dir, f"{INSIDE_WORKSPACE}/.claude",
         "--ro-bind", mounts.mcp_json, f"{INSIDE_WORKSPACE}/.mcp.json",
+        "--ro-bind", mounts.claude_md, f"{INSIDE_WORKSPACE}/CLAUDE.md",
         "--remount-ro", "/",
         "--chdir", INSIDE_WORKSPACE,
         "--clearenv",

@@ -18,6 +18,8 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ashd.errors import AshError
+from ashd.files.agent_folder import INSTRUCTIONS, agent_tree, copy_out, instructions, read_small
 from ashd.sandbox import bwrap, rlimits, syscalls
 from ashd.sandbox.cgroups import CgroupLayout, SandboxCgroup
 from ashd.sandbox.limits import Limits
@@ -26,6 +28,8 @@ from ashd.sandbox.quota import WorkspaceDisk
 from ashd.sandbox.uids import UidPool
 
 log = logging.getLogger(__name__)
+
+MAX_BOUND_FILE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -108,23 +112,29 @@ class SandboxKit:
                 syscalls.bind_mount(str(self.disk.mountpoint / name), str(host))
 
     def _policy(self) -> None:
-        """Copies of the agent's .claude/ and .mcp.json, root-owned and world-readable."""
+        """Copies of the agent's .claude/, .mcp.json and CLAUDE.md (the instructions), from
+        the deployed folder (read without following symlinks), root-owned, world-readable."""
         shutil.rmtree(self.policy_dir, ignore_errors=True)
+        self.policy_dir.mkdir(parents=True)
         claude = self.policy_dir / "claude"
-        source = self.agent_dir / ".claude" if self.agent_dir else None
-        if source is not None and source.is_dir() and not source.is_symlink():
-            shutil.copytree(source, claude, symlinks=True)
-        claude.mkdir(parents=True, exist_ok=True)
+        if self.agent_dir is not None:
+            try:
+                copy_out(agent_tree(self.agent_dir / ".claude"), claude, lambda _name: False)
+            except AshError:
+                shutil.rmtree(claude, ignore_errors=True)  # no .claude/ (or a symlink): an empty one
+        claude.mkdir(exist_ok=True)
         (claude / "skills").mkdir(exist_ok=True)  # exists, so bwrap protects it (read-only)
         settings = claude / "settings.json"
         if not settings.exists() and not settings.is_symlink():
             settings.write_text("{}\n")
-        mcp = self.policy_dir / "mcp.json"
-        src_mcp = self.agent_dir / ".mcp.json" if self.agent_dir else None
-        if src_mcp is not None and src_mcp.is_file() and not src_mcp.is_symlink():
-            shutil.copyfile(src_mcp, mcp)
-        else:
-            mcp.write_text('{"mcpServers": {}}\n')
+        deployed = agent_tree(self.agent_dir) if self.agent_dir is not None else None
+        mcp = read_small(deployed, (".mcp.json",), MAX_BOUND_FILE_BYTES) if deployed else None
+        (self.policy_dir / "mcp.json").write_bytes(mcp if mcp is not None else b'{"mcpServers": {}}\n')
+        # What an agent writes to /workspace/CLAUDE.md never becomes instructions: the CLI
+        # sees the deployed text, bound read-only (empty when the folder has none).
+        text = (instructions(self.agent_dir) if self.agent_dir is not None else None) or ""
+        (self.policy_dir / INSTRUCTIONS).write_text(text)
+        self._restore_instructions(text)
         for top, _dirs, files in os.walk(self.policy_dir):
             os.chmod(top, 0o755)  # noqa: S103 - read-only policy copies, readable by the sandbox uid
             for name in files:
@@ -132,11 +142,26 @@ class SandboxKit:
                 if not os.path.islink(file_path):
                     os.chmod(file_path, 0o644)
 
+    def _restore_instructions(self, text: str) -> None:
+        """The workspace's own CLAUDE.md becomes the deployed text again, so snapshots and
+        forks carry it (whatever sat there: a file, a link, a folder). The sandbox is not
+        running yet, so nothing races this."""
+        path = self.workspace / INSTRUCTIONS
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w") as out:
+            os.fchown(out.fileno(), self.uid, self.uid)
+            out.write(text)
+
     def mounts(self) -> bwrap.Mounts:
         assert self.limits.tmp_mb
         return bwrap.Mounts(
             cli=self.config.cli, workspace=str(self.workspace), home=str(self.home),
             claude_dir=str(self.policy_dir / "claude"), mcp_json=str(self.policy_dir / "mcp.json"),
+            claude_md=str(self.policy_dir / INSTRUCTIONS),
             tmp_bytes=self.limits.tmp_mb << 20,
             optional_ro=tuple(p for p in bwrap.OPTIONAL_RO if os.path.exists(p)),
         )
