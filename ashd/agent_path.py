@@ -62,8 +62,8 @@ def resolve(rules: PathRules, raw: object, operator: bool) -> Path:
     name, or one of ashd's own places), UnsafePath (a symlink on the way).
     """
     path = _absolute(raw)
-    _refuse_own_places(rules, path, str(raw))
     base, below = (Path("/"), path.parts[1:]) if operator else _within_roots(rules, path, str(raw))
+    _refuse_own_places(rules, path, str(raw))
     fd = _open_beneath(rules, base, below, str(raw))
     try:
         real = Path(os.readlink(f"/proc/self/fd/{fd}"))
@@ -95,7 +95,7 @@ def _refuse_own_places(rules: PathRules, path: Path, raw: str) -> None:
     for place in rules.forbidden:
         if path.is_relative_to(place):
             raise Forbidden(f"path {raw} is inside {place}, which holds ashd's own data or other sandboxes; "
-                            "agent folders are never deployed from there")
+                            f"agent folders are never deployed from there; {UPLOAD_HINT}")
 
 
 def _within_roots(rules: PathRules, path: Path, raw: str) -> tuple[Path, tuple[str, ...]]:
@@ -154,4 +154,4 @@ def _check_identity(fd: int, banned: frozenset[tuple[int, int]], raw: str) -> No
     st = os.fstat(fd)
     if (st.st_dev, st.st_ino) in banned:
         raise Forbidden(f"path {raw} passes through a folder that holds ashd's own data or other "
-                        "sandboxes; agent folders are never deployed from there")
+                        f"sandboxes; agent folders are never deployed from there; {UPLOAD_HINT}")
