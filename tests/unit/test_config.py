@@ -57,3 +57,15 @@ def test_a_plain_key_is_not_a_section(tmp_path: Path) -> None:
     bad.write_text("[data_dir]\nx = 1\n")
     with pytest.raises(ConfigError, match=r"unknown config section \[data_dir\]"):
         config.load(file=bad, env={})
+
+
+def test_agent_path_roots(tmp_path: Path) -> None:
+    cfg = config.load(env={"ASH_AGENT_PATH_ROOTS": "/srv/agents, /opt/shared"})
+    assert config.agent_path_roots(cfg.agents) == (Path("/srv/agents"), Path("/opt/shared"))
+    assert config.agent_path_roots(config.load(env={}).agents) == ()
+    with pytest.raises(ConfigError, match=r"agents.path_roots \(ASH_AGENT_PATH_ROOTS\).*absolute"):
+        config.load(env={"ASH_AGENT_PATH_ROOTS": "srv/agents"})
+    file = tmp_path / "ashd.toml"
+    file.write_text('[agents]\npath_roots = "/srv/../etc"\n')
+    with pytest.raises(ConfigError, match=r"'\.\.'"):
+        config.load(file=file, env={})
