@@ -172,6 +172,15 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class AgentsConfig:
+    """Deploy by server path (``POST /api/agents {path}``; ashd/agent_path.py)."""
+
+    # Comma list of absolute folders inside which keys without the operator's deploy-path
+    # grant may register agent folders; empty: such keys deploy by upload only.
+    path_roots: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("data")  # state: database, agents, sandboxes, snapshots, the bootstrap key
     log_level: str = "info"  # debug, info, warning or error
@@ -186,6 +195,7 @@ class Config:
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    agents: AgentsConfig = field(default_factory=AgentsConfig)
     max_attachment_size: int = 10 * 1024 * 1024  # largest attachment, in bytes after base64 decoding
 
     @property
@@ -247,6 +257,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("queue.poll_interval_s", "ASH_QUEUE_POLL_INTERVAL_S"),
     ("queue.retry_delay_s", "ASH_QUEUE_RETRY_DELAY_S"),
     ("queue.retry_delay_cap_s", "ASH_QUEUE_RETRY_DELAY_CAP_S"),
+    ("agents.path_roots", "ASH_AGENT_PATH_ROOTS"),
 )
 
 ISOLATION_MODES = ("bwrap", "none")
@@ -405,6 +416,7 @@ def _validate(config: Config) -> None:
     _validate_sandbox(config.sandbox, config.proxy)
     _validate_queue(config.queue)
     _validate_rate_limit(config.rate_limit)
+    _validate_path_roots(config.agents)
     if config.max_attachment_size < 1:
         raise ConfigError("max_attachment_size (ASH_MAX_ATTACHMENT_SIZE) must be at least 1 byte")
     if config.log_level not in LOG_LEVELS:
@@ -457,6 +469,18 @@ def _validate_rate_limit(rl: RateLimitConfig) -> None:
     for name, var in (("global_max", "GLOBAL"), ("sessions_max", "SESSIONS"), ("agents_max", "AGENTS")):
         if getattr(rl, name) < 0:
             raise ConfigError(f"rate_limit.{name} (ASH_RATE_LIMIT_{var}) must be >= 0 (0 disables it)")
+
+
+def agent_path_roots(agents: AgentsConfig) -> tuple[Path, ...]:
+    """``"/srv/a, /srv/b"`` -> those folders (as given; ashd/agent_path.py opens them)."""
+    return tuple(Path(p.strip()) for p in agents.path_roots.split(",") if p.strip())
+
+
+def _validate_path_roots(agents: AgentsConfig) -> None:
+    for root in agent_path_roots(agents):
+        if not root.is_absolute() or ".." in root.parts:
+            raise ConfigError(f"agents.path_roots (ASH_AGENT_PATH_ROOTS): {str(root)!r} must be an "
+                              "absolute folder path without '..'")
 
 
 def allowed_origins(server: ServerConfig) -> frozenset[str]:

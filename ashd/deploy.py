@@ -1,4 +1,6 @@
-"""Agent folders: validating a server path, and writing an uploaded folder (blocking I/O).
+"""Agent folders deployed by upload: validating and writing them (blocking I/O).
+
+Deploy by server path is ``ashd/agent_path.py``.
 
 Uploads are validated completely before anything is written, written into a fresh
 directory, and swapped in whole, so a bad request changes nothing and a redeploy leaves
@@ -20,19 +22,6 @@ from ashd.errors import BadRequest, PayloadTooLarge
 
 MAX_FILES = 500
 MAX_TOTAL_BYTES = 100 * 1024 * 1024
-
-
-def resolve_agent_path(data_dir: Path, raw: object) -> Path:
-    """An existing agent folder on the server (absolute, or relative to the data dir)."""
-    if not isinstance(raw, str) or not raw or "\x00" in raw:
-        raise BadRequest("path must be a non-empty string naming a folder on the server")
-    path = Path(raw) if os.path.isabs(raw) else data_dir / raw
-    path = path.resolve()
-    if not path.is_dir():
-        raise BadRequest(f"agent path {raw} is not a directory on the server")
-    if not (path / "CLAUDE.md").is_file():
-        raise BadRequest(f"agent directory {raw} has no CLAUDE.md; add one (it is the agent's system prompt)")
-    return path
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from ashd.actors.sandbox import SandboxActor
 from ashd.bridge.settings import BridgeSettings
 from ashd.config import ModelConfig, SandboxConfig, Secret
 from ashd.errors import (
+    AshError,
     BadRequest,
     Conflict,
     NotFound,
@@ -38,6 +39,7 @@ from ashd.errors import (
     SnapshotTooLarge,
     Unavailable,
 )
+from ashd.files import agent_folder
 from ashd.layout import Layout
 from ashd.metrics import Metrics
 from ashd.options import SessionOptions
@@ -448,14 +450,15 @@ class SessionActor(pykka.ThreadingActor):
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             workspace.prepare(Path(agent.path), root / "workspace")
-        except OSError as exc:
+        except (OSError, AshError) as exc:
             raise SandboxFailed(f"cannot copy agent folder {agent.path}: {exc}") from exc
         socket_path = self._deps.layout.socket_path(sandbox_id)
         settings = BridgeSettings(
             session_id=self._id,
             socket_path=str(socket_path),
             workspace=str(root / "workspace"),
-            system_prompt=options.system_prompt or workspace.system_prompt(root / "workspace"),
+            # The deployed instructions, never the workspace's CLAUDE.md (the agent can edit that).
+            system_prompt=options.system_prompt or agent_folder.instructions(agent.path),
             model=options.model,
             permission_mode=options.permission_mode or self._deps.sandbox.permission_mode,
             allowed_tools=options.allowed_tools,

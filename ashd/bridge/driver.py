@@ -19,7 +19,6 @@ from claude_agent_sdk.types import SessionStore
 
 from ashd.bridge import protocol
 from ashd.bridge.settings import BridgeSettings
-from ashd.sandbox import workspace
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +37,15 @@ def build_options(settings: BridgeSettings, session_store: SessionStore | None =
     """SDK options for a session. CLAUDE.md is the system prompt, project settings load.
 
     A session whose transcript exists (a restarted bridge) is resumed: the CLI refuses to
-    start a new conversation under an id it already knows. Without a system prompt in the
-    settings, the workspace's CLAUDE.md is read here: under the isolating launcher the
-    workspace is on an image that is mounted only while the sandbox runs.
+    start a new conversation under an id it already knows. The system prompt is the one ashd
+    put in the settings (the session's, or the deployed CLAUDE.md); the workspace's CLAUDE.md,
+    which the agent may have edited, is never read for it.
     """
     config_dir = os.environ.get("CLAUDE_CONFIG_DIR")
     resume = has_transcript(settings.session_id, config_dir)
     return ClaudeAgentOptions(
         cwd=settings.workspace,
-        system_prompt=(settings.system_prompt if settings.system_prompt is not None
-                       else workspace.system_prompt(Path(settings.workspace))),
+        system_prompt=settings.system_prompt,
         setting_sources=["project"],
         permission_mode=settings.permission_mode,  # type: ignore[arg-type]
         allowed_tools=list(settings.allowed_tools),

@@ -97,12 +97,46 @@ def _is_loop(exc: OSError) -> bool:
     return exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
 
 
-class Tree:
-    """A directory ashd made (``root``; its own path is trusted) holding agent-controlled files."""
+def open_dir_nofollow(path: Path, label: str = "folder") -> int:
+    """An O_DIRECTORY descriptor of the absolute ``path``, walked from ``/`` one component at
+    a time with O_NOFOLLOW: a symlink anywhere on the path (a folder swapped for a link after
+    it was checked, say) is refused, never followed. The caller closes the descriptor.
 
-    def __init__(self, root: Path, label: str = "workspace") -> None:
+    Raises UnsafePath (a symlink or non-directory on the way, ``..``), NotFound.
+    """
+    if not path.is_absolute() or ".." in path.parts:
+        raise UnsafePath(f"the {label} {path} must be an absolute path without '..'")
+    fd = os.open("/", DIR_FLAGS)
+    try:
+        for i, name in enumerate(path.parts[1:]):
+            try:
+                nxt = os.open(name, DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                raise NotFound(f"the {label} {path} does not exist") from None
+            except OSError as exc:
+                if _is_loop(exc):
+                    shown = "/" + "/".join(path.parts[1:i + 2])
+                    raise UnsafePath(f"the {label} {path} goes through {shown}, a symlink or not a directory; "
+                                     "ashd never follows symlinks here") from None
+                raise
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class Tree:
+    """A directory holding agent-controlled files. With ``trusted_root`` (directories ashd
+    made, like a session's workspace) the root's own path is trusted; without it (a deployed
+    agent folder, which someone other than ashd may change) every component of the root's
+    path is opened without following symlinks too (:func:`open_dir_nofollow`)."""
+
+    def __init__(self, root: Path, label: str = "workspace", *, trusted_root: bool = True) -> None:
         self.root = Path(root)
         self.label = label
+        self.trusted_root = trusted_root
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -259,10 +293,13 @@ class Tree:
 
     @contextlib.contextmanager
     def _root_fd(self) -> Iterator[tuple[int, tuple[int, int] | None]]:
-        try:
-            fd = os.open(self.root, DIR_FLAGS)
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFound(f"the {self.label} does not exist") from None
+        if not self.trusted_root:
+            fd = open_dir_nofollow(self.root, self.label)
+        else:
+            try:
+                fd = os.open(self.root, DIR_FLAGS)
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound(f"the {self.label} does not exist") from None
         try:
             st = os.fstat(fd)
             mine = (os.geteuid(), os.getegid())

@@ -4,14 +4,14 @@ Reads work for every agent. Writes and deletes only touch folders ashd manages (
 upload, ``<data>/agents/<tenant>/<name>``); an agent registered by server path gets 409:
 that folder belongs to the operator, edit it on the server or redeploy by upload. Changes
 apply to sessions created afterwards (a session works on its own copy). Paths are
-contained like session files (``ashd/files/contained.py``).
+contained like session files (``ashd/files/contained.py``), and the folder's own path is
+opened without following symlinks (``ashd/files/agent_folder.py``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ashd.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from ashd.files.agent_folder import agent_tree
 from ashd.files.contained import Tree, parse_relative
 from ashd.files.rules import listing_skip
 from ashd.http.agents import AgentNameHandler
@@ -33,7 +33,7 @@ class AgentFilesBase(AgentNameHandler):
         return row
 
     def tree(self, row: AgentRow) -> Tree:
-        return Tree(Path(row.path), "agent folder")
+        return agent_tree(row.path)
 
     def managed_tree(self, row: AgentRow) -> Tree:
         """The folder, if ashd manages it; raises Conflict for a server-path agent."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shutil
 
-from ashd.deploy import parse_files, resolve_agent_path, write_agent_folder
+from ashd import agent_path
+from ashd.deploy import parse_files, write_agent_folder
 from ashd.errors import BadRequest, NotFound
+from ashd.http import scopes
 from ashd.http.base import ApiHandler
 from ashd.http.views import agent_json
 from ashd.options import check_agent_name
@@ -30,7 +32,10 @@ class AgentsHandler(ApiHandler):
             raise BadRequest("give either path (a folder on the server) or files (an upload), not both")
         offload = self.ctx.offload
         if body.get("path") is not None:
-            agent_dir = await offload.read(resolve_agent_path, self.ctx.config.data_dir, body["path"])
+            # The operator's right (ashd/agent_path.py); other keys only inside agents.path_roots.
+            rules = agent_path.PathRules.from_config(self.ctx.config)
+            operator = scopes.DEPLOY_PATH in self.principal.scopes
+            agent_dir = await offload.read(agent_path.resolve, rules, body["path"], operator)
         else:
             files = parse_files(body.get("files"))
             agent_dir = self.ctx.layout.managed_agent_dir(self.tenant, name)

@@ -62,7 +62,7 @@ class KeyHasher:
             if row is not None:
                 return Principal(row.tenant_id, row.id, scopes.parse(row.scopes))
         if self._env_key and hmac.compare_digest(key.encode(), self._env_key.encode()):
-            return Principal(DEFAULT_TENANT, "env", frozenset({scopes.ADMIN}))
+            return Principal(DEFAULT_TENANT, "env", scopes.OPERATOR)
         raise Unauthorized("Invalid API key")
 
 
@@ -83,12 +83,15 @@ def check_internal_secret(header: str | None, secret: str) -> None:
 def bootstrap_key(store: Store, hasher: KeyHasher, key_file: Path, env_key_set: bool) -> Path | None:
     """On first start, mint a key for the default tenant and write it to ``key_file`` (0600).
 
-    Returns the file written, or None when a key already exists or ASH_API_KEY is set.
+    It is the operator's key (whoever can read the data dir is the operator): admin and the
+    operator grants (``scopes.OPERATOR``), like ``ASH_API_KEY``. Returns the file written, or
+    None when a key already exists or ASH_API_KEY is set.
     """
     if env_key_set or store.count_api_keys(DEFAULT_TENANT) > 0:
         return None
     key = new_key()
-    store.add_api_key(DEFAULT_TENANT, hasher.hashes(key)[0], "auto-generated")
+    granted = " ".join(scopes.render(scopes.OPERATOR))
+    store.add_api_key(DEFAULT_TENANT, hasher.hashes(key)[0], "auto-generated", granted)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")

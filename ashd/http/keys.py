@@ -69,7 +69,7 @@ class ApiKeysHandler(KeyMinting):
         env_key = self.ctx.config.auth.api_key.reveal()
         if env_key and self.tenant == DEFAULT_TENANT:
             entry: dict[str, Any] = {"id": ENV_KEY_ID, "tenantId": DEFAULT_TENANT, "label": "ASH_API_KEY",
-                                     "scopes": [scopes.ADMIN], "createdAt": None}
+                                     "scopes": scopes.render(scopes.OPERATOR), "createdAt": None}
             if len(env_key) >= ENV_PREFIX_MIN_LEN:
                 entry["prefix"] = env_key[:8]
             keys.insert(0, entry)
@@ -130,7 +130,7 @@ class InternalApiKeysHandler(KeyMinting):
         check_fields(body, {"tenantId", "label", "scopes"})
         tenant_id = check_tenant_id(body.get("tenantId"))
         label = check_label(body.get("label"), f"platform-{tenant_id}")
-        granted = scopes.from_request(body.get("scopes"), frozenset({scopes.ADMIN}))
+        granted = scopes.from_request(body.get("scopes"), frozenset({scopes.ADMIN}), operator=True)
         row, key = await self.mint(tenant_id, label, granted)
         self.send_json({"id": row.id, "key": key, "tenantId": row.tenant_id, "label": row.label,
                         "scopes": scopes.render(granted)}, status=201)

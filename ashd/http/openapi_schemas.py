@@ -137,8 +137,10 @@ SCHEMAS: dict[str, Schema] = {
         **_obj({
             "name": {"type": "string", "pattern": AGENT_NAME.pattern},
             "path": {"type": "string", "minLength": 1,
-                     "description": "a folder on the server (absolute or relative to the data dir) "
-                                    "with a CLAUDE.md; 400 otherwise"},
+                     "description": "an absolute folder on the server with a CLAUDE.md (400 otherwise), "
+                                    "walked without following symlinks; needs the operator's deploy-path "
+                                    "grant or a folder inside agents.path_roots (403 otherwise); never "
+                                    "inside ashd's data dir or /run (403)"},
             "files": {"type": "array", "items": _obj({
                 "path": {"type": "string", "description": "relative, without '..'"},
                 "content": {"type": "string", "contentEncoding": "base64"},
@@ -184,8 +186,10 @@ def wrapped(key: str, schema: Schema) -> Schema:
 
 # -- api keys (ashd/http/keys.py) --
 _SCOPES = {"type": "array", "minItems": 1, "uniqueItems": True,
-           "items": {"enum": ["admin", "write", "read"]},
-           "description": "admin ⊃ write ⊃ read; a key can only grant scopes it has itself"}
+           "items": {"enum": ["admin", "write", "read", "deploy-path"]},
+           "description": "admin ⊃ write ⊃ read; a key can only grant scopes it has itself. "
+                          "deploy-path (register server folders) only the operator grants, "
+                          "through /api/internal/api-keys"}
 SCHEMAS.update({
     "ApiKey": _obj({
         "id": STRING, "tenantId": STRING, "label": STRING, "scopes": _SCOPES,
@@ -198,7 +202,8 @@ SCHEMAS.update({
     }, required=["id", "key", "scopes"]),
     "CreateApiKey": _obj({
         "label": {"type": "string", "maxLength": 200},
-        "scopes": {**_SCOPES, "description": "default: the scopes of the key asking"},
+        "scopes": {**_SCOPES, "description": "default: the scopes of the key asking (without deploy-path); "
+                                             "asking for deploy-path is 403"},
     }, required=[]),
     "CreateTenantApiKey": _obj({
         "tenantId": {"type": "string", "pattern": r"^[a-zA-Z0-9_-]{1,128}$"},

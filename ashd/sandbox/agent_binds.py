@@ -7,8 +7,9 @@ the workspace holds there (often an empty placeholder bwrap created as the mount
 The files API shows these copies, so listings, reads and bundles match what the agent sees
 (``ashd/files/bound.py``; for stopped sessions, fresh copies from ``write_copies``).
 
-To bind another file (say ``CLAUDE.md``): add a row here, a field to ``bwrap.Mounts`` that
-``SandboxKit.mounts`` fills with the copy's path, and the copy to :func:`write_copies`.
+To bind another file: add a row here, a field to ``bwrap.Mounts`` that ``SandboxKit.mounts``
+fills with the copy's path, and the copy to :func:`write_copies`. The deployed folder is read
+without following symlinks (``ashd/files/agent_folder.py``).
 ``tests/files/test_bound.py`` checks the table against bwrap's binds.
 """
 
@@ -20,7 +21,11 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from ashd.errors import AshError
+from ashd.files.agent_folder import INSTRUCTIONS, agent_tree, copy_out, instructions, read_small
+
 PLAN_NAME = "sandbox-plan.json"  # in the sandbox's dir, written by the kit
+MAX_BOUND_FILE_BYTES = 1 << 20  # a larger .mcp.json is refused (BadRequest)
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,8 @@ class AgentBind:
 AGENT_BINDS: tuple[AgentBind, ...] = (
     AgentBind(".claude", "claude_dir", is_dir=True),
     AgentBind(".mcp.json", "mcp_json", is_dir=False),
+    # The instructions: what an agent writes to /workspace/CLAUDE.md never reaches the CLI.
+    AgentBind(INSTRUCTIONS, "claude_md", is_dir=False),
 )
 
 
@@ -62,20 +69,24 @@ def bound_sources(plan_path: Path) -> dict[str, Path]:
 
 def write_copies(agent_dir: Path | None, dest: Path) -> dict[str, Path]:
     """Write the copies a sandbox of ``agent_dir`` gets bound under ``dest`` (made here) and
-    return name -> copy, as :func:`bound_sources` does. The same files as
-    ``SandboxKit._policy`` (a test keeps the two equal): the agent's own ``.claude/`` and
-    ``.mcp.json`` when they are a real folder and file, else defaults. Blocking (copies)."""
-    claude, mcp = dest / "claude", dest / "mcp.json"
-    source = agent_dir / ".claude" if agent_dir else None
-    if source is not None and source.is_dir() and not source.is_symlink():
-        shutil.copytree(source, claude, symlinks=True)
-    (claude / "skills").mkdir(parents=True, exist_ok=True)
+    return name -> copy, as :func:`bound_sources` does: the deployed folder's own
+    ``.claude/``, ``.mcp.json`` and ``CLAUDE.md`` (read without following any symlink), else
+    defaults (an empty ``.claude/``, no MCP servers, empty instructions). Blocking (copies);
+    raises BadRequest for an oversized ``.mcp.json``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    claude, mcp, claude_md = dest / "claude", dest / "mcp.json", dest / INSTRUCTIONS
+    if agent_dir is not None:
+        try:
+            copy_out(agent_tree(agent_dir / ".claude"), claude, lambda _name: False)
+        except AshError:
+            shutil.rmtree(claude, ignore_errors=True)  # no .claude/ (or a symlink): an empty one
+    claude.mkdir(exist_ok=True)
+    (claude / "skills").mkdir(exist_ok=True)  # exists, so bwrap protects it (read-only)
     settings = claude / "settings.json"
     if not settings.exists() and not settings.is_symlink():
         settings.write_text("{}\n")
-    src_mcp = agent_dir / ".mcp.json" if agent_dir else None
-    if src_mcp is not None and src_mcp.is_file() and not src_mcp.is_symlink():
-        shutil.copyfile(src_mcp, mcp)
-    else:
-        mcp.write_text('{"mcpServers": {}}\n')
-    return {".claude": claude, ".mcp.json": mcp}
+    deployed = agent_tree(agent_dir) if agent_dir is not None else None
+    data = read_small(deployed, (".mcp.json",), MAX_BOUND_FILE_BYTES) if deployed else None
+    mcp.write_bytes(data if data is not None else b'{"mcpServers": {}}\n')
+    claude_md.write_text((instructions(agent_dir) if agent_dir is not None else None) or "")
+    return {".claude": claude, ".mcp.json": mcp, INSTRUCTIONS: claude_md}

@@ -53,6 +53,7 @@ class Mounts:
     claude_dir: str  # a copy of the agent's .claude/, bound read-only at /workspace/.claude
     mcp_json: str  # bound read-only at /workspace/.mcp.json
     tmp_bytes: int
+    claude_md: str  # the deployed CLAUDE.md, bound read-only at /workspace/CLAUDE.md
     optional_ro: tuple[str, ...] = ()  # those of OPTIONAL_RO that exist on this host
     toolshell: str = ""  # the Bash tool's wrapper (rlimits.toolshell), bound read-only if set
 

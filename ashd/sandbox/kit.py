@@ -18,6 +18,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ashd.files.agent_folder import INSTRUCTIONS
 from ashd.sandbox import bwrap, rlimits, syscalls
 from ashd.sandbox.agent_binds import PLAN_NAME, write_copies
 from ashd.sandbox.cgroups import CgroupLayout, SandboxCgroup
@@ -122,9 +123,11 @@ class SandboxKit:
                 syscalls.bind_mount(str(self.disk.mountpoint / name), str(host))
 
     def _policy(self) -> None:
-        """Copies of the agent's .claude/ and .mcp.json, root-owned and world-readable."""
+        """Copies of the agent's .claude/, .mcp.json and CLAUDE.md (the instructions), from
+        the deployed folder (read without following symlinks), root-owned, world-readable."""
         shutil.rmtree(self.policy_dir, ignore_errors=True)
         write_copies(self.agent_dir, self.policy_dir)
+        self._restore_instructions((self.policy_dir / INSTRUCTIONS).read_text())
         assert self.limits.pids
         (self.policy_dir / "toolshell").write_text(rlimits.toolshell(self.limits.pids))
         for top, _dirs, files in os.walk(self.policy_dir):
@@ -135,11 +138,26 @@ class SandboxKit:
                     os.chmod(file_path, 0o644)
         os.chmod(self.policy_dir / "toolshell", 0o755)  # noqa: S103 - root-owned, run by the sandbox uid
 
+    def _restore_instructions(self, text: str) -> None:
+        """The workspace's own CLAUDE.md becomes the deployed text again, so snapshots and
+        forks carry it (whatever sat there: a file, a link, a folder). The sandbox is not
+        running yet, so nothing races this."""
+        path = self.workspace / INSTRUCTIONS
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w") as out:
+            os.fchown(out.fileno(), self.uid, self.uid)
+            out.write(text)
+
     def mounts(self) -> bwrap.Mounts:
         assert self.limits.tmp_mb
         return bwrap.Mounts(
             cli=self.config.cli, workspace=str(self.workspace), home=str(self.home),
             claude_dir=str(self.policy_dir / "claude"), mcp_json=str(self.policy_dir / "mcp.json"),
+            claude_md=str(self.policy_dir / INSTRUCTIONS),
             tmp_bytes=self.limits.tmp_mb << 20,
             optional_ro=tuple(p for p in bwrap.OPTIONAL_RO if os.path.exists(p)),
             toolshell=str(self.policy_dir / "toolshell"),

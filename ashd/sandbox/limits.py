@@ -26,6 +26,7 @@ from typing import Any
 
 from ashd.config import SandboxConfig
 from ashd.errors import BadRequest
+from ashd.files.agent_folder import agent_tree, read_small
 
 AGENT_POLICY_FILE = ".ashd/sandbox.json"
 MAX_POLICY_BYTES = 64 * 1024
@@ -123,14 +124,12 @@ def agent_policy(agent_dir: Path) -> SandboxPolicy:
 
     Raises BadRequest naming the file when it is not valid; never follows a symlink.
     """
-    path = agent_dir / AGENT_POLICY_FILE
-    if path.is_symlink() or not path.is_file():
-        return SandboxPolicy()
     where = AGENT_POLICY_FILE
     try:
-        if path.stat().st_size > MAX_POLICY_BYTES:
-            raise BadRequest(f"{where} is larger than {MAX_POLICY_BYTES} bytes")
-        doc = json.loads(path.read_text())
+        data = read_small(agent_tree(agent_dir), tuple(where.split("/")), MAX_POLICY_BYTES)
+        if data is None:
+            return SandboxPolicy()
+        doc = json.loads(data.decode())
     except (OSError, ValueError) as exc:
         raise BadRequest(f"{where} is not readable JSON: {exc}") from None
     if not isinstance(doc, dict):

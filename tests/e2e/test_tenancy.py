@@ -301,7 +301,8 @@ def test_tenant_b_gets_404_on_every_route_naming_a_tenant_a_object(world: World)
     assert not failures, "cross-tenant leaks:\n" + "\n".join(failures)
     assert _snapshot(world) == before, "B's requests changed A's objects"
     # B may use the same agent name in its own tenant; A's agent is another object.
-    assert world.b.post("/api/agents", json={"name": A_AGENT, "path": str(HELLO_AGENT)}).status_code == 201
+    upload = {"name": A_AGENT, "files": [{"path": "CLAUDE.md", "content": "IyBC"}]}  # "# B"
+    assert world.b.post("/api/agents", json=upload).status_code == 201
     after = _snapshot(world)
     assert after["agent"] == before["agent"] and after["session"] == before["session"]
 
@@ -443,7 +444,8 @@ def test_defaults_rate_limits_no_cors_and_internal_routes_disabled(tmp_path: Pat
     try:
         with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=30) as c:
             keys = c.get("/api/api-keys").json()["keys"]
-            assert keys == [{"id": "env", "tenantId": "default", "label": "ASH_API_KEY", "scopes": ["admin"],
+            assert keys == [{"id": "env", "tenantId": "default", "label": "ASH_API_KEY",
+                             "scopes": ["admin", "deploy-path"],
                              "createdAt": None, "prefix": env_key[:8]}]
             assert c.delete("/api/api-keys/env").status_code == 400
             assert c.get("/metrics").status_code == 200  # the env key is the operator's admin key

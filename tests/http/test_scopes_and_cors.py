@@ -45,6 +45,19 @@ def test_a_key_can_only_grant_scopes_it_has() -> None:
             scopes.from_request(bad, A)
 
 
+def test_only_the_operator_grants_deploy_path() -> None:
+    operator = scopes.OPERATOR
+    assert scopes.parse("admin deploy-path") == operator
+    assert scopes.render(operator) == ["admin", "deploy-path"]
+    assert scopes.from_request(None, operator) == A  # a tenant's new key never inherits it
+    with pytest.raises(Forbidden, match="only by the operator"):
+        scopes.from_request(["write", "deploy-path"], operator)
+    assert scopes.from_request(["write", "deploy-path"], A, operator=True) == {"write", "deploy-path"}
+    with pytest.raises(BadRequest, match="at least one"):
+        scopes.from_request(["deploy-path"], A, operator=True)
+    assert not scopes.grants(frozenset({"deploy-path"}), "read")
+
+
 def test_internal_secret_fails_closed() -> None:
     with pytest.raises(NotFound, match="disabled"):
         check_internal_secret("Bearer anything", "")

@@ -11,7 +11,7 @@ from tests.sandbox.conftest import SECRET, Box
 
 
 def test_argv_carries_no_environment_values() -> None:
-    mounts = bwrap.Mounts("/c", "/w", "/h", "/p/claude", "/p/mcp.json", 1 << 20)
+    mounts = bwrap.Mounts("/c", "/w", "/h", "/p/claude", "/p/mcp.json", 1 << 20, "/p/CLAUDE.md")
     argv = bwrap.bwrap_argv(mounts, bwrap.Fds(3, 4, 5, 6, 7), ["-p", "x"])
     assert "--setenv" not in argv and "--clearenv" in argv and argv[argv.index("--args") + 1] == "3"
     for flag in ("--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc", "--unshare-uts",

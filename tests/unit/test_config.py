@@ -136,3 +136,15 @@ def test_paths_stay_put_when_the_process_moves(started_in: Path, tmp_path: Path,
     cfg = config.load(env={"ASH_DATA_DIR": "data"})
     monkeypatch.chdir(tmp_path)  # e.g. a bridge runs with its workspace as cwd
     assert cfg.data_dir == started_in / "data" and cfg.data_dir.is_absolute()
+
+
+def test_agent_path_roots(tmp_path: Path) -> None:
+    cfg = config.load(env={"ASH_AGENT_PATH_ROOTS": "/srv/agents, /opt/shared"})
+    assert config.agent_path_roots(cfg.agents) == (Path("/srv/agents"), Path("/opt/shared"))
+    assert config.agent_path_roots(config.load(env={}).agents) == ()
+    with pytest.raises(ConfigError, match=r"agents.path_roots \(ASH_AGENT_PATH_ROOTS\).*absolute"):
+        config.load(env={"ASH_AGENT_PATH_ROOTS": "srv/agents"})
+    file = tmp_path / "ashd.toml"
+    file.write_text('[agents]\npath_roots = "/srv/../etc"\n')
+    with pytest.raises(ConfigError, match=r"'\.\.'"):
+        config.load(file=file, env={})

@@ -82,6 +82,6 @@ def test_wrapper_runs_only_the_shell_for_exec() -> None:
     for bad in (["--ashd-exec"], ["--ashd-exec", "/usr/bin/python3", "-c", "x"]):
         with pytest.raises(ValueError):
             cliwrap.program_and_args(bad)
-    mounts = bwrap.Mounts("/cli", "/ws", "/home", "/claude", "/mcp", 1024)
+    mounts = bwrap.Mounts("/cli", "/ws", "/home", "/claude", "/mcp", 1024, "/claude.md")
     argv = bwrap.bwrap_argv(mounts, bwrap.Fds(3, 4, 5, 6, 7), ["-c", "id"], "/bin/sh")
     assert argv[-4:] == ["--", "/bin/sh", "-c", "id"]

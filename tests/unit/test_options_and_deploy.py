@@ -6,7 +6,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from ashd import deploy
+from ashd import agent_path, deploy
+from ashd.agent_path import PathRules
 from ashd.errors import BadRequest
 from ashd.options import MessageOptions, SessionOptions, check_agent_name
 from ashd.sandbox.env import sandbox_env, validate_user_env
@@ -75,8 +76,8 @@ def test_write_agent_folder_replaces_whole_folder(tmp_path: Path) -> None:
 def test_resolve_agent_path(tmp_path: Path) -> None:
     (tmp_path / "ok").mkdir()
     (tmp_path / "ok" / "CLAUDE.md").write_text("x")
-    assert deploy.resolve_agent_path(tmp_path, "ok") == (tmp_path / "ok").resolve()
+    assert agent_path.resolve(PathRules(), str(tmp_path / "ok"), True) == (tmp_path / "ok").resolve()
     (tmp_path / "empty").mkdir()
     with pytest.raises(BadRequest, match=r"CLAUDE\.md"):
-        deploy.resolve_agent_path(tmp_path, "empty")
+        agent_path.resolve(PathRules(), str(tmp_path / "empty"), True)
     assert deploy._safe_relative("./a/b", "f") == PurePosixPath("a/b")
