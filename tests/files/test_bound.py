@@ -86,7 +86,7 @@ def test_sources_come_from_the_plan_and_must_have_their_type(tmp_path: Path) -> 
 
 
 def test_the_table_is_what_bwrap_binds_read_only_over_the_workspace() -> None:
-    mounts = bwrap.Mounts("/cli", "/ws", "/home", "/claude", "/mcp", 1024)
+    mounts = bwrap.Mounts("/cli", "/ws", "/home", "/claude", "/mcp", 1024, claude_md="/claude.md")
     argv = bwrap.bwrap_argv(mounts, bwrap.Fds(3, 4, 5, 6, 7), [])
     over_workspace = {argv[i + 2]: argv[i + 1] for i, arg in enumerate(argv)
                       if arg == "--ro-bind" and argv[i + 2].startswith(bwrap.INSIDE_WORKSPACE + "/")}
