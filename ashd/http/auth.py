@@ -87,7 +87,10 @@ def bootstrap_key(store: Store, hasher: KeyHasher, key_file: Path, env_key_set: 
     operator grants (``scopes.OPERATOR``), like ``ASH_API_KEY``. Returns the file written, or
     None when a key already exists or ASH_API_KEY is set.
     """
-    if env_key_set or store.count_api_keys(DEFAULT_TENANT) > 0:
+    if env_key_set:
+        return None
+    if store.count_api_keys(DEFAULT_TENANT) > 0:
+        _upgrade_bootstrap_key(store, hasher, key_file)
         return None
     key = new_key()
     granted = " ".join(scopes.render(scopes.OPERATOR))
@@ -97,3 +100,20 @@ def bootstrap_key(store: Store, hasher: KeyHasher, key_file: Path, env_key_set: 
         fh.write(key + "\n")
     os.chmod(key_file, 0o600)
     return key_file
+
+
+def _upgrade_bootstrap_key(store: Store, hasher: KeyHasher, key_file: Path) -> None:
+    """A bootstrap key written by an older ashd holds ``admin`` only; it is still the
+    operator's (it sits in the 0600 file of the data dir), so it gets the operator grants."""
+    try:
+        key = key_file.read_text().strip()
+    except OSError:
+        return  # no file (deleted by the operator): nothing to recognise
+    row = next((r for h in hasher.hashes(key) if (r := store.find_api_key(h)) is not None), None)
+    if row is None or row.tenant_id != DEFAULT_TENANT:
+        return
+    held = scopes.parse(row.scopes)
+    if not scopes.OPERATOR <= held:
+        store.set_api_key_scopes(row.id, " ".join(scopes.render(held | scopes.OPERATOR)))
+        log.info("the bootstrap API key in %s now also holds the operator grants (%s)",
+                 key_file, ", ".join(sorted(scopes.OPERATOR - held)))

@@ -26,6 +26,10 @@ def find(conn: Connection, key_hash: str) -> ApiKeyRow | None:
     return None if m is None else ApiKeyRow.from_db(m)
 
 
+def set_scopes(conn: Connection, key_id: str, scopes: str) -> None:
+    conn.execute(sa.update(api_keys).where(api_keys.c.id == key_id).values(scopes=scopes))
+
+
 def count(conn: Connection, tenant_id: str | None) -> int:
     stmt = sa.select(sa.func.count()).select_from(api_keys)
     if tenant_id is not None:

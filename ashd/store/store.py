@@ -102,6 +102,11 @@ class Store:
         with self._read() as conn:
             return key_queries.find(conn, key_hash)
 
+    def set_api_key_scopes(self, key_id: str, scopes: str) -> None:
+        """Replace the scopes of key ``key_id`` (the operator's start-up upgrade only)."""
+        with self._write() as conn:
+            key_queries.set_scopes(conn, key_id, scopes)
+
     def count_api_keys(self, tenant_id: str | None = None) -> int:
         """Number of keys of ``tenant_id``, or of all tenants if None."""
         with self._read() as conn:
