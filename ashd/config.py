@@ -90,6 +90,8 @@ class SupervisionConfig:
     stable_after_s: float = 60.0
     budget_limit: int = 10
     budget_period_s: float = 60.0
+    # /health says "degraded" once this many sandbox starts in a row have failed (docs/operations.md).
+    degraded_after_failed_starts: int = 3
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("supervision.backoff_cap_s", "ASH_RESTART_BACKOFF_CAP_S"),
     ("supervision.min_uptime_s", "ASH_RESTART_MIN_UPTIME_S"),
     ("supervision.budget_limit", "ASH_RESTART_BUDGET"),
+    ("supervision.degraded_after_failed_starts", "ASH_DEGRADED_AFTER_FAILED_STARTS"),
     ("model.base_url", "ANTHROPIC_BASE_URL"),
     ("model.api_key", "ANTHROPIC_API_KEY"),
     ("model.auth_token", "ANTHROPIC_AUTH_TOKEN"),
@@ -335,6 +338,9 @@ def _validate(config: Config) -> None:
             f"sandbox.permission_mode must be one of {', '.join(PERMISSION_MODES)}, "
             f"got {config.sandbox.permission_mode!r}"
         )
+    if config.supervision.degraded_after_failed_starts < 1:
+        raise ConfigError("supervision.degraded_after_failed_starts (ASH_DEGRADED_AFTER_FAILED_STARTS) "
+                          "must be at least 1")
     _validate_sandbox(config.sandbox, config.proxy)
     _validate_queue(config.queue)
     _validate_rate_limit(config.rate_limit)

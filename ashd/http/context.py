@@ -38,6 +38,7 @@ class AppContext:
     live_turns: dict[str, Turn] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)
     queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # set when an item is queued
+    stopping: bool = False  # set by the daemon when a graceful stop begins (/health/ready -> 503)
 
     def __post_init__(self) -> None:
         self.links = Links(self.store, self.offload)

@@ -300,6 +300,11 @@ def _core_paths() -> dict[str, Any]:
         "/health": {"get": _op("Liveness (public); pool figures and the tenant's active sessions with a key",
                                "health", (200, _json(ref("Health"))),
                                (503,), auth=False)},
+        "/health/live": {"get": _op("Liveness probe (public): 200 while the process serves HTTP", "health",
+                                    (200, _json(ref("Probe"))), auth=False)},
+        "/health/ready": {"get": _op("Readiness probe (public): 200 when sessions can be served, else 503 "
+                                     "with the reason", "health", (200, _json(ref("Probe"))), (503,),
+                                     auth=False)},
         "/metrics": {"get": _op("Prometheus metrics (text exposition format)", "health",
                                 (200, {"text/plain": {"schema": {"type": "string"}}}), (503,))},
         "/openapi.json": {"get": _op("This document (public)", "docs",
