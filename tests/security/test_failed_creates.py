@@ -8,7 +8,6 @@ uid lease, the image and its loop mount were made). Needs root (the isolating la
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import HELLO_AGENT
+from tests.support.agents import too_big_agent
 from tests.support.daemon import AshdProcess, agent_processes, sse_events
 
 if os.geteuid() != 0:
@@ -37,15 +37,6 @@ def mount_root() -> Iterator[Path]:
 @pytest.fixture
 def daemon(start_ashd: Callable[..., AshdProcess], mount_root: Path) -> AshdProcess:
     return start_ashd(None, ASH_SANDBOX_MOUNT_ROOT=str(mount_root), ASH_RESTART_BACKOFF_BASE_S="0.05")
-
-
-def too_big_agent(base: Path) -> Path:
-    agent = base / "too-big"
-    (agent / ".ashd").mkdir(parents=True)
-    (agent / "CLAUDE.md").write_text("You are an agent whose folder does not fit its disk.\n")
-    (agent / ".ashd" / "sandbox.json").write_text(json.dumps({"limits": {"diskMb": 16}}))
-    (agent / "big.bin").write_bytes(os.urandom(24 << 20))  # random: no sparse copy, no compression
-    return agent
 
 
 def client(daemon: AshdProcess) -> httpx.Client:
