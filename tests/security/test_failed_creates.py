@@ -120,3 +120,26 @@ def test_an_ended_session_gives_its_disk_image_back_and_a_stopped_one_keeps_it(
         assert leftovers(daemon, mount_root, sid) == []
         # Its files stay readable from the snapshot.
         assert api.get(f"/api/sessions/{sid}/files/kept.txt").status_code == 200
+
+
+def test_a_create_refused_at_capacity_ends_in_error_and_leaves_nothing(
+        start_ashd: Callable[..., AshdProcess], mount_root: Path) -> None:
+    daemon = start_ashd(None, ASH_SANDBOX_MOUNT_ROOT=str(mount_root), ASH_MAX_SANDBOXES="1")
+    with client(daemon) as api:
+        api.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
+        busy = api.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
+        with api.stream("POST", f"/api/sessions/{busy}/messages",
+                        json={"content": "[[sleep: 20000]] [[say: slow]]"}, timeout=300) as turn:
+            assert turn.status_code == 200
+            chunks = turn.iter_bytes()
+            next(chunks)  # the turn runs: its sandbox is the only one, and busy
+            refused = api.post("/api/sessions", json={"agent": "hello"})
+            assert refused.status_code == 503, refused.text
+            for _ in chunks:  # let the turn finish
+                pass
+        sessions = [s for s in api.get("/api/sessions").json()["sessions"] if s["id"] != busy]
+        assert [s["status"] for s in sessions] == ["error"], sessions
+        assert sessions[0]["statusReason"].startswith("refused: "), sessions[0]
+        api.delete(f"/api/sessions/{busy}").raise_for_status()  # leftovers() sees the whole daemon
+        assert leftovers(daemon, mount_root, sessions[0]["id"]) == []
+        assert leftovers(daemon, mount_root, busy) == []
