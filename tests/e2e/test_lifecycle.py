@@ -118,7 +118,9 @@ def test_capacity_503_and_idle_sweep(start_ashd: Callable[..., AshdProcess]) -> 
             next(chunks)  # the only sandbox is now running a turn
             full = c.post("/api/sessions", json={"agent": "hello"})
             assert full.status_code == 503 and full.headers["Retry-After"] == "5"
-            assert len(c.get("/api/sessions").json()["sessions"]) == 1  # the refused one left no row
+            refused = [s for s in c.get("/api/sessions").json()["sessions"] if s["id"] != first]
+            # The refused create is not left "starting": it is error, saying why (issue #15).
+            assert [(s["status"], s["statusReason"][:9]) for s in refused] == [("error", "refused: ")]
             for _ in chunks:  # let the turn finish
                 pass
         deadline = time.monotonic() + 20  # swept to paused once idle for 1 s
