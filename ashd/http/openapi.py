@@ -365,10 +365,13 @@ def _core_paths() -> dict[str, Any]:
             "Timeline events", s, _list("events", "Event"), (400, 404, 503),
             [_limit(200), AFTER, _param("type", "query", {"type": "string", "enum": list(TIMELINE_TYPES)})])},
         "/api/sessions/{id}/stream": {"parameters": [SESSION_ID], "get": _op(
-            "Replay stored stream events after Last-Event-ID (or ?after=), then follow the running turn",
+            "Replay stored stream events after Last-Event-ID (or ?after=), then follow the running turn "
+            "(?follow=true: every later turn too)",
             s, (200, _SSE), (400, 404, 503), [
                 AFTER, _param("Last-Event-ID", "header", {"type": "string", "pattern": r"^\s*[0-9]+\s*$"},
-                              "resume after this event id (wins over ?after=)")])},
+                              "resume after this event id (wins over ?after=)"),
+                _param("follow", "query", {"type": "string", "enum": ["true", "false", "1", "0"]},
+                       "ashd's addition: keep the stream open across turns until the session ends")])},
         "/api/sessions/{id}/interrupt": {"parameters": [SESSION_ID], "post": _op(
             "Stop the running turn; the session stays usable", s,
             (200, _json({"type": "object", "required": ["interrupted", "sessionId"], "properties": {
