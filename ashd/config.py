@@ -93,6 +93,7 @@ class SupervisionConfig:
     stable_after_s: float = 60.0  # a run this long resets the session's restart history
     budget_limit: int = 10  # restarts the whole daemon allows per budget_period_s; then starts get 503
     budget_period_s: float = 60.0  # the window of budget_limit
+    degraded_after_failed_starts: int = 3  # /health says degraded once this many sandbox starts in a row failed
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("supervision.backoff_cap_s", "ASH_RESTART_BACKOFF_CAP_S"),
     ("supervision.min_uptime_s", "ASH_RESTART_MIN_UPTIME_S"),
     ("supervision.budget_limit", "ASH_RESTART_BUDGET"),
+    ("supervision.degraded_after_failed_starts", "ASH_DEGRADED_AFTER_FAILED_STARTS"),
     ("model.base_url", "ANTHROPIC_BASE_URL"),
     ("model.api_key", "ANTHROPIC_API_KEY"),
     ("model.auth_token", "ANTHROPIC_AUTH_TOKEN"),
@@ -413,6 +415,9 @@ def _validate(config: Config) -> None:
             f"sandbox.permission_mode must be one of {', '.join(PERMISSION_MODES)}, "
             f"got {config.sandbox.permission_mode!r}"
         )
+    if config.supervision.degraded_after_failed_starts < 1:
+        raise ConfigError("supervision.degraded_after_failed_starts (ASH_DEGRADED_AFTER_FAILED_STARTS) "
+                          "must be at least 1")
     _validate_sandbox(config.sandbox, config.proxy)
     _validate_queue(config.queue)
     _validate_rate_limit(config.rate_limit)

@@ -16,11 +16,10 @@ from typing import Any
 
 import pykka
 import tornado.httpserver
-import tornado.ioloop
 import tornado.netutil
 
 from ashd import __version__, systemd
-from ashd.actors.figures import live_figures
+from ashd.actors.figures import live_figures, tree_answers
 from ashd.actors.supervisor import RootSupervisor
 from ashd.config import Config, mask_url
 from ashd.http.agents import prewarm_count
@@ -43,6 +42,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 210 * 1024 * 1024
 STREAM_DRAIN_S = 5.0
 TREE_STOP_TIMEOUT_S = 90.0
+TREE_PING_S = 5.0  # the actor tree must answer within this for READY=1 and each watchdog ping
 
 
 class Daemon:
@@ -108,11 +108,15 @@ class Daemon:
             log.info("ashd %s listening on http://%s:%d (data: %s, sandboxes: %s)", __version__,
                      config.server.host, config.server.port, config.data_dir,
                      launcher.name)
+            # READY=1 only when the store is migrated (above), HTTP listens and the tree answers.
+            if not await offload.read(tree_answers, tree, TREE_PING_S):
+                raise RuntimeError(f"the actor tree did not answer a ping within {TREE_PING_S:.0f}s at start-up")
             systemd.notify(f"READY=1\nSTATUS=serving on {config.server.host}:{config.server.port}")
-            watchdog = self._start_watchdog()
+            watchdog = self._start_watchdog(ctx)
             queue = QueueWorker(ctx)
             queue.start()
             await self._stop.wait()
+            ctx.stopping = True
             await queue.stop()
             systemd.notify("STOPPING=1")
             if watchdog is not None:
@@ -144,13 +148,15 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, signum)
 
-    def _start_watchdog(self) -> tornado.ioloop.PeriodicCallback | None:
+    def _start_watchdog(self, ctx: AppContext) -> systemd.Watchdog | None:
+        """Pings systemd only while the actor tree answers (docs/operations.md)."""
         interval = systemd.watchdog_interval_s()
         if interval is None:
             return None
-        def ping() -> None:
-            systemd.notify("WATCHDOG=1")
 
-        callback = tornado.ioloop.PeriodicCallback(ping, interval * 1000)
-        callback.start()
-        return callback
+        async def probe() -> bool:
+            return await ctx.offload.read(tree_answers, ctx.tree, TREE_PING_S)
+
+        watchdog = systemd.Watchdog(interval, probe)
+        watchdog.start()
+        return watchdog

@@ -36,6 +36,8 @@ def _optional_str(body: dict[str, Any], key: str, limit: int) -> str | None:
         raise BadRequest(f"{key} must be a non-empty string")
     if len(value) > limit:
         raise BadRequest(f"{key} is longer than {limit} characters")
+    if "\x00" in value:  # no database stores it (PostgreSQL refuses NUL in text)
+        raise BadRequest(f"{key} must not contain NUL characters")
     return value
 
 

@@ -1,9 +1,19 @@
-"""sd_notify without libsystemd: READY, STOPPING, STATUS and the watchdog ping."""
+"""sd_notify without libsystemd: READY, STOPPING, STATUS and the watchdog ping.
+
+Readiness rules (docs/operations.md): ``READY=1`` is sent only once the store is migrated,
+the actor tree answered a ping and HTTP listens; ``WATCHDOG=1`` only while the actor tree
+answers a ping within its deadline (see :class:`Watchdog`), not merely while the IOLoop runs.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
 
 
 def notify(state: str) -> bool:
@@ -28,3 +38,47 @@ def watchdog_interval_s() -> float | None:
     if not usec or (pid and int(pid) != os.getpid()):
         return None
     return int(usec) / 2_000_000
+
+
+class Watchdog:
+    """Sends ``WATCHDOG=1`` every ``interval_s`` while ``probe`` answers True.
+
+    ``probe`` is awaited on the IOLoop (it must offload anything blocking) and must return
+    within its own deadline; a probe that says False (the actor tree did not answer in time)
+    or raises means no ping this round, so systemd restarts a daemon whose loop still spins
+    but whose actors are stuck. Loop thread only.
+    """
+
+    def __init__(self, interval_s: float, probe: Callable[[], Awaitable[bool]]) -> None:
+        self._interval_s = interval_s
+        self._probe = probe
+        self._task: asyncio.Task[None] | None = None
+        self.pings = 0
+        self.missed = 0
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def beat(self) -> bool:
+        """One round: probe, then ping if healthy. Returns whether it pinged."""
+        try:
+            healthy = await self._probe()
+        except Exception:  # boundary: a failing probe is a missed ping, never a dead watchdog
+            log.exception("watchdog probe failed")
+            healthy = False
+        if not healthy:
+            self.missed += 1
+            log.error("watchdog: the actor tree did not answer; not pinging systemd (missed %d)", self.missed)
+            return False
+        self.pings += 1
+        notify("WATCHDOG=1")
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            await self.beat()
+            await asyncio.sleep(self._interval_s)  # a period, not a wait for an event

@@ -6,6 +6,8 @@ time, never on the IOLoop or an actor thread.
 
 from __future__ import annotations
 
+import pykka
+
 from ashd.actors.supervisor import Tree
 from ashd.metrics import LiveFigures
 from ashd.store import Store
@@ -21,3 +23,16 @@ def live_figures(tree: Tree, store: Store, timeout_s: float = ASK_TIMEOUT_S) -> 
             "waiting": stats.waiting, "running": stats.running}
     return LiveFigures(active_sessions=len(active), active_sandboxes=stats.total,
                        max_capacity=stats.max_capacity, pool=pool)
+
+
+def tree_answers(tree: Tree, timeout_s: float = ASK_TIMEOUT_S) -> bool:
+    """True if the pool and the session supervisor each answer a ping within ``timeout_s``.
+
+    Blocking (two short asks): run it on a reader thread, never on the IOLoop.
+    """
+    try:
+        tree.pool.stats().get(timeout=timeout_s)
+        tree.sessions.prewarm_hits.get(timeout=timeout_s)
+    except (pykka.Timeout, pykka.ActorDeadError):
+        return False
+    return True

@@ -46,6 +46,11 @@ class RestartGovernor:
         self.give_ups = 0
         self.escalations = 0
 
+    def budget_spent(self) -> bool:
+        """True while ashd's restart budget has no room (restarts are being refused)."""
+        with self._lock:
+            return self._budget.exhausted(self._clock.monotonic())
+
     def now(self) -> float:
         return self._clock.monotonic()
 

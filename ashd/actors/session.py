@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from ashd.actors.messages import BridgeExited, SandboxStarted, TurnGrant
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.sandbox import SandboxActor
+from ashd.actors.vitals import StartRecord
 from ashd.bridge.settings import BridgeSettings
 from ashd.config import ModelConfig, SandboxConfig, Secret
 from ashd.errors import (
@@ -44,7 +46,7 @@ from ashd.layout import Layout
 from ashd.metrics import Metrics
 from ashd.options import SessionOptions
 from ashd.policy import ChildHistory, Escalate, GiveUp, Restart
-from ashd.sandbox import limits, resume, workspace
+from ashd.sandbox import discard, limits, resume, workspace
 from ashd.sandbox.env import sandbox_env
 from ashd.sandbox.launcher import SandboxSpec
 from ashd.snapshot.fingerprint import workspace_digest
@@ -72,6 +74,9 @@ class SessionDeps:
     cli_workspace: str | None = None  # the workspace path as the CLI sees it, if remapped
     metrics: Metrics = field(default_factory=Metrics)
     credential_key: Secret = field(default_factory=lambda: Secret(""))  # ASH_CREDENTIAL_KEY (ashd/vault.py)
+    # Waits for a sandbox's teardown to finish (the launcher's ``settled``); None: nothing to wait for.
+    settle: Callable[[str, float], bool] | None = None
+    starts: StartRecord = field(default_factory=StartRecord)  # every start's outcome, for /health
 
 
 class SessionActor(pykka.ThreadingActor):
@@ -107,8 +112,22 @@ class SessionActor(pykka.ThreadingActor):
         except Exception as exc:  # boundary: a failed pre-warm only costs the pre-warm
             log.warning("pre-warm of agent %s failed: %s", agent.name, exc)
             self._sandbox = None
+            self._discard_folder()
             return False
         return True
+
+    def on_stop(self) -> None:
+        """An unclaimed pre-warm leaves nothing behind (its folder has no session's files)."""
+        if self._draft:
+            self._drop_draft()
+
+    def _drop_draft(self) -> None:
+        try:
+            self._release_sandbox()
+        except Exception:  # boundary: shutdown and eviction go on
+            log.exception("pre-warmed sandbox %s did not stop cleanly", self._id)
+            return
+        self._discard_folder()
 
     def claim(self, agent: AgentRow) -> SessionRow:
         """Turn this pre-warmed actor into a real session of ``agent`` (default options)."""
@@ -138,12 +157,36 @@ class SessionActor(pykka.ThreadingActor):
         )
         try:
             self._ensure_sandbox()
-        except Unavailable:
-            # Refused before anything ran (capacity): like Ash, leave no session behind.
-            self._deps.store.delete_session(self._tenant, self._id)
-            self._row = None
+        except Exception as exc:  # boundary: whatever stopped the start, the session ends in error
+            self._fail_create(exc)
             raise
         return self._transition(SessionStatus.ACTIVE, "sandbox ready")
+
+    def _fail_create(self, exc: Exception) -> None:
+        """A create that did not reach ACTIVE leaves nothing on the host (no process, mount,
+        cgroup, uid, and no sandbox folder: nothing ran in it). Refused before anything ran
+        (Unavailable: capacity, disk; the caller gets 503/507 and retries): like Ash, no
+        session row either. Failed: STARTING -> ERROR, with why."""
+        try:
+            self._release_sandbox()
+            if isinstance(exc, Unavailable):
+                self._deps.store.delete_session(self._tenant, self._id)
+                self._row = None
+            elif self._load().status != SessionStatus.ERROR.value:
+                reason = exc.message if isinstance(exc, AshError) else f"sandbox start failed: {exc}"
+                self._transition(SessionStatus.ERROR, reason)
+        except Exception:  # boundary: the caller gets the original failure
+            log.exception("session %s: failed create not fully recorded", self._id)
+        self._discard_folder()
+
+    def _discard_folder(self) -> None:
+        """Remove this session's sandbox folder once its last sandbox's teardown finished."""
+        sandbox_id = (self._row.sandbox_id if self._row is not None else None) or self._id
+        settle = self._deps.settle
+        if settle is not None and not settle(sandbox_id, self._deps.stop_timeout_s):
+            log.warning("session %s: sandbox %s still tearing down; its folder stays", self._id, sandbox_id)
+            return
+        discard.remove_sandbox_dir(self._deps.layout.sandbox_dir(sandbox_id))
 
     def pause(self) -> SessionRow:
         """ACTIVE -> PAUSED: the workspace is snapshotted; a live sandbox is kept (warm resume)."""
@@ -184,17 +227,19 @@ class SessionActor(pykka.ThreadingActor):
         row = self._load()
         if row.status == SessionStatus.ENDED.value:
             self._release_sandbox()
+            self._discard_folder()
             return row
         self._snapshot()
         self._release_sandbox()
-        return self._transition(SessionStatus.ENDED, "ended by request")
+        ended = self._transition(SessionStatus.ENDED, "ended by request")
+        self._discard_folder()  # final: its files stay readable from the snapshot
+        return ended
 
     def evict(self, sandbox_id: str, reason: str) -> None:
         """Told by the pool (idle sweep, capacity): persist, free the sandbox, pause."""
         if self._sandbox is None or self._sandbox.sandbox_id != sandbox_id or self._busy:
             return
-        if self._draft:  # an unclaimed pre-warm: nothing to keep
-            self._release_sandbox()
+        if self._draft:  # an unclaimed pre-warm: nothing to keep (on_stop removes it)
             self.actor_ref.stop(block=False)
             return
         self._snapshot()
@@ -338,6 +383,7 @@ class SessionActor(pykka.ThreadingActor):
             try:
                 self._start_once()
             except SandboxFailed as exc:
+                self._deps.starts.failed(self._tenant, self._id, exc.message)
                 self._history = self._history.record_exit(self._deps.restarts.now(), True, exc.message)
                 decision = self._deps.restarts.decide(self._history)
                 log.warning("session %s: agent process failed to start: %s", self._id, _describe(decision))
@@ -367,6 +413,7 @@ class SessionActor(pykka.ThreadingActor):
             self._deps.pool.release(spec.sandbox_id)
             raise exc if isinstance(exc, SandboxFailed) else SandboxFailed("agent process start timed out") from exc
         self._history = self._history.record_start(self._deps.restarts.now())
+        self._deps.starts.started()
         self._deps.metrics.sandbox_start.observe(started.start_ms / 1000)
         self._deps.pool.mark(spec.sandbox_id, SandboxState.WARM)
         self._sandbox, self._sandbox_actor = started, sandbox

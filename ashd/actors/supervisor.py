@@ -19,6 +19,7 @@ from ashd.actors.exits import ExitBoard
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.session import SessionActor, SessionDeps
+from ashd.actors.vitals import StartRecord
 from ashd.config import Config
 from ashd.layout import Layout
 from ashd.metrics import Metrics
@@ -127,6 +128,7 @@ class Tree:
     sessions: pykka.ActorProxy[SessionSupervisor]
     exits: ExitBoard
     logs: LogBook = field(default_factory=LogBook)  # agent process output per session (/logs)
+    starts: StartRecord = field(default_factory=StartRecord)  # sandbox starts, for /health's verdict
 
 
 class RootSupervisor(pykka.ThreadingActor):
@@ -143,6 +145,8 @@ class RootSupervisor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         exits, logs = ExitBoard(), LogBook()
+        restarts = RestartGovernor(self._config.supervision, metrics=self._metrics)
+        starts = StartRecord(self._config.supervision.degraded_after_failed_starts, restarts.budget_spent)
         pool = PoolActor.start(self._config.pool, self._launcher, self._store, exits, logs, self._disk_ledger(),
                                self._config.sandbox.disk_mb)
         self._started.append(pool)
@@ -155,14 +159,16 @@ class RootSupervisor(pykka.ThreadingActor):
             ready_timeout_s=self._config.pool.bridge_ready_timeout_s,
             stop_timeout_s=self._config.pool.stop_grace_s + 10,
             snapshots=make_snapshotter(self._config),
-            restarts=RestartGovernor(self._config.supervision, metrics=self._metrics),
+            restarts=restarts,
             cli_workspace=getattr(self._launcher, "cli_workspace", None),
             metrics=self._metrics,
             credential_key=self._config.auth.credential_key,
+            settle=getattr(self._launcher, "settled", None),
+            starts=starts,
         )
         sessions = SessionSupervisor.start(deps)
         self._started.append(sessions)
-        self._tree = Tree(pool=pool.proxy(), sessions=sessions.proxy(), exits=exits, logs=logs)
+        self._tree = Tree(pool=pool.proxy(), sessions=sessions.proxy(), exits=exits, logs=logs, starts=starts)
         log.info("actor tree started: pool (max %d sandboxes), session supervisor", self._config.pool.max_sandboxes)
 
     def _disk_ledger(self) -> DiskLedger | None:

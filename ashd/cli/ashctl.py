@@ -35,7 +35,14 @@ from ashd.client.client import AshdClient
 from ashd.client.discovery import DEFAULT_SERVER_URL, Target, missing_key_hint, resolve_target
 from ashd.client.display import make_printer
 from ashd.client.errors import AshdConnectionError, AshdError
-from ashd.client.formatting import format_isolation, format_pairs, format_table, message_line, sentence_case
+from ashd.client.formatting import (
+    format_isolation,
+    format_pairs,
+    format_start_health,
+    format_table,
+    message_line,
+    sentence_case,
+)
 
 _ID = SESSION_ID
 
@@ -166,13 +173,16 @@ def _cmd_health(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace, ctx: Context) -> int:
+    """Isolation layers and the health of sandbox starts; exit 1 below the floor or degraded."""
     health = ctx.client.health()
     report = health.get("isolation") or {}
+    status = {key: health.get(key) for key in ("status", "statusReason", "lastStartFailure")}
     if ctx.json:
-        _emit(ctx, report, "")
+        _emit(ctx, {**report, **status}, "")
     else:
-        ctx.out.write(format_isolation(report) + "\n")
-    return EXIT_OK if report.get("meetsFloor") else EXIT_SERVER_ERROR
+        ctx.out.write(format_isolation(report) + "\n" + format_start_health(health) + "\n")
+    healthy = health.get("status") == "ok"
+    return EXIT_OK if report.get("meetsFloor") and healthy else EXIT_SERVER_ERROR
 
 
 def _cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:

@@ -24,8 +24,10 @@ def register(group: Any, leaf: Leaf) -> None:
 
     with_id("fork", _fork, "fork a session: a new paused session with its files and conversation")
     with_id("interrupt", _interrupt, "stop the turn running in a session")
-    sub = with_id("tail", _tail, "print a session's stream: stored events, then the running turn live")
+    sub = with_id("tail", _tail, "print a session's stream: stored events, then every turn live until Ctrl-C")
     sub.add_argument("--after", type=int, metavar="ID", default=0, help="only events after this event id")
+    sub.add_argument("--until-done", action="store_true",
+                     help="stop at the next done (the end of the first turn printed)")
     sub.add_argument("--thinking", action="store_true", help="show thinking (dimmed)")
     sub = with_id("events", _events, "show a session's timeline events")
     sub.add_argument("--limit", type=int, help="at most this many (server default 200)")
@@ -65,7 +67,7 @@ def _tail(args: argparse.Namespace, ctx: Context) -> int:
     printer = make_printer(ctx.out, ctx.err, as_json=ctx.json, show_thinking=args.thinking,
                            no_color="NO_COLOR" in ctx.environ)
     try:
-        for event in ctx.client.follow(args.id, after=args.after):
+        for event in ctx.client.follow(args.id, after=args.after, until_done=args.until_done):
             printer.handle(event)
     finally:
         printer.finish()

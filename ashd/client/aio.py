@@ -25,7 +25,15 @@ from ashd.client.aio_transport import AsyncTransport
 from ashd.client.calls import JSON, Call
 from ashd.client.errors import AshdConnectionError, AshdError
 from ashd.client.events import Done, StreamEvent
-from ashd.client.resume import DEFAULT_RECONNECTS, EventDecoder, StreamCursor, first_headers, stream_path
+from ashd.client.resume import (
+    DEFAULT_RECONNECTS,
+    FOLLOW_PAUSE_S,
+    EventDecoder,
+    StreamCursor,
+    first_headers,
+    follow_path,
+    stream_path,
+)
 
 
 class AsyncAshdClient:
@@ -113,12 +121,39 @@ class AsyncAshdClient:
         first = self._http.stream(call.method, call.path, call.body)
         return self._resumable(session_id, first, StreamCursor(reconnects=reconnects), until_done=True)
 
-    def follow(self, session_id: str, after: int | None = None, *,
+    def follow(self, session_id: str, after: int | None = None, *, until_done: bool = False,
                reconnects: int = DEFAULT_RECONNECTS) -> AsyncIterator[StreamEvent]:
-        """Stored events after ``after``, then the running turn's, as the blocking ``follow``."""
-        first = self._http.stream("GET", stream_path(calls.seg(session_id)), headers=first_headers(after))
-        return self._resumable(session_id, first, StreamCursor(last_id=after, reconnects=reconnects),
-                               until_done=False)
+        """Every stored event after ``after``, then each new turn's, until the session ends
+        or the caller stops; ``until_done=True`` ends at the next ``Done``. As the blocking
+        :meth:`AshdClient.follow`."""
+        cursor = StreamCursor(last_id=after, reconnects=reconnects)
+        if until_done:
+            first = self._http.stream("GET", stream_path(calls.seg(session_id)), headers=first_headers(after))
+            return self._resumable(session_id, first, cursor, until_done=False)
+        return self._following(session_id, cursor)
+
+    async def _following(self, session_id: str, cursor: StreamCursor) -> AsyncIterator[StreamEvent]:
+        while True:
+            decoder = EventDecoder(self.base_url)
+            path = follow_path(calls.seg(session_id))
+            chunks = self._http.stream("GET", path, headers=first_headers(cursor.last_id))
+            failure: AshdConnectionError | None = None
+            try:
+                async for chunk in chunks:
+                    for event in decoder.feed(chunk):
+                        if cursor.accept(event):
+                            yield event
+            except AshdConnectionError as exc:
+                failure = exc
+            finally:
+                await chunks.aclose()
+            if failure is not None:
+                cursor.next_attempt(failure)  # raises once reconnecting keeps failing
+                await asyncio.sleep(cursor.backoff_s)
+            elif (await self.get_session(session_id)).get("status") == "ended":
+                return
+            else:
+                await asyncio.sleep(FOLLOW_PAUSE_S)  # closed cleanly (a server without follow)
 
     async def _resumable(self, session_id: str, chunks: AsyncGenerator[bytes, None], cursor: StreamCursor,
                          until_done: bool) -> AsyncIterator[StreamEvent]:

@@ -25,7 +25,15 @@ from ashd.client import calls
 from ashd.client.calls import JSON, Call
 from ashd.client.errors import AshdConnectionError, AshdError
 from ashd.client.events import Done, StreamEvent
-from ashd.client.resume import DEFAULT_RECONNECTS, EventDecoder, StreamCursor, first_headers, stream_path
+from ashd.client.resume import (
+    DEFAULT_RECONNECTS,
+    FOLLOW_PAUSE_S,
+    EventDecoder,
+    StreamCursor,
+    first_headers,
+    follow_path,
+    stream_path,
+)
 from ashd.client.transport import Progress, Transport
 
 _seg = calls.seg
@@ -302,14 +310,43 @@ class AshdClient:
         return self._resumable(session_id, first, StreamCursor(reconnects=reconnects), until_done=True)
 
     def follow(
-        self, session_id: str, after: int | None = None, *, reconnects: int = DEFAULT_RECONNECTS
+        self, session_id: str, after: int | None = None, *, until_done: bool = False,
+        reconnects: int = DEFAULT_RECONNECTS,
     ) -> Iterator[StreamEvent]:
-        """``GET /api/sessions/:id/stream``: stored events after ``after`` (all when None),
-        then the running turn's live events up to its ``Done``. Ends when the server has
-        nothing more (no turn running); reconnects like :meth:`send_message`."""
-        first = self._http.stream("GET", stream_path(_seg(session_id)), headers=first_headers(after))
-        return self._resumable(session_id, first, StreamCursor(last_id=after, reconnects=reconnects),
-                               until_done=False)
+        """``GET /api/sessions/:id/stream``: every stored event after ``after`` (all when
+        None), then each new turn's events as they happen, turn after turn. Runs until the
+        session ends or the caller stops iterating (Ctrl-C); a broken or closed connection is
+        reopened with ``Last-Event-ID``, so every event is yielded exactly once.
+
+        ``until_done=True``: the old behaviour, ending at the next ``Done`` (or when the
+        server has nothing more). Raises :class:`AshdError` (e.g. 404) and
+        :class:`AshdConnectionError` when reconnecting keeps failing."""
+        cursor = StreamCursor(last_id=after, reconnects=reconnects)
+        if until_done:
+            first = self._http.stream("GET", stream_path(_seg(session_id)), headers=first_headers(after))
+            return self._resumable(session_id, first, cursor, until_done=False)
+        return self._following(session_id, cursor)
+
+    def _following(self, session_id: str, cursor: StreamCursor) -> Iterator[StreamEvent]:
+        while True:
+            decoder = EventDecoder(self.base_url)
+            chunks = self._http.stream("GET", follow_path(_seg(session_id)), headers=first_headers(cursor.last_id))
+            failure: AshdConnectionError | None = None
+            try:
+                for event in (event for chunk in chunks for event in decoder.feed(chunk)):
+                    if cursor.accept(event):
+                        yield event
+            except AshdConnectionError as exc:
+                failure = exc
+            finally:
+                chunks.close()
+            if failure is not None:
+                cursor.next_attempt(failure)  # raises once reconnecting keeps failing
+                time.sleep(cursor.backoff_s)
+            elif self.get_session(session_id).get("status") == "ended":
+                return
+            else:
+                time.sleep(FOLLOW_PAUSE_S)  # closed cleanly (a server without follow): poll again
 
     def _resumable(
         self, session_id: str, chunks: Generator[bytes, None, None], cursor: StreamCursor, until_done: bool

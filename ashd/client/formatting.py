@@ -154,3 +154,16 @@ def format_isolation(report: Mapping[str, Any]) -> str:
     else:
         lines.append(f"floor ({floor}): NOT met; missing: {', '.join(report.get('missing') or [])}")
     return "\n".join(lines)
+
+
+def format_start_health(health: Mapping[str, Any]) -> str:
+    """Whether sandboxes start (``status: ok``), or why not and the last failure."""
+    status = health.get("status", "?")
+    if status == "ok":
+        return "sandbox starts: ok"
+    lines = [f"sandbox starts: {status.upper()}: {health.get('statusReason') or 'no reason given'}"]
+    last = health.get("lastStartFailure")
+    if isinstance(last, Mapping):
+        where = f" (session {last['sessionId']})" if last.get("sessionId") else ""
+        lines.append(f"  last failure at {last.get('at', '?')}{where}: {last.get('reason', '?')}")
+    return "\n".join(lines)

@@ -31,6 +31,16 @@ def stream_path(session_id_segment: str) -> str:
     return f"/api/sessions/{session_id_segment}/stream"
 
 
+FOLLOW_PAUSE_S = 1.0
+"""How long a following client waits before reopening a stream the server closed cleanly
+(an Ash server closes at each ``done``; ashd keeps a ``?follow=true`` stream open)."""
+
+
+def follow_path(session_id_segment: str) -> str:
+    """The stream that stays open across turns (ashd; other servers ignore the query)."""
+    return f"{stream_path(session_id_segment)}?follow=true"
+
+
 def first_headers(after: int | None) -> dict[str, str] | None:
     """The headers of a stream opened after event ``after`` (None: from the start)."""
     return {"Last-Event-ID": str(after)} if after is not None else None

@@ -12,7 +12,7 @@ from ashd.http.attachments import AttachmentHandler, SessionAttachmentsHandler
 from ashd.http.base import NotFoundHandler
 from ashd.http.context import AppContext
 from ashd.http.credentials import CredentialHandler, CredentialsHandler
-from ashd.http.health import HealthHandler
+from ashd.http.health import HealthHandler, LiveHandler, ReadyHandler
 from ashd.http.keys import ApiKeyHandler, ApiKeysHandler, InternalApiKeysHandler
 from ashd.http.metrics import MetricsHandler, route_labels
 from ashd.http.openapi import SWAGGER_UI_DIR, DocsHandler, OpenApiHandler
@@ -86,6 +86,8 @@ def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None) -> tornad
     ]
     table: list[Any] = [
         (r"/health", HealthHandler, {**args, "isolation": isolation}),
+        (r"/health/live", LiveHandler, args),
+        (r"/health/ready", ReadyHandler, args),
         (r"/openapi.json", OpenApiHandler, args),
         (r"/docs", DocsHandler, args),
         # Swagger UI's own files, from the installed package (no CDN); not part of the API.

@@ -22,7 +22,7 @@ from ashd.store import Store
 log = logging.getLogger(__name__)
 
 DEFAULT_TENANT = "default"
-PUBLIC_PATHS = ("/health", "/favicon.ico", "/openapi.json", "/docs")
+PUBLIC_PATHS = ("/health", "/health/live", "/health/ready", "/favicon.ico", "/openapi.json", "/docs")
 
 
 def new_key() -> str:

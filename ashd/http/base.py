@@ -78,7 +78,7 @@ class ApiHandler(tornado.web.RequestHandler):
         if self.request.method == "OPTIONS":
             return
         if self.request.path in PUBLIC_PATHS:
-            if self.request.path != "/health":  # /health stays cheap and unthrottled for probes
+            if not self.request.path.startswith("/health"):  # health probes stay cheap and unthrottled
                 self.throttle_address()
             return
         await self.authenticate()

@@ -14,6 +14,7 @@ from ashd.files.sessions import SessionFiles
 from ashd.http.aio import Offload
 from ashd.http.auth import KeyHasher
 from ashd.http.cors import CorsPolicy
+from ashd.http.following import TurnBell
 from ashd.http.links import Links
 from ashd.http.ratelimit import RateLimiter
 from ashd.layout import Layout
@@ -38,11 +39,13 @@ class AppContext:
     live_turns: dict[str, Turn] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)
     queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # set when an item is queued
+    stopping: bool = False  # set by the daemon when a graceful stop begins (/health/ready -> 503)
 
     def __post_init__(self) -> None:
         self.links = Links(self.store, self.offload)
         self.limiter = RateLimiter(self.config.rate_limit)  # loop thread only
         self.cors = CorsPolicy(allowed_origins(self.config.server))
+        self.turn_bell = TurnBell()  # wakes streams that follow a session across turns
 
     def notice(self, session_id: str, payload: dict[str, Any]) -> None:
         """A sandbox event for a session (loop thread): shown on its running turn, if any."""
@@ -57,6 +60,7 @@ class AppContext:
         self.live_turns[turn.session_id] = turn
         task = asyncio.ensure_future(turn.run())
         self.turns.add(task)
+        self.turn_bell.ring(turn.session_id)
 
         def finished(_: asyncio.Future[None]) -> None:
             self.turns.discard(task)

@@ -1,9 +1,15 @@
-"""GET /health: liveness for anyone; Ash's full shape (pool figures) for a valid key.
+"""GET /health, /health/live and /health/ready (docs/api.md, docs/operations.md).
 
-Without a valid key (or with a wrong one: probes keep working) the answer is only
-``{status, version, uptime}``, so nothing about any tenant is public. With a key that has
-the ``read`` scope it is Ash's shape; ``activeSessions`` counts the caller's tenant only,
-the pool figures are process-wide capacity counters.
+``/health``: ``status`` is ``ok``, or ``degraded`` while sandbox starts keep failing (see
+ashd/actors/vitals.py). Without a valid key (or with a wrong one: probes keep working) the
+answer is only ``{status, version, uptime}``, so nothing about any tenant is public. With a
+key that has the ``read`` scope it is Ash's shape plus ``statusReason`` and
+``lastStartFailure`` (details only when that failure was the caller's tenant's);
+``activeSessions`` counts the caller's tenant only, the pool figures are process-wide.
+
+``/health/live`` answers 200 while the process serves HTTP at all; ``/health/ready`` answers
+200 when it can take sessions (the actor tree answers a ping in time, not shutting down),
+else 503 with the reason. Both public, both ``{status, ...}`` without tenant data.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import time
 from typing import Any
 
 from ashd import __version__
+from ashd.actors.figures import tree_answers
 from ashd.actors.messages import PoolStats
+from ashd.actors.vitals import readiness
 from ashd.errors import Unauthorized
 from ashd.http import scopes
 from ashd.http.auth import Principal
@@ -22,6 +30,7 @@ from ashd.http.base import ApiHandler
 from ashd.http.context import AppContext
 
 COORDINATOR_ID = f"{socket.gethostname()}-{os.getpid()}"
+READY_PING_S = 2.0  # the actor tree must answer a readiness ping within this
 
 
 class HealthHandler(ApiHandler):
@@ -41,14 +50,19 @@ class HealthHandler(ApiHandler):
 
     async def get(self) -> None:
         uptime = int(time.monotonic() - self.ctx.started_at)
+        verdict = self.ctx.tree.starts.verdict()
         principal = await self.optional_principal()
         if principal is None:
-            self.send_json({"status": "ok", "version": __version__, "uptime": uptime})
+            self.send_json({"status": verdict.status, "version": __version__, "uptime": uptime})
             return
         stats: PoolStats = await self.ctx.offload.ask(self.ctx.tree.pool.stats(), timeout=5)
         active = await self.ctx.offload.read(self.ctx.store.list_sessions, principal.tenant_id, None, "active")
+        last = verdict.last_failure
         self.send_json({
-            "status": "ok",
+            "status": verdict.status,
+            # ashd's additions: why not ok, and the last failed sandbox start (any time).
+            "statusReason": verdict.reason,
+            "lastStartFailure": last.to_json(principal.tenant_id) if last is not None else None,
             "version": __version__,
             "coordinatorId": COORDINATOR_ID,
             "activeSessions": len(active),
@@ -70,3 +84,22 @@ class HealthHandler(ApiHandler):
             # ashd's addition: which sandbox layers are active (docs/security.md).
             "isolation": self.isolation,
         })
+
+
+class LiveHandler(ApiHandler):
+    """GET /health/live: the process is up and its IOLoop answers (nothing else is asked)."""
+
+    async def get(self) -> None:
+        self.send_json({"status": "live", "version": __version__})
+
+
+class ReadyHandler(ApiHandler):
+    """GET /health/ready: 200 when this daemon can take sessions, else 503 with the reason."""
+
+    async def get(self) -> None:
+        answered = await self.ctx.offload.read(tree_answers, self.ctx.tree, READY_PING_S)
+        ready = readiness(answered, self.ctx.stopping, READY_PING_S)
+        if ready.ready:
+            self.send_json({"status": "ready"})
+        else:
+            self.send_json({"status": "not ready", "reason": ready.reason}, status=503)

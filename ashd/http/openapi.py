@@ -301,6 +301,11 @@ def _core_paths() -> dict[str, Any]:
         "/health": {"get": _op("Liveness (public); pool figures and the tenant's active sessions with a key",
                                "health", (200, _json(ref("Health"))),
                                (503,), auth=False)},
+        "/health/live": {"get": _op("Liveness probe (public): 200 while the process serves HTTP", "health",
+                                    (200, _json(ref("Probe"))), auth=False)},
+        "/health/ready": {"get": _op("Readiness probe (public): 200 when sessions can be served, else 503 "
+                                     "with the reason", "health", (200, _json(ref("Probe"))), (503,),
+                                     auth=False)},
         "/metrics": {"get": _op("Prometheus metrics (text exposition format)", "health",
                                 (200, {"text/plain": {"schema": {"type": "string"}}}), (503,))},
         "/openapi.json": {"get": _op("This document (public)", "docs",
@@ -361,10 +366,13 @@ def _core_paths() -> dict[str, Any]:
             "Timeline events", s, _list("events", "Event"), (400, 404, 503),
             [_limit(200), AFTER, _param("type", "query", {"type": "string", "enum": list(TIMELINE_TYPES)})])},
         "/api/sessions/{id}/stream": {"parameters": [SESSION_ID], "get": _op(
-            "Replay stored stream events after Last-Event-ID (or ?after=), then follow the running turn",
+            "Replay stored stream events after Last-Event-ID (or ?after=), then follow the running turn "
+            "(?follow=true: every later turn too)",
             s, (200, _SSE), (400, 404, 503), [
                 AFTER, _param("Last-Event-ID", "header", {"type": "string", "pattern": r"^\s*[0-9]+\s*$"},
-                              "resume after this event id (wins over ?after=)")])},
+                              "resume after this event id (wins over ?after=)"),
+                _param("follow", "query", {"type": "string", "enum": ["true", "false", "1", "0"]},
+                       "ashd's addition: keep the stream open across turns until the session ends")])},
         "/api/sessions/{id}/interrupt": {"parameters": [SESSION_ID], "post": _op(
             "Stop the running turn; the session stays usable", s,
             (200, _json({"type": "object", "required": ["interrupted", "sessionId"], "properties": {

@@ -127,12 +127,17 @@ SCHEMAS: dict[str, Schema] = {
         "total", "cold", "warming", "warm", "waiting", "running", "maxCapacity",
         "resumeWarmHits", "resumeColdHits", "preWarmHits")}),
     "Health": _obj({
-        "status": {"const": "ok"}, "version": STRING, "coordinatorId": STRING,
+        "status": {"enum": ["ok", "degraded"]}, "version": STRING, "coordinatorId": STRING,
+        "statusReason": {"type": ["string", "null"], "description": "why degraded (ashd's addition)"},
+        "lastStartFailure": {"type": ["object", "null"], "description": "the last failed sandbox start: "
+                             "at, reason, sessionId (details only for the caller's tenant; ashd's addition)"},
         "activeSessions": {"type": "integer"}, "activeSandboxes": {"type": "integer"},
         "remoteRunners": {"type": "integer"}, "uptime": {"type": "integer", "description": "seconds"},
         "pool": ref("PoolStats"),
         "isolation": {"type": ["object", "null"], "description": "active sandbox layers (ashd's addition)"},
     }, required=["status", "version", "uptime"]),  # the rest only with a valid key (health.py)
+    "Probe": _obj({"status": {"enum": ["live", "ready", "not ready"]}, "version": STRING,
+                   "reason": STRING}, required=["status"]),
     "DeployAgent": {
         **_obj({
             "name": {"type": "string", "pattern": AGENT_NAME.pattern},

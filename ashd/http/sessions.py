@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import time
@@ -215,19 +216,53 @@ class EventsHandler(SessionBase):
 
 class StreamHandler(SessionBase):
     """GET /api/sessions/:id/stream: replay stored events after ``Last-Event-ID`` (or
-    ``?after=``), then follow the running turn, if any, to its ``done``."""
+    ``?after=``), then follow the running turn, if any, to its ``done``.
+
+    With ``?follow=true`` (ashd's addition) the stream stays open after that: heartbeat
+    comments while the session is idle, each new turn's events as they happen, until the
+    session ends or the client goes away."""
 
     async def get(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         header = self.request.headers.get("Last-Event-ID")
         after = self.int_arg("after", 0, 0, MAX_SEQ) if header is None else _event_id(header)
+        follow = self._follow_flag()
         sse.start(self)
-        last, connected = await self._replay(row.id, after)
-        turn = self.ctx.live_turns.get(row.id)
-        if connected and turn is not None:
-            last, connected = await sse.pump(self, turn.subscribe(after=last), self.ctx.heartbeat_s, last)
+        last, connected, more = after, True, True
+        while connected and more:
+            bell = self.ctx.turn_bell.next_turn(row.id) if follow else None
+            try:
+                last, connected = await self._replay(row.id, last)
+                turn = self.ctx.live_turns.get(row.id)
+                if connected and turn is not None:
+                    last, connected = await sse.pump(self, turn.subscribe(after=last), self.ctx.heartbeat_s, last)
+                elif connected and bell is not None:
+                    connected, more = await self._idle(row, bell)
+                more = more and follow
+            finally:
+                if bell is not None:
+                    self.ctx.turn_bell.forget(row.id, bell)
         if connected:
             self.finish()
+
+    def _follow_flag(self) -> bool:
+        raw = self.get_query_argument("follow", "false")
+        if raw not in ("true", "false", "1", "0"):
+            raise BadRequest("follow must be true or false")
+        return raw in ("true", "1")
+
+    async def _idle(self, row: SessionRow, bell: asyncio.Future[None]) -> tuple[bool, bool]:
+        """Heartbeats until the next turn starts. Returns (client still there, keep following):
+        False for the second once the session has ended."""
+        while True:
+            current = await self.ctx.offload.read(self.ctx.store.get_session, self.tenant, row.id)
+            if current is None or current.status == SessionStatus.ENDED.value:
+                return True, False
+            done, _ = await asyncio.wait({bell}, timeout=self.ctx.heartbeat_s)
+            if done:
+                return True, True
+            if not await sse.send(self, sse.HEARTBEAT):
+                return False, False
 
     async def _replay(self, session_id: str, after: int) -> tuple[int, bool]:
         store, last = self.ctx.store, after

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,6 +199,22 @@ class IsolatingLauncher:
         future = self._reaper.submit(live.kit.teardown)
         with self._lock:
             self._teardowns[spec.sandbox_id] = future
+
+    def settled(self, sandbox_id: str, timeout_s: float = TEARDOWN_WAIT_S) -> bool:
+        """Wait until this sandbox's pending teardown (unmount, uid release) has finished.
+
+        True when nothing of it is left on the host (or nothing was pending); False after
+        ``timeout_s``. Blocks the caller (a session's actor thread), never raises.
+        """
+        with self._lock:
+            pending = self._teardowns.get(sandbox_id)
+            live = sandbox_id in self._live
+        if live:
+            return False
+        if pending is None:
+            return True
+        wait([pending], timeout=timeout_s)  # teardown never raises; only "done" matters here
+        return pending.done()
 
     def close(self) -> None:
         """At shutdown, after every sandbox stopped: finish pending teardowns (blocks)."""

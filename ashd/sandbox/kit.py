@@ -102,13 +102,13 @@ class SandboxKit:
             self.disk.create(self.limits.disk_mb, self.uid)
         self.disk.mount()
         if fresh:
-            # First start: move the plain copies (made by workspace.prepare) onto the image.
-            for name in ("workspace", "home"):
-                src = self.root / name
-                if src.is_dir() and not (self.disk.mountpoint / name).exists():
-                    shutil.copytree(src, self.disk.mountpoint / name, symlinks=True)
-                    shutil.rmtree(src)
-                    src.mkdir(mode=0o700)  # placeholder: "this session has a workspace"
+            try:
+                self._fill_disk()
+            except BaseException:
+                # A half-filled image must not pass for this session's workspace next start.
+                self.disk.umount()
+                self.disk.image.unlink(missing_ok=True)
+                raise
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.workspace.mkdir(exist_ok=True)
         if fresh or self.disk.owner() != self.uid or self.home.stat().st_uid != self.uid:
@@ -121,6 +121,15 @@ class SandboxKit:
             host.mkdir(mode=0o700, exist_ok=True)
             if not os.path.ismount(host):
                 syscalls.bind_mount(str(self.disk.mountpoint / name), str(host))
+
+    def _fill_disk(self) -> None:
+        """First start: move the plain copies (made by workspace.prepare) onto the image."""
+        for name in ("workspace", "home"):
+            src = self.root / name
+            if src.is_dir() and not (self.disk.mountpoint / name).exists():
+                shutil.copytree(src, self.disk.mountpoint / name, symlinks=True)
+                shutil.rmtree(src)
+                src.mkdir(mode=0o700)  # placeholder: "this session has a workspace"
 
     def _policy(self) -> None:
         """Copies of the agent's .claude/, .mcp.json and CLAUDE.md (the instructions), from

@@ -80,3 +80,26 @@ def test_stream_resumes_with_last_event_id(fake_ashd: Any, frame: Any) -> None:
 def test_any_call_runs_through_call(fake_ashd: Any) -> None:
     fake_ashd.json("GET", "/api/api-keys", {"keys": [{"id": "k1"}]})
     assert run(AsyncAshdClient(fake_ashd.url).call(calls.list_keys())) == [{"id": "k1"}]
+
+
+def test_follow_goes_past_each_done_and_ends_with_the_session(fake_ashd: Any, frame: Any) -> None:
+    fake_ashd.sse("GET", STREAM, [frame(name, {"sessionId": "s1"}, str(seq)) for turn in range(3)
+                                  for seq, name in ((turn * 2 + 1, "session_start"), (turn * 2 + 2, "done"))])
+    fake_ashd.json("GET", "/api/sessions/s1", {"session": {"id": "s1", "status": "ended"}})
+
+    async def follow() -> list[Any]:
+        return [event async for event in AsyncAshdClient(fake_ashd.url).follow("s1")]
+
+    events = run(follow())
+    assert [type(e) for e in events].count(Done) == 3 and [e.id for e in events] == [str(i) for i in range(1, 7)]
+    assert fake_ashd.requests[0].query == "follow=true"
+
+
+def test_follow_until_done_stops_at_the_first_done(fake_ashd: Any, frame: Any) -> None:
+    fake_ashd.sse("GET", STREAM, [frame("session_start", {}, "1"), frame("done", {}, "2"),
+                                  frame("session_start", {}, "3")])
+
+    async def follow() -> list[Any]:
+        return [event async for event in AsyncAshdClient(fake_ashd.url).follow("s1", until_done=True)]
+
+    assert [e.id for e in run(follow())] == ["1", "2"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import queue
 import socket
 import threading
@@ -280,8 +281,44 @@ def test_a_refused_reconnect_is_not_retried(fake_ashd: Any, frame: Any) -> None:
         list(AshdClient(fake_ashd.url).send_message("s1", "hi"))
 
 
-def test_follow_replays_after_an_id_and_ends_when_the_server_does(fake_ashd: Any, frame: Any) -> None:
+def test_follow_until_done_replays_after_an_id_and_ends_when_the_server_does(fake_ashd: Any, frame: Any) -> None:
     fake_ashd.sse("GET", STREAM_PATH, [frame("text_delta", {"delta": "x"}, "4")])
-    events = list(AshdClient(fake_ashd.url).follow("s1", after=3))
+    events = list(AshdClient(fake_ashd.url).follow("s1", after=3, until_done=True))
     assert [e.id for e in events] == ["4"]
     assert fake_ashd.last().headers["last-event-id"] == "3"
+
+
+def three_turns(frame: Any) -> list[bytes]:
+    return [frame(name, {"sessionId": "s1"}, str(seq))
+            for turn in range(3) for seq, name in ((turn * 2 + 1, "session_start"), (turn * 2 + 2, "done"))]
+
+
+def test_follow_goes_past_each_done_and_reopens_until_the_session_ends(fake_ashd: Any, frame: Any) -> None:
+    fake_ashd.sse("GET", STREAM_PATH, three_turns(frame))  # replayed in full on every (re)connect
+    fake_ashd.json("GET", "/api/sessions/s1", {"session": {"id": "s1", "status": "ended"}})
+    events = list(AshdClient(fake_ashd.url).follow("s1"))
+    assert [(e.event, e.id) for e in events] == [(n, str(i)) for i, n in enumerate(
+        ["session_start", "done"] * 3, start=1)]  # all three turns, each event once
+    streams = [r for r in fake_ashd.requests if r.path == STREAM_PATH]
+    assert streams[0].query == "follow=true" and "last-event-id" not in streams[0].headers
+
+
+def test_follow_reconnects_after_the_last_event_while_the_session_lives(fake_ashd: Any, frame: Any) -> None:
+    fake_ashd.sse("GET", STREAM_PATH, three_turns(frame))
+    fake_ashd.json("GET", "/api/sessions/s1", {"session": {"id": "s1", "status": "active"}})
+    events = AshdClient(fake_ashd.url).follow("s1", after=2)
+    assert [e.id for e in itertools.islice(events, 4)] == ["3", "4", "5", "6"]
+    rest: list[Any] = []
+    consumer = threading.Thread(target=lambda: rest.extend(events), daemon=True)
+    consumer.start()
+
+    def streams() -> list[Any]:
+        return [r for r in fake_ashd.requests if r.path == STREAM_PATH]
+
+    deadline = time.monotonic() + 60
+    while len(streams()) < 2 and time.monotonic() < deadline:  # a closed stream of a live session is reopened
+        time.sleep(0.05)
+    assert len(streams()) >= 2 and streams()[-1].headers["last-event-id"] == "6"
+    fake_ashd.json("GET", "/api/sessions/s1", {"session": {"id": "s1", "status": "ended"}})
+    consumer.join(60)
+    assert not consumer.is_alive() and rest == []  # the replay repeated nothing; the end ended it

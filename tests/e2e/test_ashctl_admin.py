@@ -73,7 +73,7 @@ def test_session_commands(ashd_sqlite: AshdProcess, tmp_path: Path) -> None:
     assert ok(ashctl(d, "session", "exec", sid, "cat bundled.txt")) == "from a bundle\n"
 
     # the stream and the timeline
-    tail = ok(ashctl(d, "session", "tail", sid, "--json")).splitlines()
+    tail = ok(ashctl(d, "session", "tail", sid, "--json", "--until-done")).splitlines()
     assert json.loads(tail[-1])["event"] == "done"
     events = as_json(ashctl(d, "session", "events", sid, "--json", "--type", "tool_start"))
     assert events["events"]  # type: ignore[index]

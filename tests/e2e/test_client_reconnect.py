@@ -71,6 +71,6 @@ def test_follow_resumes_too(ashd_sqlite: AshdProcess) -> None:
     list(direct.send_message(sid, SLOW))
     with cutting_proxy(ashd_sqlite.port, {0: CUT_AFTER_BYTES}) as proxy:
         follower = AshdClient(f"http://127.0.0.1:{proxy.port}", ashd_sqlite.key)
-        events = list(follower.follow(sid, after=0))
+        events = list(follower.follow(sid, after=0, until_done=True))
         assert proxy.cut.is_set()
     _check(events, _stored(ashd_sqlite, sid))

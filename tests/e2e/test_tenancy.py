@@ -38,7 +38,7 @@ SECRET = "internal-secret-for-tests-7c1f0e9d"
 ORIGIN = "https://app.example"
 A_AGENT = "tenancy-a-agent"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-PUBLIC = {"/health", "/openapi.json", "/docs", "/docs/static/{}"}
+PUBLIC = {"/health", "/health/live", "/health/ready", "/openapi.json", "/docs", "/docs/static/{}"}
 
 
 @dataclass(frozen=True)
@@ -409,6 +409,8 @@ def test_health_is_minimal_without_a_key_and_tenant_scoped_with_one(world: World
     assert {"activeSessions", "activeSandboxes", "pool", "coordinatorId"} <= set(full_a)
     assert full_a["activeSessions"] >= 1
     assert world.b.get("/health").json()["activeSessions"] == 0
+    assert set(httpx.get(f"{world.daemon.url}/health/live").json()) == {"status", "version"}
+    assert httpx.get(f"{world.daemon.url}/health/ready").json() == {"status": "ready"}  # probes: no tenant data
 
 
 def test_cors_reflects_listed_origins_on_json_errors_preflight_and_sse(world: World) -> None:

@@ -81,3 +81,9 @@ def test_resolve_agent_path(tmp_path: Path) -> None:
     with pytest.raises(BadRequest, match=r"CLAUDE\.md"):
         agent_path.resolve(PathRules(), str(tmp_path / "empty"), True)
     assert deploy._safe_relative("./a/b", "f") == PurePosixPath("a/b")
+
+
+@pytest.mark.parametrize("key", ["model", "systemPrompt"])
+def test_a_nul_character_is_a_400_naming_the_field_not_a_database_error(key: str) -> None:
+    with pytest.raises(BadRequest, match=f"{key} must not contain NUL"):
+        SessionOptions.from_request({key: "claude\x00x"})
