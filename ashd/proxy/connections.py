@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,20 @@ class ConnectionTable:
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return slot
+
+    async def serve(self, sandbox_id: str, writer: asyncio.StreamWriter,
+                    handle: Callable[[Slot], Awaitable[None]],
+                    refuse: Callable[[asyncio.StreamWriter, int], Awaitable[None]]) -> None:
+        """Run ``handle`` for one connection with its slot (released after), or ``refuse`` it
+        at once when the sandbox is at its cap. Proxy loop thread."""
+        slot = self.admit(sandbox_id, writer)
+        if slot is None:
+            await refuse(writer, self.max_per_sandbox)
+            return
+        try:
+            await handle(slot)
+        finally:
+            self.release(slot)
 
     def release(self, slot: Slot) -> None:
         slots = self._open.get(slot.sandbox_id)

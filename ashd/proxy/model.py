@@ -97,14 +97,8 @@ class ModelProxy:
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self._hold(asyncio.current_task())
-            slot = self.connections.admit(sandbox_id, writer)
-            if slot is None:
-                await _refuse_connection(writer, self.connections.max_per_sandbox)
-                return
-            try:
-                await self._handle(gate, slot, reader, writer)
-            finally:
-                self.connections.release(slot)
+            await self.connections.serve(sandbox_id, writer, lambda slot: self._handle(gate, slot, reader, writer),
+                                         _refuse_connection)
 
         server = self._loop.serve(sock, handle)  # type: ignore[arg-type]
         with self._lock:
