@@ -184,7 +184,8 @@ def config_page() -> str:
     out += [".SH ENVIRONMENT",
             esc("Each of these variables, when set and not empty, overrides the key it names."),
             tagged([(k.env, k.dotted) for k in keys if k.env]
-                   + [("ASHD_CONFIG", "the configuration file, when --config is not given")], indent=30),
+                   + [("ASHD_CONFIG", "the configuration file, when --config is not given")],
+                   indent=max(len(k.env) for k in keys if k.env) + 2),
             ".SH FILES",
             tagged([("/etc/ashd/ashd.toml", "this file, as installed with the systemd unit"),
                     ("/etc/ashd/ashd.env", "environment file of the systemd unit: the place for secrets"),
@@ -248,7 +249,8 @@ def ashd_page() -> str:
             ("2", "invalid configuration or usage; the message names the key and its source")], indent=6)),
         ("environment", paragraphs("Each variable sets one configuration key (see ashd.toml(5)):")
          + "\n" + tagged([(k.env, k.dotted) for k in keys if k.env]
-                         + [("ASHD_CONFIG", "the configuration file, when --config is not given")], indent=30)),
+                         + [("ASHD_CONFIG", "the configuration file, when --config is not given")],
+                         indent=max(len(k.env) for k in keys if k.env) + 2)),
         ("files", tagged([
             ("/etc/ashd/ashd.toml", "the configuration file of the systemd unit; see ashd.toml(5)"),
             ("/etc/ashd/ashd.env", "its environment file: secrets such as ANTHROPIC_API_KEY (mode 0600)"),

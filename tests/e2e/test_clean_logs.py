@@ -75,7 +75,7 @@ def interrupted_turn(c: httpx.Client, sid: str) -> None:
     assert bodies and "event: done" in bodies[0]
 
 
-def test_a_normal_day_logs_no_tracebacks(ashd_sqlite: AshdProcess) -> None:
+def test_a_normal_day_logs_no_tracebacks(ashd_sqlite: AshdProcess, tmp_path: Path) -> None:
     daemon = ashd_sqlite
     with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=120) as c:
         c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
@@ -92,10 +92,13 @@ def test_a_normal_day_logs_no_tracebacks(ashd_sqlite: AshdProcess) -> None:
         other = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
         worker, started, _ = long_turn(c, other)  # still running when ashd shuts down
         assert started.wait(120), "the last turn never streamed"
+        # The ended session's folder (and its sandbox.log) is gone; its lines stay in the ring.
+        ended_log = tmp_path / f"{sid}.log"
+        ended_log.write_text("".join(line["text"] + "\n" for line in c.get(f"/api/sessions/{sid}/logs").json()["logs"]))
         assert daemon.stop() == 0
         worker.join(120)
 
-    sandbox_logs = sorted((daemon.data_dir / "sandboxes").glob("*/sandbox.log"))
+    sandbox_logs = [*sorted((daemon.data_dir / "sandboxes").glob("*/sandbox.log")), ended_log]
     assert len(sandbox_logs) == 2 and all("CLI connected" in p.read_text() for p in sandbox_logs)
     log = daemon.log_path.read_text()
     assert "409 POST" in log and "ashd stopped" in log  # the day happened and ended cleanly

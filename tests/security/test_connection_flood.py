@@ -10,6 +10,7 @@ its processes, and SIGTERM stops ashd in bounded time with nothing left behind.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -123,19 +124,22 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "ASH_INTERNAL_SECRET": SECRET, "ASH_SANDBOX_MOUNT_ROOT": str(mount_root)},
             wrap=["prlimit", "--nofile=1024:1024", "--"])
         daemon.start()
+        a = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60)
+        b = httpx.Client(base_url=daemon.url, timeout=60)
         try:
-            a = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60)
             a.post("/api/agents", json={"name": "flood", "path": str(agent)}).raise_for_status()
             minted = httpx.post(f"{daemon.url}/api/internal/api-keys", json={"tenantId": "tenant-b"},
                                 headers={"Authorization": f"Bearer {SECRET}"}, timeout=30)
             assert minted.status_code == 201, minted.text
-            b = httpx.Client(base_url=daemon.url, headers={"Authorization": f"Bearer {minted.json()['key']}"},
-                             timeout=60)
-            b.post("/api/agents", json={"name": "calm", "path": str(agent)}).raise_for_status()
+            b.headers["Authorization"] = f"Bearer {minted.json()['key']}"
+            # A tenant deploys by upload (deploying a server folder is the operator's).
+            b.post("/api/agents", json={"name": "calm", "files": [
+                {"path": str(f.relative_to(agent)), "content": base64.b64encode(f.read_bytes()).decode()}
+                for f in sorted(agent.rglob("*")) if f.is_file()]}).raise_for_status()
             yield {"daemon": daemon, "a": a, "b": b, "mount_root": mount_root}
+        finally:
             a.close()
             b.close()
-        finally:
             daemon.stop(timeout=180)
             with contextlib.suppress(OSError):
                 mount_root.rmdir()  # ashd removes what it made inside; the root is this test's

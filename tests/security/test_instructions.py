@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,12 @@ def _kill_bridge(daemon: AshdProcess, sid: str) -> None:
     assert len(bridges) == 1, bridges
     os.kill(bridges[0].pid, signal.SIGKILL)
     psutil.wait_procs(bridges, timeout=30)
+    # Wait until ashd has judged the crash (a message sent in the instant before that meets
+    # the dead agent and ends in error + done; the one after restarts it).
+    deadline = time.monotonic() + 60
+    while f"session {sid} lost its agent process" not in daemon.log(tail=None):
+        assert time.monotonic() < deadline, "ashd never noticed the killed bridge"
+        time.sleep(0.05)
 
 
 def test_what_the_agent_writes_to_claude_md_never_reaches_the_model_as_instructions(
