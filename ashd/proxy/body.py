@@ -24,8 +24,11 @@ Refused, not stripped: the CLI never sends any of these in its own turns (its We
 sends a side request whose only tool is ``web_search_…``; stripping that tool would leave
 a request that cannot do what it asks), so a refusal is visible and honest.
 
-What is forwarded is the parsed body serialised again (ASCII JSON): the upstream parses
-exactly what was checked, so duplicate keys or other parser differences cannot hide a field.
+The body is forwarded as received, so the upstream must read it as this check did: it must
+be UTF-8, and an object with a duplicate key is refused (parsers disagree on which value
+wins: ``"mcp_servers": [...], "mcp_servers": null`` would pass a last-wins check and reach a
+first-wins upstream). Refusing duplicates in the parse costs less than serialising the
+body again.
 ``anthropic-beta`` values that enable a feature the policy does not allow are dropped from
 the header (:func:`filter_betas`): the body is the gate, the header is defence in depth, and
 a CLI that names such a beta routinely keeps working.
@@ -78,13 +81,15 @@ class BodyPolicy:
         return cls(names, max_bytes)
 
 
-def check_body(raw: bytes, policy: BodyPolicy) -> bytes:
-    """The body to forward: ``raw`` parsed, checked and serialised again. Raises BodyRefused."""
+def check_body(raw: bytes, policy: BodyPolicy) -> None:
+    """Check a whole request body; returns when it may be forwarded as is. Raises BodyRefused."""
     if len(raw) > policy.max_bytes:
         raise too_large(policy)
     try:
-        doc = json.loads(raw)
-    except ValueError as exc:  # includes invalid UTF-8
+        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_object)
+    except UnicodeDecodeError:
+        raise BodyRefused(400, "the request body is not valid JSON: it is not UTF-8") from None
+    except ValueError as exc:
         raise BodyRefused(400, f"the request body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(doc, dict):
         raise BodyRefused(400, "the request body must be a JSON object")
@@ -95,7 +100,6 @@ def check_body(raw: bytes, policy: BodyPolicy) -> bytes:
             _check_blocks(message["content"], f"messages[{i}].content", policy)
     if isinstance(doc.get("system"), list):
         _check_blocks(doc["system"], "system", policy)
-    return json.dumps(doc, separators=(",", ":")).encode("ascii")
 
 
 def too_large(policy: BodyPolicy) -> BodyRefused:
@@ -114,6 +118,23 @@ def filter_betas(values: Iterable[str], policy: BodyPolicy) -> str | None:
 def _beta_allowed(beta: str, policy: BodyPolicy) -> bool:
     lowered = beta.lower()
     return all(not lowered.startswith(prefix) or name in policy.allowed for prefix, name in FEATURE_BETAS)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise BodyRefused(400, f"the request body repeats the key {_duplicate(pairs)[:80]!r} in one object; the "
+                               "model proxy forwards only bodies every JSON parser reads the same way")
+    return obj
+
+
+def _duplicate(pairs: list[tuple[str, Any]]) -> str:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return key
+        seen.add(key)
+    return ""
 
 
 def _check_fields(doc: dict[str, Any], policy: BodyPolicy) -> None:

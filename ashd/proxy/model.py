@@ -176,12 +176,13 @@ class ModelProxy:
         await self._forward(gate, slot, head, where, body, writer)
 
     async def _checked_body(self, gate: Gate, slot: Slot, head: http1.Head, reader: asyncio.StreamReader) -> bytes:
-        """The body to forward, read whole and checked (:mod:`ashd.proxy.body`). Raises BodyRefused."""
+        """The body, read whole and checked (:mod:`ashd.proxy.body`), to forward as is. Raises BodyRefused."""
         if (head.length or 0) > self._policy.max_bytes:
             raise too_large(self._policy)  # refused before reading it
         try:
             raw = await http1.read_body(head, reader, self._policy.max_bytes, progress=slot.touch)
-            return check_body(raw, self._policy)
+            check_body(raw, self._policy)
+            return raw
         except http1.BodyTooLarge:
             raise too_large(self._policy) from None
         except BodyRefused as refused:

@@ -169,7 +169,8 @@ def test_smuggled_features_never_reach_the_upstream(harness: Harness, upstream: 
 @pytest.mark.parametrize(("raw", "says"), [
     (b'{"model": "x", "messages": [', "not valid JSON"),
     (b'{"model": "x"} {"mcp_servers": [1]}', "not valid JSON"),
-    (b'{"model": "\xff\xfe"}', "not valid JSON"),
+    (b'{"model": "\xff\xfe"}', "not UTF-8"),
+    ('{"mcp_servers": [1]}'.encode("utf-16"), "not UTF-8"),
     (b'[{"mcp_servers": [1]}]', "JSON object"),
     (b"", "not valid JSON"),
     (b'{"tools": {"type": "web_search_20250305"}}', "tools must be a list"),
@@ -237,21 +238,19 @@ def test_a_chunked_body_with_client_tools_is_forwarded_whole_with_its_length(cap
         h.close()
 
 
-def test_what_is_forwarded_is_what_was_checked(capturing: CapturingUpstream) -> None:
-    """Duplicate keys: the check sees the last value; an upstream parser might take the first.
-    The proxy forwards the body it parsed, serialised again, with its own content-length."""
-    h = Harness(f"http://127.0.0.1:{capturing.port}")
-    try:
-        raw = (b'{"model": "m", "mcp_servers": [{"type": "url", "url": "https://attacker.example/mcp"}], '
-               b'"mcp_servers": null, "messages": [], "tools": [{"type": "web_search_20250305"}], "tools": []}')
-        assert status_of(post(h, raw, chunk=7)) == 200
-        head, _, sent = capturing.requests[-1].partition(b"\r\n\r\n")
-        assert b"attacker" not in sent and b"web_search" not in sent
-        assert json.loads(sent) == {"model": "m", "mcp_servers": None, "messages": [], "tools": []}
-        assert f"content-length: {len(sent)}".encode() in head.lower()
-        assert b"transfer-encoding" not in head.lower()
-    finally:
-        h.close()
+@pytest.mark.parametrize("raw", [
+    b'{"model": "m", "mcp_servers": [{"type": "url", "url": "https://attacker.example/mcp"}], "mcp_servers": null}',
+    b'{"model": "m", "tools": [{"type": "web_search_20250305", "name": "w", "type": "custom"}]}',
+    b'{"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "u", '
+    b'"type": "base64"}}]}]}',
+])
+def test_duplicate_keys_are_refused(harness: Harness, upstream: Upstream, raw: bytes) -> None:
+    """Parsers disagree on which of two equal keys wins: the check would see the last value, a
+    first-wins upstream the smuggled one. The proxy forwards bodies as received, so it refuses them."""
+    answer = post(harness, raw, chunk=7)
+    assert status_of(answer) == 400, answer[:400]
+    assert "repeats the key" in error_of(answer)["message"]
+    nothing_reached(upstream)
 
 
 @pytest.mark.parametrize(("allowed", "kept"), [
