@@ -55,6 +55,7 @@ STRIP = ("x-api-key", "authorization", "proxy-authorization", "connection", "kee
          "proxy-connection", "te", "upgrade", "accept-encoding", "expect", "content-length", "transfer-encoding",
          "anthropic-beta")
 UPSTREAM_TIMEOUT_S = 30.0
+READING_PER_SANDBOX = 2  # request bodies a sandbox may have ashd read (and hold) at once
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Gate:
     requests: int = 0
     upstream_key: Secret | None = None  # the session's stored credential; None: the daemon's key
     refused: set[str] = field(default_factory=set)  # features refused so far (logged once each)
+    reading: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(READING_PER_SANDBOX))
 
 
 OnUsage = Callable[[Gate, Usage], None]
@@ -168,19 +170,19 @@ class ModelProxy:
             return await _reply(writer, 401, "authentication_error", "invalid session token")
         if _over_budget(gate):
             return await _reply(writer, 400, "invalid_request_error", _budget_message(gate))
-        try:
-            body = await self._checked_body(gate, slot, head, reader)
-        except BodyRefused as refused:
-            return await _reply(writer, refused.status, refused.kind, refused.message)
         gate.requests += 1
-        await self._forward(gate, slot, head, where, body, writer)
+        await self._forward(gate, slot, head, where, reader, writer)
 
     async def _checked_body(self, gate: Gate, slot: Slot, head: http1.Head, reader: asyncio.StreamReader) -> bytes:
-        """The body, read whole and checked (:mod:`ashd.proxy.body`), to forward as is. Raises BodyRefused."""
+        """The body, read whole and checked (:mod:`ashd.proxy.body`), to forward as is. Raises BodyRefused.
+
+        A sandbox reads at most READING_PER_SANDBOX bodies at once (others wait their turn): an
+        agent dripping many large bodies holds at most that many times max_bytes of ashd's memory."""
         if (head.length or 0) > self._policy.max_bytes:
             raise too_large(self._policy)  # refused before reading it
         try:
-            raw = await http1.read_body(head, reader, self._policy.max_bytes, progress=slot.touch)
+            async with gate.reading:
+                raw = await http1.read_body(head, reader, self._policy.max_bytes, progress=slot.touch)
             check_body(raw, self._policy)
             return raw
         except http1.BodyTooLarge:
@@ -192,8 +194,12 @@ class ModelProxy:
                             "in this session are not logged", gate.session_id, refused.feature, refused.message)
             raise
 
-    async def _forward(self, gate: Gate, slot: Slot, head: http1.Head, where: Route, body: bytes,
-                       writer: asyncio.StreamWriter) -> None:
+    async def _forward(self, gate: Gate, slot: Slot, head: http1.Head, where: Route,
+                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            body = await self._checked_body(gate, slot, head, reader)
+        except BodyRefused as refused:
+            return await _reply(writer, refused.status, refused.kind, refused.message)
         up_reader, up_writer = await asyncio.wait_for(self._connect(), UPSTREAM_TIMEOUT_S)
         slot.extra.append(up_writer)
         try:
@@ -203,7 +209,9 @@ class ModelProxy:
             betas = filter_betas((v for k, v in head.headers if k.lower() == "anthropic-beta"), self._policy)
             if betas is not None:
                 headers.append(("anthropic-beta", betas))
-            up_writer.write(http1.encode_head(f"{where.method} {self._prefix}{where.target} HTTP/1.1", headers) + body)
+            up_writer.write(http1.encode_head(f"{where.method} {self._prefix}{where.target} HTTP/1.1", headers))
+            up_writer.write(body)
+            del body  # sent: not held while the reply streams
             await up_writer.drain()
             resp = await http1.read_head(up_reader)
             if resp is None:

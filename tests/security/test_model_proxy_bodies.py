@@ -279,3 +279,28 @@ def test_a_refusal_is_logged_once_per_session_and_feature(harness: Harness, upst
     assert len(lines) == 1 and "s1" in lines[0] and "mcp_servers" in lines[0], lines
     nothing_reached(upstream)
 
+
+
+def test_a_sandbox_has_at_most_two_bodies_read_at_once(harness: Harness, upstream: Upstream) -> None:
+    """Bodies are held whole while read: an agent dripping large bodies on many connections
+    must not make ashd hold one per connection. Two stalled bodies make the next request wait
+    (it is answered once one of them goes away)."""
+    head = (f"POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {harness.token}\r\n"
+            "content-length: 1000000\r\n\r\n{\"model\": \"m\", ").encode()
+    stalled = [socket.create_connection(("127.0.0.1", harness.port)) for _ in range(2)]
+    try:
+        for sock in stalled:
+            sock.sendall(head)
+        with socket.create_connection(("127.0.0.1", harness.port), timeout=30) as third:
+            body = json.dumps(messages_body()).encode()
+            third.sendall(f"POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {harness.token}\r\n"
+                          f"content-length: {len(body)}\r\n\r\n".encode() + body)
+            third.settimeout(1.0)
+            with pytest.raises(TimeoutError):
+                third.recv(1)  # waiting for a reading slot
+            stalled[0].close()
+            third.settimeout(30)
+            assert third.recv(12) == b"HTTP/1.1 200"
+    finally:
+        for sock in stalled:
+            sock.close()
