@@ -76,8 +76,8 @@ class BodyPolicy:
         names = frozenset(n.strip() for n in allowed.split(",") if n.strip())
         for name in names:
             if not NAME.match(name) or DATE_SUFFIX.search(name):
-                raise ValueError(f"{name!r} is not a server tool name: lower case, without the date suffix "
-                                 "(web_search, not web_search_20250305)")
+                raise ValueError(f"{name!r} is neither a tool type without its date suffix (web_search, not "
+                                 f"web_search_20250305) nor one of {', '.join(FEATURES)}")
         return cls(names, max_bytes)
 
 

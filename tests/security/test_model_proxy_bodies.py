@@ -7,16 +7,22 @@ oversized, duplicate keys) arrive exactly as written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ashd.scripted.server import ScriptedModel
+from tests.security.conftest import Agent
 from tests.support.cutting_proxy import CuttingProxy, cutting_proxy
+from tests.support.daemon import AshdProcess
 from tests.support.model_proxy import Harness, status_of
 
 Upstream = tuple[ScriptedModel, CuttingProxy]
@@ -304,3 +310,33 @@ def test_a_sandbox_has_at_most_two_bodies_read_at_once(harness: Harness, upstrea
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_the_real_clis_web_search_is_refused_and_its_turns_go_on(tmp_path: Path) -> None:
+    """Through a running ashd, the agent's own CLI: its WebSearch tool asks the provider for
+    the server tool web_search in a side request; the proxy refuses it (nothing reaches the
+    model), the tool reports the refusal to the model, and the session's turns go on."""
+    agent = tmp_path / "agent"
+    agent.mkdir()
+    (agent / "CLAUDE.md").write_text("You are the body check test agent.\n")
+    mount_root = Path("/run") / f"ashd-bodies-{uuid.uuid4().hex[:8]}"
+    with ScriptedModel() as model:
+        daemon = AshdProcess(tmp_path / "data", model.base_url, None,
+                             {"ASH_SANDBOX_MOUNT_ROOT": str(mount_root)}).start()
+        try:
+            client = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60)
+            client.post("/api/agents", json={"name": "bodies", "path": str(agent)}).raise_for_status()
+            resp = client.post("/api/sessions", json={"agent": "bodies"})
+            assert resp.status_code == 201, resp.text
+            session = Agent(client, resp.json()["session"]["id"])
+            session.turn('[[tool: ToolSearch {"query": "select:WebSearch", "max_results": 5}]]')
+            events = session.turn('[[tool: WebSearch {"query": "ashd model proxy"}]]')
+            results = json.dumps([d for n, d in events if n == "tool_result"])
+            assert "ashd model proxy refused" in results and "proxy.allowed_server_tools" in results, events
+            assert not [r for r in model.requests() if "web_search" in json.dumps((r.body or {}).get("tools"))]
+            assert "after the refusal" in json.dumps(session.turn("[[say: after the refusal]]"))
+            client.close()
+        finally:
+            daemon.stop(timeout=120)
+            with contextlib.suppress(OSError):
+                mount_root.rmdir()  # ashd removes what it made inside; the root is this test's
