@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ashd.errors import ConfigError
+from ashd.proxy.body import BodyPolicy
 
 
 class Secret:
@@ -160,6 +161,11 @@ class ProxyConfig:
     # No byte either way for this long closes a proxied connection. As long as the CLI's own
     # request timeout (10 min): a non-streamed reply sends nothing until it was generated whole.
     idle_timeout_s: float = 600.0
+    max_request_bytes: int = 32 * 1024 * 1024  # largest request body the model proxy reads and checks; more: 413
+    # Comma list of what model requests may ask the provider to do outside the sandbox:
+    # server tool types without the date suffix (web_search, web_fetch, code_execution, ...)
+    # and mcp_servers, container, files, urls. Empty: all refused (400).
+    allowed_server_tools: str = ""
 
 
 @dataclass(frozen=True)
@@ -254,6 +260,8 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("proxy.egress_pins", "ASH_EGRESS_PINS"),
     ("proxy.max_connections_per_sandbox", "ASH_PROXY_MAX_CONNECTIONS"),
     ("proxy.idle_timeout_s", "ASH_PROXY_IDLE_TIMEOUT_S"),
+    ("proxy.max_request_bytes", "ASH_PROXY_MAX_REQUEST_BYTES"),
+    ("proxy.allowed_server_tools", "ASH_PROXY_ALLOWED_SERVER_TOOLS"),
     ("max_attachment_size", "ASH_MAX_ATTACHMENT_SIZE"),
     ("queue.workers", "ASH_QUEUE_WORKERS"),
     ("queue.poll_interval_s", "ASH_QUEUE_POLL_INTERVAL_S"),
@@ -462,6 +470,13 @@ def _validate_sandbox(sb: SandboxConfig, proxy: ProxyConfig) -> None:
     if not proxy.idle_timeout_s >= 1:
         raise ConfigError(f"proxy.idle_timeout_s (ASH_PROXY_IDLE_TIMEOUT_S) must be at least 1 second, "
                           f"got {proxy.idle_timeout_s}")
+    if not 1024 <= proxy.max_request_bytes <= 1024 ** 3:
+        raise ConfigError("proxy.max_request_bytes (ASH_PROXY_MAX_REQUEST_BYTES) must be 1024..1073741824, "
+                          f"got {proxy.max_request_bytes}")
+    try:
+        BodyPolicy.parse(proxy.allowed_server_tools)
+    except ValueError as exc:
+        raise ConfigError(f"proxy.allowed_server_tools (ASH_PROXY_ALLOWED_SERVER_TOOLS): {exc}") from None
     for pin in filter(None, (p.strip() for p in proxy.egress_pins.split(","))):
         host, sep, addr = pin.partition("=")
         if not sep or not host or not addr:

@@ -23,6 +23,10 @@ class HttpError(Exception):
     pass
 
 
+class BodyTooLarge(HttpError):
+    """A body went past the limit its reader set."""
+
+
 @dataclass
 class Head:
     start: str  # "POST /v1/messages HTTP/1.1" or "HTTP/1.1 200 OK"
@@ -152,12 +156,12 @@ async def relay_body(head: Head, reader: asyncio.StreamReader, writer: asyncio.S
 
 async def read_body(head: Head, reader: asyncio.StreamReader, limit: int, until_eof: bool = False,
                     progress: Progress | None = None) -> bytes:
-    """The whole decoded body, for bodies small enough to hold; HttpError past ``limit`` bytes."""
+    """The whole decoded body, for bodies small enough to hold; BodyTooLarge past ``limit`` bytes."""
     out = bytearray()
 
     def take(data: bytes) -> None:
         if len(out) + len(data) > limit:
-            raise HttpError(f"body larger than {limit} bytes")
+            raise BodyTooLarge(f"body larger than {limit} bytes")
         out.extend(data)
 
     sink = _Sink()

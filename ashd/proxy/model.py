@@ -10,10 +10,14 @@ token, which the CLI inside uses as its API key. Per connection, then per reques
    reaches the upstream), answering the CLI's ``/api/hello`` probe itself;
 2. checks the token with ``hmac.compare_digest`` (401 otherwise, before the secret is touched);
 3. refuses when the session's ``maxBudgetUsd`` is spent (400, Anthropic's error shape);
+3b. reads the body whole (at most ``proxy.max_request_bytes``, else 413) and refuses what
+   asks the provider to act outside the sandbox - server tools, ``mcp_servers``,
+   ``container``, stored-file and URL sources - unless the operator allowed it by name
+   (:mod:`ashd.proxy.body`; 400 naming the field); betas enabling those are dropped;
 4. strips ``x-api-key``, ``authorization``, ``proxy-authorization`` and hop-by-hop headers,
    injects the session's own stored credential if it has one (``Gate.upstream_key``), else
-   the daemon's real key (or bearer token), and streams the request to the upstream and the
-   response back without buffering (one request per connection: ``Connection: close``);
+   the daemon's real key (or bearer token), sends the checked body with its length, and
+   streams the response back without buffering (one request per connection: ``Connection: close``);
 5. meters a streamed reply as it passes: ``Gate.spent_usd`` follows every relayed piece, a
    reply that crosses the budget is ended with an SSE ``error`` event (or cut) and its
    upstream connection closed, and whatever was relayed is charged however the stream ends
@@ -34,11 +38,12 @@ import secrets
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ashd.config import Secret
 from ashd.proxy import http1
+from ashd.proxy.body import BodyPolicy, BodyRefused, check_body, filter_betas, too_large
 from ashd.proxy.connections import ConnectionTable, Slot
 from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import MAX_JSON_BYTES, Meter, Usage
@@ -47,8 +52,10 @@ from ashd.proxy.route import MESSAGES, Route, RouteRefused, route
 log = logging.getLogger(__name__)
 
 STRIP = ("x-api-key", "authorization", "proxy-authorization", "connection", "keep-alive", "host",
-         "proxy-connection", "te", "upgrade", "accept-encoding", "expect")
+         "proxy-connection", "te", "upgrade", "accept-encoding", "expect", "content-length", "transfer-encoding",
+         "anthropic-beta")
 UPSTREAM_TIMEOUT_S = 30.0
+READING_PER_SANDBOX = 2  # request bodies a sandbox may have ashd read (and hold) at once
 
 
 @dataclass
@@ -63,6 +70,8 @@ class Gate:
     spent_usd: float = 0.0
     requests: int = 0
     upstream_key: Secret | None = None  # the session's stored credential; None: the daemon's key
+    refused: set[str] = field(default_factory=set)  # features refused so far (logged once each)
+    reading: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(READING_PER_SANDBOX))
 
 
 OnUsage = Callable[[Gate, Usage], None]
@@ -74,7 +83,8 @@ class BudgetCrossed(Exception):
 
 class ModelProxy:
     def __init__(self, loop: ProxyLoop, upstream: str, api_key: str, auth_token: str, on_usage: OnUsage,
-                 max_connections: int = 32, idle_timeout_s: float = 600.0) -> None:
+                 max_connections: int = 32, idle_timeout_s: float = 600.0,
+                 body_policy: BodyPolicy | None = None) -> None:
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"model upstream must be an http(s) URL, got {upstream!r}")
@@ -85,6 +95,7 @@ class ModelProxy:
         self._prefix = parts.path.rstrip("/")
         self._cred = ("authorization", f"Bearer {auth_token}") if auth_token else ("x-api-key", api_key)
         self._on_usage = on_usage
+        self._policy = body_policy or BodyPolicy()
         self._lock = threading.Lock()
         self._servers: dict[str, asyncio.Server] = {}
         self._handlers: set[asyncio.Task[object]] = set()  # proxy loop only
@@ -162,16 +173,46 @@ class ModelProxy:
         gate.requests += 1
         await self._forward(gate, slot, head, where, reader, writer)
 
+    async def _checked_body(self, gate: Gate, slot: Slot, head: http1.Head, reader: asyncio.StreamReader) -> bytes:
+        """The body, read whole and checked (:mod:`ashd.proxy.body`), to forward as is. Raises BodyRefused.
+
+        A sandbox reads at most READING_PER_SANDBOX bodies at once (others wait their turn): an
+        agent dripping many large bodies holds at most that many times max_bytes of ashd's memory."""
+        if (head.length or 0) > self._policy.max_bytes:
+            raise too_large(self._policy)  # refused before reading it
+        try:
+            async with gate.reading:
+                raw = await http1.read_body(head, reader, self._policy.max_bytes, progress=slot.touch)
+            check_body(raw, self._policy)
+            return raw
+        except http1.BodyTooLarge:
+            raise too_large(self._policy) from None
+        except BodyRefused as refused:
+            if refused.feature is not None and refused.feature not in gate.refused:
+                gate.refused.add(refused.feature)
+                log.warning("model proxy: session %s: refused a request using %r (%s); further refusals of it "
+                            "in this session are not logged", gate.session_id, refused.feature, refused.message)
+            raise
+
     async def _forward(self, gate: Gate, slot: Slot, head: http1.Head, where: Route,
                        reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            body = await self._checked_body(gate, slot, head, reader)
+        except BodyRefused as refused:
+            return await _reply(writer, refused.status, refused.kind, refused.message)
         up_reader, up_writer = await asyncio.wait_for(self._connect(), UPSTREAM_TIMEOUT_S)
         slot.extra.append(up_writer)
         try:
             cred = ("x-api-key", gate.upstream_key.reveal()) if gate.upstream_key is not None else self._cred
             headers = [*head.without(*STRIP), ("host", self._host_header()), cred,
-                       ("accept-encoding", "identity"), ("connection", "close")]
+                       ("accept-encoding", "identity"), ("connection", "close"), ("content-length", str(len(body)))]
+            betas = filter_betas((v for k, v in head.headers if k.lower() == "anthropic-beta"), self._policy)
+            if betas is not None:
+                headers.append(("anthropic-beta", betas))
             up_writer.write(http1.encode_head(f"{where.method} {self._prefix}{where.target} HTTP/1.1", headers))
-            await http1.relay_body(head, reader, up_writer, progress=slot.touch)
+            up_writer.write(body)
+            del body  # sent: not held while the reply streams
+            await up_writer.drain()
             resp = await http1.read_head(up_reader)
             if resp is None:
                 return await _reply(writer, 502, "api_error", "the model upstream closed the connection")

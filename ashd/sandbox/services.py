@@ -23,6 +23,7 @@ from typing import Any
 from ashd.config import Config, egress_pins
 from ashd.errors import SandboxFailed
 from ashd.metrics import Metrics
+from ashd.proxy.body import BodyPolicy
 from ashd.proxy.egress import EgressProxy
 from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import Usage
@@ -121,7 +122,8 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
     loop = ProxyLoop()
     cap, idle = config.proxy.max_connections_per_sandbox, config.proxy.idle_timeout_s
     model = ModelProxy(loop, config.model.base_url, config.model.api_key.reveal(),
-                       config.model.auth_token.reveal(), on_usage, max_connections=cap, idle_timeout_s=idle)
+                       config.model.auth_token.reveal(), on_usage, max_connections=cap, idle_timeout_s=idle,
+                       body_policy=BodyPolicy.parse(config.proxy.allowed_server_tools, config.proxy.max_request_bytes))
     oom = OomWatcher()
     mount_root.mkdir(parents=True, exist_ok=True)
     for part in (sb.mount_root, mount_root):

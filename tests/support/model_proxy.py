@@ -11,6 +11,7 @@ import json
 import socket
 import threading
 
+from ashd.proxy.body import MAX_REQUEST_BYTES, BodyPolicy
 from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import Usage
 from ashd.proxy.model import Gate, ModelProxy
@@ -20,12 +21,14 @@ REAL_KEY = "sk-real-key-for-proxy-tests"
 
 class Harness:
     def __init__(self, upstream: str, budget: float | None = None, max_connections: int = 32,
-                 idle_timeout_s: float = 600.0) -> None:
+                 idle_timeout_s: float = 600.0, allowed_server_tools: str = "",
+                 max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
         self.loop = ProxyLoop()
         self.usage: list[tuple[Gate, Usage]] = []
         self.metered = threading.Event()
         self.proxy = ModelProxy(self.loop, upstream, REAL_KEY, "", self._on_usage,
-                                max_connections=max_connections, idle_timeout_s=idle_timeout_s)
+                                max_connections=max_connections, idle_timeout_s=idle_timeout_s,
+                                body_policy=BodyPolicy.parse(allowed_server_tools, max_request_bytes))
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         sock.listen(4096)
