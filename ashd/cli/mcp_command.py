@@ -24,6 +24,8 @@ def register(commands: Any, leaf: Leaf) -> None:
 
 def _cmd_mcp(args: argparse.Namespace, ctx: Context) -> int:
     try:
+        import mcp  # noqa: F401  first, so that a missing extra is reported by its own name
+
         from ashd.mcp.server import serve
     except ImportError as exc:
         ctx.err.write(MISSING.format(reason=exc))
