@@ -11,12 +11,14 @@ unexpected bug is logged (with its traceback, on stderr) as well.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import anyio
 from mcp import types
+from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
@@ -26,7 +28,7 @@ from ashd.client.discovery import Target, missing_key_hint
 from ashd.client.errors import AshdConnectionError, AshdError
 from ashd.client.formatting import sentence_case
 from ashd.mcp.arguments import ArgumentError, check
-from ashd.mcp.tools import TOOLS, TOOLS_BY_NAME, Tool, TurnFailed
+from ashd.mcp.tools import TOOLS, TOOLS_BY_NAME, Progress, Tool, TurnFailed
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +53,11 @@ class ToolCaller:
         self._target = target
         self._client = AsyncAshdClient(target.url, target.api_key)
 
-    async def call(self, name: str, arguments: Mapping[str, Any] | None) -> types.CallToolResult:
+    async def call(self, name: str, arguments: Mapping[str, Any] | None, progress: Progress) -> types.CallToolResult:
         """Run tool ``name``; every failure is a result with ``is_error`` (never raises)."""
         try:
             tool = self._tool(name)
-            output = await tool.run(self._client, check(name, tool.input_schema, arguments or {}))
+            output = await tool.run(self._client, check(name, tool.input_schema, arguments or {}), progress)
         except (ArgumentError, TurnFailed) as exc:
             return _error(str(exc))
         except AshdError as exc:
@@ -91,8 +93,13 @@ def build_server(caller: ToolCaller) -> Server[Any]:
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return types.ListToolsResult(tools=[describe(tool) for tool in TOOLS])
 
-    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        return await caller.call(params.name, params.arguments)
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        steps = itertools.count(1)
+
+        async def progress(message: str) -> None:
+            await ctx.session.report_progress(next(steps), None, message)  # no-op without a token
+
+        return await caller.call(params.name, params.arguments, progress)
 
     return Server("ashd", version=__version__, instructions=INSTRUCTIONS,
                   on_list_tools=list_tools, on_call_tool=call_tool)

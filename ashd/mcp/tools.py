@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ashd.client.aio import AsyncAshdClient
+from ashd.client.events import ToolUse
 from ashd.mcp.reply import Reply
 from ashd.states import SessionStatus
 
@@ -39,7 +40,9 @@ class TurnFailed(Exception):
                          + (f"\nThe reply so far:\n{partial}" if partial else ""))
 
 
-Runner = Callable[[AsyncAshdClient, Args], Awaitable[Output]]
+Progress = Callable[[str], Awaitable[None]]
+"""Tells the MCP client how a long call is going (a no-op when it asked for no progress)."""
+Runner = Callable[[AsyncAshdClient, Args, Progress], Awaitable[Output]]
 
 
 @dataclass(frozen=True)
@@ -69,55 +72,57 @@ def _json(data: dict[str, Any]) -> Output:
     return Output(json.dumps(data, indent=2), data)
 
 
-async def _health(client: AsyncAshdClient, args: Args) -> Output:
+async def _health(client: AsyncAshdClient, args: Args, progress: Progress) -> Output:
     return _json(await client.health())
 
 
-async def _list_agents(client: AsyncAshdClient, args: Args) -> Output:
+async def _list_agents(client: AsyncAshdClient, args: Args, progress: Progress) -> Output:
     return _json({"agents": await client.list_agents()})
 
 
-async def _create_session(client: AsyncAshdClient, args: Args) -> Output:
+async def _create_session(client: AsyncAshdClient, args: Args, progress: Progress) -> Output:
     session = await client.create_session(args["agent"], model=args.get("model"),
                                           system_prompt=args.get("systemPrompt"))
     return _json({"session": session})
 
 
-async def _send_message(client: AsyncAshdClient, args: Args) -> Output:
+async def _send_message(client: AsyncAshdClient, args: Args, progress: Progress) -> Output:
     session_id = args["sessionId"]
     options = {"model": args["model"]} if "model" in args else {}
     reply = Reply()
     async for event in client.send_message(session_id, args["message"], **options):
         reply.add(event)
+        if isinstance(event, ToolUse):
+            await progress(f"the agent runs {event.name}")
     if reply.failure is not None:
         raise TurnFailed(session_id, reply.failure, reply.text)
     return Output(reply.text, {"sessionId": session_id, "reply": reply.text})
 
 
-async def _list_sessions(client: AsyncAshdClient, args: Args) -> Output:
+async def _list_sessions(client: AsyncAshdClient, args: Args, progress: Progress) -> Output:
     return _json({"sessions": await client.list_sessions(args.get("agent"), args.get("status"))})
 
 
-async def _get_session(client: AsyncAshdClient, args: Args) -> Output:
+async def _get_session(client: AsyncAshdClient, args: Args, progress: Progress) -> Output:
     return _json({"session": await client.get_session(args["sessionId"])})
 
 
-async def _end_session(client: AsyncAshdClient, args: Args) -> Output:
+async def _end_session(client: AsyncAshdClient, args: Args, progress: Progress) -> Output:
     return _json({"session": await client.end_session(args["sessionId"])})
 
 
 def _action(verb: Literal["pause", "resume"]) -> Runner:
-    async def run(client: AsyncAshdClient, args: Args) -> Output:
+    async def run(client: AsyncAshdClient, args: Args, progress: Progress) -> Output:
         return _json({"session": await client.session_action(args["sessionId"], verb)})
     return run
 
 
-async def _list_files(client: AsyncAshdClient, args: Args) -> Output:
+async def _list_files(client: AsyncAshdClient, args: Args, progress: Progress) -> Output:
     answer = await client.list_files(args["sessionId"], include_hidden=args.get("includeHidden", True))
     return _json(answer)
 
 
-async def _read_file(client: AsyncAshdClient, args: Args) -> Output:
+async def _read_file(client: AsyncAshdClient, args: Args, progress: Progress) -> Output:
     path = args["path"]
     data = await client.read_file(args["sessionId"], path)
     try:

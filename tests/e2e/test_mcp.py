@@ -87,7 +87,15 @@ def test_agents_as_mcp_tools(ashd_sqlite: AshdProcess, tmp_path: Path) -> None:
         assert text_of(said).strip() == "hello from mcp"
         assert data(said) == {"sessionId": session_id, "reply": text_of(said)}
 
-        await ok(session, "send_message", sessionId=session_id, message="[[bash: echo hi > f.txt]]")
+        progress: list[str | None] = []
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            progress.append(message)
+
+        bash = {"sessionId": session_id, "message": "[[bash: echo hi > f.txt]]"}
+        wrote = await session.call_tool("send_message", bash, progress_callback=on_progress)
+        assert not wrote.is_error, text_of(wrote)
+        assert "the agent runs Bash" in progress  # a long turn shows signs of life
         paths = [f["path"] for f in data(await ok(session, "list_files", sessionId=session_id))["files"]]
         assert "f.txt" in paths
         read = await ok(session, "read_file", sessionId=session_id, path="f.txt")
@@ -101,6 +109,8 @@ def test_agents_as_mcp_tools(ashd_sqlite: AshdProcess, tmp_path: Path) -> None:
 
         assert data(await ok(session, "pause_session", sessionId=session_id))["session"]["status"] == "paused"
         assert data(await ok(session, "resume_session", sessionId=session_id))["session"]["status"] == "active"
+        refused = await failed(session, "send_message", {"sessionId": session_id, "message": "[[error: 403 no entry]]"})
+        assert refused.startswith("the turn failed: ") and "403" in refused and f"(session {session_id})" in refused
         assert data(await ok(session, "end_session", sessionId=session_id))["session"]["status"] == "ended"
         after_end = await failed(session, "send_message", {"sessionId": session_id, "message": "hi"})
         assert after_end.startswith("the ashd server answered:") and "ended" in after_end
