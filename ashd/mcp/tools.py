@@ -5,23 +5,32 @@ names and shapes follow Ash's ``@ash-ai/mcp-server``, plus the workspace's files
 A tool's ``run`` coroutine gets arguments already checked against its schema and
 returns an :class:`Output`; it raises :class:`~ashd.client.errors.AshdError` /
 :class:`~ashd.client.errors.AshdConnectionError` from the client, and
-:class:`TurnFailed` when a turn ends in an error. No ``mcp`` import here.
+:class:`TurnFailed` when a turn ends in an error. A cancelled ``send_message`` (the MCP
+client's ``notifications/cancelled``) interrupts the agent's turn. No ``mcp`` import here.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio
+
+from ashd.client import calls
 from ashd.client.aio import AsyncAshdClient
+from ashd.client.errors import AshdConnectionError, AshdError
 from ashd.client.events import ToolUse
 from ashd.mcp.reply import Reply
 from ashd.states import SessionStatus
 
+logger = logging.getLogger(__name__)
+
 Args = Mapping[str, Any]
+INTERRUPT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -90,13 +99,28 @@ async def _send_message(client: AsyncAshdClient, args: Args, progress: Progress)
     session_id = args["sessionId"]
     options = {"model": args["model"]} if "model" in args else {}
     reply = Reply()
-    async for event in client.send_message(session_id, args["message"], **options):
-        reply.add(event)
-        if isinstance(event, ToolUse):
-            await progress(f"the agent runs {event.name}")
+    try:
+        async for event in client.send_message(session_id, args["message"], **options):
+            reply.add(event)
+            if isinstance(event, ToolUse):
+                await progress(f"the agent runs {event.name}")
+    except anyio.get_cancelled_exc_class():
+        await _interrupt(client, session_id)  # the MCP client gave up on the call: so does the agent
+        raise
     if reply.failure is not None:
         raise TurnFailed(session_id, reply.failure, reply.text)
     return Output(reply.text, {"sessionId": session_id, "reply": reply.text})
+
+
+async def _interrupt(client: AsyncAshdClient, session_id: str) -> None:
+    """Stop the session's running turn; shielded from the cancellation being handled."""
+    with anyio.CancelScope(shield=True) as scope:
+        scope.deadline = anyio.current_time() + INTERRUPT_TIMEOUT_S
+        try:
+            await client.call(calls.interrupt(session_id))
+        except (AshdError, AshdConnectionError) as exc:  # e.g. 409: the turn had just ended
+            logger.warning("could not interrupt the turn of session %s after the call was cancelled: %s",
+                           session_id, exc)
 
 
 async def _list_sessions(client: AsyncAshdClient, args: Args, progress: Progress) -> Output:

@@ -3,6 +3,7 @@ client over pipes (no TTY, no inherited stdin), against a real ashd with the hel
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 
 from ashd.client.agent_files import collect_agent_files
+from ashd.client.aio import AsyncAshdClient
 from ashd.client.client import AshdClient
 from tests.conftest import HELLO_AGENT
 from tests.support.daemon import AshdProcess
@@ -67,6 +69,28 @@ def data(result: types.CallToolResult) -> dict[str, Any]:
     return result.structured_content
 
 
+async def cancel_a_running_turn(session: ClientSession, daemon: AshdProcess, session_id: str) -> None:
+    """Cancel send_message once the agent runs a long command; the turn is then interrupted
+    (its result is ``error_during_execution``), instead of running on for ten minutes."""
+    with anyio.CancelScope() as call:
+        async def cancel_once_bash_runs(done: float, total: float | None, message: str | None) -> None:
+            if message == "the agent runs Bash":
+                call.cancel()  # the client sends notifications/cancelled
+
+        await session.call_tool("send_message", {"sessionId": session_id, "message": "[[bash: sleep 600]]"},
+                                progress_callback=cancel_once_bash_runs)
+    assert call.cancelled_caught
+    client = AsyncAshdClient(daemon.url, daemon.key)
+    with anyio.fail_after(120):
+        while "error_during_execution" not in await result_subtypes(client, session_id):
+            await anyio.sleep(0.2)
+
+
+async def result_subtypes(client: AsyncAshdClient, session_id: str) -> list[str]:
+    contents = [json.loads(m["content"]) for m in await client.list_messages(session_id, limit=1000)]
+    return [c.get("subtype", "") for c in contents if isinstance(c, dict) and c.get("type") == "result"]
+
+
 def test_agents_as_mcp_tools(ashd_sqlite: AshdProcess, tmp_path: Path) -> None:
     deploy_hello(ashd_sqlite)
     env = {"ASH_SERVER_URL": ashd_sqlite.url, "ASH_DATA_DIR": str(ashd_sqlite.data_dir)}
@@ -100,6 +124,10 @@ def test_agents_as_mcp_tools(ashd_sqlite: AshdProcess, tmp_path: Path) -> None:
         assert "f.txt" in paths
         read = await ok(session, "read_file", sessionId=session_id, path="f.txt")
         assert text_of(read) == "hi\n" and data(read)["encoding"] == "utf-8"
+
+        await cancel_a_running_turn(session, ashd_sqlite, session_id)
+        after = await ok(session, "send_message", sessionId=session_id, message="[[say: after the interrupt]]")
+        assert text_of(after).strip() == "after the interrupt"
 
         missing = await failed(session, "send_message", {"sessionId": session_id})
         assert "missing 'message'" in missing and "sessionId (string, required)" in missing
