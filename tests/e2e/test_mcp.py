@@ -45,7 +45,11 @@ def run_client(tmp_path: Path, env: dict[str, str], script: Callable[[ClientSess
                 assert initialized.server_info.name == "ashd"
                 await script(session)
 
-    anyio.run(main)
+    try:
+        anyio.run(main)
+    except BaseException as exc:
+        exc.add_note("ashctl mcp's stderr:\n" + (tmp_path / "ashctl-mcp.err").read_text(errors="replace"))
+        raise
 
 
 def text_of(result: types.CallToolResult) -> str:
