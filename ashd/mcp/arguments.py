@@ -22,8 +22,8 @@ def check(tool: str, schema: Mapping[str, Any], arguments: Any) -> dict[str, Any
     """Return ``arguments`` as a dict if they match ``schema``; else raise :class:`ArgumentError`."""
     errors = sorted(Draft202012Validator(schema).iter_errors(arguments), key=lambda e: list(e.path))
     if errors:
-        raise ArgumentError(f"invalid arguments for {tool}: {_problem(errors[0])}. "
-                            f"It takes: {signature(schema)}.")
+        problems = "; ".join(dict.fromkeys(_problem(error) for error in errors))
+        raise ArgumentError(f"invalid arguments for {tool}: {problems}. It takes: {signature(schema)}.")
     return dict(arguments)
 
 

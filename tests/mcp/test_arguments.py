@@ -37,6 +37,12 @@ def test_a_wrong_type_names_the_argument() -> None:
         "invalid arguments for send_message: 'sessionId': 7 is not of type 'string'.")
 
 
+def test_every_problem_is_named_at_once() -> None:
+    assert problem({"sesionId": "s1", "message": 5}).startswith(
+        "invalid arguments for send_message: missing 'sessionId'; unknown argument 'sesionId'; "
+        "'message': 5 is not of type 'string'.")
+
+
 def test_an_empty_string_is_refused() -> None:
     assert "'message'" in problem({"sessionId": "s1", "message": ""})
 
