@@ -272,7 +272,8 @@ def ashctl_page() -> str:
         (context.EXIT_SERVER_ERROR, "the server answered with an error (4xx or 5xx), or the turn failed "
                                     "(an error event, or a result marked is_error); session exec exits "
                                     "with the remote command's own status instead"),
-        (context.EXIT_USAGE, "usage error: bad arguments, or an agent folder that cannot be uploaded"),
+        (context.EXIT_USAGE, "usage error: bad arguments, an agent folder that cannot be uploaded, "
+                             "or ashctl mcp without the MCP package (pip install 'ashd[mcp]')"),
         (context.EXIT_UNREACHABLE, "cannot connect to the server (or it dropped the stream), "
                                    "or no API key was found"),
         (context.EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ashd.cli import admin_commands, session_commands
+from ashd.cli import admin_commands, mcp_command, session_commands
 from ashd.cli.context import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -54,7 +54,8 @@ exit status:
   1    the server answered with an error (4xx/5xx), or the turn failed
        (an error event, or a result marked is_error); session exec exits
        with the remote command's own status instead
-  2    usage error: bad arguments, or an agent folder that cannot be uploaded
+  2    usage error: bad arguments, or an agent folder that cannot be uploaded,
+       or ashctl mcp without the MCP package (pip install 'ashd[mcp]')
   3    cannot connect to the server (or it dropped the stream),
        or no API key was found
   130  interrupted (Ctrl-C)
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--end", action="store_true", help="end the session afterwards")
     session_commands.register(session, leaf)
     admin_commands.register(commands, leaf)
+    mcp_command.register(commands, leaf)
     return parser
 
 

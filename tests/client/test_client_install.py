@@ -53,3 +53,9 @@ def test_client_installs_alone_and_the_daemon_says_what_is_missing(tmp_path: Pat
     daemon = _run(bin_dir / "ashd", check=False)
     assert daemon.returncode == 1
     assert "pip install 'ashd[daemon]'" in daemon.stderr
+
+    assert not [line for line in installed.split() if line.startswith("mcp==")]
+    mcp = subprocess.run([bin_dir / "ashctl", "mcp"], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert mcp.returncode == 2  # EXIT_USAGE
+    assert "pip install 'ashd[mcp]'" in mcp.stderr and mcp.stdout == ""
