@@ -23,7 +23,7 @@ def parse_instant(name: str, text: str | None) -> str | None:
     if not text:
         return None
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text.upper())  # RFC 3339 allows a lower-case t and z
     except ValueError:
         raise BadRequest(f"{name} must be an ISO-8601 timestamp such as {EXAMPLE}") from None
     if moment.tzinfo is None:

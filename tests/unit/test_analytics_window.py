@@ -14,6 +14,10 @@ def test_bounds_become_stored_utc_timestamps() -> None:
     assert parse_window("", "") == Window()
     assert parse_window("2026-01-31T00:00:00Z", "2026-02-01T01:30:00.123456+02:00") == Window(
         "2026-01-31T00:00:00.000Z", "2026-01-31T23:30:00.123Z")
+    assert parse_window("2026-01-31t00:00:00z", None).after == "2026-01-31T00:00:00.000Z"
+    # Years before 1000 keep four digits, so they still sort before every stored timestamp.
+    assert parse_window("0999-12-31T23:00:00-01:00", None).after == "1000-01-01T00:00:00.000Z"
+    assert parse_window("0005-01-01T00:00:00Z", None).after == "0005-01-01T00:00:00.000Z"
 
 
 @pytest.mark.parametrize(("after", "before", "message"), [
