@@ -301,7 +301,9 @@ def _credentials_paths() -> dict[str, Any]:
 def _core_paths() -> dict[str, Any]:
     s, a = "sessions", "agents"
     return {
-        "/health": {"get": _op("Liveness (public); pool figures and the tenant's active sessions with a key",
+        "/health": {"get": _op("Liveness (public); pool figures and the tenant's active sessions with a key "
+                               "(the pool and all tenants' active sessions without one, if the operator "
+                               "opted in: server.public_health_figures)",
                                "health", (200, _json(ref("Health"))),
                                (503,), auth=False)},
         "/health/live": {"get": _op("Liveness probe (public): 200 while the process serves HTTP", "health",
