@@ -51,6 +51,9 @@ class ServerConfig:
     host: str = "127.0.0.1"  # address the REST + SSE API listens on
     port: int = 4100  # TCP port of the API
     allowed_origins: str = ""  # CORS: comma list of origins to reflect; empty = no CORS headers at all
+    # Opt-in disclosure: /health shows pool figures and the active sessions of all tenants
+    # without a key (as Ash does). Off: without a key it is only {status, version, uptime}.
+    public_health_figures: bool = False
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("auth.credential_key", "ASH_CREDENTIAL_KEY"),
     ("auth.internal_secret", "ASH_INTERNAL_SECRET"),
     ("server.allowed_origins", "ASH_ALLOWED_ORIGINS"),
+    ("server.public_health_figures", "ASH_PUBLIC_HEALTH_FIGURES"),
     ("rate_limit.window_s", "ASH_RATE_LIMIT_WINDOW_S"),
     ("rate_limit.global_max", "ASH_RATE_LIMIT_GLOBAL"),
     ("rate_limit.sessions_max", "ASH_RATE_LIMIT_SESSIONS"),
@@ -397,6 +401,8 @@ def _sections() -> dict[str, Any]:
 
 def _coerce(key: str, raw: Any, spec: dataclasses.Field[Any], source: str) -> Any:
     kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", "")
+    if kind == "bool":
+        return _boolean(key, raw, source)
     try:
         if kind == "int":
             return int(raw)
@@ -409,6 +415,21 @@ def _coerce(key: str, raw: Any, spec: dataclasses.Field[Any], source: str) -> An
         return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"config key '{key}' must be {kind}, got {raw!r} (from {source})") from None
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _boolean(key: str, raw: Any, source: str) -> bool:
+    """A TOML boolean, or one of the words of _TRUE / _FALSE (any case) from env or flags."""
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ConfigError(f"config key '{key}' must be true or false (or 1/0, yes/no, on/off), "
+                      f"got {raw!r} (from {source})")
 
 
 def _validate(config: Config) -> None:

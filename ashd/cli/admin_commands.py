@@ -1,4 +1,4 @@
-"""``ashctl keys|credentials|usage|queue|config``: the tenant's administration.
+"""``ashctl keys|credentials|usage|analytics|queue|config``: the tenant's administration.
 
 Secrets never travel on the command line (where ``ps`` shows them): a credential's key
 is read from stdin or a file, and a new API key is printed once, on stdout.
@@ -42,6 +42,11 @@ def register(commands: Any, leaf: Leaf) -> None:
     sub.add_argument("--before", metavar="TIME", help="ISO-8601 end (exclusive)")
     sub.add_argument("--events", action="store_true", help="list the events instead of totals")
 
+    sub = leaf(commands, "analytics", _analytics,
+               "show the tenant's figures: agents, sessions, messages, tokens, cost, turn latency, evals")
+    sub.add_argument("--after", metavar="TIME", help="ISO-8601 start with a time zone (exclusive)")
+    sub.add_argument("--before", metavar="TIME", help="ISO-8601 end with a time zone (exclusive)")
+
     queue = _group(commands, "queue", "queue prompts for the background worker")
     sub = leaf(queue, "add", _queue_add, "queue a prompt")
     sub.add_argument("agent", metavar="AGENT")
@@ -65,8 +70,9 @@ def _group(commands: Any, name: str, help: str) -> Any:
 
 def _keys_list(args: argparse.Namespace, ctx: Context) -> int:
     keys = ctx.client.list_keys()
-    rows = [(k.get("id"), k.get("label"), " ".join(k.get("scopes") or []), k.get("createdAt")) for k in keys]
-    return emit(ctx, {"keys": keys}, format_table(("ID", "LABEL", "SCOPES", "CREATED"), rows))
+    rows = [(k.get("id"), k.get("keyPrefix") or "-", k.get("label"), " ".join(k.get("scopes") or []),
+             k.get("createdAt")) for k in keys]
+    return emit(ctx, {"keys": keys}, format_table(("ID", "PREFIX", "LABEL", "SCOPES", "CREATED"), rows))
 
 
 def _keys_create(args: argparse.Namespace, ctx: Context) -> int:
@@ -107,6 +113,26 @@ def _usage(args: argparse.Namespace, ctx: Context) -> int:
         return emit(ctx, {"events": events}, format_table(("AT", "SESSION", "TYPE", "VALUE"), rows))
     stats = ctx.client.usage_stats(**filters)
     return emit(ctx, {"stats": stats}, format_pairs(stats))
+
+
+def _analytics(args: argparse.Namespace, ctx: Context) -> int:
+    figures = ctx.client.analytics(args.after, args.before)
+    return emit(ctx, figures, format_pairs(analytics_lines(figures)))
+
+
+def analytics_lines(figures: dict[str, Any]) -> dict[str, Any]:
+    """The figures as flat ``section.name`` pairs (``sessions.byStatus.active``) for reading."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            flat[prefix] = "-" if value is None or value == {} else value
+
+    walk("", figures)
+    return flat
 
 
 def _queue_add(args: argparse.Namespace, ctx: Context) -> int:

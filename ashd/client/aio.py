@@ -66,6 +66,10 @@ class AsyncAshdClient:
     async def health(self) -> JSON:
         return await self.call(calls.health())
 
+    async def analytics(self, after: str | None = None, before: str | None = None) -> JSON:
+        """``GET /api/analytics``: agents, sessions, messages, usage, latency, evals."""
+        return await self.call(calls.analytics(after, before))
+
     async def deploy_agent(self, name: str, path: str | None = None,
                            files: Sequence[Mapping[str, str]] | None = None,
                            env: Mapping[str, str] | None = None) -> JSON:

@@ -79,6 +79,11 @@ def usage(filters: Mapping[str, str | int | None], stats: bool = False) -> Call:
     return _list("/api/usage", "events", **query)
 
 
+def analytics(after: str | None = None, before: str | None = None) -> Call:
+    """``GET /api/analytics``: the tenant's figures, optionally between two ISO-8601 times."""
+    return Call("GET", "/api/analytics", None, {"after": after, "before": before})
+
+
 # -- agents -------------------------------------------------------------------------
 
 def _agent(name: str, rest: str = "") -> str:

@@ -84,6 +84,10 @@ class AshdClient:
         """``GET /api/usage/stats``: totals over the same filters."""
         return self.call(calls.usage(filters, stats=True))
 
+    def analytics(self, after: str | None = None, before: str | None = None) -> JSON:
+        """``GET /api/analytics``: agents, sessions, messages, usage, latency, evals."""
+        return self.call(calls.analytics(after, before))
+
     # -- agents --------------------------------------------------------------------
 
     def deploy_agent(

@@ -8,6 +8,7 @@ import tornado.web
 
 from ashd.http.agent_files import AgentFileHandler, AgentFilesHandler
 from ashd.http.agents import AgentConfigHandler, AgentHandler, AgentsHandler
+from ashd.http.analytics import AnalyticsHandler
 from ashd.http.attachments import AttachmentHandler, SessionAttachmentsHandler
 from ashd.http.base import NotFoundHandler
 from ashd.http.context import AppContext
@@ -45,6 +46,7 @@ def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None) -> tornad
         (r"/metrics", MetricsHandler),
         (r"/api/usage", UsageHandler),
         (r"/api/usage/stats", UsageStatsHandler),
+        (r"/api/analytics", AnalyticsHandler),
         (r"/api/agents", AgentsHandler),
         (rf"/api/agents/{_SEG}", AgentHandler),
         (rf"/api/agents/{_SEG}/config", AgentConfigHandler),

@@ -25,8 +25,18 @@ DEFAULT_TENANT = "default"
 PUBLIC_PATHS = ("/health", "/health/live", "/health/ready", "/favicon.ico", "/openapi.json", "/docs")
 
 
+KEY_PREFIX_CHARS = 8  # "ash_" and 4 random characters: 24 of a key's 192 random bits
+KEY_PREFIX_MIN_LEN = 32  # a shorter key (an operator's ASH_API_KEY) gets no prefix shown
+
+
 def new_key() -> str:
     return "ash_" + secrets.token_urlsafe(24)
+
+
+def key_prefix(key: str) -> str | None:
+    """The first characters of ``key`` that listings show (``keyPrefix``), so a key can be
+    recognised; None when the key is too short for that to leave enough of it secret."""
+    return key[:KEY_PREFIX_CHARS] if len(key) >= KEY_PREFIX_MIN_LEN else None
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,7 @@ def bootstrap_key(store: Store, hasher: KeyHasher, key_file: Path, env_key_set: 
         return None
     key = new_key()
     granted = " ".join(scopes.render(scopes.OPERATOR))
-    store.add_api_key(DEFAULT_TENANT, hasher.hashes(key)[0], "auto-generated", granted)
+    store.add_api_key(DEFAULT_TENANT, hasher.hashes(key)[0], "auto-generated", granted, key_prefix(key))
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
@@ -104,7 +114,8 @@ def bootstrap_key(store: Store, hasher: KeyHasher, key_file: Path, env_key_set: 
 
 def _upgrade_bootstrap_key(store: Store, hasher: KeyHasher, key_file: Path) -> None:
     """A bootstrap key written by an older ashd holds ``admin`` only; it is still the
-    operator's (it sits in the 0600 file of the data dir), so it gets the operator grants."""
+    operator's (it sits in the 0600 file of the data dir), so it gets the operator grants,
+    and its ``keyPrefix`` if it was minted before prefixes were stored."""
     try:
         key = key_file.read_text().strip()
     except OSError:
@@ -112,6 +123,9 @@ def _upgrade_bootstrap_key(store: Store, hasher: KeyHasher, key_file: Path) -> N
     row = next((r for h in hasher.hashes(key) if (r := store.find_api_key(h)) is not None), None)
     if row is None or row.tenant_id != DEFAULT_TENANT:
         return
+    prefix = key_prefix(key)
+    if row.key_prefix is None and prefix is not None:
+        store.set_api_key_prefix(row.id, prefix)
     held = scopes.parse(row.scopes)
     if not scopes.OPERATOR <= held:
         store.set_api_key_scopes(row.id, " ".join(scopes.render(held | scopes.OPERATOR)))

@@ -20,7 +20,7 @@ from ashd.http.ratelimit import RateLimiter
 from ashd.layout import Layout
 from ashd.metrics import Metrics
 from ashd.snapshot.store import blob_store_from_url
-from ashd.store import Store
+from ashd.store import Store, utc_now
 
 if TYPE_CHECKING:
     from ashd.http.turns import Turn
@@ -34,6 +34,7 @@ class AppContext:
     offload: Offload
     hasher: KeyHasher
     started_at: float = field(default_factory=time.monotonic)
+    started_utc: str = field(default_factory=utc_now)  # the same moment as a stored timestamp
     heartbeat_s: float = 15.0
     turns: set[asyncio.Future[None]] = field(default_factory=set)
     live_turns: dict[str, Turn] = field(default_factory=dict)

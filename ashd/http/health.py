@@ -2,7 +2,9 @@
 
 ``/health``: ``status`` is ``ok``, or ``degraded`` while sandbox starts keep failing (see
 ashd/actors/vitals.py). Without a valid key (or with a wrong one: probes keep working) the
-answer is only ``{status, version, uptime}``, so nothing about any tenant is public. With a
+answer is only ``{status, version, uptime}``, so nothing about any tenant is public, unless
+the operator opted into ``server.public_health_figures``: then it adds Ash's public figures
+(the pool, live sandboxes, active sessions of all tenants), still nothing per tenant. With a
 key that has the ``read`` scope it is Ash's shape plus ``statusReason`` and
 ``lastStartFailure`` (details only when that failure was the caller's tenant's);
 ``activeSessions`` counts the caller's tenant only, the pool figures are process-wide.
@@ -52,23 +54,37 @@ class HealthHandler(ApiHandler):
         uptime = int(time.monotonic() - self.ctx.started_at)
         verdict = self.ctx.tree.starts.verdict()
         principal = await self.optional_principal()
-        if principal is None:
-            self.send_json({"status": verdict.status, "version": __version__, "uptime": uptime})
+        public = {"status": verdict.status, "version": __version__, "uptime": uptime}
+        if principal is None and not self.ctx.config.server.public_health_figures:
+            self.send_json(public)
             return
-        stats: PoolStats = await self.ctx.offload.ask(self.ctx.tree.pool.stats(), timeout=5)
+        figures = await self.pool_figures()
+        if principal is None:
+            # The operator opted in (server.public_health_figures): Ash's public figures,
+            # active sessions of all tenants, nothing about any one tenant.
+            active_all = await self.ctx.offload.read(self.ctx.store.count_sessions_with_status, "active")
+            self.send_json({**public, "activeSessions": active_all, **figures})
+            return
         active = await self.ctx.offload.read(self.ctx.store.list_sessions, principal.tenant_id, None, "active")
         last = verdict.last_failure
         self.send_json({
-            "status": verdict.status,
+            **public,
             # ashd's additions: why not ok, and the last failed sandbox start (any time).
             "statusReason": verdict.reason,
             "lastStartFailure": last.to_json(principal.tenant_id) if last is not None else None,
-            "version": __version__,
             "coordinatorId": COORDINATOR_ID,
             "activeSessions": len(active),
+            **figures,
+            # ashd's addition: which sandbox layers are active (docs/security.md).
+            "isolation": self.isolation,
+        })
+
+    async def pool_figures(self) -> dict[str, Any]:
+        """Process-wide: ``activeSandboxes``, ``remoteRunners`` and Ash's ``pool`` object."""
+        stats: PoolStats = await self.ctx.offload.ask(self.ctx.tree.pool.stats(), timeout=5)
+        return {
             "activeSandboxes": stats.total,
             "remoteRunners": 0,
-            "uptime": uptime,
             "pool": {
                 "total": stats.total,
                 "cold": stats.cold,
@@ -81,9 +97,7 @@ class HealthHandler(ApiHandler):
                 "resumeColdHits": stats.resume_cold,
                 "preWarmHits": await self.ctx.offload.ask(self.ctx.tree.sessions.prewarm_hits),
             },
-            # ashd's addition: which sandbox layers are active (docs/security.md).
-            "isolation": self.isolation,
-        })
+        }
 
 
 class LiveHandler(ApiHandler):

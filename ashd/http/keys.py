@@ -12,7 +12,7 @@ from typing import Any
 
 from ashd.errors import AshError, BadRequest, Conflict, NotFound
 from ashd.http import scopes
-from ashd.http.auth import DEFAULT_TENANT, Principal, check_internal_secret, new_key
+from ashd.http.auth import DEFAULT_TENANT, Principal, check_internal_secret, key_prefix, new_key
 from ashd.http.base import ApiHandler
 from ashd.store import ApiKeyRow
 from ashd.store.key_queries import LastAdminKey
@@ -20,12 +20,13 @@ from ashd.store.key_queries import LastAdminKey
 TENANT_ID = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 MAX_LABEL = 200
 ENV_KEY_ID = "env"
-ENV_PREFIX_MIN_LEN = 32  # show 8 characters of ASH_API_KEY only when at least 24 stay secret
 
 
 def key_json(row: ApiKeyRow) -> dict[str, Any]:
+    """``keyPrefix`` is None for keys minted before ashd stored prefixes (only hashes were kept)."""
     return {"id": row.id, "tenantId": row.tenant_id, "label": row.label,
-            "scopes": scopes.render(scopes.parse(row.scopes)), "createdAt": row.created_at}
+            "scopes": scopes.render(scopes.parse(row.scopes)), "createdAt": row.created_at,
+            "keyPrefix": row.key_prefix}
 
 
 def check_tenant_id(value: object) -> str:
@@ -54,7 +55,7 @@ class KeyMinting(ApiHandler):
         key = new_key()
         digest = self.ctx.hasher.hashes(key)[0]
         row = await self.ctx.offload.write(self.ctx.store.add_api_key, tenant_id, digest, label,
-                                           " ".join(scopes.render(granted)))
+                                           " ".join(scopes.render(granted)), key_prefix(key))
         return row, key
 
 
@@ -68,11 +69,10 @@ class ApiKeysHandler(KeyMinting):
         keys = [key_json(r) for r in rows]
         env_key = self.ctx.config.auth.api_key.reveal()
         if env_key and self.tenant == DEFAULT_TENANT:
-            entry: dict[str, Any] = {"id": ENV_KEY_ID, "tenantId": DEFAULT_TENANT, "label": "ASH_API_KEY",
-                                     "scopes": scopes.render(scopes.OPERATOR), "createdAt": None}
-            if len(env_key) >= ENV_PREFIX_MIN_LEN:
-                entry["prefix"] = env_key[:8]
-            keys.insert(0, entry)
+            # ASH_API_KEY has no row: it is in force since this ashd started with it.
+            keys.insert(0, {"id": ENV_KEY_ID, "tenantId": DEFAULT_TENANT, "label": "ASH_API_KEY",
+                            "scopes": scopes.render(scopes.OPERATOR), "createdAt": self.ctx.started_utc,
+                            "keyPrefix": key_prefix(env_key)})
         self.send_json({"keys": keys})
 
     async def post(self) -> None:
@@ -81,8 +81,8 @@ class ApiKeysHandler(KeyMinting):
         label = check_label(body.get("label"), "")
         granted = scopes.from_request(body.get("scopes"), self.principal.scopes)
         row, key = await self.mint(self.tenant, label, granted)
-        self.send_json({"id": row.id, "key": key, "label": row.label,
-                        "scopes": scopes.render(granted), "createdAt": row.created_at}, status=201)
+        self.send_json({"id": row.id, "key": key, "label": row.label, "scopes": scopes.render(granted),
+                        "createdAt": row.created_at, "keyPrefix": row.key_prefix}, status=201)
 
 
 class ApiKeyHandler(ApiHandler):
@@ -133,4 +133,4 @@ class InternalApiKeysHandler(KeyMinting):
         granted = scopes.from_request(body.get("scopes"), frozenset({scopes.ADMIN}), operator=True)
         row, key = await self.mint(tenant_id, label, granted)
         self.send_json({"id": row.id, "key": key, "tenantId": row.tenant_id, "label": row.label,
-                        "scopes": scopes.render(granted)}, status=201)
+                        "scopes": scopes.render(granted), "keyPrefix": row.key_prefix}, status=201)

@@ -72,6 +72,9 @@ USAGE_FILTERS = [
     _param("before", "query", {"type": "string"}, "ISO-8601 timestamp (exclusive)"),
     _limit(100),
 ]
+_INSTANT = {"type": "string", "format": "date-time"}
+WINDOW = [_param("after", "query", _INSTANT, "ISO-8601 timestamp with a time zone (exclusive)"),
+          _param("before", "query", _INSTANT, "ISO-8601 timestamp with a time zone (exclusive)")]
 
 
 def _op(summary: str, tag: str, ok: tuple[int, dict[str, Any]], errors: tuple[int, ...] = (),
@@ -298,7 +301,9 @@ def _credentials_paths() -> dict[str, Any]:
 def _core_paths() -> dict[str, Any]:
     s, a = "sessions", "agents"
     return {
-        "/health": {"get": _op("Liveness (public); pool figures and the tenant's active sessions with a key",
+        "/health": {"get": _op("Liveness (public); pool figures and the tenant's active sessions with a key "
+                               "(the pool and all tenants' active sessions without one, if the operator "
+                               "opted in: server.public_health_figures)",
                                "health", (200, _json(ref("Health"))),
                                (503,), auth=False)},
         "/health/live": {"get": _op("Liveness probe (public): 200 while the process serves HTTP", "health",
@@ -316,6 +321,9 @@ def _core_paths() -> dict[str, Any]:
                                   _list("events", "UsageEvent"), (400, 503), USAGE_FILTERS)},
         "/api/usage/stats": {"get": _op("Usage totals", "usage", _envelope("stats", ref("UsageStats")),
                                         (400, 503), USAGE_FILTERS)},
+        "/api/analytics": {"get": _op("The tenant's figures over a window: agents, sessions, messages, usage, "
+                                      "turn latency, eval runs", "usage", (200, _json(ref("Analytics"))),
+                                      (400, 503), WINDOW)},
         "/api/agents": {
             "post": _op("Deploy or redeploy an agent (server folder or upload)", a,
                         _envelope("agent", ref("Agent"), 201), (413, 503), body=ref("DeployAgent")),

@@ -81,6 +81,8 @@ _SESSION_FIELDS: dict[str, Schema] = {
     "disallowedTools": _TOOLS,
 }
 
+_COUNTS: Schema = {"type": "object", "additionalProperties": {"type": "integer"}}
+_MILLIS: Schema = {"type": ["integer", "null"], "description": "milliseconds, nearest-rank; null without turns"}
 SCHEMAS: dict[str, Schema] = {
     "Error": _obj({"error": STRING, "statusCode": {"type": "integer", "minimum": 400, "maximum": 599}}),
     "Agent": _obj({
@@ -123,6 +125,15 @@ SCHEMAS: dict[str, Schema] = {
     "UsageStats": _obj({name: {"type": "number"} for name in (
         "totalInputTokens", "totalOutputTokens", "totalCacheCreationTokens", "totalCacheReadTokens",
         "totalToolCalls", "totalMessages", "totalCostUsd", "totalComputeSeconds")}),
+    "Analytics": _obj({
+        "agents": _obj({"total": {"type": "integer"}}),
+        "sessions": _obj({"total": {"type": "integer"}, "byStatus": _COUNTS}),
+        "messages": _obj({"total": {"type": "integer"}, "byRole": _COUNTS}),
+        "usage": {"$ref": "#/components/schemas/UsageStats"},
+        "latency": _obj({"turns": {"type": "integer"}, **{name: _MILLIS for name in (
+            "turnP50Ms", "turnP95Ms", "firstEventP50Ms", "firstEventP95Ms")}}),
+        "evals": _obj({"totalRuns": {"type": "integer"}, "byStatus": _COUNTS}),
+    }, required=["agents", "sessions", "usage", "evals"]),
     "PoolStats": _obj({name: {"type": "integer", "minimum": 0} for name in (
         "total", "cold", "warming", "warm", "waiting", "running", "maxCapacity",
         "resumeWarmHits", "resumeColdHits", "preWarmHits")}),
@@ -195,15 +206,19 @@ _SCOPES = {"type": "array", "minItems": 1, "uniqueItems": True,
            "description": "admin ⊃ write ⊃ read; a key can only grant scopes it has itself. "
                           "deploy-path (register server folders) only the operator grants, "
                           "through /api/internal/api-keys"}
+_KEY_PREFIX: Schema = {"type": ["string", "null"]}
 SCHEMAS.update({
     "ApiKey": _obj({
         "id": STRING, "tenantId": STRING, "label": STRING, "scopes": _SCOPES,
-        "createdAt": {"type": ["string", "null"]},
-        "prefix": {"type": "string", "description": "first characters of ASH_API_KEY (the \"env\" entry only)"},
-    }, required=["id", "label", "scopes"]),
+        "createdAt": {**TIMESTAMP, "description": "ISO-8601 UTC; for the \"env\" entry (ASH_API_KEY): "
+                                                  "when this ashd started"},
+        "keyPrefix": {**_KEY_PREFIX, "description": "the key's first 8 characters; null for keys minted "
+                                                    "before ashd stored them, and for an ASH_API_KEY "
+                                                    "shorter than 32 characters"},
+    }, required=["id", "label", "scopes", "createdAt", "keyPrefix"]),
     "NewApiKey": _obj({
         "id": STRING, "key": {"type": "string", "description": "the key itself, shown only once"},
-        "tenantId": STRING, "label": STRING, "scopes": _SCOPES, "createdAt": STRING,
+        "tenantId": STRING, "label": STRING, "scopes": _SCOPES, "createdAt": STRING, "keyPrefix": _KEY_PREFIX,
     }, required=["id", "key", "scopes"]),
     "CreateApiKey": _obj({
         "label": {"type": "string", "maxLength": 200},

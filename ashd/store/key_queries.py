@@ -12,10 +12,11 @@ from .schema import api_keys
 
 
 def add(conn: Connection, tenant_id: str, key_hash: str, label: str, now: str,
-        scopes: str = "admin") -> ApiKeyRow:
-    row = ApiKeyRow(new_id(), tenant_id, key_hash, label, now, scopes)
+        scopes: str = "admin", key_prefix: str | None = None) -> ApiKeyRow:
+    row = ApiKeyRow(new_id(), tenant_id, key_hash, label, now, scopes, key_prefix)
     conn.execute(sa.insert(api_keys).values(
-        id=row.id, tenant_id=tenant_id, key_hash=key_hash, label=label, created_at=now, scopes=scopes
+        id=row.id, tenant_id=tenant_id, key_hash=key_hash, label=label, created_at=now, scopes=scopes,
+        key_prefix=key_prefix,
     ))
     return row
 
@@ -28,6 +29,10 @@ def find(conn: Connection, key_hash: str) -> ApiKeyRow | None:
 
 def set_scopes(conn: Connection, key_id: str, scopes: str) -> None:
     conn.execute(sa.update(api_keys).where(api_keys.c.id == key_id).values(scopes=scopes))
+
+
+def set_prefix(conn: Connection, key_id: str, key_prefix: str) -> None:
+    conn.execute(sa.update(api_keys).where(api_keys.c.id == key_id).values(key_prefix=key_prefix))
 
 
 def count(conn: Connection, tenant_id: str | None) -> int:

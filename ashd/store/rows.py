@@ -143,6 +143,7 @@ class ApiKeyRow:
     label: str
     created_at: str
     scopes: str = "admin"
+    key_prefix: str | None = None  # the key's first characters; None for keys minted before 0006
 
     @classmethod
     def from_db(cls, m: Mapping[Any, Any]) -> ApiKeyRow:

@@ -120,6 +120,8 @@ api_keys = sa.Table(
     _text("created_at"),
     # Space-separated scopes: "admin", "write", "read" (see ashd/http/scopes.py).
     sa.Column("scopes", sa.Text(), nullable=False, server_default="admin"),
+    # The key's first characters (shown as keyPrefix); NULL for keys minted before 0006.
+    _text("key_prefix", nullable=True),
     sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
 )
 

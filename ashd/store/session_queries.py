@@ -51,6 +51,12 @@ def list_by_status(conn: Connection, statuses: Iterable[str]) -> list[SessionRow
     return [SessionRow.from_db(m) for m in conn.execute(stmt).mappings()]
 
 
+def count_with_status(conn: Connection, status: str) -> int:
+    """Sessions of every tenant in ``status``."""
+    stmt = sa.select(sa.func.count()).select_from(sessions).where(sessions.c.status == status)
+    return int(conn.execute(stmt).scalar_one())
+
+
 def update(
     conn: Connection, tenant_id: str, session_id: str, changes: Mapping[str, Any]
 ) -> SessionRow | None:

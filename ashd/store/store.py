@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from . import (
     agent_queries,
+    analytics,
     attachment_queries,
     credential_queries,
     key_queries,
@@ -92,10 +93,12 @@ class Store:
 
     # -- api keys ---------------------------------------------------------------
 
-    def add_api_key(self, tenant_id: str, key_hash: str, label: str, scopes: str = "admin") -> ApiKeyRow:
-        """Store a key hash for ``tenant_id``. Raises Conflict if the hash exists."""
+    def add_api_key(self, tenant_id: str, key_hash: str, label: str, scopes: str = "admin",
+                    key_prefix: str | None = None) -> ApiKeyRow:
+        """Store a key hash (and the key's first characters) for ``tenant_id``. Raises
+        Conflict if the hash exists."""
         with self._write() as conn:
-            return key_queries.add(conn, tenant_id, key_hash, label, self._clock(), scopes)
+            return key_queries.add(conn, tenant_id, key_hash, label, self._clock(), scopes, key_prefix)
 
     def find_api_key(self, key_hash: str) -> ApiKeyRow | None:
         """The key with this hash, whatever its tenant (used to authenticate)."""
@@ -106,6 +109,11 @@ class Store:
         """Replace the scopes of key ``key_id`` (the operator's start-up upgrade only)."""
         with self._write() as conn:
             key_queries.set_scopes(conn, key_id, scopes)
+
+    def set_api_key_prefix(self, key_id: str, key_prefix: str) -> None:
+        """Record the first characters of key ``key_id`` (the bootstrap key, at start-up)."""
+        with self._write() as conn:
+            key_queries.set_prefix(conn, key_id, key_prefix)
 
     def count_api_keys(self, tenant_id: str | None = None) -> int:
         """Number of keys of ``tenant_id``, or of all tenants if None."""
@@ -243,6 +251,11 @@ class Store:
         """Internal use (boot): sessions of all tenants in any of ``statuses``."""
         with self._read() as conn:
             return session_queries.list_by_status(conn, statuses)
+
+    def count_sessions_with_status(self, status: str) -> int:
+        """Internal use (the opt-in public /health figures): sessions of all tenants in ``status``."""
+        with self._read() as conn:
+            return session_queries.count_with_status(conn, status)
 
     # -- sandboxes (internal, all tenants) ------------------------------------------
 
@@ -404,6 +417,11 @@ class Store:
     def usage_stats(self, flt: usage.UsageFilter) -> dict[str, float]:
         with self._read() as conn:
             return usage.stats(conn, flt)
+
+    def analytics_summary(self, tenant_id: str, window: analytics.Window) -> dict[str, Any]:
+        """The tenant's figures over ``window`` (``GET /api/analytics``; ``analytics.py``)."""
+        with self._read() as conn:
+            return analytics.summary(conn, tenant_id, window)
 
     # -- credentials (ashd/store/credential_queries.py) -------------------------------
 

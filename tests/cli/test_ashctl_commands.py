@@ -300,3 +300,31 @@ def test_health_via_main(fake_ashd: Any, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["--server", fake_ashd.url, "health"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "status          ok", "version         0.1.0", "activeSessions  2"]
+
+
+def test_analytics_flattens_the_figures_and_passes_the_window(fake_ashd: Any) -> None:
+    figures = {"agents": {"total": 2}, "sessions": {"total": 3, "byStatus": {"active": 1, "ended": 2}},
+               "latency": {"turns": 0, "turnP50Ms": None}, "evals": {"totalRuns": 0, "byStatus": {}}}
+    fake_ashd.json("GET", "/api/analytics", figures)
+    shown = ashctl(fake_ashd, "analytics", "--after", "2026-01-01T00:00:00Z")
+    assert shown.code == 0 and [line.split() for line in shown.out.splitlines()] == [
+        ["agents.total", "2"], ["sessions.total", "3"], ["sessions.byStatus.active", "1"],
+        ["sessions.byStatus.ended", "2"], ["latency.turns", "0"], ["latency.turnP50Ms", "-"],
+        ["evals.totalRuns", "0"], ["evals.byStatus", "-"],
+    ]
+    assert fake_ashd.last().query == "after=2026-01-01T00%3A00%3A00Z"
+    assert json.loads(ashctl(fake_ashd, "analytics", "--json").out) == figures
+    assert fake_ashd.last().query == ""
+
+
+def test_keys_list_shows_each_keys_prefix(fake_ashd: Any) -> None:
+    fake_ashd.json("GET", "/api/api-keys", {"keys": [
+        {"id": "k1", "label": "ci", "scopes": ["read"], "createdAt": "2026-01-01T00:00:00.000Z",
+         "keyPrefix": "ash_AbCd"},
+        {"id": "k2", "label": "old", "scopes": ["admin"], "createdAt": "2025-01-01T00:00:00.000Z",
+         "keyPrefix": None}]})
+    assert ashctl(fake_ashd, "keys", "list").out.splitlines() == [
+        "ID  PREFIX    LABEL  SCOPES  CREATED",
+        "k1  ash_AbCd  ci     read    2026-01-01T00:00:00.000Z",
+        "k2  -         old    admin   2025-01-01T00:00:00.000Z",
+    ]

@@ -17,6 +17,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -125,7 +126,7 @@ FOREIGN: dict[tuple[str, str], Any] = {
 }
 # Listings and totals: B's answer (200) must not mention any of A's objects.
 LISTS = {("GET", p) for p in ("/api/agents", "/api/sessions", "/api/api-keys", "/api/credentials", "/api/queue",
-                              "/api/queue/stats", "/api/usage", "/api/usage/stats")}
+                              "/api/queue/stats", "/api/usage", "/api/usage/stats", "/api/analytics")}
 # Routes with their own check below.
 SPECIAL = {("GET", "/metrics"): "process-wide: 403 for any key of a tenant other than 'default'",
            ("POST", "/api/internal/api-keys"): "operator route: an API key is not the internal secret (401)",
@@ -348,7 +349,7 @@ def test_api_keys_list_create_and_revoke(world: World) -> None:
     listed = a.get("/api/api-keys").json()["keys"]
     assert {k["id"] for k in listed} >= {world.ids["key"]}
     for key in listed:
-        assert set(key) <= {"id", "tenantId", "label", "scopes", "createdAt", "prefix"}, key
+        assert set(key) == {"id", "tenantId", "label", "scopes", "createdAt", "keyPrefix"}, key
         assert key["tenantId"] == "default"
     assert "env" not in {k["id"] for k in listed}  # no ASH_API_KEY on this daemon
     made = a.post("/api/api-keys", json={"label": "ci", "scopes": ["write", "read"]})
@@ -366,6 +367,14 @@ def test_api_keys_list_create_and_revoke(world: World) -> None:
         assert ci.get("/api/agents").status_code == 401  # revoked at once
     assert a.delete(f"/api/api-keys/{body['id']}").status_code == 404
     assert a.delete("/api/api-keys/not-a-key").status_code == 404
+
+
+def test_analytics_count_the_callers_tenant_only(world: World) -> None:
+    mine = world.a.get("/api/analytics").json()
+    theirs = world.b.get("/api/analytics").json()
+    assert mine["sessions"]["total"] >= 1 and mine["agents"]["total"] >= 1
+    assert theirs["sessions"] == {"total": 0, "byStatus": {}}
+    assert theirs["messages"] == {"total": 0, "byRole": {}} and theirs["latency"]["turns"] == 0
 
 
 def test_the_last_admin_key_cannot_delete_itself(world: World) -> None:
@@ -446,9 +455,9 @@ def test_defaults_rate_limits_no_cors_and_internal_routes_disabled(tmp_path: Pat
     try:
         with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=30) as c:
             keys = c.get("/api/api-keys").json()["keys"]
+            assert len(keys) == 1 and datetime.fromisoformat(keys[0].pop("createdAt")).tzinfo is not None
             assert keys == [{"id": "env", "tenantId": "default", "label": "ASH_API_KEY",
-                             "scopes": ["admin", "deploy-path"],
-                             "createdAt": None, "prefix": env_key[:8]}]
+                             "scopes": ["admin", "deploy-path"], "keyPrefix": env_key[:8]}]
             assert c.delete("/api/api-keys/env").status_code == 400
             assert c.get("/metrics").status_code == 200  # the env key is the operator's admin key
             plain = c.get("/api/agents", headers={"Origin": ORIGIN})

@@ -58,3 +58,11 @@ def test_scopes_are_stored_and_the_last_admin_key_can_be_kept(store: Store) -> N
     assert store.delete_api_key("acme", admin.id, keep_last_admin=True) is True
     assert store.delete_api_key("acme", second.id) is True  # without the guard: allowed
     assert store.count_api_keys("acme") == 0
+
+
+def test_the_key_prefix_is_stored_and_optional(store: Store) -> None:
+    with_prefix = store.add_api_key("acme", "h1", "new", "admin", "ash_AbCd")
+    without = store.add_api_key("acme", "h2", "old")
+    assert store.find_api_key("h1") == with_prefix and with_prefix.key_prefix == "ash_AbCd"
+    assert store.find_api_key("h2") == without and without.key_prefix is None
+    assert [k.key_prefix for k in store.list_api_keys("acme")] == ["ash_AbCd", None]

@@ -32,3 +32,26 @@ def test_a_bootstrap_key_of_an_older_ashd_gets_the_operator_grants(store: Store,
     assert upgraded is not None and scopes.parse(upgraded.scopes) == scopes.OPERATOR
     untouched = store.find_api_key(other.key_hash)
     assert untouched is not None and untouched.scopes == "admin"
+
+
+def test_the_bootstrap_key_has_a_prefix_and_one_of_an_older_ashd_gets_it(store: Store, tmp_path: Path,
+                                                                         db_url: str) -> None:
+    import sqlalchemy as sa
+
+    from ashd.store.schema import api_keys
+
+    hasher, key_file = KeyHasher(AuthConfig()), tmp_path / "initial-api-key"
+    bootstrap_key(store, hasher, key_file, env_key_set=False)
+    key = key_file.read_text().strip()
+    row = store.find_api_key(hasher.hashes(key)[0])
+    assert row is not None and row.key_prefix == key[:8] and key.startswith(row.key_prefix)
+    assert row.created_at.endswith("Z")
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:  # a key minted before 0006_c_key_prefix: no prefix stored
+            conn.execute(sa.update(api_keys).values(key_prefix=None))
+    finally:
+        engine.dispose()
+    assert store.list_api_keys(DEFAULT_TENANT)[0].key_prefix is None
+    bootstrap_key(store, hasher, key_file, env_key_set=False)
+    assert store.list_api_keys(DEFAULT_TENANT)[0].key_prefix == key[:8]

@@ -148,3 +148,14 @@ def test_agent_path_roots(tmp_path: Path) -> None:
     file.write_text('[agents]\npath_roots = "/srv/../etc"\n')
     with pytest.raises(ConfigError, match=r"'\.\.'"):
         config.load(file=file, env={})
+
+
+def test_public_health_figures_is_an_opt_in_boolean(tmp_path: Path) -> None:
+    assert config.load(env={}).server.public_health_figures is False
+    for word, expected in (("1", True), ("true", True), ("On", True), ("0", False), ("no", False)):
+        assert config.load(env={"ASH_PUBLIC_HEALTH_FIGURES": word}).server.public_health_figures is expected
+    toml = tmp_path / "ashd.toml"
+    toml.write_text("[server]\npublic_health_figures = true\n")
+    assert config.load(file=toml, env={}).server.public_health_figures is True
+    with pytest.raises(ConfigError, match=r"server.public_health_figures.*'maybe'.*ASH_PUBLIC_HEALTH_FIGURES"):
+        config.load(env={"ASH_PUBLIC_HEALTH_FIGURES": "maybe"})

@@ -93,6 +93,8 @@ def _config_keys() -> list[tuple[str, str, Any]]:
 def _toml(value: Any) -> str:
     if isinstance(value, config.Secret):
         value = value.reveal()
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     return json.dumps(str(value))
