@@ -22,6 +22,8 @@ from ashd import __version__, systemd
 from ashd.actors.figures import live_figures, tree_answers
 from ashd.actors.supervisor import RootSupervisor
 from ashd.config import Config, mask_url
+from ashd.evals.grader import ModelGrader
+from ashd.evals.runner import EvalRunner, interrupt_left_runs
 from ashd.http.agents import prewarm_count
 from ashd.http.aio import Offload
 from ashd.http.app import make_app
@@ -76,6 +78,10 @@ class Daemon:
         store.mark_all_sandboxes(SandboxState.COLD.value)
         close_cut_off_turns(store)
         fail_interrupted_starts(store)
+        interrupted = interrupt_left_runs(store)
+        if interrupted:
+            log.warning("evals: %d run(s) left running by a previous run of ashd are marked interrupted",
+                        interrupted)
         requeued = store.requeue_processing_items()
         if requeued:
             log.info("prompt queue: %d item(s) left processing by a previous run are pending again", requeued)
@@ -115,8 +121,11 @@ class Daemon:
             watchdog = self._start_watchdog(ctx)
             queue = QueueWorker(ctx)
             queue.start()
+            grader = ModelGrader(config.model, config.evals.grader_model, config.evals.grader_timeout_s)
+            ctx.eval_runner = EvalRunner(ctx, grader)
             await self._stop.wait()
             ctx.stopping = True
+            await ctx.eval_runner.stop()
             await queue.stop()
             systemd.notify("STOPPING=1")
             if watchdog is not None:
