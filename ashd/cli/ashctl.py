@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ashd.cli import admin_commands, session_commands
+from ashd.cli import admin_commands, eval_commands, session_commands
 from ashd.cli.context import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--end", action="store_true", help="end the session afterwards")
     session_commands.register(session, leaf)
     admin_commands.register(commands, leaf)
+    eval_commands.register(commands, leaf)
     return parser
 
 
