@@ -106,6 +106,8 @@ class Daemon:
             ctx = AppContext(config=config, store=store, tree=tree, offload=offload, hasher=hasher,
                              heartbeat_s=config.pool.sse_heartbeat_s, metrics=metrics)
             metrics.watch(lambda: live_figures(tree, store), COORDINATOR_ID, ctx.started_at)
+            grader = ModelGrader(config.model, config.evals.grader_model, config.evals.grader_timeout_s)
+            ctx.eval_runner = EvalRunner(ctx, grader)
             live.append(ctx)
             server = tornado.httpserver.HTTPServer(make_app(ctx, isolation), max_body_size=MAX_BODY_BYTES,
                                                    xheaders=False)
@@ -121,11 +123,9 @@ class Daemon:
             watchdog = self._start_watchdog(ctx)
             queue = QueueWorker(ctx)
             queue.start()
-            grader = ModelGrader(config.model, config.evals.grader_model, config.evals.grader_timeout_s)
-            ctx.eval_runner = EvalRunner(ctx, grader)
             await self._stop.wait()
             ctx.stopping = True
-            await ctx.eval_runner.stop()
+            await ctx.eval_runner.stop()  # before the tree: its cases' sessions are ended
             await queue.stop()
             systemd.notify("STOPPING=1")
             if watchdog is not None:

@@ -113,8 +113,8 @@ class EvalRunner:
                 await task
             log.warning("eval run %s interrupted: %s", run_id, STOPPED)
         if tasks:
-            store = self._ctx.store
-            await self._ctx.offload.write(lambda: store.write_with(q.interrupt_running, STOPPED, store.now()))
+            store, ids = self._ctx.store, list(tasks)
+            await self._ctx.offload.write(lambda: store.write_with(q.interrupt_running, STOPPED, store.now(), ids))
 
     async def _run(self, plan: RunPlan) -> None:
         store, offload = self._ctx.store, self._ctx.offload
@@ -134,19 +134,28 @@ class EvalRunner:
     async def _case(self, plan: RunPlan, case: q.EvalCaseRow, result_id: str) -> None:
         async with self._slots:
             started = time.monotonic()
-            await self._update(result_id, status="running")
-            session_id, answer, failure = None, None, None
             try:
-                session_id = await self._session(plan, result_id)
-                answer, failure = await self._turn(plan.tenant_id, session_id, case.prompt)
-            except AshError as exc:
-                failure = exc.message
-            finally:
-                if session_id is not None:
-                    await self._end(plan.tenant_id, session_id)
-            changes = await self._verdict(plan, case, answer, failure)
+                changes = await self._attempt(plan, case, result_id)
+            except Exception as exc:  # boundary: one broken case must not stop the others
+                log.exception("eval run %s: case %s failed unexpectedly", plan.run_id, case.id)
+                changes = {"status": "error", "reason": f"internal error: {type(exc).__name__}",
+                           "completed_at": self._ctx.store.now()}
             changes["duration_ms"] = int((time.monotonic() - started) * 1000)
             await self._update(result_id, **changes)
+
+    async def _attempt(self, plan: RunPlan, case: q.EvalCaseRow, result_id: str) -> dict[str, object]:
+        """Run and score one case; the result row's changes."""
+        await self._update(result_id, status="running")
+        session_id, answer, failure = None, None, None
+        try:
+            session_id = await self._session(plan, result_id)
+            answer, failure = await self._turn(plan.tenant_id, session_id, case.prompt)
+        except AshError as exc:  # capacity, a sandbox that would not start, the agent gone, ...
+            failure = exc.message
+        finally:
+            if session_id is not None:
+                await self._end(plan.tenant_id, session_id)
+        return await self._verdict(plan, case, answer, failure)
 
     async def _session(self, plan: RunPlan, result_id: str) -> str:
         ctx = self._ctx

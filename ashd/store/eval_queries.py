@@ -201,15 +201,15 @@ def finish_run(conn: Connection, run_id: str, status: str, error: str | None, no
     return conn.execute(stmt).rowcount == 1
 
 
-def interrupt_running(conn: Connection, reason: str, now: str) -> int:
-    """At start-up: runs a stopped daemon left ``running`` become ``interrupted`` (all
-    tenants); their unfinished results become ``error`` with ``reason``."""
+def interrupt_running(conn: Connection, reason: str, now: str, run_ids: Sequence[str] | None = None) -> int:
+    """``running`` runs (all tenants; only ``run_ids`` if given) become ``interrupted``, and
+    their unfinished results ``error``, with ``reason``. At start-up: what a stopped daemon left."""
     r, t = eval_results.c, eval_runs.c
-    running = sa.select(t.id).where(t.status == "running")
+    chosen = [t.status == "running"] if run_ids is None else [t.status == "running", t.id.in_(list(run_ids))]
+    running = sa.select(t.id).where(*chosen)
     conn.execute(sa.update(eval_results).where(r.run_id.in_(running), r.status.in_(("pending", "running")))
                  .values(status="error", reason=reason, completed_at=now))
-    stmt = (sa.update(eval_runs).where(t.status == "running")
-            .values(status="interrupted", error=reason, completed_at=now))
+    stmt = sa.update(eval_runs).where(*chosen).values(status="interrupted", error=reason, completed_at=now)
     return int(conn.execute(stmt).rowcount)
 
 

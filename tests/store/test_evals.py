@@ -76,3 +76,13 @@ def test_runs_left_running_become_interrupted_with_the_reason(store: Store) -> N
     assert store.read_with(q.get_run, "acme", "bot", done.id).status == "completed"  # type: ignore[union-attr]
     newest_first = [r.id for r in store.read_with(q.list_runs, "acme", "bot", 10)]
     assert newest_first == [done.id, left.id]
+
+
+def test_a_stopping_daemon_interrupts_only_its_own_runs(store: Store) -> None:
+    cases = [_case(store, "acme", "one")]
+    mine = store.write_with(q.add_run, "acme", "bot", None, "{}", cases, store.now())
+    theirs = store.write_with(q.add_run, "acme", "bot", None, "{}", cases, store.now())
+    assert store.write_with(q.interrupt_running, "ashd stopped", store.now(), [mine.id]) == 1
+    assert store.read_with(q.get_run, "acme", "bot", mine.id).status == "interrupted"  # type: ignore[union-attr]
+    assert store.read_with(q.get_run, "acme", "bot", theirs.id).status == "running"  # type: ignore[union-attr]
+    assert {r.status for r in store.read_with(q.list_results, "acme", theirs.id)} == {"pending"}
