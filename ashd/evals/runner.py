@@ -123,8 +123,6 @@ class EvalRunner:
         try:
             await asyncio.gather(*(self._case(plan, case, rid) for case, rid in zip(plan.cases, plan.results,
                                                                                      strict=True)))
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # boundary: the run fails, the daemon stays up
             log.exception("eval run %s failed", plan.run_id)
             status, error = "failed", f"internal error: {type(exc).__name__}"
@@ -152,9 +150,13 @@ class EvalRunner:
             answer, failure = await self._turn(plan.tenant_id, session_id, case.prompt)
         except AshError as exc:  # capacity, a sandbox that would not start, the agent gone, ...
             failure = exc.message
-        finally:
+        except Exception:
             if session_id is not None:
                 await self._end(plan.tenant_id, session_id)
+            raise
+        # Not on cancellation (ashd stopping): the actor tree's stop ends every sandbox.
+        if session_id is not None:
+            await self._end(plan.tenant_id, session_id)
         return await self._verdict(plan, case, answer, failure)
 
     async def _session(self, plan: RunPlan, result_id: str) -> str:

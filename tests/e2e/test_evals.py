@@ -140,27 +140,43 @@ def test_runs_score_every_case_pin_the_version_and_compare(
         assert missing.status_code == 404
 
 
-def test_a_run_cut_off_by_a_crash_is_interrupted_at_the_next_start(
+def _start_sleeping_run(c: httpx.Client) -> str:
+    run = c.post(f"{BASE}/eval-runs", json={}).json()["run"]
+    deadline = time.monotonic() + 120
+    while c.get(f"{BASE}/eval-runs/{run['id']}").json()["run"]["running"] != 1:
+        assert time.monotonic() < deadline, "the case never started"
+        time.sleep(0.2)
+    return str(run["id"])
+
+
+def _interrupted(daemon: AshdProcess, run_id: str, reason: str) -> None:
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+        after = c.get(f"{BASE}/eval-runs/{run_id}").json()["run"]
+        assert (after["status"], after["error"]) == ("interrupted", reason), after
+        (result,) = c.get(f"{BASE}/eval-runs/{run_id}/results").json()["results"]
+        assert result["status"] == "error" and result["reason"] == reason
+
+
+def test_a_run_cut_off_by_a_crash_or_a_stop_is_interrupted_not_left_running(
         start_ashd: Callable[..., AshdProcess]) -> None:
     daemon = start_ashd(None)
     with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
         c.post("/api/agents", json={"name": AGENT, "path": str(HELLO_AGENT)}).raise_for_status()
         c.post(f"{BASE}/eval-cases", json={"prompt": "[[sleep: 120000]] [[say: late]]",
                                            "expected": "late"}).raise_for_status()
-        run = c.post(f"{BASE}/eval-runs", json={}).json()["run"]
-        deadline = time.monotonic() + 120
-        while c.get(f"{BASE}/eval-runs/{run['id']}").json()["run"]["running"] != 1:
-            assert time.monotonic() < deadline, "the case never started"
-            time.sleep(0.2)
+        crashed = _start_sleeping_run(c)
     daemon.stop(signal.SIGKILL)
     again = daemon.restarted()
     try:
+        _interrupted(again, crashed, "ashd restarted while the run was in progress")
         with httpx.Client(base_url=again.url, headers=again.headers, timeout=60) as c:
-            after = c.get(f"{BASE}/eval-runs/{run['id']}").json()["run"]
-            assert after["status"] == "interrupted", after
-            assert after["error"] == "ashd restarted while the run was in progress"
-            (result,) = c.get(f"{BASE}/eval-runs/{run['id']}/results").json()["results"]
-            assert result["status"] == "error" and result["reason"] == after["error"]
+            stopped = _start_sleeping_run(c)
+        assert again.stop() == 0
+        third = again.restarted()
+        try:
+            _interrupted(third, stopped, "ashd stopped while the run was in progress")
+        finally:
+            third.stop()
     finally:
         again.stop()
 
