@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from .dialect import new_id
 from .schema import metadata
+from .timestamps import format_utc
 
 RUN_STATUSES = ("running", "completed", "failed", "interrupted")
 RESULT_STATUSES = ("pending", "running", "passed", "failed", "error")
@@ -129,8 +131,11 @@ def add_case(conn: Connection, tenant_id: str, agent_name: str, values: Mapping[
 
 def add_cases(conn: Connection, tenant_id: str, agent_name: str, values: Sequence[Mapping[str, Any]],
               now: str) -> list[EvalCaseRow]:
-    """Several cases, all or none (import)."""
-    return [add_case(conn, tenant_id, agent_name, v, now) for v in values]
+    """Several cases, all or none (import). They are listed in the order given: each is
+    stamped one millisecond after the one before."""
+    start = datetime.strptime(now, "%Y-%m-%dT%H:%M:%S.%f%z")
+    return [add_case(conn, tenant_id, agent_name, v, format_utc(start + timedelta(milliseconds=i)))
+            for i, v in enumerate(values)]
 
 
 def get_case(conn: Connection, tenant_id: str, agent_name: str, case_id: str) -> EvalCaseRow | None:

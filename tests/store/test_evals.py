@@ -30,12 +30,12 @@ def test_cases_are_scoped_to_tenant_and_agent(store: Store) -> None:
     assert store.read_with(q.list_cases, "acme", "bot") == []
 
 
-def test_import_adds_every_case(store: Store) -> None:
+def test_import_adds_every_case_in_the_order_given(store: Store) -> None:
     values = [{"name": n, "prompt": "p", "scorer": "exact", "expected": '"x"', "category": None, "tags": "[]"}
-              for n in ("b", "a")]
+              for n in ("c", "b", "a", "d", "e")]
     rows = store.write_with(q.add_cases, "acme", "bot", values, store.now())
-    assert [r.name for r in rows] == ["b", "a"]
-    assert {r.id for r in store.read_with(q.list_cases, "acme", "bot")} == {r.id for r in rows}
+    assert [r.name for r in rows] == ["c", "b", "a", "d", "e"]
+    assert [r.id for r in store.read_with(q.list_cases, "acme", "bot")] == [r.id for r in rows]
 
 
 def test_a_run_has_one_pending_result_per_case_and_counts_progress(store: Store) -> None:
