@@ -139,6 +139,7 @@ class EvalRunsHandler(EvalRunBase):
 
 class EvalRunCompareHandler(EvalRunBase):
     async def get(self, name: str) -> None:
+        await self.require_agent(name)  # another tenant's agent: 404 whatever the query
         ids = [self.get_query_argument(k, None) for k in ("runA", "runB")]
         if ids[0] is None or ids[1] is None:
             raise BadRequest("give both runs to compare: ?runA=<baseline run id>&runB=<candidate run id>")
