@@ -141,11 +141,13 @@ def test_runs_score_every_case_pin_the_version_and_compare(
 
 
 def _start_sleeping_run(c: httpx.Client) -> str:
+    """Three cases that each sleep two minutes, at most two at a time (ASH_EVAL_CONCURRENCY)."""
     run = c.post(f"{BASE}/eval-runs", json={}).json()["run"]
-    deadline = time.monotonic() + 120
-    while c.get(f"{BASE}/eval-runs/{run['id']}").json()["run"]["running"] != 1:
-        assert time.monotonic() < deadline, "the case never started"
+    deadline = time.monotonic() + 180
+    while (now := c.get(f"{BASE}/eval-runs/{run['id']}").json()["run"])["running"] != 2:
+        assert time.monotonic() < deadline, f"two cases never ran at once: {now}"
         time.sleep(0.2)
+    assert (now["pending"], now["completedCases"]) == (1, 0), now  # the third waits for a slot
     return str(run["id"])
 
 
@@ -153,17 +155,18 @@ def _interrupted(daemon: AshdProcess, run_id: str, reason: str) -> None:
     with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
         after = c.get(f"{BASE}/eval-runs/{run_id}").json()["run"]
         assert (after["status"], after["error"]) == ("interrupted", reason), after
-        (result,) = c.get(f"{BASE}/eval-runs/{run_id}/results").json()["results"]
-        assert result["status"] == "error" and result["reason"] == reason
+        results = c.get(f"{BASE}/eval-runs/{run_id}/results").json()["results"]
+        assert [(r["status"], r["reason"]) for r in results] == [("error", reason)] * 3
 
 
-def test_a_run_cut_off_by_a_crash_or_a_stop_is_interrupted_not_left_running(
+def test_cases_run_in_parallel_up_to_the_limit_and_a_cut_off_run_is_interrupted(
         start_ashd: Callable[..., AshdProcess]) -> None:
-    daemon = start_ashd(None)
+    daemon = start_ashd(None, ASH_EVAL_CONCURRENCY="2")
     with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
         c.post("/api/agents", json={"name": AGENT, "path": str(HELLO_AGENT)}).raise_for_status()
-        c.post(f"{BASE}/eval-cases", json={"prompt": "[[sleep: 120000]] [[say: late]]",
-                                           "expected": "late"}).raise_for_status()
+        for n in range(3):
+            c.post(f"{BASE}/eval-cases", json={"prompt": f"[[sleep: 120000]] [[say: late {n}]]",
+                                               "expected": "late"}).raise_for_status()
         crashed = _start_sleeping_run(c)
     daemon.stop(signal.SIGKILL)
     again = daemon.restarted()
