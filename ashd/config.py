@@ -182,6 +182,15 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class EvalsConfig:
+    """Eval runs (POST /api/agents/:name/eval-runs; ashd/evals/)."""
+
+    concurrency: int = 2  # eval cases this daemon runs at once (all runs), each in its own sandbox
+    grader_model: str = "claude-haiku-4-5"  # the model the rubric scorer asks, through [model]
+    grader_timeout_s: float = 120.0  # longest wait for one grading reply
+
+
+@dataclass(frozen=True)
 class AgentsConfig:
     """Deploy by server path (``POST /api/agents {path}``; ashd/agent_path.py)."""
 
@@ -204,6 +213,7 @@ class Config:
     snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    evals: EvalsConfig = field(default_factory=EvalsConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
     max_attachment_size: int = 10 * 1024 * 1024  # largest attachment, in bytes after base64 decoding
@@ -271,6 +281,9 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("queue.poll_interval_s", "ASH_QUEUE_POLL_INTERVAL_S"),
     ("queue.retry_delay_s", "ASH_QUEUE_RETRY_DELAY_S"),
     ("queue.retry_delay_cap_s", "ASH_QUEUE_RETRY_DELAY_CAP_S"),
+    ("evals.concurrency", "ASH_EVAL_CONCURRENCY"),
+    ("evals.grader_model", "ASH_EVAL_GRADER_MODEL"),
+    ("evals.grader_timeout_s", "ASH_EVAL_GRADER_TIMEOUT_S"),
     ("agents.path_roots", "ASH_AGENT_PATH_ROOTS"),
 )
 
@@ -449,6 +462,7 @@ def _validate(config: Config) -> None:
                           "must be at least 1")
     _validate_sandbox(config.sandbox, config.proxy)
     _validate_queue(config.queue)
+    _validate_evals(config.evals)
     _validate_rate_limit(config.rate_limit)
     _validate_path_roots(config.agents)
     if config.max_attachment_size < 1:
@@ -527,6 +541,15 @@ def _validate_path_roots(agents: AgentsConfig) -> None:
 def allowed_origins(server: ServerConfig) -> frozenset[str]:
     """``"https://a.example, https://b.example"`` -> the set of origins CORS reflects."""
     return frozenset(o.strip().rstrip("/") for o in server.allowed_origins.split(",") if o.strip())
+
+
+def _validate_evals(e: EvalsConfig) -> None:
+    if not 1 <= e.concurrency <= 64:
+        raise ConfigError(f"evals.concurrency (ASH_EVAL_CONCURRENCY) must be 1..64, got {e.concurrency}")
+    if not e.grader_model.strip():
+        raise ConfigError("evals.grader_model (ASH_EVAL_GRADER_MODEL) must not be empty")
+    if e.grader_timeout_s <= 0:
+        raise ConfigError("evals.grader_timeout_s (ASH_EVAL_GRADER_TIMEOUT_S) must be positive")
 
 
 def _validate_queue(q: QueueConfig) -> None:

@@ -22,6 +22,8 @@ from ashd import __version__, systemd
 from ashd.actors.figures import live_figures, tree_answers
 from ashd.actors.supervisor import RootSupervisor
 from ashd.config import Config, mask_url
+from ashd.evals.grader import ModelGrader
+from ashd.evals.runner import EvalRunner, interrupt_left_runs
 from ashd.http.agents import prewarm_count
 from ashd.http.aio import Offload
 from ashd.http.app import make_app
@@ -76,6 +78,10 @@ class Daemon:
         store.mark_all_sandboxes(SandboxState.COLD.value)
         close_cut_off_turns(store)
         fail_interrupted_starts(store)
+        interrupted = interrupt_left_runs(store)
+        if interrupted:
+            log.warning("evals: %d run(s) left running by a previous run of ashd are marked interrupted",
+                        interrupted)
         requeued = store.requeue_processing_items()
         if requeued:
             log.info("prompt queue: %d item(s) left processing by a previous run are pending again", requeued)
@@ -100,6 +106,8 @@ class Daemon:
             ctx = AppContext(config=config, store=store, tree=tree, offload=offload, hasher=hasher,
                              heartbeat_s=config.pool.sse_heartbeat_s, metrics=metrics)
             metrics.watch(lambda: live_figures(tree, store), COORDINATOR_ID, ctx.started_at)
+            grader = ModelGrader(config.model, config.evals.grader_model, config.evals.grader_timeout_s)
+            ctx.eval_runner = EvalRunner(ctx, grader)
             live.append(ctx)
             server = tornado.httpserver.HTTPServer(make_app(ctx, isolation), max_body_size=MAX_BODY_BYTES,
                                                    xheaders=False)
@@ -117,6 +125,7 @@ class Daemon:
             queue.start()
             await self._stop.wait()
             ctx.stopping = True
+            await ctx.eval_runner.stop()  # before the tree: its cases' sessions are ended
             await queue.stop()
             systemd.notify("STOPPING=1")
             if watchdog is not None:

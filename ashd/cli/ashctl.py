@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ashd.cli import admin_commands, mcp_command, session_commands
+from ashd.cli import admin_commands, eval_commands, mcp_command, session_commands
 from ashd.cli.context import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     session_commands.register(session, leaf)
     admin_commands.register(commands, leaf)
     mcp_command.register(commands, leaf)
+    eval_commands.register(commands, leaf)
     return parser
 
 

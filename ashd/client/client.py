@@ -24,6 +24,7 @@ from typing import Any, Literal
 from ashd.client import calls
 from ashd.client.calls import JSON, Call
 from ashd.client.errors import AshdConnectionError, AshdError
+from ashd.client.eval_calls import EvalMethods
 from ashd.client.events import Done, StreamEvent
 from ashd.client.resume import (
     DEFAULT_RECONNECTS,
@@ -41,7 +42,7 @@ camel_case = calls.camel_case
 camel_options = calls.camel_options
 
 
-class AshdClient:
+class AshdClient(EvalMethods):
     """Blocking client for one ashd server; safe to share between threads."""
 
     def __init__(

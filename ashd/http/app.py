@@ -13,6 +13,15 @@ from ashd.http.attachments import AttachmentHandler, SessionAttachmentsHandler
 from ashd.http.base import NotFoundHandler
 from ashd.http.context import AppContext
 from ashd.http.credentials import CredentialHandler, CredentialsHandler
+from ashd.http.eval_cases import EvalCaseExportHandler, EvalCaseHandler, EvalCaseImportHandler, EvalCasesHandler
+from ashd.http.eval_runs import (
+    EvalResultHandler,
+    EvalRunCompareHandler,
+    EvalRunHandler,
+    EvalRunResultsHandler,
+    EvalRunScoreHandler,
+    EvalRunsHandler,
+)
 from ashd.http.health import HealthHandler, LiveHandler, ReadyHandler
 from ashd.http.keys import ApiKeyHandler, ApiKeysHandler, InternalApiKeysHandler
 from ashd.http.metrics import MetricsHandler, route_labels
@@ -85,6 +94,17 @@ def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None) -> tornad
         (rf"/api/agents/{_SEG}/versions", AgentVersionsHandler),
         (rf"/api/agents/{_SEG}/versions/{_SEG}", AgentVersionHandler),
         (rf"/api/agents/{_SEG}/versions/{_SEG}/activate", AgentVersionActivateHandler),
+        # -- evals (the fixed names before the {id} routes that would match them) --
+        (rf"/api/agents/{_SEG}/eval-cases", EvalCasesHandler),
+        (rf"/api/agents/{_SEG}/eval-cases/import", EvalCaseImportHandler),
+        (rf"/api/agents/{_SEG}/eval-cases/export", EvalCaseExportHandler),
+        (rf"/api/agents/{_SEG}/eval-cases/{_SEG}", EvalCaseHandler),
+        (rf"/api/agents/{_SEG}/eval-runs", EvalRunsHandler),
+        (rf"/api/agents/{_SEG}/eval-runs/compare", EvalRunCompareHandler),
+        (rf"/api/agents/{_SEG}/eval-runs/{_SEG}", EvalRunHandler),
+        (rf"/api/agents/{_SEG}/eval-runs/{_SEG}/results", EvalRunResultsHandler),
+        (rf"/api/agents/{_SEG}/eval-runs/{_SEG}/score", EvalRunScoreHandler),
+        (rf"/api/agents/{_SEG}/eval-results/{_SEG}", EvalResultHandler),
     ]
     table: list[Any] = [
         (r"/health", HealthHandler, {**args, "isolation": isolation}),

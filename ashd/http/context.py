@@ -23,6 +23,7 @@ from ashd.snapshot.store import blob_store_from_url
 from ashd.store import Store, utc_now
 
 if TYPE_CHECKING:
+    from ashd.evals.runner import EvalRunner
     from ashd.http.turns import Turn
 
 
@@ -40,6 +41,7 @@ class AppContext:
     live_turns: dict[str, Turn] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)
     queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # set when an item is queued
+    eval_runner: EvalRunner | None = None  # set by the daemon once serving (POST eval-runs: 503 without)
     stopping: bool = False  # set by the daemon when a graceful stop begins (/health/ready -> 503)
 
     def __post_init__(self) -> None:

@@ -107,7 +107,10 @@ LIFECYCLE = (404, 409, 410, 422, 502, 503, 507)
 
 
 def _paths() -> dict[str, Any]:
-    return {**_core_paths(), **_files_paths(), **_ops_paths(), **_keys_paths(), **_credentials_paths()}
+    from ashd.http.openapi_evals import eval_paths  # it builds on this module's helpers
+
+    return {**_core_paths(), **_files_paths(), **_ops_paths(), **_keys_paths(), **_credentials_paths(),
+            **eval_paths()}
 
 
 STRING_S: Schema = {"type": "string"}

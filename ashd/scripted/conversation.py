@@ -45,6 +45,7 @@ class Conversation:
     history: tuple[str, ...]
     round_trips: int
     last_result: ToolResult | None
+    system: str = ""  # the request's system prompt, its text blocks joined by " | "
 
 
 def read_conversation(messages: Any) -> Conversation:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DIRECTIVE_NAMES = frozenset(
-    {"say", "think", "bash", "tool", "error", "slow", "sleep", "echo-history", "usage"}
+    {"say", "think", "bash", "tool", "error", "slow", "sleep", "echo-history", "echo-system", "usage"}
 )
 _HEAD = re.compile(r"\[\[\s*([a-z][a-z-]*)\s*(:|\]\])")
 _USAGE_PART = re.compile(r"^(in|out)=(\d+)$")
@@ -84,6 +84,11 @@ class EchoHistory:
 
 
 @dataclass(frozen=True)
+class EchoSystem:
+    """Emit a text block with the request's system prompt (its text blocks joined)."""
+
+
+@dataclass(frozen=True)
 class Usage:
     """Override the reported token usage; ``None`` keeps the server default."""
 
@@ -91,7 +96,7 @@ class Usage:
     output_tokens: int | None
 
 
-Directive = Say | Think | ToolCall | Fail | Slow | Sleep | EchoHistory | Usage
+Directive = Say | Think | ToolCall | Fail | Slow | Sleep | EchoHistory | EchoSystem | Usage
 
 
 def parse_directives(text: str) -> tuple[Directive, ...]:
@@ -142,6 +147,8 @@ def _build(name: str, arg: str | None) -> Directive:
     """Turn one ``name``/``arg`` pair into a directive (raises :class:`DirectiveError`)."""
     if name == "echo-history":
         return EchoHistory()
+    if name == "echo-system":
+        return EchoSystem()
     if arg is None:
         raise DirectiveError(f"[[{name}]] needs an argument: [[{name}: ...]]")
     if name == "say":

@@ -20,6 +20,7 @@ from ashd.scripted.directives import (
     Directive,
     DirectiveError,
     EchoHistory,
+    EchoSystem,
     Fail,
     Say,
     Sleep,
@@ -42,6 +43,7 @@ from ashd.scripted.script import ScriptEntry, find_reply
 
 TITLE_TEXT = json.dumps({"title": "Scripted session"})
 PROMPT_ECHO_CHARS = 200
+SYSTEM_ECHO_CHARS = 20_000  # [[echo-system]]: the CLI's system prompt may be long
 TOOL_ECHO_CHARS = 2000
 
 
@@ -67,7 +69,7 @@ def plan_reply(body: dict[str, Any], settings: ModelSettings) -> Reply:
     )
     if is_title_request(body):
         return replace(base, blocks=(TextOut(TITLE_TEXT),))
-    conversation = read_conversation(body.get("messages"))
+    conversation = replace(read_conversation(body.get("messages")), system=_system_text(body.get("system")))
     try:
         directives = _directives_for(conversation.prompt, settings.script)
     except DirectiveError as exc:
@@ -142,7 +144,18 @@ def _block(directive: Directive, conv: Conversation, tool_id: str) -> BlockOut |
         return ToolUseOut(tool_id, directive.name, dict(directive.input))
     if isinstance(directive, EchoHistory):
         return TextOut("history: " + " | ".join(conv.history))
+    if isinstance(directive, EchoSystem):
+        return TextOut("system: " + conv.system[:SYSTEM_ECHO_CHARS])
     return None
+
+
+def _system_text(system: Any) -> str:
+    """A Messages API ``system`` (a string or text blocks) as one string."""
+    if isinstance(system, str):
+        return system
+    if isinstance(system, list):
+        return " | ".join(b["text"] for b in system if isinstance(b, dict) and isinstance(b.get("text"), str))
+    return ""
 
 
 def _fallback(conv: Conversation, step: int) -> TextOut:

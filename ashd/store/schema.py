@@ -227,4 +227,5 @@ transcript_entries = sa.Table(
 )
 
 # Tables defined next to their queries register themselves on ``metadata`` when imported.
+from ashd.store import eval_queries as _evals  # noqa: E402, F401
 from ashd.store import usage as _usage  # noqa: E402, F401

@@ -13,9 +13,9 @@ ValueError for caller mistakes (an id longer than 36 characters, negative paging
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -48,6 +48,9 @@ from .rows import (
 from .stream_queries import StreamEventRow
 from .timestamps import Clock, utc_now
 from .translate import translated_errors
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Store:
@@ -518,6 +521,22 @@ class Store:
     def delete_attachment(self, tenant_id: str, attachment_id: str) -> bool:
         with self._write() as conn:
             return attachment_queries.delete(conn, tenant_id, attachment_id)
+
+    # -- query modules used directly (e.g. ashd/store/eval_queries.py) -----------------
+
+    def now(self) -> str:
+        """The store's clock: the timestamp it would write now."""
+        return self._clock()
+
+    def read_with(self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a query function of a ``*_queries`` module in one read transaction."""
+        with self._read() as conn:
+            return query(conn, *args, **kwargs)
+
+    def write_with(self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a query function of a ``*_queries`` module in one write transaction."""
+        with self._write() as conn:
+            return query(conn, *args, **kwargs)
 
     # -- queue (ashd/store/queue_queries.py) --------------------------------------------
 

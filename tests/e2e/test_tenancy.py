@@ -92,6 +92,20 @@ FOREIGN: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/agents/{}/versions/{}"): {"releaseNotes": "B was here"},
     ("DELETE", "/api/agents/{}/versions/{}"): None,
     ("POST", "/api/agents/{}/versions/{}/activate"): {},
+    ("GET", "/api/agents/{}/eval-cases"): None,
+    ("POST", "/api/agents/{}/eval-cases"): {"prompt": "from B", "expected": "B"},
+    ("POST", "/api/agents/{}/eval-cases/import"): {"cases": [{"prompt": "from B", "expected": "B"}]},
+    ("GET", "/api/agents/{}/eval-cases/export"): None,
+    ("GET", "/api/agents/{}/eval-cases/{}"): None,
+    ("PATCH", "/api/agents/{}/eval-cases/{}"): {"name": "B was here"},
+    ("DELETE", "/api/agents/{}/eval-cases/{}"): None,
+    ("GET", "/api/agents/{}/eval-runs"): None,
+    ("POST", "/api/agents/{}/eval-runs"): {},
+    ("GET", "/api/agents/{}/eval-runs/compare"): None,
+    ("GET", "/api/agents/{}/eval-runs/{}"): None,
+    ("GET", "/api/agents/{}/eval-runs/{}/results"): None,
+    ("POST", "/api/agents/{}/eval-runs/{}/score"): {"humanScore": 1, "humanNotes": "B"},
+    ("PATCH", "/api/agents/{}/eval-results/{}"): {"humanScore": 1},
     ("POST", "/api/sessions"): {"agent": A_AGENT},
     ("GET", "/api/sessions/{}"): None,
     ("DELETE", "/api/sessions/{}"): None,
@@ -175,7 +189,8 @@ class World:
         """Fill each ``{}`` of a pattern with A's object of the kind named by the segment before it."""
         kinds = {"agents": "agent", "sessions": "session", "api-keys": "key", "queue": "queue",
                  "credentials": "credential", "versions": "version", "attachments": "attachment",
-                 "files": "file"}
+                 "files": "file", "eval-cases": "eval_case", "eval-runs": "eval_run",
+                 "eval-results": "eval_result"}
         parts = pattern.split("/")
         for i, part in enumerate(parts):
             if part == "{}":
@@ -249,6 +264,14 @@ def _create_a_objects(a: httpx.Client) -> dict[str, str]:
     resp = a.post(f"/api/sessions/{ids['session']}/attachments", json={"filename": "a.txt", "content": "aGk="})
     assert resp.status_code == 201, resp.text
     ids["attachment"] = resp.json()["attachment"]["id"]
+    resp = a.post(f"/api/agents/{A_AGENT}/eval-cases", json={"prompt": "[[say: A's answer]]", "expected": "A's"})
+    assert resp.status_code == 201, resp.text
+    ids["eval_case"] = resp.json()["case"]["id"]
+    resp = a.post(f"/api/agents/{A_AGENT}/eval-runs", json={})
+    assert resp.status_code == 201, resp.text
+    ids["eval_run"] = resp.json()["run"]["id"]
+    results = a.get(f"/api/agents/{A_AGENT}/eval-runs/{ids['eval_run']}/results").json()["results"]
+    ids["eval_result"] = results[0]["id"]
     return ids
 
 
@@ -272,6 +295,11 @@ def _snapshot(w: World) -> dict[str, Any]:
         snap["queue"] = a.get(f"/api/queue/{w.ids['queue']}").status_code
     if "attachment" in w.ids:
         snap["attachments"] = a.get(f"/api/sessions/{sid}/attachments").json()
+    if "eval_case" in w.ids:
+        snap["eval_cases"] = a.get(f"/api/agents/{A_AGENT}/eval-cases").json()
+        results = a.get(f"/api/agents/{A_AGENT}/eval-runs/{w.ids['eval_run']}/results").json()["results"]
+        snap["human_scores"] = [(r["id"], r["humanScore"], r["humanNotes"]) for r in results]
+        snap["eval_runs"] = [r["id"] for r in a.get(f"/api/agents/{A_AGENT}/eval-runs").json()["runs"]]
     return snap
 
 

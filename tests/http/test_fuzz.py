@@ -49,6 +49,7 @@ GENERATED_IDS_ONLY = {
     ("DELETE", "/api/agents/{name}"),
     ("PATCH", "/api/agents/{name}/config"),
     ("PATCH", "/api/agents/{name}"),  # config.preWarmCount, like PATCH .../config
+    ("POST", "/api/agents/{name}/eval-runs"),  # would run every fuzzed case in a sandbox of its own
 }
 CHECKS = [not_a_server_error, response_schema_conformance]
 

@@ -79,6 +79,15 @@ def test_echo_history_lists_every_prompt() -> None:
     assert reply.blocks == (TextOut("history: first prompt | [[echo-history]]"),)
 
 
+def test_echo_system_shows_the_system_prompt_as_a_string_or_blocks() -> None:
+    blocks = [{"type": "text", "text": "billing"}, {"type": "text", "text": "You are version 2."}]
+    reply = plan_reply(body(prompt("[[echo-system]]"), system=blocks), SETTINGS)
+    assert reply.blocks == (TextOut("system: billing | You are version 2."),)
+    reply = plan_reply(body(prompt("[[echo-system]]"), system="plain"), SETTINGS)
+    assert reply.blocks == (TextOut("system: plain"),)
+    assert plan_reply(body(prompt("[[echo-system]]")), SETTINGS).blocks == (TextOut("system: "),)
+
+
 def test_error_alone_is_an_http_error_after_the_leading_sleep() -> None:
     reply = plan_reply(body(prompt("[[sleep: 30]] [[error: 529 busy]]")), SETTINGS)
     assert reply.blocks == ()

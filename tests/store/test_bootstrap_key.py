@@ -48,7 +48,7 @@ def test_the_bootstrap_key_has_a_prefix_and_one_of_an_older_ashd_gets_it(store: 
     assert row.created_at.endswith("Z")
     engine = sa.create_engine(db_url)
     try:
-        with engine.begin() as conn:  # a key minted before 0006_c_key_prefix: no prefix stored
+        with engine.begin() as conn:  # a key minted before 0006: no prefix stored
             conn.execute(sa.update(api_keys).values(key_prefix=None))
     finally:
         engine.dispose()

@@ -18,7 +18,8 @@ from ashd.store.schema import metadata
 
 TABLES = {"agents", "sessions", "sandboxes", "messages", "session_events", "api_keys",
           "stream_events", "transcript_entries", "usage_events",
-          "credentials", "agent_versions", "attachments", "queue_items"}
+          "credentials", "agent_versions", "attachments", "queue_items",
+          "eval_cases", "eval_runs", "eval_results"}
 
 
 @pytest.fixture

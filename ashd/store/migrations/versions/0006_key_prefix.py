@@ -2,7 +2,7 @@
 
 Keys minted before this revision have none (NULL): only their hash was ever stored.
 
-Revision ID: 0006_c_key_prefix
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-06
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_c_key_prefix"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None

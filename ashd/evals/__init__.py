@@ -1,0 +1,1 @@
+"""Evals: scoring an agent's answers to stored cases (scorers, the grader, the runner)."""
