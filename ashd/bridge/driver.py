@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
+from claude_agent_sdk import AgentDefinition, ClaudeAgentOptions, ClaudeSDKClient
 from claude_agent_sdk.types import SessionStore
 
 from ashd.bridge import protocol
@@ -33,8 +33,12 @@ def has_transcript(session_id: str, config_dir: str | None) -> bool:
     return any(projects.glob(f"*/{session_id}.jsonl"))
 
 
-def build_options(settings: BridgeSettings, session_store: SessionStore | None = None) -> ClaudeAgentOptions:
+def build_options(settings: BridgeSettings, session_store: SessionStore | None = None,
+                  turn: dict[str, Any] | None = None) -> ClaudeAgentOptions:
     """SDK options for a session. CLAUDE.md is the system prompt, project settings load.
+
+    ``turn`` holds one message's own options (``protocol.TURN_SETTINGS``, wire names); each
+    is a CLI flag, fixed for the life of the CLI process.
 
     A session whose transcript exists (a restarted bridge) is resumed: the CLI refuses to
     start a new conversation under an id it already knows. The system prompt is the one ashd
@@ -60,7 +64,18 @@ def build_options(settings: BridgeSettings, session_store: SessionStore | None =
         stderr=_cli_stderr,
         env=_mirror_env(settings.cli_config_dir or config_dir),
         session_store=session_store,
+        mcp_servers=settings.mcp_servers,  # type: ignore[arg-type]
+        betas=list(settings.betas),  # type: ignore[arg-type]
+        agents={name: AgentDefinition(**spec) for name, spec in settings.subagents.items()} or None,
+        extra_args={"agent": settings.initial_agent} if settings.initial_agent else {},
+        **_turn_options(turn or {}),
     )
+
+
+def _turn_options(turn: dict[str, Any]) -> dict[str, Any]:
+    """One message's options as ClaudeAgentOptions fields."""
+    return {"max_turns": turn.get("maxTurns"), "max_budget_usd": turn.get("maxBudgetUsd"),
+            "effort": turn.get("effort"), "thinking": turn.get("thinking"), "output_format": turn.get("outputFormat")}
 
 
 def _mirror_env(cli_config_dir: str | None) -> dict[str, str]:
@@ -76,10 +91,19 @@ def _cli_stderr(line: str) -> None:
 
 
 class Driver:
-    """One SDK client; one turn at a time (the caller serialises turns)."""
+    """One SDK client; one turn at a time (the caller serialises turns).
+
+    A message's own options (``query.settings``: maxTurns, maxBudgetUsd, effort, thinking,
+    outputFormat) are CLI flags the SDK cannot change on a running CLI, so a turn whose
+    settings differ from the running CLI's restarts it with them (the conversation resumes
+    from its transcript); the next turn without them restarts it again. A per-message
+    ``model`` needs no restart (the SDK's ``set_model``).
+    """
 
     def __init__(self, settings: BridgeSettings, session_store: SessionStore | None = None) -> None:
         self._settings = settings
+        self._store = session_store
+        self._turn: dict[str, Any] = {}
         self._client = ClaudeSDKClient(build_options(settings, session_store))
         self._model = settings.model
 
@@ -87,8 +111,18 @@ class Driver:
         """Spawn the CLI and complete the SDK's initialize handshake. Raises on failure."""
         await self._client.connect()
 
+    async def _restart(self, turn: dict[str, Any]) -> None:
+        """Replace the CLI by one started with this turn's options (resuming the conversation)."""
+        log.info("restarting the CLI for a turn with options %s", ", ".join(sorted(turn)) or "none")
+        await self.close()
+        self._client = ClaudeSDKClient(build_options(self._settings, self._store, turn))
+        self._turn, self._model = turn, self._settings.model
+        await self._client.connect()
+
     async def run_turn(self, query: protocol.Query, emit: Emit) -> None:
         """Send one prompt and emit every SDK message up to and including the result."""
+        if query.settings != self._turn:
+            await self._restart(query.settings)
         if query.model and query.model != self._model:
             await self._client.set_model(query.model)
             self._model = query.model
@@ -100,6 +134,9 @@ class Driver:
             if raw.get("type") == "stream_event" and not query.include_partial_messages:
                 continue
             await emit(protocol.Message(raw))
+            for failed in _failed_mcp_servers(raw):
+                await emit(protocol.Error(f"MCP server {failed} could not be started or reached from the sandbox; "
+                                          "its tools are not available in this turn"))
             if raw.get("type") == "result":
                 return
 
@@ -124,6 +161,14 @@ class Driver:
             # rather than by the garbage collector after asyncio.run closed the loop (which
             # prints "Event loop is closed" tracebacks into the sandbox log).
             await process.aclose()
+
+
+def _failed_mcp_servers(raw: dict[str, Any]) -> list[str]:
+    """The names of the MCP servers the CLI's init message reports as failed."""
+    if raw.get("type") != "system" or raw.get("subtype") != "init":
+        return []
+    servers = raw.get("mcp_servers")
+    return [str(s.get("name")) for s in servers or [] if isinstance(s, dict) and s.get("status") == "failed"]
 
 
 def _cli_process(client: ClaudeSDKClient) -> Any:

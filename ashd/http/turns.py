@@ -153,7 +153,8 @@ class Turn:
             self._ctx.links.drop(self._grant.sandbox_id)
             self._error(f"the agent process is not reachable: {exc}")
             return
-        query = protocol.Query(self._options.content, self._options.include_partial_messages, self._options.model)
+        query = protocol.Query(self._options.content, self._options.include_partial_messages, self._options.model,
+                               self._options.turn_settings())
         self._ctx.metrics.turn_overhead.observe(time.monotonic() - self._received_at)  # the query is written next
         idle_s = self._ctx.config.sandbox.turn_idle_timeout_s
         quiet = 0  # consecutive idle periods: 1 -> interrupt, 2 -> kill, 3 -> give up on the link
