@@ -98,7 +98,8 @@ class Daemon:
             for agent in store.list_all_agents():
                 tree.sessions.prewarm(agent, prewarm_count(agent, config.pool.prewarm_per_agent))
             ctx = AppContext(config=config, store=store, tree=tree, offload=offload, hasher=hasher,
-                             heartbeat_s=config.pool.sse_heartbeat_s, metrics=metrics)
+                             heartbeat_s=config.pool.sse_heartbeat_s, metrics=metrics,
+                             limit_turn=getattr(launcher, "limit_turn", None))
             metrics.watch(lambda: live_figures(tree, store), COORDINATOR_ID, ctx.started_at)
             live.append(ctx)
             server = tornado.httpserver.HTTPServer(make_app(ctx, isolation), max_body_size=MAX_BODY_BYTES,

@@ -153,6 +153,8 @@ class Turn:
             self._ctx.links.drop(self._grant.sandbox_id)
             self._error(f"the agent process is not reachable: {exc}")
             return
+        if self._ctx.limit_turn is not None:  # this turn's budget binds at the model proxy too
+            self._ctx.limit_turn(self._grant.sandbox_id, self._options.max_budget_usd)
         query = protocol.Query(self._options.content, self._options.include_partial_messages, self._options.model,
                                self._options.turn_settings())
         self._ctx.metrics.turn_overhead.observe(time.monotonic() - self._received_at)  # the query is written next
