@@ -180,9 +180,14 @@ def _content(content: object) -> str | list[dict[str, Any]]:
     raise BadRequest("content is required: a string or a list of content blocks")
 
 
-def check_mcp_egress(options: SessionOptions, agent_path: str) -> None:
-    """400 unless every url MCP server's host is on the agent's egress allowlist
-    (``.ashd/sandbox.json``): the sandbox can reach nothing else. Blocks (reads the file)."""
+def check_for_agent(options: SessionOptions, agent_path: str) -> None:
+    """400 unless the options fit the agent: every url MCP server's host is on its egress
+    allowlist (``.ashd/sandbox.json``; the sandbox can reach nothing else), and
+    ``initialAgent`` names one of ``subagents`` or of its ``.claude/agents``. Blocks (reads files)."""
+    if options.initial_agent and options.initial_agent not in options.subagents:
+        if not (Path(agent_path) / ".claude" / "agents" / f"{options.initial_agent}.md").is_file():
+            raise BadRequest(f"initialAgent {options.initial_agent!r} is neither in subagents nor in the agent's "
+                             ".claude/agents; define it in subagents")
     hosts = fields.remote_hosts(options.mcp_servers)
     if not hosts:
         return

@@ -49,7 +49,8 @@ def build_options(settings: BridgeSettings, session_store: SessionStore | None =
     resume = has_transcript(settings.session_id, config_dir)
     return ClaudeAgentOptions(
         cwd=settings.workspace,
-        system_prompt=settings.system_prompt,
+        # An initial agent's own prompt is the main thread's (the CLI uses it only without one).
+        system_prompt=None if settings.initial_agent else settings.system_prompt,
         setting_sources=["project"],
         permission_mode=settings.permission_mode,  # type: ignore[arg-type]
         allowed_tools=list(settings.allowed_tools),
@@ -123,9 +124,10 @@ class Driver:
         """Send one prompt and emit every SDK message up to and including the result."""
         if query.settings != self._turn:
             await self._restart(query.settings)
-        if query.model and query.model != self._model:
-            await self._client.set_model(query.model)
-            self._model = query.model
+        model = query.model or self._settings.model  # a message's model is for its turn only
+        if model != self._model:
+            await self._client.set_model(model)
+            self._model = model
         if isinstance(query.prompt, str):
             await self._client.query(query.prompt, session_id=self._settings.session_id)
         else:

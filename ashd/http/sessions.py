@@ -16,7 +16,7 @@ from ashd.http import sse
 from ashd.http.base import ApiHandler
 from ashd.http.turns import start_turn
 from ashd.http.views import event_json, message_json, session_json
-from ashd.options import CONFIG_FIELDS, MessageOptions, SessionOptions, check_agent_name, check_mcp_egress
+from ashd.options import CONFIG_FIELDS, MessageOptions, SessionOptions, check_agent_name, check_for_agent
 from ashd.states import SessionStatus
 from ashd.store import SessionRow
 from ashd.vault import CredentialVault
@@ -86,7 +86,7 @@ class SessionsHandler(SessionBase):
             raise Unprocessable(f"Agent {name}'s folder {agent.path} is missing on this server; redeploy it")
         if options.credential_id is not None:
             await self.check_credential(options.credential_id)
-        await self.ctx.offload.read(check_mcp_egress, options, agent.path)
+        await self.ctx.offload.read(check_for_agent, options, agent.path)
         if options.system_prompt is None:
             # Prompt precedence: the request's > the agent's active version's > CLAUDE.md. Fixed
             # here, at creation: activating another version later changes only new sessions.
@@ -177,9 +177,10 @@ class SessionConfigHandler(SessionBase):
             raise BadRequest(f"unknown session config field(s): {', '.join(unknown)}; "
                              f"known: {', '.join(CONFIG_FIELDS)}")
         row = await self.session_row(session_id)
+        merged = SessionOptions.from_request({**SessionOptions.from_json(row.config).to_request(), **body})
         agent = await self.ctx.offload.read(self.ctx.store.get_agent, self.tenant, row.agent_name)
-        if agent is not None and body.get("mcpServers") is not None:
-            await self.ctx.offload.read(check_mcp_egress, SessionOptions.from_request(body), agent.path)
+        if agent is not None:
+            await self.ctx.offload.read(check_for_agent, merged, agent.path)
         updated = await self.ctx.offload.ask((await self.actor(row)).configure(body), timeout=self.start_timeout)
         self.send_json({"session": session_json(updated)})
 

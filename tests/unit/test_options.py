@@ -16,7 +16,7 @@ from ashd.bridge import protocol
 from ashd.bridge.driver import build_options
 from ashd.bridge.settings import BridgeSettings
 from ashd.errors import BadRequest
-from ashd.options import MessageOptions, SessionOptions, check_mcp_egress
+from ashd.options import MessageOptions, SessionOptions, check_for_agent
 
 SESSION: dict[str, Any] = {
     "agent": "a",
@@ -109,9 +109,19 @@ def test_url_mcp_servers_must_be_on_the_agents_egress_allowlist(tmp_path: Path) 
     (tmp_path / ".ashd" / "sandbox.json").write_text(json.dumps({"egress": {"allow": ["*.example.com"]}}))
     allowed = SessionOptions.from_request({"mcpServers": {"a": {"url": "https://mcp.example.com/x"},
                                                           "local": {"command": "srv"}}})
-    check_mcp_egress(allowed, str(tmp_path))
+    check_for_agent(allowed, str(tmp_path))
     refused = SessionOptions.from_request({"mcpServers": {"evil": {"url": "https://evil.test/x"}}})
-    with pytest.raises(BadRequest, match="mcpServers.evil: host evil.test is not on the agent's egress allowlist"):
-        check_mcp_egress(refused, str(tmp_path))
+    with pytest.raises(BadRequest, match=r"mcpServers\.evil: host evil\.test is not on the agent's egress allowlist"):
+        check_for_agent(refused, str(tmp_path))
     with pytest.raises(BadRequest, match=r"allowlist \(empty\)"):
-        check_mcp_egress(allowed, str(tmp_path / "nowhere"))
+        check_for_agent(allowed, str(tmp_path / "nowhere"))
+
+
+def test_the_initial_agent_must_be_defined(tmp_path: Path) -> None:
+    check_for_agent(SessionOptions.from_request({**SESSION, "mcpServers": None}), str(tmp_path))  # a subagent
+    folder_agent = SessionOptions.from_request({"initialAgent": "planner"})
+    with pytest.raises(BadRequest, match="initialAgent 'planner' is neither in subagents nor in"):
+        check_for_agent(folder_agent, str(tmp_path))
+    (tmp_path / ".claude" / "agents").mkdir(parents=True)
+    (tmp_path / ".claude" / "agents" / "planner.md").write_text("---\nname: planner\n---\nPlan.\n")
+    check_for_agent(folder_agent, str(tmp_path))
