@@ -1,8 +1,9 @@
 """Drives one ClaudeSDKClient (one CLI process) across all turns of a session.
 
-Runs on the bridge's asyncio loop. The client must be used inside the task that connected
-it (the SDK holds an anyio reader task), so the driver is created, used and closed by the
-bridge server's main task.
+Runs on the bridge's asyncio loop. The driver is created, connected and closed by the
+bridge server's main task; a turn whose own options need another CLI replaces the client
+from the turn's task (the SDK runs its reader as a detached task, with no task affinity,
+so the main task can still close it).
 """
 
 from __future__ import annotations
