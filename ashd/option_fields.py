@@ -182,14 +182,22 @@ def _remote(entry: dict[str, Any], where: str) -> dict[str, Any]:
     kind = entry.get("type", "http")
     if unknown or kind not in MCP_TRANSPORTS:
         raise BadRequest(f"{where}: a url server takes url, type ({', '.join(MCP_TRANSPORTS)}) and headers only")
-    url = _text(entry["url"], f"{where}.url", 2000)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest(f"{where}.url must be an http(s) URL with a host name")
+    url = _http_url(_text(entry["url"], f"{where}.url", 2000), f"{where}.url")
     server: dict[str, Any] = {"type": kind, "url": url}
     if entry.get("headers") is not None:
         server["headers"] = _string_map(entry["headers"], f"{where}.headers")
     return server
+
+
+def _http_url(url: str, where: str) -> str:
+    try:
+        parts = urlsplit(url)
+        good = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # an unclosed IPv6 bracket, a port out of range, ...
+        good = False
+    if not good:
+        raise BadRequest(f"{where} must be an http(s) URL with a host name")
+    return url
 
 
 def remote_hosts(servers: dict[str, dict[str, Any]]) -> dict[str, str]:

@@ -80,6 +80,9 @@ def test_message_options_reach_the_model_for_their_turn_only(ashd_sqlite: AshdPr
     assert plain.body.get("output_config", {}).get("effort") not in (None, "low")
     assert plain.body["model"] != "claude-haiku-4-5"
     assert plain.body["thinking"].get("budget_tokens") != 3000
+    # The CLI restarts that carried them kept the conversation.
+    assert f"{mark}-effort" in json.dumps(plain.body["messages"]) and f"{mark}-thinking" in json.dumps(
+        plain.body["messages"])
 
 
 def test_max_turns_stops_the_turn_and_only_that_turn(ashd_sqlite: AshdProcess) -> None:
