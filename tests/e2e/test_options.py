@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,12 @@ def test_ash_sdk_sends_its_options_and_ashd_honours_them(ashd_sqlite: AshdProces
     asked = _asked(scripted_model, mark)[0]
     assert asked.body["output_config"]["effort"] == "low"
     assert "Write" not in [t["name"] for t in asked.body["tools"]]
+
+
+def test_command_mcp_servers_are_refused_without_a_sandbox(start_ashd: Callable[..., AshdProcess]) -> None:
+    """Without isolation the CLI would start a caller's command on the host, as ashd's user."""
+    daemon = start_ashd(None, ASH_SANDBOX_ISOLATION="none")
+    with _client(daemon) as c:
+        _deploy(c)
+        created = c.post("/api/sessions", json={"agent": "hello", "mcpServers": {"x": {"command": "/bin/true"}}})
+    assert created.status_code == 400 and "mcpServers.x: a command server runs inside" in created.json()["error"]
