@@ -12,6 +12,9 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
 from ashd.errors import BadRequest
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -101,6 +104,11 @@ def output_format(value: object) -> dict[str, Any] | None:
         raise BadRequest('outputFormat must be {"type": "json_schema", "schema": {...a JSON Schema object...}}')
     if len(json.dumps(value["schema"])) > MAX_SCHEMA_BYTES:
         raise BadRequest(f"outputFormat.schema is larger than {MAX_SCHEMA_BYTES} bytes")
+    try:  # the CLI refuses to start with a schema that is not one
+        Draft202012Validator.check_schema(value["schema"])
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "(top)"
+        raise BadRequest(f"outputFormat.schema is not a valid JSON Schema at {where}: {exc.message}") from None
     return {"type": "json_schema", "schema": value["schema"]}
 
 

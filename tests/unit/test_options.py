@@ -78,6 +78,9 @@ def test_message_options_reach_the_sdk_options_for_their_turn() -> None:
     ({"thinking": {"type": "enabled", "budget_tokens": 5}}, "unknown field"),
     ({"outputFormat": {"type": "json_schema"}}, 'outputFormat must be {"type": "json_schema"'),
     ({"outputFormat": {"type": "text", "schema": {}}}, "outputFormat must be"),
+    ({"outputFormat": {"type": "json_schema", "schema": {"type": 5}}}, "schema is not a valid JSON Schema"),
+    ({"outputFormat": {"type": "json_schema", "schema": {"properties": {"a": {"type": "nonsense"}}}}},
+     "not a valid JSON Schema at properties/a/type"),
 ])
 def test_malformed_message_options_say_what_to_fix(body: dict[str, Any], says: str) -> None:
     with pytest.raises(BadRequest, match=says):
