@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from ashd.config import PERMISSION_MODES
 from ashd.errors import BadRequest
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -29,7 +30,7 @@ MAX_SCHEMA_BYTES = 100_000
 MAX_TEXT = 100_000
 MCP_TRANSPORTS = ("http", "sse")
 SUBAGENT_LISTS = ("tools", "disallowedTools", "skills")
-SUBAGENT_STRINGS = ("model", "permissionMode")
+SUBAGENT_STRINGS = ("model",)
 
 
 def _text(value: object, where: str, limit: int = MAX_TEXT) -> str:
@@ -136,7 +137,7 @@ def subagents(value: object) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, entry in _named(value, "subagents", MAX_SUBAGENTS).items():
         where = f"subagents.{name}"
-        known = {"description", "prompt", "maxTurns", "effort", *SUBAGENT_LISTS, *SUBAGENT_STRINGS}
+        known = {"description", "prompt", "maxTurns", "effort", "permissionMode", *SUBAGENT_LISTS, *SUBAGENT_STRINGS}
         unknown = sorted(set(entry) - known)
         if unknown:
             raise BadRequest(f"{where} has unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -148,6 +149,10 @@ def subagents(value: object) -> dict[str, dict[str, Any]]:
         for key in SUBAGENT_STRINGS:
             if entry.get(key) is not None:
                 agent[key] = _text(entry[key], f"{where}.{key}", 100)
+        if entry.get("permissionMode") is not None:
+            if entry["permissionMode"] not in PERMISSION_MODES:
+                raise BadRequest(f"{where}.permissionMode must be one of {', '.join(PERMISSION_MODES)}")
+            agent["permissionMode"] = entry["permissionMode"]
         if entry.get("maxTurns") is not None:
             agent["maxTurns"] = positive_int(entry["maxTurns"], f"{where}.maxTurns", MAX_TURNS)
         if entry.get("effort") is not None:

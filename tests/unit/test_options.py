@@ -100,6 +100,8 @@ def test_malformed_message_options_say_what_to_fix(body: dict[str, Any], says: s
     ({"subagents": {"r": {"prompt": "p"}}}, "subagents.r.description must be a non-empty string"),
     ({"subagents": {"r": {"description": "d", "prompt": "p", "hooks": {}}}}, "subagents.r has unknown field"),
     ({"subagents": {"r": {"description": "d", "prompt": "p", "maxTurns": 0}}}, "subagents.r.maxTurns"),
+    ({"subagents": {"r": {"description": "d", "prompt": "p", "permissionMode": "yolo"}}},
+     "subagents.r.permissionMode must be one of"),
     ({"initialAgent": "../x"}, "initialAgent must be 1-64"),
 ])
 def test_malformed_session_options_say_what_to_fix(body: dict[str, Any], says: str) -> None:
