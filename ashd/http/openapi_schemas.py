@@ -95,7 +95,8 @@ _SESSION_FIELDS: dict[str, Schema] = {
         "additionalProperties": _obj({
             "description": {"type": "string", "minLength": 1}, "prompt": {"type": "string", "minLength": 1},
             "tools": _TOOLS, "disallowedTools": _TOOLS, "skills": _TOOLS, "model": STRING,
-            "permissionMode": {"enum": list(PERMISSION_MODES)}, "maxTurns": {"type": "integer", "minimum": 1, "maximum": fields.MAX_TURNS},
+            "permissionMode": {"enum": list(PERMISSION_MODES)},
+            "maxTurns": {"type": "integer", "minimum": 1, "maximum": fields.MAX_TURNS},
             "effort": {"enum": list(fields.EFFORTS)},
         }, required=["description", "prompt"], closed=True),
     },
