@@ -179,6 +179,8 @@ class Turn:
                 self._error(f"the agent process was killed: {fact.reason}" if fact and fact.reason else LOST)
             elif isinstance(event, protocol.Error):
                 self._error(event.error)
+        if self._ctx.limit_turn is not None and self._options.max_budget_usd is not None:
+            self._ctx.limit_turn(self._grant.sandbox_id, None)  # the turn's budget ends with it
         if link.closed or quiet:
             self._ctx.links.drop(self._grant.sandbox_id)
 
