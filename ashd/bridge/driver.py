@@ -92,6 +92,50 @@ def _cli_stderr(line: str) -> None:
     sys.stderr.flush()
 
 
+class ModelChoice:
+    """Which model each turn runs on (pure): the message's, else the session's, else the
+    agent's default. A message's model is for its turn only, but a CLI keeps the model it
+    was last set to — even across a restart, which resumes the conversation on it — so
+    the turn after one is set back: to the session's model, or to the default model
+    learned from the ``init`` message of a turn that ran on it (``set_model(None)``, the
+    CLI's built-in default, only if none was seen yet).
+    """
+
+    def __init__(self, session_model: str | None) -> None:
+        self._session = session_model
+        self._current = session_model  # what the running CLI is on, as far as we know
+        self._default: str | None = None
+        self._overridden = False  # a message's model may still be in effect
+        self._on_default = session_model is None
+
+    def restarted(self) -> None:
+        """A new CLI resumed the conversation: started with the session's model, if there is
+        one (set it again to be sure), else on the last model the conversation ran on."""
+        if self._session is not None:
+            self._current = None
+
+    def for_turn(self, message_model: str | None) -> tuple[bool, str | None]:
+        """(whether to call set_model, the model to set) before a turn."""
+        wanted = message_model or self._session
+        self._on_default = wanted is None
+        if wanted is None:
+            if not self._overridden:
+                return False, None
+            self._overridden, self._current = False, self._default
+            return True, self._default
+        self._overridden = wanted != self._session
+        if wanted == self._current:
+            return False, wanted
+        self._current = wanted
+        return True, wanted
+
+    def observed(self, raw: dict[str, Any]) -> None:
+        """Learn the default model from a turn that ran on it."""
+        if self._on_default and raw.get("type") == "system" and raw.get("subtype") == "init":
+            model = raw.get("model")
+            self._default = model if isinstance(model, str) and model else self._default
+
+
 class Driver:
     """One SDK client; one turn at a time (the caller serialises turns).
 
@@ -107,7 +151,7 @@ class Driver:
         self._store = session_store
         self._turn: dict[str, Any] = {}
         self._client = ClaudeSDKClient(build_options(settings, session_store))
-        self._model = settings.model
+        self._models = ModelChoice(settings.model)
 
     async def connect(self) -> None:
         """Spawn the CLI and complete the SDK's initialize handshake. Raises on failure."""
@@ -118,17 +162,17 @@ class Driver:
         log.info("restarting the CLI for a turn with options %s", ", ".join(sorted(turn)) or "none")
         await self.close()
         self._client = ClaudeSDKClient(build_options(self._settings, self._store, turn))
-        self._turn, self._model = turn, self._settings.model
+        self._turn = turn
+        self._models.restarted()
         await self._client.connect()
 
     async def run_turn(self, query: protocol.Query, emit: Emit) -> None:
         """Send one prompt and emit every SDK message up to and including the result."""
         if query.settings != self._turn:
             await self._restart(query.settings)
-        model = query.model or self._settings.model  # a message's model is for its turn only
-        if model != self._model:
+        change, model = self._models.for_turn(query.model)
+        if change:
             await self._client.set_model(model)
-            self._model = model
         if isinstance(query.prompt, str):
             await self._client.query(query.prompt, session_id=self._settings.session_id)
         else:
@@ -136,6 +180,7 @@ class Driver:
         async for raw in self._raw_messages():
             if raw.get("type") == "stream_event" and not query.include_partial_messages:
                 continue
+            self._models.observed(raw)
             await emit(protocol.Message(raw))
             for failed in _failed_mcp_servers(raw):
                 await emit(protocol.Error(f"MCP server {failed} could not be started or reached from the sandbox; "

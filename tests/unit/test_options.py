@@ -130,3 +130,25 @@ def test_the_initial_agent_must_be_defined(tmp_path: Path) -> None:
     (tmp_path / ".claude" / "agents").mkdir(parents=True)
     (tmp_path / ".claude" / "agents" / "planner.md").write_text("---\nname: planner\n---\nPlan.\n")
     check_for_agent(folder_agent, str(tmp_path))
+
+
+def test_a_messages_model_is_for_its_turn_only() -> None:
+    """The CLI keeps the model it was set to (across restarts too): the turn after a
+    message's own model is set back to the session's, or to the default it had seen."""
+    from ashd.bridge.driver import ModelChoice
+
+    session = ModelChoice("claude-sonnet-4-5")
+    assert session.for_turn(None) == (False, "claude-sonnet-4-5")
+    assert session.for_turn("claude-haiku-4-5") == (True, "claude-haiku-4-5")
+    assert session.for_turn(None) == (True, "claude-sonnet-4-5")
+    session.restarted()
+    assert session.for_turn(None) == (True, "claude-sonnet-4-5")
+
+    default = ModelChoice(None)
+    assert default.for_turn(None) == (False, None)
+    default.observed({"type": "system", "subtype": "init", "model": "claude-opus-5-5"})
+    assert default.for_turn("claude-haiku-4-5") == (True, "claude-haiku-4-5")
+    default.observed({"type": "system", "subtype": "init", "model": "claude-haiku-4-5"})  # not the default
+    default.restarted()
+    assert default.for_turn(None) == (True, "claude-opus-5-5")
+    assert default.for_turn(None) == (False, None)
