@@ -104,7 +104,8 @@ class Daemon:
             for agent in store.list_all_agents():
                 tree.sessions.prewarm(agent, prewarm_count(agent, config.pool.prewarm_per_agent))
             ctx = AppContext(config=config, store=store, tree=tree, offload=offload, hasher=hasher,
-                             heartbeat_s=config.pool.sse_heartbeat_s, metrics=metrics)
+                             heartbeat_s=config.pool.sse_heartbeat_s, metrics=metrics,
+                             limit_turn=getattr(launcher, "limit_turn", None))
             metrics.watch(lambda: live_figures(tree, store), COORDINATOR_ID, ctx.started_at)
             grader = ModelGrader(config.model, config.evals.grader_model, config.evals.grader_timeout_s)
             ctx.eval_runner = EvalRunner(ctx, grader)

@@ -5,21 +5,24 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn
 
+from ashd import option_fields as fields
 from ashd.config import PERMISSION_MODES
 from ashd.errors import BadRequest
+from ashd.proxy.egress import host_allowed
 from ashd.sandbox.env import validate_user_env
-from ashd.sandbox.limits import session_request
+from ashd.sandbox.limits import AGENT_POLICY_FILE, agent_policy, parse_budget, session_request
 
 AGENT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,255}$")
 MAX_PROMPT_CHARS = 500_000
 MAX_SYSTEM_PROMPT_CHARS = 1_000_000
 MAX_BLOCKS = 20
 BLOCK_TYPES = ("text", "image", "document")
-# Accepted by Ash but not (yet) applied by ashd: refuse them rather than ignore them.
-UNSUPPORTED_SESSION_FIELDS = ("mcpServers", "betas", "subagents", "initialAgent")
-UNSUPPORTED_MESSAGE_FIELDS = ("maxTurns", "maxBudgetUsd", "effort", "thinking", "outputFormat")
+# What PATCH /api/sessions/:id/config may change (Ash's set, plus the prompt and mode).
+CONFIG_FIELDS = ("model", "allowedTools", "disallowedTools", "systemPrompt", "permissionMode", "mcpServers",
+                 "betas", "subagents", "initialAgent")
 
 
 def check_agent_name(name: object) -> str:
@@ -50,12 +53,6 @@ def _str_list(body: dict[str, Any], key: str) -> list[str]:
     return list(value)
 
 
-def _refuse(body: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
-    for key in keys:
-        if body.get(key) is not None:
-            raise BadRequest(f"{key} is not supported by this ashd version for {where}; remove it")
-
-
 @dataclass(frozen=True)
 class SessionOptions:
     system_prompt: str | None = None
@@ -69,10 +66,16 @@ class SessionOptions:
     max_budget_usd: float | None = None
     # A stored credential (ashd/vault.py) the model proxy uses as this session's upstream key.
     credential_id: str | None = None
+    # The SDK's MCP server configs: stdio ones run inside the sandbox, url ones go through
+    # its egress allowlist (checked against the agent's at create and PATCH).
+    mcp_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    betas: list[str] = field(default_factory=list)
+    # The SDK's agent definitions ({name: {description, prompt, tools?, ...}}).
+    subagents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    initial_agent: str | None = None
 
     @classmethod
     def from_request(cls, body: dict[str, Any]) -> SessionOptions:
-        _refuse(body, UNSUPPORTED_SESSION_FIELDS, "sessions")
         _, budget = session_request(body)  # validates limits and maxBudgetUsd (BadRequest)
         mode = _optional_str(body, "permissionMode", 64)
         if mode == "permissionsByAgent":
@@ -89,6 +92,10 @@ class SessionOptions:
             limits=dict(body["limits"]) if body.get("limits") is not None else None,
             max_budget_usd=budget,
             credential_id=_credential_id(body.get("credentialId")),
+            mcp_servers=fields.mcp_servers(body.get("mcpServers")),
+            betas=fields.betas(body.get("betas")),
+            subagents=fields.subagents(body.get("subagents")),
+            initial_agent=fields.agent_name(body.get("initialAgent"), "initialAgent"),
         )
 
     def to_request(self) -> dict[str, Any]:
@@ -97,7 +104,8 @@ class SessionOptions:
             "systemPrompt": self.system_prompt, "model": self.model, "permissionMode": self.permission_mode,
             "allowedTools": self.allowed_tools or None, "disallowedTools": self.disallowed_tools or None,
             "extraEnv": self.extra_env or None, "limits": self.limits, "maxBudgetUsd": self.max_budget_usd,
-            "credentialId": self.credential_id,
+            "credentialId": self.credential_id, "mcpServers": self.mcp_servers or None, "betas": self.betas or None,
+            "subagents": self.subagents or None, "initialAgent": self.initial_agent,
         }
         return {k: v for k, v in form.items() if v is not None}
 
@@ -125,18 +133,34 @@ def _bad_credential(value: object) -> NoReturn:
 
 @dataclass(frozen=True)
 class MessageOptions:
+    """One message's content and the options that apply to its turn only."""
+
     content: str | list[dict[str, Any]]
     include_partial_messages: bool = False
     model: str | None = None
+    max_turns: int | None = None
+    max_budget_usd: float | None = None
+    effort: str | None = None
+    thinking: dict[str, Any] | None = None  # the SDK's shape: {type, budget_tokens?}
+    output_format: dict[str, Any] | None = None
 
     @classmethod
     def from_request(cls, body: dict[str, Any]) -> MessageOptions:
-        _refuse(body, UNSUPPORTED_MESSAGE_FIELDS, "messages")
         partial = body.get("includePartialMessages", False)
         if not isinstance(partial, bool):
             raise BadRequest("includePartialMessages must be true or false")
         return cls(content=_content(body.get("content")), include_partial_messages=partial,
-                   model=_optional_str(body, "model", 100))
+                   model=_optional_str(body, "model", 100),
+                   max_turns=fields.positive_int(body.get("maxTurns"), "maxTurns", fields.MAX_TURNS),
+                   max_budget_usd=parse_budget(body.get("maxBudgetUsd"), "maxBudgetUsd"),
+                   effort=fields.effort(body.get("effort")), thinking=fields.thinking(body.get("thinking")),
+                   output_format=fields.output_format(body.get("outputFormat")))
+
+    def turn_settings(self) -> dict[str, Any]:
+        """The options the bridge starts the CLI with for this turn only (wire names)."""
+        form = {"maxTurns": self.max_turns, "maxBudgetUsd": self.max_budget_usd, "effort": self.effort,
+                "thinking": self.thinking, "outputFormat": self.output_format}
+        return {k: v for k, v in form.items() if v is not None}
 
 
 def _content(content: object) -> str | list[dict[str, Any]]:
@@ -154,3 +178,22 @@ def _content(content: object) -> str | list[dict[str, Any]]:
                 raise BadRequest(f"content[{i}] must be a block of type {', '.join(BLOCK_TYPES)}")
         return list(content)
     raise BadRequest("content is required: a string or a list of content blocks")
+
+
+def check_for_agent(options: SessionOptions, agent_path: str) -> None:
+    """400 unless the options fit the agent: every url MCP server's host is on its egress
+    allowlist (``.ashd/sandbox.json``; the sandbox can reach nothing else), and
+    ``initialAgent`` names one of ``subagents`` or of its ``.claude/agents``. Blocks (reads files)."""
+    if options.initial_agent and options.initial_agent not in options.subagents:
+        if not (Path(agent_path) / ".claude" / "agents" / f"{options.initial_agent}.md").is_file():
+            raise BadRequest(f"initialAgent {options.initial_agent!r} is neither in subagents nor in the agent's "
+                             ".claude/agents; define it in subagents")
+    hosts = fields.remote_hosts(options.mcp_servers)
+    if not hosts:
+        return
+    allow = agent_policy(Path(agent_path)).egress_allow
+    for name, host in sorted(hosts.items()):
+        if not host_allowed(host, allow):
+            raise BadRequest(f"mcpServers.{name}: host {host} is not on the agent's egress allowlist "
+                             f"({', '.join(allow) or 'empty'}); add it to {AGENT_POLICY_FILE} egress.allow "
+                             "and redeploy, or use a stdio server")

@@ -510,6 +510,10 @@ class SessionActor(pykka.ThreadingActor):
             permission_mode=options.permission_mode or self._deps.sandbox.permission_mode,
             allowed_tools=options.allowed_tools,
             disallowed_tools=options.disallowed_tools,
+            mcp_servers=options.mcp_servers,
+            betas=options.betas,
+            subagents=options.subagents,
+            initial_agent=options.initial_agent,
         )
         model = self._deps.model
         env = sandbox_env(

@@ -1,8 +1,9 @@
 """Drives one ClaudeSDKClient (one CLI process) across all turns of a session.
 
-Runs on the bridge's asyncio loop. The client must be used inside the task that connected
-it (the SDK holds an anyio reader task), so the driver is created, used and closed by the
-bridge server's main task.
+Runs on the bridge's asyncio loop. The driver is created, connected and closed by the
+bridge server's main task; a turn whose own options need another CLI replaces the client
+from the turn's task (the SDK runs its reader as a detached task, with no task affinity,
+so the main task can still close it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
+from claude_agent_sdk import AgentDefinition, ClaudeAgentOptions, ClaudeSDKClient
 from claude_agent_sdk.types import SessionStore
 
 from ashd.bridge import protocol
@@ -33,8 +34,12 @@ def has_transcript(session_id: str, config_dir: str | None) -> bool:
     return any(projects.glob(f"*/{session_id}.jsonl"))
 
 
-def build_options(settings: BridgeSettings, session_store: SessionStore | None = None) -> ClaudeAgentOptions:
+def build_options(settings: BridgeSettings, session_store: SessionStore | None = None,
+                  turn: dict[str, Any] | None = None) -> ClaudeAgentOptions:
     """SDK options for a session. CLAUDE.md is the system prompt, project settings load.
+
+    ``turn`` holds one message's own options (``protocol.TURN_SETTINGS``, wire names); each
+    is a CLI flag, fixed for the life of the CLI process.
 
     A session whose transcript exists (a restarted bridge) is resumed: the CLI refuses to
     start a new conversation under an id it already knows. The system prompt is the one ashd
@@ -45,7 +50,8 @@ def build_options(settings: BridgeSettings, session_store: SessionStore | None =
     resume = has_transcript(settings.session_id, config_dir)
     return ClaudeAgentOptions(
         cwd=settings.workspace,
-        system_prompt=settings.system_prompt,
+        # An initial agent's own prompt is the main thread's (the CLI uses it only without one).
+        system_prompt=None if settings.initial_agent else settings.system_prompt,
         setting_sources=["project"],
         permission_mode=settings.permission_mode,  # type: ignore[arg-type]
         allowed_tools=list(settings.allowed_tools),
@@ -60,7 +66,18 @@ def build_options(settings: BridgeSettings, session_store: SessionStore | None =
         stderr=_cli_stderr,
         env=_mirror_env(settings.cli_config_dir or config_dir),
         session_store=session_store,
+        mcp_servers=settings.mcp_servers,  # type: ignore[arg-type]
+        betas=list(settings.betas),  # type: ignore[arg-type]
+        agents={name: AgentDefinition(**spec) for name, spec in settings.subagents.items()} or None,
+        extra_args={"agent": settings.initial_agent} if settings.initial_agent else {},
+        **_turn_options(turn or {}),
     )
+
+
+def _turn_options(turn: dict[str, Any]) -> dict[str, Any]:
+    """One message's options as ClaudeAgentOptions fields."""
+    return {"max_turns": turn.get("maxTurns"), "max_budget_usd": turn.get("maxBudgetUsd"),
+            "effort": turn.get("effort"), "thinking": turn.get("thinking"), "output_format": turn.get("outputFormat")}
 
 
 def _mirror_env(cli_config_dir: str | None) -> dict[str, str]:
@@ -75,23 +92,87 @@ def _cli_stderr(line: str) -> None:
     sys.stderr.flush()
 
 
+class ModelChoice:
+    """Which model each turn runs on (pure): the message's, else the session's, else the
+    agent's default. A message's model is for its turn only, but a CLI keeps the model it
+    was last set to — even across a restart, which resumes the conversation on it — so
+    the turn after one is set back: to the session's model, or to the default model
+    learned from the ``init`` message of a turn that ran on it (``set_model(None)``, the
+    CLI's built-in default, only if none was seen yet).
+    """
+
+    def __init__(self, session_model: str | None) -> None:
+        self._session = session_model
+        self._current = session_model  # what the running CLI is on, as far as we know
+        self._default: str | None = None
+        self._overridden = False  # a message's model may still be in effect
+        self._on_default = session_model is None
+
+    def restarted(self) -> None:
+        """A new CLI resumed the conversation: started with the session's model, if there is
+        one (set it again to be sure), else on the last model the conversation ran on."""
+        if self._session is not None:
+            self._current = None
+
+    def for_turn(self, message_model: str | None) -> tuple[bool, str | None]:
+        """(whether to call set_model, the model to set) before a turn."""
+        wanted = message_model or self._session
+        self._on_default = wanted is None
+        if wanted is None:
+            if not self._overridden:
+                return False, None
+            self._overridden, self._current = False, self._default
+            return True, self._default
+        self._overridden = wanted != self._session
+        if wanted == self._current:
+            return False, wanted
+        self._current = wanted
+        return True, wanted
+
+    def observed(self, raw: dict[str, Any]) -> None:
+        """Learn the default model from a turn that ran on it."""
+        if self._on_default and raw.get("type") == "system" and raw.get("subtype") == "init":
+            model = raw.get("model")
+            self._default = model if isinstance(model, str) and model else self._default
+
+
 class Driver:
-    """One SDK client; one turn at a time (the caller serialises turns)."""
+    """One SDK client; one turn at a time (the caller serialises turns).
+
+    A message's own options (``query.settings``: maxTurns, maxBudgetUsd, effort, thinking,
+    outputFormat) are CLI flags the SDK cannot change on a running CLI, so a turn whose
+    settings differ from the running CLI's restarts it with them (the conversation resumes
+    from its transcript); the next turn without them restarts it again. A per-message
+    ``model`` needs no restart (the SDK's ``set_model``).
+    """
 
     def __init__(self, settings: BridgeSettings, session_store: SessionStore | None = None) -> None:
         self._settings = settings
+        self._store = session_store
+        self._turn: dict[str, Any] = {}
         self._client = ClaudeSDKClient(build_options(settings, session_store))
-        self._model = settings.model
+        self._models = ModelChoice(settings.model)
 
     async def connect(self) -> None:
         """Spawn the CLI and complete the SDK's initialize handshake. Raises on failure."""
         await self._client.connect()
 
+    async def _restart(self, turn: dict[str, Any]) -> None:
+        """Replace the CLI by one started with this turn's options (resuming the conversation)."""
+        log.info("restarting the CLI for a turn with options %s", ", ".join(sorted(turn)) or "none")
+        await self.close()
+        self._client = ClaudeSDKClient(build_options(self._settings, self._store, turn))
+        self._turn = turn
+        self._models.restarted()
+        await self._client.connect()
+
     async def run_turn(self, query: protocol.Query, emit: Emit) -> None:
         """Send one prompt and emit every SDK message up to and including the result."""
-        if query.model and query.model != self._model:
-            await self._client.set_model(query.model)
-            self._model = query.model
+        if query.settings != self._turn:
+            await self._restart(query.settings)
+        change, model = self._models.for_turn(query.model)
+        if change:
+            await self._client.set_model(model)
         if isinstance(query.prompt, str):
             await self._client.query(query.prompt, session_id=self._settings.session_id)
         else:
@@ -99,7 +180,11 @@ class Driver:
         async for raw in self._raw_messages():
             if raw.get("type") == "stream_event" and not query.include_partial_messages:
                 continue
+            self._models.observed(raw)
             await emit(protocol.Message(raw))
+            for failed in _failed_mcp_servers(raw):
+                await emit(protocol.Error(f"MCP server {failed} could not be started or reached from the sandbox; "
+                                          "its tools are not available in this turn"))
             if raw.get("type") == "result":
                 return
 
@@ -124,6 +209,14 @@ class Driver:
             # rather than by the garbage collector after asyncio.run closed the loop (which
             # prints "Event loop is closed" tracebacks into the sandbox log).
             await process.aclose()
+
+
+def _failed_mcp_servers(raw: dict[str, Any]) -> list[str]:
+    """The names of the MCP servers the CLI's init message reports as failed."""
+    if raw.get("type") != "system" or raw.get("subtype") != "init":
+        return []
+    servers = raw.get("mcp_servers")
+    return [str(s.get("name")) for s in servers or [] if isinstance(s, dict) and s.get("status") == "failed"]
 
 
 def _cli_process(client: ClaudeSDKClient) -> Any:

@@ -5,7 +5,8 @@ JSON object on one line. Frames are validated on decode: a plain object, exactly
 ``cmd``/``ev`` from the known set, required fields present with the right type, and a
 bounded size. Both ends import this module, so the two sides cannot drift apart.
 
-Commands: ``query {prompt, includePartialMessages?, model?}``, ``interrupt``, ``shutdown``,
+Commands: ``query {prompt, includePartialMessages?, model?, settings?}`` (``settings``: this
+turn's own CLI options, see :data:`TURN_SETTINGS`), ``interrupt``, ``shutdown``,
 ``transcript_ack {reqId, error?}``, ``exec {reqId, command, timeoutMs}``.
 Events: ``ready {pid, sessionId}``, ``message {data}`` (a raw SDK message),
 ``error {error}``, ``done {sessionId}``, ``transcript {reqId, subpath, entries}`` (the SDK's
@@ -29,6 +30,10 @@ READY_BYTE = b"R"
 """Written once on the bridge's stdout when it listens and the CLI is connected."""
 
 
+TURN_SETTINGS = ("maxTurns", "maxBudgetUsd", "effort", "thinking", "outputFormat")
+"""The per-message options a ``query`` may carry (validated by ashd/options.py)."""
+
+
 class ProtocolError(ValueError):
     """A frame that is not valid protocol; the connection should be dropped."""
 
@@ -38,6 +43,8 @@ class Query:
     prompt: str | list[dict[str, Any]]
     include_partial_messages: bool = False
     model: str | None = None
+    # This turn's own CLI options ({"maxTurns": 3, "effort": "low", ...}; wire names).
+    settings: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,8 @@ def _to_wire(frame: Command | Event) -> dict[str, Any]:
             out["includePartialMessages"] = True
         if frame.model:
             out["model"] = frame.model
+        if frame.settings:
+            out["settings"] = frame.settings
         return out
     if isinstance(frame, Interrupt):
         return {"cmd": "interrupt"}
@@ -172,10 +181,14 @@ def decode_command(line: bytes) -> Command:
     name, obj = _parse(line, "cmd")
     if name == "query":
         model = obj.get("model")
+        settings = obj.get("settings") or {}
+        if not isinstance(settings, dict) or set(settings) - set(TURN_SETTINGS):
+            raise ProtocolError(f"'query' settings must be an object of {', '.join(TURN_SETTINGS)}")
         return Query(
             prompt=_field(obj, "prompt", (str, list)),
             include_partial_messages=bool(obj.get("includePartialMessages", False)),
             model=model if isinstance(model, str) and model else None,
+            settings=settings,
         )
     if name == "interrupt":
         return Interrupt()

@@ -22,6 +22,12 @@ class BridgeSettings:
     permission_mode: str = "bypassPermissions"
     allowed_tools: list[str] = field(default_factory=list)
     disallowed_tools: list[str] = field(default_factory=list)
+    # The session's MCP servers, betas, subagents ({name: AgentDefinition fields}) and the
+    # agent the main thread starts as (see ashd/options.py SessionOptions).
+    mcp_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    betas: list[str] = field(default_factory=list)
+    subagents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    initial_agent: str | None = None
     cli_path: str | None = None
     # How the CLI itself sees its config dir and cwd, when a sandbox remaps them (e.g.
     # /home/agent/.claude and /workspace). None: the same as the bridge's.

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ashd.cli import admin_commands, eval_commands, mcp_command, session_commands
+from ashd.cli import admin_commands, eval_commands, mcp_command, option_flags, session_commands
 from ashd.cli.context import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("message", metavar="MESSAGE", help='the prompt ("-" reads stdin)')
         sub.add_argument("--thinking", action="store_true", help="show thinking (dimmed)")
         sub.add_argument("--model", help="model for this turn")
+        option_flags.add_turn_flags(sub)
 
     leaf(commands, "health", _cmd_health, "show server health")
     leaf(commands, "doctor", _cmd_doctor, "show which isolation layers the server has (exit 1 below its floor)")
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--model", help="model for the session")
     sub.add_argument("--system-prompt", help="replace the agent's CLAUDE.md prompt")
     _env_option(sub, "extra environment variable for the sandbox (repeatable)")
+    option_flags.add_session_flags(sub)
     leaf(session, "list", _cmd_session_list, "list sessions").add_argument(
         "--agent", help="only this agent's sessions")
     for name, text in (("info", "show one session"), ("end", "end a session for good"),
@@ -217,7 +219,7 @@ def _cmd_agent_delete(args: argparse.Namespace, ctx: Context) -> int:
 def _cmd_session_create(args: argparse.Namespace, ctx: Context) -> int:
     session = ctx.client.create_session(args.agent, model=args.model,
                                         system_prompt=args.system_prompt,
-                                        extra_env=dict(args.env) or None)
+                                        extra_env=dict(args.env) or None, **option_flags.session_options(args))
     return _emit(ctx, {"session": session}, str(session.get("id")))
 
 
@@ -274,7 +276,8 @@ def _stream_turn(args: argparse.Namespace, ctx: Context, session_id: str) -> int
     printer = make_printer(ctx.out, ctx.err, as_json=ctx.json, show_thinking=args.thinking,
                            no_color="NO_COLOR" in ctx.environ)
     try:
-        for event in ctx.client.send_message(session_id, content, model=args.model):
+        for event in ctx.client.send_message(session_id, content, model=args.model,
+                                             **option_flags.turn_options(args)):
             printer.handle(event)
     finally:
         printer.finish()

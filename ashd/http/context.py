@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,9 @@ class AppContext:
     metrics: Metrics = field(default_factory=Metrics)
     queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # set when an item is queued
     eval_runner: EvalRunner | None = None  # set by the daemon once serving (POST eval-runs: 503 without)
+    # Binds a turn's own maxBudgetUsd at the model proxy: (sandbox id, budget or None).
+    # None: this launcher has no model proxy (sandbox.isolation = none).
+    limit_turn: Callable[[str, float | None], None] | None = None
     stopping: bool = False  # set by the daemon when a graceful stop begins (/health/ready -> 503)
 
     def __post_init__(self) -> None:

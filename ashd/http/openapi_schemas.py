@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ashd import option_fields as fields
 from ashd.config import PERMISSION_MODES
 from ashd.events import MESSAGE_TYPES
 from ashd.http.sessions import TIMELINE_TYPES
@@ -18,8 +19,6 @@ from ashd.options import (
     MAX_BLOCKS,
     MAX_PROMPT_CHARS,
     MAX_SYSTEM_PROMPT_CHARS,
-    UNSUPPORTED_MESSAGE_FIELDS,
-    UNSUPPORTED_SESSION_FIELDS,
 )
 from ashd.states import SessionStatus
 
@@ -43,12 +42,6 @@ def _obj(properties: dict[str, Schema], required: list[str] | None = None, close
     if closed:
         out["additionalProperties"] = False
     return out
-
-
-def _refused(fields: tuple[str, ...], where: str) -> dict[str, Schema]:
-    """Ash fields this ashd refuses with 400 (rather than ignoring them)."""
-    note = f"Accepted by Ash, not supported by this ashd version for {where}: refused with 400."
-    return {name: {"description": note, "not": {}} for name in fields}
 
 
 _ENV: Schema = {
@@ -79,6 +72,36 @@ _SESSION_FIELDS: dict[str, Schema] = {
     "permissionMode": _PERMISSION_MODE,
     "allowedTools": _TOOLS,
     "disallowedTools": _TOOLS,
+    "mcpServers": {
+        "type": "object", "maxProperties": fields.MAX_MCP_SERVERS, "propertyNames": {"pattern": fields.NAME.pattern},
+        "description": "MCP servers for this session (merged over the agent's .mcp.json). A command server "
+                       "runs inside the sandbox; a url server must be on the agent's egress allowlist "
+                       "(.ashd/sandbox.json egress.allow), else 400. A server that cannot start or be "
+                       "reached gives an error event in the turn.",
+        "additionalProperties": {"oneOf": [
+            _obj({"type": {"const": "stdio"}, "command": {"type": "string", "minLength": 1},
+                  "args": {"type": "array", "items": STRING},
+                  "env": {"type": "object", "additionalProperties": STRING}}, required=["command"], closed=True),
+            _obj({"type": {"enum": list(fields.MCP_TRANSPORTS), "default": "http"},
+                  "url": {"type": "string", "format": "uri", "pattern": "^https?://"},
+                  "headers": {"type": "object", "additionalProperties": STRING}}, required=["url"], closed=True),
+        ]},
+    },
+    "betas": {"type": "array", "maxItems": 20, "items": {"type": "string", "pattern": fields.BETA.pattern},
+              "description": "anthropic-beta names the CLI sends with each model request"},
+    "subagents": {
+        "type": "object", "maxProperties": fields.MAX_SUBAGENTS, "propertyNames": {"pattern": fields.NAME.pattern},
+        "description": "the SDK's agent definitions, callable by the Agent tool",
+        "additionalProperties": _obj({
+            "description": {"type": "string", "minLength": 1}, "prompt": {"type": "string", "minLength": 1},
+            "tools": _TOOLS, "disallowedTools": _TOOLS, "skills": _TOOLS, "model": STRING,
+            "permissionMode": {"enum": list(PERMISSION_MODES)},
+            "maxTurns": {"type": "integer", "minimum": 1, "maximum": fields.MAX_TURNS},
+            "effort": {"enum": list(fields.EFFORTS)},
+        }, required=["description", "prompt"], closed=True),
+    },
+    "initialAgent": {"type": "string", "pattern": fields.NAME.pattern,
+                     "description": "the agent (a subagent or one of .claude/agents) the main thread runs as"},
 }
 
 _COUNTS: Schema = {"type": "object", "additionalProperties": {"type": "integer"}}
@@ -175,10 +198,8 @@ SCHEMAS: dict[str, Schema] = {
         "maxBudgetUsd": {"type": "number", "exclusiveMinimum": 0},
         "credentialId": {**UUID, "description": "a stored anthropic credential of this tenant: the model "
                                                "proxy's upstream key for this session (never in the sandbox)"},
-        **_refused(UNSUPPORTED_SESSION_FIELDS, "sessions"),
     }, required=["agent"]),
-    "SessionConfig": _obj({**_SESSION_FIELDS, **_refused(UNSUPPORTED_SESSION_FIELDS, "sessions")},
-                          required=[], closed=True),
+    "SessionConfig": _obj(dict(_SESSION_FIELDS), required=[], closed=True),
     "SendMessage": _obj({
         "content": {"oneOf": [
             {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS, "pattern": r"\S",
@@ -189,8 +210,19 @@ SCHEMAS: dict[str, Schema] = {
             }},
         ]},
         "includePartialMessages": {"type": "boolean"},
-        "model": {"type": "string", "minLength": 1, "maxLength": 100},
-        **_refused(UNSUPPORTED_MESSAGE_FIELDS, "messages"),
+        "model": {"type": "string", "minLength": 1, "maxLength": 100, "description": "this turn only"},
+        "maxTurns": {"type": "integer", "minimum": 1, "maximum": fields.MAX_TURNS,
+                     "description": "this turn stops after this many model turns (result subtype error_max_turns)"},
+        "maxBudgetUsd": {"type": "number", "exclusiveMinimum": 0,
+                         "description": "this turn stops once it has cost this much (error_max_budget_usd)"},
+        "effort": {"enum": list(fields.EFFORTS), "description": "this turn's effort (output_config.effort)"},
+        "thinking": _obj({"type": {"enum": list(fields.THINKING_TYPES)},
+                          "budgetTokens": {"type": "integer", "minimum": 1, "maximum": fields.MAX_THINKING_TOKENS,
+                                           "description": "required for type enabled, refused otherwise"}},
+                         required=["type"], closed=True),
+        "outputFormat": _obj({"type": {"const": "json_schema"}, "schema": {"type": "object"}}, closed=True) | {
+            "description": "the turn ends with structured output of this JSON Schema, returned in the result "
+                           "message's structured_output"},
     }, required=["content"]),
 }
 

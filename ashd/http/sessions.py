@@ -16,7 +16,7 @@ from ashd.http import sse
 from ashd.http.base import ApiHandler
 from ashd.http.turns import start_turn
 from ashd.http.views import event_json, message_json, session_json
-from ashd.options import UNSUPPORTED_SESSION_FIELDS, MessageOptions, SessionOptions, check_agent_name
+from ashd.options import CONFIG_FIELDS, MessageOptions, SessionOptions, check_agent_name, check_for_agent
 from ashd.states import SessionStatus
 from ashd.store import SessionRow
 from ashd.vault import CredentialVault
@@ -73,6 +73,13 @@ class SessionBase(ApiHandler):
             raise BadRequest(f"{name} must be between {low} and {high}")
         return value
 
+    def check_mcp_confined(self, options: SessionOptions) -> None:
+        """400 for a command MCP server when there is no sandbox to start it in."""
+        stdio = sorted(name for name, server in options.mcp_servers.items() if "command" in server)
+        if stdio and self.ctx.config.sandbox.isolation == "none":
+            raise BadRequest(f"mcpServers.{stdio[0]}: a command server runs inside the session's sandbox, and this "
+                             "ashd runs without sandbox isolation (sandbox.isolation = none); use a url server")
+
 
 class SessionsHandler(SessionBase):
     async def post(self) -> None:
@@ -86,6 +93,8 @@ class SessionsHandler(SessionBase):
             raise Unprocessable(f"Agent {name}'s folder {agent.path} is missing on this server; redeploy it")
         if options.credential_id is not None:
             await self.check_credential(options.credential_id)
+        self.check_mcp_confined(options)
+        await self.ctx.offload.read(check_for_agent, options, agent.path)
         if options.system_prompt is None:
             # Prompt precedence: the request's > the agent's active version's > CLAUDE.md. Fixed
             # here, at creation: activating another version later changes only new sessions.
@@ -171,11 +180,16 @@ class SessionConfigHandler(SessionBase):
 
     async def patch(self, session_id: str) -> None:
         body = self.json_body()
-        allowed = {"model", "allowedTools", "disallowedTools", "systemPrompt", "permissionMode"}
-        unknown = sorted(set(body) - allowed - set(UNSUPPORTED_SESSION_FIELDS))
+        unknown = sorted(set(body) - set(CONFIG_FIELDS))
         if unknown:
-            raise BadRequest(f"unknown session config field(s): {', '.join(unknown)}")
+            raise BadRequest(f"unknown session config field(s): {', '.join(unknown)}; "
+                             f"known: {', '.join(CONFIG_FIELDS)}")
         row = await self.session_row(session_id)
+        merged = SessionOptions.from_request({**SessionOptions.from_json(row.config).to_request(), **body})
+        agent = await self.ctx.offload.read(self.ctx.store.get_agent, self.tenant, row.agent_name)
+        self.check_mcp_confined(merged)
+        if agent is not None:
+            await self.ctx.offload.read(check_for_agent, merged, agent.path)
         updated = await self.ctx.offload.ask((await self.actor(row)).configure(body), timeout=self.start_timeout)
         self.send_json({"session": session_json(updated)})
 

@@ -153,7 +153,10 @@ class Turn:
             self._ctx.links.drop(self._grant.sandbox_id)
             self._error(f"the agent process is not reachable: {exc}")
             return
-        query = protocol.Query(self._options.content, self._options.include_partial_messages, self._options.model)
+        if self._ctx.limit_turn is not None:  # this turn's budget binds at the model proxy too
+            self._ctx.limit_turn(self._grant.sandbox_id, self._options.max_budget_usd)
+        query = protocol.Query(self._options.content, self._options.include_partial_messages, self._options.model,
+                               self._options.turn_settings())
         self._ctx.metrics.turn_overhead.observe(time.monotonic() - self._received_at)  # the query is written next
         idle_s = self._ctx.config.sandbox.turn_idle_timeout_s
         quiet = 0  # consecutive idle periods: 1 -> interrupt, 2 -> kill, 3 -> give up on the link
@@ -176,6 +179,8 @@ class Turn:
                 self._error(f"the agent process was killed: {fact.reason}" if fact and fact.reason else LOST)
             elif isinstance(event, protocol.Error):
                 self._error(event.error)
+        if self._ctx.limit_turn is not None and self._options.max_budget_usd is not None:
+            self._ctx.limit_turn(self._grant.sandbox_id, None)  # the turn's budget ends with it
         if link.closed or quiet:
             self._ctx.links.drop(self._grant.sandbox_id)
 

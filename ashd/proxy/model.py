@@ -72,6 +72,9 @@ class Gate:
     upstream_key: Secret | None = None  # the session's stored credential; None: the daemon's key
     refused: set[str] = field(default_factory=set)  # features refused so far (logged once each)
     reading: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(READING_PER_SANDBOX))
+    # The running turn's own maxBudgetUsd, counted from turn_start_usd (see limit_turn).
+    turn_budget_usd: float | None = None
+    turn_start_usd: float = 0.0
 
 
 OnUsage = Callable[[Gate, Usage], None]
@@ -116,6 +119,14 @@ class ModelProxy:
             self._servers[sandbox_id] = server
             self.gates[sandbox_id] = gate
         return gate.token
+
+    def limit_turn(self, sandbox_id: str, budget_usd: float | None) -> None:
+        """Bind a turn's own budget (None: none) from now on, on top of the session's.
+        Any thread; a sandbox this proxy does not serve is ignored."""
+        with self._lock:
+            gate = self.gates.get(sandbox_id)
+            if gate is not None:
+                gate.turn_budget_usd, gate.turn_start_usd = budget_usd, gate.spent_usd
 
     def unregister(self, sandbox_id: str) -> None:
         """Close the listener and every open connection, and revoke the token. Idempotent;
@@ -278,10 +289,17 @@ class ModelProxy:
 
 
 def _over_budget(gate: Gate) -> bool:
-    return gate.budget_usd is not None and gate.spent_usd >= gate.budget_usd
+    return (gate.budget_usd is not None and gate.spent_usd >= gate.budget_usd) or _over_turn_budget(gate)
+
+
+def _over_turn_budget(gate: Gate) -> bool:
+    return gate.turn_budget_usd is not None and gate.spent_usd - gate.turn_start_usd >= gate.turn_budget_usd
 
 
 def _budget_message(gate: Gate) -> str:
+    if _over_turn_budget(gate):
+        return (f"turn budget exhausted: this turn spent ${gate.spent_usd - gate.turn_start_usd:.4f} of "
+                f"${gate.turn_budget_usd or 0:.4f} (the message's maxBudgetUsd)")
     return (f"session budget exhausted: spent ${gate.spent_usd:.4f} of ${gate.budget_usd or 0:.4f} "
             "(maxBudgetUsd)")
 

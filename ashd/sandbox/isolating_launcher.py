@@ -168,6 +168,11 @@ class IsolatingLauncher:
             "type": "egress", "host": decision.host, "port": decision.port,
             "allowed": decision.allowed, "reason": decision.reason})
 
+    def limit_turn(self, sandbox_id: str, budget_usd: float | None) -> None:
+        """The model proxy binds this budget to the sandbox's next requests (a message's
+        maxBudgetUsd for its turn; None ends it). Any thread."""
+        self._model.limit_turn(sandbox_id, budget_usd)
+
     def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
         with self._lock:
             live = self._live.get(spec.sandbox_id)

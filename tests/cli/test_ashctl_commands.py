@@ -328,3 +328,33 @@ def test_keys_list_shows_each_keys_prefix(fake_ashd: Any) -> None:
         "k1  ash_AbCd  ci     read    2026-01-01T00:00:00.000Z",
         "k2  -         old    admin   2025-01-01T00:00:00.000Z",
     ]
+
+
+def test_session_create_sends_the_session_option_flags(fake_ashd: Any) -> None:
+    fake_ashd.json("POST", "/api/sessions", {"session": SESSION}, status=201)
+    result = ashctl(fake_ashd, "session", "create", "bot", "--allowed-tool", "Read", "--allowed-tool", "Bash(ls:*)",
+                    "--disallowed-tool", "Write", "--permission-mode", "default", "--beta", "b-1",
+                    "--mcp-servers", '{"f": {"command": "srv"}}', "--subagents",
+                    '{"r": {"description": "d", "prompt": "p"}}', "--initial-agent", "r", "--json")
+    assert result.code == 0 and json.loads(result.out)["session"]["id"] == "s1"
+    assert fake_ashd.last().body == {
+        "agent": "bot", "allowedTools": ["Read", "Bash(ls:*)"], "disallowedTools": ["Write"],
+        "permissionMode": "default", "betas": ["b-1"], "mcpServers": {"f": {"command": "srv"}},
+        "subagents": {"r": {"description": "d", "prompt": "p"}}, "initialAgent": "r"}
+
+
+def test_session_send_sends_the_turn_option_flags(fake_ashd: Any, frame: Any) -> None:
+    fake_ashd.sse("POST", SEND_PATH, turn(frame, ("text_delta", {"delta": "a"})))
+    result = ashctl(fake_ashd, "session", "send", "s1", "hi", "--max-turns", "2", "--effort", "low",
+                    "--max-budget-usd", "0.5", "--thinking-tokens", "2048", "--output-schema", '{"type": "object"}',
+                    "--json")
+    assert result.code == 0, result.err
+    assert fake_ashd.last().body == {
+        "content": "hi", "includePartialMessages": True, "maxTurns": 2, "effort": "low", "maxBudgetUsd": 0.5,
+        "thinking": {"type": "enabled", "budgetTokens": 2048},
+        "outputFormat": {"type": "json_schema", "schema": {"type": "object"}}}
+
+
+def test_a_json_flag_that_is_not_json_is_a_usage_error(fake_ashd: Any) -> None:
+    result = ashctl(fake_ashd, "session", "create", "bot", "--mcp-servers", "{nope")
+    assert result.code == 2 and "--mcp-servers" in result.err and "not JSON" in result.err

@@ -78,6 +78,20 @@ def test_budget_stops_the_session_at_the_proxy(model: ScriptedModel) -> None:
         h.close()
 
 
+def test_a_turns_own_budget_binds_for_that_turn_only(harness: Harness, model: ScriptedModel) -> None:
+    """Issue #13.1: a message's maxBudgetUsd stops its turn at the proxy; what earlier turns
+    spent does not count, and the next turn (no budget) goes through again."""
+    assert harness.post("[[usage: in=100000 out=100]] [[say: an earlier turn]]")[0] == 200
+    harness.proxy.limit_turn("sb1", 0.001)
+    assert harness.post("[[usage: in=100000 out=100]] [[say: first of the turn]]")[0] == 200
+    model.clear()
+    status, body = harness.post("[[say: over the turn's budget]]")
+    assert status == 400 and b"turn budget exhausted" in body and b"maxBudgetUsd" in body
+    assert model.requests() == []
+    harness.proxy.limit_turn("sb1", None)
+    assert harness.post("[[say: the next turn]]")[0] == 200
+
+
 def test_revoked_token_and_closed_listener(model: ScriptedModel) -> None:
     h = Harness(model.base_url)
     h.proxy.unregister("sb1")
