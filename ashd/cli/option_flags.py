@@ -26,7 +26,8 @@ def _json_object(text: str) -> dict[str, Any]:
 
 def add_session_flags(sub: argparse.ArgumentParser) -> None:
     """The per-session options (``session create``)."""
-    sub.add_argument("--permission-mode", choices=PERMISSION_MODES, help="how tool use is approved")
+    sub.add_argument("--permission-mode", choices=PERMISSION_MODES, metavar="MODE",
+                     help="how tool use is approved: " + ", ".join(PERMISSION_MODES))
     sub.add_argument("--allowed-tool", action="append", default=[], metavar="RULE",
                      help="auto-approve this tool or rule, e.g. Bash or 'Bash(npm test:*)' (repeatable)")
     sub.add_argument("--disallowed-tool", action="append", default=[], metavar="TOOL",
