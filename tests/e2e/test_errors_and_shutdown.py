@@ -61,7 +61,7 @@ def test_bad_input_gets_clear_4xx(ashd_sqlite: AshdProcess, tmp_path: Path) -> N
         assert "not found" in error_of(c.get("/api/nothing-here"), 404)
 
         assert c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).status_code == 201
-        assert "not supported" in error_of(c.post("/api/sessions", json={"agent": "hello", "betas": ["x"]}), 400)
+        assert "betas" in error_of(c.post("/api/sessions", json={"agent": "hello", "betas": "x"}), 400)
         assert "reserved" in error_of(c.post("/api/sessions", json={"agent": "hello", "extraEnv": {"PATH": "/x"}}), 400)
         sid = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
         assert "content" in error_of(c.post(f"/api/sessions/{sid}/messages", json={}), 400)
