@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 Frame = tuple[int, bytes]
 EXIT_WAIT_S = 0.5  # how long a dropped turn waits to learn why its agent process died
 KILL_TIMEOUT_S = 60.0  # killing an agent process: SIGKILL, then the sandbox's teardown
-INTERRUPT_TRIES = 5  # an interrupt is sent at most this often while its turn goes on
-INTERRUPT_EVERY_S = 2.0  # ... this far apart
 
 
 class Turn:
@@ -76,7 +74,6 @@ class Turn:
         self.failure: str | None = None  # the first error of the turn, if it failed (the queue asks)
         self._killed: str | None = None  # why the turn's agent process was killed, if it was
         self._ended = asyncio.Event()
-        self._insisting: asyncio.Task[None] | None = None  # repeats an interrupt until the turn ends
 
     @property
     def session_id(self) -> str:
@@ -142,28 +139,9 @@ class Turn:
             self._publish(SSEEvent("egress", {k: v for k, v in payload.items() if k != "type"}))
 
     async def interrupt(self) -> None:
-        """Ask the agent to stop the current turn (the SDK's interrupt). Raises BridgeGone.
-
-        The CLI drops an interrupt that lands between the phases of a turn (a tool call
-        streamed, not yet started), so the request is repeated, from a task of its own, while
-        the turn has not ended: at most :data:`INTERRUPT_TRIES` times, :data:`INTERRUPT_EVERY_S`
-        apart. An interrupt that arrives when nothing runs is a no-op for the CLI."""
+        """Ask the agent to stop the current turn (the SDK's interrupt). Raises BridgeGone."""
         link = await self._ctx.links.get(self._grant)
         await link.interrupt()
-        if self._insisting is None or self._insisting.done():
-            self._insisting = asyncio.get_running_loop().create_task(self._insist(link))
-
-    async def _insist(self, link: BridgeLink) -> None:
-        for _ in range(INTERRUPT_TRIES - 1):
-            try:
-                await asyncio.wait_for(self._ended.wait(), INTERRUPT_EVERY_S)
-                return
-            except TimeoutError:
-                pass
-            try:
-                await link.interrupt()
-            except BridgeGone:
-                return  # the turn ends on its own (error + done)
 
     async def _run(self) -> None:
         await self._ctx.offload.write(
