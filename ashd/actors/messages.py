@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 
@@ -52,3 +53,12 @@ class PoolStats:
     max_capacity: int
     resume_warm: int = 0
     resume_cold: int = 0
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Reply of a call that needs a sandbox start (or a wait) that runs off the actor's
+    thread: ``until`` resolves when that work is over (successfully or not); the caller then
+    repeats the same call, which now answers (or raises what the start raised)."""
+
+    until: Future[None]
