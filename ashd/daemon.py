@@ -25,7 +25,7 @@ from ashd.config import Config, mask_url
 from ashd.evals.grader import ModelGrader
 from ashd.evals.runner import EvalRunner, interrupt_left_runs
 from ashd.http.agents import prewarm_count
-from ashd.http.aio import Offload
+from ashd.runtime.offload import Offload
 from ashd.http.app import make_app
 from ashd.http.auth import KeyHasher, bootstrap_key
 from ashd.http.context import AppContext

@@ -5,7 +5,7 @@ result per case are stored together, then one asyncio task drives the run. Its c
 at most ``evals.concurrency`` at a time across all runs of this daemon (and never more than
 the pool holds); each gets a new session of the agent created with the run's pinned system
 prompt (the version under test, fixed when the run was created), runs its prompt as one turn
-with the same machinery as ``POST /messages`` (:func:`~ashd.http.turns.start_turn`), and the
+with the same machinery as ``POST /messages`` (:func:`~ashd.runtime.turn.start_turn`), and the
 session is ended at once. Progress is the results' statuses, pollable at any time.
 
 A daemon that stops mid-run cancels its runs and marks them ``interrupted``; a daemon that
@@ -26,7 +26,7 @@ from ashd.errors import AshError, Unavailable
 from ashd.evals.grader import Grader, GraderError, Verdict
 from ashd.evals.scorers import Score, score_locally
 from ashd.http.context import AppContext
-from ashd.http.turns import start_turn
+from ashd.runtime.turn import start_turn
 from ashd.options import MessageOptions, SessionOptions
 from ashd.proxy.meter import Usage
 from ashd.store import Store

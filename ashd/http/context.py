@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 from ashd.actors.supervisor import Tree
 from ashd.config import Config, allowed_origins
 from ashd.files.sessions import SessionFiles
-from ashd.http.aio import Offload
+from ashd.runtime.offload import Offload
 from ashd.http.auth import KeyHasher
 from ashd.http.cors import CorsPolicy
-from ashd.http.following import TurnBell
-from ashd.http.links import Links
+from ashd.runtime.following import TurnBell
+from ashd.runtime.links import Links
 from ashd.http.ratelimit import RateLimiter
 from ashd.layout import Layout
 from ashd.metrics import Metrics
@@ -25,7 +25,7 @@ from ashd.store import Store, utc_now
 
 if TYPE_CHECKING:
     from ashd.evals.runner import EvalRunner
-    from ashd.http.turns import Turn
+    from ashd.runtime.turn import Turn
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 ``workers`` asyncio tasks, owned by the daemon, each claim the next due item (highest
 priority, oldest; atomic across daemons sharing a database) and run its prompt as a turn
-with the same machinery as ``POST /messages`` (:class:`~ashd.http.turns.Turn`): stored,
+with the same machinery as ``POST /messages`` (:class:`~ashd.runtime.turn.Turn`): stored,
 and streamable at ``/api/sessions/:id/stream`` while it runs. The prompt goes into the
 item's session (resumed if paused) or a new session of its agent, which later retries
 reuse. A turn that reports an error, a sandbox that cannot start, capacity: the item is
@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from ashd.errors import AshError
 from ashd.http.context import AppContext
-from ashd.http.turns import start_turn
+from ashd.runtime.turn import start_turn
 from ashd.options import MessageOptions, SessionOptions
 from ashd.states import SessionStatus
 from ashd.store import format_utc

@@ -14,7 +14,7 @@ from ashd.errors import BadRequest, Conflict, NotFound, Unprocessable
 from ashd.events import frame
 from ashd.http import sse
 from ashd.http.base import ApiHandler
-from ashd.http.turns import start_turn
+from ashd.runtime.turn import start_turn
 from ashd.http.views import event_json, message_json, session_json
 from ashd.options import CONFIG_FIELDS, MessageOptions, SessionOptions, check_agent_name, check_for_agent
 from ashd.states import SessionStatus

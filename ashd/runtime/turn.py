@@ -28,8 +28,8 @@ from ashd.bridge.link import LOST, BridgeGone, BridgeLink
 from ashd.errors import Unavailable
 from ashd.events import SSEEvent, compact_json, frame, stored_message, stream_events, timeline_events, user_message
 from ashd.http.context import AppContext
-from ashd.http.turnlog import TurnLog
-from ashd.http.watchdog import Idle, watched
+from ashd.runtime.turnlog import TurnLog
+from ashd.runtime.watchdog import Idle, watched
 from ashd.options import MessageOptions
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from ashd.http.aio import Offload
+from ashd.runtime.offload import Offload
 from ashd.store import Store
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from ashd.actors.messages import TurnGrant
 from ashd.bridge import protocol
 from ashd.bridge.link import BridgeLink, TranscriptSink
 from ashd.events import compact_json
-from ashd.http.aio import Offload
+from ashd.runtime.offload import Offload
 from ashd.store import Store
 
 

@@ -2,7 +2,7 @@
 
 :func:`watched` re-yields the events of an async iterator and yields :data:`IDLE` each time
 ``idle_s`` pass without one, so the turn can nudge (interrupt) and then kill an agent that
-stopped answering (see :class:`ashd.http.turns.Turn`). The source is read by a task of its own:
+stopped answering (see :class:`ashd.runtime.turn.Turn`). The source is read by a task of its own:
 cancelling a ``wait_for`` on the source itself would close it. Loop thread only.
 """
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ashd.http.watchdog import IDLE, watched
+from ashd.runtime.watchdog import IDLE, watched
 
 
 async def paced(gaps: list[float]) -> AsyncIterator[int]:
