@@ -14,18 +14,14 @@ import os
 import signal
 from typing import Any
 
-import pykka
 import tornado.httpserver
 import tornado.netutil
 
 from ashd import __version__, systemd
-from ashd.actors.figures import live_figures, tree_answers
-from ashd.actors.supervisor import RootSupervisor
 from ashd.config import Config, mask_url
 from ashd.evals.grader import ModelGrader
 from ashd.evals.runner import EvalRunner, interrupt_left_runs
 from ashd.http.agents import prewarm_count
-from ashd.runtime.offload import Offload
 from ashd.http.app import make_app
 from ashd.http.auth import KeyHasher, bootstrap_key
 from ashd.http.context import AppContext
@@ -34,6 +30,8 @@ from ashd.http.queue_worker import QueueWorker
 from ashd.layout import Layout
 from ashd.metrics import Metrics
 from ashd.recovery import close_cut_off_turns, fail_interrupted_starts
+from ashd.runtime.local import LocalRuntime
+from ashd.runtime.offload import Offload
 from ashd.sandbox import services as sandbox_services
 from ashd.sandbox.launcher import Launcher
 from ashd.states import SandboxState
@@ -43,7 +41,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 210 * 1024 * 1024
 STREAM_DRAIN_S = 5.0
-TREE_STOP_TIMEOUT_S = 90.0
 TREE_PING_S = 5.0  # the actor tree must answer within this for READY=1 and each watchdog ping
 
 
@@ -86,7 +83,7 @@ class Daemon:
         if requeued:
             log.info("prompt queue: %d item(s) left processing by a previous run are pending again", requeued)
         loop = asyncio.get_running_loop()
-        live: list[AppContext] = []  # the context, once built: sandbox events reach its turns
+        live: list[LocalRuntime] = []  # the runtime, once built: sandbox events reach its turns
 
         def notify(tenant: str, session: str, payload: dict[str, Any]) -> None:
             if live:
@@ -97,19 +94,19 @@ class Daemon:
         launcher = sandboxes.launcher if sandboxes is not None else self._launcher
         assert launcher is not None
         isolation = sandboxes.report.to_json() if sandboxes else {"launcher": launcher.name}
-        root = RootSupervisor.start(config, store, launcher, metrics)
         offload = Offload()
+        runtime: LocalRuntime | None = None
         try:
-            tree = root.proxy().tree().get(timeout=30)
+            runtime = LocalRuntime.start(config, store, launcher, offload, metrics,
+                                         limit_turn=getattr(launcher, "limit_turn", None))
+            live.append(runtime)
             for agent in store.list_all_agents():
-                tree.sessions.prewarm(agent, prewarm_count(agent, config.pool.prewarm_per_agent))
-            ctx = AppContext(config=config, store=store, tree=tree, offload=offload, hasher=hasher,
-                             heartbeat_s=config.pool.sse_heartbeat_s, metrics=metrics,
-                             limit_turn=getattr(launcher, "limit_turn", None))
-            metrics.watch(lambda: live_figures(tree, store), COORDINATOR_ID, ctx.started_at)
+                runtime.prewarm(agent, prewarm_count(agent, config.pool.prewarm_per_agent))
+            ctx = AppContext(config=config, store=store, runtime=runtime, offload=offload, hasher=hasher,
+                             metrics=metrics)
+            metrics.watch(runtime.live_figures, COORDINATOR_ID, ctx.started_at)
             grader = ModelGrader(config.model, config.evals.grader_model, config.evals.grader_timeout_s)
             ctx.eval_runner = EvalRunner(ctx, grader)
-            live.append(ctx)
             server = tornado.httpserver.HTTPServer(make_app(ctx, isolation), max_body_size=MAX_BODY_BYTES,
                                                    xheaders=False)
             server.add_sockets(tornado.netutil.bind_sockets(config.server.port, config.server.host))
@@ -118,10 +115,10 @@ class Daemon:
                      config.server.host, config.server.port, config.data_dir,
                      launcher.name)
             # READY=1 only when the store is migrated (above), HTTP listens and the tree answers.
-            if not await offload.read(tree_answers, tree, TREE_PING_S):
+            if not await runtime.answers(TREE_PING_S):
                 raise RuntimeError(f"the actor tree did not answer a ping within {TREE_PING_S:.0f}s at start-up")
             systemd.notify(f"READY=1\nSTATUS=serving on {config.server.host}:{config.server.port}")
-            watchdog = self._start_watchdog(ctx)
+            watchdog = self._start_watchdog(runtime)
             queue = QueueWorker(ctx)
             queue.start()
             await self._stop.wait()
@@ -132,14 +129,13 @@ class Daemon:
             if watchdog is not None:
                 watchdog.stop()
             server.stop()
-            await self._stop_tree(root)
-            if ctx.turns:
-                await asyncio.wait(set(ctx.turns), timeout=STREAM_DRAIN_S)
-            ctx.links.close_all()
+            await runtime.stop_tree()
+            await runtime.drain(STREAM_DRAIN_S)
+            runtime.shutdown()
             await server.close_all_connections()
         finally:
-            if root.is_alive():
-                root.stop(timeout=TREE_STOP_TIMEOUT_S)
+            if runtime is not None:
+                runtime.shutdown()
             if sandboxes is not None:
                 sandboxes.stop()
             offload.shutdown()
@@ -147,25 +143,19 @@ class Daemon:
         log.info("ashd stopped")
         return 0
 
-    async def _stop_tree(self, root: pykka.ActorRef[RootSupervisor]) -> None:
-        # Stopping blocks while bridges get their grace period; keep the loop free meanwhile
-        # so running streams can deliver their final error/done.
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, lambda: root.stop(timeout=TREE_STOP_TIMEOUT_S))
-
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, signum)
 
-    def _start_watchdog(self, ctx: AppContext) -> systemd.Watchdog | None:
-        """Pings systemd only while the actor tree answers (docs/operations.md)."""
+    def _start_watchdog(self, runtime: LocalRuntime) -> systemd.Watchdog | None:
+        """Pings systemd only while the runtime's actor tree answers (docs/operations.md)."""
         interval = systemd.watchdog_interval_s()
         if interval is None:
             return None
 
         async def probe() -> bool:
-            return await ctx.offload.read(tree_answers, ctx.tree, TREE_PING_S)
+            return await runtime.answers(TREE_PING_S)
 
         watchdog = systemd.Watchdog(interval, probe)
         watchdog.start()

@@ -134,9 +134,13 @@ class Tree:
 class RootSupervisor(pykka.ThreadingActor):
     """Starts the tree in order (pool, sessions) and stops it in reverse."""
 
-    def __init__(self, config: Config, store: Store, launcher: Launcher, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: Config, store: Store, launcher: Launcher, metrics: Metrics | None = None,
+                 exits: ExitBoard | None = None, logs: LogBook | None = None) -> None:
+        """``exits`` and ``logs``: the runtime's (it reads them); new ones if not given."""
         super().__init__()
         self._config = config
+        self._exits = exits or ExitBoard()
+        self._logs = logs or LogBook()
         self._metrics = metrics or Metrics()
         self._store = store
         self._launcher = launcher
@@ -144,7 +148,7 @@ class RootSupervisor(pykka.ThreadingActor):
         self._tree: Tree | None = None
 
     def on_start(self) -> None:
-        exits, logs = ExitBoard(), LogBook()
+        exits, logs = self._exits, self._logs
         restarts = RestartGovernor(self._config.supervision, metrics=self._metrics)
         starts = StartRecord(self._config.supervision.degraded_after_failed_starts, restarts.budget_spent)
         pool = PoolActor.start(self._config.pool, self._launcher, self._store, exits, logs, self._disk_ledger(),

@@ -5,7 +5,7 @@ result per case are stored together, then one asyncio task drives the run. Its c
 at most ``evals.concurrency`` at a time across all runs of this daemon (and never more than
 the pool holds); each gets a new session of the agent created with the run's pinned system
 prompt (the version under test, fixed when the run was created), runs its prompt as one turn
-with the same machinery as ``POST /messages`` (:func:`~ashd.runtime.turn.start_turn`), and the
+with the same machinery as ``POST /messages`` (``SessionRuntime.send``), and the
 session is ended at once. Progress is the results' statuses, pollable at any time.
 
 A daemon that stops mid-run cancels its runs and marks them ``interrupted``; a daemon that
@@ -19,14 +19,12 @@ import contextlib
 import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 
 from ashd.errors import AshError, Unavailable
 from ashd.evals.grader import Grader, GraderError, Verdict
 from ashd.evals.scorers import Score, score_locally
 from ashd.http.context import AppContext
-from ashd.runtime.turn import start_turn
 from ashd.options import MessageOptions, SessionOptions
 from ashd.proxy.meter import Usage
 from ashd.store import Store
@@ -166,36 +164,29 @@ class EvalRunner:
             raise Unavailable(f"Agent {plan.agent_name} no longer exists")
         options = SessionOptions(system_prompt=plan.system_prompt)
         for attempt in range(CAPACITY_RETRIES + 1):
-            session_id = str(uuid.uuid4())
-            actor = await ctx.offload.ask(ctx.tree.sessions.child(session_id, plan.tenant_id))
             try:
-                await ctx.offload.ask(actor.create(agent, options), timeout=self._start_timeout)
+                session = await ctx.runtime.create(plan.tenant_id, agent, options, may_use_prewarmed=False)
             except Unavailable:  # the pool is full: other work holds every sandbox
                 if attempt == CAPACITY_RETRIES:
                     raise
                 await asyncio.sleep(CAPACITY_WAIT_S * (attempt + 1))
                 continue
-            await self._update(result_id, session_id=session_id)
-            return session_id
+            await self._update(result_id, session_id=session.id)
+            return session.id
         raise AssertionError("unreachable")
 
     async def _turn(self, tenant: str, session_id: str, prompt: str) -> tuple[str, str | None]:
         """Run the case's prompt as one turn; (the answer, the turn's failure or None)."""
         ctx = self._ctx
-        actor = await ctx.offload.ask(ctx.tree.sessions.child(session_id, tenant))
-        turn = await start_turn(ctx, tenant, session_id, actor, MessageOptions.from_request({"content": prompt}),
-                                self._start_timeout)
-        async for _ in turn.subscribe():
-            pass
+        turn = await ctx.runtime.send(tenant, session_id, MessageOptions.from_request({"content": prompt}))
+        await turn.ended()
         rows = await ctx.offload.read(ctx.store.list_messages, tenant, session_id, 1000, 0)
         return answer_of([r.content for r in rows]), turn.failure
 
     async def _end(self, tenant: str, session_id: str) -> None:
         """End the case's session (frees its sandbox); a failure here only costs capacity."""
-        ctx = self._ctx
         try:
-            actor = await ctx.offload.ask(ctx.tree.sessions.child(session_id, tenant))
-            await ctx.offload.ask(actor.end_session(), timeout=self._start_timeout)
+            await self._ctx.runtime.end(tenant, session_id)
         except Exception:  # boundary: the run goes on
             log.exception("eval: ending session %s failed", session_id)
 
@@ -225,7 +216,3 @@ class EvalRunner:
     async def _update(self, result_id: str, **changes: object) -> None:
         store = self._ctx.store
         await self._ctx.offload.write(store.write_with, q.update_result, result_id, changes)
-
-    @property
-    def _start_timeout(self) -> float:
-        return self._ctx.config.pool.bridge_ready_timeout_s + 30

@@ -41,7 +41,7 @@ class AgentsHandler(ApiHandler):
             agent_dir = self.ctx.layout.managed_agent_dir(self.tenant, name)
             await offload.read(write_agent_folder, agent_dir, files, prompt, name)
         row = await offload.write(self.ctx.store.upsert_agent, self.tenant, name, str(agent_dir), env)
-        self.ctx.tree.sessions.prewarm(row, prewarm_count(row, self.ctx.config.pool.prewarm_per_agent))
+        self.ctx.runtime.prewarm(row, prewarm_count(row, self.ctx.config.pool.prewarm_per_agent))
         self.send_json({"agent": agent_json(row)}, status=201)
 
     async def get(self) -> None:
@@ -86,7 +86,7 @@ class AgentHandler(AgentNameHandler):
         if updated is None:
             raise NotFound(f"Agent {name} not found")
         if patch is not None:
-            self.ctx.tree.sessions.prewarm(updated, prewarm_count(updated, self.ctx.config.pool.prewarm_per_agent))
+            self.ctx.runtime.prewarm(updated, prewarm_count(updated, self.ctx.config.pool.prewarm_per_agent))
         self.send_json({"agent": agent_json(updated)})
 
     async def delete(self, name: str) -> None:
@@ -96,11 +96,8 @@ class AgentHandler(AgentNameHandler):
         if row is None:
             raise NotFound(f"Agent {name} not found")
         sessions = await offload.read(store.list_sessions, self.tenant, name)
-        for session in sessions:
-            if session.status != SessionStatus.ENDED.value:
-                actor = await offload.ask(self.ctx.tree.sessions.child(session.id, self.tenant))
-                await offload.ask(actor.end_session())
-                self.ctx.tree.sessions.forget(session.id)
+        live = [s.id for s in sessions if s.status != SessionStatus.ENDED.value]
+        await self.ctx.runtime.end_agent_sessions(self.tenant, live)
         await offload.write(store.delete_agent, self.tenant, name)
         managed = self.ctx.layout.managed_agent_dir(self.tenant, name)
         if row.path == str(managed):
@@ -130,7 +127,7 @@ class AgentConfigHandler(AgentNameHandler):
         updated = await self.ctx.offload.write(self.ctx.store.set_agent_config, self.tenant, name, merged)
         if updated is None:
             raise NotFound(f"Agent {name} not found")
-        self.ctx.tree.sessions.prewarm(updated, prewarm_count(updated, self.ctx.config.pool.prewarm_per_agent))
+        self.ctx.runtime.prewarm(updated, prewarm_count(updated, self.ctx.config.pool.prewarm_per_agent))
         self.send_json({"config": updated.config or {}})
 
 

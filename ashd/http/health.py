@@ -22,8 +22,6 @@ import time
 from typing import Any
 
 from ashd import __version__
-from ashd.actors.figures import tree_answers
-from ashd.actors.messages import PoolStats
 from ashd.actors.vitals import readiness
 from ashd.errors import Unauthorized
 from ashd.http import scopes
@@ -52,7 +50,7 @@ class HealthHandler(ApiHandler):
 
     async def get(self) -> None:
         uptime = int(time.monotonic() - self.ctx.started_at)
-        verdict = self.ctx.tree.starts.verdict()
+        verdict = self.ctx.runtime.start_verdict()
         principal = await self.optional_principal()
         public = {"status": verdict.status, "version": __version__, "uptime": uptime}
         if principal is None and not self.ctx.config.server.public_health_figures:
@@ -81,7 +79,7 @@ class HealthHandler(ApiHandler):
 
     async def pool_figures(self) -> dict[str, Any]:
         """Process-wide: ``activeSandboxes``, ``remoteRunners`` and Ash's ``pool`` object."""
-        stats: PoolStats = await self.ctx.offload.ask(self.ctx.tree.pool.stats(), timeout=5)
+        stats = await self.ctx.runtime.pool_stats()
         return {
             "activeSandboxes": stats.total,
             "remoteRunners": 0,
@@ -95,7 +93,7 @@ class HealthHandler(ApiHandler):
                 "maxCapacity": stats.max_capacity,
                 "resumeWarmHits": stats.resume_warm,
                 "resumeColdHits": stats.resume_cold,
-                "preWarmHits": await self.ctx.offload.ask(self.ctx.tree.sessions.prewarm_hits),
+                "preWarmHits": await self.ctx.runtime.prewarm_hits(),
             },
         }
 
@@ -111,7 +109,7 @@ class ReadyHandler(ApiHandler):
     """GET /health/ready: 200 when this daemon can take sessions, else 503 with the reason."""
 
     async def get(self) -> None:
-        answered = await self.ctx.offload.read(tree_answers, self.ctx.tree, READY_PING_S)
+        answered = await self.ctx.runtime.answers(READY_PING_S)
         ready = readiness(answered, self.ctx.stopping, READY_PING_S)
         if ready.ready:
             self.send_json({"status": "ready"})

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ashd.bridge.link import BridgeGone
-from ashd.errors import BadRequest, Conflict
+from ashd.errors import BadRequest
 from ashd.http.sessions import MAX_SEQ, SessionBase
 
 MAX_COMMAND_CHARS = 100_000
@@ -49,12 +48,7 @@ class ExecHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         request = ExecRequest.from_request(self.json_body())
         row = await self.session_row(session_id)
-        grant = await self.ctx.offload.ask((await self.actor(row)).exec_target())
-        try:
-            link = await self.ctx.links.get(grant)
-            result = await link.exec(request.command, request.timeout_ms)
-        except BridgeGone as exc:
-            raise Conflict(f"The session's sandbox is not reachable: {exc}") from None
+        result = await self.ctx.runtime.exec(self.tenant, row.id, request.command, request.timeout_ms)
         self.send_json({"exitCode": result.exit_code, "stdout": result.stdout, "stderr": result.stderr,
                         "truncated": result.truncated, "timedOut": result.timed_out})
 
@@ -63,5 +57,5 @@ class LogsHandler(SessionBase):
     async def get(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         after = self.int_arg("after", -1, -1, MAX_SEQ)
-        lines = self.ctx.tree.logs.lines(row.id, after)
+        lines = self.ctx.runtime.logs(row.id, after)
         self.send_json({"logs": [line.to_json() for line in lines], "source": "sandbox"})

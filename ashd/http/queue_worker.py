@@ -2,7 +2,7 @@
 
 ``workers`` asyncio tasks, owned by the daemon, each claim the next due item (highest
 priority, oldest; atomic across daemons sharing a database) and run its prompt as a turn
-with the same machinery as ``POST /messages`` (:class:`~ashd.runtime.turn.Turn`): stored,
+with the same machinery as ``POST /messages`` (``SessionRuntime.send``): stored,
 and streamable at ``/api/sessions/:id/stream`` while it runs. The prompt goes into the
 item's session (resumed if paused) or a new session of its agent, which later retries
 reuse. A turn that reports an error, a sandbox that cannot start, capacity: the item is
@@ -14,12 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from ashd.errors import AshError
 from ashd.http.context import AppContext
-from ashd.runtime.turn import start_turn
 from ashd.options import MessageOptions, SessionOptions
 from ashd.states import SessionStatus
 from ashd.store import format_utc
@@ -128,29 +126,19 @@ class QueueWorker:
             if row.status == SessionStatus.ENDED.value:
                 raise PermanentFailure(f"Session {row.id} has ended")
             if row.status != SessionStatus.ACTIVE.value:
-                actor = await ctx.offload.ask(ctx.tree.sessions.child(row.id, tenant))
-                await ctx.offload.ask(actor.resume(), timeout=self._start_timeout)
+                await ctx.runtime.resume(tenant, row.id)
             return row.id
         agent = await ctx.offload.read(ctx.store.get_agent, tenant, item.agent_name)
         if agent is None:
             raise PermanentFailure(f"Agent {item.agent_name} not found")
-        session_id = str(uuid.uuid4())
-        actor = await ctx.offload.ask(ctx.tree.sessions.child(session_id, tenant))
-        await ctx.offload.ask(actor.create(agent, SessionOptions()), timeout=self._start_timeout)
-        await ctx.offload.write(ctx.store.set_queue_item_session, item.id, session_id)
-        log.info("queue item %s runs in new session %s of agent %s", item.id, session_id, agent.name)
-        return session_id
+        session = await ctx.runtime.create(tenant, agent, SessionOptions(), may_use_prewarmed=False)
+        await ctx.offload.write(ctx.store.set_queue_item_session, item.id, session.id)
+        log.info("queue item %s runs in new session %s of agent %s", item.id, session.id, agent.name)
+        return session.id
 
     async def _run_turn(self, tenant: str, session_id: str, prompt: str) -> str | None:
         """Run one turn to its ``done``; the first error it reported, or None."""
-        ctx = self._ctx
         options = MessageOptions.from_request({"content": prompt})
-        actor = await ctx.offload.ask(ctx.tree.sessions.child(session_id, tenant))
-        turn = await start_turn(ctx, tenant, session_id, actor, options, self._start_timeout)
-        async for _ in turn.subscribe():
-            pass
+        turn = await self._ctx.runtime.send(tenant, session_id, options)
+        await turn.ended()
         return turn.failure
-
-    @property
-    def _start_timeout(self) -> float:
-        return self._ctx.config.pool.bridge_ready_timeout_s + 30

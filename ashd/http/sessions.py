@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import time
 import uuid
-from typing import TYPE_CHECKING
 
-from ashd.bridge.link import BridgeGone
-from ashd.errors import BadRequest, Conflict, NotFound, Unprocessable
-from ashd.events import frame
+from ashd.errors import BadRequest, NotFound, Unprocessable
 from ashd.http import sse
 from ashd.http.base import ApiHandler
-from ashd.runtime.turn import start_turn
 from ashd.http.views import event_json, message_json, session_json
 from ashd.options import CONFIG_FIELDS, MessageOptions, SessionOptions, check_agent_name, check_for_agent
 from ashd.states import SessionStatus
 from ashd.store import SessionRow
 from ashd.vault import CredentialVault
 
-if TYPE_CHECKING:
-    import pykka
-
-    from ashd.actors.session import SessionActor
-
 MAX_MESSAGE_BODY = 50 * 1024 * 1024
 MAX_SEQ = 2**31 - 1
 """The largest sequence or event id a session can have (a 32-bit INTEGER column on Postgres)."""
-REPLAY_PAGE = 500
 TIMELINE_TYPES = ("text", "tool_start", "tool_result", "reasoning", "turn_complete", "error", "lifecycle")
 
 
@@ -46,20 +35,6 @@ class SessionBase(ApiHandler):
         if row is None:
             raise NotFound(f"Session {raw_id} not found")
         return row
-
-    async def actor(self, row: SessionRow) -> pykka.ActorProxy[SessionActor]:
-        return await self.ctx.offload.ask(self.ctx.tree.sessions.child(row.id, self.tenant))
-
-    async def end_running_turn(self, session_id: str, why: str) -> None:
-        """A stop or delete always works: a running (maybe wedged) turn is ended first, its
-        agent process killed (the turn's stream ends with ``error`` and ``done``)."""
-        turn = self.ctx.live_turns.get(session_id)
-        if turn is not None:
-            await turn.abort(why)
-
-    @property
-    def start_timeout(self) -> float:
-        return self.ctx.config.pool.bridge_ready_timeout_s + 30
 
     def int_arg(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.get_query_argument(name, None)
@@ -101,16 +76,9 @@ class SessionsHandler(SessionBase):
             active = await self.ctx.offload.read(self.ctx.store.active_system_prompt, self.tenant, name)
             if active:
                 options = dataclasses.replace(options, system_prompt=active)
-        if options == SessionOptions() and not (set(body) - {"agent"}):
-            # Nothing session-specific asked: a pre-warmed sandbox of this agent may serve.
-            warm = await self.ctx.offload.ask(self.ctx.tree.sessions.claim(agent))
-            if warm is not None:
-                row = await self.ctx.offload.ask(warm.claim(agent))
-                self.send_json({"session": session_json(row)}, status=201)
-                return
-        session_id = str(uuid.uuid4())
-        actor = await self.ctx.offload.ask(self.ctx.tree.sessions.child(session_id, self.tenant))
-        row = await self.ctx.offload.ask(actor.create(agent, options), timeout=self.start_timeout)
+        # Nothing session-specific asked: a pre-warmed sandbox of this agent may serve.
+        plain = options == SessionOptions() and not (set(body) - {"agent"})
+        row = await self.ctx.runtime.create(self.tenant, agent, options, may_use_prewarmed=plain)
         self.send_json({"session": session_json(row)}, status=201)
 
     async def check_credential(self, credential_id: str) -> None:
@@ -136,26 +104,21 @@ class SessionHandler(SessionBase):
 
     async def delete(self, session_id: str) -> None:
         row = await self.session_row(session_id)
-        await self.end_running_turn(row.id, "the session was deleted during this turn")
-        ended = await self.ctx.offload.ask((await self.actor(row)).end_session())
-        self.ctx.tree.sessions.forget(row.id)
-        self.ctx.links.drop(row.sandbox_id or row.id)
+        ended = await self.ctx.runtime.end(self.tenant, row.id)
         self.send_json({"session": session_json(ended)})
 
 
 class SessionStopHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
-        await self.end_running_turn(row.id, "the session was stopped during this turn")
-        stopped = await self.ctx.offload.ask((await self.actor(row)).stop_session())
-        self.ctx.links.drop(row.sandbox_id or row.id)
+        stopped = await self.ctx.runtime.stop(self.tenant, row.id)
         self.send_json({"session": session_json(stopped)})
 
 
 class SessionPauseHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
-        paused = await self.ctx.offload.ask((await self.actor(row)).pause(), timeout=self.start_timeout)
+        paused = await self.ctx.runtime.pause(self.tenant, row.id)
         self.send_json({"session": session_json(paused)})
 
 
@@ -164,14 +127,14 @@ class SessionResumeHandler(SessionBase):
 
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
-        resumed = await self.ctx.offload.ask((await self.actor(row)).resume(), timeout=self.start_timeout)
+        resumed = await self.ctx.runtime.resume(self.tenant, row.id)
         self.send_json({"session": session_json(resumed)})
 
 
 class SessionForkHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
-        child = await self.ctx.offload.ask((await self.actor(row)).fork(str(uuid.uuid4())), timeout=self.start_timeout)
+        child = await self.ctx.runtime.fork(self.tenant, row.id)
         self.send_json({"session": session_json(child)}, status=201)
 
 
@@ -190,7 +153,7 @@ class SessionConfigHandler(SessionBase):
         self.check_mcp_confined(merged)
         if agent is not None:
             await self.ctx.offload.read(check_for_agent, merged, agent.path)
-        updated = await self.ctx.offload.ask((await self.actor(row)).configure(body), timeout=self.start_timeout)
+        updated = await self.ctx.runtime.configure(self.tenant, row.id, body)
         self.send_json({"session": session_json(updated)})
 
 
@@ -200,11 +163,11 @@ class MessagesHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         options = MessageOptions.from_request(self.json_body())
         row = await self.session_row(session_id)
-        turn = await start_turn(self.ctx, self.tenant, row.id, await self.actor(row), options, self.start_timeout,
-                                received_at=time.monotonic() - self.request.request_time())
+        runtime = self.ctx.runtime
+        turn = await runtime.send(self.tenant, row.id, options,
+                                  received_at=time.monotonic() - self.request.request_time())
         sse.start(self)
-        _, connected = await sse.pump(self, turn.subscribe(), self.ctx.heartbeat_s)
-        if connected:
+        if await sse.relay(self, runtime.turn_stream(turn)):
             self.finish()
         # else: the client left; the turn runs on and is stored
 
@@ -242,22 +205,9 @@ class StreamHandler(SessionBase):
         after = self.int_arg("after", 0, 0, MAX_SEQ) if header is None else _event_id(header)
         follow = self._follow_flag()
         sse.start(self)
-        last, connected, more = after, True, True
-        while connected and more:
-            bell = self.ctx.turn_bell.next_turn(row.id) if follow else None
-            try:
-                last, connected = await self._replay(row.id, last)
-                turn = self.ctx.live_turns.get(row.id)
-                if connected and turn is not None:
-                    last, connected = await sse.pump(self, turn.subscribe(after=last), self.ctx.heartbeat_s, last)
-                elif connected and bell is not None:
-                    connected, more = await self._idle(row, bell)
-                more = more and follow
-            finally:
-                if bell is not None:
-                    self.ctx.turn_bell.forget(row.id, bell)
-        if connected:
+        if await sse.relay(self, self.ctx.runtime.subscribe(self.tenant, row.id, after, follow=follow)):
             self.finish()
+        # else: the client left
 
     def _follow_flag(self) -> bool:
         raw = self.get_query_argument("follow", "false")
@@ -265,43 +215,13 @@ class StreamHandler(SessionBase):
             raise BadRequest("follow must be true or false")
         return raw in ("true", "1")
 
-    async def _idle(self, row: SessionRow, bell: asyncio.Future[None]) -> tuple[bool, bool]:
-        """Heartbeats until the next turn starts. Returns (client still there, keep following):
-        False for the second once the session has ended."""
-        while True:
-            current = await self.ctx.offload.read(self.ctx.store.get_session, self.tenant, row.id)
-            if current is None or current.status == SessionStatus.ENDED.value:
-                return True, False
-            done, _ = await asyncio.wait({bell}, timeout=self.ctx.heartbeat_s)
-            if done:
-                return True, True
-            if not await sse.send(self, sse.HEARTBEAT):
-                return False, False
-
-    async def _replay(self, session_id: str, after: int) -> tuple[int, bool]:
-        store, last = self.ctx.store, after
-        while True:
-            rows = await self.ctx.offload.read(store.list_stream_events, self.tenant, session_id, last, REPLAY_PAGE)
-            for row in rows:
-                if not await sse.send(self, frame(row.event, row.data, row.seq)):
-                    return last, False
-                last = row.seq
-            if len(rows) < REPLAY_PAGE:
-                return last, True
-
 
 class InterruptHandler(SessionBase):
     """POST /api/sessions/:id/interrupt: stop the running turn; the session stays usable."""
 
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
-        turn = self.ctx.live_turns.get(row.id)
-        if turn is None:
-            raise Conflict("No turn is running in this session")
-        try:
-            await turn.interrupt()
-        except BridgeGone as exc:
-            raise Conflict(f"The turn cannot be interrupted: {exc}") from None
+        await self.ctx.runtime.interrupt(self.tenant, row.id)
         self.send_json({"interrupted": True, "sessionId": row.id})
 
 

@@ -1,20 +1,21 @@
 """Writing an SSE response: headers, frames with backpressure, heartbeat comments.
 
-``pump`` waits for the next frame without cancelling its source (cancelling a pending
-``__anext__`` would close the generator); while nothing arrives it writes a comment line
-every ``heartbeat_s`` so proxies keep idle streams open. Loop thread only.
+The runtime decides what to send (:meth:`SessionRuntime.subscribe`, ``turn_stream``); this
+module only writes it: each frame, and a comment line for each heartbeat mark so proxies keep
+idle streams open. Loop thread only.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 
 import tornado.web
 from tornado.iostream import StreamClosedError
 
+from ashd.runtime.watchdog import Idle
+
 HEARTBEAT = b": keep-alive\n\n"
-Frame = tuple[int, bytes]
 
 
 def start(handler: tornado.web.RequestHandler) -> None:
@@ -33,29 +34,11 @@ async def send(handler: tornado.web.RequestHandler, data: bytes) -> bool:
         return False
 
 
-async def pump(handler: tornado.web.RequestHandler, frames: AsyncIterator[Frame], heartbeat_s: float,
-               after: int = 0) -> tuple[int, bool]:
-    """Send frames with ids above ``after``; returns (last id sent, client still there)."""
-    last = after
-    pending: asyncio.Future[Frame] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(frames.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=heartbeat_s)
-            if not done:
-                if not await send(handler, HEARTBEAT):
-                    return last, False
-                continue
-            try:
-                seq, data = pending.result()
-            except StopAsyncIteration:
-                return last, True
-            pending = None
-            if seq > last:
-                if not await send(handler, data):
-                    return last, False
-                last = seq
-    finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
+async def relay(handler: tornado.web.RequestHandler, items: AsyncGenerator[bytes | Idle, None]) -> bool:
+    """Send every frame (and a comment per heartbeat mark) until ``items`` ends; then closes it.
+    Returns whether the client is still there."""
+    async with contextlib.aclosing(items):
+        async for item in items:
+            if not await send(handler, HEARTBEAT if isinstance(item, Idle) else item):
+                return False
+    return True

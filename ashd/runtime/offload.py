@@ -2,13 +2,19 @@
 
 ``await future`` on a pykka future would block the event loop (it calls ``get()``), so asks
 are resolved on a small thread pool and handed back to the loop with
-``call_soon_threadsafe`` (what ``run_in_executor`` does). Store calls from handlers go
-through :class:`Offload` the same way: reads on a pool, writes on one thread, in order.
+``call_soon_threadsafe`` (what ``run_in_executor`` does). Store calls go through
+:class:`Offload` the same way: reads on a pool, writes on one thread, in order.
+
+An ask whose caller stops waiting (its timeout, or its task cancelled) may still be answered
+by the actor: a reply that hands something out (a turn grant) would then be held by nobody.
+``ask(..., on_late=...)`` keeps the thread waiting a while longer and gives such a late reply
+to ``on_late`` (on the loop), which gives it back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -19,7 +25,10 @@ from ashd.errors import Unavailable
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 DEFAULT_ASK_TIMEOUT_S = 30.0
+LATE_WINDOW_S = 300.0  # how much longer a compensated ask waits for a reply nobody awaits any more
 
 
 class Offload:
@@ -28,18 +37,31 @@ class Offload:
         self._reads = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="ashd-read")
         self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ashd-write")
 
-    async def ask(self, future: pykka.Future[T], timeout: float = DEFAULT_ASK_TIMEOUT_S) -> T:
+    async def ask(self, future: pykka.Future[T], timeout: float = DEFAULT_ASK_TIMEOUT_S,
+                  on_late: Callable[[T], None] | None = None) -> T:
         """Wait for an actor's reply without blocking the loop; re-raises its exception.
 
         An actor that is gone (ashd stopping) or silent past ``timeout`` becomes Unavailable.
+        With ``on_late``, a reply that arrives after the caller gave up (timeout or
+        cancellation, within :data:`LATE_WINDOW_S`) is passed to it on the loop thread.
         """
         loop = asyncio.get_running_loop()
+        waits = timeout + LATE_WINDOW_S if on_late is not None else timeout
+        job = loop.run_in_executor(self._asks, lambda: future.get(timeout=waits))
         try:
-            return await loop.run_in_executor(self._asks, lambda: future.get(timeout=timeout))
+            if on_late is None:
+                return await job
+            return await asyncio.wait_for(asyncio.shield(job), timeout)
         except pykka.ActorDeadError:
             raise Unavailable("ashd is stopping or restarting this component; retry shortly") from None
-        except pykka.Timeout:
+        except (pykka.Timeout, TimeoutError):
+            if on_late is not None:
+                job.add_done_callback(lambda done: _hand_back(done, on_late))
             raise Unavailable(f"no answer within {timeout:.0f}s; the server is overloaded, retry shortly") from None
+        except asyncio.CancelledError:
+            if on_late is not None:
+                job.add_done_callback(lambda done: _hand_back(done, on_late))
+            raise
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._reads, lambda: fn(*args))
@@ -51,3 +73,15 @@ class Offload:
     def shutdown(self) -> None:
         for pool in (self._asks, self._reads, self._writes):
             pool.shutdown(wait=True, cancel_futures=False)
+
+
+def _hand_back(job: asyncio.Future[T], on_late: Callable[[T], None]) -> None:
+    """A reply came after its caller gave up (loop thread): give it to ``on_late``. A late
+    failure (the actor raised, or stayed silent) handed nothing out: nothing to give back."""
+    if job.cancelled() or job.exception() is not None:
+        return
+    log.warning("an actor answered after its caller gave up; compensating")
+    try:
+        on_late(job.result())
+    except Exception:  # boundary: a compensation must never take the loop down
+        log.exception("compensating a late actor reply failed")

@@ -2,14 +2,18 @@
 
 A turn is independent of the HTTP request that started it: if the client disconnects,
 the turn still runs to its end and everything is stored. Every frame gets the session's
-next event id (``id:``), assigned here before it is sent (one turn at a time per session
-makes that safe) and stored with group commit for replay.
+next event id (``id:``) from the session's :class:`EventSequence` before it is sent (one
+turn at a time per session makes that safe) and is stored with group commit for replay.
 
 Durability: the user message is committed before the model is called. A frame is
 delivered only after the batch holding it is committed, so no client ever sees an event id
-that a crash could lose or reuse. ``done`` is recorded and committed, then the session
-actor releases the turn, and only then is ``done`` delivered — so a client that sees
-``done`` can replay the whole turn and can send its next message at once.
+that a crash could lose or reuse. ``done`` is recorded and committed, then the turn is
+released (the session may take its next message), and only then is ``done`` delivered —
+so a client that sees ``done`` can replay the whole turn and can send its next message at once.
+
+A turn reaches its agent through a :class:`TurnHost` (the runtime implementation that
+granted it: the local one talks to a session actor and a bridge socket), so the turn itself
+knows nothing of actors, sockets or pids.
 """
 
 from __future__ import annotations
@@ -19,65 +23,82 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ashd import __version__
-from ashd.actors.messages import TurnGrant
 from ashd.bridge import protocol
 from ashd.bridge.link import LOST, BridgeGone, BridgeLink
 from ashd.errors import Unavailable
 from ashd.events import SSEEvent, compact_json, frame, stored_message, stream_events, timeline_events, user_message
-from ashd.http.context import AppContext
+from ashd.metrics import Metrics
+from ashd.options import MessageOptions
+from ashd.runtime.offload import Offload
+from ashd.runtime.sequence import EventSequence
 from ashd.runtime.turnlog import TurnLog
 from ashd.runtime.watchdog import Idle, watched
-from ashd.options import MessageOptions
-
-if TYPE_CHECKING:
-    import pykka
-
-    from ashd.actors.session import SessionActor
+from ashd.store import Store
 
 log = logging.getLogger(__name__)
 
 Frame = tuple[int, bytes]
-EXIT_WAIT_S = 0.5  # how long a dropped turn waits to learn why its agent process died
 KILL_TIMEOUT_S = 60.0  # killing an agent process: SIGKILL, then the sandbox's teardown
 
 
+class TurnHost(Protocol):
+    """What a turn needs from the runtime that granted it (loop thread)."""
+
+    async def connect(self) -> BridgeLink:
+        """The link to the agent. Raises BridgeGone."""
+
+    def drop_link(self) -> None:
+        """The link is dead or wedged: the next connect makes a new one."""
+
+    async def exit_reason(self) -> str | None:
+        """Why the agent process died (waits briefly for the fact), or None if unknown."""
+
+    async def release(self) -> None:
+        """The turn is over: the session may take its next message. Raises Unavailable."""
+
+    async def kill(self, why: str) -> None:
+        """Kill the agent process now (SIGKILL); its link then reports it gone."""
+
+    def bind_budget(self, usd: float | None) -> None:
+        """This turn's own budget at the model proxy (None: the turn's budget ends)."""
+
+
+@dataclass(frozen=True)
+class TurnEnv:
+    """What every turn of this daemon shares."""
+
+    offload: Offload
+    store: Store
+    metrics: Metrics
+    idle_s: float  # the turn watchdog's period (sandbox.turn_idle_timeout_s)
+
+
 class Turn:
-    def __init__(
-        self,
-        ctx: AppContext,
-        tenant_id: str,
-        grant: TurnGrant,
-        actor: pykka.ActorProxy[SessionActor],
-        options: MessageOptions,
-        first_seq: int,
-        received_at: float | None = None,
-    ) -> None:
+    def __init__(self, env: TurnEnv, host: TurnHost, tenant_id: str, session_id: str, options: MessageOptions,
+                 sequence: EventSequence, received_at: float | None = None) -> None:
         """``received_at``: when the message POST arrived (``time.monotonic()``), for the
         ``ashd_turn_overhead_seconds`` metric; default: now."""
-        self._ctx = ctx
+        self._env = env
+        self._host = host
         self._received_at = time.monotonic() if received_at is None else received_at
         self._started_at = self._received_at
         self._tenant = tenant_id
-        self._grant = grant
-        self._actor = actor
+        self.session_id = session_id
         self._options = options
-        self.first_seq = first_seq
-        self._next_seq = first_seq
+        self._sequence = sequence
+        self.first_seq = sequence.last + 1
         self._frames: list[Frame] = []  # delivered
         self._committing: list[Frame] = []  # recorded, waiting for their batch to commit
         self._subscribers: list[asyncio.Queue[Frame | None]] = []
-        self._log = TurnLog(ctx.offload, ctx.store, tenant_id, grant.session_id, self._committed)
+        self._log = TurnLog(env.offload, env.store, tenant_id, session_id, self._committed)
         self.finished = False
         self.failure: str | None = None  # the first error of the turn, if it failed (the queue asks)
         self._killed: str | None = None  # why the turn's agent process was killed, if it was
         self._ended = asyncio.Event()
-
-    @property
-    def session_id(self) -> str:
-        return self._grant.session_id
 
     async def subscribe(self, after: int = 0) -> AsyncIterator[Frame]:
         """Every delivered frame with an id above ``after``, then live ones, until the end."""
@@ -99,6 +120,10 @@ class Turn:
             if queue in self._subscribers:
                 self._subscribers.remove(queue)
 
+    async def ended(self) -> None:
+        """Wait until the turn has ended (its ``done`` delivered)."""
+        await self._ended.wait()
+
     async def run(self) -> None:
         """Drive the turn to its end. Never raises; always ends with ``done``."""
         self._started_at = time.monotonic()
@@ -119,13 +144,13 @@ class Turn:
             self._deliver(self._record(SSEEvent("error", {"error": "the turn could not be stored completely"})))
             done = self._record(SSEEvent("done", {"sessionId": self.session_id}))  # ids stay increasing
         try:
-            await self._ctx.offload.ask(self._actor.end_turn())
+            await self._host.release()
         except Unavailable as exc:  # its actor stopped (ashd shutting down) or did not answer
             log.warning("session %s did not acknowledge the end of its turn: %s", self.session_id, exc.message)
         except Exception:
             log.exception("session %s did not acknowledge the end of its turn", self.session_id)
         self._deliver(done)
-        self._ctx.metrics.turn_duration.observe(time.monotonic() - self._started_at)
+        self._env.metrics.turn_duration.observe(time.monotonic() - self._started_at)
         self._close()
 
     def notice(self, payload: dict[str, Any]) -> None:
@@ -140,25 +165,25 @@ class Turn:
 
     async def interrupt(self) -> None:
         """Ask the agent to stop the current turn (the SDK's interrupt). Raises BridgeGone."""
-        link = await self._ctx.links.get(self._grant)
+        link = await self._host.connect()
         await link.interrupt()
 
     async def _run(self) -> None:
-        await self._ctx.offload.write(
-            self._ctx.store.append_message, self._tenant, self.session_id, "user", user_message(self._options.content)
+        env = self._env
+        await env.offload.write(
+            env.store.append_message, self._tenant, self.session_id, "user", user_message(self._options.content)
         )
         try:
-            link = await self._ctx.links.get(self._grant)
+            link = await self._host.connect()
         except BridgeGone as exc:
-            self._ctx.links.drop(self._grant.sandbox_id)
+            self._host.drop_link()
             self._error(f"the agent process is not reachable: {exc}")
             return
-        if self._ctx.limit_turn is not None:  # this turn's budget binds at the model proxy too
-            self._ctx.limit_turn(self._grant.sandbox_id, self._options.max_budget_usd)
+        self._host.bind_budget(self._options.max_budget_usd)  # this turn's budget binds at the model proxy too
         query = protocol.Query(self._options.content, self._options.include_partial_messages, self._options.model,
                                self._options.turn_settings())
-        self._ctx.metrics.turn_overhead.observe(time.monotonic() - self._received_at)  # the query is written next
-        idle_s = self._ctx.config.sandbox.turn_idle_timeout_s
+        env.metrics.turn_overhead.observe(time.monotonic() - self._received_at)  # the query is written next
+        idle_s = env.idle_s
         quiet = 0  # consecutive idle periods: 1 -> interrupt, 2 -> kill, 3 -> give up on the link
         async for event in watched(link.turn(query), idle_s):
             if isinstance(event, Idle):
@@ -175,14 +200,14 @@ class Turn:
             elif isinstance(event, protocol.Error) and event.error == LOST and self._killed:
                 self._error(self._killed)
             elif isinstance(event, protocol.Error) and event.error == LOST:
-                fact = await self._ctx.offload.read(self._ctx.tree.exits.wait, self._grant.pid, EXIT_WAIT_S)
-                self._error(f"the agent process was killed: {fact.reason}" if fact and fact.reason else LOST)
+                reason = await self._host.exit_reason()
+                self._error(f"the agent process was killed: {reason}" if reason else LOST)
             elif isinstance(event, protocol.Error):
                 self._error(event.error)
-        if self._ctx.limit_turn is not None and self._options.max_budget_usd is not None:
-            self._ctx.limit_turn(self._grant.sandbox_id, None)  # the turn's budget ends with it
+        if self._options.max_budget_usd is not None:
+            self._host.bind_budget(None)  # the turn's budget ends with it
         if link.closed or quiet:
-            self._ctx.links.drop(self._grant.sandbox_id)
+            self._host.drop_link()
 
     async def _stalled(self, link: BridgeLink, quiet: int, idle_s: float) -> bool:
         """The agent sent nothing for another ``idle_s``: interrupt it, then kill it. False
@@ -204,7 +229,7 @@ class Turn:
         """SIGKILL the session's agent process; the link then reports it gone (error + done)."""
         self._killed = self._killed or why
         try:
-            await self._ctx.offload.ask(self._actor.kill_agent(why), timeout=KILL_TIMEOUT_S)
+            await self._host.kill(why)
         except Exception:
             log.exception("session %s: killing the agent process of a wedged turn failed", self.session_id)
 
@@ -235,15 +260,14 @@ class Turn:
         self._log.add_event("error", compact_json({"error": message}))
 
     def _record(self, event: SSEEvent) -> Frame:
-        seq = self._next_seq
-        self._next_seq += 1
+        seq = self._sequence.take()
         data = event.json()
         self._log.add_stream(seq, event.name, data)
         return seq, frame(event.name, data, seq)
 
     def _deliver(self, item: Frame) -> None:
         if item[0] == self.first_seq + 1:  # the first frame after session_start
-            self._ctx.metrics.first_event.observe(time.monotonic() - self._started_at)
+            self._env.metrics.first_event.observe(time.monotonic() - self._started_at)
         self._frames.append(item)
         for queue in self._subscribers:
             queue.put_nowait(item)
@@ -265,18 +289,3 @@ class Turn:
             queue.put_nowait(None)
         self._subscribers.clear()
 
-
-async def start_turn(ctx: AppContext, tenant_id: str, session_id: str, actor: pykka.ActorProxy[SessionActor],
-                     options: MessageOptions, timeout: float, received_at: float | None = None) -> Turn:
-    """Ask the session for the turn, number its first frame after the stored ones, and start
-    it on the loop (loop thread). Raises what ``begin_turn`` raises (409 busy, 400 status)."""
-    grant = await ctx.offload.ask(actor.begin_turn(), timeout=timeout)
-    try:
-        last = await ctx.offload.read(ctx.store.last_stream_event, tenant_id, session_id)
-    except Exception:
-        await ctx.offload.ask(actor.end_turn())
-        raise
-    turn = Turn(ctx, tenant_id, grant, actor, options, first_seq=(last.seq if last else 0) + 1,
-                received_at=received_at)
-    ctx.start_turn(turn)
-    return turn

@@ -33,9 +33,12 @@ def modules(folder: str) -> list[Path]:
     return sorted((PACKAGE / folder).glob("*.py"))
 
 
-@pytest.mark.parametrize("path", modules("http"), ids=lambda p: p.name)
-def test_handlers_do_not_import_pykka(path: Path) -> None:
-    if path.name == "":  # the one adapter where actor futures meet the loop
+PYKKA_ADAPTERS = {"runtime/offload.py", "runtime/local.py"}  # where actor futures meet the loop
+
+
+@pytest.mark.parametrize("path", modules("http") + modules("runtime") + modules("evals"), ids=lambda p: p.name)
+def test_only_the_runtime_adapters_import_pykka(path: Path) -> None:
+    if str(path.relative_to(PACKAGE)) in PYKKA_ADAPTERS:
         return
     assert not any(n == "pykka" or n.startswith("pykka.") for n in runtime_imports(path))
 

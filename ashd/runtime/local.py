@@ -1,0 +1,344 @@
+"""LocalRuntime: the session runtime over this process's actor tree and bridge sockets.
+
+Loop thread only (except :meth:`LocalRuntime.live_figures` and the tree's start and stop,
+which block and say so). Every ask of a session actor goes through :class:`Offload`; the
+calls that can start a sandbox go through :func:`~ashd.runtime.pending.answered`, so a
+``Pending`` reply is waited for and repeated. A turn grant that arrives after its caller
+gave up is handed back at once (``end_turn``), so a slow start never leaves a session busy
+for a turn nobody runs.
+
+The runtime builds the :class:`ExitBoard` and :class:`LogBook` (it reads them; the actors
+write them) and hands them to the tree. Each session used since start has one
+:class:`LiveSession` here, dropped when the session ends or stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncGenerator, Callable, Iterable
+from typing import Any, TypeVar
+
+import pykka
+
+from ashd.actors.exits import ExitBoard
+from ashd.actors.figures import live_figures, tree_answers
+from ashd.actors.messages import Pending, PoolStats, TurnGrant
+from ashd.actors.session import SessionActor
+from ashd.actors.supervisor import RootSupervisor, Tree
+from ashd.actors.tell import tell
+from ashd.actors.vitals import Verdict
+from ashd.bridge.link import BridgeGone, BridgeLink
+from ashd.bridge.protocol import ExecResult
+from ashd.config import Config
+from ashd.errors import Conflict
+from ashd.metrics import LiveFigures, Metrics
+from ashd.options import MessageOptions, SessionOptions
+from ashd.runtime.following import TurnBell
+from ashd.runtime.live import LiveSession
+from ashd.runtime.offload import Offload
+from ashd.runtime.pending import answered
+from ashd.runtime.streams import SessionStreams, turn_frames, with_heartbeats
+from ashd.runtime.turn import KILL_TIMEOUT_S, Turn, TurnEnv
+from ashd.runtime.watchdog import Idle
+from ashd.sandbox.launcher import Launcher
+from ashd.sandbox.logring import LogBook, LogLine
+from ashd.store import AgentRow, SessionRow, Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Actor = pykka.ActorProxy[SessionActor]
+LimitTurn = Callable[[str, float | None], None]  # (sandbox id, budget or None) at the model proxy
+
+TREE_START_TIMEOUT_S = 30.0
+TREE_STOP_TIMEOUT_S = 90.0
+STATS_TIMEOUT_S = 5.0
+DEAD_GRANT_RETRIES = 3  # a grant for an agent process already known dead is asked again this often
+DEAD_GRANT_WAIT_S = 0.1  # ... after this long (its session actor is being told of the exit)
+
+
+class LocalRuntime:
+    def __init__(self, config: Config, store: Store, offload: Offload, tree: Tree, exits: ExitBoard,
+                 logs: LogBook, metrics: Metrics, limit_turn: LimitTurn | None = None,
+                 start_timeout_s: float | None = None) -> None:
+        """``start_timeout_s``: how long a caller waits for a call that may start a sandbox
+        (default: the bridge's ready timeout plus 30 s)."""
+        self._config = config
+        self._store = store
+        self._offload = offload
+        self._tree = tree
+        self._exits = exits
+        self._logs = logs
+        self._limit_turn = limit_turn
+        self._start_timeout = (config.pool.bridge_ready_timeout_s + 30 if start_timeout_s is None
+                               else start_timeout_s)
+        self._env = TurnEnv(offload, store, metrics, config.sandbox.turn_idle_timeout_s)
+        self._sessions: dict[str, LiveSession] = {}
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._bell = TurnBell()
+        self._streams = SessionStreams(store, offload, self._bell, self.live_turn, config.pool.sse_heartbeat_s)
+        self._root: pykka.ActorRef[RootSupervisor] | None = None
+
+    @classmethod
+    def start(cls, config: Config, store: Store, launcher: Launcher, offload: Offload, metrics: Metrics,
+              limit_turn: LimitTurn | None = None, start_timeout_s: float | None = None) -> LocalRuntime:
+        """Start the actor tree and the runtime over it. Blocks until the tree is up."""
+        exits, logs = ExitBoard(), LogBook()
+        root = RootSupervisor.start(config, store, launcher, metrics, exits=exits, logs=logs)
+        try:
+            tree = root.proxy().tree().get(timeout=TREE_START_TIMEOUT_S)
+        except Exception:
+            root.stop(timeout=TREE_STOP_TIMEOUT_S)
+            raise
+        runtime = cls(config, store, offload, tree, exits, logs, metrics, limit_turn, start_timeout_s)
+        runtime._root = root
+        return runtime
+
+    async def stop_tree(self) -> None:
+        """Stop the actor tree in reverse (every bridge: TERM, grace, KILL), keeping the loop
+        free meanwhile so running streams can deliver their final error/done."""
+        root = self._root
+        if root is not None:
+            await asyncio.get_running_loop().run_in_executor(None, lambda: root.stop(timeout=TREE_STOP_TIMEOUT_S))
+
+    def shutdown(self) -> None:
+        """Blocking: stop the tree if it still runs, and close every bridge link."""
+        if self._root is not None and self._root.is_alive():
+            self._root.stop(timeout=TREE_STOP_TIMEOUT_S)
+        for live in self._sessions.values():
+            live.close()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def create(self, tenant_id: str, agent: AgentRow, options: SessionOptions, *,
+                     may_use_prewarmed: bool) -> SessionRow:
+        if may_use_prewarmed:
+            warm = await self._offload.ask(self._tree.sessions.claim(agent))
+            if warm is not None:
+                return await self._starting(lambda: warm.claim(agent))
+        actor = await self._actor(tenant_id, str(uuid.uuid4()))
+        return await self._starting(lambda: actor.create(agent, options))
+
+    async def pause(self, tenant_id: str, session_id: str) -> SessionRow:
+        actor = await self._actor(tenant_id, session_id)
+        return await self._starting(actor.pause)
+
+    async def resume(self, tenant_id: str, session_id: str) -> SessionRow:
+        actor = await self._actor(tenant_id, session_id)
+        return await self._starting(actor.resume)
+
+    async def stop(self, tenant_id: str, session_id: str) -> SessionRow:
+        await self._end_turn(session_id, "the session was stopped during this turn")
+        actor = await self._actor(tenant_id, session_id)
+        stopped = await self._offload.ask(actor.stop_session(), timeout=self._start_timeout)
+        self._retire(session_id)
+        return stopped
+
+    async def end(self, tenant_id: str, session_id: str) -> SessionRow:
+        return await self._end(tenant_id, session_id, "the session was deleted during this turn")
+
+    async def end_agent_sessions(self, tenant_id: str, session_ids: Iterable[str]) -> None:
+        for session_id in session_ids:
+            await self._end(tenant_id, session_id, "the session's agent was deleted during this turn")
+
+    async def fork(self, tenant_id: str, session_id: str) -> SessionRow:
+        actor, child_id = await self._actor(tenant_id, session_id), str(uuid.uuid4())
+        return await self._starting(lambda: actor.fork(child_id))
+
+    async def configure(self, tenant_id: str, session_id: str, patch: dict[str, Any]) -> SessionRow:
+        actor = await self._actor(tenant_id, session_id)
+        return await self._starting(lambda: actor.configure(patch))
+
+    # -- turns -------------------------------------------------------------
+
+    async def send(self, tenant_id: str, session_id: str, options: MessageOptions,
+                   received_at: float | None = None) -> Turn:
+        live = self._live(tenant_id, session_id)
+        actor = await self._actor(tenant_id, session_id)
+        grant = await self._grant(live, actor)
+        try:
+            sequence = await live.sequence()
+        except BaseException:
+            await self._offload.ask(actor.end_turn())
+            raise
+        host = _LocalTurnHost(live, grant, actor, self._offload, self._limit_turn)
+        turn = Turn(self._env, host, tenant_id, session_id, options, sequence, received_at)
+        self._run(live, turn)
+        return turn
+
+    def live_turn(self, session_id: str) -> Turn | None:
+        live = self._sessions.get(session_id)
+        return live.turn if live is not None else None
+
+    def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *,
+                  follow: bool = False) -> AsyncGenerator[bytes | Idle, None]:
+        return self._streams.subscribe(tenant_id, session_id, after, follow=follow)
+
+    def turn_stream(self, turn: Turn) -> AsyncGenerator[bytes | Idle, None]:
+        return with_heartbeats(turn_frames(turn), self._config.pool.sse_heartbeat_s)
+
+    async def interrupt(self, tenant_id: str, session_id: str) -> None:
+        turn = self.live_turn(session_id)
+        if turn is None:
+            raise Conflict("No turn is running in this session")
+        try:
+            await turn.interrupt()
+        except BridgeGone as exc:
+            raise Conflict(f"The turn cannot be interrupted: {exc}") from None
+
+    # -- the sandbox -------------------------------------------------------
+
+    async def exec(self, tenant_id: str, session_id: str, command: str, timeout_ms: int) -> ExecResult:
+        actor = await self._actor(tenant_id, session_id)
+        grant = await self._offload.ask(actor.exec_target())
+        try:
+            link = await self._live(tenant_id, session_id).link.get(grant)
+            return await link.exec(command, timeout_ms)
+        except BridgeGone as exc:
+            raise Conflict(f"The session's sandbox is not reachable: {exc}") from None
+
+    def logs(self, session_id: str, after: int = -1) -> list[LogLine]:
+        return self._logs.lines(session_id, after)
+
+    def notice(self, session_id: str, payload: dict[str, Any]) -> None:
+        if payload.get("type") == "sandbox_oom":
+            self._logs.system(session_id, str(payload.get("message")))
+        turn = self.live_turn(session_id)
+        if turn is not None:
+            turn.notice(payload)
+
+    def prewarm(self, agent: AgentRow, count: int) -> None:
+        tell(self._tree.sessions.prewarm, agent, count, context=f"pre-warming agent {agent.name}")
+
+    # -- health ------------------------------------------------------------
+
+    async def pool_stats(self) -> PoolStats:
+        return await self._offload.ask(self._tree.pool.stats(), timeout=STATS_TIMEOUT_S)
+
+    async def prewarm_hits(self) -> int:
+        hits: int = await self._offload.ask(self._tree.sessions.prewarm_hits, timeout=STATS_TIMEOUT_S)
+        return hits
+
+    def start_verdict(self) -> Verdict:
+        return self._tree.starts.verdict()
+
+    async def answers(self, timeout_s: float) -> bool:
+        return await self._offload.read(tree_answers, self._tree, timeout_s)
+
+    def live_figures(self) -> LiveFigures:
+        return live_figures(self._tree, self._store)
+
+    async def drain(self, timeout_s: float) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
+    # -- internals ---------------------------------------------------------
+
+    async def _actor(self, tenant_id: str, session_id: str) -> Actor:
+        return await self._offload.ask(self._tree.sessions.child(session_id, tenant_id))
+
+    async def _starting(self, call: Callable[[], pykka.Future[T | Pending]],
+                        on_late: Callable[[T | Pending], None] | None = None) -> T:
+        """A call that may start a sandbox: Pending is waited for and the call repeated."""
+        return await answered(lambda left: self._offload.ask(call(), timeout=left, on_late=on_late),
+                              self._start_timeout)
+
+    async def _grant(self, live: LiveSession, actor: Actor) -> TurnGrant:
+        """The session's turn grant. One for an agent process already known to have exited
+        (its session actor is being told) is handed back and asked again, so a message right
+        after a crash starts a new agent process instead of failing on the dead one."""
+        def hand_back(late: TurnGrant | Pending) -> None:
+            if isinstance(late, TurnGrant):
+                tell(actor.end_turn, context=f"session {live.session_id}: releasing a turn its caller gave up")
+
+        for attempt in range(DEAD_GRANT_RETRIES + 1):
+            grant: TurnGrant = await self._starting(actor.begin_turn, on_late=hand_back)
+            if attempt == DEAD_GRANT_RETRIES or live.exited(grant.pid) is None:
+                return grant
+            log.info("session %s: its agent process %d has exited; asking for a new one", live.session_id, grant.pid)
+            await self._offload.ask(actor.end_turn())
+            await asyncio.sleep(DEAD_GRANT_WAIT_S)
+        raise AssertionError("unreachable")
+
+    def _run(self, live: LiveSession, turn: Turn) -> None:
+        """Run a turn as a task; it is the session's live turn until it ends."""
+        live.turn = turn
+        task = asyncio.ensure_future(turn.run())
+        self._tasks.add(task)
+        self._bell.ring(live.session_id)
+
+        def finished(_: asyncio.Future[None]) -> None:
+            self._tasks.discard(task)
+            if live.turn is turn:
+                live.turn = None
+            if live.retiring:
+                self._retire(live.session_id)
+
+        task.add_done_callback(finished)
+
+    def _live(self, tenant_id: str, session_id: str) -> LiveSession:
+        live = self._sessions.get(session_id)
+        if live is None:
+            live = LiveSession(tenant_id, session_id, self._store, self._offload, self._exits)
+            self._sessions[session_id] = live
+        live.retiring = False  # used again before its last turn ended: it stays
+        return live
+
+    def _retire(self, session_id: str) -> None:
+        """The session ended or stopped: let its runtime state go (after its running turn)."""
+        live = self._sessions.get(session_id)
+        if live is None:
+            return
+        live.close()
+        if live.turn is None:
+            del self._sessions[session_id]
+        else:
+            live.retiring = True
+
+    async def _end_turn(self, session_id: str, why: str) -> None:
+        """A stop or end always works: a running (maybe wedged) turn is ended first, its agent
+        process killed (the turn's stream ends with ``error`` and ``done``)."""
+        turn = self.live_turn(session_id)
+        if turn is not None:
+            await turn.abort(why)
+
+    async def _end(self, tenant_id: str, session_id: str, why: str) -> SessionRow:
+        await self._end_turn(session_id, why)
+        actor = await self._actor(tenant_id, session_id)
+        ended = await self._offload.ask(actor.end_session(), timeout=self._start_timeout)
+        tell(self._tree.sessions.forget, session_id, context=f"forgetting ended session {session_id}")
+        self._retire(session_id)
+        return ended
+
+
+class _LocalTurnHost:
+    """How a turn reaches a local session: its actor (release, kill) and its bridge link."""
+
+    def __init__(self, live: LiveSession, grant: TurnGrant, actor: Actor, offload: Offload,
+                 limit_turn: LimitTurn | None) -> None:
+        self._live = live
+        self._grant = grant
+        self._actor = actor
+        self._offload = offload
+        self._limit_turn = limit_turn
+
+    async def connect(self) -> BridgeLink:
+        return await self._live.link.get(self._grant)
+
+    def drop_link(self) -> None:
+        self._live.link.drop()
+
+    async def exit_reason(self) -> str | None:
+        return await self._live.exit_reason(self._grant.pid)
+
+    async def release(self) -> None:
+        await self._offload.ask(self._actor.end_turn())
+
+    async def kill(self, why: str) -> None:
+        await self._offload.ask(self._actor.kill_agent(why), timeout=KILL_TIMEOUT_S)
+
+    def bind_budget(self, usd: float | None) -> None:
+        if self._limit_turn is not None:
+            self._limit_turn(self._grant.sandbox_id, usd)
