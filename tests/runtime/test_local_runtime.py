@@ -1,0 +1,189 @@
+"""LocalRuntime with fake actors at the seam (a real SQLite store): grants, Pending, event ids,
+a grant for a dead agent process, and ending a session in one call."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pykka
+import pytest
+
+from ashd.actors.exits import ExitBoard
+from ashd.actors.messages import BridgeExited, Pending, TurnGrant
+from ashd.actors.supervisor import Tree
+from ashd.config import Config
+from ashd.errors import Conflict
+from ashd.metrics import Metrics
+from ashd.options import MessageOptions
+from ashd.runtime.local import LocalRuntime
+from ashd.runtime.offload import Offload
+from ashd.sandbox.logring import LogBook
+from ashd.store import Store
+
+TENANT = "t1"
+SID = "00000000-0000-4000-8000-000000000001"
+
+
+class FakeSession(pykka.ThreadingActor):
+    """A session actor's turn gate: grants pids in order, answers Pending ``pending`` times."""
+
+    def __init__(self, socket: Path, pids: list[int], pending: int = 0) -> None:
+        super().__init__()
+        self.socket, self.pids, self.pending = socket, pids, pending
+        self.calls: list[str] = []
+        self.busy = False
+
+    def begin_turn(self) -> TurnGrant | Pending:
+        self.calls.append("begin_turn")
+        if self.pending:
+            self.pending -= 1
+            until: Future[None] = Future()
+            threading.Timer(0.05, until.set_result, [None]).start()
+            return Pending(until)
+        if self.busy:
+            raise Conflict("A turn is already running in this session; wait for its done event")
+        self.busy = True
+        pid = self.pids.pop(0) if len(self.pids) > 1 else self.pids[0]
+        return TurnGrant(TENANT, SID, SID, str(self.socket), pid)
+
+    def end_turn(self) -> None:
+        self.calls.append("end_turn")
+        self.busy = False
+
+    def end_session(self) -> str:
+        self.calls.append("end_session")
+        return "ended"
+
+    def recorded(self) -> list[str]:
+        return list(self.calls)
+
+
+class FakeSupervisor(pykka.ThreadingActor):
+    def __init__(self, session: pykka.ActorRef[FakeSession]) -> None:
+        super().__init__()
+        self.session = session
+        self.forgotten: list[str] = []
+
+    def child(self, session_id: str, tenant_id: str) -> Any:
+        return self.session.proxy()
+
+    def forget(self, session_id: str) -> None:
+        self.forgotten.append(session_id)
+
+
+class CountingStore(Store):
+    reads_of_last = 0
+
+    def last_stream_event(self, tenant_id: str, session_id: str) -> Any:
+        self.reads_of_last += 1
+        return super().last_stream_event(tenant_id, session_id)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[CountingStore]:
+    store = CountingStore(f"sqlite:///{tmp_path / 'ash.db'}")
+    store.migrate()
+    store.create_session(tenant_id=TENANT, session_id=SID, agent_name="a", status="active", sandbox_id=SID)
+    yield store
+    store.close()
+
+
+def make_runtime(tmp_path: Path, store: Store, session: FakeSession | None = None, *, pids: list[int] | None = None,
+                 pending: int = 0) -> tuple[LocalRuntime, pykka.ActorRef[FakeSession], ExitBoard,
+                                            pykka.ActorRef[FakeSupervisor]]:
+    ref = FakeSession.start(tmp_path / "no-bridge.sock", pids or [100], pending)
+    sup = FakeSupervisor.start(ref)
+    exits = ExitBoard()
+    tree = Tree(pool=sup.proxy(), sessions=sup.proxy(), exits=exits)  # type: ignore[arg-type]
+    runtime = LocalRuntime(Config(data_dir=tmp_path), store, Offload(), tree, exits, LogBook(), Metrics())
+    return runtime, ref, exits, sup
+
+
+@pytest.fixture(autouse=True)
+def stop_actors() -> Iterator[None]:
+    yield
+    pykka.ActorRegistry.stop_all(timeout=30)
+
+
+async def run_turn(runtime: LocalRuntime) -> list[bytes]:
+    turn = await runtime.send(TENANT, SID, MessageOptions.from_request({"content": "hi"}))
+    frames = [data async for _, data in turn.subscribe()]
+    await turn.ended()
+    await asyncio.sleep(0)  # the turn task's done callback (the live turn is cleared)
+    return frames
+
+
+def ids(frames: list[bytes]) -> list[int]:
+    return [int(f.split(b"\n", 1)[0].removeprefix(b"id: ")) for f in frames]
+
+
+def test_event_ids_continue_across_turns_from_one_read_of_the_store(tmp_path: Path, store: CountingStore) -> None:
+    runtime, ref, _, _ = make_runtime(tmp_path, store)
+
+    async def scenario() -> tuple[list[bytes], list[bytes]]:
+        return await run_turn(runtime), await run_turn(runtime)
+
+    first, second = asyncio.run(scenario())
+    # No bridge listens: each turn ends with error (not reachable) and done, ids never reused.
+    assert b"not reachable" in b"".join(first) and b"event: done" in first[-1]
+    assert ids(first) + ids(second) == list(range(1, len(first) + len(second) + 1))
+    assert store.reads_of_last == 1
+    assert ref.proxy().recorded().get(timeout=5) == ["begin_turn", "end_turn", "begin_turn", "end_turn"]
+
+
+def test_pending_replies_are_waited_for_and_begin_turn_repeated(tmp_path: Path, store: CountingStore) -> None:
+    runtime, ref, _, _ = make_runtime(tmp_path, store, pending=2)
+    frames = asyncio.run(run_turn(runtime))
+    assert b"event: done" in frames[-1]
+    assert ref.proxy().recorded().get(timeout=5) == ["begin_turn"] * 3 + ["end_turn"]
+
+
+def test_a_grant_for_an_agent_process_known_dead_is_handed_back(tmp_path: Path, store: CountingStore) -> None:
+    runtime, ref, exits, _ = make_runtime(tmp_path, store, pids=[111, 222])
+    exits.record(111, BridgeExited(SID, SID, -9, False, "killed"))
+
+    async def scenario() -> int:
+        turn = await runtime.send(TENANT, SID, MessageOptions.from_request({"content": "hi"}))
+        pid = turn._host._grant.pid  # type: ignore[attr-defined]
+        await turn.ended()
+        return int(pid)
+
+    assert asyncio.run(scenario()) == 222
+    assert ref.proxy().recorded().get(timeout=5) == ["begin_turn", "end_turn", "begin_turn", "end_turn"]
+
+
+def test_a_busy_session_is_a_conflict_and_interrupt_needs_a_turn(tmp_path: Path, store: CountingStore) -> None:
+    runtime, _, _, _ = make_runtime(tmp_path, store)
+
+    async def scenario() -> None:
+        with pytest.raises(Conflict, match="No turn is running"):
+            await runtime.interrupt(TENANT, SID)
+        turn = await runtime.send(TENANT, SID, MessageOptions.from_request({"content": "hi"}))
+        assert runtime.live_turn(SID) is turn
+        with pytest.raises(Conflict, match="already running"):
+            await runtime.send(TENANT, SID, MessageOptions.from_request({"content": "again"}))
+        await turn.ended()
+        await asyncio.sleep(0)
+        assert runtime.live_turn(SID) is None
+
+    asyncio.run(scenario())
+
+
+def test_end_is_one_call_that_lets_everything_go(tmp_path: Path, store: CountingStore) -> None:
+    runtime, ref, _, sup = make_runtime(tmp_path, store)
+
+    async def scenario() -> object:
+        await run_turn(runtime)
+        assert SID in runtime._sessions
+        ended = await runtime.end(TENANT, SID)
+        assert SID not in runtime._sessions
+        return ended
+
+    assert asyncio.run(scenario()) == "ended"
+    assert ref.proxy().recorded().get(timeout=5)[-1] == "end_session"
+    assert sup.proxy().forgotten.get(timeout=5) == [SID]

@@ -1,0 +1,68 @@
+"""answered(): Pending replies are waited for and the call repeated, all within one deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future
+
+import pytest
+
+from ashd.actors.messages import Pending
+from ashd.errors import Conflict, Unavailable
+from ashd.runtime.pending import answered
+
+
+class FakeAsk:
+    """Answers Pending ``pending`` times (each resolved by a timer thread), then ``final``."""
+
+    def __init__(self, pending: int, final: object, resolve_after_s: float = 0.05, fail_until: bool = False) -> None:
+        self.pending = pending
+        self.final = final
+        self.resolve_after_s = resolve_after_s
+        self.fail_until = fail_until
+        self.calls: list[float] = []
+
+    async def __call__(self, timeout: float) -> object:
+        self.calls.append(timeout)
+        if len(self.calls) > self.pending:
+            if isinstance(self.final, Exception):
+                raise self.final
+            return self.final
+        until: Future[None] = Future()
+
+        def resolve() -> None:
+            if self.fail_until:
+                until.set_exception(RuntimeError("the start failed"))
+            else:
+                until.set_result(None)
+
+        threading.Timer(self.resolve_after_s, resolve).start()
+        return Pending(until)
+
+
+def test_an_immediate_answer_is_returned_as_is() -> None:
+    ask = FakeAsk(0, "grant")
+    assert asyncio.run(answered(ask, 5.0)) == "grant"
+    assert len(ask.calls) == 1
+
+
+def test_pending_is_waited_for_and_the_call_repeated() -> None:
+    ask = FakeAsk(2, "grant")
+    assert asyncio.run(answered(ask, 5.0)) == "grant"
+    assert len(ask.calls) == 3
+    assert ask.calls[0] > ask.calls[2]  # each repeat gets what is left of the one deadline
+
+
+def test_a_failed_start_behind_pending_is_the_repeated_calls_to_tell() -> None:
+    ask = FakeAsk(1, Conflict("A turn is already running"), fail_until=True)
+    with pytest.raises(Conflict):
+        asyncio.run(answered(ask, 5.0))
+    assert len(ask.calls) == 2
+
+
+def test_a_pending_that_outlasts_the_deadline_is_unavailable() -> None:
+    ask = FakeAsk(1, "grant", resolve_after_s=1.0)
+    with pytest.raises(Unavailable, match="did not start within"):
+        asyncio.run(answered(ask, 0.2))
+    assert len(ask.calls) == 1
