@@ -62,9 +62,12 @@ def test_a_reply_to_a_cancelled_caller_goes_to_on_late(slow: tuple[pykka.ActorPr
     offload, late = Offload(), asyncio.Event()
     handed: list[str] = []
 
+    def on_late(reply: str) -> None:
+        handed.append(reply)
+        late.set()
+
     async def scenario() -> None:
-        task = asyncio.ensure_future(offload.ask(actor.grant(), timeout=30,
-                                                 on_late=lambda r: (handed.append(r), late.set())))
+        task = asyncio.ensure_future(offload.ask(actor.grant(), timeout=30, on_late=on_late))
         await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
