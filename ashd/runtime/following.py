@@ -1,7 +1,7 @@
 """Waking streams that follow a session across turns (``GET .../stream?follow=true``).
 
 A following stream waits between turns; :meth:`TurnBell.next_turn` gives it a future that
-resolves when the session's next turn starts (``AppContext.start_turn`` rings the bell).
+resolves when the session's next turn starts (the runtime rings the bell when it starts one).
 Taking the future *before* replaying stored events means a turn that starts during the
 replay is never missed. Loop thread only.
 """
