@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import pykka
@@ -117,17 +117,15 @@ class LocalRuntime:
         if may_use_prewarmed:
             warm = await self._offload.ask(self._tree.sessions.claim(agent))
             if warm is not None:
-                return await self._starting(lambda: warm.claim(agent))
-        actor = await self._actor(tenant_id, str(uuid.uuid4()))
-        return await self._starting(lambda: actor.create(agent, options))
+                return await answered(lambda left: self._offload.ask(warm.claim(agent), timeout=left),
+                                      self._start_timeout)
+        return await self._starting(tenant_id, str(uuid.uuid4()), lambda actor: actor.create(agent, options))
 
     async def pause(self, tenant_id: str, session_id: str) -> SessionRow:
-        actor = await self._actor(tenant_id, session_id)
-        return await self._starting(actor.pause)
+        return await self._starting(tenant_id, session_id, lambda actor: actor.pause())
 
     async def resume(self, tenant_id: str, session_id: str) -> SessionRow:
-        actor = await self._actor(tenant_id, session_id)
-        return await self._starting(actor.resume)
+        return await self._starting(tenant_id, session_id, lambda actor: actor.resume())
 
     async def stop(self, tenant_id: str, session_id: str) -> SessionRow:
         await self._end_turn(session_id, "the session was stopped during this turn")
@@ -144,26 +142,24 @@ class LocalRuntime:
             await self._end(tenant_id, session_id, "the session's agent was deleted during this turn")
 
     async def fork(self, tenant_id: str, session_id: str) -> SessionRow:
-        actor, child_id = await self._actor(tenant_id, session_id), str(uuid.uuid4())
-        return await self._starting(lambda: actor.fork(child_id))
+        child_id = str(uuid.uuid4())
+        return await self._starting(tenant_id, session_id, lambda actor: actor.fork(child_id))
 
     async def configure(self, tenant_id: str, session_id: str, patch: dict[str, Any]) -> SessionRow:
-        actor = await self._actor(tenant_id, session_id)
-        return await self._starting(lambda: actor.configure(patch))
+        return await self._starting(tenant_id, session_id, lambda actor: actor.configure(patch))
 
     # -- turns -------------------------------------------------------------
 
     async def send(self, tenant_id: str, session_id: str, options: MessageOptions,
                    received_at: float | None = None) -> Turn:
         live = self._live(tenant_id, session_id)
-        actor = await self._actor(tenant_id, session_id)
-        grant = await self._grant(live, actor)
+        grant = await self._grant(live)
+        host = _LocalTurnHost(live, grant, self._actor, self._offload, self._limit_turn)
         try:
             sequence = await live.sequence()
         except BaseException:
-            await self._offload.ask(actor.end_turn())
+            await host.release()
             raise
-        host = _LocalTurnHost(live, grant, actor, self._offload, self._limit_turn)
         turn = Turn(self._env, host, tenant_id, session_id, options, sequence, received_at)
         self._run(live, turn)
         return turn
@@ -237,28 +233,31 @@ class LocalRuntime:
     # -- internals ---------------------------------------------------------
 
     async def _actor(self, tenant_id: str, session_id: str) -> Actor:
+        """The session's actor, asked for anew each time: a stopped one comes back from the store."""
         return await self._offload.ask(self._tree.sessions.child(session_id, tenant_id))
 
-    async def _starting(self, call: Callable[[], pykka.Future[T | Pending]],
-                        on_late: Callable[[T | Pending], None] | None = None) -> T:
-        """A call that may start a sandbox: Pending is waited for and the call repeated."""
-        return await answered(lambda left: self._offload.ask(call(), timeout=left, on_late=on_late),
-                              self._start_timeout)
+    async def _starting(self, tenant_id: str, session_id: str, call: Callable[[Actor], pykka.Future[T | Pending]],
+                        hand_back: Callable[[Actor, T | Pending], None] | None = None) -> T:
+        """A call that may start a sandbox: Pending is waited for and the call repeated (on
+        the session's current actor). ``hand_back`` gets a reply that came after we gave up."""
+        async def ask(left: float) -> T | Pending:
+            actor = await self._actor(tenant_id, session_id)
+            late = None if hand_back is None else (lambda reply: hand_back(actor, reply))
+            return await self._offload.ask(call(actor), timeout=left, on_late=late)
 
-    async def _grant(self, live: LiveSession, actor: Actor) -> TurnGrant:
+        return await answered(ask, self._start_timeout)
+
+    async def _grant(self, live: LiveSession) -> TurnGrant:
         """The session's turn grant. One for an agent process already known to have exited
         (its session actor is being told) is handed back and asked again, so a message right
         after a crash starts a new agent process instead of failing on the dead one."""
-        def hand_back(late: TurnGrant | Pending) -> None:
-            if isinstance(late, TurnGrant):
-                tell(actor.end_turn, context=f"session {live.session_id}: releasing a turn its caller gave up")
-
+        tenant_id, session_id = live.tenant_id, live.session_id
         for attempt in range(DEAD_GRANT_RETRIES + 1):
-            grant: TurnGrant = await self._starting(actor.begin_turn, on_late=hand_back)
+            grant = await self._starting(tenant_id, session_id, lambda actor: actor.begin_turn(), _hand_back_grant)
             if attempt == DEAD_GRANT_RETRIES or live.exited(grant.pid) is None:
                 return grant
-            log.info("session %s: its agent process %d has exited; asking for a new one", live.session_id, grant.pid)
-            await self._offload.ask(actor.end_turn())
+            log.info("session %s: its agent process %d has exited; asking for a new one", session_id, grant.pid)
+            await self._offload.ask((await self._actor(tenant_id, session_id)).end_turn())
             await asyncio.sleep(DEAD_GRANT_WAIT_S)
         raise AssertionError("unreachable")
 
@@ -313,11 +312,17 @@ class LocalRuntime:
         return ended
 
 
+def _hand_back_grant(actor: Actor, late: TurnGrant | Pending) -> None:
+    """A turn granted after its caller gave up: nobody will run it, so release it at once."""
+    if isinstance(late, TurnGrant):
+        tell(actor.end_turn, context=f"session {late.session_id}: releasing a turn its caller gave up")
+
+
 class _LocalTurnHost:
     """How a turn reaches a local session: its actor (release, kill) and its bridge link."""
 
-    def __init__(self, live: LiveSession, grant: TurnGrant, actor: Actor, offload: Offload,
-                 limit_turn: LimitTurn | None) -> None:
+    def __init__(self, live: LiveSession, grant: TurnGrant, actor: Callable[[str, str], Awaitable[Actor]],
+                 offload: Offload, limit_turn: LimitTurn | None) -> None:
         self._live = live
         self._grant = grant
         self._actor = actor
@@ -334,10 +339,12 @@ class _LocalTurnHost:
         return await self._live.exit_reason(self._grant.pid)
 
     async def release(self) -> None:
-        await self._offload.ask(self._actor.end_turn())
+        actor = await self._actor(self._grant.tenant_id, self._grant.session_id)
+        await self._offload.ask(actor.end_turn())
 
     async def kill(self, why: str) -> None:
-        await self._offload.ask(self._actor.kill_agent(why), timeout=KILL_TIMEOUT_S)
+        actor = await self._actor(self._grant.tenant_id, self._grant.session_id)
+        await self._offload.ask(actor.kill_agent(why), timeout=KILL_TIMEOUT_S)
 
     def bind_budget(self, usd: float | None) -> None:
         if self._limit_turn is not None:
