@@ -16,12 +16,13 @@ import pytest
 from ashd.actors.exits import ExitBoard
 from ashd.actors.messages import BridgeExited, Pending, TurnGrant
 from ashd.actors.supervisor import Tree
-from ashd.config import Config
+from ashd.config import Config, PoolConfig
 from ashd.errors import Conflict
 from ashd.metrics import Metrics
 from ashd.options import MessageOptions
 from ashd.runtime.local import LocalRuntime
 from ashd.runtime.offload import Offload
+from ashd.runtime.watchdog import IDLE
 from ashd.sandbox.logring import LogBook
 from ashd.store import Store
 
@@ -100,7 +101,8 @@ def make_runtime(tmp_path: Path, store: Store, session: FakeSession | None = Non
     sup = FakeSupervisor.start(ref)
     exits = ExitBoard()
     tree = Tree(pool=sup.proxy(), sessions=sup.proxy(), exits=exits)  # type: ignore[arg-type]
-    runtime = LocalRuntime(Config(data_dir=tmp_path), store, Offload(), tree, exits, LogBook(), Metrics())
+    config = Config(data_dir=tmp_path, pool=PoolConfig(sse_heartbeat_s=0.05))
+    runtime = LocalRuntime(config, store, Offload(), tree, exits, LogBook(), Metrics())
     return runtime, ref, exits, sup
 
 
@@ -187,3 +189,29 @@ def test_end_is_one_call_that_lets_everything_go(tmp_path: Path, store: Counting
     assert asyncio.run(scenario()) == "ended"
     assert ref.proxy().recorded().get(timeout=5)[-1] == "end_session"
     assert sup.proxy().forgotten.get(timeout=5) == [SID]
+
+
+def test_subscribe_replays_after_an_id_then_follows_the_next_turn_until_the_session_ends(
+        tmp_path: Path, store: CountingStore) -> None:
+    runtime, _, _, _ = make_runtime(tmp_path, store)
+
+    async def scenario() -> tuple[list[bytes | object], list[bytes | object]]:
+        first = await run_turn(runtime)
+        replayed = [item async for item in runtime.subscribe(TENANT, SID, after=1)]
+        followed: list[bytes | object] = []
+
+        async def follow() -> None:
+            async for item in runtime.subscribe(TENANT, SID, after=len(first), follow=True):
+                followed.append(item)
+                if item is IDLE and followed.count(IDLE) == 1:
+                    await run_turn(runtime)  # the next turn, while the stream waits between turns
+                elif isinstance(item, bytes) and b"event: done" in item:
+                    store.update_session(TENANT, SID, status="ended")
+
+        await asyncio.wait_for(follow(), 10)
+        return replayed, followed
+
+    replayed, followed = asyncio.run(scenario())
+    assert ids([f for f in replayed if isinstance(f, bytes)]) == [2, 3]  # stored after id 1, no live turn: ends
+    frames = [f for f in followed if isinstance(f, bytes)]
+    assert ids(frames) == [4, 5, 6] and b"event: done" in frames[-1]  # the next turn's, once; then the end
