@@ -22,7 +22,7 @@ from ashd.metrics import Metrics
 from ashd.options import MessageOptions
 from ashd.runtime.local import LocalRuntime
 from ashd.runtime.offload import Offload
-from ashd.runtime.watchdog import IDLE
+from ashd.runtime.watchdog import IDLE, Idle
 from ashd.sandbox.logring import LogBook
 from ashd.store import Store
 
@@ -195,10 +195,10 @@ def test_subscribe_replays_after_an_id_then_follows_the_next_turn_until_the_sess
         tmp_path: Path, store: CountingStore) -> None:
     runtime, _, _, _ = make_runtime(tmp_path, store)
 
-    async def scenario() -> tuple[list[bytes | object], list[bytes | object]]:
+    async def scenario() -> tuple[list[bytes | Idle], list[bytes | Idle]]:
         first = await run_turn(runtime)
         replayed = [item async for item in runtime.subscribe(TENANT, SID, after=1)]
-        followed: list[bytes | object] = []
+        followed: list[bytes | Idle] = []
 
         async def follow() -> None:
             async for item in runtime.subscribe(TENANT, SID, after=len(first), follow=True):
