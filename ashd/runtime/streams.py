@@ -2,9 +2,10 @@
 
 ``GET /api/sessions/:id/stream`` replays the stored frames after an id, then follows the
 running turn, if any, from its in-memory frames, so each missed event is delivered exactly
-once. With ``follow`` it then waits for the session's next turn (the :class:`TurnBell`, rung
-when a turn starts) and streams that too, until the session ends. The bell is taken *before*
-each replay, so a turn that starts during the replay is never missed.
+once; a turn that ends between the replay and that look is caught up from the store. With
+``follow`` it then waits for the session's next turn (the :class:`TurnBell`, rung when a turn
+starts) and streams that too, until the session ends. The bell is taken *before* each
+replay, so a turn that starts during the replay is never missed.
 
 :func:`with_heartbeats` marks every quiet period with :data:`IDLE`, so the HTTP side writes
 a keep-alive comment; it waits for the next item without cancelling its source (cancelling
@@ -43,21 +44,26 @@ class SessionStreams:
         return with_heartbeats(self._frames(tenant_id, session_id, after, follow), self._heartbeat_s)
 
     async def _frames(self, tenant_id: str, session_id: str, after: int, follow: bool) -> AsyncGenerator[bytes, None]:
-        last, more = after, True
-        while more:
+        last = after
+        while True:
             bell = self._bell.next_turn(session_id) if follow else None
             try:
                 async for seq, data in self._replay(tenant_id, session_id, last):
                     yield data
                     last = seq
                 turn = self._live_turn(session_id)
-                if turn is not None:
-                    async for seq, data in turn.subscribe(after=last):
-                        yield data
-                        last = seq
-                elif bell is not None:
-                    more = await self._next_turn(tenant_id, session_id, bell)
-                more = more and follow
+                source: AsyncIterator[Frame]
+                if turn is not None and not turn.finished:
+                    source = turn.subscribe(after=last)
+                else:
+                    # No turn runs, so every frame of the last one is stored (a turn ends only
+                    # after its commit), also those stored after the replay above was read.
+                    source = self._replay(tenant_id, session_id, last)
+                async for seq, data in source:
+                    yield data
+                    last = seq
+                if bell is None or not await self._next_turn(tenant_id, session_id, bell):
+                    return
             finally:
                 if bell is not None:
                     self._bell.forget(session_id, bell)
