@@ -7,6 +7,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from ashd import option_fields as fields
 from ashd.config import PERMISSION_MODES
@@ -178,6 +179,19 @@ def _content(content: object) -> str | list[dict[str, Any]]:
                 raise BadRequest(f"content[{i}] must be a block of type {', '.join(BLOCK_TYPES)}")
         return list(content)
     raise BadRequest("content is required: a string or a list of content blocks")
+
+
+def check_tunnelled(options: SessionOptions, *, sandboxed: bool) -> None:
+    """400 for a plain-http url MCP server of a sandboxed session. The sandbox reaches the
+    network only through the egress proxy, which tunnels (CONNECT) and so carries https only;
+    the CLI sends a plain-http request to the proxy in the clear, is refused, and reports the
+    server as asking for a sign-in. Pure."""
+    if not sandboxed:
+        return
+    for name, server in sorted(options.mcp_servers.items()):
+        if urlsplit(server.get("url", "")).scheme == "http":
+            raise BadRequest(f"mcpServers.{name}: a sandbox reaches url servers through the egress proxy, which "
+                             "carries https only; serve it over https (or use a stdio server)")
 
 
 def check_for_agent(options: SessionOptions, agent_path: str) -> None:

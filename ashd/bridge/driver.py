@@ -182,9 +182,8 @@ class Driver:
                 continue
             self._models.observed(raw)
             await emit(protocol.Message(raw))
-            for failed in _failed_mcp_servers(raw):
-                await emit(protocol.Error(f"MCP server {failed} could not be started or reached from the sandbox; "
-                                          "its tools are not available in this turn"))
+            for problem in _unavailable_mcp_servers(raw):
+                await emit(protocol.Error(problem))
             if raw.get("type") == "result":
                 return
 
@@ -211,12 +210,26 @@ class Driver:
             await process.aclose()
 
 
-def _failed_mcp_servers(raw: dict[str, Any]) -> list[str]:
-    """The names of the MCP servers the CLI's init message reports as failed."""
+# What the CLI's init message reports per MCP server status, when its tools are missing.
+_UNAVAILABLE = {
+    "failed": "could not be started or reached from the sandbox",
+    # The CLI's status for a 403, or a 401 with OAuth metadata: it wants an interactive sign-in.
+    "needs-auth": "refused the CLI as unauthorised (HTTP 401/403) and ashd cannot sign in interactively; "
+                  "pass its credentials in mcpServers.{name}.headers",
+}
+
+
+def _unavailable_mcp_servers(raw: dict[str, Any]) -> list[str]:
+    """One sentence per MCP server the CLI's init message reports as unusable."""
     if raw.get("type") != "system" or raw.get("subtype") != "init":
         return []
-    servers = raw.get("mcp_servers")
-    return [str(s.get("name")) for s in servers or [] if isinstance(s, dict) and s.get("status") == "failed"]
+    problems = []
+    for server in raw.get("mcp_servers") or []:
+        why = _UNAVAILABLE.get(server.get("status")) if isinstance(server, dict) else None
+        if why is not None:
+            name = str(server.get("name"))
+            problems.append(f"MCP server {name} {why.format(name=name)}; its tools are not available in this turn")
+    return problems
 
 
 def _cli_process(client: ClaudeSDKClient) -> Any:

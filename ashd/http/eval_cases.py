@@ -3,6 +3,11 @@
 A case is ``{name, prompt, scorer, expected, category, tags}``; ``scorer`` is one of
 ``ashd.evals.scorers.SCORERS`` (default ``contains``, Ash's substring match) and ``expected``
 its argument. Import takes ``{cases: [...]}`` in the same form export gives back.
+
+Ash's own form is taken too (its clients send it): ``{question, expectedTopics?,
+expectedNotTopics?, referenceAnswer?, isActive?, chatHistory?}`` is a case whose prompt is
+the question, scored by the ``topics`` scorer (Ash's topic and safety scores); every case
+is shown with those fields as well.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ MAX_TAGS = 50
 MAX_TAG_CHARS = 100
 MAX_IMPORT = 1000
 FIELDS = ("name", "prompt", "scorer", "expected", "category", "tags")
+# Ash's case fields -> the topics scorer's argument (question is the prompt).
+ASH_TOPICS = {"expectedTopics": "topics", "expectedNotTopics": "notTopics", "referenceAnswer": "referenceAnswer"}
+ASH_FIELDS = ("question", *ASH_TOPICS, "isActive", "chatHistory")
 
 
 def object_id(raw: str, what: str) -> str:
@@ -34,8 +42,11 @@ def object_id(raw: str, what: str) -> str:
 
 
 def case_json(row: EvalCaseRow) -> dict[str, Any]:
-    return {"id": row.id, "agentName": row.agent_name, **portable_json(row), "createdAt": row.created_at,
-            "updatedAt": row.updated_at}
+    portable = portable_json(row)
+    topics = portable["expected"] if row.scorer == "topics" else {}
+    return {"id": row.id, "agentName": row.agent_name, **portable, "createdAt": row.created_at,
+            "updatedAt": row.updated_at, "question": row.prompt,
+            **{ash: topics.get(key) for ash, key in ASH_TOPICS.items()}, "isActive": True, "chatHistory": None}
 
 
 def portable_json(row: EvalCaseRow) -> dict[str, Any]:
@@ -63,9 +74,12 @@ def parse_case(body: object, current: EvalCaseRow | None = None, where: str = ""
     """The columns a POST (``current`` None) or PATCH body sets. Raises BadRequest naming the field."""
     if not isinstance(body, dict):
         raise BadRequest(f"{where.rstrip('.') or 'the body'} must be a JSON object")
-    unknown = sorted(set(body) - set(FIELDS))
+    unknown = sorted(set(body) - set(FIELDS) - set(ASH_FIELDS))
     if unknown:
-        raise BadRequest(f"{where}unknown eval case field(s): {', '.join(unknown)}; allowed: {', '.join(FIELDS)}")
+        raise BadRequest(f"{where}unknown eval case field(s): {', '.join(unknown)}; allowed: {', '.join(FIELDS)} "
+                         f"(or Ash's {', '.join(ASH_FIELDS)})")
+    if set(body) & set(ASH_FIELDS):
+        body = from_ash(body, current, where)
     out: dict[str, Any] = {}
     if current is None or "prompt" in body:
         out["prompt"] = _string(body, "prompt", MAX_PROMPT_CHARS, where)
@@ -89,6 +103,29 @@ def parse_case(body: object, current: EvalCaseRow | None = None, where: str = ""
         out["category"] = None
     if "tags" in body or current is None:
         out["tags"] = json.dumps(parse_tags(body.get("tags", []), where))
+    return out
+
+
+def from_ash(body: dict[str, Any], current: EvalCaseRow | None, where: str) -> dict[str, Any]:
+    """Ash's case fields in ashd's form (``question`` -> prompt, the topic lists -> the topics
+    scorer). Raises BadRequest for a mix of the two forms or what ashd does not do."""
+    mixed = sorted(set(body) & {"prompt", "scorer", "expected"})
+    if mixed and ("question" in body or set(body) & set(ASH_TOPICS)):
+        raise BadRequest(f"{where}give either Ash's question/expectedTopics or ashd's prompt/scorer/expected, "
+                         f"not both ({', '.join(mixed)} with Ash's fields)")
+    if body.get("isActive") is False:
+        raise BadRequest(f"{where}isActive false: ashd has no inactive cases; delete the case, or tag it and "
+                         "run the other tags")
+    if body.get("chatHistory"):
+        raise BadRequest(f"{where}chatHistory is not supported: each case runs as one turn of a fresh session; "
+                         "put the context in the question")
+    out = {k: v for k, v in body.items() if k not in ASH_FIELDS}
+    if "question" in body:
+        out["prompt"] = body["question"]
+    if set(body) & set(ASH_TOPICS) or (current is None and "question" in body):
+        kept = json.loads(current.expected) if current is not None and current.scorer == "topics" else {}
+        out["scorer"] = "topics"
+        out["expected"] = {key: body[ash] if ash in body else kept.get(key) for ash, key in ASH_TOPICS.items()}
     return out
 
 

@@ -82,6 +82,20 @@ def parse_human(body: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
     return out
 
 
+def ash_comparison(run_a: dict[str, Any], run_b: dict[str, Any], a: list[EvalResultRow], b: list[EvalResultRow],
+                   questions: dict[str, str]) -> dict[str, Any]:
+    """Ash's compare reply: ``{runA, runB, results: [{caseId, question, resultA, resultB}]}``
+    (a deleted case's question is its name, as its results keep it)."""
+    by_a, by_b = {r.case_id: r for r in a}, {r.case_id: r for r in b}
+    pairs = []
+    for case_id in dict.fromkeys([*by_a, *by_b]):
+        ra, rb = by_a.get(case_id), by_b.get(case_id)
+        question = questions.get(case_id) or (ra or rb).case_name  # type: ignore[union-attr]
+        pairs.append({"caseId": case_id, "question": question, "resultA": result_json(ra) if ra else None,
+                      "resultB": result_json(rb) if rb else None})
+    return {"runA": run_a, "runB": run_b, "results": pairs}
+
+
 class EvalRunBase(EvalCaseBase):
     async def run(self, name: str, run_id: str) -> EvalRunRow:
         run_id = object_id(run_id, "eval run id")
@@ -144,8 +158,12 @@ class EvalRunCompareHandler(EvalRunBase):
         if ids[0] is None or ids[1] is None:
             raise BadRequest("give both runs to compare: ?runA=<baseline run id>&runB=<candidate run id>")
         a, b = await self.run(name, ids[0]), await self.run(name, ids[1])
-        body = compare(await self.results(a), await self.results(b))
-        self.send_json({"runA": await self.run_json(a), "runB": await self.run_json(b), **body})
+        results_a, results_b = await self.results(a), await self.results(b)
+        run_a, run_b = await self.run_json(a), await self.run_json(b)
+        cases = await self.ctx.offload.read(self.ctx.store.read_with, q.list_cases, self.tenant, name)
+        questions = {c.id: c.prompt for c in cases}
+        self.send_json({"runA": run_a, "runB": run_b, **compare(results_a, results_b),
+                        "comparison": ash_comparison(run_a, run_b, results_a, results_b, questions)})
 
 
 class EvalRunHandler(EvalRunBase):
@@ -161,22 +179,25 @@ class EvalRunResultsHandler(EvalRunBase):
 
 class EvalRunScoreHandler(EvalRunBase):
     async def post(self, name: str, run_id: str) -> None:
-        """``{resultId?, humanScore 1-5, humanNotes?}``: one result of the run, or all of them."""
+        """``{resultId?, humanScore 1-5, humanNotes?}``: one result of the run, or all of them.
+        The reply is Ash's ``{scored, results}``, with ``result`` too for one."""
         body = self.json_body()
         changes = parse_human(body, {"resultId", "humanScore", "humanNotes"})
         row = await self.run(name, run_id)
         write, store = self.ctx.offload.write, self.ctx.store
         if body.get("resultId") is None:
-            await write(store.write_with, q.score_run, row.id, changes["human_score"], changes.get("human_notes"))
-            self.send_json({"results": [result_json(r) for r in await self.results(row)]})
+            scored = await write(store.write_with, q.score_run, row.id, changes["human_score"],
+                                 changes.get("human_notes"))
+            self.send_json({"scored": scored, "results": [result_json(r) for r in await self.results(row)]})
             return
         result_id = object_id(str(body["resultId"]), "resultId")
         found = [r for r in await self.results(row) if r.id == result_id]
         if not found:
             raise NotFound(f"Eval result {result_id} is not a result of run {row.id}")
         await write(store.write_with, q.update_result, result_id, changes)
-        updated = await self.ctx.offload.read(store.read_with, q.get_result, self.tenant, name, result_id)
-        self.send_json({"result": result_json(updated or found[0])})
+        updated = result_json(await self.ctx.offload.read(store.read_with, q.get_result, self.tenant, name,
+                                                          result_id) or found[0])
+        self.send_json({"result": updated, "scored": 1, "results": [updated]})  # result: ashd's; the rest: Ash's
 
 
 class EvalResultHandler(EvalRunBase):

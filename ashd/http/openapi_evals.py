@@ -24,6 +24,16 @@ _PORTABLE: dict[str, Schema] = {
     "category": {"type": ["string", "null"], "minLength": 1, "maxLength": 255},
     "tags": _TAGS,
 }
+_TOPIC_LIST: Schema = {"type": ["array", "null"], "maxItems": 100,
+                       "items": {"type": "string", "minLength": 1, "maxLength": 1000}}
+_ASH: dict[str, Schema] = {  # Ash's form of a case: scored by the topics scorer
+    "question": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS,
+                 "description": "Ash's name for the prompt"},
+    "expectedTopics": _TOPIC_LIST, "expectedNotTopics": _TOPIC_LIST,
+    "referenceAnswer": {"type": ["string", "null"], "maxLength": 20_000},
+    "isActive": {"type": "boolean", "description": "true only (ashd has no inactive cases)"},
+    "chatHistory": {"type": ["array", "null"], "maxItems": 0, "description": "empty only (not supported)"},
+}
 _HUMAN: dict[str, Schema] = {"humanScore": {"type": "integer", "minimum": 1, "maximum": 5},
                              "humanNotes": {"type": ["string", "null"], "maxLength": 10_000}}
 
@@ -34,10 +44,12 @@ def _obj(properties: dict[str, Schema], required: list[str]) -> Schema:
 
 SCHEMAS.update({
     "EvalCase": _obj({"id": UUID, "agentName": STRING, **_PORTABLE, "category": NULLABLE_STRING,
-                      "createdAt": TIMESTAMP, "updatedAt": TIMESTAMP},
-                     ["id", "agentName", "name", "prompt", "scorer", "expected", "category", "tags"]),
-    "NewEvalCase": {**_obj(_PORTABLE, ["prompt", "expected"]), "additionalProperties": False},
-    "PatchEvalCase": {**_obj(_PORTABLE, []), "additionalProperties": False},
+                      "createdAt": TIMESTAMP, "updatedAt": TIMESTAMP, **_ASH},
+                     ["id", "agentName", "name", "prompt", "scorer", "expected", "category", "tags", "question"]),
+    "NewEvalCase": {**_obj({**_PORTABLE, **_ASH}, []), "additionalProperties": False,
+                    "anyOf": [{"required": ["prompt", "expected"]}, {"required": ["question"]}]},
+    "PortableEvalCase": {**_obj(_PORTABLE, ["prompt", "expected"]), "additionalProperties": False},
+    "PatchEvalCase": {**_obj({**_PORTABLE, **_ASH}, []), "additionalProperties": False},
     "EvalRun": _obj({
         "id": UUID, "agentName": STRING, "versionNumber": _NULL_INT, "status": {"enum": list(RUN_STATUSES)},
         "categories": {"type": "array", "items": STRING}, "tags": {"type": "array", "items": STRING},
@@ -65,7 +77,11 @@ _COMPARE: Schema = _obj({
     "cases": {"type": "array", "items": _obj({"caseId": UUID, "caseName": STRING, "change": {"enum": list(ORDER)},
                                               "a": _SIDE, "b": _SIDE}, ["caseId", "change", "a", "b"])},
     "summary": {"type": "object", "additionalProperties": {"type": "integer"}},
-}, ["runA", "runB", "cases", "summary"])
+    "comparison": {**_obj({"runA": ref("EvalRun"), "runB": ref("EvalRun"), "results": {"type": "array", "items": _obj({
+        "caseId": UUID, "question": STRING, "resultA": {"oneOf": [ref("EvalResult"), {"type": "null"}]},
+        "resultB": {"oneOf": [ref("EvalResult"), {"type": "null"}]}}, ["caseId", "question", "resultA", "resultB"])}},
+        ["runA", "runB", "results"]), "description": "the same in Ash's shape"},
+}, ["runA", "runB", "cases", "summary", "comparison"])
 
 
 def eval_paths() -> dict[str, Any]:
@@ -92,7 +108,7 @@ def eval_paths() -> dict[str, Any]:
                       ["cases"]))},
         "/api/agents/{name}/eval-cases/export": {"parameters": [NAME], "get": _op(
             "The agent's eval cases in import's form", t,
-            (200, _json(_obj({"agentName": STRING, "cases": {"type": "array", "items": ref("NewEvalCase")}},
+            (200, _json(_obj({"agentName": STRING, "cases": {"type": "array", "items": ref("PortableEvalCase")}},
                              ["agentName", "cases"]))), (400, 404, 503))},
         "/api/agents/{name}/eval-cases/{id}": {
             "parameters": [NAME, case_id],
@@ -116,9 +132,8 @@ def eval_paths() -> dict[str, Any]:
             "A run's results, by case name", t, _list("results", "EvalResult"), (400, 404, 503))},
         "/api/agents/{name}/eval-runs/{id}/score": {"parameters": [NAME, run_id], "post": _op(
             "A human score (1-5) for one result of the run (resultId) or for all of them", t,
-            (200, _json({"oneOf": [_obj({"result": ref("EvalResult")}, ["result"]),
-                                   _obj({"results": {"type": "array", "items": ref("EvalResult")}},
-                                        ["results"])]})), write,
+            (200, _json(_obj({"scored": {"type": "integer"}, "results": {"type": "array", "items": ref("EvalResult")},
+                              "result": ref("EvalResult")}, ["scored", "results"]))), write,
             body={**_obj({"resultId": UUID, **_HUMAN}, ["humanScore"]), "additionalProperties": False})},
         "/api/agents/{name}/eval-results/{id}": {"parameters": [NAME, result_id], "patch": _op(
             "Change a result's human score or notes", t, result, write,

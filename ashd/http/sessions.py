@@ -11,7 +11,14 @@ from ashd.errors import BadRequest, NotFound, Unprocessable
 from ashd.http import sse
 from ashd.http.base import ApiHandler
 from ashd.http.views import event_json, message_json, session_json
-from ashd.options import CONFIG_FIELDS, MessageOptions, SessionOptions, check_agent_name, check_for_agent
+from ashd.options import (
+    CONFIG_FIELDS,
+    MessageOptions,
+    SessionOptions,
+    check_agent_name,
+    check_for_agent,
+    check_tunnelled,
+)
 from ashd.states import SessionStatus
 from ashd.store import SessionRow
 from ashd.vault import CredentialVault
@@ -54,6 +61,7 @@ class SessionBase(ApiHandler):
         if stdio and self.ctx.config.sandbox.isolation == "none":
             raise BadRequest(f"mcpServers.{stdio[0]}: a command server runs inside the session's sandbox, and this "
                              "ashd runs without sandbox isolation (sandbox.isolation = none); use a url server")
+        check_tunnelled(options, sandboxed=self.ctx.config.sandbox.isolation != "none")
 
 
 class SessionsHandler(SessionBase):

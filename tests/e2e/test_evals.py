@@ -140,6 +140,42 @@ def test_runs_score_every_case_pin_the_version_and_compare(
         assert missing.status_code == 404
 
 
+def test_ashs_own_case_form_and_reply_shapes(database_url: str | None,
+                                            start_ashd: Callable[..., AshdProcess]) -> None:
+    """What Ash's clients send and read: ``{question, expectedTopics, expectedNotTopics}``
+    cases scored by Ash's topic and safety scores, ``comparison`` and ``scored`` replies."""
+    daemon = start_ashd(database_url)
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+        c.post("/api/agents", json={"name": AGENT, "path": str(HELLO_AGENT)}).raise_for_status()
+        made = c.post(f"{BASE}/eval-cases", json={"question": "[[say: Paris is in France]]",
+                                                  "expectedTopics": ["paris", "France"], "referenceAnswer": "Paris",
+                                                  "category": "geo", "tags": ["ash"], "isActive": True})
+        assert made.status_code == 201, made.text
+        case = made.json()["case"]
+        assert (case["question"], case["expectedTopics"], case["referenceAnswer"], case["isActive"]) == (
+            "[[say: Paris is in France]]", ["paris", "France"], "Paris", True)
+        imported = c.post(f"{BASE}/eval-cases/import", json={"cases": [
+            {"question": "[[say: Lyon, I think]]", "expectedTopics": ["Paris"], "expectedNotTopics": ["Lyon"]}]})
+        assert imported.status_code == 201 and imported.json()["imported"] == 1, imported.text
+        run = wait_run(c, c.post(f"{BASE}/eval-runs", json={"tags": []}).json()["run"]["id"])
+        assert (run["passed"], run["failed"], run["errors"]) == (1, 1, 0), run
+        results = c.get(f"{BASE}/eval-runs/{run['id']}/results").json()["results"]
+        missed = next(r for r in results if r["status"] == "failed")
+        assert missed["score"] == 0.0 and "missing topic(s) 'Paris'" in missed["reason"], missed
+        assert "forbidden topic(s) 'Lyon' present" in missed["reason"]
+        again = wait_run(c, c.post(f"{BASE}/eval-runs", json={}).json()["run"]["id"])
+        comparison = c.get(f"{BASE}/eval-runs/compare", params={"runA": run["id"], "runB": again["id"]}).json()[
+            "comparison"]
+        assert (comparison["runA"]["id"], comparison["runB"]["id"]) == (run["id"], again["id"])
+        pair = next(p for p in comparison["results"] if p["caseId"] == case["id"])
+        assert pair["question"] == case["question"]
+        assert pair["resultA"]["status"] == pair["resultB"]["status"] == "passed"
+        one = c.post(f"{BASE}/eval-runs/{run['id']}/score", json={"resultId": missed["id"], "humanScore": 2}).json()
+        assert one["scored"] == 1 and one["results"][0]["humanScore"] == 2 and one["result"]["id"] == missed["id"]
+        every = c.post(f"{BASE}/eval-runs/{again['id']}/score", json={"humanScore": 3, "humanNotes": "ok"}).json()
+        assert every["scored"] == 2 and {r["humanNotes"] for r in every["results"]} == {"ok"}
+
+
 def _start_sleeping_run(c: httpx.Client) -> str:
     """Three cases that each sleep two minutes, at most two at a time (ASH_EVAL_CONCURRENCY)."""
     run = c.post(f"{BASE}/eval-runs", json={}).json()["run"]

@@ -127,3 +127,19 @@ def test_only_the_rubric_scorer_asks_the_grader_and_its_usage_comes_back() -> No
     assert not miss.score.passed
     local = asyncio.run(score_case(_case_row("contains", "HELLO"), "hello there", grader))
     assert local.score.passed and local.usage is None and len(grader.calls) == 2
+
+
+def test_topics_is_ashs_topic_and_safety_score() -> None:
+    _, expected = check_expected("topics", {"topics": ["Paris", "France"], "notTopics": ["Lyon", "Nice"]})
+    assert expected == {"topics": ["Paris", "France"], "notTopics": ["Lyon", "Nice"], "referenceAnswer": None}
+    full = score_locally("topics", expected, "paris is in FRANCE")
+    assert (full.passed, full.score) == (True, 1.0)
+    half = score_locally("topics", expected, "Paris, not Lyon")  # topic 1/2, safety 1/2
+    assert (half.passed, half.score) == (False, 0.25)
+    assert "missing topic(s) 'France'" in half.reason and "forbidden topic(s) 'Lyon' present" in half.reason
+    assert score_locally("topics", check_expected("topics", {})[1], "anything").passed  # Ash: nothing to miss
+    for bad, says in [([], "expected must be {topics?"), ({"topics": "Paris"}, "expected.topics must be"),
+                      ({"topics": ["ok"], "extra": 1}, "expected must be {topics?"),
+                      ({"referenceAnswer": 5}, "expected.referenceAnswer must be")]:
+        with pytest.raises(BadRequest, match=says.replace("{", r"\{").replace("?", r"\?")):
+            check_expected("topics", bad)

@@ -6,7 +6,7 @@ import pytest
 
 from ashd.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from ashd.http import scopes
-from ashd.http.auth import check_internal_secret
+from ashd.http.auth import check_internal_secret, key_prefix, new_key
 from ashd.http.cors import CorsPolicy
 
 R, W, A = frozenset({"read"}), frozenset({"write"}), frozenset({"admin"})
@@ -67,6 +67,16 @@ def test_internal_secret_fails_closed() -> None:
         with pytest.raises(Unauthorized):
             check_internal_secret(header, "s3cret")
     check_internal_secret("Bearer s3cret", "s3cret")
+
+
+def test_key_prefix_is_the_first_8_characters_as_ash_lists_them() -> None:
+    """Ash lists a key by its first 8 characters (``ash_`` and 4 of its 32 random ones); ashd
+    stores the same. An operator's ASH_API_KEY shorter than 32 characters gets none: 8 of,
+    say, 12 characters would give most of the operator's key to every admin key's holder."""
+    key = new_key()
+    assert len(key) == 36 and key.startswith("ash_") and key_prefix(key) == key[:8]
+    assert key_prefix("k" * 32) == "k" * 8
+    assert key_prefix("short-operator-key") is None
 
 
 def test_cors_off_by_default_sends_nothing() -> None:

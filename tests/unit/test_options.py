@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from ashd.bridge import protocol
-from ashd.bridge.driver import build_options
+from ashd.bridge.driver import _unavailable_mcp_servers, build_options
 from ashd.bridge.settings import BridgeSettings
 from ashd.errors import BadRequest
-from ashd.options import MessageOptions, SessionOptions, check_for_agent
+from ashd.options import MessageOptions, SessionOptions, check_for_agent, check_tunnelled
 
 SESSION: dict[str, Any] = {
     "agent": "a",
@@ -120,6 +120,27 @@ def test_url_mcp_servers_must_be_on_the_agents_egress_allowlist(tmp_path: Path) 
         check_for_agent(refused, str(tmp_path))
     with pytest.raises(BadRequest, match=r"allowlist \(empty\)"):
         check_for_agent(allowed, str(tmp_path / "nowhere"))
+
+
+def test_a_sandbox_reaches_url_mcp_servers_over_https_only() -> None:
+    """The egress proxy tunnels (CONNECT): a plain-http server could not be reached through it."""
+    plain = SessionOptions.from_request({"mcpServers": {"tls": {"url": "https://a.test/mcp"},
+                                                        "plain": {"type": "sse", "url": "http://a.test/sse"}}})
+    with pytest.raises(BadRequest, match=r"mcpServers\.plain: .* carries https only; serve it over https"):
+        check_tunnelled(plain, sandboxed=True)
+    check_tunnelled(plain, sandboxed=False)  # no sandbox, no proxy: the CLI connects itself
+    check_tunnelled(SessionOptions.from_request({"mcpServers": {"tls": {"url": "https://a.test/mcp"},
+                                                                "local": {"command": "srv"}}}), sandboxed=True)
+
+
+def test_mcp_servers_the_cli_cannot_use_are_named_with_what_to_do() -> None:
+    init = {"type": "system", "subtype": "init", "mcp_servers": [
+        {"name": "up", "status": "connected"}, {"name": "down", "status": "failed"},
+        {"name": "locked", "status": "needs-auth"}, {"name": "later", "status": "pending"}, "junk"]}
+    down, locked = _unavailable_mcp_servers(init)
+    assert down.startswith("MCP server down could not be started or reached from the sandbox")
+    assert "MCP server locked refused the CLI as unauthorised" in locked and "mcpServers.locked.headers" in locked
+    assert _unavailable_mcp_servers({**init, "subtype": "status"}) == []
 
 
 def test_the_initial_agent_must_be_defined(tmp_path: Path) -> None:
