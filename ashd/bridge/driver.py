@@ -225,7 +225,7 @@ def _unavailable_mcp_servers(raw: dict[str, Any]) -> list[str]:
         return []
     problems = []
     for server in raw.get("mcp_servers") or []:
-        why = _UNAVAILABLE.get(server.get("status")) if isinstance(server, dict) else None
+        why = _UNAVAILABLE.get(str(server.get("status"))) if isinstance(server, dict) else None
         if why is not None:
             name = str(server.get("name"))
             problems.append(f"MCP server {name} {why.format(name=name)}; its tools are not available in this turn")
