@@ -19,7 +19,7 @@ import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,7 +107,7 @@ class SnapshotWorker:
             except Exception:  # boundary: one session's failure never stops the worker
                 log.exception("session %s: snapshot failed", session_id)
             finally:
-                done.set_result(None)
+                resolve(done)
 
     def _save(self, job: SnapshotJob) -> None:
         if not job.workspace.is_dir():
@@ -148,3 +148,11 @@ class SnapshotWorker:
             self._store.append_event(job.tenant_id, job.session_id, "lifecycle", json.dumps(payload))
         except StoreError as exc:
             log.error("session %s: snapshot_skipped event not stored: %s", job.session_id, exc)
+
+
+def resolve(done: Future[None]) -> None:
+    """Resolve a future that waiters may have cancelled (a cancelled one stays so)."""
+    try:
+        done.set_result(None)
+    except InvalidStateError:
+        pass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pykka
@@ -19,6 +19,8 @@ from ashd.actors.exits import ExitBoard
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.session import SessionActor, SessionDeps
+from ashd.actors.snapshot_worker import SnapshotWorker
+from ashd.actors.timers import Timers
 from ashd.actors.vitals import StartRecord
 from ashd.config import Config
 from ashd.layout import Layout
@@ -47,8 +49,11 @@ class SessionSupervisor(pykka.ThreadingActor):
     """one_for_one over SessionActors. Its methods are quick; slow work is in the children."""
 
     def __init__(self, deps: SessionDeps) -> None:
+        """Provides the children's shared timer thread and snapshot worker (stopped with it)."""
         super().__init__()
-        self._deps = deps
+        self._deps = replace(deps, timers=deps.timers or Timers(),
+                             snapshot_worker=deps.snapshot_worker or SnapshotWorker(deps.snapshots, deps.store,
+                                                                                    deps.metrics))
         self._children: dict[str, pykka.ActorRef[SessionActor]] = {}
         # Pre-warmed actors by (tenant, agent name, agent version): never shared across keys.
         self._warm: dict[WarmKey, list[tuple[str, pykka.ActorRef[SessionActor]]]] = {}
@@ -63,7 +68,7 @@ class SessionSupervisor(pykka.ThreadingActor):
         pool[:] = [(sid, ref) for sid, ref in pool if ref.is_alive()]
         for _ in range(max(0, count - len(pool))):
             session_id = str(uuid.uuid4())
-            ref = SessionActor.start(session_id, agent.tenant_id, self._deps)
+            ref = SessionActor.start(session_id, agent.tenant_id, self._deps, self.actor_ref.proxy())
             ref.proxy().warm_up(agent)  # told, not awaited: it starts on the new actor's thread
             pool.append((session_id, ref))
 
@@ -97,9 +102,17 @@ class SessionSupervisor(pykka.ThreadingActor):
         """The live actor of a session, starting one if needed (it loads itself lazily)."""
         ref = self._children.get(session_id)
         if ref is None or not ref.is_alive():
-            ref = SessionActor.start(session_id, tenant_id, self._deps)
+            ref = SessionActor.start(session_id, tenant_id, self._deps, self.actor_ref.proxy())
             self._children[session_id] = ref
         return ref.proxy()
+
+    def retire(self, session_id: str, actor_urn: str) -> None:
+        """Told by an idle session actor: stop it and forget it (a later request starts a new
+        one from the store). Ignored if that actor is no longer this session's child."""
+        ref = self._children.get(session_id)
+        if ref is not None and ref.actor_urn == actor_urn:
+            del self._children[session_id]
+            ref.stop(block=False)
 
     def forget(self, session_id: str) -> None:
         """Stop a session's actor (after it ended). Idempotent."""
@@ -118,6 +131,9 @@ class SessionSupervisor(pykka.ThreadingActor):
             except (pykka.ActorDeadError, pykka.Timeout):
                 pass
         self._children.clear()
+        assert self._deps.snapshot_worker is not None and self._deps.timers is not None
+        self._deps.snapshot_worker.stop()
+        self._deps.timers.stop()
 
 
 @dataclass(frozen=True)
@@ -165,6 +181,8 @@ class RootSupervisor(pykka.ThreadingActor):
             credential_key=self._config.auth.credential_key,
             settle=getattr(self._launcher, "settled", None),
             starts=starts,
+            exits=exits,
+            idle_s=self._config.supervision.session_actor_idle_s,
         )
         sessions = SessionSupervisor.start(deps)
         self._started.append(sessions)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -169,7 +170,7 @@ class EvalRunner:
             session_id = str(uuid.uuid4())
             actor = await ctx.offload.ask(ctx.tree.sessions.child(session_id, plan.tenant_id))
             try:
-                await ctx.offload.ask(actor.create(agent, options), timeout=self._start_timeout)
+                await ctx.offload.ask_settled(functools.partial(actor.create, agent, options), self._start_timeout)
             except Unavailable:  # the pool is full: other work holds every sandbox
                 if attempt == CAPACITY_RETRIES:
                     raise
@@ -195,7 +196,7 @@ class EvalRunner:
         ctx = self._ctx
         try:
             actor = await ctx.offload.ask(ctx.tree.sessions.child(session_id, tenant))
-            await ctx.offload.ask(actor.end_session(), timeout=self._start_timeout)
+            await ctx.offload.ask_settled(actor.end_session, self._start_timeout)
         except Exception:  # boundary: the run goes on
             log.exception("eval: ending session %s failed", session_id)
 

@@ -99,7 +99,7 @@ class AgentHandler(AgentNameHandler):
         for session in sessions:
             if session.status != SessionStatus.ENDED.value:
                 actor = await offload.ask(self.ctx.tree.sessions.child(session.id, self.tenant))
-                await offload.ask(actor.end_session())
+                await offload.ask_settled(actor.end_session)
                 self.ctx.tree.sessions.forget(session.id)
         await offload.write(store.delete_agent, self.tenant, name)
         managed = self.ctx.layout.managed_agent_dir(self.tenant, name)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pykka
 
+from ashd.actors.messages import Pending
 from ashd.errors import Unavailable
 
 T = TypeVar("T")
@@ -47,6 +48,24 @@ class Offload:
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a write on the single writer thread: writes commit in submission order."""
         return await asyncio.get_running_loop().run_in_executor(self._writes, lambda: fn(*args))
+
+    async def ask_settled(self, call: Callable[[], pykka.Future[T | Pending]],
+                          timeout: float = DEFAULT_ASK_TIMEOUT_S) -> T:
+        """Ask ``call()``; while the actor answers Pending (a sandbox start or a snapshot runs
+        off its thread), await its ``until`` without blocking the loop and ask again. The
+        whole exchange gets ``timeout``; past it, Unavailable (as :meth:`ask`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            reply = await self.ask(call(), timeout=max(deadline - loop.time(), 1.0))
+            if not isinstance(reply, Pending):
+                return reply
+            try:
+                # shield: a waiter that gives up must not cancel a future other callers share.
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(reply.until)),
+                                       max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                raise Unavailable(f"no answer within {timeout:.0f}s; the server is overloaded, retry shortly") from None
 
     def shutdown(self) -> None:
         for pool in (self._asks, self._reads, self._writes):

@@ -129,14 +129,14 @@ class QueueWorker:
                 raise PermanentFailure(f"Session {row.id} has ended")
             if row.status != SessionStatus.ACTIVE.value:
                 actor = await ctx.offload.ask(ctx.tree.sessions.child(row.id, tenant))
-                await ctx.offload.ask(actor.resume(), timeout=self._start_timeout)
+                await ctx.offload.ask_settled(actor.resume, self._start_timeout)
             return row.id
         agent = await ctx.offload.read(ctx.store.get_agent, tenant, item.agent_name)
         if agent is None:
             raise PermanentFailure(f"Agent {item.agent_name} not found")
         session_id = str(uuid.uuid4())
         actor = await ctx.offload.ask(ctx.tree.sessions.child(session_id, tenant))
-        await ctx.offload.ask(actor.create(agent, SessionOptions()), timeout=self._start_timeout)
+        await ctx.offload.ask_settled(lambda: actor.create(agent, SessionOptions()), self._start_timeout)
         await ctx.offload.write(ctx.store.set_queue_item_session, item.id, session_id)
         log.info("queue item %s runs in new session %s of agent %s", item.id, session_id, agent.name)
         return session_id

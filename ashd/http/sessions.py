@@ -105,12 +105,12 @@ class SessionsHandler(SessionBase):
             # Nothing session-specific asked: a pre-warmed sandbox of this agent may serve.
             warm = await self.ctx.offload.ask(self.ctx.tree.sessions.claim(agent))
             if warm is not None:
-                row = await self.ctx.offload.ask(warm.claim(agent))
+                row = await self.ctx.offload.ask_settled(lambda: warm.claim(agent), self.start_timeout)
                 self.send_json({"session": session_json(row)}, status=201)
                 return
         session_id = str(uuid.uuid4())
         actor = await self.ctx.offload.ask(self.ctx.tree.sessions.child(session_id, self.tenant))
-        row = await self.ctx.offload.ask(actor.create(agent, options), timeout=self.start_timeout)
+        row = await self.ctx.offload.ask_settled(lambda: actor.create(agent, options), self.start_timeout)
         self.send_json({"session": session_json(row)}, status=201)
 
     async def check_credential(self, credential_id: str) -> None:
@@ -137,7 +137,8 @@ class SessionHandler(SessionBase):
     async def delete(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         await self.end_running_turn(row.id, "the session was deleted during this turn")
-        ended = await self.ctx.offload.ask((await self.actor(row)).end_session())
+        actor = await self.actor(row)
+        ended = await self.ctx.offload.ask_settled(actor.end_session, self.start_timeout)
         self.ctx.tree.sessions.forget(row.id)
         self.ctx.links.drop(row.sandbox_id or row.id)
         self.send_json({"session": session_json(ended)})
@@ -147,7 +148,8 @@ class SessionStopHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         await self.end_running_turn(row.id, "the session was stopped during this turn")
-        stopped = await self.ctx.offload.ask((await self.actor(row)).stop_session())
+        actor = await self.actor(row)
+        stopped = await self.ctx.offload.ask_settled(actor.stop_session, self.start_timeout)
         self.ctx.links.drop(row.sandbox_id or row.id)
         self.send_json({"session": session_json(stopped)})
 
@@ -155,7 +157,8 @@ class SessionStopHandler(SessionBase):
 class SessionPauseHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
-        paused = await self.ctx.offload.ask((await self.actor(row)).pause(), timeout=self.start_timeout)
+        actor = await self.actor(row)
+        paused = await self.ctx.offload.ask_settled(actor.pause, self.start_timeout)
         self.send_json({"session": session_json(paused)})
 
 
@@ -164,14 +167,16 @@ class SessionResumeHandler(SessionBase):
 
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
-        resumed = await self.ctx.offload.ask((await self.actor(row)).resume(), timeout=self.start_timeout)
+        actor = await self.actor(row)
+        resumed = await self.ctx.offload.ask_settled(actor.resume, self.start_timeout)
         self.send_json({"session": session_json(resumed)})
 
 
 class SessionForkHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
-        child = await self.ctx.offload.ask((await self.actor(row)).fork(str(uuid.uuid4())), timeout=self.start_timeout)
+        actor, child_id = await self.actor(row), str(uuid.uuid4())
+        child = await self.ctx.offload.ask_settled(lambda: actor.fork(child_id), self.start_timeout)
         self.send_json({"session": session_json(child)}, status=201)
 
 
@@ -190,7 +195,8 @@ class SessionConfigHandler(SessionBase):
         self.check_mcp_confined(merged)
         if agent is not None:
             await self.ctx.offload.read(check_for_agent, merged, agent.path)
-        updated = await self.ctx.offload.ask((await self.actor(row)).configure(body), timeout=self.start_timeout)
+        actor = await self.actor(row)
+        updated = await self.ctx.offload.ask_settled(lambda: actor.configure(body), self.start_timeout)
         self.send_json({"session": session_json(updated)})
 
 

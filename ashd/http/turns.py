@@ -270,7 +270,7 @@ async def start_turn(ctx: AppContext, tenant_id: str, session_id: str, actor: py
                      options: MessageOptions, timeout: float, received_at: float | None = None) -> Turn:
     """Ask the session for the turn, number its first frame after the stored ones, and start
     it on the loop (loop thread). Raises what ``begin_turn`` raises (409 busy, 400 status)."""
-    grant = await ctx.offload.ask(actor.begin_turn(), timeout=timeout)
+    grant = await ctx.offload.ask_settled(actor.begin_turn, timeout)
     try:
         last = await ctx.offload.read(ctx.store.last_stream_event, tenant_id, session_id)
     except Exception:
