@@ -4,8 +4,9 @@
   goes through :meth:`SessionActor._transition`, which validates, persists, logs and counts);
 - its sandbox's files and spec: :class:`~ashd.actors.spec.SpecBuilder`, run by a start
   attempt on its own thread (:mod:`ashd.actors.start`);
-- crash judgement: this session's ``ChildHistory`` and the shared ``RestartGovernor``
-  (restart after a backoff, give up -> ``error`` with a reason, or escalate);
+- its starts and crash judgement: :class:`~ashd.actors.starts.SessionStarts` (one start at a
+  time, restarts after a backoff under the shared ``RestartGovernor``, give up -> ``error``
+  with a reason, or escalate);
 - snapshots: the shared :class:`~ashd.actors.snapshot_worker.SnapshotWorker`;
 - waiting (restart backoffs, the idle timeout): the shared :class:`~ashd.actors.timers.Timers`.
 
@@ -40,18 +41,19 @@ from ashd.actors.messages import BridgeExited, Pending, SandboxStarted, TurnGran
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.sandbox import SandboxActor
-from ashd.actors.snapshot_worker import SnapshotJob, SnapshotWorker, resolve
+from ashd.actors.snapshot_worker import SnapshotJob, SnapshotWorker
 from ashd.actors.spec import SpecBuilder
+from ashd.actors.starts import SessionStarts, describe
 from ashd.actors.tell import tell
 from ashd.actors.timers import Timer, Timers
 from ashd.actors.vitals import StartRecord
 from ashd.config import ModelConfig, SandboxConfig, Secret
-from ashd.errors import AshError, Conflict, NotFound, SandboxFailed, Unavailable
+from ashd.errors import AshError, Conflict, NotFound, Unavailable
 from ashd.layout import Layout
 from ashd.lifecycle import SessionLifecycle
 from ashd.metrics import Metrics
 from ashd.options import SessionOptions
-from ashd.policy import ChildHistory, Escalate, GiveUp, Restart
+from ashd.policy import Escalate, GiveUp
 from ashd.sandbox import discard
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.states import SandboxState, SessionStatus
@@ -60,7 +62,6 @@ from ashd.store import AgentRow, SessionRow, Store, utc_now
 log = logging.getLogger(__name__)
 
 ASK_TIMEOUT_S = 10.0
-FAILURE_KEPT_S = 60.0  # how long a finished start's failure waits for the repeated call that reports it
 DEFAULT_IDLE_S = 300.0
 
 
@@ -88,16 +89,26 @@ class SessionDeps:
     snapshot_worker: SnapshotWorker | None = None
 
 
-@dataclass
-class _Start:
-    """This session's sandbox start, from its first attempt to its outcome."""
+class _Owner:
+    """The session actor as its starts see it (ashd/actors/starts.py); on the actor's thread."""
 
-    seq: int
-    purpose: str  # create | warm | run
-    until: Future[None] = field(default_factory=Future)  # resolved when the start is over
-    timer: Timer | None = None  # the next attempt, while a backoff runs
-    running: bool = False  # an attempt is on its start thread
-    cancelled: bool = False  # a stop or end came: no further attempt; a sandbox that starts anyway goes
+    def __init__(self, actor: SessionActor) -> None:
+        self._actor = actor
+
+    def launch(self, seq: int) -> None:
+        self._actor._launch(seq)
+
+    def wake_after(self, delay_s: float, seq: int) -> Timer:
+        return self._actor._wake_after(delay_s, seq)
+
+    def ready(self, purpose: str, outcome: starting.StartOutcome) -> None:
+        self._actor._ready(purpose, outcome)
+
+    def failed(self, purpose: str, error: Exception, gave_up: str | None) -> None:
+        self._actor._start_failed(purpose, error, gave_up)
+
+    def discard(self, outcome: starting.StartOutcome) -> None:
+        self._actor._discard(outcome)
 
 
 class SessionActor(pykka.ThreadingActor):
@@ -118,13 +129,9 @@ class SessionActor(pykka.ThreadingActor):
         self._life = SessionLifecycle(SessionStatus.STARTING)  # follows the row; busy is this actor's own
         self._sandbox: SandboxStarted | None = None
         self._sandbox_actor: pykka.ActorProxy[SandboxActor] | None = None
-        self._history = ChildHistory()
-        self._not_before = 0.0
         self._draft = False  # pre-warmed, not yet a session (no database row)
+        self._starts = SessionStarts(_Owner(self), session_id, tenant_id, deps.restarts, deps.starts)
         self._cold_source = "fresh"  # where the last start's workspace came from: local|cloud|fresh
-        self._start: _Start | None = None
-        self._starts = 0
-        self._failure: tuple[Exception, float] | None = None  # a finished start's error, for the repeated call
         self._resume_path: str | None = None  # warm|cold while a resume waits for its start
         self._settling: Future[None] | None = None  # the snapshot a pause/stop/end/fork waits for
         self._active_at = self._now()
@@ -140,11 +147,7 @@ class SessionActor(pykka.ThreadingActor):
         gone; an unclaimed pre-warm leaves nothing behind (its folder has no session's files)."""
         if self._idle_timer is not None:
             self._idle_timer.cancel()
-        if self._start is not None:
-            self._start.cancelled = True
-            if self._start.timer is not None:
-                self._start.timer.cancel()
-            self._finish(self._start)
+        self._starts.close()
         if self._draft:
             self._drop_draft()
 
@@ -170,8 +173,9 @@ class SessionActor(pykka.ThreadingActor):
         """Turn this pre-warmed actor into a real session of ``agent`` (default options)."""
         if not self._draft:
             raise Conflict("this pre-warmed sandbox is no longer available")
-        if self._start is not None:
-            return Pending(self._start.until)
+        pending = self._starts.pending()
+        if pending is not None:
+            return pending
         if self._sandbox is None:
             raise Conflict("this pre-warmed sandbox is no longer available")
         self._draft = False
@@ -187,14 +191,14 @@ class SessionActor(pykka.ThreadingActor):
         Raises Unavailable at capacity (no row is kept) and SandboxFailed if the agent process
         cannot start after the restart policy's retries (the session is then ``error``).
         """
-        if self._failure is None:
+        if not self._starts.has_failure:
             if self._row is None:  # the first call: later ones repeat it
                 self._set_row(self._deps.store.create_session(
                     tenant_id=self._tenant, session_id=self._id, agent_name=agent.name,
                     status=SessionStatus.STARTING.value, sandbox_id=self._id,
                     model=options.model, config=options.to_json(),
                 ))
-            elif self._life.status is not SessionStatus.STARTING and self._start is None:
+            elif self._life.status is not SessionStatus.STARTING and not self._starts.in_progress:
                 return self._load()  # the start is over (or a stop ended it)
         started = self._ensure_sandbox("create")
         return started if isinstance(started, Pending) else self._load()
@@ -204,9 +208,7 @@ class SessionActor(pykka.ThreadingActor):
         self._load()
         self._life.check_idle("paused")
         self._life.plan(SessionStatus.PAUSED, "paused by request")
-        if self._start is not None:
-            return Pending(self._start.until)
-        pending = self._settle_snapshot()
+        pending = self._starts.pending() or self._settle_snapshot()
         return pending or self._transition(SessionStatus.PAUSED, "paused by request")
 
     def resume(self) -> SessionRow | Pending:
@@ -218,7 +220,7 @@ class SessionActor(pykka.ThreadingActor):
         self._life.plan(SessionStatus.ACTIVE, "resume")
         if self._resume_path is None:  # the first call, not a repeat
             if row.status == SessionStatus.ERROR.value:
-                self._history, self._not_before = ChildHistory(), 0.0  # an operator asked: start afresh
+                self._starts.afresh()  # an operator asked: start afresh
             self._check_alive()
             self._resume_path = "warm" if self._sandbox is not None else "cold"
         path = self._resume_path
@@ -244,7 +246,7 @@ class SessionActor(pykka.ThreadingActor):
         self._load()
         self._life.check_idle("stopped")
         self._life.plan(SessionStatus.STOPPED, "stopped by request")
-        pending = self._cancel_start() or self._settle_snapshot()
+        pending = self._starts.cancel() or self._settle_snapshot()
         if pending is not None:
             return pending
         self._release_sandbox()
@@ -257,7 +259,7 @@ class SessionActor(pykka.ThreadingActor):
             self._release_sandbox()
             self._discard_folder()
             return row
-        pending = self._cancel_start() or self._settle_snapshot()
+        pending = self._starts.cancel() or self._settle_snapshot()
         if pending is not None:
             return pending
         self._release_sandbox()
@@ -291,8 +293,9 @@ class SessionActor(pykka.ThreadingActor):
         (the conversation resumes) so tool and prompt changes take effect. Raises BadRequest."""
         row = self._load()
         self._life.check_idle("reconfigured")
-        if self._start is not None:
-            return Pending(self._start.until)
+        pending = self._starts.pending()
+        if pending is not None:
+            return pending
         merged = {**SessionOptions.from_json(row.config).to_request(), **patch}
         options = SessionOptions.from_request(merged)
         self._release_sandbox()
@@ -386,61 +389,30 @@ class SessionActor(pykka.ThreadingActor):
             return  # about an earlier process of this sandbox id: the current one lives
         self._lose(fact)
 
-    # -- the sandbox start (Pending while it runs) --------------------------------
+    # -- the sandbox start (SessionStarts; Pending while it runs) ----------------
 
     def _ensure_sandbox(self, purpose: str) -> SandboxStarted | Pending:
         """The running sandbox, or Pending while a start runs (one is begun if none does).
         Raises the failure of the start this call is the repeat of."""
-        self._raise_failure()
         self._check_alive()
         if self._sandbox is not None:
             return self._sandbox
-        start = self._start
-        if start is None:
-            self._starts += 1
-            start = self._start = _Start(self._starts, purpose)
-            self._schedule(start)
-            self._raise_failure()  # it failed at once (e.g. the agent is gone)
-        return Pending(start.until)
-
-    def _raise_failure(self) -> None:
-        """Raise the failure of the start the current call repeats (if it is recent)."""
-        if self._failure is None:
-            return
-        failure, at = self._failure
-        self._failure = None
-        if self._now() - at <= FAILURE_KEPT_S:
-            raise failure
-
-    def _schedule(self, start: _Start) -> None:
-        """The next attempt: now, or by a timer once the restart backoff is over."""
-        wait = self._not_before - self._now()
-        if wait <= 0:
-            self._attempt(start)
-            return
-        me, seq = self.actor_ref.proxy(), start.seq
-        start.timer = self._timers.call_later(
-            wait, lambda: tell(me.backoff_over, seq, context=f"session {self._id}: restart after its backoff"))
+        return self._starts.ensure(purpose)
 
     def backoff_over(self, seq: int) -> None:
         """Told by the timer: the backoff before start ``seq``'s next attempt has passed."""
-        start = self._start
-        if start is None or start.seq != seq or start.cancelled:
-            return
-        start.timer = None
-        self._attempt(start)
+        self._starts.backoff_over(seq)
 
-    def _attempt(self, start: _Start) -> None:
-        try:
-            row = self._load()
-            agent = self._deps.store.get_agent(self._tenant, row.agent_name)
-            if agent is None:
-                raise NotFound(f"Agent {row.agent_name} of this session no longer exists")
-        except Exception as exc:  # boundary: the start's outcome, for whoever waits on it
-            self._end_start(start, exc)
-            return
-        start.running = True
-        me, pool, seq = self.actor_ref.proxy(), self._deps.pool, start.seq
+    def start_ended(self, seq: int, outcome: starting.StartOutcome) -> None:
+        """Told by a start thread: attempt ``seq`` is over."""
+        self._starts.ended(seq, outcome)
+
+    def _launch(self, seq: int) -> None:
+        row = self._load()
+        agent = self._deps.store.get_agent(self._tenant, row.agent_name)
+        if agent is None:
+            raise NotFound(f"Agent {row.agent_name} of this session no longer exists")
+        me, pool = self.actor_ref.proxy(), self._deps.pool
 
         def done(outcome: starting.StartOutcome) -> None:  # on the start thread
             if not tell(me.start_ended, seq, outcome, context=f"session {self._id}: its sandbox start ended") \
@@ -449,80 +421,34 @@ class SessionActor(pykka.ThreadingActor):
 
         starting.launch(self._builder, pool, me, row, agent, self._deps.ready_timeout_s, done)
 
-    def start_ended(self, seq: int, outcome: starting.StartOutcome) -> None:
-        """Told by a start thread: the attempt is over."""
-        start = self._start
-        if start is None or start.seq != seq or start.cancelled:
-            if outcome.started is not None:  # nobody wants it any more (a stop or end came)
-                tell(self._deps.pool.release, outcome.started.sandbox_id,
-                     context=f"session {self._id}: freeing a sandbox started after a stop")
-            if start is not None and start.seq == seq:
-                self._finish(start)
-            return
-        start.running = False
-        if outcome.error is not None:
-            self._attempt_failed(start, outcome.error)
-            return
+    def _wake_after(self, delay_s: float, seq: int) -> Timer:
+        me = self.actor_ref.proxy()
+        return self._timers.call_later(
+            delay_s, lambda: tell(me.backoff_over, seq, context=f"session {self._id}: restart after its backoff"))
+
+    def _ready(self, purpose: str, outcome: starting.StartOutcome) -> None:
         assert outcome.started is not None
-        self._history = self._history.record_start(self._now())
-        self._deps.starts.started()
         self._deps.metrics.sandbox_start.observe(outcome.started.start_ms / 1000)
         tell(self._deps.pool.mark, outcome.started.sandbox_id, SandboxState.WARM,
              context=f"session {self._id}: marking its sandbox warm")
         self._sandbox, self._sandbox_actor = outcome.started, outcome.sandbox
         self._cold_source = outcome.source
-        if start.purpose == "create" and self._life.status is SessionStatus.STARTING:
+        if purpose == "create" and self._life.status is SessionStatus.STARTING:
             self._transition(SessionStatus.ACTIVE, "sandbox ready")  # STARTING -> ACTIVE
-        self._finish(start)
 
-    def _attempt_failed(self, start: _Start, exc: Exception) -> None:
-        """Judge a failed attempt: another one after a backoff, or the start's failure."""
-        if isinstance(exc, SandboxFailed):
-            self._deps.starts.failed(self._tenant, self._id, exc.message)
-            self._history = self._history.record_exit(self._now(), True, exc.message)
-            decision = self._deps.restarts.decide(self._history)
-            log.warning("session %s: agent process failed to start: %s", self._id, _describe(decision))
-            if isinstance(decision, Restart):
-                self._not_before = self._now() + decision.delay_s
-                self._schedule(start)
-                return
-            reason = decision.reason if isinstance(decision, GiveUp | Escalate) else exc.message
-            if not self._draft and self._life.status is not SessionStatus.ERROR:
-                self._transition(SessionStatus.ERROR, reason)  # STARTING|ACTIVE|... -> ERROR
-            if isinstance(decision, Escalate):
-                exc = Unavailable(f"ashd is pausing agent process restarts: {reason}", 30)
-            else:
-                exc = SandboxFailed(reason)
-        self._end_start(start, exc)
-
-    def _end_start(self, start: _Start, exc: Exception) -> None:
-        """A start failed for good: record it; the next repeated call raises ``exc``."""
-        if start.purpose == "warm":
+    def _start_failed(self, purpose: str, exc: Exception, gave_up: str | None) -> None:
+        if gave_up is not None and not self._draft and self._life.status is not SessionStatus.ERROR:
+            self._transition(SessionStatus.ERROR, gave_up)  # STARTING|ACTIVE|PAUSED|STOPPED -> ERROR
+        if purpose == "warm":
             log.warning("pre-warm of agent %s failed: %s", self._load().agent_name, exc)
             self.actor_ref.stop(block=False)  # on_stop removes its folder
-        elif start.purpose == "create":
+        elif purpose == "create":
             self._fail_create(exc)
-        if start.purpose != "warm":
-            self._failure = (exc, self._now())
-        self._finish(start)
 
-    def _finish(self, start: _Start) -> None:
-        if self._start is start:
-            self._start = None
-        resolve(start.until)
-
-    def _cancel_start(self) -> Pending | None:
-        """End a start for a stop or end: at once in a backoff, else once its attempt is over."""
-        start = self._start
-        if start is None:
-            return None
-        start.cancelled = True
-        if start.running:
-            return Pending(start.until)
-        if start.timer is not None:
-            start.timer.cancel()
-        self._finish(start)
-        return None
+    def _discard(self, outcome: starting.StartOutcome) -> None:
+        assert outcome.started is not None
+        tell(self._deps.pool.release, outcome.started.sandbox_id,
+             context=f"session {self._id}: freeing a sandbox started after a stop")
 
     def _fail_create(self, exc: Exception) -> None:
         """A create that did not reach ACTIVE leaves nothing on the host (no process, mount,
@@ -563,12 +489,9 @@ class SessionActor(pykka.ThreadingActor):
             return
         self._deps.metrics.agent_crashes.inc()
         detail = fact.reason or f"exit code {fact.returncode}"
-        self._history = self._history.record_exit(self._now(), True, detail)
-        decision = self._deps.restarts.decide(self._history)
-        log.warning("session %s lost its agent process (%s): %s", self._id, detail, _describe(decision))
-        if isinstance(decision, Restart):
-            self._not_before = self._now() + decision.delay_s
-        elif isinstance(decision, GiveUp | Escalate) and self._load().status == SessionStatus.ACTIVE.value:
+        decision = self._starts.crashed(detail)
+        log.warning("session %s lost its agent process (%s): %s", self._id, detail, describe(decision))
+        if isinstance(decision, GiveUp | Escalate) and self._load().status == SessionStatus.ACTIVE.value:
             self._transition(SessionStatus.ERROR, decision.reason)  # ACTIVE -> ERROR
 
     # -- snapshots ---------------------------------------------------------------
@@ -613,7 +536,7 @@ class SessionActor(pykka.ThreadingActor):
 
     def _quiet(self) -> bool:
         """Nothing here that a new actor loaded from the store would not have."""
-        return (self._sandbox is None and self._start is None and not self._life.busy and not self._draft
+        return (self._sandbox is None and not self._starts.in_progress and not self._life.busy and not self._draft
                 and self._settling is None)
 
     # -- internals ---------------------------------------------------------------
@@ -623,7 +546,7 @@ class SessionActor(pykka.ThreadingActor):
 
     def _owns_idle(self, sandbox_id: str) -> bool:
         return (self._sandbox is not None and self._sandbox.sandbox_id == sandbox_id and not self._life.busy
-                and self._start is None)
+                and not self._starts.in_progress)
 
     def _load(self) -> SessionRow:
         self._active_at = self._now()
@@ -680,10 +603,3 @@ class SessionActor(pykka.ThreadingActor):
         self._deps.pool.release(self._sandbox.sandbox_id).get(timeout=ASK_TIMEOUT_S)
         self._sandbox = self._sandbox_actor = None
 
-
-def _describe(decision: object) -> str:
-    if isinstance(decision, Restart):
-        return f"restarting in {decision.delay_s:.1f}s (attempt {decision.attempt}/{decision.of})"
-    if isinstance(decision, GiveUp | Escalate):
-        return f"giving up: {decision.reason}"
-    return "not restarting"

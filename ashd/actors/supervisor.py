@@ -108,11 +108,13 @@ class SessionSupervisor(pykka.ThreadingActor):
 
     def retire(self, session_id: str, actor_urn: str) -> None:
         """Told by an idle session actor: stop it and forget it (a later request starts a new
-        one from the store). Ignored if that actor is no longer this session's child."""
+        one from the store). One no longer registered as this session's child stops all the same."""
         ref = self._children.get(session_id)
         if ref is not None and ref.actor_urn == actor_urn:
             del self._children[session_id]
-            ref.stop(block=False)
+        idle = pykka.ActorRegistry.get_by_urn(actor_urn)
+        if idle is not None:
+            idle.stop(block=False)
 
     def forget(self, session_id: str) -> None:
         """Stop a session's actor (after it ended). Idempotent."""
