@@ -13,7 +13,7 @@ import psutil
 import pykka
 import pytest
 
-from ashd.actors.messages import Pending, TurnGrant
+from ashd.actors.messages import BridgeExited, Pending, TurnGrant
 from ashd.errors import BadRequest, Conflict, SandboxFailed
 from ashd.options import SessionOptions
 from ashd.snapshot.snapshots import SnapshotInfo
@@ -239,3 +239,17 @@ def test_an_idle_actor_stops_and_a_busy_one_does_not(tmp_path: Path) -> None:
     assert status(world, stopped_id)[0] == "stopped"  # nothing lost: the store has it all
     again = world.session(stopped_id)
     assert settle(again.resume).status == "active"
+
+
+def test_a_message_right_after_a_crash_cold_starts_from_the_exit_board_alone(tmp_path: Path) -> None:
+    world = make_world(tmp_path, ShellLauncher(READY))
+    actor, _ = world.create()
+    grant = settle(actor.begin_turn)
+    actor.end_turn().get(timeout=5)
+    # The exit is on the board (the watcher records it first); the pool's word has not come.
+    world.exits.record(grant.pid, BridgeExited(grant.sandbox_id, grant.session_id, -9, False, "killed"))
+    reply = actor.begin_turn().get(timeout=5)
+    assert isinstance(reply, Pending)  # no grant for a dead sandbox: a new start, after a backoff
+    assert gone(grant.pid)  # what was left of it is released
+    world.timers.fire(IDLE_S)
+    assert settle(actor.begin_turn).pid != grant.pid
