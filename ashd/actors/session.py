@@ -537,7 +537,7 @@ class SessionActor(pykka.ThreadingActor):
     def _quiet(self) -> bool:
         """Nothing here that a new actor loaded from the store would not have."""
         return (self._sandbox is None and not self._starts.in_progress and not self._life.busy and not self._draft
-                and self._settling is None)
+                and (self._settling is None or self._settling.done()))  # a stop whose caller gave up
 
     # -- internals ---------------------------------------------------------------
 
