@@ -487,6 +487,8 @@ class SessionActor(pykka.ThreadingActor):
         if self._draft:
             self.actor_ref.stop(block=False)
             return
+        if fact.expected:  # stopped by ashd (the pool at shutdown), not a crash: nothing to judge
+            return
         self._deps.metrics.agent_crashes.inc()
         detail = fact.reason or f"exit code {fact.returncode}"
         decision = self._starts.crashed(detail)

@@ -32,7 +32,7 @@ from ashd.store import Store, StoreError
 log = logging.getLogger(__name__)
 
 KEEP_DIGESTS = 4096  # sessions whose last saved digest is remembered (a forgotten one is saved again)
-STOP_WAIT_S = 60.0
+STOP_WAIT_S = 20.0  # within the supervisor's own stop timeout
 
 
 @dataclass(frozen=True)
