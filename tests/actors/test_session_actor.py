@@ -128,6 +128,8 @@ def test_a_crash_is_judged_at_once_and_restarted_after_a_backoff_by_timer(tmp_pa
     assert world.exits.wait(grant.pid, 10) is not None
     reply = actor.begin_turn().get(timeout=5)  # before the pool's word: judged right here
     assert isinstance(reply, Pending) and not reply.until.done()
+    second = actor.begin_turn().get(timeout=5)  # a second message meanwhile: the same start
+    assert isinstance(second, Pending) and second.until is reply.until
     backoffs = world.timers.pending(IDLE_S)
     assert len(backoffs) == 1 and 0.2 <= backoffs[0] <= 0.4  # the first restart's backoff, on a timer
     assert actor.exec_target  # the mailbox answers during the backoff:
@@ -137,6 +139,7 @@ def test_a_crash_is_judged_at_once_and_restarted_after_a_backoff_by_timer(tmp_pa
     reply.until.result(timeout=15)
     again = settle(actor.begin_turn)
     assert again.pid != grant.pid and status(world, session_id) == ("active", None)
+    assert len(world.launcher.spawned) == 2  # one start for both messages
     assert world.deps.metrics.agent_crashes._value.get() == 1
 
 
