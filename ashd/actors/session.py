@@ -528,11 +528,13 @@ class SessionActor(pykka.ThreadingActor):
         """Told by the timer: stop this actor if it has been quiet for ``idle_s``."""
         quiet_for = self._now() - self._active_at
         if self._quiet() and quiet_for >= self._deps.idle_s:
-            log.info("session %s: actor idle for %.0fs; stopping it (it comes back from the store on demand)",
+            log.info("session %s: actor idle for %.0fs; retiring it (it comes back from the store on demand)",
                      self._id, quiet_for)
             if self._supervisor is None or not tell(self._supervisor.retire, self._id, self.actor_ref.actor_urn,
                                                     context=f"session {self._id}: retiring its idle actor"):
                 self.actor_ref.stop(block=False)
+                return
+            self._arm_idle(self._deps.idle_s)  # in case the supervisor keeps it (just handed to a caller)
             return
         self._arm_idle(max(self._deps.idle_s - quiet_for, 0.1) if self._quiet() else self._deps.idle_s)
 

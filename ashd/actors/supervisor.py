@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -55,6 +56,7 @@ class SessionSupervisor(pykka.ThreadingActor):
                              snapshot_worker=deps.snapshot_worker or SnapshotWorker(deps.snapshots, deps.store,
                                                                                     deps.metrics))
         self._children: dict[str, pykka.ActorRef[SessionActor]] = {}
+        self._handed_out: dict[str, float] = {}  # session id -> when child() last returned its actor
         # Pre-warmed actors by (tenant, agent name, agent version): never shared across keys.
         self._warm: dict[WarmKey, list[tuple[str, pykka.ActorRef[SessionActor]]]] = {}
         self.prewarm_hits = 0
@@ -104,6 +106,7 @@ class SessionSupervisor(pykka.ThreadingActor):
         if ref is None or not ref.is_alive():
             ref = SessionActor.start(session_id, tenant_id, self._deps, self.actor_ref.proxy())
             self._children[session_id] = ref
+        self._handed_out[session_id] = time.monotonic()
         return ref.proxy()
 
     def retire(self, session_id: str, actor_urn: str) -> None:
@@ -111,7 +114,10 @@ class SessionSupervisor(pykka.ThreadingActor):
         one from the store). One no longer registered as this session's child stops all the same."""
         ref = self._children.get(session_id)
         if ref is not None and ref.actor_urn == actor_urn:
+            if time.monotonic() - self._handed_out.get(session_id, 0.0) < self._deps.idle_s:
+                return  # handed to a caller within its idle time: an ask may be on the way; it asks again later
             del self._children[session_id]
+            self._handed_out.pop(session_id, None)
         idle = pykka.ActorRegistry.get_by_urn(actor_urn)
         if idle is not None:
             idle.stop(block=False)
@@ -119,6 +125,7 @@ class SessionSupervisor(pykka.ThreadingActor):
     def forget(self, session_id: str) -> None:
         """Stop a session's actor (after it ended). Idempotent."""
         ref = self._children.pop(session_id, None)
+        self._handed_out.pop(session_id, None)
         if ref is not None:
             ref.stop(block=False)
 
