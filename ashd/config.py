@@ -98,6 +98,7 @@ class SupervisionConfig:
     budget_limit: int = 10  # restarts the whole daemon allows per budget_period_s; then starts get 503
     budget_period_s: float = 60.0  # the window of budget_limit
     degraded_after_failed_starts: int = 3  # /health says degraded once this many sandbox starts in a row failed
+    session_actor_idle_s: float = 300.0  # a session actor with no sandbox, turn or start stops after this long idle
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("supervision.min_uptime_s", "ASH_RESTART_MIN_UPTIME_S"),
     ("supervision.budget_limit", "ASH_RESTART_BUDGET"),
     ("supervision.degraded_after_failed_starts", "ASH_DEGRADED_AFTER_FAILED_STARTS"),
+    ("supervision.session_actor_idle_s", "ASH_SESSION_ACTOR_IDLE_S"),
     ("model.base_url", "ANTHROPIC_BASE_URL"),
     ("model.api_key", "ANTHROPIC_API_KEY"),
     ("model.auth_token", "ANTHROPIC_AUTH_TOKEN"),
@@ -460,6 +462,8 @@ def _validate(config: Config) -> None:
     if config.supervision.degraded_after_failed_starts < 1:
         raise ConfigError("supervision.degraded_after_failed_starts (ASH_DEGRADED_AFTER_FAILED_STARTS) "
                           "must be at least 1")
+    if config.supervision.session_actor_idle_s <= 0:
+        raise ConfigError("supervision.session_actor_idle_s (ASH_SESSION_ACTOR_IDLE_S) must be more than 0")
     _validate_sandbox(config.sandbox, config.proxy)
     _validate_queue(config.queue)
     _validate_evals(config.evals)

@@ -90,6 +90,8 @@ class Metrics:
         self.snapshot_skipped = Counter(
             "ashd_snapshot_skipped", "Workspace snapshots not taken, by reason (each is also a session event)",
             ["reason"], registry=r)
+        self.session_transitions = Counter(
+            "ashd_session_transitions", "Session status changes, by the status entered", ["to"], registry=r)
         for reason in SNAPSHOT_SKIP_REASONS:
             self.snapshot_skipped.labels(reason)
         for path in RESUME_PATHS:

@@ -35,6 +35,19 @@ SESSION_TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
 }
 
 
+_B = SandboxState
+# A sandbox's life in the pool: a start (warming) ends ready (warm) or gone (cold); a ready
+# sandbox alternates between running a turn and waiting for the next; any state may end cold.
+# warm <-> waiting: both are idle (a turn that ended on an agent restarted meanwhile).
+SANDBOX_TRANSITIONS: dict[SandboxState, frozenset[SandboxState]] = {
+    _B.WARMING: frozenset({_B.WARM, _B.COLD}),
+    _B.WARM: frozenset({_B.RUNNING, _B.WAITING, _B.COLD}),
+    _B.RUNNING: frozenset({_B.WAITING, _B.COLD}),
+    _B.WAITING: frozenset({_B.RUNNING, _B.WARM, _B.COLD}),
+    _B.COLD: frozenset({_B.WARMING}),
+}
+
+
 def check_session_transition(current: SessionStatus, to: SessionStatus) -> None:
     """Raise the client-facing error for a transition the table forbids."""
     if to in SESSION_TRANSITIONS[current]:

@@ -27,6 +27,11 @@ class ExitBoard:
                 self._facts.popitem(last=False)
             self._changed.notify_all()
 
+    def get(self, pid: int) -> BridgeExited | None:
+        """The exit of ``pid`` if it is recorded already. Never blocks beyond the lock."""
+        with self._changed:
+            return self._facts.get(pid)
+
     def wait(self, pid: int, timeout: float) -> BridgeExited | None:
         """The exit of ``pid``, waiting up to ``timeout`` seconds for it. Blocking."""
         with self._changed:

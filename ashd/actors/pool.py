@@ -26,6 +26,7 @@ from ashd.actors.messages import BridgeExited, PoolStats
 from ashd.actors.sandbox import SandboxActor
 from ashd.config import PoolConfig
 from ashd.errors import Unavailable
+from ashd.lifecycle import SandboxLifecycle
 from ashd.sandbox.admission import MIB, DiskLedger
 from ashd.sandbox.launcher import Launcher, SandboxSpec
 from ashd.sandbox.logring import LogBook
@@ -51,9 +52,13 @@ class SandboxOwner(Protocol):
 class _Live:
     ref: pykka.ActorRef[SandboxActor]
     spec: SandboxSpec
-    state: SandboxState
+    life: SandboxLifecycle
     owner: SandboxOwner
     last_used: float
+
+    @property
+    def state(self) -> SandboxState:
+        return self.life.state
 
 
 class PoolActor(pykka.ThreadingActor):
@@ -106,7 +111,7 @@ class PoolActor(pykka.ThreadingActor):
             spec, self._launcher, lambda fact: me.on_bridge_exited(fact),
             self._config.bridge_ready_timeout_s, self._config.stop_grace_s, self._exits, self._logs,
         )
-        self._live[spec.sandbox_id] = _Live(ref, spec, SandboxState.WARMING, owner, time.monotonic())
+        self._live[spec.sandbox_id] = _Live(ref, spec, SandboxLifecycle(), owner, time.monotonic())
         self._persist(spec, SandboxState.WARMING)
         return ref.proxy()
 
@@ -128,8 +133,12 @@ class PoolActor(pykka.ThreadingActor):
         if state is SandboxState.RUNNING:
             self._evicting.discard(sandbox_id)  # its owner kept it: in use again
         live.last_used = time.monotonic()
-        if live.state is not state:
-            live.state = state
+        try:
+            changed = live.life.transition(state)
+        except ValueError as exc:  # a late mark (e.g. of a turn whose sandbox was replaced)
+            log.warning("sandbox %s: %s; ignored", sandbox_id, exc)
+            return
+        if changed:
             self._store.set_sandbox_state(sandbox_id, state.value)
 
     def release(self, sandbox_id: str) -> None:

@@ -1,63 +1,68 @@
-"""SessionActor: one live session — its state machine, its sandbox, one turn at a time.
+"""SessionActor: one live session, a thin shell over the parts that do the work.
 
-Runs on its own pykka thread; every method is called through a proxy and may block that
-thread (store writes, a sandbox start, a snapshot) but never the IOLoop. Status changes
-happen only in :meth:`_transition`, which validates against ``states.py``, persists and
-logs together.
+- its status and turn gate: :class:`~ashd.lifecycle.SessionLifecycle` (every status change
+  goes through :meth:`SessionActor._transition`, which validates, persists, logs and counts);
+- its sandbox's files and spec: :class:`~ashd.actors.spec.SpecBuilder`, run by a start
+  attempt on its own thread (:mod:`ashd.actors.start`);
+- its starts and crash judgement: :class:`~ashd.actors.starts.SessionStarts` (one start at a
+  time, restarts after a backoff under the shared ``RestartGovernor``, give up -> ``error``
+  with a reason, or escalate);
+- snapshots: the shared :class:`~ashd.actors.snapshot_worker.SnapshotWorker`;
+- waiting (restart backoffs, the idle timeout): the shared :class:`~ashd.actors.timers.Timers`.
 
-Supervision: every start and unexpected exit of the agent process is recorded in this
-session's ``ChildHistory`` and judged by the shared :class:`RestartGovernor` (restart with
-backoff, give up -> ``error`` with a reason, or escalate when ashd's budget is spent).
-Cold start of a session that has no workspace on this machine: files from the latest
-snapshot (else a fresh copy of the agent), conversation from the stored transcript.
+Threads: every method runs on this actor's pykka thread and returns quickly; nothing sleeps
+or waits for a bridge or an archive here. Work that takes time answers
+:class:`~ashd.actors.messages.Pending`; the caller awaits ``until`` and repeats the call.
+These methods may answer Pending: ``create``, ``claim``, ``begin_turn``, ``resume``,
+``configure`` (while this session's sandbox start runs or waits out a backoff), and
+``pause``, ``stop_session``, ``end_session``, ``fork`` (until the workspace snapshot they
+need is complete; ``stop_session``/``end_session`` also while a start attempt runs).
+Bounded waits left on this thread: stopping a bridge (TERM, grace, KILL, cleanup: at most
+``stop_timeout_s``), the sandbox folder's teardown before it is removed (the same bound),
+store reads and writes, and a fork's snapshot copy.
+
+Bounded threads: an actor with no sandbox, no turn and no start for ``idle_s`` asks its
+supervisor to stop it; the next request starts a new one that loads the session from the store.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import pykka
 
-from ashd.actors.messages import BridgeExited, SandboxStarted, TurnGrant
+from ashd.actors import start as starting
+from ashd.actors.exits import ExitBoard
+from ashd.actors.messages import BridgeExited, Pending, SandboxStarted, TurnGrant
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.sandbox import SandboxActor
+from ashd.actors.snapshot_worker import SnapshotJob, SnapshotWorker
+from ashd.actors.spec import SpecBuilder
+from ashd.actors.starts import SessionStarts, describe
+from ashd.actors.tell import tell
+from ashd.actors.timers import Timer, Timers
 from ashd.actors.vitals import StartRecord
-from ashd.bridge.settings import BridgeSettings
 from ashd.config import ModelConfig, SandboxConfig, Secret
-from ashd.errors import (
-    AshError,
-    BadRequest,
-    Conflict,
-    NotFound,
-    SandboxFailed,
-    SnapshotError,
-    SnapshotSkipped,
-    SnapshotTooLarge,
-    Unavailable,
-)
-from ashd.files import agent_folder
+from ashd.errors import AshError, Conflict, NotFound, Unavailable
 from ashd.layout import Layout
+from ashd.lifecycle import SessionLifecycle
 from ashd.metrics import Metrics
 from ashd.options import SessionOptions
-from ashd.policy import ChildHistory, Escalate, GiveUp, Restart
-from ashd.sandbox import discard, limits, resume, workspace
-from ashd.sandbox.env import sandbox_env
-from ashd.sandbox.launcher import SandboxSpec
-from ashd.snapshot.fingerprint import workspace_digest
+from ashd.policy import Escalate, GiveUp
+from ashd.sandbox import discard
 from ashd.snapshot.snapshots import Snapshotter
-from ashd.states import SandboxState, SessionStatus, check_session_transition
-from ashd.store import AgentRow, SessionRow, Store, StoreError, utc_now
-from ashd.vault import CredentialVault
+from ashd.states import SandboxState, SessionStatus
+from ashd.store import AgentRow, SessionRow, Store, utc_now
 
 log = logging.getLogger(__name__)
 
 ASK_TIMEOUT_S = 10.0
+DEFAULT_IDLE_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -77,90 +82,373 @@ class SessionDeps:
     # Waits for a sandbox's teardown to finish (the launcher's ``settled``); None: nothing to wait for.
     settle: Callable[[str, float], bool] | None = None
     starts: StartRecord = field(default_factory=StartRecord)  # every start's outcome, for /health
+    exits: ExitBoard | None = None  # exits by pid, recorded the moment they happen (shared with the pool)
+    idle_s: float = DEFAULT_IDLE_S  # a quiet actor stops after this long (supervision.session_actor_idle_s)
+    # Shared by every session; the SessionSupervisor provides both (and stops them).
+    timers: Timers | None = None
+    snapshot_worker: SnapshotWorker | None = None
+
+
+class _Owner:
+    """The session actor as its starts see it (ashd/actors/starts.py); on the actor's thread."""
+
+    def __init__(self, actor: SessionActor) -> None:
+        self._actor = actor
+
+    def launch(self, seq: int) -> None:
+        self._actor._launch(seq)
+
+    def wake_after(self, delay_s: float, seq: int) -> Timer:
+        return self._actor._wake_after(delay_s, seq)
+
+    def ready(self, purpose: str, outcome: starting.StartOutcome) -> None:
+        self._actor._ready(purpose, outcome)
+
+    def failed(self, purpose: str, error: Exception, gave_up: str | None) -> None:
+        self._actor._start_failed(purpose, error, gave_up)
+
+    def discard(self, outcome: starting.StartOutcome) -> None:
+        self._actor._discard(outcome)
 
 
 class SessionActor(pykka.ThreadingActor):
-    def __init__(self, session_id: str, tenant_id: str, deps: SessionDeps) -> None:
+    def __init__(self, session_id: str, tenant_id: str, deps: SessionDeps, supervisor: Any = None) -> None:
+        """``supervisor``: the SessionSupervisor's proxy, told when this actor is idle."""
         super().__init__()
+        if deps.timers is None or deps.snapshot_worker is None:
+            raise ValueError("SessionDeps needs timers and a snapshot worker (the SessionSupervisor provides them)")
         self._id = session_id
         self._tenant = tenant_id
         self._deps = deps
+        self._timers: Timers = deps.timers
+        self._worker: SnapshotWorker = deps.snapshot_worker
+        self._supervisor = supervisor
+        self._builder = SpecBuilder(deps.store, deps.layout, deps.model, deps.sandbox, deps.snapshots,
+                                    deps.cli_workspace, deps.credential_key)
         self._row: SessionRow | None = None
+        self._life = SessionLifecycle(SessionStatus.STARTING)  # follows the row; busy is this actor's own
         self._sandbox: SandboxStarted | None = None
         self._sandbox_actor: pykka.ActorProxy[SandboxActor] | None = None
-        self._busy = False
-        self._history = ChildHistory()
-        self._not_before = 0.0
         self._draft = False  # pre-warmed, not yet a session (no database row)
+        self._starts = SessionStarts(_Owner(self), session_id, tenant_id, deps.restarts, deps.starts)
         self._cold_source = "fresh"  # where the last start's workspace came from: local|cloud|fresh
-        self._saved: tuple[str, str] | None = None  # (sandbox id, workspace digest) of the last snapshot
+        self._resume_path: str | None = None  # warm|cold while a resume waits for its start
+        self._settling: Future[None] | None = None  # the snapshot a pause/stop/end/fork waits for
+        self._active_at = self._now()
+        self._idle_timer: Timer | None = None
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- actor hooks -----------------------------------------------------------
 
-    def warm_up(self, agent: AgentRow) -> bool:
-        """Pre-warm: start a sandbox for ``agent`` before any session exists (no row yet).
-
-        The sandbox is built from the agent alone (tenant, folder, agent env): nothing of a
-        session. Returns False (and logs) if it could not start.
-        """
-        now = utc_now()
-        self._row = SessionRow(self._id, self._tenant, agent.name, self._id, SessionStatus.STARTING.value,
-                               None, None, None, SessionOptions().to_json(), now, now)
-        self._draft = True
-        try:
-            self._ensure_sandbox()
-        except Exception as exc:  # boundary: a failed pre-warm only costs the pre-warm
-            log.warning("pre-warm of agent %s failed: %s", agent.name, exc)
-            self._sandbox = None
-            self._discard_folder()
-            return False
-        return True
+    def on_start(self) -> None:
+        self._arm_idle(self._deps.idle_s)
 
     def on_stop(self) -> None:
-        """An unclaimed pre-warm leaves nothing behind (its folder has no session's files)."""
+        """Cancels timers; a start still running releases its sandbox when it sees this actor
+        gone; an unclaimed pre-warm leaves nothing behind (its folder has no session's files)."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._starts.close()
         if self._draft:
             self._drop_draft()
 
-    def _drop_draft(self) -> None:
-        try:
-            self._release_sandbox()
-        except Exception:  # boundary: shutdown and eviction go on
-            log.exception("pre-warmed sandbox %s did not stop cleanly", self._id)
-            return
-        self._discard_folder()
+    # -- lifecycle -------------------------------------------------------------
 
-    def claim(self, agent: AgentRow) -> SessionRow:
-        """Turn this pre-warmed actor into a real session of ``agent`` (default options)."""
-        if not self._draft or self._sandbox is None:
-            raise Conflict("this pre-warmed sandbox is no longer available")
-        self._draft = False
-        self._row = self._deps.store.create_session(
-            tenant_id=self._tenant, session_id=self._id, agent_name=agent.name,
-            status=SessionStatus.STARTING.value, sandbox_id=self._id, config=SessionOptions().to_json(),
-        )
-        return self._transition(SessionStatus.ACTIVE, "claimed a pre-warmed sandbox")
+    def warm_up(self, agent: AgentRow) -> None:
+        """Pre-warm: start a sandbox for ``agent`` before any session exists (no row yet).
+
+        The sandbox is built from the agent alone (tenant, folder, agent env): nothing of a
+        session. The start runs off this thread; a failed one stops this actor (logged).
+        """
+        now = utc_now()
+        self._set_row(SessionRow(self._id, self._tenant, agent.name, self._id, SessionStatus.STARTING.value,
+                                 None, None, None, SessionOptions().to_json(), now, now))
+        self._draft = True
+        self._ensure_sandbox("warm")
 
     @property
     def warm(self) -> bool:
         return self._draft and self._sandbox is not None
 
-    def create(self, agent: AgentRow, options: SessionOptions) -> SessionRow:
-        """Insert the session, start its sandbox, and make it active.
-
-        Raises Unavailable at capacity and SandboxFailed if the agent process cannot start
-        (after the restart policy's retries); the session is then ``error`` with the reason.
-        """
-        self._row = self._deps.store.create_session(
+    def claim(self, agent: AgentRow) -> SessionRow | Pending:
+        """Turn this pre-warmed actor into a real session of ``agent`` (default options)."""
+        if not self._draft:
+            raise Conflict("this pre-warmed sandbox is no longer available")
+        pending = self._starts.pending()
+        if pending is not None:
+            return pending
+        if self._sandbox is None:
+            raise Conflict("this pre-warmed sandbox is no longer available")
+        self._draft = False
+        self._set_row(self._deps.store.create_session(
             tenant_id=self._tenant, session_id=self._id, agent_name=agent.name,
-            status=SessionStatus.STARTING.value, sandbox_id=self._id,
-            model=options.model, config=options.to_json(),
-        )
+            status=SessionStatus.STARTING.value, sandbox_id=self._id, config=SessionOptions().to_json(),
+        ))
+        return self._transition(SessionStatus.ACTIVE, "claimed a pre-warmed sandbox")
+
+    def create(self, agent: AgentRow, options: SessionOptions) -> SessionRow | Pending:
+        """Insert the session, start its sandbox, and make it active (Pending until then).
+
+        Raises Unavailable at capacity (no row is kept) and SandboxFailed if the agent process
+        cannot start after the restart policy's retries (the session is then ``error``).
+        """
+        if not self._starts.has_failure:
+            if self._row is None:  # the first call: later ones repeat it
+                self._set_row(self._deps.store.create_session(
+                    tenant_id=self._tenant, session_id=self._id, agent_name=agent.name,
+                    status=SessionStatus.STARTING.value, sandbox_id=self._id,
+                    model=options.model, config=options.to_json(),
+                ))
+            elif self._life.status is not SessionStatus.STARTING and not self._starts.in_progress:
+                return self._load()  # the start is over (or a stop ended it)
+        started = self._ensure_sandbox("create")
+        return started if isinstance(started, Pending) else self._load()
+
+    def pause(self) -> SessionRow | Pending:
+        """ACTIVE -> PAUSED: the workspace is snapshotted; a live sandbox is kept (warm resume)."""
+        self._load()
+        self._life.check_idle("paused")
+        self._life.plan(SessionStatus.PAUSED, "paused by request")
+        pending = self._starts.pending() or self._settle_snapshot()
+        return pending or self._transition(SessionStatus.PAUSED, "paused by request")
+
+    def resume(self) -> SessionRow | Pending:
+        """PAUSED|STOPPED|ERROR|STARTING -> ACTIVE, warm if the sandbox lives, else cold
+        (files from the snapshot, conversation from the store). ACTIVE is a no-op; ENDED is 410."""
+        row = self._load()
+        if row.status == SessionStatus.ACTIVE.value:
+            return row
+        self._life.plan(SessionStatus.ACTIVE, "resume")
+        if self._resume_path is None:  # the first call, not a repeat
+            if row.status == SessionStatus.ERROR.value:
+                self._starts.afresh()  # an operator asked: start afresh
+            self._check_alive()
+            self._resume_path = "warm" if self._sandbox is not None else "cold"
+        path = self._resume_path
         try:
-            self._ensure_sandbox()
-        except Exception as exc:  # boundary: whatever stopped the start, the session ends in error
-            self._fail_create(exc)
+            started = self._ensure_sandbox("run")
+        except Exception:
+            self._resume_path = None
             raise
-        return self._transition(SessionStatus.ACTIVE, "sandbox ready")
+        if isinstance(started, Pending):
+            return started
+        self._resume_path = None
+        resumed = self._transition(SessionStatus.ACTIVE, f"{path} resume")
+        # The one place a resume is counted: /metrics here, /health through the pool.
+        self._deps.metrics.resumes.labels(path).inc()
+        tell(self._deps.pool.count_resume, path, context=f"session {self._id}: counting a {path} resume")
+        if path == "cold":
+            self._deps.metrics.resumes_cold.labels(self._cold_source).inc()
+        return resumed
+
+    def stop_session(self) -> SessionRow | Pending:
+        """ACTIVE|STARTING -> STOPPED: snapshot, destroy the sandbox, keep the workspace.
+        A start in progress is cancelled (waited for while an attempt runs)."""
+        self._load()
+        self._life.check_idle("stopped")
+        self._life.plan(SessionStatus.STOPPED, "stopped by request")
+        pending = self._starts.cancel() or self._settle_snapshot()
+        if pending is not None:
+            return pending
+        self._release_sandbox()
+        return self._transition(SessionStatus.STOPPED, "stopped by request")
+
+    def end_session(self) -> SessionRow | Pending:
+        """Any -> ENDED (idempotent): the sandbox is destroyed; the session is final."""
+        row = self._load()
+        if row.status == SessionStatus.ENDED.value:
+            self._release_sandbox()
+            self._discard_folder()
+            return row
+        pending = self._starts.cancel() or self._settle_snapshot()
+        if pending is not None:
+            return pending
+        self._release_sandbox()
+        ended = self._transition(SessionStatus.ENDED, "ended by request")
+        self._discard_folder()  # final: its files stay readable from the snapshot
+        return ended
+
+    def evict(self, sandbox_id: str, reason: str) -> None:
+        """Told by the pool (idle sweep, capacity): snapshot (on the worker), then free the
+        sandbox and pause (:meth:`evict_snapshotted`)."""
+        if not self._owns_idle(sandbox_id):
+            return
+        if self._draft:  # an unclaimed pre-warm: nothing to keep (on_stop removes it)
+            self.actor_ref.stop(block=False)
+            return
+        me = self.actor_ref.proxy()
+        self._request_snapshot().add_done_callback(
+            lambda _: tell(me.evict_snapshotted, sandbox_id, reason,
+                           context=f"session {self._id}: eviction after its snapshot"))
+
+    def evict_snapshotted(self, sandbox_id: str, reason: str) -> None:
+        """The eviction's snapshot is saved: unless a turn took the sandbox meanwhile, free it."""
+        if not self._owns_idle(sandbox_id):
+            return
+        self._release_sandbox()
+        if self._load().status == SessionStatus.ACTIVE.value:
+            self._transition(SessionStatus.PAUSED, reason)  # ACTIVE -> PAUSED
+
+    def configure(self, patch: dict[str, object]) -> SessionRow | Pending:
+        """Patch-merge session options for later turns. A live agent process is replaced
+        (the conversation resumes) so tool and prompt changes take effect. Raises BadRequest."""
+        row = self._load()
+        self._life.check_idle("reconfigured")
+        pending = self._starts.pending()
+        if pending is not None:
+            return pending
+        merged = {**SessionOptions.from_json(row.config).to_request(), **patch}
+        options = SessionOptions.from_request(merged)
+        self._release_sandbox()
+        self._set_row(self._deps.store.update_session(
+            self._tenant, self._id, config=options.to_json(), model=options.model, touch=True) or row)
+        log.info("session %s: configuration changed (%s)", self._id, ", ".join(sorted(patch)) or "nothing")
+        return self._load()
+
+    def fork(self, child_id: str) -> SessionRow | Pending:
+        """A new PAUSED session with this one's files and conversation (parentSessionId).
+        Repeat it with the same ``child_id`` after a Pending."""
+        row = self._load()
+        if not self._life.busy:
+            pending = self._settle_snapshot()
+            if pending is not None:
+                return pending
+        store = self._deps.store
+        child = store.create_session(
+            tenant_id=self._tenant, session_id=child_id, agent_name=row.agent_name,
+            status=SessionStatus.PAUSED.value, sandbox_id=child_id, model=row.model,
+            config=row.config, parent_session_id=self._id,
+        )
+        store.copy_messages(self._tenant, self._id, child_id)
+        copied = self._deps.snapshots.copy(self._id, child_id, self._tenant)
+        log.info("session %s forked from %s (files %s)", child_id, self._id, "copied" if copied else "fresh")
+        return child
+
+    # -- turns -----------------------------------------------------------------
+
+    def begin_turn(self) -> TurnGrant | Pending:
+        """Claim the session for one turn, starting a sandbox first if it has none (Pending
+        meanwhile). Raises BadRequest unless active, Conflict if a turn runs."""
+        self._load()
+        self._check_alive()  # a crash the pool has not reported yet may have ended this session
+        self._life.check_turn()
+        started = self._ensure_sandbox("run")
+        if isinstance(started, Pending):
+            return started
+        self._life.begin_turn()
+        self._settling = None  # a turn changes the files: a stop after it needs a new snapshot
+        tell(self._deps.pool.mark, started.sandbox_id, SandboxState.RUNNING,
+             context=f"session {self._id}: marking its sandbox running")
+        return TurnGrant(self._tenant, self._id, started.sandbox_id, started.socket_path, started.pid)
+
+    def exec_target(self) -> TurnGrant:
+        """Where an ``exec`` runs: the live sandbox of an active session (the session is not
+        marked busy; an exec may run beside a turn). Raises Conflict otherwise."""
+        row = self._load()
+        if row.status == SessionStatus.ENDED.value:
+            raise Conflict("Session has ended; commands can no longer run in it")
+        if row.status != SessionStatus.ACTIVE.value:
+            raise Conflict(f"Session is {row.status}; resume it first")
+        if self._sandbox is None:
+            raise Conflict("Session has no running sandbox (its agent process exited); "
+                           "send a message or resume it to start one")
+        started = self._sandbox
+        return TurnGrant(self._tenant, self._id, started.sandbox_id, started.socket_path, started.pid)
+
+    def end_turn(self) -> None:
+        """Release the turn at once; the snapshot runs on the worker, the row is touched
+        after this reply. A ``begin_turn`` right after never waits for either."""
+        self._life.end_turn()
+        if self._sandbox is not None:
+            tell(self._deps.pool.mark, self._sandbox.sandbox_id, SandboxState.WAITING,
+                 context=f"session {self._id}: marking its sandbox waiting")
+            self._request_snapshot()
+        tell(self.actor_ref.proxy().after_turn, context=f"session {self._id}: recording its last activity")
+
+    def after_turn(self) -> None:
+        """Runs after end_turn's reply (a message to itself): the last activity."""
+        self._set_row(self._deps.store.update_session(self._tenant, self._id, touch=True) or self._row)
+
+    def kill_agent(self, reason: str) -> None:
+        """Kill this session's agent process at once (SIGKILL, no grace), even mid-turn.
+
+        For a turn that is wedged or must end now (the turn watchdog; a stop during a turn):
+        the running turn then sees its agent gone and ends with ``error`` + ``done``; the next
+        turn starts a new agent process that resumes the conversation. Blocks until cleaned up.
+        """
+        if self._sandbox is None:
+            return
+        log.warning("session %s: killing its agent process: %s", self._id, reason)
+        self._release_sandbox(grace_s=0.0)
+
+    def sandbox_lost(self, fact: BridgeExited) -> None:
+        """Told by the pool: the agent process died. Judge it; the next turn starts a new one."""
+        if self._sandbox is None or fact.sandbox_id != self._sandbox.sandbox_id:
+            return
+        exits = self._deps.exits
+        if exits is not None and exits.get(self._sandbox.pid) is None:
+            return  # about an earlier process of this sandbox id: the current one lives
+        self._lose(fact)
+
+    # -- the sandbox start (SessionStarts; Pending while it runs) ----------------
+
+    def _ensure_sandbox(self, purpose: str) -> SandboxStarted | Pending:
+        """The running sandbox, or Pending while a start runs (one is begun if none does).
+        Raises the failure of the start this call is the repeat of."""
+        self._check_alive()
+        if self._sandbox is not None:
+            return self._sandbox
+        return self._starts.ensure(purpose)
+
+    def backoff_over(self, seq: int) -> None:
+        """Told by the timer: the backoff before start ``seq``'s next attempt has passed."""
+        self._starts.backoff_over(seq)
+
+    def start_ended(self, seq: int, outcome: starting.StartOutcome) -> None:
+        """Told by a start thread: attempt ``seq`` is over."""
+        self._starts.ended(seq, outcome)
+
+    def _launch(self, seq: int) -> None:
+        row = self._load()
+        agent = self._deps.store.get_agent(self._tenant, row.agent_name)
+        if agent is None:
+            raise NotFound(f"Agent {row.agent_name} of this session no longer exists")
+        me, pool = self.actor_ref.proxy(), self._deps.pool
+
+        def done(outcome: starting.StartOutcome) -> None:  # on the start thread
+            if not tell(me.start_ended, seq, outcome, context=f"session {self._id}: its sandbox start ended") \
+                    and outcome.started is not None:
+                tell(pool.release, outcome.started.sandbox_id, context="freeing a sandbox whose session stopped")
+
+        starting.launch(self._builder, pool, me, row, agent, self._deps.ready_timeout_s, done)
+
+    def _wake_after(self, delay_s: float, seq: int) -> Timer:
+        me = self.actor_ref.proxy()
+        return self._timers.call_later(
+            delay_s, lambda: tell(me.backoff_over, seq, context=f"session {self._id}: restart after its backoff"))
+
+    def _ready(self, purpose: str, outcome: starting.StartOutcome) -> None:
+        assert outcome.started is not None
+        self._deps.metrics.sandbox_start.observe(outcome.started.start_ms / 1000)
+        tell(self._deps.pool.mark, outcome.started.sandbox_id, SandboxState.WARM,
+             context=f"session {self._id}: marking its sandbox warm")
+        self._sandbox, self._sandbox_actor = outcome.started, outcome.sandbox
+        self._cold_source = outcome.source
+        if purpose == "create" and self._life.status is SessionStatus.STARTING:
+            self._transition(SessionStatus.ACTIVE, "sandbox ready")  # STARTING -> ACTIVE
+
+    def _start_failed(self, purpose: str, exc: Exception, gave_up: str | None) -> None:
+        if gave_up is not None and not self._draft and self._life.status is not SessionStatus.ERROR:
+            self._transition(SessionStatus.ERROR, gave_up)  # STARTING|ACTIVE|PAUSED|STOPPED -> ERROR
+        if purpose == "warm":
+            log.warning("pre-warm of agent %s failed: %s", self._load().agent_name, exc)
+            self.actor_ref.stop(block=False)  # on_stop removes its folder
+        elif purpose == "create":
+            self._fail_create(exc)
+
+    def _discard(self, outcome: starting.StartOutcome) -> None:
+        assert outcome.started is not None
+        tell(self._deps.pool.release, outcome.started.sandbox_id,
+             context=f"session {self._id}: freeing a sandbox started after a stop")
 
     def _fail_create(self, exc: Exception) -> None:
         """A create that did not reach ACTIVE leaves nothing on the host (no process, mount,
@@ -179,6 +467,126 @@ class SessionActor(pykka.ThreadingActor):
             log.exception("session %s: failed create not fully recorded", self._id)
         self._discard_folder()
 
+    # -- crashes ---------------------------------------------------------------
+
+    def _check_alive(self) -> None:
+        """A sandbox whose process already exited is lost now, not when the pool's word
+        arrives: a message right after a crash then cold-starts instead of failing."""
+        exits, sandbox = self._deps.exits, self._sandbox
+        if exits is None or sandbox is None:
+            return
+        fact = exits.get(sandbox.pid)
+        if fact is not None and fact.sandbox_id == sandbox.sandbox_id:
+            self._lose(fact)
+
+    def _lose(self, fact: BridgeExited) -> None:
+        """The agent process is gone: judge the crash; the next start waits out the backoff."""
+        assert self._sandbox is not None
+        tell(self._deps.pool.release, self._sandbox.sandbox_id, context=f"session {self._id}: freeing a lost sandbox")
+        self._sandbox = self._sandbox_actor = None
+        if self._draft:
+            self.actor_ref.stop(block=False)
+            return
+        if fact.expected:  # stopped by ashd (the pool at shutdown), not a crash: nothing to judge
+            return
+        self._deps.metrics.agent_crashes.inc()
+        detail = fact.reason or f"exit code {fact.returncode}"
+        decision = self._starts.crashed(detail)
+        log.warning("session %s lost its agent process (%s): %s", self._id, detail, describe(decision))
+        if isinstance(decision, GiveUp | Escalate) and self._load().status == SessionStatus.ACTIVE.value:
+            self._transition(SessionStatus.ERROR, decision.reason)  # ACTIVE -> ERROR
+
+    # -- snapshots ---------------------------------------------------------------
+
+    def _request_snapshot(self) -> Future[None]:
+        assert self._sandbox is not None
+        sandbox_id = self._sandbox.sandbox_id
+        workspace = self._deps.layout.sandbox_dir(sandbox_id) / "workspace"
+        return self._worker.request(SnapshotJob(self._tenant, self._id, sandbox_id, workspace))
+
+    def _settle_snapshot(self) -> Pending | None:
+        """None once a snapshot of the live workspace (asked by this call or the one it
+        repeats) is complete; Pending until then. Nothing to save without a sandbox."""
+        if self._draft or self._sandbox is None:
+            self._settling = None
+            return None
+        if self._settling is None:
+            self._settling = self._request_snapshot()
+        if not self._settling.done():
+            return Pending(self._settling)
+        self._settling = None
+        return None
+
+    # -- idle ----------------------------------------------------------------------
+
+    def _arm_idle(self, delay_s: float) -> None:
+        me = self.actor_ref.proxy()
+        self._idle_timer = self._timers.call_later(
+            delay_s, lambda: tell(me.idle_timer_fired, context=f"session {self._id}: idle check"))
+
+    def idle_timer_fired(self) -> None:
+        """Told by the timer: stop this actor if it has been quiet for ``idle_s``."""
+        quiet_for = self._now() - self._active_at
+        if self._quiet() and quiet_for >= self._deps.idle_s:
+            log.info("session %s: actor idle for %.0fs; retiring it (it comes back from the store on demand)",
+                     self._id, quiet_for)
+            if self._supervisor is None or not tell(self._supervisor.retire, self._id, self.actor_ref.actor_urn,
+                                                    context=f"session {self._id}: retiring its idle actor"):
+                self.actor_ref.stop(block=False)
+                return
+            self._arm_idle(self._deps.idle_s)  # in case the supervisor keeps it (just handed to a caller)
+            return
+        self._arm_idle(max(self._deps.idle_s - quiet_for, 0.1) if self._quiet() else self._deps.idle_s)
+
+    def _quiet(self) -> bool:
+        """Nothing here that a new actor loaded from the store would not have."""
+        return (self._sandbox is None and not self._starts.in_progress and not self._life.busy and not self._draft
+                and (self._settling is None or self._settling.done()))  # a stop whose caller gave up
+
+    # -- internals ---------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._deps.restarts.now()
+
+    def _owns_idle(self, sandbox_id: str) -> bool:
+        return (self._sandbox is not None and self._sandbox.sandbox_id == sandbox_id and not self._life.busy
+                and not self._starts.in_progress)
+
+    def _load(self) -> SessionRow:
+        self._active_at = self._now()
+        if self._row is None:
+            self._set_row(self._deps.store.get_session(self._tenant, self._id))
+        if self._row is None:
+            raise NotFound(f"Session {self._id} not found")
+        return self._row
+
+    def _set_row(self, row: SessionRow | None) -> None:
+        self._row = row
+        if row is not None:
+            self._life.status = SessionStatus(row.status)
+
+    def _transition(self, to: SessionStatus, reason: str) -> SessionRow:
+        """The one place a status changes: validate (the table), persist, log, count."""
+        self._load()
+        change = self._life.plan(to, reason)
+        updated = self._deps.store.update_session(
+            self._tenant, self._id, status=to.value, status_reason=change.status_reason, touch=True)
+        if updated is None:
+            raise NotFound(f"Session {self._id} not found")
+        self._row = updated
+        self._life.apply(change)
+        log.info("session %s: %s -> %s (%s)", self._id, change.before.value, to.value, reason)
+        self._deps.metrics.session_transitions.labels(to.value).inc()
+        return updated
+
+    def _drop_draft(self) -> None:
+        try:
+            self._release_sandbox()
+        except Exception:  # boundary: shutdown and eviction go on
+            log.exception("pre-warmed sandbox %s did not stop cleanly", self._id)
+            return
+        self._discard_folder()
+
     def _discard_folder(self) -> None:
         """Remove this session's sandbox folder once its last sandbox's teardown finished."""
         sandbox_id = (self._row.sandbox_id if self._row is not None else None) or self._id
@@ -188,299 +596,8 @@ class SessionActor(pykka.ThreadingActor):
             return
         discard.remove_sandbox_dir(self._deps.layout.sandbox_dir(sandbox_id))
 
-    def pause(self) -> SessionRow:
-        """ACTIVE -> PAUSED: the workspace is snapshotted; a live sandbox is kept (warm resume)."""
-        self._idle_or_conflict("paused")
-        check_session_transition(SessionStatus(self._load().status), SessionStatus.PAUSED)
-        self._snapshot()
-        return self._transition(SessionStatus.PAUSED, "paused by request")
-
-    def resume(self) -> SessionRow:
-        """PAUSED|STOPPED|ERROR|STARTING -> ACTIVE, warm if the sandbox lives, else cold
-        (files from the snapshot, conversation from the store). ACTIVE is a no-op; ENDED is 410."""
-        row = self._load()
-        if row.status == SessionStatus.ACTIVE.value:
-            return row
-        check_session_transition(SessionStatus(row.status), SessionStatus.ACTIVE)
-        if row.status == SessionStatus.ERROR.value:
-            self._history, self._not_before = ChildHistory(), 0.0  # an operator asked: start afresh
-        path = "warm" if self._sandbox is not None else "cold"
-        self._ensure_sandbox()
-        resumed = self._transition(SessionStatus.ACTIVE, f"{path} resume")
-        # The one place a resume is counted: /metrics here, /health through the pool.
-        self._deps.metrics.resumes.labels(path).inc()
-        self._deps.pool.count_resume(path)
-        if path == "cold":
-            self._deps.metrics.resumes_cold.labels(self._cold_source).inc()
-        return resumed
-
-    def stop_session(self) -> SessionRow:
-        """ACTIVE|STARTING -> STOPPED: snapshot, destroy the sandbox, keep the workspace."""
-        self._idle_or_conflict("stopped")
-        check_session_transition(SessionStatus(self._load().status), SessionStatus.STOPPED)
-        self._snapshot()
-        self._release_sandbox()
-        return self._transition(SessionStatus.STOPPED, "stopped by request")
-
-    def end_session(self) -> SessionRow:
-        """Any -> ENDED (idempotent): the sandbox is destroyed; the session is final."""
-        row = self._load()
-        if row.status == SessionStatus.ENDED.value:
-            self._release_sandbox()
-            self._discard_folder()
-            return row
-        self._snapshot()
-        self._release_sandbox()
-        ended = self._transition(SessionStatus.ENDED, "ended by request")
-        self._discard_folder()  # final: its files stay readable from the snapshot
-        return ended
-
-    def evict(self, sandbox_id: str, reason: str) -> None:
-        """Told by the pool (idle sweep, capacity): persist, free the sandbox, pause."""
-        if self._sandbox is None or self._sandbox.sandbox_id != sandbox_id or self._busy:
-            return
-        if self._draft:  # an unclaimed pre-warm: nothing to keep (on_stop removes it)
-            self.actor_ref.stop(block=False)
-            return
-        self._snapshot()
-        self._release_sandbox()
-        if self._load().status == SessionStatus.ACTIVE.value:
-            self._transition(SessionStatus.PAUSED, reason)
-
-    def configure(self, patch: dict[str, object]) -> SessionRow:
-        """Patch-merge session options for later turns. A live agent process is replaced
-        (the conversation resumes) so tool and prompt changes take effect. Raises BadRequest."""
-        self._idle_or_conflict("reconfigured")
-        row = self._load()
-        merged = {**SessionOptions.from_json(row.config).to_request(), **patch}
-        options = SessionOptions.from_request(merged)
-        self._release_sandbox()
-        self._row = self._deps.store.update_session(
-            self._tenant, self._id, config=options.to_json(), model=options.model, touch=True) or row
-        log.info("session %s: configuration changed (%s)", self._id, ", ".join(sorted(patch)) or "nothing")
-        return self._row
-
-    def fork(self, child_id: str) -> SessionRow:
-        """A new PAUSED session with this one's files and conversation (parentSessionId)."""
-        row = self._load()
-        if self._sandbox is not None and not self._busy:
-            self._snapshot()
-        store = self._deps.store
-        child = store.create_session(
-            tenant_id=self._tenant, session_id=child_id, agent_name=row.agent_name,
-            status=SessionStatus.PAUSED.value, sandbox_id=child_id, model=row.model,
-            config=row.config, parent_session_id=self._id,
-        )
-        store.copy_messages(self._tenant, self._id, child_id)
-        copied = self._deps.snapshots.copy(self._id, child_id, self._tenant)
-        log.info("session %s forked from %s (files %s)", child_id, self._id, "copied" if copied else "fresh")
-        return child
-
-    # -- turns -------------------------------------------------------------
-
-    def begin_turn(self) -> TurnGrant:
-        """Claim the session for one turn. Raises BadRequest unless active, Conflict if busy."""
-        row = self._load()
-        if row.status != SessionStatus.ACTIVE.value:
-            raise BadRequest(f"Session is {row.status}")
-        if self._busy:
-            raise Conflict("A turn is already running in this session; wait for its done event")
-        started = self._ensure_sandbox()
-        self._busy = True
-        self._deps.pool.mark(started.sandbox_id, SandboxState.RUNNING)
-        return TurnGrant(self._tenant, self._id, started.sandbox_id, started.socket_path, started.pid)
-
-    def exec_target(self) -> TurnGrant:
-        """Where an ``exec`` runs: the live sandbox of an active session (the session is not
-        marked busy; an exec may run beside a turn). Raises Conflict otherwise."""
-        row = self._load()
-        if row.status == SessionStatus.ENDED.value:
-            raise Conflict("Session has ended; commands can no longer run in it")
-        if row.status != SessionStatus.ACTIVE.value:
-            raise Conflict(f"Session is {row.status}; resume it first")
-        if self._sandbox is None:
-            raise Conflict("Session has no running sandbox (its agent process exited); "
-                           "send a message or resume it to start one")
-        started = self._sandbox
-        return TurnGrant(self._tenant, self._id, started.sandbox_id, started.socket_path, started.pid)
-
-    def end_turn(self) -> None:
-        """Release the turn at once; bookkeeping and the snapshot follow after this reply."""
-        self._busy = False
-        if self._sandbox is not None:
-            self._deps.pool.mark(self._sandbox.sandbox_id, SandboxState.WAITING)
-        self.actor_ref.proxy().after_turn()
-
-    def after_turn(self) -> None:
-        """Runs after end_turn's reply (a message to itself): last activity, then snapshot."""
-        self._row = self._deps.store.update_session(self._tenant, self._id, touch=True) or self._row
-        if not self._busy:
-            self._snapshot()
-
-    def kill_agent(self, reason: str) -> None:
-        """Kill this session's agent process at once (SIGKILL, no grace), even mid-turn.
-
-        For a turn that is wedged or must end now (the turn watchdog; a stop during a turn):
-        the running turn then sees its agent gone and ends with ``error`` + ``done``; the next
-        turn starts a new agent process that resumes the conversation. Blocks until cleaned up.
-        """
-        if self._sandbox is None:
-            return
-        log.warning("session %s: killing its agent process: %s", self._id, reason)
-        self._release_sandbox(grace_s=0.0)
-
-    def sandbox_lost(self, fact: BridgeExited) -> None:
-        """Told by the pool: the agent process died. Judge it; the next turn starts a new one."""
-        if self._sandbox is None or fact.sandbox_id != self._sandbox.sandbox_id:
-            return
-        self._sandbox = self._sandbox_actor = None
-        if self._draft:
-            self.actor_ref.stop(block=False)
-            return
-        self._deps.metrics.agent_crashes.inc()
-        detail = fact.reason or f"exit code {fact.returncode}"
-        self._history = self._history.record_exit(self._deps.restarts.now(), True, detail)
-        decision = self._deps.restarts.decide(self._history)
-        log.warning("session %s lost its agent process (%s): %s", self._id, detail, _describe(decision))
-        if isinstance(decision, Restart):
-            self._not_before = self._deps.restarts.now() + decision.delay_s
-        elif isinstance(decision, GiveUp | Escalate) and self._load().status == SessionStatus.ACTIVE.value:
-            self._transition(SessionStatus.ERROR, decision.reason)
-
-    # -- internals ---------------------------------------------------------
-
-    def _idle_or_conflict(self, to: str) -> None:
-        if self._busy:
-            raise Conflict(f"A turn is running; interrupt it or wait for done before the session can be {to}")
-
-    def _load(self) -> SessionRow:
-        if self._row is None:
-            self._row = self._deps.store.get_session(self._tenant, self._id)
-        if self._row is None:
-            raise NotFound(f"Session {self._id} not found")
-        return self._row
-
-    def _transition(self, to: SessionStatus, reason: str) -> SessionRow:
-        row = self._load()
-        current = SessionStatus(row.status)
-        check_session_transition(current, to)
-        keep_reason = to in (SessionStatus.ERROR, SessionStatus.PAUSED)
-        updated = self._deps.store.update_session(
-            self._tenant, self._id, status=to.value, status_reason=reason if keep_reason else None, touch=True)
-        if updated is None:
-            raise NotFound(f"Session {self._id} not found")
-        self._row = updated
-        log.info("session %s: %s -> %s (%s)", self._id, current.value, to.value, reason)
-        return updated
-
-    def _ensure_sandbox(self) -> SandboxStarted:
-        """A running agent process, started under the restart policy. Raises SandboxFailed
-        (session -> error) when the policy gives up, Unavailable when ashd's budget is spent."""
-        while self._sandbox is None:
-            wait = self._not_before - self._deps.restarts.now()
-            if wait > 0:
-                time.sleep(wait)  # backoff: blocks this session only
-            try:
-                self._start_once()
-            except SandboxFailed as exc:
-                self._deps.starts.failed(self._tenant, self._id, exc.message)
-                self._history = self._history.record_exit(self._deps.restarts.now(), True, exc.message)
-                decision = self._deps.restarts.decide(self._history)
-                log.warning("session %s: agent process failed to start: %s", self._id, _describe(decision))
-                if isinstance(decision, Restart):
-                    self._not_before = self._deps.restarts.now() + decision.delay_s
-                    continue
-                reason = decision.reason if isinstance(decision, GiveUp | Escalate) else exc.message
-                if self._load().status != SessionStatus.ERROR.value:
-                    self._transition(SessionStatus.ERROR, reason)
-                if isinstance(decision, Escalate):
-                    raise Unavailable(f"ashd is pausing agent process restarts: {reason}", 30) from exc
-                raise SandboxFailed(reason) from exc
-        return self._sandbox
-
-    def _start_once(self) -> None:
-        row = self._load()
-        agent = self._deps.store.get_agent(self._tenant, row.agent_name)
-        if agent is None:
-            raise NotFound(f"Agent {row.agent_name} of this session no longer exists")
-        self._prepare_files(row)
-        spec = self._spec(row, agent)
-        me = self.actor_ref.proxy()
-        sandbox = self._deps.pool.reserve(spec, me).get(timeout=ASK_TIMEOUT_S)
-        try:
-            started: SandboxStarted = sandbox.start_bridge().get(timeout=self._deps.ready_timeout_s + ASK_TIMEOUT_S)
-        except (SandboxFailed, pykka.Timeout) as exc:
-            self._deps.pool.release(spec.sandbox_id)
-            raise exc if isinstance(exc, SandboxFailed) else SandboxFailed("agent process start timed out") from exc
-        self._history = self._history.record_start(self._deps.restarts.now())
-        self._deps.starts.started()
-        self._deps.metrics.sandbox_start.observe(started.start_ms / 1000)
-        self._deps.pool.mark(spec.sandbox_id, SandboxState.WARM)
-        self._sandbox, self._sandbox_actor = started, sandbox
-
-    def _prepare_files(self, row: SessionRow) -> None:
-        """Files for a session with no workspace on this machine yet: its latest snapshot, else
-        (in ``_spec``) a fresh copy of the agent. The conversation is restored by the launcher
-        whenever the CLI has no transcript (ashd/sandbox/resume.py). Blocking."""
-        root = self._root(row)
-        ws = root / "workspace"
-        self._cold_source = "local"
-        if ws.exists():
-            return
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            restored = self._deps.snapshots.restore(self._id, self._tenant, ws)
-        except SnapshotError as exc:
-            log.error("session %s: snapshot not restored (%s); starting from the agent folder", self._id, exc)
-            restored = False
-        self._cold_source = "cloud" if restored else "fresh"
-        if restored:
-            log.info("session %s: workspace restored from its snapshot", self._id)
-
-    def _root(self, row: SessionRow) -> Path:
-        return self._deps.layout.sandbox_dir(row.sandbox_id or self._id)
-
-    def _cli_cwd(self, root: Path) -> str:
-        # The CLI's working directory as it will see it (decides its transcript's project key).
-        return self._deps.cli_workspace or str(root / "workspace")
-
-    def _snapshot(self) -> None:
-        if self._draft or self._sandbox is None:
-            return
-        ws = self._deps.layout.sandbox_dir(self._sandbox.sandbox_id) / "workspace"
-        if not ws.is_dir():
-            return
-        digest = workspace_digest(ws)
-        if digest is not None and self._saved == (self._sandbox.sandbox_id, digest):
-            return  # nothing changed since the snapshot this sandbox last saved
-        judged = (self._sandbox.sandbox_id, digest) if digest is not None else None
-        try:
-            info = self._deps.snapshots.save(self._id, self._tenant, ws)
-            log.debug("session %s: snapshot %s (%d files, %d bytes, %.0f ms)", self._id, info.key, info.files,
-                      info.bytes, info.ms)
-            self._saved = judged
-        except SnapshotSkipped as exc:
-            # Files too large would be skipped again (told once, not every turn); a full disk may
-            # have room by the next turn, so that is tried again.
-            self._saved = judged if isinstance(exc, SnapshotTooLarge) else None
-            self._snapshot_skipped(exc)
-        except (SnapshotError, OSError) as exc:
-            self._saved = None
-            log.error("session %s: workspace snapshot failed: %s", self._id, exc)
-
-    def _snapshot_skipped(self, skip: SnapshotSkipped) -> None:
-        """A snapshot not taken is an event the user sees and a metric, never silence."""
-        log.warning("session %s: workspace snapshot skipped (%s): %s", self._id, skip.reason, skip.message)
-        self._deps.metrics.snapshot_skipped.labels(skip.reason).inc()
-        payload = {"type": "snapshot_skipped", "reason": skip.reason, "message": skip.message,
-                   "limitBytes": skip.limit_bytes}
-        try:
-            self._deps.store.append_event(self._tenant, self._id, "lifecycle", json.dumps(payload))
-        except StoreError as exc:
-            log.error("session %s: snapshot_skipped event not stored: %s", self._id, exc)
-
     def _release_sandbox(self, grace_s: float | None = None) -> None:
-        """Stop the bridge and wait for it here (this session's thread, not the pool's)."""
+        """Stop the bridge and wait for it here (bounded by ``stop_timeout_s``)."""
         if self._sandbox is None or self._sandbox_actor is None:
             return
         try:
@@ -490,53 +607,3 @@ class SessionActor(pykka.ThreadingActor):
         self._deps.pool.release(self._sandbox.sandbox_id).get(timeout=ASK_TIMEOUT_S)
         self._sandbox = self._sandbox_actor = None
 
-    def _spec(self, row: SessionRow, agent: AgentRow) -> SandboxSpec:
-        options = SessionOptions.from_json(row.config)
-        sandbox_id = row.sandbox_id or self._id
-        root = self._root(row)
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            workspace.prepare(Path(agent.path), root / "workspace")
-        except (OSError, AshError) as exc:
-            raise SandboxFailed(f"cannot copy agent folder {agent.path}: {exc}") from exc
-        socket_path = self._deps.layout.socket_path(sandbox_id)
-        settings = BridgeSettings(
-            session_id=self._id,
-            socket_path=str(socket_path),
-            workspace=str(root / "workspace"),
-            # The deployed instructions, never the workspace's CLAUDE.md (the agent can edit that).
-            system_prompt=options.system_prompt or agent_folder.instructions(agent.path),
-            model=options.model,
-            permission_mode=options.permission_mode or self._deps.sandbox.permission_mode,
-            allowed_tools=options.allowed_tools,
-            disallowed_tools=options.disallowed_tools,
-            mcp_servers=options.mcp_servers,
-            betas=options.betas,
-            subagents=options.subagents,
-            initial_agent=options.initial_agent,
-        )
-        model = self._deps.model
-        env = sandbox_env(
-            home=str(root / "home"),
-            model_base_url=model.base_url,
-            model_key=model.api_key.reveal(),
-            model_auth_token=model.auth_token.reveal(),
-            user_env={**agent.env, **options.extra_env},
-        )
-        policy = limits.policy_for(self._deps.sandbox, Path(agent.path), row.config)
-        # The session's own upstream key goes to the model proxy only, never into ``env``.
-        upstream = (CredentialVault(self._deps.store, self._deps.credential_key)
-                    .open_for_session(self._tenant, options.credential_id) if options.credential_id else None)
-        restore = resume.TranscriptRestore(self._deps.store, self._tenant, self._id, row.parent_session_id,
-                                           self._cli_cwd(root))
-        return SandboxSpec(sandbox_id, self._id, agent.name, self._tenant, root, socket_path, env, settings,
-                           agent_dir=Path(agent.path), policy=policy, upstream_key=upstream,
-                           restore_transcript=restore)
-
-
-def _describe(decision: object) -> str:
-    if isinstance(decision, Restart):
-        return f"restarting in {decision.delay_s:.1f}s (attempt {decision.attempt}/{decision.of})"
-    if isinstance(decision, GiveUp | Escalate):
-        return f"giving up: {decision.reason}"
-    return "not restarting"

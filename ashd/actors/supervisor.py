@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pykka
@@ -19,6 +20,8 @@ from ashd.actors.exits import ExitBoard
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.session import SessionActor, SessionDeps
+from ashd.actors.snapshot_worker import SnapshotWorker
+from ashd.actors.timers import Timers
 from ashd.actors.vitals import StartRecord
 from ashd.config import Config
 from ashd.layout import Layout
@@ -47,9 +50,13 @@ class SessionSupervisor(pykka.ThreadingActor):
     """one_for_one over SessionActors. Its methods are quick; slow work is in the children."""
 
     def __init__(self, deps: SessionDeps) -> None:
+        """Provides the children's shared timer thread and snapshot worker (stopped with it)."""
         super().__init__()
-        self._deps = deps
+        self._deps = replace(deps, timers=deps.timers or Timers(),
+                             snapshot_worker=deps.snapshot_worker or SnapshotWorker(deps.snapshots, deps.store,
+                                                                                    deps.metrics))
         self._children: dict[str, pykka.ActorRef[SessionActor]] = {}
+        self._handed_out: dict[str, float] = {}  # session id -> when child() last returned its actor
         # Pre-warmed actors by (tenant, agent name, agent version): never shared across keys.
         self._warm: dict[WarmKey, list[tuple[str, pykka.ActorRef[SessionActor]]]] = {}
         self.prewarm_hits = 0
@@ -63,7 +70,7 @@ class SessionSupervisor(pykka.ThreadingActor):
         pool[:] = [(sid, ref) for sid, ref in pool if ref.is_alive()]
         for _ in range(max(0, count - len(pool))):
             session_id = str(uuid.uuid4())
-            ref = SessionActor.start(session_id, agent.tenant_id, self._deps)
+            ref = SessionActor.start(session_id, agent.tenant_id, self._deps, self.actor_ref.proxy())
             ref.proxy().warm_up(agent)  # told, not awaited: it starts on the new actor's thread
             pool.append((session_id, ref))
 
@@ -97,13 +104,28 @@ class SessionSupervisor(pykka.ThreadingActor):
         """The live actor of a session, starting one if needed (it loads itself lazily)."""
         ref = self._children.get(session_id)
         if ref is None or not ref.is_alive():
-            ref = SessionActor.start(session_id, tenant_id, self._deps)
+            ref = SessionActor.start(session_id, tenant_id, self._deps, self.actor_ref.proxy())
             self._children[session_id] = ref
+        self._handed_out[session_id] = time.monotonic()
         return ref.proxy()
+
+    def retire(self, session_id: str, actor_urn: str) -> None:
+        """Told by an idle session actor: stop it and forget it (a later request starts a new
+        one from the store). One no longer registered as this session's child stops all the same."""
+        ref = self._children.get(session_id)
+        if ref is not None and ref.actor_urn == actor_urn:
+            if time.monotonic() - self._handed_out.get(session_id, 0.0) < self._deps.idle_s:
+                return  # handed to a caller within its idle time: an ask may be on the way; it asks again later
+            del self._children[session_id]
+            self._handed_out.pop(session_id, None)
+        idle = pykka.ActorRegistry.get_by_urn(actor_urn)
+        if idle is not None:
+            idle.stop(block=False)
 
     def forget(self, session_id: str) -> None:
         """Stop a session's actor (after it ended). Idempotent."""
         ref = self._children.pop(session_id, None)
+        self._handed_out.pop(session_id, None)
         if ref is not None:
             ref.stop(block=False)
 
@@ -118,6 +140,9 @@ class SessionSupervisor(pykka.ThreadingActor):
             except (pykka.ActorDeadError, pykka.Timeout):
                 pass
         self._children.clear()
+        assert self._deps.snapshot_worker is not None and self._deps.timers is not None
+        self._deps.snapshot_worker.stop()
+        self._deps.timers.stop()
 
 
 @dataclass(frozen=True)
@@ -169,6 +194,8 @@ class RootSupervisor(pykka.ThreadingActor):
             credential_key=self._config.auth.credential_key,
             settle=getattr(self._launcher, "settled", None),
             starts=starts,
+            exits=exits,
+            idle_s=self._config.supervision.session_actor_idle_s,
         )
         sessions = SessionSupervisor.start(deps)
         self._started.append(sessions)

@@ -129,8 +129,7 @@ class LocalRuntime:
 
     async def stop(self, tenant_id: str, session_id: str) -> SessionRow:
         await self._end_turn(session_id, "the session was stopped during this turn")
-        actor = await self._actor(tenant_id, session_id)
-        stopped = await self._offload.ask(actor.stop_session(), timeout=self._start_timeout)
+        stopped: SessionRow = await self._starting(tenant_id, session_id, lambda actor: actor.stop_session())
         self._retire(session_id)
         return stopped
 
@@ -305,8 +304,7 @@ class LocalRuntime:
 
     async def _end(self, tenant_id: str, session_id: str, why: str) -> SessionRow:
         await self._end_turn(session_id, why)
-        actor = await self._actor(tenant_id, session_id)
-        ended = await self._offload.ask(actor.end_session(), timeout=self._start_timeout)
+        ended: SessionRow = await self._starting(tenant_id, session_id, lambda actor: actor.end_session())
         tell(self._tree.sessions.forget, session_id, context=f"forgetting ended session {session_id}")
         self._retire(session_id)
         return ended

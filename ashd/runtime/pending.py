@@ -4,7 +4,8 @@ A session actor does not block its mailbox on a sandbox start: a call that needs
 answer ``Pending(until)``, where ``until`` resolves when the start is over (successfully or
 not). The caller then repeats the same call, which now answers (or raises what the start
 raised). :func:`answered` does that, all within one deadline, so every caller of a call that
-can start a sandbox (create, claim, begin_turn, resume, configure, fork) handles it the same
+can start a sandbox or wait for a snapshot (create, claim, begin_turn, resume, configure, pause,
+stop, end, fork) handles it the same
 way, also when the actor answers at once.
 """
 

@@ -146,6 +146,7 @@ def test_pool_capacity_and_crash_notification(tmp_path: Path) -> None:
     owner = Owner()
     spec = make_spec(tmp_path)
     sandbox = pool.reserve(spec, owner).get(timeout=10)
+    pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
     pool.mark(spec.sandbox_id, SandboxState.RUNNING).get(timeout=5)
     with pytest.raises(Unavailable, match="running"):  # full, and the only sandbox is running
         pool.reserve(make_spec(tmp_path), Owner()).get(timeout=10)
@@ -161,6 +162,7 @@ def test_pool_evicts_least_recently_used_idle_and_sweeps(tmp_path: Path) -> None
     specs = [make_spec(tmp_path), make_spec(tmp_path)]
     for spec, owner in zip(specs, owners, strict=True):
         pool.reserve(spec, owner).get(timeout=10).start_bridge().get(timeout=15)
+        pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
     pool.mark(specs[0].sandbox_id, SandboxState.WAITING).get(timeout=5)
     pool.mark(specs[1].sandbox_id, SandboxState.RUNNING).get(timeout=5)
     pool.reserve(make_spec(tmp_path), Owner()).get(timeout=10)  # full: the idle one must go

@@ -1,0 +1,72 @@
+"""One attempt to start a session's sandbox, on a thread of its own.
+
+The attempt blocks for as long as the bridge takes to become ready (up to the ready
+timeout, 30 s by default), and before that on copying or restoring the session's files: so
+it never runs on the session actor's mailbox thread. The thread lives for one attempt; the
+session actor learns the :class:`StartOutcome` through ``done`` (which tells it) and decides
+what comes next (ready, a restart after a backoff, or a failure).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from ashd.actors.messages import SandboxStarted
+from ashd.actors.sandbox import SandboxActor
+from ashd.actors.spec import SpecBuilder
+from ashd.actors.tell import tell
+from ashd.errors import SandboxFailed, Unavailable
+from ashd.store import AgentRow, SessionRow
+
+log = logging.getLogger(__name__)
+
+ASK_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    """A running sandbox (``started`` and its actor), or the ``error`` that stopped the start."""
+
+    started: SandboxStarted | None = None
+    sandbox: pykka.ActorProxy[SandboxActor] | None = None
+    source: str = "fresh"  # where the workspace came from: local|cloud|fresh
+    error: Exception | None = None
+
+
+def launch(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent: AgentRow,
+           ready_timeout_s: float, done: Callable[[StartOutcome], None]) -> None:
+    """Start the attempt on a new daemon thread; ``done`` is called on it with the outcome.
+    ``pool``: the PoolActor's proxy; ``owner``: the session actor's proxy (told of crashes)."""
+    def run() -> None:
+        done(attempt(builder, pool, owner, row, agent, ready_timeout_s))
+
+    threading.Thread(target=run, name=f"start-{row.id[:8]}", daemon=True).start()
+
+
+def attempt(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent: AgentRow,
+            ready_timeout_s: float) -> StartOutcome:
+    """Files, spec, a pool slot, the bridge's ready handshake. Blocking; never raises."""
+    try:
+        built = builder.build(row, agent)
+    except Exception as exc:  # boundary: the outcome carries it to the session actor
+        return StartOutcome(error=exc)
+    try:
+        sandbox = pool.reserve(built.spec, owner).get(timeout=ASK_TIMEOUT_S)
+    except (pykka.Timeout, pykka.ActorDeadError):
+        return StartOutcome(error=Unavailable("the sandbox pool did not answer; retry shortly", retry_after_s=5))
+    except Exception as exc:  # boundary: capacity, disk admission
+        return StartOutcome(error=exc)
+    try:
+        started: SandboxStarted = sandbox.start_bridge().get(timeout=ready_timeout_s + ASK_TIMEOUT_S)
+    except Exception as exc:  # boundary: the slot is given back whatever stopped the start
+        tell(pool.release, built.spec.sandbox_id, context=f"session {row.id}: freeing the slot of a failed start")
+        if isinstance(exc, pykka.Timeout):
+            return StartOutcome(error=SandboxFailed("agent process start timed out"))
+        return StartOutcome(error=exc)
+    return StartOutcome(started, sandbox, built.source)
