@@ -5,8 +5,7 @@ answer ``Pending(until)``, where ``until`` resolves when the start is over (succ
 not). The caller then repeats the same call, which now answers (or raises what the start
 raised). :func:`answered` does that, all within one deadline, so every caller of a call that
 can start a sandbox or wait for a snapshot (create, claim, begin_turn, resume, configure, pause,
-stop, end, fork) handles it the same
-way, also when the actor answers at once.
+stop, end, fork) handles it the same way, also when the actor answers at once.
 """
 
 from __future__ import annotations
