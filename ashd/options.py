@@ -5,15 +5,13 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, NoReturn
 
 from ashd import option_fields as fields
 from ashd.config import PERMISSION_MODES
 from ashd.errors import BadRequest
-from ashd.proxy.egress import host_allowed
-from ashd.sandbox.env import validate_user_env
-from ashd.sandbox.limits import AGENT_POLICY_FILE, agent_policy, parse_budget, session_request
+from ashd.limit_fields import parse_budget, session_request
+from ashd.user_env import validate_user_env
 
 AGENT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,255}$")
 MAX_PROMPT_CHARS = 500_000
@@ -64,7 +62,7 @@ class SessionOptions:
     # Sandbox limits for this session ({"memoryMb": ..., ...}); may only lower the agent's.
     limits: dict[str, Any] | None = None
     max_budget_usd: float | None = None
-    # A stored credential (ashd/vault.py) the model proxy uses as this session's upstream key.
+    # A stored credential (ashd/store/vault.py) the model proxy uses as this session's upstream key.
     credential_id: str | None = None
     # The SDK's MCP server configs: stdio ones run inside the sandbox, url ones go through
     # its egress allowlist (checked against the agent's at create and PATCH).
@@ -178,22 +176,3 @@ def _content(content: object) -> str | list[dict[str, Any]]:
                 raise BadRequest(f"content[{i}] must be a block of type {', '.join(BLOCK_TYPES)}")
         return list(content)
     raise BadRequest("content is required: a string or a list of content blocks")
-
-
-def check_for_agent(options: SessionOptions, agent_path: str) -> None:
-    """400 unless the options fit the agent: every url MCP server's host is on its egress
-    allowlist (``.ashd/sandbox.json``; the sandbox can reach nothing else), and
-    ``initialAgent`` names one of ``subagents`` or of its ``.claude/agents``. Blocks (reads files)."""
-    if options.initial_agent and options.initial_agent not in options.subagents:
-        if not (Path(agent_path) / ".claude" / "agents" / f"{options.initial_agent}.md").is_file():
-            raise BadRequest(f"initialAgent {options.initial_agent!r} is neither in subagents nor in the agent's "
-                             ".claude/agents; define it in subagents")
-    hosts = fields.remote_hosts(options.mcp_servers)
-    if not hosts:
-        return
-    allow = agent_policy(Path(agent_path)).egress_allow
-    for name, host in sorted(hosts.items()):
-        if not host_allowed(host, allow):
-            raise BadRequest(f"mcpServers.{name}: host {host} is not on the agent's egress allowlist "
-                             f"({', '.join(allow) or 'empty'}); add it to {AGENT_POLICY_FILE} egress.allow "
-                             "and redeploy, or use a stdio server")

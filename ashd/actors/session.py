@@ -28,7 +28,6 @@ from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.sandbox import SandboxActor
 from ashd.actors.vitals import StartRecord
-from ashd.bridge.settings import BridgeSettings
 from ashd.config import ModelConfig, SandboxConfig, Secret
 from ashd.errors import (
     AshError,
@@ -53,7 +52,8 @@ from ashd.snapshot.fingerprint import workspace_digest
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.states import SandboxState, SessionStatus, check_session_transition
 from ashd.store import AgentRow, SessionRow, Store, StoreError, utc_now
-from ashd.vault import CredentialVault
+from ashd.store.vault import CredentialVault
+from ashd.wire.settings import BridgeSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class SessionDeps:
     restarts: RestartGovernor
     cli_workspace: str | None = None  # the workspace path as the CLI sees it, if remapped
     metrics: Metrics = field(default_factory=Metrics)
-    credential_key: Secret = field(default_factory=lambda: Secret(""))  # ASH_CREDENTIAL_KEY (ashd/vault.py)
+    credential_key: Secret = field(default_factory=lambda: Secret(""))  # ASH_CREDENTIAL_KEY (ashd/store/vault.py)
     # Waits for a sandbox's teardown to finish (the launcher's ``settled``); None: nothing to wait for.
     settle: Callable[[str, float], bool] | None = None
     starts: StartRecord = field(default_factory=StartRecord)  # every start's outcome, for /health

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ashd.bridge.link import BridgeGone
 from ashd.errors import BadRequest, Conflict
 from ashd.http.sessions import MAX_SEQ, SessionBase
+from ashd.wire.link import BridgeGone
 
 MAX_COMMAND_CHARS = 100_000
 MAX_TIMEOUT_MS = 300_000

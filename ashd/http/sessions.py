@@ -9,17 +9,18 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from ashd.bridge.link import BridgeGone
 from ashd.errors import BadRequest, Conflict, NotFound, Unprocessable
 from ashd.events import frame
 from ashd.http import sse
 from ashd.http.base import ApiHandler
 from ashd.http.turns import start_turn
 from ashd.http.views import event_json, message_json, session_json
-from ashd.options import CONFIG_FIELDS, MessageOptions, SessionOptions, check_agent_name, check_for_agent
+from ashd.options import CONFIG_FIELDS, MessageOptions, SessionOptions, check_agent_name
+from ashd.sandbox.agent_fit import check_for_agent
 from ashd.states import SessionStatus
 from ashd.store import SessionRow
-from ashd.vault import CredentialVault
+from ashd.store.vault import CredentialVault
+from ashd.wire.link import BridgeGone
 
 if TYPE_CHECKING:
     import pykka
@@ -114,7 +115,7 @@ class SessionsHandler(SessionBase):
         self.send_json({"session": session_json(row)}, status=201)
 
     async def check_credential(self, credential_id: str) -> None:
-        """400 unless the credential can be this session's upstream key (see ashd/vault.py)."""
+        """400 unless the credential can be this session's upstream key (see ashd/store/vault.py)."""
         if self.ctx.config.sandbox.isolation == "none":
             raise BadRequest("bad credential: credentialId needs the model proxy, and this ashd runs without "
                              "sandbox isolation (sandbox.isolation = none)")

@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from ashd import __version__
 from ashd.actors.messages import TurnGrant
-from ashd.bridge import protocol
-from ashd.bridge.link import LOST, BridgeGone, BridgeLink
 from ashd.errors import Unavailable
 from ashd.events import SSEEvent, compact_json, frame, stored_message, stream_events, timeline_events, user_message
 from ashd.http.context import AppContext
 from ashd.http.turnlog import TurnLog
 from ashd.http.watchdog import Idle, watched
 from ashd.options import MessageOptions
+from ashd.wire import protocol
+from ashd.wire.link import LOST, BridgeGone, BridgeLink
 
 if TYPE_CHECKING:
     import pykka

@@ -114,9 +114,9 @@ def test_rlimits_bound_the_tasks_of_the_sandbox_uid() -> None:
     import subprocess
     import sys
 
+    from ashd.limit_fields import Limits
     from ashd.sandbox import bwrap as bw
     from ashd.sandbox import rlimits
-    from ashd.sandbox.limits import Limits
 
     values = rlimits.plan(Limits(512, 1.0, 8, 64, 16))
     assert values == {"nproc": 8, "core": 0}
