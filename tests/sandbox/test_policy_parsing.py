@@ -9,9 +9,10 @@ import pytest
 
 from ashd.config import SandboxConfig
 from ashd.errors import BadRequest
+from ashd.limit_fields import Limits, parse_limits
 from ashd.sandbox import isolation
 from ashd.sandbox.cgroups import CgroupLayout
-from ashd.sandbox.limits import AGENT_POLICY_FILE, Limits, agent_policy, parse_egress, parse_limits, policy_for
+from ashd.sandbox.limits import AGENT_POLICY_FILE, agent_policy, parse_egress, policy_for
 from ashd.sandbox.uids import UidPool
 
 

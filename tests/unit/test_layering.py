@@ -46,8 +46,8 @@ PROGRAMS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 UNITS: dict[str, str] = {
     "ashd": "version",
     **{f"ashd.{name}": "core" for name in (
-        "body_policy", "config", "credentials", "deploy", "errors", "events", "layout", "limit_fields",
-        "option_fields", "options", "policy", "states", "user_env")},
+        "body_policy", "config", "credentials", "deploy", "errors", "events", "layout", "lifecycle",
+        "limit_fields", "option_fields", "options", "policy", "states", "user_env")},
     **{f"ashd.{name}": "support" for name in ("fdlimit", "metrics", "systemd")},
     "ashd.wire": "wire",
     "ashd.store": "store",
