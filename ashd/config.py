@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from ashd.body_policy import BodyPolicy
 from ashd.errors import ConfigError
-from ashd.proxy.body import BodyPolicy
 
 
 class Secret:
@@ -193,7 +193,7 @@ class EvalsConfig:
 
 @dataclass(frozen=True)
 class AgentsConfig:
-    """Deploy by server path (``POST /api/agents {path}``; ashd/agent_path.py)."""
+    """Deploy by server path (``POST /api/agents {path}``; ashd/files/agent_path.py)."""
 
     # Comma list of absolute folders inside which keys without the operator's deploy-path
     # grant may register agent folders; empty: such keys deploy by upload only.
@@ -531,7 +531,7 @@ def _validate_rate_limit(rl: RateLimitConfig) -> None:
 
 
 def agent_path_roots(agents: AgentsConfig) -> tuple[Path, ...]:
-    """``"/srv/a, /srv/b"`` -> those folders (as given; ashd/agent_path.py opens them)."""
+    """``"/srv/a, /srv/b"`` -> those folders (as given; ashd/files/agent_path.py opens them)."""
     return tuple(Path(p.strip()) for p in agents.path_roots.split(",") if p.strip())
 
 

@@ -29,13 +29,13 @@ from ashd.http.health import COORDINATOR_ID
 from ashd.http.queue_worker import QueueWorker
 from ashd.layout import Layout
 from ashd.metrics import Metrics
-from ashd.recovery import close_cut_off_turns, fail_interrupted_starts
 from ashd.runtime.local import LocalRuntime
 from ashd.runtime.offload import Offload
 from ashd.sandbox import services as sandbox_services
 from ashd.sandbox.launcher import Launcher
 from ashd.states import SandboxState
 from ashd.store import Store
+from ashd.store.recovery import close_cut_off_turns, fail_interrupted_starts
 
 log = logging.getLogger(__name__)
 

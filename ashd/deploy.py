@@ -1,6 +1,6 @@
 """Agent folders deployed by upload: validating and writing them (blocking I/O).
 
-Deploy by server path is ``ashd/agent_path.py``.
+Deploy by server path is ``ashd/files/agent_path.py``.
 
 Uploads are validated completely before anything is written, written into a fresh
 directory, and swapped in whole, so a bad request changes nothing and a redeploy leaves

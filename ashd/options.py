@@ -5,16 +5,14 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from ashd import option_fields as fields
 from ashd.config import PERMISSION_MODES
 from ashd.errors import BadRequest
-from ashd.proxy.egress import host_allowed
-from ashd.sandbox.env import validate_user_env
-from ashd.sandbox.limits import AGENT_POLICY_FILE, agent_policy, parse_budget, session_request
+from ashd.limit_fields import parse_budget, session_request
+from ashd.user_env import validate_user_env
 
 AGENT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,255}$")
 MAX_PROMPT_CHARS = 500_000
@@ -65,7 +63,7 @@ class SessionOptions:
     # Sandbox limits for this session ({"memoryMb": ..., ...}); may only lower the agent's.
     limits: dict[str, Any] | None = None
     max_budget_usd: float | None = None
-    # A stored credential (ashd/vault.py) the model proxy uses as this session's upstream key.
+    # A stored credential (ashd/store/vault.py) the model proxy uses as this session's upstream key.
     credential_id: str | None = None
     # The SDK's MCP server configs: stdio ones run inside the sandbox, url ones go through
     # its egress allowlist (checked against the agent's at create and PATCH).
@@ -192,22 +190,3 @@ def check_tunnelled(options: SessionOptions, *, sandboxed: bool) -> None:
         if urlsplit(server.get("url", "")).scheme == "http":
             raise BadRequest(f"mcpServers.{name}: a sandbox reaches url servers through the egress proxy, which "
                              "carries https only; serve it over https (or use a stdio server)")
-
-
-def check_for_agent(options: SessionOptions, agent_path: str) -> None:
-    """400 unless the options fit the agent: every url MCP server's host is on its egress
-    allowlist (``.ashd/sandbox.json``; the sandbox can reach nothing else), and
-    ``initialAgent`` names one of ``subagents`` or of its ``.claude/agents``. Blocks (reads files)."""
-    if options.initial_agent and options.initial_agent not in options.subagents:
-        if not (Path(agent_path) / ".claude" / "agents" / f"{options.initial_agent}.md").is_file():
-            raise BadRequest(f"initialAgent {options.initial_agent!r} is neither in subagents nor in the agent's "
-                             ".claude/agents; define it in subagents")
-    hosts = fields.remote_hosts(options.mcp_servers)
-    if not hosts:
-        return
-    allow = agent_policy(Path(agent_path)).egress_allow
-    for name, host in sorted(hosts.items()):
-        if not host_allowed(host, allow):
-            raise BadRequest(f"mcpServers.{name}: host {host} is not on the agent's egress allowlist "
-                             f"({', '.join(allow) or 'empty'}); add it to {AGENT_POLICY_FILE} egress.allow "
-                             "and redeploy, or use a stdio server")

@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ashd.bridge.driver import build_options  # noqa: E402
-from ashd.bridge.settings import BridgeSettings  # noqa: E402
 from ashd.sandbox.env import sandbox_env  # noqa: E402
 from ashd.scripted.server import ScriptedModel  # noqa: E402
+from ashd.wire.settings import BridgeSettings  # noqa: E402
 from tests.support.daemon import AshdProcess, sse_events  # noqa: E402
 
 PROMPT = "[[say: the quick brown fox jumps over the lazy dog]]"

@@ -43,8 +43,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ashd.body_policy import BodyPolicy  # noqa: E402
 from ashd.proxy import http1  # noqa: E402
-from ashd.proxy.body import BodyPolicy, check_body, filter_betas  # noqa: E402
+from ashd.proxy.body import check_body, filter_betas  # noqa: E402
 from ashd.proxy.connections import ConnectionTable  # noqa: E402
 from ashd.proxy.meter import Meter  # noqa: E402
 from ashd.proxy.model import Gate, _charge, _over_budget  # noqa: E402

@@ -12,16 +12,18 @@ from __future__ import annotations
 import logging
 
 from ashd.errors import AshError
+from ashd.store import StoreError
 
 PYKKA_LOGGER = "pykka"
 
 
 class ExpectedErrorFilter(logging.Filter):
-    """Drops pykka's records whose exception is an ``AshError``."""
+    """Drops pykka's records whose exception is an ``AshError`` other than the store's
+    (a failing database stays in the log with its traceback, as before it joined the tree)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, AshError)
+        return not isinstance(exc, AshError) or isinstance(exc, StoreError)
 
 
 def quiet_expected_errors() -> None:

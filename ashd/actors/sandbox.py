@@ -21,11 +21,11 @@ import pykka
 
 from ashd.actors.exits import ExitBoard
 from ashd.actors.messages import BridgeExited, SandboxStarted
-from ashd.bridge import protocol
 from ashd.errors import SandboxFailed
 from ashd.sandbox import logpump
 from ashd.sandbox.launcher import Launcher, SandboxSpec
 from ashd.sandbox.logring import LogBook
+from ashd.wire import protocol
 
 log = logging.getLogger(__name__)
 

@@ -78,7 +78,7 @@ class SessionDeps:
     restarts: RestartGovernor
     cli_workspace: str | None = None  # the workspace path as the CLI sees it, if remapped
     metrics: Metrics = field(default_factory=Metrics)
-    credential_key: Secret = field(default_factory=lambda: Secret(""))  # ASH_CREDENTIAL_KEY (ashd/vault.py)
+    credential_key: Secret = field(default_factory=lambda: Secret(""))  # ASH_CREDENTIAL_KEY (ashd/store/vault.py)
     # Waits for a sandbox's teardown to finish (the launcher's ``settled``); None: nothing to wait for.
     settle: Callable[[str, float], bool] | None = None
     starts: StartRecord = field(default_factory=StartRecord)  # every start's outcome, for /health

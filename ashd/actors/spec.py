@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ashd.bridge.settings import BridgeSettings
 from ashd.config import ModelConfig, SandboxConfig, Secret
 from ashd.errors import AshError, SandboxFailed, SnapshotError
 from ashd.files import agent_folder
@@ -24,7 +23,8 @@ from ashd.sandbox.env import sandbox_env
 from ashd.sandbox.launcher import SandboxSpec
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.store import AgentRow, SessionRow, Store
-from ashd.vault import CredentialVault
+from ashd.store.vault import CredentialVault
+from ashd.wire.settings import BridgeSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class SpecBuilder:
     sandbox: SandboxConfig
     snapshots: Snapshotter
     cli_workspace: str | None = None  # the workspace path as the CLI sees it, if the launcher remaps it
-    credential_key: Secret = field(default_factory=lambda: Secret(""))  # ASH_CREDENTIAL_KEY (ashd/vault.py)
+    credential_key: Secret = field(default_factory=lambda: Secret(""))  # ASH_CREDENTIAL_KEY (ashd/store/vault.py)
 
     def build(self, row: SessionRow, agent: AgentRow) -> Built:
         """Files first, then the spec. Raises SandboxFailed when the agent folder cannot be

@@ -16,10 +16,10 @@ import signal
 import sys
 from pathlib import Path
 
-from ashd.bridge import protocol
 from ashd.bridge.driver import Driver
 from ashd.bridge.server import BridgeServer
-from ashd.bridge.settings import BridgeSettings
+from ashd.wire import protocol
+from ashd.wire.settings import BridgeSettings
 
 PR_SET_PDEATHSIG = 1
 

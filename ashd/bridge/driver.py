@@ -18,8 +18,8 @@ from typing import Any
 from claude_agent_sdk import AgentDefinition, ClaudeAgentOptions, ClaudeSDKClient
 from claude_agent_sdk.types import SessionStore
 
-from ashd.bridge import protocol
-from ashd.bridge.settings import BridgeSettings
+from ashd.wire import protocol
+from ashd.wire.settings import BridgeSettings
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import contextlib
 import os
 import signal
 
-from ashd.bridge import protocol
+from ashd.wire import protocol
 
 EXEC_FLAG = "--ashd-exec"
 """First wrapper argument meaning: run the following argv instead of the CLI."""

@@ -15,9 +15,10 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from ashd.bridge import execute, protocol
+from ashd.bridge import execute
 from ashd.bridge.driver import Driver
 from ashd.bridge.transcript import RemoteSessionStore
+from ashd.wire import protocol
 
 log = logging.getLogger(__name__)
 

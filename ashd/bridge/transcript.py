@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from claude_agent_sdk.types import SessionKey, SessionStore, SessionStoreEntry
 
-from ashd.bridge import protocol
+from ashd.wire import protocol
 
 ACK_TIMEOUT_S = 15.0
 

@@ -1,6 +1,6 @@
 """Reading a deployed agent folder without ever following a symlink (blocking I/O).
 
-An agent folder deployed by server path stays where it is (``ashd/agent_path.py``), and
+An agent folder deployed by server path stays where it is (``ashd/files/agent_path.py``), and
 whoever may write there could swap a component of its path, or a file in it, for a symlink
 after the deploy. So every read of an agent folder goes through a :class:`Tree` whose root is
 opened component by component with O_NOFOLLOW (``trusted_root=False``): agent file reads

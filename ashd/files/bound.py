@@ -1,7 +1,7 @@
 """A live workspace as the agent sees it: the deployed agent's read-only files on top.
 
 bwrap binds read-only copies of some agent files over the workspace (the table in
-``ashd/sandbox/agent_binds.py``); on the host, the workspace holds whatever is under the
+``ashd/files/agent_binds.py``); on the host, the workspace holds whatever is under the
 bind, often an empty placeholder. :class:`BoundTree` lists, reads and bundles the bound
 copies at those names instead, and refuses to change them (the agent cannot either).
 

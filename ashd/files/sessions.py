@@ -7,7 +7,7 @@ Rules (documented in docs/api.md):
   go there (source ``sandbox``). A paused session keeps its sandbox (Ash's pause), so it is
   live until the pool evicts it; eviction snapshots first, so nothing written is lost.
 - The agent's read-only files (``.claude/``, ``.mcp.json``: bound over the workspace from
-  the deployed agent, see ``ashd/sandbox/agent_binds.py``) are shown as the agent sees them
+  the deployed agent, see ``ashd/files/agent_binds.py``) are shown as the agent sees them
   and cannot be changed through the API (``ashd/files/bound.py``); for a session that is
   not live, as its next sandbox will bind them (from the deployed agent).
 - **Not live** (stopped, ended, errored, evicted, or never started here): reads come from
@@ -26,10 +26,10 @@ import tempfile
 from pathlib import Path
 
 from ashd.errors import Conflict, NotFound
+from ashd.files.agent_binds import PLAN_NAME, bound_sources, write_copies
 from ashd.files.bound import BoundTree
 from ashd.files.contained import Tree
 from ashd.layout import Layout
-from ashd.sandbox.agent_binds import PLAN_NAME, bound_sources, write_copies
 from ashd.snapshot.snapshots import snapshot_key
 from ashd.snapshot.store import BlobStore
 from ashd.states import SandboxState, SessionStatus

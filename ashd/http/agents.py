@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import shutil
 
-from ashd import agent_path
 from ashd.deploy import parse_files, write_agent_folder
 from ashd.errors import BadRequest, NotFound
+from ashd.files import agent_path
 from ashd.http import scopes
 from ashd.http.base import ApiHandler
 from ashd.http.views import agent_json
 from ashd.options import check_agent_name
-from ashd.sandbox.env import validate_user_env
 from ashd.states import SessionStatus
 from ashd.store import AgentRow
+from ashd.user_env import validate_user_env
 
 MAX_DEPLOY_BODY = 200 * 1024 * 1024
 
@@ -32,7 +32,7 @@ class AgentsHandler(ApiHandler):
             raise BadRequest("give either path (a folder on the server) or files (an upload), not both")
         offload = self.ctx.offload
         if body.get("path") is not None:
-            # The operator's right (ashd/agent_path.py); other keys only inside agents.path_roots.
+            # The operator's right (ashd/files/agent_path.py); other keys only inside agents.path_roots.
             rules = agent_path.PathRules.from_config(self.ctx.config)
             operator = scopes.DEPLOY_PATH in self.principal.scopes
             agent_dir = await offload.read(agent_path.resolve, rules, body["path"], operator)

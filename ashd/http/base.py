@@ -133,9 +133,7 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, StoreUnavailable):
-            status_code = 503
-        elif isinstance(exc, AshError):
+        if isinstance(exc, AshError):  # the store's errors too: one tree, one status per class
             status_code = exc.status
         super().send_error(status_code, **kwargs)
 
@@ -143,12 +141,10 @@ class ApiHandler(tornado.web.RequestHandler):
         # Runs after send_error() cleared the headers: set every response header here.
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, AshError):
-            message = exc.message
+            # An unreachable database's own message names its (masked) URL: for the log only.
+            message = "The database is unavailable; retry shortly" if isinstance(exc, StoreUnavailable) else exc.message
             if isinstance(exc, Unavailable | RateLimited):
                 self.set_header("Retry-After", str(exc.retry_after_s))
-        elif isinstance(exc, StoreUnavailable):
-            message = "The database is unavailable; retry shortly"
-            self.set_header("Retry-After", "5")
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:

@@ -12,7 +12,7 @@ from ashd.errors import BadRequest, NotFound
 from ashd.http import scopes
 from ashd.http.base import ApiHandler
 from ashd.store.credential_queries import CredentialRow
-from ashd.vault import CredentialVault
+from ashd.store.vault import CredentialVault
 
 MAX_CREDENTIAL_BODY = 64 * 1024
 

@@ -22,12 +22,12 @@ import time
 from typing import Any
 
 from ashd import __version__
-from ashd.actors.vitals import readiness
 from ashd.errors import Unauthorized
 from ashd.http import scopes
 from ashd.http.auth import Principal
 from ashd.http.base import ApiHandler
 from ashd.http.context import AppContext
+from ashd.runtime.facade import readiness
 
 COORDINATOR_ID = f"{socket.gethostname()}-{os.getpid()}"
 READY_PING_S = 2.0  # the actor tree must answer a readiness ping within this

@@ -9,7 +9,7 @@ does not name keep the default).
 Besides the ranked scopes a key may hold *operator grants*: rights outside the tenant's own
 objects that only the operator hands out (through ``/api/internal/api-keys``; a tenant's
 key can never grant them, not even one holding them). ``deploy-path``: register a folder
-on the server (``POST /api/agents {path}``, see ``ashd/agent_path.py``). ``ASH_API_KEY`` and
+on the server (``POST /api/agents {path}``, see ``ashd/files/agent_path.py``). ``ASH_API_KEY`` and
 the bootstrap key of the default tenant hold it. Pure functions, any thread.
 """
 

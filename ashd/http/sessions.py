@@ -11,17 +11,11 @@ from ashd.errors import BadRequest, NotFound, Unprocessable
 from ashd.http import sse
 from ashd.http.base import ApiHandler
 from ashd.http.views import event_json, message_json, session_json
-from ashd.options import (
-    CONFIG_FIELDS,
-    MessageOptions,
-    SessionOptions,
-    check_agent_name,
-    check_for_agent,
-    check_tunnelled,
-)
+from ashd.options import CONFIG_FIELDS, MessageOptions, SessionOptions, check_agent_name, check_tunnelled
+from ashd.sandbox.agent_fit import check_for_agent
 from ashd.states import SessionStatus
 from ashd.store import SessionRow
-from ashd.vault import CredentialVault
+from ashd.store.vault import CredentialVault
 
 MAX_MESSAGE_BODY = 50 * 1024 * 1024
 MAX_SEQ = 2**31 - 1
@@ -90,7 +84,7 @@ class SessionsHandler(SessionBase):
         self.send_json({"session": session_json(row)}, status=201)
 
     async def check_credential(self, credential_id: str) -> None:
-        """400 unless the credential can be this session's upstream key (see ashd/vault.py)."""
+        """400 unless the credential can be this session's upstream key (see ashd/store/vault.py)."""
         if self.ctx.config.sandbox.isolation == "none":
             raise BadRequest("bad credential: credentialId needs the model proxy, and this ashd runs without "
                              "sandbox isolation (sandbox.isolation = none)")

@@ -37,15 +37,11 @@ a CLI that names such a beta routinely keeps working.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-MAX_REQUEST_BYTES = 32 * 1024 * 1024  # the Messages API's own request size limit
-DATE_SUFFIX = re.compile(r"_\d{8}$")
-NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-FEATURES = ("mcp_servers", "container", "files", "urls")  # allowable names that are not tool types
+from ashd.body_policy import DATE_SUFFIX, BodyPolicy
+
 INLINE_SOURCES = frozenset({"base64", "text", "content"})
 # anthropic-beta prefix -> the allowable name that beta enables
 FEATURE_BETAS = (("web-fetch-", "web_fetch"), ("web-search-", "web_search"), ("code-execution-", "code_execution"),
@@ -63,22 +59,6 @@ class BodyRefused(Exception):
         self.kind = "request_too_large" if status == 413 else "invalid_request_error"
         self.message = message
         self.feature = feature
-
-
-@dataclass(frozen=True)
-class BodyPolicy:
-    allowed: frozenset[str] = frozenset()  # tool type names (no date suffix) and FEATURES
-    max_bytes: int = MAX_REQUEST_BYTES
-
-    @classmethod
-    def parse(cls, allowed: str, max_bytes: int = MAX_REQUEST_BYTES) -> BodyPolicy:
-        """From the config's comma list; ValueError naming a bad entry."""
-        names = frozenset(n.strip() for n in allowed.split(",") if n.strip())
-        for name in names:
-            if not NAME.match(name) or DATE_SUFFIX.search(name):
-                raise ValueError(f"{name!r} is neither a tool type without its date suffix (web_search, not "
-                                 f"web_search_20250305) nor one of {', '.join(FEATURES)}")
-        return cls(names, max_bytes)
 
 
 def check_body(raw: bytes, policy: BodyPolicy) -> None:

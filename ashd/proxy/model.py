@@ -41,9 +41,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from ashd.body_policy import BodyPolicy
 from ashd.config import Secret
 from ashd.proxy import http1
-from ashd.proxy.body import BodyPolicy, BodyRefused, check_body, filter_betas, too_large
+from ashd.proxy.body import BodyRefused, check_body, filter_betas, too_large
 from ashd.proxy.connections import ConnectionTable, Slot
 from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import MAX_JSON_BYTES, Meter, Usage

@@ -19,14 +19,17 @@ from collections.abc import AsyncGenerator, Iterable
 from typing import Any, Protocol
 
 from ashd.actors.messages import PoolStats
-from ashd.actors.vitals import Verdict
-from ashd.bridge.protocol import ExecResult
+from ashd.actors.vitals import Readiness, Verdict, readiness
 from ashd.metrics import LiveFigures
 from ashd.options import MessageOptions, SessionOptions
 from ashd.runtime.turn import Turn
 from ashd.runtime.watchdog import Idle
 from ashd.sandbox.logring import LogLine
 from ashd.store import AgentRow, SessionRow
+from ashd.wire.protocol import ExecResult
+
+# The health vocabulary handlers use, re-exported so they need nothing of the actors.
+__all__ = ["Readiness", "SessionRuntime", "Verdict", "readiness"]
 
 
 class SessionRuntime(Protocol):

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 
 from ashd.actors.messages import TurnGrant
-from ashd.bridge import protocol
-from ashd.bridge.link import BridgeLink, TranscriptSink
 from ashd.events import compact_json
 from ashd.runtime.offload import Offload
 from ashd.store import Store
+from ashd.wire import protocol
+from ashd.wire.link import BridgeLink, TranscriptSink
 
 
 class SessionLink:

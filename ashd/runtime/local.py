@@ -29,8 +29,6 @@ from ashd.actors.session import SessionActor
 from ashd.actors.supervisor import RootSupervisor, Tree
 from ashd.actors.tell import tell
 from ashd.actors.vitals import Verdict
-from ashd.bridge.link import BridgeGone, BridgeLink
-from ashd.bridge.protocol import ExecResult
 from ashd.config import Config
 from ashd.errors import Conflict
 from ashd.metrics import LiveFigures, Metrics
@@ -45,6 +43,8 @@ from ashd.runtime.watchdog import Idle
 from ashd.sandbox.launcher import Launcher
 from ashd.sandbox.logring import LogBook, LogLine
 from ashd.store import AgentRow, SessionRow, Store
+from ashd.wire.link import BridgeGone, BridgeLink
+from ashd.wire.protocol import ExecResult
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ashd import __version__
-from ashd.bridge import protocol
-from ashd.bridge.link import LOST, BridgeGone, BridgeLink
 from ashd.errors import Unavailable
 from ashd.events import SSEEvent, compact_json, frame, stored_message, stream_events, timeline_events, user_message
 from ashd.metrics import Metrics
@@ -38,6 +36,8 @@ from ashd.runtime.sequence import EventSequence
 from ashd.runtime.turnlog import TurnLog
 from ashd.runtime.watchdog import Idle, watched
 from ashd.store import Store
+from ashd.wire import protocol
+from ashd.wire.link import LOST, BridgeGone, BridgeLink
 
 log = logging.getLogger(__name__)
 

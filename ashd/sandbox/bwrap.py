@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ashd.sandbox.agent_binds import AGENT_BINDS
+from ashd.files.agent_binds import AGENT_BINDS
 
 BWRAP = "/usr/bin/bwrap"
 SETPRIV = "/usr/bin/setpriv"

@@ -30,11 +30,11 @@ from ashd.proxy.egress import Decision, EgressGate, EgressProxy
 from ashd.proxy.model import ModelProxy
 from ashd.sandbox import bwrap
 from ashd.sandbox.cgroups import CgroupLayout
-from ashd.sandbox.env import RESERVED_NAMES, RESERVED_PREFIXES
 from ashd.sandbox.kit import KitConfig, SandboxKit
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec, with_transcript
 from ashd.sandbox.oom import OomWatcher
 from ashd.sandbox.uids import UidPool
+from ashd.user_env import RESERVED_NAMES, RESERVED_PREFIXES
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ashd.files.agent_binds import PLAN_NAME, write_copies
 from ashd.files.agent_folder import INSTRUCTIONS
+from ashd.limit_fields import Limits
 from ashd.sandbox import bwrap, rlimits, syscalls
-from ashd.sandbox.agent_binds import PLAN_NAME, write_copies
 from ashd.sandbox.cgroups import CgroupLayout, SandboxCgroup
-from ashd.sandbox.limits import Limits
 from ashd.sandbox.netns import SandboxNetns
 from ashd.sandbox.quota import IMAGE_NAME, WorkspaceDisk, chown_tree
 from ashd.sandbox.uids import UidPool

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ashd.bridge.settings import BridgeSettings
 from ashd.config import Secret
 from ashd.errors import SandboxFailed
 from ashd.sandbox.limits import SandboxPolicy
 from ashd.store import StoreError
+from ashd.wire.settings import BridgeSettings
 
 
 @dataclass(frozen=True)

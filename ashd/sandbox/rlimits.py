@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import resource
 
-from ashd.sandbox.limits import Limits
+from ashd.limit_fields import Limits
 
 TOOLSHELL_TEMPLATE = """#!/bin/bash
 # ashd: every Bash tool command runs under a lower task limit than the agent's CLI. RLIMIT_NPROC

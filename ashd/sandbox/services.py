@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ashd.body_policy import BodyPolicy
 from ashd.config import Config, egress_pins
 from ashd.errors import SandboxFailed
+from ashd.limit_fields import Limits
 from ashd.metrics import Metrics
-from ashd.proxy.body import BodyPolicy
 from ashd.proxy.egress import EgressProxy
 from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import Usage
@@ -32,7 +33,6 @@ from ashd.sandbox import cgroups, isolation, reaper
 from ashd.sandbox.isolating_launcher import IsolatingLauncher, Ports, event_json
 from ashd.sandbox.kit import KitConfig
 from ashd.sandbox.launcher import DirectLauncher, Launcher, SandboxSpec
-from ashd.sandbox.limits import Limits
 from ashd.sandbox.oom import OomWatcher
 from ashd.sandbox.uids import UidPool
 from ashd.store import Store

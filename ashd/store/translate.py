@@ -26,7 +26,8 @@ def translated_errors(url_masked: str) -> Iterator[None]:
         yield
     except sa.exc.IntegrityError as exc:
         if is_unique_violation(exc):
-            raise Conflict(reason(exc)) from exc
+            raise Conflict(f"this conflicts with a record stored meanwhile ({reason(exc)}); "
+                           "reload and retry, or use another name") from exc
         raise StoreError(reason(exc)) from exc
     except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
         raise StoreUnavailable(f"database {url_masked} failed: {reason(exc)}") from exc

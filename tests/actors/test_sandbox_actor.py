@@ -18,12 +18,12 @@ import pytest
 from ashd.actors.messages import BridgeExited
 from ashd.actors.pool import PoolActor
 from ashd.actors.sandbox import SandboxActor
-from ashd.bridge.settings import BridgeSettings
 from ashd.config import PoolConfig
 from ashd.errors import SandboxFailed, Unavailable
 from ashd.sandbox.launcher import SandboxSpec
 from ashd.states import SandboxState
 from ashd.store import Store
+from ashd.wire.settings import BridgeSettings
 
 READY_THEN_SLEEP = "import os,sys,time; os.write(1,b'R'); os.close(1); time.sleep(600)"
 READY_THEN_EXIT = "import os,sys,time; os.write(1,b'R'); os.close(1); time.sleep(0.2); sys.exit(3)"

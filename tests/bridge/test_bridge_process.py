@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from ashd.bridge import protocol
-from ashd.bridge.link import BridgeLink
-from ashd.bridge.settings import BridgeSettings
 from ashd.sandbox import logpump
 from ashd.sandbox.env import sandbox_env
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
 from ashd.sandbox.logring import LogRing
 from ashd.scripted.server import ScriptedModel
+from ashd.wire import protocol
+from ashd.wire.link import BridgeLink
+from ashd.wire.settings import BridgeSettings
 
 
 def make_spec(tmp_path: Path, model_url: str) -> SandboxSpec:

@@ -7,7 +7,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from ashd.bridge import execute, protocol
+from ashd.bridge import execute
+from ashd.wire import protocol
 
 
 def run(command: str, tmp_path: Path, timeout_ms: int = 10_000, cap: int = execute.MAX_STREAM_BYTES,

@@ -10,9 +10,9 @@ import pytest
 
 from ashd.errors import BadRequest, NotFound
 from ashd.files import bundle
+from ashd.files.agent_binds import AGENT_BINDS, bound_sources, write_copies
 from ashd.files.bound import BoundTree, ReadOnlyPath
 from ashd.sandbox import bwrap
-from ashd.sandbox.agent_binds import AGENT_BINDS, bound_sources, write_copies
 
 
 @pytest.fixture

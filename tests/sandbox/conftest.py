@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from ashd.limit_fields import Limits
 from ashd.sandbox import cgroups
 from ashd.sandbox.kit import KitConfig, SandboxKit
-from ashd.sandbox.limits import Limits
 from ashd.sandbox.uids import UidPool
 
 if os.geteuid() != 0:

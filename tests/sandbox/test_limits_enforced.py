@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from ashd.sandbox.limits import Limits
+from ashd.limit_fields import Limits
 from ashd.sandbox.oom import OomWatcher
 from tests.sandbox.conftest import Box
 

@@ -9,9 +9,10 @@ import pytest
 
 from ashd.config import SandboxConfig
 from ashd.errors import BadRequest
+from ashd.limit_fields import Limits, parse_limits
 from ashd.sandbox import isolation
 from ashd.sandbox.cgroups import CgroupLayout
-from ashd.sandbox.limits import AGENT_POLICY_FILE, Limits, agent_policy, parse_egress, parse_limits, policy_for
+from ashd.sandbox.limits import AGENT_POLICY_FILE, agent_policy, parse_egress, policy_for
 from ashd.sandbox.uids import UidPool
 
 
@@ -114,9 +115,9 @@ def test_rlimits_bound_the_tasks_of_the_sandbox_uid() -> None:
     import subprocess
     import sys
 
+    from ashd.limit_fields import Limits
     from ashd.sandbox import bwrap as bw
     from ashd.sandbox import rlimits
-    from ashd.sandbox.limits import Limits
 
     values = rlimits.plan(Limits(512, 1.0, 8, 64, 16))
     assert values == {"nproc": 8, "core": 0}

@@ -11,7 +11,7 @@ import json
 import socket
 import threading
 
-from ashd.proxy.body import MAX_REQUEST_BYTES, BodyPolicy
+from ashd.body_policy import MAX_REQUEST_BYTES, BodyPolicy
 from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import Usage
 from ashd.proxy.model import Gate, ModelProxy

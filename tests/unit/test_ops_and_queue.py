@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ashd.bridge import protocol
 from ashd.errors import BadRequest
 from ashd.http.ops import ExecRequest
 from ashd.http.queue import parse_enqueue
 from ashd.http.queue_worker import retry_delay
 from ashd.sandbox import bwrap, cliwrap
 from ashd.sandbox.logring import LogBook, LogRing, redact
+from ashd.wire import protocol
 
 
 def test_exec_request_validation() -> None:

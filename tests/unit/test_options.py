@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from ashd.bridge import protocol
 from ashd.bridge.driver import _unavailable_mcp_servers, build_options
-from ashd.bridge.settings import BridgeSettings
 from ashd.errors import BadRequest
-from ashd.options import MessageOptions, SessionOptions, check_for_agent, check_tunnelled
+from ashd.options import MessageOptions, SessionOptions, check_tunnelled
+from ashd.sandbox.agent_fit import check_for_agent
+from ashd.wire import protocol
+from ashd.wire.settings import BridgeSettings
 
 SESSION: dict[str, Any] = {
     "agent": "a",

@@ -6,11 +6,13 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from ashd import agent_path, deploy
-from ashd.agent_path import PathRules
+from ashd import deploy
 from ashd.errors import BadRequest
+from ashd.files import agent_path
+from ashd.files.agent_path import PathRules
 from ashd.options import MessageOptions, SessionOptions, check_agent_name
-from ashd.sandbox.env import sandbox_env, validate_user_env
+from ashd.sandbox.env import sandbox_env
+from ashd.user_env import validate_user_env
 
 
 def b64(data: bytes) -> str:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ashd.bridge import protocol as p
+from ashd.wire import protocol as p
 
 
 @pytest.mark.parametrize("frame", [

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ashd import recovery
-from ashd.store import Store
+from ashd.store import Store, recovery
 
 
 def test_cut_off_turns_are_closed_and_starts_fail(tmp_path: Path) -> None:

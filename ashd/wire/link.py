@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from ashd.bridge import protocol
+from ashd.wire import protocol
 
 log = logging.getLogger(__name__)
 
