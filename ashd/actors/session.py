@@ -20,9 +20,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
 import pykka
 
+from ashd.actors.faults import FaultTarget, crash_detail
 from ashd.actors.messages import BridgeExited, SandboxStarted, TurnGrant
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
@@ -77,9 +79,11 @@ class SessionDeps:
     # Waits for a sandbox's teardown to finish (the launcher's ``settled``); None: nothing to wait for.
     settle: Callable[[str, float], bool] | None = None
     starts: StartRecord = field(default_factory=StartRecord)  # every start's outcome, for /health
+    # Told (session id, tenant id, why) when the actor crashed; set by the session supervisor.
+    crashed: Callable[[str, str, str], object] | None = None
 
 
-class SessionActor(pykka.ThreadingActor):
+class SessionActor(FaultTarget, pykka.ThreadingActor):
     def __init__(self, session_id: str, tenant_id: str, deps: SessionDeps) -> None:
         super().__init__()
         self._id = session_id
@@ -120,6 +124,18 @@ class SessionActor(pykka.ThreadingActor):
         """An unclaimed pre-warm leaves nothing behind (its folder has no session's files)."""
         if self._draft:
             self._drop_draft()
+
+    def on_failure(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                   tb: TracebackType | None) -> None:
+        """Crashed (an exception in a told message): give the sandbox back at once, so no
+        bridge outlives its owner, then tell the supervisor (the next request gets a new actor)."""
+        try:
+            self._release_sandbox(grace_s=0.0)
+        except Exception:  # boundary: the supervisor must hear of the crash all the same
+            log.exception("session %s: sandbox not released after a crash", self._id)
+        finally:
+            if self._deps.crashed is not None:
+                self._deps.crashed(self._id, self._tenant, crash_detail(exc))
 
     def _drop_draft(self) -> None:
         try:
