@@ -22,6 +22,7 @@ from ashd.http.eval_runs import (
     EvalRunScoreHandler,
     EvalRunsHandler,
 )
+from ashd.http.faults import FaultsHandler
 from ashd.http.health import HealthHandler, LiveHandler, ReadyHandler
 from ashd.http.keys import ApiKeyHandler, ApiKeysHandler, InternalApiKeysHandler
 from ashd.http.metrics import MetricsHandler, route_labels
@@ -106,6 +107,8 @@ def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None) -> tornad
         (rf"/api/agents/{_SEG}/eval-runs/{_SEG}/score", EvalRunScoreHandler),
         (rf"/api/agents/{_SEG}/eval-results/{_SEG}", EvalResultHandler),
     ]
+    if ctx.config.debug.fault_injection:  # TEST ONLY, off by default: the route does not exist otherwise
+        routes.append((r"/api/internal/faults", FaultsHandler))
     table: list[Any] = [
         (r"/health", HealthHandler, {**args, "isolation": isolation}),
         (r"/health/live", LiveHandler, args),
