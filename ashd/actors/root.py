@@ -112,6 +112,7 @@ class RootSupervisor(pykka.ThreadingActor):
         self._policy = policy
         self._on_give_up = on_give_up
         self._generation: dict[str, int] = {}
+        self._down: set[str] = set()  # crashed children waiting for their restart
         self._stopping = False
         self._timers: list[threading.Timer] = []
 
@@ -128,6 +129,9 @@ class RootSupervisor(pykka.ThreadingActor):
         """Told by a child that died of an exception (after its own cleanup)."""
         if self._stopping or self._record.gave_up or self._generation.get(name) != generation:
             return  # a stale report (an older generation), or nothing to restart any more
+        if name in self._down:
+            return  # this crash is handled already (reported by the child and by a failed ping)
+        self._down.add(name)
         decision = self._policy.crashed(name, detail)
         if isinstance(decision, Restart):
             log.error("%s crashed (%s); restarting it in %.1fs (restart %d of %d allowed)", name, detail,
@@ -142,6 +146,7 @@ class RootSupervisor(pykka.ThreadingActor):
         ``name`` and them again in order. Told by the backoff timer."""
         if self._stopping or self._record.gave_up or self._generation.get(name) != generation:
             return
+        self._down.discard(name)
         index = self._index(name)
         later = [i for i in range(index + 1, len(self._children)) if self._children[i].restartable]
         for i in reversed(later):
