@@ -30,8 +30,9 @@ class ChildSpec:
     """One child of the root, in start order.
 
     ``start(crashed)`` returns the child's handle (an ``ActorRef`` for actors) and hands the
-    child ``crashed`` to call when it dies of an exception; ``ping(handle, timeout_s)`` says
-    whether it answers; ``stop(handle, timeout_s)`` stops it (idempotent, never raises).
+    child ``crashed`` to call when it dies of an exception, once its cleanup is done;
+    ``ping(handle, timeout_s)`` says whether it answers; ``stop(handle, timeout_s)`` stops it
+    (idempotent, never raises) and returns False if it had stopped already (crashed).
     ``restartable`` children are restarted after a crash (rest_for_one over the restartable
     ones after it); the others reach the actors through the registry and are left running.
     """
@@ -39,7 +40,7 @@ class ChildSpec:
     name: str
     start: Callable[[Crashed], Any]
     ping: Callable[[Any, float], bool]
-    stop: Callable[[Any, float], None]
+    stop: Callable[[Any, float], bool]
     restartable: bool = True
 
 
@@ -56,11 +57,13 @@ def actor_ping(ask: Callable[[Any], pykka.Future[Any]]) -> Callable[[Any, float]
     return ping
 
 
-def actor_stop(ref: pykka.ActorRef[Any], timeout_s: float) -> None:
+def actor_stop(ref: pykka.ActorRef[Any], timeout_s: float) -> bool:
     try:
-        ref.stop(timeout=timeout_s)
-    except (pykka.ActorDeadError, pykka.Timeout):
-        pass
+        return bool(ref.stop(timeout=timeout_s))
+    except pykka.ActorDeadError:
+        return False
+    except pykka.Timeout:
+        return True  # it was alive; it goes on stopping on its own thread
 
 
 class ChildRegistry:

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 PING_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 30.0
+CLEANUP_TIMEOUT_S = 90.0  # a crashed child's on_failure (e.g. the pool stopping every bridge)
 
 
 class ChildStartFailed(Exception):
@@ -113,6 +114,8 @@ class RootSupervisor(pykka.ThreadingActor):
         self._on_give_up = on_give_up
         self._generation: dict[str, int] = {}
         self._down: set[str] = set()  # crashed children waiting for their restart
+        # Set once the child's current generation reported a crash, i.e. finished its cleanup.
+        self._cleaned: dict[str, threading.Event] = {}
         self._stopping = False
         self._timers: list[threading.Timer] = []
 
@@ -178,8 +181,10 @@ class RootSupervisor(pykka.ThreadingActor):
         generation = self._generation.get(child.name, 0) + 1
         self._generation[child.name] = generation
         me = self.actor_ref.proxy()
+        cleaned = self._cleaned[child.name] = threading.Event()
 
         def crashed(detail: str) -> object:
+            cleaned.set()
             return tell(me.child_crashed, child.name, generation, detail, context=f"crash report of {child.name}")
 
         try:
@@ -201,9 +206,15 @@ class RootSupervisor(pykka.ThreadingActor):
         if handle is None:
             return
         try:
-            child.stop(handle, STOP_TIMEOUT_S)
+            stopped_now = child.stop(handle, STOP_TIMEOUT_S)
         except Exception:  # boundary: stopping goes on for the others
             log.exception("%s did not stop cleanly", child.name)
+            return
+        # Stopped already: it crashed. Its on_failure may still be cleaning up (the pool
+        # stopping its bridges); what stops after it (the store, the sandbox services) waits.
+        cleaned = self._cleaned.get(child.name)
+        if not stopped_now and cleaned is not None and not cleaned.wait(CLEANUP_TIMEOUT_S):
+            log.error("%s crashed and did not finish its cleanup within %.0fs", child.name, CLEANUP_TIMEOUT_S)
 
     def _index(self, name: str) -> int:
         return next(i for i, c in enumerate(self._children) if c.name == name)

@@ -37,7 +37,8 @@ def listener_child(loop: asyncio.AbstractEventLoop, server: tornado.httpserver.H
             return False
         return True
 
-    def stop(handle: tornado.httpserver.HTTPServer, timeout_s: float) -> None:
+    def stop(handle: tornado.httpserver.HTTPServer, timeout_s: float) -> bool:
         loop.call_soon_threadsafe(handle.stop)
+        return True
 
     return ChildSpec("http", start, ping, stop, restartable=False)
