@@ -7,7 +7,7 @@ Stop (SIGTERM/SIGINT): the root stops its children in reverse (stop accepting, s
 the pool, which ends every bridge: TERM, grace, KILL) -> let running streams end with
 ``error``/``done`` -> close connections -> sandbox services -> close the store. A second
 signal forces exit. If the supervision tree gives up (a long-lived actor keeps crashing),
-ashd stops the same way and exits with EXIT_TREE_FAILED, so systemd restarts it.
+ashd stops the same way and exits with ``systemd.EXIT_TREE_FAILED``, so systemd restarts it.
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ STREAM_DRAIN_S = 5.0
 TREE_STOP_TIMEOUT_S = 90.0
 TREE_PING_S = 5.0  # the actor tree must answer within this for each watchdog ping
 TREE_START_TIMEOUT_S = 120.0  # every child of the root started and answered its ping
-EXIT_TREE_FAILED = 3  # the supervision tree gave up: systemd's Restart=on-failure starts ashd again
 
 
 class Daemon:
@@ -75,7 +74,7 @@ class Daemon:
     def _give_up(self, reason: str) -> None:
         """Loop thread. The supervision tree gave up: stop, and exit non-zero."""
         log.critical("stopping ashd: the supervision tree gave up (%s)", reason)
-        self._exit_code = EXIT_TREE_FAILED
+        self._exit_code = systemd.EXIT_TREE_FAILED
         self._stop.set()
 
     async def serve(self) -> int:
@@ -121,8 +120,8 @@ class Daemon:
         grader = ModelGrader(config.model, config.evals.grader_model, config.evals.grader_timeout_s)
         ctx.eval_runner = EvalRunner(ctx, grader)
         live.append(ctx)
-        server = tornado.httpserver.HTTPServer(make_app(ctx, isolation), max_body_size=MAX_BODY_BYTES,
-                                               xheaders=False)
+        server = tornado.httpserver.HTTPServer(make_app(ctx, isolation, config.debug.fault_injection),
+                                               max_body_size=MAX_BODY_BYTES, xheaders=False)
         http = listener_child(loop, server, config.server.host, config.server.port)
         root = RootSupervisor.start([*children, http], tree.registry, tree.supervision,
                                     TreePolicy.from_config(config.supervision),

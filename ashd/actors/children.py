@@ -77,6 +77,11 @@ class ChildRegistry:
         with self._lock:
             self._handles[name] = handle
 
+    def remove(self, name: str) -> Any:
+        """Forget ``name`` (it was stopped); returns its handle, or None."""
+        with self._lock:
+            return self._handles.pop(name, None)
+
     def get(self, name: str) -> Any:
         with self._lock:
             return self._handles.get(name)

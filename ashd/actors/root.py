@@ -202,9 +202,9 @@ class RootSupervisor(pykka.ThreadingActor):
 
     def _stop_one(self, index: int) -> None:
         child = self._children[index]
-        handle = self._registry.get(child.name)
+        handle = self._registry.remove(child.name)
         if handle is None:
-            return
+            return  # never started, or stopped already
         try:
             stopped_now = child.stop(handle, STOP_TIMEOUT_S)
         except Exception:  # boundary: stopping goes on for the others

@@ -49,8 +49,10 @@ from ashd.http.versions import AgentVersionActivateHandler, AgentVersionHandler,
 _SEG = r"([^/]+)"
 
 
-def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None) -> tornado.web.Application:
-    """``isolation``: the sandbox isolation report shown at /health (no secrets)."""
+def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None,
+             fault_injection: bool = False) -> tornado.web.Application:
+    """``isolation``: the sandbox isolation report shown at /health (no secrets).
+    ``fault_injection`` (``debug.fault_injection``, TEST ONLY): add POST /api/internal/faults."""
     args = {"ctx": ctx}
     routes: list[tuple[str, type[tornado.web.RequestHandler]]] = [
         (r"/metrics", MetricsHandler),
@@ -107,7 +109,7 @@ def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None) -> tornad
         (rf"/api/agents/{_SEG}/eval-runs/{_SEG}/score", EvalRunScoreHandler),
         (rf"/api/agents/{_SEG}/eval-results/{_SEG}", EvalResultHandler),
     ]
-    if ctx.config.debug.fault_injection:  # TEST ONLY, off by default: the route does not exist otherwise
+    if fault_injection:  # TEST ONLY, off by default: the route does not exist otherwise
         routes.append((r"/api/internal/faults", FaultsHandler))
     table: list[Any] = [
         (r"/health", HealthHandler, {**args, "isolation": isolation}),

@@ -50,8 +50,12 @@ def child(name: str, events: list[str], restartable: bool = True, answers: bool 
     return ChildSpec(name, start, ping, actor_stop, restartable)
 
 
+RIGS: list[Rig] = []
+
+
 class Rig:
     def __init__(self, *specs: ChildSpec, config: SupervisionConfig = FAST) -> None:
+        RIGS.append(self)
         self.registry = ChildRegistry()
         self.record = SupervisionRecord()
         self.clock = ManualClock()
@@ -89,7 +93,8 @@ class Rig:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             ref = self.ref(name)
-            if ref is not old and ref.is_alive():
+            if ref is not None and ref is not old and ref.is_alive():
+                self.root.proxy().actor_urn.get(timeout=10)  # the root finished that restart
                 return ref
             time.sleep(0.01)
         raise AssertionError(f"{name} was not restarted")
@@ -98,6 +103,8 @@ class Rig:
 @pytest.fixture(autouse=True)
 def stop_actors() -> Iterator[None]:
     yield
+    while RIGS:  # the root first: it stops its children in reverse, as in ashd
+        RIGS.pop().root.stop(timeout=30)
     pykka.ActorRegistry.stop_all(timeout=30)
 
 
