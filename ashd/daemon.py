@@ -25,7 +25,6 @@ from ashd import __version__, systemd
 from ashd.actors.figures import live_figures, tree_answers
 from ashd.actors.root import RootSupervisor, TreePolicy
 from ashd.actors.supervisor import build_tree
-from ashd.actors.tell import tell
 from ashd.config import Config, mask_url
 from ashd.evals.grader import ModelGrader
 from ashd.evals.runner import EvalRunner, interrupt_left_runs
@@ -111,7 +110,8 @@ class Daemon:
         launcher = sandboxes.launcher if sandboxes is not None else self._launcher
         assert launcher is not None
         isolation = sandboxes.report.to_json() if sandboxes else {"launcher": launcher.name}
-        tree, children = build_tree(config, store, launcher, metrics)
+        tree, children = build_tree(config, store, launcher, metrics,
+                                    lambda agent: prewarm_count(agent, config.pool.prewarm_per_agent))
         offload = Offload()
         ctx = AppContext(config=config, store=store, tree=tree, offload=offload, hasher=hasher,
                          heartbeat_s=config.pool.sse_heartbeat_s, metrics=metrics,
@@ -132,9 +132,6 @@ class Daemon:
         try:
             # READY=1 only when the store is migrated (above) and every child answered its ping.
             await offload.read(lambda: root.proxy().start_children().get(timeout=TREE_START_TIMEOUT_S))
-            for agent in store.list_all_agents():
-                tell(tree.sessions.prewarm, agent, prewarm_count(agent, config.pool.prewarm_per_agent),
-                     context=f"pre-warm of agent {agent.name} at start")
             self._install_signals()
             log.info("ashd %s listening on http://%s:%d (data: %s, sandboxes: %s)", __version__,
                      config.server.host, config.server.port, config.data_dir,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
 
@@ -218,9 +219,12 @@ class Tree:
 POOL, SESSIONS = "pool", "sessions"
 
 
-def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metrics) -> tuple[Tree, list[ChildSpec]]:
+def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metrics,
+               prewarm: Callable[[AgentRow], int] = lambda agent: 0) -> tuple[Tree, list[ChildSpec]]:
     """The tree callers use, and the root's actor children in start order: the pool, then
-    the session supervisor (which depends on the pool: rest_for_one restarts it with it)."""
+    the session supervisor (which depends on the pool: rest_for_one restarts it with it).
+    ``prewarm(agent)``: how many pre-warmed sandboxes each agent gets whenever a session
+    supervisor starts (at start-up, and again after a restart lost the previous ones)."""
     registry = ChildRegistry()
     record = SupervisionRecord(metrics)
     exits, logs = ExitBoard(), LogBook()
@@ -245,6 +249,8 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
         ref = SessionSupervisor.start(deps, TreePolicy.for_sessions(config.supervision), record, crashed)
         # Sandboxes of a previous session supervisor's actors have no owner any more.
         tell(pool.release_orphans, context="session supervisor started")
+        for agent in store.list_all_agents():
+            tell(ref.proxy().prewarm, agent, prewarm(agent), context=f"pre-warm of agent {agent.name}")
         return ref
 
     children = [

@@ -275,3 +275,27 @@ def test_the_fault_route_needs_the_internal_secret(faulty_sqlite: AshdProcess) -
     assert "FAULT INJECTION IS ON" in faulty_sqlite.log(None)
     with httpx.Client(base_url=faulty_sqlite.url, headers=faulty_sqlite.headers, timeout=30) as api:
         assert health(api)["supervision"]["restarts"]["pool"] == 0
+
+
+def test_pre_warmed_sandboxes_come_back_after_the_session_supervisor_restarts(faulty_sqlite: AshdProcess) -> None:
+    daemon = faulty_sqlite
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=120) as api:
+        api.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
+        api.patch("/api/agents/hello/config", json={"preWarmCount": 1}).raise_for_status()
+
+        def warm_bridges() -> set[int]:
+            deadline = time.monotonic() + 60
+            while health(api)["pool"]["warm"] != 1 or len(running := bridges(daemon)) != 1:
+                assert time.monotonic() < deadline, health(api)["pool"]
+                time.sleep(0.2)
+            return running
+
+        before = warm_bridges()
+        inject(daemon, "sessions")
+        deadline = time.monotonic() + RECOVERY_S
+        while any(alive(pid) for pid in before):  # the old supervisor's pre-warm had no owner left
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert warm_bridges().isdisjoint(before)  # a new one, started by the new supervisor
+        assert api.post("/api/sessions", json={"agent": "hello"}).status_code == 201
+        assert health(api)["pool"]["preWarmHits"] == 1
