@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import HELLO_AGENT
 from tests.e2e.test_ashctl import ashctl
 from tests.support.daemon import AshdProcess, sse_events
-from tests.support.sandboxes import alive, bridge_pid, cmdline
+from tests.support.sandboxes import alive, bridge_pid, cmdline, sandbox_pids
 
 pytestmark = pytest.mark.e2e
 
@@ -140,8 +140,14 @@ def health(api: httpx.Client) -> dict[str, Any]:
     return body
 
 
+def sandboxed(daemon: AshdProcess, sids: list[str]) -> set[int]:
+    """Every process in these sessions' sandbox cgroups (the CLI and what it started)."""
+    return set().union(*(sandbox_pids(daemon, sid) for sid in sids))
+
+
 def no_leaked_bridge(daemon: AshdProcess, api: httpx.Client, old: set[int], sids: list[str]) -> None:
-    """The old bridges are dead; every running bridge is one the pool counts, one per session."""
+    """The old bridges and every process of their sandboxes' cgroups are dead; every running
+    bridge is one the pool counts, one per session."""
     deadline = time.monotonic() + 15
     while (still := {pid for pid in old if alive(pid)}) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -162,6 +168,8 @@ def test_pool_crash_under_load_restarts_the_pool_and_the_session_supervisor(
     old = bridges(faulty)
     assert len(old) == 2
     turns = under_load(api, sids)
+    old |= sandboxed(faulty, sids)
+    assert len(old) > 2  # the CLIs, in the sandboxes' cgroups
     inject(faulty, "pool")
     for turn in turns:
         assert turn.names()[-2:] == ["error", "done"]
@@ -186,6 +194,8 @@ def test_session_supervisor_crash_releases_its_sandboxes_and_comes_back(
         sids = setup_sessions(api)
         old = bridges(daemon)
         turns = under_load(api, sids)
+        old |= sandboxed(daemon, sids)
+        assert len(old) > 2
         inject(daemon, "sessions")
         for turn in turns:
             assert turn.names()[-2:] == ["error", "done"]
@@ -204,11 +214,13 @@ def test_session_actor_crash_mid_turn_ends_only_its_turn(faulty_sqlite: AshdProc
         old_victim = bridge_pid(daemon, victim)
         bystander_bridge = bridge_pid(daemon, bystander)
         turns = under_load(api, sids)
+        victim_sandbox = sandboxed(daemon, [victim])
+        assert victim_sandbox
         inject(daemon, "session", victim)
         assert turns[0].names()[-2:] == ["error", "done"]
         assert finished_well(turns[1])  # the other session never noticed
         recovers(api, victim, "after")
-        no_leaked_bridge(daemon, api, {old_victim}, sids)
+        no_leaked_bridge(daemon, api, {old_victim, *victim_sandbox}, sids)
         assert bridge_pid(daemon, bystander) == bystander_bridge
         assert health(api)["supervision"]["restarts"]["session"] == 1
         assert api.get(f"/api/sessions/{victim}").json()["session"]["status"] == "active"
@@ -221,11 +233,13 @@ def test_sandbox_actor_crash_mid_turn_kills_its_bridge_and_the_session_goes_on(
         sids = setup_sessions(api)
         old = bridge_pid(daemon, sids[0])
         turns = under_load(api, sids)
+        old_sandbox = sandboxed(daemon, [sids[0]])
+        assert old_sandbox
         inject(daemon, "sandbox", sids[0])
         assert turns[0].names()[-2:] == ["error", "done"]
         assert finished_well(turns[1])
         recovers(api, sids[0], "after")
-        no_leaked_bridge(daemon, api, {old}, sids)
+        no_leaked_bridge(daemon, api, {old, *old_sandbox}, sids)
 
 
 def test_bridge_sigkill_under_load_leaks_nothing(faulty_sqlite: AshdProcess) -> None:
@@ -234,11 +248,13 @@ def test_bridge_sigkill_under_load_leaks_nothing(faulty_sqlite: AshdProcess) -> 
         sids = setup_sessions(api)
         old = bridge_pid(daemon, sids[1])
         turns = under_load(api, sids)
+        old_sandbox = sandboxed(daemon, [sids[1]])
+        assert old_sandbox
         os.kill(old, signal.SIGKILL)
         assert turns[1].names()[-2:] == ["error", "done"]
         assert finished_well(turns[0])
         recovers(api, sids[1], "after")
-        no_leaked_bridge(daemon, api, {old}, sids)
+        no_leaked_bridge(daemon, api, {old, *old_sandbox}, sids)
 
 
 def test_a_pool_that_keeps_crashing_makes_ashd_exit_non_zero(faulty_sqlite: AshdProcess) -> None:
