@@ -99,6 +99,10 @@ class SupervisionConfig:
     budget_period_s: float = 60.0  # the window of budget_limit
     degraded_after_failed_starts: int = 3  # /health says degraded once this many sandbox starts in a row failed
     session_actor_idle_s: float = 300.0  # a session actor with no sandbox, turn or start stops after this long idle
+    tree_intensity: int = 3  # restarts of one long-lived actor (pool, session supervisor) within tree_period_s
+    tree_period_s: float = 60.0  # the window of tree_intensity and tree_budget_limit
+    tree_budget_limit: int = 5  # restarts of the whole actor tree per tree_period_s; then ashd exits non-zero
+    session_intensity: int = 3  # crashes of one session's actor within period_s before the session goes to error
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,13 @@ class AgentsConfig:
 
 
 @dataclass(frozen=True)
+class DebugConfig:
+    """Test-only switches; never turn these on in production."""
+
+    fault_injection: bool = False  # TEST ONLY: POST /api/internal/faults crashes actors on request (docs/operations.md)
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("data")  # state: database, agents, sandboxes, snapshots, the bootstrap key
     log_level: str = "info"  # debug, info, warning or error
@@ -217,6 +228,7 @@ class Config:
     evals: EvalsConfig = field(default_factory=EvalsConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
     max_attachment_size: int = 10 * 1024 * 1024  # largest attachment, in bytes after base64 decoding
 
     @property
@@ -255,6 +267,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("auth.api_key", "ASH_API_KEY"),
     ("auth.credential_key", "ASH_CREDENTIAL_KEY"),
     ("auth.internal_secret", "ASH_INTERNAL_SECRET"),
+    ("debug.fault_injection", "ASH_FAULT_INJECTION"),
     ("server.allowed_origins", "ASH_ALLOWED_ORIGINS"),
     ("server.public_health_figures", "ASH_PUBLIC_HEALTH_FIGURES"),
     ("rate_limit.window_s", "ASH_RATE_LIMIT_WINDOW_S"),

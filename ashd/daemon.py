@@ -1,9 +1,13 @@
 """The ashd process: ordered start-up, serving, and phased shutdown.
 
-Start: data dir -> store (migrations) -> bootstrap key -> actor tree -> HTTP -> READY=1.
-Stop (SIGTERM/SIGINT): stop accepting -> stop the actor tree in reverse (sessions, then the
-pool, which ends every bridge: TERM, grace, KILL) -> let running streams end with
-``error``/``done`` -> close connections -> close the store. A second signal forces exit.
+Start: data dir -> store (migrations) -> bootstrap key -> sandbox services -> the root
+supervisor starts its children in order, each answering a ping before the next: pool ->
+session supervisor -> HTTP listener -> READY=1.
+Stop (SIGTERM/SIGINT): the root stops its children in reverse (stop accepting, sessions, then
+the pool, which ends every bridge: TERM, grace, KILL) -> let running streams end with
+``error``/``done`` -> close connections -> sandbox services -> close the store. A second
+signal forces exit. If the supervision tree gives up (a long-lived actor keeps crashing),
+ashd stops the same way and exits with ``systemd.EXIT_TREE_FAILED``, so systemd restarts it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import signal
 from typing import Any
 
 import tornado.httpserver
-import tornado.netutil
 
 from ashd import __version__, systemd
 from ashd.config import Config, mask_url
@@ -26,6 +29,7 @@ from ashd.http.app import make_app
 from ashd.http.auth import KeyHasher, bootstrap_key
 from ashd.http.context import AppContext
 from ashd.http.health import COORDINATOR_ID
+from ashd.http.listener import listener_child
 from ashd.http.queue_worker import QueueWorker
 from ashd.layout import Layout
 from ashd.metrics import Metrics
@@ -41,7 +45,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 210 * 1024 * 1024
 STREAM_DRAIN_S = 5.0
-TREE_PING_S = 5.0  # the actor tree must answer within this for READY=1 and each watchdog ping
+TREE_PING_S = 5.0  # the actor tree must answer within this for each watchdog ping
 
 
 class Daemon:
@@ -50,6 +54,7 @@ class Daemon:
         self._launcher = launcher  # None: chosen at start from [sandbox] (see sandbox/services.py)
         self._stop = asyncio.Event()
         self._signals = 0
+        self._exit_code = 0
 
     def request_stop(self, signum: int | None = None) -> None:
         """Loop thread only. The first call starts a graceful stop; a second forces exit."""
@@ -58,6 +63,12 @@ class Daemon:
             log.warning("second signal: exiting immediately")
             os._exit(1)
         log.info("received %s; shutting down", signal.Signals(signum).name if signum else "stop request")
+        self._stop.set()
+
+    def _give_up(self, reason: str) -> None:
+        """Loop thread. The supervision tree gave up: stop, and exit non-zero."""
+        log.critical("stopping ashd: the supervision tree gave up (%s)", reason)
+        self._exit_code = systemd.EXIT_TREE_FAILED
         self._stop.set()
 
     async def serve(self) -> int:
@@ -95,28 +106,29 @@ class Daemon:
         assert launcher is not None
         isolation = sandboxes.report.to_json() if sandboxes else {"launcher": launcher.name}
         offload = Offload()
-        runtime: LocalRuntime | None = None
+        runtime, children = LocalRuntime.build(
+            config, store, launcher, offload, metrics, limit_turn=getattr(launcher, "limit_turn", None),
+            prewarm=lambda agent: prewarm_count(agent, config.pool.prewarm_per_agent))
+        live.append(runtime)
+        ctx = AppContext(config=config, store=store, runtime=runtime, offload=offload, hasher=hasher,
+                         metrics=metrics)
+        metrics.watch(runtime.live_figures, COORDINATOR_ID, ctx.started_at)
+        grader = ModelGrader(config.model, config.evals.grader_model, config.evals.grader_timeout_s)
+        ctx.eval_runner = EvalRunner(ctx, grader)
+        server = tornado.httpserver.HTTPServer(make_app(ctx, isolation, config.debug.fault_injection),
+                                               max_body_size=MAX_BODY_BYTES, xheaders=False)
+        http = listener_child(loop, server, config.server.host, config.server.port)
+        if config.debug.fault_injection:
+            log.warning("FAULT INJECTION IS ON (debug.fault_injection / ASH_FAULT_INJECTION): "
+                        "POST /api/internal/faults crashes actors on request. TEST ONLY: never in production")
         try:
-            runtime = LocalRuntime.start(config, store, launcher, offload, metrics,
-                                         limit_turn=getattr(launcher, "limit_turn", None))
-            live.append(runtime)
-            for agent in store.list_all_agents():
-                runtime.prewarm(agent, prewarm_count(agent, config.pool.prewarm_per_agent))
-            ctx = AppContext(config=config, store=store, runtime=runtime, offload=offload, hasher=hasher,
-                             metrics=metrics)
-            metrics.watch(runtime.live_figures, COORDINATOR_ID, ctx.started_at)
-            grader = ModelGrader(config.model, config.evals.grader_model, config.evals.grader_timeout_s)
-            ctx.eval_runner = EvalRunner(ctx, grader)
-            server = tornado.httpserver.HTTPServer(make_app(ctx, isolation), max_body_size=MAX_BODY_BYTES,
-                                                   xheaders=False)
-            server.add_sockets(tornado.netutil.bind_sockets(config.server.port, config.server.host))
+            # READY=1 only when the store is migrated (above) and every child answered its ping.
+            await offload.read(runtime.supervise, [*children, http],
+                               lambda reason: loop.call_soon_threadsafe(self._give_up, reason))
             self._install_signals()
             log.info("ashd %s listening on http://%s:%d (data: %s, sandboxes: %s)", __version__,
                      config.server.host, config.server.port, config.data_dir,
                      launcher.name)
-            # READY=1 only when the store is migrated (above), HTTP listens and the tree answers.
-            if not await runtime.answers(TREE_PING_S):
-                raise RuntimeError(f"the actor tree did not answer a ping within {TREE_PING_S:.0f}s at start-up")
             systemd.notify(f"READY=1\nSTATUS=serving on {config.server.host}:{config.server.port}")
             watchdog = self._start_watchdog(runtime)
             queue = QueueWorker(ctx)
@@ -128,20 +140,17 @@ class Daemon:
             systemd.notify("STOPPING=1")
             if watchdog is not None:
                 watchdog.stop()
-            server.stop()
             await runtime.stop_tree()
             await runtime.drain(STREAM_DRAIN_S)
-            runtime.shutdown()
             await server.close_all_connections()
         finally:
-            if runtime is not None:
-                runtime.shutdown()
+            runtime.shutdown()
             if sandboxes is not None:
                 sandboxes.stop()
             offload.shutdown()
             store.close()
-        log.info("ashd stopped")
-        return 0
+        log.info("ashd stopped%s", f" (exit code {self._exit_code})" if self._exit_code else "")
+        return self._exit_code
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

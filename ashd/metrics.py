@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
@@ -34,6 +34,7 @@ POOL_STATES = ("cold", "warming", "warm", "waiting", "running")
 RESUME_PATHS = ("warm", "cold", "prewarm")
 COLD_SOURCES = ("local", "cloud", "fresh")
 SNAPSHOT_SKIP_REASONS = ("too_large", "disk_space")
+TREE_CHILDREN = ("pool", "sessions", "session")  # what the supervision tree restarts
 
 _TURN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _START_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60)
@@ -80,6 +81,14 @@ class Metrics:
             "ashd_agent_crashes", "Unexpected exits of a started agent process", registry=r)
         self.agent_give_ups = Counter(
             "ashd_agent_give_ups", "Times the restart policy gave up on a session (it went to error)", registry=r)
+        self.actor_restarts = Counter(
+            "ashd_actor_restarts", "Restarts of a crashed actor by the supervision tree, by child "
+            "(pool, sessions: the session supervisor, session: a session actor)", ["child"], registry=r)
+        self.actor_failed = Gauge(
+            "ashd_actor_failed", "1 once the supervision tree gave up on this child", ["child"], registry=r)
+        for child in TREE_CHILDREN:
+            self.actor_restarts.labels(child)
+            self.actor_failed.labels(child)
         self.proxy_tokens = Counter(
             "ashd_proxy_tokens", "Tokens metered by the model proxy", ["kind"], registry=r)
         self.proxy_cost = Counter(

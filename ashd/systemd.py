@@ -15,6 +15,10 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
+# ashd's exit status when its supervision tree gave up (a long-lived actor kept crashing):
+# non-zero, so the unit's Restart=on-failure starts ashd again.
+EXIT_TREE_FAILED = 3
+
 
 def notify(state: str) -> bool:
     """Send one notification to $NOTIFY_SOCKET; False when not run by systemd."""

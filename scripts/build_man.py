@@ -29,6 +29,7 @@ from argparse_manpage.manpage import Manpage
 from ashd import __version__, config
 from ashd.cli import ashctl, context, daemon
 from ashd.client import discovery
+from ashd.systemd import EXIT_TREE_FAILED
 
 REPO = Path(__file__).resolve().parents[1]
 MANUAL = "ashd manual"
@@ -246,7 +247,11 @@ def ashd_page() -> str:
         ("exit status", tagged([
             ("0", "clean shutdown after SIGTERM or SIGINT, or --print-config / --version / --help"),
             ("1", "start-up failure (the daemon's dependencies missing, the database unreachable, ...)"),
-            ("2", "invalid configuration or usage; the message names the key and its source")], indent=6)),
+            ("2", "invalid configuration or usage; the message names the key and its source"),
+            (str(EXIT_TREE_FAILED), "the supervision tree gave up: a long-lived actor (the pool, the session "
+                                    "supervisor) kept crashing beyond supervision.tree_intensity or "
+                                    "tree_budget_limit; systemd's Restart=on-failure starts ashd again")],
+            indent=6)),
         ("environment", paragraphs("Each variable sets one configuration key (see ashd.toml(5)):")
          + "\n" + tagged([(k.env, k.dotted) for k in keys if k.env]
                          + [("ASHD_CONFIG", "the configuration file, when --config is not given")],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pykka
 
 from ashd.actors.supervisor import Tree
+from ashd.errors import Unavailable
 from ashd.metrics import LiveFigures
 from ashd.store import Store
 
@@ -26,13 +27,16 @@ def live_figures(tree: Tree, store: Store, timeout_s: float = ASK_TIMEOUT_S) -> 
 
 
 def tree_answers(tree: Tree, timeout_s: float = ASK_TIMEOUT_S) -> bool:
-    """True if the pool and the session supervisor each answer a ping within ``timeout_s``.
+    """True if the pool and the session supervisor each answer a ping within ``timeout_s``,
+    and the supervision tree has not given up (ashd is then exiting: no more watchdog pings).
 
     Blocking (two short asks): run it on a reader thread, never on the IOLoop.
     """
+    if tree.supervision.gave_up:
+        return False
     try:
         tree.pool.stats().get(timeout=timeout_s)
         tree.sessions.prewarm_hits.get(timeout=timeout_s)
-    except (pykka.Timeout, pykka.ActorDeadError):
+    except (pykka.Timeout, pykka.ActorDeadError, Unavailable):
         return False
     return True

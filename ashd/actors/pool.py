@@ -6,6 +6,10 @@ asked drives the slow start on its own thread), and eviction only *tells* the ow
 session to persist and let go. At capacity the least recently used idle sandbox is
 evicted; a running one never is (503 with Retry-After when every sandbox is running).
 Idle ones (``waiting``/``warm`` longer than ``idle_timeout_ms``) are swept the same way.
+A sandbox whose owner actor is gone (it crashed, or its supervisor did) is an orphan and is
+released at once (``release_orphans``, and at each sweep): no bridge outlives its owner.
+If this actor crashes, ``on_failure`` stops every sandbox it owns and marks their rows cold
+before the root starts a new pool (sessions cold-resume on their next message).
 A sandbox whose workspace image does not exist yet is admitted against the data disk first
 (:mod:`ashd.sandbox.admission`; 507 when its quota does not fit); this actor is the one place
 that admits, so two creates never pass on the same free space.
@@ -17,13 +21,17 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Protocol
 
 import pykka
 
+from ashd.actors.children import Crashed
 from ashd.actors.exits import ExitBoard
+from ashd.actors.faults import FaultTarget, crash_detail
 from ashd.actors.messages import BridgeExited, PoolStats
 from ashd.actors.sandbox import SandboxActor
+from ashd.actors.tell import tell
 from ashd.config import PoolConfig
 from ashd.errors import Unavailable
 from ashd.lifecycle import SandboxLifecycle
@@ -43,6 +51,8 @@ _IDLE = (SandboxState.WARM, SandboxState.WAITING)
 class SandboxOwner(Protocol):
     """Who a sandbox belongs to (a SessionActor proxy); told facts, never asked."""
 
+    actor_ref: pykka.ActorRef[Any]
+
     def sandbox_lost(self, fact: BridgeExited) -> Any: ...
 
     def evict(self, sandbox_id: str, reason: str) -> Any: ...
@@ -61,10 +71,13 @@ class _Live:
         return self.life.state
 
 
-class PoolActor(pykka.ThreadingActor):
+class PoolActor(FaultTarget, pykka.ThreadingActor):
     def __init__(self, config: PoolConfig, launcher: Launcher, store: Store, exits: ExitBoard | None = None,
-                 logs: LogBook | None = None, disk: DiskLedger | None = None, default_disk_mb: int = 0) -> None:
+                 logs: LogBook | None = None, disk: DiskLedger | None = None, default_disk_mb: int = 0,
+                 crashed: Crashed | None = None) -> None:
+        """``crashed``: told why, after the cleanup, if this actor dies of an exception."""
         super().__init__()
+        self._crashed = crashed
         self._disk = disk  # None: the launcher makes no workspace images (nothing to admit)
         self._default_disk_mb = default_disk_mb
         self._exits = exits
@@ -83,11 +96,8 @@ class PoolActor(pykka.ThreadingActor):
         interval = self._config.sweep_interval_s
 
         def tick() -> None:
-            while not stop.wait(interval):
-                try:
-                    me.sweep()
-                except pykka.ActorDeadError:
-                    return
+            while not stop.wait(interval) and tell(me.sweep, context="idle sweep"):
+                pass
 
         threading.Thread(target=tick, name="pool-sweep", daemon=True).start()
         self._ticker = stop
@@ -108,7 +118,8 @@ class PoolActor(pykka.ThreadingActor):
             self._evict(victim, "evicted to make room (sandbox capacity reached)")
         me = self.actor_ref.proxy()
         ref = SandboxActor.start(
-            spec, self._launcher, lambda fact: me.on_bridge_exited(fact),
+            spec, self._launcher,
+            lambda fact: tell(me.on_bridge_exited, fact, context=f"exit of the bridge of sandbox {fact.sandbox_id}"),
             self._config.bridge_ready_timeout_s, self._config.stop_grace_s, self._exits, self._logs,
         )
         self._live[spec.sandbox_id] = _Live(ref, spec, SandboxLifecycle(), owner, time.monotonic())
@@ -151,10 +162,25 @@ class PoolActor(pykka.ThreadingActor):
             return
         # An unexpected exit: the sandbox is gone; tell its session, keep the row as cold.
         self._drop(fact.sandbox_id)
-        live.owner.sandbox_lost(fact)
+        tell(live.owner.sandbox_lost, fact, context=f"loss of sandbox {fact.sandbox_id}")
+
+    def release_orphans(self) -> int:
+        """Release every sandbox whose owner actor is gone. Returns how many."""
+        orphans = [sid for sid, live in self._live.items() if not live.owner.actor_ref.is_alive()]
+        for sandbox_id in orphans:
+            log.warning("sandbox %s of session %s has no owner any more; releasing it", sandbox_id,
+                        self._live[sandbox_id].spec.session_id)
+            self._drop(sandbox_id)
+        return len(orphans)
+
+    def sandbox_of(self, session_id: str) -> pykka.ActorProxy[SandboxActor] | None:
+        """The live sandbox actor of a session (for the fault hook), or None."""
+        return next((live.ref.proxy() for live in self._live.values()
+                     if live.spec.session_id == session_id and live.ref.is_alive()), None)
 
     def sweep(self) -> int:
-        """Evict sandboxes idle longer than the idle timeout. Returns how many."""
+        """Release orphans; evict sandboxes idle longer than the idle timeout. Returns how many."""
+        self.release_orphans()
         limit = self._config.idle_timeout_ms / 1000
         now = time.monotonic()
         idle = [sid for sid, live in self._live.items()
@@ -175,7 +201,8 @@ class PoolActor(pykka.ThreadingActor):
         live = self._live[sandbox_id]
         self._evicting.add(sandbox_id)
         log.info("evicting sandbox %s of session %s: %s", sandbox_id, live.spec.session_id, reason)
-        live.owner.evict(sandbox_id, reason)
+        if not tell(live.owner.evict, sandbox_id, reason, context=f"eviction of sandbox {sandbox_id}"):
+            self._drop(sandbox_id)  # its owner is gone: nobody else would ever release it
 
     def stats(self) -> PoolStats:
         counts = {state: 0 for state in SandboxState}
@@ -194,10 +221,28 @@ class PoolActor(pykka.ThreadingActor):
         )
 
     def on_stop(self) -> None:
+        self._stop_all()
+
+    def on_failure(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                   tb: TracebackType | None) -> None:
+        """Crashed: nobody will own these sandboxes any more. Stop them all (bridges killed,
+        cgroups cleaned, rows cold), then tell the root, which starts a new pool."""
+        try:
+            self._stop_all()
+        finally:
+            if self._crashed is not None:
+                self._crashed(crash_detail(exc))
+
+    def _stop_all(self) -> None:
         """Stop every sandbox in parallel (each on its own actor thread), then wait."""
         if self._ticker is not None:
             self._ticker.set()
-        futures = [live.ref.proxy().stop_bridge() for live in self._live.values()]
+        futures = []
+        for live in self._live.values():
+            try:
+                futures.append(live.ref.proxy().stop_bridge())
+            except pykka.ActorDeadError:
+                pass  # that sandbox actor crashed: its own on_failure killed the bridge
         for future in futures:
             try:
                 future.get(timeout=self._config.stop_grace_s + 10)

@@ -2,7 +2,9 @@
 
 Runs on its own pykka thread. ``start_bridge`` blocks that thread (not the IOLoop) until
 the bridge writes its ready byte or the timeout passes. A watcher thread waits on the
-process and tells the pool when it exits; stops initiated here are marked expected.
+process and tells the pool when it exits; stops initiated here are marked expected. If
+this actor crashes, ``on_failure`` kills the bridge's process group without marking it
+expected, so the watcher cleans up and the pool and the session learn of the loss as usual.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from types import TracebackType
 
 import psutil
 import pykka
 
 from ashd.actors.exits import ExitBoard
+from ashd.actors.faults import FaultTarget
 from ashd.actors.messages import BridgeExited, SandboxStarted
 from ashd.errors import SandboxFailed
 from ashd.sandbox import logpump
@@ -34,12 +38,12 @@ CLEANUP_WAIT_S = 30.0
 PUMP_DRAIN_S = 1.0
 
 
-class SandboxActor(pykka.ThreadingActor):
+class SandboxActor(FaultTarget, pykka.ThreadingActor):
     def __init__(
         self,
         spec: SandboxSpec,
         launcher: Launcher,
-        on_exit: Callable[[BridgeExited], None],
+        on_exit: Callable[[BridgeExited], object],
         ready_timeout_s: float,
         stop_grace_s: float,
         exits: ExitBoard | None = None,
@@ -147,6 +151,12 @@ class SandboxActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         self.stop_bridge()
+
+    def on_failure(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                   tb: TracebackType | None) -> None:
+        """Crashed: kill the bridge at once (an unexpected exit: the watcher tells the pool)."""
+        if self._proc is not None:
+            self._kill_group(self._proc, grace_s=0.0)
 
     @staticmethod
     def _kill_group(proc: subprocess.Popen[bytes], grace_s: float) -> int:

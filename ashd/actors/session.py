@@ -31,12 +31,14 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import pykka
 
 from ashd.actors import start as starting
 from ashd.actors.exits import ExitBoard
+from ashd.actors.faults import FaultTarget, crash_detail
 from ashd.actors.messages import BridgeExited, Pending, SandboxStarted, TurnGrant
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
@@ -87,31 +89,33 @@ class SessionDeps:
     # Shared by every session; the SessionSupervisor provides both (and stops them).
     timers: Timers | None = None
     snapshot_worker: SnapshotWorker | None = None
+    # Told (session id, tenant id, why) when the actor crashed; set by the session supervisor.
+    crashed: Callable[[str, str, str], object] | None = None
 
 
 class _Owner:
     """The session actor as its starts see it (ashd/actors/starts.py); on the actor's thread."""
 
-    def __init__(self, actor: SessionActor) -> None:
-        self._actor = actor
+    def __init__(self, session: SessionActor) -> None:
+        self._session = session
 
     def launch(self, seq: int) -> None:
-        self._actor._launch(seq)
+        self._session._launch(seq)
 
     def wake_after(self, delay_s: float, seq: int) -> Timer:
-        return self._actor._wake_after(delay_s, seq)
+        return self._session._wake_after(delay_s, seq)
 
     def ready(self, purpose: str, outcome: starting.StartOutcome) -> None:
-        self._actor._ready(purpose, outcome)
+        self._session._ready(purpose, outcome)
 
     def failed(self, purpose: str, error: Exception, gave_up: str | None) -> None:
-        self._actor._start_failed(purpose, error, gave_up)
+        self._session._start_failed(purpose, error, gave_up)
 
     def discard(self, outcome: starting.StartOutcome) -> None:
-        self._actor._discard(outcome)
+        self._session._discard(outcome)
 
 
-class SessionActor(pykka.ThreadingActor):
+class SessionActor(FaultTarget, pykka.ThreadingActor):
     def __init__(self, session_id: str, tenant_id: str, deps: SessionDeps, supervisor: Any = None) -> None:
         """``supervisor``: the SessionSupervisor's proxy, told when this actor is idle."""
         super().__init__()
@@ -150,6 +154,22 @@ class SessionActor(pykka.ThreadingActor):
         self._starts.close()
         if self._draft:
             self._drop_draft()
+
+    def on_failure(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                   tb: TracebackType | None) -> None:
+        """Crashed (an exception in a told message): cancel what is scheduled, give the sandbox
+        back at once, so no bridge outlives its owner, then tell the supervisor (the next
+        request gets a new actor). pykka runs no ``on_stop`` after a failure."""
+        try:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+            self._starts.close()
+            self._release_sandbox(grace_s=0.0)
+        except Exception:  # boundary: the supervisor must hear of the crash all the same
+            log.exception("session %s: sandbox not released after a crash", self._id)
+        finally:
+            if self._deps.crashed is not None:
+                self._deps.crashed(self._id, self._tenant, crash_detail(exc))
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -67,7 +67,7 @@ class _Start:
 class SessionStarts:
     def __init__(self, owner: StartOwner, session_id: str, tenant_id: str, restarts: RestartGovernor,
                  record: StartRecord) -> None:
-        self._owner = owner
+        self._session = owner
         self._id = session_id
         self._tenant = tenant_id
         self._restarts = restarts
@@ -155,7 +155,7 @@ class SessionStarts:
         start = self._start
         if start is None or start.seq != seq or start.cancelled:
             if outcome.started is not None:  # nobody wants it any more (a stop or end came)
-                self._owner.discard(outcome)
+                self._session.discard(outcome)
             if start is not None and start.seq == seq:
                 self._finish(start)
             return
@@ -166,19 +166,19 @@ class SessionStarts:
         assert outcome.started is not None
         self.history = self.history.record_start(self._restarts.now())
         self._record.started()
-        self._owner.ready(start.purpose, outcome)
+        self._session.ready(start.purpose, outcome)
         self._finish(start)
 
     def _schedule(self, start: _Start) -> None:
         wait = self._not_before - self._restarts.now()
         if wait > 0:
-            start.timer = self._owner.wake_after(wait, start.seq)
+            start.timer = self._session.wake_after(wait, start.seq)
         else:
             self._attempt(start)
 
     def _attempt(self, start: _Start) -> None:
         try:
-            self._owner.launch(start.seq)
+            self._session.launch(start.seq)
         except Exception as exc:  # boundary: the start's outcome, for whoever waits on it
             self._fail(start, exc, None)
             return
@@ -204,7 +204,7 @@ class SessionStarts:
 
     def _fail(self, start: _Start, exc: Exception, gave_up: str | None) -> None:
         if not start.cancelled:
-            self._owner.failed(start.purpose, exc, gave_up)
+            self._session.failed(start.purpose, exc, gave_up)
             if start.purpose != "warm":  # nobody repeats a pre-warm
                 self._failure = (exc, self._restarts.now())
         self._finish(start)

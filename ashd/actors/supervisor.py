@@ -1,8 +1,10 @@
 """The actor tree: RootSupervisor -> PoolActor, SessionSupervisor -> SessionActor*.
 
-Children start in order and stop in reverse. The session supervisor keys children by
-session id, never by a cached ActorRef: a dead child is replaced by a new actor that
-rehydrates from the store on first use.
+:func:`build_tree` makes the children the root starts in order (pool, then the session
+supervisor) and the :class:`Tree` callers use: its ``pool`` and ``sessions`` always name the
+CURRENT actor (through the registry the root updates on a restart), never a cached ref.
+The session supervisor keys children by session id: a crashed child is replaced by a new
+actor that rehydrates from the store on the next request.
 """
 
 from __future__ import annotations
@@ -11,28 +13,35 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Callable
+from dataclasses import replace
+from types import TracebackType
 
 import pykka
 
+from ashd.actors.children import ChildRegistry, ChildSpec, Crashed, SupervisionRecord, actor_ping, actor_stop
 from ashd.actors.exits import ExitBoard
+from ashd.actors.faults import FaultTarget, crash_detail
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
+from ashd.actors.root import TreePolicy
 from ashd.actors.session import SessionActor, SessionDeps
 from ashd.actors.snapshot_worker import SnapshotWorker
+from ashd.actors.tell import tell
 from ashd.actors.timers import Timers
 from ashd.actors.vitals import StartRecord
 from ashd.config import Config
 from ashd.layout import Layout
 from ashd.metrics import Metrics
+from ashd.policy import Escalate, GiveUp, Restart
 from ashd.sandbox.admission import DiskLedger, reserve_bytes
 from ashd.sandbox.launcher import Launcher
 from ashd.sandbox.logring import LogBook
 from ashd.snapshot.room import DiskFloor
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.snapshot.store import blob_store_from_url
-from ashd.store import AgentRow, Store
+from ashd.states import SessionStatus
+from ashd.store import AgentRow, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +55,43 @@ def _warm_key(agent: AgentRow) -> WarmKey:
     return agent.tenant_id, agent.name, agent.version
 
 
-class SessionSupervisor(pykka.ThreadingActor):
-    """one_for_one over SessionActors. Its methods are quick; slow work is in the children."""
+class Escalated(RuntimeError):
+    """Raised in the session supervisor when session actors crash beyond its budget: it
+    crashes itself, so the root decides (OTP escalation)."""
 
-    def __init__(self, deps: SessionDeps) -> None:
+
+class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
+    """one_for_one over SessionActors. Its methods are quick; slow work is in the children.
+
+    A child that crashes tells ``session_crashed`` (from its ``on_failure``, after giving its
+    sandbox back); the restart policy then lets the next request start a new actor from the
+    store, fails the session (``error``, with the reason), or escalates: this supervisor
+    crashes itself and the root decides.
+    """
+
+    def __init__(self, deps: SessionDeps, policy: TreePolicy, record: SupervisionRecord,
+                 crashed: Crashed | None = None) -> None:
         """Provides the children's shared timer thread and snapshot worker (stopped with it)."""
         super().__init__()
         self._deps = replace(deps, timers=deps.timers or Timers(),
                              snapshot_worker=deps.snapshot_worker or SnapshotWorker(deps.snapshots, deps.store,
                                                                                     deps.metrics))
+        self._policy = policy
+        self._record = record
+        self._crashed = crashed
         self._children: dict[str, pykka.ActorRef[SessionActor]] = {}
         self._handed_out: dict[str, float] = {}  # session id -> when child() last returned its actor
         # Pre-warmed actors by (tenant, agent name, agent version): never shared across keys.
         self._warm: dict[WarmKey, list[tuple[str, pykka.ActorRef[SessionActor]]]] = {}
         self.prewarm_hits = 0
+
+    def on_start(self) -> None:
+        me = self.actor_ref.proxy()
+
+        def crashed(session_id: str, tenant_id: str, detail: str) -> object:
+            return tell(me.session_crashed, session_id, tenant_id, detail, context=f"crash of session {session_id}")
+
+        self._deps = replace(self._deps, crashed=crashed)
 
     def prewarm(self, agent: AgentRow, count: int) -> None:
         """Keep ``count`` pre-warmed sandboxes for this agent version (older versions' go)."""
@@ -71,7 +103,8 @@ class SessionSupervisor(pykka.ThreadingActor):
         for _ in range(max(0, count - len(pool))):
             session_id = str(uuid.uuid4())
             ref = SessionActor.start(session_id, agent.tenant_id, self._deps, self.actor_ref.proxy())
-            ref.proxy().warm_up(agent)  # told, not awaited: it starts on the new actor's thread
+            # Told, not awaited: it starts on the new actor's thread.
+            tell(ref.proxy().warm_up, agent, context=f"pre-warm of agent {agent.name}")
             pool.append((session_id, ref))
 
     def claim(self, agent: AgentRow) -> pykka.ActorProxy[SessionActor] | None:
@@ -96,7 +129,8 @@ class SessionSupervisor(pykka.ThreadingActor):
             self._children[session_id] = ref
             self.prewarm_hits += 1
             self._deps.metrics.resumes.labels("prewarm").inc()
-            self.actor_ref.proxy().prewarm(agent, len(pool) + 1)  # replenish after this reply
+            tell(self.actor_ref.proxy().prewarm, agent, len(pool) + 1,  # replenish after this reply
+                 context=f"replenishing pre-warmed sandboxes of agent {agent.name}")
             return ref.proxy()
         return None
 
@@ -124,12 +158,53 @@ class SessionSupervisor(pykka.ThreadingActor):
 
     def forget(self, session_id: str) -> None:
         """Stop a session's actor (after it ended). Idempotent."""
-        ref = self._children.pop(session_id, None)
+        self._policy.forget(session_id)
         self._handed_out.pop(session_id, None)
+        ref = self._children.pop(session_id, None)
         if ref is not None:
             ref.stop(block=False)
 
+    def session_crashed(self, session_id: str, tenant_id: str, detail: str) -> None:
+        """Told by a session actor that crashed (its sandbox is released already)."""
+        ref = self._children.get(session_id)
+        if ref is not None and not ref.is_alive():
+            del self._children[session_id]  # the next request starts a new actor from the store
+            self._handed_out.pop(session_id, None)
+        for pool in self._warm.values():
+            pool[:] = [(sid, r) for sid, r in pool if sid != session_id]
+        decision = self._policy.crashed(session_id, detail)
+        if isinstance(decision, Restart):
+            self._record.restarted("session")
+            log.error("session actor %s crashed (%s); the next request starts a new one", session_id, detail)
+        elif isinstance(decision, GiveUp):
+            log.error("session actor %s crashed too often: %s", session_id, decision.reason)
+            self._fail_session(session_id, tenant_id, decision.reason)
+        elif isinstance(decision, Escalate):
+            raise Escalated(f"session actors crash too often: {decision.reason}")
+
+    def _fail_session(self, session_id: str, tenant_id: str, reason: str) -> None:
+        try:
+            row = self._deps.store.get_session(tenant_id, session_id)
+            if row is not None and row.status != SessionStatus.ENDED.value:
+                self._deps.store.update_session(tenant_id, session_id, status=SessionStatus.ERROR.value,
+                                                status_reason=reason, touch=True)
+        except StoreError as exc:
+            log.error("session %s: error status not stored: %s", session_id, exc)
+
+    def on_failure(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                   tb: TracebackType | None) -> None:
+        """Crashed: stop every child (their sandboxes become orphans the pool releases),
+        then tell the root, which starts a new session supervisor."""
+        try:
+            self._stop_children()
+        finally:
+            if self._crashed is not None:
+                self._crashed(crash_detail(exc))
+
     def on_stop(self) -> None:
+        self._stop_children()
+
+    def _stop_children(self) -> None:
         for pool in self._warm.values():
             self._children.update(dict(pool))
         for ref in list(self._children.values()):
@@ -140,86 +215,86 @@ class SessionSupervisor(pykka.ThreadingActor):
             except (pykka.ActorDeadError, pykka.Timeout):
                 pass
         self._children.clear()
+        # The children's shared threads go with them (also after a crash: on_stop does not run then).
         assert self._deps.snapshot_worker is not None and self._deps.timers is not None
         self._deps.snapshot_worker.stop()
         self._deps.timers.stop()
 
 
-@dataclass(frozen=True)
 class Tree:
-    """Proxies to the long-lived actors, for the HTTP layer's adapter."""
+    """What callers use to reach the tree: ``pool`` and ``sessions`` are proxies to the
+    CURRENT actors (resolved through the registry at each access: after a restart they name
+    the new ones; while one is down they raise Unavailable, a 503). Thread-safe."""
 
-    pool: pykka.ActorProxy[PoolActor]
-    sessions: pykka.ActorProxy[SessionSupervisor]
-    exits: ExitBoard
-    logs: LogBook = field(default_factory=LogBook)  # agent process output per session (/logs)
-    starts: StartRecord = field(default_factory=StartRecord)  # sandbox starts, for /health's verdict
+    def __init__(self, registry: ChildRegistry, exits: ExitBoard, logs: LogBook | None = None,
+                 starts: StartRecord | None = None, supervision: SupervisionRecord | None = None) -> None:
+        self.registry = registry
+        self.exits = exits
+        self.logs = logs or LogBook()  # agent process output per session (/logs)
+        self.starts = starts or StartRecord()  # sandbox starts, for /health's verdict
+        self.supervision = supervision or SupervisionRecord()  # restarts and failed children
+
+    @property
+    def pool(self) -> pykka.ActorProxy[PoolActor]:
+        return self.registry.proxy(POOL)
+
+    @property
+    def sessions(self) -> pykka.ActorProxy[SessionSupervisor]:
+        return self.registry.proxy(SESSIONS)
 
 
-class RootSupervisor(pykka.ThreadingActor):
-    """Starts the tree in order (pool, sessions) and stops it in reverse."""
+POOL, SESSIONS = "pool", "sessions"
 
-    def __init__(self, config: Config, store: Store, launcher: Launcher, metrics: Metrics | None = None,
-                 exits: ExitBoard | None = None, logs: LogBook | None = None) -> None:
-        """``exits`` and ``logs``: the runtime's (it reads them); new ones if not given."""
-        super().__init__()
-        self._config = config
-        self._exits = exits or ExitBoard()
-        self._logs = logs or LogBook()
-        self._metrics = metrics or Metrics()
-        self._store = store
-        self._launcher = launcher
-        self._started: list[pykka.ActorRef[Any]] = []
-        self._tree: Tree | None = None
 
-    def on_start(self) -> None:
-        exits, logs = self._exits, self._logs
-        restarts = RestartGovernor(self._config.supervision, metrics=self._metrics)
-        starts = StartRecord(self._config.supervision.degraded_after_failed_starts, restarts.budget_spent)
-        pool = PoolActor.start(self._config.pool, self._launcher, self._store, exits, logs, self._disk_ledger(),
-                               self._config.sandbox.disk_mb)
-        self._started.append(pool)
+def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metrics,
+               prewarm: Callable[[AgentRow], int] = lambda agent: 0, exits: ExitBoard | None = None,
+               logs: LogBook | None = None) -> tuple[Tree, list[ChildSpec]]:
+    """The tree callers use, and the root's actor children in start order: the pool, then
+    the session supervisor (which depends on the pool: rest_for_one restarts it with it).
+    ``prewarm(agent)``: how many pre-warmed sandboxes each agent gets whenever a session
+    supervisor starts (at start-up, and again after a restart lost the previous ones).
+    ``exits`` and ``logs``: the runtime's (it reads them); new ones if not given."""
+    registry = ChildRegistry()
+    record = SupervisionRecord(metrics)
+    exits, logs = exits or ExitBoard(), logs or LogBook()
+    restarts = RestartGovernor(config.supervision, metrics=metrics)
+    starts = StartRecord(config.supervision.degraded_after_failed_starts, restarts.budget_spent)
+    disk = _disk_ledger(config, store, launcher)
+    snapshots = make_snapshotter(config)
+
+    def start_pool(crashed: Crashed) -> pykka.ActorRef[PoolActor]:
+        return PoolActor.start(config.pool, launcher, store, exits, logs, disk, config.sandbox.disk_mb,
+                               crashed=crashed)
+
+    def start_sessions(crashed: Crashed) -> pykka.ActorRef[SessionSupervisor]:
+        pool = registry.proxy(POOL)
         deps = SessionDeps(
-            store=self._store,
-            pool=pool.proxy(),
-            layout=Layout(self._config.data_dir),
-            model=self._config.model,
-            sandbox=self._config.sandbox,
-            ready_timeout_s=self._config.pool.bridge_ready_timeout_s,
-            stop_timeout_s=self._config.pool.stop_grace_s + 10,
-            snapshots=make_snapshotter(self._config),
-            restarts=restarts,
-            cli_workspace=getattr(self._launcher, "cli_workspace", None),
-            metrics=self._metrics,
-            credential_key=self._config.auth.credential_key,
-            settle=getattr(self._launcher, "settled", None),
-            starts=starts,
-            exits=exits,
-            idle_s=self._config.supervision.session_actor_idle_s,
+            store=store, pool=pool, layout=Layout(config.data_dir), model=config.model, sandbox=config.sandbox,
+            ready_timeout_s=config.pool.bridge_ready_timeout_s, stop_timeout_s=config.pool.stop_grace_s + 10,
+            snapshots=snapshots, restarts=restarts, cli_workspace=getattr(launcher, "cli_workspace", None),
+            metrics=metrics, credential_key=config.auth.credential_key, settle=getattr(launcher, "settled", None),
+            starts=starts, exits=exits, idle_s=config.supervision.session_actor_idle_s,
         )
-        sessions = SessionSupervisor.start(deps)
-        self._started.append(sessions)
-        self._tree = Tree(pool=pool.proxy(), sessions=sessions.proxy(), exits=exits, logs=logs, starts=starts)
-        log.info("actor tree started: pool (max %d sandboxes), session supervisor", self._config.pool.max_sandboxes)
+        ref = SessionSupervisor.start(deps, TreePolicy.for_sessions(config.supervision), record, crashed)
+        # Sandboxes of a previous session supervisor's actors have no owner any more.
+        tell(pool.release_orphans, context="session supervisor started")
+        for agent in store.list_all_agents():
+            tell(ref.proxy().prewarm, agent, prewarm(agent), context=f"pre-warm of agent {agent.name}")
+        return ref
 
-    def _disk_ledger(self) -> DiskLedger | None:
-        """Admission of workspace images, when the launcher makes them (the isolating one)."""
-        if not getattr(self._launcher, "makes_disk_images", False):
-            return None
-        sb = self._config.sandbox
-        return DiskLedger(Layout(self._config.data_dir), self._store, sb.disk_reserve_mb, sb.disk_reserve_percent)
+    children = [
+        ChildSpec(POOL, start_pool, actor_ping(lambda pool: pool.stats()), actor_stop),
+        ChildSpec(SESSIONS, start_sessions, actor_ping(lambda sessions: sessions.prewarm_hits), actor_stop),
+    ]
+    return Tree(registry, exits, logs, starts, record), children
 
-    def tree(self) -> Tree:
-        assert self._tree is not None
-        return self._tree
 
-    def on_stop(self) -> None:
-        for ref in reversed(self._started):
-            try:
-                ref.stop(timeout=STOP_TIMEOUT_S)
-            except (pykka.ActorDeadError, pykka.Timeout):
-                log.error("%s did not stop within %.0fs", ref, STOP_TIMEOUT_S)
-        log.info("actor tree stopped")
+def _disk_ledger(config: Config, store: Store, launcher: Launcher) -> DiskLedger | None:
+    """Admission of workspace images, when the launcher makes them (the isolating one)."""
+    if not getattr(launcher, "makes_disk_images", False):
+        return None
+    sb = config.sandbox
+    return DiskLedger(Layout(config.data_dir), store, sb.disk_reserve_mb, sb.disk_reserve_percent)
 
 
 def make_snapshotter(config: Config) -> Snapshotter:

@@ -39,6 +39,7 @@ from ashd.client.formatting import (
     format_isolation,
     format_pairs,
     format_start_health,
+    format_supervision,
     format_table,
     message_line,
     sentence_case,
@@ -178,15 +179,17 @@ def _cmd_health(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace, ctx: Context) -> int:
-    """Isolation layers and the health of sandbox starts; exit 1 below the floor or degraded."""
+    """Isolation layers, the health of sandbox starts and the supervision tree; exit 1 below
+    the floor, degraded, or with a failed child of the tree."""
     health = ctx.client.health()
     report = health.get("isolation") or {}
-    status = {key: health.get(key) for key in ("status", "statusReason", "lastStartFailure")}
+    status = {key: health.get(key) for key in ("status", "statusReason", "lastStartFailure", "supervision")}
     if ctx.json:
         _emit(ctx, {**report, **status}, "")
     else:
-        ctx.out.write(format_isolation(report) + "\n" + format_start_health(health) + "\n")
-    healthy = health.get("status") == "ok"
+        ctx.out.write(format_isolation(report) + "\n" + format_start_health(health) + "\n"
+                      + format_supervision(health.get("supervision") or {}) + "\n")
+    healthy = health.get("status") == "ok" and not (health.get("supervision") or {}).get("failedChildren")
     return EXIT_OK if report.get("meetsFloor") and healthy else EXIT_SERVER_ERROR
 
 

@@ -25,7 +25,8 @@ ASH_DATABASE_URL, ASH_API_KEY, ASH_MAX_SANDBOXES, ASH_IDLE_TIMEOUT_MS, ANTHROPIC
 ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, ...), then these flags.
 
 exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 on a start-up failure,
-2 on invalid configuration or usage.
+2 on invalid configuration or usage, 3 when the supervision tree gave up (a long-lived
+actor kept crashing; systemd's Restart=on-failure starts ashd again).
 """
 
 

@@ -167,3 +167,15 @@ def format_start_health(health: Mapping[str, Any]) -> str:
         where = f" (session {last['sessionId']})" if last.get("sessionId") else ""
         lines.append(f"  last failure at {last.get('at', '?')}{where}: {last.get('reason', '?')}")
     return "\n".join(lines)
+
+
+def format_supervision(supervision: Mapping[str, Any]) -> str:
+    """Restarts per child of the actor tree, and the children it gave up on."""
+    restarts = supervision.get("restarts") or {}
+    counts = ", ".join(f"{child} {n}" for child, n in sorted(restarts.items())) or "none"
+    lines = [f"supervision: restarts: {counts}"]
+    for failed in supervision.get("failedChildren") or []:
+        lines.append(f"  FAILED {failed.get('child', '?')} at {failed.get('at', '?')}: {failed.get('reason', '?')}")
+    if supervision.get("gaveUp"):
+        lines.append(f"  the tree gave up: {supervision['gaveUp']}")
+    return "\n".join(lines)

@@ -22,6 +22,7 @@ from ashd.http.eval_runs import (
     EvalRunScoreHandler,
     EvalRunsHandler,
 )
+from ashd.http.faults import FaultsHandler
 from ashd.http.health import HealthHandler, LiveHandler, ReadyHandler
 from ashd.http.keys import ApiKeyHandler, ApiKeysHandler, InternalApiKeysHandler
 from ashd.http.metrics import MetricsHandler, route_labels
@@ -48,8 +49,10 @@ from ashd.http.versions import AgentVersionActivateHandler, AgentVersionHandler,
 _SEG = r"([^/]+)"
 
 
-def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None) -> tornado.web.Application:
-    """``isolation``: the sandbox isolation report shown at /health (no secrets)."""
+def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None,
+             fault_injection: bool = False) -> tornado.web.Application:
+    """``isolation``: the sandbox isolation report shown at /health (no secrets).
+    ``fault_injection`` (``debug.fault_injection``, TEST ONLY): add POST /api/internal/faults."""
     args = {"ctx": ctx}
     routes: list[tuple[str, type[tornado.web.RequestHandler]]] = [
         (r"/metrics", MetricsHandler),
@@ -106,6 +109,8 @@ def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None) -> tornad
         (rf"/api/agents/{_SEG}/eval-runs/{_SEG}/score", EvalRunScoreHandler),
         (rf"/api/agents/{_SEG}/eval-results/{_SEG}", EvalResultHandler),
     ]
+    if fault_injection:  # TEST ONLY, off by default: the route does not exist otherwise
+        routes.append((r"/api/internal/faults", FaultsHandler))
     table: list[Any] = [
         (r"/health", HealthHandler, {**args, "isolation": isolation}),
         (r"/health/live", LiveHandler, args),

@@ -6,7 +6,8 @@ answer is only ``{status, version, uptime}``, so nothing about any tenant is pub
 the operator opted into ``server.public_health_figures``: then it adds Ash's public figures
 (the pool, live sandboxes, active sessions of all tenants), still nothing per tenant. With a
 key that has the ``read`` scope it is Ash's shape plus ``statusReason`` and
-``lastStartFailure`` (details only when that failure was the caller's tenant's);
+``lastStartFailure`` (details only when that failure was the caller's tenant's) and
+``supervision`` (restarts per child of the actor tree, failed children);
 ``activeSessions`` counts the caller's tenant only, the pool figures are process-wide.
 
 ``/health/live`` answers 200 while the process serves HTTP at all; ``/health/ready`` answers
@@ -75,6 +76,8 @@ class HealthHandler(ApiHandler):
             **figures,
             # ashd's addition: which sandbox layers are active (docs/security.md).
             "isolation": self.isolation,
+            # ashd's addition: restarts per child of the supervision tree, and children given up on.
+            "supervision": self.ctx.runtime.supervision(),
         })
 
     async def pool_figures(self) -> dict[str, Any]:

@@ -110,6 +110,12 @@ class SessionRuntime(Protocol):
     def start_verdict(self) -> Verdict:
         """Whether sandbox starts succeed (ok/degraded, why, the last failure)."""
 
+    def supervision(self) -> dict[str, Any]:
+        """Restarts per child of the supervision tree, and the children given up on (/health)."""
+
+    async def inject_fault(self, target: str, session_id: str | None, tenant_id: str) -> None:
+        """TEST ONLY (``debug.fault_injection``): crash the named part as a bug would."""
+
     async def answers(self, timeout_s: float) -> bool:
         """Whether the runtime's long-lived parts answer within ``timeout_s`` (readiness, watchdog)."""
 

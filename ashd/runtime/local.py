@@ -22,11 +22,14 @@ from typing import Any, TypeVar
 
 import pykka
 
+from ashd.actors.children import ChildSpec
 from ashd.actors.exits import ExitBoard
 from ashd.actors.figures import live_figures, tree_answers
+from ashd.actors.inject import inject
 from ashd.actors.messages import Pending, PoolStats, TurnGrant
+from ashd.actors.root import RootSupervisor, TreePolicy
 from ashd.actors.session import SessionActor
-from ashd.actors.supervisor import RootSupervisor, Tree
+from ashd.actors.supervisor import Tree, build_tree
 from ashd.actors.tell import tell
 from ashd.actors.vitals import Verdict
 from ashd.config import Config
@@ -52,7 +55,7 @@ T = TypeVar("T")
 Actor = pykka.ActorProxy[SessionActor]
 LimitTurn = Callable[[str, float | None], None]  # (sandbox id, budget or None) at the model proxy
 
-TREE_START_TIMEOUT_S = 30.0
+TREE_START_TIMEOUT_S = 120.0  # every child of the root started and answered its ping
 TREE_STOP_TIMEOUT_S = 90.0
 STATS_TIMEOUT_S = 5.0
 DEAD_GRANT_RETRIES = 3  # a grant for an agent process already known dead is asked again this often
@@ -82,19 +85,35 @@ class LocalRuntime:
         self._root: pykka.ActorRef[RootSupervisor] | None = None
 
     @classmethod
+    def build(cls, config: Config, store: Store, launcher: Launcher, offload: Offload, metrics: Metrics,
+              limit_turn: LimitTurn | None = None, start_timeout_s: float | None = None,
+              prewarm: Callable[[AgentRow], int] = lambda agent: 0) -> tuple[LocalRuntime, list[ChildSpec]]:
+        """The runtime over a new actor tree, and the tree's children (pool, session
+        supervisor) for :meth:`supervise`; nothing is started yet. The runtime makes the
+        ExitBoard and LogBook (it reads them; the actors write them)."""
+        exits, logs = ExitBoard(), LogBook()
+        tree, children = build_tree(config, store, launcher, metrics, prewarm, exits=exits, logs=logs)
+        return cls(config, store, offload, tree, exits, logs, metrics, limit_turn, start_timeout_s), children
+
+    @classmethod
     def start(cls, config: Config, store: Store, launcher: Launcher, offload: Offload, metrics: Metrics,
               limit_turn: LimitTurn | None = None, start_timeout_s: float | None = None) -> LocalRuntime:
-        """Start the actor tree and the runtime over it. Blocks until the tree is up."""
-        exits, logs = ExitBoard(), LogBook()
-        root = RootSupervisor.start(config, store, launcher, metrics, exits=exits, logs=logs)
+        """Build and supervise the actor tree alone (no HTTP child). Blocks until it is up."""
+        runtime, children = cls.build(config, store, launcher, offload, metrics, limit_turn, start_timeout_s)
+        runtime.supervise(children, lambda reason: log.critical("the supervision tree gave up: %s", reason))
+        return runtime
+
+    def supervise(self, children: list[ChildSpec], on_give_up: Callable[[str], object]) -> None:
+        """Start the root supervisor over ``children``, in order, each answering a ping before
+        the next; ``on_give_up(reason)`` when it gives up. Blocking: call it off the loop."""
+        root = RootSupervisor.start(children, self._tree.registry, self._tree.supervision,
+                                    TreePolicy.from_config(self._config.supervision), on_give_up)
+        self._root = root
         try:
-            tree = root.proxy().tree().get(timeout=TREE_START_TIMEOUT_S)
+            root.proxy().start_children().get(timeout=TREE_START_TIMEOUT_S)
         except Exception:
             root.stop(timeout=TREE_STOP_TIMEOUT_S)
             raise
-        runtime = cls(config, store, offload, tree, exits, logs, metrics, limit_turn, start_timeout_s)
-        runtime._root = root
-        return runtime
 
     async def stop_tree(self) -> None:
         """Stop the actor tree in reverse (every bridge: TERM, grace, KILL), keeping the loop
@@ -218,6 +237,12 @@ class LocalRuntime:
 
     def start_verdict(self) -> Verdict:
         return self._tree.starts.verdict()
+
+    def supervision(self) -> dict[str, Any]:
+        return self._tree.supervision.to_json()
+
+    async def inject_fault(self, target: str, session_id: str | None, tenant_id: str) -> None:
+        await self._offload.read(inject, self._tree, target, session_id, tenant_id)
 
     async def answers(self, timeout_s: float) -> bool:
         return await self._offload.read(tree_answers, self._tree, timeout_s)

@@ -118,20 +118,37 @@ def test_term_ignored_gets_kill_and_grandchildren_die(tmp_path: Path) -> None:
     assert alive == []
 
 
-class Owner:
-    """Stands in for a SessionActor proxy: records what the pool tells it."""
+class Told:
+    """What the pool told one owner."""
 
     def __init__(self) -> None:
         self.lost = threading.Event()
         self.evicted: list[tuple[str, str]] = []
         self.evict_told = threading.Event()
 
+
+class OwnerActor(pykka.ThreadingActor):
+    """Stands in for a SessionActor: records what the pool tells it."""
+
+    def __init__(self, told: Told) -> None:
+        super().__init__()
+        self.told = told
+
     def sandbox_lost(self, fact: BridgeExited) -> None:
-        self.lost.set()
+        self.told.lost.set()
 
     def evict(self, sandbox_id: str, reason: str) -> None:
-        self.evicted.append((sandbox_id, reason))
-        self.evict_told.set()
+        self.told.evicted.append((sandbox_id, reason))
+        self.told.evict_told.set()
+
+
+class Owner(Told):
+    """A live owner actor (``proxy``) and what it was told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ref = OwnerActor.start(self)
+        self.proxy = self.ref.proxy()
 
 
 def make_pool(tmp_path: Path, code: str, **config: float) -> pykka.ActorProxy[PoolActor]:
@@ -145,11 +162,11 @@ def test_pool_capacity_and_crash_notification(tmp_path: Path) -> None:
     pool = make_pool(tmp_path, READY_THEN_EXIT)
     owner = Owner()
     spec = make_spec(tmp_path)
-    sandbox = pool.reserve(spec, owner).get(timeout=10)
+    sandbox = pool.reserve(spec, owner.proxy).get(timeout=10)
     pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
     pool.mark(spec.sandbox_id, SandboxState.RUNNING).get(timeout=5)
     with pytest.raises(Unavailable, match="running"):  # full, and the only sandbox is running
-        pool.reserve(make_spec(tmp_path), Owner()).get(timeout=10)
+        pool.reserve(make_spec(tmp_path), Owner().proxy).get(timeout=10)
     sandbox.start_bridge().get(timeout=15)
     assert pool.stats().get(timeout=5).running == 1
     assert owner.lost.wait(10)  # the process exited with code 3: the owner is told
@@ -161,11 +178,11 @@ def test_pool_evicts_least_recently_used_idle_and_sweeps(tmp_path: Path) -> None
     owners = [Owner(), Owner()]
     specs = [make_spec(tmp_path), make_spec(tmp_path)]
     for spec, owner in zip(specs, owners, strict=True):
-        pool.reserve(spec, owner).get(timeout=10).start_bridge().get(timeout=15)
+        pool.reserve(spec, owner.proxy).get(timeout=10).start_bridge().get(timeout=15)
         pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
     pool.mark(specs[0].sandbox_id, SandboxState.WAITING).get(timeout=5)
     pool.mark(specs[1].sandbox_id, SandboxState.RUNNING).get(timeout=5)
-    pool.reserve(make_spec(tmp_path), Owner()).get(timeout=10)  # full: the idle one must go
+    pool.reserve(make_spec(tmp_path), Owner().proxy).get(timeout=10)  # full: the idle one must go
     assert owners[0].evict_told.wait(5) and owners[0].evicted[0][0] == specs[0].sandbox_id
     assert "capacity" in owners[0].evicted[0][1] and not owners[1].evicted  # never the running one
 
@@ -174,3 +191,81 @@ def test_pool_evicts_least_recently_used_idle_and_sweeps(tmp_path: Path) -> None
     time.sleep(1.1)  # the idle timeout itself is what is under test
     assert pool.sweep().get(timeout=5) == 1
     assert owners[1].evict_told.wait(5) and "idle" in owners[1].evicted[0][1]
+
+
+def _all_dead(pids: list[int], timeout_s: float = 15) -> bool:
+    """True once none of ``pids`` runs (reaped or a zombie)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        running = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    running.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not running:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _bridge_pid(sandbox: pykka.ActorProxy[SandboxActor]) -> int:
+    return sandbox.start_bridge().get(timeout=15).pid
+
+
+def test_a_sandbox_whose_owner_died_is_released_not_leaked(tmp_path: Path) -> None:
+    pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=2)
+    owner = Owner()
+    pid = _bridge_pid(pool.reserve(make_spec(tmp_path), owner.proxy).get(timeout=10))
+    assert pool.release_orphans().get(timeout=5) == 0  # its owner lives
+    owner.ref.stop(timeout=10)  # the session actor is gone (crashed, or its supervisor did)
+    assert pool.release_orphans().get(timeout=5) == 1
+    assert pool.stats().get(timeout=5).total == 0
+    assert _all_dead([pid])  # the bridge is dead
+
+
+def test_evicting_for_a_dead_owner_releases_the_sandbox(tmp_path: Path) -> None:
+    pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=1, sweep_interval_s=3600)
+    owner = Owner()
+    spec = make_spec(tmp_path)
+    pid = _bridge_pid(pool.reserve(spec, owner.proxy).get(timeout=10))
+    pool.mark(spec.sandbox_id, SandboxState.WAITING).get(timeout=5)
+    owner.ref.stop(timeout=10)
+    pool.reserve(make_spec(tmp_path), Owner().proxy).get(timeout=10)  # full: evicts the dead owner's
+    assert pool.stats().get(timeout=5).total == 1  # the new one only: the orphan was dropped at once
+    assert _all_dead([pid])
+
+
+def test_a_crashed_pool_stops_every_bridge_then_reports(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    reports: list[str] = []
+    reported = threading.Event()
+
+    def crashed(detail: str) -> None:
+        reports.append(detail)
+        reported.set()
+
+    config = PoolConfig(max_sandboxes=2, bridge_ready_timeout_s=10, stop_grace_s=1)
+    ref = PoolActor.start(config, ScriptLauncher(READY_THEN_SLEEP), store, crashed=crashed)  # type: ignore[arg-type]
+    pool = ref.proxy()
+    specs = [make_spec(tmp_path), make_spec(tmp_path)]
+    pids = [_bridge_pid(pool.reserve(spec, Owner().proxy).get(timeout=10)) for spec in specs]
+    pool.inject_fault.defer("test")  # a tell: pykka's on_failure path, like a real bug
+    assert reported.wait(30), "the pool did not report its crash"
+    assert "InjectedFault" in reports[0]
+    assert not ref.is_alive()
+    assert _all_dead(pids)
+    assert {store.get_sandbox(s.sandbox_id).state for s in specs} == {"cold"}  # type: ignore[union-attr]
+
+
+def test_a_crashed_sandbox_actor_kills_its_bridge_and_the_owner_is_told(tmp_path: Path) -> None:
+    pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=1)
+    owner = Owner()
+    sandbox = pool.reserve(make_spec(tmp_path), owner.proxy).get(timeout=10)
+    pid = _bridge_pid(sandbox)
+    sandbox.inject_fault.defer("test")
+    assert owner.lost.wait(15)  # an unexpected exit, as for any crashed bridge
+    assert _all_dead([pid])
+    assert pool.stats().get(timeout=5).total == 0

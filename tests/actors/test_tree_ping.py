@@ -9,6 +9,7 @@ from typing import Any
 import pykka
 import pytest
 
+from ashd.actors.children import ChildRegistry
 from ashd.actors.exits import ExitBoard
 from ashd.actors.figures import tree_answers
 from ashd.actors.supervisor import Tree
@@ -31,8 +32,10 @@ class Sessions(pykka.ThreadingActor):
 def tree() -> Iterator[tuple[Tree, threading.Event, list[pykka.ActorRef[Any]]]]:
     gate = threading.Event()
     pool, sessions = Pool.start(gate), Sessions.start()
-    proxy: Any = pool.proxy()
-    yield Tree(pool=proxy, sessions=sessions.proxy(), exits=ExitBoard()), gate, [pool, sessions]
+    registry = ChildRegistry()
+    registry.put("pool", pool)
+    registry.put("sessions", sessions)
+    yield Tree(registry, ExitBoard()), gate, [pool, sessions]
     gate.set()
     for ref in (pool, sessions):
         ref.stop(block=False)
@@ -54,3 +57,10 @@ def test_a_stopped_tree_does_not_answer(tree: Fixture) -> None:
     for ref in refs:
         ref.stop(timeout=30)
     assert tree_answers(actors, timeout_s=5) is False
+
+
+def test_a_tree_that_gave_up_does_not_answer(tree: Fixture) -> None:
+    actors, gate, _ = tree
+    gate.set()
+    actors.supervision.give_up("pool crashed too often")
+    assert tree_answers(actors, timeout_s=30) is False
