@@ -29,9 +29,9 @@ from ashd.http.app import make_app
 from ashd.http.auth import KeyHasher, bootstrap_key
 from ashd.http.context import AppContext
 from ashd.http.health import COORDINATOR_ID
-from ashd.http.listener import listener_child
 from ashd.http.queue_worker import QueueWorker
 from ashd.layout import Layout
+from ashd.listener import listener_child
 from ashd.metrics import Metrics
 from ashd.runtime.local import LocalRuntime
 from ashd.runtime.offload import Offload

@@ -230,6 +230,7 @@ def test_evicting_for_a_dead_owner_releases_the_sandbox(tmp_path: Path) -> None:
     owner = Owner()
     spec = make_spec(tmp_path)
     pid = _bridge_pid(pool.reserve(spec, owner.proxy).get(timeout=10))
+    pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
     pool.mark(spec.sandbox_id, SandboxState.WAITING).get(timeout=5)
     owner.ref.stop(timeout=10)
     pool.reserve(make_spec(tmp_path), Owner().proxy).get(timeout=10)  # full: evicts the dead owner's

@@ -18,9 +18,11 @@ from pathlib import Path
 import pykka
 import pytest
 
+from ashd.actors.children import SupervisionRecord
 from ashd.actors.exits import ExitBoard
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
+from ashd.actors.root import TreePolicy
 from ashd.actors.session import SessionDeps
 from ashd.actors.supervisor import SessionSupervisor
 from ashd.config import ModelConfig, PoolConfig, SandboxConfig, SupervisionConfig
@@ -63,7 +65,7 @@ def test_300_idle_sessions_give_their_threads_back(tmp_path: Path) -> None:
                        sandbox=SandboxConfig(), ready_timeout_s=10, stop_timeout_s=15, snapshots=snaps,
                        restarts=RestartGovernor(SupervisionConfig(budget_limit=1000), rng=random.Random(1)),
                        exits=exits, idle_s=0.5)
-    sessions = SessionSupervisor.start(deps).proxy()
+    sessions = SessionSupervisor.start(deps, TreePolicy.for_sessions(SupervisionConfig()), SupervisionRecord()).proxy()
     sessions.prewarm_hits.get(timeout=10)  # started: its timer thread and snapshot worker count in the baseline
     baseline = threading.active_count()
 

@@ -13,9 +13,10 @@ from typing import Any
 import pykka
 import pytest
 
+from ashd.actors.children import ChildRegistry
 from ashd.actors.exits import ExitBoard
 from ashd.actors.messages import BridgeExited, Pending, TurnGrant
-from ashd.actors.supervisor import Tree
+from ashd.actors.supervisor import POOL, SESSIONS, Tree
 from ashd.config import Config, PoolConfig
 from ashd.errors import Conflict
 from ashd.metrics import Metrics
@@ -100,7 +101,10 @@ def make_runtime(tmp_path: Path, store: Store, session: FakeSession | None = Non
     ref = FakeSession.start(tmp_path / "no-bridge.sock", pids or [100], pending)
     sup = FakeSupervisor.start(ref)
     exits = ExitBoard()
-    tree = Tree(pool=sup.proxy(), sessions=sup.proxy(), exits=exits)  # type: ignore[arg-type]
+    registry = ChildRegistry()
+    registry.put(POOL, sup)
+    registry.put(SESSIONS, sup)
+    tree = Tree(registry, exits)
     config = Config(data_dir=tmp_path, pool=PoolConfig(sse_heartbeat_s=0.05))
     runtime = LocalRuntime(config, store, Offload(), tree, exits, LogBook(), Metrics())
     return runtime, ref, exits, sup

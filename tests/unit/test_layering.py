@@ -65,6 +65,7 @@ UNITS: dict[str, str] = {
     "ashd.runtime": "runtime",
     "ashd.http": "http",
     "ashd.daemon": "daemon",
+    "ashd.listener": "daemon",  # the HTTP listener as a child of the root supervisor
     "ashd.cli": "cli",
     "ashd.bridge": "bridge",
     "ashd.client": "client",
