@@ -1,15 +1,16 @@
 """The ashd process: ordered start-up, serving, and phased shutdown.
 
-Start: data dir -> store (migrations) -> bootstrap key -> sandbox services -> the root
-supervisor starts its children in order, each answering a ping before the next: pool ->
-session supervisor -> HTTP listener -> READY=1.
-Stop (SIGTERM/SIGINT): the root stops its children in reverse (stop accepting, sessions, then
-the pool, which ends every bridge: TERM, grace, KILL) -> let running streams end with
-``error``/``done`` -> close connections -> sandbox services -> close the store. A second
-signal forces exit. If the supervision tree gives up (a long-lived actor keeps crashing),
-ashd stops the same way and exits with ``systemd.EXIT_TREE_FAILED``, so systemd restarts it.
+Start: data dir -> store (migrations, recovery) -> bootstrap key -> sandbox services -> the
+root supervisor starts its children in order, each answering a ping before the next: store
+-> sandbox services -> pool -> session supervisor -> HTTP listener -> READY=1 (the store and
+the services are opened first, since everything is built over them; as children they are
+pinged and stopped in order).
+Stop (SIGTERM/SIGINT): the root stops its children in reverse (stop accepting, sessions, the
+pool, which ends every bridge: TERM, grace, KILL; the sandbox services; the store, once the
+running streams have stored their ``error``/``done``) -> close connections. A second signal
+forces exit. If the supervision tree gives up (a long-lived actor keeps crashing), ashd
+stops the same way and exits with ``systemd.EXIT_TREE_FAILED``, so systemd restarts it.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -37,6 +38,7 @@ from ashd.runtime.local import LocalRuntime
 from ashd.runtime.offload import Offload
 from ashd.sandbox import services as sandbox_services
 from ashd.sandbox.launcher import Launcher
+from ashd.service_children import services_child, store_child
 from ashd.states import SandboxState
 from ashd.store import Store
 from ashd.store.recovery import close_cut_off_turns, fail_interrupted_starts
@@ -118,12 +120,17 @@ class Daemon:
         server = tornado.httpserver.HTTPServer(make_app(ctx, isolation, config.debug.fault_injection),
                                                max_body_size=MAX_BODY_BYTES, xheaders=False)
         http = listener_child(loop, server, config.server.host, config.server.port)
+
+        def drain() -> None:  # on the root's thread, while the daemon awaits the tree's stop
+            asyncio.run_coroutine_threadsafe(runtime.drain(STREAM_DRAIN_S), loop).result(STREAM_DRAIN_S + 1)
+
+        services = [services_child(sandboxes)] if sandboxes is not None else []
         if config.debug.fault_injection:
             log.warning("FAULT INJECTION IS ON (debug.fault_injection / ASH_FAULT_INJECTION): "
                         "POST /api/internal/faults crashes actors on request. TEST ONLY: never in production")
         try:
             # READY=1 only when the store is migrated (above) and every child answered its ping.
-            await offload.read(runtime.supervise, [*children, http],
+            await offload.read(runtime.supervise, [store_child(store, drain), *services, *children, http],
                                lambda reason: loop.call_soon_threadsafe(self._give_up, reason))
             self._install_signals()
             log.info("ashd %s listening on http://%s:%d (data: %s, sandboxes: %s)", __version__,
@@ -140,10 +147,9 @@ class Daemon:
             systemd.notify("STOPPING=1")
             if watchdog is not None:
                 watchdog.stop()
-            await runtime.stop_tree()
-            await runtime.drain(STREAM_DRAIN_S)
+            await runtime.stop_tree()  # in reverse: HTTP, sessions, pool, sandbox services, store
             await server.close_all_connections()
-        finally:
+        finally:  # what the tree did not stop (it never started, or gave up): both are idempotent
             runtime.shutdown()
             if sandboxes is not None:
                 sandboxes.stop()

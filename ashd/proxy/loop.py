@@ -8,6 +8,7 @@ requests, and the launcher (on actor threads) hands listening sockets over with
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 import threading
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,14 @@ class ProxyLoop:
     def call(self, coro: Awaitable[Any]) -> Any:
         """Run a coroutine on the proxy loop and wait for its result (any thread but this one)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=CALL_TIMEOUT_S)  # type: ignore[arg-type]
+
+    def answers(self, timeout_s: float) -> bool:
+        """True if the loop runs a no-op within ``timeout_s`` (any thread but this one)."""
+        try:
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self.loop).result(timeout=timeout_s)
+        except (concurrent.futures.TimeoutError, RuntimeError):
+            return False
+        return True
 
     def serve(self, sock: socket.socket, handler: Handler) -> asyncio.Server:
         """Start accepting on an already-listening socket. Blocks until it is serving."""

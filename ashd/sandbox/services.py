@@ -63,10 +63,17 @@ class Services:
     launcher: Launcher
     report: isolation.Report
     _closers: list[Any] = field(default_factory=list)
+    # Whether the proxies' loop answers within the timeout; None: no proxies to ask.
+    _ping: Callable[[float], bool] | None = None
+
+    def answers(self, timeout_s: float) -> bool:
+        """True if the proxies (when there are any) answer within ``timeout_s``. Blocking."""
+        return self._ping is None or self._ping(timeout_s)
 
     def stop(self) -> None:
-        """After every sandbox stopped: close proxies, watcher and writer. Never raises."""
-        for close in reversed(self._closers):
+        """After every sandbox stopped: close proxies, watcher and writer. Idempotent; never raises."""
+        closers, self._closers = self._closers, []
+        for close in reversed(closers):
             try:
                 close()
             except Exception:
@@ -143,7 +150,7 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
                 empty.rmdir()  # empty once every sandbox was torn down
 
     return Services(launcher, report, [remove_mount_root, lambda: writer.shutdown(wait=True), loop.stop,
-                                       oom.close, launcher.close])
+                                       oom.close, launcher.close], loop.answers)
 
 
 def _sweep(layout: cgroups.CgroupLayout, sandboxes: Path, mount_root: Path) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from . import (
@@ -89,6 +90,15 @@ class Store:
         """Bring the schema to the newest revision; idempotent, safe across processes."""
         with translated_errors(self.url_masked):
             migrate.upgrade(self._engine)
+
+    def ping(self) -> bool:
+        """True if the database answers a trivial query; False (logged by the caller) if not."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            return False
+        return True
 
     def close(self) -> None:
         """Release pooled connections. Call once, after all other calls returned."""

@@ -66,6 +66,7 @@ UNITS: dict[str, str] = {
     "ashd.http": "http",
     "ashd.daemon": "daemon",
     "ashd.listener": "daemon",  # the HTTP listener as a child of the root supervisor
+    "ashd.service_children": "daemon",  # the store and the sandbox services as the root's first children
     "ashd.cli": "cli",
     "ashd.bridge": "bridge",
     "ashd.client": "client",
