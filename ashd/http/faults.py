@@ -9,25 +9,12 @@ See docs/operations.md ("Fault injection").
 
 from __future__ import annotations
 
-from ashd.errors import AshError, BadRequest
-from ashd.http import scopes
-from ashd.http.auth import Principal, check_internal_secret
-from ashd.http.base import ApiHandler
+from ashd.errors import BadRequest
+from ashd.http.internal import InternalHandler
 from ashd.http.keys import check_fields
 
 
-class FaultsHandler(ApiHandler):
-    required_scope = scopes.ADMIN
-
-    async def authenticate(self) -> None:
-        try:
-            check_internal_secret(self.request.headers.get("Authorization"),
-                                  self.ctx.config.auth.internal_secret.reveal())
-        except AshError:
-            self.throttle_address()
-            raise
-        self.principal = Principal("", "internal", frozenset({scopes.ADMIN}))
-
+class FaultsHandler(InternalHandler):
     async def post(self) -> None:
         body = self.json_body()
         check_fields(body, {"target", "sessionId", "tenantId"})

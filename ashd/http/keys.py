@@ -10,10 +10,11 @@ import re
 import uuid
 from typing import Any
 
-from ashd.errors import AshError, BadRequest, Conflict, NotFound
+from ashd.errors import BadRequest, Conflict, NotFound
 from ashd.http import scopes
-from ashd.http.auth import DEFAULT_TENANT, Principal, check_internal_secret, key_prefix, new_key
+from ashd.http.auth import DEFAULT_TENANT, key_prefix, new_key
 from ashd.http.base import ApiHandler
+from ashd.http.internal import InternalHandler
 from ashd.store import ApiKeyRow
 from ashd.store.key_queries import LastAdminKey
 
@@ -113,17 +114,8 @@ class ApiKeyHandler(ApiHandler):
         self.finish()
 
 
-class InternalApiKeysHandler(KeyMinting):
+class InternalApiKeysHandler(InternalHandler, KeyMinting):
     """POST /api/internal/api-keys: mint a key for any tenant (operator, Bearer ASH_INTERNAL_SECRET)."""
-
-    async def authenticate(self) -> None:
-        try:
-            check_internal_secret(self.request.headers.get("Authorization"),
-                                  self.ctx.config.auth.internal_secret.reveal())
-        except AshError:
-            self.throttle_address()
-            raise
-        self.principal = Principal("", "internal", frozenset({scopes.ADMIN}))
 
     async def post(self) -> None:
         body = self.json_body()
