@@ -167,6 +167,12 @@ class LocalRuntime:
         live = self._sessions.get(session_id)
         return live.turn if live is not None else None
 
+    def holds(self, tenant_id: str, session_id: str) -> bool:
+        # A LiveSession is made only after a caller's store check for its tenant, and is
+        # dropped when the session ends or stops.
+        live = self._sessions.get(session_id)
+        return live is not None and live.tenant_id == tenant_id and not live.retiring
+
     def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *,
                   follow: bool = False) -> AsyncGenerator[bytes | Idle, None]:
         return self._streams.subscribe(tenant_id, session_id, after, follow=follow)

@@ -180,10 +180,11 @@ def test_end_is_one_call_that_lets_everything_go(tmp_path: Path, store: Counting
     runtime, ref, _, sup = make_runtime(tmp_path, store)
 
     async def scenario() -> object:
+        assert not runtime.holds(TENANT, SID)  # never used: callers read the store
         await run_turn(runtime)
-        assert SID in runtime._sessions
+        assert runtime.holds(TENANT, SID) and not runtime.holds("another-tenant", SID)
         ended = await runtime.end(TENANT, SID)
-        assert SID not in runtime._sessions
+        assert not runtime.holds(TENANT, SID)
         return ended
 
     assert asyncio.run(scenario()) == "ended"
