@@ -6,7 +6,9 @@ from ``query()`` to its ResultMessage (and to the first text delta). The ashd pa
 real ashd process (SQLite, direct launcher) with one session, timed from the POST to the
 SSE ``done`` frame (and to the first ``text_delta``). Rounds alternate between the two
 paths in blocks so drift on the machine hits both. Each path gets warm-up turns first.
-Reported: median, p90, p99, mean per path, and ashd minus direct at each statistic.
+Reported: median, p90, p99, mean per path, and ashd minus direct at each statistic; and
+``ashd_cpu_ms_per_message``: the CPU time (user + system, psutil) the ashd process spent
+during the ashd blocks, divided by their messages (the bridge and the CLI not included).
 
     .venv/bin/python benchmarks/message_latency.py --rounds 60 --out benchmarks/results/message_latency.json
 """
@@ -109,6 +111,9 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str]) -> dict[str, A
     direct = Direct(model.base_url, tmp / "direct")
     await direct.client.connect()
     results: dict[str, list[float]] = {"direct_e2e": [], "direct_first": [], "ashd_e2e": [], "ashd_first": []}
+    assert daemon.proc is not None
+    ashd_proc = psutil.Process(daemon.proc.pid)
+    cpu_s = 0.0
     try:
         with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as client:
             client.post("/api/agents", json={"name": "bench", "path": str(REPO / "examples" / "hello-agent")})
@@ -123,10 +128,12 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str]) -> dict[str, A
                     first, e2e = await direct.turn()
                     results["direct_first"].append(first)
                     results["direct_e2e"].append(e2e)
+                before = _cpu_s(ashd_proc)
                 for _ in range(block):
                     first, e2e = ashd_turn(client, session_id)
                     results["ashd_first"].append(first)
                     results["ashd_e2e"].append(e2e)
+                cpu_s += _cpu_s(ashd_proc) - before
                 done += block
     finally:
         await direct.client.disconnect()
@@ -138,7 +145,12 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str]) -> dict[str, A
         for kind in ("e2e", "first") for stat in ("median_ms", "p90_ms", "p99_ms", "mean_ms")
     }
     return {"prompt": PROMPT, "rounds": rounds, "warmup": warmup, "stats": stats, "ashd_added": added,
-            "machine": machine()}
+            "ashd_cpu_ms_per_message": round(cpu_s * 1000 / rounds, 2), "machine": machine()}
+
+
+def _cpu_s(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
 
 
 def machine() -> dict[str, Any]:
@@ -153,7 +165,7 @@ def machine() -> dict[str, Any]:
         "cpu": cpu, "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "kernel": platform.release(), "python": platform.python_version(),
         "claude_agent_sdk": version("claude-agent-sdk"), "ashd": version("ashd"),
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d"), "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
     }
 
 

@@ -86,14 +86,22 @@ class ApiHandler(tornado.web.RequestHandler):
         self.ctx.limiter.check(f"key:{self.principal.key_id}", self.request.method or "", self.request.path)
 
     async def authenticate(self) -> None:
-        """Set ``self.principal`` from the Authorization header; Unauthorized (401) otherwise
-        (counted against the client address: a 429 once it has guessed too often)."""
+        """Set ``self.principal`` from the Authorization header (from the short-lived key
+        cache when it authenticated a moment ago); Unauthorized (401) otherwise (counted
+        against the client address: a 429 once it has guessed too often)."""
         header = self.request.headers.get("Authorization")
+        cached = self.ctx.keys.get(header) if header else None
+        if cached is not None:
+            self.principal = cached
+            return
+        generation = self.ctx.keys.generation
         try:
             self.principal = await self.ctx.offload.read(self.ctx.hasher.authenticate, header, self.ctx.store)
         except Unauthorized:
             self.throttle_address()
             raise
+        if header:
+            self.ctx.keys.put(header, self.principal, generation)
 
     def throttle_address(self) -> None:
         """Count a request without a valid key against the client's address (RateLimited)."""

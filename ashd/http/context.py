@@ -12,6 +12,7 @@ from ashd.config import Config, allowed_origins
 from ashd.files.sessions import SessionFiles
 from ashd.http.auth import KeyHasher
 from ashd.http.cors import CorsPolicy
+from ashd.http.keycache import KeyCache
 from ashd.http.ratelimit import RateLimiter
 from ashd.layout import Layout
 from ashd.metrics import Metrics
@@ -40,6 +41,7 @@ class AppContext:
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.config.rate_limit)  # loop thread only
+        self.keys = KeyCache()  # authenticated keys, briefly (loop thread only; see keycache.py)
         self.cors = CorsPolicy(allowed_origins(self.config.server))
 
     @property

@@ -110,6 +110,7 @@ class ApiKeyHandler(ApiHandler):
                            "with the new key") from None
         if not deleted:
             raise NotFound(f"API key {key_id} not found")
+        self.ctx.keys.forget_key(canonical)  # revoked at once, before the 204
         self.set_status(204)
         self.finish()
 

@@ -164,9 +164,11 @@ class MessagesHandler(SessionBase):
 
     async def post(self, session_id: str) -> None:
         options = MessageOptions.from_request(self.json_body())
-        row = await self.session_row(session_id)
         runtime = self.ctx.runtime
-        turn = await runtime.send(self.tenant, row.id, options,
+        sid = check_session_id(session_id)
+        if not runtime.holds(self.tenant, sid):  # else it is live for this tenant: no store read
+            sid = (await self.session_row(session_id)).id
+        turn = await runtime.send(self.tenant, sid, options,
                                   received_at=time.monotonic() - self.request.request_time())
         sse.start(self)
         if await sse.relay(self, runtime.turn_stream(turn)):

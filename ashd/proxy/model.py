@@ -16,8 +16,10 @@ token, which the CLI inside uses as its API key. Per connection, then per reques
    (:mod:`ashd.proxy.body`; 400 naming the field); betas enabling those are dropped;
 4. strips ``x-api-key``, ``authorization``, ``proxy-authorization`` and hop-by-hop headers,
    injects the session's own stored credential if it has one (``Gate.upstream_key``), else
-   the daemon's real key (or bearer token), sends the checked body with its length, and
-   streams the response back without buffering (one request per connection: ``Connection: close``);
+   the daemon's real key (or bearer token), sends the checked body with its length over a
+   kept-alive upstream connection (:mod:`ashd.proxy.upstream`), and streams the response back
+   without buffering. A connection from the CLI is kept alive for its next request when the
+   reply was relayed whole in its own framing; refusals and cut replies close it;
 5. meters a streamed reply as it passes: ``Gate.spent_usd`` follows every relayed piece, a
    reply that crosses the budget is ended with an SSE ``error`` event (or cut) and its
    upstream connection closed, and whatever was relayed is charged however the stream ends
@@ -35,7 +37,6 @@ import hmac
 import json
 import logging
 import secrets
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from ashd.proxy.connections import ConnectionTable, Slot
 from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import MAX_JSON_BYTES, Meter, Usage
 from ashd.proxy.route import MESSAGES, Route, RouteRefused, route
+from ashd.proxy.upstream import Upstream, UpstreamPool
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ class ModelProxy:
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._tls = parts.scheme == "https"
+        self._upstream = UpstreamPool(self._host, self._port, self._tls)
         self._prefix = parts.path.rstrip("/")
         self._cred = ("authorization", f"Bearer {auth_token}") if auth_token else ("x-api-key", api_key)
         self._on_usage = on_usage
@@ -139,7 +142,16 @@ class ModelProxy:
             gate.token = secrets.token_urlsafe(32)  # in-flight connections fail their next check
         if server is not None:
             self._loop.close_server(server)
-        self._loop.run_quietly(lambda: self.connections.close_sandbox(sandbox_id))
+        self._loop.run_quietly(lambda: self._closed(sandbox_id))
+
+    def _closed(self, sandbox_id: str) -> None:
+        """Proxy loop: close the sandbox's connections, and the kept upstream ones once no
+        sandbox is served (nothing holds a connection past the last sandbox)."""
+        self.connections.close_sandbox(sandbox_id)
+        with self._lock:
+            idle = not self.gates
+        if idle:
+            self._upstream.close()
 
     def _hold(self, task: asyncio.Task[object] | None) -> None:
         """Keep a strong reference to a connection's task until it ends (proxy loop thread).
@@ -156,17 +168,18 @@ class ModelProxy:
     async def _handle(self, gate: Gate, slot: Slot, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
         try:
-            head = await http1.read_head(reader)
-            if head is not None:
+            while (head := await http1.read_head(reader)) is not None:
                 slot.heard()
-                await self._request(gate, slot, head, reader, writer)
+                if not await self._request(gate, slot, head, reader, writer):
+                    break
         except (http1.HttpError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             log.debug("model proxy: session %s: %s", gate.session_id, exc)
         finally:
             writer.close()
 
     async def _request(self, gate: Gate, slot: Slot, head: http1.Head, reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> None:
+                       writer: asyncio.StreamWriter) -> bool:
+        """Serve one request; True when the connection may carry the client's next one."""
         try:
             where = route(head.start)
             http1.check_request_framing(head)
@@ -183,7 +196,8 @@ class ModelProxy:
         if _over_budget(gate):
             return await _reply(writer, 400, "invalid_request_error", _budget_message(gate))
         gate.requests += 1
-        await self._forward(gate, slot, head, where, reader, writer)
+        wants_close = "close" in (head.get("connection") or "").lower()
+        return await self._forward(gate, slot, head, where, reader, writer, not wants_close)
 
     async def _checked_body(self, gate: Gate, slot: Slot, head: http1.Head, reader: asyncio.StreamReader) -> bytes:
         """The body, read whole and checked (:mod:`ashd.proxy.body`), to forward as is. Raises BodyRefused.
@@ -207,41 +221,80 @@ class ModelProxy:
             raise
 
     async def _forward(self, gate: Gate, slot: Slot, head: http1.Head, where: Route,
-                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client_keep: bool) -> bool:
+        """Relay one checked request upstream and its reply back. True when the client's
+        connection may carry its next request: the reply went back whole in its own framing
+        (the upstream connection is then kept too) and the client did not ask to close."""
         try:
             body = await self._checked_body(gate, slot, head, reader)
         except BodyRefused as refused:
             return await _reply(writer, refused.status, refused.kind, refused.message)
-        up_reader, up_writer = await asyncio.wait_for(self._connect(), UPSTREAM_TIMEOUT_S)
-        slot.extra.append(up_writer)
+        cred = ("x-api-key", gate.upstream_key.reveal()) if gate.upstream_key is not None else self._cred
+        headers = [*head.without(*STRIP), ("host", self._host_header()), cred,
+                   ("accept-encoding", "identity"), ("connection", "keep-alive"), ("content-length", str(len(body)))]
+        betas = filter_betas((v for k, v in head.headers if k.lower() == "anthropic-beta"), self._policy)
+        if betas is not None:
+            headers.append(("anthropic-beta", betas))
+        request = http1.encode_head(f"{where.method} {self._prefix}{where.target} HTTP/1.1", headers) + body
+        del body  # only the encoded request is held, until the reply's head arrives
+        conn, resp = await self._exchange(slot, request)
+        whole = False
         try:
-            cred = ("x-api-key", gate.upstream_key.reveal()) if gate.upstream_key is not None else self._cred
-            headers = [*head.without(*STRIP), ("host", self._host_header()), cred,
-                       ("accept-encoding", "identity"), ("connection", "close"), ("content-length", str(len(body)))]
-            betas = filter_betas((v for k, v in head.headers if k.lower() == "anthropic-beta"), self._policy)
-            if betas is not None:
-                headers.append(("anthropic-beta", betas))
-            up_writer.write(http1.encode_head(f"{where.method} {self._prefix}{where.target} HTTP/1.1", headers))
-            up_writer.write(body)
-            del body  # sent: not held while the reply streams
-            await up_writer.drain()
-            resp = await http1.read_head(up_reader)
             if resp is None:
                 return await _reply(writer, 502, "api_error", "the model upstream closed the connection")
             slot.touch()
+            framed = _framed(resp)
+            keep = framed and client_keep
             if where.path != MESSAGES:
-                writer.write(_client_head(resp))
-                await http1.relay_body(resp, up_reader, writer, until_eof=True, progress=slot.touch)
+                writer.write(_client_head(resp, keep))
+                await http1.relay_body(resp, conn.reader, writer, until_eof=True, progress=slot.touch)
+                whole = framed
             elif "text/event-stream" in (resp.get("content-type") or ""):
-                await self._relay_stream(gate, slot, resp, up_reader, writer)
+                whole = await self._relay_stream(gate, slot, resp, conn.reader, writer, keep) and framed
             else:
-                await self._relay_whole(gate, slot, resp, up_reader, writer)
+                await self._relay_whole(gate, slot, resp, conn.reader, writer, keep)
+                whole = framed
+            return whole and keep
         finally:
-            up_writer.close()
+            slot.extra.remove(conn.writer)
+            if whole:
+                self._upstream.put(conn)
+            else:
+                conn.writer.close()
+
+    async def _exchange(self, slot: Slot, request: bytes) -> tuple[Upstream, http1.Head | None]:
+        """Send ``request`` and read the reply's head. A kept connection the upstream closed
+        while idle fails before any reply byte: the request is sent once more on a new one."""
+        conn = await asyncio.wait_for(self._upstream.get(), UPSTREAM_TIMEOUT_S)
+        slot.extra.append(conn.writer)  # closed with the client's connection
+        try:
+            conn.writer.write(request)
+            await conn.writer.drain()
+            resp = await http1.read_head(conn.reader)
+            if resp is not None or not conn.reused:
+                return conn, resp
+        except (OSError, http1.HttpError):
+            if not conn.reused:
+                slot.extra.remove(conn.writer)
+                conn.writer.close()
+                raise
+        slot.extra.remove(conn.writer)
+        conn.writer.close()
+        conn = await asyncio.wait_for(self._upstream.fresh(), UPSTREAM_TIMEOUT_S)
+        slot.extra.append(conn.writer)
+        try:
+            conn.writer.write(request)
+            await conn.writer.drain()
+            return conn, await http1.read_head(conn.reader)
+        except BaseException:
+            slot.extra.remove(conn.writer)
+            conn.writer.close()
+            raise
 
     async def _relay_stream(self, gate: Gate, slot: Slot, resp: http1.Head, up_reader: asyncio.StreamReader,
-                            writer: asyncio.StreamWriter) -> None:
-        """Relay an SSE reply, charging as it goes; stop it where it crosses the budget."""
+                            writer: asyncio.StreamWriter, keep: bool) -> bool:
+        """Relay an SSE reply, charging as it goes; stop it where it crosses the budget.
+        True when it was relayed whole."""
         meter = Meter(streaming=True)
         charged = 0.0
 
@@ -253,12 +306,14 @@ class ModelProxy:
                 raise BudgetCrossed
 
         try:
-            writer.write(_client_head(resp))
+            writer.write(_client_head(resp, keep))
             await http1.relay_body(resp, up_reader, writer, tap=meter.feed, until_eof=True, progress=progress)
+            return True
         except BudgetCrossed:
             log.info("model proxy: session %s crossed its budget mid-reply; reply stopped (%s)", gate.session_id,
                      _budget_message(gate))
             await _end_stream(writer, resp, meter, _budget_message(gate))
+            return False
         finally:
             usage = meter.result()
             _charge(gate, usage.cost_usd if usage else 0.0, charged)
@@ -266,7 +321,7 @@ class ModelProxy:
                 self._on_usage(gate, usage)
 
     async def _relay_whole(self, gate: Gate, slot: Slot, resp: http1.Head, up_reader: asyncio.StreamReader,
-                           writer: asyncio.StreamWriter) -> None:
+                           writer: asyncio.StreamWriter, keep: bool) -> None:
         """A non-streamed reply was generated whole: read it, charge it, then send it."""
         body = await http1.read_body(resp, up_reader, MAX_JSON_BYTES, until_eof=True, progress=slot.touch)
         meter = Meter(streaming=False)
@@ -276,13 +331,9 @@ class ModelProxy:
             _charge(gate, usage.cost_usd, 0.0)
             self._on_usage(gate, usage)
         headers = [*resp.without("connection", "keep-alive", "transfer-encoding", "content-length"),
-                   ("content-length", str(len(body))), ("connection", "close")]
+                   ("content-length", str(len(body))), ("connection", "keep-alive" if keep else "close")]
         writer.write(http1.encode_head(resp.start, headers) + body)
         await writer.drain()
-
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        context = ssl.create_default_context() if self._tls else None
-        return await asyncio.open_connection(self._host, self._port, ssl=context, limit=256 * 1024)
 
     def _host_header(self) -> str:
         default = 443 if self._tls else 80
@@ -311,8 +362,15 @@ def _charge(gate: Gate, cost: float, charged: float) -> float:
     return cost
 
 
-def _client_head(resp: http1.Head) -> bytes:
-    return http1.encode_head(resp.start, [*resp.without("connection", "keep-alive"), ("connection", "close")])
+def _framed(resp: http1.Head) -> bool:
+    """The reply ends by its own framing (so its connection can carry another request)."""
+    return (resp.start.startswith("HTTP/1.1 ") and "close" not in (resp.get("connection") or "").lower()
+            and (resp.chunked or resp.length is not None))
+
+
+def _client_head(resp: http1.Head, keep: bool) -> bytes:
+    value = "keep-alive" if keep else "close"
+    return http1.encode_head(resp.start, [*resp.without("connection", "keep-alive"), ("connection", value)])
 
 
 async def _end_stream(writer: asyncio.StreamWriter, resp: http1.Head, meter: Meter, message: str) -> None:
@@ -325,12 +383,14 @@ async def _end_stream(writer: asyncio.StreamWriter, resp: http1.Head, meter: Met
     await writer.drain()
 
 
-async def _answer_hello(writer: asyncio.StreamWriter, where: Route) -> None:
-    """The CLI's connectivity probe, answered here: the upstream is never asked."""
+async def _answer_hello(writer: asyncio.StreamWriter, where: Route) -> bool:
+    """The CLI's connectivity probe, answered here: the upstream is never asked. False: the
+    connection closes (the probe's body, if any, is not read)."""
     body = b"" if where.method == "HEAD" else b"{}"
     writer.write(http1.encode_head("HTTP/1.1 200 OK", [
         ("content-type", "application/json"), ("content-length", "2"), ("connection", "close")]) + body)
     await writer.drain()
+    return False
 
 
 async def _refuse_connection(writer: asyncio.StreamWriter, cap: int) -> None:
@@ -344,9 +404,11 @@ async def _refuse_connection(writer: asyncio.StreamWriter, cap: int) -> None:
         writer.close()
 
 
-async def _reply(writer: asyncio.StreamWriter, status: int, kind: str, message: str, retry: bool = False) -> None:
+async def _reply(writer: asyncio.StreamWriter, status: int, kind: str, message: str, retry: bool = False) -> bool:
+    """An error reply, and False: the connection closes (the request's body may be unread)."""
     body = json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
     writer.write(http1.encode_head(f"HTTP/1.1 {status} ashd", [
         ("content-type", "application/json"), ("content-length", str(len(body))), ("connection", "close"),
         ("x-should-retry", "true" if retry else "false")]) + body)
     await writer.drain()
+    return False

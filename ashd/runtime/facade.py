@@ -7,7 +7,7 @@ machine. :class:`~ashd.runtime.local.LocalRuntime` implements it over the local 
 the bridge sockets.
 
 Sessions are named by (tenant id, session id); callers check that the session exists for the
-tenant (a store read) before they call. Errors are the project's error tree
+tenant before they call (a store read, unless :meth:`SessionRuntime.holds` says so). Errors are the project's error tree
 (``ashd.errors``): BadRequest (the session's status forbids it), Conflict (a turn is running,
 nothing to interrupt), NotFound, Unavailable (capacity, a start that took too long, ashd
 stopping), SandboxFailed.
@@ -71,6 +71,10 @@ class SessionRuntime(Protocol):
 
     def live_turn(self, session_id: str) -> Turn | None:
         """The session's running turn, if any."""
+
+    def holds(self, tenant_id: str, session_id: str) -> bool:
+        """True when this runtime holds the live state of the tenant's session (so it exists
+        for that tenant: a caller may skip its store read). Never blocks."""
 
     def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *,
                   follow: bool = False) -> AsyncGenerator[bytes | Idle, None]:

@@ -171,12 +171,12 @@ class LocalRuntime:
     async def send(self, tenant_id: str, session_id: str, options: MessageOptions,
                    received_at: float | None = None) -> Turn:
         live = self._live(tenant_id, session_id)
-        grant = await self._grant(live)
-        host = _LocalTurnHost(live, grant, self._actor, self._offload, self._limit_turn)
+        grant, owner = await self._grant(live)
+        host = _LocalTurnHost(live, grant, owner, self._actor, self._offload, self._limit_turn)
         try:
             sequence = await live.sequence()
         except BaseException:
-            await host.release()
+            host.release()
             raise
         turn = Turn(self._env, host, tenant_id, session_id, options, sequence, received_at)
         self._run(live, turn)
@@ -185,6 +185,12 @@ class LocalRuntime:
     def live_turn(self, session_id: str) -> Turn | None:
         live = self._sessions.get(session_id)
         return live.turn if live is not None else None
+
+    def holds(self, tenant_id: str, session_id: str) -> bool:
+        # A LiveSession is made only after a caller's store check for its tenant, and is
+        # dropped when the session ends or stops.
+        live = self._sessions.get(session_id)
+        return live is not None and live.tenant_id == tenant_id and not live.retiring
 
     def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *,
                   follow: bool = False) -> AsyncGenerator[bytes | Idle, None]:
@@ -261,27 +267,34 @@ class LocalRuntime:
         return await self._offload.ask(self._tree.sessions.child(session_id, tenant_id))
 
     async def _starting(self, tenant_id: str, session_id: str, call: Callable[[Actor], pykka.Future[T | Pending]],
-                        hand_back: Callable[[Actor, T | Pending], None] | None = None) -> T:
+                        hand_back: Callable[[Actor, T | Pending], None] | None = None,
+                        asked: list[Actor] | None = None) -> T:
         """A call that may start a sandbox: Pending is waited for and the call repeated (on
-        the session's current actor). ``hand_back`` gets a reply that came after we gave up."""
+        the session's current actor). ``hand_back`` gets a reply that came after we gave up;
+        ``asked`` ends with the actor that gave the final answer."""
         async def ask(left: float) -> T | Pending:
             actor = await self._actor(tenant_id, session_id)
+            if asked is not None:
+                asked[:] = [actor]
             late = None if hand_back is None else (lambda reply: hand_back(actor, reply))
             return await self._offload.ask(call(actor), timeout=left, on_late=late)
 
         return await answered(ask, self._start_timeout)
 
-    async def _grant(self, live: LiveSession) -> TurnGrant:
-        """The session's turn grant. One for an agent process already known to have exited
-        (its session actor is being told) is handed back and asked again, so a message right
-        after a crash starts a new agent process instead of failing on the dead one."""
+    async def _grant(self, live: LiveSession) -> tuple[TurnGrant, Actor]:
+        """The session's turn grant and the actor that granted it. One for an agent process
+        already known to have exited (its session actor is being told) is handed back and
+        asked again, so a message right after a crash starts a new agent process instead of
+        failing on the dead one."""
         tenant_id, session_id = live.tenant_id, live.session_id
+        asked: list[Actor] = []
         for attempt in range(DEAD_GRANT_RETRIES + 1):
-            grant = await self._starting(tenant_id, session_id, lambda actor: actor.begin_turn(), _hand_back_grant)
+            grant = await self._starting(tenant_id, session_id, lambda actor: actor.begin_turn(), _hand_back_grant,
+                                         asked)
             if attempt == DEAD_GRANT_RETRIES or live.exited(grant.pid) is None:
-                return grant
+                return grant, asked[0]
             log.info("session %s: its agent process %d has exited; asking for a new one", session_id, grant.pid)
-            await self._offload.ask((await self._actor(tenant_id, session_id)).end_turn())
+            await self._offload.ask(asked[0].end_turn())
             await asyncio.sleep(DEAD_GRANT_WAIT_S)
         raise AssertionError("unreachable")
 
@@ -344,10 +357,11 @@ def _hand_back_grant(actor: Actor, late: TurnGrant | Pending) -> None:
 class _LocalTurnHost:
     """How a turn reaches a local session: its actor (release, kill) and its bridge link."""
 
-    def __init__(self, live: LiveSession, grant: TurnGrant, actor: Callable[[str, str], Awaitable[Actor]],
-                 offload: Offload, limit_turn: LimitTurn | None) -> None:
+    def __init__(self, live: LiveSession, grant: TurnGrant, owner: Actor,
+                 actor: Callable[[str, str], Awaitable[Actor]], offload: Offload, limit_turn: LimitTurn | None) -> None:
         self._live = live
         self._grant = grant
+        self._owner = owner  # the actor that granted the turn
         self._actor = actor
         self._offload = offload
         self._limit_turn = limit_turn
@@ -361,9 +375,12 @@ class _LocalTurnHost:
     async def exit_reason(self) -> str | None:
         return await self._live.exit_reason(self._grant.pid)
 
-    async def release(self) -> None:
-        actor = await self._actor(self._grant.tenant_id, self._grant.session_id)
-        await self._offload.ask(actor.end_turn())
+    def release(self) -> None:
+        """A tell to the actor that granted the turn, queued before ``done`` is delivered: a
+        client's next message asks the same actor's mailbox later, so it is never refused for
+        this turn. An actor that stopped meanwhile holds no turn (its successor loads the
+        session from the store, idle)."""
+        tell(self._owner.end_turn, context=f"session {self._grant.session_id}: releasing its turn")
 
     async def kill(self, why: str) -> None:
         actor = await self._actor(self._grant.tenant_id, self._grant.session_id)

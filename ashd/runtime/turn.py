@@ -5,11 +5,14 @@ the turn still runs to its end and everything is stored. Every frame gets the se
 next event id (``id:``) from the session's :class:`EventSequence` before it is sent (one
 turn at a time per session makes that safe) and is stored with group commit for replay.
 
-Durability: the user message is committed before the model is called. A frame is
-delivered only after the batch holding it is committed, so no client ever sees an event id
-that a crash could lose or reuse. ``done`` is recorded and committed, then the turn is
-released (the session may take its next message), and only then is ``done`` delivered —
-so a client that sees ``done`` can replay the whole turn and can send its next message at once.
+Durability: the user message is the first row of the turn's log, so it is committed before
+any frame of the turn is delivered and before ``done`` (the query goes to the agent while it
+commits: the single writer keeps the order). A frame is delivered only after the batch
+holding it is committed, so no client ever sees an event id that a crash could lose or
+reuse. ``done`` is recorded and committed, then the turn is released (the session may take
+its next message), and only then is ``done`` delivered — so a client that sees ``done`` can
+replay the whole turn and can send its next message at once. The release is a message to
+the session's owner sent before ``done`` is delivered, so it is ahead of any next message.
 
 A turn reaches its agent through a :class:`TurnHost` (the runtime implementation that
 granted it: the local one talks to a session actor and a bridge socket), so the turn itself
@@ -27,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ashd import __version__
-from ashd.errors import Unavailable
 from ashd.events import SSEEvent, compact_json, frame, stored_message, stream_events, timeline_events, user_message
 from ashd.metrics import Metrics
 from ashd.options import MessageOptions
@@ -57,8 +59,9 @@ class TurnHost(Protocol):
     async def exit_reason(self) -> str | None:
         """Why the agent process died (waits briefly for the fact), or None if unknown."""
 
-    async def release(self) -> None:
-        """The turn is over: the session may take its next message. Raises Unavailable."""
+    def release(self) -> None:
+        """The turn is over: the session may take its next message. Never blocks: the
+        release is queued to the session's owner ahead of anything a later caller sends it."""
 
     async def kill(self, why: str) -> None:
         """Kill the agent process now (SIGKILL); its link then reports it gone."""
@@ -127,6 +130,7 @@ class Turn:
     async def run(self) -> None:
         """Drive the turn to its end. Never raises; always ends with ``done``."""
         self._started_at = time.monotonic()
+        self._log.add_message("user", user_message(self._options.content))  # first: committed before any frame
         self._publish(SSEEvent("session_start", {"sessionId": self.session_id, "version": __version__}))
         try:
             await self._run()
@@ -144,11 +148,9 @@ class Turn:
             self._deliver(self._record(SSEEvent("error", {"error": "the turn could not be stored completely"})))
             done = self._record(SSEEvent("done", {"sessionId": self.session_id}))  # ids stay increasing
         try:
-            await self._host.release()
-        except Unavailable as exc:  # its actor stopped (ashd shutting down) or did not answer
-            log.warning("session %s did not acknowledge the end of its turn: %s", self.session_id, exc.message)
-        except Exception:
-            log.exception("session %s did not acknowledge the end of its turn", self.session_id)
+            self._host.release()
+        except Exception:  # boundary: done must still be delivered
+            log.exception("session %s: releasing its turn failed", self.session_id)
         self._deliver(done)
         self._env.metrics.turn_duration.observe(time.monotonic() - self._started_at)
         self._close()
@@ -170,9 +172,6 @@ class Turn:
 
     async def _run(self) -> None:
         env = self._env
-        await env.offload.write(
-            env.store.append_message, self._tenant, self.session_id, "user", user_message(self._options.content)
-        )
         try:
             link = await self._host.connect()
         except BridgeGone as exc:
@@ -244,8 +243,10 @@ class Turn:
                 await asyncio.wait_for(self._ended.wait(), KILL_TIMEOUT_S)
 
     def _on_message(self, raw: dict[str, Any]) -> None:
-        if raw.get("type") == "result" and raw.get("is_error") and self.failure is None:
-            self.failure = str(raw.get("result") or raw.get("subtype") or "the turn ended with an error")
+        if raw.get("type") == "result":
+            self._log.hold()  # the result's rows commit with done, in one transaction
+            if raw.get("is_error") and self.failure is None:
+                self.failure = str(raw.get("result") or raw.get("subtype") or "the turn ended with an error")
         for sse in stream_events(raw):
             self._publish(sse)
         stored = stored_message(raw)

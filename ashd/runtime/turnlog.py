@@ -2,9 +2,14 @@
 
 While a write is in flight, new rows accumulate; when it completes, the next transaction
 takes everything pending. Rows reach the database as fast as it can take them, in order,
-with one transaction per batch instead of one per SDK message. After each batch,
-``on_commit`` is told the highest stream event id it contained, so the turn can deliver
-exactly the frames that can no longer be lost.
+with one transaction per batch instead of one per SDK message. A batch starts on the next
+turn of the loop, not on the first row added, so the rows of one callback (the user message
+and ``session_start``; one SDK message's frames, messages and timeline rows) share it. After
+each batch, ``on_commit`` is told the highest stream event id it contained, so the turn can
+deliver exactly the frames that can no longer be lost.
+
+``hold()`` keeps rows back until ``flush()``: the end of a turn (its result's rows and
+``done``) is one transaction.
 """
 
 from __future__ import annotations
@@ -32,21 +37,28 @@ class TurnLog:
         self._stream: list[tuple[int, str, str]] = []
         self._inflight: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
+        self._scheduled = False  # a batch start is queued on the loop
+        self._held = False
 
     def add_message(self, role: str, content: str) -> None:
         self._messages.append((role, content))
-        self._kick()
+        self._soon()
 
     def add_event(self, kind: str, data: str) -> None:
         self._events.append((kind, data))
-        self._kick()
+        self._soon()
 
     def add_stream(self, seq: int, event: str, data: str) -> None:
         self._stream.append((seq, event, data))
-        self._kick()
+        self._soon()
+
+    def hold(self) -> None:
+        """Keep every row from now on for ``flush()`` (one transaction for the turn's end)."""
+        self._held = True
 
     async def flush(self) -> None:
         """Wait until every row added so far is committed. Raises the first write error."""
+        self._held = False
         while self._inflight is not None or self._pending:
             self._kick()
             if self._inflight is not None:
@@ -58,8 +70,14 @@ class TurnLog:
     def _pending(self) -> bool:
         return bool(self._messages or self._events or self._stream)
 
+    def _soon(self) -> None:
+        if not self._scheduled and not self._held:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._kick)
+
     def _kick(self) -> None:
-        if self._inflight is not None or not self._pending:
+        self._scheduled = False
+        if self._inflight is not None or not self._pending or self._held:
             return
         batch = (self._messages, self._events, self._stream)
         self._messages, self._events, self._stream = [], [], []

@@ -1,10 +1,10 @@
 """SQL for the per-session numbered logs: ``messages`` and ``session_events``.
 
-Sequence rule: each append takes ``MAX(sequence) + 1`` for its (tenant, session).
-Appends first lock the session row (``SELECT .. FOR NO KEY UPDATE`` on Postgres; on
-SQLite the write transaction is ``BEGIN IMMEDIATE``), so concurrent appenders to one
-session are serialized and sequences have no gaps or duplicates. Appenders to
-different sessions do not wait for each other on Postgres.
+Sequence rule: each append continues its (tenant, session)'s log from the next free
+sequence, which :class:`~.sequences.LogSequences` holds in memory (read from the store on
+first use). The caller holds its lock across the transaction, so appenders in this process
+are serialized and sequences have no gaps or duplicates; another process's appends are
+caught by the unique sequence constraint (see ``sequences.py``).
 
 Functions run inside the caller's write transaction.
 """
@@ -17,16 +17,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .dialect import new_id
-from .errors import StoreError
 from .rows import EventRow, MessageRow
-from .schema import messages, session_events, sessions
+from .schema import messages, session_events
+from .sequences import LogSequences
 
 
 def append_messages(
-    conn: Connection, tenant_id: str, session_id: str, items: Sequence[tuple[str, str]], now: str
+    conn: Connection, seqs: LogSequences, tenant_id: str, session_id: str, items: Sequence[tuple[str, str]],
+    now: str
 ) -> list[MessageRow]:
     """Append (role, content) pairs. Raises StoreError if the tenant has no such session."""
-    first = _reserve(conn, messages, tenant_id, session_id)
+    first = seqs.take(conn, messages, tenant_id, session_id, len(items))
     rows = [
         MessageRow(new_id(), tenant_id, session_id, role, content, first + i, now)
         for i, (role, content) in enumerate(items)
@@ -37,10 +38,11 @@ def append_messages(
 
 
 def append_events(
-    conn: Connection, tenant_id: str, session_id: str, items: Sequence[tuple[str, str]], now: str
+    conn: Connection, seqs: LogSequences, tenant_id: str, session_id: str, items: Sequence[tuple[str, str]],
+    now: str
 ) -> list[EventRow]:
     """Append (type, data) pairs. Raises StoreError if the tenant has no such session."""
-    first = _reserve(conn, session_events, tenant_id, session_id)
+    first = seqs.take(conn, session_events, tenant_id, session_id, len(items))
     rows = [
         EventRow(new_id(), tenant_id, session_id, kind, data, first + i, now)
         for i, (kind, data) in enumerate(items)
@@ -64,21 +66,6 @@ def list_events(
     if kind is not None:
         stmt = stmt.where(session_events.c.type == kind)
     return [EventRow.from_db(m) for m in conn.execute(stmt).mappings()]
-
-
-def _reserve(conn: Connection, log: sa.Table, tenant_id: str, session_id: str) -> int:
-    """Lock the session row and return the next free sequence number."""
-    lock = (
-        sa.select(sessions.c.id)
-        .where(sessions.c.id == session_id, sessions.c.tenant_id == tenant_id)
-        .with_for_update(key_share=True)
-    )
-    if conn.execute(lock).first() is None:
-        raise StoreError(f"session {session_id} not found for tenant {tenant_id}")
-    top = sa.select(sa.func.coalesce(sa.func.max(log.c.sequence), 0)).where(
-        log.c.tenant_id == tenant_id, log.c.session_id == session_id
-    )
-    return int(conn.execute(top).scalar_one()) + 1
 
 
 def _page(log: sa.Table, tenant_id: str, session_id: str, limit: int, after: int) -> sa.Select:

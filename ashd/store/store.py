@@ -36,6 +36,7 @@ from . import (
     version_queries,
 )
 from .engine import WRITE_OPTION, create_engine_for, mask_url
+from .errors import Conflict
 from .rows import (
     UNSET,
     AgentRow,
@@ -46,6 +47,7 @@ from .rows import (
     SessionRow,
     Unset,
 )
+from .sequences import LogSequences
 from .stream_queries import StreamEventRow
 from .timestamps import Clock, utc_now
 from .translate import translated_errors
@@ -76,6 +78,7 @@ class Store:
             max_delay=retry_max_delay,
         )
         self._clock = clock
+        self._seqs = LogSequences()
 
     @property
     def url_masked(self) -> str:
@@ -258,7 +261,9 @@ class Store:
     def delete_session(self, tenant_id: str, session_id: str) -> bool:
         """Delete a session row (its messages, events and transcript go with it)."""
         with self._write() as conn:
-            return session_queries.delete(conn, tenant_id, session_id)
+            deleted = session_queries.delete(conn, tenant_id, session_id)
+        self._seqs.forget(tenant_id, session_id)
+        return deleted
 
     def list_sessions_by_status(self, statuses: Iterable[str]) -> list[SessionRow]:
         """Internal use (boot): sessions of all tenants in any of ``statuses``."""
@@ -305,10 +310,9 @@ class Store:
 
     def append_message(self, tenant_id: str, session_id: str, role: str, content: str) -> MessageRow:
         """Append with the next sequence (1, 2, ...). StoreError if no such session."""
-        with self._write() as conn:
-            rows = log_queries.append_messages(
-                conn, tenant_id, session_id, [(role, content)], self._clock()
-            )
+        now = self._clock()
+        rows = self._appending(tenant_id, session_id, lambda conn: log_queries.append_messages(
+            conn, self._seqs, tenant_id, session_id, [(role, content)], now))
         return rows[0]
 
     def list_messages(
@@ -326,8 +330,9 @@ class Store:
         self, tenant_id: str, session_id: str, items: Sequence[tuple[str, str]]
     ) -> list[EventRow]:
         """Append (type, data) pairs with consecutive sequences, all or none."""
-        with self._write() as conn:
-            return log_queries.append_events(conn, tenant_id, session_id, items, self._clock())
+        now = self._clock()
+        return self._appending(tenant_id, session_id, lambda conn: log_queries.append_events(
+            conn, self._seqs, tenant_id, session_id, items, now))
 
     def append_log(
         self,
@@ -345,13 +350,16 @@ class Store:
         if not messages and not events and not stream:
             return
         now = self._clock()
-        with self._write() as conn:
+
+        def write(conn: Connection) -> None:
             if messages:
-                log_queries.append_messages(conn, tenant_id, session_id, messages, now)
+                log_queries.append_messages(conn, self._seqs, tenant_id, session_id, messages, now)
             if events:
-                log_queries.append_events(conn, tenant_id, session_id, events, now)
+                log_queries.append_events(conn, self._seqs, tenant_id, session_id, events, now)
             if stream:
                 stream_queries.append_stream(conn, tenant_id, session_id, stream, now)
+
+        self._appending(tenant_id, session_id, write)
 
     # -- SSE stream log and transcripts (issue #3) ----------------------------------
 
@@ -378,12 +386,16 @@ class Store:
 
     def copy_messages(self, tenant_id: str, source: str, target: str) -> int:
         """Append every message of ``source`` to ``target`` (fork), in order. Returns the count."""
-        with self._write() as conn:
+        now = self._clock()
+
+        def write(conn: Connection) -> int:
             rows = log_queries.list_messages(conn, tenant_id, source, 1_000_000, 0)
             items = [(r.role, r.content) for r in rows]
             if items:
-                log_queries.append_messages(conn, tenant_id, target, items, self._clock())
-        return len(items)
+                log_queries.append_messages(conn, self._seqs, tenant_id, target, items, now)
+            return len(items)
+
+        return self._appending(tenant_id, target, write)
 
     def copy_transcript(self, tenant_id: str, source: str, target: str) -> int:
         with self._write() as conn:
@@ -407,6 +419,25 @@ class Store:
     def _read(self) -> Iterator[Connection]:
         with translated_errors(self.url_masked), self._engine.begin() as conn:
             yield conn
+
+    def _appending(self, tenant_id: str, session_id: str, write: Callable[[Connection], T]) -> T:
+        """Run ``write`` (appends to the session's numbered logs) in one write transaction,
+        holding the sequences' lock. Sequences another process took meanwhile make it a
+        Conflict: the stored maximum is read again and ``write`` retried once. Any failure
+        forgets what the rolled-back transaction had taken (no gaps)."""
+        for attempt in (1, 2):
+            with self._seqs.lock:
+                try:
+                    with self._write() as conn:
+                        return write(conn)
+                except Conflict:
+                    self._seqs.forget(tenant_id, session_id)
+                    if attempt == 2:
+                        raise
+                except BaseException:
+                    self._seqs.forget(tenant_id, session_id)
+                    raise
+        raise AssertionError("unreachable")
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

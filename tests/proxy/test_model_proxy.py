@@ -120,6 +120,7 @@ def test_response_is_streamed_not_buffered(harness: Harness) -> None:
     first_at = time.monotonic() - start
     rest = resp.read()
     total = time.monotonic() - start
+    conn.close()  # the reply keeps the connection alive: the client closes it
     assert first.startswith(b"event:") and first_at < total / 2, (first_at, total)
     assert _sse(first + rest)[-1]["type"] == "message_stop"
 
@@ -229,3 +230,36 @@ def test_the_cli_probe_is_answered_locally(harness: Harness, model: ScriptedMode
     answer = harness.raw(b"HEAD /api/hello HTTP/1.1\r\nhost: x\r\n\r\n")
     assert status_of(answer) == 200
     assert model.requests() == []
+
+
+def test_the_cli_connection_and_the_upstream_one_are_kept_alive(harness: Harness, model: ScriptedModel) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", harness.port, timeout=30)
+    kept = []
+    try:
+        for stream in (True, False, True):
+            conn.request("POST", "/v1/messages", body=_body("[[say: again]]", stream),
+                         headers={"x-api-key": harness.token, "content-type": "application/json"})
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.getheader("connection") == "keep-alive"
+            data = resp.read()
+            assert _text(data) == "again" if stream else json.loads(data)["content"][0]["text"] == "again"
+            kept.append(harness.loop.call(_idle_upstreams(harness)))
+        assert harness.proxy.connections.count("sb1") == 1  # one CLI connection carried all three
+        assert len(kept[0]) == 1 and kept[0] == kept[1] == kept[2]  # one upstream connection, reused
+    finally:
+        conn.close()
+
+
+def test_a_refused_request_closes_the_connection(harness: Harness) -> None:
+    reply = harness.raw(harness.request_bytes("POST", "/v1/messages", extra="x-api-key: wrong\r\n")
+                        .replace(f"x-api-key: {harness.token}\r\n".encode(), b""))
+    assert b" 401 " in reply.split(b"\r\n", 1)[0] and b"connection: close" in reply.lower()
+
+
+def _body(prompt: str, stream: bool) -> str:
+    return json.dumps({"model": "m", "max_tokens": 10, "stream": stream,
+                       "messages": [{"role": "user", "content": prompt}]})
+
+
+async def _idle_upstreams(harness: Harness) -> list[int]:
+    return [id(c) for c in harness.proxy._upstream._idle]  # the seam: the proxy loop's kept connections

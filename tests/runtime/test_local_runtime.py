@@ -184,10 +184,11 @@ def test_end_is_one_call_that_lets_everything_go(tmp_path: Path, store: Counting
     runtime, ref, _, sup = make_runtime(tmp_path, store)
 
     async def scenario() -> object:
+        assert not runtime.holds(TENANT, SID)  # never used: callers read the store
         await run_turn(runtime)
-        assert SID in runtime._sessions
+        assert runtime.holds(TENANT, SID) and not runtime.holds("another-tenant", SID)
         ended = await runtime.end(TENANT, SID)
-        assert SID not in runtime._sessions
+        assert not runtime.holds(TENANT, SID)
         return ended
 
     assert asyncio.run(scenario()) == "ended"
@@ -219,3 +220,39 @@ def test_subscribe_replays_after_an_id_then_follows_the_next_turn_until_the_sess
     assert ids([f for f in replayed if isinstance(f, bytes)]) == [2, 3]  # stored after id 1, no live turn: ends
     frames = [f for f in followed if isinstance(f, bytes)]
     assert ids(frames) == [4, 5, 6] and b"event: done" in frames[-1]  # the next turn's, once; then the end
+
+
+class LoggingStore(CountingStore):
+    """Records every group-commit batch (what one transaction held), in order."""
+
+    batches: list[tuple[list[str], list[str]]]
+
+    def append_log(self, tenant_id: str, session_id: str, messages: Any, events: Any, stream: Any = ()) -> None:
+        super().append_log(tenant_id, session_id, messages, events, stream)
+        self.batches.append(([role for role, _ in messages], [event for _, event, _ in stream]))
+
+
+def test_the_user_message_commits_with_the_first_frame_and_a_message_right_after_done_is_granted(
+        tmp_path: Path) -> None:
+    store = LoggingStore(f"sqlite:///{tmp_path / 'ash.db'}")
+    store.batches = []
+    store.migrate()
+    store.create_session(tenant_id=TENANT, session_id=SID, agent_name="a", status="active", sandbox_id=SID)
+    runtime, ref, _, _ = make_runtime(tmp_path, store)
+
+    async def scenario() -> list[bytes]:
+        turn = await runtime.send(TENANT, SID, MessageOptions.from_request({"content": "hi"}))
+        frames = [data async for _, data in turn.subscribe()]
+        # The very next message after done, with no pause: the release is ahead of it.
+        second = await runtime.send(TENANT, SID, MessageOptions.from_request({"content": "again"}))
+        await second.ended()
+        return frames
+
+    try:
+        frames = asyncio.run(scenario())
+        assert b"event: done" in frames[-1]
+        assert store.batches[0] == (["user"], ["session_start"])  # one transaction, before any delivery
+        assert [m.role for m in store.list_messages(TENANT, SID)] == ["user", "user"]
+        assert ref.proxy().recorded().get(timeout=5) == ["begin_turn", "end_turn", "begin_turn", "end_turn"]
+    finally:
+        store.close()

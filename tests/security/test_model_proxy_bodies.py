@@ -138,7 +138,8 @@ def harness(upstream: Upstream) -> Iterator[Harness]:
 
 def post(h: Harness, body: bytes, target: str = "/v1/messages", headers: str = "", chunk: int = 0) -> bytes:
     """Send one request as raw bytes (chunked in pieces of ``chunk`` bytes when given)."""
-    head = f"POST {target} HTTP/1.1\r\nhost: 127.0.0.1\r\nx-api-key: {h.token}\r\ncontent-type: application/json\r\n"
+    head = (f"POST {target} HTTP/1.1\r\nhost: 127.0.0.1\r\nx-api-key: {h.token}\r\ncontent-type: application/json\r\n"
+            "connection: close\r\n")  # h.raw reads the reply to the end of the connection
     if chunk:
         pieces = [body[i:i + chunk] for i in range(0, len(body), chunk)]
         data = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"

@@ -65,7 +65,8 @@ class Harness:
                       extra: str = "", stream: bool = False) -> bytes:
         body = body_for(prompt, stream).encode()
         return (f"{method} {target} HTTP/1.1\r\nhost: 127.0.0.1\r\nx-api-key: {self.token}\r\n"
-                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n{extra}\r\n").encode() + body
+                f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n"
+                f"{extra}\r\n").encode() + body  # close: ``raw`` reads the reply to the end of the connection
 
     def close(self) -> None:
         self.proxy.unregister("sb1")
