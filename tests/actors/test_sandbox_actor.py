@@ -125,6 +125,8 @@ class Told:
         self.lost = threading.Event()
         self.evicted: list[tuple[str, str]] = []
         self.evict_told = threading.Event()
+        self.parked: list[tuple[str, str]] = []
+        self.park_told = threading.Event()
 
 
 class OwnerActor(pykka.ThreadingActor):
@@ -140,6 +142,10 @@ class OwnerActor(pykka.ThreadingActor):
     def evict(self, sandbox_id: str, reason: str) -> None:
         self.told.evicted.append((sandbox_id, reason))
         self.told.evict_told.set()
+
+    def park(self, sandbox_id: str, reason: str) -> None:
+        self.told.parked.append((sandbox_id, reason))
+        self.told.park_told.set()
 
 
 class Owner(Told):
@@ -173,7 +179,7 @@ def test_pool_capacity_and_crash_notification(tmp_path: Path) -> None:
     assert pool.stats().get(timeout=5).total == 0  # and the slot is free again
 
 
-def test_pool_evicts_least_recently_used_idle_and_sweeps(tmp_path: Path) -> None:
+def test_pool_parks_least_recently_used_idle_at_capacity_and_evicts_idle(tmp_path: Path) -> None:
     pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=2, idle_timeout_ms=1000, sweep_interval_s=3600)
     owners = [Owner(), Owner()]
     specs = [make_spec(tmp_path), make_spec(tmp_path)]
@@ -183,8 +189,9 @@ def test_pool_evicts_least_recently_used_idle_and_sweeps(tmp_path: Path) -> None
     pool.mark(specs[0].sandbox_id, SandboxState.WAITING).get(timeout=5)
     pool.mark(specs[1].sandbox_id, SandboxState.RUNNING).get(timeout=5)
     pool.reserve(make_spec(tmp_path), Owner().proxy).get(timeout=10)  # full: the idle one must go
-    assert owners[0].evict_told.wait(5) and owners[0].evicted[0][0] == specs[0].sandbox_id
-    assert "capacity" in owners[0].evicted[0][1] and not owners[1].evicted  # never the running one
+    assert owners[0].park_told.wait(5) and owners[0].parked[0][0] == specs[0].sandbox_id
+    assert "capacity" in owners[0].parked[0][1] and not owners[1].parked  # never the running one
+    assert not owners[0].evicted  # parked (stays active), not evicted (paused)
 
     pool.mark(specs[1].sandbox_id, SandboxState.WAITING).get(timeout=5)
     assert pool.sweep().get(timeout=5) == 0  # not idle long enough yet
