@@ -363,10 +363,12 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         meanwhile). Raises BadRequest unless active, Conflict if a turn runs."""
         self._load()
         self._check_alive()  # a crash the pool has not reported yet may have ended this session
-        self._life.check_turn()
-        if self._sandbox is None and self._waking_since is None:
-            self._waking_since = self._now()  # a wake: parked, or its CLI gone (a crash, a restart)
         try:
+            if self._waking_since is not None:  # the repeat of a wake: its failure first, even if it ended in error
+                self._starts.raise_failure()
+            self._life.check_turn()
+            if self._sandbox is None and self._waking_since is None:
+                self._waking_since = self._now()  # a wake: parked, or its CLI gone (a crash, a restart)
             started = self._ensure_sandbox("run")
         except Exception:
             self._waking_since = None

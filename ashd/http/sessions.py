@@ -8,7 +8,8 @@ import time
 import uuid
 from typing import Any
 
-from ashd.errors import BadRequest, NotFound, Unprocessable
+from ashd.errors import BadRequest, NotFound, SandboxFailed, Unprocessable
+from ashd.events import SSEEvent
 from ashd.http import sse
 from ashd.http.base import ApiHandler
 from ashd.http.views import event_json, message_json, session_json
@@ -174,12 +175,27 @@ class MessagesHandler(SessionBase):
         options = MessageOptions.from_request(self.json_body())
         row = await self.session_row(session_id)
         runtime = self.ctx.runtime
-        turn = await runtime.send(self.tenant, row.id, options,
-                                  received_at=time.monotonic() - self.request.request_time())
+        try:
+            turn = await runtime.send(self.tenant, row.id, options,
+                                      received_at=time.monotonic() - self.request.request_time())
+        except SandboxFailed as exc:
+            await self.start_failed(row.id, exc)
+            return
         sse.start(self)
         if await sse.relay(self, runtime.turn_stream(turn)):
             self.finish()
         # else: the client left; the turn runs on and is stored
+
+    async def start_failed(self, session_id: str, exc: SandboxFailed) -> None:
+        """The agent process this message needed (a parked session's wake) did not start: the
+        stream says why and ends, as a turn whose agent died does (``error`` + ``done``).
+        Nothing is stored; the session's status says whether the restart policy gave up."""
+        sse.start(self)
+        error = SSEEvent("error", {"error": f"the session's agent process could not start: {exc.message}"})
+        for event in (error, SSEEvent("done", {"sessionId": session_id})):
+            if not await sse.send(self, event.encode()):
+                return
+        self.finish()
 
     async def get(self, session_id: str) -> None:
         row = await self.session_row(session_id)

@@ -157,6 +157,34 @@ def test_a_session_mid_turn_is_never_parked(start_ashd: Callable[..., AshdProces
         assert wait_until(lambda: runtime(c, sid) == ("active", "parked"))  # and parked once idle
 
 
+def test_a_wake_that_fails_ends_the_stream_with_error_and_done(start_ashd: Callable[..., AshdProcess]) -> None:
+    daemon = start_ashd(None, ASH_RESTART_INTENSITY="1", ASH_RESTART_BACKOFF_BASE_S="0.1", **PARK_ENV)
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+        c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
+        sid = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
+        turn(c, sid, "[[bash: echo omega-2 > note.txt]] [[say: the code word is omega-2]]")
+        assert wait_until(lambda: runtime(c, sid) == ("active", "parked"))
+        workspace = daemon.data_dir / "sandboxes" / sid / "workspace"
+        moved = workspace.with_name("workspace.aside")
+        workspace.rename(moved)
+        workspace.write_text("not a directory")  # the sandbox cannot mount it: the CLI never starts
+
+        failed = turn(c, sid, "[[echo-history]]")
+        assert [n for n, _ in failed] == ["error", "done"], failed
+        assert "could not start" in failed[0][1]["error"] and failed[1][1] == {"sessionId": sid}
+        status, _ = runtime(c, sid)  # the restart policy (intensity 1) gave up on it: error, with why
+        assert status == "error"
+
+        workspace.unlink()
+        moved.rename(workspace)
+        assert c.post(f"/api/sessions/{sid}/resume").json()["session"]["status"] == "active"
+        again = turn(c, sid, "[[bash: cat note.txt]] [[echo-history]]")
+        assert any(n == "tool_result" and "omega-2" in d["content"] for n, d in again)
+        assert "the code word is omega-2" in answer(again)
+        roles = [m["role"] for m in c.get(f"/api/sessions/{sid}/messages").json()["messages"]]
+        assert roles.count("user") == 2  # the failed wake stored nothing
+
+
 @pytest.mark.parametrize(("variable", "value"), [("ASH_PARK_AFTER_MS", "10"), ("ASH_MAX_WARM_SESSIONS", "0")])
 def test_bad_park_settings_are_refused_at_start_naming_the_variable(
         variable: str, value: str, tmp_path: object) -> None:
