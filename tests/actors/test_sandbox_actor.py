@@ -23,6 +23,7 @@ from ashd.errors import SandboxFailed, Unavailable
 from ashd.sandbox.launcher import SandboxSpec
 from ashd.states import SandboxState
 from ashd.store import Store
+from ashd.store.queue_queries import NewItem
 from ashd.wire.settings import BridgeSettings
 
 READY_THEN_SLEEP = "import os,sys,time; os.write(1,b'R'); os.close(1); time.sleep(600)"
@@ -277,3 +278,30 @@ def test_a_crashed_sandbox_actor_kills_its_bridge_and_the_owner_is_told(tmp_path
     assert owner.lost.wait(15)  # an unexpected exit, as for any crashed bridge
     assert _all_dead([pid])
     assert pool.stats().get(timeout=5).total == 0
+
+
+def test_the_sweep_parks_idle_active_sessions_but_not_queued_prewarmed_or_paused_ones(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    config = PoolConfig(max_sandboxes=8, bridge_ready_timeout_s=10, stop_grace_s=1, park_after_ms=1000,
+                        sweep_interval_s=3600)  # the ticker still sweeps every 0.25 s: park_after_ms / 4
+    pool = PoolActor.start(config, ScriptLauncher(READY_THEN_SLEEP), store).proxy()  # type: ignore[arg-type]
+    owners = {name: Owner() for name in ("queued", "prewarm", "paused", "plain")}
+    specs = {name: make_spec(tmp_path) for name in owners}
+    item = store.enqueue(NewItem("t", "agent", "later", session_id=specs["queued"].session_id))
+    for name, spec in specs.items():
+        if name != "prewarm":  # a pre-warm has no session row yet
+            store.create_session("t", spec.session_id, "agent", "paused" if name == "paused" else "active")
+        pool.reserve(spec, owners[name].proxy).get(timeout=10).start_bridge().get(timeout=15)
+        pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
+        pool.mark(spec.sandbox_id, SandboxState.WAITING).get(timeout=5)
+    idle_since = time.monotonic()
+
+    assert not owners["plain"].parked  # no turn for less than park_after_ms yet
+    assert owners["plain"].park_told.wait(5) and time.monotonic() - idle_since >= 0.9
+    assert "no turn for 1.0s" in owners["plain"].parked[0][1]
+    time.sleep(0.6)  # a few more sweeps
+    assert not any(owners[name].parked or owners[name].evicted for name in ("queued", "prewarm", "paused"))
+
+    assert store.cancel_queue_item("t", item.id)  # nothing waits for it any more: it may park now
+    assert owners["queued"].park_told.wait(5)
