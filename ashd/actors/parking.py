@@ -50,6 +50,19 @@ def least_recent(sandboxes: Iterable[Warm]) -> str | None:
     return min(idle_ones)[1] if idle_ones else None
 
 
+def relieve(sandboxes: Iterable[Warm], available: int, floor: int, keep: Callable[[str], bool]) -> list[str]:
+    """Under memory pressure (``available`` bytes below ``floor``): the idle sandboxes to park
+    now, least recently used first, enough to bring ``floor`` back at a warm session's PSS
+    each (every idle one if that is not enough), less those already leaving. Nothing when
+    memory is not short, or ``available`` is unknown (0)."""
+    if available == 0 or available >= floor:
+        return []
+    live = list(sandboxes)
+    wanted = -(-(floor - available) // WARM_SESSION_BYTES) - sum(1 for one in live if one.leaving)
+    idle_ones = sorted((one.last_used, one.sandbox_id) for one in live if idle(one))
+    return [sandbox_id for _, sandbox_id in idle_ones if not keep(sandbox_id)][:max(wanted, 0)]
+
+
 def warm_cap(configured: int, meminfo: Path = Path("/proc/meminfo")) -> int:
     """``pool.max_warm_sessions``, or with -1 what the host's memory holds:
     (MemAvailable - :data:`RESERVE_BYTES`) / :data:`WARM_SESSION_BYTES`, at least 1."""

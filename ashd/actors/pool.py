@@ -25,6 +25,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -79,6 +80,8 @@ class _Live:
 
 
 class PoolActor(FaultTarget, pykka.ThreadingActor):
+    meminfo = Path("/proc/meminfo")  # where MemAvailable is read (memory pressure); tests point it elsewhere
+
     def __init__(self, config: PoolConfig, launcher: Launcher, store: Store, exits: ExitBoard | None = None,
                  logs: LogBook | None = None, disk: DiskLedger | None = None, default_disk_mb: int = 0,
                  crashed: Crashed | None = None) -> None:
@@ -230,7 +233,22 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         parked = parking.due(self._warm(), now, after_s, self._keep_warm)
         for sandbox_id in parked:
             self._leave(sandbox_id, f"no turn for {after_s:.1f}s", park=True)
-        return len(idle) + len(parked)
+        return len(idle) + len(parked) + self._relieve_memory()
+
+    def _relieve_memory(self) -> int:
+        """Park idle sessions, least recently used first, while the host's memory is short."""
+        floor = self._config.park_below_available_mb * MIB
+        if floor == 0:
+            return 0
+        available = parking.available_bytes(self.meminfo)
+        short = parking.relieve(self._warm(), available, floor, self._keep_warm)
+        if short:
+            log.warning("host memory is low (%d MiB available, under pool.park_below_available_mb = %d): "
+                        "parking %d idle sessions, least recently used first, before the OOM killer has to act",
+                        available // MIB, self._config.park_below_available_mb, len(short))
+        for sandbox_id in short:
+            self._leave(sandbox_id, "host memory is low", park=True)
+        return len(short)
 
     def _warm(self) -> list[parking.Warm]:
         return [parking.Warm(sid, live.state, live.last_used, sid in self._evicting)

@@ -305,3 +305,32 @@ def test_the_sweep_parks_idle_active_sessions_but_not_queued_prewarmed_or_paused
 
     assert store.cancel_queue_item("t", item.id)  # nothing waits for it any more: it may park now
     assert owners["queued"].park_told.wait(5)
+
+
+def test_low_host_memory_parks_idle_sessions_least_recently_used_first(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemAvailable:   4194304 kB\n")  # 4 GiB: plenty
+
+    class Pool(PoolActor):
+        pass
+
+    Pool.meminfo = meminfo
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    config = PoolConfig(max_sandboxes=8, bridge_ready_timeout_s=10, stop_grace_s=1, park_after_ms=600_000,
+                        park_below_available_mb=512, sweep_interval_s=3600)
+    pool = Pool.start(config, ScriptLauncher(READY_THEN_SLEEP), store).proxy()  # type: ignore[arg-type]
+    owners, specs = [Owner(), Owner(), Owner()], [make_spec(tmp_path) for _ in range(3)]
+    for owner, spec in zip(owners, specs, strict=True):
+        store.create_session("t", spec.session_id, "agent", "active")
+        pool.reserve(spec, owner.proxy).get(timeout=10).start_bridge().get(timeout=15)
+        pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
+        pool.mark(spec.sandbox_id, SandboxState.WAITING).get(timeout=5)
+    assert pool.sweep().get(timeout=5) == 0 and not any(o.parked for o in owners)
+
+    meminfo.write_text("MemAvailable:   102400 kB\n")  # 100 MiB: 412 MiB short, two sessions' worth
+    assert pool.sweep().get(timeout=5) == 2
+    assert owners[0].park_told.wait(5) and owners[1].park_told.wait(5) and not owners[2].parked
+    assert owners[0].parked[0][1] == "host memory is low"
+    assert "host memory is low (100 MiB available, under pool.park_below_available_mb = 512)" in caplog.text

@@ -45,6 +45,8 @@ def test_park_settings_default_and_bad_ones_name_the_variable() -> None:
     assert config.load(env={"ASH_PARK_AFTER_MS": "1500", "ASH_MAX_WARM_SESSIONS": "2"}).pool.max_warm_sessions == 2
     with pytest.raises(ConfigError, match=r"ASH_PARK_AFTER_MS.*at least 1000, got 10"):
         config.load(env={"ASH_PARK_AFTER_MS": "10"})
+    with pytest.raises(ConfigError, match=r"ASH_PARK_BELOW_AVAILABLE_MB.*got -1"):
+        config.load(env={"ASH_PARK_BELOW_AVAILABLE_MB": "-1"})
     for cap in ("0", "-2"):
         with pytest.raises(ConfigError, match=rf"ASH_MAX_WARM_SESSIONS.*got {cap}"):
             config.load(env={"ASH_MAX_WARM_SESSIONS": cap})

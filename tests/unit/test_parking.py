@@ -42,3 +42,16 @@ def test_warm_cap_configured_or_from_memory(tmp_path: Path) -> None:
     meminfo.write_text("MemAvailable:   102400 kB\n")  # 100 MiB: less than the reserve
     assert parking.warm_cap(-1, meminfo) == 1
     assert parking.warm_cap(-1, tmp_path / "missing") == 1
+
+
+def test_relieve_parks_enough_idle_ones_least_recent_first_under_pressure() -> None:
+    mib = parking.MIB
+    live = [Warm("new", W, 50.0), Warm("old", W, 1.0), Warm("mid", S, 20.0), Warm("busy", R, 0.0)]
+    floor = 512 * mib
+    assert parking.relieve(live, 600 * mib, floor, lambda _: False) == []  # not short
+    assert parking.relieve(live, 0, floor, lambda _: False) == []  # MemAvailable unknown: nothing
+    assert parking.relieve(live, 400 * mib, floor, lambda _: False) == ["old"]  # 112 MiB short: one
+    assert parking.relieve(live, 100 * mib, floor, lambda _: False) == ["old", "mid"]  # 412 MiB: two
+    assert parking.relieve(live, 1 * mib, floor, lambda sid: sid == "old") == ["mid", "new"]  # spared
+    leaving = [*live, Warm("going", W, 0.0, leaving=True)]
+    assert parking.relieve(leaving, 100 * mib, floor, lambda _: False) == ["old"]  # one is on its way
