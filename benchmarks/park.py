@@ -2,10 +2,10 @@
 
 Method: one ashd (SQLite, the default bwrap sandbox, ``ASH_PARK_AFTER_MS`` short) and the
 scripted model in this process. ``--sessions`` sessions each get one message that writes a file.
-Then, per round and session: the PSS of the session's sandbox processes (its cgroup: bwrap,
-bridge, CLI) while warm; wait until it is parked (``runtime: parked`` in its JSON) and take its
-PSS again; send a message (the wake: time to the first model event and to ``done``); send
-another at once (warm: the same two figures). Figures: median and p90 in ms, PSS in MiB, and
+Then, per round and session: wait until it is parked (``runtime: parked`` in its JSON) and take
+the PSS of its sandbox processes (its cgroup: bwrap, CLI; and its bridge); send a message (the
+wake: time to the first model event and to ``done``); send another at once (warm: the same two
+figures) and take its PSS again, warm. Figures: median and p90 in ms, PSS in MiB, and
 how many idle sessions of each kind 8 GiB holds (sandbox processes only; ashd's own memory is
 shared by all sessions).
 
@@ -31,16 +31,18 @@ sys.path.insert(0, str(REPO))
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import emit, machine, percentile  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
-from tests.support.sandboxes import sandbox_pids  # noqa: E402
+from tests.support.sandboxes import cmdline, sandbox_pids  # noqa: E402
 
 AGENT = str(REPO / "examples" / "hello-agent")
 MIB = 1 << 20
-PARK_AFTER_MS = 1000
+PARK_AFTER_MS = 2000
 
 
 def pss_mib(daemon: AshdProcess, sid: str) -> float:
+    """The session's sandbox cgroup (bwrap, CLI) and its bridge (outside the cgroup)."""
+    bridges = {p.pid for p in daemon.descendants() if "ashd.bridge" in cmdline(p.pid) and sid in cmdline(p.pid)}
     total = 0
-    for pid in sandbox_pids(daemon, sid):
+    for pid in sandbox_pids(daemon, sid) | bridges:
         try:
             total += psutil.Process(pid).memory_full_info().pss
         except psutil.Error:
@@ -88,8 +90,6 @@ def run(rounds: int, sessions: int) -> dict[str, Any]:
                 message_ms(c, sid, f"[[bash: echo file-{n} > kept.txt]] [[say: remember file-{n}]]")
             for _ in range(rounds):
                 for sid in sids:
-                    figures["warm_pss_mib"].append(pss_mib(daemon, sid))
-                for sid in sids:
                     wait_parked(c, sid)
                     figures["parked_pss_mib"].append(pss_mib(daemon, sid))
                 for sid in sids:
@@ -99,6 +99,7 @@ def run(rounds: int, sessions: int) -> dict[str, Any]:
                     first, done = message_ms(c, sid, "[[say: ok]]")
                     figures["warm_first_event_ms"].append(first)
                     figures["warm_done_ms"].append(done)
+                    figures["warm_pss_mib"].append(pss_mib(daemon, sid))  # before it parks again
             metrics = c.get("/metrics").text
             isolation = c.get("/health").json().get("isolation", {})
     finally:
