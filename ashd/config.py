@@ -72,6 +72,10 @@ class PoolConfig:
     sweep_interval_s: float = 60.0  # how often idle sandboxes are looked for
     sse_heartbeat_s: float = 15.0  # a ": keep-alive" comment on a stream idle this long
     prewarm_per_agent: int = 0  # default pre-warmed sandboxes per agent (agent config preWarmCount wins)
+    park_after_ms: int = 120_000  # a session with no turn this long is parked: CLI and bridge exit, it stays active
+    # Live CLIs at most (pre-warmed ones count); at the cap the least recently used idle session is parked.
+    max_warm_sessions: int = -1  # -1: (MemAvailable at start - 1 GiB) / 250 MiB, at least 1
+    park_below_available_mb: int = 512  # host MemAvailable under this: idle sessions are parked, LRU first (0: off)
 
 
 @dataclass(frozen=True)
@@ -249,6 +253,9 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("pool.sweep_interval_s", "ASH_SWEEP_INTERVAL_S"),
     ("pool.sse_heartbeat_s", "ASH_SSE_HEARTBEAT_S"),
     ("pool.prewarm_per_agent", "ASH_PREWARM_PER_AGENT"),
+    ("pool.park_after_ms", "ASH_PARK_AFTER_MS"),
+    ("pool.max_warm_sessions", "ASH_MAX_WARM_SESSIONS"),
+    ("pool.park_below_available_mb", "ASH_PARK_BELOW_AVAILABLE_MB"),
     ("snapshot.url", "ASH_SNAPSHOT_URL"),
     ("snapshot.s3_endpoint", "ASH_S3_ENDPOINT"),
     ("snapshot.s3_region", "ASH_S3_REGION"),
@@ -467,6 +474,15 @@ def _validate(config: Config) -> None:
         raise ConfigError("pool.max_sandboxes (ASH_MAX_SANDBOXES) must be at least 1")
     if config.pool.idle_timeout_ms < 1000:
         raise ConfigError("pool.idle_timeout_ms (ASH_IDLE_TIMEOUT_MS) must be at least 1000")
+    if config.pool.park_after_ms < 1000:
+        raise ConfigError(f"pool.park_after_ms (ASH_PARK_AFTER_MS) must be at least 1000, "
+                          f"got {config.pool.park_after_ms}")
+    if config.pool.park_below_available_mb < 0:
+        raise ConfigError(f"pool.park_below_available_mb (ASH_PARK_BELOW_AVAILABLE_MB) must be 0 (off) or more, "
+                          f"got {config.pool.park_below_available_mb}")
+    if config.pool.max_warm_sessions == 0 or config.pool.max_warm_sessions < -1:
+        raise ConfigError(f"pool.max_warm_sessions (ASH_MAX_WARM_SESSIONS) must be at least 1 "
+                          f"(or -1: from the host's memory), got {config.pool.max_warm_sessions}")
     if config.sandbox.permission_mode not in PERMISSION_MODES:
         raise ConfigError(
             f"sandbox.permission_mode must be one of {', '.join(PERMISSION_MODES)}, "

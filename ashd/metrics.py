@@ -48,6 +48,8 @@ class LiveFigures:
     active_sandboxes: int
     max_capacity: int
     pool: Mapping[str, int] = field(default_factory=dict)  # sandboxes by state (POOL_STATES)
+    warm_sessions: int = 0  # active sessions with a live CLI
+    parked_sessions: int = 0  # active sessions without one (parked: the next message wakes them)
 
 
 Source = Callable[[], LiveFigures]
@@ -75,6 +77,12 @@ class Metrics:
         self.sandbox_start = Histogram(
             "ashd_sandbox_start_seconds", "Agent process spawn to its ready handshake", buckets=_START_BUCKETS,
             registry=r)
+        self.wakes = Counter(
+            "ashd_session_wakes", "Messages to an active session without a live CLI (parked, or after a "
+            "crash or restart) that started one with the conversation", registry=r)
+        self.wake_duration = Histogram(
+            "ashd_session_wake_seconds", "A wake: the message's turn asked to the CLI ready with the conversation",
+            buckets=_START_BUCKETS, registry=r)
         self.agent_restarts = Counter(
             "ashd_agent_restarts", "Agent process restarts granted by the restart policy", registry=r)
         self.agent_crashes = Counter(
@@ -159,7 +167,11 @@ def live_families(figures: LiveFigures) -> list[Metric]:
         GaugeMetricFamily("ash_active_sessions", "Sessions with status active", value=figures.active_sessions),
         GaugeMetricFamily("ash_active_sandboxes", "Live sandboxes", value=figures.active_sandboxes),
         pool,
-        GaugeMetricFamily("ash_pool_max_capacity", "Sandbox capacity (ASH_MAX_SANDBOXES)",
+        GaugeMetricFamily("ash_pool_max_capacity",
+                          "Sandbox capacity (the smaller of ASH_MAX_SANDBOXES and ASH_MAX_WARM_SESSIONS)",
                           value=figures.max_capacity),
+        GaugeMetricFamily("ashd_warm_sessions", "Active sessions with a live CLI", value=figures.warm_sessions),
+        GaugeMetricFamily("ashd_parked_sessions", "Active sessions parked (no CLI; the next message wakes them)",
+                          value=figures.parked_sessions),
     ]
 

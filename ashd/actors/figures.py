@@ -22,8 +22,10 @@ def live_figures(tree: Tree, store: Store, timeout_s: float = ASK_TIMEOUT_S) -> 
     active = store.list_sessions_by_status(["active"])
     pool = {"cold": stats.cold, "warming": stats.warming, "warm": stats.warm,
             "waiting": stats.waiting, "running": stats.running}
+    warm = len(store.warm_session_ids() & {row.id for row in active})
     return LiveFigures(active_sessions=len(active), active_sandboxes=stats.total,
-                       max_capacity=stats.max_capacity, pool=pool)
+                       max_capacity=stats.max_capacity, pool=pool,
+                       warm_sessions=warm, parked_sessions=len(active) - warm)
 
 
 def tree_answers(tree: Tree, timeout_s: float = ASK_TIMEOUT_S) -> bool:

@@ -2,10 +2,13 @@
 
 Runs on its own pykka thread and never blocks on a sandbox starting or stopping:
 ``reserve`` only creates the SandboxActor and returns its proxy (the session actor that
-asked drives the slow start on its own thread), and eviction only *tells* the owning
-session to persist and let go. At capacity the least recently used idle sandbox is
-evicted; a running one never is (503 with Retry-After when every sandbox is running).
-Idle ones (``waiting``/``warm`` longer than ``idle_timeout_ms``) are swept the same way.
+asked drives the slow start on its own thread), and eviction and parking only *tell* the
+owning session to persist and let go. Capacity is the smaller of ``max_sandboxes`` and
+``max_warm_sessions`` (every live sandbox holds a CLI): at capacity the least recently used
+idle sandbox is parked (:mod:`ashd.actors.parking`; the new start waits, see :meth:`room`,
+until it is gone); a running one never is (503 with Retry-After when every one is running).
+Idle ones are swept: parked after ``park_after_ms`` (an active session with no queued
+prompt; its status stays active), evicted and paused after ``idle_timeout_ms``.
 A sandbox whose owner actor is gone (it crashed, or its supervisor did) is an orphan and is
 released at once (``release_orphans``, and at each sweep): no bridge outlives its owner.
 If this actor crashes, ``on_failure`` stops every sandbox it owns and marks their rows cold
@@ -20,12 +23,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
 import pykka
 
+from ashd.actors import parking
 from ashd.actors.children import Crashed
 from ashd.actors.exits import ExitBoard
 from ashd.actors.faults import FaultTarget, crash_detail
@@ -45,7 +51,7 @@ from ashd.store.timestamps import utc_now
 
 log = logging.getLogger(__name__)
 
-_IDLE = (SandboxState.WARM, SandboxState.WAITING)
+MIN_SWEEP_S = 0.25
 
 
 class SandboxOwner(Protocol):
@@ -56,6 +62,8 @@ class SandboxOwner(Protocol):
     def sandbox_lost(self, fact: BridgeExited) -> Any: ...
 
     def evict(self, sandbox_id: str, reason: str) -> Any: ...
+
+    def park(self, sandbox_id: str, reason: str) -> Any: ...
 
 
 @dataclass
@@ -72,6 +80,8 @@ class _Live:
 
 
 class PoolActor(FaultTarget, pykka.ThreadingActor):
+    meminfo = Path("/proc/meminfo")  # where MemAvailable is read (memory pressure); tests point it elsewhere
+
     def __init__(self, config: PoolConfig, launcher: Launcher, store: Store, exits: ExitBoard | None = None,
                  logs: LogBook | None = None, disk: DiskLedger | None = None, default_disk_mb: int = 0,
                  crashed: Crashed | None = None) -> None:
@@ -87,13 +97,19 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         self._store = store
         self._live: dict[str, _Live] = {}
         self._evicting: set[str] = set()
+        self._gone: dict[str, Future[None]] = {}  # sandboxes being parked for room: resolved when dropped
+        self._room: dict[str, list[Future[None]]] = {}  # a new sandbox's start waits for these
+        self.capacity = min(config.max_sandboxes, parking.warm_cap(config.max_warm_sessions))
         self._ticker: threading.Event | None = None
         self.resumes = {"warm": 0, "cold": 0}
 
     def on_start(self) -> None:
         stop = threading.Event()
         me = self.actor_ref.proxy()
-        interval = self._config.sweep_interval_s
+        # Often enough that a session is parked close to park_after_ms.
+        interval = min(self._config.sweep_interval_s, max(MIN_SWEEP_S, self._config.park_after_ms / 4000))
+        log.info("pool: at most %d live sandboxes (warm sessions); idle sessions park after %.1fs",
+                 self.capacity, self._config.park_after_ms / 1000)
 
         def tick() -> None:
             while not stop.wait(interval) and tell(me.sweep, context="idle sweep"):
@@ -108,14 +124,17 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         if spec.sandbox_id in self._live:
             self._drop(spec.sandbox_id)
         self._admit_disk(spec)
-        if len(self._live) - len(self._evicting) >= self._config.max_sandboxes:
-            victim = self._lru_idle()
+        room: list[Future[None]] = []
+        if len(self._live) - len(self._evicting) >= self.capacity:
+            victim = parking.least_recent(self._warm())
             if victim is None:
                 raise Unavailable(
-                    f"All {self._config.max_sandboxes} sandboxes are running turns; retry shortly",
+                    f"All {self.capacity} warm sessions are running turns (pool.max_warm_sessions, "
+                    f"pool.max_sandboxes); retry shortly",
                     retry_after_s=5,
                 )
-            self._evict(victim, "evicted to make room (sandbox capacity reached)")
+            room.append(self._gone.setdefault(victim, Future()))
+            self._leave(victim, "parked to make room (warm session capacity reached)", park=True)
         me = self.actor_ref.proxy()
         ref = SandboxActor.start(
             spec, self._launcher,
@@ -123,8 +142,30 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
             self._config.bridge_ready_timeout_s, self._config.stop_grace_s, self._exits, self._logs,
         )
         self._live[spec.sandbox_id] = _Live(ref, spec, SandboxLifecycle(), owner, time.monotonic())
+        self._room[spec.sandbox_id] = room
         self._persist(spec, SandboxState.WARMING)
         return ref.proxy()
+
+    def room(self, sandbox_id: str) -> Future[None]:
+        """Resolved once the sandboxes parked to make room for ``sandbox_id`` are gone, so a
+        start never has more CLIs alive than the cap (the start thread waits on it)."""
+        waits = self._room.pop(sandbox_id, [])
+        done: Future[None] = Future()
+        left = len(waits)
+        if left == 0:
+            done.set_result(None)
+        lock = threading.Lock()
+
+        def one_gone(_: Future[None]) -> None:
+            nonlocal left
+            with lock:
+                left -= 1
+                if left == 0 and not done.done():
+                    done.set_result(None)
+
+        for wait in waits:
+            wait.add_done_callback(one_gone)
+        return done
 
     def _admit_disk(self, spec: SandboxSpec) -> None:
         if self._disk is None or _has_image(spec):
@@ -143,6 +184,7 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
             return
         if state is SandboxState.RUNNING:
             self._evicting.discard(sandbox_id)  # its owner kept it: in use again
+            self._resolve_gone(sandbox_id)  # a start waiting for it goes on (one over the cap briefly)
         live.last_used = time.monotonic()
         try:
             changed = live.life.transition(state)
@@ -179,30 +221,68 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
                      if live.spec.session_id == session_id and live.ref.is_alive()), None)
 
     def sweep(self) -> int:
-        """Release orphans; evict sandboxes idle longer than the idle timeout. Returns how many."""
+        """Release orphans; evict (pause) sandboxes idle longer than the idle timeout, park
+        active sessions idle longer than ``park_after_ms``. Returns how many leave."""
         self.release_orphans()
         limit = self._config.idle_timeout_ms / 1000
         now = time.monotonic()
-        idle = [sid for sid, live in self._live.items()
-                if live.state in _IDLE and sid not in self._evicting and now - live.last_used > limit]
+        idle = parking.due(self._warm(), now, limit, lambda _: False)
         for sandbox_id in idle:
-            self._evict(sandbox_id, f"idle for more than {limit:.0f}s; resume to continue")
-        return len(idle)
+            self._leave(sandbox_id, f"idle for more than {limit:.0f}s; resume to continue", park=False)
+        after_s = self._config.park_after_ms / 1000
+        parked = parking.due(self._warm(), now, after_s, self._keep_warm)
+        for sandbox_id in parked:
+            self._leave(sandbox_id, f"no turn for {after_s:.1f}s", park=True)
+        return len(idle) + len(parked) + self._relieve_memory()
+
+    def _relieve_memory(self) -> int:
+        """Park idle sessions, least recently used first, while the host's memory is short."""
+        floor = self._config.park_below_available_mb * MIB
+        if floor == 0:
+            return 0
+        available = parking.available_bytes(self.meminfo)
+        short = parking.relieve(self._warm(), available, floor, self._keep_warm)
+        if short:
+            log.warning("host memory is low (%d MiB available, under pool.park_below_available_mb = %d): "
+                        "parking %d idle sessions, least recently used first, before the OOM killer has to act",
+                        available // MIB, self._config.park_below_available_mb, len(short))
+        for sandbox_id in short:
+            self._leave(sandbox_id, "host memory is low", park=True)
+        return len(short)
+
+    def _warm(self) -> list[parking.Warm]:
+        return [parking.Warm(sid, live.state, live.last_used, sid in self._evicting)
+                for sid, live in self._live.items()]
+
+    def _keep_warm(self, sandbox_id: str) -> bool:
+        """A pre-warm (no session row), a session that is not active, or one with prompts
+        waiting in the queue stays warm."""
+        spec = self._live[sandbox_id].spec
+        try:
+            row = self._store.get_session(spec.tenant_id, spec.session_id)
+            return (row is None or row.status != "active"
+                    or self._store.has_queued_prompts(spec.tenant_id, spec.session_id))
+        except StoreError as exc:
+            log.warning("sandbox %s not parked: its session could not be read: %s", sandbox_id, exc)
+            return True
 
     def count_resume(self, path: str) -> None:
         self.resumes[path] = self.resumes.get(path, 0) + 1
 
-    def _lru_idle(self) -> str | None:
-        idle = [(live.last_used, sid) for sid, live in self._live.items()
-                if live.state in _IDLE and sid not in self._evicting]
-        return min(idle)[1] if idle else None
-
-    def _evict(self, sandbox_id: str, reason: str) -> None:
+    def _leave(self, sandbox_id: str, reason: str, *, park: bool) -> None:
+        """Tell the owner to let its sandbox go: parked (stays active) or evicted (paused)."""
         live = self._live[sandbox_id]
         self._evicting.add(sandbox_id)
-        log.info("evicting sandbox %s of session %s: %s", sandbox_id, live.spec.session_id, reason)
-        if not tell(live.owner.evict, sandbox_id, reason, context=f"eviction of sandbox {sandbox_id}"):
+        verb = "parking" if park else "evicting"
+        log.info("%s sandbox %s of session %s: %s", verb, sandbox_id, live.spec.session_id, reason)
+        told = live.owner.park if park else live.owner.evict
+        if not tell(told, sandbox_id, reason, context=f"{verb} sandbox {sandbox_id}"):
             self._drop(sandbox_id)  # its owner is gone: nobody else would ever release it
+
+    def _resolve_gone(self, sandbox_id: str) -> None:
+        gone = self._gone.pop(sandbox_id, None)
+        if gone is not None and not gone.done():
+            gone.set_result(None)
 
     def stats(self) -> PoolStats:
         counts = {state: 0 for state in SandboxState}
@@ -215,7 +295,7 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
             running=counts[SandboxState.RUNNING],
             waiting=counts[SandboxState.WAITING],
             cold=counts[SandboxState.COLD],
-            max_capacity=self._config.max_sandboxes,
+            max_capacity=self.capacity,
             resume_warm=self.resumes.get("warm", 0),
             resume_cold=self.resumes.get("cold", 0),
         )
@@ -253,6 +333,8 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
 
     def _drop(self, sandbox_id: str) -> None:
         self._evicting.discard(sandbox_id)
+        self._resolve_gone(sandbox_id)
+        self._room.pop(sandbox_id, None)
         live = self._live.pop(sandbox_id, None)
         if live is None:
             return

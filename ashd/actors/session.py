@@ -140,6 +140,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         self._settling: Future[None] | None = None  # the snapshot a pause/stop/end/fork waits for
         self._active_at = self._now()
         self._idle_timer: Timer | None = None
+        self._waking_since: float | None = None  # when a turn began starting a CLI for a parked session
 
     # -- actor hooks -----------------------------------------------------------
 
@@ -288,8 +289,17 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         return ended
 
     def evict(self, sandbox_id: str, reason: str) -> None:
-        """Told by the pool (idle sweep, capacity): snapshot (on the worker), then free the
-        sandbox and pause (:meth:`evict_snapshotted`)."""
+        """Told by the pool (idle timeout): snapshot (on the worker), then free the sandbox
+        and pause (:meth:`evict_snapshotted`)."""
+        self._let_go(sandbox_id, reason, pause=True)
+
+    def park(self, sandbox_id: str, reason: str) -> None:
+        """Told by the pool (no turn for ``park_after_ms``, or room for another session at
+        the cap): like an eviction, but the session stays ``active``; its next message
+        starts the CLI again with the conversation (a wake)."""
+        self._let_go(sandbox_id, reason, pause=False)
+
+    def _let_go(self, sandbox_id: str, reason: str, *, pause: bool) -> None:
         if not self._owns_idle(sandbox_id):
             return
         if self._draft:  # an unclaimed pre-warm: nothing to keep (on_stop removes it)
@@ -297,15 +307,18 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             return
         me = self.actor_ref.proxy()
         self._request_snapshot().add_done_callback(
-            lambda _: tell(me.evict_snapshotted, sandbox_id, reason,
-                           context=f"session {self._id}: eviction after its snapshot"))
+            lambda _: tell(me.evict_snapshotted, sandbox_id, reason, pause,
+                           context=f"session {self._id}: letting its sandbox go after its snapshot"))
 
-    def evict_snapshotted(self, sandbox_id: str, reason: str) -> None:
-        """The eviction's snapshot is saved: unless a turn took the sandbox meanwhile, free it."""
+    def evict_snapshotted(self, sandbox_id: str, reason: str, pause: bool = True) -> None:
+        """The snapshot is saved: unless a turn took the sandbox meanwhile, free it (and
+        pause, for an eviction; a parked session stays active)."""
         if not self._owns_idle(sandbox_id):
             return
         self._release_sandbox()
-        if self._load().status == SessionStatus.ACTIVE.value:
+        if not pause:
+            log.info("session %s: parked (%s); its next message wakes it", self._id, reason)
+        elif self._load().status == SessionStatus.ACTIVE.value:
             self._transition(SessionStatus.PAUSED, reason)  # ACTIVE -> PAUSED
 
     def configure(self, patch: dict[str, object]) -> SessionRow | Pending:
@@ -350,10 +363,22 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         meanwhile). Raises BadRequest unless active, Conflict if a turn runs."""
         self._load()
         self._check_alive()  # a crash the pool has not reported yet may have ended this session
-        self._life.check_turn()
-        started = self._ensure_sandbox("run")
+        try:
+            if self._waking_since is not None:  # the repeat of a wake: its failure first, even if it ended in error
+                self._starts.raise_failure()
+            self._life.check_turn()
+            if self._sandbox is None and self._waking_since is None:
+                self._waking_since = self._now()  # a wake: parked, or its CLI gone (a crash, a restart)
+            started = self._ensure_sandbox("run")
+        except Exception:
+            self._waking_since = None
+            raise
         if isinstance(started, Pending):
             return started
+        if self._waking_since is not None:
+            self._deps.metrics.wakes.inc()
+            self._deps.metrics.wake_duration.observe(self._now() - self._waking_since)
+            self._waking_since = None
         self._life.begin_turn()
         self._settling = None  # a turn changes the files: a stop after it needs a new snapshot
         tell(self._deps.pool.mark, started.sandbox_id, SandboxState.RUNNING,

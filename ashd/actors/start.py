@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,7 @@ from ashd.store import AgentRow, SessionRow
 log = logging.getLogger(__name__)
 
 ASK_TIMEOUT_S = 10.0
+ROOM_WAIT_S = 15.0  # a session parked to make room snapshots and stops its CLI well within this
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,12 @@ def attempt(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent:
         return StartOutcome(error=exc)
     try:
         sandbox = pool.reserve(built.spec, owner).get(timeout=ASK_TIMEOUT_S)
+        room: Future[None] = pool.room(built.spec.sandbox_id).get(timeout=ASK_TIMEOUT_S)
     except (pykka.Timeout, pykka.ActorDeadError):
         return StartOutcome(error=Unavailable("the sandbox pool did not answer; retry shortly", retry_after_s=5))
     except Exception as exc:  # boundary: capacity, disk admission
         return StartOutcome(error=exc)
+    _wait_for_room(room, row.id)
     try:
         started: SandboxStarted = sandbox.start_bridge().get(timeout=ready_timeout_s + ASK_TIMEOUT_S)
     except Exception as exc:  # boundary: the slot is given back whatever stopped the start
@@ -70,3 +75,13 @@ def attempt(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent:
             return StartOutcome(error=SandboxFailed("agent process start timed out"))
         return StartOutcome(error=exc)
     return StartOutcome(started, sandbox, built.source)
+
+
+def _wait_for_room(room: Future[None], session_id: str) -> None:
+    """At the warm cap, the session parked for this one must be gone before its CLI starts
+    (never more CLIs than the cap). A parking that takes too long is logged and not waited for."""
+    try:
+        room.result(timeout=ROOM_WAIT_S)
+    except FutureTimeout:
+        log.warning("session %s: the session parked to make room for it is still stopping; starting anyway",
+                    session_id)

@@ -228,10 +228,10 @@ def _cmd_session_create(args: argparse.Namespace, ctx: Context) -> int:
 
 def _cmd_session_list(args: argparse.Namespace, ctx: Context) -> int:
     sessions = ctx.client.list_sessions(args.agent)
-    rows = [(s.get("id"), s.get("agentName"), s.get("status"), s.get("createdAt"))
+    rows = [(s.get("id"), s.get("agentName"), s.get("status"), s.get("runtime", "-"), s.get("createdAt"))
             for s in sessions]
     return _emit(ctx, {"sessions": sessions},
-                 format_table(("ID", "AGENT", "STATUS", "CREATED"), rows))
+                 format_table(("ID", "AGENT", "STATUS", "RUNTIME", "CREATED"), rows))
 
 
 def _cmd_session_state(args: argparse.Namespace, ctx: Context) -> int:

@@ -126,6 +126,10 @@ SCHEMAS: dict[str, Schema] = {
         "runnerId": NULLABLE_STRING, "parentSessionId": NULLABLE_STRING,
         "createdAt": TIMESTAMP, "lastActiveAt": TIMESTAMP,
         "statusReason": NULLABLE_STRING, "model": NULLABLE_STRING,
+        "runtime": {"type": "string", "enum": ["warm", "parked"],
+                    "description": "ashd's addition: warm while the session's CLI lives; parked without one "
+                                   "(pool.park_after_ms, pool.max_warm_sessions): its next message starts it "
+                                   "again with the conversation"},
     }),
     "Message": _obj({
         "id": STRING, "sessionId": STRING, "tenantId": STRING,

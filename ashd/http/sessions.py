@@ -6,8 +6,10 @@ import dataclasses
 import os
 import time
 import uuid
+from typing import Any
 
-from ashd.errors import BadRequest, NotFound, Unprocessable
+from ashd.errors import BadRequest, NotFound, SandboxFailed, Unprocessable
+from ashd.events import SSEEvent
 from ashd.http import sse
 from ashd.http.base import ApiHandler
 from ashd.http.views import event_json, message_json, session_json
@@ -36,6 +38,12 @@ class SessionBase(ApiHandler):
         if row is None:
             raise NotFound(f"Session {raw_id} not found")
         return row
+
+    async def view(self, row: SessionRow) -> dict[str, Any]:
+        """The session's JSON, with whether its CLI is warm or parked."""
+        sandbox = await self.ctx.offload.read(self.ctx.store.get_sandbox, row.sandbox_id or row.id)
+        warm = {row.id} if sandbox is not None and sandbox.state != "cold" else set()
+        return session_json(row, warm)
 
     def int_arg(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.get_query_argument(name, None)
@@ -81,7 +89,7 @@ class SessionsHandler(SessionBase):
         # Nothing session-specific asked: a pre-warmed sandbox of this agent may serve.
         plain = options == SessionOptions() and not (set(body) - {"agent"})
         row = await self.ctx.runtime.create(self.tenant, agent, options, may_use_prewarmed=plain)
-        self.send_json({"session": session_json(row)}, status=201)
+        self.send_json({"session": await self.view(row)}, status=201)
 
     async def check_credential(self, credential_id: str) -> None:
         """400 unless the credential can be this session's upstream key (see ashd/store/vault.py)."""
@@ -97,31 +105,32 @@ class SessionsHandler(SessionBase):
         if status is not None and status not in {s.value for s in SessionStatus}:
             raise BadRequest(f"status must be one of {', '.join(s.value for s in SessionStatus)}")
         rows = await self.ctx.offload.read(self.ctx.store.list_sessions, self.tenant, agent, status)
-        self.send_json({"sessions": [session_json(r) for r in rows]})
+        warm = await self.ctx.offload.read(self.ctx.store.warm_session_ids)
+        self.send_json({"sessions": [session_json(r, warm) for r in rows]})
 
 
 class SessionHandler(SessionBase):
     async def get(self, session_id: str) -> None:
-        self.send_json({"session": session_json(await self.session_row(session_id))})
+        self.send_json({"session": await self.view(await self.session_row(session_id))})
 
     async def delete(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         ended = await self.ctx.runtime.end(self.tenant, row.id)
-        self.send_json({"session": session_json(ended)})
+        self.send_json({"session": await self.view(ended)})
 
 
 class SessionStopHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         stopped = await self.ctx.runtime.stop(self.tenant, row.id)
-        self.send_json({"session": session_json(stopped)})
+        self.send_json({"session": await self.view(stopped)})
 
 
 class SessionPauseHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         paused = await self.ctx.runtime.pause(self.tenant, row.id)
-        self.send_json({"session": session_json(paused)})
+        self.send_json({"session": await self.view(paused)})
 
 
 class SessionResumeHandler(SessionBase):
@@ -130,14 +139,14 @@ class SessionResumeHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         resumed = await self.ctx.runtime.resume(self.tenant, row.id)
-        self.send_json({"session": session_json(resumed)})
+        self.send_json({"session": await self.view(resumed)})
 
 
 class SessionForkHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         child = await self.ctx.runtime.fork(self.tenant, row.id)
-        self.send_json({"session": session_json(child)}, status=201)
+        self.send_json({"session": await self.view(child)}, status=201)
 
 
 class SessionConfigHandler(SessionBase):
@@ -156,7 +165,7 @@ class SessionConfigHandler(SessionBase):
         if agent is not None:
             await self.ctx.offload.read(check_for_agent, merged, agent.path)
         updated = await self.ctx.runtime.configure(self.tenant, row.id, body)
-        self.send_json({"session": session_json(updated)})
+        self.send_json({"session": await self.view(updated)})
 
 
 class MessagesHandler(SessionBase):
@@ -168,12 +177,27 @@ class MessagesHandler(SessionBase):
         sid = check_session_id(session_id)
         if not runtime.holds(self.tenant, sid):  # else it is live for this tenant: no store read
             sid = (await self.session_row(session_id)).id
-        turn = await runtime.send(self.tenant, sid, options,
-                                  received_at=time.monotonic() - self.request.request_time())
+        try:
+            turn = await runtime.send(self.tenant, sid, options,
+                                      received_at=time.monotonic() - self.request.request_time())
+        except SandboxFailed as exc:
+            await self.start_failed(sid, exc)
+            return
         sse.start(self)
         if await sse.relay(self, runtime.turn_stream(turn)):
             self.finish()
         # else: the client left; the turn runs on and is stored
+
+    async def start_failed(self, session_id: str, exc: SandboxFailed) -> None:
+        """The agent process this message needed (a parked session's wake) did not start: the
+        stream says why and ends, as a turn whose agent died does (``error`` + ``done``).
+        Nothing is stored; the session's status says whether the restart policy gave up."""
+        sse.start(self)
+        error = SSEEvent("error", {"error": f"the session's agent process could not start: {exc.message}"})
+        for event in (error, SSEEvent("done", {"sessionId": session_id})):
+            if not await sse.send(self, event.encode()):
+                return
+        self.finish()
 
     async def get(self, session_id: str) -> None:
         row = await self.session_row(session_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from ashd.events import message_type
@@ -21,7 +22,9 @@ def agent_json(row: AgentRow) -> dict[str, Any]:
     }
 
 
-def session_json(row: SessionRow) -> dict[str, Any]:
+def session_json(row: SessionRow, warm: Container[str]) -> dict[str, Any]:
+    """``runtime`` (ashd's addition; Ash's clients ignore it): ``warm`` while the session's CLI
+    lives, ``parked`` without one (its next message starts it again with the conversation)."""
     return {
         "id": row.id,
         "tenantId": row.tenant_id,
@@ -34,6 +37,7 @@ def session_json(row: SessionRow) -> dict[str, Any]:
         "lastActiveAt": row.last_active_at,
         "statusReason": row.status_reason,
         "model": row.model,
+        "runtime": "warm" if row.id in warm else "parked",
     }
 
 

@@ -82,6 +82,14 @@ def list_for(conn: Connection, tenant_id: str, status: str | None, limit: int) -
     return [QueueItemRow.from_db(m) for m in conn.execute(stmt).mappings()]
 
 
+def has_waiting(conn: Connection, tenant_id: str, session_id: str) -> bool:
+    """Whether a prompt for this session is pending or being processed."""
+    t = queue_items.c
+    stmt = sa.select(t.id).where(t.tenant_id == tenant_id, t.session_id == session_id,
+                                 t.status.in_(("pending", "processing"))).limit(1)
+    return conn.execute(stmt).first() is not None
+
+
 def stats(conn: Connection, tenant_id: str) -> dict[str, int]:
     t = queue_items.c
     stmt = sa.select(t.status, sa.func.count()).where(t.tenant_id == tenant_id).group_by(t.status)

@@ -301,6 +301,11 @@ class Store:
         with self._read() as conn:
             return sandbox_queries.list_all(conn, state)
 
+    def warm_session_ids(self) -> set[str]:
+        """Sessions whose sandbox is live (its state is not cold); an active session not among
+        them is parked (its next message wakes it)."""
+        return {row.session_id for row in self.list_sandboxes() if row.session_id and row.state != "cold"}
+
     def mark_all_sandboxes(self, state: str) -> int:
         """Boot: put every sandbox row in ``state`` (e.g. cold); returns the count."""
         with self._write() as conn:
@@ -594,6 +599,11 @@ class Store:
         """Highest priority first, then oldest."""
         with self._read() as conn:
             return queue_queries.list_for(conn, tenant_id, status, limit)
+
+    def has_queued_prompts(self, tenant_id: str, session_id: str) -> bool:
+        """Whether the queue holds a pending or processing prompt for this session (never park it)."""
+        with self._read() as conn:
+            return queue_queries.has_waiting(conn, tenant_id, session_id)
 
     def queue_stats(self, tenant_id: str) -> dict[str, int]:
         """Item counts by status (every status present, 0 if none)."""

@@ -23,6 +23,7 @@ from ashd.errors import SandboxFailed, Unavailable
 from ashd.sandbox.launcher import SandboxSpec
 from ashd.states import SandboxState
 from ashd.store import Store
+from ashd.store.queue_queries import NewItem
 from ashd.wire.settings import BridgeSettings
 
 READY_THEN_SLEEP = "import os,sys,time; os.write(1,b'R'); os.close(1); time.sleep(600)"
@@ -125,6 +126,8 @@ class Told:
         self.lost = threading.Event()
         self.evicted: list[tuple[str, str]] = []
         self.evict_told = threading.Event()
+        self.parked: list[tuple[str, str]] = []
+        self.park_told = threading.Event()
 
 
 class OwnerActor(pykka.ThreadingActor):
@@ -140,6 +143,10 @@ class OwnerActor(pykka.ThreadingActor):
     def evict(self, sandbox_id: str, reason: str) -> None:
         self.told.evicted.append((sandbox_id, reason))
         self.told.evict_told.set()
+
+    def park(self, sandbox_id: str, reason: str) -> None:
+        self.told.parked.append((sandbox_id, reason))
+        self.told.park_told.set()
 
 
 class Owner(Told):
@@ -173,7 +180,7 @@ def test_pool_capacity_and_crash_notification(tmp_path: Path) -> None:
     assert pool.stats().get(timeout=5).total == 0  # and the slot is free again
 
 
-def test_pool_evicts_least_recently_used_idle_and_sweeps(tmp_path: Path) -> None:
+def test_pool_parks_least_recently_used_idle_at_capacity_and_evicts_idle(tmp_path: Path) -> None:
     pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=2, idle_timeout_ms=1000, sweep_interval_s=3600)
     owners = [Owner(), Owner()]
     specs = [make_spec(tmp_path), make_spec(tmp_path)]
@@ -183,8 +190,9 @@ def test_pool_evicts_least_recently_used_idle_and_sweeps(tmp_path: Path) -> None
     pool.mark(specs[0].sandbox_id, SandboxState.WAITING).get(timeout=5)
     pool.mark(specs[1].sandbox_id, SandboxState.RUNNING).get(timeout=5)
     pool.reserve(make_spec(tmp_path), Owner().proxy).get(timeout=10)  # full: the idle one must go
-    assert owners[0].evict_told.wait(5) and owners[0].evicted[0][0] == specs[0].sandbox_id
-    assert "capacity" in owners[0].evicted[0][1] and not owners[1].evicted  # never the running one
+    assert owners[0].park_told.wait(5) and owners[0].parked[0][0] == specs[0].sandbox_id
+    assert "capacity" in owners[0].parked[0][1] and not owners[1].parked  # never the running one
+    assert not owners[0].evicted  # parked (stays active), not evicted (paused)
 
     pool.mark(specs[1].sandbox_id, SandboxState.WAITING).get(timeout=5)
     assert pool.sweep().get(timeout=5) == 0  # not idle long enough yet
@@ -270,3 +278,59 @@ def test_a_crashed_sandbox_actor_kills_its_bridge_and_the_owner_is_told(tmp_path
     assert owner.lost.wait(15)  # an unexpected exit, as for any crashed bridge
     assert _all_dead([pid])
     assert pool.stats().get(timeout=5).total == 0
+
+
+def test_the_sweep_parks_idle_active_sessions_but_not_queued_prewarmed_or_paused_ones(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    config = PoolConfig(max_sandboxes=8, bridge_ready_timeout_s=10, stop_grace_s=1, park_after_ms=1000,
+                        sweep_interval_s=3600)  # the ticker still sweeps every 0.25 s: park_after_ms / 4
+    pool = PoolActor.start(config, ScriptLauncher(READY_THEN_SLEEP), store).proxy()  # type: ignore[arg-type]
+    owners = {name: Owner() for name in ("queued", "prewarm", "paused", "plain")}
+    specs = {name: make_spec(tmp_path) for name in owners}
+    item = store.enqueue(NewItem("t", "agent", "later", session_id=specs["queued"].session_id))
+    for name, spec in specs.items():
+        if name != "prewarm":  # a pre-warm has no session row yet
+            store.create_session("t", spec.session_id, "agent", "paused" if name == "paused" else "active")
+        pool.reserve(spec, owners[name].proxy).get(timeout=10).start_bridge().get(timeout=15)
+        pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
+        pool.mark(spec.sandbox_id, SandboxState.WAITING).get(timeout=5)
+    idle_since = time.monotonic()
+
+    assert not owners["plain"].parked  # no turn for less than park_after_ms yet
+    assert owners["plain"].park_told.wait(5) and time.monotonic() - idle_since >= 0.9
+    assert "no turn for 1.0s" in owners["plain"].parked[0][1]
+    time.sleep(0.6)  # a few more sweeps
+    assert not any(owners[name].parked or owners[name].evicted for name in ("queued", "prewarm", "paused"))
+
+    assert store.cancel_queue_item("t", item.id)  # nothing waits for it any more: it may park now
+    assert owners["queued"].park_told.wait(5)
+
+
+def test_low_host_memory_parks_idle_sessions_least_recently_used_first(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemAvailable:   4194304 kB\n")  # 4 GiB: plenty
+
+    class Pool(PoolActor):
+        pass
+
+    Pool.meminfo = meminfo
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    config = PoolConfig(max_sandboxes=8, bridge_ready_timeout_s=10, stop_grace_s=1, park_after_ms=600_000,
+                        park_below_available_mb=512, sweep_interval_s=3600)
+    pool = Pool.start(config, ScriptLauncher(READY_THEN_SLEEP), store).proxy()  # type: ignore[arg-type]
+    owners, specs = [Owner(), Owner(), Owner()], [make_spec(tmp_path) for _ in range(3)]
+    for owner, spec in zip(owners, specs, strict=True):
+        store.create_session("t", spec.session_id, "agent", "active")
+        pool.reserve(spec, owner.proxy).get(timeout=10).start_bridge().get(timeout=15)
+        pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
+        pool.mark(spec.sandbox_id, SandboxState.WAITING).get(timeout=5)
+    assert pool.sweep().get(timeout=5) == 0 and not any(o.parked for o in owners)
+
+    meminfo.write_text("MemAvailable:   102400 kB\n")  # 100 MiB: 412 MiB short, two sessions' worth
+    assert pool.sweep().get(timeout=5) == 2
+    assert owners[0].park_told.wait(5) and owners[1].park_told.wait(5) and not owners[2].parked
+    assert owners[0].parked[0][1] == "host memory is low"
+    assert "host memory is low (100 MiB available, under pool.park_below_available_mb = 512)" in caplog.text

@@ -207,17 +207,17 @@ def test_end_during_a_backoff_cancels_the_start_at_once(tmp_path: Path) -> None:
     assert len(world.launcher.spawned) == 1
 
 
-def test_the_pool_evicts_an_idle_session_which_snapshots_and_pauses(tmp_path: Path) -> None:
+def test_at_capacity_the_pool_parks_an_idle_session_which_snapshots_and_stays_active(tmp_path: Path) -> None:
     world = make_world(tmp_path, ShellLauncher(READY), max_sandboxes=1)
     first, first_id = world.create()
     pid = settle(first.begin_turn).pid
     first.end_turn().get(timeout=5)
     _second, second_id = world.create()  # the pool is full: the idle first one makes room
     assert status(world, second_id) == ("active", None)
-    # The eviction is told: the first session snapshots on the worker, then lets go.
-    assert wait_for(lambda: status(world, first_id)[0] == "paused")
-    assert status(world, first_id) == ("paused", "evicted to make room (sandbox capacity reached)")
+    # The second's start waited until the first (parked: snapshot on the worker, then let go) was gone.
     assert gone(pid)
+    assert status(world, first_id) == ("active", None)  # parked, not paused: clients see no change
+    assert world.store.warm_session_ids() == {second_id}
     assert (tmp_path / "snapshots" / TENANT / first_id / "workspace.tar.gz").exists()
 
 

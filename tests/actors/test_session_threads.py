@@ -82,7 +82,9 @@ def test_300_idle_sessions_give_their_threads_back(tmp_path: Path) -> None:
     assert threads_settle_at(baseline) <= baseline
     assert pool.stats().get(timeout=10).total == 0
     statuses = {row.status for row in store.list_sessions(TENANT, None, None)}
-    assert statuses == {"paused"}  # every one idled out of its sandbox, nothing lost
+    # Every one let its sandbox go, nothing lost: idled out (paused), or parked at the cap (active).
+    assert statuses <= {"paused", "active"} and "paused" in statuses
+    assert store.warm_session_ids() == set()
 
     # A retired session comes back from the store on demand.
     actor = sessions.child(ids[0], TENANT).get(timeout=10)

@@ -217,13 +217,13 @@ def test_unreachable_server_exits_3() -> None:
 
 
 def test_session_list_table_and_raw_json(fake_ashd: Any) -> None:
-    other = {**SESSION, "id": "s22", "status": "paused"}
+    other = {**SESSION, "id": "s22", "status": "active", "runtime": "parked"}
     fake_ashd.json("GET", "/api/sessions", {"sessions": [SESSION, other]})
     table = ashctl(fake_ashd, "session", "list", "--agent", "bot")
-    assert table.out.splitlines() == [
-        "ID   AGENT  STATUS  CREATED",
-        "s1   bot    active  2026-01-01T00:00:00Z",
-        "s22  bot    paused  2026-01-01T00:00:00Z",
+    assert table.out.splitlines() == [  # RUNTIME: warm or parked ("-" from an ashd that does not say)
+        "ID   AGENT  STATUS  RUNTIME  CREATED",
+        "s1   bot    active  -        2026-01-01T00:00:00Z",
+        "s22  bot    active  parked   2026-01-01T00:00:00Z",
     ]
     assert fake_ashd.last().query == "agent=bot"
     raw = ashctl(fake_ashd, "--json", "session", "list")

@@ -39,6 +39,19 @@ def test_errors_name_the_key_and_source(tmp_path: Path) -> None:
         config.load(file=tmp_path / "missing.toml", env={})
 
 
+def test_park_settings_default_and_bad_ones_name_the_variable() -> None:
+    cfg = config.load(env={})
+    assert cfg.pool.park_after_ms == 120_000 and cfg.pool.max_warm_sessions == -1  # -1: from memory
+    assert config.load(env={"ASH_PARK_AFTER_MS": "1500", "ASH_MAX_WARM_SESSIONS": "2"}).pool.max_warm_sessions == 2
+    with pytest.raises(ConfigError, match=r"ASH_PARK_AFTER_MS.*at least 1000, got 10"):
+        config.load(env={"ASH_PARK_AFTER_MS": "10"})
+    with pytest.raises(ConfigError, match=r"ASH_PARK_BELOW_AVAILABLE_MB.*got -1"):
+        config.load(env={"ASH_PARK_BELOW_AVAILABLE_MB": "-1"})
+    for cap in ("0", "-2"):
+        with pytest.raises(ConfigError, match=rf"ASH_MAX_WARM_SESSIONS.*got {cap}"):
+            config.load(env={"ASH_MAX_WARM_SESSIONS": cap})
+
+
 def test_secrets_are_masked() -> None:
     cfg = config.load(env={"ANTHROPIC_API_KEY": "sk-secret", "ASH_API_KEY": "ash_secret",
                            "ASH_DATABASE_URL": "postgresql+psycopg://u:pw@db/x"})

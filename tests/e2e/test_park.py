@@ -1,0 +1,195 @@
+"""Issue #17: idle sessions park (no CLI, no bridge), wake with their conversation and files,
+and the warm cap bounds live CLIs. Real daemon, real CLI, real bwrap, the scripted model."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from ashd.scripted.server import ScriptedModel
+from tests.conftest import HELLO_AGENT
+from tests.store.pg import fresh_pg_database
+from tests.support.daemon import REPO, AshdProcess
+from tests.support.sandboxes import alive, answer, bridge_pid, cli_pid, cmdline, sandbox_pids, turn
+
+pytestmark = pytest.mark.e2e
+
+PARK_ENV = {"ASH_PARK_AFTER_MS": "1500"}
+
+
+@contextmanager
+def database(backend: str) -> Iterator[str | None]:
+    if backend == "postgres":
+        with fresh_pg_database() as url:
+            yield url
+    else:
+        yield None
+
+
+def runtime(c: httpx.Client, sid: str) -> tuple[str, str]:
+    row = c.get(f"/api/sessions/{sid}").json()["session"]
+    return row["status"], row["runtime"]
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def metric(c: httpx.Client, name: str) -> float:
+    found = re.search(rf"^{name} (\S+)$", c.get("/metrics").text, re.M)
+    assert found, name
+    return float(found.group(1))
+
+
+def clis(daemon: AshdProcess, sids: list[str]) -> int:
+    """Live Claude CLIs in these sessions' sandboxes."""
+    return sum(1 for sid in sids for pid in sandbox_pids(daemon, sid)
+               if cmdline(pid).startswith("/opt/claude/claude") and alive(pid))
+
+
+def user_prompts(model: ScriptedModel) -> list[str]:
+    """The text of every user message of each /v1/messages request, one string per request."""
+    bodies = [r.body for r in model.requests() if r.method == "POST" and r.path == "/v1/messages"]
+    return [str(body.get("messages")) for body in bodies if isinstance(body, dict)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_an_idle_session_parks_then_wakes_with_its_history_and_files(
+        backend: str, start_ashd: Callable[..., AshdProcess], scripted_model: ScriptedModel) -> None:
+    with database(backend) as url:
+        daemon = start_ashd(url, **PARK_ENV)
+        with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+            c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
+            sid = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
+            first = turn(c, sid, "[[bash: echo kappa-7 > note.txt]] [[say: the code word is kappa-7]]")
+            assert answer(first) == "the code word is kappa-7"
+            assert runtime(c, sid) == ("active", "warm")
+            cli, bridge = cli_pid(daemon, sid), bridge_pid(daemon, sid)
+
+            assert wait_until(lambda: runtime(c, sid) == ("active", "parked"))  # Ash's clients see active
+            assert wait_until(lambda: not alive(cli) and not alive(bridge), 10)
+            assert sandbox_pids(daemon, sid) == set()  # no CLI, bridge or bwrap left
+            assert (metric(c, "ashd_parked_sessions"), metric(c, "ashd_warm_sessions")) == (1, 0)
+            assert metric(c, "ashd_session_wakes_total") == 0
+
+            before = len(user_prompts(scripted_model))
+            woken = turn(c, sid, "[[bash: cat note.txt]] [[echo-history]]")
+            assert any(n == "tool_result" and "kappa-7" in d["content"] for n, d in woken)  # files
+            assert "the code word is kappa-7" in answer(woken)  # the conversation, as the CLI resumed it
+            asked = user_prompts(scripted_model)[before:]
+            assert asked and all("echo kappa-7 > note.txt" in prompt for prompt in asked)  # the model saw it
+            assert metric(c, "ashd_session_wakes_total") == 1
+            assert metric(c, "ashd_session_wake_seconds_count") == 1
+
+            rewake_cli = cli_pid(daemon, sid)
+            warm = turn(c, sid, "[[bash: cat note.txt]] [[echo-history]]")  # the next message is warm
+            assert cli_pid(daemon, sid) == rewake_cli and metric(c, "ashd_session_wakes_total") == 1
+            assert [n for n, _ in warm] == [n for n, _ in woken]  # a wake streams what a warm turn does
+            assert runtime(c, sid) == ("active", "warm")
+
+            messages = c.get(f"/api/sessions/{sid}/messages").json()["messages"]
+            turns: list[list[str]] = []
+            for m in messages:  # each turn's stored messages: its prompt, then what the agent did
+                if m["role"] == "user":
+                    turns.append([])
+                turns[-1].append(f"{m['role']}:{m['type']}")
+            assert len(turns) == 3, messages
+            assert turns[1] == turns[2] == turns[0], turns  # nothing duplicated (or lost) by the wake
+        daemon.stop()
+
+
+def test_the_warm_cap_holds_and_the_oldest_session_still_answers_with_its_history(
+        start_ashd: Callable[..., AshdProcess]) -> None:
+    daemon = start_ashd(None, ASH_MAX_WARM_SESSIONS="2")
+    sids: list[str] = []
+    most = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            most[0] = max(most[0], clis(daemon, list(sids)))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+        c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
+        sampler.start()
+        try:
+            for n in range(4):
+                sid = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
+                sids.append(sid)
+                assert answer(turn(c, sid, f"[[say: I am session {n}]]")) == f"I am session {n}"
+            assert "I am session 0" in answer(turn(c, sids[0], "[[echo-history]]"))  # woken, parking another
+        finally:
+            stop.set()
+            sampler.join(5)
+        assert 1 <= most[0] <= 2, most[0]
+        rows = [c.get(f"/api/sessions/{sid}").json()["session"] for sid in sids]
+        assert {r["status"] for r in rows} == {"active"}
+        assert sorted(r["runtime"] for r in rows) == ["parked", "parked", "warm", "warm"]
+        assert c.get("/health").json()["pool"]["maxCapacity"] == 2
+
+
+def test_a_session_mid_turn_is_never_parked(start_ashd: Callable[..., AshdProcess]) -> None:
+    daemon = start_ashd(None, ASH_PARK_AFTER_MS="1000")
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+        c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
+        sid = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
+        turn(c, sid, "[[say: ready]]")
+        cli = cli_pid(daemon, sid)
+        logged = len(daemon.log(tail=None))
+        long = turn(c, sid, "[[sleep: 4000]] [[say: still here]]")  # four park periods inside one turn
+        assert answer(long) == "still here" and cli_pid(daemon, sid) == cli
+        assert "parking sandbox" not in daemon.log(tail=None)[logged:]
+        assert wait_until(lambda: runtime(c, sid) == ("active", "parked"))  # and parked once idle
+
+
+def test_a_wake_that_fails_ends_the_stream_with_error_and_done(start_ashd: Callable[..., AshdProcess]) -> None:
+    daemon = start_ashd(None, ASH_RESTART_INTENSITY="1", ASH_RESTART_BACKOFF_BASE_S="0.1", **PARK_ENV)
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+        c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
+        sid = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
+        turn(c, sid, "[[bash: echo omega-2 > note.txt]] [[say: the code word is omega-2]]")
+        assert wait_until(lambda: runtime(c, sid) == ("active", "parked"))
+        workspace = daemon.data_dir / "sandboxes" / sid / "workspace"
+        moved = workspace.with_name("workspace.aside")
+        workspace.rename(moved)
+        workspace.write_text("not a directory")  # the sandbox cannot mount it: the CLI never starts
+
+        failed = turn(c, sid, "[[echo-history]]")
+        assert [n for n, _ in failed] == ["error", "done"], failed
+        assert "could not start" in failed[0][1]["error"] and failed[1][1] == {"sessionId": sid}
+        status, _ = runtime(c, sid)  # the restart policy (intensity 1) gave up on it: error, with why
+        assert status == "error"
+
+        workspace.unlink()
+        moved.rename(workspace)
+        assert c.post(f"/api/sessions/{sid}/resume").json()["session"]["status"] == "active"
+        again = turn(c, sid, "[[bash: cat note.txt]] [[echo-history]]")
+        assert any(n == "tool_result" and "omega-2" in d["content"] for n, d in again)
+        assert "the code word is omega-2" in answer(again)
+        roles = [m["role"] for m in c.get(f"/api/sessions/{sid}/messages").json()["messages"]]
+        assert roles.count("user") == 2  # the failed wake stored nothing
+
+
+@pytest.mark.parametrize(("variable", "value"), [("ASH_PARK_AFTER_MS", "10"), ("ASH_MAX_WARM_SESSIONS", "0")])
+def test_bad_park_settings_are_refused_at_start_naming_the_variable(
+        variable: str, value: str, tmp_path: object) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ASH_DATA_DIR": f"{tmp_path}/data", variable: value}
+    done = subprocess.run([sys.executable, "-m", "ashd.cli.daemon"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert variable in done.stderr and f"got {value}" in done.stderr
