@@ -72,6 +72,9 @@ class PoolConfig:
     sweep_interval_s: float = 60.0  # how often idle sandboxes are looked for
     sse_heartbeat_s: float = 15.0  # a ": keep-alive" comment on a stream idle this long
     prewarm_per_agent: int = 0  # default pre-warmed sandboxes per agent (agent config preWarmCount wins)
+    max_concurrent_starts: int = 0  # sandbox/CLI starts run at once, the rest queue; 0: max(2, CPU cores)
+    max_queued_starts: int = 256  # starts that may wait for a slot; past it a create gets 503 with Retry-After
+    max_turns_per_tenant: int = 8  # turns one tenant runs at once; more wait up to 30 s, then 429; 0: unbounded
 
 
 @dataclass(frozen=True)
@@ -249,6 +252,9 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("pool.sweep_interval_s", "ASH_SWEEP_INTERVAL_S"),
     ("pool.sse_heartbeat_s", "ASH_SSE_HEARTBEAT_S"),
     ("pool.prewarm_per_agent", "ASH_PREWARM_PER_AGENT"),
+    ("pool.max_concurrent_starts", "ASH_MAX_CONCURRENT_STARTS"),
+    ("pool.max_queued_starts", "ASH_MAX_QUEUED_STARTS"),
+    ("pool.max_turns_per_tenant", "ASH_MAX_TURNS_PER_TENANT"),
     ("snapshot.url", "ASH_SNAPSHOT_URL"),
     ("snapshot.s3_endpoint", "ASH_S3_ENDPOINT"),
     ("snapshot.s3_region", "ASH_S3_REGION"),
@@ -467,6 +473,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("pool.max_sandboxes (ASH_MAX_SANDBOXES) must be at least 1")
     if config.pool.idle_timeout_ms < 1000:
         raise ConfigError("pool.idle_timeout_ms (ASH_IDLE_TIMEOUT_MS) must be at least 1000")
+    _validate_admission(config.pool)
     if config.sandbox.permission_mode not in PERMISSION_MODES:
         raise ConfigError(
             f"sandbox.permission_mode must be one of {', '.join(PERMISSION_MODES)}, "
@@ -533,6 +540,19 @@ def _validate_sandbox(sb: SandboxConfig, proxy: ProxyConfig) -> None:
         host, sep, addr = pin.partition("=")
         if not sep or not host or not addr:
             raise ConfigError(f"proxy.egress_pins (ASH_EGRESS_PINS): {pin!r} is not name=address")
+
+
+def _validate_admission(pool: PoolConfig) -> None:
+    for name, var, zero in (("max_concurrent_starts", "ASH_MAX_CONCURRENT_STARTS", "max(2, CPU cores)"),
+                            ("max_queued_starts", "ASH_MAX_QUEUED_STARTS", "no queue"),
+                            ("max_turns_per_tenant", "ASH_MAX_TURNS_PER_TENANT", "unbounded")):
+        if not 0 <= getattr(pool, name) <= 100_000:
+            raise ConfigError(f"pool.{name} ({var}) must be 0..100000 (0: {zero}), got {getattr(pool, name)}")
+
+
+def start_slots(pool: PoolConfig) -> int:
+    """Sandbox starts that run at once: ``pool.max_concurrent_starts``, or max(2, CPU cores)."""
+    return pool.max_concurrent_starts or max(2, os.cpu_count() or 1)
 
 
 def _validate_rate_limit(rl: RateLimitConfig) -> None:

@@ -234,7 +234,7 @@ def decide(spec: RestartSpec, history: ChildHistory, budget: Budget, now: float,
         )
     if budget.exhausted(now):
         return Escalate(
-            f"daemon restart budget spent: {budget.used(now)} restarts in {budget.period_s:g}s "
+            f"restart budget spent: {budget.used(now)} restarts in {budget.period_s:g}s "
             f"(limit {budget.limit}); {spec.name} needs another (last: {_describe(spec, last)})"
         )
     delay = rng.uniform(spec.backoff_base_s, spec.backoff_ceiling(len(series)))
