@@ -41,6 +41,7 @@ from ashd.runtime.live import LiveSession
 from ashd.runtime.offload import Offload
 from ashd.runtime.pending import answered
 from ashd.runtime.streams import SessionStreams, turn_frames, with_heartbeats
+from ashd.runtime.tenant_turns import TenantTurns
 from ashd.runtime.turn import KILL_TIMEOUT_S, Turn, TurnEnv
 from ashd.runtime.watchdog import Idle
 from ashd.sandbox.launcher import Launcher
@@ -79,6 +80,7 @@ class LocalRuntime:
                                else start_timeout_s)
         self._env = TurnEnv(offload, store, metrics, config.sandbox.turn_idle_timeout_s)
         self._sessions: dict[str, LiveSession] = {}
+        self._tenant_turns = TenantTurns(config.pool.max_turns_per_tenant)
         self._tasks: set[asyncio.Future[None]] = set()
         self._bell = TurnBell()
         self._streams = SessionStreams(store, offload, self._bell, self.live_turn, config.pool.sse_heartbeat_s)
@@ -171,15 +173,20 @@ class LocalRuntime:
     async def send(self, tenant_id: str, session_id: str, options: MessageOptions,
                    received_at: float | None = None) -> Turn:
         live = self._live(tenant_id, session_id)
-        grant = await self._grant(live)
-        host = _LocalTurnHost(live, grant, self._actor, self._offload, self._limit_turn)
+        turn_over = await self._tenant_turns.admit(tenant_id)  # fair turns: waits at the tenant's bound
         try:
-            sequence = await live.sequence()
+            grant = await self._grant(live)
+            host = _LocalTurnHost(live, grant, self._actor, self._offload, self._limit_turn)
+            try:
+                sequence = await live.sequence()
+            except BaseException:
+                await host.release()
+                raise
         except BaseException:
-            await host.release()
+            turn_over()
             raise
         turn = Turn(self._env, host, tenant_id, session_id, options, sequence, received_at)
-        self._run(live, turn)
+        self._run(live, turn, turn_over)
         return turn
 
     def live_turn(self, session_id: str) -> Turn | None:
@@ -285,14 +292,15 @@ class LocalRuntime:
             await asyncio.sleep(DEAD_GRANT_WAIT_S)
         raise AssertionError("unreachable")
 
-    def _run(self, live: LiveSession, turn: Turn) -> None:
-        """Run a turn as a task; it is the session's live turn until it ends."""
+    def _run(self, live: LiveSession, turn: Turn, turn_over: Callable[[], None]) -> None:
+        """Run a turn as a task; it is the session's live turn until it ends (then ``turn_over()``)."""
         live.turn = turn
         task = asyncio.ensure_future(turn.run())
         self._tasks.add(task)
         self._bell.ring(live.session_id)
 
         def finished(_: asyncio.Future[None]) -> None:
+            turn_over()
             self._tasks.discard(task)
             if live.turn is turn:
                 live.turn = None
