@@ -228,12 +228,14 @@ class Tree:
     the new ones; while one is down they raise Unavailable, a 503). Thread-safe."""
 
     def __init__(self, registry: ChildRegistry, exits: ExitBoard, logs: LogBook | None = None,
-                 starts: StartRecord | None = None, supervision: SupervisionRecord | None = None) -> None:
+                 starts: StartRecord | None = None, supervision: SupervisionRecord | None = None,
+                 gate: StartGate | None = None) -> None:
         self.registry = registry
         self.exits = exits
         self.logs = logs or LogBook()  # agent process output per session (/logs)
         self.starts = starts or StartRecord()  # sandbox starts, for /health's verdict
         self.supervision = supervision or SupervisionRecord()  # restarts and failed children
+        self.gate = gate  # start admission (shared by every session actor); None: unbounded
 
     @property
     def pool(self) -> pykka.ActorProxy[PoolActor]:
@@ -288,7 +290,7 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
         ChildSpec(POOL, start_pool, actor_ping(lambda pool: pool.stats()), actor_stop),
         ChildSpec(SESSIONS, start_sessions, actor_ping(lambda sessions: sessions.prewarm_hits), actor_stop),
     ]
-    return Tree(registry, exits, logs, starts, record), children
+    return Tree(registry, exits, logs, starts, record, gate), children
 
 
 def _disk_ledger(config: Config, store: Store, launcher: Launcher) -> DiskLedger | None:

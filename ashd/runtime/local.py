@@ -248,6 +248,9 @@ class LocalRuntime:
     def supervision(self) -> dict[str, Any]:
         return self._tree.supervision.to_json()
 
+    def admission(self) -> dict[str, int]:
+        return self._tree.gate.figures() if self._tree.gate is not None else {}
+
     async def inject_fault(self, target: str, session_id: str | None, tenant_id: str) -> None:
         await self._offload.read(inject, self._tree, target, session_id, tenant_id)
 

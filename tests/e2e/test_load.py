@@ -91,6 +91,8 @@ def test_a_full_start_queue_refuses_at_once_with_retry_after(start_ashd: Callabl
         assert "pool.max_queued_starts" in resp.json()["error"]
     rows = httpx.get(f"{daemon.url}/api/sessions", headers=daemon.headers, timeout=30).json()["sessions"]
     assert len(rows) == 6 - len(refused)  # a refused create keeps no session row
+    starts = httpx.get(f"{daemon.url}/health", headers=daemon.headers, timeout=10).json()["starts"]
+    assert starts == {"running": 0, "queued": 0, "maxConcurrent": 1, "maxQueued": 1}  # all given back
 
 
 def test_another_tenants_create_is_not_queued_behind_a_burst(start_ashd: Callable[..., AshdProcess]) -> None:
