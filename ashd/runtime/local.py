@@ -7,6 +7,9 @@ calls that can start a sandbox go through :func:`~ashd.runtime.pending.answered`
 gave up is handed back at once (``end_turn``), so a slow start never leaves a session busy
 for a turn nobody runs.
 
+Turns of one tenant are bounded (``pool.max_turns_per_tenant``, :mod:`ashd.runtime.tenant_turns`):
+``send`` waits for a slot of the tenant's own before it asks for a grant.
+
 The runtime builds the :class:`ExitBoard` and :class:`LogBook` (it reads them; the actors
 write them) and hands them to the tree. Each session used since start has one
 :class:`LiveSession` here, dropped when the session ends or stops.
@@ -175,19 +178,23 @@ class LocalRuntime:
         live = self._live(tenant_id, session_id)
         turn_over = await self._tenant_turns.admit(tenant_id)  # fair turns: waits at the tenant's bound
         try:
-            grant = await self._grant(live)
-            host = _LocalTurnHost(live, grant, self._actor, self._offload, self._limit_turn)
-            try:
-                sequence = await live.sequence()
-            except BaseException:
-                await host.release()
-                raise
+            turn = await self._new_turn(live, options, received_at)
         except BaseException:
             turn_over()
             raise
-        turn = Turn(self._env, host, tenant_id, session_id, options, sequence, received_at)
         self._run(live, turn, turn_over)
         return turn
+
+    async def _new_turn(self, live: LiveSession, options: MessageOptions, received_at: float | None) -> Turn:
+        """The session's turn grant (a sandbox started if needed) and its next event sequence."""
+        grant = await self._grant(live)
+        host = _LocalTurnHost(live, grant, self._actor, self._offload, self._limit_turn)
+        try:
+            sequence = await live.sequence()
+        except BaseException:
+            await host.release()
+            raise
+        return Turn(self._env, host, live.tenant_id, live.session_id, options, sequence, received_at)
 
     def live_turn(self, session_id: str) -> Turn | None:
         live = self._sessions.get(session_id)
