@@ -20,14 +20,15 @@ import logging
 import math
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ashd.errors import Unavailable
 from ashd.policy import Clock, SystemClock
 
 log = logging.getLogger(__name__)
+
+MAX_WAIT_S = 900.0  # longest wait in the queue; the caller (ashd/runtime/pending.py) waits as long
 
 
 @dataclass
@@ -83,8 +84,8 @@ class StartQueue:
                 del self._waiting[ticket.tenant_id]
 
     def retry_after_s(self) -> int:
-        """A hint for a refused start: about one slot's worth of queue per start slot, >= 1 s."""
-        return max(1, math.ceil(self.queued / self.slots) * 5)
+        """A hint for a refused start: about 5 s per start queued ahead of it per slot, 1..60 s."""
+        return min(60, max(1, math.ceil(self.queued / self.slots) * 5))
 
     def _admit_next(self) -> Ticket | None:
         if not self._waiting or self.running >= self.slots:
@@ -113,18 +114,10 @@ class StartGate:
         self._lock = threading.Lock()
         self._on_wait = on_wait or _log_wait
 
-    @contextmanager
-    def held(self, tenant_id: str, what: str, timeout_s: float | None = None) -> Iterator[None]:
-        """Hold a slot for the block. Raises Unavailable at once when the queue is full, and
-        when ``timeout_s`` passes while still queued."""
-        ticket = self.acquire(tenant_id, what, timeout_s)
-        try:
-            yield
-        finally:
-            self.release(ticket)
-
-    def acquire(self, tenant_id: str, what: str, timeout_s: float | None = None) -> Ticket:
-        """Take a slot, waiting in the tenant's queue if none is free (blocks the caller)."""
+    def acquire(self, tenant_id: str, what: str, timeout_s: float = MAX_WAIT_S) -> Ticket:
+        """Take a slot, waiting in the tenant's queue if none is free (blocks the caller).
+        Raises Unavailable at once when the queue is full, and when ``timeout_s`` passes
+        while still queued. Give the ticket back with :meth:`release`."""
         ticket = Ticket(tenant_id, what, self._clock.monotonic())
         with self._lock:
             if self._queue.offer(ticket):

@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ashd.actors.messages import Pending
+from ashd.actors.start_gate import MAX_WAIT_S as QUEUE_WAIT_CAP_S
 from ashd.errors import Unavailable
 
 T = TypeVar("T")
 
 MIN_ASK_S = 1.0  # the last repeat still gets this long, even when the deadline is nearly spent
-QUEUE_WAIT_CAP_S = 900.0  # longest wait in the start queue before a caller's own deadline starts
 
 
 async def answered(ask: Callable[[float], Awaitable[T | Pending]], timeout: float) -> T:

@@ -98,10 +98,11 @@ def test_a_start_that_waits_too_long_gives_up_its_place() -> None:
     assert gate.figures()["running"] == 0
 
 
-def test_the_gate_holds_a_slot_for_a_block_even_when_it_raises() -> None:
+def test_without_a_queue_a_busy_gate_refuses_at_once() -> None:
     gate = StartGate(1, 0)
-    with pytest.raises(RuntimeError), gate.held("a", "x"):
-        with pytest.raises(Unavailable):
-            gate.acquire("b", "refused: no queue")
-        raise RuntimeError("the start failed")
+    held = gate.acquire("a", "x")
+    with pytest.raises(Unavailable):
+        gate.acquire("b", "refused: no queue")
+    gate.release(held)
+    gate.release(gate.acquire("b", "now there is room"))
     assert gate.figures()["running"] == 0
