@@ -1,7 +1,8 @@
 """Load: N sessions created at once, then M messages from each, all sessions at once (issue #18).
 
 Method: for each N, a fresh ashd (SQLite, the default bwrap sandbox, the README's defaults
-with the per-key rate limits lifted) and the scripted model in this process, loopback only.
+with the per-key rate limits lifted and 256 MiB workspace quotas, so disk admission admits
+the burst) and the scripted model in this process, loopback only.
 N creates are sent at once (one thread each); then every created session sends M messages
 one after another, all sessions at once, each asking for a unique token; then each session's
 stored messages are read back. Meanwhile a sampler polls ``/health`` (must stay 200) and the
@@ -45,6 +46,9 @@ AGENT = REPO / "examples" / "hello-agent"
 SECRET = "load-benchmark-internal-secret"
 TIMEOUT_S = 600.0  # any one HTTP call
 DEADLINE_S = 1800.0  # one N, start to end
+# Each workspace image's quota: the default 2 GiB would make disk admission (507) refuse a
+# 64-session burst on this machine's free disk, which is not what this benchmark measures.
+DISK_MB = 256
 
 
 class Sampler:
@@ -144,7 +148,7 @@ def probe(client: httpx.Client) -> dict[str, float | bool]:
 def run_one(model: ScriptedModel, n: int, m: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="ashd-load-"))
     env = {"ASH_LOG_LEVEL": "warning", "ASH_RATE_LIMIT_SESSIONS": "0", "ASH_RATE_LIMIT_GLOBAL": "0",
-           "ASH_INTERNAL_SECRET": SECRET}
+           "ASH_INTERNAL_SECRET": SECRET, "ASH_SANDBOX_DISK_MB": str(DISK_MB)}
     daemon = AshdProcess(tmp / "data", model.base_url, extra_env=env).start()
     try:
         with (httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=TIMEOUT_S) as api,
@@ -197,7 +201,8 @@ def main() -> int:
             print(rows[-1], file=sys.stderr, flush=True)
     finally:
         model.stop()
-    emit({"runs": rows, "defaults": "README defaults; ASH_RATE_LIMIT_SESSIONS=0 ASH_RATE_LIMIT_GLOBAL=0",
+    emit({"runs": rows, "settings": f"README defaults; ASH_RATE_LIMIT_SESSIONS=0 ASH_RATE_LIMIT_GLOBAL=0 "
+                                    f"ASH_SANDBOX_DISK_MB={DISK_MB}",
           "machine": machine()}, args.out)
     return 0
 
