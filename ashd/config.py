@@ -76,6 +76,9 @@ class PoolConfig:
     # Live CLIs at most (pre-warmed ones count); at the cap the least recently used idle session is parked.
     max_warm_sessions: int = -1  # -1: (MemAvailable at start - 1 GiB) / 250 MiB, at least 1
     park_below_available_mb: int = 512  # host MemAvailable under this: idle sessions are parked, LRU first (0: off)
+    max_concurrent_starts: int = 0  # sandbox/CLI starts run at once, the rest queue; 0: max(2, CPU cores)
+    max_queued_starts: int = 256  # starts that may wait for a slot; past it a create gets 503 with Retry-After
+    max_turns_per_tenant: int = 8  # turns one tenant runs at once; more wait up to 30 s, then 429; 0: unbounded
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,9 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("pool.park_after_ms", "ASH_PARK_AFTER_MS"),
     ("pool.max_warm_sessions", "ASH_MAX_WARM_SESSIONS"),
     ("pool.park_below_available_mb", "ASH_PARK_BELOW_AVAILABLE_MB"),
+    ("pool.max_concurrent_starts", "ASH_MAX_CONCURRENT_STARTS"),
+    ("pool.max_queued_starts", "ASH_MAX_QUEUED_STARTS"),
+    ("pool.max_turns_per_tenant", "ASH_MAX_TURNS_PER_TENANT"),
     ("snapshot.url", "ASH_SNAPSHOT_URL"),
     ("snapshot.s3_endpoint", "ASH_S3_ENDPOINT"),
     ("snapshot.s3_region", "ASH_S3_REGION"),
@@ -483,6 +489,7 @@ def _validate(config: Config) -> None:
     if config.pool.max_warm_sessions == 0 or config.pool.max_warm_sessions < -1:
         raise ConfigError(f"pool.max_warm_sessions (ASH_MAX_WARM_SESSIONS) must be at least 1 "
                           f"(or -1: from the host's memory), got {config.pool.max_warm_sessions}")
+    _validate_admission(config.pool)
     if config.sandbox.permission_mode not in PERMISSION_MODES:
         raise ConfigError(
             f"sandbox.permission_mode must be one of {', '.join(PERMISSION_MODES)}, "
@@ -549,6 +556,19 @@ def _validate_sandbox(sb: SandboxConfig, proxy: ProxyConfig) -> None:
         host, sep, addr = pin.partition("=")
         if not sep or not host or not addr:
             raise ConfigError(f"proxy.egress_pins (ASH_EGRESS_PINS): {pin!r} is not name=address")
+
+
+def _validate_admission(pool: PoolConfig) -> None:
+    for name, var, zero in (("max_concurrent_starts", "ASH_MAX_CONCURRENT_STARTS", "max(2, CPU cores)"),
+                            ("max_queued_starts", "ASH_MAX_QUEUED_STARTS", "no queue"),
+                            ("max_turns_per_tenant", "ASH_MAX_TURNS_PER_TENANT", "unbounded")):
+        if not 0 <= getattr(pool, name) <= 100_000:
+            raise ConfigError(f"pool.{name} ({var}) must be 0..100000 (0: {zero}), got {getattr(pool, name)}")
+
+
+def start_slots(pool: PoolConfig) -> int:
+    """Sandbox starts that run at once: ``pool.max_concurrent_starts``, or max(2, CPU cores)."""
+    return pool.max_concurrent_starts or max(2, os.cpu_count() or 1)
 
 
 def _validate_rate_limit(rl: RateLimitConfig) -> None:

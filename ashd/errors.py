@@ -88,6 +88,11 @@ class SandboxFailed(AshError):
     status, code = 502, "sandbox_failed"
 
 
+class StartTimedOut(SandboxFailed):
+    """The agent process was still starting when its readiness timeout passed: the host was
+    slow (load), not the process broken. Retried, but never charged to a restart budget."""
+
+
 class ConfigError(AshError):
     """Invalid configuration; the message names the key and the source."""
 

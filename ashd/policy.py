@@ -1,8 +1,9 @@
 """Restart policy for supervised children, as pure functions with an injected clock.
 
-A supervisor keeps one immutable :class:`ChildHistory` per child and one daemon-wide
-:class:`Budget`. When a child exits it records the exit and asks :func:`decide`, then performs
-the side effect the :class:`Decision` names. Nothing here reads the time, sleeps, starts
+A supervisor keeps one immutable :class:`ChildHistory` per child and a :class:`Budget`
+shared by a group of children (the root's whole tree; the agent processes of one tenant).
+When a child exits it records the exit and asks :func:`decide`, then performs the side
+effect the :class:`Decision` names. Nothing here reads the time, sleeps, starts
 threads or does I/O; callers pass ``now`` from a :class:`Clock` and a seeded ``random.Random``.
 
 The rules, in the order :func:`decide` applies them:
@@ -15,7 +16,7 @@ The rules, in the order :func:`decide` applies them:
    in a sliding window of ``period_s``. Up to ``intensity`` restarts are allowed; the exit
    that would make one more is :class:`GiveUp`. Default 3 in 60 s, so the 4th exit within a
    minute fails the child.
-3. **Daemon budget**: if ``budget`` already holds ``limit`` restarts of any child in its
+3. **Budget**: if ``budget`` (the group's) already holds ``limit`` restarts of any child in its
    window, the restart is refused with :class:`Escalate` (default 10 in 60 s).
 4. Otherwise :class:`Restart` after a backoff delay.
 
@@ -158,7 +159,7 @@ class ChildHistory:
 
 @dataclass(frozen=True)
 class Budget:
-    """Daemon-wide restart budget across all children. Immutable; keep one, in one actor."""
+    """A restart budget shared by a group of children. Immutable; keep one per group, in one place."""
 
     limit: int = 10
     period_s: float = 60.0
@@ -234,7 +235,7 @@ def decide(spec: RestartSpec, history: ChildHistory, budget: Budget, now: float,
         )
     if budget.exhausted(now):
         return Escalate(
-            f"daemon restart budget spent: {budget.used(now)} restarts in {budget.period_s:g}s "
+            f"restart budget spent: {budget.used(now)} restarts in {budget.period_s:g}s "
             f"(limit {budget.limit}); {spec.name} needs another (last: {_describe(spec, last)})"
         )
     delay = rng.uniform(spec.backoff_base_s, spec.backoff_ceiling(len(series)))

@@ -59,6 +59,10 @@ class PoolStats:
 class Pending:
     """Reply of a call that needs a sandbox start (or a wait) that runs off the actor's
     thread: ``until`` resolves when that work is over (successfully or not); the caller then
-    repeats the same call, which now answers (or raises what the start raised)."""
+    repeats the same call, which now answers (or raises what the start raised).
+    ``begun``, for a sandbox start, resolves when the start left the start queue
+    (``ashd/actors/start_gate.py``) and began: a caller's deadline counts from then, so time
+    spent queued behind a burst is not charged to it. None: nothing queues."""
 
     until: Future[None]
+    begun: Future[None] | None = None

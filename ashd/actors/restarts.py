@@ -1,7 +1,11 @@
-"""The restart governor: ashd/policy.py's pure decisions, with one daemon-wide budget.
+"""The restart governor: ashd/policy.py's pure decisions, with one restart budget per tenant.
 
-Shared by every SessionActor (each keeps its own ChildHistory); the budget is the only
-shared state and is guarded by a lock. Thread-safe; never blocks beyond the lock.
+Shared by every SessionActor (each keeps its own ChildHistory). The budget is per tenant, not
+daemon-wide: one tenant's crash loop (or burst) pauses that tenant's restarts only, never
+another tenant's creates (issue #18). A start that failed only because it was slow (its
+readiness timeout passed: the host is busy) is judged by the session's own intensity but is
+not charged to any budget: load is not a crash. The budgets are the only shared state and are
+guarded by a lock. Thread-safe; never blocks beyond the lock.
 """
 
 from __future__ import annotations
@@ -39,28 +43,37 @@ class RestartGovernor:
         )
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._budget = Budget(limit=config.budget_limit, period_s=config.budget_period_s)
+        self._empty = Budget(limit=config.budget_limit, period_s=config.budget_period_s)
+        self._budgets: dict[str, Budget] = {}  # tenant id -> its budget (tenants with recent restarts only)
         self._lock = threading.Lock()
         self._metrics = metrics or Metrics()
         self.restarts = 0
         self.give_ups = 0
         self.escalations = 0
 
-    def budget_spent(self) -> bool:
-        """True while ashd's restart budget has no room (restarts are being refused)."""
+    def budget_spent(self, tenant_id: str | None = None) -> bool:
+        """True while ``tenant_id``'s restart budget has no room (its restarts are refused);
+        without a tenant: while any tenant's has none (for /health)."""
         with self._lock:
-            return self._budget.exhausted(self._clock.monotonic())
+            now = self._clock.monotonic()
+            if tenant_id is not None:
+                return self._budgets.get(tenant_id, self._empty).exhausted(now)
+            return any(budget.exhausted(now) for budget in self._budgets.values())
 
     def now(self) -> float:
         return self._clock.monotonic()
 
-    def decide(self, history: ChildHistory) -> Decision:
-        """What to do after the child's last exit; a Restart is charged to the daemon budget."""
+    def decide(self, history: ChildHistory, tenant_id: str, charge: bool = True) -> Decision:
+        """What to do after the child's last exit. A Restart is charged to ``tenant_id``'s
+        budget unless ``charge`` is False (a start that was only slow: not a crash)."""
         with self._lock:
             now = self._clock.monotonic()
-            decision = decide(self.spec, history, self._budget, now, self._rng)
+            budget = self._budgets.get(tenant_id, self._empty) if charge else self._empty
+            decision = decide(self.spec, history, budget, now, self._rng)
             if isinstance(decision, Restart):
-                self._budget = self._budget.record(now)
+                if charge:
+                    self._budgets[tenant_id] = budget.record(now)
+                    self._forget_quiet(now)
                 self.restarts += 1
                 self._metrics.agent_restarts.inc()
             elif isinstance(decision, GiveUp):
@@ -69,5 +82,10 @@ class RestartGovernor:
             elif isinstance(decision, Escalate):
                 self.escalations += 1
                 self._metrics.agent_give_ups.inc()  # the session goes to error all the same
-                log.critical("restart budget of ashd exhausted: %s", decision.reason)
+                log.critical("restart budget of tenant %s exhausted: %s", tenant_id, decision.reason)
             return decision
+
+    def _forget_quiet(self, now: float) -> None:
+        """Drop the budgets of tenants with no restart in their window (bounded memory)."""
+        for tenant in [t for t, b in self._budgets.items() if b.used(now) == 0]:
+            del self._budgets[tenant]

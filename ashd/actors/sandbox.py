@@ -25,7 +25,7 @@ import pykka
 from ashd.actors.exits import ExitBoard
 from ashd.actors.faults import FaultTarget
 from ashd.actors.messages import BridgeExited, SandboxStarted
-from ashd.errors import SandboxFailed
+from ashd.errors import SandboxFailed, StartTimedOut
 from ashd.sandbox import logpump
 from ashd.sandbox.launcher import Launcher, SandboxSpec
 from ashd.sandbox.logring import LogBook
@@ -74,13 +74,19 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
         if self._proc.stderr is not None:
             self._pump = logpump.start(self._proc.stderr, self._spec.log_path, self._ring,
                                        f"log-{self._spec.sandbox_id[:8]}")
-        if not self._await_ready(self._proc):
+        answer = self._await_ready(self._proc)
+        if answer != "ready":
+            slow = answer == "timeout" and self._proc.poll() is None  # still starting at the deadline: load
             self._kill_group(self._proc, grace_s=0.5)
             if self._pump is not None:
                 self._pump.join(PUMP_DRAIN_S)  # its last lines are the useful ones
             self._ring.add("system", f"agent process did not become ready (exit code {self._proc.returncode})")
             self._launcher.cleanup(self._spec)
             self._cleaned.set()  # no watcher runs for a start that failed
+            if slow:
+                raise StartTimedOut(
+                    f"agent process for session {self._spec.session_id} was not ready within "
+                    f"{self._ready_timeout_s:g}s (the host may be busy); last log lines:\n{self._log_tail()}")
             raise SandboxFailed(
                 f"agent process for session {self._spec.session_id} did not become ready "
                 f"(exit code {self._proc.returncode}); last log lines:\n{self._log_tail()}"
@@ -96,7 +102,8 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
                  self._spec.sandbox_id, self._spec.session_id, elapsed, self._proc.pid, self._launcher.name)
         return SandboxStarted(self._spec.sandbox_id, str(self._spec.socket_path), self._proc.pid, elapsed)
 
-    def _await_ready(self, proc: subprocess.Popen[bytes]) -> bool:
+    def _await_ready(self, proc: subprocess.Popen[bytes]) -> str:
+        """``ready`` (the byte R came), ``closed`` (stdout ended or said something else) or ``timeout``."""
         # A selector, not select(): select() fails for descriptors numbered 1024 and up, which
         # a busy ashd reaches.
         assert proc.stdout is not None
@@ -109,8 +116,8 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
                     if not selector.select(left):
                         continue
                     chunk = os.read(fd, 1)
-                    return chunk == protocol.READY_BYTE
-            return False
+                    return "ready" if chunk == protocol.READY_BYTE else "closed"
+            return "timeout"
         finally:
             proc.stdout.close()
 

@@ -45,6 +45,7 @@ from ashd.actors.restarts import RestartGovernor
 from ashd.actors.sandbox import SandboxActor
 from ashd.actors.snapshot_worker import SnapshotJob, SnapshotWorker
 from ashd.actors.spec import SpecBuilder
+from ashd.actors.start_gate import StartGate
 from ashd.actors.starts import SessionStarts, describe
 from ashd.actors.tell import tell
 from ashd.actors.timers import Timer, Timers
@@ -91,6 +92,7 @@ class SessionDeps:
     snapshot_worker: SnapshotWorker | None = None
     # Told (session id, tenant id, why) when the actor crashed; set by the session supervisor.
     crashed: Callable[[str, str, str], object] | None = None
+    gate: StartGate | None = None  # the daemon's start admission (pool.max_concurrent_starts); None: unbounded
 
 
 class _Owner:
@@ -99,8 +101,8 @@ class _Owner:
     def __init__(self, session: SessionActor) -> None:
         self._session = session
 
-    def launch(self, seq: int) -> None:
-        self._session._launch(seq)
+    def launch(self, seq: int, began: Callable[[], None]) -> None:
+        self._session._launch(seq, began)
 
     def wake_after(self, delay_s: float, seq: int) -> Timer:
         return self._session._wake_after(delay_s, seq)
@@ -452,7 +454,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         """Told by a start thread: attempt ``seq`` is over."""
         self._starts.ended(seq, outcome)
 
-    def _launch(self, seq: int) -> None:
+    def _launch(self, seq: int, began: Callable[[], None]) -> None:
         row = self._load()
         agent = self._deps.store.get_agent(self._tenant, row.agent_name)
         if agent is None:
@@ -464,7 +466,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
                     and outcome.started is not None:
                 tell(pool.release, outcome.started.sandbox_id, context="freeing a sandbox whose session stopped")
 
-        starting.launch(self._builder, pool, me, row, agent, self._deps.ready_timeout_s, done)
+        starting.launch(self._builder, pool, me, row, agent, self._deps.ready_timeout_s, done, self._deps.gate, began)
 
     def _wake_after(self, delay_s: float, seq: int) -> Timer:
         me = self.actor_ref.proxy()

@@ -22,8 +22,9 @@ import pykka
 from ashd.actors.messages import SandboxStarted
 from ashd.actors.sandbox import SandboxActor
 from ashd.actors.spec import SpecBuilder
+from ashd.actors.start_gate import StartGate
 from ashd.actors.tell import tell
-from ashd.errors import SandboxFailed, Unavailable
+from ashd.errors import StartTimedOut, Unavailable
 from ashd.store import AgentRow, SessionRow
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,35 @@ class StartOutcome:
 
 
 def launch(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent: AgentRow,
-           ready_timeout_s: float, done: Callable[[StartOutcome], None]) -> None:
+           ready_timeout_s: float, done: Callable[[StartOutcome], None], gate: StartGate | None = None,
+           began: Callable[[], None] = lambda: None) -> None:
     """Start the attempt on a new daemon thread; ``done`` is called on it with the outcome.
-    ``pool``: the PoolActor's proxy; ``owner``: the session actor's proxy (told of crashes)."""
+    ``pool``: the PoolActor's proxy; ``owner``: the session actor's proxy (told of crashes);
+    ``gate``: the daemon's start admission (None: no bound); ``began()`` once admitted."""
     def run() -> None:
-        done(attempt(builder, pool, owner, row, agent, ready_timeout_s))
+        done(admitted(gate, row, began, lambda: attempt(builder, pool, owner, row, agent, ready_timeout_s)))
 
     threading.Thread(target=run, name=f"start-{row.id[:8]}", daemon=True).start()
+
+
+def admitted(gate: StartGate | None, row: SessionRow, began: Callable[[], None],
+             run: Callable[[], StartOutcome]) -> StartOutcome:
+    """``run()`` while holding a slot of ``gate`` (queued first if none is free): from before
+    the files are built until the bridge is ready or the attempt failed, so the readiness
+    timeout counts from when the start begins, not from when it queued. A full queue is the
+    outcome's Unavailable (503 with Retry-After), at once."""
+    if gate is None:
+        began()
+        return run()
+    try:
+        ticket = gate.acquire(row.tenant_id, f"session {row.id}")
+    except Unavailable as exc:
+        return StartOutcome(error=exc)
+    try:
+        began()
+        return run()
+    finally:
+        gate.release(ticket)
 
 
 def attempt(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent: AgentRow,
@@ -72,7 +95,7 @@ def attempt(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent:
     except Exception as exc:  # boundary: the slot is given back whatever stopped the start
         tell(pool.release, built.spec.sandbox_id, context=f"session {row.id}: freeing the slot of a failed start")
         if isinstance(exc, pykka.Timeout):
-            return StartOutcome(error=SandboxFailed("agent process start timed out"))
+            return StartOutcome(error=StartTimedOut("agent process start timed out"))
         return StartOutcome(error=exc)
     return StartOutcome(started, sandbox, built.source)
 

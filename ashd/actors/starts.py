@@ -11,6 +11,7 @@ repeated call gets the sandbox, or the start's failure (raised once, if still re
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -21,7 +22,7 @@ from ashd.actors.snapshot_worker import resolve
 from ashd.actors.start import StartOutcome
 from ashd.actors.timers import Timer
 from ashd.actors.vitals import StartRecord
-from ashd.errors import SandboxFailed, Unavailable
+from ashd.errors import SandboxFailed, StartTimedOut, Unavailable
 from ashd.policy import ChildHistory, Decision, Escalate, GiveUp, Restart
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,9 @@ FAILURE_KEPT_S = 60.0  # how long a finished start's failure waits for the repea
 class StartOwner(Protocol):
     """What a start needs from its session actor (called on the actor's thread)."""
 
-    def launch(self, seq: int) -> None:
-        """Begin attempt ``seq`` off this thread (its outcome comes back to :meth:`SessionStarts.ended`).
+    def launch(self, seq: int, began: Callable[[], None]) -> None:
+        """Begin attempt ``seq`` off this thread (its outcome comes back to :meth:`SessionStarts.ended`);
+        the attempt calls ``began()`` once it has left the start queue (any thread).
         Raises if it cannot begin (the agent is gone): the start fails with that."""
         ...
 
@@ -59,6 +61,7 @@ class _Start:
     seq: int
     purpose: str  # create | warm | run
     until: Future[None] = field(default_factory=Future)  # resolved when the start is over
+    begun: Future[None] = field(default_factory=Future)  # resolved when an attempt left the start queue
     timer: Timer | None = None  # the next attempt, while a backoff runs
     running: bool = False  # an attempt is on its start thread
     cancelled: bool = False  # a stop or end came: no further attempt; a sandbox that starts anyway goes
@@ -88,7 +91,7 @@ class SessionStarts:
 
     def pending(self) -> Pending | None:
         """The Pending of the start in progress, if any."""
-        return Pending(self._start.until) if self._start is not None else None
+        return Pending(self._start.until, self._start.begun) if self._start is not None else None
 
     def ensure(self, purpose: str) -> Pending:
         """Pending for the start in progress (one is begun if none is). Raises the failure of
@@ -100,7 +103,7 @@ class SessionStarts:
             start = self._start = _Start(self._seq, purpose)
             self._schedule(start)
             self.raise_failure()  # it failed at once (e.g. the agent is gone)
-        return Pending(start.until)
+        return Pending(start.until, start.begun)
 
     def raise_failure(self) -> None:
         if self._failure is None:
@@ -121,7 +124,7 @@ class SessionStarts:
             return None
         start.cancelled = True
         if start.running:
-            return Pending(start.until)
+            return Pending(start.until, start.begun)
         if start.timer is not None:
             start.timer.cancel()
         self._finish(start)
@@ -138,7 +141,7 @@ class SessionStarts:
     def crashed(self, detail: str) -> Decision:
         """A started agent process died: judge it; a restart waits out its backoff."""
         self.history = self.history.record_exit(self._restarts.now(), True, detail)
-        decision = self._restarts.decide(self.history)
+        decision = self._restarts.decide(self.history, self._tenant)
         if isinstance(decision, Restart):
             self._not_before = self._restarts.now() + decision.delay_s
         return decision
@@ -178,7 +181,7 @@ class SessionStarts:
 
     def _attempt(self, start: _Start) -> None:
         try:
-            self._session.launch(start.seq)
+            self._session.launch(start.seq, lambda: resolve(start.begun))
         except Exception as exc:  # boundary: the start's outcome, for whoever waits on it
             self._fail(start, exc, None)
             return
@@ -191,14 +194,15 @@ class SessionStarts:
             return
         self._record.failed(self._tenant, self._id, exc.message)
         self.history = self.history.record_exit(self._restarts.now(), True, exc.message)
-        decision = self._restarts.decide(self.history)
+        # Slow under load is not a crash: judged by this session's intensity, never charged to a budget.
+        decision = self._restarts.decide(self.history, self._tenant, charge=not isinstance(exc, StartTimedOut))
         log.warning("session %s: agent process failed to start: %s", self._id, describe(decision))
         if isinstance(decision, Restart) and not start.cancelled:
             self._not_before = self._restarts.now() + decision.delay_s
             self._schedule(start)
             return
         reason = decision.reason if isinstance(decision, GiveUp | Escalate) else exc.message
-        failure: Exception = (Unavailable(f"ashd is pausing agent process restarts: {reason}", 30)
+        failure: Exception = (Unavailable(f"ashd is pausing this tenant's agent process restarts: {reason}", 30)
                               if isinstance(decision, Escalate) else SandboxFailed(reason))
         self._fail(start, failure, None if start.cancelled else reason)
 
@@ -212,6 +216,7 @@ class SessionStarts:
     def _finish(self, start: _Start) -> None:
         if self._start is start:
             self._start = None
+        resolve(start.begun)  # a start over before it began (refused, cancelled) frees its waiters too
         resolve(start.until)
 
 

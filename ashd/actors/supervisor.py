@@ -27,10 +27,11 @@ from ashd.actors.restarts import RestartGovernor
 from ashd.actors.root import TreePolicy
 from ashd.actors.session import SessionActor, SessionDeps
 from ashd.actors.snapshot_worker import SnapshotWorker
+from ashd.actors.start_gate import StartGate
 from ashd.actors.tell import tell
 from ashd.actors.timers import Timers
 from ashd.actors.vitals import StartRecord
-from ashd.config import Config
+from ashd.config import Config, start_slots
 from ashd.layout import Layout
 from ashd.metrics import Metrics
 from ashd.policy import Escalate, GiveUp, Restart
@@ -227,12 +228,14 @@ class Tree:
     the new ones; while one is down they raise Unavailable, a 503). Thread-safe."""
 
     def __init__(self, registry: ChildRegistry, exits: ExitBoard, logs: LogBook | None = None,
-                 starts: StartRecord | None = None, supervision: SupervisionRecord | None = None) -> None:
+                 starts: StartRecord | None = None, supervision: SupervisionRecord | None = None,
+                 gate: StartGate | None = None) -> None:
         self.registry = registry
         self.exits = exits
         self.logs = logs or LogBook()  # agent process output per session (/logs)
         self.starts = starts or StartRecord()  # sandbox starts, for /health's verdict
         self.supervision = supervision or SupervisionRecord()  # restarts and failed children
+        self.gate = gate  # start admission (shared by every session actor); None: unbounded
 
     @property
     def pool(self) -> pykka.ActorProxy[PoolActor]:
@@ -261,6 +264,7 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
     starts = StartRecord(config.supervision.degraded_after_failed_starts, restarts.budget_spent)
     disk = _disk_ledger(config, store, launcher)
     snapshots = make_snapshotter(config)
+    gate = StartGate(start_slots(config.pool), config.pool.max_queued_starts)  # outlives session supervisors
 
     def start_pool(crashed: Crashed) -> pykka.ActorRef[PoolActor]:
         return PoolActor.start(config.pool, launcher, store, exits, logs, disk, config.sandbox.disk_mb,
@@ -273,7 +277,7 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
             ready_timeout_s=config.pool.bridge_ready_timeout_s, stop_timeout_s=config.pool.stop_grace_s + 10,
             snapshots=snapshots, restarts=restarts, cli_workspace=getattr(launcher, "cli_workspace", None),
             metrics=metrics, credential_key=config.auth.credential_key, settle=getattr(launcher, "settled", None),
-            starts=starts, exits=exits, idle_s=config.supervision.session_actor_idle_s,
+            starts=starts, exits=exits, idle_s=config.supervision.session_actor_idle_s, gate=gate,
         )
         ref = SessionSupervisor.start(deps, TreePolicy.for_sessions(config.supervision), record, crashed)
         # Sandboxes of a previous session supervisor's actors have no owner any more.
@@ -286,7 +290,7 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
         ChildSpec(POOL, start_pool, actor_ping(lambda pool: pool.stats()), actor_stop),
         ChildSpec(SESSIONS, start_sessions, actor_ping(lambda sessions: sessions.prewarm_hits), actor_stop),
     ]
-    return Tree(registry, exits, logs, starts, record), children
+    return Tree(registry, exits, logs, starts, record, gate), children
 
 
 def _disk_ledger(config: Config, store: Store, launcher: Launcher) -> DiskLedger | None:

@@ -3,7 +3,7 @@
 Rules (docs/operations.md, "Health, liveness and readiness"):
 
 - **degraded** while the last ``degraded_after`` sandbox starts in a row failed, or while the
-  daemon-wide restart budget is spent (restarts are paused). The reason says which; the last
+  restart budget of a tenant is spent (restarts are paused). The reason says which; the last
   failure (when, which session, why) is kept for operators.
 - **ok** again after the next successful start (and once the budget has room again).
 
@@ -48,7 +48,7 @@ def judge(failed_in_a_row: int, degraded_after: int, budget_spent: bool,
           last_failure: StartFailure | None) -> Verdict:
     """The health of sandbox starts from what was recorded. Pure."""
     if budget_spent:
-        return Verdict(DEGRADED, "ashd's restart budget is spent: agent process restarts are paused",
+        return Verdict(DEGRADED, "a tenant's restart budget is spent: its agent process restarts are paused",
                        last_failure)
     if failed_in_a_row >= degraded_after:
         return Verdict(DEGRADED, f"the last {failed_in_a_row} sandbox starts failed", last_failure)

@@ -78,6 +78,8 @@ class HealthHandler(ApiHandler):
             "isolation": self.isolation,
             # ashd's addition: restarts per child of the supervision tree, and children given up on.
             "supervision": self.ctx.runtime.supervision(),
+            # ashd's addition: sandbox starts running and waiting for a slot (docs/operations.md, "Load").
+            "starts": self.ctx.runtime.admission(),
         })
 
     async def pool_figures(self) -> dict[str, Any]:

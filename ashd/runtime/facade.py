@@ -117,6 +117,9 @@ class SessionRuntime(Protocol):
     def supervision(self) -> dict[str, Any]:
         """Restarts per child of the supervision tree, and the children given up on (/health)."""
 
+    def admission(self) -> dict[str, int]:
+        """Sandbox starts running and queued now, and their bounds (/health); {} if unbounded."""
+
     async def inject_fault(self, target: str, session_id: str | None, tenant_id: str) -> None:
         """TEST ONLY (``debug.fault_injection``): crash the named part as a bug would."""
 

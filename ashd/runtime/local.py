@@ -7,6 +7,9 @@ calls that can start a sandbox go through :func:`~ashd.runtime.pending.answered`
 gave up is handed back at once (``end_turn``), so a slow start never leaves a session busy
 for a turn nobody runs.
 
+Turns of one tenant are bounded (``pool.max_turns_per_tenant``, :mod:`ashd.runtime.tenant_turns`):
+``send`` waits for a slot of the tenant's own before it asks for a grant.
+
 The runtime builds the :class:`ExitBoard` and :class:`LogBook` (it reads them; the actors
 write them) and hands them to the tree. Each session used since start has one
 :class:`LiveSession` here, dropped when the session ends or stops.
@@ -41,6 +44,7 @@ from ashd.runtime.live import LiveSession
 from ashd.runtime.offload import Offload
 from ashd.runtime.pending import answered
 from ashd.runtime.streams import SessionStreams, turn_frames, with_heartbeats
+from ashd.runtime.tenant_turns import TenantTurns
 from ashd.runtime.turn import KILL_TIMEOUT_S, Turn, TurnEnv
 from ashd.runtime.watchdog import Idle
 from ashd.sandbox.launcher import Launcher
@@ -79,6 +83,7 @@ class LocalRuntime:
                                else start_timeout_s)
         self._env = TurnEnv(offload, store, metrics, config.sandbox.turn_idle_timeout_s)
         self._sessions: dict[str, LiveSession] = {}
+        self._tenant_turns = TenantTurns(config.pool.max_turns_per_tenant)
         self._tasks: set[asyncio.Future[None]] = set()
         self._bell = TurnBell()
         self._streams = SessionStreams(store, offload, self._bell, self.live_turn, config.pool.sse_heartbeat_s)
@@ -171,6 +176,17 @@ class LocalRuntime:
     async def send(self, tenant_id: str, session_id: str, options: MessageOptions,
                    received_at: float | None = None) -> Turn:
         live = self._live(tenant_id, session_id)
+        turn_over = await self._tenant_turns.admit(tenant_id)  # fair turns: waits at the tenant's bound
+        try:
+            turn = await self._new_turn(live, options, received_at)
+        except BaseException:
+            turn_over()
+            raise
+        self._run(live, turn, turn_over)
+        return turn
+
+    async def _new_turn(self, live: LiveSession, options: MessageOptions, received_at: float | None) -> Turn:
+        """The session's turn grant (a sandbox started if needed) and its next event sequence."""
         grant, owner = await self._grant(live)
         host = _LocalTurnHost(live, grant, owner, self._actor, self._offload, self._limit_turn)
         try:
@@ -178,9 +194,7 @@ class LocalRuntime:
         except BaseException:
             host.release()
             raise
-        turn = Turn(self._env, host, tenant_id, session_id, options, sequence, received_at)
-        self._run(live, turn)
-        return turn
+        return Turn(self._env, host, live.tenant_id, live.session_id, options, sequence, received_at)
 
     def live_turn(self, session_id: str) -> Turn | None:
         live = self._sessions.get(session_id)
@@ -247,6 +261,9 @@ class LocalRuntime:
     def supervision(self) -> dict[str, Any]:
         return self._tree.supervision.to_json()
 
+    def admission(self) -> dict[str, int]:
+        return self._tree.gate.figures() if self._tree.gate is not None else {}
+
     async def inject_fault(self, target: str, session_id: str | None, tenant_id: str) -> None:
         await self._offload.read(inject, self._tree, target, session_id, tenant_id)
 
@@ -298,14 +315,15 @@ class LocalRuntime:
             await asyncio.sleep(DEAD_GRANT_WAIT_S)
         raise AssertionError("unreachable")
 
-    def _run(self, live: LiveSession, turn: Turn) -> None:
-        """Run a turn as a task; it is the session's live turn until it ends."""
+    def _run(self, live: LiveSession, turn: Turn, turn_over: Callable[[], None]) -> None:
+        """Run a turn as a task; it is the session's live turn until it ends (then ``turn_over()``)."""
         live.turn = turn
         task = asyncio.ensure_future(turn.run())
         self._tasks.add(task)
         self._bell.ring(live.session_id)
 
         def finished(_: asyncio.Future[None]) -> None:
+            turn_over()
             self._tasks.discard(task)
             if live.turn is turn:
                 live.turn = None

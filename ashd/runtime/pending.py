@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ashd.actors.messages import Pending
+from ashd.actors.start_gate import MAX_WAIT_S as QUEUE_WAIT_CAP_S
 from ashd.errors import Unavailable
 
 T = TypeVar("T")
@@ -26,7 +27,10 @@ async def answered(ask: Callable[[float], Awaitable[T | Pending]], timeout: floa
     """``ask(seconds)`` until it answers something other than Pending, waiting for each
     Pending's ``until`` in between; everything within ``timeout`` seconds.
 
-    Raises what ``ask`` raises, and Unavailable when the deadline passes while pending.
+    Time a sandbox start spends in the start queue (``Pending.begun`` not yet resolved) is
+    not charged: the deadline is ``timeout`` from when the start began, so a create behind a
+    burst waits its turn instead of failing. Raises what ``ask`` raises, and Unavailable when
+    the deadline passes while pending.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -35,11 +39,26 @@ async def answered(ask: Callable[[float], Awaitable[T | Pending]], timeout: floa
         if not isinstance(reply, Pending):
             return reply
         until = asyncio.wrap_future(reply.until)
+        if reply.begun is not None and not reply.begun.done():
+            await _queued(asyncio.wrap_future(reply.begun), until)
+            deadline = max(deadline, loop.time() + timeout)  # the start began now: its full time from here
         done, _ = await asyncio.wait({until}, timeout=max(deadline - loop.time(), 0.0))
         if not done:
             until.add_done_callback(_consume)
             raise Unavailable(f"the session's sandbox did not start within {timeout:.0f}s; retry shortly")
         _consume(until)
+
+
+async def _queued(begun: asyncio.Future[None], until: asyncio.Future[None]) -> None:
+    """Wait while the start is in the start queue (bounded by the queue itself: every start
+    ahead of it is bounded by the readiness timeout; ``QUEUE_WAIT_CAP_S`` guards the rest)."""
+    done, _ = await asyncio.wait({begun, until}, timeout=QUEUE_WAIT_CAP_S, return_when=asyncio.FIRST_COMPLETED)
+    if begun not in done:
+        begun.add_done_callback(_consume)
+    if not done:
+        until.add_done_callback(_consume)
+        raise Unavailable(f"the session's sandbox start waited {QUEUE_WAIT_CAP_S:.0f}s in the start queue; "
+                          "retry shortly", retry_after_s=30)
 
 
 def _consume(until: asyncio.Future[None]) -> None:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from ashd.sandbox.cgroups import CgroupLayout, SandboxCgroup
 from ashd.sandbox.netns import SandboxNetns
 from ashd.sandbox.quota import IMAGE_NAME, WorkspaceDisk, chown_tree
 from ashd.sandbox.uids import UidPool
+
+BUSY_GROUP_RETRY_S = 15.0  # a second try at a killed sandbox's cgroups still busy after the first
 
 log = logging.getLogger(__name__)
 
@@ -188,13 +191,26 @@ class SandboxKit:
             if os.path.ismount(self.root / name):
                 syscalls.umount(str(self.root / name))
 
+    def _step(self, step: Callable[[], object]) -> object:
+        """One teardown step; what it returned, or None when it raised (logged)."""
+        try:
+            return step()
+        except Exception:
+            log.exception("sandbox %s: teardown step %s failed", self.sandbox_id, getattr(step, "__name__", step))
+            return None
+
     def teardown(self) -> None:
-        """Kill what is left, remove cgroups and netns, unmount, free the uid. Never raises."""
-        for step in (self.cgroup.remove, self.netns.delete, self._unbind, self.disk.umount):
-            try:
-                step()
-            except Exception:
-                log.exception("sandbox %s: teardown step %s failed", self.sandbox_id, step.__name__)
+        """Kill what is left, remove cgroups and netns, unmount, free the uid. Never raises.
+
+        Under load a killed group's processes can take seconds to leave it (v1 accounting
+        lags): a group still busy after the first pass is retried, for up to
+        ``BUSY_GROUP_RETRY_S`` more, once the other steps are done (on the teardown worker, so
+        nobody waits on it but :meth:`IsolatingLauncher.settled`)."""
+        removed = self._step(self.cgroup.remove)
+        for step in (self.netns.delete, self._unbind, self.disk.umount):
+            self._step(step)
+        if removed is False and self.cgroup.remove(timeout_s=BUSY_GROUP_RETRY_S):
+            log.info("sandbox %s: its busy cgroups were removed on the second try", self.sandbox_id)
         try:
             if self.run_dir.exists():
                 shutil.rmtree(self.policy_dir, ignore_errors=True)

@@ -19,7 +19,7 @@ from ashd.actors.messages import BridgeExited
 from ashd.actors.pool import PoolActor
 from ashd.actors.sandbox import SandboxActor
 from ashd.config import PoolConfig
-from ashd.errors import SandboxFailed, Unavailable
+from ashd.errors import SandboxFailed, StartTimedOut, Unavailable
 from ashd.sandbox.launcher import SandboxSpec
 from ashd.states import SandboxState
 from ashd.store import Store
@@ -103,6 +103,21 @@ def test_death_at_start_fails_with_log_tail(tmp_path: Path) -> None:
     sandbox, _, _ = start(tmp_path, DIE_AT_START)
     with pytest.raises(SandboxFailed, match="boom: missing thing"):
         sandbox.start_bridge().get(timeout=15)
+
+
+def test_a_start_still_running_at_its_deadline_is_slow_not_broken(tmp_path: Path) -> None:
+    """Load is not a crash: the readiness timeout of a live process is a StartTimedOut (never
+    charged to a restart budget), a process that died at start a plain SandboxFailed."""
+    launcher = ScriptLauncher("import time; time.sleep(600)")
+    spec = make_spec(tmp_path)
+    sandbox = SandboxActor.start(spec, launcher, lambda fact: None, 0.3, 1.0).proxy()
+    with pytest.raises(StartTimedOut, match=r"not ready within 0\.3s"):
+        sandbox.start_bridge().get(timeout=15)
+    assert launcher.cleaned == [spec.sandbox_id]
+    dead, _, _ = start(tmp_path, DIE_AT_START)
+    with pytest.raises(SandboxFailed) as failed:
+        dead.start_bridge().get(timeout=15)
+    assert not isinstance(failed.value, StartTimedOut)
 
 
 def test_term_ignored_gets_kill_and_grandchildren_die(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from ashd.actors.starts import FAILURE_KEPT_S, SessionStarts
 from ashd.actors.timers import Timer
 from ashd.actors.vitals import StartRecord
 from ashd.config import SupervisionConfig
-from ashd.errors import NotFound, SandboxFailed, Unavailable
+from ashd.errors import NotFound, SandboxFailed, StartTimedOut, Unavailable
 from ashd.policy import ManualClock
 
 READY = StartOutcome(SandboxStarted("sb", "/s.sock", 42, 5.0))
@@ -31,7 +31,7 @@ class Owner:
         self.discarded: list[StartOutcome] = []
         self.launch_error: Exception | None = None
 
-    def launch(self, seq: int) -> None:
+    def launch(self, seq: int, began: Callable[[], None]) -> None:
         if self.launch_error is not None:
             raise self.launch_error
         self.launched.append(seq)
@@ -135,3 +135,44 @@ def test_a_crash_sets_the_backoff_of_the_next_start() -> None:
     starts.crashed("exit code 1")
     starts.ensure("run")
     assert owner.launched == [1] and len(owner.timers) == 1  # the new start waits on a timer
+
+
+def test_slow_starts_are_retried_but_never_spend_the_tenants_restart_budget() -> None:
+    starts, owner, _ = make(intensity=3, budget_limit=1)
+    starts.ensure("create")
+    for attempt in (1, 2, 3):  # attempts of start 1
+        starts.ended(1, StartOutcome(error=StartTimedOut("not ready within 30s (the host may be busy)")))
+        assert len(owner.timers) == attempt  # a backoff each time, then the next attempt
+        starts.backoff_over(1)
+    assert not starts._restarts.budget_spent("t") and not starts._restarts.budget_spent()
+    # A start that never becomes ready is still stopped by this session's own intensity.
+    starts.ended(1, StartOutcome(error=StartTimedOut("not ready within 30s")))
+    (purpose, error, gave_up), = owner.failures
+    assert purpose == "create" and isinstance(error, SandboxFailed) and gave_up and "4 times" in gave_up
+
+
+def test_a_crash_loop_spends_its_tenants_budget_only() -> None:
+    clock = ManualClock(100.0)
+    governor = RestartGovernor(SupervisionConfig(budget_limit=2), clock=clock, rng=random.Random(3))
+    record = StartRecord()
+
+    def session(tenant: str) -> tuple[SessionStarts, Owner]:
+        owner = Owner()
+        return SessionStarts(owner, f"{tenant}-s", tenant, governor, record), owner  # type: ignore[arg-type]
+
+    for _ in range(2):  # two sessions of one tenant whose CLI dies at once: restarted, charged
+        starts, owner = session("loud")
+        starts.ensure("create")
+        starts.ended(1, StartOutcome(error=SandboxFailed("exit code 1: boom")))
+        assert owner.timers and not owner.failures
+    starts, owner = session("loud")
+    starts.ensure("create")
+    starts.ended(1, StartOutcome(error=SandboxFailed("exit code 1: boom")))
+    (_, error, _), = owner.failures
+    assert isinstance(error, Unavailable) and "this tenant's agent process restarts" in error.message
+    assert "restart budget spent" in error.message and governor.budget_spent("loud")
+    # Another tenant is not refused: its budget is its own.
+    quiet, quiet_owner = session("quiet")
+    quiet.ensure("create")
+    quiet.ended(1, StartOutcome(error=SandboxFailed("exit code 1: boom")))
+    assert quiet_owner.timers and not quiet_owner.failures and not governor.budget_spent("quiet")

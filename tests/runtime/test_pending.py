@@ -66,3 +66,34 @@ def test_a_pending_that_outlasts_the_deadline_is_unavailable() -> None:
     with pytest.raises(Unavailable, match="did not start within"):
         asyncio.run(answered(ask, 0.2))
     assert len(ask.calls) == 1
+
+
+def queued_then_started(queued_s: float, start_s: float) -> Pending:
+    """A Pending whose start waits ``queued_s`` in the start queue, then runs ``start_s``."""
+    begun: Future[None] = Future()
+    until: Future[None] = Future()
+    threading.Timer(queued_s, begun.set_result, (None,)).start()
+    threading.Timer(queued_s + start_s, until.set_result, (None,)).start()
+    return Pending(until, begun)
+
+
+def test_time_in_the_start_queue_is_not_charged_to_the_callers_deadline() -> None:
+    pending = queued_then_started(queued_s=0.6, start_s=0.2)
+    calls: list[float] = []
+
+    async def ask(timeout: float) -> object:
+        calls.append(timeout)
+        return pending if len(calls) == 1 else "row"
+
+    # 0.8 s in all, more than the 0.5 s deadline, but only 0.2 s of it after the start began.
+    assert asyncio.run(answered(ask, 0.5)) == "row"
+
+
+def test_a_start_that_began_still_has_only_its_deadline() -> None:
+    pending = queued_then_started(queued_s=0.1, start_s=2.0)
+
+    async def ask(timeout: float) -> object:
+        return pending
+
+    with pytest.raises(Unavailable, match="did not start within"):
+        asyncio.run(answered(ask, 0.5))

@@ -75,7 +75,7 @@ def test_restart_decisions_are_counted() -> None:
     history = ChildHistory()
     for _ in range(10):  # crash at once, again and again: restarts, then the policy gives up
         history = history.record_start(governor.now()).record_exit(governor.now(), True, "exit code 1")
-        governor.decide(history)
+        governor.decide(history, "t")
     seen = scrape(metrics)
     assert seen["ashd_agent_restarts_total"][()] == governor.restarts > 0
     assert seen["ashd_agent_give_ups_total"][()] == governor.give_ups + governor.escalations > 0

@@ -216,7 +216,7 @@ SCENARIOS = [
         [
             Reason(
                 Escalate,
-                f"daemon restart budget spent: 10 restarts in 60s (limit 10); bridge needs another (last: {BOOM})",
+                f"restart budget spent: 10 restarts in 60s (limit 10); bridge needs another (last: {BOOM})",
                 exact=True,
             )
         ],

@@ -1,0 +1,152 @@
+"""Start admission: at most N sandbox starts run at once; the rest queue, fair across tenants.
+
+A burst of creates must not start every sandbox and CLI at once: on a small host none of them
+becomes ready within the readiness timeout, they are all killed and retried, and the burst
+fails (issue #18). So a start attempt (``ashd/actors/start.py``) holds a slot of the shared
+:class:`StartGate` from before it builds its files until its bridge is ready or the attempt
+failed. Waiting starts are served **round robin per tenant** (one tenant's 64 queued starts
+do not delay another tenant's one start by 64 turns), FIFO within a tenant. Past
+``max_queued`` waiting starts a new one is refused at once with
+:class:`~ashd.errors.Unavailable` (503 with ``Retry-After``), never after a long hang.
+
+:class:`StartQueue` is the pure scheduling (no threads, an injected clock); :class:`StartGate`
+wraps it with a lock and one event per waiter. Thread-safe; :meth:`StartGate.acquire` blocks
+the calling start thread while queued (never an actor's mailbox thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ashd.errors import Unavailable
+from ashd.policy import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+MAX_WAIT_S = 900.0  # longest wait in the queue; the caller (ashd/runtime/pending.py) waits as long
+
+
+@dataclass
+class Ticket:
+    """One start waiting for (or holding) a slot."""
+
+    tenant_id: str
+    what: str  # for the operator's log: "session <id>"
+    queued_at: float
+    admitted: threading.Event = field(default_factory=threading.Event)
+
+
+class StartQueue:
+    """Slots and a per-tenant round robin of waiting tickets. Pure; not thread-safe."""
+
+    def __init__(self, slots: int, max_queued: int) -> None:
+        if slots < 1 or max_queued < 0:
+            raise ValueError(f"a start queue needs slots >= 1 and max_queued >= 0, got {slots}, {max_queued}")
+        self.slots = slots
+        self.max_queued = max_queued
+        self.running = 0
+        # Tenants with waiting tickets, in the order they are served next (a ring: a served
+        # tenant with more waiting goes to the back).
+        self._waiting: OrderedDict[str, deque[Ticket]] = OrderedDict()
+
+    @property
+    def queued(self) -> int:
+        return sum(len(q) for q in self._waiting.values())
+
+    def offer(self, ticket: Ticket) -> bool:
+        """True: ``ticket`` runs now. False: it waits. Raises Unavailable when the queue is full."""
+        if self.running < self.slots and not self._waiting:
+            self.running += 1
+            return True
+        if self.queued >= self.max_queued:
+            raise Unavailable(
+                f"ashd is starting {self.running} agent processes and {self.queued} more are waiting "
+                f"(pool.max_queued_starts {self.max_queued}); retry shortly", retry_after_s=self.retry_after_s())
+        self._waiting.setdefault(ticket.tenant_id, deque()).append(ticket)
+        return False
+
+    def release(self) -> Ticket | None:
+        """A running start ended: the next ticket to run (it holds the freed slot), if any."""
+        self.running -= 1
+        return self._admit_next()
+
+    def withdraw(self, ticket: Ticket) -> None:
+        """A waiting ticket gives up (its thread stopped waiting). No-op if it is not waiting."""
+        queue = self._waiting.get(ticket.tenant_id)
+        if queue is not None and ticket in queue:
+            queue.remove(ticket)
+            if not queue:
+                del self._waiting[ticket.tenant_id]
+
+    def retry_after_s(self) -> int:
+        """A hint for a refused start: about 5 s per start queued ahead of it per slot, 1..60 s."""
+        return min(60, max(1, math.ceil(self.queued / self.slots) * 5))
+
+    def _admit_next(self) -> Ticket | None:
+        if not self._waiting or self.running >= self.slots:
+            return None
+        tenant, queue = next(iter(self._waiting.items()))
+        ticket = queue.popleft()
+        del self._waiting[tenant]
+        if queue:
+            self._waiting[tenant] = queue  # round robin: this tenant goes to the back of the ring
+        self.running += 1
+        return ticket
+
+    def tenants_in_order(self) -> list[str]:
+        """The tenants with waiting starts, next served first (for tests and /health)."""
+        return list(self._waiting)
+
+
+class StartGate:
+    """The thread-safe gate every sandbox start passes (one per daemon, shared by sessions)."""
+
+    def __init__(self, slots: int, max_queued: int, clock: Clock | None = None,
+                 on_wait: Callable[[Ticket, float], object] | None = None) -> None:
+        """``on_wait(ticket, waited_s)``: called when a queued ticket is admitted (logs, metrics)."""
+        self._queue = StartQueue(slots, max_queued)
+        self._clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._on_wait = on_wait or _log_wait
+
+    def acquire(self, tenant_id: str, what: str, timeout_s: float = MAX_WAIT_S) -> Ticket:
+        """Take a slot, waiting in the tenant's queue if none is free (blocks the caller).
+        Raises Unavailable at once when the queue is full, and when ``timeout_s`` passes
+        while still queued. Give the ticket back with :meth:`release`."""
+        ticket = Ticket(tenant_id, what, self._clock.monotonic())
+        with self._lock:
+            if self._queue.offer(ticket):
+                return ticket
+            log.info("%s: its agent process start waits in the start queue (%d running, %d waiting)",
+                     what, self._queue.running, self._queue.queued)
+        if ticket.admitted.wait(timeout_s):
+            self._on_wait(ticket, self._clock.monotonic() - ticket.queued_at)
+            return ticket
+        with self._lock:
+            if not ticket.admitted.is_set():
+                self._queue.withdraw(ticket)
+                raise Unavailable(f"the agent process start waited {timeout_s:.0f}s for a start slot; retry shortly",
+                                  retry_after_s=self._queue.retry_after_s())
+        return ticket  # admitted just as the wait ended: it holds a slot
+
+    def release(self, ticket: Ticket) -> None:
+        """The start holding ``ticket`` is over (ready or failed): the next waiting one runs."""
+        with self._lock:
+            following = self._queue.release()
+        if following is not None:
+            following.admitted.set()
+
+    def figures(self) -> dict[str, int]:
+        """Starts running and waiting now, and the bounds (for /health)."""
+        with self._lock:
+            return {"running": self._queue.running, "queued": self._queue.queued,
+                    "maxConcurrent": self._queue.slots, "maxQueued": self._queue.max_queued}
+
+
+def _log_wait(ticket: Ticket, waited_s: float) -> None:
+    log.info("%s: its agent process start leaves the start queue after %.1fs", ticket.what, waited_s)

@@ -1,0 +1,108 @@
+"""ashd/actors/start_gate.py: at most N starts at once, round robin per tenant, a bounded queue."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ashd.actors.start_gate import StartGate, StartQueue, Ticket
+from ashd.errors import Unavailable
+from ashd.policy import ManualClock
+
+
+def ticket(tenant: str, n: int = 0) -> Ticket:
+    return Ticket(tenant, f"{tenant}-{n}", 0.0)
+
+
+def test_starts_run_up_to_the_slots_then_queue() -> None:
+    queue = StartQueue(slots=2, max_queued=10)
+    assert queue.offer(ticket("a", 1)) and queue.offer(ticket("a", 2))
+    assert not queue.offer(ticket("a", 3))
+    assert (queue.running, queue.queued) == (2, 1)
+
+
+def test_a_full_queue_refuses_at_once_with_a_retry_hint() -> None:
+    queue = StartQueue(slots=1, max_queued=1)
+    assert queue.offer(ticket("a", 1)) and not queue.offer(ticket("a", 2))
+    with pytest.raises(Unavailable) as refused:
+        queue.offer(ticket("b", 1))
+    assert refused.value.status == 503 and refused.value.retry_after_s >= 1
+    assert "pool.max_queued_starts 1" in refused.value.message
+
+
+def test_waiting_starts_are_served_round_robin_across_tenants_fifo_within_one() -> None:
+    queue = StartQueue(slots=1, max_queued=100)
+    assert queue.offer(ticket("busy", 0))
+    burst = [ticket("busy", n) for n in range(1, 6)]
+    for t in burst:
+        assert not queue.offer(t)
+    late = [ticket("quiet", 1), ticket("other", 1)]
+    for t in late:
+        assert not queue.offer(t)
+    served = []
+    while (nxt := queue.release()) is not None:
+        served.append(nxt.what)
+    # The quiet tenants' one start each comes second and third, not after the whole burst.
+    assert served == ["busy-1", "quiet-1", "other-1", "busy-2", "busy-3", "busy-4", "busy-5"]
+    assert queue.running == 0 and queue.queued == 0
+
+
+def test_a_freed_slot_is_not_taken_past_a_waiting_start() -> None:
+    queue = StartQueue(slots=1, max_queued=10)
+    assert queue.offer(ticket("a", 1)) and not queue.offer(ticket("b", 1))
+    following = queue.release()
+    assert following is not None and following.what == "b-1" and queue.running == 1
+    assert not queue.offer(ticket("c", 1))  # b holds the slot now
+
+
+def test_a_withdrawn_ticket_is_not_admitted() -> None:
+    queue = StartQueue(slots=1, max_queued=10)
+    waiting = ticket("b", 1)
+    assert queue.offer(ticket("a", 1)) and not queue.offer(waiting)
+    queue.withdraw(waiting)
+    assert queue.release() is None and queue.running == 0 and queue.tenants_in_order() == []
+
+
+def test_the_gate_blocks_a_start_until_a_slot_frees_and_reports_the_wait() -> None:
+    clock = ManualClock(50.0)
+    waits: list[tuple[str, float]] = []
+    gate = StartGate(1, 5, clock, on_wait=lambda t, waited: waits.append((t.what, waited)))
+    first = gate.acquire("a", "first")
+    admitted = threading.Event()
+
+    def second() -> None:
+        gate.release(gate.acquire("b", "second"))
+        admitted.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    assert not admitted.wait(0.2)  # queued while the first holds the only slot
+    assert gate.figures() == {"running": 1, "queued": 1, "maxConcurrent": 1, "maxQueued": 5}
+    clock.advance(7.5)
+    gate.release(first)
+    assert admitted.wait(5)
+    thread.join(5)
+    assert waits == [("second", 7.5)]
+    assert gate.figures()["running"] == 0
+
+
+def test_a_start_that_waits_too_long_gives_up_its_place() -> None:
+    gate = StartGate(1, 5)
+    held = gate.acquire("a", "first")
+    with pytest.raises(Unavailable) as refused:
+        gate.acquire("b", "second", timeout_s=0.05)
+    assert "start slot" in refused.value.message
+    assert gate.figures()["queued"] == 0
+    gate.release(held)
+    assert gate.figures()["running"] == 0
+
+
+def test_without_a_queue_a_busy_gate_refuses_at_once() -> None:
+    gate = StartGate(1, 0)
+    held = gate.acquire("a", "x")
+    with pytest.raises(Unavailable):
+        gate.acquire("b", "refused: no queue")
+    gate.release(held)
+    gate.release(gate.acquire("b", "now there is room"))
+    assert gate.figures()["running"] == 0
