@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ashd.scripted.server import ScriptedModel
-from tests.store.pg import PostgresUnavailable, fresh_pg_database
+from tests.store.pg import backend_database
 from tests.support.daemon import AshdProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,14 +26,8 @@ def scripted_model() -> Iterator[ScriptedModel]:
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """None for the default (SQLite under the data dir), else a fresh Postgres database."""
-    if request.param == "sqlite":
-        yield None
-        return
-    try:
-        with fresh_pg_database() as url:
-            yield url
-    except PostgresUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+    with backend_database(request.param) as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,30 +8,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from ashd.scripted.server import ScriptedModel
 from tests.conftest import HELLO_AGENT
-from tests.store.pg import fresh_pg_database
+from tests.store.pg import backend_database
 from tests.support.daemon import REPO, AshdProcess
 from tests.support.sandboxes import alive, answer, bridge_pid, cli_pid, cmdline, sandbox_pids, turn
 
 pytestmark = pytest.mark.e2e
 
 PARK_ENV = {"ASH_PARK_AFTER_MS": "1500"}
-
-
-@contextmanager
-def database(backend: str) -> Iterator[str | None]:
-    if backend == "postgres":
-        with fresh_pg_database() as url:
-            yield url
-    else:
-        yield None
 
 
 def runtime(c: httpx.Client, sid: str) -> tuple[str, str]:
@@ -69,7 +59,7 @@ def user_prompts(model: ScriptedModel) -> list[str]:
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_an_idle_session_parks_then_wakes_with_its_history_and_files(
         backend: str, start_ashd: Callable[..., AshdProcess], scripted_model: ScriptedModel) -> None:
-    with database(backend) as url:
+    with backend_database(backend) as url:
         daemon = start_ashd(url, **PARK_ENV)
         with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
             c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()

@@ -21,7 +21,7 @@ import pytest
 
 from ashd.scripted.server import ScriptedModel
 from tests.conftest import HELLO_AGENT
-from tests.store.pg import PostgresUnavailable, fresh_pg_database
+from tests.store.pg import backend_database
 from tests.support.daemon import AshdProcess, sse_events
 from tests.support.remote_mcp import ELSEWHERE, HOST, TOKEN, RemoteMcp, write_tls_files
 
@@ -64,14 +64,8 @@ def model() -> Iterator[ScriptedModel]:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    if request.param == "sqlite":
-        yield None
-        return
-    try:
-        with fresh_pg_database() as url:
-            yield url
-    except PostgresUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+    with backend_database(request.param) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

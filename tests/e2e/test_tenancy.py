@@ -10,7 +10,6 @@ A read key of A may GET but gets 403 on every method needing write or admin.
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import re
 import tarfile
@@ -30,7 +29,7 @@ from ashd.http.app import make_app
 from ashd.http.context import AppContext
 from ashd.scripted.server import ScriptedModel
 from tests.conftest import HELLO_AGENT
-from tests.store.pg import PostgresUnavailable, fresh_pg_database
+from tests.store.pg import backend_database
 from tests.support.daemon import AshdProcess
 
 pytestmark = pytest.mark.e2e
@@ -215,13 +214,7 @@ def _mint(daemon: AshdProcess, tenant: str, scopes_: list[str] | None = None) ->
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
           scripted_model: ScriptedModel) -> Iterator[World]:
-    with contextlib.ExitStack() as stack:
-        url = None
-        if request.param == "postgres":
-            try:
-                url = stack.enter_context(fresh_pg_database())
-            except PostgresUnavailable as exc:
-                pytest.fail(str(exc), pytrace=False)
+    with backend_database(request.param) as url:
         yield from _world(tmp_path_factory.mktemp("tenancy"), scripted_model, url)
 
 

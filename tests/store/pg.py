@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
@@ -29,6 +30,20 @@ class PostgresUnavailable(RuntimeError):
 def server_url() -> str:
     """The configured server URL (any database; ``postgres`` is used for admin)."""
     return os.environ.get("ASHD_TEST_PG_URL", DEFAULT_URL)
+
+
+@contextmanager
+def backend_database(backend: str) -> Iterator[str | None]:
+    """The database URL of a test on ``backend``: None for "sqlite" (ashd's default, a file
+    under its data dir), else a fresh Postgres database. Postgres down fails the test."""
+    if backend == "sqlite":
+        yield None
+        return
+    try:
+        with fresh_pg_database() as url:
+            yield url
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @contextmanager
