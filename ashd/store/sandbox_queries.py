@@ -53,5 +53,11 @@ def list_all(conn: Connection, state: str | None) -> list[SandboxRow]:
     return [SandboxRow.from_db(m) for m in conn.execute(stmt).mappings()]
 
 
+def session_ids_not_in(conn: Connection, state: str) -> set[str]:
+    """Ids of the sessions that have a sandbox in any state but ``state``."""
+    stmt = sa.select(sandboxes.c.session_id).where(sandboxes.c.state != state, sandboxes.c.session_id.is_not(None))
+    return {session_id for (session_id,) in conn.execute(stmt)}
+
+
 def mark_all(conn: Connection, state: str) -> int:
     return conn.execute(sa.update(sandboxes).values(state=state)).rowcount

@@ -304,7 +304,8 @@ class Store:
     def warm_session_ids(self) -> set[str]:
         """Sessions whose sandbox is live (its state is not cold); an active session not among
         them is parked (its next message wakes it)."""
-        return {row.session_id for row in self.list_sandboxes() if row.session_id and row.state != "cold"}
+        with self._read() as conn:
+            return sandbox_queries.session_ids_not_in(conn, "cold")
 
     def mark_all_sandboxes(self, state: str) -> int:
         """Boot: put every sandbox row in ``state`` (e.g. cold); returns the count."""
