@@ -48,6 +48,9 @@ class Secret:
 
 @dataclass(frozen=True)
 class ServerConfig:
+    # standalone: API + local sandboxes; coordinator: API + routing to runners, no local
+    # sandboxes; runner: sandboxes only, registered with the coordinators (docs/scale-out.md)
+    mode: str = "standalone"
     host: str = "127.0.0.1"  # address the REST + SSE API listens on
     port: int = 4100  # TCP port of the API
     allowed_origins: str = ""  # CORS: comma list of origins to reflect; empty = no CORS headers at all
@@ -212,6 +215,20 @@ class AgentsConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Coordinators and runners (``server.mode``; docs/scale-out.md). Ash's environment names."""
+
+    runner_id: str = ""  # this runner's id in the registry; empty: runner-<hostname>-<pid>
+    runner_host: str = "127.0.0.1"  # address a runner's own API (/runner/*) listens on
+    runner_port: int = 4200  # TCP port of a runner's own API
+    runner_advertise_host: str = ""  # the address coordinators reach this runner at; empty: runner_host
+    server_url: str = ""  # comma list of the coordinators' URLs a runner registers with
+    heartbeat_interval_s: float = 10.0  # how often a runner reports its capacity to the coordinators
+    # A runner not heard from for this long is dead: fenced, its sessions paused (then resumable elsewhere).
+    liveness_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class DebugConfig:
     """Test-only switches; never turn these on in production."""
 
@@ -235,6 +252,7 @@ class Config:
     evals: EvalsConfig = field(default_factory=EvalsConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
     max_attachment_size: int = 10 * 1024 * 1024  # largest attachment, in bytes after base64 decoding
 
@@ -313,11 +331,20 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("evals.grader_model", "ASH_EVAL_GRADER_MODEL"),
     ("evals.grader_timeout_s", "ASH_EVAL_GRADER_TIMEOUT_S"),
     ("agents.path_roots", "ASH_AGENT_PATH_ROOTS"),
+    ("server.mode", "ASH_MODE"),
+    ("cluster.runner_id", "ASH_RUNNER_ID"),
+    ("cluster.runner_host", "ASH_RUNNER_HOST"),
+    ("cluster.runner_port", "ASH_RUNNER_PORT"),
+    ("cluster.runner_advertise_host", "ASH_RUNNER_ADVERTISE_HOST"),
+    ("cluster.server_url", "ASH_SERVER_URL"),
+    ("cluster.heartbeat_interval_s", "ASH_RUNNER_HEARTBEAT_S"),
+    ("cluster.liveness_timeout_s", "ASH_RUNNER_LIVENESS_TIMEOUT_S"),
 )
 
 ISOLATION_MODES = ("bwrap", "none")
 ISOLATION_LAYERS = ("bwrap", "uid", "limits", "netns", "proxy", "egress", "quota")
 
+MODES = ("standalone", "coordinator", "runner")
 PERMISSION_MODES = ("bypassPermissions", "default", "acceptEdits", "plan")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -505,12 +532,38 @@ def _validate(config: Config) -> None:
     _validate_evals(config.evals)
     _validate_rate_limit(config.rate_limit)
     _validate_path_roots(config.agents)
+    _validate_cluster(config)
     if config.max_attachment_size < 1:
         raise ConfigError("max_attachment_size (ASH_MAX_ATTACHMENT_SIZE) must be at least 1 byte")
     if config.log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if not config.model.base_url.startswith(("http://", "https://")):
         raise ConfigError(f"model.base_url (ANTHROPIC_BASE_URL) must be an http(s) URL, got {config.model.base_url!r}")
+
+
+def _validate_cluster(config: Config) -> None:
+    mode, cluster = config.server.mode, config.cluster
+    if mode not in MODES:
+        raise ConfigError(f"server.mode (ASH_MODE) must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode != "standalone" and not config.auth.internal_secret:
+        raise ConfigError(f"{mode} mode needs auth.internal_secret (ASH_INTERNAL_SECRET): runners and "
+                          "coordinators authenticate each other with it; set the same value on every one")
+    if mode == "runner":
+        urls = [u.strip() for u in cluster.server_url.split(",") if u.strip()]
+        if not urls:
+            raise ConfigError("runner mode needs cluster.server_url (ASH_SERVER_URL): the coordinator(s) "
+                              "to register with, e.g. http://10.0.0.1:4100")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"cluster.server_url (ASH_SERVER_URL): {url!r} is not an http(s) URL")
+    if not 1 <= cluster.runner_port <= 65535:
+        raise ConfigError(f"cluster.runner_port (ASH_RUNNER_PORT) must be 1..65535, got {cluster.runner_port}")
+    if not cluster.heartbeat_interval_s > 0:
+        raise ConfigError("cluster.heartbeat_interval_s (ASH_RUNNER_HEARTBEAT_S) must be more than 0")
+    if not cluster.liveness_timeout_s >= 2 * cluster.heartbeat_interval_s:
+        raise ConfigError("cluster.liveness_timeout_s (ASH_RUNNER_LIVENESS_TIMEOUT_S) must be at least twice "
+                          f"cluster.heartbeat_interval_s ({cluster.heartbeat_interval_s} s), "
+                          f"got {cluster.liveness_timeout_s}")
 
 
 def _validate_sandbox(sb: SandboxConfig, proxy: ProxyConfig) -> None:

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    parser.add_argument("--mode", choices=configuration.MODES,
+                        help="standalone (default), coordinator or runner (docs/scale-out.md)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 4100)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="state directory (default ./data)")
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         config = configuration.load(
             file=config_file,
             flags={
+                "server.mode": args.mode,
                 "server.host": args.host,
                 "server.port": args.port,
                 "data_dir": args.data_dir,
@@ -69,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(json.dumps(configuration.describe(config), indent=2))
         return 0
+    if config.server.mode != "standalone":  # the registry exists; the modes are being built (issue #11)
+        print(f"ashd: server.mode {config.server.mode!r} is not available in this build yet; "
+              "run standalone (the default)", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=config.log_level.upper(),
         stream=sys.stderr,

@@ -5,7 +5,7 @@ for the thread-safety and error contract.
 """
 
 from .errors import Conflict, StoreError, StoreUnavailable
-from .rows import AgentRow, ApiKeyRow, EventRow, MessageRow, SandboxRow, SessionRow
+from .rows import AgentRow, ApiKeyRow, EventRow, MessageRow, RunnerRow, SandboxRow, SessionRow
 from .store import UNSET, Store
 from .stream_queries import StreamEventRow
 from .timestamps import format_utc, utc_now
@@ -17,6 +17,7 @@ __all__ = [
     "Conflict",
     "EventRow",
     "MessageRow",
+    "RunnerRow",
     "SandboxRow",
     "SessionRow",
     "Store",

@@ -90,6 +90,31 @@ class SessionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RunnerRow:
+    """A registered runner (docs/scale-out.md). ``generation`` fences it: it rises on every
+    registration, so whatever a runner served under an older generation is no longer its own."""
+
+    id: str
+    host: str
+    port: int
+    max_sandboxes: int
+    active_count: int
+    warming_count: int
+    last_heartbeat_at: str
+    registered_at: str
+    generation: int
+    draining: bool
+
+    @property
+    def free(self) -> int:
+        return self.max_sandboxes - self.active_count - self.warming_count
+
+    @classmethod
+    def from_db(cls, m: Mapping[Any, Any]) -> RunnerRow:
+        return cls(**dict(m))
+
+
+@dataclass(frozen=True, slots=True)
 class SandboxRow:
     id: str
     tenant_id: str

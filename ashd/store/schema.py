@@ -76,6 +76,25 @@ sandboxes = sa.Table(
 )
 
 
+runners = sa.Table(
+    # Runners registered with the coordinators (server.mode = runner; docs/scale-out.md).
+    "runners",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),  # the runner's own name (ASH_RUNNER_ID), not a UUID
+    _text("host"),
+    sa.Column("port", sa.Integer(), nullable=False),
+    sa.Column("max_sandboxes", sa.Integer(), nullable=False),
+    sa.Column("active_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("warming_count", sa.Integer(), nullable=False, server_default="0"),
+    _text("last_heartbeat_at"),
+    _text("registered_at"),
+    # Fencing: raised on every registration, so a runner that comes back from a partition
+    # holds a stale generation and is told to drop what it served before.
+    sa.Column("generation", sa.Integer(), nullable=False),
+    sa.Column("draining", sa.Boolean(), nullable=False, server_default=sa.false()),
+)
+
+
 def _session_fk(table: str) -> sa.Column[str]:
     # Deleting a session removes its log; appends lock the session row first.
     fk = sa.ForeignKey("sessions.id", ondelete="CASCADE", name=f"fk_{table}_session_id")

@@ -16,7 +16,7 @@ from ashd.store import migrate as migrations
 from ashd.store.engine import create_engine_for
 from ashd.store.schema import metadata
 
-TABLES = {"agents", "sessions", "sandboxes", "messages", "session_events", "api_keys",
+TABLES = {"runners", "agents", "sessions", "sandboxes", "messages", "session_events", "api_keys",
           "stream_events", "transcript_entries", "usage_events",
           "credentials", "agent_versions", "attachments", "queue_items",
           "eval_cases", "eval_runs", "eval_results"}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,30 @@ def test_public_health_figures_is_an_opt_in_boolean(tmp_path: Path) -> None:
     assert config.load(file=toml, env={}).server.public_health_figures is True
     with pytest.raises(ConfigError, match=r"server.public_health_figures.*'maybe'.*ASH_PUBLIC_HEALTH_FIGURES"):
         config.load(env={"ASH_PUBLIC_HEALTH_FIGURES": "maybe"})
+
+
+def test_a_runner_comes_up_from_ashs_environment_names_alone() -> None:
+    cfg = config.load(env={"ASH_MODE": "runner", "ASH_RUNNER_ID": "r1", "ASH_RUNNER_PORT": "4201",
+                           "ASH_SERVER_URL": "http://127.0.0.1:4100", "ASH_INTERNAL_SECRET": "s3cret",
+                           "ASH_RUNNER_ADVERTISE_HOST": "10.0.0.7", "ASH_MAX_SANDBOXES": "12"})
+    assert cfg.server.mode == "runner"
+    cluster = cfg.cluster
+    assert (cluster.runner_id, cluster.runner_port, cluster.runner_advertise_host) == ("r1", 4201, "10.0.0.7")
+    assert cfg.cluster.server_url == "http://127.0.0.1:4100"
+    assert cfg.pool.max_sandboxes == 12
+    coordinator = config.load(flags={"server.mode": "coordinator"}, env={"ASH_INTERNAL_SECRET": "x"})
+    assert coordinator.server.mode == "coordinator"
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"ASH_MODE": "cluster"}, "server.mode (ASH_MODE) must be one of standalone, coordinator, runner"),
+    ({"ASH_MODE": "coordinator"}, "coordinator mode needs auth.internal_secret (ASH_INTERNAL_SECRET)"),
+    ({"ASH_MODE": "runner", "ASH_SERVER_URL": "http://c:4100"}, "runner mode needs auth.internal_secret"),
+    ({"ASH_MODE": "runner", "ASH_INTERNAL_SECRET": "x"}, "runner mode needs cluster.server_url (ASH_SERVER_URL)"),
+    ({"ASH_MODE": "runner", "ASH_INTERNAL_SECRET": "x", "ASH_SERVER_URL": "c:4100"}, "is not an http(s) URL"),
+    ({"ASH_RUNNER_PORT": "0"}, "cluster.runner_port (ASH_RUNNER_PORT) must be 1..65535"),
+    ({"ASH_RUNNER_HEARTBEAT_S": "20"}, "at least twice cluster.heartbeat_interval_s"),
+])
+def test_bad_cluster_settings_are_refused_with_the_variable_named(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        config.load(env=env)
