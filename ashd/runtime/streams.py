@@ -106,7 +106,7 @@ class SessionStreams:
                 if done:
                     return True
             else:
-                await asyncio.wait({bell, rows}, timeout=self._reread_s)
+                await asyncio.wait({bell, rows}, timeout=self._reread_s, return_when=asyncio.FIRST_COMPLETED)
                 return True
 
     async def _elsewhere(self, fanout: StreamFanout, tenant_id: str, session_id: str,

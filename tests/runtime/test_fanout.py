@@ -137,27 +137,44 @@ def test_a_session_without_a_running_turn_ends_after_the_replay(store: Store) ->
     assert asyncio.run(scenario()) == ([1, 2], [], [])
 
 
-def test_following_takes_the_next_turns_from_elsewhere_until_the_session_ends(store: Store) -> None:
+def test_following_takes_the_next_turns_from_elsewhere_as_they_commit(store: Store) -> None:
     sid = new_session(store, "remote-follow")
     store.append_log(TENANT, sid, [], [], events(1, ["session_start", "done"]))
 
     async def scenario() -> list[int]:
-        world = started(store, reread_s=1.0)  # how soon it sees the session end (nothing is notified)
+        world = started(store)
         try:
-            reader = asyncio.ensure_future(ids_of(world.streams.subscribe(TENANT, sid, follow=True)))
+            reader = asyncio.ensure_future(ids_of(world.streams.subscribe(TENANT, sid, follow=True), until=7))
             await asyncio.sleep(0.3)
             await world.append(sid, events(3, ["session_start", "text_delta"]))
             await asyncio.sleep(0.1)
             await world.append(sid, events(5, ["done"]))
-            await world.append(sid, events(6, ["session_start", "done"]))
             await asyncio.sleep(0.3)
             assert not reader.done()  # following: still open between turns
-            await world.offload.write(lambda: store.update_session(TENANT, sid, status="ended"))
+            await world.append(sid, events(6, ["session_start", "done"]))
             return await reader
         finally:
             world.close()
 
     assert asyncio.run(scenario()) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_following_ends_when_the_session_ends(store: Store) -> None:
+    sid = new_session(store, "remote-follow-end")
+    store.append_log(TENANT, sid, [], [], events(1, ["session_start", "done"]))
+
+    async def scenario() -> list[int]:
+        world = started(store, reread_s=0.5)  # how soon it sees the session end (nothing is notified)
+        try:
+            reader = asyncio.ensure_future(ids_of(world.streams.subscribe(TENANT, sid, follow=True)))
+            await asyncio.sleep(0.3)
+            assert not reader.done()
+            await world.offload.write(lambda: store.update_session(TENANT, sid, status="ended"))
+            return await reader
+        finally:
+            world.close()
+
+    assert asyncio.run(scenario()) == [1, 2]
 
 
 def test_rows_committed_while_the_listener_was_away_are_read_when_it_listens_again(
