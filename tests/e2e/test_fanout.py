@@ -64,6 +64,7 @@ class Reader(threading.Thread):
         self.params = {"follow": "true"} if follow else {}
         self.dones = dones
         self.got: list[tuple[float, Frame]] = []
+        self.raw = ""  # everything B sent, heartbeat comments included
         self.connected = threading.Event()
         self.ended = threading.Event()  # the server closed the stream
 
@@ -71,9 +72,14 @@ class Reader(threading.Thread):
         with httpx.stream("GET", self.url, headers=self.headers, params=self.params, timeout=WAIT_S) as resp:
             assert resp.status_code == 200, resp.read()
             self.connected.set()
-            for arrived in frames(resp.iter_text()):
+            for arrived in frames(self._keep(resp.iter_text())):
                 self.got.append(arrived)
             self.ended.set()
+
+    def _keep(self, chunks: Iterator[str]) -> Iterator[str]:
+        for chunk in chunks:
+            self.raw += chunk
+            yield chunk
 
     @property
     def ids(self) -> list[int | None]:
@@ -124,6 +130,7 @@ def test_a_stream_reconnected_to_another_daemon_gets_the_missed_events_then_the_
     assert text.startswith("a0 a1") and text.endswith("b18 b19")
     a_done = seen[-1][0]
     assert on_b.got[0][0] < a_done  # B was following the turn while it ran, not replaying it afterwards
+    assert ": keep-alive" in on_b.raw  # heartbeats while the turn paused
     assert turn == [f for f in stored(a, sid) if f[0] is not None and f[0] >= turn[0][0]]  # A stored it all
 
 
