@@ -48,6 +48,10 @@ class StreamFanout:
         listener.start()
         return fanout
 
+    @property
+    def listener(self) -> StreamListener | None:
+        return self._listener
+
     def stop(self) -> None:
         """Stop the listener (blocking, about a second)."""
         if self._listener is not None:

@@ -186,7 +186,7 @@ def test_rows_committed_while_the_listener_was_away_are_read_when_it_listens_aga
         world = started(store)
         try:
             reader = asyncio.ensure_future(ids_of(world.streams.subscribe(TENANT, sid)))
-            listener = world.fanout._listener
+            listener = world.fanout.listener
             assert listener is not None
             while listener.backend_pid is None:
                 await asyncio.sleep(0.05)
