@@ -34,6 +34,7 @@ from ashd.http.queue_worker import QueueWorker
 from ashd.layout import Layout
 from ashd.listener import listener_child
 from ashd.metrics import Metrics
+from ashd.runtime.fanout import StreamFanout
 from ashd.runtime.local import LocalRuntime
 from ashd.runtime.offload import Offload
 from ashd.sandbox import services as sandbox_services
@@ -108,9 +109,10 @@ class Daemon:
         assert launcher is not None
         isolation = sandboxes.report.to_json() if sandboxes else {"launcher": launcher.name}
         offload = Offload()
+        fanout = StreamFanout.start(store, loop)  # None on SQLite: nothing to fan out
         runtime, children = LocalRuntime.build(
             config, store, launcher, offload, metrics, limit_turn=getattr(launcher, "limit_turn", None),
-            prewarm=lambda agent: prewarm_count(agent, config.pool.prewarm_per_agent))
+            prewarm=lambda agent: prewarm_count(agent, config.pool.prewarm_per_agent), fanout=fanout)
         live.append(runtime)
         ctx = AppContext(config=config, store=store, runtime=runtime, offload=offload, hasher=hasher,
                          metrics=metrics)
@@ -151,6 +153,8 @@ class Daemon:
             await server.close_all_connections()
         finally:  # what the tree did not stop (it never started, or gave up): both are idempotent
             runtime.shutdown()
+            if fanout is not None:
+                fanout.stop()
             if sandboxes is not None:
                 sandboxes.stop()
             offload.shutdown()

@@ -1,9 +1,11 @@
-"""Waking streams that follow a session across turns (``GET .../stream?follow=true``).
+"""Waking streams that wait for something of a session: its next turn, or its next rows.
 
-A following stream waits between turns; :meth:`TurnBell.next_turn` gives it a future that
-resolves when the session's next turn starts (the runtime rings the bell when it starts one).
-Taking the future *before* replaying stored events means a turn that starts during the
-replay is never missed. Loop thread only.
+A waiting stream takes a future from :meth:`SessionBell.next` *before* it reads what it
+already has (the store, the running turn), so something that happens during that read is
+never missed; the future resolves when the bell is rung for the session. The runtime rings
+its turn bell when it starts a turn (``GET .../stream?follow=true`` waits between turns), and
+the fan-out (:mod:`ashd.runtime.fanout`) rings its bell when another daemon commits a
+session's rows. Loop thread only.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from __future__ import annotations
 import asyncio
 
 
-class TurnBell:
+class SessionBell:
     def __init__(self) -> None:
         self._waiting: dict[str, set[asyncio.Future[None]]] = {}
 
-    def next_turn(self, session_id: str) -> asyncio.Future[None]:
-        """Resolves when the next turn of ``session_id`` starts; cancel it (or let it resolve)
+    def next(self, session_id: str) -> asyncio.Future[None]:
+        """Resolves at the next ring for ``session_id``; cancel it (or let it resolve)
         when no longer needed, then call :meth:`forget`."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(session_id, set()).add(future)
@@ -32,10 +34,15 @@ class TurnBell:
             future.cancel()
 
     def ring(self, session_id: str) -> None:
-        """A turn of ``session_id`` started: wake everyone waiting for it."""
+        """Wake everyone waiting for ``session_id``."""
         for future in self._waiting.pop(session_id, set()):
             if not future.done():
                 future.set_result(None)
+
+    def ring_all(self) -> None:
+        """Wake everyone (something may have been missed for any session)."""
+        for session_id in list(self._waiting):
+            self.ring(session_id)
 
     def waiting(self, session_id: str) -> int:
         return len(self._waiting.get(session_id, ()))

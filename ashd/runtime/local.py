@@ -39,7 +39,8 @@ from ashd.config import Config
 from ashd.errors import Conflict
 from ashd.metrics import LiveFigures, Metrics
 from ashd.options import MessageOptions, SessionOptions
-from ashd.runtime.following import TurnBell
+from ashd.runtime.fanout import StreamFanout
+from ashd.runtime.following import SessionBell
 from ashd.runtime.live import LiveSession
 from ashd.runtime.offload import Offload
 from ashd.runtime.pending import answered
@@ -69,9 +70,10 @@ DEAD_GRANT_WAIT_S = 0.1  # ... after this long (its session actor is being told 
 class LocalRuntime:
     def __init__(self, config: Config, store: Store, offload: Offload, tree: Tree, exits: ExitBoard,
                  logs: LogBook, metrics: Metrics, limit_turn: LimitTurn | None = None,
-                 start_timeout_s: float | None = None) -> None:
+                 start_timeout_s: float | None = None, fanout: StreamFanout | None = None) -> None:
         """``start_timeout_s``: how long a caller waits for a call that may start a sandbox
-        (default: the bridge's ready timeout plus 30 s)."""
+        (default: the bridge's ready timeout plus 30 s). ``fanout``: on a shared Postgres,
+        streams of turns another daemon runs follow them through it (``streams.py``)."""
         self._config = config
         self._store = store
         self._offload = offload
@@ -85,20 +87,22 @@ class LocalRuntime:
         self._sessions: dict[str, LiveSession] = {}
         self._tenant_turns = TenantTurns(config.pool.max_turns_per_tenant)
         self._tasks: set[asyncio.Future[None]] = set()
-        self._bell = TurnBell()
-        self._streams = SessionStreams(store, offload, self._bell, self.live_turn, config.pool.sse_heartbeat_s)
+        self._bell = SessionBell()  # rung when a turn starts here
+        self._streams = SessionStreams(store, offload, self._bell, self.live_turn, config.pool.sse_heartbeat_s,
+                                       fanout)
         self._root: pykka.ActorRef[RootSupervisor] | None = None
 
     @classmethod
     def build(cls, config: Config, store: Store, launcher: Launcher, offload: Offload, metrics: Metrics,
               limit_turn: LimitTurn | None = None, start_timeout_s: float | None = None,
-              prewarm: Callable[[AgentRow], int] = lambda agent: 0) -> tuple[LocalRuntime, list[ChildSpec]]:
+              prewarm: Callable[[AgentRow], int] = lambda agent: 0,
+              fanout: StreamFanout | None = None) -> tuple[LocalRuntime, list[ChildSpec]]:
         """The runtime over a new actor tree, and the tree's children (pool, session
         supervisor) for :meth:`supervise`; nothing is started yet. The runtime makes the
         ExitBoard and LogBook (it reads them; the actors write them)."""
         exits, logs = ExitBoard(), LogBook()
         tree, children = build_tree(config, store, launcher, metrics, prewarm, exits=exits, logs=logs)
-        return cls(config, store, offload, tree, exits, logs, metrics, limit_turn, start_timeout_s), children
+        return cls(config, store, offload, tree, exits, logs, metrics, limit_turn, start_timeout_s, fanout), children
 
     @classmethod
     def start(cls, config: Config, store: Store, launcher: Launcher, offload: Offload, metrics: Metrics,

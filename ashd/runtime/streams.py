@@ -3,9 +3,16 @@
 ``GET /api/sessions/:id/stream`` replays the stored frames after an id, then follows the
 running turn, if any, from its in-memory frames, so each missed event is delivered exactly
 once; a turn that ends between the replay and that look is caught up from the store. With
-``follow`` it then waits for the session's next turn (the :class:`TurnBell`, rung when a turn
-starts) and streams that too, until the session ends. The bell is taken *before* each
+``follow`` it then waits for the session's next turn (the turn :class:`SessionBell`, rung when
+a turn starts) and streams that too, until the session ends. The bell is taken *before* each
 replay, so a turn that starts during the replay is never missed.
+
+On a shared Postgres (a :class:`~ashd.runtime.fanout.StreamFanout` is given), a turn this
+daemon does not run (another daemon runs it) is followed from the store: after the replay, the
+stream waits for the fan-out's notification of the session's next committed rows (or
+re-reads after ``fanout.reread_s``), reads the rows after its last id, and so on to the
+turn's ``done``; following, it also wakes on those notifications between turns. A turn runs
+elsewhere when the last stored event is not ``done``.
 
 :func:`with_heartbeats` marks every quiet period with :data:`IDLE`, so the HTTP side writes
 a keep-alive comment; it waits for the next item without cancelling its source (cancelling
@@ -17,11 +24,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 
 from ashd.events import frame
-from ashd.runtime.following import TurnBell
+from ashd.runtime.fanout import StreamFanout
+from ashd.runtime.following import SessionBell
 from ashd.runtime.offload import Offload
-from ashd.runtime.turn import Frame, Turn
+from ashd.runtime.turn import Turn
 from ashd.runtime.watchdog import IDLE, Idle
 from ashd.states import SessionStatus
 from ashd.store import Store
@@ -29,14 +38,24 @@ from ashd.store import Store
 REPLAY_PAGE = 500
 
 
+@dataclass
+class _Position:
+    """Where a subscriber is: the last event id it was given, and that event's name if known."""
+
+    seq: int
+    event: str | None = None
+
+
 class SessionStreams:
-    def __init__(self, store: Store, offload: Offload, bell: TurnBell, live_turn: Callable[[str], Turn | None],
-                 heartbeat_s: float) -> None:
+    def __init__(self, store: Store, offload: Offload, bell: SessionBell, live_turn: Callable[[str], Turn | None],
+                 heartbeat_s: float, fanout: StreamFanout | None = None) -> None:
         self._store = store
         self._offload = offload
         self._bell = bell
         self._live_turn = live_turn
         self._heartbeat_s = heartbeat_s
+        self._fanout = fanout
+        self._reread_s = fanout.reread_s if fanout is not None else heartbeat_s
 
     def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *,
                   follow: bool = False) -> AsyncGenerator[bytes | Idle, None]:
@@ -44,48 +63,83 @@ class SessionStreams:
         return with_heartbeats(self._frames(tenant_id, session_id, after, follow), self._heartbeat_s)
 
     async def _frames(self, tenant_id: str, session_id: str, after: int, follow: bool) -> AsyncGenerator[bytes, None]:
-        last = after
+        at = _Position(after)
+        fanout = self._fanout
         while True:
-            bell = self._bell.next_turn(session_id) if follow else None
+            bell = self._bell.next(session_id) if follow else None
+            rows = fanout.next_rows(session_id) if follow and fanout is not None else None
             try:
-                async for seq, data in self._replay(tenant_id, session_id, last):
+                async for data in self._replay(tenant_id, session_id, at):
                     yield data
-                    last = seq
                 turn = self._live_turn(session_id)
-                source: AsyncIterator[Frame]
                 if turn is not None and not turn.finished:
-                    source = turn.subscribe(after=last)
+                    async for seq, data in turn.subscribe(after=at.seq):
+                        yield data
+                        at.seq = seq
+                    at.event = "done"  # a turn's frames end with its done
+                elif fanout is not None:
+                    async for data in self._elsewhere(fanout, tenant_id, session_id, at):
+                        yield data
                 else:
                     # No turn runs, so every frame of the last one is stored (a turn ends only
                     # after its commit), also those stored after the replay above was read.
-                    source = self._replay(tenant_id, session_id, last)
-                async for seq, data in source:
-                    yield data
-                    last = seq
-                if bell is None or not await self._next_turn(tenant_id, session_id, bell):
+                    async for data in self._replay(tenant_id, session_id, at):
+                        yield data
+                if bell is None or not await self._next_turn(tenant_id, session_id, bell, rows):
                     return
             finally:
                 if bell is not None:
                     self._bell.forget(session_id, bell)
+                if rows is not None and fanout is not None:
+                    fanout.forget(session_id, rows)
 
-    async def _next_turn(self, tenant_id: str, session_id: str, bell: asyncio.Future[None]) -> bool:
-        """Wait for the session's next turn: True when it started, False once the session ended."""
+    async def _next_turn(self, tenant_id: str, session_id: str, bell: asyncio.Future[None],
+                         rows: asyncio.Future[None] | None) -> bool:
+        """Wait for the session's next turn: True when it started (here, or rows came from
+        elsewhere, or it is time for the fan-out's re-read), False once the session ended."""
         while True:
             current = await self._offload.read(self._store.get_session, tenant_id, session_id)
             if current is None or current.status == SessionStatus.ENDED.value:
                 return False
-            done, _ = await asyncio.wait({bell}, timeout=self._heartbeat_s)
-            if done:
+            if rows is None:
+                done, _ = await asyncio.wait({bell}, timeout=self._heartbeat_s)
+                if done:
+                    return True
+            else:
+                await asyncio.wait({bell, rows}, timeout=self._reread_s, return_when=asyncio.FIRST_COMPLETED)
                 return True
 
-    async def _replay(self, tenant_id: str, session_id: str, after: int) -> AsyncIterator[Frame]:
-        last = after
+    async def _elsewhere(self, fanout: StreamFanout, tenant_id: str, session_id: str,
+                         at: _Position) -> AsyncIterator[bytes]:
+        """A turn this daemon does not run: its frames from the store as they are committed,
+        to its ``done``. Nothing when no turn runs (the last stored event is ``done``)."""
         while True:
-            rows = await self._offload.read(self._store.list_stream_events, tenant_id, session_id, last, REPLAY_PAGE)
-            for row in rows:
-                yield row.seq, frame(row.event, row.data, row.seq)
-                last = row.seq
-            if len(rows) < REPLAY_PAGE:
+            rows = fanout.next_rows(session_id)
+            try:
+                async for data in self._replay(tenant_id, session_id, at):
+                    yield data
+                if at.event is None:  # nothing read yet: what was the subscriber's last event?
+                    last = await self._offload.read(self._store.last_stream_event, tenant_id, session_id)
+                    if last is None:
+                        return
+                    if last.seq > at.seq:
+                        continue  # committed since the read above: read them
+                    at.event = last.event
+                if at.event == "done":
+                    return
+                await asyncio.wait({rows}, timeout=fanout.reread_s)
+            finally:
+                fanout.forget(session_id, rows)
+
+    async def _replay(self, tenant_id: str, session_id: str, at: _Position) -> AsyncIterator[bytes]:
+        """Every stored frame after ``at`` (which moves along)."""
+        while True:
+            page = await self._offload.read(self._store.list_stream_events, tenant_id, session_id, at.seq,
+                                            REPLAY_PAGE)
+            for row in page:
+                yield frame(row.event, row.data, row.seq)
+                at.seq, at.event = row.seq, row.event
+            if len(page) < REPLAY_PAGE:
                 return
 
 

@@ -37,6 +37,7 @@ from . import (
 )
 from .engine import WRITE_OPTION, create_engine_for, mask_url
 from .errors import Conflict
+from .notify import OnRows, StreamListener
 from .rows import (
     UNSET,
     AgentRow,
@@ -102,6 +103,15 @@ class Store:
         except sa.exc.SQLAlchemyError:
             return False
         return True
+
+    def stream_listener(self, on_rows: OnRows, on_listening: Callable[[], None]) -> StreamListener | None:
+        """The fan-out's listener over this database (not started; see ``notify.py``), or None
+        on SQLite, where one daemon owns the database and nothing needs to fan out."""
+        if self.dialect != "postgresql":
+            return None
+        _, params = self._engine.dialect.create_connect_args(self._engine.url)
+        params.pop("context", None)  # SQLAlchemy's adapters: the listener reads no rows
+        return StreamListener(params, on_rows, on_listening)
 
     def close(self) -> None:
         """Release pooled connections. Call once, after all other calls returned."""

@@ -2,8 +2,10 @@
 
 Stream events carry ids chosen by the caller (the session's single running turn assigns
 them in memory before the frame is sent), so appends are plain inserts; the unique
-constraint catches a second writer. Transcript entries are numbered per (session, subpath)
-under the session-row lock, like ``log_queries``.
+constraint catches a second writer. On Postgres an append also NOTIFYs the daemons that
+share the database (``notify.py``: delivered at commit, the fan-out of live events).
+Transcript entries are numbered per (session, subpath) under the session-row lock, like
+``log_queries``.
 
 Functions run inside the caller's transaction.
 """
@@ -18,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from .dialect import new_id
 from .errors import StoreError
+from .notify import notify_rows
 from .schema import sessions, stream_events, transcript_entries
 
 
@@ -34,6 +37,8 @@ def append_stream(conn: Connection, tenant_id: str, session_id: str,
              "event": event, "data": data, "created_at": now} for seq, event, data in items]
     if rows:
         conn.execute(sa.insert(stream_events), rows)
+        if conn.dialect.name == "postgresql":
+            notify_rows(conn, session_id, max(seq for seq, _, _ in items))
 
 
 def list_stream(conn: Connection, tenant_id: str, session_id: str, after: int, limit: int) -> list[StreamEventRow]:

@@ -79,6 +79,7 @@ FRAMEWORKS: dict[str, frozenset[str]] = {
     "tornado": frozenset({"http", "daemon", "scripted"}),  # no layer below http, no actor
     "pykka": frozenset({"actors", "runtime", "daemon"}),  # handlers never touch an actor
     "sqlalchemy": frozenset({"store"}),
+    "psycopg": frozenset({"store"}),  # the fan-out's listening connection (ashd/store/notify.py)
 }
 # Lower units a unit may still not import: handlers reach actors only through the runtime.
 BYPASSES: dict[str, frozenset[str]] = {"http": frozenset({"actors"})}
