@@ -4,6 +4,7 @@ and the warm cap bounds live CLIs. Real daemon, real CLI, real bwrap, the script
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -56,6 +57,16 @@ def user_prompts(model: ScriptedModel) -> list[str]:
     return [str(body.get("messages")) for body in bodies if isinstance(body, dict)]
 
 
+def stored_turns(c: httpx.Client, sid: str) -> list[list[str]]:
+    """Each turn's stored messages (its prompt, then what the agent did) as role:type."""
+    turns: list[list[str]] = []
+    for m in c.get(f"/api/sessions/{sid}/messages").json()["messages"]:
+        if m["role"] == "user":
+            turns.append([])
+        turns[-1].append(f"{m['role']}:{m['type']}")
+    return turns
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_an_idle_session_parks_then_wakes_with_its_history_and_files(
         backend: str, start_ashd: Callable[..., AshdProcess], scripted_model: ScriptedModel) -> None:
@@ -90,13 +101,8 @@ def test_an_idle_session_parks_then_wakes_with_its_history_and_files(
             assert [n for n, _ in warm] == [n for n, _ in woken]  # a wake streams what a warm turn does
             assert runtime(c, sid) == ("active", "warm")
 
-            messages = c.get(f"/api/sessions/{sid}/messages").json()["messages"]
-            turns: list[list[str]] = []
-            for m in messages:  # each turn's stored messages: its prompt, then what the agent did
-                if m["role"] == "user":
-                    turns.append([])
-                turns[-1].append(f"{m['role']}:{m['type']}")
-            assert len(turns) == 3, messages
+            turns = stored_turns(c, sid)
+            assert len(turns) == 3, turns
             assert turns[1] == turns[2] == turns[0], turns  # nothing duplicated (or lost) by the wake
         daemon.stop()
 
@@ -183,3 +189,50 @@ def test_bad_park_settings_are_refused_at_start_naming_the_variable(
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stdout + done.stderr
     assert variable in done.stderr and f"got {value}" in done.stderr
+
+
+def park_all(c: httpx.Client, sids: list[str]) -> None:
+    for sid in sids:
+        assert wait_until(lambda sid=sid: runtime(c, sid) == ("active", "parked"), 30), runtime(c, sid)
+
+
+def wake_each(daemon: AshdProcess, model: ScriptedModel, sids: list[str], turns_before: int) -> None:
+    """Each parked session answers with its files and its whole conversation, once."""
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+        for n, sid in enumerate(sids):
+            assert runtime(c, sid) == ("active", "parked")
+            before = len(user_prompts(model))
+            woken = turn(c, sid, "[[bash: cat note.txt]] [[echo-history]]")
+            assert any(t == "tool_result" and f"sigma-{n}" in d["content"] for t, d in woken), woken  # files
+            assert f"the code word is sigma-{n}" in answer(woken)  # the conversation, resumed
+            asked = user_prompts(model)[before:]
+            assert asked and all(f"echo sigma-{n} > note.txt" in prompt for prompt in asked)  # the model saw it
+            turns = stored_turns(c, sid)
+            assert len(turns) == turns_before + 1, turns  # nothing duplicated by the restart
+            assert turns[-1] == turns[0], turns  # the same shape as a warm turn's
+        park_all(c, sids)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_parked_sessions_wake_with_history_and_files_after_ashd_restarts(
+        backend: str, start_ashd: Callable[..., AshdProcess], scripted_model: ScriptedModel) -> None:
+    """Parked, then ashd stops (SIGTERM) and starts again on the same data: each session wakes with
+    its conversation and files; then parked again and ashd killed (SIGKILL): the same."""
+    with backend_database(backend) as url:
+        daemon = start_ashd(url, **PARK_ENV)
+        with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+            c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
+            sids = [c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"] for _ in range(2)]
+            for n, sid in enumerate(sids):
+                said = turn(c, sid, f"[[bash: echo sigma-{n} > note.txt]] [[say: the code word is sigma-{n}]]")
+                assert answer(said) == f"the code word is sigma-{n}"
+            park_all(c, sids)
+        assert daemon.stop(signal.SIGTERM) == 0
+        daemon = daemon.restarted()
+        try:
+            wake_each(daemon, scripted_model, sids, 1)
+            daemon.stop(signal.SIGKILL)
+            daemon = daemon.restarted()
+            wake_each(daemon, scripted_model, sids, 2)
+        finally:
+            daemon.stop()
