@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import psutil
@@ -214,6 +215,76 @@ def test_pool_parks_least_recently_used_idle_at_capacity_and_evicts_idle(tmp_pat
     time.sleep(1.1)  # the idle timeout itself is what is under test
     assert pool.sweep().get(timeout=5) == 1
     assert owners[1].evict_told.wait(5) and "idle" in owners[1].evicted[0][1]
+
+
+def _two_idle(pool: pykka.ActorProxy[PoolActor], tmp_path: Path,
+              store: Store | None = None) -> tuple[list[Owner], list[SandboxSpec], list[int]]:
+    """Two started sandboxes, idle between turns, the first used least recently
+    (of active sessions in ``store``, if given: the sweep parks only those)."""
+    owners, specs = [Owner(), Owner()], [make_spec(tmp_path), make_spec(tmp_path)]
+    pids = []
+    for spec, owner in zip(specs, owners, strict=True):
+        if store is not None:
+            store.create_session("t", spec.session_id, "agent", "active")
+        pids.append(_bridge_pid(pool.reserve(spec, owner.proxy).get(timeout=10)))
+    for spec in specs:
+        pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
+        pool.mark(spec.sandbox_id, SandboxState.WAITING).get(timeout=5)
+    return owners, specs, pids
+
+
+def _admitted_only_once_gone(room: Future[None], pool: pykka.ActorProxy[PoolActor], sandbox_id: str,
+                             pid: int) -> None:
+    time.sleep(0.3)
+    assert not room.done()  # the sandbox leaving for it still runs: no slot yet
+    pool.release(sandbox_id).get(timeout=5)
+    room.result(timeout=15)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # gone first
+
+
+def test_at_the_cap_a_start_waits_for_a_parked_sandbox_to_be_gone(tmp_path: Path) -> None:
+    """The sweep parks a session; a start that comes meanwhile must not count it as gone."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    config = PoolConfig(max_sandboxes=2, bridge_ready_timeout_s=10, stop_grace_s=1, park_after_ms=1000)
+    pool = PoolActor.start(config, ScriptLauncher(READY_THEN_SLEEP), store).proxy()  # type: ignore[arg-type]
+    owners, specs, pids = _two_idle(pool, tmp_path, store)
+    for spec in specs:
+        pool.mark(spec.sandbox_id, SandboxState.RUNNING).get(timeout=5)
+    pool.mark(specs[1].sandbox_id, SandboxState.WAITING).get(timeout=5)
+    assert owners[1].park_told.wait(10)  # idle past park_after_ms: told to park (its CLI still runs)
+    third = make_spec(tmp_path)
+    pool.reserve(third, Owner().proxy).get(timeout=10)
+    room: Future[None] = pool.room(third.sandbox_id).get(timeout=5)
+    assert not owners[0].parked  # the running one is never parked
+    _admitted_only_once_gone(room, pool, specs[1].sandbox_id, pids[1])
+
+
+def test_the_cap_holds_when_the_session_parked_for_room_takes_a_turn_instead(tmp_path: Path) -> None:
+    pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=2, sweep_interval_s=3600)
+    owners, specs, pids = _two_idle(pool, tmp_path)
+    third = make_spec(tmp_path)
+    pool.reserve(third, Owner().proxy).get(timeout=10)
+    room: Future[None] = pool.room(third.sandbox_id).get(timeout=5)
+    assert owners[0].park_told.wait(5)  # the least recently used one is parked for it
+    pool.mark(specs[0].sandbox_id, SandboxState.RUNNING).get(timeout=5)  # but its owner began a turn first
+    assert owners[1].park_told.wait(5)  # so the other idle one is parked instead
+    _admitted_only_once_gone(room, pool, specs[1].sandbox_id, pids[1])
+    assert pool.stats().get(timeout=5).total == 2
+
+
+def test_a_start_that_waited_in_vain_gives_its_reservation_back(tmp_path: Path) -> None:
+    pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=1, sweep_interval_s=3600)
+    owner, spec = Owner(), make_spec(tmp_path)
+    _bridge_pid(pool.reserve(spec, owner.proxy).get(timeout=10))
+    pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
+    waiting = make_spec(tmp_path)
+    pool.reserve(waiting, Owner().proxy).get(timeout=10)  # the idle one is told to park; its owner never does
+    pool.release(waiting.sandbox_id).get(timeout=5)  # the start gave up waiting (ashd/actors/start.py)
+    assert pool.stats().get(timeout=5).total == 1
+    pool.mark(spec.sandbox_id, SandboxState.RUNNING).get(timeout=5)
+    with pytest.raises(Unavailable, match="running"):  # the one slot is still the running sandbox's
+        pool.reserve(make_spec(tmp_path), Owner().proxy).get(timeout=10)
 
 
 def _all_dead(pids: list[int], timeout_s: float = 15) -> bool:
