@@ -17,7 +17,7 @@ import pytest
 from ashd.scripted.server import ScriptedModel
 from tests.conftest import HELLO_AGENT
 from tests.store.pg import backend_database
-from tests.support.daemon import REPO, AshdProcess
+from tests.support.daemon import REPO, AshdProcess, sse_events
 from tests.support.sandboxes import alive, answer, bridge_pid, cli_pid, cmdline, sandbox_pids, turn
 
 pytestmark = pytest.mark.e2e
@@ -236,3 +236,76 @@ def test_parked_sessions_wake_with_history_and_files_after_ashd_restarts(
             wake_each(daemon, scripted_model, sids, 2)
         finally:
             daemon.stop()
+
+
+def live_clis(daemon: AshdProcess) -> int:
+    """Claude CLIs alive anywhere beneath the daemon (psutil over its process tree)."""
+    return sum(1 for p in daemon.descendants() if cmdline(p.pid).startswith("/opt/claude/claude") and alive(p.pid))
+
+
+def until_served(c: httpx.Client, send: Callable[[], httpx.Response], deadline_s: float = 240) -> httpx.Response:
+    """``send()`` again while ashd answers 503 (every warm session busy), as Retry-After says."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        r = send()
+        if r.status_code != 503 or time.monotonic() > deadline:
+            return r
+        assert int(r.headers["Retry-After"]) >= 1 and "warm session" in r.text, r.text
+        time.sleep(0.5)
+
+
+def message(c: httpx.Client, sid: str, content: str) -> httpx.Response:
+    return c.post(f"/api/sessions/{sid}/messages", json={"content": content}, timeout=180)
+
+
+def test_the_cap_holds_strictly_under_concurrent_wakes_creates_and_parking(
+        start_ashd: Callable[..., AshdProcess]) -> None:
+    """Cap 2: three parked sessions woken and three new ones created, all at once, while the
+    sweep parks; a sampler of the daemon's process tree never sees a third CLI."""
+    daemon = start_ashd(None, ASH_MAX_WARM_SESSIONS="2", ASH_PARK_AFTER_MS="1000")
+    most, samples, stop = [0], [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            most[0] = max(most[0], live_clis(daemon))
+            samples[0] += 1
+
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+        c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        parked: list[str] = []
+        for n in range(3):
+            sid = until_served(c, lambda: c.post("/api/sessions", json={"agent": "hello"})).json()["session"]["id"]
+            assert answer(turn(c, sid, f"[[say: parked one {n}]]")) == f"parked one {n}"
+            parked.append(sid)
+        park_all(c, parked)
+        results: dict[str, str] = {}
+
+        def wake(n: int) -> None:
+            r = until_served(c, lambda: message(c, parked[n], "[[echo-history]]"))
+            results[f"wake {n}"] = answer(sse_events(r.text)) if r.status_code == 200 else r.text
+
+        def create(n: int) -> None:
+            r = until_served(c, lambda: c.post("/api/sessions", json={"agent": "hello"}))
+            if r.status_code != 201:
+                results[f"create {n}"] = r.text
+                return
+            sid = r.json()["session"]["id"]
+            r = until_served(c, lambda: message(c, sid, f"[[say: new one {n}]]"))
+            results[f"create {n}"] = answer(sse_events(r.text)) if r.status_code == 200 else r.text
+
+        workers = [threading.Thread(target=wake, args=(n,)) for n in range(3)]
+        workers += [threading.Thread(target=create, args=(n,)) for n in range(3)]
+        try:
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join(300)
+        finally:
+            stop.set()
+            sampler.join(10)
+        for n in range(3):
+            assert f"parked one {n}" in results[f"wake {n}"], results  # each woke with its history
+            assert results[f"create {n}"] == f"new one {n}", results
+        assert samples[0] > 10 and 1 <= most[0] <= 2, (most[0], samples[0])
