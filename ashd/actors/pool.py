@@ -78,6 +78,7 @@ class _Live:
     life: SandboxLifecycle
     owner: SandboxOwner
     last_used: float
+    prewarm: bool = False  # no session row yet (a pre-warm); cleared once a session claims it
 
     @property
     def state(self) -> SandboxState:
@@ -133,10 +134,13 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         if sandbox_id in self._live:
             self._drop(sandbox_id)
         self._admit_disk(spec)
+        prewarm = self._unclaimed(spec)
         self._waiting[sandbox_id] = Future()
         self._admit_waiting()
-        if sandbox_id in self._waiting and not self._make_room():
+        if sandbox_id in self._waiting and (prewarm or not self._make_room()):
             del self._waiting[sandbox_id]
+            if prewarm:  # never parks a session's CLI for a sandbox nobody asked for yet
+                raise Unavailable(f"no pre-warm at the warm session cap ({self.capacity} live CLIs)", retry_after_s=5)
             raise Unavailable(
                 f"All {self.capacity} warm sessions are running turns (pool.max_warm_sessions, "
                 f"pool.max_sandboxes); retry shortly",
@@ -148,7 +152,7 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
             lambda fact: tell(me.on_bridge_exited, fact, context=f"exit of the bridge of sandbox {fact.sandbox_id}"),
             self._config.bridge_ready_timeout_s, self._config.stop_grace_s, self._exits, self._logs,
         )
-        self._live[sandbox_id] = _Live(ref, spec, SandboxLifecycle(), owner, time.monotonic())
+        self._live[sandbox_id] = _Live(ref, spec, SandboxLifecycle(), owner, time.monotonic(), prewarm)
         self._persist(spec, SandboxState.WARMING)
         return ref.proxy()
 
@@ -275,8 +279,18 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         return len(short)
 
     def _warm(self) -> list[parking.Warm]:
-        return [parking.Warm(sid, live.state, live.last_used, sid in self._evicting)
+        for live in self._live.values():
+            if live.prewarm:
+                live.prewarm = self._unclaimed(live.spec)
+        return [parking.Warm(sid, live.state, live.last_used, sid in self._evicting, live.prewarm)
                 for sid, live in self._live.items()]
+
+    def _unclaimed(self, spec: SandboxSpec) -> bool:
+        """A pre-warm: no session row (a create inserts its row before its sandbox starts)."""
+        try:
+            return self._store.get_session(spec.tenant_id, spec.session_id) is None
+        except StoreError:
+            return False
 
     def _keep_warm(self, sandbox_id: str) -> bool:
         """A pre-warm (no session row), a session that is not active, or one with prompts
