@@ -5,11 +5,17 @@ scripted model in this process. ``--sessions`` sessions each get one message tha
 Then, per round and session: wait until it is parked (``runtime: parked`` in its JSON) and take
 the PSS of its sandbox processes (its cgroup: bwrap, CLI; and its bridge); send a message (the
 wake: time to the first model event and to ``done``); send another at once (warm: the same two
-figures) and take its PSS again, warm. Figures: median and p90 in ms, PSS in MiB, and
-how many idle sessions of each kind 8 GiB holds (sandbox processes only; ashd's own memory is
-shared by all sessions).
+figures) and take its PSS again, warm. Figures: median and p90 in ms, PSS in MiB.
 
-    .venv/bin/python benchmarks/park.py --rounds 5 --out benchmarks/results/park.json
+How many idle sessions fit in 8 GiB (``--fill K``): then K more sessions are created, each
+sent one message, and left to park. The PSS of everything ashd keeps (the daemon and every
+process beneath it) is taken before, once all K are parked, and again once their idle session
+actors were retired (``ASH_SESSION_ACTOR_IDLE_S``); ashd's growth per parked session is
+(after - before) / K. A few of the K are woken at the end (they answer with their history).
+8 GiB holds (8 GiB - ashd before) / (per-session cost): a parked session costs ashd's growth
+per parked session; a warm one adds its sandbox's PSS (CLI, bridge, bwrap).
+
+    .venv/bin/python benchmarks/park.py --rounds 3 --fill 300 --out benchmarks/results/park.json
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +43,94 @@ from tests.support.sandboxes import cmdline, sandbox_pids  # noqa: E402
 AGENT = str(REPO / "examples" / "hello-agent")
 MIB = 1 << 20
 PARK_AFTER_MS = 2000
+ACTOR_IDLE_S = 20  # session actors retire this long after their last request (default 300)
+GIB8_MIB = 8192
+FILL_CLIENTS = 3
+
+
+def tree_pss_mib(daemon: AshdProcess) -> float:
+    """PSS of the daemon and every process beneath it."""
+    assert daemon.proc is not None
+    total = 0
+    for proc in [psutil.Process(daemon.proc.pid), *daemon.descendants()]:
+        try:
+            total += proc.memory_full_info().pss
+        except psutil.Error:
+            pass
+    return total / MIB
+
+
+def gauge(c: httpx.Client, name: str) -> float:
+    for line in c.get("/metrics").text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise RuntimeError(f"no {name} in /metrics")
+
+
+def wait_for(check: Any, what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def all_parked(c: httpx.Client) -> bool:
+    return gauge(c, "ashd_warm_sessions") == 0 and gauge(c, "ashd_parked_sessions") > 0
+
+
+def until_served(send: Any) -> httpx.Response:
+    """Again while ashd answers 503 (its start queue or warm cap is full), as Retry-After says."""
+    while True:
+        r = send()
+        if r.status_code != 503:
+            r.raise_for_status()
+            return r
+        time.sleep(float(r.headers.get("Retry-After", "1")))
+
+
+def fill(c: httpx.Client, daemon: AshdProcess, k: int, warm_pss: float) -> dict[str, Any]:
+    """K more sessions with one message each, all parked: what ashd keeps for them."""
+    wait_for(lambda: all_parked(c), "every session parked", 120)
+    before, parked_before = tree_pss_mib(daemon), gauge(c, "ashd_parked_sessions")
+    began = time.monotonic()
+
+    def one(n: int) -> str:
+        sid = until_served(lambda: c.post("/api/sessions", json={"agent": "hello"})).json()["session"]["id"]
+        until_served(lambda: c.post(f"/api/sessions/{sid}/messages", json={"content": f"[[say: parked number {n}]]"}))
+        return str(sid)
+
+    with ThreadPoolExecutor(FILL_CLIENTS) as clients:  # ashd starts two CLIs at once on 2 cores
+        sids = list(clients.map(one, range(k)))
+    filled_s = time.monotonic() - began
+    wait_for(lambda: all_parked(c), "every session parked", 300)
+    parked = tree_pss_mib(daemon)
+    # A create refused under load (503: its start took too long) may still finish: count them all.
+    added = int(gauge(c, "ashd_parked_sessions") - parked_before)
+    time.sleep(ACTOR_IDLE_S + 10)  # their session actors retire (nothing of them stays in memory but caches)
+    retired = tree_pss_mib(daemon)
+    picked = (0, k // 2, k - 1)
+    answers = [until_served(lambda n=n: c.post(f"/api/sessions/{sids[n]}/messages",
+                                               json={"content": "[[echo-history]]"})).text for n in picked]
+    per_parked = max(retired - before, 0.0) / added
+    per_parked_live_actor = max(parked - before, 0.0) / added
+    room = GIB8_MIB - before
+    return {
+        "sessions_messaged": k,
+        "sessions_parked": added,
+        "seconds_to_create_and_message_all": round(filled_s, 1),
+        "ashd_tree_pss_mib": {"before": round(before, 1), "all_parked": round(parked, 1),
+                              "actors_retired": round(retired, 1)},
+        "ashd_growth_per_parked_session_mib": {"actor_live": round(per_parked_live_actor, 3),
+                                               "actor_retired": round(per_parked, 3)},
+        "woken_after_fill_answered_with_history": all(
+            f"parked number {n}" in text for n, text in zip(picked, answers, strict=True)),
+        "idle_sessions_in_8_gib": {
+            "warm": int(room // (warm_pss + per_parked)),
+            "parked": int(room // per_parked) if per_parked > 0 else f"more than {k}",
+            "parked_actor_live": int(room // per_parked_live_actor) if per_parked_live_actor > 0 else f"more than {k}",
+        },
+    }
 
 
 def pss_mib(daemon: AshdProcess, sid: str) -> float:
@@ -73,17 +168,18 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"n": len(values), "p50": round(statistics.median(values), 1), "p90": round(percentile(values, 0.9), 1)}
 
 
-def run(rounds: int, sessions: int) -> dict[str, Any]:
+def run(rounds: int, sessions: int, k: int) -> dict[str, Any]:
     model = ScriptedModel()
     model.start()
     tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
-    env = {"ASH_LOG_LEVEL": "warning", "ASH_PARK_AFTER_MS": str(PARK_AFTER_MS)}
+    env = {"ASH_LOG_LEVEL": "warning", "ASH_PARK_AFTER_MS": str(PARK_AFTER_MS),
+           "ASH_SESSION_ACTOR_IDLE_S": str(ACTOR_IDLE_S), "ASH_SANDBOX_DISK_MB": "64"}
     daemon = AshdProcess(tmp / "data", model.base_url, extra_env=env).start()
     figures: dict[str, list[float]] = {k: [] for k in (
         "warm_pss_mib", "parked_pss_mib", "wake_first_event_ms", "wake_done_ms", "warm_first_event_ms",
         "warm_done_ms")}
     try:
-        with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=120) as c:
+        with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=600) as c:
             c.post("/api/agents", json={"name": "hello", "path": AGENT}).raise_for_status()
             sids = [c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"] for _ in range(sessions)]
             for n, sid in enumerate(sids):
@@ -100,6 +196,7 @@ def run(rounds: int, sessions: int) -> dict[str, Any]:
                     figures["warm_first_event_ms"].append(first)
                     figures["warm_done_ms"].append(done)
                     figures["warm_pss_mib"].append(pss_mib(daemon, sid))  # before it parks again
+            capacity = fill(c, daemon, k, statistics.median(figures["warm_pss_mib"])) if k else None
             metrics = c.get("/metrics").text
             isolation = c.get("/health").json().get("isolation", {})
     finally:
@@ -113,8 +210,8 @@ def run(rounds: int, sessions: int) -> dict[str, Any]:
         "sessions": sessions,
         "park_after_ms": PARK_AFTER_MS,
         "pss_mib_per_session": {"warm": round(warm, 1), "parked": round(parked, 1)},
-        "idle_sessions_in_8_gib": {"warm": int(8192 // warm) if warm else None,
-                                   "parked": int(8192 // parked) if parked else "unbounded by sandbox memory"},
+        "idle_sessions_in_8_gib": capacity.pop("idle_sessions_in_8_gib") if capacity else None,
+        "capacity": capacity,
         "latency_ms": {k: summary(v) for k, v in figures.items() if k.endswith("_ms")},
         "wakes_counted": wakes[0].split()[-1] if wakes else None,
         "ash_published": {"idle_pss_mib": 15, "message_ms": 1168},
@@ -127,9 +224,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=3)
+    parser.add_argument("--fill", type=int, default=0, help="sessions to create and park for the 8 GiB figure")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    emit(run(args.rounds, args.sessions), args.out)
+    emit(run(args.rounds, args.sessions, args.fill), args.out)
     return 0
 
 

@@ -29,6 +29,7 @@ class Warm:
     state: SandboxState
     last_used: float  # monotonic seconds of its last turn (or start)
     leaving: bool = False  # already being evicted or parked
+    prewarm: bool = False  # a pre-warmed sandbox no session has claimed yet
 
 
 def idle(live: Warm) -> bool:
@@ -45,9 +46,10 @@ def due(sandboxes: Iterable[Warm], now: float, after_s: float, keep: Callable[[s
 
 
 def least_recent(sandboxes: Iterable[Warm]) -> str | None:
-    """The idle sandbox used least recently (parked first at the cap), or None."""
-    idle_ones = [(live.last_used, live.sandbox_id) for live in sandboxes if idle(live)]
-    return min(idle_ones)[1] if idle_ones else None
+    """The idle sandbox to park first at the cap, or None: an unclaimed pre-warm (no session
+    loses its CLI for it), else the one used least recently."""
+    idle_ones = [(not live.prewarm, live.last_used, live.sandbox_id) for live in sandboxes if idle(live)]
+    return min(idle_ones)[2] if idle_ones else None
 
 
 def relieve(sandboxes: Iterable[Warm], available: int, floor: int, keep: Callable[[str], bool]) -> list[str]:

@@ -4,9 +4,12 @@ Runs on its own pykka thread and never blocks on a sandbox starting or stopping:
 ``reserve`` only creates the SandboxActor and returns its proxy (the session actor that
 asked drives the slow start on its own thread), and eviction and parking only *tell* the
 owning session to persist and let go. Capacity is the smaller of ``max_sandboxes`` and
-``max_warm_sessions`` (every live sandbox holds a CLI): at capacity the least recently used
-idle sandbox is parked (:mod:`ashd.actors.parking`; the new start waits, see :meth:`room`,
-until it is gone); a running one never is (503 with Retry-After when every one is running).
+``max_warm_sessions`` (every live sandbox holds a CLI), and it holds strictly: a slot is
+held from the moment a start is admitted until its processes are gone (a sandbox being
+parked or stopped still holds its slot). A reservation at capacity waits (see :meth:`room`)
+for a slot, and the least recently used idle sandbox is parked for it
+(:mod:`ashd.actors.parking`); a running one never is (503 with Retry-After when every one
+is running, or when no slot came free within ``ROOM_WAIT_S``, :mod:`ashd.actors.start`).
 Idle ones are swept: parked after ``park_after_ms`` (an active session with no queued
 prompt; its status stays active), evicted and paused after ``idle_timeout_ms``.
 A sandbox whose owner actor is gone (it crashed, or its supervisor did) is an orphan and is
@@ -52,6 +55,8 @@ from ashd.store.timestamps import utc_now
 log = logging.getLogger(__name__)
 
 MIN_SWEEP_S = 0.25
+LEAVE_WAIT_S = 15.0  # a sandbox told to leave this long ago is no longer counted on to free its slot
+STOPPED_WAIT_S = 60.0  # beyond the stop grace: how long a dropped sandbox's processes may take to go
 
 
 class SandboxOwner(Protocol):
@@ -73,6 +78,7 @@ class _Live:
     life: SandboxLifecycle
     owner: SandboxOwner
     last_used: float
+    prewarm: bool = False  # no session row yet (a pre-warm); cleared once a session claims it
 
     @property
     def state(self) -> SandboxState:
@@ -96,9 +102,10 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         self._launcher = launcher
         self._store = store
         self._live: dict[str, _Live] = {}
-        self._evicting: set[str] = set()
-        self._gone: dict[str, Future[None]] = {}  # sandboxes being parked for room: resolved when dropped
-        self._room: dict[str, list[Future[None]]] = {}  # a new sandbox's start waits for these
+        self._evicting: dict[str, float] = {}  # told to leave (parked or evicted): since when (monotonic)
+        # Reservations waiting for a slot, first come first served: resolved when admitted.
+        self._waiting: dict[str, Future[None]] = {}
+        self._stopping = 0  # dropped sandboxes whose processes may still run: they hold a slot
         self.capacity = min(config.max_sandboxes, parking.warm_cap(config.max_warm_sessions))
         self._ticker: threading.Event | None = None
         self.resumes = {"warm": 0, "cold": 0}
@@ -119,53 +126,73 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         self._ticker = stop
 
     def reserve(self, spec: SandboxSpec, owner: SandboxOwner) -> pykka.ActorProxy[SandboxActor]:
-        """Take a slot for a new sandbox. Raises Unavailable at capacity, InsufficientStorage
-        when its workspace image is still to be made and its quota does not fit the data disk."""
-        if spec.sandbox_id in self._live:
-            self._drop(spec.sandbox_id)
+        """Reserve a slot for a new sandbox: admitted now if one is free, else it waits (see
+        :meth:`room`) while an idle sandbox is parked for it. Raises Unavailable at capacity
+        when no idle sandbox is left to park, InsufficientStorage when its workspace image is
+        still to be made and its quota does not fit the data disk."""
+        sandbox_id = spec.sandbox_id
+        if sandbox_id in self._live:
+            self._drop(sandbox_id)
         self._admit_disk(spec)
-        room: list[Future[None]] = []
-        if len(self._live) - len(self._evicting) >= self.capacity:
-            victim = parking.least_recent(self._warm())
-            if victim is None:
-                raise Unavailable(
-                    f"All {self.capacity} warm sessions are running turns (pool.max_warm_sessions, "
-                    f"pool.max_sandboxes); retry shortly",
-                    retry_after_s=5,
-                )
-            room.append(self._gone.setdefault(victim, Future()))
-            self._leave(victim, "parked to make room (warm session capacity reached)", park=True)
+        prewarm = self._unclaimed(spec)
+        self._waiting[sandbox_id] = Future()
+        self._admit_waiting()
+        if sandbox_id in self._waiting and (prewarm or not self._make_room()):
+            del self._waiting[sandbox_id]
+            if prewarm:  # never parks a session's CLI for a sandbox nobody asked for yet
+                raise Unavailable(f"no pre-warm at the warm session cap ({self.capacity} live CLIs)", retry_after_s=5)
+            raise Unavailable(
+                f"All {self.capacity} warm sessions are running turns (pool.max_warm_sessions, "
+                f"pool.max_sandboxes); retry shortly",
+                retry_after_s=5,
+            )
         me = self.actor_ref.proxy()
         ref = SandboxActor.start(
             spec, self._launcher,
             lambda fact: tell(me.on_bridge_exited, fact, context=f"exit of the bridge of sandbox {fact.sandbox_id}"),
             self._config.bridge_ready_timeout_s, self._config.stop_grace_s, self._exits, self._logs,
         )
-        self._live[spec.sandbox_id] = _Live(ref, spec, SandboxLifecycle(), owner, time.monotonic())
-        self._room[spec.sandbox_id] = room
+        self._live[sandbox_id] = _Live(ref, spec, SandboxLifecycle(), owner, time.monotonic(), prewarm)
         self._persist(spec, SandboxState.WARMING)
         return ref.proxy()
 
     def room(self, sandbox_id: str) -> Future[None]:
-        """Resolved once the sandboxes parked to make room for ``sandbox_id`` are gone, so a
-        start never has more CLIs alive than the cap (the start thread waits on it)."""
-        waits = self._room.pop(sandbox_id, [])
-        done: Future[None] = Future()
-        left = len(waits)
-        if left == 0:
-            done.set_result(None)
-        lock = threading.Lock()
+        """Resolved once ``sandbox_id``'s reservation holds a slot, so a start never has more
+        CLIs alive than the cap (the start thread waits on it before it spawns anything)."""
+        waiting = self._waiting.get(sandbox_id)
+        if waiting is not None:
+            return waiting
+        admitted: Future[None] = Future()
+        admitted.set_result(None)
+        return admitted
 
-        def one_gone(_: Future[None]) -> None:
-            nonlocal left
-            with lock:
-                left -= 1
-                if left == 0 and not done.done():
-                    done.set_result(None)
+    def sandbox_stopped(self) -> None:
+        """Told once a dropped sandbox's processes are gone: its slot is free."""
+        self._stopping -= 1
+        self._admit_waiting()
 
-        for wait in waits:
-            wait.add_done_callback(one_gone)
-        return done
+    def _used(self) -> int:
+        """Slots held: admitted sandboxes (starting, live, leaving) and dropped ones still stopping."""
+        return sum(1 for sandbox_id in self._live if sandbox_id not in self._waiting) + self._stopping
+
+    def _admit_waiting(self) -> None:
+        """Admit waiting reservations, oldest first, into the free slots."""
+        free = self.capacity - self._used()
+        for sandbox_id in list(self._waiting)[:max(free, 0)]:
+            self._waiting.pop(sandbox_id).set_result(None)
+
+    def _make_room(self) -> bool:
+        """Park idle sandboxes, least recently used first, until every waiting reservation has
+        one on its way out. False when too few are idle (every other one runs a turn)."""
+        now = time.monotonic()
+        leaving = sum(1 for sandbox_id, since in self._evicting.items()
+                      if sandbox_id in self._live and now - since < LEAVE_WAIT_S)
+        for _ in range(len(self._waiting) - leaving):
+            victim = parking.least_recent(self._warm())
+            if victim is None:
+                return False
+            self._leave(victim, "parked to make room (warm session capacity reached)", park=True)
+        return True
 
     def _admit_disk(self, spec: SandboxSpec) -> None:
         if self._disk is None or _has_image(spec):
@@ -183,8 +210,7 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         if live is None:
             return
         if state is SandboxState.RUNNING:
-            self._evicting.discard(sandbox_id)  # its owner kept it: in use again
-            self._resolve_gone(sandbox_id)  # a start waiting for it goes on (one over the cap briefly)
+            self._evicting.pop(sandbox_id, None)  # its owner kept it: in use again
         live.last_used = time.monotonic()
         try:
             changed = live.life.transition(state)
@@ -193,6 +219,8 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
             return
         if changed:
             self._store.set_sandbox_state(sandbox_id, state.value)
+        if self._waiting:  # a start waits for a slot: a session kept by its turn, or idle again
+            self._make_room()
 
     def release(self, sandbox_id: str) -> None:
         """Stop a sandbox's bridge (TERM, grace, KILL) and forget it. Idempotent."""
@@ -251,8 +279,18 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         return len(short)
 
     def _warm(self) -> list[parking.Warm]:
-        return [parking.Warm(sid, live.state, live.last_used, sid in self._evicting)
+        for live in self._live.values():
+            if live.prewarm:
+                live.prewarm = self._unclaimed(live.spec)
+        return [parking.Warm(sid, live.state, live.last_used, sid in self._evicting, live.prewarm)
                 for sid, live in self._live.items()]
+
+    def _unclaimed(self, spec: SandboxSpec) -> bool:
+        """A pre-warm: no session row (a create inserts its row before its sandbox starts)."""
+        try:
+            return self._store.get_session(spec.tenant_id, spec.session_id) is None
+        except StoreError:
+            return False
 
     def _keep_warm(self, sandbox_id: str) -> bool:
         """A pre-warm (no session row), a session that is not active, or one with prompts
@@ -272,17 +310,12 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
     def _leave(self, sandbox_id: str, reason: str, *, park: bool) -> None:
         """Tell the owner to let its sandbox go: parked (stays active) or evicted (paused)."""
         live = self._live[sandbox_id]
-        self._evicting.add(sandbox_id)
+        self._evicting[sandbox_id] = time.monotonic()
         verb = "parking" if park else "evicting"
         log.info("%s sandbox %s of session %s: %s", verb, sandbox_id, live.spec.session_id, reason)
         told = live.owner.park if park else live.owner.evict
         if not tell(told, sandbox_id, reason, context=f"{verb} sandbox {sandbox_id}"):
             self._drop(sandbox_id)  # its owner is gone: nobody else would ever release it
-
-    def _resolve_gone(self, sandbox_id: str) -> None:
-        gone = self._gone.pop(sandbox_id, None)
-        if gone is not None and not gone.done():
-            gone.set_result(None)
 
     def stats(self) -> PoolStats:
         counts = {state: 0 for state in SandboxState}
@@ -332,18 +365,39 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
             self._drop(sandbox_id)
 
     def _drop(self, sandbox_id: str) -> None:
-        self._evicting.discard(sandbox_id)
-        self._resolve_gone(sandbox_id)
-        self._room.pop(sandbox_id, None)
+        self._evicting.pop(sandbox_id, None)
+        admitted = self._waiting.pop(sandbox_id, None) is None  # a waiting reservation started nothing
         live = self._live.pop(sandbox_id, None)
         if live is None:
             return
         # Not waiting: the sandbox's own thread does TERM, grace, KILL; the pool stays free.
-        live.ref.stop(block=False)
+        stopped = live.ref.stop(block=False)
+        if admitted:
+            self._free_when_stopped(sandbox_id, stopped)
         try:
             self._store.set_sandbox_state(sandbox_id, SandboxState.COLD.value)
         except StoreError as exc:  # the row is a hint (marked cold at the next start anyway)
             log.warning("sandbox %s stopped, but its state was not stored: %s", sandbox_id, exc)
+
+    def _free_when_stopped(self, sandbox_id: str, stopped: pykka.Future[bool]) -> None:
+        """The slot stays held until the sandbox actor has stopped its processes (waited for
+        on a thread of its own, so this actor never blocks)."""
+        if self._ticker is not None and self._ticker.is_set():
+            return  # shutting down: no more starts to admit
+        self._stopping += 1
+        me = self.actor_ref.proxy()
+        timeout_s = self._config.stop_grace_s + STOPPED_WAIT_S
+
+        def wait() -> None:
+            try:
+                stopped.get(timeout=timeout_s)
+            except pykka.Timeout:
+                log.error("sandbox %s did not stop within %.0fs; its slot is given back", sandbox_id, timeout_s)
+            except Exception:  # boundary: the slot must come back whatever the stop raised
+                log.exception("sandbox %s stopped with an error; its slot is given back", sandbox_id)
+            tell(me.sandbox_stopped, context=f"the slot of sandbox {sandbox_id}")
+
+        threading.Thread(target=wait, name=f"stopped-{sandbox_id[:8]}", daemon=True).start()
 
     def _persist(self, spec: SandboxSpec, state: SandboxState) -> None:
         now = utc_now()

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 ASK_TIMEOUT_S = 10.0
 ROOM_WAIT_S = 15.0  # a session parked to make room snapshots and stops its CLI well within this
+ROOM_RETRY_S = 5  # Retry-After when no slot came free in time
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,11 @@ def attempt(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent:
         return StartOutcome(error=Unavailable("the sandbox pool did not answer; retry shortly", retry_after_s=5))
     except Exception as exc:  # boundary: capacity, disk admission
         return StartOutcome(error=exc)
-    _wait_for_room(room, row.id)
+    if not _wait_for_room(room):
+        tell(pool.release, built.spec.sandbox_id, context=f"session {row.id}: withdrawing its reservation")
+        return StartOutcome(error=Unavailable(
+            f"every warm session stayed busy for {ROOM_WAIT_S:.0f}s (pool.max_warm_sessions); retry shortly",
+            retry_after_s=ROOM_RETRY_S))
     try:
         started: SandboxStarted = sandbox.start_bridge().get(timeout=ready_timeout_s + ASK_TIMEOUT_S)
     except Exception as exc:  # boundary: the slot is given back whatever stopped the start
@@ -100,11 +105,11 @@ def attempt(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent:
     return StartOutcome(started, sandbox, built.source)
 
 
-def _wait_for_room(room: Future[None], session_id: str) -> None:
-    """At the warm cap, the session parked for this one must be gone before its CLI starts
-    (never more CLIs than the cap). A parking that takes too long is logged and not waited for."""
+def _wait_for_room(room: Future[None]) -> bool:
+    """At the warm cap, wait until this start holds a slot (a session parked for it is gone):
+    never more CLIs than the cap. False if none came free within ``ROOM_WAIT_S``."""
     try:
         room.result(timeout=ROOM_WAIT_S)
     except FutureTimeout:
-        log.warning("session %s: the session parked to make room for it is still stopping; starting anyway",
-                    session_id)
+        return False
+    return True

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import psutil
@@ -62,6 +63,14 @@ def make_spec(tmp_path: Path) -> SandboxSpec:
     root.mkdir()
     settings = BridgeSettings(session_id=sid, socket_path=str(root / "s.sock"), workspace=str(root))
     return SandboxSpec(sid, sid, "agent", "t", root, root / "s.sock", {}, settings)
+
+
+def session_spec(tmp_path: Path) -> SandboxSpec:
+    """The spec of an active session's sandbox (its row in the pool's store, see make_pool);
+    a spec without a row is a pre-warm's."""
+    spec = make_spec(tmp_path)
+    Store(f"sqlite:///{tmp_path / 'db.sqlite'}").create_session("t", spec.session_id, "agent", "active")
+    return spec
 
 
 @pytest.fixture(autouse=True)
@@ -183,12 +192,12 @@ def make_pool(tmp_path: Path, code: str, **config: float) -> pykka.ActorProxy[Po
 def test_pool_capacity_and_crash_notification(tmp_path: Path) -> None:
     pool = make_pool(tmp_path, READY_THEN_EXIT)
     owner = Owner()
-    spec = make_spec(tmp_path)
+    spec = session_spec(tmp_path)
     sandbox = pool.reserve(spec, owner.proxy).get(timeout=10)
     pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
     pool.mark(spec.sandbox_id, SandboxState.RUNNING).get(timeout=5)
     with pytest.raises(Unavailable, match="running"):  # full, and the only sandbox is running
-        pool.reserve(make_spec(tmp_path), Owner().proxy).get(timeout=10)
+        pool.reserve(session_spec(tmp_path), Owner().proxy).get(timeout=10)
     sandbox.start_bridge().get(timeout=15)
     assert pool.stats().get(timeout=5).running == 1
     assert owner.lost.wait(10)  # the process exited with code 3: the owner is told
@@ -198,13 +207,13 @@ def test_pool_capacity_and_crash_notification(tmp_path: Path) -> None:
 def test_pool_parks_least_recently_used_idle_at_capacity_and_evicts_idle(tmp_path: Path) -> None:
     pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=2, idle_timeout_ms=1000, sweep_interval_s=3600)
     owners = [Owner(), Owner()]
-    specs = [make_spec(tmp_path), make_spec(tmp_path)]
+    specs = [session_spec(tmp_path), session_spec(tmp_path)]
     for spec, owner in zip(specs, owners, strict=True):
         pool.reserve(spec, owner.proxy).get(timeout=10).start_bridge().get(timeout=15)
         pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
     pool.mark(specs[0].sandbox_id, SandboxState.WAITING).get(timeout=5)
     pool.mark(specs[1].sandbox_id, SandboxState.RUNNING).get(timeout=5)
-    pool.reserve(make_spec(tmp_path), Owner().proxy).get(timeout=10)  # full: the idle one must go
+    pool.reserve(session_spec(tmp_path), Owner().proxy).get(timeout=10)  # full: the idle one must go
     assert owners[0].park_told.wait(5) and owners[0].parked[0][0] == specs[0].sandbox_id
     assert "capacity" in owners[0].parked[0][1] and not owners[1].parked  # never the running one
     assert not owners[0].evicted  # parked (stays active), not evicted (paused)
@@ -214,6 +223,72 @@ def test_pool_parks_least_recently_used_idle_at_capacity_and_evicts_idle(tmp_pat
     time.sleep(1.1)  # the idle timeout itself is what is under test
     assert pool.sweep().get(timeout=5) == 1
     assert owners[1].evict_told.wait(5) and "idle" in owners[1].evicted[0][1]
+
+
+def _two_idle(pool: pykka.ActorProxy[PoolActor], tmp_path: Path) -> tuple[list[Owner], list[SandboxSpec], list[int]]:
+    """Two started sandboxes of active sessions, idle between turns, the first used least recently."""
+    owners, specs = [Owner(), Owner()], [session_spec(tmp_path), session_spec(tmp_path)]
+    pids = []
+    for spec, owner in zip(specs, owners, strict=True):
+        pids.append(_bridge_pid(pool.reserve(spec, owner.proxy).get(timeout=10)))
+    for spec in specs:
+        pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
+        pool.mark(spec.sandbox_id, SandboxState.WAITING).get(timeout=5)
+    return owners, specs, pids
+
+
+def _admitted_only_once_gone(room: Future[None], pool: pykka.ActorProxy[PoolActor], sandbox_id: str,
+                             pid: int) -> None:
+    time.sleep(0.3)
+    assert not room.done()  # the sandbox leaving for it still runs: no slot yet
+    pool.release(sandbox_id).get(timeout=5)
+    room.result(timeout=15)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # gone first
+
+
+def test_at_the_cap_a_start_waits_for_a_parked_sandbox_to_be_gone(tmp_path: Path) -> None:
+    """The sweep parks a session; a start that comes meanwhile must not count it as gone."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    config = PoolConfig(max_sandboxes=2, bridge_ready_timeout_s=10, stop_grace_s=1, park_after_ms=1000)
+    pool = PoolActor.start(config, ScriptLauncher(READY_THEN_SLEEP), store).proxy()  # type: ignore[arg-type]
+    owners, specs, pids = _two_idle(pool, tmp_path)
+    for spec in specs:
+        pool.mark(spec.sandbox_id, SandboxState.RUNNING).get(timeout=5)
+    pool.mark(specs[1].sandbox_id, SandboxState.WAITING).get(timeout=5)
+    assert owners[1].park_told.wait(10)  # idle past park_after_ms: told to park (its CLI still runs)
+    third = session_spec(tmp_path)
+    pool.reserve(third, Owner().proxy).get(timeout=10)
+    room: Future[None] = pool.room(third.sandbox_id).get(timeout=5)
+    assert not owners[0].parked  # the running one is never parked
+    _admitted_only_once_gone(room, pool, specs[1].sandbox_id, pids[1])
+
+
+def test_the_cap_holds_when_the_session_parked_for_room_takes_a_turn_instead(tmp_path: Path) -> None:
+    pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=2, sweep_interval_s=3600)
+    owners, specs, pids = _two_idle(pool, tmp_path)
+    third = session_spec(tmp_path)
+    pool.reserve(third, Owner().proxy).get(timeout=10)
+    room: Future[None] = pool.room(third.sandbox_id).get(timeout=5)
+    assert owners[0].park_told.wait(5)  # the least recently used one is parked for it
+    pool.mark(specs[0].sandbox_id, SandboxState.RUNNING).get(timeout=5)  # but its owner began a turn first
+    assert owners[1].park_told.wait(5)  # so the other idle one is parked instead
+    _admitted_only_once_gone(room, pool, specs[1].sandbox_id, pids[1])
+    assert pool.stats().get(timeout=5).total == 2
+
+
+def test_a_start_that_waited_in_vain_gives_its_reservation_back(tmp_path: Path) -> None:
+    pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=1, sweep_interval_s=3600)
+    owner, spec = Owner(), session_spec(tmp_path)
+    _bridge_pid(pool.reserve(spec, owner.proxy).get(timeout=10))
+    pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
+    waiting = session_spec(tmp_path)
+    pool.reserve(waiting, Owner().proxy).get(timeout=10)  # the idle one is told to park; its owner never does
+    pool.release(waiting.sandbox_id).get(timeout=5)  # the start gave up waiting (ashd/actors/start.py)
+    assert pool.stats().get(timeout=5).total == 1
+    pool.mark(spec.sandbox_id, SandboxState.RUNNING).get(timeout=5)
+    with pytest.raises(Unavailable, match="running"):  # the one slot is still the running sandbox's
+        pool.reserve(session_spec(tmp_path), Owner().proxy).get(timeout=10)
 
 
 def _all_dead(pids: list[int], timeout_s: float = 15) -> bool:
@@ -240,7 +315,7 @@ def _bridge_pid(sandbox: pykka.ActorProxy[SandboxActor]) -> int:
 def test_a_sandbox_whose_owner_died_is_released_not_leaked(tmp_path: Path) -> None:
     pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=2)
     owner = Owner()
-    pid = _bridge_pid(pool.reserve(make_spec(tmp_path), owner.proxy).get(timeout=10))
+    pid = _bridge_pid(pool.reserve(session_spec(tmp_path), owner.proxy).get(timeout=10))
     assert pool.release_orphans().get(timeout=5) == 0  # its owner lives
     owner.ref.stop(timeout=10)  # the session actor is gone (crashed, or its supervisor did)
     assert pool.release_orphans().get(timeout=5) == 1
@@ -251,14 +326,28 @@ def test_a_sandbox_whose_owner_died_is_released_not_leaked(tmp_path: Path) -> No
 def test_evicting_for_a_dead_owner_releases_the_sandbox(tmp_path: Path) -> None:
     pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=1, sweep_interval_s=3600)
     owner = Owner()
-    spec = make_spec(tmp_path)
+    spec = session_spec(tmp_path)
     pid = _bridge_pid(pool.reserve(spec, owner.proxy).get(timeout=10))
     pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
     pool.mark(spec.sandbox_id, SandboxState.WAITING).get(timeout=5)
     owner.ref.stop(timeout=10)
-    pool.reserve(make_spec(tmp_path), Owner().proxy).get(timeout=10)  # full: evicts the dead owner's
+    pool.reserve(session_spec(tmp_path), Owner().proxy).get(timeout=10)  # full: evicts the dead owner's
     assert pool.stats().get(timeout=5).total == 1  # the new one only: the orphan was dropped at once
     assert _all_dead([pid])
+
+
+def test_a_prewarm_never_parks_a_session_and_is_parked_first_for_one(tmp_path: Path) -> None:
+    pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=2, sweep_interval_s=3600)
+    session, prewarm = Owner(), Owner()
+    specs = [session_spec(tmp_path), make_spec(tmp_path)]  # used first: the session
+    for spec, owner in zip(specs, (session, prewarm), strict=True):
+        _bridge_pid(pool.reserve(spec, owner.proxy).get(timeout=10))
+        pool.mark(spec.sandbox_id, SandboxState.WARM).get(timeout=5)
+    with pytest.raises(Unavailable, match="pre-warm"):  # another pre-warm at the cap: refused
+        pool.reserve(make_spec(tmp_path), Owner().proxy).get(timeout=10)
+    assert not session.parked and not prewarm.parked  # nobody lost a CLI for it
+    pool.reserve(session_spec(tmp_path), Owner().proxy).get(timeout=10)  # a session's start at the cap
+    assert prewarm.park_told.wait(5) and not session.parked  # the unclaimed pre-warm goes, not the older session
 
 
 def test_a_crashed_pool_stops_every_bridge_then_reports(tmp_path: Path) -> None:

@@ -55,3 +55,8 @@ def test_relieve_parks_enough_idle_ones_least_recent_first_under_pressure() -> N
     assert parking.relieve(live, 1 * mib, floor, lambda sid: sid == "old") == ["mid", "new"]  # spared
     leaving = [*live, Warm("going", W, 0.0, leaving=True)]
     assert parking.relieve(leaving, 100 * mib, floor, lambda _: False) == ["old"]  # one is on its way
+
+
+def test_least_recent_parks_an_unclaimed_prewarm_before_any_session() -> None:
+    live = [Warm("session", W, 1.0), Warm("prewarm", W, 50.0, prewarm=True), Warm("busy-prewarm", R, 0.0, prewarm=True)]
+    assert parking.least_recent(live) == "prewarm"
