@@ -256,3 +256,68 @@ def test_the_user_message_commits_with_the_first_frame_and_a_message_right_after
         assert ref.proxy().recorded().get(timeout=5) == ["begin_turn", "end_turn", "begin_turn", "end_turn"]
     finally:
         store.close()
+
+
+class StalledStore(CountingStore):
+    """Commits the first group-commit batch; every later one waits for ``go`` (a stalled disk)."""
+
+    go: threading.Event
+    batches = 0
+
+    def append_log(self, tenant_id: str, session_id: str, messages: Any, events: Any, stream: Any = ()) -> None:
+        self.batches += 1
+        if self.batches > 1:
+            assert self.go.wait(30)
+        super().append_log(tenant_id, session_id, messages, events, stream)
+
+
+def test_frames_delivered_before_their_commit_never_have_their_ids_reused_after_a_crash(tmp_path: Path) -> None:
+    """A frame may reach a client before its batch commits; if ashd then dies, the next ids
+    (the start-up recovery's error + done, the next turn's) come after it: a gap, no reuse."""
+    url = f"sqlite:///{tmp_path / 'ash.db'}"
+    store = StalledStore(url)
+    store.go = threading.Event()
+    store.migrate()
+    store.create_session(tenant_id=TENANT, session_id=SID, agent_name="a", status="active", sandbox_id=SID)
+    runtime, _, _, _ = make_runtime(tmp_path, store)
+
+    async def delivered_while_stalled() -> tuple[list[bytes], asyncio.Future[None]]:
+        turn = await runtime.send(TENANT, SID, MessageOptions.from_request({"content": "hi"}))
+        frames: list[bytes] = []
+
+        async def read() -> None:
+            async for _, data in turn.subscribe():
+                frames.append(data)
+
+        reader = asyncio.ensure_future(read())
+        deadline = asyncio.get_running_loop().time() + 30
+        while not any(b"not reachable" in f for f in frames):  # delivered; its batch cannot commit
+            assert asyncio.get_running_loop().time() < deadline, frames
+            await asyncio.sleep(0.01)
+        return list(frames), reader
+
+    async def scenario() -> tuple[list[bytes], list[int], int]:
+        seen, reader = await delivered_while_stalled()
+        # "The crash": what the database holds now is all another ashd would find.
+        after_crash = Store(url)
+        try:
+            from ashd.runtime.live import LiveSession
+            from ashd.store.recovery import close_cut_off_turns
+
+            unrecovered = await LiveSession(TENANT, SID, after_crash, Offload(), ExitBoard()).sequence()
+            assert close_cut_off_turns(after_crash) == 1
+            recovered = [row.seq for row in after_crash.list_stream_events(TENANT, SID)]
+            return seen, recovered, unrecovered.take()
+        finally:
+            after_crash.close()
+            store.go.set()  # let this process's stalled writer and its turn finish
+            await asyncio.wait_for(reader, 30)
+
+    try:
+        seen, stored_ids, next_turn_id = asyncio.run(scenario())
+        assert [f.split(b"\n")[1] for f in seen] == [b"event: session_start", b"event: error"]
+        assert stored_ids[0] == ids(seen)[0]  # only the first batch was committed
+        assert stored_ids[1] > max(ids(seen)) and stored_ids[2] > stored_ids[1]  # recovery's error + done
+        assert next_turn_id > max(ids(seen))  # a next turn without the recovery also skips them
+    finally:
+        store.close()
