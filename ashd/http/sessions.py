@@ -184,7 +184,7 @@ class MessagesHandler(SessionBase):
             await self.start_failed(sid, exc)
             return
         sse.start(self)
-        if await sse.relay(self, runtime.turn_stream(turn)):
+        if await sse.relay(self, runtime.turn_stream(turn, batched=True)):
             self.finish()
         # else: the client left; the turn runs on and is stored
 
@@ -233,7 +233,7 @@ class StreamHandler(SessionBase):
         after = self.int_arg("after", 0, 0, MAX_SEQ) if header is None else _event_id(header)
         follow = self._follow_flag()
         sse.start(self)
-        if await sse.relay(self, self.ctx.runtime.subscribe(self.tenant, row.id, after, follow=follow)):
+        if await sse.relay(self, self.ctx.runtime.subscribe(self.tenant, row.id, after, follow=follow, batched=True)):
             self.finish()
         # else: the client left
 

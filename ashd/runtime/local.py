@@ -206,12 +206,12 @@ class LocalRuntime:
         live = self._sessions.get(session_id)
         return live is not None and live.tenant_id == tenant_id and not live.retiring
 
-    def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *,
-                  follow: bool = False) -> AsyncGenerator[bytes | Idle, None]:
-        return self._streams.subscribe(tenant_id, session_id, after, follow=follow)
+    def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *, follow: bool = False,
+                  batched: bool = False) -> AsyncGenerator[bytes | Idle, None]:
+        return self._streams.subscribe(tenant_id, session_id, after, follow=follow, batched=batched)
 
-    def turn_stream(self, turn: Turn) -> AsyncGenerator[bytes | Idle, None]:
-        return with_heartbeats(turn_frames(turn), self._config.pool.sse_heartbeat_s)
+    def turn_stream(self, turn: Turn, *, batched: bool = False) -> AsyncGenerator[bytes | Idle, None]:
+        return with_heartbeats(turn_frames(turn, batched=batched), self._config.pool.sse_heartbeat_s)
 
     async def interrupt(self, tenant_id: str, session_id: str) -> None:
         turn = self.live_turn(session_id)

@@ -321,3 +321,28 @@ def test_frames_delivered_before_their_commit_never_have_their_ids_reused_after_
         assert next_turn_id > max(ids(seen))  # a next turn without the recovery also skips them
     finally:
         store.close()
+
+
+def test_a_batched_subscription_carries_the_same_frames_in_fewer_writes(tmp_path: Path, store: CountingStore) -> None:
+    runtime, _, _, _ = make_runtime(tmp_path, store)
+
+    async def scenario() -> tuple[list[bytes | Idle], list[bytes | Idle]]:
+        await run_turn(runtime)
+        await run_turn(runtime)
+        single = [item async for item in runtime.subscribe(TENANT, SID, after=1)]
+        batched = [item async for item in runtime.subscribe(TENANT, SID, after=1, batched=True)]
+        return single, batched
+
+    single, batched = asyncio.run(scenario())
+    assert len(single) > 1 and len(batched) == 1  # one replay page
+    assert b"".join(f for f in batched if isinstance(f, bytes)) == b"".join(f for f in single if isinstance(f, bytes))
+
+
+def test_full_replay_pages_are_encoded_once_and_shared() -> None:
+    from ashd.runtime.streams import PageCache
+
+    cache = PageCache(limit_bytes=10)
+    cache.put(("t", "s", 0), ([(1, b"12345")], b"12345"))
+    cache.put(("t", "s", 1), ([(2, b"123456")], b"123456"))  # over the limit: the oldest goes
+    assert cache.get(("t", "s", 0)) is None and cache.get(("t", "s", 1)) is not None
+    assert cache.get(("u", "s", 1)) is None  # per tenant
