@@ -34,24 +34,6 @@ class SSEEvent:
         return frame(self.name, self.json(), event_id)
 
 
-DELIVERY_AHEAD = 1024  # event ids a turn may deliver beyond its highest committed one
-
-
-def resume_from(last_seq: int, last_event: str | None) -> int:
-    """The id a session's stream continues after, read from its stored last frame.
-
-    A turn delivers frames before their batch commits, but never one with an id more than
-    :data:`DELIVERY_AHEAD` above the highest id the store holds, and only after the turn's
-    own first frame is committed. So a log that ends with ``done`` (or is empty) had nothing
-    delivered beyond it; one that ends mid-turn (a crash) may have had ids up to
-    ``last_seq + DELIVERY_AHEAD`` delivered and lost: continuing after them leaves a gap,
-    never an id used twice.
-    """
-    if last_event is None or last_event == "done":
-        return last_seq
-    return last_seq + DELIVERY_AHEAD
-
-
 def frame(name: str, data_json: str, event_id: int | None = None) -> bytes:
     """One SSE frame; the ``id:`` line lets a client resume with Last-Event-ID."""
     head = f"id: {event_id}\n" if event_id is not None else ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from ashd.actors.exits import ExitBoard
 from ashd.actors.messages import BridgeExited
-from ashd.events import resume_from
 from ashd.runtime.links import SessionLink
 from ashd.runtime.offload import Offload
 from ashd.runtime.sequence import EventSequence
@@ -35,12 +34,11 @@ class LiveSession:
         self.retiring = False  # ended or stopped while a turn still ran: dropped when it ends
 
     async def sequence(self) -> EventSequence:
-        """The session's event ids: the stored highest id is read once, then kept here (past
-        the ids a turn cut off by a crash may have delivered: :func:`resume_from`)."""
+        """The session's event ids: the stored highest id is read once, then kept here."""
         if self._sequence is None:
             last = await self._offload.read(self._store.last_stream_event, self.tenant_id, self.session_id)
             if self._sequence is None:  # another caller may have read it meanwhile
-                self._sequence = EventSequence(resume_from(last.seq, last.event) if last else 0)
+                self._sequence = EventSequence(last.seq if last else 0)
         return self._sequence
 
     def exited(self, pid: int) -> BridgeExited | None:

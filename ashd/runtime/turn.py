@@ -7,13 +7,9 @@ turn at a time per session makes that safe) and is stored with group commit for 
 
 Durability: the user message is the first row of the turn's log, so it is committed before
 any frame of the turn is delivered and before ``done`` (the query goes to the agent while it
-commits: the single writer keeps the order). Once that first batch is committed, later frames
-are delivered at once, before their own batch commits, as long as their id is at most
-:data:`~ashd.events.DELIVERY_AHEAD` above the highest committed id (further ones wait for
-their commit). A crash may lose such a frame, but never lets its id name another event: the
-log then ends mid-turn, and whatever continues it (the start-up recovery's ``error`` and
-``done``, the next turn) starts after that window (:func:`~ashd.events.resume_from`): a gap,
-never a reuse. ``done`` is recorded and committed, then the turn is released (the session may take
+commits: the single writer keeps the order). A frame is delivered only after the batch
+holding it is committed, so no client ever sees an event id that a crash could lose or
+reuse. ``done`` is recorded and committed, then the turn is released (the session may take
 its next message), and only then is ``done`` delivered — so a client that sees ``done`` can
 replay the whole turn and can send its next message at once. The release is a message to
 the session's owner sent before ``done`` is delivered, so it is ahead of any next message.
@@ -34,16 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ashd import __version__
-from ashd.events import (
-    DELIVERY_AHEAD,
-    SSEEvent,
-    compact_json,
-    frame,
-    stored_message,
-    stream_events,
-    timeline_events,
-    user_message,
-)
+from ashd.events import SSEEvent, compact_json, frame, stored_message, stream_events, timeline_events, user_message
 from ashd.metrics import Metrics
 from ashd.options import MessageOptions
 from ashd.runtime.offload import Offload
@@ -108,8 +95,7 @@ class Turn:
         self._sequence = sequence
         self.first_seq = sequence.last + 1
         self._frames: list[Frame] = []  # delivered
-        self._committing: list[Frame] = []  # recorded, waiting for a commit to deliver them
-        self._durable: int | None = None  # the highest id of this turn known committed
+        self._committing: list[Frame] = []  # recorded, waiting for their batch to commit
         self._subscribers: list[asyncio.Queue[Frame | None]] = []
         self._log = TurnLog(env.offload, env.store, tenant_id, session_id, self._committed)
         self.finished = False
@@ -298,20 +284,11 @@ class Turn:
             queue.put_nowait(item)
 
     def _publish(self, event: SSEEvent) -> None:
-        """Record now; deliver now if the id is within reach of a commit, else once it is."""
-        item = self._record(event)
-        if not self._committing and self._deliverable(item[0]):
-            self._deliver(item)
-        else:
-            self._committing.append(item)
-
-    def _deliverable(self, seq: int) -> bool:
-        """Whether a frame may be delivered before its commit (see the module docstring)."""
-        return self._durable is not None and seq <= self._durable + DELIVERY_AHEAD
+        """Record now; deliver when committed (see ``_committed``)."""
+        self._committing.append(self._record(event))
 
     def _committed(self, upto: int) -> None:
-        self._durable = upto if self._durable is None else max(self._durable, upto)
-        ready = [f for f in self._committing if self._deliverable(f[0])]  # ids increase: a prefix
+        ready = [f for f in self._committing if f[0] <= upto]
         self._committing = self._committing[len(ready):]
         for item in ready:
             self._deliver(item)

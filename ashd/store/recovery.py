@@ -2,16 +2,14 @@
 
 A turn that was running when ashd stopped never stored its ``done``. Replaying such a
 session would leave a client waiting forever, so the turn is closed in the log with an
-``error`` and a ``done``, exactly as a live stream would have ended. Their ids continue
-after every id the cut-off turn may have delivered before its commit (a gap, see
-:func:`ashd.events.resume_from`), so no client holds an id that now names another event.
+``error`` and a ``done``, exactly as a live stream would have ended.
 """
 
 from __future__ import annotations
 
 import logging
 
-from ashd.events import compact_json, resume_from
+from ashd.events import compact_json
 from ashd.states import SessionStatus
 from ashd.store import Store
 
@@ -38,10 +36,9 @@ def close_cut_off_turns(store: Store) -> int:
         last = store.last_stream_event(session.tenant_id, session.id)
         if last is None or last.event == "done":
             continue
-        after = resume_from(last.seq, last.event)  # past any id delivered before the crash
         store.append_log(session.tenant_id, session.id, [], [("error", compact_json({"error": CUT_OFF}))], [
-            (after + 1, "error", compact_json({"error": CUT_OFF})),
-            (after + 2, "done", compact_json({"sessionId": session.id})),
+            (last.seq + 1, "error", compact_json({"error": CUT_OFF})),
+            (last.seq + 2, "done", compact_json({"sessionId": session.id})),
         ])
         closed += 1
         log.warning("session %s: closed a turn cut off by the last shutdown (after event %d)", session.id, last.seq)
