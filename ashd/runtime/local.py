@@ -36,7 +36,7 @@ from ashd.actors.supervisor import Tree, build_tree
 from ashd.actors.tell import tell
 from ashd.actors.vitals import Verdict
 from ashd.config import Config
-from ashd.errors import Conflict
+from ashd.errors import Conflict, Unavailable
 from ashd.metrics import LiveFigures, Metrics
 from ashd.options import MessageOptions, SessionOptions
 from ashd.runtime.following import TurnBell
@@ -279,22 +279,41 @@ class LocalRuntime:
 
     # -- internals ---------------------------------------------------------
 
-    async def _actor(self, tenant_id: str, session_id: str) -> Actor:
-        """The session's actor, asked for anew each time: a stopped one comes back from the store."""
-        return await self._offload.ask(self._tree.sessions.child(session_id, tenant_id))
+    async def _actor(self, tenant_id: str, session_id: str, live: LiveSession | None = None) -> Actor:
+        """The session's actor: asked of the supervisor (a stopped one comes back from the
+        store), except on the turn path, where ``live`` keeps the last one while it lives."""
+        if live is not None and live.actor is not None and live.actor.actor_ref.is_alive():
+            return live.actor
+        actor: Actor = await self._offload.ask(self._tree.sessions.child(session_id, tenant_id))
+        if live is not None:
+            live.actor = actor
+        return actor
 
     async def _starting(self, tenant_id: str, session_id: str, call: Callable[[Actor], pykka.Future[T | Pending]],
                         hand_back: Callable[[Actor, T | Pending], None] | None = None,
-                        asked: list[Actor] | None = None) -> T:
+                        asked: list[Actor] | None = None, live: LiveSession | None = None) -> T:
         """A call that may start a sandbox: Pending is waited for and the call repeated (on
         the session's current actor). ``hand_back`` gets a reply that came after we gave up;
-        ``asked`` ends with the actor that gave the final answer."""
-        async def ask(left: float) -> T | Pending:
-            actor = await self._actor(tenant_id, session_id)
+        ``asked`` ends with the actor that gave the final answer. ``live``: use and keep the
+        actor there (one that stopped in between is asked for again, once)."""
+        async def ask_once(left: float) -> T | Pending:
+            actor = await self._actor(tenant_id, session_id, live)
             if asked is not None:
                 asked[:] = [actor]
             late = None if hand_back is None else (lambda reply: hand_back(actor, reply))
-            return await self._offload.ask(call(actor), timeout=left, on_late=late)
+            try:
+                return await self._offload.ask(call(actor), timeout=left, on_late=late)
+            except (Unavailable, pykka.ActorDeadError):
+                if live is None or live.actor is not actor or actor.actor_ref.is_alive():
+                    raise
+                live.actor = None  # it retired (idle) just now: its successor loads from the store
+                raise _Retired() from None
+
+        async def ask(left: float) -> T | Pending:
+            try:
+                return await ask_once(left)
+            except _Retired:
+                return await ask_once(left)
 
         return await answered(ask, self._start_timeout)
 
@@ -307,7 +326,7 @@ class LocalRuntime:
         asked: list[Actor] = []
         for attempt in range(DEAD_GRANT_RETRIES + 1):
             grant = await self._starting(tenant_id, session_id, lambda actor: actor.begin_turn(), _hand_back_grant,
-                                         asked)
+                                         asked, live)
             if attempt == DEAD_GRANT_RETRIES or live.exited(grant.pid) is None:
                 return grant, asked[0]
             log.info("session %s: its agent process %d has exited; asking for a new one", session_id, grant.pid)
@@ -364,6 +383,10 @@ class LocalRuntime:
         tell(self._tree.sessions.forget, session_id, context=f"forgetting ended session {session_id}")
         self._retire(session_id)
         return ended
+
+
+class _Retired(Exception):
+    """The session's kept actor stopped before it answered: ask the supervisor again."""
 
 
 def _hand_back_grant(actor: Actor, late: TurnGrant | Pending) -> None:

@@ -281,3 +281,34 @@ def test_full_replay_pages_are_encoded_once_and_shared() -> None:
     cache.put(("t", "s", 1), ([(2, b"123456")], b"123456"))  # over the limit: the oldest goes
     assert cache.get(("t", "s", 0)) is None and cache.get(("t", "s", 1)) is not None
     assert cache.get(("u", "s", 1)) is None  # per tenant
+
+
+class RestartingSupervisor(FakeSupervisor):
+    """Starts a new session actor when the last one stopped (as the real one does); counts asks."""
+
+    asks = 0
+
+    def child(self, session_id: str, tenant_id: str) -> Any:
+        self.asks += 1
+        if not self.session.is_alive():
+            self.session = FakeSession.start(Path("/nonexistent.sock"), [100])
+        return self.session.proxy()
+
+    def count(self) -> int:
+        return self.asks
+
+
+def test_turns_ask_the_kept_session_actor_and_a_retired_one_is_replaced(tmp_path: Path, store: CountingStore) -> None:
+    runtime, ref, _, _ = make_runtime(tmp_path, store)
+    sup = RestartingSupervisor.start(ref)
+    runtime._tree.registry.put(SESSIONS, sup)
+
+    async def scenario() -> list[list[bytes]]:
+        turns = [await run_turn(runtime), await run_turn(runtime)]
+        ref.stop()  # the session actor retired while idle
+        turns.append(await run_turn(runtime))
+        return turns
+
+    turns = asyncio.run(scenario())
+    assert all(b"event: done" in frames[-1] for frames in turns)
+    assert sup.proxy().count().get(timeout=5) == 2  # the first turn, and after the retirement
