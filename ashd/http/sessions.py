@@ -39,6 +39,14 @@ class SessionBase(ApiHandler):
             raise NotFound(f"Session {raw_id} not found")
         return row
 
+    async def live_session_id(self, raw_id: str) -> str:
+        """The session's id; 404 unless the tenant has it. One the runtime holds live for this
+        tenant needs no store read (the session's actor answers for the rest)."""
+        sid = check_session_id(raw_id)
+        if self.ctx.runtime.holds(self.tenant, sid):
+            return sid
+        return (await self.session_row(raw_id)).id
+
     async def view(self, row: SessionRow) -> dict[str, Any]:
         """The session's JSON, with whether its CLI is warm or parked."""
         sandbox = await self.ctx.offload.read(self.ctx.store.get_sandbox, row.sandbox_id or row.id)
@@ -128,8 +136,7 @@ class SessionStopHandler(SessionBase):
 
 class SessionPauseHandler(SessionBase):
     async def post(self, session_id: str) -> None:
-        row = await self.session_row(session_id)
-        paused = await self.ctx.runtime.pause(self.tenant, row.id)
+        paused = await self.ctx.runtime.pause(self.tenant, await self.live_session_id(session_id))
         self.send_json({"session": await self.view(paused)})
 
 
@@ -137,8 +144,7 @@ class SessionResumeHandler(SessionBase):
     """Warm when the agent process is alive, cold otherwise (files + conversation restored)."""
 
     async def post(self, session_id: str) -> None:
-        row = await self.session_row(session_id)
-        resumed = await self.ctx.runtime.resume(self.tenant, row.id)
+        resumed = await self.ctx.runtime.resume(self.tenant, await self.live_session_id(session_id))
         self.send_json({"session": await self.view(resumed)})
 
 
@@ -174,9 +180,7 @@ class MessagesHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         options = MessageOptions.from_request(self.json_body())
         runtime = self.ctx.runtime
-        sid = check_session_id(session_id)
-        if not runtime.holds(self.tenant, sid):  # else it is live for this tenant: no store read
-            sid = (await self.session_row(session_id)).id
+        sid = await self.live_session_id(session_id)
         try:
             turn = await runtime.send(self.tenant, sid, options,
                                       received_at=time.monotonic() - self.request.request_time())

@@ -201,10 +201,13 @@ class LocalRuntime:
         return live.turn if live is not None else None
 
     def holds(self, tenant_id: str, session_id: str) -> bool:
+        return self._held(tenant_id, session_id) is not None
+
+    def _held(self, tenant_id: str, session_id: str) -> LiveSession | None:
         # A LiveSession is made only after a caller's store check for its tenant, and is
         # dropped when the session ends or stops.
         live = self._sessions.get(session_id)
-        return live is not None and live.tenant_id == tenant_id and not live.retiring
+        return live if live is not None and live.tenant_id == tenant_id and not live.retiring else None
 
     def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *, follow: bool = False,
                   batched: bool = False) -> AsyncGenerator[bytes | Idle, None]:
@@ -294,8 +297,10 @@ class LocalRuntime:
                         asked: list[Actor] | None = None, live: LiveSession | None = None) -> T:
         """A call that may start a sandbox: Pending is waited for and the call repeated (on
         the session's current actor). ``hand_back`` gets a reply that came after we gave up;
-        ``asked`` ends with the actor that gave the final answer. ``live``: use and keep the
-        actor there (one that stopped in between is asked for again, once)."""
+        ``asked`` ends with the actor that gave the final answer. ``live`` (default: the one
+        this runtime holds for the session, if any): use and keep the actor there (one that
+        stopped in between is asked for again, once)."""
+        live = live or self._held(tenant_id, session_id)
         async def ask_once(left: float) -> T | Pending:
             actor = await self._actor(tenant_id, session_id, live)
             if asked is not None:
