@@ -16,7 +16,7 @@ from ashd.http.views import event_json, message_json, session_json
 from ashd.options import CONFIG_FIELDS, MessageOptions, SessionOptions, check_agent_name, check_tunnelled
 from ashd.sandbox.agent_fit import check_for_agent
 from ashd.states import SessionStatus
-from ashd.store import SessionRow
+from ashd.store import AgentRow, SessionRow
 from ashd.store.vault import CredentialVault
 
 MAX_MESSAGE_BODY = 50 * 1024 * 1024
@@ -79,25 +79,37 @@ class SessionsHandler(SessionBase):
         body = self.json_body()
         name = check_agent_name(body.get("agent"))
         options = SessionOptions.from_request(body)
-        agent = await self.ctx.offload.read(self.ctx.store.get_agent, self.tenant, name)
-        if agent is None:
-            raise NotFound(f"Agent {name} not found")
-        if not await self.ctx.offload.read(os.path.isdir, agent.path):
-            raise Unprocessable(f"Agent {name}'s folder {agent.path} is missing on this server; redeploy it")
+        agent = await self.ctx.offload.read(self.deployed_agent, name)
         if options.credential_id is not None:
             await self.check_credential(options.credential_id)
         self.check_mcp_confined(options)
-        await self.ctx.offload.read(check_for_agent, options, agent.path)
         if options.system_prompt is None:
             # Prompt precedence: the request's > the agent's active version's > CLAUDE.md. Fixed
             # here, at creation: activating another version later changes only new sessions.
-            active = await self.ctx.offload.read(self.ctx.store.active_system_prompt, self.tenant, name)
+            active = await self.ctx.offload.read(self.fitting_prompt, options, agent)
             if active:
                 options = dataclasses.replace(options, system_prompt=active)
+        else:
+            await self.ctx.offload.read(check_for_agent, options, agent.path)
         # Nothing session-specific asked: a pre-warmed sandbox of this agent may serve.
         plain = options == SessionOptions() and not (set(body) - {"agent"})
         row = await self.ctx.runtime.create(self.tenant, agent, options, may_use_prewarmed=plain)
-        self.send_json({"session": await self.view(row)}, status=201)
+        self.send_json({"session": session_json(row, {row.id})}, status=201)  # its CLI just started
+
+    def deployed_agent(self, name: str) -> AgentRow:
+        """On a reader thread (one hop): the tenant's agent; 404 if unknown, 422 if its folder is gone."""
+        agent = self.ctx.store.get_agent(self.tenant, name)
+        if agent is None:
+            raise NotFound(f"Agent {name} not found")
+        if not os.path.isdir(agent.path):
+            raise Unprocessable(f"Agent {name}'s folder {agent.path} is missing on this server; redeploy it")
+        return agent
+
+    def fitting_prompt(self, options: SessionOptions, agent: AgentRow) -> str | None:
+        """On a reader thread (one hop): check the options fit the agent, then its active
+        version's system prompt, if any."""
+        check_for_agent(options, agent.path)
+        return self.ctx.store.active_system_prompt(self.tenant, agent.name)
 
     async def check_credential(self, credential_id: str) -> None:
         """400 unless the credential can be this session's upstream key (see ashd/store/vault.py)."""
