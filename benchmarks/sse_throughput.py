@@ -7,7 +7,9 @@ the rest). Then ``--subscribers`` clients at once each replay the whole stream
 times. Clients are raw asyncio sockets that only count bytes and frames (``bytes.count``), so
 the client side costs little of the 2 cores. Reported per round: frames delivered (all
 subscribers), wall seconds, frames/s, and ashd's own CPU (user + system, psutil) per frame;
-then the median round. The figure is a replay's; a live turn's frames take the same write path.
+then the median round. With ``--distinct`` subscriber k replays after id k, so no two share a
+replay page: every page is read and encoded per subscriber (the cost without sharing). The
+figure is a replay's; a live turn's frames take the same write path.
 
     .venv/bin/python benchmarks/sse_throughput.py --out benchmarks/results/sse_throughput.json
 """
@@ -37,11 +39,11 @@ from tests.support.daemon import AshdProcess  # noqa: E402
 SAY = "[[say: " + " ".join(f"word{i}" for i in range(64)) + "]]"
 
 
-async def replay(url: str, key: str, session_id: str) -> tuple[int, int]:
-    """One subscriber: the whole stream, read to its end. Returns (frames, bytes)."""
+async def replay(url: str, key: str, session_id: str, after: int = 0) -> tuple[int, int]:
+    """One subscriber: the stream after ``after``, read to its end. Returns (frames, bytes)."""
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    writer.write(f"GET /api/sessions/{session_id}/stream?after=0 HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+    writer.write(f"GET /api/sessions/{session_id}/stream?after={after} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
                  f"Authorization: Bearer {key}\r\nConnection: close\r\n\r\n".encode())
     await writer.drain()
     frames = size = 0
@@ -57,9 +59,10 @@ async def replay(url: str, key: str, session_id: str) -> tuple[int, int]:
     return frames, size
 
 
-async def round_(url: str, key: str, session_id: str, subscribers: int, proc: psutil.Process) -> dict[str, Any]:
+async def round_(url: str, key: str, session_id: str, subscribers: int, proc: psutil.Process,
+                 distinct: bool) -> dict[str, Any]:
     cpu0, t0 = _cpu_s(proc), time.perf_counter()
-    results = await asyncio.gather(*(replay(url, key, session_id) for _ in range(subscribers)))
+    results = await asyncio.gather(*(replay(url, key, session_id, k if distinct else 0) for k in range(subscribers)))
     wall, cpu = time.perf_counter() - t0, _cpu_s(proc) - cpu0
     frames = sum(f for f, _ in results)
     return {"frames": frames, "bytes": sum(b for _, b in results), "wall_s": round(wall, 4),
@@ -81,7 +84,7 @@ def fill(client: httpx.Client, turns: int) -> str:
     return session_id
 
 
-def run(turns: int, subscribers: int, rounds: int) -> dict[str, Any]:
+def run(turns: int, subscribers: int, rounds: int, distinct: bool) -> dict[str, Any]:
     model = ScriptedModel()
     model.start()
     tmp = Path(tempfile.mkdtemp(prefix="ashd-sse-bench-"))
@@ -92,14 +95,16 @@ def run(turns: int, subscribers: int, rounds: int) -> dict[str, Any]:
         with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=120) as client:
             session_id = fill(client, turns)
         stored = asyncio.run(replay(daemon.url, daemon.key, session_id))[0]  # also a warm-up
-        runs = [asyncio.run(round_(daemon.url, daemon.key, session_id, subscribers, proc)) for _ in range(rounds)]
+        runs = [asyncio.run(round_(daemon.url, daemon.key, session_id, subscribers, proc, distinct))
+                for _ in range(rounds)]
     finally:
         daemon.stop()
         model.stop()
-    assert all(r["frames"] == stored * subscribers for r in runs), (stored, runs)
+    expected = stored * subscribers - (sum(range(subscribers)) if distinct else 0)
+    assert all(r["frames"] == expected for r in runs), (expected, runs)
     return {
         "method": __doc__.split("\n\n")[1].replace("\n", " "),
-        "turns": turns, "stored_frames": stored, "subscribers": subscribers, "rounds": runs,
+        "turns": turns, "stored_frames": stored, "subscribers": subscribers, "distinct": distinct, "rounds": runs,
         "median": {key: statistics.median(r[key] for r in runs) for key in ("frames_per_s", "ashd_cpu_us_per_frame")},
         "machine": machine(),
     }
@@ -110,9 +115,11 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=40)
     parser.add_argument("--subscribers", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--distinct", action="store_true",
+                        help="subscriber k replays after id k: no two share a replay page (no cache hits)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    emit(run(args.turns, args.subscribers, args.rounds), args.out)
+    emit(run(args.turns, args.subscribers, args.rounds, args.distinct), args.out)
     return 0
 
 
