@@ -79,6 +79,10 @@ class _Live:
     owner: SandboxOwner
     last_used: float
     prewarm: bool = False  # no session row yet (a pre-warm); cleared once a session claims it
+    # A turn's flips (running, then waiting) stay in memory (two writes per turn saved): the row
+    # says the sandbox is up, "waiting" from the end of its first turn on; the pool's figures
+    # (/health, metrics) say which sandboxes are running.
+    row_waiting: bool = False
 
     @property
     def state(self) -> SandboxState:
@@ -217,8 +221,9 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         except ValueError as exc:  # a late mark (e.g. of a turn whose sandbox was replaced)
             log.warning("sandbox %s: %s; ignored", sandbox_id, exc)
             return
-        if changed:
+        if changed and state is not SandboxState.RUNNING and not (state is SandboxState.WAITING and live.row_waiting):
             self._store.set_sandbox_state(sandbox_id, state.value)
+            live.row_waiting = state is SandboxState.WAITING
         if self._waiting:  # a start waits for a slot: a session kept by its turn, or idle again
             self._make_room()
 

@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 
 ASK_TIMEOUT_S = 10.0
 DEFAULT_IDLE_S = 300.0
+TOUCH_EVERY_S = 1.0  # the row's last activity is written at most this often (turns in a burst: once)
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         self._settling: Future[None] | None = None  # the snapshot a pause/stop/end/fork waits for
         self._active_at = self._now()
         self._idle_timer: Timer | None = None
+        self._touched_at: float | None = None  # when a turn's end last wrote the row's last activity
         self._waking_since: float | None = None  # when a turn began starting a CLI for a parked session
 
     # -- actor hooks -----------------------------------------------------------
@@ -403,7 +405,8 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
 
     def end_turn(self) -> None:
         """Release the turn at once; the snapshot runs on the worker, the row is touched
-        after this reply. A ``begin_turn`` right after never waits for either."""
+        after this reply (at most every :data:`TOUCH_EVERY_S`). A ``begin_turn`` right after
+        never waits for either."""
         self._life.end_turn()
         if self._sandbox is not None:
             tell(self._deps.pool.mark, self._sandbox.sandbox_id, SandboxState.WAITING,
@@ -412,7 +415,12 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         tell(self.actor_ref.proxy().after_turn, context=f"session {self._id}: recording its last activity")
 
     def after_turn(self) -> None:
-        """Runs after end_turn's reply (a message to itself): the last activity."""
+        """Runs after end_turn's reply (a message to itself): the last activity, unless it was
+        written less than :data:`TOUCH_EVERY_S` ago (then it may lag by that much)."""
+        now = self._now()
+        if self._touched_at is not None and now - self._touched_at < TOUCH_EVERY_S:
+            return
+        self._touched_at = now
         self._set_row(self._deps.store.update_session(self._tenant, self._id, touch=True) or self._row)
 
     def kill_agent(self, reason: str) -> None:

@@ -16,7 +16,7 @@ from ashd.http.views import event_json, message_json, session_json
 from ashd.options import CONFIG_FIELDS, MessageOptions, SessionOptions, check_agent_name, check_tunnelled
 from ashd.sandbox.agent_fit import check_for_agent
 from ashd.states import SessionStatus
-from ashd.store import SessionRow
+from ashd.store import AgentRow, SessionRow
 from ashd.store.vault import CredentialVault
 
 MAX_MESSAGE_BODY = 50 * 1024 * 1024
@@ -38,6 +38,14 @@ class SessionBase(ApiHandler):
         if row is None:
             raise NotFound(f"Session {raw_id} not found")
         return row
+
+    async def live_session_id(self, raw_id: str) -> str:
+        """The session's id; 404 unless the tenant has it. One the runtime holds live for this
+        tenant needs no store read (the session's actor answers for the rest)."""
+        sid = check_session_id(raw_id)
+        if self.ctx.runtime.holds(self.tenant, sid):
+            return sid
+        return (await self.session_row(raw_id)).id
 
     async def view(self, row: SessionRow) -> dict[str, Any]:
         """The session's JSON, with whether its CLI is warm or parked."""
@@ -71,25 +79,37 @@ class SessionsHandler(SessionBase):
         body = self.json_body()
         name = check_agent_name(body.get("agent"))
         options = SessionOptions.from_request(body)
-        agent = await self.ctx.offload.read(self.ctx.store.get_agent, self.tenant, name)
-        if agent is None:
-            raise NotFound(f"Agent {name} not found")
-        if not await self.ctx.offload.read(os.path.isdir, agent.path):
-            raise Unprocessable(f"Agent {name}'s folder {agent.path} is missing on this server; redeploy it")
+        agent = await self.ctx.offload.read(self.deployed_agent, name)
         if options.credential_id is not None:
             await self.check_credential(options.credential_id)
         self.check_mcp_confined(options)
-        await self.ctx.offload.read(check_for_agent, options, agent.path)
         if options.system_prompt is None:
             # Prompt precedence: the request's > the agent's active version's > CLAUDE.md. Fixed
             # here, at creation: activating another version later changes only new sessions.
-            active = await self.ctx.offload.read(self.ctx.store.active_system_prompt, self.tenant, name)
+            active = await self.ctx.offload.read(self.fitting_prompt, options, agent)
             if active:
                 options = dataclasses.replace(options, system_prompt=active)
+        else:
+            await self.ctx.offload.read(check_for_agent, options, agent.path)
         # Nothing session-specific asked: a pre-warmed sandbox of this agent may serve.
         plain = options == SessionOptions() and not (set(body) - {"agent"})
         row = await self.ctx.runtime.create(self.tenant, agent, options, may_use_prewarmed=plain)
-        self.send_json({"session": await self.view(row)}, status=201)
+        self.send_json({"session": session_json(row, {row.id})}, status=201)  # its CLI just started
+
+    def deployed_agent(self, name: str) -> AgentRow:
+        """On a reader thread (one hop): the tenant's agent; 404 if unknown, 422 if its folder is gone."""
+        agent = self.ctx.store.get_agent(self.tenant, name)
+        if agent is None:
+            raise NotFound(f"Agent {name} not found")
+        if not os.path.isdir(agent.path):
+            raise Unprocessable(f"Agent {name}'s folder {agent.path} is missing on this server; redeploy it")
+        return agent
+
+    def fitting_prompt(self, options: SessionOptions, agent: AgentRow) -> str | None:
+        """On a reader thread (one hop): check the options fit the agent, then its active
+        version's system prompt, if any."""
+        check_for_agent(options, agent.path)
+        return self.ctx.store.active_system_prompt(self.tenant, agent.name)
 
     async def check_credential(self, credential_id: str) -> None:
         """400 unless the credential can be this session's upstream key (see ashd/store/vault.py)."""
@@ -128,8 +148,7 @@ class SessionStopHandler(SessionBase):
 
 class SessionPauseHandler(SessionBase):
     async def post(self, session_id: str) -> None:
-        row = await self.session_row(session_id)
-        paused = await self.ctx.runtime.pause(self.tenant, row.id)
+        paused = await self.ctx.runtime.pause(self.tenant, await self.live_session_id(session_id))
         self.send_json({"session": await self.view(paused)})
 
 
@@ -137,8 +156,7 @@ class SessionResumeHandler(SessionBase):
     """Warm when the agent process is alive, cold otherwise (files + conversation restored)."""
 
     async def post(self, session_id: str) -> None:
-        row = await self.session_row(session_id)
-        resumed = await self.ctx.runtime.resume(self.tenant, row.id)
+        resumed = await self.ctx.runtime.resume(self.tenant, await self.live_session_id(session_id))
         self.send_json({"session": await self.view(resumed)})
 
 
@@ -174,9 +192,7 @@ class MessagesHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         options = MessageOptions.from_request(self.json_body())
         runtime = self.ctx.runtime
-        sid = check_session_id(session_id)
-        if not runtime.holds(self.tenant, sid):  # else it is live for this tenant: no store read
-            sid = (await self.session_row(session_id)).id
+        sid = await self.live_session_id(session_id)
         try:
             turn = await runtime.send(self.tenant, sid, options,
                                       received_at=time.monotonic() - self.request.request_time())
@@ -184,7 +200,7 @@ class MessagesHandler(SessionBase):
             await self.start_failed(sid, exc)
             return
         sse.start(self)
-        if await sse.relay(self, runtime.turn_stream(turn)):
+        if await sse.relay(self, runtime.turn_stream(turn, batched=True)):
             self.finish()
         # else: the client left; the turn runs on and is stored
 
@@ -233,7 +249,7 @@ class StreamHandler(SessionBase):
         after = self.int_arg("after", 0, 0, MAX_SEQ) if header is None else _event_id(header)
         follow = self._follow_flag()
         sse.start(self)
-        if await sse.relay(self, self.ctx.runtime.subscribe(self.tenant, row.id, after, follow=follow)):
+        if await sse.relay(self, self.ctx.runtime.subscribe(self.tenant, row.id, after, follow=follow, batched=True)):
             self.finish()
         # else: the client left
 

@@ -76,14 +76,15 @@ class SessionRuntime(Protocol):
         """True when this runtime holds the live state of the tenant's session (so it exists
         for that tenant: a caller may skip its store read). Never blocks."""
 
-    def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *,
-                  follow: bool = False) -> AsyncGenerator[bytes | Idle, None]:
+    def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *, follow: bool = False,
+                  batched: bool = False) -> AsyncGenerator[bytes | Idle, None]:
         """SSE frames after event id ``after``: stored ones, then the running turn's; with
         ``follow``, each next turn's too until the session ends. :class:`Idle` marks a quiet
-        heartbeat period. Close it (``aclosing``) when the client goes."""
+        heartbeat period. Close it (``aclosing``) when the client goes. ``batched``: an item
+        may hold several frames (one write for a replay page or a backlog)."""
 
-    def turn_stream(self, turn: Turn) -> AsyncGenerator[bytes | Idle, None]:
-        """One turn's SSE frames to its ``done``, with heartbeat marks."""
+    def turn_stream(self, turn: Turn, *, batched: bool = False) -> AsyncGenerator[bytes | Idle, None]:
+        """One turn's SSE frames to its ``done``, with heartbeat marks (``batched``: as above)."""
 
     async def interrupt(self, tenant_id: str, session_id: str) -> None:
         """Ask the running turn to stop (the SDK's interrupt). Conflict when none runs or its

@@ -10,6 +10,8 @@ state; a stopped one reads its event ids again when it is used).
 
 from __future__ import annotations
 
+from typing import Any
+
 from ashd.actors.exits import ExitBoard
 from ashd.actors.messages import BridgeExited
 from ashd.runtime.links import SessionLink
@@ -31,6 +33,7 @@ class LiveSession:
         self.link = SessionLink(store, offload)
         self.turn: Turn | None = None  # the running turn, until it has ended
         self._sequence: EventSequence | None = None
+        self.actor: Any = None  # the session actor's proxy the last turn was granted by (while it lives)
         self.retiring = False  # ended or stopped while a turn still ran: dropped when it ends
 
     async def sequence(self) -> EventSequence:

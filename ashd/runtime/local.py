@@ -36,7 +36,7 @@ from ashd.actors.supervisor import Tree, build_tree
 from ashd.actors.tell import tell
 from ashd.actors.vitals import Verdict
 from ashd.config import Config
-from ashd.errors import Conflict
+from ashd.errors import Conflict, Unavailable
 from ashd.metrics import LiveFigures, Metrics
 from ashd.options import MessageOptions, SessionOptions
 from ashd.runtime.fanout import StreamFanout
@@ -205,17 +205,20 @@ class LocalRuntime:
         return live.turn if live is not None else None
 
     def holds(self, tenant_id: str, session_id: str) -> bool:
+        return self._held(tenant_id, session_id) is not None
+
+    def _held(self, tenant_id: str, session_id: str) -> LiveSession | None:
         # A LiveSession is made only after a caller's store check for its tenant, and is
         # dropped when the session ends or stops.
         live = self._sessions.get(session_id)
-        return live is not None and live.tenant_id == tenant_id and not live.retiring
+        return live if live is not None and live.tenant_id == tenant_id and not live.retiring else None
 
-    def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *,
-                  follow: bool = False) -> AsyncGenerator[bytes | Idle, None]:
-        return self._streams.subscribe(tenant_id, session_id, after, follow=follow)
+    def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *, follow: bool = False,
+                  batched: bool = False) -> AsyncGenerator[bytes | Idle, None]:
+        return self._streams.subscribe(tenant_id, session_id, after, follow=follow, batched=batched)
 
-    def turn_stream(self, turn: Turn) -> AsyncGenerator[bytes | Idle, None]:
-        return with_heartbeats(turn_frames(turn), self._config.pool.sse_heartbeat_s)
+    def turn_stream(self, turn: Turn, *, batched: bool = False) -> AsyncGenerator[bytes | Idle, None]:
+        return with_heartbeats(turn_frames(turn, batched=batched), self._config.pool.sse_heartbeat_s)
 
     async def interrupt(self, tenant_id: str, session_id: str) -> None:
         turn = self.live_turn(session_id)
@@ -283,22 +286,43 @@ class LocalRuntime:
 
     # -- internals ---------------------------------------------------------
 
-    async def _actor(self, tenant_id: str, session_id: str) -> Actor:
-        """The session's actor, asked for anew each time: a stopped one comes back from the store."""
-        return await self._offload.ask(self._tree.sessions.child(session_id, tenant_id))
+    async def _actor(self, tenant_id: str, session_id: str, live: LiveSession | None = None) -> Actor:
+        """The session's actor: asked of the supervisor (a stopped one comes back from the
+        store), except on the turn path, where ``live`` keeps the last one while it lives."""
+        if live is not None and live.actor is not None and live.actor.actor_ref.is_alive():
+            return live.actor
+        actor: Actor = await self._offload.ask(self._tree.sessions.child(session_id, tenant_id))
+        if live is not None:
+            live.actor = actor
+        return actor
 
     async def _starting(self, tenant_id: str, session_id: str, call: Callable[[Actor], pykka.Future[T | Pending]],
                         hand_back: Callable[[Actor, T | Pending], None] | None = None,
-                        asked: list[Actor] | None = None) -> T:
+                        asked: list[Actor] | None = None, live: LiveSession | None = None) -> T:
         """A call that may start a sandbox: Pending is waited for and the call repeated (on
         the session's current actor). ``hand_back`` gets a reply that came after we gave up;
-        ``asked`` ends with the actor that gave the final answer."""
-        async def ask(left: float) -> T | Pending:
-            actor = await self._actor(tenant_id, session_id)
+        ``asked`` ends with the actor that gave the final answer. ``live`` (default: the one
+        this runtime holds for the session, if any): use and keep the actor there (one that
+        stopped in between is asked for again, once)."""
+        live = live or self._held(tenant_id, session_id)
+        async def ask_once(left: float) -> T | Pending:
+            actor = await self._actor(tenant_id, session_id, live)
             if asked is not None:
                 asked[:] = [actor]
             late = None if hand_back is None else (lambda reply: hand_back(actor, reply))
-            return await self._offload.ask(call(actor), timeout=left, on_late=late)
+            try:
+                return await self._offload.ask(call(actor), timeout=left, on_late=late)
+            except (Unavailable, pykka.ActorDeadError):
+                if live is None or live.actor is not actor or actor.actor_ref.is_alive():
+                    raise
+                live.actor = None  # it retired (idle) just now: its successor loads from the store
+                raise _Retired() from None
+
+        async def ask(left: float) -> T | Pending:
+            try:
+                return await ask_once(left)
+            except _Retired:
+                return await ask_once(left)
 
         return await answered(ask, self._start_timeout)
 
@@ -311,7 +335,7 @@ class LocalRuntime:
         asked: list[Actor] = []
         for attempt in range(DEAD_GRANT_RETRIES + 1):
             grant = await self._starting(tenant_id, session_id, lambda actor: actor.begin_turn(), _hand_back_grant,
-                                         asked)
+                                         asked, live)
             if attempt == DEAD_GRANT_RETRIES or live.exited(grant.pid) is None:
                 return grant, asked[0]
             log.info("session %s: its agent process %d has exited; asking for a new one", session_id, grant.pid)
@@ -368,6 +392,10 @@ class LocalRuntime:
         tell(self._tree.sessions.forget, session_id, context=f"forgetting ended session {session_id}")
         self._retire(session_id)
         return ended
+
+
+class _Retired(Exception):
+    """The session's kept actor stopped before it answered: ask the supervisor again."""
 
 
 def _hand_back_grant(actor: Actor, late: TurnGrant | Pending) -> None:

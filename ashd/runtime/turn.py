@@ -103,8 +103,10 @@ class Turn:
         self._killed: str | None = None  # why the turn's agent process was killed, if it was
         self._ended = asyncio.Event()
 
-    async def subscribe(self, after: int = 0) -> AsyncIterator[Frame]:
-        """Every delivered frame with an id above ``after``, then live ones, until the end."""
+    async def subscribe(self, after: int = 0, *, batched: bool = False) -> AsyncIterator[Frame]:
+        """Every delivered frame with an id above ``after``, then live ones, until the end.
+        ``batched``: each item joins every frame waiting at that moment (its id is the last's),
+        so a subscriber that fell behind catches up in one write."""
         queue: asyncio.Queue[Frame | None] = asyncio.Queue()
         for past in self._frames:
             if past[0] > after:
@@ -118,7 +120,15 @@ class Turn:
                 item = await queue.get()
                 if item is None:
                     return
-                yield item
+                if not batched or queue.empty():
+                    yield item
+                    continue
+                waiting = [item]
+                while not queue.empty() and (more := queue.get_nowait()) is not None:
+                    waiting.append(more)
+                yield waiting[-1][0], b"".join(data for _, data in waiting)
+                if more is None:
+                    return
         finally:
             if queue in self._subscribers:
                 self._subscribers.remove(queue)

@@ -9,6 +9,7 @@ cancelling a ``wait_for`` on the source itself would close it. Loop thread only.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Final, TypeVar
 
@@ -25,26 +26,42 @@ _END: Final = object()
 
 async def watched(source: AsyncIterator[T], idle_s: float) -> AsyncIterator[T | Idle]:
     """Every item of ``source``, and :data:`IDLE` after each quiet ``idle_s``. Re-raises what
-    the source raises; the source's reader task is cancelled when the caller stops early."""
-    queue: asyncio.Queue[object] = asyncio.Queue()
+    the source raises; the source's reader task is cancelled when the caller stops early.
+
+    Items already read are taken without waiting; only an empty queue costs a wake-up future
+    and a timer (no task per event: a turn has dozens)."""
+    loop = asyncio.get_running_loop()
+    items: deque[object] = deque()
+    wake: asyncio.Future[None] | None = None
+
+    def put(item: object) -> None:
+        items.append(item)
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     async def pump() -> None:
         try:
             async for item in source:
-                queue.put_nowait(item)
+                put(item)
         except Exception as exc:  # handed to the reader, which re-raises it
-            queue.put_nowait(exc)
+            put(exc)
         finally:
-            queue.put_nowait(_END)
+            put(_END)
 
     reader = asyncio.ensure_future(pump())
     try:
         while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), idle_s)
-            except TimeoutError:
-                yield IDLE
-                continue
+            if not items:
+                wake = loop.create_future()
+                timer = loop.call_later(idle_s, _wake_up, wake)
+                try:
+                    await wake
+                finally:
+                    timer.cancel()
+                if not items:
+                    yield IDLE
+                    continue
+            item = items.popleft()
             if item is _END:
                 return
             if isinstance(item, Exception):
@@ -52,3 +69,8 @@ async def watched(source: AsyncIterator[T], idle_s: float) -> AsyncIterator[T | 
             yield item  # type: ignore[misc]  # only the source's items and the markers are queued
     finally:
         reader.cancel()
+
+
+def _wake_up(wake: asyncio.Future[None]) -> None:
+    if not wake.done():
+        wake.set_result(None)

@@ -256,3 +256,59 @@ def test_the_user_message_commits_with_the_first_frame_and_a_message_right_after
         assert ref.proxy().recorded().get(timeout=5) == ["begin_turn", "end_turn", "begin_turn", "end_turn"]
     finally:
         store.close()
+
+
+def test_a_batched_subscription_carries_the_same_frames_in_fewer_writes(tmp_path: Path, store: CountingStore) -> None:
+    runtime, _, _, _ = make_runtime(tmp_path, store)
+
+    async def scenario() -> tuple[list[bytes | Idle], list[bytes | Idle]]:
+        await run_turn(runtime)
+        await run_turn(runtime)
+        single = [item async for item in runtime.subscribe(TENANT, SID, after=1)]
+        batched = [item async for item in runtime.subscribe(TENANT, SID, after=1, batched=True)]
+        return single, batched
+
+    single, batched = asyncio.run(scenario())
+    assert len(single) > 1 and len(batched) == 1  # one replay page
+    assert b"".join(f for f in batched if isinstance(f, bytes)) == b"".join(f for f in single if isinstance(f, bytes))
+
+
+def test_full_replay_pages_are_encoded_once_and_shared() -> None:
+    from ashd.runtime.streams import PageCache
+
+    cache = PageCache(limit_bytes=10)
+    cache.put(("t", "s", 0), ([(1, b"12345")], b"12345"))
+    cache.put(("t", "s", 1), ([(2, b"123456")], b"123456"))  # over the limit: the oldest goes
+    assert cache.get(("t", "s", 0)) is None and cache.get(("t", "s", 1)) is not None
+    assert cache.get(("u", "s", 1)) is None  # per tenant
+
+
+class RestartingSupervisor(FakeSupervisor):
+    """Starts a new session actor when the last one stopped (as the real one does); counts asks."""
+
+    asks = 0
+
+    def child(self, session_id: str, tenant_id: str) -> Any:
+        self.asks += 1
+        if not self.session.is_alive():
+            self.session = FakeSession.start(Path("/nonexistent.sock"), [100])
+        return self.session.proxy()
+
+    def count(self) -> int:
+        return self.asks
+
+
+def test_turns_ask_the_kept_session_actor_and_a_retired_one_is_replaced(tmp_path: Path, store: CountingStore) -> None:
+    runtime, ref, _, _ = make_runtime(tmp_path, store)
+    sup = RestartingSupervisor.start(ref)
+    runtime._tree.registry.put(SESSIONS, sup)
+
+    async def scenario() -> list[list[bytes]]:
+        turns = [await run_turn(runtime), await run_turn(runtime)]
+        ref.stop()  # the session actor retired while idle
+        turns.append(await run_turn(runtime))
+        return turns
+
+    turns = asyncio.run(scenario())
+    assert all(b"event: done" in frames[-1] for frames in turns)
+    assert sup.proxy().count().get(timeout=5) == 2  # the first turn, and after the retirement
