@@ -8,11 +8,14 @@ order, so the comparison is plain SQL on both backends.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .rows import RunnerRow
 from .schema import runners, sessions
+from .timestamps import format_utc
 
 _FREE = runners.c.max_sandboxes - runners.c.active_count - runners.c.warming_count
 LIVE_SESSION_STATUSES = ("active", "starting")
@@ -45,8 +48,28 @@ def heartbeat(conn: Connection, runner_id: str, active_count: int, warming_count
     return get(conn, runner_id) if found.rowcount else None
 
 
-def deregister(conn: Connection, runner_id: str, reason: str) -> list[str]:
-    """Remove the runner; its live sessions become ``paused`` (resumable elsewhere). Their ids."""
+def cutoff(now: str, timeout_s: float) -> str:
+    """The stored timestamp ``timeout_s`` before ``now``: runners heard from after it are alive."""
+    return format_utc(_parse(now) - timedelta(seconds=timeout_s))
+
+
+def age_s(stamp: str, now: str) -> float:
+    """Seconds from ``stamp`` to ``now`` (both stored timestamps)."""
+    return (_parse(now) - _parse(stamp)).total_seconds()
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def deregister(conn: Connection, runner_id: str, reason: str, generation: int | None = None) -> list[str]:
+    """Remove the runner; its live sessions become ``paused`` (resumable elsewhere). Their ids.
+    With ``generation``, only that registration is removed (a late deregistration of a runner
+    that has registered again since is ignored: [])."""
+    if generation is not None:
+        row = get(conn, runner_id, for_update=True)
+        if row is None or row.generation != generation:
+            return []
     paused = pause_sessions_of(conn, runner_id, reason)
     conn.execute(sa.delete(runners).where(runners.c.id == runner_id))
     return paused
