@@ -72,7 +72,11 @@ def runner_json(row: RunnerRow, now: str, alive_after: str) -> dict[str, Any]:
 
 
 class RunnerFacingHandler(InternalHandler):
-    """The routes runners call: the internal secret only, on a coordinator only."""
+    """The routes runners call: the internal secret only, on a coordinator only. Not rate
+    limited once authenticated: every runner shares the secret, and a cluster's heartbeats
+    would soon exceed one key's budget (a wrong secret is still throttled by address)."""
+
+    rate_limited = False
 
     async def prepare(self) -> None:
         await super().prepare()

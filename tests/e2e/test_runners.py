@@ -173,9 +173,13 @@ def test_a_runner_started_by_ashs_environment_registers_and_only_the_operator_se
 
 
 def test_a_standalone_ashd_keeps_no_registry(start_ashd: Callable[..., AshdProcess]) -> None:
-    daemon = start_ashd(None, ASH_INTERNAL_SECRET=SECRET)
+    daemon = start_ashd(None, ASH_INTERNAL_SECRET=SECRET, ASH_RATE_LIMIT_GLOBAL="3")
     registering = post_internal(daemon, "register", {"runnerId": "r1", "host": "127.0.0.1", "port": 4200})
     assert registering.status_code == 409 and "ASH_MODE=coordinator" in registering.json()["error"]
+    # Runners share the secret: their calls are not held to one key's budget (3 requests here),
+    # or a cluster's heartbeats would be throttled and live runners swept.
+    beats = [post_internal(daemon, "heartbeat", {"runnerId": "r1"}).status_code for _ in range(6)]
+    assert beats == [409] * 6
     listed = httpx.get(f"{daemon.url}/api/internal/runners", headers=daemon.headers, timeout=30).json()
     assert listed == {"count": 0, "hasLocal": True, "runners": []}
     assert httpx.get(f"{daemon.url}/health", headers=daemon.headers, timeout=30).json()["remoteRunners"] == 0
