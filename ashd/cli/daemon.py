@@ -24,6 +24,11 @@ configuration, lowest to highest precedence: built-in defaults, the TOML file gi
 ASH_DATABASE_URL, ASH_API_KEY, ASH_MAX_SANDBOXES, ASH_IDLE_TIMEOUT_MS, ANTHROPIC_BASE_URL,
 ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, ...), then these flags.
 
+modes (--mode, ASH_MODE): standalone serves the API with local sandboxes; coordinator serves
+the API and the runner registry (ASH_INTERNAL_SECRET, a shared Postgres); runner hosts
+sandboxes for the coordinators (ASH_SERVER_URL, ASH_RUNNER_ID, ASH_RUNNER_PORT,
+ASH_INTERNAL_SECRET) and serves only /runner/* on its own port. See docs/scale-out.md.
+
 exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 on a start-up failure,
 2 on invalid configuration or usage, 3 when the supervision tree gave up (a long-lived
 actor kept crashing; systemd's Restart=on-failure starts ashd again).
@@ -72,10 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(json.dumps(configuration.describe(config), indent=2))
         return 0
-    if config.server.mode != "standalone":  # the registry exists; the modes are being built (issue #11)
-        print(f"ashd: server.mode {config.server.mode!r} is not available in this build yet; "
-              "run standalone (the default)", file=sys.stderr)
-        return 2
     logging.basicConfig(
         level=config.log_level.upper(),
         stream=sys.stderr,
@@ -90,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         print(MISSING_DEPENDENCIES.format(name=exc.name), file=sys.stderr)
         return 1
-    conflict = port_conflict(config.server.host, config.server.port)
+    # A runner serves only its own port (cluster.runner_port); the others the public API's.
+    host, port = ((config.cluster.runner_host, config.cluster.runner_port) if config.server.mode == "runner"
+                  else (config.server.host, config.server.port))
+    conflict = port_conflict(host, port)
     if conflict is not None:  # before the data dir, the database or any sandbox is touched
         print(f"ashd: {conflict}", file=sys.stderr)
         return 1

@@ -47,6 +47,9 @@ class ApiHandler(tornado.web.RequestHandler):
     # The scope each method needs: None = read for GET/HEAD, write otherwise; a scope name
     # for every method ("admin"), or {"GET": "read", "POST": "admin"}. See scopes.py.
     required_scope: ClassVar[scopes.RequiredScope] = None
+    # False: no per-key rate limit once authenticated (runners' heartbeats under the internal
+    # secret: a throttled heartbeat would get a live runner swept). Failed attempts still count.
+    rate_limited: ClassVar[bool] = True
 
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -83,7 +86,8 @@ class ApiHandler(tornado.web.RequestHandler):
             return
         await self.authenticate()
         scopes.check(self.principal.scopes, self.required_scope_now())
-        self.ctx.limiter.check(f"key:{self.principal.key_id}", self.request.method or "", self.request.path)
+        if self.rate_limited:
+            self.ctx.limiter.check(f"key:{self.principal.key_id}", self.request.method or "", self.request.path)
 
     async def authenticate(self) -> None:
         """Set ``self.principal`` from the Authorization header (from the short-lived key
