@@ -1,0 +1,246 @@
+"""Sandboxes on a runner, behind the :class:`~ashd.sandbox.launcher.Launcher` seam (coordinator).
+
+The cut: the session runtime, the pool and the sandbox actors are the ones standalone uses;
+only the launcher differs. :meth:`RemoteLauncher.spawn` sends the runner a
+:class:`~ashd.sandbox.launch_order.LaunchOrder` over the link (the agent folder first, once
+per version, if the runner lacks it) and returns a :class:`RemoteProcess`: a handle with the
+surface of a ``Popen`` whose stdout pipe gets the ready byte when the runner reports the
+bridge ready, whose stderr pipe carries the bridge's stderr lines as the runner forwards
+them, and whose ``wait`` returns when the runner reports the exit (or the link drops: the
+sandbox is then lost, exit code -9). At ``spec.socket_path`` the launcher listens on a unix
+socket; each connection a session's :class:`~ashd.wire.link.BridgeLink` makes there opens a
+link channel to the runner, which connects it to the real bridge socket, and the frames are
+relayed both ways unchanged (ashd/runnerlink/relay.py).
+
+``spawn``/``stop_group`` run on the sandbox actor's thread and wait for the loop; the relay
+and the link live on the IOLoop (``loop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from typing import IO, Any
+
+from ashd.errors import SandboxFailed
+from ashd.runnerlink.mux import Handler, Json, LinkClosed, Mux, RequestFailed
+from ashd.runnerlink.relay import relay
+from ashd.sandbox import agent_cache
+from ashd.sandbox.launch_order import order_of
+from ashd.sandbox.launcher import SandboxSpec
+
+log = logging.getLogger(__name__)
+
+LAUNCH_TIMEOUT_S = 120.0  # the order (and the agent folder) reach the runner and it spawned
+STOP_MARGIN_S = 30.0
+LOST_CODE = -9
+LOST_REASON = "the runner hosting this sandbox was lost (its link closed)"
+
+
+class RemoteProcess:
+    """A bridge that runs on a runner; any thread. Fed by the link's events (loop thread)."""
+
+    def __init__(self, sandbox_id: str, stop: Callable[[float], None]) -> None:
+        self.sandbox_id = sandbox_id
+        self.pid = 0
+        self.returncode: int | None = None
+        self.reason: str | None = None
+        self._stop = stop
+        self._exited = threading.Event()
+        ready_r, self._ready_w = os.pipe()
+        err_r, self._err_w = os.pipe()
+        self.stdout: IO[bytes] | None = os.fdopen(ready_r, "rb", buffering=0)
+        self.stderr: IO[bytes] | None = os.fdopen(err_r, "rb")
+        self._lock = threading.Lock()
+
+    # -- facts from the runner (loop thread) ----------------------------------------------
+
+    def ready(self) -> None:
+        with self._lock:
+            if self._ready_w >= 0:
+                os.write(self._ready_w, b"R")
+                self._close_ready()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            if self._err_w >= 0:
+                with contextlib.suppress(OSError):  # nobody drains a failed start's pipe
+                    os.write(self._err_w, text.encode(errors="replace").rstrip(b"\n")[:65536] + b"\n")
+
+    def exited(self, code: int, reason: str | None) -> None:
+        """Idempotent: the first exit wins (a lost link after a reported exit changes nothing)."""
+        with self._lock:
+            if self.returncode is not None:
+                return
+            self.returncode, self.reason = code, reason
+            self._close_ready()
+            if self._err_w >= 0:
+                os.close(self._err_w)
+                self._err_w = -1
+        self._exited.set()
+
+    def close_pipes(self) -> None:
+        """Close the read ends (a start that failed: nobody reads them)."""
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+
+    def _close_ready(self) -> None:
+        if self._ready_w >= 0:
+            os.close(self._ready_w)
+            self._ready_w = -1
+
+    # -- the Popen surface (any thread) ---------------------------------------------------
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._exited.wait(timeout):
+            raise TimeoutError(f"sandbox {self.sandbox_id} still running")
+        assert self.returncode is not None
+        return self.returncode
+
+    def stop_group(self, grace_s: float) -> int:
+        """Ask the runner to stop the sandbox (TERM, grace, KILL there); wait for its exit."""
+        if self.returncode is None:
+            self._stop(grace_s)
+        if not self._exited.wait(grace_s + STOP_MARGIN_S):
+            self.exited(LOST_CODE, "the runner did not report the sandbox's exit")
+        return self.wait()
+
+
+class RemoteLauncher:
+    """Launches each spec on the runner named by ``spec.runner_id``, through its link."""
+
+    name = "remote"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, link_of: Callable[[str], Mux | None]) -> None:
+        """``link_of(runner id)``: the runner's live link, or None (loop thread)."""
+        self._loop = loop
+        self._link_of = link_of
+        self._procs: dict[str, RemoteProcess] = {}  # sandbox id -> the live handle (loop thread)
+        self._servers: dict[str, asyncio.AbstractServer] = {}
+
+    # -- Launcher (actor threads) ---------------------------------------------------------
+
+    def spawn(self, spec: SandboxSpec) -> RemoteProcess:
+        if spec.runner_id is None:
+            raise SandboxFailed(f"session {spec.session_id} has no runner to start its sandbox on")
+        order = order_of(spec).to_json()  # blocking read of the transcript, here on the actor's thread
+        proc = RemoteProcess(spec.sandbox_id, lambda grace: self._call(self._stop(spec, grace), grace + STOP_MARGIN_S))
+        try:
+            self._call(self._launch(spec, order, proc), LAUNCH_TIMEOUT_S)
+        except BaseException:
+            proc.exited(LOST_CODE, "start failed")
+            proc.close_pipes()
+            self.cleanup(spec)
+            raise
+        return proc
+
+    def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
+        proc = self._procs.get(spec.sandbox_id)
+        return proc.reason if proc is not None else None
+
+    def cleanup(self, spec: SandboxSpec) -> None:
+        with contextlib.suppress(Exception):
+            self._call(self._close(spec), 10.0)
+
+    def _call(self, work: Coroutine[Any, Any, None], timeout: float) -> None:
+        future = asyncio.run_coroutine_threadsafe(work, self._loop)
+        try:
+            future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise SandboxFailed("the runner did not answer in time") from None
+
+    # -- the link side (loop thread) ------------------------------------------------------
+
+    def serve(self, mux: Mux) -> Handler:
+        """The handler for a runner link's events: ready/stderr/exit of its sandboxes."""
+        async def handle(mux: Mux, body: Json) -> Json | None:
+            proc = self._procs.get(str(body.get("sandbox")))
+            if proc is None:
+                return None
+            if body["op"] == "stderr":
+                proc.line(str(body.get("line", "")))
+            elif body["op"] == "exit":
+                code = body.get("code")
+                proc.exited(code if isinstance(code, int) else LOST_CODE, body.get("reason") or None)
+            return None
+
+        return handle
+
+    async def _launch(self, spec: SandboxSpec, order: Json, proc: RemoteProcess) -> None:
+        runner = spec.runner_id or ""
+        mux = self._link_of(runner)
+        if mux is None or mux.closed:
+            raise SandboxFailed(f"runner {runner} is not connected; cannot start the session's sandbox there")
+        await self._listen(spec, mux)
+        self._procs[spec.sandbox_id] = proc
+        mux.on_close(lambda: proc.exited(LOST_CODE, LOST_REASON))
+        try:
+            reply = await mux.request("launch", order=order, timeout=LAUNCH_TIMEOUT_S)
+            if reply.get("missing_agent"):
+                await self._ship_agent(mux, spec)
+                reply = await mux.request("launch", order=order, timeout=LAUNCH_TIMEOUT_S)
+        except (LinkClosed, RequestFailed) as exc:
+            proc.exited(LOST_CODE, str(exc))
+            raise SandboxFailed(f"runner {runner} could not start the sandbox: {exc}") from exc
+        proc.pid = int(reply.get("pid", 0))
+        proc.ready()
+
+    async def _ship_agent(self, mux: Mux, spec: SandboxSpec) -> None:
+        if spec.agent_dir is None:
+            raise SandboxFailed(f"agent {spec.agent_name} has no folder to ship to the runner")
+        archive = await asyncio.get_running_loop().run_in_executor(None, agent_cache.pack, spec.agent_dir)
+        await mux.request("agent", key=spec.agent_key, archive=base64.b64encode(archive).decode(),
+                          timeout=LAUNCH_TIMEOUT_S)
+        log.info("agent %s (%s) shipped to runner %s: %d bytes", spec.agent_name, spec.agent_key,
+                 spec.runner_id, len(archive))
+
+    async def _listen(self, spec: SandboxSpec, mux: Mux) -> None:
+        """The local end of the sandbox's bridge socket: each connection relayed to the runner."""
+        await self._close(spec)
+        spec.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        spec.socket_path.unlink(missing_ok=True)
+
+        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            channel = mux.new_channel()
+            try:
+                await mux.request("open", ch=channel.id, sandbox=spec.sandbox_id)
+            except (LinkClosed, RequestFailed) as exc:
+                log.info("sandbox %s: bridge socket not reachable on runner %s: %s", spec.sandbox_id,
+                         spec.runner_id, exc)
+                channel.close()
+                writer.close()
+                return
+            await relay(reader, writer, channel)
+
+        server = await asyncio.start_unix_server(connected, str(spec.socket_path))
+        os.chmod(spec.socket_path, 0o600)
+        self._servers[spec.sandbox_id] = server
+
+    async def _stop(self, spec: SandboxSpec, grace_s: float) -> None:
+        mux = self._link_of(spec.runner_id or "")
+        if mux is None or mux.closed:
+            return  # the link's close already ended the sandbox's handle
+        try:
+            reply = await mux.request("stop", sandbox=spec.sandbox_id, grace_s=grace_s, timeout=grace_s + STOP_MARGIN_S)
+        except (LinkClosed, RequestFailed):
+            return
+        proc, code = self._procs.get(spec.sandbox_id), reply.get("code")
+        if proc is not None and isinstance(code, int):
+            proc.exited(code, None)  # the exit event may trail the reply
+
+    async def _close(self, spec: SandboxSpec) -> None:
+        self._procs.pop(spec.sandbox_id, None)
+        server = self._servers.pop(spec.sandbox_id, None)
+        if server is not None:
+            server.close()
+            spec.socket_path.unlink(missing_ok=True)
