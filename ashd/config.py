@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -556,6 +557,9 @@ def _validate_cluster(config: Config) -> None:
         for url in urls:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"cluster.server_url (ASH_SERVER_URL): {url!r} is not an http(s) URL")
+    if cluster.runner_id and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", cluster.runner_id):
+        raise ConfigError(f"cluster.runner_id (ASH_RUNNER_ID) must be 1-128 letters, digits, '.', '_' or '-', "
+                          f"starting with a letter or digit, got {cluster.runner_id!r}")
     if not 1 <= cluster.runner_port <= 65535:
         raise ConfigError(f"cluster.runner_port (ASH_RUNNER_PORT) must be 1..65535, got {cluster.runner_port}")
     if not cluster.heartbeat_interval_s > 0:

@@ -35,6 +35,7 @@ RESUME_PATHS = ("warm", "cold", "prewarm")
 COLD_SOURCES = ("local", "cloud", "fresh")
 SNAPSHOT_SKIP_REASONS = ("too_large", "disk_space")
 TREE_CHILDREN = ("pool", "sessions", "session")  # what the supervision tree restarts
+RUNNER_STATES = ("live", "draining")  # registered runners heard from in time, by whether they take sessions
 
 _TURN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _START_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60)
@@ -109,6 +110,14 @@ class Metrics:
             ["reason"], registry=r)
         self.session_transitions = Counter(
             "ashd_session_transitions", "Session status changes, by the status entered", ["to"], registry=r)
+        self.runners = Gauge(
+            "ashd_runners", "Registered runners heard from in time, by state (coordinators; set at each "
+            "liveness sweep)", ["state"], registry=r)
+        self.runners_lost = Counter(
+            "ashd_runners_lost", "Runners this coordinator removed after they missed their heartbeats "
+            "(their live sessions paused)", registry=r)
+        for state in RUNNER_STATES:
+            self.runners.labels(state)
         for reason in SNAPSHOT_SKIP_REASONS:
             self.snapshot_skipped.labels(reason)
         for path in RESUME_PATHS:

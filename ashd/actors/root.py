@@ -100,6 +100,20 @@ class TreePolicy:
         return decision
 
 
+def start_root(children: Sequence[ChildSpec], registry: ChildRegistry, record: SupervisionRecord,
+               policy: TreePolicy, on_give_up: Callable[[str], object],
+               timeout_s: float) -> pykka.ActorRef[RootSupervisor]:
+    """A root over ``children``, each started and answering its ping in order. Blocking; on a
+    failure what started is stopped and ChildStartFailed (or the timeout) raised."""
+    root = RootSupervisor.start(children, registry, record, policy, on_give_up)
+    try:
+        root.proxy().start_children().get(timeout=timeout_s)
+    except Exception:
+        root.stop(timeout=STOP_TIMEOUT_S * 3)
+        raise
+    return root
+
+
 class RootSupervisor(pykka.ThreadingActor):
     """rest_for_one over its children; see the module docstring. Build with :meth:`start`,
     then ask :meth:`start_children` (raises ChildStartFailed after stopping what started)."""

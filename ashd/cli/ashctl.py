@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ashd.cli import admin_commands, eval_commands, mcp_command, option_flags, session_commands
+from ashd.cli import admin_commands, eval_commands, mcp_command, option_flags, runner_commands, session_commands
 from ashd.cli.context import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin_commands.register(commands, leaf)
     mcp_command.register(commands, leaf)
     eval_commands.register(commands, leaf)
+    runner_commands.register(commands, leaf)
     return parser
 
 

@@ -72,10 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(json.dumps(configuration.describe(config), indent=2))
         return 0
-    if config.server.mode != "standalone":  # the registry exists; the modes are being built (issue #11)
-        print(f"ashd: server.mode {config.server.mode!r} is not available in this build yet; "
-              "run standalone (the default)", file=sys.stderr)
-        return 2
     logging.basicConfig(
         level=config.log_level.upper(),
         stream=sys.stderr,
@@ -90,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         print(MISSING_DEPENDENCIES.format(name=exc.name), file=sys.stderr)
         return 1
-    conflict = port_conflict(config.server.host, config.server.port)
+    # A runner serves only its own port (cluster.runner_port); the others the public API's.
+    host, port = ((config.cluster.runner_host, config.cluster.runner_port) if config.server.mode == "runner"
+                  else (config.server.host, config.server.port))
+    conflict = port_conflict(host, port)
     if conflict is not None:  # before the data dir, the database or any sandbox is touched
         print(f"ashd: {conflict}", file=sys.stderr)
         return 1

@@ -325,6 +325,18 @@ def queue_item(item_id: str, cancel: bool = False) -> Call:
     return _obj("DELETE" if cancel else "GET", f"/api/queue/{seg(item_id)}", "item")
 
 
+# -- the runner registry (coordinators; the operator's) -----------------------------
+
+def list_runners() -> Call:
+    """``{count, hasLocal, runners}``."""
+    return Call("GET", "/api/internal/runners")
+
+
+def drain_runner(runner_id: str, draining: bool = True) -> Call:
+    verb = "drain" if draining else "undrain"
+    return _obj("POST", f"/api/internal/runners/{seg(runner_id)}/{verb}", "runner")
+
+
 def unwrap(call: Call, answer: JSON) -> Any:
     """What the caller of ``call`` gets from the decoded JSON ``answer``.
 

@@ -272,6 +272,14 @@ class AshdClient(EvalMethods):
     def list_queue(self, status: str | None = None, limit: int | None = None) -> list[JSON]:
         return self.call(calls.list_queue(status, limit))
 
+    def list_runners(self) -> JSON:
+        """``GET /api/internal/runners`` (a coordinator's registry; the operator's key or secret)."""
+        return self.call(calls.list_runners())
+
+    def drain_runner(self, runner_id: str, draining: bool = True) -> JSON:
+        """``POST /api/internal/runners/:id/drain`` (or ``undrain``): the runner's entry."""
+        return self.call(calls.drain_runner(runner_id, draining))
+
     def queue_stats(self) -> JSON:
         return self.call(calls.queue_stats())
 

@@ -29,6 +29,14 @@ from ashd.http.metrics import MetricsHandler, route_labels
 from ashd.http.openapi import SWAGGER_UI_DIR, DocsHandler, OpenApiHandler
 from ashd.http.ops import ExecHandler, LogsHandler
 from ashd.http.queue import QueueHandler, QueueItemHandler, QueueStatsHandler
+from ashd.http.runners import (
+    RunnerDeregisterHandler,
+    RunnerDrainHandler,
+    RunnerHeartbeatHandler,
+    RunnerRegisterHandler,
+    RunnersHandler,
+    RunnerUndrainHandler,
+)
 from ashd.http.session_files import SessionFileHandler, SessionFilesHandler, WorkspaceHandler
 from ashd.http.sessions import (
     EventsHandler,
@@ -91,6 +99,13 @@ def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None,
         (r"/api/api-keys", ApiKeysHandler),
         (rf"/api/api-keys/{_SEG}", ApiKeyHandler),
         (r"/api/internal/api-keys", InternalApiKeysHandler),
+        # -- the runner registry (coordinators; docs/scale-out.md) --
+        (r"/api/internal/runners", RunnersHandler),
+        (r"/api/internal/runners/register", RunnerRegisterHandler),
+        (r"/api/internal/runners/heartbeat", RunnerHeartbeatHandler),
+        (r"/api/internal/runners/deregister", RunnerDeregisterHandler),
+        (rf"/api/internal/runners/{_SEG}/drain", RunnerDrainHandler),
+        (rf"/api/internal/runners/{_SEG}/undrain", RunnerUndrainHandler),
         # -- credentials, agent versions --
         (r"/api/credentials", CredentialsHandler),
         (rf"/api/credentials/{_SEG}", CredentialHandler),

@@ -29,6 +29,7 @@ from ashd.http.auth import Principal
 from ashd.http.base import ApiHandler
 from ashd.http.context import AppContext
 from ashd.runtime.facade import readiness
+from ashd.store import runner_queries
 
 COORDINATOR_ID = f"{socket.gethostname()}-{os.getpid()}"
 READY_PING_S = 2.0  # the actor tree must answer a readiness ping within this
@@ -87,7 +88,7 @@ class HealthHandler(ApiHandler):
         stats = await self.ctx.runtime.pool_stats()
         return {
             "activeSandboxes": stats.total,
-            "remoteRunners": 0,
+            "remoteRunners": await self.remote_runners(),
             "pool": {
                 "total": stats.total,
                 "cold": stats.cold,
@@ -101,6 +102,15 @@ class HealthHandler(ApiHandler):
                 "preWarmHits": await self.ctx.runtime.prewarm_hits(),
             },
         }
+
+
+    async def remote_runners(self) -> int:
+        """Registered runners heard from in time (coordinators keep the registry; else 0)."""
+        if self.ctx.config.server.mode != "coordinator":
+            return 0
+        store, timeout = self.ctx.store, self.ctx.config.cluster.liveness_timeout_s
+        return len(await self.ctx.offload.read(
+            lambda: store.read_with(runner_queries.live, runner_queries.cutoff(store.now(), timeout))))
 
 
 class LiveHandler(ApiHandler):

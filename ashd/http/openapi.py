@@ -107,10 +107,11 @@ LIFECYCLE = (404, 409, 410, 422, 502, 503, 507)
 
 
 def _paths() -> dict[str, Any]:
-    from ashd.http.openapi_evals import eval_paths  # it builds on this module's helpers
+    from ashd.http.openapi_evals import eval_paths  # they build on this module's helpers
+    from ashd.http.openapi_runners import runner_paths
 
     return {**_core_paths(), **_files_paths(), **_ops_paths(), **_keys_paths(), **_credentials_paths(),
-            **eval_paths()}
+            **eval_paths(), **runner_paths()}
 
 
 STRING_S: Schema = {"type": "string"}

@@ -30,7 +30,7 @@ from ashd.actors.exits import ExitBoard
 from ashd.actors.figures import live_figures, tree_answers
 from ashd.actors.inject import inject
 from ashd.actors.messages import Pending, PoolStats, TurnGrant
-from ashd.actors.root import RootSupervisor, TreePolicy
+from ashd.actors.root import RootSupervisor, TreePolicy, start_root
 from ashd.actors.session import SessionActor
 from ashd.actors.supervisor import Tree, build_tree
 from ashd.actors.tell import tell
@@ -111,14 +111,8 @@ class LocalRuntime:
     def supervise(self, children: list[ChildSpec], on_give_up: Callable[[str], object]) -> None:
         """Start the root supervisor over ``children``, in order, each answering a ping before
         the next; ``on_give_up(reason)`` when it gives up. Blocking: call it off the loop."""
-        root = RootSupervisor.start(children, self._tree.registry, self._tree.supervision,
-                                    TreePolicy.from_config(self._config.supervision), on_give_up)
-        self._root = root
-        try:
-            root.proxy().start_children().get(timeout=TREE_START_TIMEOUT_S)
-        except Exception:
-            root.stop(timeout=TREE_STOP_TIMEOUT_S)
-            raise
+        self._root = start_root(children, self._tree.registry, self._tree.supervision,
+                                TreePolicy.from_config(self._config.supervision), on_give_up, TREE_START_TIMEOUT_S)
 
     async def stop_tree(self) -> None:
         """Stop the actor tree in reverse (every bridge: TERM, grace, KILL), keeping the loop

@@ -104,6 +104,7 @@ class RunnerRow:
     registered_at: str
     generation: int
     draining: bool
+    gone: bool = False  # deregistered or swept (only register reads such rows)
 
     @property
     def free(self) -> int:

@@ -3,26 +3,32 @@
 Functions run inside the caller's transaction (``Store.read_with`` / ``Store.write_with``).
 A runner is alive while its ``last_heartbeat_at`` is after a cutoff the caller computes from
 the store's clock (now minus ``cluster.liveness_timeout_s``); stored timestamps sort in time
-order, so the comparison is plain SQL on both backends.
+order, so the comparison is plain SQL on both backends. A runner that left (deregistered or
+swept) keeps its row, marked ``gone`` and invisible to every function but :func:`register`,
+so its generation only ever rises.
 """
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .rows import RunnerRow
 from .schema import runners, sessions
+from .timestamps import format_utc
 
 _FREE = runners.c.max_sandboxes - runners.c.active_count - runners.c.warming_count
+_HERE = runners.c.gone.is_(False)
 LIVE_SESSION_STATUSES = ("active", "starting")
 
 
 def register(conn: Connection, runner_id: str, host: str, port: int, max_sandboxes: int, now: str) -> RunnerRow:
     """Add the runner, or renew it with a higher generation (counts reset, draining kept)."""
-    old = get(conn, runner_id, for_update=True)
+    old = get(conn, runner_id, for_update=True, include_gone=True)
     values = dict(host=host, port=port, max_sandboxes=max_sandboxes, active_count=0, warming_count=0,
-                  last_heartbeat_at=now, registered_at=now)
+                  last_heartbeat_at=now, registered_at=now, gone=False)
     if old is None:
         conn.execute(sa.insert(runners).values(id=runner_id, generation=1, draining=False, **values))
     else:
@@ -37,7 +43,7 @@ def heartbeat(conn: Connection, runner_id: str, active_count: int, warming_count
               generation: int | None = None) -> RunnerRow | None:
     """Record the runner's figures; None when it is not registered (under ``generation``, if
     given): it was swept or replaced, and must register again."""
-    stmt = sa.update(runners).where(runners.c.id == runner_id)
+    stmt = sa.update(runners).where(runners.c.id == runner_id, _HERE)
     if generation is not None:
         stmt = stmt.where(runners.c.generation == generation)
     found = conn.execute(stmt.values(active_count=max(0, active_count), warming_count=max(0, warming_count),
@@ -45,10 +51,31 @@ def heartbeat(conn: Connection, runner_id: str, active_count: int, warming_count
     return get(conn, runner_id) if found.rowcount else None
 
 
-def deregister(conn: Connection, runner_id: str, reason: str) -> list[str]:
-    """Remove the runner; its live sessions become ``paused`` (resumable elsewhere). Their ids."""
+def cutoff(now: str, timeout_s: float) -> str:
+    """The stored timestamp ``timeout_s`` before ``now``: runners heard from after it are alive."""
+    return format_utc(_parse(now) - timedelta(seconds=timeout_s))
+
+
+def age_s(stamp: str, now: str) -> float:
+    """Seconds from ``stamp`` to ``now`` (both stored timestamps)."""
+    return (_parse(now) - _parse(stamp)).total_seconds()
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def deregister(conn: Connection, runner_id: str, reason: str, generation: int | None = None) -> list[str]:
+    """Remove the runner; its live sessions become ``paused`` (resumable elsewhere). Their ids.
+    With ``generation``, only that registration is removed (a late deregistration of a runner
+    that has registered again since is ignored: [])."""
+    if generation is not None:
+        row = get(conn, runner_id, for_update=True)
+        if row is None or row.generation != generation:
+            return []
     paused = pause_sessions_of(conn, runner_id, reason)
-    conn.execute(sa.delete(runners).where(runners.c.id == runner_id))
+    conn.execute(sa.update(runners).where(runners.c.id == runner_id).values(gone=True, active_count=0,
+                                                                             warming_count=0))
     return paused
 
 
@@ -60,8 +87,10 @@ def pause_sessions_of(conn: Connection, runner_id: str, reason: str) -> list[str
     return sorted(conn.execute(stmt).scalars())
 
 
-def get(conn: Connection, runner_id: str, *, for_update: bool = False) -> RunnerRow | None:
+def get(conn: Connection, runner_id: str, *, for_update: bool = False, include_gone: bool = False) -> RunnerRow | None:
     stmt = sa.select(runners).where(runners.c.id == runner_id)
+    if not include_gone:
+        stmt = stmt.where(_HERE)
     if for_update:
         stmt = stmt.with_for_update()
     m = conn.execute(stmt).mappings().one_or_none()
@@ -69,11 +98,12 @@ def get(conn: Connection, runner_id: str, *, for_update: bool = False) -> Runner
 
 
 def list_all(conn: Connection) -> list[RunnerRow]:
-    return [RunnerRow.from_db(m) for m in conn.execute(sa.select(runners).order_by(runners.c.id)).mappings()]
+    stmt = sa.select(runners).where(_HERE).order_by(runners.c.id)
+    return [RunnerRow.from_db(m) for m in conn.execute(stmt).mappings()]
 
 
 def live(conn: Connection, cutoff: str) -> list[RunnerRow]:
-    stmt = sa.select(runners).where(runners.c.last_heartbeat_at > cutoff).order_by(runners.c.id)
+    stmt = sa.select(runners).where(_HERE, runners.c.last_heartbeat_at > cutoff).order_by(runners.c.id)
     return [RunnerRow.from_db(m) for m in conn.execute(stmt).mappings()]
 
 
@@ -82,7 +112,7 @@ def pick(conn: Connection, cutoff: str) -> RunnerRow | None:
     on it, in one statement: on Postgres the candidate row is locked (``FOR UPDATE SKIP
     LOCKED``), so two coordinators never book the same last slot. None: no runner has room.
     The caller gives the slot back with :func:`release_warming` once the start ends."""
-    takes = sa.and_(runners.c.last_heartbeat_at > cutoff, runners.c.draining.is_(False), _FREE > 0)
+    takes = sa.and_(_HERE, runners.c.last_heartbeat_at > cutoff, runners.c.draining.is_(False), _FREE > 0)
     best = (sa.select(runners.c.id).where(takes).order_by(_FREE.desc(), runners.c.id).limit(1)
             .with_for_update(skip_locked=True).scalar_subquery())
     stmt = (sa.update(runners).where(runners.c.id == best, takes)
@@ -98,14 +128,14 @@ def release_warming(conn: Connection, runner_id: str) -> None:
 
 def set_draining(conn: Connection, runner_id: str, draining: bool) -> RunnerRow | None:
     """Mark whether the runner takes new sessions; None if it is not registered."""
-    conn.execute(sa.update(runners).where(runners.c.id == runner_id).values(draining=draining))
+    conn.execute(sa.update(runners).where(runners.c.id == runner_id, _HERE).values(draining=draining))
     return get(conn, runner_id)
 
 
 def sweep(conn: Connection, cutoff: str) -> dict[str, list[str]]:
     """Remove every runner not heard from since ``cutoff`` and pause its live sessions.
     Idempotent (several coordinators may sweep at once): dead runner id -> sessions paused."""
-    dead = conn.execute(sa.select(runners.c.id).where(runners.c.last_heartbeat_at <= cutoff)
+    dead = conn.execute(sa.select(runners.c.id).where(_HERE, runners.c.last_heartbeat_at <= cutoff)
                         .with_for_update(skip_locked=True)).scalars().all()
     return {runner_id: deregister(conn, runner_id, f"runner {runner_id} stopped answering heartbeats")
             for runner_id in dead}

@@ -92,6 +92,9 @@ runners = sa.Table(
     # holds a stale generation and is told to drop what it served before.
     sa.Column("generation", sa.Integer(), nullable=False),
     sa.Column("draining", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # Deregistered or swept. The row stays (hidden from every query but register), so the
+    # runner's next registration still raises its generation: fencing never goes back to 1.
+    sa.Column("gone", sa.Boolean(), nullable=False, server_default=sa.false()),
 )
 
 

@@ -97,3 +97,32 @@ def test_deregister_and_sweep_pause_the_runners_live_sessions(store: Store) -> N
 @pytest.mark.parametrize("draining", [True, False])
 def test_set_draining_of_an_unknown_runner_is_none(store: Store, draining: bool) -> None:
     assert store.write_with(rq.set_draining, "nobody", draining) is None
+
+
+def test_a_runner_that_left_registers_again_under_a_higher_generation(store: Store) -> None:
+    first = _register(store, "r1")
+    store.write_with(rq.deregister, "r1", "runner r1 shut down")
+    assert store.read_with(rq.get, "r1") is None and store.read_with(rq.list_all) == []
+    assert store.write_with(rq.heartbeat, "r1", 0, 0, store.now()) is None  # gone: it must register
+    assert store.write_with(rq.set_draining, "r1", True) is None
+    second = _register(store, "r1")
+    store.write_with(rq.heartbeat, "r1", 0, 0, "2001-01-01T00:00:00.000Z")
+    assert store.write_with(rq.sweep, "2002-01-01T00:00:00.000Z") == {"r1": []}
+    third = _register(store, "r1")
+    # Fencing never goes back: a partitioned holder of an older generation stays stale.
+    assert (first.generation, second.generation, third.generation) == (1, 2, 3)
+    assert store.write_with(rq.heartbeat, "r1", 0, 0, store.now(), second.generation) is None
+
+
+def test_a_late_deregistration_of_an_older_generation_is_ignored(store: Store) -> None:
+    old = _register(store, "r1")
+    store.create_session("t1", SIDS[0], "qa", "active", runner_id="r1")
+    new = _register(store, "r1")  # restarted before its old process deregistered
+    assert store.write_with(rq.deregister, "r1", "late", old.generation) == []
+    assert store.read_with(rq.get, "r1").generation == new.generation  # type: ignore[union-attr]
+    assert store.write_with(rq.deregister, "r1", "shut down", new.generation) == [SIDS[0]]
+
+
+def test_cutoff_and_age_are_plain_timestamp_arithmetic() -> None:
+    assert rq.cutoff("2026-12-06T10:00:30.500Z", 30) == "2026-12-06T10:00:00.500Z"
+    assert rq.age_s("2026-12-06T10:00:00.000Z", "2026-12-06T10:00:01.250Z") == 1.25

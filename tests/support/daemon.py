@@ -60,6 +60,7 @@ class AshdProcess:
         }
         self.proc: subprocess.Popen[bytes] | None = None
         self.key = ""
+        self.health_path = "/health"  # what answers 200 once it serves (a runner: /runner/health)
 
     def start(self, timeout: float = 60.0) -> AshdProcess:
         with open(self.log_path, "ab") as log:
@@ -70,13 +71,13 @@ class AshdProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ashd exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                with urllib.request.urlopen(f"{self.url}{self.health_path}", timeout=2) as resp:
                     if resp.status == 200:
                         break
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.05)
         else:
-            raise RuntimeError(f"ashd did not answer /health within {timeout}s:\n{self.log()}")
+            raise RuntimeError(f"ashd did not answer {self.health_path} within {timeout}s:\n{self.log()}")
         key_file = self.data_dir / "initial-api-key"
         if key_file.exists():
             self.key = key_file.read_text().strip()

@@ -66,7 +66,9 @@ UNITS: dict[str, str] = {
     "ashd.runtime": "runtime",
     "ashd.http": "http",
     "ashd.daemon": "daemon",
-    "ashd.listener": "daemon",  # the HTTP listener as a child of the root supervisor
+    "ashd.listener": "daemon",  # the HTTP listener and IOLoop services as children of the root supervisor
+    "ashd.modes": "daemon",  # what each server.mode runs: runtime, root children, servers
+    "ashd.runner": "http",  # runner mode: its own Tornado server and its membership (IOLoop services)
     "ashd.service_children": "daemon",  # the store and the sandbox services as the root's first children
     "ashd.cli": "cli",
     "ashd.bridge": "bridge",

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("registered_at", sa.Text(), nullable=False),
         sa.Column("generation", sa.Integer(), nullable=False),
         sa.Column("draining", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("gone", sa.Boolean(), nullable=False, server_default=sa.false()),
     )
 
 

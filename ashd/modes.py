@@ -1,0 +1,191 @@
+"""What each ``server.mode`` runs (docs/scale-out.md): its runtime, the root supervisor's
+children in start order, and its HTTP servers. The daemon (``daemon.py``) opens the store
+before and runs the same serve/stop sequence over any of them.
+
+- ``standalone``: store -> sandbox services -> pool -> sessions -> public API.
+- ``coordinator``: store -> runner liveness sweep -> public API; no sandbox (the runtime
+  answers 503 until sessions are routed to runners: ``ashd/runtime/unrouted.py``).
+- ``runner``: store -> sandbox services -> pool -> sessions -> the runner's own server
+  (``/runner/*`` on ``cluster.runner_port``) -> membership (registers once the runner
+  listens; on stop, deregisters first, before its sandboxes stop). No public API.
+
+Built on the loop thread; nothing starts until the daemon supervises the children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import tornado.httpserver
+
+from ashd.actors import parking
+from ashd.actors.children import ChildSpec
+from ashd.config import Config
+from ashd.evals.grader import ModelGrader
+from ashd.evals.runner import EvalRunner
+from ashd.http.agents import prewarm_count
+from ashd.http.app import make_app
+from ashd.http.auth import KeyHasher
+from ashd.http.context import AppContext
+from ashd.http.health import COORDINATOR_ID
+from ashd.http.runner_liveness import RunnerLiveness
+from ashd.listener import listener_child, loop_service_child
+from ashd.metrics import Metrics
+from ashd.runner.coordinator_client import coordinator_post
+from ashd.runner.membership import Figures, Identity, Membership
+from ashd.runner.server import RunnerContext, make_runner_app
+from ashd.runtime.facade import SessionRuntime
+from ashd.runtime.local import LocalRuntime
+from ashd.runtime.offload import Offload
+from ashd.runtime.unrouted import UnroutedRuntime
+from ashd.sandbox import services as sandbox_services
+from ashd.sandbox.launcher import Launcher
+from ashd.service_children import services_child, store_child
+from ashd.store import Store
+
+MAX_BODY_BYTES = 210 * 1024 * 1024
+STREAM_DRAIN_S = 5.0
+
+
+class Runtime(SessionRuntime, Protocol):
+    """The session runtime plus what the daemon does with its supervision tree."""
+
+    def supervise(self, children: list[ChildSpec], on_give_up: Callable[[str], object]) -> None: ...
+
+    async def stop_tree(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+@dataclass
+class Assembly:
+    runtime: Runtime
+    children: list[ChildSpec]  # the root's, in start order
+    servers: list[tornado.httpserver.HTTPServer]  # their connections are closed after the tree stops
+    offload: Offload
+    serving: str  # where it serves, for the log and systemd's STATUS
+    ctx: AppContext | None = None  # the public API's (queue worker, eval runner); None on a runner
+    sandboxes: sandbox_services.Services | None = None  # stopped after the tree (also if it never started)
+    launcher: str = "none"
+
+
+def assemble(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.AbstractEventLoop,
+             launcher: Launcher | None = None) -> Assembly:
+    """``launcher``: tests' own; None: chosen at start from [sandbox] (sandbox/services.py)."""
+    builders = {"standalone": _standalone, "coordinator": _coordinator, "runner": _runner}
+    return builders[config.server.mode](config, store, hasher, loop, launcher)
+
+
+@dataclass
+class _Local:
+    """The sandbox side of standalone and runner modes."""
+
+    runtime: LocalRuntime
+    children: list[ChildSpec]  # sandbox services, pool, sessions
+    sandboxes: sandbox_services.Services | None
+    isolation: dict[str, Any]
+    launcher: str
+
+
+def _local(config: Config, store: Store, loop: asyncio.AbstractEventLoop, launcher: Launcher | None,
+           offload: Offload, metrics: Metrics) -> _Local:
+    live: list[LocalRuntime] = []  # the runtime, once built: sandbox events reach its turns
+
+    def notify(tenant: str, session: str, payload: dict[str, Any]) -> None:
+        if live:
+            loop.call_soon_threadsafe(live[0].notice, session, payload)
+
+    sandboxes = sandbox_services.start(config, store, notify, metrics) if launcher is None else None
+    used = sandboxes.launcher if sandboxes is not None else launcher
+    assert used is not None
+    runtime, tree = LocalRuntime.build(
+        config, store, used, offload, metrics, limit_turn=getattr(used, "limit_turn", None),
+        prewarm=lambda agent: prewarm_count(agent, config.pool.prewarm_per_agent))
+    live.append(runtime)
+    services = [services_child(sandboxes)] if sandboxes is not None else []
+    isolation = sandboxes.report.to_json() if sandboxes else {"launcher": used.name}
+    return _Local(runtime, [*services, *tree], sandboxes, isolation, used.name)
+
+
+def _public_api(config: Config, store: Store, hasher: KeyHasher, runtime: Runtime, offload: Offload,
+                metrics: Metrics, isolation: dict[str, Any] | None,
+                loop: asyncio.AbstractEventLoop) -> tuple[AppContext, tornado.httpserver.HTTPServer, ChildSpec]:
+    ctx = AppContext(config=config, store=store, runtime=runtime, offload=offload, hasher=hasher, metrics=metrics)
+    metrics.watch(runtime.live_figures, COORDINATOR_ID, ctx.started_at)
+    ctx.eval_runner = EvalRunner(ctx, ModelGrader(config.model, config.evals.grader_model,
+                                                  config.evals.grader_timeout_s))
+    server = tornado.httpserver.HTTPServer(make_app(ctx, isolation, config.debug.fault_injection),
+                                           max_body_size=MAX_BODY_BYTES, xheaders=False)
+    return ctx, server, listener_child(loop, server, config.server.host, config.server.port)
+
+
+def _drain(runtime: Runtime, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    def drain() -> None:  # on the root's thread, while the daemon awaits the tree's stop
+        asyncio.run_coroutine_threadsafe(runtime.drain(STREAM_DRAIN_S), loop).result(STREAM_DRAIN_S + 1)
+
+    return drain
+
+
+def _standalone(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.AbstractEventLoop,
+                launcher: Launcher | None) -> Assembly:
+    offload, metrics = Offload(), Metrics()
+    local = _local(config, store, loop, launcher, offload, metrics)
+    ctx, server, http = _public_api(config, store, hasher, local.runtime, offload, metrics, local.isolation, loop)
+    children = [store_child(store, _drain(local.runtime, loop)), *local.children, http]
+    return Assembly(local.runtime, children, [server], offload, f"http://{config.server.host}:{config.server.port}",
+                    ctx, local.sandboxes, local.launcher)
+
+
+def _coordinator(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.AbstractEventLoop,
+                 launcher: Launcher | None) -> Assembly:
+    offload, metrics = Offload(), Metrics()
+    runtime = UnroutedRuntime(config, store, offload, metrics)
+    ctx, server, http = _public_api(config, store, hasher, runtime, offload, metrics, None, loop)
+    liveness = loop_service_child("runner liveness", loop, RunnerLiveness(store, offload, config.cluster, metrics))
+    children = [store_child(store, _drain(runtime, loop)), liveness, http]
+    return Assembly(runtime, children, [server], offload,
+                    f"http://{config.server.host}:{config.server.port} as coordinator {COORDINATOR_ID}", ctx)
+
+
+def _runner(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.AbstractEventLoop,
+            launcher: Launcher | None) -> Assembly:
+    offload, metrics = Offload(), Metrics()
+    local = _local(config, store, loop, launcher, offload, metrics)
+    cluster = config.cluster
+
+    async def figures() -> Figures:
+        return pool_figures(await local.runtime.pool_stats())
+
+    # What the pool holds at most: ASH_MAX_SANDBOXES, or fewer when memory bounds the warm sessions.
+    capacity = min(config.pool.max_sandboxes, parking.warm_cap(config.pool.max_warm_sessions))
+    identity = Identity(runner_id(config), cluster.runner_advertise_host or cluster.runner_host, cluster.runner_port,
+                        capacity)
+    membership = Membership(identity, coordinator_urls(config), coordinator_post(config.auth.internal_secret.reveal()),
+                            figures, cluster.heartbeat_interval_s)
+    server = tornado.httpserver.HTTPServer(make_runner_app(RunnerContext(membership, figures)), xheaders=False)
+    children = [store_child(store, _drain(local.runtime, loop)), *local.children,
+                listener_child(loop, server, cluster.runner_host, cluster.runner_port, "runner http"),
+                loop_service_child("membership", loop, membership)]
+    serving = (f"http://{cluster.runner_host}:{cluster.runner_port}/runner/* as runner {identity.runner_id} "
+               f"(coordinators: {', '.join(coordinator_urls(config))})")
+    return Assembly(local.runtime, children, [server], offload, serving, None, local.sandboxes, local.launcher)
+
+
+def runner_id(config: Config) -> str:
+    return config.cluster.runner_id or f"runner-{socket.gethostname()}-{os.getpid()}"
+
+
+def coordinator_urls(config: Config) -> list[str]:
+    return [url.strip() for url in config.cluster.server_url.split(",") if url.strip()]
+
+
+def pool_figures(stats: Any) -> Figures:
+    """A runner's load from its pool's stats: live sandboxes (not cold, not starting), starting ones."""
+    return Figures(active=max(0, stats.total - stats.cold - stats.warming), warming=stats.warming, stats={
+        "total": stats.total, "cold": stats.cold, "warming": stats.warming, "warm": stats.warm,
+        "waiting": stats.waiting, "running": stats.running, "maxCapacity": stats.max_capacity})

@@ -1,0 +1,208 @@
+"""A runner's membership of the cluster: register, heartbeat, re-register, deregister.
+
+Ash's protocol (docs/scale-out.md), with its holes closed:
+
+- **Register** with ``POST /api/internal/runners/register`` at the first coordinator URL that
+  answers (the registry is shared in the database, so one is enough). Ash gives up after six
+  tries (1, 2, 4, 8, 16 s); a runner here keeps trying with the same doubling, capped at
+  :data:`RETRY_CAP_S`, and logs one line per failed attempt.
+- **Heartbeat** every ``cluster.heartbeat_interval_s`` with the pool's figures; a coordinator
+  that does not answer is skipped for the next URL at once (fail-over). A 404 means the
+  registry forgot this runner (it was swept, or registered again elsewhere): register again
+  at once, where Ash's runner stays invisible until it restarts.
+- **Leave** (SIGTERM): ``deregister`` before the sandboxes stop, so the coordinators pause
+  its sessions at once instead of after the liveness timeout.
+
+Every request carries ``Authorization: Bearer <ASH_INTERNAL_SECRET>``. Transport and sleep
+are injected (tests drive it with fakes). Loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ashd.http.queue_worker import retry_delay
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE_S = 1.0  # Ash's first retry delay
+RETRY_CAP_S = 30.0  # Ash stops after 16 s; ashd keeps trying this often at most
+LEAVE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a runner registers as."""
+
+    runner_id: str
+    host: str  # the address coordinators reach it at (runner_advertise_host or runner_host)
+    port: int
+    max_sandboxes: int
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A runner's load at one instant: live sandboxes, those still starting, Ash's pool stats."""
+
+    active: int
+    warming: int
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A coordinator's answer: its status (0: not reached) and JSON body, or why it failed."""
+
+    status: int
+    body: dict[str, Any] | None = None
+    error: str = ""
+
+    def why(self) -> str:
+        if self.status == 0:
+            return self.error or "not reachable"
+        message = (self.body or {}).get("error") if isinstance(self.body, dict) else None
+        return f"HTTP {self.status}" + (f": {message}" if message else "")
+
+
+Post = Callable[[str, dict[str, Any]], Awaitable[Answer]]
+"""POST a JSON body to a full URL (with the internal secret); never raises."""
+
+
+class Membership:
+    def __init__(self, identity: Identity, urls: Sequence[str], post: Post,
+                 figures: Callable[[], Awaitable[Figures]], interval_s: float,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not urls:
+            raise ValueError("a runner needs at least one coordinator URL")
+        self.identity = identity
+        self._urls = [u.rstrip("/") for u in urls]
+        self._post = post
+        self._figures = figures
+        self._interval = interval_s
+        self._sleep = sleep
+        self._clock = clock
+        self._current = 0  # the coordinator that answered last: asked first next time
+        self.generation: int | None = None  # the registration held now; None: not registered
+        self.last_beat: float | None = None  # clock() of the last heartbeat a coordinator took
+        self._task: asyncio.Future[None] | None = None
+
+    # -- the loop (start/stop: a child of the root supervisor) ------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self.run())
+
+    async def stop(self) -> None:
+        """Stop beating, then deregister (bounded): the coordinators pause this runner's sessions."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await asyncio.wait_for(self.leave(), LEAVE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("runner %s: no coordinator answered its deregistration within %.0f s; they will "
+                        "notice it gone after the liveness timeout", self.identity.runner_id, LEAVE_TIMEOUT_S)
+
+    async def run(self) -> None:
+        """Register, then beat until a coordinator forgets this runner; again, forever."""
+        while True:
+            await self.register()
+            while True:
+                await self._sleep(self._interval)
+                if not await self.heartbeat():
+                    break
+
+    # -- the three calls -------------------------------------------------------------------
+
+    async def register(self) -> int:
+        """Register with the first coordinator that takes it; retry until one does. The generation."""
+        body = {"runnerId": self.identity.runner_id, "host": self.identity.host, "port": self.identity.port,
+                "maxSandboxes": self.identity.max_sandboxes}
+        attempt = 0
+        while True:
+            attempt += 1
+            delay = retry_delay(attempt - 1, RETRY_BASE_S, RETRY_CAP_S)
+            urls = self._rotation()
+            for url in urls:
+                answer = await self._post(f"{url}/api/internal/runners/register", body)
+                if answer.status == 200:
+                    return self._registered(url, answer)
+                then = f"retrying in {delay:g} s" if url == urls[-1] else "trying the next coordinator"
+                log.warning("runner %s: registering with %s failed (%s; attempt %d)%s; %s",
+                            self.identity.runner_id, url, answer.why(), attempt, _hint(answer), then)
+            await self._sleep(delay)
+
+    async def heartbeat(self) -> bool:
+        """One heartbeat, failing over across the coordinators. False: registered no more
+        (a coordinator answered 404), register again."""
+        figures = await self._figures()
+        body = {"runnerId": self.identity.runner_id, "stats": figures.stats, "activeCount": figures.active,
+                "generation": self.generation}
+        failures = []
+        for url in self._rotation():
+            answer = await self._post(f"{url}/api/internal/runners/heartbeat", body)
+            if answer.status == 200:
+                self._current = self._urls.index(url)
+                self.last_beat = self._clock()
+                return True
+            if answer.status == 404:
+                log.warning("runner %s: %s no longer knows this runner (%s); registering again",
+                            self.identity.runner_id, url, answer.why())
+                self.generation = None
+                return False
+            failures.append(f"{url}: {answer.why()}{_hint(answer)}")
+        log.warning("runner %s: no coordinator took its heartbeat (%s); next try in %g s",
+                    self.identity.runner_id, "; ".join(failures), self._interval)
+        return True
+
+    async def leave(self) -> None:
+        """Deregister at the first coordinator that answers (no retries: this runner is stopping)."""
+        if self.generation is None:
+            return
+        body = {"runnerId": self.identity.runner_id, "generation": self.generation}
+        for url in self._rotation():
+            answer = await self._post(f"{url}/api/internal/runners/deregister", body)
+            if answer.status == 200:
+                paused = (answer.body or {}).get("pausedSessions", 0)
+                log.info("runner %s deregistered at %s (%s live session(s) paused there)", self.identity.runner_id,
+                         url, paused)
+                self.generation = None
+                return
+            log.warning("runner %s: deregistering at %s failed (%s)", self.identity.runner_id, url, answer.why())
+
+    def status(self) -> dict[str, Any]:
+        """For ``GET /runner/health`` (no secrets, no coordinator URL)."""
+        age = None if self.last_beat is None else round(self._clock() - self.last_beat, 3)
+        return {"registered": self.generation is not None, "generation": self.generation,
+                "lastHeartbeatAgeS": age}
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _rotation(self) -> list[str]:
+        """The URLs, the one that answered last first."""
+        return self._urls[self._current:] + self._urls[:self._current]
+
+    def _registered(self, url: str, answer: Answer) -> int:
+        generation = (answer.body or {}).get("generation")
+        self.generation = generation if isinstance(generation, int) else 1  # Ash's coordinators send none
+        self._current = self._urls.index(url)
+        self.last_beat = self._clock()
+        log.info("runner %s registered with %s as %s:%d (at most %d sandboxes, generation %d)",
+                 self.identity.runner_id, url, self.identity.host, self.identity.port, self.identity.max_sandboxes,
+                 self.generation)
+        return self.generation
+
+
+def _hint(answer: Answer) -> str:
+    if answer.status == 401:
+        return " - set the same ASH_INTERNAL_SECRET on every runner and coordinator"
+    if answer.status == 409:
+        return " - that ashd is not a coordinator (ASH_MODE=coordinator)"
+    return ""
