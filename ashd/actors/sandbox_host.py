@@ -127,6 +127,12 @@ class SandboxHost:
             self._stopping.add(stopping)
             stopping.add_done_callback(self._stopping.discard)
 
+    def start(self) -> None:
+        """As a loop service (ashd/listener.py): nothing to start; links arrive by themselves."""
+
+    async def stop(self) -> None:
+        await self.stop_all()
+
     async def stop_all(self) -> None:
         await asyncio.gather(*(self._stop(h, self._config.stop_grace_s) for h in list(self._hosted.values())))
 

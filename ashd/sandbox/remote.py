@@ -21,18 +21,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
 from collections.abc import Callable, Coroutine
 from typing import IO, Any
 
-from ashd.errors import SandboxFailed
+from ashd.errors import SandboxFailed, Unavailable
 from ashd.runnerlink.mux import Handler, Json, LinkClosed, Mux, RequestFailed
 from ashd.runnerlink.relay import relay
 from ashd.sandbox import agent_cache
 from ashd.sandbox.launch_order import order_of
 from ashd.sandbox.launcher import SandboxSpec
+from ashd.store import Store, StoreError
+from ashd.store import runner_queries as rq
 
 log = logging.getLogger(__name__)
 
@@ -115,32 +118,85 @@ class RemoteProcess:
         return self.wait()
 
 
+NO_RUNNERS = ("No runners available: no live runner with a free slot is registered with the coordinators "
+              "(start a runner with ASH_MODE=runner, or wait for one to free up)")
+
+
+class Placement:
+    """Which runner a sandbox starts on: the session's own while its link is up (sessions stick
+    to their runner), else the least-loaded live runner (``runner_queries.pick``, one locking
+    statement, a warming slot reserved until the start ends), recorded on the session row.
+    Blocking (store); called on the sandbox actor's thread."""
+
+    def __init__(self, store: Store, liveness_timeout_s: float, connected: Callable[[str], bool]) -> None:
+        self._store = store
+        self._timeout = liveness_timeout_s
+        self._connected = connected
+
+    def place(self, spec: SandboxSpec) -> tuple[str, bool]:
+        """(runner id, whether a warming slot was reserved). Raises Unavailable (503)."""
+        if spec.runner_id is not None and self._connected(spec.runner_id):
+            return spec.runner_id, False
+        store = self._store
+        row = store.write_with(rq.pick, rq.cutoff(store.now(), self._timeout))
+        if row is None:
+            raise Unavailable(NO_RUNNERS, retry_after_s=5)
+        if not self._connected(row.id):
+            self.release(row.id)
+            raise Unavailable(f"runner {row.id} is registered but this coordinator's link to it is not up yet; "
+                              "retry shortly", retry_after_s=2)
+        store.write_with(rq.assign, spec.tenant_id, spec.session_id, row.id)
+        if spec.runner_id is not None:
+            log.warning("session %s: runner %s is gone; starting its sandbox on runner %s", spec.session_id,
+                        spec.runner_id, row.id)
+        return row.id, True
+
+    def release(self, runner_id: str) -> None:
+        try:
+            self._store.write_with(rq.release_warming, runner_id)
+        except StoreError as exc:  # the next heartbeat resets the figure anyway
+            log.warning("runner %s: warming slot not released: %s", runner_id, exc)
+
+
 class RemoteLauncher:
-    """Launches each spec on the runner named by ``spec.runner_id``, through its link."""
+    """Launches each spec on a runner (chosen by :class:`Placement`), through its link."""
 
     name = "remote"
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, link_of: Callable[[str], Mux | None]) -> None:
-        """``link_of(runner id)``: the runner's live link, or None (loop thread)."""
+    def __init__(self, loop: asyncio.AbstractEventLoop, link_of: Callable[[str], Mux | None],
+                 placement: Placement | None = None) -> None:
+        """``link_of(runner id)``: the runner's live link, or None (loop thread; read from
+        actor threads too: a dict lookup). ``placement``: None runs every spec on its
+        ``runner_id`` (components without a store)."""
         self._loop = loop
         self._link_of = link_of
+        self._placement = placement
         self._procs: dict[str, RemoteProcess] = {}  # sandbox id -> the live handle (loop thread)
         self._servers: dict[str, asyncio.AbstractServer] = {}
 
     # -- Launcher (actor threads) ---------------------------------------------------------
 
+    def connected(self, runner_id: str) -> bool:
+        mux = self._link_of(runner_id)
+        return mux is not None and not mux.closed
+
     def spawn(self, spec: SandboxSpec) -> RemoteProcess:
-        if spec.runner_id is None:
+        runner, reserved = self._placement.place(spec) if self._placement is not None else (spec.runner_id, False)
+        if runner is None:
             raise SandboxFailed(f"session {spec.session_id} has no runner to start its sandbox on")
-        order = order_of(spec).to_json()  # blocking read of the transcript, here on the actor's thread
+        spec = dataclasses.replace(spec, runner_id=runner)
         proc = RemoteProcess(spec.sandbox_id, lambda grace: self._call(self._stop(spec, grace), grace + STOP_MARGIN_S))
         try:
+            order = order_of(spec).to_json()  # blocking read of the transcript, here on the actor's thread
             self._call(self._launch(spec, order, proc), LAUNCH_TIMEOUT_S)
         except BaseException:
             proc.exited(LOST_CODE, "start failed")
             proc.close_pipes()
             self.cleanup(spec)
             raise
+        finally:
+            if reserved and self._placement is not None:
+                self._placement.release(runner)
         return proc
 
     def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
