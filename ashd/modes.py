@@ -29,6 +29,7 @@ from ashd.actors import parking
 from ashd.actors.children import ChildSpec
 from ashd.actors.runner_links import runner_links_child
 from ashd.actors.sandbox_host import HostConfig, SandboxHost
+from ashd.actors.supervisor import make_snapshotter
 from ashd.config import Config
 from ashd.evals.grader import ModelGrader
 from ashd.evals.runner import EvalRunner
@@ -177,7 +178,8 @@ def _runner(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.Abstr
     used = local.sandboxes.launcher if local.sandboxes is not None else launcher
     assert used is not None
     host = SandboxHost(HostConfig(Layout(config.data_dir), used, config.model, config.pool.bridge_ready_timeout_s,
-                                  config.pool.stop_grace_s, getattr(used, "cli_workspace", None)), loop)
+                                  config.pool.stop_grace_s, getattr(used, "cli_workspace", None),
+                                  make_snapshotter(config)), loop)
 
     async def figures() -> Figures:
         own = pool_figures(await local.runtime.pool_stats())

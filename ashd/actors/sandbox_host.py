@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -34,7 +35,7 @@ import pykka
 from ashd.actors.messages import BridgeExited
 from ashd.actors.sandbox import SandboxActor
 from ashd.config import ModelConfig
-from ashd.errors import AshError, SandboxFailed
+from ashd.errors import AshError, SandboxFailed, SnapshotError
 from ashd.layout import Layout
 from ashd.runnerlink.mux import Handler, Json, Mux, RequestFailed
 from ashd.runnerlink.relay import open_unix, relay
@@ -43,6 +44,7 @@ from ashd.sandbox.agent_cache import AgentCache
 from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, check_key, spec_of
 from ashd.sandbox.launcher import Launcher, SandboxSpec
 from ashd.sandbox.logring import LogBook, LogLine, LogRing
+from ashd.snapshot.snapshots import Snapshotter
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class HostConfig:
     ready_timeout_s: float = 60.0
     stop_grace_s: float = 5.0
     cli_workspace: str | None = None  # the launcher's view of the workspace (its transcript key)
+    snapshots: Snapshotter | None = None  # the runner's own snapshot settings (the shared blob store)
 
 
 @dataclass
@@ -114,6 +117,8 @@ class SandboxHost:
                 return await self._stop(self._find(body), float(body.get("grace_s", self._config.stop_grace_s)))
             if op == "open":
                 return await self._open(mux, self._find(body), body.get("ch"))
+            if op == "snapshot":
+                return await self._snapshot(self._find(body))
             raise RequestFailed(f"runner does not serve {op!r}")
 
         return handle
@@ -167,6 +172,7 @@ class SandboxHost:
         layout = self._config.layout
         root = layout.sandbox_dir(order.sandbox_id)
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._restore(order, root / "workspace")
         try:
             workspace.prepare(agent_dir, root / "workspace")
         except (OSError, AshError) as exc:
@@ -175,6 +181,26 @@ class SandboxHost:
         places = RunnerPlaces(root, layout.socket_path(order.sandbox_id), agent_dir, model.base_url,
                               model.api_key.reveal(), model.auth_token.reveal(), self._config.cli_workspace)
         return spec_of(order, places)
+
+    async def _snapshot(self, hosted: _Hosted) -> Json:
+        snapshots = self._config.snapshots
+        if snapshots is None:
+            raise RequestFailed("this runner has no snapshot store configured")
+        spec = hosted.spec
+        info = await self._loop.run_in_executor(None, snapshots.save, spec.session_id, spec.tenant_id, spec.workspace)
+        return dataclasses.asdict(info)
+
+    def _restore(self, order: LaunchOrder, target: Path) -> None:
+        """A workspace new to this runner: the session's latest snapshot, if it has one
+        (otherwise the agent folder is copied in). Blocking."""
+        snapshots = self._config.snapshots
+        if snapshots is None or target.exists():
+            return
+        try:
+            if snapshots.restore(order.session_id, order.tenant_id, target):
+                log.info("session %s: workspace restored from its snapshot", order.session_id)
+        except (SnapshotError, OSError, ValueError) as exc:
+            log.error("session %s: snapshot not restored (%s); starting from the agent folder", order.session_id, exc)
 
     async def _put_agent(self, body: Json) -> Json:
         key = check_key(body.get("key"), "agent version")

@@ -26,14 +26,16 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Coroutine
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
-from ashd.errors import SandboxFailed, Unavailable
+from ashd.errors import SandboxFailed, SnapshotError, Unavailable
 from ashd.runnerlink.mux import Handler, Json, LinkClosed, Mux, RequestFailed
 from ashd.runnerlink.relay import relay
 from ashd.sandbox import agent_cache
 from ashd.sandbox.launch_order import order_of
 from ashd.sandbox.launcher import SandboxSpec
+from ashd.snapshot.snapshots import SnapshotInfo, Snapshotter
 from ashd.store import Store, StoreError
 from ashd.store import runner_queries as rq
 
@@ -43,6 +45,8 @@ LAUNCH_TIMEOUT_S = 120.0  # the order (and the agent folder) reach the runner an
 STOP_MARGIN_S = 30.0
 LOST_CODE = -9
 LOST_REASON = "the runner hosting this sandbox was lost (its link closed)"
+SNAPSHOT_TIMEOUT_S = 300.0
+T = TypeVar("T")
 
 
 class RemoteProcess:
@@ -158,6 +162,23 @@ class Placement:
             log.warning("runner %s: warming slot not released: %s", runner_id, exc)
 
 
+class RemoteSnapshots(Snapshotter):
+    """The coordinator's snapshotter when workspaces live on runners: a save asks the runner
+    hosting the session's sandbox to archive its workspace into the shared blob store (with
+    the runner's own snapshot settings); a restore is the runner's too (at its next launch),
+    so here it restores nothing. Copies (forks) and deletes act on the blob store directly."""
+
+    def __init__(self, base: Snapshotter, save_remote: Callable[[str], SnapshotInfo]) -> None:
+        super().__init__(base.blob_store, base.tmp_dir, max_bytes=base.max_bytes, floor=base.floor)
+        self._save_remote = save_remote
+
+    def save(self, session_id: str, tenant_id: str, workspace: Path) -> SnapshotInfo:
+        return self._save_remote(session_id)
+
+    def restore(self, session_id: str, tenant_id: str, target: Path) -> bool:
+        return False
+
+
 class RemoteLauncher:
     """Launches each spec on a runner (chosen by :class:`Placement`), through its link."""
 
@@ -172,6 +193,7 @@ class RemoteLauncher:
         self._link_of = link_of
         self._placement = placement
         self._procs: dict[str, RemoteProcess] = {}  # sandbox id -> the live handle (loop thread)
+        self._hosts: dict[str, tuple[str, str]] = {}  # session id -> (runner id, sandbox id) of its live sandbox
         self._servers: dict[str, asyncio.AbstractServer] = {}
 
     # -- Launcher (actor threads) ---------------------------------------------------------
@@ -207,10 +229,31 @@ class RemoteLauncher:
         with contextlib.suppress(Exception):
             self._call(self._close(spec), 10.0)
 
-    def _call(self, work: Coroutine[Any, Any, None], timeout: float) -> None:
+    # -- snapshots (the snapshot worker's threads) ---------------------------------------
+
+    snapshot_digest = staticmethod(lambda workspace: None)  # the coordinator cannot tell: always save
+
+    def snapshots_over(self, base: Snapshotter) -> RemoteSnapshots:
+        return RemoteSnapshots(base, self._save_on_runner)
+
+    def _save_on_runner(self, session_id: str) -> SnapshotInfo:
+        """Raises SnapshotError when the session has no live sandbox on a linked runner."""
+        runner, sandbox_id = self._hosts.get(session_id, ("", ""))
+        mux = self._link_of(runner) if runner else None
+        if mux is None or mux.closed:
+            raise SnapshotError(f"session {session_id} has no live sandbox on a linked runner to snapshot")
+        try:
+            reply = self._call(mux.request("snapshot", sandbox=sandbox_id, timeout=SNAPSHOT_TIMEOUT_S),
+                               SNAPSHOT_TIMEOUT_S + 5)
+        except (SandboxFailed, LinkClosed, RequestFailed) as exc:
+            raise SnapshotError(f"runner {runner} did not snapshot session {session_id}: {exc}") from exc
+        return SnapshotInfo(str(reply["key"]), int(reply["bytes"]), int(reply["files"]), float(reply["ms"]),
+                            int(reply.get("content_bytes", 0)))
+
+    def _call(self, work: Coroutine[Any, Any, T], timeout: float) -> T:
         future = asyncio.run_coroutine_threadsafe(work, self._loop)
         try:
-            future.result(timeout)
+            return future.result(timeout)
         except TimeoutError:
             future.cancel()
             raise SandboxFailed("the runner did not answer in time") from None
@@ -239,6 +282,7 @@ class RemoteLauncher:
             raise SandboxFailed(f"runner {runner} is not connected; cannot start the session's sandbox there")
         await self._listen(spec, mux)
         self._procs[spec.sandbox_id] = proc
+        self._hosts[spec.session_id] = (runner, spec.sandbox_id)
         mux.on_close(lambda: proc.exited(LOST_CODE, LOST_REASON))
         try:
             reply = await mux.request("launch", order=order, timeout=LAUNCH_TIMEOUT_S)
@@ -296,6 +340,8 @@ class RemoteLauncher:
 
     async def _close(self, spec: SandboxSpec) -> None:
         self._procs.pop(spec.sandbox_id, None)
+        if self._hosts.get(spec.session_id, ("", ""))[1] == spec.sandbox_id:
+            del self._hosts[spec.session_id]
         server = self._servers.pop(spec.sandbox_id, None)
         if server is not None:
             server.close()

@@ -4,7 +4,8 @@ on Postgres, the real CLI in the runner's sandbox, the scripted model (issue #11
 Create through the coordinator lands on the runner (``runnerId``); a message streams the same
 SSE events as standalone; the conversation continues across turns; SIGKILL of the runner ends
 the running turn with ``error`` + ``done``; resume continues on another runner with the
-conversation (the transcript from the database).
+conversation (the transcript from the database) and its files (the workspace snapshot the
+first runner saved after each turn into an S3-compatible store, moto, restored by the second).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 
 from tests.conftest import HELLO_AGENT
 from tests.e2e.test_runners import FAST, Cluster, cluster, pg_url, runners, wait_for  # noqa: F401 (fixtures)
+from tests.snapshot.conftest import ACCESS_KEY, SECRET_KEY, s3_bucket, s3_client, s3_endpoint  # noqa: F401 (fixtures)
 from tests.support.daemon import AshdProcess, sse_events
 
 pytestmark = pytest.mark.e2e
@@ -43,9 +45,17 @@ def bridges_of(daemon: AshdProcess) -> list[psutil.Process]:
     return out
 
 
-def test_a_session_runs_on_a_runner_and_resumes_on_another_after_a_kill(cluster: Cluster) -> None:  # noqa: F811
-    coordinator = cluster.coordinator()
-    first = cluster.runner(coordinator.url, "r1", **FAST)
+def shared_blobs(endpoint: str, bucket: str) -> dict[str, str]:
+    """The environment that points an ashd's snapshots at the shared S3 bucket."""
+    return {"ASH_SNAPSHOT_URL": f"s3://{bucket}/snapshots/", "ASH_S3_ENDPOINT": endpoint, "ASH_S3_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def test_a_session_runs_on_a_runner_and_resumes_on_another_after_a_kill(
+        cluster: Cluster, s3_endpoint: str, s3_bucket: str) -> None:  # noqa: F811
+    blobs = shared_blobs(s3_endpoint, s3_bucket)
+    coordinator = cluster.coordinator(**blobs)
+    first = cluster.runner(coordinator.url, "r1", **FAST, **blobs)
     wait_for("r1 registered", lambda: runners(coordinator).get("r1"))
     with httpx.Client(base_url=coordinator.url, headers=coordinator.headers, timeout=180) as api:
         assert api.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).status_code == 201
@@ -64,6 +74,9 @@ def test_a_session_runs_on_a_runner_and_resumes_on_another_after_a_kill(cluster:
 
         result = next(d for n, d in send(api, sid, "[[echo-history]] second") if n == "turn_complete")
         assert "remote answer one" in result["result"]  # the conversation continues on the runner
+        made = next(d for n, d in send(api, sid, "[[bash: echo kept-across-runners > kept.txt && cat kept.txt]]")
+                    if n == "tool_result")
+        assert "kept-across-runners" in made["content"], made
 
         # SIGKILL the runner mid-turn: the stream ends with error + done, at once.
         got: list[tuple[str, Any]] = []
@@ -93,13 +106,18 @@ def test_a_session_runs_on_a_runner_and_resumes_on_another_after_a_kill(cluster:
         assert time.monotonic() - killed_at < 30
 
         # Another runner; once r1 is swept the session resumes there with its conversation.
-        cluster.runner(coordinator.url, "r2", **FAST)
+        cluster.runner(coordinator.url, "r2", **FAST, **blobs)
         wait_for("r2 registered", lambda: runners(coordinator).get("r2"))
         wait_for("r1 swept", lambda: not runners(coordinator).get("r1", {}).get("alive"))
-        assert api.post(f"/api/sessions/{sid}/resume").status_code == 200
+        resumed = wait_for("the session resumed (503 until the link to r2 is up)",
+                           lambda: (r := api.post(f"/api/sessions/{sid}/resume")).status_code != 503 and r)
+        assert resumed.status_code == 200 and resumed.json()["session"]["status"] == "active", resumed.text
+        assert resumed.json()["session"]["runnerId"] == "r2"
         result = next(d for n, d in send(api, sid, "[[echo-history]] third") if n == "turn_complete")
         assert "remote answer one" in result["result"]
         assert api.get(f"/api/sessions/{sid}").json()["session"]["runnerId"] == "r2"
+        kept = next(d for n, d in send(api, sid, "[[bash: cat kept.txt]]") if n == "tool_result")
+        assert "kept-across-runners" in kept["content"], kept  # the file came back from the snapshot
 
     # r1 comes back (a new generation): it holds nothing of the session, which stays on r2. Its
     # start also sweeps what the SIGKILL left on its disk (mounts, loop devices).
