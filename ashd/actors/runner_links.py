@@ -49,7 +49,7 @@ class RunnerLinkActor(pykka.ThreadingActor):
         self._table = table
 
     def on_start(self) -> None:
-        self._table.open(self._runner.id, self._runner.host, self._runner.port)
+        self._table.open(self._runner.id, self._runner.host, self._runner.port, self._runner.generation)
 
     def on_stop(self) -> None:
         self._table.close(self._runner.id)
@@ -61,7 +61,7 @@ class RunnerLinkActor(pykka.ThreadingActor):
             log.info("runner %s registered again (generation %d -> %d); relinking", runner.id, old.generation,
                      runner.generation)
             self._table.close(runner.id)
-            self._table.open(runner.id, runner.host, runner.port)
+            self._table.open(runner.id, runner.host, runner.port, runner.generation)
 
     def view(self) -> RunnerView:
         r = self._runner

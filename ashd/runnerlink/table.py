@@ -33,20 +33,33 @@ class LinkTable:
         self._serve = serve
         self._clients: dict[str, LinkClient] = {}
         self._welcomes: dict[str, Welcome] = {}
+        self._expected: dict[str, int] = {}  # the registry's generation of each runner
 
     def link_of(self, runner_id: str) -> Mux | None:
-        """The runner's live link, or None. Any thread (a dict lookup)."""
+        """The runner's live link, or None (also when the process behind it answered with an
+        older generation than the registry's: fenced, nothing is launched there). Any thread."""
         client = self._clients.get(runner_id)
-        return client.mux if client is not None else None
+        if client is None or self._stale(runner_id):
+            return None
+        return client.mux
+
+    def _stale(self, runner_id: str) -> bool:
+        welcome, expected = self._welcomes.get(runner_id), self._expected.get(runner_id)
+        return (welcome is not None and welcome.generation is not None and expected is not None
+                and welcome.generation < expected)
 
     def state(self, runner_id: str) -> LinkState:
         client = self._clients.get(runner_id)
         welcome = self._welcomes.get(runner_id)
-        return LinkState(client is not None and client.mux is not None and not client.mux.closed,
+        return LinkState(client is not None and client.mux is not None and not client.mux.closed
+                         and not self._stale(runner_id),
                          welcome.generation if welcome else None, client.attempts if client else 0)
 
-    def open(self, runner_id: str, host: str, port: int) -> None:
-        """Link to the runner (replacing a link to an old address). Any thread."""
+    def open(self, runner_id: str, host: str, port: int, generation: int | None = None) -> None:
+        """Link to the runner (replacing a link to an old address); ``generation``: the
+        registry's, below which the runner's own answer is fenced. Any thread."""
+        if generation is not None:
+            self._expected[runner_id] = generation
         self._loop.call_soon_threadsafe(self._open, runner_id, f"ws://{_host(host)}:{port}{PATH}")
 
     def close(self, runner_id: str) -> None:
@@ -65,6 +78,11 @@ class LinkTable:
 
         def up(mux: Mux, welcome: Welcome) -> None:
             self._welcomes[runner_id] = welcome
+            if self._stale(runner_id):
+                log.error("runner link %s at %s answers as generation %s, older than the registry's %s: "
+                          "fenced (no sandbox starts there)", runner_id, url, welcome.generation,
+                          self._expected.get(runner_id))
+                return
             log.info("runner link %s up at %s (generation %s)", runner_id, url, welcome.generation)
 
         client = LinkClient(url, self._secret, runner_id, self._serve, on_up=up)

@@ -23,7 +23,7 @@ class RecordingTable:
         self.calls: list[tuple[str, str]] = []
         self.lock = threading.Lock()
 
-    def open(self, runner_id: str, host: str, port: int) -> None:
+    def open(self, runner_id: str, host: str, port: int, generation: int | None = None) -> None:
         with self.lock:
             self.calls.append(("open", f"{runner_id}@{host}:{port}"))
 

@@ -15,6 +15,7 @@ from ashd.runnerlink import auth
 from ashd.runnerlink.endpoint import PATH, RunnerEnd, RunnerLinkHandler
 from ashd.runnerlink.mux import Json, Mux, RequestFailed, encode_control
 from ashd.runnerlink.relay import open_unix, relay
+from ashd.runnerlink.table import LinkState, LinkTable
 from tests.runnerlink.loopback import SECRET, Watch, client, listen, no_requests
 
 
@@ -240,5 +241,32 @@ def test_the_client_reconnects_after_the_runner_comes_back() -> None:
             server.stop()
             for handler in open_links:
                 handler.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_runner_answering_with_an_older_generation_than_the_registry_is_fenced() -> None:
+    generation = [1]
+
+    async def scenario() -> None:
+        server, port = listen(RunnerEnd(SECRET, "r1", lambda mux: no_requests, generation=lambda: generation[0]))
+        table = LinkTable(asyncio.get_running_loop(), SECRET, lambda mux: no_requests)
+        try:
+            table.open("r1", "127.0.0.1", port, generation=2)  # the registry knows a newer registration
+            async with asyncio.timeout(30):
+                while "r1" not in table._welcomes:
+                    await asyncio.sleep(0.02)
+            assert table.link_of("r1") is None and not table.state("r1").connected  # fenced
+
+            generation[0] = 2  # the current process of r1 answers
+            table.close("r1")
+            table.open("r1", "127.0.0.1", port, generation=2)
+            async with asyncio.timeout(30):
+                while table.link_of("r1") is None:
+                    await asyncio.sleep(0.02)
+            assert table.state("r1") == LinkState(True, 2, 0)
+        finally:
+            await table.close_all()
+            server.stop()
 
     asyncio.run(scenario())
