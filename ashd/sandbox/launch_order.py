@@ -70,6 +70,10 @@ class LaunchOrder:
             raise SandboxFailed(f"malformed launch order: {exc}") from None
         for name in ("sandbox_id", "session_id", "tenant_id", "agent_key"):
             check_key(getattr(order, name), name)
+        known = {f.name for f in dataclasses.fields(BridgeSettings)} - set(_HOST_FIELDS)
+        if not isinstance(order.settings, dict) or set(order.settings) - known:
+            # Paths (the CLI binary, the socket, the workspace) are the runner's alone to choose.
+            raise SandboxFailed(f"malformed launch order: settings may only carry {', '.join(sorted(known))}")
         if not all(isinstance(v, str) for v in order.user_env.values()):
             raise SandboxFailed("malformed launch order: user_env values must be strings")
         return order
@@ -92,8 +96,11 @@ def order_of(spec: SandboxSpec) -> LaunchOrder:
 
 
 def _users_part(env: Mapping[str, str]) -> dict[str, str]:
-    """The agent's and session's variables: no reserved name (the model key, HOME, PATH...)."""
-    return {k: v for k, v in env.items() if k not in RESERVED_NAMES and not k.startswith(RESERVED_PREFIXES)}
+    """The agent's and session's variables: no reserved name (the model key, HOME, PATH...) and
+    none that the runner's own :func:`sandbox_env` sets."""
+    owned = set(sandbox_env(home="", model_base_url="", model_key="", model_auth_token="", user_env={}))
+    return {k: v for k, v in env.items()
+            if k not in RESERVED_NAMES and k not in owned and not k.startswith(RESERVED_PREFIXES)}
 
 
 def _read_transcripts(restore: resume.TranscriptRestore) -> Transcripts:

@@ -6,6 +6,7 @@ a real WebSocket on loopback."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,10 +20,11 @@ from ashd.actors.messages import BridgeExited
 from ashd.actors.sandbox import SandboxActor
 from ashd.actors.sandbox_host import HostConfig, SandboxHost
 from ashd.config import ModelConfig, Secret
+from ashd.errors import SandboxFailed
 from ashd.layout import Layout
 from ashd.runnerlink.endpoint import RunnerEnd, RunnerLinkHandler
 from ashd.sandbox.env import sandbox_env
-from ashd.sandbox.launch_order import Shipped
+from ashd.sandbox.launch_order import LaunchOrder, Shipped, order_of
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
 from ashd.sandbox.logring import LogBook
 from ashd.sandbox.remote import LOST_REASON, RemoteLauncher
@@ -145,3 +147,16 @@ def test_a_sandbox_on_a_runner_streams_turns_and_dies_with_its_link(tmp_path: Pa
     assert any(level == "stderr" and text.startswith(f"[bridge] INFO CLI connected; serving session {spec.session_id}")
                for level, text in texts), texts  # the runner forwarded the bridge's stderr
     assert any(level == "system" and "launcher remote" in text for level, text in texts)
+
+
+
+def test_a_launch_order_carries_no_host_path_nor_model_key_and_refuses_one(tmp_path: Path) -> None:
+    order = order_of(coordinator_spec(tmp_path, "http://model.invalid")).to_json()
+    assert str(tmp_path) not in json.dumps(order) and "coordinator-key" not in json.dumps(order)
+    assert order["user_env"] == {"GREETING": "hello-from-user"} and order["agent_key"] == "a1.1"
+    assert LaunchOrder.from_json(order).settings == order["settings"]
+    for bad in ({"cli_path": "/bin/sh"}, {"socket_path": "/tmp/x"}, {"workspace": "/"}):
+        with pytest.raises(SandboxFailed, match="settings may only carry"):
+            LaunchOrder.from_json({**order, "settings": {**order["settings"], **bad}})
+    with pytest.raises(SandboxFailed, match="not a valid id"):
+        LaunchOrder.from_json({**order, "agent_key": "../etc"})
