@@ -24,6 +24,11 @@ configuration, lowest to highest precedence: built-in defaults, the TOML file gi
 ASH_DATABASE_URL, ASH_API_KEY, ASH_MAX_SANDBOXES, ASH_IDLE_TIMEOUT_MS, ANTHROPIC_BASE_URL,
 ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, ...), then these flags.
 
+modes (--mode, ASH_MODE): standalone serves the API with local sandboxes; coordinator serves
+the API and the runner registry (ASH_INTERNAL_SECRET, a shared Postgres); runner hosts
+sandboxes for the coordinators (ASH_SERVER_URL, ASH_RUNNER_ID, ASH_RUNNER_PORT,
+ASH_INTERNAL_SECRET) and serves only /runner/* on its own port. See docs/scale-out.md.
+
 exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 on a start-up failure,
 2 on invalid configuration or usage, 3 when the supervision tree gave up (a long-lived
 actor kept crashing; systemd's Restart=on-failure starts ashd again).

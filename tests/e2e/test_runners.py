@@ -162,6 +162,23 @@ def test_a_runner_started_by_ashs_environment_registers_and_only_the_operator_se
     assert bad.status_code == 400 and "port" in bad.json()["error"]
     assert post_internal(coordinator, "register", {"runnerId": "../x", "host": "h", "port": 1}).status_code == 400
     assert "rogue" not in runners(coordinator)
+    # Runners serve every tenant: another tenant's admin key neither sees nor drains them.
+    minted = httpx.post(f"{coordinator.url}/api/internal/api-keys", headers={"Authorization": f"Bearer {SECRET}"},
+                        json={"tenantId": "acme", "scopes": ["admin"]}, timeout=30)
+    tenant = {"Authorization": f"Bearer {minted.json()['key']}"}
+    assert httpx.get(f"{coordinator.url}/api/internal/runners", headers=tenant, timeout=30).status_code == 403
+    assert httpx.post(f"{coordinator.url}/api/internal/runners/r1/drain", headers=tenant,
+                      timeout=30).status_code == 403
+    assert runners(coordinator)["r1"]["draining"] is False
+
+
+def test_a_standalone_ashd_keeps_no_registry(start_ashd: Callable[..., AshdProcess]) -> None:
+    daemon = start_ashd(None, ASH_INTERNAL_SECRET=SECRET)
+    registering = post_internal(daemon, "register", {"runnerId": "r1", "host": "127.0.0.1", "port": 4200})
+    assert registering.status_code == 409 and "ASH_MODE=coordinator" in registering.json()["error"]
+    listed = httpx.get(f"{daemon.url}/api/internal/runners", headers=daemon.headers, timeout=30).json()
+    assert listed == {"count": 0, "hasLocal": True, "runners": []}
+    assert httpx.get(f"{daemon.url}/health", headers=daemon.headers, timeout=30).json()["remoteRunners"] == 0
 
 
 def test_a_runner_stopped_gracefully_leaves_at_once_and_its_sessions_pause(cluster: Cluster) -> None:
@@ -190,8 +207,10 @@ def test_a_runner_that_stops_answering_is_swept_and_registers_again_when_it_retu
 
     assert runner.proc is not None
     runner.proc.send_signal(signal.SIGSTOP)  # frozen: no heartbeat, no deregistration
+    frozen_at = time.monotonic()
     try:
         wait_for("r1 swept", lambda: "r1" not in runners(coordinator))
+        print(f"frozen runner swept {time.monotonic() - frozen_at:.2f}s after SIGSTOP (liveness timeout 3 s)")
         assert statuses(coordinator, ids) == ["paused", "paused"]
         assert "runner r1 sent no heartbeat for over 3 s: removed from the registry; 2 live session(s) paused" \
             in coordinator.log(None)

@@ -145,7 +145,12 @@ SPECIAL = {("GET", "/metrics"): "process-wide: 403 for any key of a tenant other
            ("POST", "/api/internal/api-keys"): "operator route: an API key is not the internal secret (401)",
            ("POST", "/api/agents"): "B deploys into its own tenant; checked last: A's same-named agent unchanged",
            ("POST", "/api/api-keys"): "creates a key of B's own tenant (no A object named)",
-           ("POST", "/api/credentials"): "creates a credential of B's own tenant (no A object named)"}
+           ("POST", "/api/credentials"): "creates a credential of B's own tenant (no A object named)",
+           **{("POST", f"/api/internal/runners/{verb}"): "runner route: an API key is not the internal secret (401)"
+              for verb in ("register", "heartbeat", "deregister")},
+           **{(method, f"/api/internal/runners{rest}"): "the runner registry serves every tenant: 403 for any key "
+              "of a tenant other than 'default'"
+              for method, rest in (("GET", ""), ("POST", "/{}/drain"), ("POST", "/{}/undrain"))}}
 
 
 def cases_missing() -> list[str]:
@@ -320,6 +325,15 @@ def test_tenant_b_gets_404_on_every_route_naming_a_tenant_a_object(world: World)
     internal = world.b.post("/api/internal/api-keys", json={"tenantId": "default"})
     if internal.status_code != 401:
         failures.append(f"POST /api/internal/api-keys with B's API key: {internal.status_code}")
+    for verb in ("register", "heartbeat", "deregister"):
+        runner = world.b.post(f"/api/internal/runners/{verb}", json={"runnerId": "r1", "host": "h", "port": 1})
+        if runner.status_code != 401:
+            failures.append(f"POST /api/internal/runners/{verb} with B's API key: {runner.status_code}")
+    for method, path in (("GET", "/api/internal/runners"), ("POST", "/api/internal/runners/r1/drain"),
+                         ("POST", "/api/internal/runners/r1/undrain")):
+        registry = world.b.request(method, path)
+        if registry.status_code != 403:
+            failures.append(f"{method} {path} with B's admin key: {registry.status_code}")
     assert not failures, "cross-tenant leaks:\n" + "\n".join(failures)
     assert _snapshot(world) == before, "B's requests changed A's objects"
     # B may use the same agent name in its own tenant; A's agent is another object.

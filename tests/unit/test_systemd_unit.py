@@ -1,4 +1,5 @@
-"""systemd/ashd.service is a valid unit (systemd-analyze verify), with the notify protocol."""
+"""systemd/ashd.service and ashd-runner.service are valid units (systemd-analyze verify), with the
+notify protocol."""
 
 from __future__ import annotations
 
@@ -7,18 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 # Keys newer than this machine's systemd (252); older versions ignore them, as documented.
 NEWER_KEYS = ("RestartSteps", "RestartMaxDelaySec")
 
 
-def test_unit_verifies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["ashd.service", "ashd-runner.service"])
+def test_unit_verifies(tmp_path: Path, name: str) -> None:
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is missing (package systemd)"
     ashd = Path(sys.executable).with_name("ashd")
-    text = (REPO / "systemd" / "ashd.service").read_text()
+    text = (REPO / "systemd" / name).read_text()
     assert "Type=notify" in text and "WatchdogSec=" in text and "Delegate=yes" in text
-    unit = tmp_path / "ashd.service"
+    unit = tmp_path / name
     unit.write_text(text.replace("/opt/ashd/.venv/bin/ashd", str(ashd)))
     run = subprocess.run([analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True,
                          env={"SYSTEMD_LOG_LEVEL": "warning", "PATH": "/usr/bin:/bin"}, timeout=60)
