@@ -3,9 +3,11 @@ children in start order, and its HTTP servers. The daemon (``daemon.py``) opens 
 before and runs the same serve/stop sequence over any of them.
 
 - ``standalone``: store -> sandbox services -> pool -> sessions -> public API.
-- ``coordinator``: store -> runner liveness sweep -> public API; no sandbox (the runtime
-  answers 503 until sessions are routed to runners: ``ashd/runtime/unrouted.py``).
-- ``runner``: store -> sandbox services -> pool -> sessions -> the runner's own server
+- ``coordinator``: store -> runner liveness sweep -> runner links -> pool -> sessions -> public
+  API; the sessions' sandboxes start on runners through the links (``ashd/sandbox/remote.py``;
+  503 "No runners available" when none has room).
+- ``runner``: store -> sandbox services -> pool -> sessions -> linked sandboxes (those the
+  coordinators start over ``/runner/link``) -> the runner's own server
   (``/runner/*`` on ``cluster.runner_port``) -> membership (registers once the runner
   listens; on stop, deregisters first, before its sandboxes stop). No public API.
 
@@ -25,6 +27,9 @@ import tornado.httpserver
 
 from ashd.actors import parking
 from ashd.actors.children import ChildSpec
+from ashd.actors.runner_links import runner_links_child
+from ashd.actors.sandbox_host import HostConfig, SandboxHost
+from ashd.actors.supervisor import make_snapshotter
 from ashd.config import Config
 from ashd.evals.grader import ModelGrader
 from ashd.evals.runner import EvalRunner
@@ -34,18 +39,22 @@ from ashd.http.auth import KeyHasher
 from ashd.http.context import AppContext
 from ashd.http.health import COORDINATOR_ID
 from ashd.http.runner_liveness import RunnerLiveness
+from ashd.layout import Layout
 from ashd.listener import listener_child, loop_service_child
 from ashd.metrics import Metrics
 from ashd.runner.coordinator_client import coordinator_post
 from ashd.runner.membership import Figures, Identity, Membership
 from ashd.runner.server import RunnerContext, make_runner_app
+from ashd.runnerlink.endpoint import PATH as LINK_PATH
+from ashd.runnerlink.endpoint import RunnerEnd, RunnerLinkHandler
+from ashd.runnerlink.table import LinkTable
 from ashd.runtime.facade import SessionRuntime
 from ashd.runtime.fanout import StreamFanout
 from ashd.runtime.local import LocalRuntime
 from ashd.runtime.offload import Offload
-from ashd.runtime.unrouted import UnroutedRuntime
 from ashd.sandbox import services as sandbox_services
 from ashd.sandbox.launcher import Launcher
+from ashd.sandbox.remote import Placement, RemoteLauncher
 from ashd.service_children import services_child, store_child
 from ashd.store import Store
 
@@ -146,13 +155,23 @@ def _standalone(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.A
 
 def _coordinator(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.AbstractEventLoop,
                  launcher: Launcher | None) -> Assembly:
+    """Sessions run here as standalone (actors, turns, events, transcripts); their sandboxes
+    start on runners through the links (ashd/sandbox/remote.py)."""
     offload, metrics = Offload(), Metrics()
-    runtime = UnroutedRuntime(config, store, offload, metrics)
-    ctx, server, http = _public_api(config, store, hasher, runtime, offload, metrics, None, loop)
+    cluster = config.cluster
+    remote: list[RemoteLauncher] = []
+    table = LinkTable(loop, config.auth.internal_secret.reveal(), lambda mux: remote[0].serve(mux))
+    remote.append(RemoteLauncher(loop, table.link_of, Placement(store, cluster.liveness_timeout_s,
+                                                                lambda runner: table.state(runner).connected)))
+    fanout = StreamFanout.start(store, loop)  # every coordinator serves every session's stream
+    runtime, tree = LocalRuntime.build(config, store, launcher or remote[0], offload, metrics, fanout=fanout)
+    ctx, server, http = _public_api(config, store, hasher, runtime, offload, metrics, {"launcher": "remote"}, loop)
     liveness = loop_service_child("runner liveness", loop, RunnerLiveness(store, offload, config.cluster, metrics))
-    children = [store_child(store, _drain(runtime, loop)), liveness, http]
+    links = runner_links_child(store, table, cluster.heartbeat_interval_s, cluster.liveness_timeout_s)
+    children = [store_child(store, _drain(runtime, loop)), liveness, links, *tree, http]
     return Assembly(runtime, children, [server], offload,
-                    f"http://{config.server.host}:{config.server.port} as coordinator {COORDINATOR_ID}", ctx)
+                    f"http://{config.server.host}:{config.server.port} as coordinator {COORDINATOR_ID}", ctx,
+                    fanout=fanout)
 
 
 def _runner(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.AbstractEventLoop,
@@ -161,8 +180,15 @@ def _runner(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.Abstr
     local = _local(config, store, loop, launcher, offload, metrics)
     cluster = config.cluster
 
+    used = local.sandboxes.launcher if local.sandboxes is not None else launcher
+    assert used is not None
+    host = SandboxHost(HostConfig(Layout(config.data_dir), used, config.model, config.pool.bridge_ready_timeout_s,
+                                  config.pool.stop_grace_s, getattr(used, "cli_workspace", None),
+                                  make_snapshotter(config)), loop)
+
     async def figures() -> Figures:
-        return pool_figures(await local.runtime.pool_stats())
+        own = pool_figures(await local.runtime.pool_stats())
+        return Figures(own.active + host.count, own.warming, {**own.stats, "linked": host.count})
 
     # What the pool holds at most: ASH_MAX_SANDBOXES, or fewer when memory bounds the warm sessions.
     capacity = min(config.pool.max_sandboxes, parking.warm_cap(config.pool.max_warm_sessions))
@@ -170,8 +196,12 @@ def _runner(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.Abstr
                         capacity)
     membership = Membership(identity, coordinator_urls(config), coordinator_post(config.auth.internal_secret.reveal()),
                             figures, cluster.heartbeat_interval_s)
-    server = tornado.httpserver.HTTPServer(make_runner_app(RunnerContext(membership, figures)), xheaders=False)
+    end = RunnerEnd(config.auth.internal_secret.reveal(), identity.runner_id, host.serve,
+                    generation=lambda: membership.generation, on_lost=host.link_lost)
+    app = make_runner_app(RunnerContext(membership, figures), [(LINK_PATH, RunnerLinkHandler, {"end": end})])
+    server = tornado.httpserver.HTTPServer(app, xheaders=False)
     children = [store_child(store, _drain(local.runtime, loop)), *local.children,
+                loop_service_child("linked sandboxes", loop, host),
                 listener_child(loop, server, cluster.runner_host, cluster.runner_port, "runner http"),
                 loop_service_child("membership", loop, membership)]
     serving = (f"http://{cluster.runner_host}:{cluster.runner_port}/runner/* as runner {identity.runner_id} "

@@ -31,6 +31,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -91,6 +92,9 @@ class SessionDeps:
     # Shared by every session; the SessionSupervisor provides both (and stops them).
     timers: Timers | None = None
     snapshot_worker: SnapshotWorker | None = None
+    # What tells an unchanged workspace; None: ashd/snapshot/fingerprint.py's digest. A launcher
+    # whose workspaces live elsewhere (on a runner) says "never known": every request saves.
+    snapshot_digest: Callable[[Path], str | None] | None = None
     # Told (session id, tenant id, why) when the actor crashed; set by the session supervisor.
     crashed: Callable[[str, str, str], object] | None = None
     gate: StartGate | None = None  # the daemon's start admission (pool.max_concurrent_starts); None: unbounded
@@ -238,7 +242,10 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
 
     def resume(self) -> SessionRow | Pending:
         """PAUSED|STOPPED|ERROR|STARTING -> ACTIVE, warm if the sandbox lives, else cold
-        (files from the snapshot, conversation from the store). ACTIVE is a no-op; ENDED is 410."""
+        (files from the snapshot, conversation from the store). ACTIVE is a no-op; ENDED is 410.
+        The row is read afresh: another writer may have paused the session meanwhile (the
+        runner liveness sweep pauses the sessions of a runner that died)."""
+        self._row = None
         row = self._load()
         if row.status == SessionStatus.ACTIVE.value:
             return row

@@ -116,5 +116,6 @@ class SpecBuilder:
         restore = resume.TranscriptRestore(self.store, row.tenant_id, row.id, row.parent_session_id,
                                            self.cli_cwd(root))
         return SandboxSpec(sandbox_id, row.id, agent.name, row.tenant_id, root, socket_path, env, settings,
-                           agent_dir=Path(agent.path), policy=policy, upstream_key=upstream,
+                           agent_dir=Path(agent.path), agent_key=f"{agent.id}.{agent.version}",
+                           runner_id=row.runner_id, policy=policy, upstream_key=upstream,
                            restore_transcript=restore)

@@ -38,6 +38,7 @@ from ashd.policy import Escalate, GiveUp, Restart
 from ashd.sandbox.admission import DiskLedger, reserve_bytes
 from ashd.sandbox.launcher import Launcher
 from ashd.sandbox.logring import LogBook
+from ashd.snapshot.fingerprint import workspace_digest
 from ashd.snapshot.room import DiskFloor
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.snapshot.store import blob_store_from_url
@@ -75,8 +76,9 @@ class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
         """Provides the children's shared timer thread and snapshot worker (stopped with it)."""
         super().__init__()
         self._deps = replace(deps, timers=deps.timers or Timers(),
-                             snapshot_worker=deps.snapshot_worker or SnapshotWorker(deps.snapshots, deps.store,
-                                                                                    deps.metrics))
+                             snapshot_worker=deps.snapshot_worker or SnapshotWorker(
+                                 deps.snapshots, deps.store, deps.metrics,
+                                 digest=deps.snapshot_digest or workspace_digest))
         self._policy = policy
         self._record = record
         self._crashed = crashed
@@ -264,6 +266,9 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
     starts = StartRecord(config.supervision.degraded_after_failed_starts, restarts.budget_spent)
     disk = _disk_ledger(config, store, launcher)
     snapshots = make_snapshotter(config)
+    remote_snapshots = getattr(launcher, "snapshots_over", None)  # sandboxes on runners save there
+    if remote_snapshots is not None:
+        snapshots = remote_snapshots(snapshots)
     gate = StartGate(start_slots(config.pool), config.pool.max_queued_starts)  # outlives session supervisors
 
     def start_pool(crashed: Crashed) -> pykka.ActorRef[PoolActor]:
@@ -278,6 +283,7 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
             snapshots=snapshots, restarts=restarts, cli_workspace=getattr(launcher, "cli_workspace", None),
             metrics=metrics, credential_key=config.auth.credential_key, settle=getattr(launcher, "settled", None),
             starts=starts, exits=exits, idle_s=config.supervision.session_actor_idle_s, gate=gate,
+            snapshot_digest=getattr(launcher, "snapshot_digest", None),
         )
         ref = SessionSupervisor.start(deps, TreePolicy.for_sessions(config.supervision), record, crashed)
         # Sandboxes of a previous session supervisor's actors have no owner any more.

@@ -76,8 +76,11 @@ def runner_routes() -> list[tuple[str, type[tornado.web.RequestHandler]]]:
     ]
 
 
-def make_runner_app(ctx: RunnerContext) -> tornado.web.Application:
+def make_runner_app(ctx: RunnerContext, own_args: list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]
+                    | None = None) -> tornado.web.Application:
+    """``own_args``: routes with their own handler arguments (the coordinators' link)."""
     args = {"ctx": ctx}
-    return tornado.web.Application([(pattern, handler, args) for pattern, handler in runner_routes()],
+    routes: list[Any] = [(pattern, handler, args) for pattern, handler in runner_routes()]
+    return tornado.web.Application([*routes, *(own_args or [])],
                                    default_handler_class=RunnerNotFoundHandler, default_handler_args=args,
                                    compress_response=False)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol, runtime_checkable
 
 from ashd.config import Secret
 from ashd.errors import SandboxFailed
@@ -35,6 +35,10 @@ class SandboxSpec:
     settings: BridgeSettings = field(hash=False)
     # The deployed agent folder (policy files are read from here, never from the workspace).
     agent_dir: Path | None = None
+    # The agent version ("<agent id>.<version>"): how a runner names its cached copy of the folder.
+    agent_key: str = ""
+    # The runner that hosts this sandbox (coordinator mode; ashd/sandbox/remote.py). None: this host.
+    runner_id: str | None = None
     policy: SandboxPolicy = field(default_factory=SandboxPolicy, hash=False)
     # The session's own upstream model key (a stored credential): for the model proxy only,
     # never the sandbox's environment. None: the daemon's key.
@@ -57,6 +61,37 @@ class SandboxSpec:
         return self.root / "sandbox.log"
 
 
+class BridgeProcess(Protocol):
+    """What a launcher's spawn returns: a :class:`subprocess.Popen`, or a handle on a bridge
+    that runs elsewhere (ashd/sandbox/remote.py) with the same surface."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    @property
+    def stdout(self) -> IO[bytes] | None: ...
+
+    @property
+    def stderr(self) -> IO[bytes] | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+@runtime_checkable
+class Detached(Protocol):
+    """A bridge process that is not this host's child: its launcher stops it (there is no
+    local process group to signal)."""
+
+    def stop_group(self, grace_s: float) -> int:
+        """TERM, wait ``grace_s``, KILL; the exit code. Blocking."""
+        ...
+
+
 class Launcher(Protocol):
     """Turns a spec into a running bridge, and cleans up after it.
 
@@ -66,7 +101,7 @@ class Launcher(Protocol):
 
     name: str
 
-    def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
+    def spawn(self, spec: SandboxSpec) -> BridgeProcess:
         """Start the bridge; its stdout is a pipe that carries the ready byte, its stderr
         a pipe (or None) that the caller drains into the sandbox log.
 

@@ -19,19 +19,27 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from claude_agent_sdk import project_key_for_directory
 
-from ashd.store import Store
-
 log = logging.getLogger(__name__)
+
+
+class TranscriptSource(Protocol):
+    """Where stored transcript lines come from: the store, or what a runner was sent
+    (``ashd/sandbox/launch_order.py``)."""
+
+    def load_transcript(self, tenant_id: str, session_id: str, subpath: str = "") -> list[str]: ...
+
+    def transcript_subpaths(self, tenant_id: str, session_id: str) -> list[str]: ...
 
 
 @dataclass(frozen=True)
 class TranscriptRestore:
     """What a sandbox's start restores when the CLI has no transcript of its session."""
 
-    store: Store
+    store: TranscriptSource
     tenant_id: str
     session_id: str
     parent_id: str | None  # a fork's parent: its conversation, until the fork has its own
@@ -59,7 +67,7 @@ def has_local_transcript(config_dir: Path, session_id: str) -> bool:
     return any((config_dir / "projects").glob(f"*/{session_id}.jsonl"))
 
 
-def materialize(store: Store, tenant_id: str, session_id: str, config_dir: Path, cli_cwd: str,
+def materialize(store: TranscriptSource, tenant_id: str, session_id: str, config_dir: Path, cli_cwd: str,
                 home: Path | None = None) -> int:
     """Write the stored transcript unless the CLI already has one. Returns lines written.
 

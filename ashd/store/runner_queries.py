@@ -139,3 +139,9 @@ def sweep(conn: Connection, cutoff: str) -> dict[str, list[str]]:
                         .with_for_update(skip_locked=True)).scalars().all()
     return {runner_id: deregister(conn, runner_id, f"runner {runner_id} stopped answering heartbeats")
             for runner_id in dead}
+
+
+def assign(conn: Connection, tenant_id: str, session_id: str, runner_id: str) -> None:
+    """Record that the session's sandbox now lives on ``runner_id`` (Ash's ``runnerId``)."""
+    conn.execute(sa.update(sessions).where(sessions.c.tenant_id == tenant_id, sessions.c.id == session_id)
+                 .values(runner_id=runner_id))

@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("version",),  # ashd/__init__.py: __version__ only (the client may read it)
     ("core", "support"),  # pure core | OS and metrics utilities that import nothing of ashd
     ("wire", "store", "snapshot", "proxy"),  # the bridge wire contract is a leaf: nothing of ashd
-    ("files", "evals"),
+    ("files", "evals", "runnerlink"),  # runnerlink: the coordinator<->runner WebSocket (wire frames, channels)
     ("sandbox",),
     ("actors",),  # pykka actors: never tornado, never the runtime or http
     ("runtime",),  # the session runtime façade (ashd/runtime/, may not exist yet)
@@ -55,6 +55,7 @@ UNITS: dict[str, str] = {
     "ashd.snapshot": "snapshot",
     "ashd.proxy": "proxy",
     "ashd.files": "files",
+    "ashd.runnerlink": "runnerlink",
     "ashd.evals": "evals",
     # The eval runner and its model grader run on the IOLoop (tornado's HTTP client) and drive
     # turns through AppContext, like ashd/http/queue_worker.py: they are of the http layer.
@@ -78,7 +79,8 @@ UNITS: dict[str, str] = {
 
 # Third-party frameworks and the only units that may import them.
 FRAMEWORKS: dict[str, frozenset[str]] = {
-    "tornado": frozenset({"http", "daemon", "scripted"}),  # no layer below http, no actor
+    # no layer below http, no actor; the runner link's two WebSocket ends (ashd/runnerlink/endpoint.py)
+    "tornado": frozenset({"http", "daemon", "scripted", "runnerlink"}),
     "pykka": frozenset({"actors", "runtime", "daemon"}),  # handlers never touch an actor
     "sqlalchemy": frozenset({"store"}),
     "psycopg": frozenset({"store"}),  # the fan-out's listening connection (ashd/store/notify.py)
@@ -224,7 +226,7 @@ def test_a_new_package_or_program_import_is_caught() -> None:
     assert unit_of("ashd.newthing") is None and unit_of("ashd.newpkg.mod") is None
     assert violations("ashd.actors.fake", {"tornado.web", "ashd.bridge.driver"}) == [
         "ashd.actors.fake (actors) imports ashd.bridge.driver (bridge)",
-        "ashd.actors.fake (actors) imports tornado.web; only daemon, http, scripted may",
+        "ashd.actors.fake (actors) imports tornado.web; only daemon, http, runnerlink, scripted may",
     ]
     assert violations("ashd.bridge.fake", {"ashd.store", "ashd.wire.protocol"}) == [
         "ashd.bridge.fake (bridge) imports ashd.store (store)"]

@@ -1,0 +1,348 @@
+"""Sandboxes on a runner, behind the :class:`~ashd.sandbox.launcher.Launcher` seam (coordinator).
+
+The cut: the session runtime, the pool and the sandbox actors are the ones standalone uses;
+only the launcher differs. :meth:`RemoteLauncher.spawn` sends the runner a
+:class:`~ashd.sandbox.launch_order.LaunchOrder` over the link (the agent folder first, once
+per version, if the runner lacks it) and returns a :class:`RemoteProcess`: a handle with the
+surface of a ``Popen`` whose stdout pipe gets the ready byte when the runner reports the
+bridge ready, whose stderr pipe carries the bridge's stderr lines as the runner forwards
+them, and whose ``wait`` returns when the runner reports the exit (or the link drops: the
+sandbox is then lost, exit code -9). At ``spec.socket_path`` the launcher listens on a unix
+socket; each connection a session's :class:`~ashd.wire.link.BridgeLink` makes there opens a
+link channel to the runner, which connects it to the real bridge socket, and the frames are
+relayed both ways unchanged (ashd/runnerlink/relay.py).
+
+``spawn``/``stop_group`` run on the sandbox actor's thread and wait for the loop; the relay
+and the link live on the IOLoop (``loop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from ashd.errors import SandboxFailed, SnapshotError, Unavailable
+from ashd.runnerlink.mux import Handler, Json, LinkClosed, Mux, RequestFailed
+from ashd.runnerlink.relay import relay
+from ashd.sandbox import agent_cache
+from ashd.sandbox.launch_order import order_of
+from ashd.sandbox.launcher import SandboxSpec
+from ashd.snapshot.snapshots import SnapshotInfo, Snapshotter
+from ashd.store import Store, StoreError
+from ashd.store import runner_queries as rq
+
+log = logging.getLogger(__name__)
+
+LAUNCH_TIMEOUT_S = 120.0  # the order (and the agent folder) reach the runner and it spawned
+STOP_MARGIN_S = 30.0
+LOST_CODE = -9
+LOST_REASON = "the runner hosting this sandbox was lost (its link closed)"
+SNAPSHOT_TIMEOUT_S = 300.0
+T = TypeVar("T")
+
+
+class RemoteProcess:
+    """A bridge that runs on a runner; any thread. Fed by the link's events (loop thread)."""
+
+    def __init__(self, sandbox_id: str, stop: Callable[[float], None]) -> None:
+        self.sandbox_id = sandbox_id
+        self.pid = 0
+        self.returncode: int | None = None
+        self.reason: str | None = None
+        self._stop = stop
+        self._exited = threading.Event()
+        ready_r, self._ready_w = os.pipe()
+        err_r, self._err_w = os.pipe()
+        self.stdout: IO[bytes] | None = os.fdopen(ready_r, "rb", buffering=0)
+        self.stderr: IO[bytes] | None = os.fdopen(err_r, "rb")
+        self._lock = threading.Lock()
+
+    # -- facts from the runner (loop thread) ----------------------------------------------
+
+    def ready(self) -> None:
+        with self._lock:
+            if self._ready_w >= 0:
+                os.write(self._ready_w, b"R")
+                self._close_ready()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            if self._err_w >= 0:
+                with contextlib.suppress(OSError):  # nobody drains a failed start's pipe
+                    os.write(self._err_w, text.encode(errors="replace").rstrip(b"\n")[:65536] + b"\n")
+
+    def exited(self, code: int, reason: str | None) -> None:
+        """Idempotent: the first exit wins (a lost link after a reported exit changes nothing)."""
+        with self._lock:
+            if self.returncode is not None:
+                return
+            self.returncode, self.reason = code, reason
+            self._close_ready()
+            if self._err_w >= 0:
+                os.close(self._err_w)
+                self._err_w = -1
+        self._exited.set()
+
+    def close_pipes(self) -> None:
+        """Close the read ends (a start that failed: nobody reads them)."""
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+
+    def _close_ready(self) -> None:
+        if self._ready_w >= 0:
+            os.close(self._ready_w)
+            self._ready_w = -1
+
+    # -- the Popen surface (any thread) ---------------------------------------------------
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._exited.wait(timeout):
+            raise TimeoutError(f"sandbox {self.sandbox_id} still running")
+        assert self.returncode is not None
+        return self.returncode
+
+    def stop_group(self, grace_s: float) -> int:
+        """Ask the runner to stop the sandbox (TERM, grace, KILL there); wait for its exit."""
+        if self.returncode is None:
+            self._stop(grace_s)
+        if not self._exited.wait(grace_s + STOP_MARGIN_S):
+            self.exited(LOST_CODE, "the runner did not report the sandbox's exit")
+        return self.wait()
+
+
+NO_RUNNERS = ("No runners available: no live runner with a free slot is registered with the coordinators "
+              "(start a runner with ASH_MODE=runner, or wait for one to free up)")
+
+
+class Placement:
+    """Which runner a sandbox starts on: the session's own while its link is up (sessions stick
+    to their runner), else the least-loaded live runner (``runner_queries.pick``, one locking
+    statement, a warming slot reserved until the start ends), recorded on the session row.
+    Blocking (store); called on the sandbox actor's thread."""
+
+    def __init__(self, store: Store, liveness_timeout_s: float, connected: Callable[[str], bool]) -> None:
+        self._store = store
+        self._timeout = liveness_timeout_s
+        self._connected = connected
+
+    def place(self, spec: SandboxSpec) -> tuple[str, bool]:
+        """(runner id, whether a warming slot was reserved). Raises Unavailable (503)."""
+        if spec.runner_id is not None and self._connected(spec.runner_id):
+            return spec.runner_id, False
+        store = self._store
+        row = store.write_with(rq.pick, rq.cutoff(store.now(), self._timeout))
+        if row is None:
+            raise Unavailable(NO_RUNNERS, retry_after_s=5)
+        if not self._connected(row.id):
+            self.release(row.id)
+            raise Unavailable(f"runner {row.id} is registered but this coordinator's link to it is not up yet; "
+                              "retry shortly", retry_after_s=2)
+        store.write_with(rq.assign, spec.tenant_id, spec.session_id, row.id)
+        if spec.runner_id is not None:
+            log.warning("session %s: runner %s is gone; starting its sandbox on runner %s", spec.session_id,
+                        spec.runner_id, row.id)
+        return row.id, True
+
+    def release(self, runner_id: str) -> None:
+        try:
+            self._store.write_with(rq.release_warming, runner_id)
+        except StoreError as exc:  # the next heartbeat resets the figure anyway
+            log.warning("runner %s: warming slot not released: %s", runner_id, exc)
+
+
+class RemoteSnapshots(Snapshotter):
+    """The coordinator's snapshotter when workspaces live on runners: a save asks the runner
+    hosting the session's sandbox to archive its workspace into the shared blob store (with
+    the runner's own snapshot settings); a restore is the runner's too (at its next launch),
+    so here it restores nothing. Copies (forks) and deletes act on the blob store directly."""
+
+    def __init__(self, base: Snapshotter, save_remote: Callable[[str], SnapshotInfo]) -> None:
+        super().__init__(base.blob_store, base.tmp_dir, max_bytes=base.max_bytes, floor=base.floor)
+        self._save_remote = save_remote
+
+    def save(self, session_id: str, tenant_id: str, workspace: Path) -> SnapshotInfo:
+        return self._save_remote(session_id)
+
+    def restore(self, session_id: str, tenant_id: str, target: Path) -> bool:
+        return False
+
+
+class RemoteLauncher:
+    """Launches each spec on a runner (chosen by :class:`Placement`), through its link."""
+
+    name = "remote"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, link_of: Callable[[str], Mux | None],
+                 placement: Placement | None = None) -> None:
+        """``link_of(runner id)``: the runner's live link, or None (loop thread; read from
+        actor threads too: a dict lookup). ``placement``: None runs every spec on its
+        ``runner_id`` (components without a store)."""
+        self._loop = loop
+        self._link_of = link_of
+        self._placement = placement
+        self._procs: dict[str, RemoteProcess] = {}  # sandbox id -> the live handle (loop thread)
+        self._hosts: dict[str, tuple[str, str]] = {}  # session id -> (runner id, sandbox id) of its live sandbox
+        self._servers: dict[str, asyncio.AbstractServer] = {}
+
+    # -- Launcher (actor threads) ---------------------------------------------------------
+
+    def connected(self, runner_id: str) -> bool:
+        mux = self._link_of(runner_id)
+        return mux is not None and not mux.closed
+
+    def spawn(self, spec: SandboxSpec) -> RemoteProcess:
+        runner, reserved = self._placement.place(spec) if self._placement is not None else (spec.runner_id, False)
+        if runner is None:
+            raise SandboxFailed(f"session {spec.session_id} has no runner to start its sandbox on")
+        spec = dataclasses.replace(spec, runner_id=runner)
+        proc = RemoteProcess(spec.sandbox_id, lambda grace: self._call(self._stop(spec, grace), grace + STOP_MARGIN_S))
+        try:
+            order = order_of(spec).to_json()  # blocking read of the transcript, here on the actor's thread
+            self._call(self._launch(spec, order, proc), LAUNCH_TIMEOUT_S)
+        except BaseException:
+            proc.exited(LOST_CODE, "start failed")
+            proc.close_pipes()
+            self.cleanup(spec)
+            raise
+        finally:
+            if reserved and self._placement is not None:
+                self._placement.release(runner)
+        return proc
+
+    def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
+        proc = self._procs.get(spec.sandbox_id)
+        return proc.reason if proc is not None else None
+
+    def cleanup(self, spec: SandboxSpec) -> None:
+        with contextlib.suppress(Exception):
+            self._call(self._close(spec), 10.0)
+
+    # -- snapshots (the snapshot worker's threads) ---------------------------------------
+
+    snapshot_digest = staticmethod(lambda workspace: None)  # the coordinator cannot tell: always save
+
+    def snapshots_over(self, base: Snapshotter) -> RemoteSnapshots:
+        return RemoteSnapshots(base, self._save_on_runner)
+
+    def _save_on_runner(self, session_id: str) -> SnapshotInfo:
+        """Raises SnapshotError when the session has no live sandbox on a linked runner."""
+        runner, sandbox_id = self._hosts.get(session_id, ("", ""))
+        mux = self._link_of(runner) if runner else None
+        if mux is None or mux.closed:
+            raise SnapshotError(f"session {session_id} has no live sandbox on a linked runner to snapshot")
+        try:
+            reply = self._call(mux.request("snapshot", sandbox=sandbox_id, timeout=SNAPSHOT_TIMEOUT_S),
+                               SNAPSHOT_TIMEOUT_S + 5)
+        except (SandboxFailed, LinkClosed, RequestFailed) as exc:
+            raise SnapshotError(f"runner {runner} did not snapshot session {session_id}: {exc}") from exc
+        return SnapshotInfo(str(reply["key"]), int(reply["bytes"]), int(reply["files"]), float(reply["ms"]),
+                            int(reply.get("content_bytes", 0)))
+
+    def _call(self, work: Coroutine[Any, Any, T], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(work, self._loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise SandboxFailed("the runner did not answer in time") from None
+
+    # -- the link side (loop thread) ------------------------------------------------------
+
+    def serve(self, mux: Mux) -> Handler:
+        """The handler for a runner link's events: ready/stderr/exit of its sandboxes."""
+        async def handle(mux: Mux, body: Json) -> Json | None:
+            proc = self._procs.get(str(body.get("sandbox")))
+            if proc is None:
+                return None
+            if body["op"] == "stderr":
+                proc.line(str(body.get("line", "")))
+            elif body["op"] == "exit":
+                code = body.get("code")
+                proc.exited(code if isinstance(code, int) else LOST_CODE, body.get("reason") or None)
+            return None
+
+        return handle
+
+    async def _launch(self, spec: SandboxSpec, order: Json, proc: RemoteProcess) -> None:
+        runner = spec.runner_id or ""
+        mux = self._link_of(runner)
+        if mux is None or mux.closed:
+            raise SandboxFailed(f"runner {runner} is not connected; cannot start the session's sandbox there")
+        await self._listen(spec, mux)
+        self._procs[spec.sandbox_id] = proc
+        self._hosts[spec.session_id] = (runner, spec.sandbox_id)
+        mux.on_close(lambda: proc.exited(LOST_CODE, LOST_REASON))
+        try:
+            reply = await mux.request("launch", order=order, timeout=LAUNCH_TIMEOUT_S)
+            if reply.get("missing_agent"):
+                await self._ship_agent(mux, spec)
+                reply = await mux.request("launch", order=order, timeout=LAUNCH_TIMEOUT_S)
+        except (LinkClosed, RequestFailed) as exc:
+            proc.exited(LOST_CODE, str(exc))
+            raise SandboxFailed(f"runner {runner} could not start the sandbox: {exc}") from exc
+        proc.pid = int(reply.get("pid", 0))
+        proc.ready()
+
+    async def _ship_agent(self, mux: Mux, spec: SandboxSpec) -> None:
+        if spec.agent_dir is None:
+            raise SandboxFailed(f"agent {spec.agent_name} has no folder to ship to the runner")
+        archive = await asyncio.get_running_loop().run_in_executor(None, agent_cache.pack, spec.agent_dir)
+        await mux.request("agent", key=spec.agent_key, archive=base64.b64encode(archive).decode(),
+                          timeout=LAUNCH_TIMEOUT_S)
+        log.info("agent %s (%s) shipped to runner %s: %d bytes", spec.agent_name, spec.agent_key,
+                 spec.runner_id, len(archive))
+
+    async def _listen(self, spec: SandboxSpec, mux: Mux) -> None:
+        """The local end of the sandbox's bridge socket: each connection relayed to the runner."""
+        await self._close(spec)
+        spec.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        spec.socket_path.unlink(missing_ok=True)
+
+        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            channel = mux.new_channel()
+            try:
+                await mux.request("open", ch=channel.id, sandbox=spec.sandbox_id)
+            except (LinkClosed, RequestFailed) as exc:
+                log.info("sandbox %s: bridge socket not reachable on runner %s: %s", spec.sandbox_id,
+                         spec.runner_id, exc)
+                channel.close()
+                writer.close()
+                return
+            await relay(reader, writer, channel)
+
+        server = await asyncio.start_unix_server(connected, str(spec.socket_path))
+        os.chmod(spec.socket_path, 0o600)
+        self._servers[spec.sandbox_id] = server
+
+    async def _stop(self, spec: SandboxSpec, grace_s: float) -> None:
+        mux = self._link_of(spec.runner_id or "")
+        if mux is None or mux.closed:
+            return  # the link's close already ended the sandbox's handle
+        try:
+            reply = await mux.request("stop", sandbox=spec.sandbox_id, grace_s=grace_s, timeout=grace_s + STOP_MARGIN_S)
+        except (LinkClosed, RequestFailed):
+            return
+        proc, code = self._procs.get(spec.sandbox_id), reply.get("code")
+        if proc is not None and isinstance(code, int):
+            proc.exited(code, None)  # the exit event may trail the reply
+
+    async def _close(self, spec: SandboxSpec) -> None:
+        self._procs.pop(spec.sandbox_id, None)
+        if self._hosts.get(spec.session_id, ("", ""))[1] == spec.sandbox_id:
+            del self._hosts[spec.session_id]
+        server = self._servers.pop(spec.sandbox_id, None)
+        if server is not None:
+            server.close()
+            spec.socket_path.unlink(missing_ok=True)
