@@ -29,6 +29,7 @@ from ashd.errors import SandboxFailed, StartTimedOut
 from ashd.sandbox import logpump
 from ashd.sandbox.launcher import Launcher, SandboxSpec
 from ashd.sandbox.logring import LogBook
+from ashd.sandbox.zygote import BridgeProcess
 from ashd.wire import protocol
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
         self._on_exit = on_exit
         self._ready_timeout_s = ready_timeout_s
         self._stop_grace_s = stop_grace_s
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: BridgeProcess | None = None
         self._stopping = threading.Event()
         self._cleaned = threading.Event()  # set by the watcher once the launcher cleaned up
         self._exits = exits
@@ -102,7 +103,7 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
                  self._spec.sandbox_id, self._spec.session_id, elapsed, self._proc.pid, self._launcher.name)
         return SandboxStarted(self._spec.sandbox_id, str(self._spec.socket_path), self._proc.pid, elapsed)
 
-    def _await_ready(self, proc: subprocess.Popen[bytes]) -> str:
+    def _await_ready(self, proc: BridgeProcess) -> str:
         """``ready`` (the byte R came), ``closed`` (stdout ended or said something else) or ``timeout``."""
         # A selector, not select(): select() fails for descriptors numbered 1024 and up, which
         # a busy ashd reaches.
@@ -121,7 +122,7 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
         finally:
             proc.stdout.close()
 
-    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+    def _watch(self, proc: BridgeProcess) -> None:
         code = proc.wait()
         try:
             reason = self._launcher.exit_reason(self._spec, code)
@@ -166,7 +167,7 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
             self._kill_group(self._proc, grace_s=0.0)
 
     @staticmethod
-    def _kill_group(proc: subprocess.Popen[bytes], grace_s: float) -> int:
+    def _kill_group(proc: BridgeProcess, grace_s: float) -> int:
         # Tools may start their own process groups; remember the whole tree up front.
         try:
             tree = psutil.Process(proc.pid).children(recursive=True)
