@@ -23,6 +23,7 @@ request, its environment and its working directory.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import os
@@ -39,6 +40,19 @@ REQUEST = b"S"
 PID_REPLY = b"P"
 FDS_PER_REQUEST = 4
 STATUS = struct.Struct("=i")
+def _show_as(argv: list[str]) -> None:
+    """Make /proc/self/cmdline (ps, psutil, operators' scripts) read ``argv`` as if this process
+    had been started with it, like setproctitle(3): the command line is rewritten in place, in
+    the memory the kernel shows, which runs on into the environment strings (ashd gives the
+    zygote ``ASHD_ZYGOTE_ROOM`` for that; the child's own environment lives elsewhere once replaced)."""
+    with open("/proc/self/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    arg_start, arg_end, env_start, env_end = (int(f) for f in fields[45:49])
+    room = (env_end if env_start == arg_end else arg_end) - arg_start
+    title = " ".join(argv).encode()[:room - 1] + b"\0"
+    # Shorter than the old argv: zeros to its end, so the kernel reads the whole title.
+    title = title.ljust(arg_end - arg_start, b"\0")
+    ctypes.memmove(arg_start, title, len(title))
 
 
 def _child(fds: list[int]) -> None:
@@ -57,10 +71,11 @@ def _child(fds: list[int]) -> None:
             fh.seek(0)
             spec = json.loads(fh.read())
         os.closerange(3, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") > 0 else 65536)
-        os.environ.clear()
+        os.environ.clear()  # nothing points into the original environment strings any more
         os.environ.update(spec["env"])
         os.chdir(spec["cwd"])
         sys.argv = ["ashd.bridge", *spec["argv"]]
+        _show_as([sys.executable, "-m", "ashd.bridge", *spec["argv"]])
         code = bridge.main(spec["argv"], parent_checked=True)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1

@@ -24,6 +24,8 @@ from typing import IO, Protocol
 
 log = logging.getLogger(__name__)
 
+ROOM_VAR, ROOM_BYTES = "ASHD_ZYGOTE_ROOM", 1024  # ashd.bridge.zygote's (not imported: the SDK comes with it)
+
 REQUEST = b"S"
 PID_REPLY = b"P"
 STATUS = struct.Struct("=i")
@@ -99,7 +101,8 @@ class BridgeZygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             # Nothing of ashd's environment: the bridges' own come with each request.
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+                   ROOM_VAR: "." * ROOM_BYTES}
             self._proc = subprocess.Popen(
                 [self._python, "-m", "ashd.bridge.zygote", str(theirs.fileno())], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, env=env, cwd="/", start_new_session=True, close_fds=True,

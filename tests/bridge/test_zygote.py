@@ -75,6 +75,8 @@ def test_a_forked_bridge_holds_nothing_of_the_zygote_or_another_session(
             # Its own session and process group (ashd signals the group), a child of the zygote.
             assert os.getsid(proc.pid) == proc.pid and os.getpgid(proc.pid) == proc.pid
             assert psutil.Process(proc.pid).ppid() == zygote.pid
+            # ps shows it as the bridge of its session, like a bridge started on its own.
+            assert psutil.Process(proc.pid).cmdline()[-3:] == ["-m", "ashd.bridge", str(spec.root / "bridge.json")]
             # Nothing of ashd's environment; the CLI it started has the session's own.
             assert PLANTED not in psutil.Process(proc.pid).environ()
             cli = psutil.Process(proc.pid).children()[0].environ()
