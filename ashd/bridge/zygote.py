@@ -75,7 +75,7 @@ def _child(fds: list[int]) -> None:
         os.environ.update(spec["env"])
         os.chdir(spec["cwd"])
         sys.argv = ["ashd.bridge", *spec["argv"]]
-        _show_as([sys.executable, "-m", "ashd.bridge", *spec["argv"]])
+        _show_as([sys.executable, "-P", "-m", "ashd.bridge", *spec["argv"]])
         code = bridge.main(spec["argv"], parent_checked=True)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1

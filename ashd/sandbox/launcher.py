@@ -9,7 +9,6 @@ isolation; an isolating launcher wraps the same argv (see docs/architecture.md).
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Protocol
 from ashd.config import Secret
 from ashd.errors import SandboxFailed
 from ashd.sandbox.limits import SandboxPolicy
+from ashd.sandbox.pyrun import module_argv
 from ashd.sandbox.zygote import BridgeProcess, BridgeZygote, popen_bridge
 from ashd.store import StoreError
 from ashd.wire.settings import BridgeSettings
@@ -94,7 +94,7 @@ class DirectLauncher:
 
     @staticmethod
     def argv_for(settings_file: Path) -> list[str]:
-        return [sys.executable, "-m", "ashd.bridge", str(settings_file)]
+        return module_argv("ashd.bridge", str(settings_file))
 
     def spawn(self, spec: SandboxSpec) -> BridgeProcess:
         if spec.upstream_key is not None:

@@ -16,11 +16,12 @@ import os
 import socket
 import struct
 import subprocess
-import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Protocol
+
+from ashd.sandbox.pyrun import module_argv
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,7 @@ class ForkedBridge:
 class BridgeZygote:
     """One zygote per daemon; :meth:`spawn` is thread-safe (one request at a time)."""
 
-    def __init__(self, python: str = sys.executable) -> None:
-        self._python = python
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._control: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -104,7 +104,7 @@ class BridgeZygote:
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                    ROOM_VAR: "." * ROOM_BYTES}
             self._proc = subprocess.Popen(
-                [self._python, "-m", "ashd.bridge.zygote", str(theirs.fileno())], stdin=subprocess.DEVNULL,
+                module_argv("ashd.bridge.zygote", str(theirs.fileno())), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, env=env, cwd="/", start_new_session=True, close_fds=True,
                 pass_fds=(theirs.fileno(),))
         except OSError as exc:
@@ -181,6 +181,6 @@ def popen_bridge(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> subp
     """``python -m ashd.bridge ARGV`` as a plain child in its own session; stderr is a pipe
     (the sandbox actor tees it into sandbox.log and the log ring)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "ashd.bridge", *argv],
+        module_argv("ashd.bridge", *argv),
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=dict(env), cwd=cwd, start_new_session=True, close_fds=True)
