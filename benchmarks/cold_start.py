@@ -102,7 +102,7 @@ async def direct_round(model: ScriptedModel, root: Path, out: dict[str, list[flo
     await direct.client.connect()
     out["connect"].append((time.perf_counter() - began) * 1000)
     first, _ = await direct.turn()
-    out["connect_first_event"].append((time.perf_counter() - began) * 1000 - _ + first)
+    out["connect_first_event"].append(out["connect"][-1] + first)
     await direct.client.disconnect()
 
 
@@ -177,6 +177,7 @@ def steps(daemon: AshdProcess) -> dict[str, Any]:
 
 def start_daemon(model: ScriptedModel, root: Path, python: str, repo: Path) -> AshdProcess:
     env = {"ASH_LOG_LEVEL": "debug", "ASH_PARK_AFTER_MS": str(PARK_AFTER_MS)}
+    root.mkdir(parents=True)
     return AshdProcess(root / "data", model.base_url, extra_env=env, python=python, repo=repo).start()
 
 
