@@ -23,7 +23,8 @@ cgroups, netns, proxies, transcript) and the bridge's spawn, the bridge's age wh
 the CLI (Python start and imports; ~0 for a zygote fork) and the SDK connect inside the
 sandbox (cliwrap, setpriv, bwrap, the CLI's start and initialize handshake).
 
-Memory: after the rounds, ``--live`` sessions are created on each daemon and left idle; the
+Memory: after the rounds, on a fresh daemon of each kind without short parking, ``--live``
+sessions are created, each sent one message, and left idle; the
 figure per live session is (ashd's PSS growth + the bridges' PSS + the zygote's PSS) / live.
 The CLI and bwrap (inside the sandbox, ~140 MiB) are not counted: issue #12 is about ashd's
 own processes. Load average is recorded at start and end (the machine is shared).
@@ -59,7 +60,7 @@ AGENT = str(REPO / "examples" / "hello-agent")
 MIB = 1 << 20
 PARK_AFTER_MS = 1000
 SETUP = re.compile(r"sandbox (\S+): set up in ([\d.]+) ms .*bridge \d+ spawned in ([\d.]+) ms")
-CONNECTED = re.compile(r"CLI connected in (\d+) ms \((-?\d+) ms after this process started\)")
+CONNECTED = re.compile(r"CLI connected in (\d+) ms \(asked for (-?\d+) ms after this process started\)")
 READY = re.compile(r"sandbox (\S+) ready for session \S+ in (\d+) ms")
 
 
@@ -82,7 +83,8 @@ def wait_parked(c: httpx.Client, sid: str) -> None:
         time.sleep(0.05)
 
 
-def ashd_round(c: httpx.Client, out: dict[str, list[float]]) -> None:
+def ashd_round(c: httpx.Client, out: dict[str, list[float]]) -> str:
+    """One create and wake; returns the session's log (its bridge reports its own steps there)."""
     began = time.perf_counter()
     resp = c.post("/api/sessions", json={"agent": "cold", "model": "claude-x"})
     out["create"].append((time.perf_counter() - began) * 1000)
@@ -93,7 +95,9 @@ def ashd_round(c: httpx.Client, out: dict[str, list[float]]) -> None:
     first, done = first_event(c, sid, "[[say: awake]]", time.perf_counter())
     out["wake_first_event"].append(first)
     out["wake_done"].append(done)
+    logs = c.get(f"/api/sessions/{sid}/logs", params={"limit": 1000}).text
     c.delete(f"/api/sessions/{sid}").raise_for_status()
+    return logs
 
 
 async def direct_round(model: ScriptedModel, root: Path, out: dict[str, list[float]]) -> None:
@@ -158,25 +162,26 @@ def memory(daemon: AshdProcess, c: httpx.Client, live: int) -> dict[str, Any]:
             "ashd_and_bridge_mib_per_live_session": round(per_session / MIB, 1)}
 
 
-def steps(daemon: AshdProcess) -> dict[str, Any]:
-    """Per-step medians from the daemon's log and its sandboxes' logs (``new`` only)."""
+def steps(daemon: AshdProcess, session_logs: list[str]) -> dict[str, Any]:
+    """Per-step medians from the daemon's log and its sessions' logs (``new`` only)."""
     text = daemon.log(tail=None)
     setup = [float(m.group(2)) for m in SETUP.finditer(text)]
     spawn = [float(m.group(3)) for m in SETUP.finditer(text)]
     ready = [float(m.group(2)) for m in READY.finditer(text)]
     age, connect = [], []
-    for log in daemon.data_dir.glob("sandboxes/*/sandbox.log"):
-        for m in CONNECTED.finditer(log.read_text(errors="replace")):
+    for log in session_logs:
+        for m in CONNECTED.finditer(log):
             connect.append(float(m.group(1)))
-            age.append(float(m.group(2)) - float(m.group(1)))
+            age.append(float(m.group(2)))
     med = lambda xs: round(statistics.median(xs), 1) if xs else None  # noqa: E731
     return {"n_starts": len(ready), "sandbox_setup_ms": med(setup), "bridge_spawn_ms": med(spawn),
             "bridge_age_at_cli_start_ms": med(age), "sdk_connect_in_sandbox_ms": med(connect),
             "spawn_to_ready_ms": med(ready)}
 
 
-def start_daemon(model: ScriptedModel, root: Path, python: str, repo: Path) -> AshdProcess:
-    env = {"ASH_LOG_LEVEL": "debug", "ASH_PARK_AFTER_MS": str(PARK_AFTER_MS)}
+def start_daemon(model: ScriptedModel, root: Path, python: str, repo: Path, park: bool = True) -> AshdProcess:
+    """``park``: idle sessions parked after PARK_AFTER_MS (else the default, minutes: the memory figure)."""
+    env = {"ASH_LOG_LEVEL": "debug", **({"ASH_PARK_AFTER_MS": str(PARK_AFTER_MS)} if park else {})}
     root.mkdir(parents=True)
     return AshdProcess(root / "data", model.base_url, extra_env=env, python=python, repo=repo).start()
 
@@ -193,6 +198,7 @@ def run(rounds: int, live: int, baseline_python: str, baseline_repo: Path) -> di
         **{name: {"create": [], "create_first_event": [], "wake_first_event": [], "wake_done": []}
            for name in daemons}}
     mem: dict[str, Any] = {}
+    session_logs: list[str] = []
     try:
         clients = {name: httpx.Client(base_url=d.url, headers=d.headers, timeout=180) for name, d in daemons.items()}
         for c in clients.values():
@@ -201,12 +207,20 @@ def run(rounds: int, live: int, baseline_python: str, baseline_repo: Path) -> di
             sink = figures if i else {k: {f: [] for f in v} for k, v in figures.items()}
             asyncio.run(direct_round(model, tmp / f"direct-{i}", sink["direct"]))
             for name, c in clients.items():
-                ashd_round(c, sink[name])
-        for name, c in clients.items():
-            mem[name] = memory(daemons[name], c, live)
-        per_step = steps(daemons["new"])
+                logs = ashd_round(c, sink[name])
+                if name == "new":
+                    session_logs.append(logs)
+        per_step = steps(daemons["new"], session_logs)
         for c in clients.values():
             c.close()
+        for d in daemons.values():
+            d.stop()
+        for name, (python, repo) in {"base": (baseline_python, baseline_repo), "new": (sys.executable, REPO)}.items():
+            daemons[name] = start_daemon(model, tmp / f"{name}-memory", python, repo, park=False)
+            with httpx.Client(base_url=daemons[name].url, headers=daemons[name].headers, timeout=180) as c:
+                c.post("/api/agents", json={"name": "cold", "path": AGENT}).raise_for_status()
+                mem[name] = memory(daemons[name], c, live)
+            daemons[name].stop()
     finally:
         for d in daemons.values():
             d.stop()

@@ -72,8 +72,8 @@ class BridgeServer:
         try:
             began = time.monotonic()
             await driver.connect()
-            log.info("CLI connected in %.0f ms (%.0f ms after this process started); serving session %s on %s",
-                     (time.monotonic() - began) * 1000, process_age_ms(began), self._session_id,
+            log.info("CLI connected in %.0f ms (asked for %.0f ms after this process started); serving session %s "
+                     "on %s", (time.monotonic() - began) * 1000, process_age_ms(began), self._session_id,
                      self._socket_path.name)
             if on_ready is not None:
                 on_ready.set()

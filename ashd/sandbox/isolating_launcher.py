@@ -32,7 +32,7 @@ from ashd.sandbox.cgroups import CgroupLayout
 from ashd.sandbox.kit import KitConfig, SandboxKit
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec, with_transcript
 from ashd.sandbox.oom import OomWatcher
-from ashd.sandbox.pyrun import module_argv
+from ashd.sandbox.pyrun import lean_module_argv
 from ashd.sandbox.uids import UidPool
 from ashd.sandbox.zygote import BridgeProcess, BridgeZygote
 from ashd.user_env import RESERVED_NAMES, RESERVED_PREFIXES
@@ -155,7 +155,7 @@ class IsolatingLauncher:
         env = {k: v for k, v in spec.env.items() if k not in ("ANTHROPIC_AUTH_TOKEN", "IS_SANDBOX")}
         env.update({"ANTHROPIC_API_KEY": token, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{self._ports.model}"})
         wrapper = spec.root / "cli"
-        wrapper.write_text("#!/bin/sh\nexec " + shlex.join(module_argv("ashd.sandbox.cliwrap", str(kit.plan_path)))
+        wrapper.write_text("#!/bin/sh\nexec " + shlex.join(lean_module_argv("ashd.sandbox.cliwrap", str(kit.plan_path)))
                            + ' "$@"\n')
         wrapper.chmod(0o700)
         # The CLI sees /workspace and /home/agent; the bridge needs that view to map the
