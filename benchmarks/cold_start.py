@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import Direct, emit, machine, summary  # noqa: E402
-from tests.support.daemon import AshdProcess  # noqa: E402
+from tests.support.daemon import AshdProcess, is_bridge  # noqa: E402
 
 AGENT = str(REPO / "examples" / "hello-agent")
 MIB = 1 << 20
@@ -118,7 +118,7 @@ def pss(pid: int) -> int:
 
 
 def ashd_processes(daemon: AshdProcess) -> dict[str, list[int]]:
-    """ashd's bridges and its zygote (processes outside the sandboxes, besides ashd itself)."""
+    """ashd's bridges and its zygote (its processes outside the sandboxes, besides itself)."""
     found: dict[str, list[int]] = {"bridges": [], "zygote": []}
     for proc in daemon.descendants():
         try:
@@ -127,18 +127,9 @@ def ashd_processes(daemon: AshdProcess) -> dict[str, list[int]]:
             continue
         if "ashd.bridge.zygote" in cmd:
             found["zygote"].append(proc.pid)
-        elif "ashd.bridge" in cmd or proc.ppid() in found["zygote"] or _forked_bridge(proc):
+        elif is_bridge(cmd):
             found["bridges"].append(proc.pid)
     return found
-
-
-def _forked_bridge(proc: psutil.Process) -> bool:
-    """A bridge forked by the zygote keeps the zygote's command line; its parent tells."""
-    try:
-        parent = proc.parent()
-        return parent is not None and "ashd.bridge.zygote" in " ".join(parent.cmdline())
-    except psutil.Error:
-        return False
 
 
 def memory(daemon: AshdProcess, c: httpx.Client, live: int) -> dict[str, Any]:

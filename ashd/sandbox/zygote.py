@@ -30,7 +30,7 @@ ROOM_VAR, ROOM_BYTES = "ASHD_ZYGOTE_ROOM", 1024  # ashd.bridge.zygote's (not imp
 REQUEST = b"S"
 PID_REPLY = b"P"
 STATUS = struct.Struct("=i")
-REPLY_TIMEOUT_S = 10.0
+REPLY_TIMEOUT_S = 60.0  # the first request may wait for the zygote's imports (seconds on a busy host)
 KILLED = -9  # the returncode of a bridge whose zygote died (its death signal is SIGKILL)
 
 
@@ -126,12 +126,15 @@ class BridgeZygote:
 
     def spawn(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> BridgeProcess:
         """Fork ``python -m ashd.bridge ARGV`` from the zygote, or Popen it if there is none."""
-        if self.running:
-            try:
-                return self._fork(argv, env, cwd)
-            except OSError as exc:
-                log.warning("bridge zygote failed (%s); starting agent processes as plain processes", exc)
-                self.close()
+        if self._control is not None:
+            if self.running:
+                try:
+                    return self._fork(argv, env, cwd)
+                except OSError as exc:
+                    log.warning("bridge zygote failed (%s); agent processes start as plain processes", exc)
+            else:
+                log.warning("bridge zygote exited; agent processes start as plain processes")
+            self.close()
         return popen_bridge(argv, env, cwd)
 
     def _fork(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> ForkedBridge:

@@ -132,6 +132,11 @@ def sse_events(body: str) -> list[tuple[str, Any]]:
     return out
 
 
+def is_bridge(cmd: str) -> bool:
+    """Whether a command line is a session's bridge (not the zygote that forks them)."""
+    return "ashd.bridge" in cmd and "ashd.bridge.zygote" not in cmd
+
+
 def agent_processes(daemon: AshdProcess) -> list[str]:
     """Descriptions of ashd's bridge and CLI descendants (zombies included: unreaped is not gone)."""
     out = []
@@ -142,7 +147,7 @@ def agent_processes(daemon: AshdProcess) -> list[str]:
             cmd = f"zombie {proc.pid}"
         except psutil.NoSuchProcess:
             continue
-        if "ashd.bridge" in cmd or "claude" in cmd or cmd.startswith("zombie"):
+        if is_bridge(cmd) or "claude" in cmd or cmd.startswith("zombie"):
             out.append(cmd)
     return out
 
