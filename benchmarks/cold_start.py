@@ -18,6 +18,11 @@ folder and a venv whose ``.pth`` puts that folder before this venv's site-packag
   CLI and bridge exited) and send a message again (``wake_first_event``, ``wake_done``);
   then delete the session.
 
+First, without ashd and without a sandbox (everything in the root CPU cgroup, like the direct
+client, so CPU contention from other work on the machine weighs on all three alike): a bridge
+spawned as a plain ``python -m ashd.bridge`` and one forked by the zygote, each timed from
+spawn to its ready byte (it connected its CLI), interleaved with a direct connect.
+
 Per-step figures of ``new`` come from its own logs: the launcher's set-up (uid, image,
 cgroups, netns, proxies, transcript) and the bridge's spawn, the bridge's age when it started
 the CLI (Python start and imports; ~0 for a zygote fork) and the SDK connect inside the
@@ -39,6 +44,7 @@ import argparse
 import asyncio
 import os
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -52,8 +58,11 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ashd.sandbox.launcher import DirectLauncher  # noqa: E402
+from ashd.sandbox.zygote import BridgeZygote  # noqa: E402
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import Direct, emit, machine, summary  # noqa: E402
+from tests.bridge.test_bridge_process import make_spec, wait_ready  # noqa: E402
 from tests.support.daemon import AshdProcess, is_bridge  # noqa: E402
 
 AGENT = str(REPO / "examples" / "hello-agent")
@@ -108,6 +117,35 @@ async def direct_round(model: ScriptedModel, root: Path, out: dict[str, list[flo
     first, _ = await direct.turn()
     out["connect_first_event"].append(out["connect"][-1] + first)
     await direct.client.disconnect()
+
+
+def bridge_starts(model: ScriptedModel, root: Path, rounds: int) -> dict[str, list[float]]:
+    """Without ashd and without the sandbox (all in this machine's root CPU cgroup, like the
+    direct client): a bridge started as a plain process and forked by the zygote, spawn to
+    ready byte, interleaved with a direct connect. Isolates what the start path of the bridge
+    itself costs over the SDK's connect."""
+    zygote = BridgeZygote().start()
+    out: dict[str, list[float]] = {"direct_connect": [], "plain_bridge": [], "zygote_bridge": []}
+    try:
+        for i in range(rounds + 1):
+            sink: dict[str, list[float]] = out if i else {k: [] for k in out}
+            asyncio.run(direct_round(model, root / f"d{i}", {"connect": sink["direct_connect"],
+                                                            "connect_first_event": []}))
+            for name, launcher in (("plain_bridge", DirectLauncher()), ("zygote_bridge", DirectLauncher(zygote))):
+                spec = make_spec(root / f"{name}-{i}", model.base_url)
+                began = time.perf_counter()
+                proc = launcher.spawn(spec)
+                ready = wait_ready(proc, 300)
+                sink[name].append((time.perf_counter() - began) * 1000)
+                assert ready == b"R", spec.log_path
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                for stream in (proc.stdout, proc.stderr):
+                    if stream is not None:
+                        stream.close()
+    finally:
+        zygote.close()
+    return out
 
 
 def pss(pid: int) -> int:
@@ -182,6 +220,7 @@ def run(rounds: int, live: int, baseline_python: str, baseline_repo: Path) -> di
     model = ScriptedModel()
     model.start()
     tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
+    bridges = bridge_starts(model, tmp / "bridges", rounds)
     daemons = {"base": start_daemon(model, tmp / "base", baseline_python, baseline_repo),
                "new": start_daemon(model, tmp / "new", sys.executable, REPO)}
     figures: dict[str, dict[str, list[float]]] = {
@@ -222,6 +261,7 @@ def run(rounds: int, live: int, baseline_python: str, baseline_repo: Path) -> di
         "rounds": rounds,
         "park_after_ms": PARK_AFTER_MS,
         "stats": stats,
+        "bridge_start_no_sandbox": {k: summary(v) for k, v in bridges.items()},
         "create_minus_direct_connect_median_ms": {
             name: round(stats[name]["create"]["median_ms"] - connect, 1) for name in daemons},
         "new_steps_median": per_step,
@@ -238,10 +278,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--live", type=int, default=4, help="live sessions for the memory figure")
+    parser.add_argument("--bridges-only", action="store_true", help="only the bridge starts without ashd")
     parser.add_argument("--baseline-python", required=True)
     parser.add_argument("--baseline-repo", type=Path, required=True)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.bridges_only:
+        with ScriptedModel() as model, tempfile.TemporaryDirectory() as tmp:
+            starts = bridge_starts(model, Path(tmp), args.rounds)
+        load = [round(x, 2) for x in os.getloadavg()]
+        emit({"rounds": args.rounds, "bridge_start_no_sandbox": {k: summary(v) for k, v in starts.items()},
+              "machine": machine(), "loadavg_at_end": load}, args.out)
+        return 0
     emit(run(args.rounds, args.live, args.baseline_python, args.baseline_repo), args.out)
     return 0
 
