@@ -70,6 +70,9 @@ MIB = 1 << 20
 PARK_AFTER_MS = 1000
 SETUP = re.compile(r"sandbox (\S+): set up in ([\d.]+) ms .*bridge \d+ spawned in ([\d.]+) ms")
 CONNECTED = re.compile(r"CLI connected in (\d+) ms \(asked for (-?\d+) ms after this process started\)")
+METHOD = ("benchmarks/cold_start.py: interleaved rounds of a direct ClaudeSDKClient.connect() (SDK imported, no "
+          "sandbox), a baseline ashd (another checkout) and this ashd (cold create, then wake after park); bridge "
+          "starts without ashd or sandbox (plain, zygote fork, direct connect); scripted model; see the docstring")
 READY = re.compile(r"sandbox (\S+) ready for session \S+ in (\d+) ms")
 
 
@@ -258,6 +261,7 @@ def run(rounds: int, live: int, baseline_python: str, baseline_repo: Path) -> di
     stats = {who: {k: summary(v) for k, v in fig.items()} for who, fig in figures.items()}
     connect = stats["direct"]["connect"]["median_ms"]
     return {
+        "method": METHOD,
         "rounds": rounds,
         "park_after_ms": PARK_AFTER_MS,
         "stats": stats,
@@ -287,7 +291,8 @@ def main() -> int:
         with ScriptedModel() as model, tempfile.TemporaryDirectory() as tmp:
             starts = bridge_starts(model, Path(tmp), args.rounds)
         load = [round(x, 2) for x in os.getloadavg()]
-        emit({"rounds": args.rounds, "bridge_start_no_sandbox": {k: summary(v) for k, v in starts.items()},
+        emit({"method": METHOD, "rounds": args.rounds,
+              "bridge_start_no_sandbox": {k: summary(v) for k, v in starts.items()},
               "machine": machine(), "loadavg_at_end": load}, args.out)
         return 0
     emit(run(args.rounds, args.live, args.baseline_python, args.baseline_repo), args.out)
