@@ -40,6 +40,8 @@ REQUEST = b"S"
 PID_REPLY = b"P"
 FDS_PER_REQUEST = 4
 STATUS = struct.Struct("=i")
+
+
 def _show_as(argv: list[str]) -> None:
     """Make /proc/self/cmdline (ps, psutil, operators' scripts) read ``argv`` as if this process
     had been started with it, like setproctitle(3): the command line is rewritten in place, in
