@@ -169,7 +169,6 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
     def _kill_group(proc: BridgeProcess, grace_s: float) -> int:
         if isinstance(proc, Detached):  # a bridge on a runner: no local group to signal
             return proc.stop_group(grace_s)
-        assert isinstance(proc, subprocess.Popen)
         # Tools may start their own process groups; remember the whole tree up front.
         try:
             tree = psutil.Process(proc.pid).children(recursive=True)

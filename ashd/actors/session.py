@@ -326,7 +326,9 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         pause, for an eviction; a parked session stays active)."""
         if not self._owns_idle(sandbox_id):
             return
-        self._release_sandbox()
+        # Parked or paused means nothing of the sandbox is left on the host (processes,
+        # cgroups, mounts): its teardown is waited for before the pool marks it cold.
+        self._release_sandbox(settle=True)
         if not pause:
             log.info("session %s: parked (%s); its next message wakes it", self._id, reason)
         elif self._load().status == SessionStatus.ACTIVE.value:
@@ -658,14 +660,18 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             return
         discard.remove_sandbox_dir(self._deps.layout.sandbox_dir(sandbox_id))
 
-    def _release_sandbox(self, grace_s: float | None = None) -> None:
-        """Stop the bridge and wait for it here (bounded by ``stop_timeout_s``)."""
+    def _release_sandbox(self, grace_s: float | None = None, settle: bool = False) -> None:
+        """Stop the bridge and wait for it here (bounded by ``stop_timeout_s``); ``settle``:
+        also for the launcher's teardown of the sandbox (unmount, cgroups, uid), as bounded."""
         if self._sandbox is None or self._sandbox_actor is None:
             return
         try:
             self._sandbox_actor.stop_bridge(grace_s).get(timeout=self._deps.stop_timeout_s)
         except pykka.ActorDeadError:
             pass  # already stopped by the pool after a crash
+        if settle and self._deps.settle is not None and not self._deps.settle(
+                self._sandbox.sandbox_id, self._deps.stop_timeout_s):
+            log.warning("session %s: sandbox %s still tearing down", self._id, self._sandbox.sandbox_id)
         self._deps.pool.release(self._sandbox.sandbox_id).get(timeout=ASK_TIMEOUT_S)
         self._sandbox = self._sandbox_actor = None
 

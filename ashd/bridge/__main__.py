@@ -24,7 +24,7 @@ from ashd.wire.settings import BridgeSettings
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent(parent: int) -> bool:
     """Ask the kernel to SIGKILL us when ashd dies, so no bridge outlives its daemon.
 
     SIGKILL, not SIGTERM: a graceful shutdown takes seconds, during which a restarted ashd
@@ -32,11 +32,15 @@ def _die_with_parent() -> None:
     ``--die-with-parent`` and is the init of the sandbox's pid namespace, so every process in
     it (daemonized tools included) dies when bwrap does; ashd's start-up sweep removes what
     is left of its cgroups and mounts.
+
+    ``parent``: the pid read before asking; False if it already died (the request came too late).
+    A bridge forked by the zygote (ashd/bridge/zygote.py) asks for the zygote, which asks for ashd.
     """
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
+    return os.getppid() == parent
 
 
 async def _run(settings: BridgeSettings) -> int:
@@ -59,12 +63,11 @@ async def _run(settings: BridgeSettings) -> int:
         announcer.cancel()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parent_checked: bool = False) -> int:
+    """``parent_checked``: the caller (the zygote's child) already tied its life to its parent."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[bridge] %(levelname)s %(message)s")
-    parent = os.getppid()
-    _die_with_parent()
-    if os.getppid() != parent:  # ashd died before prctl took effect
+    if not parent_checked and not die_with_parent(os.getppid()):  # ashd died before prctl took effect
         return 1
     if len(args) != 1:
         print("usage: python -m ashd.bridge SETTINGS_FILE", file=sys.stderr)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,17 @@ from ashd.wire import protocol
 log = logging.getLogger(__name__)
 
 CONNECTION_CLOSE_S = 5.0
+
+
+def process_age_ms(at: float) -> float:
+    """How long this process had lived at monotonic time ``at`` (ms; 10 ms resolution, -1 if unknown)."""
+    try:
+        with open("/proc/self/stat") as fh:
+            started_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic() + at) * 1000 - started_ticks * 1000 / ticks
+    except (OSError, ValueError, IndexError):
+        return -1.0
 
 
 class BridgeServer:
@@ -58,8 +70,11 @@ class BridgeServer:
         )
         os.chmod(self._socket_path, 0o600)
         try:
+            began = time.monotonic()
             await driver.connect()
-            log.info("CLI connected; serving session %s on %s", self._session_id, self._socket_path.name)
+            log.info("CLI connected in %.0f ms (asked for %.0f ms after this process started); serving session %s "
+                     "on %s", (time.monotonic() - began) * 1000, process_age_ms(began), self._session_id,
+                     self._socket_path.name)
             if on_ready is not None:
                 on_ready.set()
             await self._stopping.wait()

@@ -17,9 +17,8 @@ import dataclasses
 import json
 import logging
 import shlex
-import subprocess
-import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -33,7 +32,9 @@ from ashd.sandbox.cgroups import CgroupLayout
 from ashd.sandbox.kit import KitConfig, SandboxKit
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec, with_transcript
 from ashd.sandbox.oom import OomWatcher
+from ashd.sandbox.pyrun import lean_module_argv
 from ashd.sandbox.uids import UidPool
+from ashd.sandbox.zygote import BridgeProcess, BridgeZygote
 from ashd.user_env import RESERVED_NAMES, RESERVED_PREFIXES
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ class IsolatingLauncher:
     makes_disk_images = True  # each sandbox's workspace is an image admitted on the data disk
 
     def __init__(self, kit_config: KitConfig, uids: UidPool, cgroups: CgroupLayout, model: ModelProxy,
-                 egress: EgressProxy | None, oom: OomWatcher, on_event: OnEvent, ports: Ports = Ports()) -> None:
+                 egress: EgressProxy | None, oom: OomWatcher, on_event: OnEvent, ports: Ports = Ports(),
+                 zygote: BridgeZygote | None = None) -> None:
         self._kit_config = kit_config
         self._uids = uids
         self._cgroups = cgroups
@@ -71,6 +73,7 @@ class IsolatingLauncher:
         self._oom = oom
         self._on_event = on_event
         self._ports = ports
+        self._bridges = DirectLauncher(zygote)
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
         # Teardown (unmount, rmdir cgroups) runs here so the exit watcher reports at once; a
@@ -104,7 +107,7 @@ class IsolatingLauncher:
         own = [k for k in spec.env if k not in RESERVED_NAMES and not k.startswith(RESERVED_PREFIXES)]
         return [*own, "ANTHROPIC_API_KEY"]
 
-    def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
+    def spawn(self, spec: SandboxSpec) -> BridgeProcess:
         with self._lock:
             leftover = self._live.get(spec.sandbox_id)
         if leftover is not None:  # the previous start of this sandbox was not cleaned up yet
@@ -115,6 +118,7 @@ class IsolatingLauncher:
             previous.result(timeout=TEARDOWN_WAIT_S)
         kit = SandboxKit(self._kit_config, self._uids, self._cgroups, spec.sandbox_id, spec.root,
                          spec.agent_dir, spec.policy.limits)
+        began = time.monotonic()
         try:
             kit.setup(self.inside_env(spec), self.passthrough(spec))
         except OSError as exc:
@@ -126,7 +130,12 @@ class IsolatingLauncher:
             self._oom.watch(kit.cgroup, lambda kills: self._oom_killed(spec, kit, kills))
             bridge_spec = self._bridge_spec(with_transcript(spec, kit.home), kit, token)
             kit.give_config_dir()  # what was restored is the sandbox uid's, like the rest of HOME
-            return DirectLauncher().spawn(bridge_spec)
+            set_up = time.monotonic()
+            proc = self._bridges.spawn(bridge_spec)
+            log.debug("sandbox %s: set up in %.1f ms (uid, image, cgroups, netns, proxies, transcript), "
+                      "bridge %d spawned in %.1f ms", spec.sandbox_id, (set_up - began) * 1000, proc.pid,
+                      (time.monotonic() - set_up) * 1000)
+            return proc
         except BaseException:
             self.cleanup(spec)
             raise
@@ -146,8 +155,8 @@ class IsolatingLauncher:
         env = {k: v for k, v in spec.env.items() if k not in ("ANTHROPIC_AUTH_TOKEN", "IS_SANDBOX")}
         env.update({"ANTHROPIC_API_KEY": token, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{self._ports.model}"})
         wrapper = spec.root / "cli"
-        wrapper.write_text("#!/bin/sh\nexec " + shlex.join([sys.executable, "-m", "ashd.sandbox.cliwrap",
-                                                             str(kit.plan_path)]) + ' "$@"\n')
+        wrapper.write_text("#!/bin/sh\nexec " + shlex.join(lean_module_argv("ashd.sandbox.cliwrap", str(kit.plan_path)))
+                           + ' "$@"\n')
         wrapper.chmod(0o700)
         # The CLI sees /workspace and /home/agent; the bridge needs that view to map the
         # transcript mirror and to resume (see ashd/sandbox/resume.py).

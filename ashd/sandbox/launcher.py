@@ -9,16 +9,16 @@ isolation; an isolating launcher wraps the same argv (see docs/architecture.md).
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from ashd.config import Secret
 from ashd.errors import SandboxFailed
 from ashd.sandbox.limits import SandboxPolicy
+from ashd.sandbox.pyrun import module_argv
+from ashd.sandbox.zygote import BridgeProcess, BridgeZygote, popen_bridge
 from ashd.store import StoreError
 from ashd.wire.settings import BridgeSettings
 
@@ -61,27 +61,6 @@ class SandboxSpec:
         return self.root / "sandbox.log"
 
 
-class BridgeProcess(Protocol):
-    """What a launcher's spawn returns: a :class:`subprocess.Popen`, or a handle on a bridge
-    that runs elsewhere (ashd/sandbox/remote.py) with the same surface."""
-
-    @property
-    def pid(self) -> int: ...
-
-    @property
-    def returncode(self) -> int | None: ...
-
-    @property
-    def stdout(self) -> IO[bytes] | None: ...
-
-    @property
-    def stderr(self) -> IO[bytes] | None: ...
-
-    def poll(self) -> int | None: ...
-
-    def wait(self, timeout: float | None = None) -> int: ...
-
-
 @runtime_checkable
 class Detached(Protocol):
     """A bridge process that is not this host's child: its launcher stops it (there is no
@@ -119,18 +98,19 @@ class Launcher(Protocol):
 
 
 class DirectLauncher:
-    """Runs the bridge as a plain child process (no namespaces, no uid change)."""
+    """Runs the bridge as a plain child process (no namespaces, no uid change): forked by the
+    zygote when there is one (ashd/sandbox/zygote.py), else ``python -m ashd.bridge``."""
 
     name = "direct"
 
-    def argv(self, spec: SandboxSpec) -> list[str]:
-        return self.argv_for(spec.root / "bridge.json")
+    def __init__(self, zygote: BridgeZygote | None = None) -> None:
+        self._zygote = zygote
 
     @staticmethod
     def argv_for(settings_file: Path) -> list[str]:
-        return [sys.executable, "-m", "ashd.bridge", str(settings_file)]
+        return module_argv("ashd.bridge", str(settings_file))
 
-    def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
+    def spawn(self, spec: SandboxSpec) -> BridgeProcess:
         if spec.upstream_key is not None:
             # Without the model proxy the key could only travel in the environment: refuse.
             raise SandboxFailed("this session uses a stored credential, which needs the model proxy "
@@ -138,17 +118,10 @@ class DirectLauncher:
         (spec.home / ".claude").mkdir(parents=True, exist_ok=True)
         spec = with_transcript(spec, spec.home)
         spec.settings.write(spec.root / "bridge.json")
-        # stderr is a pipe: the sandbox actor tees it into sandbox.log and the log ring.
-        return subprocess.Popen(
-            self.argv(spec),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(spec.env),
-            cwd=spec.workspace,
-            start_new_session=True,
-            close_fds=True,
-        )
+        argv = [str(spec.root / "bridge.json")]
+        if self._zygote is not None:
+            return self._zygote.spawn(argv, spec.env, spec.workspace)
+        return popen_bridge(argv, spec.env, spec.workspace)
 
     def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
         return None

@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from ashd.sandbox.kit import KitConfig
 from ashd.sandbox.launcher import DirectLauncher, Launcher, SandboxSpec
 from ashd.sandbox.oom import OomWatcher
 from ashd.sandbox.uids import UidPool
+from ashd.sandbox.zygote import BridgeProcess, BridgeZygote
 from ashd.store import Store
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class RefusingLauncher:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
+    def spawn(self, spec: SandboxSpec) -> BridgeProcess:
         raise SandboxFailed(self.reason)
 
     def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
@@ -99,8 +99,15 @@ def start(config: Config, store: Store, notify: Notify | None = None, metrics: M
     if sb.isolation == "none":
         log.warning("SANDBOX ISOLATION IS OFF (sandbox.isolation = none): agents run as ashd's user with "
                     "ashd's files, network and model credential. Never use this with untrusted agents.")
-        return Services(DirectLauncher(), report)
+        zygote = _zygote(config)
+        return Services(DirectLauncher(zygote), report, [zygote.close] if zygote else [])
     return _isolating(config, store, report, notify, metrics or Metrics())
+
+
+def _zygote(config: Config) -> BridgeZygote | None:
+    """The bridge zygote (from this thread, the daemon's main one, which lives as long as
+    ashd: the zygote's death signal is tied to it), unless ``sandbox.zygote`` is off."""
+    return BridgeZygote().start() if config.sandbox.zygote else None
 
 
 def _isolating(config: Config, store: Store, report: isolation.Report, notify: Notify | None,
@@ -139,8 +146,9 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
     launcher_box: list[IsolatingLauncher] = []
     egress = EgressProxy(loop, lambda gate, decision: launcher_box[0].egress_decided(gate, decision),
                          egress_pins(config.proxy), max_connections=cap, idle_timeout_s=idle)
+    zygote = _zygote(config)
     launcher = IsolatingLauncher(kit, UidPool(sb.uid_base, sb.uid_count), layout, model, egress, oom, on_event,
-                                 Ports(config.proxy.model_port, config.proxy.egress_port))
+                                 Ports(config.proxy.model_port, config.proxy.egress_port), zygote)
     launcher_box.append(launcher)
     log.info("sandboxes: bwrap, cgroup %s, uids %d+, workspace images, model proxy -> %s", layout.mode,
              sb.uid_base, config.model.base_url)
@@ -149,8 +157,9 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
             with contextlib.suppress(OSError):
                 empty.rmdir()  # empty once every sandbox was torn down
 
-    return Services(launcher, report, [remove_mount_root, lambda: writer.shutdown(wait=True), loop.stop,
-                                       oom.close, launcher.close], loop.answers)
+    closers = [*([zygote.close] if zygote else []), remove_mount_root, lambda: writer.shutdown(wait=True),
+               loop.stop, oom.close, launcher.close]
+    return Services(launcher, report, closers, loop.answers)
 
 
 def _sweep(layout: cgroups.CgroupLayout, sandboxes: Path, mount_root: Path) -> None:

@@ -16,6 +16,7 @@ from ashd.sandbox import logpump
 from ashd.sandbox.env import sandbox_env
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
 from ashd.sandbox.logring import LogRing
+from ashd.sandbox.zygote import BridgeProcess, BridgeZygote
 from ashd.scripted.server import ScriptedModel
 from ashd.wire import protocol
 from ashd.wire.link import BridgeLink
@@ -35,16 +36,27 @@ def make_spec(tmp_path: Path, model_url: str) -> SandboxSpec:
     return SandboxSpec(sid, sid, "a", "t", root, sock, env, settings)
 
 
-def wait_ready(proc: subprocess.Popen[bytes], timeout: float = 30) -> bytes:
+def wait_ready(proc: BridgeProcess, timeout: float = 30) -> bytes:
     assert proc.stdout is not None
     readable, _, _ = select.select([proc.stdout], [], [], timeout)
     return os.read(proc.stdout.fileno(), 1) if readable else b""
 
 
-@pytest.fixture
-def bridge(tmp_path: Path, scripted_model: ScriptedModel) -> Iterator[tuple[SandboxSpec, subprocess.Popen[bytes]]]:
+@pytest.fixture(scope="module")
+def zygote() -> Iterator[BridgeZygote]:
+    started = BridgeZygote().start()
+    assert started.running
+    yield started
+    started.close()
+
+
+@pytest.fixture(params=["popen", "zygote"])
+def bridge(request: pytest.FixtureRequest, tmp_path: Path,
+           scripted_model: ScriptedModel) -> Iterator[tuple[SandboxSpec, BridgeProcess]]:
+    """The same bridge as a plain process and forked by the zygote."""
     spec = make_spec(tmp_path, scripted_model.base_url)
-    proc = DirectLauncher().spawn(spec)
+    launcher = DirectLauncher(request.getfixturevalue("zygote") if request.param == "zygote" else None)
+    proc = launcher.spawn(spec)
     assert proc.stderr is not None
     logpump.start(proc.stderr, spec.log_path, LogRing(), "test-pump")  # as the sandbox actor does
     try:
@@ -62,7 +74,7 @@ async def collect(link: BridgeLink, query: protocol.Query) -> list[protocol.Even
     return [event async for event in link.turn(query)]
 
 
-def test_handshake_turns_interrupt_and_shutdown(bridge: tuple[SandboxSpec, subprocess.Popen[bytes]]) -> None:
+def test_handshake_turns_interrupt_and_shutdown(bridge: tuple[SandboxSpec, BridgeProcess]) -> None:
     spec, proc = bridge
 
     async def scenario() -> None:

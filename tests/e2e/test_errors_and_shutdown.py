@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from tests.conftest import HELLO_AGENT
-from tests.support.daemon import AshdProcess, agent_processes, sse_events
+from tests.support.daemon import AshdProcess, agent_processes, is_bridge, sse_events
 
 pytestmark = pytest.mark.e2e
 
@@ -98,7 +98,7 @@ def test_bridge_killed_mid_turn_ends_stream(ashd_sqlite: AshdProcess) -> None:
         marker = uuid.uuid4().hex[:8]
         with c.stream("POST", f"/api/sessions/{sid}/messages", json={"content": f"[[say: before {marker}]]"}) as r:
             r.read()
-        bridge = next(p for p in ashd.descendants() if "ashd.bridge" in " ".join(p.cmdline()))
+        bridge = next(p for p in ashd.descendants() if is_bridge(" ".join(p.cmdline())))
         first_delta = threading.Event()
         killed_at: list[float] = []
 

@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import HELLO_AGENT
 from tests.e2e.test_ashctl import ashctl
-from tests.support.daemon import AshdProcess, sse_events
+from tests.support.daemon import AshdProcess, is_bridge, sse_events
 from tests.support.sandboxes import alive, bridge_pid, cmdline, sandbox_pids
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +59,7 @@ def inject(daemon: AshdProcess, target: str, session_id: str | None = None) -> N
 
 def bridges(daemon: AshdProcess) -> set[int]:
     """Running bridge processes of this daemon."""
-    return {p.pid for p in daemon.descendants() if "ashd.bridge" in cmdline(p.pid) and alive(p.pid)}
+    return {p.pid for p in daemon.descendants() if is_bridge(cmdline(p.pid)) and alive(p.pid)}
 
 
 class RunningTurn:

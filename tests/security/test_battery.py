@@ -4,6 +4,7 @@ ashd (real CLI, scripted model). Each assertion fails if the sandbox leaks."""
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,22 @@ def test_health_reports_isolation_without_secrets(battery: dict[str, Any]) -> No
     assert iso["launcher"] == "bwrap" and iso["meetsFloor"]
     assert all(iso["layers"][k]["active"] for k in ("bwrap", "uid", "limits", "netns", "proxy", "egress", "quota"))
     assert "sk-real" not in str(health)
+
+
+def test_python_packages_in_the_workspace_never_run_outside_the_sandbox(battery: dict[str, Any]) -> None:
+    """The bridge and the CLI wrapper run as root on the host with the workspace as their working
+    directory: ``python -m`` must not import what the agent put there (an ``ashd`` package)."""
+    agent = battery["new_agent"]()
+    daemon = battery["daemon"]
+    escaped = daemon.data_dir.parent / f"escaped-{os.getpid()}"  # a host path, absent inside the sandbox
+    payload = f"open('{escaped}', 'w').write('ran on the host')"
+    agent.bash(f'mkdir -p ashd/sandbox ashd/bridge && echo "{payload}" | tee ashd/__init__.py > /dev/null'
+               " && touch ashd/sandbox/__init__.py ashd/bridge/__init__.py && echo planted")
+    # exec starts the CLI wrapper in the workspace; a restart of the agent process starts the bridge there.
+    resp = battery["client"].post(f"/api/sessions/{agent.sid}/exec", json={"command": "echo exec-ok"})
+    assert resp.status_code == 200 and "exec-ok" in resp.text, resp.text
+    assert not escaped.exists(), "code from the workspace ran outside the sandbox"
+    battery["client"].post(f"/api/sessions/{agent.sid}/stop").raise_for_status()
+    battery["client"].post(f"/api/sessions/{agent.sid}/resume").raise_for_status()
+    assert "ok" in agent.bash("echo ok")
+    assert not escaped.exists(), "code from the workspace ran outside the sandbox"

@@ -34,10 +34,13 @@ def free_port() -> int:
 class AshdProcess:
     def __init__(self, data_dir: Path, model_url: str, database_url: str | None = None,
                  extra_env: dict[str, str] | None = None, port: int | None = None,
-                 wrap: list[str] | None = None) -> None:
-        """``wrap``: argv the daemon runs under, e.g. ``["prlimit", "--nofile=1024:1024", "--"]``."""
+                 wrap: list[str] | None = None, python: str = sys.executable, repo: Path = REPO) -> None:
+        """``wrap``: argv the daemon runs under, e.g. ``["prlimit", "--nofile=1024:1024", "--"]``.
+        ``python``, ``repo``: another ashd's interpreter and checkout (a benchmark's baseline)."""
         self.data_dir = data_dir
         self.wrap = wrap or []
+        self.python = python
+        self.repo = repo
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"ashd-{self.port}.log"
@@ -64,8 +67,8 @@ class AshdProcess:
 
     def start(self, timeout: float = 60.0) -> AshdProcess:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([*self.wrap, sys.executable, "-m", "ashd.cli.daemon"], env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+            self.proc = subprocess.Popen([*self.wrap, self.python, "-m", "ashd.cli.daemon"], env=self.env,
+                                         stdout=log, stderr=subprocess.STDOUT, cwd=self.repo)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -130,6 +133,11 @@ def sse_events(body: str) -> list[tuple[str, Any]]:
     return out
 
 
+def is_bridge(cmd: str) -> bool:
+    """Whether a command line is a session's bridge (not the zygote that forks them)."""
+    return "ashd.bridge" in cmd and "ashd.bridge.zygote" not in cmd
+
+
 def agent_processes(daemon: AshdProcess) -> list[str]:
     """Descriptions of ashd's bridge and CLI descendants (zombies included: unreaped is not gone)."""
     out = []
@@ -140,7 +148,7 @@ def agent_processes(daemon: AshdProcess) -> list[str]:
             cmd = f"zombie {proc.pid}"
         except psutil.NoSuchProcess:
             continue
-        if "ashd.bridge" in cmd or "claude" in cmd or cmd.startswith("zombie"):
+        if is_bridge(cmd) or "claude" in cmd or cmd.startswith("zombie"):
             out.append(cmd)
     return out
 

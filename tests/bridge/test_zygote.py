@@ -1,0 +1,121 @@
+"""The bridge zygote: a forked bridge is a fresh process that holds nothing of ashd or of other sessions.
+
+Real zygote, real bridges, real CLI against the scripted model (docs/security.md, "Lifetime").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ashd.sandbox import logpump
+from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
+from ashd.sandbox.logring import LogRing
+from ashd.sandbox.zygote import BridgeProcess, BridgeZygote, ForkedBridge
+from ashd.scripted.server import ScriptedModel
+from ashd.wire import protocol
+from tests.bridge.test_bridge_process import make_spec, wait_ready
+
+PLANTED = "ASHD_ZYGOTE_PLANTED_SECRET"
+
+
+@pytest.fixture
+def zygote(monkeypatch: pytest.MonkeyPatch) -> Iterator[BridgeZygote]:
+    monkeypatch.setenv(PLANTED, "do-not-leak")  # in ashd's environment: must reach no bridge
+    started = BridgeZygote().start()
+    assert started.running
+    yield started
+    started.close()
+
+
+def start(zygote: BridgeZygote, tmp_path: Path, model: ScriptedModel, name: str) -> tuple[SandboxSpec, BridgeProcess]:
+    spec = make_spec(tmp_path / name, model.base_url)
+    proc = DirectLauncher(zygote).spawn(spec)
+    assert isinstance(proc, ForkedBridge), "the zygote did not fork the bridge"
+    assert proc.stderr is not None
+    logpump.start(proc.stderr, spec.log_path, LogRing(), f"pump-{name}")
+    assert wait_ready(proc) == protocol.READY_BYTE, spec.log_path.read_text()
+    return spec, proc
+
+
+def fd_targets(pid: int) -> set[str]:
+    """What a process's descriptors name, where the name tells one object from another
+    (pipes and sockets by inode, files by path; not anonymous inodes, not /dev/null)."""
+    targets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(("pipe:", "socket:", "/")) and target != "/dev/null":
+            targets.add(target)
+    return targets
+
+
+def stop(proc: BridgeProcess) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=20)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def test_a_forked_bridge_holds_nothing_of_the_zygote_or_another_session(
+        zygote: BridgeZygote, tmp_path: Path, scripted_model: ScriptedModel) -> None:
+    (spec_a, a), (spec_b, b) = (start(zygote, tmp_path, scripted_model, n) for n in ("a", "b"))
+    try:
+        for spec, proc in ((spec_a, a), (spec_b, b)):
+            # Its own session and process group (ashd signals the group), a child of the zygote.
+            assert os.getsid(proc.pid) == proc.pid and os.getpgid(proc.pid) == proc.pid
+            assert psutil.Process(proc.pid).ppid() == zygote.pid
+            # ps shows it as the bridge of its session, like a bridge started on its own.
+            assert psutil.Process(proc.pid).cmdline()[-3:] == ["-m", "ashd.bridge", str(spec.root / "bridge.json")]
+            # Nothing of ashd's environment; the CLI it started has the session's own.
+            assert PLANTED not in psutil.Process(proc.pid).environ()
+            cli = psutil.Process(proc.pid).children()[0].environ()
+            assert PLANTED not in cli and dict(spec.env).items() <= cli.items()
+            assert Path(f"/proc/{proc.pid}/cwd").resolve() == spec.workspace.resolve()
+        # The zygote has none of ashd's environment either.
+        assert PLANTED not in psutil.Process(zygote.pid).environ()
+        # No descriptor of the zygote (its control socket, children's status pipes) or of the
+        # other bridge (its pipes to ashd, its CLI pipes, its socket) is held by a bridge.
+        zygote_fds = fd_targets(zygote.pid)
+        assert any(t.startswith("socket:") for t in zygote_fds)  # the control socket: the check can fail
+        shared = fd_targets(a.pid) & fd_targets(b.pid)
+        assert not shared, shared
+        for proc in (a, b):
+            assert not (fd_targets(proc.pid) & zygote_fds), fd_targets(proc.pid) & zygote_fds
+    finally:
+        stop(a)
+        stop(b)
+
+
+def test_exit_status_reaches_ashd_and_bridges_die_with_the_zygote(
+        zygote: BridgeZygote, tmp_path: Path, scripted_model: ScriptedModel) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    proc = zygote.spawn([str(bad)], {"PATH": "/usr/bin:/bin"}, tmp_path)
+    assert proc.wait(timeout=30) == 2
+    assert proc.stderr is not None and b"cannot read settings" in proc.stderr.read()
+    proc.stderr.close()
+    stop(proc)
+
+    _, bridge = start(zygote, tmp_path, scripted_model, "live")
+    os.kill(zygote.pid, signal.SIGKILL)  # the zygote dies (as it does when ashd dies)
+    assert bridge.wait(timeout=30) == -signal.SIGKILL
+    stop(bridge)
+    deadline = time.monotonic() + 30
+    while psutil.pid_exists(bridge.pid) and psutil.Process(bridge.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the bridge outlived its zygote"
+        time.sleep(0.05)
+    # Without its zygote, ashd starts bridges as plain processes.
+    fallback = zygote.spawn([str(bad)], {"PATH": "/usr/bin:/bin"}, tmp_path)
+    assert isinstance(fallback, subprocess.Popen) and fallback.wait(timeout=30) == 2
+    fallback.communicate()
