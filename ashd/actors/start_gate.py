@@ -7,7 +7,10 @@ fails (issue #18). So a start attempt (``ashd/actors/start.py``) holds a slot of
 failed. Waiting starts are served **round robin per tenant** (one tenant's 64 queued starts
 do not delay another tenant's one start by 64 turns), FIFO within a tenant. Past
 ``max_queued`` waiting starts a new one is refused at once with
-:class:`~ashd.errors.Unavailable` (503 with ``Retry-After``), never after a long hang.
+:class:`~ashd.errors.Unavailable` (503 with ``Retry-After``), never after a long hang,
+unless its tenant holds less than its **fair share** of the bound (``max_queued`` divided by
+the tenants waiting, itself included): one tenant's burst that filled the queue does not
+refuse another tenant's starts. The queue then holds at most ``2 * max_queued``.
 
 :class:`StartQueue` is the pure scheduling (no threads, an injected clock); :class:`StartGate`
 wraps it with a lock and one event per waiter. Thread-safe; :meth:`StartGate.acquire` blocks
@@ -63,12 +66,35 @@ class StartQueue:
         if self.running < self.slots and not self._waiting:
             self.running += 1
             return True
-        if self.queued >= self.max_queued:
-            raise Unavailable(
-                f"ashd is starting {self.running} agent processes and {self.queued} more are waiting "
-                f"(pool.max_queued_starts {self.max_queued}); retry shortly", retry_after_s=self.retry_after_s())
+        refused = self._refusal(ticket.tenant_id)
+        if refused:
+            raise Unavailable(refused, retry_after_s=self.retry_after_s())
         self._waiting.setdefault(ticket.tenant_id, deque()).append(ticket)
         return False
+
+    def fair_share(self, tenant_id: str) -> int:
+        """Queued starts ``tenant_id`` may hold once the queue is full: ``max_queued`` divided
+        among the tenants waiting (itself included), at least 1."""
+        tenants = len(self._waiting) + (tenant_id not in self._waiting)
+        return max(1, self.max_queued // tenants)
+
+    def _refusal(self, tenant_id: str) -> str:
+        """Why a new waiting start of ``tenant_id`` is refused, or "" if it may wait.
+
+        Under ``max_queued`` waiting starts, anyone may wait. At the bound, a tenant holding
+        less than its fair share still may (one tenant's burst cannot take the whole queue
+        from the others), up to twice the bound in all."""
+        mine = len(self._waiting.get(tenant_id, ()))
+        share = self.fair_share(tenant_id)
+        if self.queued < self.max_queued or (mine < share and self.queued < 2 * self.max_queued):
+            return ""
+        others = len(self._waiting) - (tenant_id in self._waiting)
+        if others and mine >= share:
+            return (f"this tenant has {mine} agent process starts waiting, its fair share of the start queue "
+                    f"(pool.max_queued_starts {self.max_queued} shared by {len(self._waiting)} tenants); "
+                    "retry shortly")
+        return (f"ashd is starting {self.running} agent processes and {self.queued} more are waiting "
+                f"(pool.max_queued_starts {self.max_queued}); retry shortly")
 
     def release(self) -> Ticket | None:
         """A running start ended: the next ticket to run (it holds the freed slot), if any."""
@@ -114,14 +140,19 @@ class StartGate:
         self._lock = threading.Lock()
         self._on_wait = on_wait or _log_wait
 
-    def acquire(self, tenant_id: str, what: str, timeout_s: float = MAX_WAIT_S) -> Ticket:
+    def acquire(self, tenant_id: str, what: str, timeout_s: float = MAX_WAIT_S,
+                accepted: Callable[[bool], object] = lambda waits: None) -> Ticket:
         """Take a slot, waiting in the tenant's queue if none is free (blocks the caller).
         Raises Unavailable at once when the queue is full, and when ``timeout_s`` passes
-        while still queued. Give the ticket back with :meth:`release`."""
+        while still queued. ``accepted(waits)`` is called once the start runs now (False) or
+        waits in the queue (True), before any wait; not when refused. Give the ticket back with :meth:`release`."""
         ticket = Ticket(tenant_id, what, self._clock.monotonic())
         with self._lock:
-            if self._queue.offer(ticket):
-                return ticket
+            runs = self._queue.offer(ticket)
+        accepted(not runs)
+        if runs:
+            return ticket
+        with self._lock:
             log.info("%s: its agent process start waits in the start queue (%d running, %d waiting)",
                      what, self._queue.running, self._queue.queued)
         if ticket.admitted.wait(timeout_s):

@@ -26,9 +26,44 @@ def test_a_full_queue_refuses_at_once_with_a_retry_hint() -> None:
     queue = StartQueue(slots=1, max_queued=1)
     assert queue.offer(ticket("a", 1)) and not queue.offer(ticket("a", 2))
     with pytest.raises(Unavailable) as refused:
-        queue.offer(ticket("b", 1))
+        queue.offer(ticket("a", 3))
     assert refused.value.status == 503 and refused.value.retry_after_s >= 1
     assert "pool.max_queued_starts 1" in refused.value.message
+
+
+def test_a_burst_that_filled_the_queue_leaves_each_other_tenant_its_fair_share() -> None:
+    queue = StartQueue(slots=1, max_queued=6)
+    assert queue.offer(ticket("busy", 0))
+    for n in range(1, 7):
+        assert not queue.offer(ticket("busy", n))  # the burst fills the whole bound
+    with pytest.raises(Unavailable):
+        queue.offer(ticket("busy", 7))
+    # Another tenant's share is 6 // 2 = 3 waiting starts, though the queue is full.
+    for n in range(3):
+        assert not queue.offer(ticket("quiet", n))
+    with pytest.raises(Unavailable) as refused:
+        queue.offer(ticket("quiet", 3))
+    assert "fair share" in refused.value.message and "shared by 2 tenants" in refused.value.message
+    # A third tenant's share is 6 // 3 = 2; the burst is still refused, holding more than its share.
+    assert not queue.offer(ticket("third", 0)) and not queue.offer(ticket("third", 1))
+    with pytest.raises(Unavailable):
+        queue.offer(ticket("third", 2))
+    with pytest.raises(Unavailable):
+        queue.offer(ticket("busy", 8))
+    assert queue.queued == 11 <= 2 * queue.max_queued
+
+
+def test_the_queue_never_holds_more_than_twice_its_bound() -> None:
+    queue = StartQueue(slots=1, max_queued=2)
+    assert queue.offer(ticket("t0"))
+    offered = 0
+    for n in range(50):
+        try:
+            queue.offer(ticket(f"t{n}"))
+            offered += 1
+        except Unavailable:
+            pass
+    assert queue.queued == offered == 4
 
 
 def test_waiting_starts_are_served_round_robin_across_tenants_fifo_within_one() -> None:
