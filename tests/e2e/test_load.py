@@ -8,10 +8,11 @@ Real daemon, real CLIs through the real SDK, the scripted model; the bounds are 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
 
 import httpx
 import pytest
@@ -91,24 +92,84 @@ def test_a_full_start_queue_refuses_at_once_with_retry_after(start_ashd: Callabl
         assert "pool.max_queued_starts" in resp.json()["error"]
     rows = httpx.get(f"{daemon.url}/api/sessions", headers=daemon.headers, timeout=30).json()["sessions"]
     assert len(rows) == 6 - len(refused)  # a refused create keeps no session row
-    starts = httpx.get(f"{daemon.url}/health", headers=daemon.headers, timeout=10).json()["starts"]
-    assert starts == {"running": 0, "queued": 0, "maxConcurrent": 1, "maxQueued": 1}  # all given back
+    def starts() -> dict[str, int]:
+        return httpx.get(f"{daemon.url}/health", headers=daemon.headers, timeout=10).json()["starts"]
+
+    idle = {"running": 0, "queued": 0, "maxConcurrent": 1, "maxQueued": 1}
+    assert wait_until(lambda: starts() == idle, 120), starts()  # every slot given back once the queue drained
 
 
-def test_another_tenants_create_is_not_queued_behind_a_burst(start_ashd: Callable[..., AshdProcess]) -> None:
+def test_another_tenants_first_reply_is_not_queued_behind_a_burst(start_ashd: Callable[..., AshdProcess]) -> None:
     daemon = start_ashd(None, ASH_MAX_CONCURRENT_STARTS="1", **UNLIMITED)
     other = mint(daemon, "quiet-tenant")
     deploy(daemon, daemon.headers)
     deploy(daemon, other)
     with ThreadPoolExecutor(9) as pool:
-        burst = [pool.submit(create, daemon, daemon.headers) for _ in range(8)]
-        time.sleep(1.0)  # the burst is queued (one start at a time)
-        quiet = pool.submit(create, daemon, other)
-        results: list[Any] = [f.result(timeout=300) for f in burst]
-        quiet_status, quiet_at, quiet_resp = quiet.result(timeout=300)
-    assert quiet_status == 201, quiet_resp.text
-    assert [status for status, _, _ in results] == [201] * 8
+        burst = list(pool.map(lambda _: create(daemon, daemon.headers), range(8)))
+        # Queued behind the burst's first start, creates answer at once: active, the CLI not up yet.
+        assert [status for status, _, _ in burst] == [201] * 8, [r.text for _, _, r in burst]
+        assert all(r.json()["session"]["status"] == "active" for _, _, r in burst)
+        sids = [r.json()["session"]["id"] for _, _, r in burst]
+        replies = [pool.submit(first_reply, daemon, daemon.headers, sid) for sid in sids]
+        time.sleep(1.0)  # the burst's first messages wait for their starts (one at a time)
+        quiet_status, _, quiet = create(daemon, other)
+        assert quiet_status == 201, quiet.text
+        quiet_at = first_reply(daemon, other, quiet.json()["session"]["id"])
+        answered = [f.result(timeout=600) for f in replies]
     # Round robin per tenant: the quiet tenant's one start runs next after the one running,
-    # so it answers before most of the burst (FIFO would make it last).
-    after = sum(1 for _, at, _ in results if at > quiet_at)
-    assert after >= 4, f"only {after} of the burst's creates answered after the other tenant's"
+    # so its first reply comes before most of the burst's (FIFO would make it last).
+    after = sum(1 for at in answered if at > quiet_at)
+    assert after >= 4, f"only {after} of the burst's first replies came after the other tenant's"
+
+
+def first_reply(daemon: AshdProcess, headers: dict[str, str], sid: str) -> float:
+    """Send a first message and read its reply; when the reply was complete (monotonic)."""
+    with httpx.stream("POST", f"{daemon.url}/api/sessions/{sid}/messages", headers=headers,
+                      json={"content": f"[[say: first {sid[:8]}]]"}, timeout=600) as resp:
+        body = resp.read().decode()
+    assert resp.status_code == 200 and f"first {sid[:8]}" in body, body[:500]
+    return time.monotonic()
+
+
+def test_a_burst_that_fills_the_start_queue_leaves_another_tenant_its_fair_share(
+        start_ashd: Callable[..., AshdProcess]) -> None:
+    daemon = start_ashd(None, ASH_MAX_CONCURRENT_STARTS="1", ASH_MAX_QUEUED_STARTS="2", **UNLIMITED)
+    other = mint(daemon, "quiet-tenant")
+    deploy(daemon, daemon.headers)
+    deploy(daemon, other)
+    with ThreadPoolExecutor(6) as pool:
+        burst = [pool.submit(create, daemon, daemon.headers) for _ in range(6)]
+        # One start runs (its create waits for it); two queue and five answer at once: 2 x 201, 3 x 503.
+        fast = [f.result(timeout=300) for f in as_completed(burst)][:5]
+        quiet_status, _, quiet = create(daemon, other)
+        results = [f.result(timeout=300) for f in burst]
+    assert sorted(status for status, _, _ in fast) == [201, 201, 503, 503, 503], [r.text for _, _, r in fast]
+    assert quiet_status == 201, quiet.text  # the queue is full of the burst, yet not for this tenant
+    assert sorted(status for status, _, _ in results) == [201, 201, 201, 503, 503, 503]
+    quiet_id = quiet.json()["session"]["id"]
+    # It queued beyond the bound (1 running, 2 of the burst and itself waiting): its fair share.
+    assert f"session {quiet_id}: its agent process start waits in the start queue (1 running, 3 waiting)" \
+        in daemon.log(tail=None)
+    sids = [r.json()["session"]["id"] for status, _, r in results if status == 201] + [quiet_id]
+    for sid in sids:  # every admitted session works, the quiet tenant's too
+        first_reply(daemon, other if sid == quiet_id else daemon.headers, sid)
+        resp = httpx.delete(f"{daemon.url}/api/sessions/{sid}", headers=other if sid == quiet_id else daemon.headers,
+                            timeout=60)
+        assert resp.status_code == 200, resp.text
+    if os.geteuid() == 0:  # the isolating launcher: nothing of any start is left on the host
+        from tests.security.test_failed_creates import leftovers
+        for sid in sids:
+            assert wait_until(lambda sid=sid: leftovers(daemon, MOUNT_ROOT, sid) == [], 60), \
+                leftovers(daemon, MOUNT_ROOT, sid)
+
+
+MOUNT_ROOT = Path("/run/ashd")  # sandbox.mount_root's default
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
