@@ -211,8 +211,9 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
     def create(self, agent: AgentRow, options: SessionOptions) -> SessionRow | Pending:
         """Insert the session, start its sandbox, and make it active (Pending until then);
         but when the start has to wait in the start queue (a burst), ``active`` as soon as it
-        is queued: its first message waits for the agent process (``begin_turn``), as Ash's
-        first message waits for its agent, so no create waits for a burst's starts.
+        is queued, and when its first attempt was only slow, ``active`` when it is retried: its
+        first message waits for the agent process (``begin_turn``), as Ash's first message
+        waits for its agent, so no create waits for a burst's starts.
 
         Raises Unavailable when the start queue refuses the start, at capacity or when disk
         admission refuses it (no row is kept), and SandboxFailed if the agent process cannot
@@ -235,19 +236,23 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
 
     def _answer_queued(self, started: Pending) -> SessionRow | Pending:
         """A create's answer while its start is in progress: Pending until the start queue
-        decided; then ``active`` at once if the start waits in the queue, else Pending until
-        the start is over."""
+        decided; then ``active`` at once if the start waits in the queue. One that runs is
+        waited for, but not for a retry after an attempt that was only slow (the host is
+        busy; the retry queues again): the create then answers ``active`` too."""
         if self._life.status is not SessionStatus.STARTING:
             return self._load()  # answered once already (the start goes on for the first message)
         admission = self._starts.admission()
         assert admission is not None  # a start is in progress: ensure() answered Pending
-        decided, word = admission
+        decided, word, slowed = admission
         if not decided.done():
             return Pending(decided)
-        if word != starting.WAITS:
-            return started
+        if word == starting.REFUSED:
+            return started  # its failure is the create's, once the start is over
+        if word == starting.RUNS and not slowed.done():
+            return Pending(slowed, started.begun)
         self._starts.detach_create()
-        return self._transition(SessionStatus.ACTIVE, "its start is queued; the first message waits for it")
+        reason = "its start is queued" if word == starting.WAITS else "its start is retried (slow under load)"
+        return self._transition(SessionStatus.ACTIVE, f"{reason}; the first message waits for it")
 
     def pause(self) -> SessionRow | Pending:
         """ACTIVE -> PAUSED: the workspace is snapshotted; a live sandbox is kept (warm resume)."""

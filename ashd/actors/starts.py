@@ -66,6 +66,9 @@ class _Start:
     begun: Future[None] = field(default_factory=Future)  # resolved when an attempt left the start queue
     decided: Future[None] = field(default_factory=Future)  # resolved when the start queue decided about it
     admission: str = REFUSED  # its word, set before ``decided`` resolves: runs | waits | refused
+    # Resolved when an attempt was only slow (its readiness deadline passed under load) and
+    # another follows, or when the start is over.
+    slowed: Future[None] = field(default_factory=Future)
     timer: Timer | None = None  # the next attempt, while a backoff runs
     running: bool = False  # an attempt is on its start thread
     cancelled: bool = False  # a stop or end came: no further attempt; a sandbox that starts anyway goes
@@ -98,11 +101,12 @@ class SessionStarts:
         """The purpose of the start in progress, if any."""
         return self._start.purpose if self._start is not None else None
 
-    def admission(self) -> tuple[Future[None], str] | None:
+    def admission(self) -> tuple[Future[None], str, Future[None]] | None:
         """For the start in progress: a future resolved once the start queue decided about
-        its first attempt, and (once resolved) its word: ``runs``, ``waits`` or ``refused``."""
+        its first attempt, (once resolved) its word: ``runs``, ``waits`` or ``refused``, and
+        a future resolved once an attempt was only slow and is retried (or the start is over)."""
         start = self._start
-        return (start.decided, start.admission) if start is not None else None
+        return (start.decided, start.admission, start.slowed) if start is not None else None
 
     def detach_create(self) -> None:
         """The create answered before its start was over: the start goes on as the start of
@@ -221,6 +225,8 @@ class SessionStarts:
         if isinstance(decision, Restart) and not start.cancelled:
             self._not_before = self._restarts.now() + decision.delay_s
             self._schedule(start)
+            if isinstance(exc, StartTimedOut):
+                resolve(start.slowed)  # a create need not wait for the retry (ashd/actors/session.py)
             return
         reason = decision.reason if isinstance(decision, GiveUp | Escalate) else exc.message
         failure: Exception = (Unavailable(f"ashd is pausing this tenant's agent process restarts: {reason}", 30)
@@ -239,6 +245,7 @@ class SessionStarts:
             self._start = None
         _decided(start, REFUSED)  # over before the start queue took it (cancelled, failed at once)
         resolve(start.begun)  # a start over before it began (refused, cancelled) frees its waiters too
+        resolve(start.slowed)
         resolve(start.until)
 
 

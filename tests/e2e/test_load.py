@@ -65,13 +65,16 @@ def test_a_burst_larger_than_the_start_bound_is_queued_and_every_create_and_repl
         assert httpx.get(f"{daemon.url}/health", timeout=10).status_code == 200
         sids = [r.json()["session"]["id"] for _, _, r in created]
         assert all(r.json()["session"]["status"] == "active" for _, _, r in created)
-        # One message from each at once: more than the tenant's 3 concurrent turns; all answered.
-        replies = list(pool.map(lambda sid: chat(daemon, sid, sid[:8]), sids))
-    for sid, reply in zip(sids, replies, strict=True):
-        assert f"reply {sid[:8]}" in reply  # each reply carries its own token
+        # A first message from each at once (most wait for their queued starts), then a second
+        # one from each at once: more than the tenant's 3 concurrent turns. All answered.
+        firsts = list(pool.map(lambda sid: chat(daemon, sid, f"{sid[:8]}-1"), sids))
+        seconds = list(pool.map(lambda sid: chat(daemon, sid, f"{sid[:8]}-2"), sids))
+    for sid, first, second in zip(sids, firsts, seconds, strict=True):
+        assert f"reply {sid[:8]}-1" in first and f"reply {sid[:8]}-2" in second  # each reply its own token
         stored = httpx.get(f"{daemon.url}/api/sessions/{sid}/messages", headers=daemon.headers, timeout=30)
-        mine = [m for m in stored.json()["messages"] if m["type"] == "assistant" and f"reply {sid[:8]}" in m["content"]]
-        assert len(mine) == 1, stored.text  # stored exactly once
+        replies = [m["content"] for m in stored.json()["messages"] if m["type"] == "assistant"]
+        for token in (f"reply {sid[:8]}-1", f"reply {sid[:8]}-2"):
+            assert sum(token in reply for reply in replies) == 1, stored.text  # stored exactly once
     log = daemon.log(tail=None)
     assert "waits in the start queue" in log and "leaves the start queue" in log
     assert "turns (pool.max_turns_per_tenant); a turn waits" in log
