@@ -249,12 +249,13 @@ def main() -> int:
         rows = []
         for n in args.sizes:
             rows.append(run_one(model, n, args.messages))
-            print(rows[-1], file=sys.stderr, flush=True)
+            print({k: v for k, v in rows[-1].items() if k != "timeline"}, file=sys.stderr, flush=True)
+            # Written after each N: a long run stopped early keeps what it measured.
+            emit({"runs": rows, "settings": f"README defaults; ASH_RATE_LIMIT_SESSIONS=0 ASH_RATE_LIMIT_GLOBAL=0 "
+                                            f"ASH_SANDBOX_DISK_MB={DISK_MB}",
+                  "machine": machine()}, args.out)
     finally:
         model.stop()
-    emit({"runs": rows, "settings": f"README defaults; ASH_RATE_LIMIT_SESSIONS=0 ASH_RATE_LIMIT_GLOBAL=0 "
-                                    f"ASH_SANDBOX_DISK_MB={DISK_MB}",
-          "machine": machine()}, args.out)
     return 0
 
 
