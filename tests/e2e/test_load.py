@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -96,11 +95,8 @@ def test_a_full_start_queue_refuses_at_once_with_retry_after(start_ashd: Callabl
         assert "pool.max_queued_starts" in resp.json()["error"]
     rows = httpx.get(f"{daemon.url}/api/sessions", headers=daemon.headers, timeout=30).json()["sessions"]
     assert len(rows) == 6 - len(refused)  # a refused create keeps no session row
-    def starts() -> dict[str, int]:
-        return httpx.get(f"{daemon.url}/health", headers=daemon.headers, timeout=10).json()["starts"]
-
     idle = {"running": 0, "queued": 0, "maxConcurrent": 1, "maxQueued": 1}
-    assert wait_until(lambda: starts() == idle, 120), starts()  # every slot given back once the queue drained
+    assert wait_until(lambda: starts(daemon) == idle, 120), starts(daemon)  # every slot given back once drained
 
 
 def test_another_tenants_first_reply_is_not_queued_behind_a_burst(start_ashd: Callable[..., AshdProcess]) -> None:
@@ -145,18 +141,18 @@ def test_a_burst_that_fills_the_start_queue_leaves_another_tenant_its_fair_share
         burst = [pool.submit(create, daemon, daemon.headers) for _ in range(6)]
         # One start runs (its create waits for it); two queue and five answer at once: 2 x 201, 3 x 503.
         fast = [f.result(timeout=300) for f in as_completed(burst)][:5]
-        # The quiet tenant's two: one takes the spare start slot, the other must queue.
+        full = starts(daemon)
+        # The quiet tenant's two: one takes the spare start slot, the other finds the queue full
+        # of the burst (unless its first start ended meanwhile) and is queued: its fair share.
         quiet = list(pool.map(lambda _: create(daemon, other), range(2)))
         results = [f.result(timeout=300) for f in burst]
+    assert full["queued"] == 2, full  # the burst filled the queue just before
     assert sorted(status for status, _, _ in fast) == [201, 201, 503, 503, 503], [r.text for _, _, r in fast]
     assert [status for status, _, _ in quiet] == [201, 201], [r.text for _, _, r in quiet]
     assert sorted(status for status, _, _ in results) == [201, 201, 201, 503, 503, 503]
     quiet_ids = [r.json()["session"]["id"] for _, _, r in quiet]
-    # One of them queued beyond the bound (2 of the burst and itself waiting): its fair share,
-    # though the burst filled the queue.
     log = daemon.log(tail=None)
-    assert any(re.search(rf"session {sid}: its agent process start waits in the start queue \(\d running, "
-                         r"3 waiting\)", log) for sid in quiet_ids), log[-3000:]
+    assert any(f"session {sid}: its agent process start waits in the start queue" in log for sid in quiet_ids)
     owned = [(r.json()["session"]["id"], daemon.headers) for status, _, r in results if status == 201]
     owned += [(sid, other) for sid in quiet_ids]
     for sid, headers in owned:  # every admitted session works, the quiet tenant's too
@@ -172,6 +168,12 @@ def test_a_burst_that_fills_the_start_queue_leaves_another_tenant_its_fair_share
 
 
 MOUNT_ROOT = Path("/run/ashd")  # sandbox.mount_root's default
+
+
+def starts(daemon: AshdProcess) -> dict[str, int]:
+    """/health's start admission figures."""
+    figures: dict[str, int] = httpx.get(f"{daemon.url}/health", headers=daemon.headers, timeout=10).json()["starts"]
+    return figures
 
 
 def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
