@@ -21,7 +21,8 @@ from tests.conftest import HELLO_AGENT
 from tests.e2e.test_walking_skeleton import upload_body
 from tests.support.daemon import AshdProcess, sse_events
 
-pytestmark = pytest.mark.e2e
+# Bursts of real CLI starts on a shared 2-core host: minutes under load (never asserted).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 SECRET = "internal-secret-for-load-tests-0b9e"
 UNLIMITED = {"ASH_RATE_LIMIT_SESSIONS": "0", "ASH_RATE_LIMIT_GLOBAL": "0", "ASH_INTERNAL_SECRET": SECRET}
