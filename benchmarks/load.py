@@ -50,6 +50,9 @@ from tests.support.daemon import AshdProcess  # noqa: E402
 AGENT = REPO / "examples" / "hello-agent"
 SECRET = "load-benchmark-internal-secret"
 TIMEOUT_S = 300.0  # any one HTTP call: ash_sdk.AshClient's default timeout
+# A message's stream: AshClient reads SSE with no read timeout (httpx.Timeout(300, read=None));
+# bounded here by the run's deadline so the run still stops by itself.
+STREAM_TIMEOUT = httpx.Timeout(TIMEOUT_S, read=1800.0)
 PROBE_PAUSE_S = 2.0  # between the other tenant's probes
 DEADLINE_S = 1800.0  # one N, start to end
 # Each workspace image's quota: the default 2 GiB would make disk admission (507) refuse a
@@ -132,7 +135,8 @@ def send(client: httpx.Client, sid: str, token: str, timeline: Timeline, tenant:
     """One message asking for ``token``: (its reply carried it, seconds to the end of the stream)."""
     began = time.perf_counter()
     try:
-        with client.stream("POST", f"/api/sessions/{sid}/messages", json={"content": f"[[say: {token}]]"}) as resp:
+        with client.stream("POST", f"/api/sessions/{sid}/messages", json={"content": f"[[say: {token}]]"},
+                           timeout=STREAM_TIMEOUT) as resp:
             body = resp.read().decode(errors="replace")
             ok = resp.status_code == 200 and token in body and "event: done" in body
     except httpx.HTTPError:
