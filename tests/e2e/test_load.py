@@ -34,9 +34,13 @@ def create(daemon: AshdProcess, headers: dict[str, str]) -> tuple[int, float, ht
     return resp.status_code, time.monotonic(), resp
 
 
+# A first message may wait for its queued start; ash_sdk reads a stream with no read timeout.
+STREAM_TIMEOUT = httpx.Timeout(300, read=900)
+
+
 def chat(daemon: AshdProcess, sid: str, token: str) -> str:
     with httpx.stream("POST", f"{daemon.url}/api/sessions/{sid}/messages", headers=daemon.headers,
-                      json={"content": f"[[say: reply {token}]]"}, timeout=300) as resp:
+                      json={"content": f"[[say: reply {token}]]"}, timeout=STREAM_TIMEOUT) as resp:
         assert resp.status_code == 200, resp.read()
         events = sse_events(resp.read().decode())
     return json.dumps([data for name, data in events if name == "turn_complete"])
@@ -126,7 +130,7 @@ def test_another_tenants_first_reply_is_not_queued_behind_a_burst(start_ashd: Ca
 def first_reply(daemon: AshdProcess, headers: dict[str, str], sid: str) -> float:
     """Send a first message and read its reply; when the reply was complete (monotonic)."""
     with httpx.stream("POST", f"{daemon.url}/api/sessions/{sid}/messages", headers=headers,
-                      json={"content": f"[[say: first {sid[:8]}]]"}, timeout=600) as resp:
+                      json={"content": f"[[say: first {sid[:8]}]]"}, timeout=STREAM_TIMEOUT) as resp:
         body = resp.read().decode()
     assert resp.status_code == 200 and f"first {sid[:8]}" in body, body[:500]
     return time.monotonic()
@@ -142,12 +146,11 @@ def test_a_burst_that_fills_the_start_queue_leaves_another_tenant_its_fair_share
         burst = [pool.submit(create, daemon, daemon.headers) for _ in range(6)]
         # One start runs (its create waits for it); two queue and five answer at once: 2 x 201, 3 x 503.
         fast = [f.result(timeout=300) for f in as_completed(burst)][:5]
-        full = starts(daemon)
         # The quiet tenant's two: one takes the spare start slot, the other finds the queue full
-        # of the burst (unless its first start ended meanwhile) and is queued: its fair share.
+        # of the burst (the 503s say so; unless its first start ended meanwhile) and is queued:
+        # its fair share.
         quiet = list(pool.map(lambda _: create(daemon, other), range(2)))
         results = [f.result(timeout=300) for f in burst]
-    assert full["queued"] == 2, full  # the burst filled the queue just before
     assert sorted(status for status, _, _ in fast) == [201, 201, 503, 503, 503], [r.text for _, _, r in fast]
     assert [status for status, _, _ in quiet] == [201, 201], [r.text for _, _, r in quiet]
     assert sorted(status for status, _, _ in results) == [201, 201, 201, 503, 503, 503]
