@@ -106,7 +106,7 @@ class SupervisionConfig:
     backoff_cap_s: float = 30.0  # longest restart delay
     min_uptime_s: float = 1.0  # a run shorter than this counts as a failed start
     stable_after_s: float = 60.0  # a run this long resets the session's restart history
-    budget_limit: int = 10  # restarts the whole daemon allows per budget_period_s; then starts get 503
+    budget_limit: int = 10  # restarts per tenant per budget_period_s (agent processes, session actors apart); then 503
     budget_period_s: float = 60.0  # the window of budget_limit
     degraded_after_failed_starts: int = 3  # /health says degraded once this many sandbox starts in a row failed
     session_actor_idle_s: float = 300.0  # a session actor with no sandbox, turn or start stops after this long idle

@@ -5,15 +5,19 @@ with the per-key rate limits lifted and 256 MiB workspace quotas, so disk admiss
 the burst) and the scripted model in this process, loopback only.
 N creates are sent at once (one thread each); then every created session sends M messages
 one after another, all sessions at once, each asking for a unique token; then each session's
-stored messages are read back. Meanwhile a sampler polls ``/health`` (must stay 200) and the
-daemon's process tree's resident memory (peak), and a second tenant creates one session and
-sends one message while the first tenant's messages run (its create and first reply are
-timed: the fairness probe). Every HTTP call has a timeout and each N a deadline, so the run
-stops by itself.
+stored messages are read back. Meanwhile a sampler polls ``/health`` (must stay 200), the
+daemon's process tree's resident memory (peak) and the host's load average (other engineers'
+tests share this machine: figures under load are not quiet-machine figures), and a second
+tenant probes fairness from the burst's first create to its last reply: again and again, it
+creates a session, times its create and its first reply, ends it and waits 2 s.
+Every call has the timeout of Ash's Python client (``ash_sdk.AshClient``: 300 s; a create
+slower than that is a failed create) and each N a deadline, so the run stops by itself.
 
-Reported per N: creates ok, create wall time and median, messages ok, msgs/s, message
+Reported per N: creates ok, create wall time, median and max, messages ok, msgs/s, message
 latency p50/p99, lost (a token not stored exactly once, or a reply without its token),
-/health failures, peak memory, and the other tenant's create and first-reply seconds.
+/health failures, peak memory, the load average (min/max while it ran), the other tenant's
+probes (create and first-reply seconds: median and max), and a ``timeline`` of every call
+(tenant, kind, start and seconds, from the burst's start) that ``plot_load.py`` draws.
 
     .venv/bin/python benchmarks/load.py --sizes 16 32 64 --messages 3 --out benchmarks/results/load.json
 """
@@ -21,6 +25,7 @@ latency p50/p99, lost (a token not stored exactly once, or a reply without its t
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -44,7 +49,11 @@ from tests.support.daemon import AshdProcess  # noqa: E402
 
 AGENT = REPO / "examples" / "hello-agent"
 SECRET = "load-benchmark-internal-secret"
-TIMEOUT_S = 600.0  # any one HTTP call
+TIMEOUT_S = 300.0  # any one HTTP call: ash_sdk.AshClient's default timeout
+# A message's stream: AshClient reads SSE with no read timeout (httpx.Timeout(300, read=None));
+# bounded here by the run's deadline so the run still stops by itself.
+STREAM_TIMEOUT = httpx.Timeout(TIMEOUT_S, read=1800.0)
+PROBE_PAUSE_S = 2.0  # between the other tenant's probes
 DEADLINE_S = 1800.0  # one N, start to end
 # Each workspace image's quota: the default 2 GiB would make disk admission (507) refuse a
 # 64-session burst on this machine's free disk, which is not what this benchmark measures.
@@ -60,6 +69,7 @@ class Sampler:
         self.health_checks = 0
         self.health_failures = 0
         self.peak_rss_mb = 0.0
+        self.loadavg: list[float] = []  # 1-minute load average, one sample a second
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Sampler:
@@ -87,33 +97,53 @@ class Sampler:
                 except psutil.Error:
                     continue
             self.peak_rss_mb = max(self.peak_rss_mb, rss / 2**20)
+            self.loadavg.append(os.getloadavg()[0])
 
 
-def create(client: httpx.Client) -> tuple[str | None, float]:
+class Timeline:
+    """Every timed call of one run: (tenant, kind, start, seconds, ok), start from ``t0``."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.rows: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def add(self, tenant: str, kind: str, began: float, took: float, ok: bool) -> None:
+        with self._lock:
+            self.rows.append({"tenant": tenant, "kind": kind, "at_s": round(began - self.t0, 2),
+                              "s": round(took, 2), "ok": ok})
+
+
+def create(client: httpx.Client, timeline: Timeline, tenant: str = "burst") -> tuple[str | None, float]:
     """(the new session's id or None, seconds); a failure is printed (stderr)."""
     began = time.perf_counter()
+    sid = None
     try:
         resp = client.post("/api/sessions", json={"agent": "hello"})
+        if resp.status_code == 201:
+            sid = resp.json()["session"]["id"]
+        else:
+            print(f"create failed: {resp.status_code} {resp.text[:300]}", file=sys.stderr)
     except httpx.HTTPError as exc:
         print(f"create failed: {exc!r}", file=sys.stderr)
-        return None, time.perf_counter() - began
     took = time.perf_counter() - began
-    if resp.status_code != 201:
-        print(f"create failed: {resp.status_code} {resp.text[:300]}", file=sys.stderr)
-        return None, took
-    return resp.json()["session"]["id"], took
+    timeline.add(tenant, "create", began, took, sid is not None)
+    return sid, took
 
 
-def send(client: httpx.Client, sid: str, token: str) -> tuple[bool, float]:
+def send(client: httpx.Client, sid: str, token: str, timeline: Timeline, tenant: str = "burst") -> tuple[bool, float]:
     """One message asking for ``token``: (its reply carried it, seconds to the end of the stream)."""
     began = time.perf_counter()
     try:
-        with client.stream("POST", f"/api/sessions/{sid}/messages", json={"content": f"[[say: {token}]]"}) as resp:
+        with client.stream("POST", f"/api/sessions/{sid}/messages", json={"content": f"[[say: {token}]]"},
+                           timeout=STREAM_TIMEOUT) as resp:
             body = resp.read().decode(errors="replace")
             ok = resp.status_code == 200 and token in body and "event: done" in body
     except httpx.HTTPError:
         ok = False
-    return ok, time.perf_counter() - began
+    took = time.perf_counter() - began
+    timeline.add(tenant, "message", began, took, ok)
+    return ok, took
 
 
 def stored_once(client: httpx.Client, sid: str, tokens: list[str]) -> int:
@@ -123,9 +153,9 @@ def stored_once(client: httpx.Client, sid: str, tokens: list[str]) -> int:
     return sum(1 for t in tokens if sum(t in r for r in replies) == 1)
 
 
-def converse(client: httpx.Client, sid: str, m: int) -> tuple[list[str], list[tuple[bool, float]]]:
+def converse(client: httpx.Client, sid: str, m: int, timeline: Timeline) -> tuple[list[str], list[tuple[bool, float]]]:
     tokens = [f"tok-{uuid.uuid4().hex[:12]}" for _ in range(m)]
-    return tokens, [send(client, sid, t) for t in tokens]
+    return tokens, [send(client, sid, t, timeline) for t in tokens]
 
 
 def other_tenant(daemon: AshdProcess) -> httpx.Client:
@@ -136,13 +166,29 @@ def other_tenant(daemon: AshdProcess) -> httpx.Client:
     return client
 
 
-def probe(client: httpx.Client) -> dict[str, float | bool]:
-    """The other tenant: a new session and its first reply, timed."""
-    sid, create_s = create(client)
-    if sid is None:
-        return {"create_s": round(create_s, 2), "ok": False}
-    ok, reply_s = send(client, sid, f"probe-{uuid.uuid4().hex[:8]}")
-    return {"create_s": round(create_s, 2), "first_reply_s": round(reply_s, 2), "ok": ok}
+def probes(client: httpx.Client, timeline: Timeline, stop: threading.Event) -> list[dict[str, Any]]:
+    """The other tenant, until ``stop``: a new session and its first reply, timed; then it ends."""
+    out: list[dict[str, Any]] = []
+    while not stop.is_set():
+        at = round(time.perf_counter() - timeline.t0, 2)
+        sid, create_s = create(client, timeline, "other")
+        row: dict[str, Any] = {"at_s": at, "create_s": round(create_s, 2), "ok": False}
+        if sid is not None:
+            ok, reply_s = send(client, sid, f"probe-{uuid.uuid4().hex[:8]}", timeline, "other")
+            row.update(first_reply_s=round(reply_s, 2), ok=ok)
+            try:
+                client.delete(f"/api/sessions/{sid}")
+            except httpx.HTTPError as exc:
+                print(f"probe end failed: {exc!r}", file=sys.stderr)
+        out.append(row)
+        stop.wait(PROBE_PAUSE_S)
+    return out
+
+
+def spread(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "max": None}
+    return {"median": round(statistics.median(values), 2), "max": round(max(values), 2)}
 
 
 def run_one(model: ScriptedModel, n: int, m: int) -> dict[str, Any]:
@@ -152,27 +198,30 @@ def run_one(model: ScriptedModel, n: int, m: int) -> dict[str, Any]:
     daemon = AshdProcess(tmp / "data", model.base_url, extra_env=env).start()
     try:
         with (httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=TIMEOUT_S) as api,
-              ThreadPoolExecutor(n + 1) as pool, Sampler(daemon) as sampler):
+              ThreadPoolExecutor(n + 2) as pool, Sampler(daemon) as sampler):
             api.post("/api/agents", json={"name": "hello", "path": str(AGENT)}).raise_for_status()
             other = other_tenant(daemon)
+            timeline, stop = Timeline(), threading.Event()
+            fairness = pool.submit(probes, other, timeline, stop)
             began = time.perf_counter()
-            created = list(pool.map(lambda _: create(api), range(n), timeout=DEADLINE_S))
+            created = list(pool.map(lambda _: create(api, timeline), range(n), timeout=DEADLINE_S))
             create_wall = time.perf_counter() - began
             sids = [sid for sid, _ in created if sid is not None]
             began = time.perf_counter()
-            talks = [pool.submit(converse, api, sid, m) for sid in sids]
-            fairness = pool.submit(probe, other)
+            talks = [pool.submit(converse, api, sid, m, timeline) for sid in sids]
             results = [t.result(timeout=DEADLINE_S) for t in talks]
             msgs_wall = time.perf_counter() - began
+            stop.set()
             latencies = [s for _, sent in results for _, s in sent]
             ok = sum(1 for _, sent in results for good, _ in sent if good)
             kept = sum(stored_once(api, sid, tokens) for sid, (tokens, _) in zip(sids, results, strict=True))
-            probe_result = fairness.result(timeout=DEADLINE_S)
+            probed = fairness.result(timeout=DEADLINE_S)
             other.close()
         return {
             "n": n, "m": m,
             "creates_ok": len(sids), "create_wall_s": round(create_wall, 1),
             "create_median_s": round(statistics.median(s for _, s in created), 1),
+            "create_max_s": round(max(s for _, s in created), 1),
             "messages_ok": ok, "messages": n * m,
             "msgs_per_s": round(ok / msgs_wall, 1) if msgs_wall else 0.0,
             "p50_s": round(statistics.median(latencies), 2) if latencies else None,
@@ -180,7 +229,13 @@ def run_one(model: ScriptedModel, n: int, m: int) -> dict[str, Any]:
             "lost": len(sids) * m - kept,
             "health_checks": sampler.health_checks, "health_failures": sampler.health_failures,
             "peak_rss_mb": round(sampler.peak_rss_mb),
-            "other_tenant": probe_result,
+            "loadavg_1m": {"min": round(min(sampler.loadavg, default=0), 2),
+                           "max": round(max(sampler.loadavg, default=0), 2)},
+            "other_tenant": {"probes": len(probed), "ok": sum(1 for p in probed if p["ok"]),
+                             "create_s": spread([p["create_s"] for p in probed]),
+                             "first_reply_s": spread([p["first_reply_s"] for p in probed if "first_reply_s" in p]),
+                             "each": probed},
+            "timeline": timeline.rows,
         }
     finally:
         daemon.stop()
@@ -198,12 +253,13 @@ def main() -> int:
         rows = []
         for n in args.sizes:
             rows.append(run_one(model, n, args.messages))
-            print(rows[-1], file=sys.stderr, flush=True)
+            print({k: v for k, v in rows[-1].items() if k != "timeline"}, file=sys.stderr, flush=True)
+            # Written after each N: a long run stopped early keeps what it measured.
+            emit({"runs": rows, "settings": f"README defaults; ASH_RATE_LIMIT_SESSIONS=0 ASH_RATE_LIMIT_GLOBAL=0 "
+                                            f"ASH_SANDBOX_DISK_MB={DISK_MB}",
+                  "machine": machine()}, args.out)
     finally:
         model.stop()
-    emit({"runs": rows, "settings": f"README defaults; ASH_RATE_LIMIT_SESSIONS=0 ASH_RATE_LIMIT_GLOBAL=0 "
-                                    f"ASH_SANDBOX_DISK_MB={DISK_MB}",
-          "machine": machine()}, args.out)
     return 0
 
 

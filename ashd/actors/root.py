@@ -57,14 +57,22 @@ class ChildStartFailed(Exception):
 
 @dataclass
 class TreePolicy:
-    """Restart decisions of one supervisor: one history per child, one budget for all of them.
-    Used on the supervisor's own thread only."""
+    """Restart decisions of one supervisor: one history per child, one budget per group of
+    children (the root: one group; the session supervisor: one per tenant). Used on the
+    supervisor's own thread only.
+
+    A spent budget escalates once ``escalate_at`` groups have spent theirs in the window; a
+    group that spends its budget before that gives up on the child that crashed (the session
+    supervisor: one tenant's crash loop fails that tenant's crashing sessions, never the
+    supervisor and so every tenant's sessions)."""
 
     spec: RestartSpec
-    budget: Budget
+    budget: Budget  # the empty budget every group starts with
     clock: Clock = field(default_factory=SystemClock)
     rng: random.Random = field(default_factory=random.Random)
     histories: dict[str, ChildHistory] = field(default_factory=dict)
+    escalate_at: int = 1  # groups with a spent budget that make a spent budget escalate
+    budgets: dict[str, Budget] = field(default_factory=dict)  # group -> its budget (recent restarts only)
 
     @classmethod
     def from_config(cls, config: SupervisionConfig, clock: Clock | None = None,
@@ -81,23 +89,33 @@ class TreePolicy:
 
     @classmethod
     def for_sessions(cls, config: SupervisionConfig, clock: Clock | None = None) -> TreePolicy:
-        """Session actors: transient, ``session_intensity`` crashes per ``period_s`` each."""
+        """Session actors: transient, ``session_intensity`` crashes per ``period_s`` each; a
+        budget of ``budget_limit`` restarts per ``budget_period_s`` per tenant. Crash loops of
+        two tenants at once escalate (the fault is then ashd's, not one tenant's)."""
         spec = RestartSpec(name="session actor", type=RestartType.TRANSIENT, intensity=config.session_intensity,
                            period_s=config.period_s, min_uptime_s=0.0, stable_after_s=config.stable_after_s)
-        return cls(spec, Budget(config.budget_limit, config.budget_period_s), clock or SystemClock())
+        return cls(spec, Budget(config.budget_limit, config.budget_period_s), clock or SystemClock(), escalate_at=2)
 
     def forget(self, name: str) -> None:
         self.histories.pop(name, None)
 
-    def crashed(self, name: str, detail: str) -> Decision:
-        """Record the crash and decide; a Restart is charged to the root's budget."""
+    def crashed(self, name: str, detail: str, group: str = "") -> Decision:
+        """Record the crash and decide; a Restart is charged to ``group``'s budget."""
         now = self.clock.monotonic()
         history = self.histories.get(name, ChildHistory()).record_exit(now, True, f"{name}: {detail}")
         self.histories[name] = history
-        decision = decide(self.spec, history, self.budget, now, self.rng)
+        budget = self.budgets.get(group, self.budget)
+        decision = decide(self.spec, history, budget, now, self.rng)
         if isinstance(decision, Restart):
-            self.budget = self.budget.record(now)
+            self.budgets[group] = budget.record(now)
+            for quiet in [g for g, b in self.budgets.items() if b.used(now) == 0]:
+                del self.budgets[quiet]  # bounded: only groups with restarts in their window
+        elif isinstance(decision, Escalate) and self._spent(now) < self.escalate_at:
+            return GiveUp(f"{decision.reason} (the budget of {group or 'this group'} alone)")
         return decision
+
+    def _spent(self, now: float) -> int:
+        return sum(1 for b in self.budgets.values() if b.exhausted(now))
 
 
 def start_root(children: Sequence[ChildSpec], registry: ChildRegistry, record: SupervisionRecord,

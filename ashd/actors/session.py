@@ -106,8 +106,8 @@ class _Owner:
     def __init__(self, session: SessionActor) -> None:
         self._session = session
 
-    def launch(self, seq: int, began: Callable[[], None]) -> None:
-        self._session._launch(seq, began)
+    def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None]) -> None:
+        self._session._launch(seq, began, decided)
 
     def wake_after(self, delay_s: float, seq: int) -> Timer:
         return self._session._wake_after(delay_s, seq)
@@ -215,10 +215,16 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         return self._transition(SessionStatus.ACTIVE, "claimed a pre-warmed sandbox")
 
     def create(self, agent: AgentRow, options: SessionOptions) -> SessionRow | Pending:
-        """Insert the session, start its sandbox, and make it active (Pending until then).
+        """Insert the session, start its sandbox, and make it active (Pending until then);
+        but when the start has to wait in the start queue (a burst), ``active`` as soon as it
+        is queued, and when its first attempt was only slow, ``active`` when it is retried: its
+        first message waits for the agent process (``begin_turn``), as Ash's first message
+        waits for its agent, so no create waits for a burst's starts.
 
-        Raises Unavailable at capacity (no row is kept) and SandboxFailed if the agent process
-        cannot start after the restart policy's retries (the session is then ``error``).
+        Raises Unavailable when the start queue refuses the start, at capacity or when disk
+        admission refuses it (no row is kept), and SandboxFailed if the agent process cannot
+        start after the restart policy's retries (the session is then ``error``), for a start
+        that ended before the create answered; a queued one's failure is its first message's.
         """
         if not self._starts.has_failure:
             if self._row is None:  # the first call: later ones repeat it
@@ -230,7 +236,29 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             elif self._life.status is not SessionStatus.STARTING and not self._starts.in_progress:
                 return self._load()  # the start is over (or a stop ended it)
         started = self._ensure_sandbox("create")
-        return started if isinstance(started, Pending) else self._load()
+        if not isinstance(started, Pending):
+            return self._load()
+        return self._answer_queued(started)
+
+    def _answer_queued(self, started: Pending) -> SessionRow | Pending:
+        """A create's answer while its start is in progress: Pending until the start queue
+        decided; then ``active`` at once if the start waits in the queue. One that runs is
+        waited for, but not for a retry after an attempt that was only slow (the host is
+        busy; the retry queues again): the create then answers ``active`` too."""
+        if self._life.status is not SessionStatus.STARTING:
+            return self._load()  # answered once already (the start goes on for the first message)
+        admission = self._starts.admission()
+        assert admission is not None  # a start is in progress: ensure() answered Pending
+        decided, word, slowed = admission
+        if not decided.done():
+            return Pending(decided)
+        if word == starting.REFUSED:
+            return started  # its failure is the create's, once the start is over
+        if word == starting.RUNS and not slowed.done():
+            return Pending(slowed, started.begun)
+        self._starts.detach_create()
+        reason = "its start is queued" if word == starting.WAITS else "its start is retried (slow under load)"
+        return self._transition(SessionStatus.ACTIVE, f"{reason}; the first message waits for it")
 
     def pause(self) -> SessionRow | Pending:
         """ACTIVE -> PAUSED: the workspace is snapshotted; a live sandbox is kept (warm resume)."""
@@ -380,7 +408,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             if self._waking_since is not None:  # the repeat of a wake: its failure first, even if it ended in error
                 self._starts.raise_failure()
             self._life.check_turn()
-            if self._sandbox is None and self._waking_since is None:
+            if self._sandbox is None and self._waking_since is None and self._starts.purpose != "first":
                 self._waking_since = self._now()  # a wake: parked, or its CLI gone (a crash, a restart)
             started = self._ensure_sandbox("run")
         except Exception:
@@ -471,7 +499,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         """Told by a start thread: attempt ``seq`` is over."""
         self._starts.ended(seq, outcome)
 
-    def _launch(self, seq: int, began: Callable[[], None]) -> None:
+    def _launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None]) -> None:
         row = self._load()
         agent = self._deps.store.get_agent(self._tenant, row.agent_name)
         if agent is None:
@@ -483,7 +511,8 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
                     and outcome.started is not None:
                 tell(pool.release, outcome.started.sandbox_id, context="freeing a sandbox whose session stopped")
 
-        starting.launch(self._builder, pool, me, row, agent, self._deps.ready_timeout_s, done, self._deps.gate, began)
+        starting.launch(self._builder, pool, me, row, agent, self._deps.ready_timeout_s, done, self._deps.gate, began,
+                        decided)
 
     def _wake_after(self, delay_s: float, seq: int) -> Timer:
         me = self.actor_ref.proxy()
@@ -508,6 +537,8 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             self.actor_ref.stop(block=False)  # on_stop removes its folder
         elif purpose == "create":
             self._fail_create(exc)
+        elif purpose == "first" and gave_up is not None:
+            self._discard_folder()  # its create answered while it was queued; nothing ever ran in it
 
     def _discard(self, outcome: starting.StartOutcome) -> None:
         assert outcome.started is not None

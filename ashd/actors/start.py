@@ -30,6 +30,7 @@ from ashd.store import AgentRow, SessionRow
 log = logging.getLogger(__name__)
 
 ASK_TIMEOUT_S = 10.0
+RUNS, WAITS, REFUSED = "runs", "waits", "refused"  # the start gate's word on an attempt
 ROOM_WAIT_S = 15.0  # a session parked to make room snapshots and stops its CLI well within this
 ROOM_RETRY_S = 5  # Retry-After when no slot came free in time
 
@@ -46,28 +47,35 @@ class StartOutcome:
 
 def launch(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent: AgentRow,
            ready_timeout_s: float, done: Callable[[StartOutcome], None], gate: StartGate | None = None,
-           began: Callable[[], None] = lambda: None) -> None:
+           began: Callable[[], None] = lambda: None,
+           decided: Callable[[str], None] = lambda admission: None) -> None:
     """Start the attempt on a new daemon thread; ``done`` is called on it with the outcome.
     ``pool``: the PoolActor's proxy; ``owner``: the session actor's proxy (told of crashes);
-    ``gate``: the daemon's start admission (None: no bound); ``began()`` once admitted."""
+    ``gate``: the daemon's start admission (None: no bound); ``decided(admission)`` once the
+    gate decided about the attempt (see :func:`admitted`), ``began()`` once admitted."""
     def run() -> None:
-        done(admitted(gate, row, began, lambda: attempt(builder, pool, owner, row, agent, ready_timeout_s)))
+        done(admitted(gate, row, began, lambda: attempt(builder, pool, owner, row, agent, ready_timeout_s),
+                      decided))
 
     threading.Thread(target=run, name=f"start-{row.id[:8]}", daemon=True).start()
 
 
 def admitted(gate: StartGate | None, row: SessionRow, began: Callable[[], None],
-             run: Callable[[], StartOutcome]) -> StartOutcome:
+             run: Callable[[], StartOutcome], decided: Callable[[str], None] = lambda admission: None) -> StartOutcome:
     """``run()`` while holding a slot of ``gate`` (queued first if none is free): from before
     the files are built until the bridge is ready or the attempt failed, so the readiness
     timeout counts from when the start begins, not from when it queued. A full queue is the
-    outcome's Unavailable (503 with Retry-After), at once."""
+    outcome's Unavailable (503 with Retry-After), at once. ``decided(admission)`` as soon as
+    the gate decided: ``runs`` (now), ``waits`` (queued) or ``refused``."""
     if gate is None:
+        decided(RUNS)
         began()
         return run()
     try:
-        ticket = gate.acquire(row.tenant_id, f"session {row.id}")
+        ticket = gate.acquire(row.tenant_id, f"session {row.id}",
+                              accepted=lambda waits: decided(WAITS if waits else RUNS))
     except Unavailable as exc:
+        decided(REFUSED)
         return StartOutcome(error=exc)
     try:
         began()

@@ -7,7 +7,14 @@ fails (issue #18). So a start attempt (``ashd/actors/start.py``) holds a slot of
 failed. Waiting starts are served **round robin per tenant** (one tenant's 64 queued starts
 do not delay another tenant's one start by 64 turns), FIFO within a tenant. Past
 ``max_queued`` waiting starts a new one is refused at once with
-:class:`~ashd.errors.Unavailable` (503 with ``Retry-After``), never after a long hang.
+:class:`~ashd.errors.Unavailable` (503 with ``Retry-After``), never after a long hang,
+unless its tenant holds less than its **fair share** of the bound (``max_queued`` divided by
+the tenants waiting, itself included): one tenant's burst that filled the queue does not
+refuse another tenant's starts. The queue then holds at most ``2 * max_queued``.
+
+A tenant with no start running and none waiting may also take one of ``SPARE_SLOTS`` slots
+beyond the bound: its one start (a new user's first chat) does not wait for another tenant's
+burst to free a slot. At most ``slots + SPARE_SLOTS`` starts run at once.
 
 :class:`StartQueue` is the pure scheduling (no threads, an injected clock); :class:`StartGate`
 wraps it with a lock and one event per waiter. Thread-safe; :meth:`StartGate.acquire` blocks
@@ -29,6 +36,7 @@ from ashd.policy import Clock, SystemClock
 log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 900.0  # longest wait in the queue; the caller (ashd/runtime/pending.py) waits as long
+SPARE_SLOTS = 1  # starts beyond the slots, each for a tenant with none running or waiting
 
 
 @dataclass
@@ -44,12 +52,15 @@ class Ticket:
 class StartQueue:
     """Slots and a per-tenant round robin of waiting tickets. Pure; not thread-safe."""
 
-    def __init__(self, slots: int, max_queued: int) -> None:
-        if slots < 1 or max_queued < 0:
-            raise ValueError(f"a start queue needs slots >= 1 and max_queued >= 0, got {slots}, {max_queued}")
+    def __init__(self, slots: int, max_queued: int, spare: int = SPARE_SLOTS) -> None:
+        if slots < 1 or max_queued < 0 or spare < 0:
+            raise ValueError(f"a start queue needs slots >= 1, max_queued >= 0 and spare >= 0, "
+                             f"got {slots}, {max_queued}, {spare}")
         self.slots = slots
         self.max_queued = max_queued
+        self.spare = spare
         self.running = 0
+        self._running_by: dict[str, int] = {}  # tenant -> its starts running now
         # Tenants with waiting tickets, in the order they are served next (a ring: a served
         # tenant with more waiting goes to the back).
         self._waiting: OrderedDict[str, deque[Ticket]] = OrderedDict()
@@ -60,20 +71,56 @@ class StartQueue:
 
     def offer(self, ticket: Ticket) -> bool:
         """True: ``ticket`` runs now. False: it waits. Raises Unavailable when the queue is full."""
-        if self.running < self.slots and not self._waiting:
-            self.running += 1
+        if (self.running < self.slots and not self._waiting) or self._spare_for(ticket.tenant_id):
+            self._run(ticket.tenant_id)
             return True
-        if self.queued >= self.max_queued:
-            raise Unavailable(
-                f"ashd is starting {self.running} agent processes and {self.queued} more are waiting "
-                f"(pool.max_queued_starts {self.max_queued}); retry shortly", retry_after_s=self.retry_after_s())
+        refused = self._refusal(ticket.tenant_id)
+        if refused:
+            raise Unavailable(refused, retry_after_s=self.retry_after_s())
         self._waiting.setdefault(ticket.tenant_id, deque()).append(ticket)
         return False
 
-    def release(self) -> Ticket | None:
-        """A running start ended: the next ticket to run (it holds the freed slot), if any."""
+    def fair_share(self, tenant_id: str) -> int:
+        """Queued starts ``tenant_id`` may hold once the queue is full: ``max_queued`` divided
+        among the tenants waiting (itself included), at least 1."""
+        tenants = len(self._waiting) + (tenant_id not in self._waiting)
+        return max(1, self.max_queued // tenants)
+
+    def _refusal(self, tenant_id: str) -> str:
+        """Why a new waiting start of ``tenant_id`` is refused, or "" if it may wait.
+
+        Under ``max_queued`` waiting starts, anyone may wait. At the bound, a tenant holding
+        less than its fair share still may (one tenant's burst cannot take the whole queue
+        from the others), up to twice the bound in all."""
+        mine = len(self._waiting.get(tenant_id, ()))
+        share = self.fair_share(tenant_id)
+        if self.queued < self.max_queued or (mine < share and self.queued < 2 * self.max_queued):
+            return ""
+        others = len(self._waiting) - (tenant_id in self._waiting)
+        if others and mine >= share:
+            return (f"this tenant has {mine} agent process starts waiting, its fair share of the start queue "
+                    f"(pool.max_queued_starts {self.max_queued} shared by {len(self._waiting)} tenants); "
+                    "retry shortly")
+        return (f"ashd is starting {self.running} agent processes and {self.queued} more are waiting "
+                f"(pool.max_queued_starts {self.max_queued}); retry shortly")
+
+    def release(self, ticket: Ticket) -> Ticket | None:
+        """``ticket``'s running start ended: the next ticket to run (it holds the freed slot), if any."""
         self.running -= 1
+        left = self._running_by.pop(ticket.tenant_id, 1) - 1
+        if left:
+            self._running_by[ticket.tenant_id] = left
         return self._admit_next()
+
+    def _spare_for(self, tenant_id: str) -> bool:
+        """A tenant with no start running and none waiting may take a spare slot: it does not
+        wait for another tenant's burst to free one (issue #18: its first reply in seconds)."""
+        return (self._running_by.get(tenant_id, 0) == 0 and tenant_id not in self._waiting
+                and self.running < self.slots + self.spare)
+
+    def _run(self, tenant_id: str) -> None:
+        self.running += 1
+        self._running_by[tenant_id] = self._running_by.get(tenant_id, 0) + 1
 
     def withdraw(self, ticket: Ticket) -> None:
         """A waiting ticket gives up (its thread stopped waiting). No-op if it is not waiting."""
@@ -95,7 +142,7 @@ class StartQueue:
         del self._waiting[tenant]
         if queue:
             self._waiting[tenant] = queue  # round robin: this tenant goes to the back of the ring
-        self.running += 1
+        self._run(tenant)
         return ticket
 
     def tenants_in_order(self) -> list[str]:
@@ -107,21 +154,26 @@ class StartGate:
     """The thread-safe gate every sandbox start passes (one per daemon, shared by sessions)."""
 
     def __init__(self, slots: int, max_queued: int, clock: Clock | None = None,
-                 on_wait: Callable[[Ticket, float], object] | None = None) -> None:
+                 on_wait: Callable[[Ticket, float], object] | None = None, spare: int = SPARE_SLOTS) -> None:
         """``on_wait(ticket, waited_s)``: called when a queued ticket is admitted (logs, metrics)."""
-        self._queue = StartQueue(slots, max_queued)
+        self._queue = StartQueue(slots, max_queued, spare)
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._on_wait = on_wait or _log_wait
 
-    def acquire(self, tenant_id: str, what: str, timeout_s: float = MAX_WAIT_S) -> Ticket:
+    def acquire(self, tenant_id: str, what: str, timeout_s: float = MAX_WAIT_S,
+                accepted: Callable[[bool], object] = lambda waits: None) -> Ticket:
         """Take a slot, waiting in the tenant's queue if none is free (blocks the caller).
         Raises Unavailable at once when the queue is full, and when ``timeout_s`` passes
-        while still queued. Give the ticket back with :meth:`release`."""
+        while still queued. ``accepted(waits)`` is called once the start runs now (False) or
+        waits in the queue (True), before any wait; not when refused. Give the ticket back with :meth:`release`."""
         ticket = Ticket(tenant_id, what, self._clock.monotonic())
         with self._lock:
-            if self._queue.offer(ticket):
-                return ticket
+            runs = self._queue.offer(ticket)
+        accepted(not runs)
+        if runs:
+            return ticket
+        with self._lock:
             log.info("%s: its agent process start waits in the start queue (%d running, %d waiting)",
                      what, self._queue.running, self._queue.queued)
         if ticket.admitted.wait(timeout_s):
@@ -137,7 +189,7 @@ class StartGate:
     def release(self, ticket: Ticket) -> None:
         """The start holding ``ticket`` is over (ready or failed): the next waiting one runs."""
         with self._lock:
-            following = self._queue.release()
+            following = self._queue.release(ticket)
         if following is not None:
             following.admitted.set()
 

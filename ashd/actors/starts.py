@@ -19,7 +19,7 @@ from typing import Protocol
 from ashd.actors.messages import Pending
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.snapshot_worker import resolve
-from ashd.actors.start import StartOutcome
+from ashd.actors.start import REFUSED, StartOutcome
 from ashd.actors.timers import Timer
 from ashd.actors.vitals import StartRecord
 from ashd.errors import SandboxFailed, StartTimedOut, Unavailable
@@ -33,10 +33,12 @@ FAILURE_KEPT_S = 60.0  # how long a finished start's failure waits for the repea
 class StartOwner(Protocol):
     """What a start needs from its session actor (called on the actor's thread)."""
 
-    def launch(self, seq: int, began: Callable[[], None]) -> None:
+    def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None]) -> None:
         """Begin attempt ``seq`` off this thread (its outcome comes back to :meth:`SessionStarts.ended`);
-        the attempt calls ``began()`` once it has left the start queue (any thread).
-        Raises if it cannot begin (the agent is gone): the start fails with that."""
+        the attempt calls ``decided(admission)`` once the start queue decided (``runs``,
+        ``waits`` or ``refused``: :func:`ashd.actors.start.admitted`), and ``began()`` once
+        it has left the start queue (any thread). Raises if it cannot begin (the agent is
+        gone): the start fails with that."""
         ...
 
     def wake_after(self, delay_s: float, seq: int) -> Timer:
@@ -59,9 +61,14 @@ class StartOwner(Protocol):
 @dataclass
 class _Start:
     seq: int
-    purpose: str  # create | warm | run
+    purpose: str  # create | warm | run | first (a create that answered before its start was over)
     until: Future[None] = field(default_factory=Future)  # resolved when the start is over
     begun: Future[None] = field(default_factory=Future)  # resolved when an attempt left the start queue
+    decided: Future[None] = field(default_factory=Future)  # resolved when the start queue decided about it
+    admission: str = REFUSED  # its word, set before ``decided`` resolves: runs | waits | refused
+    # Resolved when an attempt was only slow (its readiness deadline passed under load) and
+    # another follows, or when the start is over.
+    slowed: Future[None] = field(default_factory=Future)
     timer: Timer | None = None  # the next attempt, while a backoff runs
     running: bool = False  # an attempt is on its start thread
     cancelled: bool = False  # a stop or end came: no further attempt; a sandbox that starts anyway goes
@@ -88,6 +95,24 @@ class SessionStarts:
     @property
     def has_failure(self) -> bool:
         return self._failure is not None
+
+    @property
+    def purpose(self) -> str | None:
+        """The purpose of the start in progress, if any."""
+        return self._start.purpose if self._start is not None else None
+
+    def admission(self) -> tuple[Future[None], str, Future[None]] | None:
+        """For the start in progress: a future resolved once the start queue decided about
+        its first attempt, (once resolved) its word: ``runs``, ``waits`` or ``refused``, and
+        a future resolved once an attempt was only slow and is retried (or the start is over)."""
+        start = self._start
+        return (start.decided, start.admission, start.slowed) if start is not None else None
+
+    def detach_create(self) -> None:
+        """The create answered before its start was over: the start goes on as the start of
+        the session's first message (its failure no longer fails the create)."""
+        if self._start is not None and self._start.purpose == "create":
+            self._start.purpose = "first"
 
     def pending(self) -> Pending | None:
         """The Pending of the start in progress, if any."""
@@ -181,7 +206,7 @@ class SessionStarts:
 
     def _attempt(self, start: _Start) -> None:
         try:
-            self._session.launch(start.seq, lambda: resolve(start.begun))
+            self._session.launch(start.seq, lambda: resolve(start.begun), lambda admission: _decided(start, admission))
         except Exception as exc:  # boundary: the start's outcome, for whoever waits on it
             self._fail(start, exc, None)
             return
@@ -200,6 +225,8 @@ class SessionStarts:
         if isinstance(decision, Restart) and not start.cancelled:
             self._not_before = self._restarts.now() + decision.delay_s
             self._schedule(start)
+            if isinstance(exc, StartTimedOut):
+                resolve(start.slowed)  # a create need not wait for the retry (ashd/actors/session.py)
             return
         reason = decision.reason if isinstance(decision, GiveUp | Escalate) else exc.message
         failure: Exception = (Unavailable(f"ashd is pausing this tenant's agent process restarts: {reason}", 30)
@@ -216,8 +243,17 @@ class SessionStarts:
     def _finish(self, start: _Start) -> None:
         if self._start is start:
             self._start = None
+        _decided(start, REFUSED)  # over before the start queue took it (cancelled, failed at once)
         resolve(start.begun)  # a start over before it began (refused, cancelled) frees its waiters too
+        resolve(start.slowed)
         resolve(start.until)
+
+
+def _decided(start: _Start, admission: str) -> None:
+    """The start queue's first word on ``start`` (any thread; later words are ignored)."""
+    if not start.decided.done():
+        start.admission = admission
+        resolve(start.decided)
 
 
 def describe(decision: object) -> str:

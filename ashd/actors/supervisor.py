@@ -67,8 +67,9 @@ class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
 
     A child that crashes tells ``session_crashed`` (from its ``on_failure``, after giving its
     sandbox back); the restart policy then lets the next request start a new actor from the
-    store, fails the session (``error``, with the reason), or escalates: this supervisor
-    crashes itself and the root decides.
+    store, fails the session (``error``, with the reason: too many crashes of it, or its
+    tenant's restart budget is spent), or escalates when two tenants' budgets are spent at
+    once: this supervisor crashes itself and the root decides.
     """
 
     def __init__(self, deps: SessionDeps, policy: TreePolicy, record: SupervisionRecord,
@@ -175,7 +176,7 @@ class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
             self._handed_out.pop(session_id, None)
         for pool in self._warm.values():
             pool[:] = [(sid, r) for sid, r in pool if sid != session_id]
-        decision = self._policy.crashed(session_id, detail)
+        decision = self._policy.crashed(session_id, detail, tenant_id)
         if isinstance(decision, Restart):
             self._record.restarted("session")
             log.error("session actor %s crashed (%s); the next request starts a new one", session_id, detail)

@@ -174,25 +174,30 @@ class LocalRuntime:
     async def send(self, tenant_id: str, session_id: str, options: MessageOptions,
                    received_at: float | None = None) -> Turn:
         live = self._live(tenant_id, session_id)
-        turn_over = await self._tenant_turns.admit(tenant_id)  # fair turns: waits at the tenant's bound
-        try:
-            turn = await self._new_turn(live, options, received_at)
-        except BaseException:
-            turn_over()
-            raise
+        turn, turn_over = await self._new_turn(live, options, received_at)
         self._run(live, turn, turn_over)
         return turn
 
-    async def _new_turn(self, live: LiveSession, options: MessageOptions, received_at: float | None) -> Turn:
-        """The session's turn grant (a sandbox started if needed) and its next event sequence."""
+    async def _new_turn(self, live: LiveSession, options: MessageOptions,
+                        received_at: float | None) -> tuple[Turn, Callable[[], None]]:
+        """The session's turn grant (a sandbox started if needed), then a turn of its tenant's
+        (fair turns: waits at the tenant's bound), and its next event sequence. The tenant's
+        bound is taken once the agent process is up, so a first message waiting for a queued
+        start holds none of the tenant's turns."""
         grant, owner = await self._grant(live)
         host = _LocalTurnHost(live, grant, owner, self._actor, self._offload, self._limit_turn)
+        try:
+            turn_over = await self._tenant_turns.admit(live.tenant_id)
+        except BaseException:
+            host.release()
+            raise
         try:
             sequence = await live.sequence()
         except BaseException:
             host.release()
+            turn_over()
             raise
-        return Turn(self._env, host, live.tenant_id, live.session_id, options, sequence, received_at)
+        return Turn(self._env, host, live.tenant_id, live.session_id, options, sequence, received_at), turn_over
 
     def live_turn(self, session_id: str) -> Turn | None:
         live = self._sessions.get(session_id)

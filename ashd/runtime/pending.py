@@ -28,9 +28,10 @@ async def answered(ask: Callable[[float], Awaitable[T | Pending]], timeout: floa
     Pending's ``until`` in between; everything within ``timeout`` seconds.
 
     Time a sandbox start spends in the start queue (``Pending.begun`` not yet resolved) is
-    not charged: the deadline is ``timeout`` from when the start began, so a create behind a
-    burst waits its turn instead of failing. Raises what ``ask`` raises, and Unavailable when
-    the deadline passes while pending.
+    not charged, and once it began a sandbox start (a Pending with ``begun``) is waited for
+    up to ``QUEUE_WAIT_CAP_S``: a start bounds itself, and a retry of a start that was slow
+    under load queues again. So a message behind a burst waits its turn instead of failing.
+    Raises what ``ask`` raises, and Unavailable when the deadline passes while pending.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -39,9 +40,13 @@ async def answered(ask: Callable[[float], Awaitable[T | Pending]], timeout: floa
         if not isinstance(reply, Pending):
             return reply
         until = asyncio.wrap_future(reply.until)
-        if reply.begun is not None and not reply.begun.done():
-            await _queued(asyncio.wrap_future(reply.begun), until)
-            deadline = max(deadline, loop.time() + timeout)  # the start began now: its full time from here
+        if reply.begun is not None:
+            if not reply.begun.done():
+                await _queued(asyncio.wrap_future(reply.begun), until)
+            # A sandbox start bounds itself (each attempt by the readiness timeout and the queue's
+            # cap, the attempts by the restart policy); a retry after a slow attempt queues again,
+            # so its caller waits for the whole start, up to the queue's cap from when it began.
+            deadline = max(deadline, loop.time() + max(timeout, QUEUE_WAIT_CAP_S))
         done, _ = await asyncio.wait({until}, timeout=max(deadline - loop.time(), 0.0))
         if not done:
             until.add_done_callback(_consume)

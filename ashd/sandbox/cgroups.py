@@ -13,16 +13,26 @@ Every daemon's groups live under ``ashd-sandboxes/<instance>`` (the instance is 
 its data dir): several daemons may share one cgroup, and :func:`sweep` at start-up removes
 only the groups of the daemon that calls it.
 
+**CPU fairness between tenants.** Below the instance, each tenant has a level of its own,
+``t-<digest of the tenant id>``, with the same CPU weight (v1 ``cpu.shares`` 1024, v2
+``cpu.weight`` 100): under contention the kernel splits the CPU equally between tenants
+first, then between a tenant's sandboxes, so one tenant's 64 CLIs share what another
+tenant's one CLI gets (issue #18). A tenant level is made on its first sandbox and stays
+(empty) while ashd runs (removing it could race a new sandbox of that tenant); the start-up
+sweep removes it.
+
 OOM kills are read from the cgroup (v1 ``memory.oom_control`` ``oom_kill``, v2
 ``memory.events`` ``oom_kill``). All methods block briefly on sysfs writes; thread-safe per
-group (each sandbox has its own).
+group (each sandbox has its own; a tenant's level is made under a lock).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +42,16 @@ log = logging.getLogger(__name__)
 CONTROLLERS = ("memory", "cpu", "pids")
 CPU_PERIOD_US = 100_000
 GROUP_NAME = "ashd-sandboxes"
+TENANT_PREFIX = "t-"  # a tenant's level below the instance
+TENANT_CPU_WEIGHT = {"v1": ("cpu.shares", "1024"), "v2": ("cpu.weight", "100")}  # the same for every tenant
+
+
+_LEVELS_LOCK = threading.Lock()
+
+
+def tenant_level(tenant_id: str) -> str:
+    """The tenant's group name below the instance: a digest (any tenant id is a safe name)."""
+    return TENANT_PREFIX + hashlib.sha256(tenant_id.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -122,28 +142,50 @@ def sweep(layout: CgroupLayout) -> int:
     alone (a neighbour daemon has its own level). Called at start-up, before any sandbox of
     this daemon starts. Returns how many groups were removed; blocks (v1 needs retries).
     """
-    names: set[str] = set()
+    groups: set[tuple[str, str]] = set()  # (tenant level or "", sandbox group name)
     for parent in layout.parents.values():
-        try:
-            names.update(child.name for child in parent.iterdir() if child.is_dir())
-        except OSError:
-            continue
+        for child in _subdirs(parent):
+            if child.name.startswith(TENANT_PREFIX):
+                groups.update((child.name, group.name) for group in _subdirs(child))
+            else:
+                groups.add(("", child.name))  # a sandbox group of an older ashd (no tenant level)
     removed = 0
-    for name in sorted(names):
-        group = SandboxCgroup(layout, name)
+    for level, name in sorted(groups):
+        group = SandboxCgroup(layout, name, level)
         left = group.pids()
         if left:
             log.warning("sandbox group %s still held %d process(es) from an earlier run; killing them", name, len(left))
         removed += group.remove()
+    remove_tenant_levels(layout)
     return removed
+
+
+def remove_tenant_levels(layout: CgroupLayout) -> None:
+    """rmdir every empty tenant level of this daemon (at start-up after the sweep, and when
+    ashd stops). A level still holding a sandbox group stays. Never raises."""
+    for parent in layout.parents.values():
+        for child in _subdirs(parent):
+            if child.name.startswith(TENANT_PREFIX):
+                try:
+                    child.rmdir()
+                except OSError as exc:
+                    log.warning("tenant cgroup %s not removed: %s", child, exc)
+
+
+def _subdirs(parent: Path) -> list[Path]:
+    try:
+        return [child for child in parent.iterdir() if child.is_dir()]
+    except OSError:
+        return []
 
 
 class SandboxCgroup:
     """The groups of one sandbox. ``procs_files`` are what the CLI wrapper joins."""
 
-    def __init__(self, layout: CgroupLayout, name: str) -> None:
+    def __init__(self, layout: CgroupLayout, name: str, level: str = "") -> None:
+        """``level``: the tenant's level (:func:`tenant_level`) the group goes under; "": none."""
         self.layout = layout
-        self.dirs = {key: parent / name for key, parent in layout.parents.items()}
+        self.dirs = {key: parent / level / name for key, parent in layout.parents.items()}
 
     @property
     def procs_files(self) -> list[str]:
@@ -151,7 +193,8 @@ class SandboxCgroup:
 
     def create(self, memory_mb: int, cpus: float, pids: int) -> None:
         """mkdir and write the limits. Raises OSError (the caller removes what was made)."""
-        for d in self.dirs.values():
+        for key, d in self.dirs.items():
+            self._tenant_level(key, d.parent)
             d.mkdir(exist_ok=True)
         quota = max(1000, int(cpus * CPU_PERIOD_US))
         if self.layout.mode == "v2":
@@ -166,6 +209,21 @@ class SandboxCgroup:
         _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
         _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
         _write(self.dirs["pids"] / "pids.max", str(pids))
+
+    def _tenant_level(self, key: str, level: Path) -> None:
+        """Make the tenant's level (once) with the same CPU weight as every tenant's; in v2
+        it hands the controllers down to its sandbox groups."""
+        if level in self.layout.parents.values():
+            return
+        with _LEVELS_LOCK:  # a second sandbox of the tenant waits until the level is complete
+            if level.exists():
+                return
+            level.mkdir()
+            if self.layout.mode == "v2":
+                _write(level / "cgroup.subtree_control", " ".join(f"+{c}" for c in CONTROLLERS))
+            if key == ("unified" if self.layout.mode == "v2" else "cpu"):
+                name, weight = TENANT_CPU_WEIGHT[self.layout.mode]
+                _write(level / name, weight)
 
     @property
     def memory_dir(self) -> Path:

@@ -117,7 +117,7 @@ class IsolatingLauncher:
         if previous is not None:
             previous.result(timeout=TEARDOWN_WAIT_S)
         kit = SandboxKit(self._kit_config, self._uids, self._cgroups, spec.sandbox_id, spec.root,
-                         spec.agent_dir, spec.policy.limits)
+                         spec.agent_dir, spec.policy.limits, spec.tenant_id)
         began = time.monotonic()
         try:
             kit.setup(self.inside_env(spec), self.passthrough(spec))

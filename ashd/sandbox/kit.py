@@ -23,7 +23,7 @@ from ashd.files.agent_binds import PLAN_NAME, write_copies
 from ashd.files.agent_folder import INSTRUCTIONS
 from ashd.limit_fields import Limits
 from ashd.sandbox import bwrap, rlimits, syscalls
-from ashd.sandbox.cgroups import CgroupLayout, SandboxCgroup
+from ashd.sandbox.cgroups import CgroupLayout, SandboxCgroup, tenant_level
 from ashd.sandbox.netns import SandboxNetns
 from ashd.sandbox.quota import IMAGE_NAME, WorkspaceDisk, chown_tree
 from ashd.sandbox.uids import UidPool
@@ -42,7 +42,8 @@ class KitConfig:
 
 class SandboxKit:
     def __init__(self, config: KitConfig, uids: UidPool, cgroups: CgroupLayout,
-                 sandbox_id: str, root: Path, agent_dir: Path | None, limits: Limits) -> None:
+                 sandbox_id: str, root: Path, agent_dir: Path | None, limits: Limits, tenant_id: str = "") -> None:
+        """``tenant_id``: its cgroups go under the tenant's level (equal CPU per tenant); "": none."""
         self.config = config
         self.sandbox_id = sandbox_id
         self.root = root
@@ -50,7 +51,7 @@ class SandboxKit:
         self.limits = limits.over(config.defaults)
         self.run_dir = config.mount_root / sandbox_id
         self.disk = WorkspaceDisk(root / IMAGE_NAME, self.run_dir / "disk")
-        self.cgroup = SandboxCgroup(cgroups, sandbox_id)
+        self.cgroup = SandboxCgroup(cgroups, sandbox_id, tenant_level(tenant_id) if tenant_id else "")
         self.netns = SandboxNetns(self.run_dir / "netns")
         self.plan_path = root / PLAN_NAME
         self._uids = uids

@@ -150,9 +150,11 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
     launcher = IsolatingLauncher(kit, UidPool(sb.uid_base, sb.uid_count), layout, model, egress, oom, on_event,
                                  Ports(config.proxy.model_port, config.proxy.egress_port), zygote)
     launcher_box.append(launcher)
-    log.info("sandboxes: bwrap, cgroup %s, uids %d+, workspace images, model proxy -> %s", layout.mode,
-             sb.uid_base, config.model.base_url)
+    log.info("sandboxes: bwrap, cgroup %s (an equal CPU weight per tenant), uids %d+, workspace images, "
+             "model proxy -> %s", layout.mode, sb.uid_base, config.model.base_url)
+
     def remove_mount_root() -> None:
+        cgroups.remove_tenant_levels(layout)
         for empty in (mount_root, *layout.parents.values()):
             with contextlib.suppress(OSError):
                 empty.rmdir()  # empty once every sandbox was torn down

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -14,6 +15,7 @@ import pykka
 import pytest
 
 from ashd.actors.messages import BridgeExited, Pending, TurnGrant
+from ashd.actors.start_gate import StartGate
 from ashd.errors import BadRequest, Conflict, SandboxFailed
 from ashd.options import SessionOptions
 from ashd.snapshot.snapshots import SnapshotInfo
@@ -256,3 +258,38 @@ def test_a_message_right_after_a_crash_cold_starts_from_the_exit_board_alone(tmp
     assert gone(grant.pid)  # what was left of it is released
     world.timers.fire(IDLE_S)
     assert settle(actor.begin_turn).pid != grant.pid
+
+
+def test_a_create_queued_behind_another_start_answers_active_and_its_first_message_waits(tmp_path: Path) -> None:
+    hold = tmp_path / "ready"
+    world = make_world(tmp_path, ShellLauncher(ready_after(hold)))
+    world.deps = replace(world.deps, gate=StartGate(1, 10, spare=0))  # one start at a time
+    running, queued = world.session(), world.session()
+    first = running.create(world.agent, SessionOptions()).get(timeout=5)
+    assert isinstance(first, Pending)  # it runs: this create waits for its start
+    assert wait_for(lambda: world.launcher.spawned)
+    row = settle(lambda: queued.create(world.agent, SessionOptions()), timeout=10)
+    assert row.status == "active"  # queued behind the other start: answered at once
+    assert len(world.launcher.spawned) == 1  # its CLI is not started yet
+    turn = queued.begin_turn().get(timeout=5)
+    assert isinstance(turn, Pending) and not turn.until.done()  # the first message waits for it
+    hold.touch()
+    assert settle(lambda: running.create(world.agent, SessionOptions())).status == "active"
+    assert settle(running.begin_turn).pid == world.launcher.spawned[0]
+    grant = settle(queued.begin_turn)
+    assert isinstance(grant, TurnGrant) and len(world.launcher.spawned) == 2
+    assert world.deps.metrics.wakes._value.get() == 0  # a first start, not a wake
+
+
+def test_a_create_whose_start_was_only_slow_answers_active_when_it_is_retried(tmp_path: Path) -> None:
+    world = make_world(tmp_path, ShellLauncher("exec sleep 600", READY))  # never ready, then ready
+    world.deps = replace(world.deps, ready_timeout_s=0.5)
+    actor = world.session()
+    first = actor.create(world.agent, SessionOptions()).get(timeout=5)
+    assert isinstance(first, Pending)
+    assert wait_for(lambda: world.timers.pending(IDLE_S), 30)  # timed out: a retry after a backoff
+    row = settle(lambda: actor.create(world.agent, SessionOptions()), timeout=10)
+    assert row.status == "active"  # answered without waiting for the retry
+    world.timers.fire(IDLE_S)
+    assert isinstance(settle(actor.begin_turn), TurnGrant)  # the first message waited for it
+    assert world.deps.restarts.budget_spent(TENANT) is False  # slow is not a crash

@@ -1,6 +1,7 @@
 """SessionSupervisor's judgement of crashed session actors (fake clock): a new actor on
-demand, the session in ``error`` after too many crashes of it, and escalation to the root
-(the supervisor crashes itself) when session actors crash beyond its budget."""
+demand, the session in ``error`` after too many crashes of it or of its tenant's sessions
+(a restart budget per tenant), and escalation to the root (the supervisor crashes itself)
+only when two tenants' budgets are spent."""
 
 from __future__ import annotations
 
@@ -79,11 +80,32 @@ def test_a_session_whose_actor_keeps_crashing_goes_to_error(tmp_path: Path) -> N
     assert rig.ref.is_alive() and rig.crashes == []  # one bad session does not take the others down
 
 
-def test_crashes_beyond_the_budget_escalate_to_the_root(tmp_path: Path) -> None:
+def test_two_tenants_crashing_beyond_their_budgets_escalate_to_the_root(tmp_path: Path) -> None:
     rig = Rig(tmp_path, SupervisionConfig(session_intensity=5, budget_limit=2))
-    for n in range(2):
+    for n in range(3):  # the first tenant's budget is spent (its third crash fails its session)
         rig.crash(rig.session(f"s{n}"))
-    rig.sessions.session_crashed.defer(rig.session("s2"), TENANT, "again")  # a tell, as the actors send it
+    for n in range(2):
+        rig.store.create_session(tenant_id="second", session_id=f"t{n}", agent_name="a", status="active")
+        rig.sessions.session_crashed(f"t{n}", "second", "again").get(timeout=10)
+    assert rig.ref.is_alive()
+    rig.store.create_session(tenant_id="second", session_id="t2", agent_name="a", status="active")
+    rig.sessions.session_crashed.defer("t2", "second", "again")  # a tell, as the actors send it
     assert rig.crashed.wait(10)
     assert "Escalated" in rig.crashes[0] and "restart budget spent" in rig.crashes[0]
     assert not rig.ref.is_alive()
+
+
+def test_one_tenants_crash_loop_fails_its_own_sessions_and_never_another_tenants(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, SupervisionConfig(session_intensity=5, budget_limit=2))
+    for n in range(2):
+        rig.crash(rig.session(f"s{n}"))
+    looping = rig.session("s2")
+    rig.crash(looping)  # the tenant's budget is spent: this session fails, the supervisor stays
+    status, reason = rig.status(looping)
+    assert status == "error" and reason is not None and f"the budget of {TENANT} alone" in reason
+    assert rig.ref.is_alive() and rig.crashes == []
+    rig.store.create_session(tenant_id="quiet", session_id="q1", agent_name="a", status="active")
+    rig.sessions.session_crashed("q1", "quiet", "InjectedFault: once").get(timeout=10)
+    quiet = rig.store.get_session("quiet", "q1")
+    assert quiet is not None and quiet.status == "active"  # restarted on demand: its own budget
+    assert cast(dict[str, int], rig.record.to_json()["restarts"])["session"] == 3

@@ -31,7 +31,7 @@ class Owner:
         self.discarded: list[StartOutcome] = []
         self.launch_error: Exception | None = None
 
-    def launch(self, seq: int, began: Callable[[], None]) -> None:
+    def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None]) -> None:
         if self.launch_error is not None:
             raise self.launch_error
         self.launched.append(seq)

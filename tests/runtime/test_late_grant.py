@@ -70,8 +70,12 @@ def runtime(tmp_path: Path) -> Iterator[Running]:
 
 
 def test_a_grant_after_the_caller_gave_up_is_released(runtime: Running, tmp_path: Path,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+                                                      caplog: pytest.LogCaptureFixture,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     rt, store, launcher = runtime
+    # A caller waits for a sandbox start that began up to the queue's cap (the start bounds
+    # itself); made as short as the caller's timeout here, so the caller gives up first.
+    monkeypatch.setattr("ashd.runtime.pending.QUEUE_WAIT_CAP_S", CALLER_TIMEOUT_S)
     agent_dir = tmp_path / "agent"
     agent_dir.mkdir()
     (agent_dir / "CLAUDE.md").write_text("You are a test agent.\n")

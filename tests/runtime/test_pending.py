@@ -89,11 +89,24 @@ def test_time_in_the_start_queue_is_not_charged_to_the_callers_deadline() -> Non
     assert asyncio.run(answered(ask, 0.5)) == "row"
 
 
-def test_a_start_that_began_still_has_only_its_deadline() -> None:
-    pending = queued_then_started(queued_s=0.1, start_s=2.0)
+def test_a_sandbox_start_that_began_is_waited_for_past_the_deadline_up_to_the_queue_cap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A start bounds itself (readiness timeout per attempt, the restart policy's attempts), and
+    # a retry after a slow attempt queues again: its caller waits for the whole start.
+    pending = queued_then_started(queued_s=0.1, start_s=1.0)
+    calls: list[float] = []
 
     async def ask(timeout: float) -> object:
-        return pending
+        calls.append(timeout)
+        return pending if len(calls) == 1 else "grant"
+
+    assert asyncio.run(answered(ask, 0.3)) == "grant"
+    # ... but not forever: the queue's cap bounds it (made short here).
+    monkeypatch.setattr("ashd.runtime.pending.QUEUE_WAIT_CAP_S", 0.4)
+    stuck = queued_then_started(queued_s=0.1, start_s=3.0)
+
+    async def ask_stuck(timeout: float) -> object:
+        return stuck
 
     with pytest.raises(Unavailable, match="did not start within"):
-        asyncio.run(answered(ask, 0.5))
+        asyncio.run(answered(ask_stuck, 0.2))

@@ -44,7 +44,9 @@ def test_a_burst_of_killed_and_refused_starts_leaves_nothing_behind(
             statuses = list(pool.map(lambda _: api.post("/api/sessions", json={"agent": "hello"}).status_code,
                                      range(8)))
         assert 503 in statuses, statuses  # some refused by the full start queue
-        assert 502 in statuses, statuses  # some killed at their readiness deadline, then given up
+        # The others were queued (201 at once) or ran: killed at their readiness deadline, a
+        # create answers 201 once its start is retried (slow is not a crash), or 502 if given up.
+        assert set(statuses) <= {201, 502, 503}, statuses
         sessions = api.get("/api/sessions").json()["sessions"]
         for session in sessions:
             if session["status"] != "error":  # a start quick enough to make it: end it

@@ -61,7 +61,7 @@ def leftovers(daemon: AshdProcess, mount_root: Path, sandbox_id: str) -> list[st
         if sandbox_id in target:
             found.append(f"loop device {backing.parent.parent.name} -> {target}")
     found += [f"process: {cmd}" for cmd in agent_processes(daemon)]
-    for group in Path("/sys/fs/cgroup").glob(f"*/ashd-sandboxes/*/{sandbox_id}"):
+    for group in Path("/sys/fs/cgroup").glob(f"*/ashd-sandboxes/**/{sandbox_id}"):
         found.append(f"cgroup {group}")
     found += [f"uid lease {lock}" for lock in held_uid_locks(daemon)]
     return found

@@ -20,7 +20,7 @@ import httpx
 import psutil
 import pytest
 
-from ashd.sandbox import reaper
+from ashd.sandbox import cgroups, reaper
 from tests.conftest import HELLO_AGENT
 from tests.support.daemon import AshdProcess
 from tests.support.sandboxes import alive, answer, cmdlines, instance, layout_of, sandbox_pids, turn
@@ -32,8 +32,10 @@ KILL_DEADLINE_S = 2.0
 def leftovers(daemon: AshdProcess) -> dict[str, list[str]]:
     """What of this daemon's sandboxes exists on the host: groups, mounts, loops, run dirs."""
     sandboxes, run = daemon.data_dir / "sandboxes", MOUNT_ROOT / instance(daemon)
-    groups = [str(child) for parent in layout_of(daemon).parents.values() if parent.is_dir()
-              for child in parent.iterdir() if child.is_dir()]
+    groups = [str(group) for parent in layout_of(daemon).parents.values() if parent.is_dir()
+              for child in parent.iterdir() if child.is_dir()
+              for group in (child.iterdir() if child.name.startswith(cgroups.TENANT_PREFIX) else [child])
+              if group.is_dir()]  # sandbox groups; an empty tenant level is not one
     mounts = reaper.stale_under(reaper.mount_points(Path("/proc/self/mountinfo").read_text()), [sandboxes, run])
     runs = [str(child) for child in run.iterdir()] if run.is_dir() else []
     return {"cgroups": groups, "mounts": mounts, "loops": reaper.loops_backed_inside([sandboxes]), "run dirs": runs}

@@ -22,8 +22,11 @@ def layout_of(daemon: AshdProcess) -> cgroups.CgroupLayout:
 
 
 def sandbox_pids(daemon: AshdProcess, sid: str) -> set[int]:
-    """Every process in the session's sandbox cgroups."""
-    return set(cgroups.SandboxCgroup(layout_of(daemon), sid).pids())
+    """Every process in the session's sandbox cgroups (under whichever tenant's level)."""
+    layout = layout_of(daemon)
+    levels = {""} | {level.name for parent in layout.parents.values() if parent.is_dir()
+                     for level in parent.iterdir() if level.name.startswith(cgroups.TENANT_PREFIX)}
+    return set().union(*(cgroups.SandboxCgroup(layout, sid, level).pids() for level in levels))
 
 
 def alive(pid: int) -> bool:
