@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import HELLO_AGENT
 from tests.e2e.test_runners import FAST, Cluster, cluster, pg_url, runners, wait_for  # noqa: F401 (fixtures)
 from tests.snapshot.conftest import ACCESS_KEY, SECRET_KEY, s3_bucket, s3_client, s3_endpoint  # noqa: F401 (fixtures)
-from tests.support.daemon import AshdProcess, sse_events
+from tests.support.daemon import AshdProcess, is_bridge, sse_events
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +38,7 @@ def bridges_of(daemon: AshdProcess) -> list[psutil.Process]:
     out = []
     for proc in daemon.descendants():
         try:
-            if "ashd.bridge" in " ".join(proc.cmdline()):
+            if is_bridge(" ".join(proc.cmdline())):  # not the zygote that forks them
                 out.append(proc)
         except psutil.Error:
             continue
@@ -109,6 +109,10 @@ def test_a_session_runs_on_a_runner_and_resumes_on_another_after_a_kill(
         cluster.runner(coordinator.url, "r2", **FAST, **blobs)
         wait_for("r2 registered", lambda: runners(coordinator).get("r2"))
         wait_for("r1 swept", lambda: not runners(coordinator).get("r1", {}).get("alive"))
+        # The sweep pauses r1's sessions (Ash's status for a lost runner); "alive" turns false a
+        # moment before it runs, and a resume of a session still active would be a no-op.
+        wait_for("the session paused by the sweep",
+                 lambda: api.get(f"/api/sessions/{sid}").json()["session"]["status"] == "paused")
         resumed = wait_for("the session resumed (503 until the link to r2 is up)",
                            lambda: (r := api.post(f"/api/sessions/{sid}/resume")).status_code != 503 and r)
         assert resumed.status_code == 200 and resumed.json()["session"]["status"] == "active", resumed.text
