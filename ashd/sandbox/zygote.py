@@ -26,7 +26,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from ashd.policy import MAX_EXITS_KEPT, Budget, ChildHistory, Restart, RestartSpec, RestartType, decide
+from ashd.policy import (
+    MAX_EXITS_KEPT,
+    Budget,
+    ChildHistory,
+    Decision,
+    Restart,
+    RestartSpec,
+    RestartType,
+    decide,
+)
 from ashd.sandbox.pyrun import module_argv
 
 log = logging.getLogger(__name__)
@@ -136,38 +145,42 @@ class BridgeZygote:
         return self
 
     def _supervise(self) -> None:
-        history, budget = ChildHistory(), Budget(limit=MAX_EXITS_KEPT - 1)
+        history, budget = ChildHistory(), Budget(limit=MAX_EXITS_KEPT - 1)  # one child: its intensity rules
         try:
             while not self._stopping.is_set():
                 proc = self._launch()
                 history = history.record_start(time.monotonic())
                 self._first.set()
-                detail = "it did not start"
-                if proc is not None:
-                    code = proc.wait()
-                    detail = f"exit status {code}"
+                detail = f"exit status {proc.wait()}" if proc is not None else "it did not start"
                 if self._stopping.is_set():
                     return
                 self._drop(proc)
                 now = time.monotonic()
                 history = history.record_exit(now, abnormal=True, detail=detail)
-                decision = decide(self._spec, history, budget, now, self._rng)
-                if not isinstance(decision, Restart):
-                    self.given_up = getattr(decision, "reason", detail)
-                    log.error("bridge zygote is not restarted any more (%s); agent processes start as "
-                              "plain processes until ashd restarts", self.given_up)
+                if not self._restart_after(decide(self._spec, history, budget, now, self._rng), detail):
                     return
                 budget = budget.record(now)
-                log.warning("bridge zygote died (%s): bridges it forked died with it; restart %d of %d in "
-                            "%.1fs, agent processes start as plain processes meanwhile",
-                            detail, decision.attempt, decision.of, decision.delay_s)
-                if self._stopping.wait(decision.delay_s):
-                    return
-                self.restarts += 1
-                if self._on_restart is not None:
-                    self._on_restart()
+        except Exception:  # boundary: the zygote dies with this thread; say why
+            log.exception("bridge zygote supervision failed; agent processes start as plain processes")
         finally:
             self._first.set()
+
+    def _restart_after(self, decision: Decision, detail: str) -> bool:
+        """Log the decision and wait its backoff. False: do not restart (given up on, or closing)."""
+        if not isinstance(decision, Restart):
+            self.given_up = getattr(decision, "reason", detail)
+            log.error("bridge zygote is not restarted any more (%s); agent processes start as "
+                      "plain processes until ashd restarts", self.given_up)
+            return False
+        log.warning("bridge zygote died (%s): bridges it forked died with it; restart %d of %d in "
+                    "%.1fs, agent processes start as plain processes meanwhile",
+                    detail, decision.attempt, decision.of, decision.delay_s)
+        if self._stopping.wait(decision.delay_s):
+            return False
+        self.restarts += 1
+        if self._on_restart is not None:
+            self._on_restart()
+        return True
 
     def _launch(self) -> subprocess.Popen[bytes] | None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
