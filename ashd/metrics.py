@@ -98,6 +98,10 @@ class Metrics:
         for child in TREE_CHILDREN:
             self.actor_restarts.labels(child)
             self.actor_failed.labels(child)
+        self.zygote_up = Gauge(
+            "ashd_zygote_up", "1 while the bridge zygote runs (agent processes are forked from it)", registry=r)
+        self.zygote_restarts = Counter(
+            "ashd_zygote_restarts", "Restarts of the bridge zygote after it died", registry=r)
         self.proxy_tokens = Counter(
             "ashd_proxy_tokens", "Tokens metered by the model proxy", ["kind"], registry=r)
         self.proxy_cost = Counter(

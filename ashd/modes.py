@@ -99,7 +99,7 @@ class _Local:
     runtime: LocalRuntime
     children: list[ChildSpec]  # sandbox services, pool, sessions
     sandboxes: sandbox_services.Services | None
-    isolation: dict[str, Any]
+    isolation: Callable[[], dict[str, Any]]
     launcher: str
 
 
@@ -119,12 +119,17 @@ def _local(config: Config, store: Store, loop: asyncio.AbstractEventLoop, launch
         prewarm=lambda agent: prewarm_count(agent, config.pool.prewarm_per_agent), fanout=fanout)
     live.append(runtime)
     services = [services_child(sandboxes)] if sandboxes is not None else []
-    isolation = sandboxes.report.to_json() if sandboxes else {"launcher": used.name}
+    name = used.name
+    isolation = sandboxes.isolation if sandboxes else lambda: {"launcher": name}
     return _Local(runtime, [*services, *tree], sandboxes, isolation, used.name)
 
 
+def _remote_isolation() -> dict[str, Any]:
+    return {"launcher": "remote"}
+
+
 def _public_api(config: Config, store: Store, hasher: KeyHasher, runtime: Runtime, offload: Offload,
-                metrics: Metrics, isolation: dict[str, Any] | None,
+                metrics: Metrics, isolation: Callable[[], dict[str, Any]] | None,
                 loop: asyncio.AbstractEventLoop) -> tuple[AppContext, tornado.httpserver.HTTPServer, ChildSpec]:
     ctx = AppContext(config=config, store=store, runtime=runtime, offload=offload, hasher=hasher, metrics=metrics)
     metrics.watch(runtime.live_figures, COORDINATOR_ID, ctx.started_at)
@@ -165,7 +170,7 @@ def _coordinator(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.
                                                                 lambda runner: table.state(runner).connected)))
     fanout = StreamFanout.start(store, loop)  # every coordinator serves every session's stream
     runtime, tree = LocalRuntime.build(config, store, launcher or remote[0], offload, metrics, fanout=fanout)
-    ctx, server, http = _public_api(config, store, hasher, runtime, offload, metrics, {"launcher": "remote"}, loop)
+    ctx, server, http = _public_api(config, store, hasher, runtime, offload, metrics, _remote_isolation, loop)
     liveness = loop_service_child("runner liveness", loop, RunnerLiveness(store, offload, config.cluster, metrics))
     links = runner_links_child(store, table, cluster.heartbeat_interval_s, cluster.liveness_timeout_s)
     children = [store_child(store, _drain(runtime, loop)), liveness, links, *tree, http]

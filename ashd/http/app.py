@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import tornado.web
@@ -57,9 +58,9 @@ from ashd.http.versions import AgentVersionActivateHandler, AgentVersionHandler,
 _SEG = r"([^/]+)"
 
 
-def make_app(ctx: AppContext, isolation: dict[str, Any] | None = None,
+def make_app(ctx: AppContext, isolation: Callable[[], dict[str, Any]] | None = None,
              fault_injection: bool = False) -> tornado.web.Application:
-    """``isolation``: the sandbox isolation report shown at /health (no secrets).
+    """``isolation``: the sandbox isolation report (and the zygote's state) shown at /health, no secrets.
     ``fault_injection`` (``debug.fault_injection``, TEST ONLY): add POST /api/internal/faults."""
     args = {"ctx": ctx}
     routes: list[tuple[str, type[tornado.web.RequestHandler]]] = [

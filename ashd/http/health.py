@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ashd import __version__
@@ -36,7 +37,7 @@ READY_PING_S = 2.0  # the actor tree must answer a readiness ping within this
 
 
 class HealthHandler(ApiHandler):
-    def initialize(self, ctx: AppContext, isolation: dict[str, Any] | None = None) -> None:
+    def initialize(self, ctx: AppContext, isolation: Callable[[], dict[str, Any]] | None = None) -> None:
         super().initialize(ctx)
         self.isolation = isolation
 
@@ -75,8 +76,8 @@ class HealthHandler(ApiHandler):
             "coordinatorId": COORDINATOR_ID,
             "activeSessions": len(active),
             **figures,
-            # ashd's addition: which sandbox layers are active (docs/security.md).
-            "isolation": self.isolation,
+            # ashd's addition: which sandbox layers are active (docs/security.md), the zygote's state.
+            "isolation": self.isolation() if self.isolation is not None else None,
             # ashd's addition: restarts per child of the supervision tree, and children given up on.
             "supervision": self.ctx.runtime.supervision(),
             # ashd's addition: sandbox starts running and waiting for a slot (docs/operations.md, "Load").

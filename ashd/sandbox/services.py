@@ -65,6 +65,11 @@ class Services:
     _closers: list[Any] = field(default_factory=list)
     # Whether the proxies' loop answers within the timeout; None: no proxies to ask.
     _ping: Callable[[float], bool] | None = None
+    zygote: BridgeZygote | None = None
+
+    def isolation(self) -> dict[str, Any]:
+        """For /health: the isolation report and the bridge zygote's state (None: not used)."""
+        return {**self.report.to_json(), "zygote": self.zygote.status() if self.zygote else None}
 
     def answers(self, timeout_s: float) -> bool:
         """True if the proxies (when there are any) answer within ``timeout_s``. Blocking."""
@@ -99,15 +104,18 @@ def start(config: Config, store: Store, notify: Notify | None = None, metrics: M
     if sb.isolation == "none":
         log.warning("SANDBOX ISOLATION IS OFF (sandbox.isolation = none): agents run as ashd's user with "
                     "ashd's files, network and model credential. Never use this with untrusted agents.")
-        zygote = _zygote(config)
-        return Services(DirectLauncher(zygote), report, [zygote.close] if zygote else [])
+        zygote = _zygote(config, metrics or Metrics())
+        return Services(DirectLauncher(zygote), report, [zygote.close] if zygote else [], zygote=zygote)
     return _isolating(config, store, report, notify, metrics or Metrics())
 
 
-def _zygote(config: Config) -> BridgeZygote | None:
-    """The bridge zygote (from this thread, the daemon's main one, which lives as long as
-    ashd: the zygote's death signal is tied to it), unless ``sandbox.zygote`` is off."""
-    return BridgeZygote().start() if config.sandbox.zygote else None
+def _zygote(config: Config, metrics: Metrics) -> BridgeZygote | None:
+    """The supervised bridge zygote, unless ``sandbox.zygote`` is off; its state in ``metrics``."""
+    if not config.sandbox.zygote:
+        return None
+    zygote = BridgeZygote(on_restart=metrics.zygote_restarts.inc).start()
+    metrics.zygote_up.set_function(lambda: 1.0 if zygote.running else 0.0)
+    return zygote
 
 
 def _isolating(config: Config, store: Store, report: isolation.Report, notify: Notify | None,
@@ -146,7 +154,7 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
     launcher_box: list[IsolatingLauncher] = []
     egress = EgressProxy(loop, lambda gate, decision: launcher_box[0].egress_decided(gate, decision),
                          egress_pins(config.proxy), max_connections=cap, idle_timeout_s=idle)
-    zygote = _zygote(config)
+    zygote = _zygote(config, metrics)
     launcher = IsolatingLauncher(kit, UidPool(sb.uid_base, sb.uid_count), layout, model, egress, oom, on_event,
                                  Ports(config.proxy.model_port, config.proxy.egress_port), zygote)
     launcher_box.append(launcher)
@@ -161,7 +169,7 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
 
     closers = [*([zygote.close] if zygote else []), remove_mount_root, lambda: writer.shutdown(wait=True),
                loop.stop, oom.close, launcher.close]
-    return Services(launcher, report, closers, loop.answers)
+    return Services(launcher, report, closers, loop.answers, zygote)
 
 
 def _sweep(layout: cgroups.CgroupLayout, sandboxes: Path, mount_root: Path) -> None:

@@ -5,7 +5,10 @@ zygote's death signal is tied to the thread that started it), and forks a bridge
 start. Each bridge is a :class:`ForkedBridge`, which offers what the sandbox actor uses of a
 ``subprocess.Popen`` (pid, stdout, stderr, poll, wait, returncode); its exit status comes
 from the zygote, its parent, through a status pipe. A zygote that is gone (or never started)
-makes every start a plain ``Popen`` again: starts get slower, never fail because of it.
+makes every start a plain ``Popen`` until it is back: a supervisor thread restarts it with
+backoff (and gives up after the policy's intensity); starts get slower, never fail or wait.
+Bridges forked from a zygote die with it (their death signal): their sessions recover as
+after a bridge crash.
 """
 
 from __future__ import annotations
@@ -13,14 +16,26 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import socket
 import struct
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
+from ashd.policy import (
+    MAX_EXITS_KEPT,
+    Budget,
+    ChildHistory,
+    Decision,
+    Restart,
+    RestartSpec,
+    RestartType,
+    decide,
+)
 from ashd.sandbox.pyrun import module_argv
 
 log = logging.getLogger(__name__)
@@ -94,55 +109,140 @@ class ForkedBridge:
         return self._returncode
 
 
-class BridgeZygote:
-    """One zygote per daemon; :meth:`spawn` is thread-safe (one request at a time)."""
+ZYGOTE_RESTARTS = RestartSpec(name="bridge zygote", type=RestartType.PERMANENT)
 
-    def __init__(self) -> None:
+
+class BridgeZygote:
+    """One zygote per daemon, supervised; :meth:`spawn` is thread-safe (one request at a time).
+
+    A supervisor thread starts the zygote and waits for it; when it dies the thread restarts it
+    after the backoff of ``spec`` (:mod:`ashd.policy`) and gives up, with one error log line,
+    after its intensity. Meanwhile :meth:`spawn` starts plain processes: it never waits for a
+    restart. The thread lives until :meth:`close`: the zygote's death signal is tied to it.
+    """
+
+    def __init__(self, spec: RestartSpec = ZYGOTE_RESTARTS, command: Sequence[str] | None = None,
+                 on_restart: Callable[[], None] | None = None, rng: random.Random | None = None) -> None:
         self._lock = threading.Lock()
         self._control: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._spec = spec
+        self._command = list(command) if command is not None else module_argv("ashd.bridge.zygote")
+        self._on_restart = on_restart
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._stopping = threading.Event()
+        self._first = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.restarts = 0
+        self.given_up: str | None = None
 
     def start(self) -> BridgeZygote:
-        """Start the zygote (from a thread that lives as long as ashd: its death signal is
-        tied to it). Failing to start it only logs: starts then run as plain processes."""
+        """Start the supervisor thread and wait (bounded) for the first zygote to be started.
+        Failing to start it only logs: starts then run as plain processes."""
+        self._thread = threading.Thread(target=self._supervise, daemon=True, name="bridge-zygote")
+        self._thread.start()
+        self._first.wait(REPLY_TIMEOUT_S)
+        return self
+
+    def _supervise(self) -> None:
+        history, budget = ChildHistory(), Budget(limit=MAX_EXITS_KEPT - 1)  # one child: its intensity rules
+        try:
+            while not self._stopping.is_set():
+                proc = self._launch()
+                history = history.record_start(time.monotonic())
+                self._first.set()
+                detail = f"exit status {proc.wait()}" if proc is not None else "it did not start"
+                if self._stopping.is_set():
+                    return
+                self._drop(proc)
+                now = time.monotonic()
+                history = history.record_exit(now, abnormal=True, detail=detail)
+                if not self._restart_after(decide(self._spec, history, budget, now, self._rng), detail):
+                    return
+                budget = budget.record(now)
+        except Exception:  # boundary: the zygote dies with this thread; say why
+            log.exception("bridge zygote supervision failed; agent processes start as plain processes")
+        finally:
+            self._first.set()
+
+    def _restart_after(self, decision: Decision, detail: str) -> bool:
+        """Log the decision and wait its backoff. False: do not restart (given up on, or closing)."""
+        if not isinstance(decision, Restart):
+            self.given_up = getattr(decision, "reason", detail)
+            log.error("bridge zygote is not restarted any more (%s); agent processes start as "
+                      "plain processes until ashd restarts", self.given_up)
+            return False
+        log.warning("bridge zygote died (%s): bridges it forked died with it; restart %d of %d in "
+                    "%.1fs, agent processes start as plain processes meanwhile",
+                    detail, decision.attempt, decision.of, decision.delay_s)
+        if self._stopping.wait(decision.delay_s):
+            return False
+        self.restarts += 1
+        if self._on_restart is not None:
+            self._on_restart()
+        return True
+
+    def _launch(self) -> subprocess.Popen[bytes] | None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             # Nothing of ashd's environment: the bridges' own come with each request.
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                    ROOM_VAR: "." * ROOM_BYTES}
-            self._proc = subprocess.Popen(
-                module_argv("ashd.bridge.zygote", str(theirs.fileno())), stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(
+                [*self._command, str(theirs.fileno())], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, env=env, cwd="/", start_new_session=True, close_fds=True,
                 pass_fds=(theirs.fileno(),))
         except OSError as exc:
             log.warning("bridge zygote did not start (%s); agent processes start as plain processes", exc)
             ours.close()
-            return self
+            return None
         finally:
             theirs.close()
-        self._control = ours
-        return self
+        with self._lock:
+            self._control, self._proc = ours, proc
+        return proc
+
+    def _drop(self, proc: subprocess.Popen[bytes] | None) -> None:
+        """Forget a dead zygote (its control socket) unless a newer one replaced it."""
+        with self._lock:
+            if proc is None or self._proc is not proc:
+                return
+            control, self._control = self._control, None
+        if control is not None:
+            control.close()
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        proc = self._proc
+        return proc.pid if proc is not None else None
 
     @property
     def running(self) -> bool:
-        return self._control is not None and self._proc is not None and self._proc.poll() is None
+        proc = self._proc
+        return self._control is not None and proc is not None and proc.poll() is None
+
+    def status(self) -> dict[str, Any]:
+        """For /health: whether the zygote is up, its restarts, and why it was given up on."""
+        return {"up": self.running, "pid": self.pid if self.running else None,
+                "restarts": self.restarts, "givenUp": self.given_up}
 
     def spawn(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> BridgeProcess:
-        """Fork ``python -m ashd.bridge ARGV`` from the zygote, or Popen it if there is none."""
-        if self._control is not None:
-            if self.running:
-                try:
-                    return self._fork(argv, env, cwd)
-                except OSError as exc:
-                    log.warning("bridge zygote failed (%s); agent processes start as plain processes", exc)
-            else:
-                log.warning("bridge zygote exited; agent processes start as plain processes")
-            self.close()
+        """Fork ``python -m ashd.bridge ARGV`` from the zygote, or Popen it if there is none
+        (dead, restarting or given up on: never waits for it)."""
+        if self.running:
+            try:
+                return self._fork(argv, env, cwd)
+            except OSError as exc:
+                log.warning("bridge zygote failed (%s); it is restarted, agent processes start as plain "
+                            "processes meanwhile", exc)
+                self._kill()
         return popen_bridge(argv, env, cwd)
+
+    def _kill(self) -> None:
+        """End a zygote that does not answer; the supervisor restarts it."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
 
     def _fork(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> ForkedBridge:
         request = os.memfd_create("bridge-request", os.MFD_CLOEXEC)
@@ -174,17 +274,21 @@ class BridgeZygote:
         return ForkedBridge(pid, out_r, err_r, status_r)
 
     def close(self) -> None:
-        """End the zygote (bridges it forked die with it: stop them first). Idempotent."""
+        """End the zygote and its supervision (bridges it forked die with it: stop them first). Idempotent."""
+        self._stopping.set()
         with self._lock:
             control, self._control = self._control, None
+            proc = self._proc
         if control is not None:
             control.close()
-        if self._proc is not None:
+        if proc is not None:
             try:
-                self._proc.wait(timeout=5)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+                proc.kill()
+                proc.wait()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
 
 
 def popen_bridge(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> subprocess.Popen[bytes]:

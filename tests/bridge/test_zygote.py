@@ -5,16 +5,19 @@ Real zygote, real bridges, real CLI against the scripted model (docs/security.md
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from ashd.policy import RestartSpec, RestartType
 from ashd.sandbox import logpump
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
 from ashd.sandbox.logring import LogRing
@@ -29,7 +32,9 @@ PLANTED = "ASHD_ZYGOTE_PLANTED_SECRET"
 @pytest.fixture
 def zygote(monkeypatch: pytest.MonkeyPatch) -> Iterator[BridgeZygote]:
     monkeypatch.setenv(PLANTED, "do-not-leak")  # in ashd's environment: must reach no bridge
-    started = BridgeZygote().start()
+    # A restart only after 30 s: these tests see the time without a zygote (plain starts).
+    started = BridgeZygote(RestartSpec(name="bridge zygote", type=RestartType.PERMANENT,
+                                       backoff_base_s=30.0, backoff_cap_s=30.0)).start()
     assert started.running
     yield started
     started.close()
@@ -115,7 +120,68 @@ def test_exit_status_reaches_ashd_and_bridges_die_with_the_zygote(
     while psutil.pid_exists(bridge.pid) and psutil.Process(bridge.pid).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the bridge outlived its zygote"
         time.sleep(0.05)
-    # Without its zygote, ashd starts bridges as plain processes.
+    # Until its zygote is restarted, ashd starts bridges as plain processes.
     fallback = zygote.spawn([str(bad)], {"PATH": "/usr/bin:/bin"}, tmp_path)
     assert isinstance(fallback, subprocess.Popen) and fallback.wait(timeout=30) == 2
     fallback.communicate()
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def bad_start(zygote: BridgeZygote, tmp_path: Path) -> BridgeProcess:
+    """A bridge start that exits at once with 2 (unreadable settings): cheap, and its status
+    shows whether the zygote (a ForkedBridge) or Popen started it."""
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    proc = zygote.spawn([str(bad)], {"PATH": "/usr/bin:/bin"}, tmp_path)
+    assert proc.wait(timeout=30) == 2
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    return proc
+
+
+def test_a_killed_zygote_is_restarted_while_starts_fall_back(tmp_path: Path) -> None:
+    restarts: list[int] = []
+    # A long backoff floor: the test's start falls surely inside the restart's wait.
+    spec = RestartSpec(name="bridge zygote", type=RestartType.PERMANENT, backoff_base_s=5.0, backoff_cap_s=5.0)
+    zygote = BridgeZygote(spec, on_restart=lambda: restarts.append(1)).start()
+    try:
+        assert zygote.running and isinstance(bad_start(zygote, tmp_path), ForkedBridge)
+        first = zygote.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: not zygote.status()["up"], "the zygote's death to be seen")
+        # Right after: the start works, as a plain process; it does not wait for the restart.
+        assert isinstance(bad_start(zygote, tmp_path), subprocess.Popen)
+        wait_for(lambda: zygote.running, "the zygote to be restarted")
+        assert zygote.pid != first and restarts == [1]
+        assert zygote.status() == {"up": True, "pid": zygote.pid, "restarts": 1, "givenUp": None}
+        forked = bad_start(zygote, tmp_path)
+        assert isinstance(forked, ForkedBridge)  # forked again, by the new zygote
+    finally:
+        zygote.close()
+    assert not zygote.running
+
+
+def test_a_zygote_that_dies_at_once_is_given_up_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spec = RestartSpec(name="bridge zygote", type=RestartType.PERMANENT, intensity=2,
+                       backoff_base_s=0.01, backoff_cap_s=0.05)
+    zygote = BridgeZygote(spec, command=[sys.executable, "-c", "raise SystemExit(3)"])
+    with caplog.at_level(logging.WARNING, logger="ashd.sandbox.zygote"):
+        zygote.start()
+        try:
+            wait_for(lambda: zygote.given_up is not None, "the zygote to be given up on")
+            assert zygote.restarts == 2 and not zygote.running
+            assert zygote.given_up is not None and "exited 3 times" in zygote.given_up
+            assert "exit status 3" in zygote.given_up
+            assert isinstance(bad_start(zygote, tmp_path), subprocess.Popen)
+        finally:
+            zygote.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "not restarted any more" in errors[0], errors

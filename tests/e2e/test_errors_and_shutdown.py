@@ -90,7 +90,14 @@ def test_sigterm_stops_cleanly(ashd_sqlite: AshdProcess) -> None:
     assert "ashd stopped" in ashd.log()
 
 
-def test_bridge_killed_mid_turn_ends_stream(ashd_sqlite: AshdProcess) -> None:
+def is_zygote(cmd: str) -> bool:
+    return "ashd.bridge.zygote" in cmd
+
+
+@pytest.mark.parametrize("victim", ["bridge", "zygote"])
+def test_bridge_killed_mid_turn_ends_stream(ashd_sqlite: AshdProcess, victim: str) -> None:
+    """The bridge is SIGKILLed mid-turn, alone or by the death of the zygote it was forked
+    from (its death signal: a zygote's death kills every bridge it forked)."""
     ashd = ashd_sqlite
     with httpx.Client(base_url=ashd.url, headers=ashd.headers, timeout=60) as c:
         c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
@@ -98,14 +105,15 @@ def test_bridge_killed_mid_turn_ends_stream(ashd_sqlite: AshdProcess) -> None:
         marker = uuid.uuid4().hex[:8]
         with c.stream("POST", f"/api/sessions/{sid}/messages", json={"content": f"[[say: before {marker}]]"}) as r:
             r.read()
-        bridge = next(p for p in ashd.descendants() if is_bridge(" ".join(p.cmdline())))
+        chosen = is_bridge if victim == "bridge" else is_zygote
+        target = next(p for p in ashd.descendants() if chosen(" ".join(p.cmdline())))
         first_delta = threading.Event()
         killed_at: list[float] = []
 
         def kill_when_streaming() -> None:
             first_delta.wait(30)
             killed_at.append(time.monotonic())
-            os.kill(bridge.pid, signal.SIGKILL)
+            os.kill(target.pid, signal.SIGKILL)
 
         killer = threading.Thread(target=kill_when_streaming)
         killer.start()
@@ -131,3 +139,8 @@ def test_bridge_killed_mid_turn_ends_stream(ashd_sqlite: AshdProcess) -> None:
             events = sse_events(r.read().decode())
         result = next(data for name, data in events if name == "turn_complete")
         assert f"before {marker}" in result["result"]
+        if victim == "zygote":  # restarted in the background (operations.md, "Supervision")
+            deadline = time.monotonic() + 60
+            while (zygote := c.get("/health").json()["isolation"]["zygote"])["restarts"] < 1 or not zygote["up"]:
+                assert time.monotonic() < deadline, zygote
+                time.sleep(0.1)

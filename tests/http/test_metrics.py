@@ -52,6 +52,8 @@ def test_metrics_after_a_session_and_a_message(ashd_sqlite: AshdProcess) -> None
         assert client.post(f"/api/sessions/{sid}/pause").status_code == 200
         assert client.post(f"/api/sessions/{sid}/resume").status_code == 200  # a warm resume
         samples = scrape(client)
+        zygote = client.get("/health").json()["isolation"]["zygote"]
+        assert zygote["up"] is True and zygote["restarts"] == 0 and zygote["givenUp"] is None, zygote
 
     present = {s.name for s in samples}
     assert set(ASH_GAUGES) <= present
@@ -70,6 +72,8 @@ def test_metrics_after_a_session_and_a_message(ashd_sqlite: AshdProcess) -> None
         counts = values(samples, f"{histogram}_count")
         assert counts and sum(counts.values()) > 0, histogram
     assert set(COUNTERS) <= present
+    # The bridge zygote (sandbox.zygote, on by default) runs and was never restarted.
+    assert one(samples, "ashd_zygote_up") == 1 and one(samples, "ashd_zygote_restarts_total") == 0
 
     # HTTP latency is labelled by route pattern, never by the raw path with its ids.
     routes = {dict(k)["route"] for k in values(samples, "ashd_http_request_duration_seconds_count")}
