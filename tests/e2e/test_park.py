@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import psutil
@@ -154,17 +155,25 @@ def test_a_session_mid_turn_is_never_parked(start_ashd: Callable[..., AshdProces
         assert wait_until(lambda: runtime(c, sid) == ("active", "parked"))  # and parked once idle
 
 
+def _parked_with_a_broken_workspace(c: httpx.Client, daemon: AshdProcess, word: str) -> tuple[str, Path, Path]:
+    """A parked session that wrote ``note.txt`` and said ``word``; its workspace is then moved
+    aside and replaced by a file, so no sandbox can mount it (the CLI never starts) until the
+    caller moves it back. (session id, workspace, where it was moved)."""
+    c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
+    sid = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
+    turn(c, sid, f"[[bash: echo {word} > note.txt]] [[say: the code word is {word}]]")
+    assert wait_until(lambda: runtime(c, sid) == ("active", "parked"))
+    workspace = daemon.data_dir / "sandboxes" / sid / "workspace"
+    moved = workspace.with_name("workspace.aside")
+    workspace.rename(moved)
+    workspace.write_text("not a directory")
+    return sid, workspace, moved
+
+
 def test_a_wake_that_fails_ends_the_stream_with_error_and_done(start_ashd: Callable[..., AshdProcess]) -> None:
     daemon = start_ashd(None, ASH_RESTART_INTENSITY="1", ASH_RESTART_BACKOFF_BASE_S="0.1", **PARK_ENV)
     with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
-        c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
-        sid = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
-        turn(c, sid, "[[bash: echo omega-2 > note.txt]] [[say: the code word is omega-2]]")
-        assert wait_until(lambda: runtime(c, sid) == ("active", "parked"))
-        workspace = daemon.data_dir / "sandboxes" / sid / "workspace"
-        moved = workspace.with_name("workspace.aside")
-        workspace.rename(moved)
-        workspace.write_text("not a directory")  # the sandbox cannot mount it: the CLI never starts
+        sid, workspace, moved = _parked_with_a_broken_workspace(c, daemon, "omega-2")
 
         failed = turn(c, sid, "[[echo-history]]")
         assert [n for n, _ in failed] == ["error", "done"], failed
@@ -187,14 +196,7 @@ def test_a_wake_that_fails_once_is_retried_in_the_same_stream(start_ashd: Callab
     woke the session is answered, with its history, and nothing of the failure is stored."""
     daemon = start_ashd(None, ASH_RESTART_BACKOFF_BASE_S="3", **PARK_ENV)
     with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
-        c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
-        sid = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
-        turn(c, sid, "[[bash: echo zeta-4 > note.txt]] [[say: the code word is zeta-4]]")
-        assert wait_until(lambda: runtime(c, sid) == ("active", "parked"))
-        workspace = daemon.data_dir / "sandboxes" / sid / "workspace"
-        moved = workspace.with_name("workspace.aside")
-        workspace.rename(moved)
-        workspace.write_text("not a directory")  # the first start cannot mount it
+        sid, workspace, moved = _parked_with_a_broken_workspace(c, daemon, "zeta-4")
         woken: list[list[tuple[str, object]]] = []
         sender = threading.Thread(target=lambda: woken.append(turn(c, sid, "[[bash: cat note.txt]] [[echo-history]]")))
         sender.start()
