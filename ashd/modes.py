@@ -104,14 +104,12 @@ class _Local:
 
 
 def _local(config: Config, store: Store, loop: asyncio.AbstractEventLoop, launcher: Launcher | None,
-           offload: Offload, metrics: Metrics, fanout: StreamFanout | None = None) -> _Local:
+           offload: Offload, metrics: Metrics, fanout: StreamFanout | None = None,
+           divert: sandbox_services.Divert | None = None) -> _Local:
     live: list[LocalRuntime] = []  # the runtime, once built: sandbox events reach its turns
 
-    def notify(tenant: str, session: str, payload: dict[str, Any]) -> None:
-        if live:
-            loop.call_soon_threadsafe(live[0].notice, session, payload)
-
-    sandboxes = sandbox_services.start(config, store, notify, metrics) if launcher is None else None
+    notify = _notifier(loop, live)
+    sandboxes = sandbox_services.start(config, store, notify, metrics, divert) if launcher is None else None
     used = sandboxes.launcher if sandboxes is not None else launcher
     assert used is not None
     runtime, tree = LocalRuntime.build(
@@ -126,6 +124,14 @@ def _local(config: Config, store: Store, loop: asyncio.AbstractEventLoop, launch
 
 def _remote_isolation() -> dict[str, Any]:
     return {"launcher": "remote"}
+
+
+def _notifier(loop: asyncio.AbstractEventLoop, live: list[LocalRuntime]) -> sandbox_services.Notify:
+    """Sandbox notices reach the running turns of ``live[0]`` (the runtime, once built)."""
+    def notify(tenant: str, session: str, payload: dict[str, Any]) -> None:
+        if live:
+            loop.call_soon_threadsafe(live[0].notice, session, payload)
+    return notify
 
 
 def _public_api(config: Config, store: Store, hasher: KeyHasher, runtime: Runtime, offload: Offload,
@@ -165,11 +171,14 @@ def _coordinator(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.
     offload, metrics = Offload(), Metrics()
     cluster = config.cluster
     remote: list[RemoteLauncher] = []
+    live: list[LocalRuntime] = []  # what runners report of their sandboxes reaches its turns
     table = LinkTable(loop, config.auth.internal_secret.reveal(), lambda mux: remote[0].serve(mux))
     remote.append(RemoteLauncher(loop, table.link_of, Placement(store, cluster.liveness_timeout_s,
-                                                                lambda runner: table.state(runner).connected)))
+                                                                lambda runner: table.state(runner).connected),
+                                 sandbox_services.Recorder(store, _notifier(loop, live), metrics)))
     fanout = StreamFanout.start(store, loop)  # every coordinator serves every session's stream
     runtime, tree = LocalRuntime.build(config, store, launcher or remote[0], offload, metrics, fanout=fanout)
+    live.append(runtime)
     ctx, server, http = _public_api(config, store, hasher, runtime, offload, metrics, _remote_isolation, loop)
     liveness = loop_service_child("runner liveness", loop, RunnerLiveness(store, offload, config.cluster, metrics))
     links = runner_links_child(store, table, cluster.heartbeat_interval_s, cluster.liveness_timeout_s)
@@ -182,7 +191,9 @@ def _coordinator(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.
 def _runner(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.AbstractEventLoop,
             launcher: Launcher | None) -> Assembly:
     offload, metrics = Offload(), Metrics()
-    local = _local(config, store, loop, launcher, offload, metrics)
+    hosts: list[SandboxHost] = []  # a linked sandbox's usage and notices go up its link
+    local = _local(config, store, loop, launcher, offload, metrics,
+                   divert=lambda session, kind, body: bool(hosts) and hosts[0].divert(session, kind, body))
     cluster = config.cluster
 
     used = local.sandboxes.launcher if local.sandboxes is not None else launcher
@@ -190,6 +201,7 @@ def _runner(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.Abstr
     host = SandboxHost(HostConfig(Layout(config.data_dir), used, config.model, config.pool.bridge_ready_timeout_s,
                                   config.pool.stop_grace_s, getattr(used, "cli_workspace", None),
                                   make_snapshotter(config)), loop)
+    hosts.append(host)
 
     async def figures() -> Figures:
         own = pool_figures(await local.runtime.pool_stats())

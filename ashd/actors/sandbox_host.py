@@ -7,6 +7,10 @@ into a fresh workspace and starts the bridge with its own launcher in a
 handshake, stderr pump, exit watch, TERM-grace-KILL. It reports up over the link: the pid in
 the launch's reply, each stderr line and the exit (with the launcher's reason, e.g. OOM) as
 events. ``open`` connects a link channel to a sandbox's bridge socket and relays it.
+What the runner's sandbox services meter or notice for a linked sandbox (model usage, OOM
+kills, egress decisions) goes up its link too, as ``usage`` and ``notice`` events tagged with
+the sandbox id (:meth:`SandboxHost.divert`), never into the runner's own database: the
+coordinator records them in its own (ashd/sandbox/remote.py).
 
 A sandbox belongs to the link that launched it: when that link closes the host stops it
 (the coordinator has already ended its turns and counts it lost). That is the fencing: a
@@ -25,6 +29,7 @@ import binascii
 import dataclasses
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +105,8 @@ class SandboxHost:
         self._loop = loop
         self._agents = AgentCache(config.layout.data_dir / "agent-cache")
         self._hosted: dict[str, _Hosted] = {}  # sandbox id -> (loop thread only)
+        self._uplinks: dict[str, tuple[str, Mux]] = {}  # session id -> (sandbox id, link); any thread
+        self._uplinks_lock = threading.Lock()
         self._stopping: set[asyncio.Future[Json]] = set()
 
     @property
@@ -154,10 +161,12 @@ class SandboxHost:
                                    self._config.ready_timeout_s, self._config.stop_grace_s,
                                    logs=_OneRing(_ForwardingRing(self._forwarder(mux, order.sandbox_id))))
         self._hosted[order.sandbox_id] = _Hosted(spec, ref, mux)
+        with self._uplinks_lock:
+            self._uplinks[spec.session_id] = (spec.sandbox_id, mux)
         try:
             started = await self._ask(ref.proxy().start_bridge(), self._config.ready_timeout_s)
         except BaseException:
-            self._hosted.pop(order.sandbox_id, None)
+            self._forget(order.sandbox_id)
             ref.stop(block=False)
             raise
         if mux.closed:  # the link went while we started: nobody owns this sandbox
@@ -214,7 +223,7 @@ class SandboxHost:
     async def _stop(self, hosted: _Hosted, grace_s: float) -> Json:
         code = await self._ask(hosted.ref.proxy().stop_bridge(grace_s), grace_s)
         hosted.ref.stop(block=False)
-        self._hosted.pop(hosted.spec.sandbox_id, None)
+        self._forget(hosted.spec.sandbox_id)
         return {"code": code}
 
     async def _open(self, mux: Mux, hosted: _Hosted, cid: object) -> Json:
@@ -241,7 +250,26 @@ class SandboxHost:
             raise RequestFailed(f"no sandbox {body.get('sandbox')!r} on this runner")
         return hosted
 
+    def _forget(self, sandbox_id: str) -> _Hosted | None:
+        hosted = self._hosted.pop(sandbox_id, None)
+        if hosted is not None:
+            with self._uplinks_lock:
+                if self._uplinks.get(hosted.spec.session_id, ("", None))[0] == sandbox_id:
+                    del self._uplinks[hosted.spec.session_id]
+        return hosted
+
     # -- facts from sandbox threads -------------------------------------------------------
+
+    def divert(self, session_id: str, kind: str, body: Json) -> bool:
+        """The sandbox services' usage or notice (``kind``) for a session: if its sandbox is a
+        linked one, send it up that link (tagged with the sandbox id) and answer True; the
+        runner's own sessions answer False (recorded locally). Any thread."""
+        with self._uplinks_lock:
+            sandbox_id, mux = self._uplinks.get(session_id, ("", None))
+        if mux is None:
+            return False
+        self._loop.call_soon_threadsafe(lambda: mux.event_soon(kind, sandbox=sandbox_id, body=body))
+        return True
 
     def _forwarder(self, mux: Mux, sandbox_id: str) -> Callable[[str], None]:
         def forward(text: str) -> None:
@@ -251,7 +279,7 @@ class SandboxHost:
     def _exited(self, fact: BridgeExited) -> None:
         """The watcher thread saw the bridge exit: tell the owning link, forget the sandbox."""
         def report() -> None:
-            hosted = self._hosted.pop(fact.sandbox_id, None)
+            hosted = self._forget(fact.sandbox_id)
             if hosted is None:
                 return
             hosted.ref.stop(block=False)

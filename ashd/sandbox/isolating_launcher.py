@@ -144,7 +144,8 @@ class IsolatingLauncher:
         sock = kit.netns.listen("127.0.0.1", self._ports.model)
         token = self._model.register(spec.sandbox_id, sock, {
             "session_id": spec.session_id, "tenant_id": spec.tenant_id, "agent_name": spec.agent_name,
-            "budget_usd": spec.policy.max_budget_usd, "upstream_key": spec.upstream_key})
+            "budget_usd": spec.policy.max_budget_usd, "upstream_key": spec.upstream_key,
+            "spent_usd": spec.spent_usd})
         if spec.policy.egress_allow and self._egress is not None:
             gate = EgressGate(spec.session_id, spec.tenant_id, spec.policy.egress_allow)
             self._egress.register(spec.sandbox_id, kit.netns.listen("127.0.0.1", self._ports.egress), gate)

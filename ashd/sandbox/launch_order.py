@@ -5,6 +5,7 @@ a callable that reads the database). A :class:`LaunchOrder` carries none of them
 by its version key (the runner keeps a cache of agent folders by that key), the bridge
 settings without paths, the user's part of the environment (never a model credential), the
 policy, the session's stored upstream key if it has one (for the runner's model proxy only),
+what the session already spent (so the runner's model proxy holds it to its ``maxBudgetUsd``),
 and the conversation to restore, read from the database here because the runner has no
 database. :func:`order_of` builds one on the coordinator (blocking: it reads the transcript);
 :func:`spec_of` turns one into a spec on the runner. Pure apart from that read; any thread.
@@ -57,6 +58,7 @@ class LaunchOrder:
     parent_id: str | None = None
     transcripts: Transcripts = field(default_factory=dict, hash=False)
     upstream_key: str | None = field(default=None, repr=False)
+    spent_usd: float = 0.0  # the session's recorded cost before this launch
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,12 +78,15 @@ class LaunchOrder:
             raise SandboxFailed(f"malformed launch order: settings may only carry {', '.join(sorted(known))}")
         if not all(isinstance(v, str) for v in order.user_env.values()):
             raise SandboxFailed("malformed launch order: user_env values must be strings")
+        if isinstance(order.spent_usd, bool) or not isinstance(order.spent_usd, (int, float)) or order.spent_usd < 0:
+            raise SandboxFailed("malformed launch order: spent_usd must be a non-negative number")
         return order
 
 
-def order_of(spec: SandboxSpec) -> LaunchOrder:
+def order_of(spec: SandboxSpec, spent_usd: float = 0.0) -> LaunchOrder:
     """The order for ``spec`` (coordinator side). Blocking: reads the session's (and a fork's
-    parent's) transcript from the database. Raises SandboxFailed if it cannot."""
+    parent's) transcript from the database. Raises SandboxFailed if it cannot. ``spent_usd``:
+    what the session spent so far (the coordinator's usage rows)."""
     restore = spec.restore_transcript
     parent = restore.parent_id if isinstance(restore, resume.TranscriptRestore) else None
     try:
@@ -92,7 +97,7 @@ def order_of(spec: SandboxSpec) -> LaunchOrder:
     return LaunchOrder(
         spec.sandbox_id, spec.session_id, spec.tenant_id, spec.agent_name, spec.agent_key, settings,
         _users_part(spec.env), asdict(spec.policy), parent, transcripts,
-        spec.upstream_key.reveal() if spec.upstream_key is not None else None)
+        spec.upstream_key.reveal() if spec.upstream_key is not None else None, spent_usd)
 
 
 def _users_part(env: Mapping[str, str]) -> dict[str, str]:
@@ -152,4 +157,5 @@ def spec_of(order: LaunchOrder, places: RunnerPlaces) -> SandboxSpec:
         order.sandbox_id, order.session_id, order.agent_name, order.tenant_id, places.root, places.socket_path, env,
         settings, agent_dir=places.agent_dir, agent_key=order.agent_key,
         policy=SandboxPolicy(Limits(**policy["limits"]), tuple(policy["egress_allow"]), policy["max_budget_usd"]),
-        upstream_key=Secret(order.upstream_key) if order.upstream_key else None, restore_transcript=restore)
+        upstream_key=Secret(order.upstream_key) if order.upstream_key else None, restore_transcript=restore,
+        spent_usd=float(order.spent_usd))

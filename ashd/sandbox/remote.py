@@ -12,6 +12,14 @@ socket; each connection a session's :class:`~ashd.wire.link.BridgeLink` makes th
 link channel to the runner, which connects it to the real bridge socket, and the frames are
 relayed both ways unchanged (ashd/runnerlink/relay.py).
 
+What the runner's model proxy meters and its sandbox services notice (OOM kills, egress
+decisions) for a sandbox arrives as ``usage`` and ``notice`` events tagged with the sandbox
+id; the launcher records them through a :class:`~ashd.sandbox.services.Recorder`, as the
+standalone services do (usage rows, session events, metrics, the running turn's notice). A
+runner's figure is trusted for its own sandboxes only: the tenant, session and agent come from
+the coordinator's own spec of a sandbox this launcher started over that same link; an event
+for any other sandbox id is ignored (logged).
+
 ``spawn``/``stop_group`` run on the sandbox actor's thread and wait for the loop; the relay
 and the link live on the IOLoop (``loop``).
 """
@@ -30,11 +38,13 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from ashd.errors import SandboxFailed, SnapshotError, Unavailable
+from ashd.proxy.meter import Usage
 from ashd.runnerlink.mux import Handler, Json, LinkClosed, Mux, RequestFailed
 from ashd.runnerlink.relay import relay
 from ashd.sandbox import agent_cache
 from ashd.sandbox.launch_order import order_of
 from ashd.sandbox.launcher import SandboxSpec
+from ashd.sandbox.services import Recorder
 from ashd.snapshot.snapshots import SnapshotInfo, Snapshotter
 from ashd.store import Store, StoreError
 from ashd.store import runner_queries as rq
@@ -122,6 +132,21 @@ class RemoteProcess:
         return self.wait()
 
 
+NOTICE_TYPES = ("sandbox_oom", "egress")  # what the sandbox services notice (isolating_launcher.py)
+_USAGE_COUNTS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "tool_calls")
+
+
+def usage_of(raw: object) -> Usage | None:
+    """A runner's usage record (``Usage`` as a dict), checked: a model name and counts that are
+    non-negative integers; None if malformed. The cost is priced here, never taken."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("model"), str):
+        return None
+    counts = {k: raw.get(k, 0) for k in _USAGE_COUNTS}
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**40 for v in counts.values()):
+        return None
+    return Usage(str(raw["model"])[:200], **counts)
+
+
 NO_RUNNERS = ("No runners available: no live runner with a free slot is registered with the coordinators "
               "(start a runner with ASH_MODE=runner, or wait for one to free up)")
 
@@ -185,14 +210,17 @@ class RemoteLauncher:
     name = "remote"
 
     def __init__(self, loop: asyncio.AbstractEventLoop, link_of: Callable[[str], Mux | None],
-                 placement: Placement | None = None) -> None:
+                 placement: Placement | None = None, recorder: Recorder | None = None) -> None:
         """``link_of(runner id)``: the runner's live link, or None (loop thread; read from
         actor threads too: a dict lookup). ``placement``: None runs every spec on its
-        ``runner_id`` (components without a store)."""
+        ``runner_id`` (components without a store). ``recorder``: where the runners' usage
+        and notices of their sandboxes go (None: dropped)."""
         self._loop = loop
         self._link_of = link_of
         self._placement = placement
+        self._recorder = recorder
         self._procs: dict[str, RemoteProcess] = {}  # sandbox id -> the live handle (loop thread)
+        self._specs: dict[str, SandboxSpec] = {}  # sandbox id -> its spec, as launched (loop thread)
         self._hosts: dict[str, tuple[str, str]] = {}  # session id -> (runner id, sandbox id) of its live sandbox
         self._servers: dict[str, asyncio.AbstractServer] = {}
 
@@ -209,7 +237,8 @@ class RemoteLauncher:
         spec = dataclasses.replace(spec, runner_id=runner)
         proc = RemoteProcess(spec.sandbox_id, lambda grace: self._call(self._stop(spec, grace), grace + STOP_MARGIN_S))
         try:
-            order = order_of(spec).to_json()  # blocking read of the transcript, here on the actor's thread
+            # Blocking reads of the transcript and the spend so far, here on the actor's thread.
+            order = order_of(spec, self._spent(spec)).to_json()
             self._call(self._launch(spec, order, proc), LAUNCH_TIMEOUT_S)
         except BaseException:
             proc.exited(LOST_CODE, "start failed")
@@ -220,6 +249,14 @@ class RemoteLauncher:
             if reserved and self._placement is not None:
                 self._placement.release(runner)
         return proc
+
+    def _spent(self, spec: SandboxSpec) -> float:
+        if self._recorder is None or spec.policy.max_budget_usd is None:
+            return 0.0
+        try:
+            return self._recorder.spent_usd(spec.tenant_id, spec.session_id)
+        except StoreError as exc:
+            raise SandboxFailed(f"cannot read the session's spend so far from the database: {exc}") from exc
 
     def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
         proc = self._procs.get(spec.sandbox_id)
@@ -261,8 +298,11 @@ class RemoteLauncher:
     # -- the link side (loop thread) ------------------------------------------------------
 
     def serve(self, mux: Mux) -> Handler:
-        """The handler for a runner link's events: ready/stderr/exit of its sandboxes."""
+        """The handler for a runner link's events: stderr/exit/usage/notice of its sandboxes."""
         async def handle(mux: Mux, body: Json) -> Json | None:
+            if body["op"] in ("usage", "notice"):
+                self._record(mux, body)
+                return None
             proc = self._procs.get(str(body.get("sandbox")))
             if proc is None:
                 return None
@@ -275,6 +315,29 @@ class RemoteLauncher:
 
         return handle
 
+    def _record(self, mux: Mux, body: Json) -> None:
+        """A runner's usage or notice: recorded as the session's when the sandbox is one this
+        launcher started over this same link, else ignored."""
+        sandbox_id = str(body.get("sandbox"))
+        spec = self._specs.get(sandbox_id)
+        if spec is None or self._link_of(spec.runner_id or "") is not mux:
+            log.warning("link %s: %s for sandbox %r ignored: not one this coordinator launched on that runner",
+                        mux.name, body["op"], sandbox_id[:80])
+            return
+        if self._recorder is None:
+            return
+        fact = body.get("body")
+        if body["op"] == "usage":
+            usage = usage_of(fact)
+            if usage is None:
+                log.warning("link %s: malformed usage for sandbox %s ignored", mux.name, sandbox_id)
+                return
+            self._recorder.usage(spec.tenant_id, spec.session_id, spec.agent_name, usage)
+        elif isinstance(fact, dict) and fact.get("type") in NOTICE_TYPES:
+            self._recorder.notice(spec.tenant_id, spec.session_id, fact)
+        else:
+            log.warning("link %s: unknown notice for sandbox %s ignored", mux.name, sandbox_id)
+
     async def _launch(self, spec: SandboxSpec, order: Json, proc: RemoteProcess) -> None:
         runner = spec.runner_id or ""
         mux = self._link_of(runner)
@@ -282,6 +345,7 @@ class RemoteLauncher:
             raise SandboxFailed(f"runner {runner} is not connected; cannot start the session's sandbox there")
         await self._listen(spec, mux)
         self._procs[spec.sandbox_id] = proc
+        self._specs[spec.sandbox_id] = spec
         self._hosts[spec.session_id] = (runner, spec.sandbox_id)
         mux.on_close(lambda: proc.exited(LOST_CODE, LOST_REASON))
         try:
@@ -340,6 +404,7 @@ class RemoteLauncher:
 
     async def _close(self, spec: SandboxSpec) -> None:
         self._procs.pop(spec.sandbox_id, None)
+        self._specs.pop(spec.sandbox_id, None)
         if self._hosts.get(spec.session_id, ("", ""))[1] == spec.sandbox_id:
             del self._hosts[spec.session_id]
         server = self._servers.pop(spec.sandbox_id, None)

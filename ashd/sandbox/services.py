@@ -10,6 +10,7 @@ once from the daemon's start-up, before the actor tree.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -36,6 +37,7 @@ from ashd.sandbox.oom import OomWatcher
 from ashd.sandbox.uids import UidPool
 from ashd.sandbox.zygote import BridgeProcess, BridgeZygote
 from ashd.store import Store
+from ashd.store.usage import UsageFilter
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +96,45 @@ def cli_binary() -> str:
 Notify = Callable[[str, str, dict[str, Any]], None]
 """(tenant, session, payload) of a sandbox event (OOM kill, egress decision); any thread."""
 
+Divert = Callable[[str, str, dict[str, Any]], bool]
+"""(session id, "usage" or "notice", body): True when the session's sandbox is a linked one and
+the fact went up its link to the coordinator instead (runner mode; ashd/actors/sandbox_host.py)."""
 
-def start(config: Config, store: Store, notify: Notify | None = None, metrics: Metrics | None = None) -> Services:
+
+class Recorder:
+    """Where a sandbox's usage and notices are recorded: the usage rows and session events in
+    the store (on one writer thread, off the caller's), the metrics, and ``notify`` for the
+    running turn. Standalone's sandbox services use it, and so does a coordinator for what its
+    runners report (ashd/sandbox/remote.py). Any thread."""
+
+    def __init__(self, store: Store, notify: Notify | None, metrics: Metrics) -> None:
+        self._store = store
+        self._notify = notify
+        self._metrics = metrics
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-events")
+
+    def notice(self, tenant: str, session: str, payload: dict[str, Any]) -> None:
+        self._writer.submit(_append, self._store, tenant, session, payload)
+        if self._notify is not None:
+            self._notify(tenant, session, payload)
+
+    def usage(self, tenant: str, session: str, agent_name: str, usage: Usage) -> None:
+        values = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                  "cache_creation_tokens": usage.cache_creation_tokens, "cache_read_tokens": usage.cache_read_tokens,
+                  "tool_call": usage.tool_calls, "message": 1, "cost_usd": usage.cost_usd}
+        self._writer.submit(_record, self._store, tenant, session, agent_name, values)
+        self._metrics.record_usage(usage)
+
+    def spent_usd(self, tenant: str, session: str) -> float:
+        """What the session has cost so far (its recorded usage). Blocking."""
+        return float(self._store.usage_stats(UsageFilter(tenant, session))["totalCostUsd"])
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+
+
+def start(config: Config, store: Store, notify: Notify | None = None, metrics: Metrics | None = None,
+          divert: Divert | None = None) -> Services:
     sb = config.sandbox
     report = isolation.assess(isolation.probe(sb.uid_base), sb.isolation, sb.floor)
     if not report.meets_floor:
@@ -106,7 +145,8 @@ def start(config: Config, store: Store, notify: Notify | None = None, metrics: M
                     "ashd's files, network and model credential. Never use this with untrusted agents.")
         zygote = _zygote(config, metrics or Metrics())
         return Services(DirectLauncher(zygote), report, [zygote.close] if zygote else [], zygote=zygote)
-    return _isolating(config, store, report, notify, metrics or Metrics())
+    metrics = metrics or Metrics()
+    return _isolating(config, store, report, Recorder(store, notify, metrics), divert, metrics)
 
 
 def _zygote(config: Config, metrics: Metrics) -> BridgeZygote | None:
@@ -118,22 +158,18 @@ def _zygote(config: Config, metrics: Metrics) -> BridgeZygote | None:
     return zygote
 
 
-def _isolating(config: Config, store: Store, report: isolation.Report, notify: Notify | None,
-               metrics: Metrics) -> Services:
+def _isolating(config: Config, store: Store, report: isolation.Report, recorder: Recorder,
+               divert: Divert | None, metrics: Metrics) -> Services:
+    """``divert``: a runner's linked sandboxes send their usage and notices up their link."""
     sb = config.sandbox
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-events")
 
     def on_event(tenant: str, session: str, payload: dict[str, Any]) -> None:
-        writer.submit(_append, store, tenant, session, payload)
-        if notify is not None:
-            notify(tenant, session, payload)
+        if divert is None or not divert(session, "notice", payload):
+            recorder.notice(tenant, session, payload)
 
     def on_usage(gate: Gate, usage: Usage) -> None:
-        values = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-                  "cache_creation_tokens": usage.cache_creation_tokens, "cache_read_tokens": usage.cache_read_tokens,
-                  "tool_call": usage.tool_calls, "message": 1, "cost_usd": usage.cost_usd}
-        writer.submit(_record, store, gate, values)
-        metrics.record_usage(usage)
+        if divert is None or not divert(gate.session_id, "usage", dataclasses.asdict(usage)):
+            recorder.usage(gate.tenant_id, gate.session_id, gate.agent_name, usage)
 
     digest = hashlib.sha256(str(config.data_dir.resolve()).encode()).hexdigest()[:12]
     layout = cgroups.detect(instance=digest)
@@ -167,7 +203,7 @@ def _isolating(config: Config, store: Store, report: isolation.Report, notify: N
             with contextlib.suppress(OSError):
                 empty.rmdir()  # empty once every sandbox was torn down
 
-    closers = [*([zygote.close] if zygote else []), remove_mount_root, lambda: writer.shutdown(wait=True),
+    closers = [*([zygote.close] if zygote else []), remove_mount_root, recorder.close,
                loop.stop, oom.close, launcher.close]
     return Services(launcher, report, closers, loop.answers, zygote)
 
@@ -192,8 +228,8 @@ def _append(store: Store, tenant: str, session: str, payload: dict[str, Any]) ->
         log.exception("cannot record sandbox event for session %s: %s", session, json.dumps(payload)[:200])
 
 
-def _record(store: Store, gate: Gate, values: dict[str, float]) -> None:
+def _record(store: Store, tenant: str, session: str, agent_name: str, values: dict[str, float]) -> None:
     try:
-        store.record_usage(gate.tenant_id, gate.session_id, gate.agent_name, values)
+        store.record_usage(tenant, session, agent_name, values)
     except Exception:
-        log.exception("cannot record usage of session %s", gate.session_id)
+        log.exception("cannot record usage of session %s", session)

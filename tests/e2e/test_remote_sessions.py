@@ -71,6 +71,10 @@ def test_a_session_runs_on_a_runner_and_resumes_on_another_after_a_kill(
         assert names[0] == "session_start" and names[-1] == "done" and "error" not in names, names
         assert "".join(d["delta"] for n, d in events if n == "text_delta") == "remote answer one with words"
         assert names.index("text_delta") < names.index("turn_complete") < names.index("done")
+        # The runner's model proxy metered the turn; the coordinator recorded it as the session's.
+        stats = wait_for("the turn's usage in the coordinator's database", lambda: (s := api.get(
+            "/api/usage/stats", params={"sessionId": sid}).json()["stats"])["totalMessages"] >= 1 and s)
+        assert stats["totalInputTokens"] > 0 and stats["totalOutputTokens"] > 0 and stats["totalCostUsd"] > 0, stats
 
         result = next(d for n, d in send(api, sid, "[[echo-history]] second") if n == "turn_complete")
         assert "remote answer one" in result["result"]  # the conversation continues on the runner

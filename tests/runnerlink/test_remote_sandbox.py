@@ -6,6 +6,7 @@ a real WebSocket on loopback."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 import uuid
@@ -22,14 +23,19 @@ from ashd.actors.sandbox_host import HostConfig, SandboxHost
 from ashd.config import ModelConfig, Secret
 from ashd.errors import SandboxFailed
 from ashd.layout import Layout
+from ashd.metrics import Metrics
+from ashd.proxy.meter import Usage
 from ashd.runnerlink.endpoint import RunnerEnd, RunnerLinkHandler
 from ashd.sandbox.env import sandbox_env
-from ashd.sandbox.launch_order import LaunchOrder, Shipped, order_of
+from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, Shipped, order_of, spec_of
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
 from ashd.sandbox.logring import LogBook
-from ashd.sandbox.remote import LOST_REASON, RemoteLauncher
+from ashd.sandbox.remote import LOST_REASON, RemoteLauncher, usage_of
 from ashd.sandbox.resume import TranscriptRestore
+from ashd.sandbox.services import Recorder
 from ashd.scripted.server import ScriptedModel
+from ashd.store import Store
+from ashd.store.usage import UsageFilter
 from ashd.wire import protocol
 from ashd.wire.link import LOST, BridgeLink
 from ashd.wire.settings import BridgeSettings
@@ -73,6 +79,11 @@ def test_a_sandbox_on_a_runner_streams_turns_and_dies_with_its_link(tmp_path: Pa
     runner_layout = Layout(tmp_path / "runner")
     runner_layout.create()
     open_links: list[RunnerLinkHandler] = []
+    store = Store(f"sqlite:///{tmp_path / 'coordinator.db'}")  # the coordinator's database
+    store.migrate()
+    store.create_session("t", spec.session_id, "agent", "active", spec.sandbox_id, runner_id="r1")
+    notices: list[tuple[str, str, dict[str, object]]] = []
+    recorder = Recorder(store, lambda tenant, session, payload: notices.append((tenant, session, payload)), Metrics())
 
     class Tracked(RunnerLinkHandler):
         async def open(self, *args: str, **kwargs: str) -> None:
@@ -90,7 +101,7 @@ def test_a_sandbox_on_a_runner_streams_turns_and_dies_with_its_link(tmp_path: Pa
         server, port = listen(RunnerEnd(SECRET, "r1", host.serve, on_lost=host.link_lost), handler=Tracked)
         launcher_box: list[RemoteLauncher] = []
         link = client(port, lambda mux: launcher_box[0].serve(mux), watch=Watch())
-        launcher = RemoteLauncher(loop, lambda runner: link.mux if runner == "r1" else None)
+        launcher = RemoteLauncher(loop, lambda runner: link.mux if runner == "r1" else None, recorder=recorder)
         launcher_box.append(launcher)
         link.start()
         try:
@@ -111,6 +122,34 @@ def test_a_sandbox_on_a_runner_streams_turns_and_dies_with_its_link(tmp_path: Pa
                                                                   include_partial_messages=True))]
             assert any(isinstance(e, protocol.Message) and e.data["type"] == "stream_event" for e in events)
             assert result_of(events)["result"] == "second turn"
+
+            # What the runner's sandbox services meter or notice for a linked sandbox goes up
+            # the link and lands in the coordinator's database as the session's; the runner's
+            # own sessions stay local; a runner's report for a sandbox the coordinator did not
+            # launch there is ignored.
+            used = Usage("claude-sonnet-4-5", 1200, 300, 0, 0, 1)
+            assert host.divert(spec.session_id, "usage", dataclasses.asdict(used))
+            oom = {"type": "sandbox_oom", "message": "out of memory", "limitMb": 512, "oomKills": 1}
+            assert host.divert(spec.session_id, "notice", oom)
+            assert not host.divert("a-session-of-the-runner-itself", "usage", dataclasses.asdict(used))
+            handle = launcher.serve(link.mux)
+            for foreign in ({"op": "usage", "sandbox": "someone-elses", "body": dataclasses.asdict(used)},
+                            {"op": "notice", "sandbox": "someone-elses", "body": oom}):
+                await handle(link.mux, foreign)
+            mine = UsageFilter("t", spec.session_id)
+            def oom_events() -> list[dict[str, object]]:
+                return [json.loads(e.data) for e in store.list_events("t", spec.session_id, type="lifecycle")]
+
+            async with asyncio.timeout(30):
+                while store.usage_stats(mine)["totalMessages"] < 1 or not oom_events():
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # anything more (the foreign reports) would have landed too
+            stats = store.usage_stats(mine)
+            assert (stats["totalMessages"], stats["totalInputTokens"], stats["totalOutputTokens"]) == (1, 1200, 300)
+            assert stats["totalCostUsd"] == pytest.approx(used.cost_usd)
+            assert [r["sessionId"] for r in store.list_usage(UsageFilter("t"))] == [spec.session_id] * 7
+            assert notices == [("t", spec.session_id, oom)]  # the running turn's notice
+            assert [e["type"] for e in oom_events()] == ["sandbox_oom"]  # the session's event, as standalone
 
             # The user's variables reach the sandbox; the coordinator's model key never does.
             out = await bridge.exec('printf "%s|%s" "$GREETING" "$ANTHROPIC_API_KEY"', 10_000)
@@ -141,11 +180,13 @@ def test_a_sandbox_on_a_runner_streams_turns_and_dies_with_its_link(tmp_path: Pa
             await link.stop()
             server.stop()
             await host.stop_all()
+            recorder.close()
+            store.close()
 
     asyncio.run(scenario())
     texts = [(line.level, line.text) for line in logs.lines(spec.session_id)]
-    assert any(level == "stderr" and text.startswith(f"[bridge] INFO CLI connected; serving session {spec.session_id}")
-               for level, text in texts), texts  # the runner forwarded the bridge's stderr
+    assert any(level == "stderr" and text.startswith("[bridge] INFO CLI connected")  # the runner forwarded the stderr
+               and f"serving session {spec.session_id}" in text for level, text in texts), texts
     assert any(level == "system" and "launcher remote" in text for level, text in texts)
 
 
@@ -155,8 +196,27 @@ def test_a_launch_order_carries_no_host_path_nor_model_key_and_refuses_one(tmp_p
     assert str(tmp_path) not in json.dumps(order) and "coordinator-key" not in json.dumps(order)
     assert order["user_env"] == {"GREETING": "hello-from-user"} and order["agent_key"] == "a1.1"
     assert LaunchOrder.from_json(order).settings == order["settings"]
+    for wrong in (-1, "1", True):
+        with pytest.raises(SandboxFailed, match="spent_usd"):
+            LaunchOrder.from_json({**order, "spent_usd": wrong})
     for bad in ({"cli_path": "/bin/sh"}, {"socket_path": "/tmp/x"}, {"workspace": "/"}):
         with pytest.raises(SandboxFailed, match="settings may only carry"):
             LaunchOrder.from_json({**order, "settings": {**order["settings"], **bad}})
     with pytest.raises(SandboxFailed, match="not a valid id"):
         LaunchOrder.from_json({**order, "agent_key": "../etc"})
+
+
+def test_the_spend_so_far_rides_the_order_to_the_runners_model_proxy(tmp_path: Path) -> None:
+    spec = coordinator_spec(tmp_path, "http://model.invalid")
+    order = LaunchOrder.from_json(json.loads(json.dumps(order_of(spec, 1.25).to_json())))
+    places = RunnerPlaces(tmp_path / "r", tmp_path / "r.sock", tmp_path / "agent", "http://model.invalid", "k", "")
+    assert spec_of(order, places).spent_usd == 1.25  # the isolating launcher seeds the gate with it
+
+
+def test_a_runners_usage_record_is_checked_and_priced_here() -> None:
+    used = Usage("claude-sonnet-4-5", 10, 5, 1, 2, 0)
+    assert usage_of(dataclasses.asdict(used)) == used
+    assert usage_of({**dataclasses.asdict(used), "cost_usd": 999}) == used  # the cost is never taken
+    for bad in (None, [], {"input_tokens": 1}, {**dataclasses.asdict(used), "input_tokens": -1},
+                {**dataclasses.asdict(used), "output_tokens": "5"}, {**dataclasses.asdict(used), "tool_calls": True}):
+        assert usage_of(bad) is None, bad
