@@ -55,13 +55,25 @@ def test_cold_resume_on_a_second_daemon_sharing_postgres_and_s3(
 
 
 def test_crash_loop_gives_up_with_a_reason(start_ashd: Callable[..., AshdProcess]) -> None:
-    # Every agent process start misses its readiness deadline: a start that always fails.
-    daemon = start_ashd(None, ASH_BRIDGE_READY_TIMEOUT_S="0.05", ASH_RESTART_INTENSITY="2",
-                        ASH_RESTART_BACKOFF_BASE_S="0.2")
+    # An agent process that fails at once, every time: its workspace cannot be mounted. (A start
+    # that only misses its readiness deadline is load, not a crash loop: issue #18.)
+    daemon = start_ashd(None, ASH_RESTART_INTENSITY="2", ASH_RESTART_BACKOFF_BASE_S="0.2")
     with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=120) as c:
         c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
+        sid = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
+        assert c.post(f"/api/sessions/{sid}/stop").status_code == 200
+        workspace = daemon.data_dir / "sandboxes" / sid / "workspace"
+        deadline = time.monotonic() + 60
+        while True:  # the stopped sandbox's mounts go with its teardown, just after the answer
+            try:
+                workspace.rename(workspace.with_name("workspace.aside"))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the stopped sandbox's workspace stayed mounted"
+                time.sleep(0.1)
+        workspace.write_text("not a directory")
         began = time.monotonic()
-        r = c.post("/api/sessions", json={"agent": "hello"})
+        r = c.post(f"/api/sessions/{sid}/resume")
         assert r.status_code == 502, r.text
         assert "3 times" in r.json()["error"]  # 1 start + 2 restarts, then it gives up
         assert time.monotonic() - began >= 0.4  # two backoff waits of at least 0.2 s each

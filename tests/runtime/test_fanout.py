@@ -191,8 +191,11 @@ def test_rows_committed_while_the_listener_was_away_are_read_when_it_listens_aga
             while listener.backend_pid is None:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.3)  # the stream waits for a notification
-            await world.offload.write(terminate, pg_url, listener.backend_pid)
-            while listener.backend_pid is not None:  # it noticed: nothing is heard until it reconnects
+            old = listener.backend_pid
+            await world.offload.write(terminate, pg_url, old)
+            # It noticed: nothing is heard until it reconnects (0.5 s later). Under load this loop
+            # may only look again after the reconnect: a new pid, not None, ends it too.
+            while listener.backend_pid == old:
                 await asyncio.sleep(0.01)
             await world.append(sid, events(2, ["text_delta", "done"]))  # its NOTIFY is lost
             return await reader

@@ -48,7 +48,10 @@ def disk_daemon(small_disk: Path) -> Iterator[AshdProcess]:
     daemon = AshdProcess(small_disk / "data", model.base_url, None, {
         "ASH_SANDBOX_MOUNT_ROOT": "/run/ashd-disk-admission", "ASH_SANDBOX_DISK_MB": str(QUOTA_MB),
         "ASH_DISK_RESERVE_MB": str(RESERVE_MB), "ASH_DISK_RESERVE_PERCENT": "0",
-        "ASH_SNAPSHOT_MAX_BYTES": str(SNAPSHOT_LIMIT)})
+        "ASH_SNAPSHOT_MAX_BYTES": str(SNAPSHOT_LIMIT),
+        # The three creates start at once: a create whose start queued would answer 201 before
+        # its disk admission (issue #18's early answer; its refusal reaches its first message).
+        "ASH_MAX_CONCURRENT_STARTS": "3"})
     daemon.log_path = small_disk.parent / "ashd.log"  # off the small disk, and kept after it goes
     try:
         daemon.start()
