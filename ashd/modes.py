@@ -28,8 +28,8 @@ import tornado.httpserver
 from ashd.actors import parking
 from ashd.actors.children import ChildSpec
 from ashd.actors.runner_links import runner_links_child
-from ashd.actors.sandbox_host import HostConfig, SandboxHost
-from ashd.actors.supervisor import make_snapshotter
+from ashd.actors.sandbox_host import HostConfig, LinkedAdmission, SandboxHost
+from ashd.actors.supervisor import disk_ledger, make_snapshotter
 from ashd.config import Config
 from ashd.evals.grader import ModelGrader
 from ashd.evals.runner import EvalRunner
@@ -198,17 +198,18 @@ def _runner(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.Abstr
 
     used = local.sandboxes.launcher if local.sandboxes is not None else launcher
     assert used is not None
+    # What the runner holds at most: ASH_MAX_SANDBOXES, or fewer when memory bounds the warm sessions.
+    capacity = min(config.pool.max_sandboxes, parking.warm_cap(config.pool.max_warm_sessions))
+    admission = LinkedAdmission(capacity, disk_ledger(config, store, used), config.sandbox.disk_mb)
     host = SandboxHost(HostConfig(Layout(config.data_dir), used, config.model, config.pool.bridge_ready_timeout_s,
                                   config.pool.stop_grace_s, getattr(used, "cli_workspace", None),
-                                  make_snapshotter(config)), loop)
+                                  make_snapshotter(config), admission), loop)
     hosts.append(host)
 
     async def figures() -> Figures:
         own = pool_figures(await local.runtime.pool_stats())
         return Figures(own.active + host.count, own.warming, {**own.stats, "linked": host.count})
 
-    # What the pool holds at most: ASH_MAX_SANDBOXES, or fewer when memory bounds the warm sessions.
-    capacity = min(config.pool.max_sandboxes, parking.warm_cap(config.pool.max_warm_sessions))
     identity = Identity(runner_id(config), cluster.runner_advertise_host or cluster.runner_host, cluster.runner_port,
                         capacity)
     membership = Membership(identity, coordinator_urls(config), coordinator_post(config.auth.internal_secret.reveal()),

@@ -12,6 +12,14 @@ kills, egress decisions) goes up its link too, as ``usage`` and ``notice`` event
 the sandbox id (:meth:`SandboxHost.divert`), never into the runner's own database: the
 coordinator records them in its own (ashd/sandbox/remote.py).
 
+A launch is admitted first (:class:`LinkedAdmission`): a runner holds at most its advertised
+capacity of linked sandboxes, and makes a new workspace image only if its data disk can give
+all of its quota (the standalone pool's disk rule, ashd/sandbox/admission.py, over every
+sandbox folder the runner keeps); a refusal answers the coordinator with the status (503 or
+507), the message and the retry hint its client gets. ``discard`` removes the folder of a
+sandbox whose session ended (the coordinator sends it); a folder of a session that may resume
+stays, so a resume here mounts the same image.
+
 A sandbox belongs to the link that launched it: when that link closes the host stops it
 (the coordinator has already ended its turns and counts it lost). That is the fencing: a
 runner cut off from its coordinator keeps nothing running that a new link could be confused
@@ -40,11 +48,12 @@ import pykka
 from ashd.actors.messages import BridgeExited
 from ashd.actors.sandbox import SandboxActor
 from ashd.config import ModelConfig
-from ashd.errors import AshError, SandboxFailed, SnapshotError
+from ashd.errors import AshError, SandboxFailed, SnapshotError, Unavailable
 from ashd.layout import Layout
 from ashd.runnerlink.mux import Handler, Json, Mux, RequestFailed
 from ashd.runnerlink.relay import open_unix, relay
-from ashd.sandbox import workspace
+from ashd.sandbox import discard, workspace
+from ashd.sandbox.admission import MIB, DiskLedger
 from ashd.sandbox.agent_cache import AgentCache
 from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, check_key, spec_of
 from ashd.sandbox.launcher import Launcher, SandboxSpec
@@ -66,6 +75,39 @@ class HostConfig:
     stop_grace_s: float = 5.0
     cli_workspace: str | None = None  # the launcher's view of the workspace (its transcript key)
     snapshots: Snapshotter | None = None  # the runner's own snapshot settings (the shared blob store)
+    admission: LinkedAdmission | None = None  # None: every launch admitted (components without limits)
+
+
+class LinkedAdmission:
+    """Whether one more linked sandbox fits this runner: its ``capacity`` (what it advertises
+    to the coordinators) and, when the launcher makes workspace images, the data disk
+    (:class:`~ashd.sandbox.admission.DiskLedger`, the standalone pool's rule)."""
+
+    def __init__(self, capacity: int, ledger: DiskLedger | None, default_disk_mb: int) -> None:
+        self.capacity = capacity
+        self._ledger = ledger
+        self._default_disk_mb = default_disk_mb
+
+    def full(self) -> Unavailable:
+        return Unavailable(f"runner is full: it holds at most {self.capacity} sandboxes (ASH_MAX_SANDBOXES, or "
+                           "what its memory holds); retry shortly", retry_after_s=5)
+
+    def admit_disk(self, order: LaunchOrder, pending: dict[str, int], kept: set[str]) -> int:
+        """The quota bytes promised to ``order``'s new image (0: its folder exists, or no image
+        is made). Raises InsufficientStorage when the data disk cannot promise it. Blocking
+        (statvfs, a stat per kept folder); the caller serialises calls."""
+        if self._ledger is None or order.sandbox_id in kept:
+            return 0
+        limits = order.policy.get("limits") if isinstance(order.policy, dict) else None
+        quota = (limits if isinstance(limits, dict) else {}).get("disk_mb") or self._default_disk_mb
+        if not isinstance(quota, int) or isinstance(quota, bool) or quota <= 0:
+            return 0
+        self._ledger.admit(order.sandbox_id, quota, pending, kept)
+        return quota * MIB
+
+
+def _refused(exc: Unavailable) -> Json:
+    return {"refused": {"status": exc.status, "message": str(exc), "retry_after_s": exc.retry_after_s}}
 
 
 @dataclass
@@ -108,6 +150,9 @@ class SandboxHost:
         self._uplinks: dict[str, tuple[str, Mux]] = {}  # session id -> (sandbox id, link); any thread
         self._uplinks_lock = threading.Lock()
         self._stopping: set[asyncio.Future[Json]] = set()
+        self._launching: set[str] = set()  # sandbox ids admitted, not started yet (loop thread)
+        self._pending: dict[str, int] = {}  # sandbox id -> quota bytes admitted, image not made yet
+        self._admitting = threading.Lock()  # one disk admission at a time (worker threads)
 
     @property
     def count(self) -> int:
@@ -126,6 +171,8 @@ class SandboxHost:
                 return await self._open(mux, self._find(body), body.get("ch"))
             if op == "snapshot":
                 return await self._snapshot(self._find(body))
+            if op == "discard":
+                return await self._discard(body.get("sandbox"))
             raise RequestFailed(f"runner does not serve {op!r}")
 
         return handle
@@ -154,9 +201,23 @@ class SandboxHost:
         agent_dir = self._agents.path(order.agent_key)
         if agent_dir is None:
             return {"missing_agent": True}
-        if order.sandbox_id in self._hosted:
+        if order.sandbox_id in self._hosted or order.sandbox_id in self._launching:
             raise SandboxFailed(f"sandbox {order.sandbox_id} is already running on this runner")
-        spec = await self._loop.run_in_executor(None, self._prepare, order, agent_dir)
+        admission = self._config.admission
+        if admission is not None and len(self._hosted) + len(self._launching) >= admission.capacity:
+            return _refused(admission.full())
+        self._launching.add(order.sandbox_id)
+        try:
+            return await self._start(mux, order, agent_dir)
+        except Unavailable as exc:  # no disk for its image: the coordinator's client is told
+            return _refused(exc)
+        finally:  # its image is made (or never will be): no longer a promise
+            self._launching.discard(order.sandbox_id)
+            with self._admitting:
+                self._pending.pop(order.sandbox_id, None)
+
+    async def _start(self, mux: Mux, order: LaunchOrder, agent_dir: Path) -> Json:
+        spec = await self._loop.run_in_executor(None, self._admit_and_prepare, order, agent_dir)
         ref = SandboxActor.start(spec, self._config.launcher, lambda fact: self._exited(fact),
                                    self._config.ready_timeout_s, self._config.stop_grace_s,
                                    logs=_OneRing(_ForwardingRing(self._forwarder(mux, order.sandbox_id))))
@@ -174,6 +235,23 @@ class SandboxHost:
         log.info("sandbox %s of session %s started for %s (pid %d)", spec.sandbox_id, spec.session_id,
                  mux.name, started.pid)
         return {"pid": started.pid, "start_ms": started.start_ms}
+
+    def _admit_and_prepare(self, order: LaunchOrder, agent_dir: Path) -> SandboxSpec:
+        """Blocking (worker thread): admit the launch's workspace image on the data disk, then
+        prepare the launch. Raises InsufficientStorage when the image does not fit."""
+        admission = self._config.admission
+        if admission is not None:
+            with self._admitting:
+                self._pending[order.sandbox_id] = admission.admit_disk(order, self._pending, self._kept_folders())
+        return self._prepare(order, agent_dir)
+
+    def _kept_folders(self) -> set[str]:
+        """Ids of the sandbox folders on this runner: each one's image may grow again (a session
+        that resumes here mounts it). Blocking."""
+        try:
+            return {p.name for p in (self._config.layout.data_dir / "sandboxes").iterdir()}
+        except FileNotFoundError:
+            return set()
 
     def _prepare(self, order: LaunchOrder, agent_dir: Path) -> SandboxSpec:
         """Blocking (worker thread): the runner's spec, with the agent copied in if the
@@ -210,6 +288,22 @@ class SandboxHost:
                 log.info("session %s: workspace restored from its snapshot", order.session_id)
         except (SnapshotError, OSError, ValueError) as exc:
             log.error("session %s: snapshot not restored (%s); starting from the agent folder", order.session_id, exc)
+
+    async def _discard(self, raw: object) -> Json:
+        """Remove the folder of a sandbox that is not running here (its session ended)."""
+        sandbox_id = check_key(raw, "sandbox id")
+        if sandbox_id in self._hosted or sandbox_id in self._launching:
+            raise RequestFailed(f"sandbox {sandbox_id} is running on this runner; stop it first")
+        removed = await self._loop.run_in_executor(None, self._remove_folder, sandbox_id)
+        return {"removed": removed}
+
+    def _remove_folder(self, sandbox_id: str) -> bool:
+        """Blocking: once the launcher's teardown of the sandbox is over (bounded), its folder."""
+        settled = getattr(self._config.launcher, "settled", None)
+        if settled is not None and not settled(sandbox_id, self._config.stop_grace_s + 10):
+            log.warning("sandbox %s still tearing down; its folder stays", sandbox_id)
+            return False
+        return discard.remove_sandbox_dir(self._config.layout.sandbox_dir(sandbox_id))
 
     async def _put_agent(self, body: Json) -> Json:
         key = check_key(body.get("key"), "agent version")

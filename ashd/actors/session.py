@@ -95,6 +95,8 @@ class SessionDeps:
     # What tells an unchanged workspace; None: ashd/snapshot/fingerprint.py's digest. A launcher
     # whose workspaces live elsewhere (on a runner) says "never known": every request saves.
     snapshot_digest: Callable[[Path], str | None] | None = None
+    # Removes a sandbox's folder kept elsewhere (the remote launcher's: on its runner); None: none is.
+    discard_elsewhere: Callable[[str], None] | None = None
     # Told (session id, tenant id, why) when the actor crashed; set by the session supervisor.
     crashed: Callable[[str, str, str], object] | None = None
     gate: StartGate | None = None  # the daemon's start admission (pool.max_concurrent_starts); None: unbounded
@@ -690,6 +692,8 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             log.warning("session %s: sandbox %s still tearing down; its folder stays", self._id, sandbox_id)
             return
         discard.remove_sandbox_dir(self._deps.layout.sandbox_dir(sandbox_id))
+        if self._deps.discard_elsewhere is not None:
+            self._deps.discard_elsewhere(sandbox_id)
 
     def _release_sandbox(self, grace_s: float | None = None, settle: bool = False) -> None:
         """Stop the bridge and wait for it here (bounded by ``stop_timeout_s``); ``settle``:

@@ -265,7 +265,7 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
     exits, logs = exits or ExitBoard(), logs or LogBook()
     restarts = RestartGovernor(config.supervision, metrics=metrics)
     starts = StartRecord(config.supervision.degraded_after_failed_starts, restarts.budget_spent)
-    disk = _disk_ledger(config, store, launcher)
+    disk = disk_ledger(config, store, launcher)
     snapshots = make_snapshotter(config)
     remote_snapshots = getattr(launcher, "snapshots_over", None)  # sandboxes on runners save there
     if remote_snapshots is not None:
@@ -285,6 +285,7 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
             metrics=metrics, credential_key=config.auth.credential_key, settle=getattr(launcher, "settled", None),
             starts=starts, exits=exits, idle_s=config.supervision.session_actor_idle_s, gate=gate,
             snapshot_digest=getattr(launcher, "snapshot_digest", None),
+            discard_elsewhere=getattr(launcher, "discard", None),
         )
         ref = SessionSupervisor.start(deps, TreePolicy.for_sessions(config.supervision), record, crashed)
         # Sandboxes of a previous session supervisor's actors have no owner any more.
@@ -300,7 +301,7 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
     return Tree(registry, exits, logs, starts, record, gate), children
 
 
-def _disk_ledger(config: Config, store: Store, launcher: Launcher) -> DiskLedger | None:
+def disk_ledger(config: Config, store: Store, launcher: Launcher) -> DiskLedger | None:
     """Admission of workspace images, when the launcher makes them (the isolating one)."""
     if not getattr(launcher, "makes_disk_images", False):
         return None

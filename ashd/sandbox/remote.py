@@ -37,7 +37,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from ashd.errors import SandboxFailed, SnapshotError, Unavailable
+from ashd.errors import InsufficientStorage, SandboxFailed, SnapshotError, Unavailable
 from ashd.proxy.meter import Usage
 from ashd.runnerlink.mux import Handler, Json, LinkClosed, Mux, RequestFailed
 from ashd.runnerlink.relay import relay
@@ -147,6 +147,18 @@ def usage_of(raw: object) -> Usage | None:
     return Usage(str(raw["model"])[:200], **counts)
 
 
+def refusal_of(runner: str, raw: object) -> Unavailable:
+    """A runner's admission refusal (full: 503; no disk for the workspace image: 507) as the
+    error the session's client gets."""
+    body = raw if isinstance(raw, dict) else {}
+    message = str(body.get("message") or "the runner refused the sandbox")[:1000]
+    retry = body.get("retry_after_s")
+    retry_s = retry if isinstance(retry, int) and not isinstance(retry, bool) and 0 < retry <= 3600 else 5
+    if body.get("status") == InsufficientStorage.status:
+        return InsufficientStorage(f"runner {runner}: {message}", retry_s)
+    return Unavailable(f"runner {runner}: {message}", retry_after_s=retry_s)
+
+
 NO_RUNNERS = ("No runners available: no live runner with a free slot is registered with the coordinators "
               "(start a runner with ASH_MODE=runner, or wait for one to free up)")
 
@@ -222,6 +234,7 @@ class RemoteLauncher:
         self._procs: dict[str, RemoteProcess] = {}  # sandbox id -> the live handle (loop thread)
         self._specs: dict[str, SandboxSpec] = {}  # sandbox id -> its spec, as launched (loop thread)
         self._hosts: dict[str, tuple[str, str]] = {}  # session id -> (runner id, sandbox id) of its live sandbox
+        self._folders: dict[str, str] = {}  # sandbox id -> the runner keeping its folder (until discarded)
         self._servers: dict[str, asyncio.AbstractServer] = {}
 
     # -- Launcher (actor threads) ---------------------------------------------------------
@@ -265,6 +278,18 @@ class RemoteLauncher:
     def cleanup(self, spec: SandboxSpec) -> None:
         with contextlib.suppress(Exception):
             self._call(self._close(spec), 10.0)
+
+    def discard(self, sandbox_id: str) -> None:
+        """The session ended: the runner that kept its sandbox's folder removes it (best effort;
+        a runner that is gone or restarted keeps it until an operator cleans up). Actor thread."""
+        runner = self._folders.pop(sandbox_id, None)
+        mux = self._link_of(runner) if runner else None
+        if mux is None or mux.closed:
+            return
+        try:
+            self._call(mux.request("discard", sandbox=sandbox_id), 30.0)
+        except (SandboxFailed, LinkClosed, RequestFailed) as exc:
+            log.warning("runner %s did not remove the folder of sandbox %s: %s", runner, sandbox_id, exc)
 
     # -- snapshots (the snapshot worker's threads) ---------------------------------------
 
@@ -346,6 +371,7 @@ class RemoteLauncher:
         await self._listen(spec, mux)
         self._procs[spec.sandbox_id] = proc
         self._specs[spec.sandbox_id] = spec
+        self._folders[spec.sandbox_id] = runner
         self._hosts[spec.session_id] = (runner, spec.sandbox_id)
         mux.on_close(lambda: proc.exited(LOST_CODE, LOST_REASON))
         try:
@@ -356,6 +382,9 @@ class RemoteLauncher:
         except (LinkClosed, RequestFailed) as exc:
             proc.exited(LOST_CODE, str(exc))
             raise SandboxFailed(f"runner {runner} could not start the sandbox: {exc}") from exc
+        if "refused" in reply:
+            proc.exited(LOST_CODE, "refused by the runner")
+            raise refusal_of(runner, reply["refused"])
         proc.pid = int(reply.get("pid", 0))
         proc.ready()
 

@@ -110,7 +110,7 @@ def test_a_session_runs_on_a_runner_and_resumes_on_another_after_a_kill(
         assert time.monotonic() - killed_at < 30
 
         # Another runner; once r1 is swept the session resumes there with its conversation.
-        cluster.runner(coordinator.url, "r2", **FAST, **blobs)
+        second = cluster.runner(coordinator.url, "r2", **FAST, **blobs)
         wait_for("r2 registered", lambda: runners(coordinator).get("r2"))
         wait_for("r1 swept", lambda: not runners(coordinator).get("r1", {}).get("alive"))
         # The sweep pauses r1's sessions (Ash's status for a lost runner); "alive" turns false a
@@ -126,6 +126,12 @@ def test_a_session_runs_on_a_runner_and_resumes_on_another_after_a_kill(
         assert api.get(f"/api/sessions/{sid}").json()["session"]["runnerId"] == "r2"
         kept = next(d for n, d in send(api, sid, "[[bash: cat kept.txt]]") if n == "tool_result")
         assert "kept-across-runners" in kept["content"], kept  # the file came back from the snapshot
+
+        # Ended: the coordinator has r2 remove the session's folder (workspace image and all).
+        folders = second.data_dir / "sandboxes"
+        assert any(folders.iterdir())
+        assert api.delete(f"/api/sessions/{sid}").json()["session"]["status"] == "ended"
+        wait_for("the ended session's folder removed on r2", lambda: not any(folders.iterdir()))
 
     # r1 comes back (a new generation): it holds nothing of the session, which stays on r2. Its
     # start also sweeps what the SIGKILL left on its disk (mounts, loop devices).

@@ -19,18 +19,20 @@ import pytest
 
 from ashd.actors.messages import BridgeExited
 from ashd.actors.sandbox import SandboxActor
-from ashd.actors.sandbox_host import HostConfig, SandboxHost
+from ashd.actors.sandbox_host import HostConfig, LinkedAdmission, SandboxHost
 from ashd.config import ModelConfig, Secret
-from ashd.errors import SandboxFailed
+from ashd.errors import InsufficientStorage, SandboxFailed, Unavailable
 from ashd.layout import Layout
 from ashd.metrics import Metrics
 from ashd.proxy.meter import Usage
 from ashd.runnerlink.endpoint import RunnerEnd, RunnerLinkHandler
+from ashd.runnerlink.mux import RequestFailed
 from ashd.sandbox.env import sandbox_env
 from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, Shipped, order_of, spec_of
+from ashd.sandbox.admission import DiskLedger
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
 from ashd.sandbox.logring import LogBook
-from ashd.sandbox.remote import LOST_REASON, RemoteLauncher, usage_of
+from ashd.sandbox.remote import LOST_REASON, RemoteLauncher, RemoteProcess, usage_of
 from ashd.sandbox.resume import TranscriptRestore
 from ashd.sandbox.services import Recorder
 from ashd.scripted.server import ScriptedModel
@@ -189,6 +191,67 @@ def test_a_sandbox_on_a_runner_streams_turns_and_dies_with_its_link(tmp_path: Pa
                and f"serving session {spec.session_id}" in text for level, text in texts), texts
     assert any(level == "system" and "launcher remote" in text for level, text in texts)
 
+
+def test_a_runner_admits_linked_sandboxes_to_its_capacity_and_disk_and_removes_an_ended_ones_folder(
+        tmp_path: Path, scripted_model: ScriptedModel) -> None:
+    """A runner full of linked sandboxes answers the coordinator's launch with a 503 the
+    client gets; a workspace image its disk cannot promise, a 507; both leave nothing behind.
+    ``discard`` (the session ended) removes a stopped sandbox's folder on the runner, never a
+    running one's."""
+    first, second = coordinator_spec(tmp_path, scripted_model.base_url), coordinator_spec(tmp_path, "")
+    huge = dataclasses.replace(coordinator_spec(tmp_path, ""), policy=dataclasses.replace(
+        first.policy, limits=dataclasses.replace(first.policy.limits, disk_mb=1 << 30)))
+    runner_layout = Layout(tmp_path / "runner")
+    runner_layout.create()
+    runner_store = Store(f"sqlite:///{tmp_path / 'runner.db'}")  # a runner's own (empty) store
+    runner_store.migrate()
+    ledger = DiskLedger(runner_layout, runner_store, reserve_mb=1, reserve_percent=0.0)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        host = SandboxHost(HostConfig(runner_layout, DirectLauncher(),
+                                      ModelConfig(scripted_model.base_url, Secret("runner-key")),
+                                      admission=LinkedAdmission(1, ledger, 64)), loop)
+        server, port = listen(RunnerEnd(SECRET, "r1", host.serve, on_lost=host.link_lost))
+        box: list[RemoteLauncher] = []
+        link = client(port, lambda mux: box[0].serve(mux), watch=Watch())
+        launcher = RemoteLauncher(loop, lambda runner: link.mux if runner == "r1" else None)
+        box.append(launcher)
+        link.start()
+
+        def spawn(spec: SandboxSpec) -> RemoteProcess:
+            return launcher.spawn(spec)
+
+        try:
+            await link.wait_up(30)
+            with pytest.raises(InsufficientStorage, match="runner r1: Not enough disk"):
+                await loop.run_in_executor(None, spawn, huge)
+            assert host.count == 0 and not runner_layout.sandbox_dir(huge.sandbox_id).exists()
+            proc = await loop.run_in_executor(None, spawn, first)
+            assert host.count == 1
+            with pytest.raises(Unavailable, match="runner r1: runner is full") as full:
+                await loop.run_in_executor(None, spawn, second)
+            assert full.value.status == 503 and full.value.retry_after_s == 5 and host.count == 1
+            assert not runner_layout.sandbox_dir(second.sandbox_id).exists()
+
+            folder = runner_layout.sandbox_dir(first.sandbox_id)
+            with pytest.raises(RequestFailed, match="is running on this runner"):
+                await link.mux.request("discard", sandbox=first.sandbox_id)
+            with pytest.raises(RequestFailed, match="not a valid id"):
+                await link.mux.request("discard", sandbox="../agent-cache")
+            await loop.run_in_executor(None, proc.stop_group, 2.0)
+            proc.close_pipes()
+            assert folder.is_dir() and host.count == 0  # a stopped session may resume into it
+            await loop.run_in_executor(None, launcher.discard, first.sandbox_id)
+            assert not folder.exists() and (tmp_path / "runner" / "agent-cache" / "a1.1").is_dir()
+            launcher.cleanup(first)
+        finally:
+            await link.stop()
+            server.stop()
+            await host.stop_all()
+            runner_store.close()
+
+    asyncio.run(scenario())
 
 
 def test_a_launch_order_carries_no_host_path_nor_model_key_and_refuses_one(tmp_path: Path) -> None:
