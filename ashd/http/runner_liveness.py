@@ -11,11 +11,11 @@ and ``ashd_runners_lost`` in /metrics. Loop thread; the store work runs on the w
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 
 from ashd.config import ClusterConfig
+from ashd.loop_task import LoopTask
 from ashd.metrics import Metrics
 from ashd.runtime.offload import Offload
 from ashd.store import RunnerRow, Store
@@ -33,7 +33,7 @@ def sweep_period(liveness_timeout_s: float, rng: random.Random) -> float:
     return base + rng.uniform(0, base / 4)
 
 
-class RunnerLiveness:
+class RunnerLiveness(LoopTask):
     def __init__(self, store: Store, offload: Offload, cluster: ClusterConfig, metrics: Metrics,
                  rng: random.Random | None = None) -> None:
         self._store = store
@@ -41,18 +41,8 @@ class RunnerLiveness:
         self._timeout = cluster.liveness_timeout_s
         self._metrics = metrics
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._task: asyncio.Future[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             await asyncio.sleep(sweep_period(self._timeout, self._rng))
             try:

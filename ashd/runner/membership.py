@@ -20,7 +20,6 @@ are injected (tests drive it with fakes). Loop thread only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ashd.http.queue_worker import retry_delay
+from ashd.loop_task import LoopTask
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ Post = Callable[[str, dict[str, Any]], Awaitable[Answer]]
 """POST a JSON body to a full URL (with the internal secret); never raises."""
 
 
-class Membership:
+class Membership(LoopTask):
     def __init__(self, identity: Identity, urls: Sequence[str], post: Post,
                  figures: Callable[[], Awaitable[Figures]], interval_s: float,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -91,19 +91,12 @@ class Membership:
         self._current = 0  # the coordinator that answered last: asked first next time
         self.generation: int | None = None  # the registration held now; None: not registered
         self.last_beat: float | None = None  # clock() of the last heartbeat a coordinator took
-        self._task: asyncio.Future[None] | None = None
 
     # -- the loop (start/stop: a child of the root supervisor) ------------------------------
 
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self.run())
-
     async def stop(self) -> None:
         """Stop beating, then deregister (bounded): the coordinators pause this runner's sessions."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().stop()
         try:
             await asyncio.wait_for(self.leave(), LEAVE_TIMEOUT_S)
         except TimeoutError:

@@ -27,9 +27,9 @@ from ashd.metrics import Metrics
 from ashd.proxy.meter import Usage
 from ashd.runnerlink.endpoint import RunnerEnd, RunnerLinkHandler
 from ashd.runnerlink.mux import RequestFailed
+from ashd.sandbox.admission import DiskLedger
 from ashd.sandbox.env import sandbox_env
 from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, Shipped, order_of, spec_of
-from ashd.sandbox.admission import DiskLedger
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
 from ashd.sandbox.logring import LogBook
 from ashd.sandbox.remote import LOST_REASON, RemoteLauncher, RemoteProcess, usage_of

@@ -49,7 +49,7 @@ UNITS: dict[str, str] = {
     **{f"ashd.{name}": "core" for name in (
         "body_policy", "config", "credentials", "deploy", "errors", "events", "layout", "lifecycle",
         "limit_fields", "option_fields", "options", "policy", "states", "user_env")},
-    **{f"ashd.{name}": "support" for name in ("fdlimit", "metrics", "systemd")},
+    **{f"ashd.{name}": "support" for name in ("fdlimit", "loop_task", "metrics", "systemd")},
     "ashd.wire": "wire",
     "ashd.store": "store",
     "ashd.snapshot": "snapshot",
