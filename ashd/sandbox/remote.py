@@ -33,7 +33,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -152,10 +152,11 @@ NO_RUNNERS = ("No runners available: no live runner with a free slot is register
 
 
 class Placement:
-    """Which runner a sandbox starts on: the session's own while its link is up (sessions stick
-    to their runner), else the least-loaded live runner (``runner_queries.pick``, one locking
-    statement, a warming slot reserved until the start ends), recorded on the session row.
-    Blocking (store); called on the sandbox actor's thread."""
+    """Which runner a sandbox starts on: the session's own while its link is up and it does
+    not drain (sessions stick to their runner), else the least-loaded live runner
+    (``runner_queries.pick``, one locking statement, a warming slot reserved until the start
+    ends), recorded on the session row. A session of a draining runner stays on it when no
+    other linked runner has room. Blocking (store); called on the sandbox actor's thread."""
 
     def __init__(self, store: Store, liveness_timeout_s: float, connected: Callable[[str], bool]) -> None:
         self._store = store
@@ -163,22 +164,50 @@ class Placement:
         self._connected = connected
 
     def place(self, spec: SandboxSpec) -> tuple[str, bool]:
-        """(runner id, whether a warming slot was reserved). Raises Unavailable (503)."""
+        """(runner id, whether a warming slot was reserved). Raises Unavailable (503).
+        A session whose runner drains moves to another one; while none has room it stays."""
         if spec.runner_id is not None and self._connected(spec.runner_id):
-            return spec.runner_id, False
+            if not self._draining(spec.runner_id):
+                return spec.runner_id, False
+            try:
+                moved = self._pick(spec)
+            except Unavailable:  # a runner with room that this coordinator has no link to yet
+                moved = None
+            if moved is None:
+                log.warning("session %s: runner %s drains, but no other linked runner has room; its sandbox "
+                            "starts there again", spec.session_id, spec.runner_id)
+                return spec.runner_id, False
+            return moved, True
+        moved = self._pick(spec)
+        if moved is None:
+            raise Unavailable(NO_RUNNERS, retry_after_s=5)
+        return moved, True
+
+    def _draining(self, runner_id: str) -> bool:
+        try:
+            row = self._store.read_with(rq.get, runner_id)
+        except StoreError as exc:  # stay where it is: a drain is not worth a failed start
+            log.warning("runner %s: registry not read (%s); the session stays on it", runner_id, exc)
+            return False
+        return row is not None and row.draining
+
+    def _pick(self, spec: SandboxSpec) -> str | None:
+        """The least-loaded runner that takes new sessions, a warming slot reserved on it and
+        the session assigned to it; None when none has room. Raises Unavailable when the
+        registry's pick has no link from here yet."""
         store = self._store
         row = store.write_with(rq.pick, rq.cutoff(store.now(), self._timeout))
         if row is None:
-            raise Unavailable(NO_RUNNERS, retry_after_s=5)
+            return None
         if not self._connected(row.id):
             self.release(row.id)
             raise Unavailable(f"runner {row.id} is registered but this coordinator's link to it is not up yet; "
                               "retry shortly", retry_after_s=2)
         store.write_with(rq.assign, spec.tenant_id, spec.session_id, row.id)
         if spec.runner_id is not None:
-            log.warning("session %s: runner %s is gone; starting its sandbox on runner %s", spec.session_id,
-                        spec.runner_id, row.id)
-        return row.id, True
+            log.warning("session %s: runner %s is gone or drains; starting its sandbox on runner %s",
+                        spec.session_id, spec.runner_id, row.id)
+        return row.id
 
     def release(self, runner_id: str) -> None:
         try:
@@ -229,6 +258,11 @@ class RemoteLauncher:
     def connected(self, runner_id: str) -> bool:
         mux = self._link_of(runner_id)
         return mux is not None and not mux.closed
+
+    def hosted_on(self, runner_ids: Collection[str]) -> list[tuple[str, str]]:
+        """(sandbox id, runner id) of each live sandbox this launcher started on one of
+        ``runner_ids`` (the drain's question). Any thread: it reads a copy."""
+        return [(sandbox, runner) for runner, sandbox in list(self._hosts.values()) if runner in runner_ids]
 
     def spawn(self, spec: SandboxSpec) -> RemoteProcess:
         runner, reserved = self._placement.place(spec) if self._placement is not None else (spec.runner_id, False)
