@@ -33,6 +33,7 @@ import dataclasses
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -302,7 +303,9 @@ class RemoteLauncher:
 
     # -- snapshots (the snapshot worker's threads) ---------------------------------------
 
-    snapshot_digest = staticmethod(lambda workspace: None)  # the coordinator cannot tell: always save
+    # The coordinator cannot see the workspace: it always asks, and the runner skips the upload
+    # when the workspace is unchanged since that sandbox's last save (SandboxHost).
+    snapshot_digest = staticmethod(lambda workspace: None)
 
     def snapshots_over(self, base: Snapshotter) -> RemoteSnapshots:
         return RemoteSnapshots(base, self._save_on_runner)
@@ -318,6 +321,8 @@ class RemoteLauncher:
                                SNAPSHOT_TIMEOUT_S + 5)
         except (SandboxFailed, LinkClosed, RequestFailed) as exc:
             raise SnapshotError(f"runner {runner} did not snapshot session {session_id}: {exc}") from exc
+        if reply.get("unchanged"):
+            return SnapshotInfo(str(reply.get("key", "")), 0, 0, float(reply.get("ms", 0)), unchanged=True)
         return SnapshotInfo(str(reply["key"]), int(reply["bytes"]), int(reply["files"]), float(reply["ms"]),
                             int(reply.get("content_bytes", 0)))
 
@@ -397,8 +402,11 @@ class RemoteLauncher:
         if spec.agent_dir is None:
             raise SandboxFailed(f"agent {spec.agent_name} has no folder to ship to the runner")
         archive = await asyncio.get_running_loop().run_in_executor(None, agent_cache.pack, spec.agent_dir)
-        await mux.request("agent", key=spec.agent_key, archive=base64.b64encode(archive).decode(),
-                          timeout=LAUNCH_TIMEOUT_S)
+        upload = uuid.uuid4().hex  # chunks of at most agent_cache.CHUNK_BYTES (the runner assembles them)
+        for offset in range(0, len(archive), agent_cache.CHUNK_BYTES):
+            chunk = base64.b64encode(archive[offset:offset + agent_cache.CHUNK_BYTES]).decode()
+            await mux.request("agent", key=spec.agent_key, upload=upload, offset=offset, total=len(archive),
+                              data=chunk, timeout=LAUNCH_TIMEOUT_S)
         log.info("agent %s (%s) shipped to runner %s: %d bytes", spec.agent_name, spec.agent_key,
                  spec.runner_id, len(archive))
 
