@@ -7,6 +7,9 @@ into a fresh workspace and starts the bridge with its own launcher in a
 handshake, stderr pump, exit watch, TERM-grace-KILL. It reports up over the link: the pid in
 the launch's reply, each stderr line and the exit (with the launcher's reason, e.g. OOM) as
 events. ``open`` connects a link channel to a sandbox's bridge socket and relays it.
+``agent`` requests carry an agent folder's archive in bounded chunks (ashd/sandbox/agent_cache.py);
+``snapshot`` saves a sandbox's workspace into the shared blob store unless it is unchanged
+since that sandbox's last save (the standalone fingerprint; the reply says ``unchanged``).
 What the runner's sandbox services meter or notice for a linked sandbox (model usage, OOM
 kills, egress decisions) goes up its link too, as ``usage`` and ``notice`` events tagged with
 the sandbox id (:meth:`SandboxHost.divert`), never into the runner's own database: the

@@ -118,7 +118,8 @@ def test_draining_a_runner_moves_idle_sessions_and_busy_ones_after_their_turn(
         wait_for("ashctl runners showing r1 active 0", lambda: next(
             r for r in json.loads(ashctl(coordinator, "runners", "--json").stdout)["runners"]
             if r["runnerId"] == "r1")["active"] == 0)
-        assert "runner r1 drains: no session of this coordinator is left on it" in coordinator.log(None)
+        wait_for("the coordinator saying r1 is empty", lambda: "runner r1 drains: no session of this coordinator "
+                 "is left on it" in coordinator.log(None))
 
         # Both answer from r2, with their conversation and their files.
         assert "made-a" in history(api, idle) and "made-a" in tool_output(api, idle, "cat a.txt")
