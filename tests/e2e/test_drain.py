@@ -4,7 +4,8 @@ store (moto), the real CLI in the runners' sandboxes, the scripted model.
 
 An idle session moves at once (its sandbox is started ahead on the other runner, so its next
 message is warm there) with its conversation and files; a session mid-turn finishes its turn
-on the draining runner, then moves; with no other runner taking sessions nothing moves (said
+on the draining runner, then moves; the coordinator learns of the drain from the registry row
+(another coordinator may have set it); with no other runner taking sessions nothing moves (said
 once); the drained runner ends with no sandbox and ``ashctl runners`` shows it active 0;
 undrain lets placements back.
 """
@@ -18,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from ashd.store import Store
+from ashd.store import runner_queries as rq
 from tests.conftest import HELLO_AGENT
 from tests.e2e.test_ashctl import ashctl
 from tests.e2e.test_remote_sessions import bridges_of, send, shared_blobs
@@ -66,7 +69,9 @@ def test_draining_a_runner_moves_idle_sessions_and_busy_ones_after_their_turn(
         # r2 comes up drained itself: while r1 drains, no other runner takes sessions.
         second = cluster.runner(coordinator.url, "r2", **RUNNER, **blobs)
         wait_for("r2 registered", lambda: runners(coordinator).get("r2"))
-        assert ashctl(coordinator, "runners", "drain", "r2").returncode == 0
+        drained = ashctl(coordinator, "runners", "drain", "r2")
+        assert drained.returncode == 0, drained.stderr
+        assert "its live sessions move to other runners" in drained.stdout
 
         got: list[tuple[str, Any]] = []
         waiting = threading.Event()
@@ -85,9 +90,12 @@ def test_draining_a_runner_moves_idle_sessions_and_busy_ones_after_their_turn(
         turn.start()
         try:
             assert waiting.wait(120), "the gated turn never started its tool"
-            drained = ashctl(coordinator, "runners", "drain", "r1")
-            assert drained.returncode == 0, drained.stderr
-            assert "move" in drained.stdout
+            # r1 drained through the registry row alone, as another coordinator would.
+            registry = Store(cluster.database_url)
+            try:
+                assert registry.write_with(rq.set_draining, "r1", True) is not None
+            finally:
+                registry.close()
             wait_for("the coordinator saying nothing can move",
                      lambda: "runner r1 drains, but no other runner takes sessions" in coordinator.log(None))
             assert runner_of(api, idle) == "r1"

@@ -21,7 +21,7 @@ from ashd.config import ModelConfig, Secret
 from ashd.errors import PayloadTooLarge
 from ashd.layout import Layout
 from ashd.runnerlink.endpoint import RunnerEnd
-from ashd.runnerlink.mux import Mux, RequestFailed
+from ashd.runnerlink.mux import MAX_MESSAGE_BYTES, MessageTooLarge, Mux, RequestFailed
 from ashd.sandbox import agent_cache
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
 from ashd.sandbox.remote import RemoteLauncher
@@ -160,5 +160,17 @@ def test_a_runner_skips_the_snapshot_of_an_unchanged_workspace(tmp_path: Path) -
             assert (restored / "notes.txt").read_text() == "second\n"
             assert (await save()).unchanged
             del link.host._hosted[spec.sandbox_id]
+
+    asyncio.run(scenario())
+
+
+def test_a_message_over_the_links_limit_fails_its_request_and_the_link_stays_up(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Link(tmp_path) as link:
+            with pytest.raises(MessageTooLarge, match="over the runner link's limit"):
+                await link.mux.request("snapshot", sandbox="x" * MAX_MESSAGE_BYTES)
+            assert link.sizes == [] and not link.mux.closed  # refused before sending: the runner never saw it
+            with pytest.raises(RequestFailed, match="no sandbox 'nope' on this runner"):  # still served
+                await link.mux.request("snapshot", sandbox="nope")
 
     asyncio.run(scenario())
