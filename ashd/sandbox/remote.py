@@ -38,9 +38,9 @@ from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from ashd.errors import SandboxFailed, SnapshotError, Unavailable
+from ashd.errors import PayloadTooLarge, SandboxFailed, SnapshotError, Unavailable
 from ashd.proxy.meter import Usage
-from ashd.runnerlink.mux import Handler, Json, LinkClosed, Mux, RequestFailed
+from ashd.runnerlink.mux import Handler, Json, LinkClosed, MessageTooLarge, Mux, RequestFailed
 from ashd.runnerlink.relay import relay
 from ashd.sandbox import agent_cache
 from ashd.sandbox.launch_order import order_of
@@ -392,6 +392,10 @@ class RemoteLauncher:
             if reply.get("missing_agent"):
                 await self._ship_agent(mux, spec)
                 reply = await mux.request("launch", order=order, timeout=LAUNCH_TIMEOUT_S)
+        except MessageTooLarge as exc:  # never fits: no retry
+            proc.exited(LOST_CODE, str(exc))
+            raise PayloadTooLarge(f"the session's launch order (its conversation) cannot reach runner {runner}: "
+                                  f"{exc}") from exc
         except (LinkClosed, RequestFailed) as exc:
             proc.exited(LOST_CODE, str(exc))
             raise SandboxFailed(f"runner {runner} could not start the sandbox: {exc}") from exc

@@ -24,7 +24,7 @@ from ashd.runnerlink.endpoint import RunnerEnd
 from ashd.runnerlink.mux import MAX_MESSAGE_BYTES, MessageTooLarge, Mux, RequestFailed
 from ashd.sandbox import agent_cache
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
-from ashd.sandbox.remote import RemoteLauncher
+from ashd.sandbox.remote import RemoteLauncher, RemoteProcess
 from ashd.snapshot.fingerprint import workspace_digest
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.snapshot.store import LocalBlobStore
@@ -172,5 +172,16 @@ def test_a_message_over_the_links_limit_fails_its_request_and_the_link_stays_up(
             assert link.sizes == [] and not link.mux.closed  # refused before sending: the runner never saw it
             with pytest.raises(RequestFailed, match="no sandbox 'nope' on this runner"):  # still served
                 await link.mux.request("snapshot", sandbox="nope")
+
+            # A launch order that large (a huge conversation) fails its start for good, with why.
+            spec = coordinator_spec(tmp_path, "http://model.invalid")
+            proc = RemoteProcess(spec.sandbox_id, lambda grace: None)
+            try:
+                with pytest.raises(PayloadTooLarge, match=r"launch order .* cannot reach runner r1"):
+                    await link.launcher._launch(spec, {"transcripts": "x" * MAX_MESSAGE_BYTES}, proc)
+                assert proc.returncode is not None and not link.mux.closed and link.host.count == 0
+            finally:
+                await link.launcher._close(spec)
+                proc.close_pipes()
 
     asyncio.run(scenario())
