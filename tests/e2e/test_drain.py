@@ -7,7 +7,8 @@ message is warm there) with its conversation and files; a session mid-turn finis
 on the draining runner, then moves; the coordinator learns of the drain from the registry row
 (another coordinator may have set it); with no other runner taking sessions nothing moves (said
 once); the drained runner ends with no sandbox and ``ashctl runners`` shows it active 0;
-undrain lets placements back.
+undrain lets placements back. Along the way, a turn that changes no file costs no upload: the
+runner judges the workspace unchanged.
 """
 
 from __future__ import annotations
@@ -134,6 +135,11 @@ def test_draining_a_runner_moves_idle_sessions_and_busy_ones_after_their_turn(
         assert "made-b" in history(api, busy) and "made-b" in tool_output(api, busy, "cat b.txt")
         assert runner_of(api, idle) == runner_of(api, busy) == "r2"
         assert len(bridges_of(second)) == 2 and not bridges_of(first)
+        # Turns that change no file: once the workspace's fingerprint can be trusted (no entry
+        # changed within the last second), the runner answers "unchanged" and uploads nothing.
+        kept = "kept: the workspace is unchanged (judged by its runner)"
+        wait_for("a snapshot the runner skipped", lambda: send(api, idle, "[[say: nothing new]]")
+                 and f"session {idle}: snapshot default/{idle}/workspace.tar.gz {kept}" in coordinator.log(None))
 
         # Undrained, r1 takes new sessions again (the least loaded: r2 holds two).
         assert ashctl(coordinator, "runners", "undrain", "r1").returncode == 0
