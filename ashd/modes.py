@@ -27,6 +27,7 @@ import tornado.httpserver
 
 from ashd.actors import parking
 from ashd.actors.children import ChildSpec
+from ashd.actors.drain import RunnerDrain
 from ashd.actors.runner_links import runner_links_child
 from ashd.actors.sandbox_host import HostConfig, LinkedAdmission, SandboxHost
 from ashd.actors.supervisor import disk_ledger, make_snapshotter
@@ -181,7 +182,9 @@ def _coordinator(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.
     live.append(runtime)
     ctx, server, http = _public_api(config, store, hasher, runtime, offload, metrics, _remote_isolation, loop)
     liveness = loop_service_child("runner liveness", loop, RunnerLiveness(store, offload, config.cluster, metrics))
-    links = runner_links_child(store, table, cluster.heartbeat_interval_s, cluster.liveness_timeout_s)
+    drain = RunnerDrain(store, cluster.liveness_timeout_s, remote[0].hosted_on,
+                        lambda runner: table.state(runner).connected, runtime.move_off)
+    links = runner_links_child(store, table, cluster.heartbeat_interval_s, cluster.liveness_timeout_s, drain.look)
     children = [store_child(store, _drain(runtime, loop)), liveness, links, *tree, http]
     return Assembly(runtime, children, [server], offload,
                     f"http://{config.server.host}:{config.server.port} as coordinator {COORDINATOR_ID}", ctx,

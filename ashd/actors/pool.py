@@ -70,6 +70,8 @@ class SandboxOwner(Protocol):
 
     def park(self, sandbox_id: str, reason: str) -> Any: ...
 
+    def move(self, sandbox_id: str, reason: str) -> Any: ...
+
 
 @dataclass
 class _Live:
@@ -321,6 +323,32 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         told = live.owner.park if park else live.owner.evict
         if not tell(told, sandbox_id, reason, context=f"{verb} sandbox {sandbox_id}"):
             self._drop(sandbox_id)  # its owner is gone: nobody else would ever release it
+
+    def move_off(self, sandbox_ids: list[str], reason: str) -> int:
+        """Told by the drain (ashd/actors/drain.py): tell the owner of each of these sandboxes
+        that is idle (between turns, no prompt queued, not already leaving) to move it to
+        another runner; a busy one is asked again at the drain's next look. How many were told."""
+        now, told = time.monotonic(), 0
+        for sandbox_id in sandbox_ids:
+            live = self._live.get(sandbox_id)
+            since = self._evicting.get(sandbox_id)
+            if (live is None or live.state not in parking.IDLE_STATES
+                    or (since is not None and now - since < LEAVE_WAIT_S) or self._queued(live.spec)):
+                continue
+            self._evicting[sandbox_id] = now
+            log.info("moving sandbox %s of session %s: %s", sandbox_id, live.spec.session_id, reason)
+            if tell(live.owner.move, sandbox_id, reason, context=f"moving sandbox {sandbox_id}"):
+                told += 1
+            else:
+                self._drop(sandbox_id)  # its owner is gone: nobody else would ever release it
+        return told
+
+    def _queued(self, spec: SandboxSpec) -> bool:
+        try:
+            return self._store.has_queued_prompts(spec.tenant_id, spec.session_id)
+        except StoreError as exc:
+            log.warning("sandbox %s not moved: its queue could not be read: %s", spec.sandbox_id, exc)
+            return True
 
     def stats(self) -> PoolStats:
         counts = {state: 0 for state in SandboxState}

@@ -8,12 +8,14 @@ latest row, and starts again an actor that crashed. A link actor holds its runne
 (address, capacity, generation) and opens its connection in the :class:`LinkTable` on the
 IOLoop; frames never pass through it. A runner that registered again (a higher generation:
 it restarted, or came back from a partition) gets a new link: the old one's sandboxes are
-gone on the runner, so nothing is served under the stale generation.
+gone on the runner, so nothing is served under the stale generation. At each refresh it also
+hands the draining runners to the drain (ashd/actors/drain.py).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -70,8 +72,11 @@ class RunnerLinkActor(pykka.ThreadingActor):
 
 class RunnerLinkSupervisor(pykka.ThreadingActor):
     def __init__(self, store: Store, table: LinkTable, interval_s: float, liveness_timeout_s: float,
-                 timers: Timers | None = None, crashed: Crashed | None = None) -> None:
+                 timers: Timers | None = None, crashed: Crashed | None = None,
+                 drains: Callable[[set[str]], None] | None = None) -> None:
+        """``drains``: given the draining live runners at each refresh (``RunnerDrain.look``)."""
         super().__init__()
+        self._drains = drains
         self._crashed = crashed
         self._store = store
         self._table = table
@@ -112,6 +117,7 @@ class RunnerLinkSupervisor(pykka.ThreadingActor):
             rows = None
         if rows is not None:
             self._reconcile({row.id: row for row in rows})
+            self._drain({row.id for row in rows if row.draining})
         me = self.actor_ref.proxy()
         self._timer = self._timers.call_later(self._interval, lambda: tell(me.refresh, context="runner links"))
 
@@ -128,6 +134,14 @@ class RunnerLinkSupervisor(pykka.ThreadingActor):
                 self._children[runner_id] = RunnerLinkActor.start(row, self._table)
             else:
                 tell(ref.proxy().update, row, context=f"runner {runner_id}")
+
+    def _drain(self, draining: set[str]) -> None:
+        if self._drains is None:
+            return
+        try:
+            self._drains(draining)
+        except Exception:  # boundary: the links must go on whatever a drain pass raised
+            log.exception("drain of runners %s failed; trying again at the next refresh", sorted(draining))
 
     def views(self) -> list[RunnerView]:
         out = []
@@ -150,9 +164,11 @@ def _stop(ref: pykka.ActorRef[RunnerLinkActor]) -> None:
 
 
 
-def runner_links_child(store: Store, table: LinkTable, interval_s: float, liveness_timeout_s: float) -> ChildSpec:
-    """The root's child for the coordinator's runner links."""
+def runner_links_child(store: Store, table: LinkTable, interval_s: float, liveness_timeout_s: float,
+                       drains: Callable[[set[str]], None] | None = None) -> ChildSpec:
+    """The root's child for the coordinator's runner links (and the drain's look)."""
     def start(crashed: Crashed) -> pykka.ActorRef[RunnerLinkSupervisor]:
-        return RunnerLinkSupervisor.start(store, table, interval_s, liveness_timeout_s, crashed=crashed)
+        return RunnerLinkSupervisor.start(store, table, interval_s, liveness_timeout_s, crashed=crashed,
+                                          drains=drains)
 
     return ChildSpec("runner links", start, actor_ping(lambda proxy: proxy.ping()), actor_stop)

@@ -7,6 +7,9 @@ into a fresh workspace and starts the bridge with its own launcher in a
 handshake, stderr pump, exit watch, TERM-grace-KILL. It reports up over the link: the pid in
 the launch's reply, each stderr line and the exit (with the launcher's reason, e.g. OOM) as
 events. ``open`` connects a link channel to a sandbox's bridge socket and relays it.
+``agent`` requests carry an agent folder's archive in bounded chunks (ashd/sandbox/agent_cache.py);
+``snapshot`` saves a sandbox's workspace into the shared blob store unless it is unchanged
+since that sandbox's last save (the standalone fingerprint; the reply says ``unchanged``).
 What the runner's sandbox services meter or notice for a linked sandbox (model usage, OOM
 kills, egress decisions) goes up its link too, as ``usage`` and ``notice`` events tagged with
 the sandbox id (:meth:`SandboxHost.divert`), never into the runner's own database: the
@@ -37,7 +40,9 @@ import binascii
 import dataclasses
 import functools
 import logging
+import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,15 +59,18 @@ from ashd.runnerlink.mux import Handler, Json, Mux, RequestFailed
 from ashd.runnerlink.relay import open_unix, relay
 from ashd.sandbox import discard, workspace
 from ashd.sandbox.admission import MIB, DiskLedger
-from ashd.sandbox.agent_cache import AgentCache
+from ashd.sandbox.agent_cache import AgentCache, AgentUpload
 from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, check_key, spec_of
 from ashd.sandbox.launcher import Launcher, SandboxSpec
 from ashd.sandbox.logring import LogBook, LogLine, LogRing
-from ashd.snapshot.snapshots import Snapshotter
+from ashd.snapshot.fingerprint import workspace_digest
+from ashd.snapshot.snapshots import Snapshotter, snapshot_key
 
 log = logging.getLogger(__name__)
 
 ASK_MARGIN_S = 30.0
+MAX_UPLOADS = 8  # agent archives being received at once (each up to agent_cache.MAX_ARCHIVE_BYTES on disk)
+UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 T = TypeVar("T")
 
 
@@ -76,6 +84,7 @@ class HostConfig:
     cli_workspace: str | None = None  # the launcher's view of the workspace (its transcript key)
     snapshots: Snapshotter | None = None  # the runner's own snapshot settings (the shared blob store)
     admission: LinkedAdmission | None = None  # None: every launch admitted (components without limits)
+    digest: Callable[[Path], str | None] = workspace_digest  # tells an unchanged workspace (no upload)
 
 
 class LinkedAdmission:
@@ -116,6 +125,7 @@ class _Hosted:
     ref: pykka.ActorRef[SandboxActor]
     link: Mux
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    saved: str | None = None  # the digest of the workspace this sandbox last saved (None: save)
 
 
 class _ForwardingRing(LogRing):
@@ -153,6 +163,7 @@ class SandboxHost:
         self._launching: set[str] = set()  # sandbox ids admitted, not started yet (loop thread)
         self._pending: dict[str, int] = {}  # sandbox id -> quota bytes admitted, image not made yet
         self._admitting = threading.Lock()  # one disk admission at a time (worker threads)
+        self._uploads: dict[str, tuple[AgentUpload, Mux]] = {}  # agent archives arriving (loop thread)
 
     @property
     def count(self) -> int:
@@ -164,7 +175,7 @@ class SandboxHost:
             if op == "launch":
                 return await self._launch(mux, LaunchOrder.from_json(body.get("order") or {}))
             if op == "agent":
-                return await self._put_agent(body)
+                return await self._put_agent(mux, body)
             if op == "stop":
                 return await self._stop(self._find(body), float(body.get("grace_s", self._config.stop_grace_s)))
             if op == "open":
@@ -178,7 +189,10 @@ class SandboxHost:
         return handle
 
     def link_lost(self, mux: Mux) -> None:
-        """A link closed: stop every sandbox it launched (fencing; see the module doc)."""
+        """A link closed: stop every sandbox it launched (fencing; see the module doc) and
+        drop its unfinished agent uploads."""
+        for upload_id in [u for u, (_, owner) in self._uploads.items() if owner is mux]:
+            self._drop_upload(upload_id)
         for hosted in [h for h in self._hosted.values() if h.link is mux]:
             log.warning("sandbox %s of session %s: its coordinator's link closed; stopping it",
                         hosted.spec.sandbox_id, hosted.spec.session_id)
@@ -273,8 +287,21 @@ class SandboxHost:
         snapshots = self._config.snapshots
         if snapshots is None:
             raise RequestFailed("this runner has no snapshot store configured")
-        spec = hosted.spec
-        info = await self._loop.run_in_executor(None, snapshots.save, spec.session_id, spec.tenant_id, spec.workspace)
+        return await self._loop.run_in_executor(None, self._save_if_changed, hosted, snapshots)
+
+    def _save_if_changed(self, hosted: _Hosted, snapshots: Snapshotter) -> Json:
+        """Blocking (worker thread): the workspace into the blob store, unless its digest
+        (ashd/snapshot/fingerprint.py, as standalone judges) is the one this sandbox last
+        saved: then nothing is uploaded and the answer is ``{unchanged: true, key, ms}``. A
+        new sandbox always saves once; an untrustworthy digest (racy, too large) saves."""
+        spec, started = hosted.spec, time.perf_counter()
+        digest = self._config.digest(spec.workspace)
+        if digest is not None and digest == hosted.saved:
+            return {"unchanged": True, "key": snapshot_key(spec.tenant_id, spec.session_id),
+                    "ms": (time.perf_counter() - started) * 1000}
+        hosted.saved = None
+        info = snapshots.save(spec.session_id, spec.tenant_id, spec.workspace)
+        hosted.saved = digest
         return dataclasses.asdict(info)
 
     def _restore(self, order: LaunchOrder, target: Path) -> None:
@@ -305,14 +332,40 @@ class SandboxHost:
             return False
         return discard.remove_sandbox_dir(self._config.layout.sandbox_dir(sandbox_id))
 
-    async def _put_agent(self, body: Json) -> Json:
-        key = check_key(body.get("key"), "agent version")
+    async def _put_agent(self, mux: Mux, body: Json) -> Json:
+        """One chunk of an agent archive (ashd/sandbox/agent_cache.py): ``{key, upload,
+        offset, total, data}``; the last one extracts it into the agent cache."""
+        upload_id, offset, total = body.get("upload"), body.get("offset"), body.get("total")
+        if not (isinstance(upload_id, str) and UPLOAD_ID.match(upload_id) and isinstance(offset, int)
+                and isinstance(total, int)):
+            raise SandboxFailed("agent chunk needs an upload id (32 hex digits), an offset and a total")
         try:
-            archive = base64.b64decode(str(body.get("archive", "")), validate=True)
+            data = base64.b64decode(str(body.get("data", "")), validate=True)
         except (binascii.Error, ValueError):
-            raise SandboxFailed("agent archive is not base64") from None
-        await self._loop.run_in_executor(None, self._agents.put, key, archive)
+            raise SandboxFailed("agent archive chunk is not base64") from None
+        upload = self._uploads.get(upload_id, (None, mux))[0]
+        if upload is None:
+            if len(self._uploads) >= MAX_UPLOADS:
+                raise SandboxFailed(f"more than {MAX_UPLOADS} agent uploads at once; retry shortly")
+            upload = await self._loop.run_in_executor(
+                None, AgentUpload, self._agents.root, check_key(body.get("key"), "agent version"), total)
+            self._uploads[upload_id] = (upload, mux)
+        try:
+            if upload.key != body.get("key") or upload.total != total:
+                raise SandboxFailed("agent chunk does not match its upload's key and total")
+            if await self._loop.run_in_executor(None, upload.add, offset, data):
+                await self._loop.run_in_executor(None, self._agents.put_upload, upload)
+                self._drop_upload(upload_id)
+                return {"cached": True}
+        except BaseException:
+            self._drop_upload(upload_id)
+            raise
         return {}
+
+    def _drop_upload(self, upload_id: str) -> None:
+        upload, _ = self._uploads.pop(upload_id, (None, None))
+        if upload is not None:
+            upload.discard()
 
     async def _stop(self, hosted: _Hosted, grace_s: float) -> Json:
         code = await self._ask(hosted.ref.proxy().stop_bridge(grace_s), grace_s)

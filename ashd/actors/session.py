@@ -364,6 +364,38 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         elif self._load().status == SessionStatus.ACTIVE.value:
             self._transition(SessionStatus.PAUSED, reason)  # ACTIVE -> PAUSED
 
+    def move(self, sandbox_id: str, reason: str) -> None:
+        """Told by the pool: the sandbox's runner drains. Like a park (snapshot on the worker,
+        then the sandbox goes; :meth:`move_snapshotted`), and an active session's next sandbox
+        is started at once, placed on another runner (ashd/sandbox/remote.py ``Placement``),
+        so its next message finds it warm there. Nothing happens mid-turn."""
+        if not self._owns_idle(sandbox_id):
+            return
+        if self._draft:  # an unclaimed pre-warm: nothing to keep (on_stop removes it)
+            self.actor_ref.stop(block=False)
+            return
+        me, moving = self.actor_ref.proxy(), self._sandbox
+        self._request_snapshot().add_done_callback(
+            lambda _: tell(me.move_snapshotted, sandbox_id, reason, moving,
+                           context=f"session {self._id}: moving its sandbox after its snapshot"))
+
+    def move_snapshotted(self, sandbox_id: str, reason: str, moving: SandboxStarted | None) -> None:
+        """The snapshot is saved: unless a turn took the sandbox meanwhile (or it was already
+        replaced: ``moving`` is the sandbox :meth:`move` saw), free it and start the next one
+        (conversation from the store, files from that snapshot)."""
+        if not self._owns_idle(sandbox_id) or self._sandbox is not moving:
+            return
+        self._release_sandbox(settle=True)
+        if self._load().status != SessionStatus.ACTIVE.value:
+            log.info("session %s: sandbox moved off its runner (%s); it starts elsewhere when resumed",
+                     self._id, reason)
+            return
+        log.info("session %s: moving off its runner (%s); starting its sandbox on another", self._id, reason)
+        try:
+            self._ensure_sandbox("run")
+        except Exception as exc:  # boundary: the next message starts one (cold) and reports its failure
+            log.warning("session %s: sandbox not started ahead of its next message: %s", self._id, exc)
+
     def configure(self, patch: dict[str, object]) -> SessionRow | Pending:
         """Patch-merge session options for later turns. A live agent process is replaced
         (the conversation resumes) so tool and prompt changes take effect. Raises BadRequest."""

@@ -118,8 +118,12 @@ class SnapshotWorker:
         judged = (job.sandbox_id, digest) if digest is not None else None
         try:
             info = self._snapshots.save(job.session_id, job.tenant_id, job.workspace)
-            log.debug("session %s: snapshot %s (%d files, %d bytes, %.0f ms)", job.session_id, info.key,
-                      info.files, info.bytes, info.ms)
+            if info.unchanged:
+                log.debug("session %s: snapshot %s kept: the workspace is unchanged (judged by its runner)",
+                          job.session_id, info.key)
+            else:
+                log.debug("session %s: snapshot %s (%d files, %d bytes, %.0f ms)", job.session_id, info.key,
+                          info.files, info.bytes, info.ms)
             self._remember(job.session_id, judged)
         except SnapshotSkipped as exc:
             # Files too large would be skipped again (told once, not every turn); a full disk may

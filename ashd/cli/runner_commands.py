@@ -1,9 +1,11 @@
 """``ashctl runners``: a coordinator's runner registry (the operator's: docs/scale-out.md).
 
 ``ashctl runners`` lists the runners; ``drain ID`` stops new sessions from going to a runner
-(its live sessions stay where they are; once sessions are routed to runners they move at
-their next idle point), ``undrain ID`` lets it take new sessions again. Needs an admin key of
-the default tenant (ASH_API_KEY, the bootstrap key) on the coordinator.
+and moves its live ones to other runners, each at its next idle point (a turn in progress
+finishes first; with no other runner taking sessions they stay until one does); ``undrain
+ID`` lets it take new sessions again. A drained runner shows ``ACTIVE`` 0 once every session
+has left it. Needs an admin key of the default tenant (ASH_API_KEY, the bootstrap key) on the
+coordinator.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from ashd.client.formatting import format_table
 
 
 def register(commands: Any, leaf: Leaf) -> None:
-    text = "list a coordinator's runners, or drain one (no new sessions)"
+    text = "list a coordinator's runners, or drain one (no new sessions; live ones move elsewhere)"
     runners = leaf(commands, "runners", _list, text)
     actions = runners.add_subparsers(dest="runners_command", metavar="ACTION", required=False)
     leaf(actions, "list", _list, "list the registered runners (the default)")
-    leaf(actions, "drain", _drain, "send no new sessions to this runner").add_argument("runner_id", metavar="ID")
+    leaf(actions, "drain", _drain, "send no new sessions to this runner and move its live ones to others, "
+         "each at its next idle point").add_argument("runner_id", metavar="ID")
     leaf(actions, "undrain", _undrain, "let a drained runner take new sessions again").add_argument(
         "runner_id", metavar="ID")
 
@@ -44,8 +47,9 @@ def runner_row(runner: dict[str, Any]) -> tuple[Any, ...]:
 
 def _drain(args: argparse.Namespace, ctx: Context) -> int:
     runner = ctx.client.drain_runner(args.runner_id, True)
-    return emit(ctx, {"runner": runner}, f"runner {args.runner_id} is draining: no new sessions go to it "
-                                         "(its live sessions stay)")
+    return emit(ctx, {"runner": runner}, f"runner {args.runner_id} is draining: no new sessions go to it, and "
+                                         "its live sessions move to other runners, each at its next idle point "
+                                         "(see ACTIVE in `ashctl runners`)")
 
 
 def _undrain(args: argparse.Namespace, ctx: Context) -> int:

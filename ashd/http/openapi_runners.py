@@ -73,7 +73,8 @@ def runner_paths() -> dict[str, Any]:
             "A runner leaves (idempotent); its live sessions are paused at once", "DeregisterRunner",
             {"ok": _OK, "pausedSessions": {"type": "integer"}}, ()),
         "/api/internal/runners/{id}/drain": {"parameters": [runner_id], "post": _op(
-            f"Drain a runner: it takes no new sessions (live ones stay). {_OPERATOR}", t, one, (404, 503))},
+            f"Drain a runner: it takes no new sessions, and its live ones move to other runners, each at "
+            f"its next idle point. {_OPERATOR}", t, one, (404, 503))},
         "/api/internal/runners/{id}/undrain": {"parameters": [runner_id], "post": _op(
             f"Let a drained runner take new sessions again. {_OPERATOR}", t, one, (404, 503))},
     }

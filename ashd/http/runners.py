@@ -177,7 +177,8 @@ class RunnersHandler(OperatorHandler):
 
 
 class RunnerDrainHandler(OperatorHandler):
-    """POST /api/internal/runners/:id/drain: the runner takes no new sessions."""
+    """POST /api/internal/runners/:id/drain: the runner takes no new sessions; every coordinator
+    moves its live ones elsewhere at their next idle point (ashd/actors/drain.py)."""
 
     draining = True
 
@@ -187,7 +188,7 @@ class RunnerDrainHandler(OperatorHandler):
         if row is None:
             raise NotFound(f"Runner {runner_id} is not registered")
         log.info("runner %s %s by the operator", runner_id,
-                 "drains (no new sessions)" if self.draining else "takes new sessions again")
+                 "drains (no new sessions; live ones move)" if self.draining else "takes new sessions again")
         now = store.now()
         self.send_json({"runner": runner_json(row, now, rq.cutoff(now, self.ctx.config.cluster.liveness_timeout_s))})
 

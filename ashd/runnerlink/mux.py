@@ -12,6 +12,11 @@ transport reads no further message until ``dispatch`` returns (tornado awaits a 
 ``on_message``; the client loop awaits it), so a slow bridge socket slows its sender instead of
 growing a buffer. Requests are served in tasks of their own, so a slow one (a sandbox launch)
 never holds up the frames behind it.
+
+Size: no message over :data:`MAX_MESSAGE_BYTES` (a bridge frame and its header) is sent; the
+peer's transport would close the link over it. Such a request fails with
+:class:`MessageTooLarge` instead (and a reply that large goes back as an error), so one
+oversized request never costs the other sandboxes on the link.
 """
 
 from __future__ import annotations
@@ -47,6 +52,11 @@ class LinkClosed(ConnectionError):
 
 class RequestFailed(Exception):
     """The peer answered a request with ``ok: false``; the message says why."""
+
+
+class MessageTooLarge(RequestFailed):
+    """A message over :data:`MAX_MESSAGE_BYTES`, refused before it is sent: the peer would
+    close the whole link over it (and every sandbox on it would be lost)."""
 
 
 def pack(channel: int, payload: bytes) -> bytes:
@@ -142,6 +152,8 @@ class Mux:
             await self.event(op, **body)
         except LinkClosed:
             log.info("link %s: %s event not sent; the link closed", self.name, op)
+        except MessageTooLarge as exc:
+            log.warning("link %s: %s event not sent: %s", self.name, op, exc)
 
     async def send_frame(self, channel: int, frame: bytes) -> None:
         if channel not in self._channels:
@@ -151,6 +163,9 @@ class Mux:
     async def _write(self, message: bytes) -> None:
         if self.closed:
             raise LinkClosed(f"link {self.name} is closed")
+        if len(message) > MAX_MESSAGE_BYTES:
+            raise MessageTooLarge(f"a {len(message)}-byte message is over the runner link's limit of "
+                                  f"{MAX_MESSAGE_BYTES} bytes; not sent")
         try:
             await self._send(message)
         except Exception as exc:  # tornado raises WebSocketClosedError / StreamClosedError
@@ -213,7 +228,10 @@ class Mux:
                 log.exception("link %s: %s request failed", self.name, body["op"])
             reply = {"ok": False, "error": str(exc) or type(exc).__name__}
         try:
-            await self._write(encode_control({"op": "reply", "id": body["id"], **reply}))
+            try:
+                await self._write(encode_control({"op": "reply", "id": body["id"], **reply}))
+            except MessageTooLarge as exc:  # the request fails instead of the link
+                await self._write(encode_control({"op": "reply", "id": body["id"], "ok": False, "error": str(exc)}))
         except LinkClosed:
             pass
 

@@ -252,6 +252,15 @@ class LocalRuntime:
     def prewarm(self, agent: AgentRow, count: int) -> None:
         tell(self._tree.sessions.prewarm, agent, count, context=f"pre-warming agent {agent.name}")
 
+    def move_off(self, sandbox_ids: list[str], reason: str) -> None:
+        """Move these sandboxes' sessions elsewhere at their next idle point (a drain: the
+        pool tells the idle ones' session actors). Any thread; never blocks."""
+        try:
+            pool = self._tree.pool
+        except Unavailable:  # the pool is restarting: the drain looks again soon
+            return
+        tell(pool.move_off, sandbox_ids, reason, context=f"moving sessions off ({reason})")
+
     # -- health ------------------------------------------------------------
 
     async def pool_stats(self) -> PoolStats:

@@ -33,13 +33,14 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine
+import uuid
+from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from ashd.errors import InsufficientStorage, SandboxFailed, SnapshotError, Unavailable
+from ashd.errors import InsufficientStorage, PayloadTooLarge, SandboxFailed, SnapshotError, Unavailable
 from ashd.proxy.meter import Usage
-from ashd.runnerlink.mux import Handler, Json, LinkClosed, Mux, RequestFailed
+from ashd.runnerlink.mux import Handler, Json, LinkClosed, MessageTooLarge, Mux, RequestFailed
 from ashd.runnerlink.relay import relay
 from ashd.sandbox import agent_cache
 from ashd.sandbox.launch_order import order_of
@@ -164,10 +165,11 @@ NO_RUNNERS = ("No runners available: no live runner with a free slot is register
 
 
 class Placement:
-    """Which runner a sandbox starts on: the session's own while its link is up (sessions stick
-    to their runner), else the least-loaded live runner (``runner_queries.pick``, one locking
-    statement, a warming slot reserved until the start ends), recorded on the session row.
-    Blocking (store); called on the sandbox actor's thread."""
+    """Which runner a sandbox starts on: the session's own while its link is up and it does
+    not drain (sessions stick to their runner), else the least-loaded live runner
+    (``runner_queries.pick``, one locking statement, a warming slot reserved until the start
+    ends), recorded on the session row. A session of a draining runner stays on it when no
+    other linked runner has room. Blocking (store); called on the sandbox actor's thread."""
 
     def __init__(self, store: Store, liveness_timeout_s: float, connected: Callable[[str], bool]) -> None:
         self._store = store
@@ -175,22 +177,50 @@ class Placement:
         self._connected = connected
 
     def place(self, spec: SandboxSpec) -> tuple[str, bool]:
-        """(runner id, whether a warming slot was reserved). Raises Unavailable (503)."""
+        """(runner id, whether a warming slot was reserved). Raises Unavailable (503).
+        A session whose runner drains moves to another one; while none has room it stays."""
         if spec.runner_id is not None and self._connected(spec.runner_id):
-            return spec.runner_id, False
+            if not self._draining(spec.runner_id):
+                return spec.runner_id, False
+            try:
+                moved = self._pick(spec)
+            except Unavailable:  # a runner with room that this coordinator has no link to yet
+                moved = None
+            if moved is None:
+                log.warning("session %s: runner %s drains, but no other linked runner has room; its sandbox "
+                            "starts there again", spec.session_id, spec.runner_id)
+                return spec.runner_id, False
+            return moved, True
+        moved = self._pick(spec)
+        if moved is None:
+            raise Unavailable(NO_RUNNERS, retry_after_s=5)
+        return moved, True
+
+    def _draining(self, runner_id: str) -> bool:
+        try:
+            row = self._store.read_with(rq.get, runner_id)
+        except StoreError as exc:  # stay where it is: a drain is not worth a failed start
+            log.warning("runner %s: registry not read (%s); the session stays on it", runner_id, exc)
+            return False
+        return row is not None and row.draining
+
+    def _pick(self, spec: SandboxSpec) -> str | None:
+        """The least-loaded runner that takes new sessions, a warming slot reserved on it and
+        the session assigned to it; None when none has room. Raises Unavailable when the
+        registry's pick has no link from here yet."""
         store = self._store
         row = store.write_with(rq.pick, rq.cutoff(store.now(), self._timeout))
         if row is None:
-            raise Unavailable(NO_RUNNERS, retry_after_s=5)
+            return None
         if not self._connected(row.id):
             self.release(row.id)
             raise Unavailable(f"runner {row.id} is registered but this coordinator's link to it is not up yet; "
                               "retry shortly", retry_after_s=2)
         store.write_with(rq.assign, spec.tenant_id, spec.session_id, row.id)
         if spec.runner_id is not None:
-            log.warning("session %s: runner %s is gone; starting its sandbox on runner %s", spec.session_id,
-                        spec.runner_id, row.id)
-        return row.id, True
+            log.warning("session %s: runner %s is gone or drains; starting its sandbox on runner %s",
+                        spec.session_id, spec.runner_id, row.id)
+        return row.id
 
     def release(self, runner_id: str) -> None:
         try:
@@ -243,6 +273,11 @@ class RemoteLauncher:
         mux = self._link_of(runner_id)
         return mux is not None and not mux.closed
 
+    def hosted_on(self, runner_ids: Collection[str]) -> list[tuple[str, str]]:
+        """(sandbox id, runner id) of each live sandbox this launcher started on one of
+        ``runner_ids`` (the drain's question). Any thread: it reads a copy."""
+        return [(sandbox, runner) for runner, sandbox in list(self._hosts.values()) if runner in runner_ids]
+
     def spawn(self, spec: SandboxSpec) -> RemoteProcess:
         runner, reserved = self._placement.place(spec) if self._placement is not None else (spec.runner_id, False)
         if runner is None:
@@ -293,7 +328,9 @@ class RemoteLauncher:
 
     # -- snapshots (the snapshot worker's threads) ---------------------------------------
 
-    snapshot_digest = staticmethod(lambda workspace: None)  # the coordinator cannot tell: always save
+    # The coordinator cannot see the workspace: it always asks, and the runner skips the upload
+    # when the workspace is unchanged since that sandbox's last save (SandboxHost).
+    snapshot_digest = staticmethod(lambda workspace: None)
 
     def snapshots_over(self, base: Snapshotter) -> RemoteSnapshots:
         return RemoteSnapshots(base, self._save_on_runner)
@@ -309,6 +346,8 @@ class RemoteLauncher:
                                SNAPSHOT_TIMEOUT_S + 5)
         except (SandboxFailed, LinkClosed, RequestFailed) as exc:
             raise SnapshotError(f"runner {runner} did not snapshot session {session_id}: {exc}") from exc
+        if reply.get("unchanged"):
+            return SnapshotInfo(str(reply.get("key", "")), 0, 0, float(reply.get("ms", 0)), unchanged=True)
         return SnapshotInfo(str(reply["key"]), int(reply["bytes"]), int(reply["files"]), float(reply["ms"]),
                             int(reply.get("content_bytes", 0)))
 
@@ -379,6 +418,10 @@ class RemoteLauncher:
             if reply.get("missing_agent"):
                 await self._ship_agent(mux, spec)
                 reply = await mux.request("launch", order=order, timeout=LAUNCH_TIMEOUT_S)
+        except MessageTooLarge as exc:  # never fits: no retry
+            proc.exited(LOST_CODE, str(exc))
+            raise PayloadTooLarge(f"the session's launch order (its conversation) cannot reach runner {runner}: "
+                                  f"{exc}") from exc
         except (LinkClosed, RequestFailed) as exc:
             proc.exited(LOST_CODE, str(exc))
             raise SandboxFailed(f"runner {runner} could not start the sandbox: {exc}") from exc
@@ -392,8 +435,11 @@ class RemoteLauncher:
         if spec.agent_dir is None:
             raise SandboxFailed(f"agent {spec.agent_name} has no folder to ship to the runner")
         archive = await asyncio.get_running_loop().run_in_executor(None, agent_cache.pack, spec.agent_dir)
-        await mux.request("agent", key=spec.agent_key, archive=base64.b64encode(archive).decode(),
-                          timeout=LAUNCH_TIMEOUT_S)
+        upload = uuid.uuid4().hex  # chunks of at most agent_cache.CHUNK_BYTES (the runner assembles them)
+        for offset in range(0, len(archive), agent_cache.CHUNK_BYTES):
+            chunk = base64.b64encode(archive[offset:offset + agent_cache.CHUNK_BYTES]).decode()
+            await mux.request("agent", key=spec.agent_key, upload=upload, offset=offset, total=len(archive),
+                              data=chunk, timeout=LAUNCH_TIMEOUT_S)
         log.info("agent %s (%s) shipped to runner %s: %d bytes", spec.agent_name, spec.agent_key,
                  spec.runner_id, len(archive))
 

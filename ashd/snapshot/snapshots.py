@@ -42,6 +42,7 @@ class SnapshotInfo:
     files: int
     ms: float
     content_bytes: int = 0  # file content before compression
+    unchanged: bool = False  # a runner found the workspace as it last saved it: nothing uploaded
 
 
 def snapshot_key(tenant_id: str, session_id: str) -> str:

@@ -121,6 +121,13 @@ def pick(conn: Connection, cutoff: str) -> RunnerRow | None:
     return None if m is None else RunnerRow.from_db(m)
 
 
+def takers(conn: Connection, cutoff: str) -> list[str]:
+    """The live runners that take new sessions and have a free slot (read only, no lock:
+    a hint for the drain, which places through :func:`pick` afterwards)."""
+    takes = sa.and_(_HERE, runners.c.last_heartbeat_at > cutoff, runners.c.draining.is_(False), _FREE > 0)
+    return list(conn.execute(sa.select(runners.c.id).where(takes).order_by(_FREE.desc(), runners.c.id)).scalars())
+
+
 def release_warming(conn: Connection, runner_id: str) -> None:
     conn.execute(sa.update(runners).where(runners.c.id == runner_id, runners.c.warming_count > 0)
                  .values(warming_count=runners.c.warming_count - 1))

@@ -126,3 +126,15 @@ def test_a_late_deregistration_of_an_older_generation_is_ignored(store: Store) -
 def test_cutoff_and_age_are_plain_timestamp_arithmetic() -> None:
     assert rq.cutoff("2026-12-06T10:00:30.500Z", 30) == "2026-12-06T10:00:00.500Z"
     assert rq.age_s("2026-12-06T10:00:00.000Z", "2026-12-06T10:00:01.250Z") == 1.25
+
+
+def test_takers_are_the_live_runners_with_room_that_do_not_drain(store: Store) -> None:
+    _register(store, "r1", max_sandboxes=4)
+    _register(store, "r2", max_sandboxes=2)
+    _register(store, "r3", max_sandboxes=4)
+    _register(store, "full", max_sandboxes=1)
+    store.write_with(rq.heartbeat, "full", 1, 0, store.now())
+    store.write_with(rq.set_draining, "r3", True)
+    cutoff = rq.cutoff(store.now(), 30)
+    assert store.read_with(rq.takers, cutoff) == ["r1", "r2"]  # most room first
+    assert store.read_with(rq.takers, store.now()) == []  # none heard from after the cutoff
