@@ -15,7 +15,10 @@ coordinator records them in its own (ashd/sandbox/remote.py).
 A sandbox belongs to the link that launched it: when that link closes the host stops it
 (the coordinator has already ended its turns and counts it lost). That is the fencing: a
 runner cut off from its coordinator keeps nothing running that a new link could be confused
-with, and a coordinator that reconnects starts from a clean slate.
+with, and a coordinator that reconnects starts from a clean slate. A partition may leave a
+link half-open for long, so the runner's membership also fences by time
+(:meth:`SandboxHost.fence`): once no coordinator has taken a heartbeat sent within the
+liveness timeout, every linked sandbox stops and launches are refused until one does.
 
 Link handlers run on the IOLoop; every blocking step (copies, spawn, stop) runs on a worker
 thread or the sandbox actor's own thread.
@@ -108,6 +111,7 @@ class SandboxHost:
         self._uplinks: dict[str, tuple[str, Mux]] = {}  # session id -> (sandbox id, link); any thread
         self._uplinks_lock = threading.Lock()
         self._stopping: set[asyncio.Future[Json]] = set()
+        self._fenced: str | None = None  # why launches are refused (cut off from the coordinators)
 
     @property
     def count(self) -> int:
@@ -135,9 +139,26 @@ class SandboxHost:
         for hosted in [h for h in self._hosted.values() if h.link is mux]:
             log.warning("sandbox %s of session %s: its coordinator's link closed; stopping it",
                         hosted.spec.sandbox_id, hosted.spec.session_id)
-            stopping = asyncio.ensure_future(self._stop(hosted, 0.0))
-            self._stopping.add(stopping)
-            stopping.add_done_callback(self._stopping.discard)
+            self._stop_soon(hosted)
+
+    def fence(self, why: str) -> None:
+        """Cut off from every coordinator for the liveness timeout: stop every linked sandbox
+        at once (its session may be resuming elsewhere) and refuse launches until
+        :meth:`restore`. Loop thread."""
+        self._fenced = why
+        for hosted in list(self._hosted.values()):
+            log.warning("sandbox %s of session %s: this runner is fenced; stopping it", hosted.spec.sandbox_id,
+                        hosted.spec.session_id)
+            self._stop_soon(hosted)
+
+    def restore(self) -> None:
+        """A coordinator takes this runner's heartbeats again: launches are accepted."""
+        self._fenced = None
+
+    def _stop_soon(self, hosted: _Hosted) -> None:
+        stopping = asyncio.ensure_future(self._stop(hosted, 0.0))
+        self._stopping.add(stopping)
+        stopping.add_done_callback(self._stopping.discard)
 
     def start(self) -> None:
         """As a loop service (ashd/listener.py): nothing to start; links arrive by themselves."""
@@ -151,6 +172,8 @@ class SandboxHost:
     # -- requests -------------------------------------------------------------------------
 
     async def _launch(self, mux: Mux, order: LaunchOrder) -> Json:
+        if self._fenced is not None:
+            raise SandboxFailed(f"runner is fenced, not starting sandbox {order.sandbox_id}: {self._fenced}")
         agent_dir = self._agents.path(order.agent_key)
         if agent_dir is None:
             return {"missing_agent": True}
@@ -171,6 +194,8 @@ class SandboxHost:
             raise
         if mux.closed:  # the link went while we started: nobody owns this sandbox
             self.link_lost(mux)
+        elif self._fenced is not None:  # fenced while it started: it must not run
+            self._stop_soon(self._hosted[order.sandbox_id])
         log.info("sandbox %s of session %s started for %s (pid %d)", spec.sandbox_id, spec.session_id,
                  mux.name, started.pid)
         return {"pid": started.pid, "start_ms": started.start_ms}

@@ -22,6 +22,13 @@ for any other sandbox id is ignored (logged).
 
 ``spawn``/``stop_group`` run on the sandbox actor's thread and wait for the loop; the relay
 and the link live on the IOLoop (``loop``).
+
+A :class:`RemoteProcess`'s ``pid`` is not the runner's: it is a number unique in this
+coordinator process (above any Linux pid), because the coordinator keys what it knows of a
+process by it (the :class:`~ashd.actors.exits.ExitBoard`, turn grants) and runners' pids
+collide: across machines, across a runner's restarts (containers start from the same pids),
+and for one session whose sandbox moved to another runner under the same sandbox id. The
+runner's own pid is ``runner_pid`` (in the logs).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 import threading
@@ -56,6 +64,8 @@ STOP_MARGIN_S = 30.0
 LOST_CODE = -9
 LOST_REASON = "the runner hosting this sandbox was lost (its link closed)"
 SNAPSHOT_TIMEOUT_S = 300.0
+HANDLE_BASE = 1 << 32  # remote process numbers start above any pid (Linux's pid_max is at most 2**22)
+_handles = itertools.count(HANDLE_BASE)  # next() is atomic under the GIL
 T = TypeVar("T")
 
 
@@ -64,7 +74,8 @@ class RemoteProcess:
 
     def __init__(self, sandbox_id: str, stop: Callable[[float], None]) -> None:
         self.sandbox_id = sandbox_id
-        self.pid = 0
+        self.pid = 0  # unique in this coordinator once launched (see the module doc)
+        self.runner_pid = 0  # the bridge's pid on its runner
         self.returncode: int | None = None
         self.reason: str | None = None
         self._stop = stop
@@ -258,6 +269,12 @@ class RemoteLauncher:
         except StoreError as exc:
             raise SandboxFailed(f"cannot read the session's spend so far from the database: {exc}") from exc
 
+    def runner_pid(self, sandbox_id: str) -> int | None:
+        """The live sandbox's bridge pid on its runner (``SandboxStarted.pid`` is this
+        coordinator's number for it), or None."""
+        proc = self._procs.get(sandbox_id)
+        return proc.runner_pid if proc is not None else None
+
     def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
         proc = self._procs.get(spec.sandbox_id)
         return proc.reason if proc is not None else None
@@ -356,7 +373,9 @@ class RemoteLauncher:
         except (LinkClosed, RequestFailed) as exc:
             proc.exited(LOST_CODE, str(exc))
             raise SandboxFailed(f"runner {runner} could not start the sandbox: {exc}") from exc
-        proc.pid = int(reply.get("pid", 0))
+        proc.runner_pid, proc.pid = int(reply.get("pid", 0)), next(_handles)
+        log.info("sandbox %s of session %s runs on runner %s as pid %d there (process %d here)", spec.sandbox_id,
+                 spec.session_id, runner, proc.runner_pid, proc.pid)
         proc.ready()
 
     async def _ship_agent(self, mux: Mux, spec: SandboxSpec) -> None:
