@@ -47,7 +47,7 @@ from ashd.errors import AshError, SandboxFailed, SnapshotError
 from ashd.layout import Layout
 from ashd.runnerlink.mux import Handler, Json, Mux, RequestFailed
 from ashd.runnerlink.relay import open_unix, relay
-from ashd.sandbox import workspace
+from ashd.sandbox import discard, workspace
 from ashd.sandbox.agent_cache import AgentCache
 from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, check_key, spec_of
 from ashd.sandbox.launcher import Launcher, SandboxSpec
@@ -205,6 +205,8 @@ class SandboxHost:
         workspace is new."""
         layout = self._config.layout
         root = layout.sandbox_dir(order.sandbox_id)
+        if order.fresh and root.exists():
+            self._discard_stale(order, root)
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._restore(order, root / "workspace")
         try:
@@ -215,6 +217,18 @@ class SandboxHost:
         places = RunnerPlaces(root, layout.socket_path(order.sandbox_id), agent_dir, model.base_url,
                               model.api_key.reveal(), model.auth_token.reveal(), self._config.cli_workspace)
         return spec_of(order, places)
+
+    def _discard_stale(self, order: LaunchOrder, root: Path) -> None:
+        """The session ran on another runner since this one last hosted it (a partition moved
+        it away, say): the folder kept here holds older files and an older conversation than
+        the snapshot and the order. Blocking."""
+        settled = getattr(self._config.launcher, "settled", None)
+        if callable(settled) and not settled(order.sandbox_id):
+            raise SandboxFailed(f"sandbox {order.sandbox_id}'s earlier teardown on this runner has not finished; retry")
+        if not discard.remove_sandbox_dir(root):
+            raise SandboxFailed(f"sandbox {order.sandbox_id}'s stale folder on this runner could not be removed")
+        log.info("session %s: ran on another runner since this one hosted it; its stale sandbox folder here "
+                 "discarded (files from the snapshot, conversation from the coordinator)", order.session_id)
 
     async def _snapshot(self, hosted: _Hosted) -> Json:
         snapshots = self._config.snapshots

@@ -191,6 +191,16 @@ class Placement:
                         spec.runner_id, row.id)
         return row.id, True
 
+    def recorded(self, spec: SandboxSpec) -> str | None:
+        """The runner the session's row names (where its last sandbox was placed), read afresh:
+        a session actor's row may predate its last placement. None when unknown."""
+        try:
+            row = self._store.get_session(spec.tenant_id, spec.session_id)
+        except StoreError as exc:
+            log.warning("session %s: its runner not read (%s); its sandbox starts fresh", spec.session_id, exc)
+            return None
+        return row.runner_id if row is not None else None
+
     def release(self, runner_id: str) -> None:
         try:
             self._store.write_with(rq.release_warming, runner_id)
@@ -242,14 +252,16 @@ class RemoteLauncher:
         return mux is not None and not mux.closed
 
     def spawn(self, spec: SandboxSpec) -> RemoteProcess:
+        last = self._placement.recorded(spec) if self._placement is not None else spec.runner_id
         runner, reserved = self._placement.place(spec) if self._placement is not None else (spec.runner_id, False)
         if runner is None:
             raise SandboxFailed(f"session {spec.session_id} has no runner to start its sandbox on")
+        moved = last != runner  # its last sandbox ran elsewhere: what this runner kept of it is stale
         spec = dataclasses.replace(spec, runner_id=runner)
         proc = RemoteProcess(spec.sandbox_id, lambda grace: self._call(self._stop(spec, grace), grace + STOP_MARGIN_S))
         try:
             # Blocking reads of the transcript and the spend so far, here on the actor's thread.
-            order = order_of(spec, self._spent(spec)).to_json()
+            order = order_of(spec, self._spent(spec), fresh=moved).to_json()
             self._call(self._launch(spec, order, proc), LAUNCH_TIMEOUT_S)
         except BaseException:
             proc.exited(LOST_CODE, "start failed")

@@ -298,22 +298,36 @@ def test_a_partitioned_runner_is_fenced_and_its_session_moves_with_nothing_lost(
         assert runners(coordinator)["r1"]["generation"] == again["generation"]
         assert not agent_processes(first), "r1 kept a sandbox of the moved session"
         assert api.get(f"/api/sessions/{sid}").json()["session"]["runnerId"] == "r2"
-        assert "after healing" in result_of(send(api, sid, "[[say: still on r2 after healing]]", seen))
+        wrote = send(api, sid, "[[bash: echo written-on-r2 > r2.txt && cat r2.txt]]", seen)
+        assert "written-on-r2" in next(d for n, d in wrote if n == "tool_result")["content"]
         assert not agent_processes(first)
 
-        # r1 takes new sessions again (r2 drained so the placement cannot pick it).
-        assert post_internal(coordinator, "r2/drain", {}).status_code == 200
-        fresh = wait_for("a new session placed on r1 (its new link is up)",
-                         lambda: (r := api.post("/api/sessions", json={"agent": "hello"})).status_code == 201 and r)
-        assert fresh.json()["session"]["runnerId"] == "r1", fresh.text
+        # r1 takes sessions again: r2 leaves (SIGTERM: deregistered, its sessions paused) and the
+        # moved session comes back to r1, with the files it made on r2 (the snapshot, not what
+        # r1 kept on its disk from before the partition), and a new session is placed there.
+        wait_for("the snapshot with r2.txt in the shared store", lambda: world.snapshotted("r2.txt"))
+        assert second.stop() == 0
+        wait_for("the session paused when r2 left",
+                 lambda: api.get(f"/api/sessions/{sid}").json()["session"]["status"] == "paused")
+        back = wait_for("the session resumed on r1 (its new link is up)",
+                        lambda: (r := api.post(f"/api/sessions/{sid}/resume")).status_code != 503 and r)
+        assert back.status_code == 200 and back.json()["session"]["runnerId"] == "r1", back.text
+        files = next(d for n, d in send(api, sid, "[[bash: cat kept.txt r2.txt]]", seen) if n == "tool_result")
+        assert "kept-through-the-partition" in files["content"] and "written-on-r2" in files["content"], files
+        history = result_of(send(api, sid, "[[echo-history]] back on r1", seen))  # the turns on r2 included
+        assert marker in history and "echo written-on-r2" in history and "after the cut" in history, history
+        assert "its stale sandbox folder here discarded" in first.log(None)
+        fresh = api.post("/api/sessions", json={"agent": "hello"})
+        assert fresh.status_code == 201 and fresh.json()["session"]["runnerId"] == "r1", fresh.text
         other: list[tuple[int | None, str, Any]] = []
-        assert "back on r1" in result_of(send(api, fresh.json()["session"]["id"], "[[say: back on r1]]", other))
+        assert "new on r1" in result_of(send(api, fresh.json()["session"]["id"], "[[say: new on r1]]", other))
         assert agent_processes(first)
 
         # Nothing lost, nothing twice: each message stored once, event ids without gaps.
         messages = api.get(f"/api/sessions/{sid}/messages").json()["messages"]
         users = [m["content"] for m in messages if m["type"] == "user"]
-        assert len(users) == 6 and len(set(users)) == 6, users
+        turns = 8  # two before the cut, the cut one, two on r2, one on r2 after healing, two back on r1
+        assert len(users) == turns and len(set(users)) == turns, users
         assert sum(marker in u for u in users) == 1
         replies = [m["content"] for m in messages if m["type"] == "assistant"]
         assert sum("answered across the veth" in r and "history:" not in r for r in replies) == 1, replies
@@ -324,7 +338,7 @@ def test_a_partitioned_runner_is_fenced_and_its_session_moves_with_nothing_lost(
         live = [(event_id, name) for event_id, name, _ in seen if event_id is not None]
         assert len({i for i, _ in live}) == len(live), "an event id reached the client twice"
         assert set(live) <= {(event_id, name) for event_id, name, _ in stored}, "a live event was not stored"
-        assert sum(name == "done" for _, name, _ in stored) == 6
+        assert sum(name == "done" for _, name, _ in stored) == turns
 
     print(f"partition: the turn ended {ended_after:.1f}s after the cut; r1 fenced itself "
           f"{(moved_at - fenced_at).total_seconds():.1f}s before the session started on r2 (liveness timeout "
