@@ -208,6 +208,9 @@ def test_a_launch_order_carries_no_host_path_nor_model_key_and_refuses_one(tmp_p
             LaunchOrder.from_json({**order, "settings": {**order["settings"], **bad}})
     with pytest.raises(SandboxFailed, match="not a valid id"):
         LaunchOrder.from_json({**order, "agent_key": "../etc"})
+    assert order["fresh"] is False and LaunchOrder.from_json({**order, "fresh": True}).fresh is True
+    with pytest.raises(SandboxFailed, match="fresh must be true or false"):
+        LaunchOrder.from_json({**order, "fresh": "yes"})
 
 
 def test_the_spend_so_far_rides_the_order_to_the_runners_model_proxy(tmp_path: Path) -> None:
