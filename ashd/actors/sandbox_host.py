@@ -194,8 +194,8 @@ class SandboxHost:
             raise
         if mux.closed:  # the link went while we started: nobody owns this sandbox
             self.link_lost(mux)
-        elif self._fenced is not None:  # fenced while it started: it must not run
-            self._stop_soon(self._hosted[order.sandbox_id])
+        elif self._fenced is not None and (hosted := self._hosted.get(order.sandbox_id)) is not None:
+            self._stop_soon(hosted)  # fenced while it started: it must not run
         log.info("sandbox %s of session %s started for %s (pid %d)", spec.sandbox_id, spec.session_id,
                  mux.name, started.pid)
         return {"pid": started.pid, "start_ms": started.start_ms}
