@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import random
 import secrets
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -202,6 +205,15 @@ def send(api: httpx.Client, session_id: str, content: str, seen: list[tuple[int 
     return [(name, data) for _, name, data in frames]
 
 
+def health_inside(net: Net, runner: AshdProcess) -> dict[str, Any]:
+    """``GET /runner/health`` asked from inside the namespace (reachable while the link is cut)."""
+    probe = f"import sys, urllib.request; sys.stdout.write(urllib.request.urlopen({runner.url + '/runner/health'!r}, " \
+            "timeout=20).read().decode())"
+    done = subprocess.run([*net.enter, sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
 def logged_at(daemon: AshdProcess, text: str) -> datetime:
     """When ``daemon`` first logged a line containing ``text`` (its log's wall-clock stamp)."""
     line = next((line for line in daemon.log(None).splitlines() if text in line), None)
@@ -283,6 +295,7 @@ def test_a_partitioned_runner_is_fenced_and_its_session_moves_with_nothing_lost(
         # heartbeat within the liveness timeout), before the session started on r2: at no time
         # did both run. The link pings would have closed the half-open link only later.
         wait_for("r1 stopped the session's sandbox", lambda: not agent_processes(first), deadline_s=30)
+        assert health_inside(net, first)["registration"]["fenced"] is True
         fenced_at = logged_at(first, "this runner is fenced; stopping it")
         moved_at = logged_at(coordinator, f"session {sid}: runner r1 is gone; starting its sandbox on runner r2")
         assert fenced_at < moved_at, (fenced_at, moved_at)
@@ -296,6 +309,7 @@ def test_a_partitioned_runner_is_fenced_and_its_session_moves_with_nothing_lost(
                                                          "stats": {}, "activeCount": 0})
         assert stale.status_code == 404, stale.text
         assert runners(coordinator)["r1"]["generation"] == again["generation"]
+        assert health_inside(net, first)["registration"]["fenced"] is False  # lifted by the registration
         assert not agent_processes(first), "r1 kept a sandbox of the moved session"
         assert api.get(f"/api/sessions/{sid}").json()["session"]["runnerId"] == "r2"
         wrote = send(api, sid, "[[bash: echo written-on-r2 > r2.txt && cat r2.txt]]", seen)
