@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pyroute2 import IPRoute, NetlinkError, NetNS, netns
 
 from ashd.scripted.server import ScriptedModel
 from tests.conftest import HELLO_AGENT
@@ -48,8 +49,6 @@ from tests.support.daemon import AshdProcess, agent_processes, free_port, sse_fr
 
 pytestmark = pytest.mark.e2e
 
-pytest.importorskip("pyroute2")
-from pyroute2 import IPRoute, NetlinkError, NetNS, netns  # noqa: E402
 
 # Fast, with room for a loaded machine (2 cores, load 10+): r1 fences 5 s after its last
 # heartbeat taken was sent, a coordinator sweeps it 6 s after it took it.
