@@ -227,6 +227,7 @@ class ClusterConfig:
     server_url: str = ""  # comma list of the coordinators' URLs a runner registers with
     heartbeat_interval_s: float = 10.0  # how often a runner reports its capacity to the coordinators
     # A runner not heard from for this long is dead: fenced, its sessions paused (then resumable elsewhere).
+    # A runner stops its sandboxes one heartbeat interval sooner once no coordinator takes its heartbeats.
     liveness_timeout_s: float = 30.0
 
 

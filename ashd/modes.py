@@ -216,7 +216,8 @@ def _runner(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.Abstr
     identity = Identity(runner_id(config), cluster.runner_advertise_host or cluster.runner_host, cluster.runner_port,
                         capacity)
     membership = Membership(identity, coordinator_urls(config), coordinator_post(config.auth.internal_secret.reveal()),
-                            figures, cluster.heartbeat_interval_s)
+                            figures, cluster.heartbeat_interval_s, fence_after_s=cluster.liveness_timeout_s,
+                            on_fenced=host.fence, on_restored=host.restore)
     end = RunnerEnd(config.auth.internal_secret.reveal(), identity.runner_id, host.serve,
                     generation=lambda: membership.generation, on_lost=host.link_lost)
     app = make_runner_app(RunnerContext(membership, figures), [(LINK_PATH, RunnerLinkHandler, {"end": end})])

@@ -1,5 +1,9 @@
 """Recent agent-process exits, by pid, for the data plane (thread-safe, bounded).
 
+A pid names one process here: local bridges' pids are the host's; a coordinator's remote
+processes get numbers unique in the coordinator (ashd/sandbox/remote.py), never the runners'
+pids, which collide across runners.
+
 The exit watcher of a sandbox records each exit (with the launcher's reason, e.g. an OOM
 kill) the moment it happens; a turn whose bridge connection dropped waits here, briefly,
 to tell its client why instead of a bare "exited unexpectedly".

@@ -26,7 +26,10 @@ stays, so a resume here mounts the same image.
 A sandbox belongs to the link that launched it: when that link closes the host stops it
 (the coordinator has already ended its turns and counts it lost). That is the fencing: a
 runner cut off from its coordinator keeps nothing running that a new link could be confused
-with, and a coordinator that reconnects starts from a clean slate.
+with, and a coordinator that reconnects starts from a clean slate. A partition may leave a
+link half-open for long, so the runner's membership also fences by time
+(:meth:`SandboxHost.fence`): once no coordinator has taken a heartbeat sent within the
+liveness timeout, every linked sandbox stops and launches are refused until one does.
 
 Link handlers run on the IOLoop; every blocking step (copies, spawn, stop) runs on a worker
 thread or the sandbox actor's own thread.
@@ -105,8 +108,8 @@ class LinkedAdmission:
         """The quota bytes promised to ``order``'s new image (0: its folder exists, or no image
         is made). Raises InsufficientStorage when the data disk cannot promise it. Blocking
         (statvfs, a stat per kept folder); the caller serialises calls."""
-        if self._ledger is None or order.sandbox_id in kept:
-            return 0
+        if self._ledger is None or (order.sandbox_id in kept and not order.fresh):
+            return 0  # its image exists, and counts among the kept ones (a fresh order replaces it)
         limits = order.policy.get("limits") if isinstance(order.policy, dict) else None
         quota = (limits if isinstance(limits, dict) else {}).get("disk_mb") or self._default_disk_mb
         if not isinstance(quota, int) or isinstance(quota, bool) or quota <= 0:
@@ -164,6 +167,7 @@ class SandboxHost:
         self._pending: dict[str, int] = {}  # sandbox id -> quota bytes admitted, image not made yet
         self._admitting = threading.Lock()  # one disk admission at a time (worker threads)
         self._uploads: dict[str, tuple[AgentUpload, Mux]] = {}  # agent archives arriving (loop thread)
+        self._fenced: str | None = None  # why launches are refused (cut off from the coordinators)
 
     @property
     def count(self) -> int:
@@ -196,9 +200,26 @@ class SandboxHost:
         for hosted in [h for h in self._hosted.values() if h.link is mux]:
             log.warning("sandbox %s of session %s: its coordinator's link closed; stopping it",
                         hosted.spec.sandbox_id, hosted.spec.session_id)
-            stopping = asyncio.ensure_future(self._stop(hosted, 0.0))
-            self._stopping.add(stopping)
-            stopping.add_done_callback(self._stopping.discard)
+            self._stop_soon(hosted)
+
+    def fence(self, why: str) -> None:
+        """Cut off from every coordinator for the liveness timeout: stop every linked sandbox
+        at once (its session may be resuming elsewhere) and refuse launches until
+        :meth:`restore`. Loop thread."""
+        self._fenced = why
+        for hosted in list(self._hosted.values()):
+            log.warning("sandbox %s of session %s: this runner is fenced; stopping it", hosted.spec.sandbox_id,
+                        hosted.spec.session_id)
+            self._stop_soon(hosted)
+
+    def restore(self) -> None:
+        """A coordinator takes this runner's heartbeats again: launches are accepted."""
+        self._fenced = None
+
+    def _stop_soon(self, hosted: _Hosted) -> None:
+        stopping = asyncio.ensure_future(self._stop(hosted, 0.0))
+        self._stopping.add(stopping)
+        stopping.add_done_callback(self._stopping.discard)
 
     def start(self) -> None:
         """As a loop service (ashd/listener.py): nothing to start; links arrive by themselves."""
@@ -212,6 +233,8 @@ class SandboxHost:
     # -- requests -------------------------------------------------------------------------
 
     async def _launch(self, mux: Mux, order: LaunchOrder) -> Json:
+        if self._fenced is not None:
+            raise SandboxFailed(f"runner is fenced, not starting sandbox {order.sandbox_id}: {self._fenced}")
         agent_dir = self._agents.path(order.agent_key)
         if agent_dir is None:
             return {"missing_agent": True}
@@ -246,6 +269,8 @@ class SandboxHost:
             raise
         if mux.closed:  # the link went while we started: nobody owns this sandbox
             self.link_lost(mux)
+        elif self._fenced is not None and (hosted := self._hosted.get(order.sandbox_id)) is not None:
+            self._stop_soon(hosted)  # fenced while it started: it must not run
         log.info("sandbox %s of session %s started for %s (pid %d)", spec.sandbox_id, spec.session_id,
                  mux.name, started.pid)
         return {"pid": started.pid, "start_ms": started.start_ms}
@@ -272,6 +297,8 @@ class SandboxHost:
         workspace is new."""
         layout = self._config.layout
         root = layout.sandbox_dir(order.sandbox_id)
+        if order.fresh and root.exists():
+            self._discard_stale(order, root)
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._restore(order, root / "workspace")
         try:
@@ -282,6 +309,18 @@ class SandboxHost:
         places = RunnerPlaces(root, layout.socket_path(order.sandbox_id), agent_dir, model.base_url,
                               model.api_key.reveal(), model.auth_token.reveal(), self._config.cli_workspace)
         return spec_of(order, places)
+
+    def _discard_stale(self, order: LaunchOrder, root: Path) -> None:
+        """The session ran on another runner since this one last hosted it (a partition moved
+        it away, say): the folder kept here holds older files and an older conversation than
+        the snapshot and the order. Blocking."""
+        settled = getattr(self._config.launcher, "settled", None)
+        if callable(settled) and not settled(order.sandbox_id):
+            raise SandboxFailed(f"sandbox {order.sandbox_id}'s earlier teardown on this runner has not finished; retry")
+        if not discard.remove_sandbox_dir(root):
+            raise SandboxFailed(f"sandbox {order.sandbox_id}'s stale folder on this runner could not be removed")
+        log.info("session %s: ran on another runner since this one hosted it; its stale sandbox folder here "
+                 "discarded (files from the snapshot, conversation from the coordinator)", order.session_id)
 
     async def _snapshot(self, hosted: _Hosted) -> Json:
         snapshots = self._config.snapshots

@@ -65,7 +65,8 @@ def runner_paths() -> dict[str, Any]:
                 "runners": {"type": "array", "items": ref("Runner")}}})), (503,))},
         "/api/internal/runners/register": runner_call(
             "A runner registers (again: a new generation, counts reset)", "RegisterRunner",
-            {"ok": _OK, "runnerId": STRING, "generation": {"type": "integer"}}, ()),
+            {"ok": _OK, "runnerId": STRING, "generation": {"type": "integer"},
+             "livenessTimeoutS": {"type": "number"}}, ()),
         "/api/internal/runners/heartbeat": runner_call(
             "A runner reports its figures; 404 when it is not registered (it must register again)",
             "RunnerHeartbeat", {"ok": _OK}, ()),

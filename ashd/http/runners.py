@@ -2,7 +2,8 @@
 
 Runner-facing, ``Authorization: Bearer <ASH_INTERNAL_SECRET>`` only (fail closed: 401):
 
-- ``POST /api/internal/runners/register {runnerId, host, port, maxSandboxes}`` -> ``{ok, runnerId, generation}``
+- ``POST /api/internal/runners/register {runnerId, host, port, maxSandboxes}`` ->
+  ``{ok, runnerId, generation, livenessTimeoutS}`` (the runner fences itself within that timeout)
 - ``POST /api/internal/runners/heartbeat {runnerId, stats, activeCount, generation?}`` -> ``{ok}``;
   404 when the runner is not registered (swept, or registered again under a newer
   generation): unlike Ash, whose heartbeat silently updates nothing, the runner then
@@ -102,7 +103,8 @@ class RunnerRegisterHandler(RunnerFacingHandler):
                                                                     store.now()))
         log.info("runner %s registered at %s:%d (at most %d sandboxes, generation %d)", row.id, row.host,
                  row.port, row.max_sandboxes, row.generation)
-        self.send_json({"ok": True, "runnerId": row.id, "generation": row.generation})
+        self.send_json({"ok": True, "runnerId": row.id, "generation": row.generation,
+                        "livenessTimeoutS": self.ctx.config.cluster.liveness_timeout_s})
 
 
 class RunnerHeartbeatHandler(RunnerFacingHandler):

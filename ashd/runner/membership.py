@@ -12,6 +12,16 @@ Ash's protocol (docs/scale-out.md), with its holes closed:
   at once, where Ash's runner stays invisible until it restarts.
 - **Leave** (SIGTERM): ``deregister`` before the sandboxes stop, so the coordinators pause
   its sessions at once instead of after the liveness timeout.
+- **Fence** (ashd's): a runner whose last heartbeat (or registration) a coordinator took was
+  *sent* more than the liveness timeout less one heartbeat interval ago may be swept any
+  moment, and its sessions resumed on another runner: it stops its linked sandboxes
+  (``on_fenced``) without waiting for its links to close (a partition may leave them
+  half-open for long), and launches none until a coordinator takes a heartbeat again
+  (``on_restored``). Counting from the send keeps the runner's deadline before any
+  coordinator's sweep (a coordinator records a heartbeat after it was sent); the interval
+  held back covers this check's period and a busy event loop. The timeout is the smaller of
+  the runner's own and the one its coordinator answered the registration with
+  (``livenessTimeoutS``).
 
 Every request carries ``Authorization: Bearer <ASH_INTERNAL_SECRET>``. Transport and sleep
 are injected (tests drive it with fakes). Loop thread only.
@@ -34,6 +44,7 @@ log = logging.getLogger(__name__)
 RETRY_BASE_S = 1.0  # Ash's first retry delay
 RETRY_CAP_S = 30.0  # Ash stops after 16 s; ashd keeps trying this often at most
 LEAVE_TIMEOUT_S = 5.0
+FENCE_CHECK_MAX_S = 0.5  # how often the fence deadline is checked at most (a quarter beat if shorter)
 
 
 @dataclass(frozen=True)
@@ -78,7 +89,11 @@ class Membership(LoopTask):
     def __init__(self, identity: Identity, urls: Sequence[str], post: Post,
                  figures: Callable[[], Awaitable[Figures]], interval_s: float,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, fence_after_s: float | None = None,
+                 on_fenced: Callable[[str], None] = lambda why: None,
+                 on_restored: Callable[[], None] = lambda: None) -> None:
+        """``fence_after_s``: the liveness timeout (None: never fence); ``on_fenced(why)`` stops
+        the linked sandboxes, ``on_restored`` lets launches in again (loop thread)."""
         if not urls:
             raise ValueError("a runner needs at least one coordinator URL")
         self.identity = identity
@@ -91,11 +106,27 @@ class Membership(LoopTask):
         self._current = 0  # the coordinator that answered last: asked first next time
         self.generation: int | None = None  # the registration held now; None: not registered
         self.last_beat: float | None = None  # clock() of the last heartbeat a coordinator took
+        self._fence_after = fence_after_s
+        self._on_fenced = on_fenced
+        self._on_restored = on_restored
+        self._taken_sent: float | None = None  # clock() when the last call a coordinator took was sent
+        self.fenced = False  # cut off for longer than the liveness timeout: no sandbox may run
+        self._watch: asyncio.Future[None] | None = None
 
     # -- the loop (start/stop: a child of the root supervisor) ------------------------------
 
+    def start(self) -> None:
+        super().start()
+        if self._fence_after is not None:
+            self._watch = asyncio.ensure_future(self._watch_fence())
+
     async def stop(self) -> None:
         """Stop beating, then deregister (bounded): the coordinators pause this runner's sessions."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         await super().stop()
         try:
             await asyncio.wait_for(self.leave(), LEAVE_TIMEOUT_S)
@@ -124,8 +155,10 @@ class Membership(LoopTask):
             delay = retry_delay(attempt - 1, RETRY_BASE_S, RETRY_CAP_S)
             urls = self._rotation()
             for url in urls:
+                sent = self._clock()
                 answer = await self._post(f"{url}/api/internal/runners/register", body)
                 if answer.status == 200:
+                    self._taken(sent)
                     return self._registered(url, answer)
                 then = f"retrying in {delay:g} s" if url == urls[-1] else "trying the next coordinator"
                 log.warning("runner %s: registering with %s failed (%s; attempt %d)%s; %s",
@@ -140,10 +173,12 @@ class Membership(LoopTask):
                 "generation": self.generation}
         failures = []
         for url in self._rotation():
+            sent = self._clock()
             answer = await self._post(f"{url}/api/internal/runners/heartbeat", body)
             if answer.status == 200:
                 self._current = self._urls.index(url)
                 self.last_beat = self._clock()
+                self._taken(sent)
                 return True
             if answer.status == 404:
                 log.warning("runner %s: %s no longer knows this runner (%s); registering again",
@@ -174,7 +209,48 @@ class Membership(LoopTask):
         """For ``GET /runner/health`` (no secrets, no coordinator URL)."""
         age = None if self.last_beat is None else round(self._clock() - self.last_beat, 3)
         return {"registered": self.generation is not None, "generation": self.generation,
-                "lastHeartbeatAgeS": age}
+                "lastHeartbeatAgeS": age, "fenced": self.fenced}
+
+    # -- fencing ---------------------------------------------------------------------------
+
+    def check_fence(self) -> bool:
+        """Fence now if no coordinator took a call sent within the liveness timeout. Whether
+        this runner is fenced. Called every :data:`FENCE_CHECK_MAX_S` at most."""
+        if self.fenced or self._fence_after is None or self._taken_sent is None:
+            return self.fenced
+        silent = self._clock() - self._taken_sent
+        deadline = self.fence_deadline_s()
+        if silent <= deadline:
+            return False
+        self.fenced = True
+        why = (f"no coordinator took a heartbeat sent in the last {deadline:g} s (the liveness timeout "
+               f"{self._fence_after:g} s less one heartbeat interval; {silent:.1f} s since the last one taken "
+               "was sent)")
+        log.warning("runner %s fenced: %s; it may have been swept and its sessions resumed elsewhere, so it stops "
+                    "its linked sandboxes and launches none until a coordinator takes a heartbeat again",
+                    self.identity.runner_id, why)
+        self._on_fenced(why)
+        return True
+
+    def fence_deadline_s(self) -> float:
+        """Seconds after the send of the last call taken that this runner fences itself."""
+        assert self._fence_after is not None
+        return max(self._fence_after / 2, self._fence_after - self._interval)
+
+    async def _watch_fence(self) -> None:
+        period = min(FENCE_CHECK_MAX_S, self._interval / 4)
+        while True:
+            await self._sleep(period)
+            self.check_fence()
+
+    def _taken(self, sent: float) -> None:
+        """A coordinator took a call sent at ``sent``: the fence deadline moves on (and lifts)."""
+        self._taken_sent = sent if self._taken_sent is None else max(self._taken_sent, sent)
+        if self.fenced:
+            self.fenced = False
+            log.warning("runner %s: a coordinator took its heartbeat again; fence lifted, launches accepted",
+                        self.identity.runner_id)
+            self._on_restored()
 
     # -- internals -------------------------------------------------------------------------
 
@@ -185,6 +261,12 @@ class Membership(LoopTask):
     def _registered(self, url: str, answer: Answer) -> int:
         generation = (answer.body or {}).get("generation")
         self.generation = generation if isinstance(generation, int) else 1  # Ash's coordinators send none
+        told = (answer.body or {}).get("livenessTimeoutS")  # the coordinators' sweep deadline (ashd's)
+        if (isinstance(told, (int, float)) and not isinstance(told, bool) and told > 0 and self._fence_after is not None
+                and told < self._fence_after):
+            log.warning("runner %s: the coordinators' liveness timeout (%g s) is shorter than this runner's (%g s); "
+                        "fencing after %g s", self.identity.runner_id, told, self._fence_after, told)
+            self._fence_after = float(told)
         self._current = self._urls.index(url)
         self.last_beat = self._clock()
         log.info("runner %s registered with %s as %s:%d (at most %d sandboxes, generation %d)",

@@ -59,6 +59,11 @@ class LaunchOrder:
     transcripts: Transcripts = field(default_factory=dict, hash=False)
     upstream_key: str | None = field(default=None, repr=False)
     spent_usd: float = 0.0  # the session's recorded cost before this launch
+    # The session's last sandbox ran on another runner (or none ran): whatever copy of its
+    # sandbox folder this runner kept from an earlier stint (say, before a partition moved the
+    # session away) is stale. The runner discards it: files from the snapshot, conversation
+    # from ``transcripts``.
+    fresh: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,13 +85,16 @@ class LaunchOrder:
             raise SandboxFailed("malformed launch order: user_env values must be strings")
         if isinstance(order.spent_usd, bool) or not isinstance(order.spent_usd, (int, float)) or order.spent_usd < 0:
             raise SandboxFailed("malformed launch order: spent_usd must be a non-negative number")
+        if not isinstance(order.fresh, bool):
+            raise SandboxFailed("malformed launch order: fresh must be true or false")
         return order
 
 
-def order_of(spec: SandboxSpec, spent_usd: float = 0.0) -> LaunchOrder:
+def order_of(spec: SandboxSpec, spent_usd: float = 0.0, fresh: bool = False) -> LaunchOrder:
     """The order for ``spec`` (coordinator side). Blocking: reads the session's (and a fork's
     parent's) transcript from the database. Raises SandboxFailed if it cannot. ``spent_usd``:
-    what the session spent so far (the coordinator's usage rows)."""
+    what the session spent so far (the coordinator's usage rows); ``fresh``: the session
+    moved to this runner (see :attr:`LaunchOrder.fresh`)."""
     restore = spec.restore_transcript
     parent = restore.parent_id if isinstance(restore, resume.TranscriptRestore) else None
     try:
@@ -97,7 +105,7 @@ def order_of(spec: SandboxSpec, spent_usd: float = 0.0) -> LaunchOrder:
     return LaunchOrder(
         spec.sandbox_id, spec.session_id, spec.tenant_id, spec.agent_name, spec.agent_key, settings,
         _users_part(spec.env), asdict(spec.policy), parent, transcripts,
-        spec.upstream_key.reveal() if spec.upstream_key is not None else None, spent_usd)
+        spec.upstream_key.reveal() if spec.upstream_key is not None else None, spent_usd, fresh)
 
 
 def _users_part(env: Mapping[str, str]) -> dict[str, str]:

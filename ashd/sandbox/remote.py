@@ -22,6 +22,13 @@ for any other sandbox id is ignored (logged).
 
 ``spawn``/``stop_group`` run on the sandbox actor's thread and wait for the loop; the relay
 and the link live on the IOLoop (``loop``).
+
+A :class:`RemoteProcess`'s ``pid`` is not the runner's: it is a number unique in this
+coordinator process (above any Linux pid), because the coordinator keys what it knows of a
+process by it (the :class:`~ashd.actors.exits.ExitBoard`, turn grants) and runners' pids
+collide: across machines, across a runner's restarts (containers start from the same pids),
+and for one session whose sandbox moved to another runner under the same sandbox id. The
+runner's own pid is ``runner_pid`` (in the logs).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 import threading
@@ -57,6 +65,8 @@ STOP_MARGIN_S = 30.0
 LOST_CODE = -9
 LOST_REASON = "the runner hosting this sandbox was lost (its link closed)"
 SNAPSHOT_TIMEOUT_S = 300.0
+HANDLE_BASE = 1 << 32  # remote process numbers start above any pid (Linux's pid_max is at most 2**22)
+_handles = itertools.count(HANDLE_BASE)  # next() is atomic under the GIL
 T = TypeVar("T")
 
 
@@ -65,7 +75,8 @@ class RemoteProcess:
 
     def __init__(self, sandbox_id: str, stop: Callable[[float], None]) -> None:
         self.sandbox_id = sandbox_id
-        self.pid = 0
+        self.pid = 0  # unique in this coordinator once launched (see the module doc)
+        self.runner_pid = 0  # the bridge's pid on its runner
         self.returncode: int | None = None
         self.reason: str | None = None
         self._stop = stop
@@ -222,6 +233,16 @@ class Placement:
                         spec.session_id, spec.runner_id, row.id)
         return row.id
 
+    def recorded(self, spec: SandboxSpec) -> str | None:
+        """The runner the session's row names (where its last sandbox was placed), read afresh:
+        a session actor's row may predate its last placement. None when unknown."""
+        try:
+            row = self._store.get_session(spec.tenant_id, spec.session_id)
+        except StoreError as exc:
+            log.warning("session %s: its runner not read (%s); its sandbox starts fresh", spec.session_id, exc)
+            return None
+        return row.runner_id if row is not None else None
+
     def release(self, runner_id: str) -> None:
         try:
             self._store.write_with(rq.release_warming, runner_id)
@@ -279,14 +300,16 @@ class RemoteLauncher:
         return [(sandbox, runner) for runner, sandbox in list(self._hosts.values()) if runner in runner_ids]
 
     def spawn(self, spec: SandboxSpec) -> RemoteProcess:
+        last = self._placement.recorded(spec) if self._placement is not None else spec.runner_id
         runner, reserved = self._placement.place(spec) if self._placement is not None else (spec.runner_id, False)
         if runner is None:
             raise SandboxFailed(f"session {spec.session_id} has no runner to start its sandbox on")
+        moved = last != runner  # its last sandbox ran elsewhere: what this runner kept of it is stale
         spec = dataclasses.replace(spec, runner_id=runner)
         proc = RemoteProcess(spec.sandbox_id, lambda grace: self._call(self._stop(spec, grace), grace + STOP_MARGIN_S))
         try:
             # Blocking reads of the transcript and the spend so far, here on the actor's thread.
-            order = order_of(spec, self._spent(spec)).to_json()
+            order = order_of(spec, self._spent(spec), fresh=moved).to_json()
             self._call(self._launch(spec, order, proc), LAUNCH_TIMEOUT_S)
         except BaseException:
             proc.exited(LOST_CODE, "start failed")
@@ -305,6 +328,12 @@ class RemoteLauncher:
             return self._recorder.spent_usd(spec.tenant_id, spec.session_id)
         except StoreError as exc:
             raise SandboxFailed(f"cannot read the session's spend so far from the database: {exc}") from exc
+
+    def runner_pid(self, sandbox_id: str) -> int | None:
+        """The live sandbox's bridge pid on its runner (``SandboxStarted.pid`` is this
+        coordinator's number for it), or None."""
+        proc = self._procs.get(sandbox_id)
+        return proc.runner_pid if proc is not None else None
 
     def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
         proc = self._procs.get(spec.sandbox_id)
@@ -428,7 +457,9 @@ class RemoteLauncher:
         if "refused" in reply:
             proc.exited(LOST_CODE, "refused by the runner")
             raise refusal_of(runner, reply["refused"])
-        proc.pid = int(reply.get("pid", 0))
+        proc.runner_pid, proc.pid = int(reply.get("pid", 0)), next(_handles)
+        log.info("sandbox %s of session %s runs on runner %s as pid %d there (process %d here)", spec.sandbox_id,
+                 spec.session_id, runner, proc.runner_pid, proc.pid)
         proc.ready()
 
     async def _ship_agent(self, mux: Mux, spec: SandboxSpec) -> None:

@@ -17,6 +17,7 @@ import psutil
 import pykka
 import pytest
 
+from ashd.actors.exits import ExitBoard
 from ashd.actors.messages import BridgeExited
 from ashd.actors.sandbox import SandboxActor
 from ashd.actors.sandbox_host import HostConfig, LinkedAdmission, SandboxHost
@@ -32,7 +33,7 @@ from ashd.sandbox.env import sandbox_env
 from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, Shipped, order_of, spec_of
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
 from ashd.sandbox.logring import LogBook
-from ashd.sandbox.remote import LOST_REASON, RemoteLauncher, RemoteProcess, usage_of
+from ashd.sandbox.remote import HANDLE_BASE, LOST_REASON, RemoteLauncher, RemoteProcess, usage_of
 from ashd.sandbox.resume import TranscriptRestore
 from ashd.sandbox.services import Recorder
 from ashd.scripted.server import ScriptedModel
@@ -114,10 +115,13 @@ def test_a_sandbox_on_a_runner_streams_turns_and_dies_with_its_link(tmp_path: Pa
             runner_root = runner_layout.sandbox_dir(spec.sandbox_id)
             assert (tmp_path / "runner" / "agent-cache" / "a1.1" / "CLAUDE.md").exists()  # shipped by version
             assert (runner_root / "workspace" / "notes.txt").read_text() == "from the agent folder\n"
-            assert psutil.pid_exists(started.pid)
+            # The coordinator's number for the process is its own, never the runner's pid
+            # (runners' pids collide; the exit board keys by this number).
+            runner_pid = launcher.runner_pid(spec.sandbox_id)
+            assert runner_pid and started.pid >= HANDLE_BASE and psutil.pid_exists(runner_pid)
 
             bridge = await BridgeLink.connect(started.socket_path)
-            assert bridge.ready.pid == started.pid and bridge.ready.session_id == spec.session_id
+            assert bridge.ready.pid == runner_pid and bridge.ready.session_id == spec.session_id
             events = [e async for e in bridge.turn(protocol.Query("[[say: hello from the runner]]"))]
             assert result_of(events)["result"] == "hello from the runner" and isinstance(events[-1], protocol.Done)
             events = [e async for e in bridge.turn(protocol.Query("[[say: second turn]]",
@@ -173,8 +177,8 @@ def test_a_sandbox_on_a_runner_streams_turns_and_dies_with_its_link(tmp_path: Pa
             assert await loop.run_in_executor(None, exited.wait, 30)
             assert exits[0].returncode == -9 and not exits[0].expected and exits[0].reason == LOST_REASON
             async with asyncio.timeout(30):
-                while host.count or (psutil.pid_exists(started.pid)
-                                     and psutil.Process(started.pid).status() != "zombie"):
+                while host.count or (psutil.pid_exists(runner_pid)
+                                     and psutil.Process(runner_pid).status() != "zombie"):
                     await asyncio.sleep(0.05)
             assert not spec.socket_path.exists()
             bridge.close()
@@ -267,6 +271,9 @@ def test_a_launch_order_carries_no_host_path_nor_model_key_and_refuses_one(tmp_p
             LaunchOrder.from_json({**order, "settings": {**order["settings"], **bad}})
     with pytest.raises(SandboxFailed, match="not a valid id"):
         LaunchOrder.from_json({**order, "agent_key": "../etc"})
+    assert order["fresh"] is False and LaunchOrder.from_json({**order, "fresh": True}).fresh is True
+    with pytest.raises(SandboxFailed, match="fresh must be true or false"):
+        LaunchOrder.from_json({**order, "fresh": "yes"})
 
 
 def test_the_spend_so_far_rides_the_order_to_the_runners_model_proxy(tmp_path: Path) -> None:
@@ -283,3 +290,41 @@ def test_a_runners_usage_record_is_checked_and_priced_here() -> None:
     for bad in (None, [], {"input_tokens": 1}, {**dataclasses.asdict(used), "input_tokens": -1},
                 {**dataclasses.asdict(used), "output_tokens": "5"}, {**dataclasses.asdict(used), "tool_calls": True}):
         assert usage_of(bad) is None, bad
+
+
+def test_remote_processes_get_numbers_of_their_own_though_runners_pids_collide(tmp_path: Path) -> None:
+    """Two runners (or one restarted) report the same pid for different bridges; the
+    coordinator's exit board must not take one's exit for the other's."""
+
+    class SamePid:
+        closed = False
+
+        def on_close(self, callback: object) -> None:
+            pass
+
+        async def request(self, op: str, **body: object) -> dict[str, object]:
+            assert op == "launch"
+            return {"pid": 4242}
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        link = SamePid()
+        launcher = RemoteLauncher(loop, lambda runner: link)  # type: ignore[arg-type,return-value]
+        specs = [dataclasses.replace(coordinator_spec(tmp_path, "http://model.invalid"), runner_id=r)
+                 for r in ("r1", "r2")]
+        procs: list[RemoteProcess] = []
+        try:
+            procs += [await loop.run_in_executor(None, launcher.spawn, spec) for spec in specs]
+            assert [launcher.runner_pid(spec.sandbox_id) for spec in specs] == [4242, 4242]
+            assert procs[0].pid != procs[1].pid and min(p.pid for p in procs) >= HANDLE_BASE
+            board = ExitBoard()
+            board.record(procs[0].pid, BridgeExited(specs[0].sandbox_id, specs[0].session_id, -9, False))
+            assert board.get(procs[1].pid) is None  # the other runner's bridge still lives
+        finally:
+            for proc in procs:
+                proc.exited(-9, None)
+                proc.close_pipes()
+            for spec in specs:
+                await loop.run_in_executor(None, launcher.cleanup, spec)
+
+    asyncio.run(scenario())

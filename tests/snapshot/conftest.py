@@ -18,21 +18,22 @@ import pytest
 ACCESS_KEY, SECRET_KEY = "ashd-test-key", "ashd-test-secret"
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
-def _start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_moto(log: Path, host: str = "127.0.0.1") -> tuple[subprocess.Popen[bytes], str]:
+    """moto_server listening on ``host`` (another test's address, e.g. a veth's): (process, URL)."""
     exe = Path(sys.executable).with_name("moto_server")
     if not exe.exists():
         pytest.fail(f"{exe} is missing: install the test extra (pip install -e '.[test]')", pytrace=False)
     for _ in range(3):  # the free port can be taken between our probe and moto's bind
-        port = _free_port()
+        port = _free_port(host)
         with open(log, "ab") as out:
-            proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out)
-        url = f"http://127.0.0.1:{port}"
+            proc = subprocess.Popen([str(exe), "-H", host, "-p", str(port)], stdout=out, stderr=out)
+        url = f"http://{host}:{port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and proc.poll() is None:
             try:
@@ -48,7 +49,7 @@ def _start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a running moto_server, with boto3's credential chain pointed at test keys."""
-    proc, url = _start_moto(tmp_path_factory.mktemp("moto") / "moto_server.log")
+    proc, url = start_moto(tmp_path_factory.mktemp("moto") / "moto_server.log")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         env.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)

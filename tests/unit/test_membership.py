@@ -173,3 +173,84 @@ def test_a_runner_never_registered_does_not_deregister() -> None:
     assert fakes.calls == []
     with pytest.raises(ValueError):
         fakes.membership([])
+
+
+class Fenced:
+    """Records the fence's calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def fenced(self, why: str) -> None:
+        self.calls.append(f"fenced: {why}")
+
+    def restored(self) -> None:
+        self.calls.append("restored")
+
+
+def test_a_runner_no_coordinator_hears_fences_itself_counting_from_the_last_heartbeat_sent(
+        caplog: pytest.LogCaptureFixture) -> None:
+    reachable = {"yes": True}
+    fakes = Fakes(lambda base, call: ok(3) if reachable["yes"] else Answer(0, error="No route to host"))
+    slow = {"answer_s": 2.0}
+
+    async def post(url: str, body: dict[str, Any]) -> Answer:  # each answer arrives 2 s after its send
+        fakes.now += slow["answer_s"]
+        return await Fakes.post(fakes, url, body)
+
+    fence = Fenced()
+    membership = Membership(IDENTITY, [A], post, fakes.figures, 1.0, fakes.sleep, lambda: fakes.now,
+                            fence_after_s=5.0, on_fenced=fence.fenced, on_restored=fence.restored)
+    assert not membership.check_fence()  # never registered: nothing to fence
+    run(membership.register())  # sent at 100, taken at 102
+    run(membership.heartbeat())  # sent at 102, taken at 104
+    reachable["yes"] = False
+    run(membership.heartbeat())  # sent at 104, not taken (106)
+    fakes.now = 105.9
+    assert not membership.check_fence() and fence.calls == []
+    fakes.now = 106.1  # 4.1 s after the send of the last heartbeat taken (2.1 s after its answer)
+    with caplog.at_level(logging.WARNING):
+        assert membership.check_fence()
+    assert fence.calls == ["fenced: no coordinator took a heartbeat sent in the last 4 s (the liveness timeout "
+                           "5 s less one heartbeat interval; 4.1 s since the last one taken was sent)"]
+    assert "runner r1 fenced" in caplog.text and membership.status()["fenced"] is True
+    fakes.now = 200.0
+    assert membership.check_fence() and len(fence.calls) == 1  # once
+
+    reachable["yes"] = True
+    run(membership.heartbeat())  # taken again: the fence lifts
+    assert fence.calls[1:] == ["restored"] and not membership.fenced and not membership.check_fence()
+
+
+def test_the_coordinators_shorter_liveness_timeout_is_the_runners_fence() -> None:
+    fakes = Fakes(lambda base, call: Answer(200, {"ok": True, "generation": 1, "livenessTimeoutS": 3}))
+    fence = Fenced()
+    membership = Membership(IDENTITY, [A], fakes.post, fakes.figures, 1.0, fakes.sleep, lambda: fakes.now,
+                            fence_after_s=30.0, on_fenced=fence.fenced)
+    run(membership.register())  # at 100
+    fakes.now = 102.1
+    assert membership.check_fence() and "in the last 2 s (the liveness timeout 3 s" in fence.calls[0]
+
+    longer = Fakes(lambda base, call: Answer(200, {"ok": True, "generation": 1, "livenessTimeoutS": 60}))
+    kept = Membership(IDENTITY, [A], longer.post, longer.figures, 1.0, longer.sleep, lambda: longer.now,
+                      fence_after_s=30.0)
+    run(kept.register())
+    longer.now = 128.9
+    assert not kept.check_fence()  # its own, shorter, timeout holds
+    longer.now = 129.1
+    assert kept.check_fence()
+
+
+def test_the_fence_watch_runs_with_the_membership_and_stops_with_it() -> None:
+    fakes = Fakes(lambda base, call: ok() if call != "heartbeat" else Answer(0, error="timed out"))
+    fence = Fenced()
+    membership = Membership(IDENTITY, [A], fakes.post, fakes.figures, 1.0, fakes.sleep, lambda: fakes.now,
+                            fence_after_s=5.0, on_fenced=fence.fenced)
+
+    async def scenario() -> None:
+        membership.start()
+        await until(lambda: bool(fence.calls))
+        await membership.stop()
+
+    run(scenario())
+    assert len(fence.calls) == 1 and 0.25 in fakes.sleeps  # checked every quarter heartbeat
