@@ -30,6 +30,7 @@ are injected (tests drive it with fakes). Loop thread only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
