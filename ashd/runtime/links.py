@@ -23,6 +23,7 @@ class SessionLink:
         self._store = store
         self._offload = offload
         self._link: BridgeLink | None = None
+        self._pid = 0  # the grant's agent process the link was made for (a remote one's is a handle number)
         self._connecting = asyncio.Lock()
 
     async def get(self, grant: TurnGrant) -> BridgeLink:
@@ -33,12 +34,12 @@ class SessionLink:
         """
         async with self._connecting:
             link = self._link
-            if link is not None and (link.closed or link.ready.pid != grant.pid):
+            if link is not None and (link.closed or self._pid != grant.pid):
                 link.close()
                 link = None
             if link is None:
                 link = await BridgeLink.connect(grant.socket_path, _sink(self._store, self._offload, grant))
-                self._link = link
+                self._link, self._pid = link, grant.pid
             return link
 
     def drop(self) -> None:
