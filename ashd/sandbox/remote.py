@@ -194,7 +194,7 @@ class Placement:
             if not self._draining(spec.runner_id):
                 return spec.runner_id, False
             try:
-                moved = self._pick(spec)
+                moved = self._pick(spec, "drains")
             except Unavailable:  # a runner with room that this coordinator has no link to yet
                 moved = None
             if moved is None:
@@ -202,7 +202,7 @@ class Placement:
                             "starts there again", spec.session_id, spec.runner_id)
                 return spec.runner_id, False
             return moved, True
-        moved = self._pick(spec)
+        moved = self._pick(spec, "is gone")
         if moved is None:
             raise Unavailable(NO_RUNNERS, retry_after_s=5)
         return moved, True
@@ -215,10 +215,11 @@ class Placement:
             return False
         return row is not None and row.draining
 
-    def _pick(self, spec: SandboxSpec) -> str | None:
+    def _pick(self, spec: SandboxSpec, why: str) -> str | None:
         """The least-loaded runner that takes new sessions, a warming slot reserved on it and
         the session assigned to it; None when none has room. Raises Unavailable when the
-        registry's pick has no link from here yet."""
+        registry's pick has no link from here yet. ``why``: why the session's own runner (if
+        it has one) is not used, for the log."""
         store = self._store
         row = store.write_with(rq.pick, rq.cutoff(store.now(), self._timeout))
         if row is None:
@@ -229,8 +230,8 @@ class Placement:
                               "retry shortly", retry_after_s=2)
         store.write_with(rq.assign, spec.tenant_id, spec.session_id, row.id)
         if spec.runner_id is not None:
-            log.warning("session %s: runner %s is gone or drains; starting its sandbox on runner %s",
-                        spec.session_id, spec.runner_id, row.id)
+            log.warning("session %s: runner %s %s; starting its sandbox on runner %s",
+                        spec.session_id, spec.runner_id, why, row.id)
         return row.id
 
     def recorded(self, spec: SandboxSpec) -> str | None:
