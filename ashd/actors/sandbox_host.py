@@ -6,7 +6,9 @@ into a fresh workspace and starts the bridge with its own launcher in a
 :class:`~ashd.actors.sandbox.SandboxActor`, the same actor standalone uses: spawn, ready
 handshake, stderr pump, exit watch, TERM-grace-KILL. It reports up over the link: the pid in
 the launch's reply, each stderr line and the exit (with the launcher's reason, e.g. OOM) as
-events. ``open`` connects a link channel to a sandbox's bridge socket and relays it.
+events. ``open`` connects a link channel to a sandbox's bridge socket and relays it. ``files.*``
+serve the files API of a hosted sandbox's workspace to any linked coordinator
+(``ashd/sandbox/workspace_server.py``).
 What the runner's sandbox services meter or notice for a linked sandbox (model usage, OOM
 kills, egress decisions) goes up its link too, as ``usage`` and ``notice`` events tagged with
 the sandbox id (:meth:`SandboxHost.divert`), never into the runner's own database: the
@@ -49,6 +51,8 @@ from ashd.sandbox.agent_cache import AgentCache
 from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, check_key, spec_of
 from ashd.sandbox.launcher import Launcher, SandboxSpec
 from ashd.sandbox.logring import LogBook, LogLine, LogRing
+from ashd.sandbox.workspace_server import OPS as FILE_OPS
+from ashd.sandbox.workspace_server import WorkspaceServer
 from ashd.snapshot.snapshots import Snapshotter
 
 log = logging.getLogger(__name__)
@@ -108,6 +112,7 @@ class SandboxHost:
         self._uplinks: dict[str, tuple[str, Mux]] = {}  # session id -> (sandbox id, link); any thread
         self._uplinks_lock = threading.Lock()
         self._stopping: set[asyncio.Future[Json]] = set()
+        self._files = WorkspaceServer(loop, self._root_of, config.layout.data_dir / "tmp")
 
     @property
     def count(self) -> int:
@@ -126,12 +131,15 @@ class SandboxHost:
                 return await self._open(mux, self._find(body), body.get("ch"))
             if op == "snapshot":
                 return await self._snapshot(self._find(body))
+            if op in FILE_OPS:
+                return await self._files.handle(mux, body)
             raise RequestFailed(f"runner does not serve {op!r}")
 
         return handle
 
     def link_lost(self, mux: Mux) -> None:
         """A link closed: stop every sandbox it launched (fencing; see the module doc)."""
+        self._files.link_lost(mux)
         for hosted in [h for h in self._hosted.values() if h.link is mux]:
             log.warning("sandbox %s of session %s: its coordinator's link closed; stopping it",
                         hosted.spec.sandbox_id, hosted.spec.session_id)
@@ -147,6 +155,11 @@ class SandboxHost:
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self._stop(h, self._config.stop_grace_s) for h in list(self._hosted.values())))
+        self._files.close_all()
+
+    def _root_of(self, sandbox_id: str) -> Path | None:
+        """The sandbox dir of a sandbox hosted here (whichever link launched it), else None."""
+        return self._config.layout.sandbox_dir(sandbox_id) if sandbox_id in self._hosted else None
 
     # -- requests -------------------------------------------------------------------------
 

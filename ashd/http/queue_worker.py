@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from ashd.errors import AshError
 from ashd.http.context import AppContext
+from ashd.http.health import COORDINATOR_ID
 from ashd.options import MessageOptions, SessionOptions
 from ashd.states import SessionStatus
 from ashd.store import format_utc
@@ -66,7 +67,7 @@ class QueueWorker:
                 # Checked by a read first: an idle worker must not take the single writer
                 # (and SQLite's write lock) away from turns every poll.
                 due = await offload.read(store.queue_item_due)
-                item = await offload.write(store.claim_queue_item) if due else None
+                item = await offload.write(store.claim_queue_item, COORDINATOR_ID) if due else None
             except Exception:  # boundary: the database may be briefly away; keep the worker
                 log.exception("prompt queue worker %d: claiming an item failed", n)
                 item = None
