@@ -100,19 +100,21 @@ class QueueWorker:
                       permanent: bool = False) -> None:
         store, offload = self._ctx.store, self._ctx.offload
         if failure is None:
-            await offload.write(lambda: store.finish_queue_item(item.id, "completed", session_id=session_id))
+            await offload.write(lambda: store.finish_queue_item(item.id, "completed", session_id=session_id,
+                                                                claimed_by=COORDINATOR_ID))
             log.info("queue item %s completed in session %s", item.id, session_id)
         elif item.retry_count < item.max_retries and not permanent:
             delay = retry_delay(item.retry_count, self._config.retry_delay_s, self._config.retry_delay_cap_s)
             due = format_utc(datetime.now(UTC) + timedelta(seconds=delay))
-            await offload.write(store.retry_queue_item, item.id, item.retry_count + 1, due, failure, session_id)
+            await offload.write(store.retry_queue_item, item.id, item.retry_count + 1, due, failure, session_id,
+                                COORDINATOR_ID)
             log.warning("queue item %s failed (%s); retrying in %.1fs (retry %d/%d)", item.id, failure, delay,
                         item.retry_count + 1, item.max_retries)
             loop = asyncio.get_running_loop()
             loop.call_later(delay, self._ctx.queue_wakeup.set)
         else:
             await offload.write(lambda: store.finish_queue_item(item.id, "failed", error=failure,
-                                                                session_id=session_id))
+                                                                session_id=session_id, claimed_by=COORDINATOR_ID))
             log.warning("queue item %s failed after %d retries: %s", item.id, item.retry_count, failure)
 
     async def _session_for(self, item: QueueItemRow) -> str:

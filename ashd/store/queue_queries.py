@@ -138,26 +138,34 @@ def any_due(conn: Connection, now: str) -> bool:
     return conn.execute(_due_candidates(now, 1)).first() is not None
 
 
-def finish(conn: Connection, item_id: str, status: str, now: str, *, error: str | None = None,
-           session_id: str | None = None) -> bool:
-    """processing -> completed | failed."""
+def _held(item_id: str, claimed_by: str | None) -> list[sa.ColumnElement[bool]]:
+    """The item, still ``processing``, and still ``claimed_by``'s if given (a coordinator whose
+    item was recovered while it was cut off changes nothing: ashd/store/coordinators.py)."""
     t = queue_items.c
+    held = [t.id == item_id, t.status == "processing"]
+    if claimed_by is not None:
+        held.append(t.claimed_by == claimed_by)
+    return held
+
+
+def finish(conn: Connection, item_id: str, status: str, now: str, *, error: str | None = None,
+           session_id: str | None = None, claimed_by: str | None = None) -> bool:
+    """processing -> completed | failed."""
     values: dict[str, Any] = {"status": status, "completed_at": now, "error": error}
     if session_id is not None:
         values["session_id"] = session_id
-    stmt = sa.update(queue_items).where(t.id == item_id, t.status == "processing").values(**values)
+    stmt = sa.update(queue_items).where(*_held(item_id, claimed_by)).values(**values)
     return conn.execute(stmt).rowcount == 1
 
 
 def retry_later(conn: Connection, item_id: str, retry_count: int, retry_after: str, error: str,
-                session_id: str | None) -> bool:
+                session_id: str | None, claimed_by: str | None = None) -> bool:
     """processing -> pending, due again at ``retry_after``."""
-    t = queue_items.c
     values: dict[str, Any] = {"status": "pending", "retry_count": retry_count, "retry_after": retry_after,
-                              "error": error, "started_at": None}
+                              "error": error, "started_at": None, "claimed_by": None}
     if session_id is not None:
         values["session_id"] = session_id
-    stmt = sa.update(queue_items).where(t.id == item_id, t.status == "processing").values(**values)
+    stmt = sa.update(queue_items).where(*_held(item_id, claimed_by)).values(**values)
     return conn.execute(stmt).rowcount == 1
 
 

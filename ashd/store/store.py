@@ -648,16 +648,18 @@ class Store:
             return queue_queries.any_due(conn, self._clock())
 
     def finish_queue_item(self, item_id: str, status: str, *, error: str | None = None,
-                          session_id: str | None = None) -> bool:
-        """Internal: processing -> completed | failed."""
+                          session_id: str | None = None, claimed_by: str | None = None) -> bool:
+        """Internal: processing -> completed | failed (only while ``claimed_by`` holds it, if given)."""
         with self._write() as conn:
-            return queue_queries.finish(conn, item_id, status, self._clock(), error=error, session_id=session_id)
+            return queue_queries.finish(conn, item_id, status, self._clock(), error=error, session_id=session_id,
+                                        claimed_by=claimed_by)
 
     def retry_queue_item(self, item_id: str, retry_count: int, retry_after: str, error: str,
-                         session_id: str | None = None) -> bool:
-        """Internal: processing -> pending, due again at ``retry_after``."""
+                         session_id: str | None = None, claimed_by: str | None = None) -> bool:
+        """Internal: processing -> pending, due again at ``retry_after`` (only while
+        ``claimed_by`` holds it, if given)."""
         with self._write() as conn:
-            return queue_queries.retry_later(conn, item_id, retry_count, retry_after, error, session_id)
+            return queue_queries.retry_later(conn, item_id, retry_count, retry_after, error, session_id, claimed_by)
 
     def set_queue_item_session(self, item_id: str, session_id: str) -> None:
         """Internal: remember the session a queued prompt runs in (retries reuse it)."""

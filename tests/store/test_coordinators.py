@@ -81,6 +81,12 @@ def test_only_the_work_of_gone_coordinators_is_recovered_on_postgres(store: Stor
         alive.release()
     assert recover_claimed_work(store, "coord-b", starting=False).by_owner == {"coord-a": (1, 1)}
     assert state(store, *theirs) == ("interrupted", "pending")
+    # Claimed again by B: A (cut off, say, and back) can no longer settle it.
+    store.write_with(lambda conn: conn.execute(sa.update(qq.queue_items).where(qq.queue_items.c.id == theirs[1])
+                                               .values(status="processing", claimed_by="coord-b")))
+    assert not store.finish_queue_item(theirs[1], "completed", claimed_by="coord-a")
+    assert not store.retry_queue_item(theirs[1], 1, store.now(), "x", claimed_by="coord-a")
+    assert store.finish_queue_item(theirs[1], "completed", claimed_by="coord-b")
 
 
 def test_one_daemon_on_sqlite_recovers_everything_at_start_only(store: Store) -> None:
