@@ -160,8 +160,10 @@ class WorkspaceServer:
 
     async def _on_transfer(self, op: str, mux: Mux, body: Json) -> Json:
         if op == "files.close":
-            transfer = self._transfers.pop(str(body.get("token")), None)
+            token = str(body.get("token"))
+            transfer = self._transfers.get(token)
             if transfer is not None and transfer.owner is mux:
+                del self._transfers[token]
                 await self._run(transfer.close)
             return {}
         transfer = self._get(mux, body)
