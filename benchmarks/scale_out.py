@@ -55,6 +55,7 @@ class Deployment:
 
     def __init__(self, tmp: Path, model: ScriptedModel) -> None:
         self.tmp, self.model = tmp, model
+        tmp.mkdir(parents=True, exist_ok=True)
         self.started: list[AshdProcess] = []
 
     def daemon(self, name: str, database: str | None, env: dict[str, str], port: int | None = None) -> AshdProcess:
@@ -127,13 +128,13 @@ def first_event_ms(client: httpx.Client, sid: str) -> float:
     with client.stream("POST", f"/api/sessions/{sid}/messages",
                        json={"content": PROMPT, "includePartialMessages": True}) as resp:
         assert resp.status_code == 200, resp.read()
-        for chunk in resp.iter_text():
-            if "event: text_delta" in chunk:
-                first = time.perf_counter()
-                for _ in resp.iter_text():  # let the turn finish before the next step
-                    pass
-                return (first - start) * 1000
-    raise AssertionError("the turn sent no text_delta")
+        chunks = resp.iter_text()
+        first = next((time.perf_counter() for chunk in chunks if "event: text_delta" in chunk), None)
+        for _ in chunks:  # let the turn finish before the next step
+            pass
+    if first is None:
+        raise AssertionError("the turn sent no text_delta")
+    return (first - start) * 1000
 
 
 def until(what: str, check: Any, deadline_s: float = 120.0) -> Any:
