@@ -151,3 +151,18 @@ def test_open_transfers_are_bounded(tmp_path: Path) -> None:
         await off_loop(stream.close)
 
     on_link(tmp_path, scenario)
+
+
+def test_an_idle_transfer_is_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sb1" / "workspace").mkdir(parents=True)
+    (tmp_path / "sb1" / "workspace" / "f").write_text("x")
+
+    async def scenario(mux: Mux, lookup: Callable[[str, str], LiveFiles | None]) -> None:
+        token = (await mux.request("files.open", sandbox="sb1", path="f"))["token"]
+        assert (await mux.request("files.chunk", token=token))["eof"]
+        monkeypatch.setattr(workspace_server, "IDLE_S", 0.0)  # every transfer is idle from now on
+        with pytest.raises(RequestFailed) as expired:
+            await mux.request("files.chunk", token=token)
+        assert expired.value.status == 404 and "idle" in str(expired.value)
+
+    on_link(tmp_path, scenario)
