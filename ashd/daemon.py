@@ -20,15 +20,17 @@ import signal
 
 from ashd import __version__, systemd
 from ashd.config import Config, mask_url
-from ashd.evals.runner import interrupt_left_runs
 from ashd.http.auth import KeyHasher, bootstrap_key
+from ashd.http.health import COORDINATOR_ID
 from ashd.http.queue_worker import QueueWorker
+from ashd.http.work_recovery import WorkRecovery, report
 from ashd.layout import Layout
+from ashd.listener import loop_service_child
 from ashd.modes import Runtime, assemble
 from ashd.sandbox.launcher import Launcher
 from ashd.states import SandboxState
 from ashd.store import Store
-from ashd.store.recovery import close_cut_off_turns, fail_interrupted_starts
+from ashd.store.recovery import close_cut_off_turns, fail_interrupted_starts, recover_claimed_work
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +78,17 @@ class Daemon:
             store.mark_all_sandboxes(SandboxState.COLD.value)
             close_cut_off_turns(store)
             fail_interrupted_starts(store)
+        # Postgres: this daemon's liveness lock, before it claims work or recovers others'.
+        lock = store.coordinator_lock(COORDINATOR_ID) if mode != "runner" else None
+        if lock is not None:
+            lock.acquire()
         if mode != "runner":
-            _recover_api_work(store)
+            report(recover_claimed_work(store, COORDINATOR_ID, starting=True), COORDINATOR_ID)
         loop = asyncio.get_running_loop()
         plan = assemble(config, store, hasher, loop, self._launcher)
+        if lock is not None:  # and every few seconds: the work of coordinators gone since
+            plan.children.append(loop_service_child("work recovery", loop, WorkRecovery(
+                store, plan.offload, lock, config.cluster.liveness_timeout_s)))
         runtime, ctx = plan.runtime, plan.ctx
         if config.debug.fault_injection:
             log.warning("FAULT INJECTION IS ON (debug.fault_injection / ASH_FAULT_INJECTION): "
@@ -116,6 +125,8 @@ class Daemon:
             if plan.sandboxes is not None:
                 plan.sandboxes.stop()
             plan.offload.shutdown()
+            if lock is not None:
+                lock.release()
             store.close()
         log.info("ashd stopped%s", f" (exit code {self._exit_code})" if self._exit_code else "")
         return self._exit_code
@@ -137,13 +148,3 @@ class Daemon:
         watchdog = systemd.Watchdog(interval, probe)
         watchdog.start()
         return watchdog
-
-
-def _recover_api_work(store: Store) -> None:
-    """Evals and queued prompts a previous run of the API left in flight."""
-    interrupted = interrupt_left_runs(store)
-    if interrupted:
-        log.warning("evals: %d run(s) left running by a previous run of ashd are marked interrupted", interrupted)
-    requeued = store.requeue_processing_items()
-    if requeued:
-        log.info("prompt queue: %d item(s) left processing by a previous run are pending again", requeued)

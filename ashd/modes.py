@@ -56,6 +56,7 @@ from ashd.runtime.offload import Offload
 from ashd.sandbox import services as sandbox_services
 from ashd.sandbox.launcher import Launcher
 from ashd.sandbox.remote import Placement, RemoteLauncher
+from ashd.sandbox.remote_files import remote_lookup
 from ashd.service_children import services_child, store_child
 from ashd.store import Store
 
@@ -181,6 +182,7 @@ def _coordinator(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.
     runtime, tree = LocalRuntime.build(config, store, launcher or remote[0], offload, metrics, fanout=fanout)
     live.append(runtime)
     ctx, server, http = _public_api(config, store, hasher, runtime, offload, metrics, _remote_isolation, loop)
+    ctx.remote_files = remote_lookup(loop, table.link_of)  # the files API reads the runners' workspaces
     liveness = loop_service_child("runner liveness", loop, RunnerLiveness(store, offload, config.cluster, metrics))
     drain = RunnerDrain(store, cluster.liveness_timeout_s, remote[0].hosted_on,
                         lambda runner: table.state(runner).connected, runtime.move_off)

@@ -10,6 +10,8 @@ events. ``open`` connects a link channel to a sandbox's bridge socket and relays
 ``agent`` requests carry an agent folder's archive in bounded chunks (ashd/sandbox/agent_cache.py);
 ``snapshot`` saves a sandbox's workspace into the shared blob store unless it is unchanged
 since that sandbox's last save (the standalone fingerprint; the reply says ``unchanged``).
+``files.*`` serve the files API of a hosted sandbox's workspace to any linked coordinator
+(``ashd/sandbox/workspace_server.py``).
 What the runner's sandbox services meter or notice for a linked sandbox (model usage, OOM
 kills, egress decisions) goes up its link too, as ``usage`` and ``notice`` events tagged with
 the sandbox id (:meth:`SandboxHost.divert`), never into the runner's own database: the
@@ -66,6 +68,8 @@ from ashd.sandbox.agent_cache import AgentCache, AgentUpload
 from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, check_key, spec_of
 from ashd.sandbox.launcher import Launcher, SandboxSpec
 from ashd.sandbox.logring import LogBook, LogLine, LogRing
+from ashd.sandbox.workspace_server import OPS as FILE_OPS
+from ashd.sandbox.workspace_server import WorkspaceServer
 from ashd.snapshot.fingerprint import workspace_digest
 from ashd.snapshot.snapshots import Snapshotter, snapshot_key
 
@@ -168,6 +172,7 @@ class SandboxHost:
         self._admitting = threading.Lock()  # one disk admission at a time (worker threads)
         self._uploads: dict[str, tuple[AgentUpload, Mux]] = {}  # agent archives arriving (loop thread)
         self._fenced: str | None = None  # why launches are refused (cut off from the coordinators)
+        self._files = WorkspaceServer(loop, self._root_of, config.layout.data_dir / "tmp")
 
     @property
     def count(self) -> int:
@@ -188,6 +193,8 @@ class SandboxHost:
                 return await self._snapshot(self._find(body))
             if op == "discard":
                 return await self._discard(body.get("sandbox"))
+            if op in FILE_OPS:
+                return await self._files.handle(mux, body)
             raise RequestFailed(f"runner does not serve {op!r}")
 
         return handle
@@ -197,6 +204,7 @@ class SandboxHost:
         drop its unfinished agent uploads."""
         for upload_id in [u for u, (_, owner) in self._uploads.items() if owner is mux]:
             self._drop_upload(upload_id)
+        self._files.link_lost(mux)
         for hosted in [h for h in self._hosted.values() if h.link is mux]:
             log.warning("sandbox %s of session %s: its coordinator's link closed; stopping it",
                         hosted.spec.sandbox_id, hosted.spec.session_id)
@@ -229,6 +237,11 @@ class SandboxHost:
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self._stop(h, self._config.stop_grace_s) for h in list(self._hosted.values())))
+        self._files.close_all()
+
+    def _root_of(self, sandbox_id: str) -> Path | None:
+        """The sandbox dir of a sandbox hosted here (whichever link launched it), else None."""
+        return self._config.layout.sandbox_dir(sandbox_id) if sandbox_id in self._hosted else None
 
     # -- requests -------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ with the same machinery as ``POST /messages`` (``SessionRuntime.send``), and the
 session is ended at once. Progress is the results' statuses, pollable at any time.
 
 A daemon that stops mid-run cancels its runs and marks them ``interrupted``; a daemon that
-died does so at its next start (:func:`interrupt_left_runs`), so no run stays ``running``.
+died has them marked at its next start, or by another coordinator on the same Postgres once
+it is gone (``ashd/store/recovery.py``), so no run stays ``running``.
 """
 
 from __future__ import annotations
@@ -27,12 +28,10 @@ from ashd.evals.scorers import Score, score_locally
 from ashd.http.context import AppContext
 from ashd.options import MessageOptions, SessionOptions
 from ashd.proxy.meter import Usage
-from ashd.store import Store
 from ashd.store import eval_queries as q
 
 log = logging.getLogger(__name__)
 
-RESTARTED = "ashd restarted while the run was in progress"
 STOPPED = "ashd stopped while the run was in progress"
 CAPACITY_RETRIES = 5  # a full pool: wait and try the case's session again this many times
 CAPACITY_WAIT_S = 2.0
@@ -48,11 +47,6 @@ class RunPlan:
     system_prompt: str | None  # the pinned version's prompt; None: the agent's CLAUDE.md
     cases: tuple[q.EvalCaseRow, ...]
     results: tuple[str, ...]  # result id per case, same order
-
-
-def interrupt_left_runs(store: Store) -> int:
-    """At start-up (blocking): runs a previous daemon left ``running`` become ``interrupted``."""
-    return store.write_with(q.interrupt_running, RESTARTED, store.now())
 
 
 def answer_of(messages: list[str]) -> str:

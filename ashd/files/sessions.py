@@ -10,6 +10,11 @@ Rules (documented in docs/api.md):
   the deployed agent, see ``ashd/files/agent_binds.py``) are shown as the agent sees them
   and cannot be changed through the API (``ashd/files/bound.py``); for a session that is
   not live, as its next sandbox will bind them (from the deployed agent).
+- **On a coordinator** (``remote`` given: sandboxes run on runners) the live workspace is
+  the runner's: every operation goes over the link to the runner named on the session
+  (``ashd/sandbox/remote_files.py``), which serves it with the same code on its own disk. A
+  session whose runner is not linked, or does not host its sandbox (lost, restarted, the
+  sandbox evicted), is not live: reads come from the snapshot, writes are refused, as below.
 - **Not live** (stopped, ended, errored, evicted, or never started here): reads come from
   the session's snapshot archive (source ``snapshot``), never extracted to disk. Writes are
   refused with 409: a stopped session's files live in its snapshot and local disk image,
@@ -26,9 +31,9 @@ import tempfile
 from pathlib import Path
 
 from ashd.errors import Conflict, NotFound
-from ashd.files.agent_binds import PLAN_NAME, bound_sources, write_copies
+from ashd.files.agent_binds import PLAN_NAME, write_copies
 from ashd.files.bound import BoundTree
-from ashd.files.contained import Tree
+from ashd.files.live import LiveFiles, LocalFiles, RemoteLookup, tree_at
 from ashd.layout import Layout
 from ashd.snapshot.snapshots import snapshot_key
 from ashd.snapshot.store import BlobStore
@@ -44,10 +49,13 @@ _UP_STATES = frozenset({SandboxState.WARMING.value, SandboxState.WARM.value, San
 class SessionFiles:
     """Finds a session's workspace; thread-safe (holds no mutable state)."""
 
-    def __init__(self, store: Store, layout: Layout, blobs: BlobStore, tmp_dir: Path) -> None:
+    def __init__(self, store: Store, layout: Layout, blobs: BlobStore, tmp_dir: Path,
+                 remote: RemoteLookup | None = None) -> None:
+        """``remote``: on a coordinator, how to reach a runner's workspace of a sandbox."""
         self.store, self.layout, self.blobs, self.tmp_dir = store, layout, blobs, tmp_dir
+        self.remote = remote
 
-    def live_tree(self, row: SessionRow) -> Tree | None:
+    def live_tree(self, row: SessionRow) -> LiveFiles | None:
         """The live workspace of the session, or None if it has no running sandbox."""
         if row.status not in _LIVE_STATUSES:
             return None
@@ -55,16 +63,12 @@ class SessionFiles:
         sandbox = self.store.get_sandbox(sandbox_id)
         if sandbox is None or sandbox.state not in _UP_STATES:
             return None
-        root = self.layout.sandbox_dir(sandbox_id)
-        workspace = root / "workspace"
-        if not workspace.is_dir() or workspace.is_symlink():
-            return None
-        if (root / "disk.img").exists() and not os.path.ismount(workspace):
-            return None  # a disk-image sandbox not mounted (yet): the dir is only a placeholder
-        binds = bound_sources(root / PLAN_NAME)
-        return BoundTree(workspace, binds) if binds else Tree(workspace)
+        if self.remote is not None:  # a coordinator: the workspace is on the session's runner
+            return self.remote(row.runner_id, sandbox_id) if row.runner_id else None
+        tree = tree_at(self.layout.sandbox_dir(sandbox_id))
+        return LocalFiles(tree) if tree is not None else None
 
-    def require_live(self, row: SessionRow) -> Tree:
+    def require_live(self, row: SessionRow) -> LiveFiles:
         """The live workspace; raises Conflict (409) naming what to do when there is none."""
         tree = self.live_tree(row)
         if tree is None:

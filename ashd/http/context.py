@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ashd.config import Config, allowed_origins
+from ashd.files.live import RemoteLookup
 from ashd.files.sessions import SessionFiles
 from ashd.http.auth import KeyHasher
 from ashd.http.cors import CorsPolicy
@@ -38,6 +39,7 @@ class AppContext:
     queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # set when an item is queued
     eval_runner: EvalRunner | None = None  # set by the daemon once serving (POST eval-runs: 503 without)
     stopping: bool = False  # set by the daemon when a graceful stop begins (/health/ready -> 503)
+    remote_files: RemoteLookup | None = None  # a coordinator's: live workspaces are on runners
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.config.rate_limit)  # loop thread only
@@ -54,4 +56,4 @@ class AppContext:
         snap = self.config.snapshot
         blobs = blob_store_from_url(snap.url or None, self.config.data_dir,
                                     endpoint_url=snap.s3_endpoint or None, region=snap.s3_region or None)
-        return SessionFiles(self.store, self.layout, blobs, self.config.data_dir / "tmp")
+        return SessionFiles(self.store, self.layout, blobs, self.config.data_dir / "tmp", self.remote_files)

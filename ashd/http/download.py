@@ -13,6 +13,7 @@ from urllib.parse import quote
 import tornado.iostream
 
 from ashd.errors import PayloadTooLarge
+from ashd.files.live import Readable
 from ashd.http.base import ApiHandler
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def open_binary(path: str | os.PathLike[str]) -> BinaryIO:
     return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
 
 
-async def send_file(handler: ApiHandler, f: BinaryIO, size: int, filename: str,
+async def send_file(handler: ApiHandler, f: Readable, size: int, filename: str,
                     mime: str | None = None, extra: dict[str, str] | None = None) -> None:
     """Stream ``f`` (closed here) as the response body. Blocking reads run on the reader pool.
 
@@ -72,7 +73,7 @@ async def send_file(handler: ApiHandler, f: BinaryIO, size: int, filename: str,
         await offload.read(f.close)
 
 
-async def answer_file(handler: ApiHandler, f: BinaryIO, size: int, path: str, fmt: str,
+async def answer_file(handler: ApiHandler, f: Readable, size: int, path: str, fmt: str,
                       raw_hint: str = "", **shown: str) -> None:
     """Answer with an opened file (closed here): ``raw`` bytes up to MAX_RAW_BYTES, or Ash's
     ``{path, content, size, **shown}`` up to MAX_JSON_BYTES (UTF-8, invalid bytes replaced).

@@ -15,6 +15,7 @@ from ashd.errors import BadRequest, NotFound, Unavailable
 from ashd.evals.compare import compare
 from ashd.evals.runner import RunPlan
 from ashd.http.eval_cases import EvalCaseBase, object_id, parse_tags
+from ashd.http.health import COORDINATOR_ID
 from ashd.http.versions import MAX_VERSION_NUMBER
 from ashd.store import eval_queries as q
 from ashd.store.eval_queries import EvalCaseRow, EvalResultRow, EvalRunRow
@@ -144,7 +145,7 @@ class EvalRunsHandler(EvalRunBase):
                              f"tags {tags or 'any'}); add cases first")
         filters = json.dumps({"categories": categories, "tags": tags})
         row = await self.ctx.offload.write(lambda: store.write_with(q.add_run, tenant, name, number, filters,
-                                                                    cases, store.now()))
+                                                                    cases, store.now(), COORDINATOR_ID))
         results = await self.results(row)
         by_case = {r.case_id: r.id for r in results}
         runner.start(RunPlan(tenant, name, row.id, prompt, tuple(cases), tuple(by_case[c.id] for c in cases)))

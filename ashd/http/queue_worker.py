@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from ashd.errors import AshError
 from ashd.http.context import AppContext
+from ashd.http.health import COORDINATOR_ID
 from ashd.options import MessageOptions, SessionOptions
 from ashd.states import SessionStatus
 from ashd.store import format_utc
@@ -66,7 +67,7 @@ class QueueWorker:
                 # Checked by a read first: an idle worker must not take the single writer
                 # (and SQLite's write lock) away from turns every poll.
                 due = await offload.read(store.queue_item_due)
-                item = await offload.write(store.claim_queue_item) if due else None
+                item = await offload.write(store.claim_queue_item, COORDINATOR_ID) if due else None
             except Exception:  # boundary: the database may be briefly away; keep the worker
                 log.exception("prompt queue worker %d: claiming an item failed", n)
                 item = None
@@ -99,19 +100,21 @@ class QueueWorker:
                       permanent: bool = False) -> None:
         store, offload = self._ctx.store, self._ctx.offload
         if failure is None:
-            await offload.write(lambda: store.finish_queue_item(item.id, "completed", session_id=session_id))
+            await offload.write(lambda: store.finish_queue_item(item.id, "completed", session_id=session_id,
+                                                                claimed_by=COORDINATOR_ID))
             log.info("queue item %s completed in session %s", item.id, session_id)
         elif item.retry_count < item.max_retries and not permanent:
             delay = retry_delay(item.retry_count, self._config.retry_delay_s, self._config.retry_delay_cap_s)
             due = format_utc(datetime.now(UTC) + timedelta(seconds=delay))
-            await offload.write(store.retry_queue_item, item.id, item.retry_count + 1, due, failure, session_id)
+            await offload.write(store.retry_queue_item, item.id, item.retry_count + 1, due, failure, session_id,
+                                COORDINATOR_ID)
             log.warning("queue item %s failed (%s); retrying in %.1fs (retry %d/%d)", item.id, failure, delay,
                         item.retry_count + 1, item.max_retries)
             loop = asyncio.get_running_loop()
             loop.call_later(delay, self._ctx.queue_wakeup.set)
         else:
             await offload.write(lambda: store.finish_queue_item(item.id, "failed", error=failure,
-                                                                session_id=session_id))
+                                                                session_id=session_id, claimed_by=COORDINATOR_ID))
             log.warning("queue item %s failed after %d retries: %s", item.id, item.retry_count, failure)
 
     async def _session_for(self, item: QueueItemRow) -> str:

@@ -19,7 +19,8 @@ from typing import Any
 from ashd.errors import BadRequest, NotFound, PayloadTooLarge
 from ashd.files import bundle
 from ashd.files.archive_view import ArchiveView
-from ashd.files.contained import Parts, Tree, UnsafePath, parse_relative
+from ashd.files.contained import Parts, parse_relative
+from ashd.files.live import LiveFiles
 from ashd.files.rules import listing_skip
 from ashd.files.sessions import SessionFiles
 from ashd.http.download import answer_file, open_binary, send_file
@@ -82,7 +83,7 @@ def parse_uploads(body: dict[str, Any]) -> list[Upload]:
     return out
 
 
-def write_uploads(tree: Tree, uploads: list[Upload]) -> list[dict[str, Any]]:
+def write_uploads(tree: LiveFiles, uploads: list[Upload]) -> list[dict[str, Any]]:
     """Write each file; a file the workspace refuses (a symlink or directory in the way)
     gets a per-file error, like Ash. Blocking."""
     results: list[dict[str, Any]] = []
@@ -92,7 +93,7 @@ def write_uploads(tree: Tree, uploads: list[Upload]) -> list[dict[str, Any]]:
             continue
         try:
             size = tree.write(up.parts, up.content)
-        except (BadRequest, NotFound) as exc:
+        except (BadRequest, NotFound, PayloadTooLarge) as exc:
             results.append({"path": up.shown, "written": False, "error": exc.message})
         except OSError as exc:
             results.append({"path": up.shown, "written": False, "error": exc.strerror or str(exc)})
@@ -111,10 +112,10 @@ class SessionFilesBase(SessionBase):
     def files(self) -> SessionFiles:
         return self.ctx.session_files
 
-    async def live(self, row: SessionRow) -> Tree | None:
+    async def live(self, row: SessionRow) -> LiveFiles | None:
         return await self.ctx.offload.read(self.files.live_tree, row)
 
-    async def require_live(self, row: SessionRow) -> Tree:
+    async def require_live(self, row: SessionRow) -> LiveFiles:
         return await self.ctx.offload.read(self.files.require_live, row)
 
     @contextlib.asynccontextmanager
@@ -146,11 +147,12 @@ class SessionFilesHandler(SessionFilesBase):
     max_body = MAX_UPLOAD_BODY
 
     async def get(self, session_id: str) -> None:
-        skip = listing_skip(self.bool_arg("includeHidden", True))
+        hidden = self.bool_arg("includeHidden", True)
+        skip = listing_skip(hidden)
         row = await self.session_row(session_id)
         tree = await self.live(row)
         if tree is not None:
-            infos = await self.ctx.offload.read(tree.list_files, skip)
+            infos = await self.ctx.offload.read(tree.list_files, hidden)
             source = "sandbox"
         else:
             async with self.snapshot(row) as view:
@@ -179,8 +181,8 @@ class SessionFileHandler(SessionFilesBase):
         tree = await self.live(row)
         hint = "; download the workspace bundle instead"
         if tree is not None:
-            f, st = await self.ctx.offload.read(tree.open_file, parts)
-            await answer_file(self, f, st.st_size, "/".join(parts), fmt, hint, source="sandbox")
+            f, size = await self.ctx.offload.read(tree.open_file, parts)
+            await answer_file(self, f, size, "/".join(parts), fmt, hint, source="sandbox")
             return
         async with self.snapshot(row) as view:
             f, size, _mtime = await self.ctx.offload.read(view.open_file, parts)
@@ -206,7 +208,7 @@ class WorkspaceHandler(SessionFilesBase):
         out = await offload.read(files.temp_file, ".tar.gz")
         try:
             if tree is not None:
-                await offload.read(bundle.write_bundle, tree, out, MAX_BUNDLE_BYTES)
+                await offload.read(tree.write_bundle, out, MAX_BUNDLE_BYTES)
             else:
                 async with self.snapshot(row) as view:
                     await offload.read(bundle.rebundle, view.archive, out, MAX_BUNDLE_BYTES, view.overlay)
@@ -232,14 +234,11 @@ class WorkspaceHandler(SessionFilesBase):
         count = await self.ctx.offload.read(self._apply, tree, data)
         self.send_json({"message": f"Workspace updated: {count} entries extracted"})
 
-    def _apply(self, tree: Tree, data: bytes) -> int:
+    def _apply(self, tree: LiveFiles, data: bytes) -> int:
         """Blocking: spool to a private file, check, extract."""
         path = self.files.temp_file(".tar.gz")
         try:
             path.write_bytes(data)
-            try:
-                return bundle.extract_bundle(path, tree, self.ctx.config.snapshot.max_bytes)
-            except UnsafePath as exc:
-                raise UnsafePath(f"{exc.message} (entries before it were written)") from None
+            return tree.apply_bundle(path, self.ctx.config.snapshot.max_bytes)
         finally:
             path.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from typing import Any
 
 import ujson
 
+from ashd.errors import AshError
 from ashd.wire import protocol
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,13 @@ class LinkClosed(ConnectionError):
 
 
 class RequestFailed(Exception):
-    """The peer answered a request with ``ok: false``; the message says why."""
+    """The peer answered a request with ``ok: false``; the message says why. ``status`` and
+    ``code``: the :class:`~ashd.errors.AshError` the peer's handler raised, if it was one
+    (so a coordinator can answer its client as the runner's own code decided)."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
 
 
 class MessageTooLarge(RequestFailed):
@@ -136,7 +143,9 @@ class Mux:
         finally:
             self._replies.pop(rid, None)
         if not reply.get("ok"):
-            raise RequestFailed(str(reply.get("error") or f"{op} failed"))
+            status, code = reply.get("status"), reply.get("code")
+            raise RequestFailed(str(reply.get("error") or f"{op} failed"),
+                                status if isinstance(status, int) else None, code if isinstance(code, str) else None)
         return reply
 
     async def event(self, op: str, **body: Any) -> None:
@@ -223,6 +232,10 @@ class Mux:
     async def _serve(self, body: Json) -> None:
         try:
             reply = {"ok": True, **(await self.handler(self, body) or {})}
+        except AshError as exc:  # the handler's answer: its status and code travel with it
+            if exc.status >= 500:
+                log.exception("link %s: %s request failed", self.name, body["op"])
+            reply = {"ok": False, "error": exc.message, "status": exc.status, "code": exc.code}
         except Exception as exc:  # boundary: the peer gets the error as the reply
             if not isinstance(exc, (RequestFailed, LinkClosed, OSError, ValueError)):
                 log.exception("link %s: %s request failed", self.name, body["op"])

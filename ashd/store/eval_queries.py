@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .coordinators import claimed
 from .dialect import new_id
 from .schema import metadata
 from .timestamps import format_utc
@@ -48,6 +49,7 @@ eval_runs = sa.Table(
     _text("status"), _text("filters"),
     sa.Column("total_cases", sa.Integer(), nullable=False),
     _text("error", nullable=True), _text("created_at"), _text("completed_at", nullable=True),
+    _text("claimed_by", nullable=True),  # the coordinator driving it (ashd/store/coordinators.py)
     sa.Index("ix_eval_runs_tenant_agent", "tenant_id", "agent_name"),
 )
 
@@ -169,12 +171,13 @@ def delete_case(conn: Connection, tenant_id: str, agent_name: str, case_id: str)
 # -- runs and results -------------------------------------------------------------------
 
 def add_run(conn: Connection, tenant_id: str, agent_name: str, version_number: int | None, filters: str,
-            cases: list[EvalCaseRow], now: str) -> EvalRunRow:
-    """A ``running`` run with one ``pending`` result per case, in one transaction."""
+            cases: list[EvalCaseRow], now: str, claimed_by: str | None = None) -> EvalRunRow:
+    """A ``running`` run with one ``pending`` result per case, in one transaction; ``claimed_by``:
+    the coordinator that drives it (recovered only once that one is gone)."""
     run = {"id": new_id(), "tenant_id": tenant_id, "agent_name": agent_name, "version_number": version_number,
            "status": "running", "filters": filters, "total_cases": len(cases), "error": None,
            "created_at": now, "completed_at": None}
-    conn.execute(sa.insert(eval_runs).values(**run))
+    conn.execute(sa.insert(eval_runs).values(**run, claimed_by=claimed_by))
     results = [{"id": new_id(), "tenant_id": tenant_id, "run_id": run["id"], "case_id": c.id,
                 "case_name": c.name, "session_id": None, "status": "pending", "output": None, "score": None,
                 "reason": None, "human_score": None, "human_notes": None, "duration_ms": None,
@@ -206,11 +209,15 @@ def finish_run(conn: Connection, run_id: str, status: str, error: str | None, no
     return conn.execute(stmt).rowcount == 1
 
 
-def interrupt_running(conn: Connection, reason: str, now: str, run_ids: Sequence[str] | None = None) -> int:
-    """``running`` runs (all tenants; only ``run_ids`` if given) become ``interrupted``, and
-    their unfinished results ``error``, with ``reason``. At start-up: what a stopped daemon left."""
+def interrupt_running(conn: Connection, reason: str, now: str, run_ids: Sequence[str] | None = None,
+                      claimed_by: Sequence[str | None] | None = None) -> int:
+    """``running`` runs (all tenants; only ``run_ids`` if given; only those claimed by one of
+    ``claimed_by`` if given, None for unclaimed) become ``interrupted``, and their unfinished
+    results ``error``, with ``reason``. At start-up: what a stopped daemon left."""
     r, t = eval_results.c, eval_runs.c
     chosen = [t.status == "running"] if run_ids is None else [t.status == "running", t.id.in_(list(run_ids))]
+    if claimed_by is not None:
+        chosen.append(claimed(t.claimed_by, claimed_by))
     running = sa.select(t.id).where(*chosen)
     conn.execute(sa.update(eval_results).where(r.run_id.in_(running), r.status.in_(("pending", "running")))
                  .values(status="error", reason=reason, completed_at=now))

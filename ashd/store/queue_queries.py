@@ -8,13 +8,14 @@ count says who won.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .coordinators import claimed
 from .dialect import check_ids, new_id
 from .schema import queue_items
 
@@ -116,16 +117,17 @@ def _due_candidates(now: str, limit: int) -> sa.Select[Any]:
             .order_by(t.priority.desc(), t.created_at, t.id).limit(limit))
 
 
-def claim(conn: Connection, now: str) -> QueueItemRow | None:
+def claim(conn: Connection, now: str, claimed_by: str | None = None) -> QueueItemRow | None:
     """pending -> processing for the highest-priority, oldest item that is due (any tenant).
 
     Safe with several daemons on one database: only the UPDATE that still sees the item
-    pending wins; a loser tries the next candidate.
+    pending wins; a loser tries the next candidate. ``claimed_by``: the claiming coordinator
+    (its item is requeued only once that one is gone).
     """
     t = queue_items.c
     for item_id in conn.execute(_due_candidates(now, CLAIM_ATTEMPTS)).scalars().all():
         won = conn.execute(sa.update(queue_items).where(t.id == item_id, t.status == "pending")
-                           .values(status="processing", started_at=now)).rowcount
+                           .values(status="processing", started_at=now, claimed_by=claimed_by)).rowcount
         if won == 1:
             return get(conn, None, item_id)
     return None
@@ -136,26 +138,34 @@ def any_due(conn: Connection, now: str) -> bool:
     return conn.execute(_due_candidates(now, 1)).first() is not None
 
 
-def finish(conn: Connection, item_id: str, status: str, now: str, *, error: str | None = None,
-           session_id: str | None = None) -> bool:
-    """processing -> completed | failed."""
+def _held(item_id: str, claimed_by: str | None) -> list[sa.ColumnElement[bool]]:
+    """The item, still ``processing``, and still ``claimed_by``'s if given (a coordinator whose
+    item was recovered while it was cut off changes nothing: ashd/store/coordinators.py)."""
     t = queue_items.c
+    held = [t.id == item_id, t.status == "processing"]
+    if claimed_by is not None:
+        held.append(t.claimed_by == claimed_by)
+    return held
+
+
+def finish(conn: Connection, item_id: str, status: str, now: str, *, error: str | None = None,
+           session_id: str | None = None, claimed_by: str | None = None) -> bool:
+    """processing -> completed | failed."""
     values: dict[str, Any] = {"status": status, "completed_at": now, "error": error}
     if session_id is not None:
         values["session_id"] = session_id
-    stmt = sa.update(queue_items).where(t.id == item_id, t.status == "processing").values(**values)
+    stmt = sa.update(queue_items).where(*_held(item_id, claimed_by)).values(**values)
     return conn.execute(stmt).rowcount == 1
 
 
 def retry_later(conn: Connection, item_id: str, retry_count: int, retry_after: str, error: str,
-                session_id: str | None) -> bool:
+                session_id: str | None, claimed_by: str | None = None) -> bool:
     """processing -> pending, due again at ``retry_after``."""
-    t = queue_items.c
     values: dict[str, Any] = {"status": "pending", "retry_count": retry_count, "retry_after": retry_after,
-                              "error": error, "started_at": None}
+                              "error": error, "started_at": None, "claimed_by": None}
     if session_id is not None:
         values["session_id"] = session_id
-    stmt = sa.update(queue_items).where(t.id == item_id, t.status == "processing").values(**values)
+    stmt = sa.update(queue_items).where(*_held(item_id, claimed_by)).values(**values)
     return conn.execute(stmt).rowcount == 1
 
 
@@ -163,8 +173,12 @@ def set_session(conn: Connection, item_id: str, session_id: str) -> None:
     conn.execute(sa.update(queue_items).where(queue_items.c.id == item_id).values(session_id=session_id))
 
 
-def requeue_processing(conn: Connection) -> int:
-    """At start-up: items a stopped daemon left ``processing`` go back to ``pending``."""
+def requeue_processing(conn: Connection, claimed_by: Sequence[str | None] | None = None) -> int:
+    """Items a stopped daemon left ``processing`` go back to ``pending``: all of them, or only
+    those claimed by one of ``claimed_by`` (None for unclaimed)."""
     t = queue_items.c
-    stmt = sa.update(queue_items).where(t.status == "processing").values(status="pending", started_at=None)
+    chosen = [t.status == "processing"]
+    if claimed_by is not None:
+        chosen.append(claimed(t.claimed_by, claimed_by))
+    stmt = sa.update(queue_items).where(*chosen).values(status="pending", started_at=None, claimed_by=None)
     return int(conn.execute(stmt).rowcount)

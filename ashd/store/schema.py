@@ -215,6 +215,7 @@ queue_items = sa.Table(
     _text("started_at", nullable=True),
     _text("completed_at", nullable=True),
     _text("created_at"),
+    _text("claimed_by", nullable=True),  # the coordinator processing it (ashd/store/coordinators.py)
     sa.Index("ix_queue_items_status", "status", "priority", "created_at"),
     sa.Index("ix_queue_items_tenant", "tenant_id"),
 )

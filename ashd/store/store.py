@@ -35,6 +35,7 @@ from . import (
     usage,
     version_queries,
 )
+from .coordinators import CoordinatorLock
 from .engine import WRITE_OPTION, create_engine_for, mask_url
 from .errors import Conflict
 from .notify import OnRows, StreamListener
@@ -112,6 +113,15 @@ class Store:
         _, params = self._engine.dialect.create_connect_args(self._engine.url)
         params.pop("context", None)  # SQLAlchemy's adapters: the listener reads no rows
         return StreamListener(params, on_rows, on_listening)
+
+    def coordinator_lock(self, coordinator_id: str) -> CoordinatorLock | None:
+        """This daemon's liveness lock over this database (not taken; see ``coordinators.py``),
+        or None on SQLite, where one daemon owns the database."""
+        if self.dialect != "postgresql":
+            return None
+        _, params = self._engine.dialect.create_connect_args(self._engine.url)
+        params.pop("context", None)
+        return CoordinatorLock(params, coordinator_id)
 
     def close(self) -> None:
         """Release pooled connections. Call once, after all other calls returned."""
@@ -626,10 +636,11 @@ class Store:
         with self._write() as conn:
             return queue_queries.cancel(conn, tenant_id, item_id, self._clock())
 
-    def claim_queue_item(self) -> queue_queries.QueueItemRow | None:
-        """Internal (all tenants): atomically take the next due pending item."""
+    def claim_queue_item(self, claimed_by: str | None = None) -> queue_queries.QueueItemRow | None:
+        """Internal (all tenants): atomically take the next due pending item, for the
+        coordinator ``claimed_by`` (see ``coordinators.py``)."""
         with self._write() as conn:
-            return queue_queries.claim(conn, self._clock())
+            return queue_queries.claim(conn, self._clock(), claimed_by)
 
     def queue_item_due(self) -> bool:
         """Internal (all tenants): whether any pending item is due; a read, no lock taken."""
@@ -637,16 +648,18 @@ class Store:
             return queue_queries.any_due(conn, self._clock())
 
     def finish_queue_item(self, item_id: str, status: str, *, error: str | None = None,
-                          session_id: str | None = None) -> bool:
-        """Internal: processing -> completed | failed."""
+                          session_id: str | None = None, claimed_by: str | None = None) -> bool:
+        """Internal: processing -> completed | failed (only while ``claimed_by`` holds it, if given)."""
         with self._write() as conn:
-            return queue_queries.finish(conn, item_id, status, self._clock(), error=error, session_id=session_id)
+            return queue_queries.finish(conn, item_id, status, self._clock(), error=error, session_id=session_id,
+                                        claimed_by=claimed_by)
 
     def retry_queue_item(self, item_id: str, retry_count: int, retry_after: str, error: str,
-                         session_id: str | None = None) -> bool:
-        """Internal: processing -> pending, due again at ``retry_after``."""
+                         session_id: str | None = None, claimed_by: str | None = None) -> bool:
+        """Internal: processing -> pending, due again at ``retry_after`` (only while
+        ``claimed_by`` holds it, if given)."""
         with self._write() as conn:
-            return queue_queries.retry_later(conn, item_id, retry_count, retry_after, error, session_id)
+            return queue_queries.retry_later(conn, item_id, retry_count, retry_after, error, session_id, claimed_by)
 
     def set_queue_item_session(self, item_id: str, session_id: str) -> None:
         """Internal: remember the session a queued prompt runs in (retries reuse it)."""
