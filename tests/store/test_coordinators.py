@@ -47,9 +47,9 @@ def test_the_queue_worker_records_its_claim(store: Store) -> None:
     assert stored == "coord-a"
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # liveness locks are Postgres's
 def test_only_the_work_of_gone_coordinators_is_recovered_on_postgres(store: Store) -> None:
-    if store.dialect != "postgresql":
-        pytest.skip("liveness locks are Postgres's")
+    assert store.dialect == "postgresql"
     alive = store.coordinator_lock("coord-a")
     assert alive is not None
     alive.acquire()
@@ -89,9 +89,9 @@ def test_only_the_work_of_gone_coordinators_is_recovered_on_postgres(store: Stor
     assert store.finish_queue_item(theirs[1], "completed", claimed_by="coord-b")
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_one_daemon_on_sqlite_recovers_everything_at_start_only(store: Store) -> None:
-    if store.dialect != "sqlite":
-        pytest.skip("SQLite's rule")
+    assert store.dialect == "sqlite"
     assert store.coordinator_lock("coord-a") is None
     work = claim_work(store, "coord-a")
     assert recover_claimed_work(store, "coord-b", starting=False).by_owner == {}
