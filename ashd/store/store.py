@@ -38,6 +38,7 @@ from . import (
 from .engine import WRITE_OPTION, create_engine_for, mask_url
 from .errors import Conflict
 from .notify import OnRows, StreamListener
+from .leases import OnAnswer, OnAsked, OnLost, SessionLeases
 from .rows import (
     UNSET,
     AgentRow,
@@ -112,6 +113,15 @@ class Store:
         _, params = self._engine.dialect.create_connect_args(self._engine.url)
         params.pop("context", None)  # SQLAlchemy's adapters: the listener reads no rows
         return StreamListener(params, on_rows, on_listening)
+
+    def session_leases(self, name: str, on_asked: OnAsked, on_answer: OnAnswer, on_lost: OnLost) -> SessionLeases | None:
+        """The coordinator's session leases over this database (not started; see ``leases.py``),
+        or None on SQLite, where one daemon owns every session."""
+        if self.dialect != "postgresql":
+            return None
+        _, params = self._engine.dialect.create_connect_args(self._engine.url)
+        params.pop("context", None)
+        return SessionLeases(params, name, on_asked, on_answer, on_lost)
 
     def close(self) -> None:
         """Release pooled connections. Call once, after all other calls returned."""
