@@ -156,6 +156,21 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
             log.error("sandbox %s: cleanup did not finish within %.0fs", self._spec.sandbox_id, CLEANUP_WAIT_S)
         return code
 
+    def detach_bridge(self) -> bool:
+        """Give the bridge up without stopping it (a sandbox on a runner handed over to another
+        coordinator: its process's ``detach``); returns once the launcher has cleaned up here.
+        False when the process cannot be detached (a local one) or has already exited; raises
+        SandboxFailed when the runner refused (the caller stops it instead)."""
+        proc = self._proc
+        detach = getattr(proc, "detach", None)
+        if proc is None or detach is None or proc.poll() is not None:
+            return False
+        self._stopping.set()  # the exit that follows is ours, not a crash
+        detach()
+        if not self._cleaned.wait(CLEANUP_WAIT_S):
+            log.error("sandbox %s: cleanup did not finish within %.0fs", self._spec.sandbox_id, CLEANUP_WAIT_S)
+        return True
+
     def on_stop(self) -> None:
         self.stop_bridge()
 

@@ -37,8 +37,8 @@ from . import (
 )
 from .engine import WRITE_OPTION, create_engine_for, mask_url
 from .errors import Conflict
-from .notify import OnRows, StreamListener
 from .leases import OnAnswer, OnAsked, OnLost, SessionLeases
+from .notify import OnRows, StreamListener
 from .rows import (
     UNSET,
     AgentRow,
@@ -114,7 +114,8 @@ class Store:
         params.pop("context", None)  # SQLAlchemy's adapters: the listener reads no rows
         return StreamListener(params, on_rows, on_listening)
 
-    def session_leases(self, name: str, on_asked: OnAsked, on_answer: OnAnswer, on_lost: OnLost) -> SessionLeases | None:
+    def session_leases(self, name: str, on_asked: OnAsked, on_answer: OnAnswer,
+                       on_lost: OnLost) -> SessionLeases | None:
         """The coordinator's session leases over this database (not started; see ``leases.py``),
         or None on SQLite, where one daemon owns every session."""
         if self.dialect != "postgresql":

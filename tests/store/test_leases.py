@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from ashd.store import Store, StoreUnavailable
-from ashd.store.leases import SessionLeases, lock_key, parse_pair
+from ashd.store.leases import lock_key, parse_pair
 
 WAIT_S = 30.0
 
