@@ -96,6 +96,16 @@ def test_messages_alternating_between_coordinators_share_one_warm_sandbox(
         texts = [d["result"] for n, d in stream if n == "turn_complete"]
         assert texts[0] == "alpha reply" and texts[-1].endswith("delta"), texts
     assert "adopted" in b.log(None) and "handed its live sandbox" in a.log(None)
+    # The runner metered each turn once, up the link of the coordinator that owned the sandbox
+    # then: recorded once (by the owner only), whichever coordinator is asked.
+    def usage(daemon: AshdProcess) -> int:
+        stats = httpx.get(f"{daemon.url}/api/usage/stats", params={"sessionId": sid}, headers=HEADERS,
+                          timeout=30).json()["stats"]
+        return int(stats["totalMessages"])
+
+    wait_for("every turn's usage recorded", lambda: usage(a) >= 4)
+    time.sleep(1.0)  # a second record of any of them would have landed by now
+    assert usage(a) == usage(b) == 4
 
 
 def test_a_message_through_b_while_a_runs_a_turn_is_refused_at_once_then_b_takes_over_when_a_dies(
