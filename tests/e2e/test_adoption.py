@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import HELLO_AGENT
 from tests.e2e.test_remote_sessions import bridges_of, shared_blobs
@@ -152,3 +153,43 @@ def test_a_message_through_b_while_a_runs_a_turn_is_refused_at_once_then_b_takes
     kept = send(b, sid, "[[bash: cat kept.txt]]")
     assert any(n == "tool_result" and "kept-across-coordinators" in d["content"] for n, d in kept), kept
     assert len(bridge_pids(runner)) == 1 and bridge_pids(runner) != first
+
+
+def test_a_coordinator_that_loses_its_lease_connection_lets_its_sessions_go(
+        cluster: Cluster, s3_endpoint: str, s3_bucket: str) -> None:  # noqa: F811
+    a, b, runner = pair(cluster, shared_blobs(s3_endpoint, s3_bucket))
+    sid = create(a)
+    send(a, sid, "[[say: before the cut]]")
+    first = bridge_pids(runner)
+    a_id = httpx.get(f"{a.url}/health", headers=HEADERS, timeout=30).json()["coordinatorId"]
+
+    streaming = threading.Event()
+    got: list[tuple[str, Any]] = []
+
+    def slow_turn() -> None:
+        with httpx.stream("POST", f"{a.url}/api/sessions/{sid}/messages", headers=HEADERS, timeout=TIMEOUT_S,
+                          json={"content": "[[say: started]] [[sleep: 30000]] [[say: never]]",
+                                "includePartialMessages": True}) as resp:
+            body = ""
+            for chunk in resp.iter_text():
+                body += chunk
+                if "text_delta" in body:
+                    streaming.set()
+            got.extend(sse_events(body))
+
+    turn = threading.Thread(target=slow_turn)
+    turn.start()
+    assert streaming.wait(TIMEOUT_S)
+    engine = sa.create_engine(cluster.database_url)
+    with engine.connect() as conn:  # A's lease connection drops (as in a network fault)
+        killed = conn.execute(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                      "WHERE application_name = :name"), {"name": f"ashd-lease {a_id}"}).scalar()
+        conn.commit()
+    engine.dispose()
+    assert killed == 1
+    turn.join(60)  # A fences: the turn it ran under the lost lease ends at once, not after 30 s
+    assert not turn.is_alive()
+    assert [n for n, _ in got][-2:] == ["error", "done"], got[-3:]
+    wait_for("A's sandbox stopped on the runner", lambda: first[0] not in bridge_pids(runner))
+    events = send(b, sid, "[[echo-history]] after the cut")
+    assert "before the cut" in result(events)  # B took the session over, cold, with its conversation
