@@ -5,7 +5,7 @@ Coordinators on one Postgres each run a :class:`SessionOwnership` over their
 (a message, a resume, a pause, a stop...), the runtime :meth:`claims <SessionOwnership.claim>`
 the session:
 
-- held here already: nothing to do (no round trip: the lease thread answers from memory);
+- held here already: nothing to do (read from memory: no round trip, no thread hop);
 - free (nobody holds it, e.g. its owner died: Postgres freed the lock): taken at once; the
   next start launches with the new generation (cold, since a dead owner's sandboxes were
   stopped by their runner when its link closed);
@@ -82,6 +82,8 @@ class SessionOwnership:
         """Hold the session's lease here; True if it was just taken (another coordinator may
         have owned the session since: its cached state here is stale). Raises Conflict (a turn
         runs elsewhere), Unavailable (the holder did not answer; the lease connection is down)."""
+        if self._leases.up and self._leases.generation(session_id) is not None:
+            return False  # held here: the common case costs no thread hop
         await self._until_up()
         deadline = time.monotonic() + ANSWER_WAIT_S
         request: str | None = None

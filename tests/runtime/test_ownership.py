@@ -39,6 +39,9 @@ class FakeLeases:
         self.on_answer: Callable[[str, str], None] = lambda r, a: None
         db.listeners.append(self)
 
+    def generation(self, session_id: str) -> int | None:
+        return self.held_here.get(session_id)
+
     def hold(self, session_id: str) -> tuple[int, bool] | None:
         with self.db.lock:
             if session_id in self.held_here:
