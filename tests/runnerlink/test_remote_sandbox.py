@@ -301,10 +301,25 @@ def test_a_released_sandbox_is_adopted_warm_by_a_newer_lease_and_fenced_from_old
                 await link_a.mux.request("stop", sandbox=sid, grace_s=0)
             assert psutil.pid_exists(pid)
 
-            # Released again, and adopted by no one within the grace: the runner stops it.
+            # Released again, and wanted with another configuration (configured meanwhile): the
+            # runner stops the released sandbox and starts a new one, not the old CLI.
             assert await loop.run_in_executor(None, lambda: actor_b.detach_bridge().get(timeout=60))
+            lease_a.generation_now = 3
+            changed = dataclasses.replace(spec_a, env={**spec_a.env, "GREETING": "configured-anew"})
+            actor_a, fresh = await start(changed, "a")
+            assert fresh != pid and (not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+            bridge = await BridgeLink.connect(changed.socket_path)
+            try:  # a new process with the new configuration, resuming the conversation (cold)
+                assert (await bridge.exec('printf "%s" "$GREETING"', 10_000)).stdout == "configured-anew"
+            finally:
+                bridge.close()
+            assert await say(changed, "[[echo-history]] three") == \
+                "history: [[say: one]] | [[echo-history]] two | [[echo-history]] three"
+
+            # Released, and adopted by no one within the grace: the runner stops it.
+            assert await loop.run_in_executor(None, lambda: actor_a.detach_bridge().get(timeout=60))
             async with asyncio.timeout(30):
-                while host.count or (psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"):
+                while host.count or (psutil.pid_exists(fresh) and psutil.Process(fresh).status() != "zombie"):
                     await asyncio.sleep(0.05)
         finally:
             await link_a.stop()
