@@ -150,9 +150,15 @@ class SessionOwnership:
         """The lease connection failed: none of these sessions is ours any more (lease thread)."""
         def fence() -> None:
             for session_id in sessions:
-                if self._fence is not None:
-                    self._spawn(self._fence(session_id))
+                self._spawn(self._fenced(session_id))
         self._loop.call_soon_threadsafe(fence)
+
+    async def _fenced(self, session_id: str) -> None:
+        try:
+            if self._fence is not None:
+                await self._fence(session_id)
+        except Exception:  # boundary: one session's failure must not stop the others' fencing
+            log.exception("session %s: not fenced after its lease was lost", session_id)
 
     async def _answer_request(self, session_id: str, request_id: str) -> None:
         began = time.monotonic()

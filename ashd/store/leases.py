@@ -230,7 +230,7 @@ class SessionLeases:
             if lost and not self._stop.is_set():
                 log.error("session leases: the lease connection is gone; %d session(s) are no longer owned here: %s",
                           len(lost), ", ".join(sorted(lost)[:10]))
-            if lost:
+            if lost and not self._stop.is_set():  # stopping: ashd is ending, its sessions with it
                 self._on_lost(lost)
 
     def _loop(self, conn: psycopg.Connection[Any]) -> None:
