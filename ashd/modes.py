@@ -3,9 +3,10 @@ children in start order, and its HTTP servers. The daemon (``daemon.py``) opens 
 before and runs the same serve/stop sequence over any of them.
 
 - ``standalone``: store -> sandbox services -> pool -> sessions -> public API.
-- ``coordinator``: store -> runner liveness sweep -> runner links -> pool -> sessions -> public
-  API; the sessions' sandboxes start on runners through the links (``ashd/sandbox/remote.py``;
-  503 "No runners available" when none has room).
+- ``coordinator``: store -> runner liveness sweep -> runner links -> session leases (Postgres)
+  -> pool -> sessions -> public API; the sessions' sandboxes start on runners through the links
+  (``ashd/sandbox/remote.py``; 503 "No runners available" when none has room); one coordinator
+  at a time serves a session (``ashd/runtime/ownership.py``).
 - ``runner``: store -> sandbox services -> pool -> sessions -> linked sandboxes (those the
   coordinators start over ``/runner/link``) -> the runner's own server
   (``/runner/*`` on ``cluster.runner_port``) -> membership (registers once the runner
@@ -53,6 +54,7 @@ from ashd.runtime.facade import SessionRuntime
 from ashd.runtime.fanout import StreamFanout
 from ashd.runtime.local import LocalRuntime
 from ashd.runtime.offload import Offload
+from ashd.runtime.ownership import SessionOwnership
 from ashd.sandbox import services as sandbox_services
 from ashd.sandbox.launcher import Launcher
 from ashd.sandbox.remote import Placement, RemoteLauncher
@@ -175,11 +177,14 @@ def _coordinator(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.
     remote: list[RemoteLauncher] = []
     live: list[LocalRuntime] = []  # what runners report of their sandboxes reaches its turns
     table = LinkTable(loop, config.auth.internal_secret.reveal(), lambda mux: remote[0].serve(mux))
+    ownership = _ownership(store, offload, loop)
     remote.append(RemoteLauncher(loop, table.link_of, Placement(store, cluster.liveness_timeout_s,
                                                                 lambda runner: table.state(runner).connected),
-                                 sandbox_services.Recorder(store, _notifier(loop, live), metrics)))
+                                 sandbox_services.Recorder(store, _notifier(loop, live), metrics),
+                                 ownership.leases if ownership is not None else None))
     fanout = StreamFanout.start(store, loop)  # every coordinator serves every session's stream
-    runtime, tree = LocalRuntime.build(config, store, launcher or remote[0], offload, metrics, fanout=fanout)
+    runtime, tree = LocalRuntime.build(config, store, launcher or remote[0], offload, metrics, fanout=fanout,
+                                       ownership=ownership)
     live.append(runtime)
     ctx, server, http = _public_api(config, store, hasher, runtime, offload, metrics, _remote_isolation, loop)
     ctx.remote_files = remote_lookup(loop, table.link_of)  # the files API reads the runners' workspaces
@@ -187,10 +192,23 @@ def _coordinator(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.
     drain = RunnerDrain(store, cluster.liveness_timeout_s, remote[0].hosted_on,
                         lambda runner: table.state(runner).connected, runtime.move_off)
     links = runner_links_child(store, table, cluster.heartbeat_interval_s, cluster.liveness_timeout_s, drain.look)
-    children = [store_child(store, _drain(runtime, loop)), liveness, links, *tree, http]
+    leases = [loop_service_child("session leases", loop, ownership)] if ownership is not None else []
+    children = [store_child(store, _drain(runtime, loop)), liveness, links, *leases, *tree, http]
     return Assembly(runtime, children, [server], offload,
                     f"http://{config.server.host}:{config.server.port} as coordinator {COORDINATOR_ID}", ctx,
                     fanout=fanout)
+
+
+def _ownership(store: Store, offload: Offload, loop: asyncio.AbstractEventLoop) -> SessionOwnership | None:
+    """The coordinators' session leases on a shared Postgres (ashd/runtime/ownership.py); None
+    on SQLite, where this coordinator is the only one and owns every session."""
+    box: list[SessionOwnership] = []
+    leases = store.session_leases(COORDINATOR_ID, lambda s, r: box[0].asked(s, r),
+                                  lambda r, a: box[0].answered(r, a), lambda lost: box[0].lost(lost))
+    if leases is None:
+        return None
+    box.append(SessionOwnership(leases, offload, loop))
+    return box[0]
 
 
 def _runner(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.AbstractEventLoop,

@@ -58,6 +58,7 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
         self._stop_grace_s = stop_grace_s
         self._proc: BridgeProcess | None = None
         self._stopping = threading.Event()
+        self._detached = False  # handed over alive (a runner's sandbox): its "exit" is no process's end
         self._cleaned = threading.Event()  # set by the watcher once the launcher cleaned up
         self._exits = exits
         self._ring = (logs or LogBook()).ring(spec.session_id)
@@ -134,7 +135,9 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
         how = f"killed by signal {fact.signal}" if fact.signal else f"exit code {code}"
         self._ring.add("system", f"agent process exited ({how}{'; ' + reason if reason else ''}"
                                  f"{'' if fact.expected else '; unexpected'})")
-        if self._exits is not None:
+        if self._exits is not None and not self._detached:
+            # A detached bridge lives on: were its pid recorded as exited, the adopter of the
+            # same process (the same pid) would be judged dead at its first turn.
             self._exits.record(proc.pid, fact)
         if not fact.expected:
             log.warning("sandbox %s of session %s exited unexpectedly (code %s%s)",
@@ -155,6 +158,26 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
         if not self._cleaned.wait(CLEANUP_WAIT_S):
             log.error("sandbox %s: cleanup did not finish within %.0fs", self._spec.sandbox_id, CLEANUP_WAIT_S)
         return code
+
+    def detach_bridge(self) -> bool:
+        """Give the bridge up without stopping it (a sandbox on a runner handed over to another
+        coordinator: its process's ``detach``); returns once the launcher has cleaned up here.
+        False when the process cannot be detached (a local one) or has already exited; raises
+        SandboxFailed when the runner refused (the caller stops it instead)."""
+        proc = self._proc
+        detach = getattr(proc, "detach", None)
+        if proc is None or detach is None or proc.poll() is not None:
+            return False
+        self._stopping.set()  # the exit that follows is ours, not a crash
+        self._detached = True
+        try:
+            detach()
+        except BaseException:
+            self._detached = False
+            raise
+        if not self._cleaned.wait(CLEANUP_WAIT_S):
+            log.error("sandbox %s: cleanup did not finish within %.0fs", self._spec.sandbox_id, CLEANUP_WAIT_S)
+        return True
 
     def on_stop(self) -> None:
         self.stop_bridge()

@@ -33,6 +33,18 @@ link half-open for long, so the runner's membership also fences by time
 (:meth:`SandboxHost.fence`): once no coordinator has taken a heartbeat sent within the
 liveness timeout, every linked sandbox stops and launches are refused until one does.
 
+Only the owning link may stop, open, snapshot or release a sandbox.
+
+*Handover between coordinators* (docs/architecture.md, "Session ownership across
+coordinators"): a launch carries the coordinator's session lease generation (``lease``). The
+owner of an idle session gives its sandbox up with ``release``: the sandbox stays alive,
+owned by nobody, for :data:`RELEASE_GRACE_S`, then stops. A launch for that sandbox with a
+newer generation and the same configuration adopts it: the new link owns the same bridge and
+CLI (warm, no start). A launch whose generation is not newer than the sandbox's is refused
+(the fencing of a coordinator that lost its lease); one for a sandbox still owned by another
+link (that coordinator lost its lease) or with another configuration stops the old sandbox
+and starts afresh.
+
 Link handlers run on the IOLoop; every blocking step (copies, spawn, stop) runs on a worker
 thread or the sandbox actor's own thread.
 """
@@ -44,6 +56,7 @@ import base64
 import binascii
 import dataclasses
 import functools
+import json
 import logging
 import re
 import threading
@@ -78,6 +91,7 @@ log = logging.getLogger(__name__)
 ASK_MARGIN_S = 30.0
 MAX_UPLOADS = 8  # agent archives being received at once (each up to agent_cache.MAX_ARCHIVE_BYTES on disk)
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+RELEASE_GRACE_S = 30.0  # a released sandbox waits this long for a coordinator to adopt it
 T = TypeVar("T")
 
 
@@ -130,9 +144,31 @@ def _refused(exc: Unavailable) -> Json:
 class _Hosted:
     spec: SandboxSpec
     ref: pykka.ActorRef[SandboxActor]
-    link: Mux
+    link: Mux | None  # the owning coordinator's link; None: released, waiting to be adopted
+    pid: int = 0
+    generation: int | None = None  # the owner's session lease generation (None: no leases)
+    fingerprint: str = ""  # what an adopting launch must match (ashd/sandbox/launch_order.py)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     saved: str | None = None  # the digest of the workspace this sandbox last saved (None: save)
+    grace: asyncio.TimerHandle | None = None
+    stopping: asyncio.Future[Json] | None = None
+
+
+def fingerprint(order: LaunchOrder) -> str:
+    """The parts of an order that make the sandbox what it is: an adopting launch must carry
+    the same (a configuration changed meanwhile starts a new sandbox)."""
+    settings = {k: v for k, v in order.settings.items() if k != "fork_from"}
+    return json.dumps([order.tenant_id, order.session_id, order.agent_key, settings, order.user_env, order.policy,
+                       order.upstream_key], sort_keys=True, default=str)
+
+
+def lease_of(body: Json) -> int | None:
+    lease = body.get("lease")
+    if lease is None:
+        return None
+    if isinstance(lease, bool) or not isinstance(lease, int):
+        raise SandboxFailed("malformed launch: lease must be an integer")
+    return lease
 
 
 class _ForwardingRing(LogRing):
@@ -164,7 +200,7 @@ class SandboxHost:
         self._loop = loop
         self._agents = AgentCache(config.layout.data_dir / "agent-cache")
         self._hosted: dict[str, _Hosted] = {}  # sandbox id -> (loop thread only)
-        self._uplinks: dict[str, tuple[str, Mux]] = {}  # session id -> (sandbox id, link); any thread
+        self._uplinks: dict[str, tuple[str, Mux | None]] = {}  # session id -> (sandbox id, owner link); any thread
         self._uplinks_lock = threading.Lock()
         self._stopping: set[asyncio.Future[Json]] = set()
         self._launching: set[str] = set()  # sandbox ids admitted, not started yet (loop thread)
@@ -182,15 +218,17 @@ class SandboxHost:
         async def handle(mux: Mux, body: Json) -> Json | None:
             op = body["op"]
             if op == "launch":
-                return await self._launch(mux, LaunchOrder.from_json(body.get("order") or {}))
+                return await self._launch(mux, LaunchOrder.from_json(body.get("order") or {}), lease_of(body))
             if op == "agent":
                 return await self._put_agent(mux, body)
             if op == "stop":
-                return await self._stop(self._find(body), float(body.get("grace_s", self._config.stop_grace_s)))
+                return await self._stop(self._owned(mux, body), float(body.get("grace_s", self._config.stop_grace_s)))
             if op == "open":
-                return await self._open(mux, self._find(body), body.get("ch"))
+                return await self._open(mux, self._owned(mux, body), body.get("ch"))
             if op == "snapshot":
-                return await self._snapshot(self._find(body))
+                return await self._snapshot(self._owned(mux, body))
+            if op == "release":
+                return self._release(self._owned(mux, body))
             if op == "discard":
                 return await self._discard(body.get("sandbox"))
             if op in FILE_OPS:
@@ -200,8 +238,8 @@ class SandboxHost:
         return handle
 
     def link_lost(self, mux: Mux) -> None:
-        """A link closed: stop every sandbox it launched (fencing; see the module doc) and
-        drop its unfinished agent uploads."""
+        """A link closed: stop every sandbox it owns (fencing; see the module doc; released
+        sandboxes are nobody's: their grace runs on) and drop its unfinished agent uploads."""
         for upload_id in [u for u, (_, owner) in self._uploads.items() if owner is mux]:
             self._drop_upload(upload_id)
         self._files.link_lost(mux)
@@ -225,7 +263,7 @@ class SandboxHost:
         self._fenced = None
 
     def _stop_soon(self, hosted: _Hosted) -> None:
-        stopping = asyncio.ensure_future(self._stop(hosted, 0.0))
+        stopping = self._stop(hosted, 0.0)
         self._stopping.add(stopping)
         stopping.add_done_callback(self._stopping.discard)
 
@@ -245,20 +283,27 @@ class SandboxHost:
 
     # -- requests -------------------------------------------------------------------------
 
-    async def _launch(self, mux: Mux, order: LaunchOrder) -> Json:
+    async def _launch(self, mux: Mux, order: LaunchOrder, lease: int | None) -> Json:
         if self._fenced is not None:
             raise SandboxFailed(f"runner is fenced, not starting sandbox {order.sandbox_id}: {self._fenced}")
         agent_dir = self._agents.path(order.agent_key)
         if agent_dir is None:
             return {"missing_agent": True}
-        if order.sandbox_id in self._hosted or order.sandbox_id in self._launching:
-            raise SandboxFailed(f"sandbox {order.sandbox_id} is already running on this runner")
+        if order.sandbox_id in self._launching:
+            raise SandboxFailed(f"sandbox {order.sandbox_id} is already starting on this runner")
+        existing = self._hosted.get(order.sandbox_id)
+        if existing is not None:
+            adopted = await self._take_over(mux, existing, order, lease)
+            if adopted is not None:
+                return adopted
+        if order.sandbox_id in self._launching or order.sandbox_id in self._hosted:
+            raise SandboxFailed(f"sandbox {order.sandbox_id} was started on this runner meanwhile")
         admission = self._config.admission
         if admission is not None and len(self._hosted) + len(self._launching) >= admission.capacity:
             return _refused(admission.full())
         self._launching.add(order.sandbox_id)
         try:
-            return await self._start(mux, order, agent_dir)
+            return await self._start(mux, order, agent_dir, lease)
         except Unavailable as exc:  # no disk for its image: the coordinator's client is told
             return _refused(exc)
         finally:  # its image is made (or never will be): no longer a promise
@@ -266,26 +311,29 @@ class SandboxHost:
             with self._admitting:
                 self._pending.pop(order.sandbox_id, None)
 
-    async def _start(self, mux: Mux, order: LaunchOrder, agent_dir: Path) -> Json:
+    async def _start(self, mux: Mux, order: LaunchOrder, agent_dir: Path, lease: int | None) -> Json:
         spec = await self._loop.run_in_executor(None, self._admit_and_prepare, order, agent_dir)
-        ref = SandboxActor.start(spec, self._config.launcher, lambda fact: self._exited(fact),
+        refs: list[pykka.ActorRef[SandboxActor]] = []  # this launch's actor, for its exit report
+        ref = SandboxActor.start(spec, self._config.launcher, lambda fact: self._exited(fact, refs),
                                    self._config.ready_timeout_s, self._config.stop_grace_s,
-                                   logs=_OneRing(_ForwardingRing(self._forwarder(mux, order.sandbox_id))))
-        self._hosted[order.sandbox_id] = _Hosted(spec, ref, mux)
-        with self._uplinks_lock:
-            self._uplinks[spec.session_id] = (spec.sandbox_id, mux)
+                                   logs=_OneRing(_ForwardingRing(self._forwarder(order.sandbox_id))))
+        refs.append(ref)
+        hosted = _Hosted(spec, ref, mux, generation=lease, fingerprint=fingerprint(order))
+        self._hosted[order.sandbox_id] = hosted
+        self._set_uplink(spec, mux)
         try:
             started = await self._ask(ref.proxy().start_bridge(), self._config.ready_timeout_s)
         except BaseException:
             self._forget(order.sandbox_id)
             ref.stop(block=False)
             raise
+        hosted.pid = started.pid
         if mux.closed:  # the link went while we started: nobody owns this sandbox
             self.link_lost(mux)
-        elif self._fenced is not None and (hosted := self._hosted.get(order.sandbox_id)) is not None:
+        elif self._fenced is not None and self._hosted.get(order.sandbox_id) is hosted:
             self._stop_soon(hosted)  # fenced while it started: it must not run
-        log.info("sandbox %s of session %s started for %s (pid %d)", spec.sandbox_id, spec.session_id,
-                 mux.name, started.pid)
+        log.info("sandbox %s of session %s started for %s (pid %d, lease %s)", spec.sandbox_id, spec.session_id,
+                 mux.name, started.pid, lease)
         return {"pid": started.pid, "start_ms": started.start_ms}
 
     def _admit_and_prepare(self, order: LaunchOrder, agent_dir: Path) -> SandboxSpec:
@@ -304,6 +352,62 @@ class SandboxHost:
             return {p.name for p in (self._config.layout.data_dir / "sandboxes").iterdir()}
         except FileNotFoundError:
             return set()
+
+    async def _take_over(self, mux: Mux, hosted: _Hosted, order: LaunchOrder, lease: int | None) -> Json | None:
+        """A launch for a sandbox this runner already hosts: adopt it (its reply), or stop it
+        so a new one starts (None). Raises SandboxFailed for a stale or foreign order."""
+        spec = hosted.spec
+        if (spec.session_id, spec.tenant_id) != (order.session_id, order.tenant_id):
+            raise SandboxFailed(f"sandbox {order.sandbox_id} on this runner belongs to another session")
+        if lease is None or (hosted.generation is not None and hosted.generation >= lease):
+            # A coordinator without a newer lease than the owner's: fenced.
+            raise SandboxFailed(f"sandbox {order.sandbox_id} is already running on this runner under lease "
+                                f"{hosted.generation}; a launch with lease {lease} is not newer: refused")
+        if hosted.link is None and hosted.stopping is None and hosted.fingerprint == fingerprint(order):
+            return self._adopt(mux, hosted, lease)
+        old = hosted.link
+        why = "its configuration changed" if hosted.link is None else "its owner lost the session's lease"
+        log.warning("sandbox %s of session %s: a launch under lease %d replaces it (%s); stopping it first",
+                    spec.sandbox_id, spec.session_id, lease, why)
+        if old is not None and not old.closed and old is not mux:
+            old.event_soon("exit", sandbox=spec.sandbox_id, code=-9, expected=False,
+                           reason=f"another coordinator took the session over (lease {lease})")
+        await self._stop(hosted, 0.0)
+        return None
+
+    def _adopt(self, mux: Mux, hosted: _Hosted, lease: int) -> Json:
+        """Hand a released sandbox to ``mux``'s coordinator: the same bridge, warm."""
+        if hosted.grace is not None:
+            hosted.grace.cancel()
+            hosted.grace = None
+        hosted.link, hosted.generation = mux, lease
+        self._set_uplink(hosted.spec, mux)
+        log.info("sandbox %s of session %s adopted by %s (pid %d, lease %d)", hosted.spec.sandbox_id,
+                 hosted.spec.session_id, mux.name, hosted.pid, lease)
+        return {"pid": hosted.pid, "start_ms": 0.0, "adopted": True}
+
+    def _release(self, hosted: _Hosted) -> Json:
+        """The owner gives the sandbox up (its session is idle and another coordinator wants
+        it): its relays end, the bridge lives on, owned by nobody, for the grace period."""
+        for task in list(hosted.tasks):
+            task.cancel()
+        hosted.link = None
+        self._set_uplink(hosted.spec, None)
+        sandbox_id = hosted.spec.sandbox_id
+        hosted.grace = self._loop.call_later(RELEASE_GRACE_S, self._grace_over, sandbox_id, hosted)
+        log.info("sandbox %s of session %s released by its coordinator; kept %.0fs for another to adopt",
+                 sandbox_id, hosted.spec.session_id, RELEASE_GRACE_S)
+        return {}
+
+    def _grace_over(self, sandbox_id: str, hosted: _Hosted) -> None:
+        if self._hosted.get(sandbox_id) is hosted and hosted.link is None:
+            log.info("sandbox %s of session %s: nobody adopted it within %.0fs; stopping it", sandbox_id,
+                     hosted.spec.session_id, RELEASE_GRACE_S)
+            self._stop_soon(hosted)
+
+    def _set_uplink(self, spec: SandboxSpec, mux: Mux | None) -> None:
+        with self._uplinks_lock:
+            self._uplinks[spec.session_id] = (spec.sandbox_id, mux)
 
     def _prepare(self, order: LaunchOrder, agent_dir: Path) -> SandboxSpec:
         """Blocking (worker thread): the runner's spec, with the agent copied in if the
@@ -419,14 +523,24 @@ class SandboxHost:
         if upload is not None:
             upload.discard()
 
-    async def _stop(self, hosted: _Hosted, grace_s: float) -> Json:
-        code = await self._ask(hosted.ref.proxy().stop_bridge(grace_s), grace_s)
-        hosted.ref.stop(block=False)
-        self._forget(hosted.spec.sandbox_id)
+    def _stop(self, hosted: _Hosted, grace_s: float) -> asyncio.Future[Json]:
+        """Stop the sandbox (once: a second caller waits for the first stop)."""
+        if hosted.stopping is None:
+            if hosted.grace is not None:
+                hosted.grace.cancel()
+            hosted.stopping = asyncio.ensure_future(self._stopped(hosted, grace_s))
+        return hosted.stopping
+
+    async def _stopped(self, hosted: _Hosted, grace_s: float) -> Json:
+        try:
+            code = await self._ask(hosted.ref.proxy().stop_bridge(grace_s), grace_s)
+        finally:
+            hosted.ref.stop(block=False)
+            self._forget(hosted.spec.sandbox_id, hosted)
         return {"code": code}
 
     async def _open(self, mux: Mux, hosted: _Hosted, cid: object) -> Json:
-        if hosted.link is not mux or not isinstance(cid, int):
+        if not isinstance(cid, int):
             raise RequestFailed("no such sandbox on this link")
         channel = mux.adopt_channel(cid)
         try:
@@ -443,46 +557,66 @@ class SandboxHost:
         """Wait for an actor's answer on a worker thread (never on the loop)."""
         return await self._loop.run_in_executor(None, functools.partial(future.get, timeout=timeout_s + ASK_MARGIN_S))
 
-    def _find(self, body: Json) -> _Hosted:
+    def _owned(self, mux: Mux, body: Json) -> _Hosted:
+        """The sandbox the request names, if ``mux`` owns it (another link's is not there for it)."""
         hosted = self._hosted.get(str(body.get("sandbox")))
-        if hosted is None:
-            raise RequestFailed(f"no sandbox {body.get('sandbox')!r} on this runner")
+        if hosted is None or hosted.link is not mux:
+            raise RequestFailed(f"no sandbox {body.get('sandbox')!r} owned by this link on this runner")
         return hosted
 
-    def _forget(self, sandbox_id: str) -> _Hosted | None:
-        hosted = self._hosted.pop(sandbox_id, None)
-        if hosted is not None:
-            with self._uplinks_lock:
-                if self._uplinks.get(hosted.spec.session_id, ("", None))[0] == sandbox_id:
-                    del self._uplinks[hosted.spec.session_id]
+    def _forget(self, sandbox_id: str, only: _Hosted | None = None) -> _Hosted | None:
+        """Drop the sandbox (``only``: if it is still that one, not a successor)."""
+        hosted = self._hosted.get(sandbox_id)
+        if hosted is None or (only is not None and hosted is not only):
+            return None
+        del self._hosted[sandbox_id]
+        if hosted.grace is not None:
+            hosted.grace.cancel()
+        with self._uplinks_lock:
+            if self._uplinks.get(hosted.spec.session_id, ("", None))[0] == sandbox_id:
+                del self._uplinks[hosted.spec.session_id]
         return hosted
 
     # -- facts from sandbox threads -------------------------------------------------------
 
     def divert(self, session_id: str, kind: str, body: Json) -> bool:
         """The sandbox services' usage or notice (``kind``) for a session: if its sandbox is a
-        linked one, send it up that link (tagged with the sandbox id) and answer True; the
-        runner's own sessions answer False (recorded locally). Any thread."""
+        linked one, send it up its owner's link (tagged with the sandbox id) and answer True;
+        the runner's own sessions answer False (recorded locally). A released sandbox's (no
+        owner; it runs no turn) is dropped, logged. Any thread."""
         with self._uplinks_lock:
-            sandbox_id, mux = self._uplinks.get(session_id, ("", None))
+            if session_id not in self._uplinks:
+                return False
+            sandbox_id, mux = self._uplinks[session_id]
         if mux is None:
-            return False
+            log.warning("sandbox %s: %s while no coordinator owns it; dropped", sandbox_id, kind)
+            return True
         self._loop.call_soon_threadsafe(lambda: mux.event_soon(kind, sandbox=sandbox_id, body=body))
         return True
 
-    def _forwarder(self, mux: Mux, sandbox_id: str) -> Callable[[str], None]:
+    def _forwarder(self, sandbox_id: str) -> Callable[[str], None]:
+        """Each stderr line goes up its sandbox's owner's link at the time (dropped while released)."""
+        def send(text: str) -> None:
+            hosted = self._hosted.get(sandbox_id)
+            if hosted is not None and hosted.link is not None and not hosted.link.closed:
+                hosted.link.event_soon("stderr", sandbox=sandbox_id, line=text)
+
         def forward(text: str) -> None:
-            self._loop.call_soon_threadsafe(lambda: mux.event_soon("stderr", sandbox=sandbox_id, line=text))
+            self._loop.call_soon_threadsafe(send, text)
         return forward
 
-    def _exited(self, fact: BridgeExited) -> None:
-        """The watcher thread saw the bridge exit: tell the owning link, forget the sandbox."""
+    def _exited(self, fact: BridgeExited, refs: list[pykka.ActorRef[SandboxActor]]) -> None:
+        """The watcher thread saw the bridge exit: tell the owning link, forget the sandbox
+        (if it is still this launch's: a successor under the same id is not touched)."""
         def report() -> None:
-            hosted = self._forget(fact.sandbox_id)
+            current = self._hosted.get(fact.sandbox_id)
+            if current is None or not refs or current.ref is not refs[0]:
+                return
+            hosted = self._forget(fact.sandbox_id, current)
             if hosted is None:
                 return
             hosted.ref.stop(block=False)
-            if not hosted.link.closed:
+            if hosted.link is not None and not hosted.link.closed:
                 hosted.link.event_soon("exit", sandbox=fact.sandbox_id, code=fact.returncode,
                                        expected=fact.expected, reason=fact.reason)
         self._loop.call_soon_threadsafe(report)

@@ -151,6 +151,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         self._idle_timer: Timer | None = None
         self._touched_at: float | None = None  # when a turn's end last wrote the row's last activity
         self._waking_since: float | None = None  # when a turn began starting a CLI for a parked session
+        self._after_turn_snapshot: Future[None] | None = None  # the last turn's snapshot, while it runs
 
     # -- actor hooks -----------------------------------------------------------
 
@@ -482,7 +483,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         if self._sandbox is not None:
             tell(self._deps.pool.mark, self._sandbox.sandbox_id, SandboxState.WAITING,
                  context=f"session {self._id}: marking its sandbox waiting")
-            self._request_snapshot()
+            self._after_turn_snapshot = self._request_snapshot()
         tell(self.actor_ref.proxy().after_turn, context=f"session {self._id}: recording its last activity")
 
     def after_turn(self) -> None:
@@ -493,6 +494,49 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             return
         self._touched_at = now
         self._set_row(self._deps.store.update_session(self._tenant, self._id, touch=True) or self._row)
+
+    def hand_over(self) -> bool:
+        """Another coordinator wants this session (``ashd/runtime/ownership.py``): if it is idle
+        (no turn, no start, no pause/stop waiting for its snapshot), give its sandbox up
+        without stopping it, so the new owner adopts it warm on its runner, after the last
+        turn's snapshot is saved; False (busy) otherwise. A sandbox that cannot be handed over
+        (a local one, or the runner refused) is stopped instead: the next owner starts cold.
+        Forgets the row: whoever owns the session next may change it. Blocks for the snapshot
+        (bounded by ``stop_timeout_s``) and one round trip to the runner."""
+        if self._life.busy or self._starts.in_progress or (self._settling is not None and not self._settling.done()):
+            return False
+        if self._sandbox is not None and self._sandbox_actor is not None:
+            self._finish_after_turn_snapshot()
+            sandbox_id = self._sandbox.sandbox_id
+            try:
+                detached = self._sandbox_actor.detach_bridge().get(timeout=self._deps.stop_timeout_s)
+            except Exception as exc:  # boundary: a sandbox not handed over is stopped
+                log.warning("session %s: sandbox %s not handed over (%s); stopping it", self._id, sandbox_id, exc)
+                detached = False
+            if detached:
+                self._deps.pool.release(sandbox_id).get(timeout=ASK_TIMEOUT_S)
+                self._sandbox = self._sandbox_actor = None
+                log.info("session %s: handed its live sandbox %s over to another coordinator", self._id, sandbox_id)
+            else:
+                self._release_sandbox()
+        self._row = None
+        return True
+
+    def holds_sandbox(self) -> bool:
+        return self._sandbox is not None or self._starts.in_progress
+
+    def forget_row(self) -> None:
+        """Read the row afresh at the next use (another coordinator owned the session meanwhile)."""
+        self._row = None
+
+    def _finish_after_turn_snapshot(self) -> None:
+        pending, self._after_turn_snapshot = self._after_turn_snapshot, None
+        if pending is None:
+            return
+        try:
+            pending.result(timeout=self._deps.stop_timeout_s)
+        except Exception as exc:  # boundary: the files stay on the runner with the sandbox
+            log.warning("session %s: the last turn's snapshot did not finish before the handover: %s", self._id, exc)
 
     def kill_agent(self, reason: str) -> None:
         """Kill this session's agent process at once (SIGKILL, no grace), even mid-turn.

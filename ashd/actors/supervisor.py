@@ -147,6 +147,11 @@ class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
         self._handed_out[session_id] = time.monotonic()
         return ref.proxy()
 
+    def live_child(self, session_id: str) -> pykka.ActorProxy[SessionActor] | None:
+        """The session's actor if one is alive here (none is started)."""
+        ref = self._children.get(session_id)
+        return ref.proxy() if ref is not None and ref.is_alive() else None
+
     def retire(self, session_id: str, actor_urn: str) -> None:
         """Told by an idle session actor: stop it and forget it (a later request starts a new
         one from the store). One no longer registered as this session's child stops all the same."""

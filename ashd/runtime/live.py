@@ -35,6 +35,7 @@ class LiveSession:
         self._sequence: EventSequence | None = None
         self.actor: Any = None  # the session actor's proxy the last turn was granted by (while it lives)
         self.retiring = False  # ended or stopped while a turn still ran: dropped when it ends
+        self.claims = 0  # sends between their claim of the session and their turn (busy for a handover)
 
     async def sequence(self) -> EventSequence:
         """The session's event ids: the stored highest id is read once, then kept here."""
@@ -43,6 +44,11 @@ class LiveSession:
             if self._sequence is None:  # another caller may have read it meanwhile
                 self._sequence = EventSequence(last.seq if last else 0)
         return self._sequence
+
+    def forget_sequence(self) -> None:
+        """Read the event ids from the store again at the next turn (another coordinator may
+        have run turns of this session meanwhile)."""
+        self._sequence = None
 
     def exited(self, pid: int) -> BridgeExited | None:
         """The exit of the agent process ``pid``, if it is already known (never waits)."""

@@ -7,6 +7,11 @@ calls that can start a sandbox go through :func:`~ashd.runtime.pending.answered`
 gave up is handed back at once (``end_turn``), so a slow start never leaves a session busy
 for a turn nobody runs.
 
+Coordinators on a shared Postgres (``ownership``, :mod:`ashd.runtime.ownership`): a call that
+needs the session's sandbox first claims the session's lease, so one coordinator at a time
+serves it; another coordinator's idle session is handed over (its sandbox adopted warm), a
+busy one answers 409. Standalone and SQLite have no ownership: nothing changes there.
+
 Turns of one tenant are bounded (``pool.max_turns_per_tenant``, :mod:`ashd.runtime.tenant_turns`):
 ``send`` waits for a slot of the tenant's own before it asks for a grant.
 
@@ -43,6 +48,7 @@ from ashd.runtime.fanout import StreamFanout
 from ashd.runtime.following import SessionBell
 from ashd.runtime.live import LiveSession
 from ashd.runtime.offload import Offload
+from ashd.runtime.ownership import TURN_RUNNING, SessionOwnership
 from ashd.runtime.pending import answered
 from ashd.runtime.streams import SessionStreams, turn_frames, with_heartbeats
 from ashd.runtime.tenant_turns import TenantTurns
@@ -65,15 +71,18 @@ TREE_STOP_TIMEOUT_S = 90.0
 STATS_TIMEOUT_S = 5.0
 DEAD_GRANT_RETRIES = 3  # a grant for an agent process already known dead is asked again this often
 DEAD_GRANT_WAIT_S = 0.1  # ... after this long (its session actor is being told of the exit)
+HAND_OVER_TIMEOUT_S = 90.0  # the last turn's snapshot, the release on the runner, the local cleanup
 
 
 class LocalRuntime:
     def __init__(self, config: Config, store: Store, offload: Offload, tree: Tree, exits: ExitBoard,
                  logs: LogBook, metrics: Metrics, limit_turn: LimitTurn | None = None,
-                 start_timeout_s: float | None = None, fanout: StreamFanout | None = None) -> None:
+                 start_timeout_s: float | None = None, fanout: StreamFanout | None = None,
+                 ownership: SessionOwnership | None = None) -> None:
         """``start_timeout_s``: how long a caller waits for a call that may start a sandbox
         (default: the bridge's ready timeout plus 30 s). ``fanout``: on a shared Postgres,
-        streams of turns another daemon runs follow them through it (``streams.py``)."""
+        streams of turns another daemon runs follow them through it (``streams.py``).
+        ``ownership``: coordinators' session leases (None: this daemon owns every session)."""
         self._config = config
         self._store = store
         self._offload = offload
@@ -91,18 +100,24 @@ class LocalRuntime:
         self._streams = SessionStreams(store, offload, self._bell, self.live_turn, config.pool.sse_heartbeat_s,
                                        fanout)
         self._root: pykka.ActorRef[RootSupervisor] | None = None
+        self._ownership = ownership
+        self._handing_over: set[str] = set()  # sessions being handed to another coordinator
+        if ownership is not None:
+            ownership.bind(self._hand_over, self._fence)
 
     @classmethod
     def build(cls, config: Config, store: Store, launcher: Launcher, offload: Offload, metrics: Metrics,
               limit_turn: LimitTurn | None = None, start_timeout_s: float | None = None,
               prewarm: Callable[[AgentRow], int] = lambda agent: 0,
-              fanout: StreamFanout | None = None) -> tuple[LocalRuntime, list[ChildSpec]]:
+              fanout: StreamFanout | None = None,
+              ownership: SessionOwnership | None = None) -> tuple[LocalRuntime, list[ChildSpec]]:
         """The runtime over a new actor tree, and the tree's children (pool, session
         supervisor) for :meth:`supervise`; nothing is started yet. The runtime makes the
         ExitBoard and LogBook (it reads them; the actors write them)."""
         exits, logs = ExitBoard(), LogBook()
         tree, children = build_tree(config, store, launcher, metrics, prewarm, exits=exits, logs=logs)
-        return cls(config, store, offload, tree, exits, logs, metrics, limit_turn, start_timeout_s, fanout), children
+        return cls(config, store, offload, tree, exits, logs, metrics, limit_turn, start_timeout_s, fanout,
+                   ownership), children
 
     @classmethod
     def start(cls, config: Config, store: Store, launcher: Launcher, offload: Offload, metrics: Metrics,
@@ -144,15 +159,17 @@ class LocalRuntime:
         return await self._starting(tenant_id, str(uuid.uuid4()), lambda actor: actor.create(agent, options))
 
     async def pause(self, tenant_id: str, session_id: str) -> SessionRow:
-        return await self._starting(tenant_id, session_id, lambda actor: actor.pause())
+        return await self._claimed(tenant_id, session_id, lambda actor: actor.pause())
 
     async def resume(self, tenant_id: str, session_id: str) -> SessionRow:
-        return await self._starting(tenant_id, session_id, lambda actor: actor.resume())
+        return await self._claimed(tenant_id, session_id, lambda actor: actor.resume())
 
     async def stop(self, tenant_id: str, session_id: str) -> SessionRow:
+        await self._claim(tenant_id, session_id)
         await self._end_turn(session_id, "the session was stopped during this turn")
         stopped: SessionRow = await self._starting(tenant_id, session_id, lambda actor: actor.stop_session())
         self._retire(session_id)
+        await self._let_lease_go(session_id)
         return stopped
 
     async def end(self, tenant_id: str, session_id: str) -> SessionRow:
@@ -167,15 +184,25 @@ class LocalRuntime:
         return await self._starting(tenant_id, session_id, lambda actor: actor.fork(child_id))
 
     async def configure(self, tenant_id: str, session_id: str, patch: dict[str, Any]) -> SessionRow:
-        return await self._starting(tenant_id, session_id, lambda actor: actor.configure(patch))
+        return await self._claimed(tenant_id, session_id, lambda actor: actor.configure(patch))
 
     # -- turns -------------------------------------------------------------
 
     async def send(self, tenant_id: str, session_id: str, options: MessageOptions,
                    received_at: float | None = None) -> Turn:
         live = self._live(tenant_id, session_id)
-        turn, turn_over = await self._new_turn(live, options, received_at)
-        self._run(live, turn, turn_over)
+        live.claims += 1
+        fresh = False
+        try:
+            fresh = await self._claim(tenant_id, session_id)
+            turn, turn_over = await self._new_turn(live, options, received_at)
+            self._run(live, turn, turn_over)
+        except BaseException:
+            if fresh:
+                await self._let_lease_go_if_idle(tenant_id, session_id)
+            raise
+        finally:
+            live.claims -= 1
         return turn
 
     async def _new_turn(self, live: LiveSession, options: MessageOptions,
@@ -395,11 +422,93 @@ class LocalRuntime:
             await turn.abort(why)
 
     async def _end(self, tenant_id: str, session_id: str, why: str) -> SessionRow:
+        await self._claim(tenant_id, session_id)
         await self._end_turn(session_id, why)
         ended: SessionRow = await self._starting(tenant_id, session_id, lambda actor: actor.end_session())
         tell(self._tree.sessions.forget, session_id, context=f"forgetting ended session {session_id}")
         self._retire(session_id)
+        await self._let_lease_go(session_id)
         return ended
+
+    # -- ownership across coordinators (ashd/runtime/ownership.py) -------------
+
+    async def _claim(self, tenant_id: str, session_id: str) -> bool:
+        """Hold the session's lease before using its sandbox; True if it was just taken here,
+        in which case what this daemon cached of the session (its row in the actor, its
+        event ids) is read afresh. Raises Conflict (a turn runs on another coordinator, or
+        the session is being handed to one), Unavailable."""
+        if self._ownership is None:
+            return False
+        if session_id in self._handing_over:
+            raise Conflict(TURN_RUNNING)  # another coordinator is taking it for a turn
+        fresh = await self._ownership.claim(session_id)
+        if fresh:
+            live = self._sessions.get(session_id)
+            if live is not None:
+                live.forget_sequence()
+            actor = await self._actor(tenant_id, session_id, live)
+            tell(actor.forget_row, context=f"session {session_id}: reading its row afresh")
+        return fresh
+
+    async def _claimed(self, tenant_id: str, session_id: str,
+                       call: Callable[[Actor], pykka.Future[SessionRow | Pending]]) -> SessionRow:
+        """``call`` under the session's lease; a lease taken for it is given up afterwards
+        unless a sandbox is live here then (a resume keeps it, a pause of a session whose
+        sandbox was elsewhere does not)."""
+        fresh = await self._claim(tenant_id, session_id)
+        try:
+            row: SessionRow = await self._starting(tenant_id, session_id, call)
+            return row
+        finally:
+            if fresh:
+                await self._let_lease_go_if_idle(tenant_id, session_id)
+
+    async def _let_lease_go(self, session_id: str) -> None:
+        if self._ownership is not None:
+            await self._ownership.release(session_id)
+
+    async def _let_lease_go_if_idle(self, tenant_id: str, session_id: str) -> None:
+        """After a call that took the lease and failed: give it up unless a sandbox (or its
+        start) is live here."""
+        try:
+            actor = await self._offload.ask(self._tree.sessions.live_child(session_id))
+            if actor is None or not await self._offload.ask(actor.holds_sandbox()):
+                await self._let_lease_go(session_id)
+        except Exception as exc:  # boundary: the caller's own outcome matters; a kept lease is handed over on request
+            log.warning("session %s: lease not given up after the call: %s", session_id, exc)
+
+    async def _hand_over(self, session_id: str) -> bool:
+        """Another coordinator asks for the session (the owner's side): if nothing runs here,
+        give its sandbox up alive (the asker adopts it) and the lease with it; False if busy."""
+        live = self._sessions.get(session_id)
+        if session_id in self._handing_over or (live is not None and (live.turn is not None or live.claims)):
+            return False
+        self._handing_over.add(session_id)
+        try:
+            actor = await self._offload.ask(self._tree.sessions.live_child(session_id))
+            if actor is not None and not await self._offload.ask(actor.hand_over(), timeout=HAND_OVER_TIMEOUT_S):
+                return False
+            if live is not None:
+                live.link.drop()
+                live.forget_sequence()
+            await self._let_lease_go(session_id)
+            return True
+        finally:
+            self._handing_over.discard(session_id)
+
+    async def _fence(self, session_id: str) -> None:
+        """The lease on the session was lost with the lease connection: end its agent process
+        here (a running turn ends with error + done); the next use claims it again."""
+        actor = await self._offload.ask(self._tree.sessions.live_child(session_id))
+        if actor is not None:
+            await self._offload.ask(actor.kill_agent("this coordinator lost its lease on the session "
+                                                     "(its lease connection to the database failed)"),
+                                    timeout=KILL_TIMEOUT_S)
+            tell(actor.forget_row, context=f"session {session_id}: reading its row afresh")
+        live = self._sessions.get(session_id)
+        if live is not None:
+            live.link.drop()
+            live.forget_sequence()
 
 
 class _Retired(Exception):

@@ -20,8 +20,16 @@ runner's figure is trusted for its own sandboxes only: the tenant, session and a
 the coordinator's own spec of a sandbox this launcher started over that same link; an event
 for any other sandbox id is ignored (logged).
 
-``spawn``/``stop_group`` run on the sandbox actor's thread and wait for the loop; the relay
-and the link live on the IOLoop (``loop``).
+Session leases (coordinators on a shared Postgres, ``ashd/store/leases.py``): a spawn holds the
+session's lease (taken here if the runtime has not taken it already; refused with a Conflict
+when another coordinator holds it) and sends its generation with the launch, so the runner
+refuses an older owner and hands a sandbox that another coordinator released to this one warm
+(``adopted``). The lease is given up when the sandbox is cleaned up here (stopped, lost,
+parked) or handed over (:meth:`RemoteProcess.detach`: ``release`` on the runner, which keeps
+the sandbox for the next owner).
+
+``spawn``/``stop_group``/``detach`` run on the sandbox actor's thread and wait for the loop;
+the relay and the link live on the IOLoop (``loop``).
 
 A :class:`RemoteProcess`'s ``pid`` is not the runner's: it is a number unique in this
 coordinator process (above any Linux pid), because the coordinator keys what it knows of a
@@ -46,7 +54,7 @@ from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from ashd.errors import InsufficientStorage, PayloadTooLarge, SandboxFailed, SnapshotError, Unavailable
+from ashd.errors import Conflict, InsufficientStorage, PayloadTooLarge, SandboxFailed, SnapshotError, Unavailable
 from ashd.proxy.meter import Usage
 from ashd.runnerlink.mux import Handler, Json, LinkClosed, MessageTooLarge, Mux, RequestFailed
 from ashd.runnerlink.relay import relay
@@ -57,6 +65,7 @@ from ashd.sandbox.services import Recorder
 from ashd.snapshot.snapshots import SnapshotInfo, Snapshotter
 from ashd.store import Store, StoreError
 from ashd.store import runner_queries as rq
+from ashd.store.leases import SessionLeases
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,8 @@ LAUNCH_TIMEOUT_S = 120.0  # the order (and the agent folder) reach the runner an
 STOP_MARGIN_S = 30.0
 LOST_CODE = -9
 LOST_REASON = "the runner hosting this sandbox was lost (its link closed)"
+HANDED_OVER = "handed over to another coordinator (the sandbox lives on, on its runner)"
+RELEASE_TIMEOUT_S = 15.0
 SNAPSHOT_TIMEOUT_S = 300.0
 HANDLE_BASE = 1 << 32  # remote process numbers start above any pid (Linux's pid_max is at most 2**22)
 _handles = itertools.count(HANDLE_BASE)  # next() is atomic under the GIL
@@ -73,13 +84,16 @@ T = TypeVar("T")
 class RemoteProcess:
     """A bridge that runs on a runner; any thread. Fed by the link's events (loop thread)."""
 
-    def __init__(self, sandbox_id: str, stop: Callable[[float], None]) -> None:
+    def __init__(self, sandbox_id: str, stop: Callable[[float], None],
+                 release: Callable[[], None] = lambda: None) -> None:
         self.sandbox_id = sandbox_id
         self.pid = 0  # unique in this coordinator once launched (see the module doc)
         self.runner_pid = 0  # the bridge's pid on its runner
         self.returncode: int | None = None
         self.reason: str | None = None
+        self.adopted = False  # the runner handed over a live sandbox (no start)
         self._stop = stop
+        self._release = release
         self._exited = threading.Event()
         ready_r, self._ready_w = os.pipe()
         err_r, self._err_w = os.pipe()
@@ -134,6 +148,15 @@ class RemoteProcess:
             raise TimeoutError(f"sandbox {self.sandbox_id} still running")
         assert self.returncode is not None
         return self.returncode
+
+    def detach(self) -> None:
+        """Give the sandbox up on its runner without stopping it (a handover to another
+        coordinator): the runner keeps it for the next owner; here it has exited (code 0,
+        :data:`HANDED_OVER`). Raises SandboxFailed if the runner did not take the release."""
+        if self.returncode is not None:
+            raise SandboxFailed(f"sandbox {self.sandbox_id} has already exited")
+        self._release()
+        self.exited(0, HANDED_OVER)
 
     def stop_group(self, grace_s: float) -> int:
         """Ask the runner to stop the sandbox (TERM, grace, KILL there); wait for its exit."""
@@ -274,15 +297,18 @@ class RemoteLauncher:
     name = "remote"
 
     def __init__(self, loop: asyncio.AbstractEventLoop, link_of: Callable[[str], Mux | None],
-                 placement: Placement | None = None, recorder: Recorder | None = None) -> None:
+                 placement: Placement | None = None, recorder: Recorder | None = None,
+                 leases: SessionLeases | None = None) -> None:
         """``link_of(runner id)``: the runner's live link, or None (loop thread; read from
         actor threads too: a dict lookup). ``placement``: None runs every spec on its
         ``runner_id`` (components without a store). ``recorder``: where the runners' usage
-        and notices of their sandboxes go (None: dropped)."""
+        and notices of their sandboxes go (None: dropped). ``leases``: the coordinators'
+        session leases (None: one coordinator, on SQLite; no generations)."""
         self._loop = loop
         self._link_of = link_of
         self._placement = placement
         self._recorder = recorder
+        self._leases = leases
         self._procs: dict[str, RemoteProcess] = {}  # sandbox id -> the live handle (loop thread)
         self._specs: dict[str, SandboxSpec] = {}  # sandbox id -> its spec, as launched (loop thread)
         self._hosts: dict[str, tuple[str, str]] = {}  # session id -> (runner id, sandbox id) of its live sandbox
@@ -301,17 +327,23 @@ class RemoteLauncher:
         return [(sandbox, runner) for runner, sandbox in list(self._hosts.values()) if runner in runner_ids]
 
     def spawn(self, spec: SandboxSpec) -> RemoteProcess:
-        last = self._placement.recorded(spec) if self._placement is not None else spec.runner_id
-        runner, reserved = self._placement.place(spec) if self._placement is not None else (spec.runner_id, False)
-        if runner is None:
-            raise SandboxFailed(f"session {spec.session_id} has no runner to start its sandbox on")
+        lease = self._lease(spec)
+        try:
+            last = self._placement.recorded(spec) if self._placement is not None else spec.runner_id
+            runner, reserved = self._placement.place(spec) if self._placement is not None else (spec.runner_id, False)
+            if runner is None:
+                raise SandboxFailed(f"session {spec.session_id} has no runner to start its sandbox on")
+        except BaseException:
+            self._let_lease_go(spec)
+            raise
         moved = last != runner  # its last sandbox ran elsewhere: what this runner kept of it is stale
         spec = dataclasses.replace(spec, runner_id=runner)
-        proc = RemoteProcess(spec.sandbox_id, lambda grace: self._call(self._stop(spec, grace), grace + STOP_MARGIN_S))
+        proc = RemoteProcess(spec.sandbox_id, lambda grace: self._call(self._stop(spec, grace), grace + STOP_MARGIN_S),
+                             lambda: self._call(self._release(spec), RELEASE_TIMEOUT_S + 5))
         try:
             # Blocking reads of the transcript and the spend so far, here on the actor's thread.
             order = order_of(spec, self._spent(spec), fresh=moved).to_json()
-            self._call(self._launch(spec, order, proc), LAUNCH_TIMEOUT_S)
+            self._call(self._launch(spec, order, proc, lease), LAUNCH_TIMEOUT_S)
         except BaseException:
             proc.exited(LOST_CODE, "start failed")
             proc.close_pipes()
@@ -321,6 +353,24 @@ class RemoteLauncher:
             if reserved and self._placement is not None:
                 self._placement.release(runner)
         return proc
+
+    def _lease(self, spec: SandboxSpec) -> int | None:
+        """The generation of this coordinator's lease on the session (taken now if the runtime
+        has not). Raises Conflict when another coordinator holds it, StoreUnavailable (503)
+        when the lease connection is down."""
+        if self._leases is None:
+            return None
+        held = self._leases.hold(spec.session_id)
+        if held is None:
+            raise Conflict("Another coordinator is serving this session right now; retry shortly")
+        return held[0]
+
+    def _let_lease_go(self, spec: SandboxSpec) -> None:
+        if self._leases is not None:
+            try:
+                self._leases.release(spec.session_id)
+            except StoreError as exc:  # the connection is down: Postgres frees the lock with it
+                log.info("session %s: lease not released: %s", spec.session_id, exc)
 
     def _spent(self, spec: SandboxSpec) -> float:
         if self._recorder is None or spec.policy.max_budget_usd is None:
@@ -341,8 +391,11 @@ class RemoteLauncher:
         return proc.reason if proc is not None else None
 
     def cleanup(self, spec: SandboxSpec) -> None:
+        """The sandbox is gone here (stopped, lost, handed over, or its start failed): close
+        its socket and give the session's lease up."""
         with contextlib.suppress(Exception):
             self._call(self._close(spec), 10.0)
+        self._let_lease_go(spec)
 
     def discard(self, sandbox_id: str) -> None:
         """The session ended: the runner that kept its sandbox's folder removes it (best effort;
@@ -432,7 +485,7 @@ class RemoteLauncher:
         else:
             log.warning("link %s: unknown notice for sandbox %s ignored", mux.name, sandbox_id)
 
-    async def _launch(self, spec: SandboxSpec, order: Json, proc: RemoteProcess) -> None:
+    async def _launch(self, spec: SandboxSpec, order: Json, proc: RemoteProcess, lease: int | None) -> None:
         runner = spec.runner_id or ""
         mux = self._link_of(runner)
         if mux is None or mux.closed:
@@ -444,10 +497,10 @@ class RemoteLauncher:
         self._hosts[spec.session_id] = (runner, spec.sandbox_id)
         mux.on_close(lambda: proc.exited(LOST_CODE, LOST_REASON))
         try:
-            reply = await mux.request("launch", order=order, timeout=LAUNCH_TIMEOUT_S)
+            reply = await mux.request("launch", order=order, lease=lease, timeout=LAUNCH_TIMEOUT_S)
             if reply.get("missing_agent"):
                 await self._ship_agent(mux, spec)
-                reply = await mux.request("launch", order=order, timeout=LAUNCH_TIMEOUT_S)
+                reply = await mux.request("launch", order=order, lease=lease, timeout=LAUNCH_TIMEOUT_S)
         except MessageTooLarge as exc:  # never fits: no retry
             proc.exited(LOST_CODE, str(exc))
             raise PayloadTooLarge(f"the session's launch order (its conversation) cannot reach runner {runner}: "
@@ -459,8 +512,10 @@ class RemoteLauncher:
             proc.exited(LOST_CODE, "refused by the runner")
             raise refusal_of(runner, reply["refused"])
         proc.runner_pid, proc.pid = int(reply.get("pid", 0)), next(_handles)
-        log.info("sandbox %s of session %s runs on runner %s as pid %d there (process %d here)", spec.sandbox_id,
-                 spec.session_id, runner, proc.runner_pid, proc.pid)
+        proc.adopted = bool(reply.get("adopted"))
+        log.info("sandbox %s of session %s %s runner %s as pid %d there (process %d here, lease %s)",
+                 spec.sandbox_id, spec.session_id, "adopted live on" if proc.adopted else "runs on", runner,
+                 proc.runner_pid, proc.pid, lease)
         proc.ready()
 
     async def _ship_agent(self, mux: Mux, spec: SandboxSpec) -> None:
@@ -508,6 +563,16 @@ class RemoteLauncher:
         proc, code = self._procs.get(spec.sandbox_id), reply.get("code")
         if proc is not None and isinstance(code, int):
             proc.exited(code, None)  # the exit event may trail the reply
+
+    async def _release(self, spec: SandboxSpec) -> None:
+        """Give the sandbox up on its runner, alive (a handover). Raises SandboxFailed."""
+        mux = self._link_of(spec.runner_id or "")
+        if mux is None or mux.closed:
+            raise SandboxFailed(f"runner {spec.runner_id} is not connected; the sandbox cannot be handed over")
+        try:
+            await mux.request("release", sandbox=spec.sandbox_id, timeout=RELEASE_TIMEOUT_S)
+        except (LinkClosed, RequestFailed, TimeoutError) as exc:
+            raise SandboxFailed(f"runner {spec.runner_id} did not release sandbox {spec.sandbox_id}: {exc}") from exc
 
     async def _close(self, spec: SandboxSpec) -> None:
         self._procs.pop(spec.sandbox_id, None)

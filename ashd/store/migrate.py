@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from .engine import WRITE_OPTION
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
-HEAD = "0009"
+HEAD = "0010"
 """The newest revision; bump together with a new file in ``migrations/versions``."""
 
 # Arbitrary constant: two daemons starting at once must not both run migrations.

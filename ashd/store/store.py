@@ -13,7 +13,7 @@ ValueError for caller mistakes (an id longer than 36 characters, negative paging
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
@@ -38,6 +38,7 @@ from . import (
 from .coordinators import CoordinatorLock
 from .engine import WRITE_OPTION, create_engine_for, mask_url
 from .errors import Conflict
+from .leases import OnAnswer, OnAsked, OnLost, SessionLeases
 from .notify import OnRows, StreamListener
 from .rows import (
     UNSET,
@@ -108,20 +109,30 @@ class Store:
     def stream_listener(self, on_rows: OnRows, on_listening: Callable[[], None]) -> StreamListener | None:
         """The fan-out's listener over this database (not started; see ``notify.py``), or None
         on SQLite, where one daemon owns the database and nothing needs to fan out."""
-        if self.dialect != "postgresql":
-            return None
-        _, params = self._engine.dialect.create_connect_args(self._engine.url)
-        params.pop("context", None)  # SQLAlchemy's adapters: the listener reads no rows
-        return StreamListener(params, on_rows, on_listening)
+        params = self._own_connection_params()
+        return StreamListener(params, on_rows, on_listening) if params is not None else None
 
     def coordinator_lock(self, coordinator_id: str) -> CoordinatorLock | None:
         """This daemon's liveness lock over this database (not taken; see ``coordinators.py``),
         or None on SQLite, where one daemon owns the database."""
+        params = self._own_connection_params()
+        return CoordinatorLock(params, coordinator_id) if params is not None else None
+
+    def session_leases(self, name: str, on_asked: OnAsked, on_answer: OnAnswer,
+                       on_lost: OnLost) -> SessionLeases | None:
+        """The coordinator's session leases over this database (not started; see ``leases.py``),
+        or None on SQLite, where one daemon owns every session."""
+        params = self._own_connection_params()
+        return SessionLeases(params, name, on_asked, on_answer, on_lost) if params is not None else None
+
+    def _own_connection_params(self) -> MutableMapping[str, Any] | None:
+        """psycopg's connect arguments for a connection of its own (a listener, a lock holder),
+        outside the pool; None on SQLite."""
         if self.dialect != "postgresql":
             return None
         _, params = self._engine.dialect.create_connect_args(self._engine.url)
-        params.pop("context", None)
-        return CoordinatorLock(params, coordinator_id)
+        params.pop("context", None)  # SQLAlchemy's adapters: these connections read no rows
+        return params
 
     def close(self) -> None:
         """Release pooled connections. Call once, after all other calls returned."""

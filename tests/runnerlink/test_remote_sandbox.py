@@ -327,4 +327,109 @@ def test_remote_processes_get_numbers_of_their_own_though_runners_pids_collide(t
             for spec in specs:
                 await loop.run_in_executor(None, launcher.cleanup, spec)
 
+
+class FixedLease:
+    """A coordinator's session leases, reduced to the generation it holds (tests set it)."""
+
+    def __init__(self, generation: int) -> None:
+        self.generation_now = generation
+        self.released: list[str] = []
+
+    def hold(self, session_id: str) -> tuple[int, bool]:
+        return self.generation_now, False
+
+    def release(self, session_id: str) -> bool:
+        self.released.append(session_id)
+        return True
+
+
+def test_a_released_sandbox_is_adopted_warm_by_a_newer_lease_and_fenced_from_older_ones(
+        tmp_path: Path, scripted_model: ScriptedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ashd.actors import sandbox_host
+    monkeypatch.setattr(sandbox_host, "RELEASE_GRACE_S", 1.0)
+    spec_a = coordinator_spec(tmp_path, scripted_model.base_url)
+    sid = spec_a.session_id
+    sock_b = Path(f"/tmp/ashd-b-{sid[:8]}.sock")
+    spec_b = dataclasses.replace(spec_a, socket_path=sock_b, root=tmp_path / "coordinator-b",
+                                 settings=dataclasses.replace(spec_a.settings, socket_path=str(sock_b)))
+    spec_b.root.mkdir(parents=True)
+    runner_layout = Layout(tmp_path / "runner")
+    runner_layout.create()
+    exits: list[BridgeExited] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        host = SandboxHost(HostConfig(runner_layout, DirectLauncher(),
+                                      ModelConfig(scripted_model.base_url, Secret("runner-key"))), loop)
+        server, port = listen(RunnerEnd(SECRET, "r1", host.serve, on_lost=host.link_lost))
+        lease_a, lease_b = FixedLease(1), FixedLease(2)
+        launchers: dict[str, RemoteLauncher] = {}
+        link_a = client(port, lambda mux: launchers["a"].serve(mux))
+        link_b = client(port, lambda mux: launchers["b"].serve(mux))
+        launchers["a"] = RemoteLauncher(loop, lambda runner: link_a.mux, leases=lease_a)  # type: ignore[arg-type]
+        launchers["b"] = RemoteLauncher(loop, lambda runner: link_b.mux, leases=lease_b)  # type: ignore[arg-type]
+        link_a.start()
+        link_b.start()
+
+        async def start(spec: SandboxSpec, who: str) -> tuple[pykka.ActorProxy[SandboxActor], int]:
+            actor = SandboxActor.start(spec, launchers[who], exits.append, 120.0, 2.0).proxy()
+            started = await loop.run_in_executor(None, lambda: actor.start_bridge().get(timeout=180))
+            return actor, started.pid
+
+        async def say(spec: SandboxSpec, prompt: str) -> str:
+            bridge = await BridgeLink.connect(spec.socket_path)
+            try:
+                return str(result_of([e async for e in bridge.turn(protocol.Query(prompt))])["result"])
+            finally:
+                bridge.close()
+
+        try:
+            await link_a.wait_up(30)
+            await link_b.wait_up(30)
+            actor_a, pid = await start(spec_a, "a")
+            assert await say(spec_a, "[[say: one]]") == "one"
+
+            # A hands over: the bridge lives on, nobody's; A's lease is given up, no crash.
+            assert await loop.run_in_executor(None, lambda: actor_a.detach_bridge().get(timeout=60))
+            assert lease_a.released == [sid] and psutil.pid_exists(pid) and host.count == 1
+            assert exits[-1].expected and exits[-1].returncode == 0
+
+            # A's order under its old lease is refused: it is not the owner's any more.
+            with pytest.raises(SandboxFailed, match="not newer"):
+                await start(spec_a, "a")
+            # ... then B (a newer lease) adopts the same process: warm, the conversation in the CLI.
+            actor_b, adopted = await start(spec_b, "b")
+            assert adopted == pid
+            assert await say(spec_b, "[[echo-history]] two") == "history: [[say: one]] | [[echo-history]] two"
+            with pytest.raises(RequestFailed):  # only the owning link may stop it
+                assert link_a.mux is not None
+                await link_a.mux.request("stop", sandbox=sid, grace_s=0)
+            assert psutil.pid_exists(pid)
+
+            # Released again, and wanted with another configuration (configured meanwhile): the
+            # runner stops the released sandbox and starts a new one, not the old CLI.
+            assert await loop.run_in_executor(None, lambda: actor_b.detach_bridge().get(timeout=60))
+            lease_a.generation_now = 3
+            changed = dataclasses.replace(spec_a, env={**spec_a.env, "GREETING": "configured-anew"})
+            actor_a, fresh = await start(changed, "a")
+            assert fresh != pid and (not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+            bridge = await BridgeLink.connect(changed.socket_path)
+            try:  # a new process with the new configuration, resuming the conversation (cold)
+                assert (await bridge.exec('printf "%s" "$GREETING"', 10_000)).stdout == "configured-anew"
+            finally:
+                bridge.close()
+            assert await say(changed, "[[echo-history]] three") == \
+                "history: [[say: one]] | [[echo-history]] two | [[echo-history]] three"
+
+            # Released, and adopted by no one within the grace: the runner stops it.
+            assert await loop.run_in_executor(None, lambda: actor_a.detach_bridge().get(timeout=60))
+            async with asyncio.timeout(30):
+                while host.count or (psutil.pid_exists(fresh) and psutil.Process(fresh).status() != "zombie"):
+                    await asyncio.sleep(0.05)
+        finally:
+            await link_a.stop()
+            await link_b.stop()
+            server.stop()
+            await host.stop_all()
+
     asyncio.run(scenario())

@@ -38,7 +38,7 @@ def _is_proxy(node: ast.expr) -> bool:
 
 
 # Helpers that take a ``lambda actor: actor.call(...)`` and ask the future it returns.
-FUTURE_TAKERS = {"_starting", "answered"}
+FUTURE_TAKERS = {"_starting", "_claimed", "answered"}
 
 
 def dropped_futures(source: str) -> list[tuple[int, str]]:
