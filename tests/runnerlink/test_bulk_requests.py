@@ -21,7 +21,7 @@ from ashd.config import ModelConfig, Secret
 from ashd.errors import PayloadTooLarge
 from ashd.layout import Layout
 from ashd.runnerlink.endpoint import RunnerEnd
-from ashd.runnerlink.mux import MAX_MESSAGE_BYTES, MessageTooLarge, Mux, RequestFailed
+from ashd.runnerlink.mux import MAX_MESSAGE_BYTES, Handler, MessageTooLarge, Mux, RequestFailed
 from ashd.sandbox import agent_cache
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
 from ashd.sandbox.remote import RemoteLauncher, RemoteProcess
@@ -48,13 +48,18 @@ class Link:
         self.blobs = LocalBlobStore(tmp_path / "blobs")
         self.snapshots = Snapshotter(self.blobs, tmp_path / "snap-tmp")
         self.sizes: list[int] = []  # every link message the coordinator sent, in bytes
+        self.runner_muxes: list[Mux] = []  # the runner's end of each link it served
 
     async def __aenter__(self) -> Link:
         loop = asyncio.get_running_loop()
         self.host = SandboxHost(HostConfig(self.layout, DirectLauncher(), ModelConfig("http://model.invalid",
                                                                                       Secret("k")),
                                            snapshots=self.snapshots, digest=settled_digest), loop)
-        self.server, port = listen(RunnerEnd(SECRET, "r1", self.host.serve, on_lost=self.host.link_lost))
+        def serve(mux: Mux) -> Handler:
+            self.runner_muxes.append(mux)
+            return self.host.serve(mux)
+
+        self.server, port = listen(RunnerEnd(SECRET, "r1", serve, on_lost=self.host.link_lost))
         box: list[RemoteLauncher] = []
         self.link = client(port, lambda mux: box[0].serve(mux))
         self.launcher = RemoteLauncher(loop, lambda runner: self.link.mux if runner == "r1" else None)
@@ -136,7 +141,7 @@ def test_a_runner_skips_the_snapshot_of_an_unchanged_workspace(tmp_path: Path) -
             runner_spec.workspace.mkdir(parents=True)
             (runner_spec.workspace / "notes.txt").write_text("first\n")
             # A sandbox the runner hosts for this link (its actor is not needed to snapshot).
-            link.host._hosted[spec.sandbox_id] = _Hosted(runner_spec, cast(Any, None), link.mux)
+            link.host._hosted[spec.sandbox_id] = _Hosted(runner_spec, cast(Any, None), link.runner_muxes[-1])
             link.launcher._hosts[spec.session_id] = ("r1", spec.sandbox_id)
             saver = link.launcher.snapshots_over(link.snapshots)
             loop = asyncio.get_running_loop()
@@ -170,7 +175,7 @@ def test_a_message_over_the_links_limit_fails_its_request_and_the_link_stays_up(
             with pytest.raises(MessageTooLarge, match="over the runner link's limit"):
                 await link.mux.request("snapshot", sandbox="x" * MAX_MESSAGE_BYTES)
             assert link.sizes == [] and not link.mux.closed  # refused before sending: the runner never saw it
-            with pytest.raises(RequestFailed, match="no sandbox 'nope' on this runner"):  # still served
+            with pytest.raises(RequestFailed, match="no sandbox 'nope' owned by this link"):  # still served
                 await link.mux.request("snapshot", sandbox="nope")
 
             # A launch order that large (a huge conversation) fails its start for good, with why.
@@ -178,7 +183,7 @@ def test_a_message_over_the_links_limit_fails_its_request_and_the_link_stays_up(
             proc = RemoteProcess(spec.sandbox_id, lambda grace: None)
             try:
                 with pytest.raises(PayloadTooLarge, match=r"launch order .* cannot reach runner r1"):
-                    await link.launcher._launch(spec, {"transcripts": "x" * MAX_MESSAGE_BYTES}, proc)
+                    await link.launcher._launch(spec, {"transcripts": "x" * MAX_MESSAGE_BYTES}, proc, None)
                 assert proc.returncode is not None and not link.mux.closed and link.host.count == 0
             finally:
                 await link.launcher._close(spec)

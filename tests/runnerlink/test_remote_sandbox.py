@@ -373,8 +373,10 @@ def test_a_released_sandbox_is_adopted_warm_by_a_newer_lease_and_fenced_from_old
 
         async def start(spec: SandboxSpec, who: str) -> tuple[pykka.ActorProxy[SandboxActor], int]:
             actor = SandboxActor.start(spec, launchers[who], exits.append, 120.0, 2.0).proxy()
-            started = await loop.run_in_executor(None, lambda: actor.start_bridge().get(timeout=180))
-            return actor, started.pid
+            await loop.run_in_executor(None, lambda: actor.start_bridge().get(timeout=180))
+            runner_pid = launchers[who].runner_pid(spec.sandbox_id)  # the bridge's pid on the runner
+            assert runner_pid is not None
+            return actor, runner_pid
 
         async def say(spec: SandboxSpec, prompt: str) -> str:
             bridge = await BridgeLink.connect(spec.socket_path)
