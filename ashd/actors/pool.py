@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -83,6 +83,9 @@ class _Live:
     # says the sandbox is up, "waiting" from the end of its first turn on; the pool's figures
     # (/health, metrics) say which sandboxes are running.
     row_waiting: bool = False
+    # Set when the sandbox is dropped: ends its start at once if one is in progress (the sandbox
+    # actor's thread is held by it, so a stop in its mailbox would wait up to the ready timeout).
+    abort: threading.Event = field(default_factory=threading.Event)
 
     @property
     def state(self) -> SandboxState:
@@ -151,12 +154,13 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
                 retry_after_s=5,
             )
         me = self.actor_ref.proxy()
+        abort = threading.Event()
         ref = SandboxActor.start(
             spec, self._launcher,
             lambda fact: tell(me.on_bridge_exited, fact, context=f"exit of the bridge of sandbox {fact.sandbox_id}"),
-            self._config.bridge_ready_timeout_s, self._config.stop_grace_s, self._exits, self._logs,
+            self._config.bridge_ready_timeout_s, self._config.stop_grace_s, self._exits, self._logs, abort,
         )
-        self._live[sandbox_id] = _Live(ref, spec, SandboxLifecycle(), owner, time.monotonic(), prewarm)
+        self._live[sandbox_id] = _Live(ref, spec, SandboxLifecycle(), owner, time.monotonic(), prewarm, abort=abort)
         self._persist(spec, SandboxState.WARMING)
         return ref.proxy()
 
@@ -355,6 +359,8 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         """Stop every sandbox in parallel (each on its own actor thread), then wait."""
         if self._ticker is not None:
             self._ticker.set()
+        for live in self._live.values():  # starts in progress end now, not at their ready timeout
+            live.abort.set()
         futures = []
         for live in self._live.values():
             try:
@@ -375,6 +381,7 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         live = self._live.pop(sandbox_id, None)
         if live is None:
             return
+        live.abort.set()  # a start in progress ends at once (it would hold the sandbox actor)
         # Not waiting: the sandbox's own thread does TERM, grace, KILL; the pool stays free.
         stopped = live.ref.stop(block=False)
         if admitted:

@@ -46,7 +46,8 @@ class Ticket:
     tenant_id: str
     what: str  # for the operator's log: "session <id>"
     queued_at: float
-    admitted: threading.Event = field(default_factory=threading.Event)
+    admitted: threading.Event = field(default_factory=threading.Event)  # set when it runs, or is refused
+    refused: str = ""  # why it never ran (the gate closed while it waited); set before ``admitted``
 
 
 class StartQueue:
@@ -64,13 +65,17 @@ class StartQueue:
         # Tenants with waiting tickets, in the order they are served next (a ring: a served
         # tenant with more waiting goes to the back).
         self._waiting: OrderedDict[str, deque[Ticket]] = OrderedDict()
+        self.closed = ""  # why no start runs any more (ashd is stopping); "" while open
 
     @property
     def queued(self) -> int:
         return sum(len(q) for q in self._waiting.values())
 
     def offer(self, ticket: Ticket) -> bool:
-        """True: ``ticket`` runs now. False: it waits. Raises Unavailable when the queue is full."""
+        """True: ``ticket`` runs now. False: it waits. Raises Unavailable when the queue is full
+        or closed."""
+        if self.closed:
+            raise Unavailable(self.closed, retry_after_s=5)
         if (self.running < self.slots and not self._waiting) or self._spare_for(ticket.tenant_id):
             self._run(ticket.tenant_id)
             return True
@@ -130,6 +135,14 @@ class StartQueue:
             if not queue:
                 del self._waiting[ticket.tenant_id]
 
+    def close(self, reason: str) -> list[Ticket]:
+        """No start runs from now on: new offers are refused with ``reason``; returns the
+        waiting tickets, withdrawn (their waiters are to be woken and refused)."""
+        self.closed = reason
+        waiting = [ticket for queue in self._waiting.values() for ticket in queue]
+        self._waiting.clear()
+        return waiting
+
     def retry_after_s(self) -> int:
         """A hint for a refused start: about 5 s per start queued ahead of it per slot, 1..60 s."""
         return min(60, max(1, math.ceil(self.queued / self.slots) * 5))
@@ -177,9 +190,14 @@ class StartGate:
             log.info("%s: its agent process start waits in the start queue (%d running, %d waiting)",
                      what, self._queue.running, self._queue.queued)
         if ticket.admitted.wait(timeout_s):
+            with self._lock:
+                if ticket.refused:  # the gate closed while it waited
+                    raise Unavailable(ticket.refused, retry_after_s=5)
             self._on_wait(ticket, self._clock.monotonic() - ticket.queued_at)
             return ticket
         with self._lock:
+            if ticket.refused:
+                raise Unavailable(ticket.refused, retry_after_s=5)
             if not ticket.admitted.is_set():
                 self._queue.withdraw(ticket)
                 raise Unavailable(f"the agent process start waited {timeout_s:.0f}s for a start slot; retry shortly",
@@ -192,6 +210,19 @@ class StartGate:
             following = self._queue.release(ticket)
         if following is not None:
             following.admitted.set()
+
+    def close(self, reason: str = "ashd is stopping; retry shortly") -> None:
+        """Shutdown: no queued start runs any more (each waiter is refused with ``reason`` at
+        once, before it builds files or spawns anything), nor does any later one. Starts
+        already running go on; the pool stops what they started. Idempotent."""
+        with self._lock:
+            waiting = self._queue.close(reason)
+            for ticket in waiting:
+                ticket.refused = reason
+        for ticket in waiting:
+            ticket.admitted.set()
+        if waiting:
+            log.info("start queue closed (%s): %d waiting starts refused", reason, len(waiting))
 
     def figures(self) -> dict[str, int]:
         """Starts running and waiting now, and the bounds (for /health)."""

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import HELLO_AGENT
@@ -187,3 +191,132 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
             return True
         time.sleep(0.2)
     return condition()
+
+
+def test_a_daemon_stopped_during_a_burst_leaves_nothing_behind(start_ashd: Callable[..., AshdProcess]) -> None:
+    """SIGTERM while starts run and more wait in the start queue: every sandbox that started,
+    was starting or was still queued is gone with the daemon (no process, mount, loop
+    device or cgroup). The running starts are made slow the way a loaded host makes them
+    (their bridges are stopped before they are ready), so the shutdown meets a start that
+    would not end by itself within the stop grace."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the isolating launcher)")
+    mount_root = Path(f"/run/ashd-test-burst-stop-{os.getpid()}")
+    daemon = start_ashd(None, ASH_MAX_CONCURRENT_STARTS="2", ASH_SANDBOX_MOUNT_ROOT=str(mount_root),
+                        ASH_BRIDGE_READY_TIMEOUT_S="300", **UNLIMITED)
+    deploy(daemon, daemon.headers)
+    sids: list[str] = []
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            created = list(pool.map(lambda _: create(daemon, daemon.headers), range(12)))
+            sids = [r.json()["session"]["id"] for status, _, r in created if status == 201]
+            assert len(sids) == 12, [r.text for _, _, r in created]
+            frozen = freeze_starting_bridges(daemon, 2, 120)
+            assert frozen, "no bridge was caught starting"
+            for sid in sids:  # first messages: each waits for its start (two run, the rest queue)
+                pool.submit(_first_reply_or_nothing, daemon, sid)
+            assert wait_until(lambda: starts(daemon)["queued"] >= 4, 120), starts(daemon)
+            began = time.monotonic()
+            assert daemon.stop(timeout=240) == 0, daemon.log()
+            assert time.monotonic() - began < 120, "the shutdown waited for starts that were not going to end"
+        left = [f"{sid}: {found}" for sid in sids for found in host_leftovers(mount_root, sid)]
+        assert left == [], "\n".join(left) + "\n" + daemon.log(tail=4000)
+        log = daemon.log(tail=None)
+        assert "did not stop cleanly" not in log, log[-4000:]
+    finally:
+        for sid in sids:
+            clean_host(mount_root, sid)
+        for daemon_dir in mount_root.glob("*"):  # this daemon's cgroup level, whatever it left
+            for group in sorted(Path("/sys/fs/cgroup").glob(f"*/ashd-sandboxes/{daemon_dir.name}/**/"),
+                                key=lambda p: len(p.parts), reverse=True):
+                try:
+                    group.rmdir()
+                except OSError:
+                    pass
+        shutil.rmtree(mount_root, ignore_errors=True)
+
+
+def freeze_starting_bridges(daemon: AshdProcess, want: int, timeout: float) -> list[int]:
+    """SIGSTOP the process groups of up to ``want`` sandboxes (bwrap, bridge, CLI) as soon as
+    they appear, before they are ready: a start that lasts as long as a loaded host can make it.
+    Returns the groups' ids."""
+    frozen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while len(frozen) < want and time.monotonic() < deadline:
+        for proc in daemon.descendants():
+            try:
+                if proc.pid not in frozen and os.path.basename(proc.cmdline()[0]) == "bwrap":
+                    os.killpg(proc.pid, signal.SIGSTOP)
+                    frozen.append(proc.pid)
+            except (psutil.Error, IndexError, ProcessLookupError):
+                continue
+        time.sleep(0.01)
+    return frozen
+
+
+def _first_reply_or_nothing(daemon: AshdProcess, sid: str) -> None:
+    """A first message that the daemon's shutdown cuts off (any answer, or none, will do)."""
+    try:
+        with httpx.stream("POST", f"{daemon.url}/api/sessions/{sid}/messages", headers=daemon.headers,
+                          json={"content": "[[say: hello]]"}, timeout=STREAM_TIMEOUT) as resp:
+            resp.read()
+    except httpx.HTTPError:
+        pass
+
+
+def _processes_of(mount_root: Path, sandbox_id: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or ())
+        if sandbox_id in cmd or str(mount_root) in cmd:
+            found.append(proc)
+    return found
+
+
+def _cgroups_of(sandbox_id: str) -> list[Path]:
+    return list(Path("/sys/fs/cgroup").glob(f"*/ashd-sandboxes/**/{sandbox_id}"))
+
+
+def _loops_of(sandbox_id: str) -> list[str]:
+    loops = []
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            if sandbox_id in backing.read_text():
+                loops.append(backing.parent.parent.name)
+        except OSError:
+            continue
+    return loops
+
+
+def _mounts_of(sandbox_id: str) -> list[str]:
+    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines() if sandbox_id in line]
+
+
+def host_leftovers(mount_root: Path, sandbox_id: str) -> list[str]:
+    """What of ``sandbox_id`` is still on the host once its daemon exited: processes (found
+    host-wide: they outlived their parent), mounts, loop devices, cgroups. Its folder under the
+    data dir stays (a stopped session keeps its workspace image)."""
+    found = [f"process {p.pid}: {' '.join(p.info['cmdline'] or ())[:200]}"
+             for p in _processes_of(mount_root, sandbox_id)]
+    found += [f"mount {m}" for m in _mounts_of(sandbox_id)]
+    found += [f"loop device {name}" for name in _loops_of(sandbox_id)]
+    return found + [f"cgroup {group}" for group in _cgroups_of(sandbox_id)]
+
+
+def clean_host(mount_root: Path, sandbox_id: str) -> None:
+    """Remove what a failed run left of ``sandbox_id`` (the test's own leftovers only)."""
+    for proc in _processes_of(mount_root, sandbox_id):
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    for target in sorted(_mounts_of(sandbox_id), key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], capture_output=True, timeout=30, check=False)
+    for name in _loops_of(sandbox_id):
+        subprocess.run(["losetup", "-d", f"/dev/{name}"], capture_output=True, timeout=30, check=False)
+    for group in sorted(_cgroups_of(sandbox_id), key=lambda p: len(p.parts), reverse=True):
+        for sub in sorted(group.glob("**/"), key=lambda p: len(p.parts), reverse=True):
+            try:
+                sub.rmdir()
+            except OSError:
+                pass
