@@ -129,6 +129,28 @@ def test_a_start_still_running_at_its_deadline_is_slow_not_broken(tmp_path: Path
     assert not isinstance(failed.value, StartTimedOut)
 
 
+def test_an_aborted_start_ends_at_once_and_spawns_nothing_after(tmp_path: Path) -> None:
+    """The pool's abort (shutdown) ends a start that waits for readiness long before its
+    ready timeout, kills the process and cleans up; a start after the abort spawns nothing."""
+    launcher = ScriptLauncher("import time; time.sleep(600)")
+    spec = make_spec(tmp_path)
+    abort = threading.Event()
+    sandbox = SandboxActor.start(spec, launcher, lambda fact: None, 300.0, 1.0, abort=abort).proxy()
+    pending = sandbox.start_bridge()
+    time.sleep(0.3)  # it waits for a ready byte that never comes
+    began = time.monotonic()
+    abort.set()
+    with pytest.raises(SandboxFailed, match="cancelled before it was ready") as failed:
+        pending.get(timeout=15)
+    assert not isinstance(failed.value, StartTimedOut)
+    assert time.monotonic() - began < 10
+    assert launcher.cleaned == [spec.sandbox_id]
+    with pytest.raises(SandboxFailed, match="was cancelled"):
+        sandbox.start_bridge().get(timeout=15)
+    assert launcher.cleaned == [spec.sandbox_id]  # nothing was spawned, nothing more to clean
+    sandbox.stop_bridge().get(timeout=15)
+
+
 def test_term_ignored_gets_kill_and_grandchildren_die(tmp_path: Path) -> None:
     sandbox, _, _ = start(tmp_path, IGNORE_TERM, grace=0.3)
     sandbox.start_bridge().get(timeout=15)

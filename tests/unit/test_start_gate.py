@@ -160,3 +160,29 @@ def test_without_a_queue_a_busy_gate_refuses_at_once() -> None:
     gate.release(held)
     gate.release(gate.acquire("b", "now there is room"))
     assert gate.figures()["running"] == 0
+
+
+def test_a_closed_gate_refuses_its_waiting_starts_at_once_and_runs_no_new_one() -> None:
+    """Shutdown (issue #18): a queued start never runs after the gate closed, whatever frees."""
+    gate = StartGate(1, 5, spare=0)
+    held = gate.acquire("a", "running")
+    outcomes: list[str] = []
+
+    def waiting() -> None:
+        try:
+            gate.acquire("b", "queued")
+            outcomes.append("ran")
+        except Unavailable as exc:
+            outcomes.append(exc.message)
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    while gate.figures()["queued"] == 0:
+        threading.Event().wait(0.01)
+    gate.close()
+    thread.join(5)
+    assert outcomes == ["ashd is stopping; retry shortly"]
+    gate.release(held)  # a running start ends: nothing queued is left to run
+    assert gate.figures() == {"running": 0, "queued": 0, "maxConcurrent": 1, "maxQueued": 5}
+    with pytest.raises(Unavailable, match="ashd is stopping"):
+        gate.acquire("c", "after the close")
