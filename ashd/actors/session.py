@@ -121,6 +121,9 @@ class _Owner:
     def discard(self, outcome: starting.StartOutcome) -> None:
         self._session._discard(outcome)
 
+    def withdraw(self) -> None:
+        self._session._withdraw_start()
+
 
 class SessionActor(FaultTarget, pykka.ThreadingActor):
     def __init__(self, session_id: str, tenant_id: str, deps: SessionDeps, supervisor: Any = None) -> None:
@@ -539,6 +542,12 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             self._fail_create(exc)
         elif purpose == "first" and gave_up is not None:
             self._discard_folder()  # its create answered while it was queued; nothing ever ran in it
+
+    def _withdraw_start(self) -> None:
+        """A stop or end came while this session's start waits in the start queue: it leaves
+        the queue at once, and gives back the disk it was promised (``PoolActor.promise_disk``)."""
+        if self._deps.gate is not None:
+            self._deps.gate.cancel(self._tenant, f"session {self._id}", "the session was stopped before its start ran")
 
     def _discard(self, outcome: starting.StartOutcome) -> None:
         assert outcome.started is not None

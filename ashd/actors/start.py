@@ -54,10 +54,32 @@ def launch(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent: 
     ``gate``: the daemon's start admission (None: no bound); ``decided(admission)`` once the
     gate decided about the attempt (see :func:`admitted`), ``began()`` once admitted."""
     def run() -> None:
-        done(admitted(gate, row, began, lambda: attempt(builder, pool, owner, row, agent, ready_timeout_s),
-                      decided))
+        refused = promise_disk(builder, pool, row, agent)
+        if refused is not None:
+            decided(REFUSED)
+            done(refused)
+            return
+        try:
+            done(admitted(gate, row, began, lambda: attempt(builder, pool, owner, row, agent, ready_timeout_s),
+                          decided))
+        finally:
+            tell(pool.forget_disk, row.sandbox_id or row.id, context=f"session {row.id}: its start is over")
 
     threading.Thread(target=run, name=f"start-{row.id[:8]}", daemon=True).start()
+
+
+def promise_disk(builder: SpecBuilder, pool: Any, row: SessionRow, agent: AgentRow) -> StartOutcome | None:
+    """Admit the workspace image's disk quota before the start queues, so a create that the
+    disk cannot hold is refused by its own answer (507), never after it answered 201 from the
+    queue (issue #18). None: admitted (held until ``forget_disk``); else the refusal."""
+    try:
+        disk_mb = builder.disk_mb(row, agent)
+        pool.promise_disk(row.sandbox_id or row.id, builder.root(row), disk_mb).get(timeout=ASK_TIMEOUT_S)
+    except (pykka.Timeout, pykka.ActorDeadError):
+        return StartOutcome(error=Unavailable("the sandbox pool did not answer; retry shortly", retry_after_s=5))
+    except Exception as exc:  # boundary: disk admission, a bad limits config (the outcome carries it)
+        return StartOutcome(error=exc)
+    return None
 
 
 def admitted(gate: StartGate | None, row: SessionRow, began: Callable[[], None],

@@ -135,6 +135,14 @@ class StartQueue:
             if not queue:
                 del self._waiting[ticket.tenant_id]
 
+    def withdraw_what(self, tenant_id: str, what: str) -> list[Ticket]:
+        """Withdraw ``tenant_id``'s waiting tickets for ``what``; returns them."""
+        queue = self._waiting.get(tenant_id)
+        found = [ticket for ticket in queue or () if ticket.what == what]
+        for ticket in found:
+            self.withdraw(ticket)
+        return found
+
     def close(self, reason: str) -> list[Ticket]:
         """No start runs from now on: new offers are refused with ``reason``; returns the
         waiting tickets, withdrawn (their waiters are to be woken and refused)."""
@@ -210,6 +218,18 @@ class StartGate:
             following = self._queue.release(ticket)
         if following is not None:
             following.admitted.set()
+
+    def cancel(self, tenant_id: str, what: str, reason: str) -> bool:
+        """The start of ``what`` is no longer wanted (its session was stopped or ended): if it
+        waits in the queue, it leaves it now, refused with ``reason`` (it builds and spawns
+        nothing, and gives back what it holds). False if it was not waiting (running, or gone)."""
+        with self._lock:
+            found = self._queue.withdraw_what(tenant_id, what)
+            for ticket in found:
+                ticket.refused = reason
+        for ticket in found:
+            ticket.admitted.set()
+        return bool(found)
 
     def close(self, reason: str = "ashd is stopping; retry shortly") -> None:
         """Shutdown: no queued start runs any more (each waiter is refused with ``reason`` at

@@ -57,6 +57,11 @@ class StartOwner(Protocol):
         """A sandbox that started after its start was cancelled: free it."""
         ...
 
+    def withdraw(self) -> None:
+        """The start was cancelled while its attempt runs: if the attempt still waits in the
+        start queue, it leaves it now (any thread may be told; it ends the attempt soon)."""
+        ...
+
 
 @dataclass
 class _Start:
@@ -149,6 +154,7 @@ class SessionStarts:
             return None
         start.cancelled = True
         if start.running:
+            self._session.withdraw()  # a queued attempt ends now, not when its turn in the queue comes
             return Pending(start.until, start.begun)
         if start.timer is not None:
             start.timer.cancel()

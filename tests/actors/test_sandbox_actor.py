@@ -20,7 +20,7 @@ from ashd.actors.messages import BridgeExited
 from ashd.actors.pool import PoolActor
 from ashd.actors.sandbox import SandboxActor
 from ashd.config import PoolConfig
-from ashd.errors import SandboxFailed, StartTimedOut, Unavailable
+from ashd.errors import InsufficientStorage, SandboxFailed, StartTimedOut, Unavailable
 from ashd.sandbox.launcher import SandboxSpec
 from ashd.states import SandboxState
 from ashd.store import Store
@@ -460,3 +460,40 @@ def test_low_host_memory_parks_idle_sessions_least_recently_used_first(
     assert owners[0].park_told.wait(5) and owners[1].park_told.wait(5) and not owners[2].parked
     assert owners[0].parked[0][1] == "host memory is low"
     assert "host memory is low (100 MiB available, under pool.park_below_available_mb = 512)" in caplog.text
+
+
+class QuotaLedger:
+    """A data disk with room for ``capacity_mb`` of quotas (DiskLedger's seam: admit)."""
+
+    def __init__(self, capacity_mb: int) -> None:
+        self.capacity = capacity_mb << 20
+        self.admitted: list[str] = []
+
+    def admit(self, sandbox_id: str, quota_mb: int, pending: dict[str, int], live: object) -> None:
+        self.admitted.append(sandbox_id)
+        if (quota_mb << 20) + sum(pending.values()) > self.capacity:
+            raise InsufficientStorage(f"no room for {sandbox_id}", 60)
+
+
+def test_a_disk_promise_holds_a_queued_starts_quota_until_it_is_forgotten(tmp_path: Path) -> None:
+    """Issue #18: a start's quota is admitted when it queues (promise_disk) and counted for every
+    other admission until its start is over (forget_disk); its own reserve admits it no second time."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    config = PoolConfig(max_sandboxes=4, bridge_ready_timeout_s=10, stop_grace_s=1)
+    ledger = QuotaLedger(250)
+    pool = PoolActor.start(config, ScriptLauncher(READY_THEN_SLEEP), store,  # type: ignore[arg-type]
+                           disk=ledger, default_disk_mb=100).proxy()
+    first, second, third = (session_spec(tmp_path) for _ in range(3))
+    pool.promise_disk(first.sandbox_id, first.root, 0).get(timeout=10)
+    pool.promise_disk(second.sandbox_id, second.root, 0).get(timeout=10)
+    with pytest.raises(InsufficientStorage):  # two promises of 100 MiB: no room for a third
+        pool.promise_disk(third.sandbox_id, third.root, 0).get(timeout=10)
+    pool.forget_disk(second.sandbox_id).get(timeout=10)  # the queued start was cancelled
+    pool.promise_disk(third.sandbox_id, third.root, 0).get(timeout=10)
+    admissions = len(ledger.admitted)
+    pool.reserve(first, Owner().proxy).get(timeout=10)
+    assert len(ledger.admitted) == admissions  # promised: not admitted a second time
+    pool.forget_disk(first.sandbox_id).get(timeout=10)  # its start is over; live without an image, it still holds
+    with pytest.raises(InsufficientStorage):
+        pool.promise_disk(second.sandbox_id, second.root, 0).get(timeout=10)

@@ -30,6 +30,7 @@ class Owner:
         self.failures: list[tuple[str, Exception, str | None]] = []
         self.discarded: list[StartOutcome] = []
         self.launch_error: Exception | None = None
+        self.withdrawn = 0
 
     def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None]) -> None:
         if self.launch_error is not None:
@@ -49,6 +50,9 @@ class Owner:
 
     def discard(self, outcome: StartOutcome) -> None:
         self.discarded.append(outcome)
+
+    def withdraw(self) -> None:
+        self.withdrawn += 1
 
 
 def make(**config: float) -> tuple[SessionStarts, Owner, ManualClock]:
@@ -118,11 +122,13 @@ def test_cancel_ends_a_backoff_at_once_and_waits_for_a_running_attempt() -> None
     starts.ended(1, StartOutcome(error=SandboxFailed("boom")))
     assert starts.cancel() is None and pending.until.done() and owner.timers[0][1].cancelled
     assert owner.failures == []  # cancelled: nobody is told of a failure
+    assert owner.withdrawn == 0  # no attempt ran: nothing waits in the start queue
 
     clock.advance(1)  # the backoff is over: the next start's attempt runs at once
     again = starts.ensure("run")
     waiting = starts.cancel()
     assert waiting is not None and waiting.until is again.until and not again.until.done()
+    assert owner.withdrawn == 1  # a running attempt that still waits in the start queue leaves it
     starts.ended(2, READY)  # the bridge became ready anyway: it goes
     assert again.until.done() and owner.discarded == [READY] and owner.readied == []
 

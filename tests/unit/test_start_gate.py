@@ -186,3 +186,29 @@ def test_a_closed_gate_refuses_its_waiting_starts_at_once_and_runs_no_new_one() 
     assert gate.figures() == {"running": 0, "queued": 0, "maxConcurrent": 1, "maxQueued": 5}
     with pytest.raises(Unavailable, match="ashd is stopping"):
         gate.acquire("c", "after the close")
+
+
+def test_a_cancelled_start_leaves_the_queue_at_once_and_a_running_one_is_untouched() -> None:
+    gate = StartGate(1, 5, spare=0)
+    held = gate.acquire("a", "session 1")
+    outcomes: list[str] = []
+
+    def waiting() -> None:
+        try:
+            gate.release(gate.acquire("a", "session 2"))
+            outcomes.append("ran")
+        except Unavailable as exc:
+            outcomes.append(exc.message)
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    while gate.figures()["queued"] == 0:
+        threading.Event().wait(0.01)
+    assert not gate.cancel("a", "session 1", "stopped")  # running, not waiting: it goes on
+    assert not gate.cancel("b", "session 2", "stopped")  # another tenant's ticket of that name: none
+    assert gate.cancel("a", "session 2", "the session was stopped")
+    thread.join(5)
+    assert outcomes == ["the session was stopped"]
+    assert gate.figures()["queued"] == 0
+    gate.release(held)
+    assert gate.figures()["running"] == 0
