@@ -100,6 +100,11 @@ class SessionDeps:
     gate: StartGate | None = None  # the daemon's start admission (pool.max_concurrent_starts); None: unbounded
 
 
+# Why a create answered before its agent process was up, by the start queue's word.
+_EARLY = {starting.WAITS: "its start is queued",
+          starting.SPARE: "its start runs beside another tenant's burst (a spare start slot)"}
+
+
 class _Owner:
     """The session actor as its starts see it (ashd/actors/starts.py); on the actor's thread."""
 
@@ -245,9 +250,11 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
 
     def _answer_queued(self, started: Pending) -> SessionRow | Pending:
         """A create's answer while its start is in progress: Pending until the start queue
-        decided; then ``active`` at once if the start waits in the queue. One that runs is
-        waited for, but not for a retry after an attempt that was only slow (the host is
-        busy; the retry queues again): the create then answers ``active`` too."""
+        decided; then ``active`` at once if the start waits in the queue, or runs in a spare
+        slot (every regular slot is busy with another tenant's burst: the CLI's start on a
+        busy host is seconds the create need not wait; its first message waits for it). One
+        that runs is waited for, but not for a retry after an attempt that was only slow (the
+        host is busy; the retry queues again): the create then answers ``active`` too."""
         if self._life.status is not SessionStatus.STARTING:
             return self._load()  # answered once already (the start goes on for the first message)
         admission = self._starts.admission()
@@ -260,7 +267,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         if word == starting.RUNS and not slowed.done():
             return Pending(slowed, started.begun)
         self._starts.detach_create()
-        reason = "its start is queued" if word == starting.WAITS else "its start is retried (slow under load)"
+        reason = _EARLY[word] if word in _EARLY else "its start is retried (slow under load)"
         return self._transition(SessionStatus.ACTIVE, f"{reason}; the first message waits for it")
 
     def pause(self) -> SessionRow | Pending:

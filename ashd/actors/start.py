@@ -22,7 +22,7 @@ import pykka
 from ashd.actors.messages import SandboxStarted
 from ashd.actors.sandbox import SandboxActor
 from ashd.actors.spec import SpecBuilder
-from ashd.actors.start_gate import StartGate
+from ashd.actors.start_gate import StartGate, Ticket
 from ashd.actors.tell import tell
 from ashd.errors import StartTimedOut, Unavailable
 from ashd.store import AgentRow, SessionRow
@@ -30,7 +30,9 @@ from ashd.store import AgentRow, SessionRow
 log = logging.getLogger(__name__)
 
 ASK_TIMEOUT_S = 10.0
-RUNS, WAITS, REFUSED = "runs", "waits", "refused"  # the start gate's word on an attempt
+# The start gate's word on an attempt: it runs now, in a spare slot beside busy ones (a
+# tenant with nothing running, while another's burst holds every slot), waits, or is refused.
+RUNS, SPARE, WAITS, REFUSED = "runs", "spare", "waits", "refused"
 ROOM_WAIT_S = 15.0  # a session parked to make room snapshots and stops its CLI well within this
 ROOM_RETRY_S = 5  # Retry-After when no slot came free in time
 
@@ -88,14 +90,15 @@ def admitted(gate: StartGate | None, row: SessionRow, began: Callable[[], None],
     the files are built until the bridge is ready or the attempt failed, so the readiness
     timeout counts from when the start begins, not from when it queued. A full queue is the
     outcome's Unavailable (503 with Retry-After), at once. ``decided(admission)`` as soon as
-    the gate decided: ``runs`` (now), ``waits`` (queued) or ``refused``."""
+    the gate decided: ``runs`` (now), ``spare`` (now, beside a burst), ``waits`` (queued)
+    or ``refused``."""
     if gate is None:
         decided(RUNS)
         began()
         return run()
     try:
         ticket = gate.acquire(row.tenant_id, f"session {row.id}",
-                              accepted=lambda waits: decided(WAITS if waits else RUNS))
+                              accepted=lambda ticket, waits: decided(_word(ticket, waits)))
     except Unavailable as exc:
         decided(REFUSED)
         return StartOutcome(error=exc)
@@ -104,6 +107,10 @@ def admitted(gate: StartGate | None, row: SessionRow, began: Callable[[], None],
         return run()
     finally:
         gate.release(ticket)
+
+
+def _word(ticket: Ticket, waits: bool) -> str:
+    return WAITS if waits else SPARE if ticket.spare else RUNS
 
 
 def attempt(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent: AgentRow,

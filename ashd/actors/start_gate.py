@@ -46,6 +46,7 @@ class Ticket:
     tenant_id: str
     what: str  # for the operator's log: "session <id>"
     queued_at: float
+    spare: bool = False  # it runs in a spare slot (every regular slot was busy)
     admitted: threading.Event = field(default_factory=threading.Event)  # set when it runs, or is refused
     refused: str = ""  # why it never ran (the gate closed while it waited); set before ``admitted``
 
@@ -76,7 +77,11 @@ class StartQueue:
         or closed."""
         if self.closed:
             raise Unavailable(self.closed, retry_after_s=5)
-        if (self.running < self.slots and not self._waiting) or self._spare_for(ticket.tenant_id):
+        if self.running < self.slots and not self._waiting:
+            self._run(ticket.tenant_id)
+            return True
+        if self._spare_for(ticket.tenant_id):
+            ticket.spare = True
             self._run(ticket.tenant_id)
             return True
         refused = self._refusal(ticket.tenant_id)
@@ -183,15 +188,16 @@ class StartGate:
         self._on_wait = on_wait or _log_wait
 
     def acquire(self, tenant_id: str, what: str, timeout_s: float = MAX_WAIT_S,
-                accepted: Callable[[bool], object] = lambda waits: None) -> Ticket:
+                accepted: Callable[[Ticket, bool], object] = lambda ticket, waits: None) -> Ticket:
         """Take a slot, waiting in the tenant's queue if none is free (blocks the caller).
         Raises Unavailable at once when the queue is full, and when ``timeout_s`` passes
-        while still queued. ``accepted(waits)`` is called once the start runs now (False) or
-        waits in the queue (True), before any wait; not when refused. Give the ticket back with :meth:`release`."""
+        while still queued. ``accepted(ticket, waits)`` is called once the start runs now
+        (False; ``ticket.spare`` if in a spare slot) or waits in the queue (True), before any
+        wait; not when refused. Give the ticket back with :meth:`release`."""
         ticket = Ticket(tenant_id, what, self._clock.monotonic())
         with self._lock:
             runs = self._queue.offer(ticket)
-        accepted(not runs)
+        accepted(ticket, not runs)
         if runs:
             return ticket
         with self._lock:

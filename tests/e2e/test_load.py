@@ -123,12 +123,18 @@ def test_another_tenants_first_reply_is_not_queued_behind_a_burst(start_ashd: Ca
         time.sleep(1.0)  # the burst's first messages wait for their starts (one at a time)
         quiet_status, _, quiet = create(daemon, other)
         assert quiet_status == 201, quiet.text
+        assert starts(daemon)["queued"] >= 1  # the burst still held the slot and more waited
         quiet_at = first_reply(daemon, other, quiet.json()["session"]["id"])
         answered = [f.result(timeout=600) for f in replies]
     # Round robin per tenant: the quiet tenant's one start runs next after the one running,
     # so its first reply comes before most of the burst's (FIFO would make it last).
     after = sum(1 for at in answered if at > quiet_at)
     assert after >= 4, f"only {after} of the burst's first replies came after the other tenant's"
+    # Its start took the spare slot beside the burst's, and its create answered at once (not
+    # after its CLI's start on a busy host): its first message waited for the CLI instead.
+    quiet_sid = quiet.json()["session"]["id"]
+    assert f"session {quiet_sid}: starting -> active (its start runs beside another tenant's burst" \
+        in daemon.log(tail=None)
 
 
 def first_reply(daemon: AshdProcess, headers: dict[str, str], sid: str) -> float:

@@ -100,7 +100,7 @@ def test_a_tenant_with_nothing_running_takes_the_spare_slot_past_a_burst() -> No
     assert [queue.offer(t) for t in burst] == [True, True, False, False, False, False]
     quiet = ticket("quiet", 1)
     assert queue.offer(quiet)  # runs at once: the spare slot
-    assert queue.running == 3
+    assert queue.running == 3 and quiet.spare and not any(t.spare for t in burst)
     assert not queue.offer(ticket("third", 1))  # the spare is taken: it waits its round robin turn
     assert not queue.offer(ticket("quiet", 2))  # one of quiet's runs: its next start waits too
     # Freeing a slot while three run (over the bound) admits nobody until under the bound again.
