@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -203,10 +202,10 @@ def test_a_daemon_stopped_during_a_burst_leaves_nothing_behind(start_ashd: Calla
     """SIGTERM while starts run and more wait in the start queue: every sandbox that started,
     was starting or was still queued is gone with the daemon (no process, mount, loop
     device or cgroup). The running starts are made slow the way a loaded host makes them
-    (their bridges are stopped before they are ready), so the shutdown meets a start that
-    would not end by itself within the stop grace."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (the isolating launcher)")
+    (their sandboxes' cgroups are frozen before they are ready), so the shutdown meets a start
+    that would not end by itself within the stop grace."""
+    if os.geteuid() != 0 or not Path("/sys/fs/cgroup/unified/cgroup.procs").exists():
+        pytest.skip("needs root (the isolating launcher) and a cgroup v2 hierarchy at /sys/fs/cgroup/unified")
     mount_root = Path(f"/run/ashd-test-burst-stop-{os.getpid()}")
     daemon = start_ashd(None, ASH_MAX_CONCURRENT_STARTS="2", ASH_SANDBOX_MOUNT_ROOT=str(mount_root),
                         ASH_BRIDGE_READY_TIMEOUT_S="300", **UNLIMITED)
@@ -217,8 +216,8 @@ def test_a_daemon_stopped_during_a_burst_leaves_nothing_behind(start_ashd: Calla
             created = list(pool.map(lambda _: create(daemon, daemon.headers), range(12)))
             sids = [r.json()["session"]["id"] for status, _, r in created if status == 201]
             assert len(sids) == 12, [r.text for _, _, r in created]
-            frozen = freeze_starting_bridges(daemon, 2, 120)
-            assert frozen, "no bridge was caught starting"
+            frozen = freeze_starting_sandboxes(daemon, sids, 2, 120)
+            assert frozen, "no sandbox was caught starting"
             for sid in sids:  # first messages: each waits for its start (two run, the rest queue)
                 pool.submit(_first_reply_or_nothing, daemon, sid)
             assert wait_until(lambda: starts(daemon)["queued"] >= 4, 120), starts(daemon)
@@ -242,22 +241,26 @@ def test_a_daemon_stopped_during_a_burst_leaves_nothing_behind(start_ashd: Calla
         shutil.rmtree(mount_root, ignore_errors=True)
 
 
-def freeze_starting_bridges(daemon: AshdProcess, want: int, timeout: float) -> list[int]:
-    """SIGSTOP the process groups of up to ``want`` sandboxes (bwrap, bridge, CLI) as soon as
-    they appear, before they are ready: a start that lasts as long as a loaded host can make it.
-    Returns the groups' ids."""
-    frozen: list[int] = []
+def freeze_starting_sandboxes(daemon: AshdProcess, sids: list[str], want: int, timeout: float) -> list[str]:
+    """Freeze (cgroup v2 ``cgroup.freeze``: every process in it, and every one it starts) the
+    sandboxes of up to ``want`` of ``sids`` whose start is under way and not ready yet: a start
+    that lasts as long as a loaded host can make it. Returns their ids."""
+    frozen: list[str] = []
     deadline = time.monotonic() + timeout
     while len(frozen) < want and time.monotonic() < deadline:
-        for proc in daemon.descendants():
-            try:
-                if proc.pid not in frozen and os.path.basename(proc.cmdline()[0]) == "bwrap":
-                    os.killpg(proc.pid, signal.SIGSTOP)
-                    frozen.append(proc.pid)
-            except (psutil.Error, IndexError, ProcessLookupError):
+        log = daemon.log(tail=None)
+        for sid in sids:
+            if sid in frozen or f"ready for session {sid}" in log:
                 continue
+            for knob in Path("/sys/fs/cgroup").glob(f"unified/ashd-sandboxes/*/*/{sid}/cgroup.freeze"):
+                try:
+                    knob.write_text("1")
+                    frozen.append(sid)
+                except OSError:
+                    continue
         time.sleep(0.01)
-    return frozen
+    log = daemon.log(tail=None)
+    return [sid for sid in frozen if f"ready for session {sid}" not in log]  # frozen before ready
 
 
 def _first_reply_or_nothing(daemon: AshdProcess, sid: str) -> None:
