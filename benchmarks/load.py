@@ -197,7 +197,10 @@ def run_one(model: ScriptedModel, n: int, m: int, log_level: str = "warning") ->
            "ASH_INTERNAL_SECRET": SECRET, "ASH_SANDBOX_DISK_MB": str(DISK_MB)}
     daemon = AshdProcess(tmp / "data", model.base_url, extra_env=env).start()
     try:
-        with (httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=TIMEOUT_S) as api,
+        # One connection per session at once: httpx's default pool (100) would make the 101st
+        # session's message wait for a free connection and fail client-side after 300 s (seen at N=128).
+        limits = httpx.Limits(max_connections=n + 8, max_keepalive_connections=n + 8)
+        with (httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=TIMEOUT_S, limits=limits) as api,
               ThreadPoolExecutor(n + 2) as pool, Sampler(daemon) as sampler):
             api.post("/api/agents", json={"name": "hello", "path": str(AGENT)}).raise_for_status()
             other = other_tenant(daemon)
