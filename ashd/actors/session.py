@@ -111,8 +111,9 @@ class _Owner:
     def __init__(self, session: SessionActor) -> None:
         self._session = session
 
-    def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None]) -> None:
-        self._session._launch(seq, began, decided)
+    def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None],
+               retry: bool = False) -> None:
+        self._session._launch(seq, began, decided, retry)
 
     def wake_after(self, delay_s: float, seq: int) -> Timer:
         return self._session._wake_after(delay_s, seq)
@@ -509,7 +510,8 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         """Told by a start thread: attempt ``seq`` is over."""
         self._starts.ended(seq, outcome)
 
-    def _launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None]) -> None:
+    def _launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None],
+                retry: bool = False) -> None:
         row = self._load()
         agent = self._deps.store.get_agent(self._tenant, row.agent_name)
         if agent is None:
@@ -522,7 +524,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
                 tell(pool.release, outcome.started.sandbox_id, context="freeing a sandbox whose session stopped")
 
         starting.launch(self._builder, pool, me, row, agent, self._deps.ready_timeout_s, done, self._deps.gate, began,
-                        decided)
+                        decided, retry)
 
     def _wake_after(self, delay_s: float, seq: int) -> Timer:
         me = self.actor_ref.proxy()

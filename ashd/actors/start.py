@@ -50,8 +50,9 @@ class StartOutcome:
 def launch(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent: AgentRow,
            ready_timeout_s: float, done: Callable[[StartOutcome], None], gate: StartGate | None = None,
            began: Callable[[], None] = lambda: None,
-           decided: Callable[[str], None] = lambda admission: None) -> None:
+           decided: Callable[[str], None] = lambda admission: None, retry: bool = False) -> None:
     """Start the attempt on a new daemon thread; ``done`` is called on it with the outcome.
+    ``retry``: a later attempt of the same start (it queues at the front of its tenant's turn).
     ``pool``: the PoolActor's proxy; ``owner``: the session actor's proxy (told of crashes);
     ``gate``: the daemon's start admission (None: no bound); ``decided(admission)`` once the
     gate decided about the attempt (see :func:`admitted`), ``began()`` once admitted."""
@@ -63,7 +64,7 @@ def launch(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent: 
             return
         try:
             done(admitted(gate, row, began, lambda: attempt(builder, pool, owner, row, agent, ready_timeout_s),
-                          decided))
+                          decided, retry))
         finally:
             tell(pool.forget_disk, row.sandbox_id or row.id, context=f"session {row.id}: its start is over")
 
@@ -85,7 +86,8 @@ def promise_disk(builder: SpecBuilder, pool: Any, row: SessionRow, agent: AgentR
 
 
 def admitted(gate: StartGate | None, row: SessionRow, began: Callable[[], None],
-             run: Callable[[], StartOutcome], decided: Callable[[str], None] = lambda admission: None) -> StartOutcome:
+             run: Callable[[], StartOutcome], decided: Callable[[str], None] = lambda admission: None,
+             retry: bool = False) -> StartOutcome:
     """``run()`` while holding a slot of ``gate`` (queued first if none is free): from before
     the files are built until the bridge is ready or the attempt failed, so the readiness
     timeout counts from when the start begins, not from when it queued. A full queue is the
@@ -97,7 +99,7 @@ def admitted(gate: StartGate | None, row: SessionRow, began: Callable[[], None],
         began()
         return run()
     try:
-        ticket = gate.acquire(row.tenant_id, f"session {row.id}",
+        ticket = gate.acquire(row.tenant_id, f"session {row.id}", front=retry,
                               accepted=lambda ticket, waits: decided(_word(ticket, waits)))
     except Unavailable as exc:
         decided(REFUSED)

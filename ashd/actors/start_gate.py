@@ -72,7 +72,7 @@ class StartQueue:
     def queued(self) -> int:
         return sum(len(q) for q in self._waiting.values())
 
-    def offer(self, ticket: Ticket) -> bool:
+    def offer(self, ticket: Ticket, front: bool = False) -> bool:
         """True: ``ticket`` runs now. False: it waits. Raises Unavailable when the queue is full
         or closed."""
         if self.closed:
@@ -87,7 +87,11 @@ class StartQueue:
         refused = self._refusal(ticket.tenant_id)
         if refused:
             raise Unavailable(refused, retry_after_s=self.retry_after_s())
-        self._waiting.setdefault(ticket.tenant_id, deque()).append(ticket)
+        queue = self._waiting.setdefault(ticket.tenant_id, deque())
+        if front:  # a retry waited its turn once: it goes before its tenant's later starts
+            queue.appendleft(ticket)
+        else:
+            queue.append(ticket)
         return False
 
     def fair_share(self, tenant_id: str) -> int:
@@ -187,16 +191,17 @@ class StartGate:
         self._lock = threading.Lock()
         self._on_wait = on_wait or _log_wait
 
-    def acquire(self, tenant_id: str, what: str, timeout_s: float = MAX_WAIT_S,
+    def acquire(self, tenant_id: str, what: str, timeout_s: float = MAX_WAIT_S, front: bool = False,
                 accepted: Callable[[Ticket, bool], object] = lambda ticket, waits: None) -> Ticket:
         """Take a slot, waiting in the tenant's queue if none is free (blocks the caller).
         Raises Unavailable at once when the queue is full, and when ``timeout_s`` passes
         while still queued. ``accepted(ticket, waits)`` is called once the start runs now
         (False; ``ticket.spare`` if in a spare slot) or waits in the queue (True), before any
-        wait; not when refused. Give the ticket back with :meth:`release`."""
+        wait; not when refused. ``front``: wait at the front of the tenant's queue (a retried
+        start; the round robin across tenants is unchanged). Give the ticket back with :meth:`release`."""
         ticket = Ticket(tenant_id, what, self._clock.monotonic())
         with self._lock:
-            runs = self._queue.offer(ticket)
+            runs = self._queue.offer(ticket, front)
         accepted(ticket, not runs)
         if runs:
             return ticket

@@ -31,11 +31,14 @@ class Owner:
         self.discarded: list[StartOutcome] = []
         self.launch_error: Exception | None = None
         self.withdrawn = 0
+        self.retries: list[bool] = []
 
-    def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None]) -> None:
+    def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None],
+               retry: bool = False) -> None:
         if self.launch_error is not None:
             raise self.launch_error
         self.launched.append(seq)
+        self.retries.append(retry)
 
     def wake_after(self, delay_s: float, seq: int) -> Timer:
         timer = Timer(delay_s, lambda: None)
@@ -182,3 +185,18 @@ def test_a_crash_loop_spends_its_tenants_budget_only() -> None:
     quiet.ensure("create")
     quiet.ended(1, StartOutcome(error=SandboxFailed("exit code 1: boom")))
     assert quiet_owner.timers and not quiet_owner.failures and not governor.budget_spent("quiet")
+
+
+def test_a_retried_attempt_keeps_its_place_in_the_start_queue() -> None:
+    """Only a later attempt of the same start is a retry (it queues at the front of its
+    tenant's turn); the next start's first attempt is not."""
+    starts, owner, clock = make()
+    starts.ensure("run")
+    starts.ended(1, StartOutcome(error=StartTimedOut("slow under load")))
+    clock.advance(5)
+    owner.timers[-1][1].cancel()
+    starts.backoff_over(1)
+    starts.ended(1, READY)
+    assert owner.retries == [False, True]
+    starts.ensure("run")  # a new start: its first attempt waits its turn like any other
+    assert owner.retries == [False, True, False]

@@ -212,3 +212,18 @@ def test_a_cancelled_start_leaves_the_queue_at_once_and_a_running_one_is_untouch
     assert gate.figures()["queued"] == 0
     gate.release(held)
     assert gate.figures()["running"] == 0
+
+
+def test_a_retried_start_waits_at_the_front_of_its_tenants_queue_only() -> None:
+    queue = StartQueue(slots=1, max_queued=10, spare=0)
+    running = ticket("a", 0)
+    assert queue.offer(running)
+    for t in (ticket("a", 1), ticket("b", 1), ticket("a", 2)):
+        assert not queue.offer(t)
+    assert not queue.offer(ticket("a", 9), front=True)  # a's retry: before a's later starts
+    order = []
+    following = queue.release(running)
+    while following is not None:
+        order.append(following.what)
+        following = queue.release(following)
+    assert order == ["a-9", "b-1", "a-1", "a-2"]  # the round robin across tenants is unchanged
