@@ -39,7 +39,7 @@ class StartOwner(Protocol):
         ``retry``: not the start's first attempt (it keeps its place at the front of its
         tenant's start queue: it waited its turn once already);
         the attempt calls ``decided(admission)`` once the start queue decided (``runs``,
-        ``waits`` or ``refused``: :func:`ashd.actors.start.admitted`), and ``began()`` once
+        ``spare``, ``waits`` or ``refused``: :func:`ashd.actors.start.admitted`), and ``began()`` once
         it has left the start queue (any thread). Raises if it cannot begin (the agent is
         gone): the start fails with that."""
         ...
@@ -62,7 +62,7 @@ class StartOwner(Protocol):
 
     def withdraw(self) -> None:
         """The start was cancelled while its attempt runs: if the attempt still waits in the
-        start queue, it leaves it now (any thread may be told; it ends the attempt soon)."""
+        start queue, it leaves it now (refused: its outcome comes back as any other)."""
         ...
 
 
