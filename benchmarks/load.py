@@ -191,13 +191,16 @@ def spread(values: list[float]) -> dict[str, float | None]:
     return {"median": round(statistics.median(values), 2), "max": round(max(values), 2)}
 
 
-def run_one(model: ScriptedModel, n: int, m: int) -> dict[str, Any]:
+def run_one(model: ScriptedModel, n: int, m: int, log_level: str = "warning") -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="ashd-load-"))
-    env = {"ASH_LOG_LEVEL": "warning", "ASH_RATE_LIMIT_SESSIONS": "0", "ASH_RATE_LIMIT_GLOBAL": "0",
+    env = {"ASH_LOG_LEVEL": log_level, "ASH_RATE_LIMIT_SESSIONS": "0", "ASH_RATE_LIMIT_GLOBAL": "0",
            "ASH_INTERNAL_SECRET": SECRET, "ASH_SANDBOX_DISK_MB": str(DISK_MB)}
     daemon = AshdProcess(tmp / "data", model.base_url, extra_env=env).start()
     try:
-        with (httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=TIMEOUT_S) as api,
+        # One connection per session at once: httpx's default pool (100) would make the 101st
+        # session's message wait for a free connection and fail client-side after 300 s (seen at N=128).
+        limits = httpx.Limits(max_connections=n + 8, max_keepalive_connections=n + 8)
+        with (httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=TIMEOUT_S, limits=limits) as api,
               ThreadPoolExecutor(n + 2) as pool, Sampler(daemon) as sampler):
             api.post("/api/agents", json={"name": "hello", "path": str(AGENT)}).raise_for_status()
             other = other_tenant(daemon)
@@ -239,6 +242,7 @@ def run_one(model: ScriptedModel, n: int, m: int) -> dict[str, Any]:
         }
     finally:
         daemon.stop()
+        print(f"N={n}: ashd's log is {daemon.log_path}", file=sys.stderr)
 
 
 def main() -> int:
@@ -246,13 +250,14 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--messages", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--log-level", default="warning", help="ashd's ASH_LOG_LEVEL (info: where time goes)")
     args = parser.parse_args()
     model = ScriptedModel()
     model.start()
     try:
         rows = []
         for n in args.sizes:
-            rows.append(run_one(model, n, args.messages))
+            rows.append(run_one(model, n, args.messages, args.log_level))
             print({k: v for k, v in rows[-1].items() if k != "timeline"}, file=sys.stderr, flush=True)
             # Written after each N: a long run stopped early keeps what it measured.
             emit({"runs": rows, "settings": f"README defaults; ASH_RATE_LIMIT_SESSIONS=0 ASH_RATE_LIMIT_GLOBAL=0 "

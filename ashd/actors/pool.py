@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -85,6 +85,9 @@ class _Live:
     # says the sandbox is up, "waiting" from the end of its first turn on; the pool's figures
     # (/health, metrics) say which sandboxes are running.
     row_waiting: bool = False
+    # Set when the sandbox is dropped: ends its start at once if one is in progress (the sandbox
+    # actor's thread is held by it, so a stop in its mailbox would wait up to the ready timeout).
+    abort: threading.Event = field(default_factory=threading.Event)
 
     @property
     def state(self) -> SandboxState:
@@ -112,6 +115,9 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         # Reservations waiting for a slot, first come first served: resolved when admitted.
         self._waiting: dict[str, Future[None]] = {}
         self._stopping = 0  # dropped sandboxes whose processes may still run: they hold a slot
+        # Workspace quotas admitted before their start ran (a create whose start queues):
+        # sandbox id -> bytes, held until the start is over (see promise_disk).
+        self._promised: dict[str, int] = {}
         self.capacity = min(config.max_sandboxes, parking.warm_cap(config.max_warm_sessions))
         self._ticker: threading.Event | None = None
         self.resumes = {"warm": 0, "cold": 0}
@@ -153,12 +159,13 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
                 retry_after_s=5,
             )
         me = self.actor_ref.proxy()
+        abort = threading.Event()
         ref = SandboxActor.start(
             spec, self._launcher,
             lambda fact: tell(me.on_bridge_exited, fact, context=f"exit of the bridge of sandbox {fact.sandbox_id}"),
-            self._config.bridge_ready_timeout_s, self._config.stop_grace_s, self._exits, self._logs,
+            self._config.bridge_ready_timeout_s, self._config.stop_grace_s, self._exits, self._logs, abort,
         )
-        self._live[sandbox_id] = _Live(ref, spec, SandboxLifecycle(), owner, time.monotonic(), prewarm)
+        self._live[sandbox_id] = _Live(ref, spec, SandboxLifecycle(), owner, time.monotonic(), prewarm, abort=abort)
         self._persist(spec, SandboxState.WARMING)
         return ref.proxy()
 
@@ -200,13 +207,38 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
             self._leave(victim, "parked to make room (warm session capacity reached)", park=True)
         return True
 
-    def _admit_disk(self, spec: SandboxSpec) -> None:
-        if self._disk is None or _has_image(spec):
+    def promise_disk(self, sandbox_id: str, root: Path, disk_mb: int) -> None:
+        """Admit a start's workspace image before the start queues (issue #18), so a create
+        refused for disk is refused by its own answer (507), not at its first message. The
+        quota (``disk_mb``, 0: the default) is held as pending for every other admission until
+        :meth:`forget_disk`; the start's own :meth:`reserve` then admits nothing again. No-op
+        when no image is to be made (it exists, or the launcher makes none). Raises
+        InsufficientStorage."""
+        if self._disk is None or (root / IMAGE_NAME).exists():
             return
-        # Live sandboxes whose image is not made yet hold their whole quota as a promise.
-        pending = {sid: self._quota_mb(live.spec) * MIB for sid, live in self._live.items()
-                   if not _has_image(live.spec)}
-        self._disk.admit(spec.sandbox_id, self._quota_mb(spec), pending, self._live.keys())
+        quota_mb = disk_mb or self._default_disk_mb
+        self._disk.admit(sandbox_id, quota_mb, self._pending_disk(sandbox_id), self._live.keys())
+        self._promised[sandbox_id] = quota_mb * MIB
+
+    def forget_disk(self, sandbox_id: str) -> None:
+        """The start that held a promise is over: its image is made (and measured from now on),
+        or it never will be (failed, refused, cancelled)."""
+        self._promised.pop(sandbox_id, None)
+
+    def _admit_disk(self, spec: SandboxSpec) -> None:
+        if self._disk is None or _has_image(spec) or spec.sandbox_id in self._promised:
+            return
+        self._disk.admit(spec.sandbox_id, self._quota_mb(spec), self._pending_disk(spec.sandbox_id),
+                         self._live.keys())
+
+    def _pending_disk(self, besides: str) -> dict[str, int]:
+        """Quotas promised but not made yet, but ``besides``'s own: starts that hold a promise,
+        and live sandboxes whose image is not made yet (they hold their whole quota)."""
+        pending = dict(self._promised)
+        pending.update({sid: self._quota_mb(live.spec) * MIB for sid, live in self._live.items()
+                        if not _has_image(live.spec)})
+        pending.pop(besides, None)
+        return pending
 
     def _quota_mb(self, spec: SandboxSpec) -> int:
         return spec.policy.limits.disk_mb or self._default_disk_mb
@@ -383,6 +415,8 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         """Stop every sandbox in parallel (each on its own actor thread), then wait."""
         if self._ticker is not None:
             self._ticker.set()
+        for live in self._live.values():  # starts in progress end now, not at their ready timeout
+            live.abort.set()
         futures = []
         for live in self._live.values():
             try:
@@ -403,6 +437,7 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         live = self._live.pop(sandbox_id, None)
         if live is None:
             return
+        live.abort.set()  # a start in progress ends at once (it would hold the sandbox actor)
         # Not waiting: the sandbox's own thread does TERM, grace, KILL; the pool stays free.
         stopped = live.ref.stop(block=False)
         if admitted:

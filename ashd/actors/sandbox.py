@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 LOG_TAIL_BYTES = 2000
 CLEANUP_WAIT_S = 30.0
 PUMP_DRAIN_S = 1.0
+ABORT_POLL_S = 0.1  # how soon a start waiting for its bridge sees ``abort`` (a shutdown)
 
 
 class SandboxActor(FaultTarget, pykka.ThreadingActor):
@@ -48,9 +49,13 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
         stop_grace_s: float,
         exits: ExitBoard | None = None,
         logs: LogBook | None = None,
+        abort: threading.Event | None = None,
     ) -> None:
-        """``logs``: where the process's stderr and lifecycle lines go (a private book if None)."""
+        """``logs``: where the process's stderr and lifecycle lines go (a private book if None).
+        ``abort``: set from any thread (the pool, at shutdown) to end a start in progress at
+        once, which this actor's mailbox could not do: ``start_bridge`` holds its thread."""
         super().__init__()
+        self._abort = abort or threading.Event()
         self._spec = spec
         self._launcher = launcher
         self._on_exit = on_exit
@@ -65,8 +70,11 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
         self._pump: threading.Thread | None = None
 
     def start_bridge(self) -> SandboxStarted:
-        """Spawn and wait for readiness. Raises SandboxFailed (with the log tail)."""
+        """Spawn and wait for readiness. Raises SandboxFailed (with the log tail), also when
+        the start is aborted (``abort`` set: ashd is stopping) before or while it waits."""
         began = time.monotonic()
+        if self._abort.is_set():  # the pool dropped this sandbox before its start came: spawn nothing
+            raise SandboxFailed(f"the start of session {self._spec.session_id}'s agent process was cancelled")
         try:
             self._proc = self._launcher.spawn(self._spec)
         except OSError as exc:
@@ -84,6 +92,9 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
             self._ring.add("system", f"agent process did not become ready (exit code {self._proc.returncode})")
             self._launcher.cleanup(self._spec)
             self._cleaned.set()  # no watcher runs for a start that failed
+            if answer == "aborted":
+                raise SandboxFailed(f"the start of session {self._spec.session_id}'s agent process was cancelled "
+                                    "before it was ready (ashd is stopping it)")
             if slow:
                 raise StartTimedOut(
                     f"agent process for session {self._spec.session_id} was not ready within "
@@ -104,7 +115,8 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
         return SandboxStarted(self._spec.sandbox_id, str(self._spec.socket_path), self._proc.pid, elapsed)
 
     def _await_ready(self, proc: BridgeProcess) -> str:
-        """``ready`` (the byte R came), ``closed`` (stdout ended or said something else) or ``timeout``."""
+        """``ready`` (the byte R came), ``closed`` (stdout ended or said something else),
+        ``timeout``, or ``aborted`` (``abort`` was set: looked at every ``ABORT_POLL_S``)."""
         # A selector, not select(): select() fails for descriptors numbered 1024 and up, which
         # a busy ashd reaches.
         assert proc.stdout is not None
@@ -114,7 +126,9 @@ class SandboxActor(FaultTarget, pykka.ThreadingActor):
             with selectors.DefaultSelector() as selector:
                 selector.register(fd, selectors.EVENT_READ)
                 while (left := deadline - time.monotonic()) > 0:
-                    if not selector.select(left):
+                    if self._abort.is_set():
+                        return "aborted"
+                    if not selector.select(min(left, ABORT_POLL_S)):
                         continue
                     chunk = os.read(fd, 1)
                     return "ready" if chunk == protocol.READY_BYTE else "closed"

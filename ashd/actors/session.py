@@ -102,14 +102,20 @@ class SessionDeps:
     gate: StartGate | None = None  # the daemon's start admission (pool.max_concurrent_starts); None: unbounded
 
 
+# Why a create answered before its agent process was up, by the start queue's word.
+_EARLY = {starting.WAITS: "its start is queued",
+          starting.SPARE: "its start runs beside another tenant's burst (a spare start slot)"}
+
+
 class _Owner:
     """The session actor as its starts see it (ashd/actors/starts.py); on the actor's thread."""
 
     def __init__(self, session: SessionActor) -> None:
         self._session = session
 
-    def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None]) -> None:
-        self._session._launch(seq, began, decided)
+    def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None],
+               retry: bool = False) -> None:
+        self._session._launch(seq, began, decided, retry)
 
     def wake_after(self, delay_s: float, seq: int) -> Timer:
         return self._session._wake_after(delay_s, seq)
@@ -122,6 +128,9 @@ class _Owner:
 
     def discard(self, outcome: starting.StartOutcome) -> None:
         self._session._discard(outcome)
+
+    def withdraw(self) -> None:
+        self._session._withdraw_start()
 
 
 class SessionActor(FaultTarget, pykka.ThreadingActor):
@@ -245,9 +254,11 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
 
     def _answer_queued(self, started: Pending) -> SessionRow | Pending:
         """A create's answer while its start is in progress: Pending until the start queue
-        decided; then ``active`` at once if the start waits in the queue. One that runs is
-        waited for, but not for a retry after an attempt that was only slow (the host is
-        busy; the retry queues again): the create then answers ``active`` too."""
+        decided; then ``active`` at once if the start waits in the queue, or runs in a spare
+        slot (every regular slot is busy with another tenant's burst: the CLI's start on a
+        busy host is seconds the create need not wait; its first message waits for it). One
+        that runs is waited for, but not for a retry after an attempt that was only slow (the
+        host is busy; the retry queues again): the create then answers ``active`` too."""
         if self._life.status is not SessionStatus.STARTING:
             return self._load()  # answered once already (the start goes on for the first message)
         admission = self._starts.admission()
@@ -260,7 +271,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         if word == starting.RUNS and not slowed.done():
             return Pending(slowed, started.begun)
         self._starts.detach_create()
-        reason = "its start is queued" if word == starting.WAITS else "its start is retried (slow under load)"
+        reason = _EARLY[word] if word in _EARLY else "its start is retried (slow under load)"
         return self._transition(SessionStatus.ACTIVE, f"{reason}; the first message waits for it")
 
     def pause(self) -> SessionRow | Pending:
@@ -577,7 +588,8 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         """Told by a start thread: attempt ``seq`` is over."""
         self._starts.ended(seq, outcome)
 
-    def _launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None]) -> None:
+    def _launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None],
+                retry: bool = False) -> None:
         row = self._load()
         agent = self._deps.store.get_agent(self._tenant, row.agent_name)
         if agent is None:
@@ -590,7 +602,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
                 tell(pool.release, outcome.started.sandbox_id, context="freeing a sandbox whose session stopped")
 
         starting.launch(self._builder, pool, me, row, agent, self._deps.ready_timeout_s, done, self._deps.gate, began,
-                        decided)
+                        decided, retry)
 
     def _wake_after(self, delay_s: float, seq: int) -> Timer:
         me = self.actor_ref.proxy()
@@ -617,6 +629,12 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             self._fail_create(exc)
         elif purpose == "first" and gave_up is not None:
             self._discard_folder()  # its create answered while it was queued; nothing ever ran in it
+
+    def _withdraw_start(self) -> None:
+        """A stop or end came while this session's start waits in the start queue: it leaves
+        the queue at once, and gives back the disk it was promised (``PoolActor.promise_disk``)."""
+        if self._deps.gate is not None:
+            self._deps.gate.cancel(self._tenant, f"session {self._id}", "the session was stopped before its start ran")
 
     def _discard(self, outcome: starting.StartOutcome) -> None:
         assert outcome.started is not None

@@ -56,6 +56,11 @@ class SpecBuilder:
     def root(self, row: SessionRow) -> Path:
         return self.layout.sandbox_dir(row.sandbox_id or row.id)
 
+    def disk_mb(self, row: SessionRow, agent: AgentRow) -> int:
+        """The session's workspace quota in MiB (0: the pool's default), without building
+        anything: what a start promises before it queues (``PoolActor.promise_disk``)."""
+        return limits.policy_for(self.sandbox, Path(agent.path), row.config).limits.disk_mb or 0
+
     def cli_cwd(self, root: Path) -> str:
         """The CLI's working directory as it will see it (decides its transcript's project key)."""
         return self.cli_workspace or str(root / "workspace")

@@ -22,7 +22,7 @@ import pykka
 from ashd.actors.messages import SandboxStarted
 from ashd.actors.sandbox import SandboxActor
 from ashd.actors.spec import SpecBuilder
-from ashd.actors.start_gate import StartGate
+from ashd.actors.start_gate import StartGate, Ticket
 from ashd.actors.tell import tell
 from ashd.errors import StartTimedOut, Unavailable
 from ashd.store import AgentRow, SessionRow
@@ -30,7 +30,9 @@ from ashd.store import AgentRow, SessionRow
 log = logging.getLogger(__name__)
 
 ASK_TIMEOUT_S = 10.0
-RUNS, WAITS, REFUSED = "runs", "waits", "refused"  # the start gate's word on an attempt
+# The start gate's word on an attempt: it runs now, in a spare slot beside busy ones (a
+# tenant with nothing running, while another's burst holds every slot), waits, or is refused.
+RUNS, SPARE, WAITS, REFUSED = "runs", "spare", "waits", "refused"
 ROOM_WAIT_S = 15.0  # a session parked to make room snapshots and stops its CLI well within this
 ROOM_RETRY_S = 5  # Retry-After when no slot came free in time
 
@@ -48,32 +50,57 @@ class StartOutcome:
 def launch(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent: AgentRow,
            ready_timeout_s: float, done: Callable[[StartOutcome], None], gate: StartGate | None = None,
            began: Callable[[], None] = lambda: None,
-           decided: Callable[[str], None] = lambda admission: None) -> None:
+           decided: Callable[[str], None] = lambda admission: None, retry: bool = False) -> None:
     """Start the attempt on a new daemon thread; ``done`` is called on it with the outcome.
+    ``retry``: a later attempt of the same start (it queues at the front of its tenant's turn).
     ``pool``: the PoolActor's proxy; ``owner``: the session actor's proxy (told of crashes);
     ``gate``: the daemon's start admission (None: no bound); ``decided(admission)`` once the
     gate decided about the attempt (see :func:`admitted`), ``began()`` once admitted."""
     def run() -> None:
-        done(admitted(gate, row, began, lambda: attempt(builder, pool, owner, row, agent, ready_timeout_s),
-                      decided))
+        refused = promise_disk(builder, pool, row, agent)
+        if refused is not None:
+            decided(REFUSED)
+            done(refused)
+            return
+        try:
+            done(admitted(gate, row, began, lambda: attempt(builder, pool, owner, row, agent, ready_timeout_s),
+                          decided, retry))
+        finally:
+            tell(pool.forget_disk, row.sandbox_id or row.id, context=f"session {row.id}: its start is over")
 
     threading.Thread(target=run, name=f"start-{row.id[:8]}", daemon=True).start()
 
 
+def promise_disk(builder: SpecBuilder, pool: Any, row: SessionRow, agent: AgentRow) -> StartOutcome | None:
+    """Admit the workspace image's disk quota before the start queues, so a create that the
+    disk cannot hold is refused by its own answer (507), never after it answered 201 from the
+    queue (issue #18). None: admitted (held until ``forget_disk``); else the refusal."""
+    try:
+        disk_mb = builder.disk_mb(row, agent)
+        pool.promise_disk(row.sandbox_id or row.id, builder.root(row), disk_mb).get(timeout=ASK_TIMEOUT_S)
+    except (pykka.Timeout, pykka.ActorDeadError):
+        return StartOutcome(error=Unavailable("the sandbox pool did not answer; retry shortly", retry_after_s=5))
+    except Exception as exc:  # boundary: disk admission, a bad limits config (the outcome carries it)
+        return StartOutcome(error=exc)
+    return None
+
+
 def admitted(gate: StartGate | None, row: SessionRow, began: Callable[[], None],
-             run: Callable[[], StartOutcome], decided: Callable[[str], None] = lambda admission: None) -> StartOutcome:
+             run: Callable[[], StartOutcome], decided: Callable[[str], None] = lambda admission: None,
+             retry: bool = False) -> StartOutcome:
     """``run()`` while holding a slot of ``gate`` (queued first if none is free): from before
     the files are built until the bridge is ready or the attempt failed, so the readiness
     timeout counts from when the start begins, not from when it queued. A full queue is the
     outcome's Unavailable (503 with Retry-After), at once. ``decided(admission)`` as soon as
-    the gate decided: ``runs`` (now), ``waits`` (queued) or ``refused``."""
+    the gate decided: ``runs`` (now), ``spare`` (now, beside a burst), ``waits`` (queued)
+    or ``refused``."""
     if gate is None:
         decided(RUNS)
         began()
         return run()
     try:
-        ticket = gate.acquire(row.tenant_id, f"session {row.id}",
-                              accepted=lambda waits: decided(WAITS if waits else RUNS))
+        ticket = gate.acquire(row.tenant_id, f"session {row.id}", front=retry,
+                              accepted=lambda ticket, waits: decided(_word(ticket, waits)))
     except Unavailable as exc:
         decided(REFUSED)
         return StartOutcome(error=exc)
@@ -82,6 +109,10 @@ def admitted(gate: StartGate | None, row: SessionRow, began: Callable[[], None],
         return run()
     finally:
         gate.release(ticket)
+
+
+def _word(ticket: Ticket, waits: bool) -> str:
+    return WAITS if waits else SPARE if ticket.spare else RUNS
 
 
 def attempt(builder: SpecBuilder, pool: Any, owner: Any, row: SessionRow, agent: AgentRow,

@@ -46,7 +46,9 @@ class Ticket:
     tenant_id: str
     what: str  # for the operator's log: "session <id>"
     queued_at: float
-    admitted: threading.Event = field(default_factory=threading.Event)
+    spare: bool = False  # it runs in a spare slot (every regular slot was busy)
+    admitted: threading.Event = field(default_factory=threading.Event)  # set when it runs, or is refused
+    refused: str = ""  # why it never ran (the gate closed while it waited); set before ``admitted``
 
 
 class StartQueue:
@@ -64,20 +66,32 @@ class StartQueue:
         # Tenants with waiting tickets, in the order they are served next (a ring: a served
         # tenant with more waiting goes to the back).
         self._waiting: OrderedDict[str, deque[Ticket]] = OrderedDict()
+        self.closed = ""  # why no start runs any more (ashd is stopping); "" while open
 
     @property
     def queued(self) -> int:
         return sum(len(q) for q in self._waiting.values())
 
-    def offer(self, ticket: Ticket) -> bool:
-        """True: ``ticket`` runs now. False: it waits. Raises Unavailable when the queue is full."""
-        if (self.running < self.slots and not self._waiting) or self._spare_for(ticket.tenant_id):
+    def offer(self, ticket: Ticket, front: bool = False) -> bool:
+        """True: ``ticket`` runs now. False: it waits. Raises Unavailable when the queue is full
+        or closed."""
+        if self.closed:
+            raise Unavailable(self.closed, retry_after_s=5)
+        if self.running < self.slots and not self._waiting:
+            self._run(ticket.tenant_id)
+            return True
+        if self._spare_for(ticket.tenant_id):
+            ticket.spare = True
             self._run(ticket.tenant_id)
             return True
         refused = self._refusal(ticket.tenant_id)
         if refused:
             raise Unavailable(refused, retry_after_s=self.retry_after_s())
-        self._waiting.setdefault(ticket.tenant_id, deque()).append(ticket)
+        queue = self._waiting.setdefault(ticket.tenant_id, deque())
+        if front:  # a retry waited its turn once: it goes before its tenant's later starts
+            queue.appendleft(ticket)
+        else:
+            queue.append(ticket)
         return False
 
     def fair_share(self, tenant_id: str) -> int:
@@ -130,6 +144,22 @@ class StartQueue:
             if not queue:
                 del self._waiting[ticket.tenant_id]
 
+    def withdraw_what(self, tenant_id: str, what: str) -> list[Ticket]:
+        """Withdraw ``tenant_id``'s waiting tickets for ``what``; returns them."""
+        queue = self._waiting.get(tenant_id)
+        found = [ticket for ticket in queue or () if ticket.what == what]
+        for ticket in found:
+            self.withdraw(ticket)
+        return found
+
+    def close(self, reason: str) -> list[Ticket]:
+        """No start runs from now on: new offers are refused with ``reason``; returns the
+        waiting tickets, withdrawn (their waiters are to be woken and refused)."""
+        self.closed = reason
+        waiting = [ticket for queue in self._waiting.values() for ticket in queue]
+        self._waiting.clear()
+        return waiting
+
     def retry_after_s(self) -> int:
         """A hint for a refused start: about 5 s per start queued ahead of it per slot, 1..60 s."""
         return min(60, max(1, math.ceil(self.queued / self.slots) * 5))
@@ -161,25 +191,32 @@ class StartGate:
         self._lock = threading.Lock()
         self._on_wait = on_wait or _log_wait
 
-    def acquire(self, tenant_id: str, what: str, timeout_s: float = MAX_WAIT_S,
-                accepted: Callable[[bool], object] = lambda waits: None) -> Ticket:
+    def acquire(self, tenant_id: str, what: str, timeout_s: float = MAX_WAIT_S, front: bool = False,
+                accepted: Callable[[Ticket, bool], object] = lambda ticket, waits: None) -> Ticket:
         """Take a slot, waiting in the tenant's queue if none is free (blocks the caller).
         Raises Unavailable at once when the queue is full, and when ``timeout_s`` passes
-        while still queued. ``accepted(waits)`` is called once the start runs now (False) or
-        waits in the queue (True), before any wait; not when refused. Give the ticket back with :meth:`release`."""
+        while still queued. ``accepted(ticket, waits)`` is called once the start runs now
+        (False; ``ticket.spare`` if in a spare slot) or waits in the queue (True), before any
+        wait; not when refused. ``front``: wait at the front of the tenant's queue (a retried
+        start; the round robin across tenants is unchanged). Give the ticket back with :meth:`release`."""
         ticket = Ticket(tenant_id, what, self._clock.monotonic())
         with self._lock:
-            runs = self._queue.offer(ticket)
-        accepted(not runs)
+            runs = self._queue.offer(ticket, front)
+        accepted(ticket, not runs)
         if runs:
             return ticket
         with self._lock:
             log.info("%s: its agent process start waits in the start queue (%d running, %d waiting)",
                      what, self._queue.running, self._queue.queued)
         if ticket.admitted.wait(timeout_s):
+            with self._lock:
+                if ticket.refused:  # the gate closed while it waited
+                    raise Unavailable(ticket.refused, retry_after_s=5)
             self._on_wait(ticket, self._clock.monotonic() - ticket.queued_at)
             return ticket
         with self._lock:
+            if ticket.refused:
+                raise Unavailable(ticket.refused, retry_after_s=5)
             if not ticket.admitted.is_set():
                 self._queue.withdraw(ticket)
                 raise Unavailable(f"the agent process start waited {timeout_s:.0f}s for a start slot; retry shortly",
@@ -192,6 +229,31 @@ class StartGate:
             following = self._queue.release(ticket)
         if following is not None:
             following.admitted.set()
+
+    def cancel(self, tenant_id: str, what: str, reason: str) -> bool:
+        """The start of ``what`` is no longer wanted (its session was stopped or ended): if it
+        waits in the queue, it leaves it now, refused with ``reason`` (it builds and spawns
+        nothing, and gives back what it holds). False if it was not waiting (running, or gone)."""
+        with self._lock:
+            found = self._queue.withdraw_what(tenant_id, what)
+            for ticket in found:
+                ticket.refused = reason
+        for ticket in found:
+            ticket.admitted.set()
+        return bool(found)
+
+    def close(self, reason: str = "ashd is stopping; retry shortly") -> None:
+        """Shutdown: no queued start runs any more (each waiter is refused with ``reason`` at
+        once, before it builds files or spawns anything), nor does any later one. Starts
+        already running go on; the pool stops what they started. Idempotent."""
+        with self._lock:
+            waiting = self._queue.close(reason)
+            for ticket in waiting:
+                ticket.refused = reason
+        for ticket in waiting:
+            ticket.admitted.set()
+        if waiting:
+            log.info("start queue closed (%s): %d waiting starts refused", reason, len(waiting))
 
     def figures(self) -> dict[str, int]:
         """Starts running and waiting now, and the bounds (for /health)."""

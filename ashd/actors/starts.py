@@ -33,10 +33,13 @@ FAILURE_KEPT_S = 60.0  # how long a finished start's failure waits for the repea
 class StartOwner(Protocol):
     """What a start needs from its session actor (called on the actor's thread)."""
 
-    def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None]) -> None:
+    def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None],
+               retry: bool = False) -> None:
         """Begin attempt ``seq`` off this thread (its outcome comes back to :meth:`SessionStarts.ended`);
+        ``retry``: not the start's first attempt (it keeps its place at the front of its
+        tenant's start queue: it waited its turn once already);
         the attempt calls ``decided(admission)`` once the start queue decided (``runs``,
-        ``waits`` or ``refused``: :func:`ashd.actors.start.admitted`), and ``began()`` once
+        ``spare``, ``waits`` or ``refused``: :func:`ashd.actors.start.admitted`), and ``began()`` once
         it has left the start queue (any thread). Raises if it cannot begin (the agent is
         gone): the start fails with that."""
         ...
@@ -57,6 +60,11 @@ class StartOwner(Protocol):
         """A sandbox that started after its start was cancelled: free it."""
         ...
 
+    def withdraw(self) -> None:
+        """The start was cancelled while its attempt runs: if the attempt still waits in the
+        start queue, it leaves it now (refused: its outcome comes back as any other)."""
+        ...
+
 
 @dataclass
 class _Start:
@@ -71,6 +79,7 @@ class _Start:
     slowed: Future[None] = field(default_factory=Future)
     timer: Timer | None = None  # the next attempt, while a backoff runs
     running: bool = False  # an attempt is on its start thread
+    attempts: int = 0  # attempts begun so far
     cancelled: bool = False  # a stop or end came: no further attempt; a sandbox that starts anyway goes
 
 
@@ -149,6 +158,7 @@ class SessionStarts:
             return None
         start.cancelled = True
         if start.running:
+            self._session.withdraw()  # a queued attempt ends now, not when its turn in the queue comes
             return Pending(start.until, start.begun)
         if start.timer is not None:
             start.timer.cancel()
@@ -206,11 +216,13 @@ class SessionStarts:
 
     def _attempt(self, start: _Start) -> None:
         try:
-            self._session.launch(start.seq, lambda: resolve(start.begun), lambda admission: _decided(start, admission))
+            self._session.launch(start.seq, lambda: resolve(start.begun), lambda admission: _decided(start, admission),
+                                 retry=start.attempts > 0)
         except Exception as exc:  # boundary: the start's outcome, for whoever waits on it
             self._fail(start, exc, None)
             return
         start.running = True
+        start.attempts += 1
 
     def _attempt_failed(self, start: _Start, exc: Exception) -> None:
         """Another attempt after a backoff, or the start's failure."""

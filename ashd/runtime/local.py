@@ -137,15 +137,23 @@ class LocalRuntime:
         """Stop the actor tree in reverse (every bridge: TERM, grace, KILL), keeping the loop
         free meanwhile so running streams can deliver their final error/done."""
         root = self._root
+        self._close_gate()
         if root is not None:
             await asyncio.get_running_loop().run_in_executor(None, lambda: root.stop(timeout=TREE_STOP_TIMEOUT_S))
 
     def shutdown(self) -> None:
         """Blocking: stop the tree if it still runs, and close every bridge link."""
+        self._close_gate()
         if self._root is not None and self._root.is_alive():
             self._root.stop(timeout=TREE_STOP_TIMEOUT_S)
         for live in self._sessions.values():
             live.close()
+
+    def _close_gate(self) -> None:
+        """No queued start runs once the shutdown began: it would build files and start a
+        sandbox the stopping pool might miss (issue #18: sandboxes left behind)."""
+        if self._tree.gate is not None:
+            self._tree.gate.close()
 
     # -- lifecycle ---------------------------------------------------------
 

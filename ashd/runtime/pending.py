@@ -34,7 +34,8 @@ async def answered(ask: Callable[[float], Awaitable[T | Pending]], timeout: floa
     Raises what ``ask`` raises, and Unavailable when the deadline passes while pending.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    began = loop.time()
+    deadline = began + timeout
     while True:
         reply = await ask(max(deadline - loop.time(), MIN_ASK_S))
         if not isinstance(reply, Pending):
@@ -50,7 +51,7 @@ async def answered(ask: Callable[[float], Awaitable[T | Pending]], timeout: floa
         done, _ = await asyncio.wait({until}, timeout=max(deadline - loop.time(), 0.0))
         if not done:
             until.add_done_callback(_consume)
-            raise Unavailable(f"the session's sandbox did not start within {timeout:.0f}s; retry shortly")
+            raise Unavailable(f"the session's sandbox did not start within {loop.time() - began:.0f}s; retry shortly")
         _consume(until)
 
 

@@ -232,7 +232,15 @@ class IsolatingLauncher:
         return pending.done()
 
     def close(self) -> None:
-        """At shutdown, after every sandbox stopped: finish pending teardowns (blocks)."""
+        """At shutdown, after the pool stopped every sandbox: kill and tear down any sandbox
+        still set up (its stop did not finish in time: a start or stop slowed by a loaded
+        host, issue #18), then finish pending teardowns (blocks). Nothing outlives ashd."""
+        with self._lock:
+            left = list(self._live.values())
+        for live in left:
+            log.warning("sandbox %s was still set up at shutdown (its stop did not finish in time); "
+                        "killing its processes and tearing it down", live.spec.sandbox_id)
+            self._release(live)
         self._reaper.shutdown(wait=True)
 
     def live_count(self) -> int:

@@ -20,7 +20,7 @@ from ashd.actors.messages import BridgeExited
 from ashd.actors.pool import PoolActor
 from ashd.actors.sandbox import SandboxActor
 from ashd.config import PoolConfig
-from ashd.errors import SandboxFailed, StartTimedOut, Unavailable
+from ashd.errors import InsufficientStorage, SandboxFailed, StartTimedOut, Unavailable
 from ashd.sandbox.launcher import SandboxSpec
 from ashd.states import SandboxState
 from ashd.store import Store
@@ -127,6 +127,28 @@ def test_a_start_still_running_at_its_deadline_is_slow_not_broken(tmp_path: Path
     with pytest.raises(SandboxFailed) as failed:
         dead.start_bridge().get(timeout=15)
     assert not isinstance(failed.value, StartTimedOut)
+
+
+def test_an_aborted_start_ends_at_once_and_spawns_nothing_after(tmp_path: Path) -> None:
+    """The pool's abort (shutdown) ends a start that waits for readiness long before its
+    ready timeout, kills the process and cleans up; a start after the abort spawns nothing."""
+    launcher = ScriptLauncher("import time; time.sleep(600)")
+    spec = make_spec(tmp_path)
+    abort = threading.Event()
+    sandbox = SandboxActor.start(spec, launcher, lambda fact: None, 300.0, 1.0, abort=abort).proxy()
+    pending = sandbox.start_bridge()
+    time.sleep(0.3)  # it waits for a ready byte that never comes
+    began = time.monotonic()
+    abort.set()
+    with pytest.raises(SandboxFailed, match="cancelled before it was ready") as failed:
+        pending.get(timeout=15)
+    assert not isinstance(failed.value, StartTimedOut)
+    assert time.monotonic() - began < 10
+    assert launcher.cleaned == [spec.sandbox_id]
+    with pytest.raises(SandboxFailed, match="was cancelled"):
+        sandbox.start_bridge().get(timeout=15)
+    assert launcher.cleaned == [spec.sandbox_id]  # nothing was spawned, nothing more to clean
+    sandbox.stop_bridge().get(timeout=15)
 
 
 def test_term_ignored_gets_kill_and_grandchildren_die(tmp_path: Path) -> None:
@@ -438,3 +460,40 @@ def test_low_host_memory_parks_idle_sessions_least_recently_used_first(
     assert owners[0].park_told.wait(5) and owners[1].park_told.wait(5) and not owners[2].parked
     assert owners[0].parked[0][1] == "host memory is low"
     assert "host memory is low (100 MiB available, under pool.park_below_available_mb = 512)" in caplog.text
+
+
+class QuotaLedger:
+    """A data disk with room for ``capacity_mb`` of quotas (DiskLedger's seam: admit)."""
+
+    def __init__(self, capacity_mb: int) -> None:
+        self.capacity = capacity_mb << 20
+        self.admitted: list[str] = []
+
+    def admit(self, sandbox_id: str, quota_mb: int, pending: dict[str, int], live: object) -> None:
+        self.admitted.append(sandbox_id)
+        if (quota_mb << 20) + sum(pending.values()) > self.capacity:
+            raise InsufficientStorage(f"no room for {sandbox_id}", 60)
+
+
+def test_a_disk_promise_holds_a_queued_starts_quota_until_it_is_forgotten(tmp_path: Path) -> None:
+    """Issue #18: a start's quota is admitted when it queues (promise_disk) and counted for every
+    other admission until its start is over (forget_disk); its own reserve admits it no second time."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    config = PoolConfig(max_sandboxes=4, bridge_ready_timeout_s=10, stop_grace_s=1)
+    ledger = QuotaLedger(250)
+    pool = PoolActor.start(config, ScriptLauncher(READY_THEN_SLEEP), store,  # type: ignore[arg-type]
+                           disk=ledger, default_disk_mb=100).proxy()
+    first, second, third = (session_spec(tmp_path) for _ in range(3))
+    pool.promise_disk(first.sandbox_id, first.root, 0).get(timeout=10)
+    pool.promise_disk(second.sandbox_id, second.root, 0).get(timeout=10)
+    with pytest.raises(InsufficientStorage):  # two promises of 100 MiB: no room for a third
+        pool.promise_disk(third.sandbox_id, third.root, 0).get(timeout=10)
+    pool.forget_disk(second.sandbox_id).get(timeout=10)  # the queued start was cancelled
+    pool.promise_disk(third.sandbox_id, third.root, 0).get(timeout=10)
+    admissions = len(ledger.admitted)
+    pool.reserve(first, Owner().proxy).get(timeout=10)
+    assert len(ledger.admitted) == admissions  # promised: not admitted a second time
+    pool.forget_disk(first.sandbox_id).get(timeout=10)  # its start is over; live without an image, it still holds
+    with pytest.raises(InsufficientStorage):
+        pool.promise_disk(second.sandbox_id, second.root, 0).get(timeout=10)

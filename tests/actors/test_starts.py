@@ -30,11 +30,15 @@ class Owner:
         self.failures: list[tuple[str, Exception, str | None]] = []
         self.discarded: list[StartOutcome] = []
         self.launch_error: Exception | None = None
+        self.withdrawn = 0
+        self.retries: list[bool] = []
 
-    def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None]) -> None:
+    def launch(self, seq: int, began: Callable[[], None], decided: Callable[[str], None],
+               retry: bool = False) -> None:
         if self.launch_error is not None:
             raise self.launch_error
         self.launched.append(seq)
+        self.retries.append(retry)
 
     def wake_after(self, delay_s: float, seq: int) -> Timer:
         timer = Timer(delay_s, lambda: None)
@@ -49,6 +53,9 @@ class Owner:
 
     def discard(self, outcome: StartOutcome) -> None:
         self.discarded.append(outcome)
+
+    def withdraw(self) -> None:
+        self.withdrawn += 1
 
 
 def make(**config: float) -> tuple[SessionStarts, Owner, ManualClock]:
@@ -118,11 +125,13 @@ def test_cancel_ends_a_backoff_at_once_and_waits_for_a_running_attempt() -> None
     starts.ended(1, StartOutcome(error=SandboxFailed("boom")))
     assert starts.cancel() is None and pending.until.done() and owner.timers[0][1].cancelled
     assert owner.failures == []  # cancelled: nobody is told of a failure
+    assert owner.withdrawn == 0  # no attempt ran: nothing waits in the start queue
 
     clock.advance(1)  # the backoff is over: the next start's attempt runs at once
     again = starts.ensure("run")
     waiting = starts.cancel()
     assert waiting is not None and waiting.until is again.until and not again.until.done()
+    assert owner.withdrawn == 1  # a running attempt that still waits in the start queue leaves it
     starts.ended(2, READY)  # the bridge became ready anyway: it goes
     assert again.until.done() and owner.discarded == [READY] and owner.readied == []
 
@@ -176,3 +185,18 @@ def test_a_crash_loop_spends_its_tenants_budget_only() -> None:
     quiet.ensure("create")
     quiet.ended(1, StartOutcome(error=SandboxFailed("exit code 1: boom")))
     assert quiet_owner.timers and not quiet_owner.failures and not governor.budget_spent("quiet")
+
+
+def test_a_retried_attempt_keeps_its_place_in_the_start_queue() -> None:
+    """Only a later attempt of the same start is a retry (it queues at the front of its
+    tenant's turn); the next start's first attempt is not."""
+    starts, owner, clock = make()
+    starts.ensure("run")
+    starts.ended(1, StartOutcome(error=StartTimedOut("slow under load")))
+    clock.advance(5)
+    owner.timers[-1][1].cancel()
+    starts.backoff_over(1)
+    starts.ended(1, READY)
+    assert owner.retries == [False, True]
+    starts.ensure("run")  # a new start: its first attempt waits its turn like any other
+    assert owner.retries == [False, True, False]

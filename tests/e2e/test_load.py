@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import HELLO_AGENT
@@ -119,12 +122,18 @@ def test_another_tenants_first_reply_is_not_queued_behind_a_burst(start_ashd: Ca
         time.sleep(1.0)  # the burst's first messages wait for their starts (one at a time)
         quiet_status, _, quiet = create(daemon, other)
         assert quiet_status == 201, quiet.text
+        assert starts(daemon)["queued"] >= 1  # the burst still held the slot and more waited
         quiet_at = first_reply(daemon, other, quiet.json()["session"]["id"])
         answered = [f.result(timeout=600) for f in replies]
     # Round robin per tenant: the quiet tenant's one start runs next after the one running,
     # so its first reply comes before most of the burst's (FIFO would make it last).
     after = sum(1 for at in answered if at > quiet_at)
     assert after >= 4, f"only {after} of the burst's first replies came after the other tenant's"
+    # Its start took the spare slot beside the burst's, and its create answered at once (not
+    # after its CLI's start on a busy host): its first message waited for the CLI instead.
+    quiet_sid = quiet.json()["session"]["id"]
+    assert f"session {quiet_sid}: starting -> active (its start runs beside another tenant's burst" \
+        in daemon.log(tail=None)
 
 
 def first_reply(daemon: AshdProcess, headers: dict[str, str], sid: str) -> float:
@@ -187,3 +196,136 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
             return True
         time.sleep(0.2)
     return condition()
+
+
+def test_a_daemon_stopped_during_a_burst_leaves_nothing_behind(start_ashd: Callable[..., AshdProcess]) -> None:
+    """SIGTERM while starts run and more wait in the start queue: every sandbox that started,
+    was starting or was still queued is gone with the daemon (no process, mount, loop
+    device or cgroup). The running starts are made slow the way a loaded host makes them
+    (their sandboxes' cgroups are frozen before they are ready), so the shutdown meets a start
+    that would not end by itself within the stop grace."""
+    if os.geteuid() != 0 or not Path("/sys/fs/cgroup/unified/cgroup.procs").exists():
+        pytest.skip("needs root (the isolating launcher) and a cgroup v2 hierarchy at /sys/fs/cgroup/unified")
+    mount_root = Path(f"/run/ashd-test-burst-stop-{os.getpid()}")
+    daemon = start_ashd(None, ASH_MAX_CONCURRENT_STARTS="2", ASH_SANDBOX_MOUNT_ROOT=str(mount_root),
+                        ASH_BRIDGE_READY_TIMEOUT_S="300", **UNLIMITED)
+    deploy(daemon, daemon.headers)
+    sids: list[str] = []
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            created = list(pool.map(lambda _: create(daemon, daemon.headers), range(12)))
+            sids = [r.json()["session"]["id"] for status, _, r in created if status == 201]
+            assert len(sids) == 12, [r.text for _, _, r in created]
+            frozen = freeze_starting_sandboxes(daemon, sids, 2, 120)
+            assert frozen, "no sandbox was caught starting"
+            for sid in sids:  # first messages: each waits for its start (two run, the rest queue)
+                pool.submit(_first_reply_or_nothing, daemon, sid)
+            assert wait_until(lambda: starts(daemon)["queued"] >= 4, 120), starts(daemon)
+            began = time.monotonic()
+            assert daemon.stop(timeout=240) == 0, daemon.log()
+            assert time.monotonic() - began < 120, "the shutdown waited for starts that were not going to end"
+        left = [f"{sid}: {found}" for sid in sids for found in host_leftovers(mount_root, sid)]
+        assert left == [], "\n".join(left) + "\n" + daemon.log(tail=4000)
+        log = daemon.log(tail=None)
+        assert "did not stop cleanly" not in log, log[-4000:]
+    finally:
+        for sid in sids:
+            clean_host(mount_root, sid)
+        for daemon_dir in mount_root.glob("*"):  # this daemon's cgroup level, whatever it left
+            for group in sorted(Path("/sys/fs/cgroup").glob(f"*/ashd-sandboxes/{daemon_dir.name}/**/"),
+                                key=lambda p: len(p.parts), reverse=True):
+                try:
+                    group.rmdir()
+                except OSError:
+                    pass
+        shutil.rmtree(mount_root, ignore_errors=True)
+
+
+def freeze_starting_sandboxes(daemon: AshdProcess, sids: list[str], want: int, timeout: float) -> list[str]:
+    """Freeze (cgroup v2 ``cgroup.freeze``: every process in it, and every one it starts) the
+    sandboxes of up to ``want`` of ``sids`` whose start is under way and not ready yet: a start
+    that lasts as long as a loaded host can make it. Returns their ids."""
+    frozen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(frozen) < want and time.monotonic() < deadline:
+        log = daemon.log(tail=None)
+        for sid in sids:
+            if sid in frozen or f"ready for session {sid}" in log:
+                continue
+            for knob in Path("/sys/fs/cgroup").glob(f"unified/ashd-sandboxes/*/*/{sid}/cgroup.freeze"):
+                try:
+                    knob.write_text("1")
+                    frozen.append(sid)
+                except OSError:
+                    continue
+        time.sleep(0.01)
+    log = daemon.log(tail=None)
+    return [sid for sid in frozen if f"ready for session {sid}" not in log]  # frozen before ready
+
+
+def _first_reply_or_nothing(daemon: AshdProcess, sid: str) -> None:
+    """A first message that the daemon's shutdown cuts off (any answer, or none, will do)."""
+    try:
+        with httpx.stream("POST", f"{daemon.url}/api/sessions/{sid}/messages", headers=daemon.headers,
+                          json={"content": "[[say: hello]]"}, timeout=STREAM_TIMEOUT) as resp:
+            resp.read()
+    except httpx.HTTPError:
+        pass
+
+
+def _processes_of(mount_root: Path, sandbox_id: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or ())
+        if sandbox_id in cmd or str(mount_root) in cmd:
+            found.append(proc)
+    return found
+
+
+def _cgroups_of(sandbox_id: str) -> list[Path]:
+    return list(Path("/sys/fs/cgroup").glob(f"*/ashd-sandboxes/**/{sandbox_id}"))
+
+
+def _loops_of(sandbox_id: str) -> list[str]:
+    loops = []
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            if sandbox_id in backing.read_text():
+                loops.append(backing.parent.parent.name)
+        except OSError:
+            continue
+    return loops
+
+
+def _mounts_of(sandbox_id: str) -> list[str]:
+    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines() if sandbox_id in line]
+
+
+def host_leftovers(mount_root: Path, sandbox_id: str) -> list[str]:
+    """What of ``sandbox_id`` is still on the host once its daemon exited: processes (found
+    host-wide: they outlived their parent), mounts, loop devices, cgroups. Its folder under the
+    data dir stays (a stopped session keeps its workspace image)."""
+    found = [f"process {p.pid}: {' '.join(p.info['cmdline'] or ())[:200]}"
+             for p in _processes_of(mount_root, sandbox_id)]
+    found += [f"mount {m}" for m in _mounts_of(sandbox_id)]
+    found += [f"loop device {name}" for name in _loops_of(sandbox_id)]
+    return found + [f"cgroup {group}" for group in _cgroups_of(sandbox_id)]
+
+
+def clean_host(mount_root: Path, sandbox_id: str) -> None:
+    """Remove what a failed run left of ``sandbox_id`` (the test's own leftovers only)."""
+    for proc in _processes_of(mount_root, sandbox_id):
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    for target in sorted(_mounts_of(sandbox_id), key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], capture_output=True, timeout=30, check=False)
+    for name in _loops_of(sandbox_id):
+        subprocess.run(["losetup", "-d", f"/dev/{name}"], capture_output=True, timeout=30, check=False)
+    for group in sorted(_cgroups_of(sandbox_id), key=lambda p: len(p.parts), reverse=True):
+        for sub in sorted(group.glob("**/"), key=lambda p: len(p.parts), reverse=True):
+            try:
+                sub.rmdir()
+            except OSError:
+                pass

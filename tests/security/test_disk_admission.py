@@ -49,9 +49,10 @@ def disk_daemon(small_disk: Path) -> Iterator[AshdProcess]:
         "ASH_SANDBOX_MOUNT_ROOT": "/run/ashd-disk-admission", "ASH_SANDBOX_DISK_MB": str(QUOTA_MB),
         "ASH_DISK_RESERVE_MB": str(RESERVE_MB), "ASH_DISK_RESERVE_PERCENT": "0",
         "ASH_SNAPSHOT_MAX_BYTES": str(SNAPSHOT_LIMIT),
-        # The three creates start at once: a create whose start queued would answer 201 before
-        # its disk admission (issue #18's early answer; its refusal reaches its first message).
-        "ASH_MAX_CONCURRENT_STARTS": "3"})
+        # One start at a time: of three creates at once, at least one queues and answers 201
+        # before its start runs (issue #18's early answer). Its disk is admitted when it queues,
+        # so the refused one's 507 is still its create's own answer, never its first message's.
+        "ASH_MAX_CONCURRENT_STARTS": "1"})
     daemon.log_path = small_disk.parent / "ashd.log"  # off the small disk, and kept after it goes
     try:
         daemon.start()
@@ -116,8 +117,10 @@ def lifecycle(c: httpx.Client, sid: str) -> list[dict[str, Any]]:
     return [json.loads(e["data"]) for e in events if e["type"] == "lifecycle"]
 
 
-def test_creates_beyond_the_disk_are_refused_with_507(creates: list[httpx.Response], client: httpx.Client) -> None:
+def test_creates_beyond_the_disk_are_refused_with_507(creates: list[httpx.Response], client: httpx.Client,
+                                                     disk_daemon: AshdProcess) -> None:
     assert sorted(r.status_code for r in creates) == [201, 201, 507], [r.text for r in creates]
+    assert "waits in the start queue" in disk_daemon.log(tail=None)  # a create answered from the queue
     (refused,) = [r for r in creates if r.status_code == 507]
     body = refused.json()
     assert body["statusCode"] == 507

@@ -100,7 +100,7 @@ def test_a_tenant_with_nothing_running_takes_the_spare_slot_past_a_burst() -> No
     assert [queue.offer(t) for t in burst] == [True, True, False, False, False, False]
     quiet = ticket("quiet", 1)
     assert queue.offer(quiet)  # runs at once: the spare slot
-    assert queue.running == 3
+    assert queue.running == 3 and quiet.spare and not any(t.spare for t in burst)
     assert not queue.offer(ticket("third", 1))  # the spare is taken: it waits its round robin turn
     assert not queue.offer(ticket("quiet", 2))  # one of quiet's runs: its next start waits too
     # Freeing a slot while three run (over the bound) admits nobody until under the bound again.
@@ -160,3 +160,70 @@ def test_without_a_queue_a_busy_gate_refuses_at_once() -> None:
     gate.release(held)
     gate.release(gate.acquire("b", "now there is room"))
     assert gate.figures()["running"] == 0
+
+
+def test_a_closed_gate_refuses_its_waiting_starts_at_once_and_runs_no_new_one() -> None:
+    """Shutdown (issue #18): a queued start never runs after the gate closed, whatever frees."""
+    gate = StartGate(1, 5, spare=0)
+    held = gate.acquire("a", "running")
+    outcomes: list[str] = []
+
+    def waiting() -> None:
+        try:
+            gate.acquire("b", "queued")
+            outcomes.append("ran")
+        except Unavailable as exc:
+            outcomes.append(exc.message)
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    while gate.figures()["queued"] == 0:
+        threading.Event().wait(0.01)
+    gate.close()
+    thread.join(5)
+    assert outcomes == ["ashd is stopping; retry shortly"]
+    gate.release(held)  # a running start ends: nothing queued is left to run
+    assert gate.figures() == {"running": 0, "queued": 0, "maxConcurrent": 1, "maxQueued": 5}
+    with pytest.raises(Unavailable, match="ashd is stopping"):
+        gate.acquire("c", "after the close")
+
+
+def test_a_cancelled_start_leaves_the_queue_at_once_and_a_running_one_is_untouched() -> None:
+    gate = StartGate(1, 5, spare=0)
+    held = gate.acquire("a", "session 1")
+    outcomes: list[str] = []
+
+    def waiting() -> None:
+        try:
+            gate.release(gate.acquire("a", "session 2"))
+            outcomes.append("ran")
+        except Unavailable as exc:
+            outcomes.append(exc.message)
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    while gate.figures()["queued"] == 0:
+        threading.Event().wait(0.01)
+    assert not gate.cancel("a", "session 1", "stopped")  # running, not waiting: it goes on
+    assert not gate.cancel("b", "session 2", "stopped")  # another tenant's ticket of that name: none
+    assert gate.cancel("a", "session 2", "the session was stopped")
+    thread.join(5)
+    assert outcomes == ["the session was stopped"]
+    assert gate.figures()["queued"] == 0
+    gate.release(held)
+    assert gate.figures()["running"] == 0
+
+
+def test_a_retried_start_waits_at_the_front_of_its_tenants_queue_only() -> None:
+    queue = StartQueue(slots=1, max_queued=10, spare=0)
+    running = ticket("a", 0)
+    assert queue.offer(running)
+    for t in (ticket("a", 1), ticket("b", 1), ticket("a", 2)):
+        assert not queue.offer(t)
+    assert not queue.offer(ticket("a", 9), front=True)  # a's retry: before a's later starts
+    order = []
+    following = queue.release(running)
+    while following is not None:
+        order.append(following.what)
+        following = queue.release(following)
+    assert order == ["a-9", "b-1", "a-1", "a-2"]  # the round robin across tenants is unchanged
