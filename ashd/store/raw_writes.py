@@ -149,7 +149,7 @@ def append_transcript(raw: RawWrites, cursor: Cursor, seqs: LogSequences, tenant
 
 def record_usage(raw: RawWrites, cursor: Cursor, tenant_id: str, session_id: str, agent_name: str,
                  values: dict[str, float], now: str) -> None:
-    """One usage event per metric of ``usage.EVENT_TYPES`` (as ``usage.record``)."""
+    """One usage event per metric of ``usage.EVENT_TYPES`` (others are ignored)."""
     raw.insert(cursor, usage.usage_events, _USAGE_COLUMNS, [
         (new_id(), tenant_id, session_id, agent_name, kind, float(value), now)
         for kind, value in values.items() if kind in usage.EVENT_TYPES])
