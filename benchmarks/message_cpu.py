@@ -81,9 +81,9 @@ def callgrind_totals(out_dir: Path, messages: int) -> dict[str, float]:
     """Million instructions per message per valgrind thread number (1 is the main thread)."""
     per = {}
     for path in glob.glob(str(out_dir / "cg.out.*")):
-        total = next((int(line.split()[1]) for line in open(path) if line.startswith(("summary:", "totals:"))), 0)
+        total = next((int(line.split()[1]) for line in open(path) if line.startswith("totals:")), 0)
         if total:
-            per[f"thread {int(path.rsplit('-', 1)[1])}"] = round(total / messages / 1e6, 2)
+            per[f"thread {int(Path(path).name.rsplit('-', 1)[1])}"] = round(total / messages / 1e6, 2)
     return dict(sorted(per.items(), key=lambda kv: -kv[1]))
 
 
