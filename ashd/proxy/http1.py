@@ -118,8 +118,8 @@ async def relay_body(head: Head, reader: asyncio.StreamReader, writer: asyncio.S
             size = chunk_size(await reader.readuntil(b"\r\n"))
             if progress:
                 progress()
-            writer.write(b"%x\r\n" % size)
             if size == 0:
+                writer.write(b"0\r\n")
                 while (trailer := await reader.readuntil(b"\r\n")) != b"\r\n":
                     writer.write(trailer)
                 writer.write(b"\r\n")
@@ -130,7 +130,7 @@ async def relay_body(head: Head, reader: asyncio.StreamReader, writer: asyncio.S
                 raise HttpError("chunk not followed by CRLF")
             if tap:
                 tap(data[:-2])
-            writer.write(data)
+            writer.write(b"%x\r\n%s" % (size, data))  # one write (one send) per chunk
             await writer.drain()
             if progress:
                 progress()

@@ -1,7 +1,7 @@
 """Postgres ``LISTEN/NOTIFY`` for committed stream events: the fan-out across daemons.
 
-:func:`notify_rows` runs in the transaction that stores a batch of a session's stream events
-and NOTIFYs :data:`STREAM_CHANNEL` with ``"<session id> <highest event id>"``. Postgres delivers
+The transaction that stores a batch of a session's stream events (``raw_writes.append_log``)
+NOTIFYs :data:`STREAM_CHANNEL` with ``"<session id> <highest event id>"``. Postgres delivers
 a notification only when its transaction commits (and never if it rolls back), so a listener
 never hears of rows it cannot read yet.
 
@@ -20,8 +20,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +32,6 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, 
               "connect_timeout": 5}
 
 OnRows = Callable[[str, int], None]
-
-
-def notify_rows(conn: Connection, session_id: str, seq: int) -> None:
-    """Tell every listener, at commit, that ``session_id`` has stream events up to ``seq``."""
-    conn.execute(sa.select(sa.func.pg_notify(STREAM_CHANNEL, f"{session_id} {seq}")))
 
 
 def parse_payload(payload: str) -> tuple[str, int] | None:

@@ -17,6 +17,7 @@ reading the stored maximum again. Thread-safe.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -35,10 +36,18 @@ class LogSequences:
     def take(self, conn: Connection, log: sa.Table, tenant_id: str, session_id: str, count: int) -> int:
         """Reserve ``count`` consecutive sequences; returns the first. Hold :attr:`lock`.
         Raises StoreError if the tenant has no such session (checked on first use)."""
-        key = (log.name, tenant_id, session_id)
+        return self.take_with(log.name, tenant_id, session_id, count,
+                              lambda: _stored_next(conn, log, tenant_id, session_id))
+
+    def take_with(self, name: str, tenant_id: str, session_id: str, count: int,
+                  stored_next: Callable[[], int]) -> int:
+        """:meth:`take` for the log ``name`` of the session, whose next free sequence
+        ``stored_next()`` reads from the store on first use (inside the caller's transaction;
+        it raises StoreError if the tenant has no such session). Hold :attr:`lock`."""
+        key = (name, tenant_id, session_id)
         first = self._next.get(key)
         if first is None:
-            first = _stored_next(conn, log, tenant_id, session_id)
+            first = stored_next()
             if len(self._next) >= MAX_SESSIONS:
                 self._next.clear()
         self._next[key] = first + count

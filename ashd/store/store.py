@@ -29,6 +29,7 @@ from . import (
     log_queries,
     migrate,
     queue_queries,
+    raw_writes,
     sandbox_queries,
     session_queries,
     stream_queries,
@@ -82,6 +83,7 @@ class Store:
         )
         self._clock = clock
         self._seqs = LogSequences()
+        self._raw = raw_writes.RawWrites(self._engine)
 
     @property
     def url_masked(self) -> str:
@@ -387,16 +389,8 @@ class Store:
         if not messages and not events and not stream:
             return
         now = self._clock()
-
-        def write(conn: Connection) -> None:
-            if messages:
-                log_queries.append_messages(conn, self._seqs, tenant_id, session_id, messages, now)
-            if events:
-                log_queries.append_events(conn, self._seqs, tenant_id, session_id, events, now)
-            if stream:
-                stream_queries.append_stream(conn, tenant_id, session_id, stream, now)
-
-        self._appending(tenant_id, session_id, write)
+        self._appending(tenant_id, session_id, lambda cursor: raw_writes.append_log(
+            self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now), raw=True)
 
     # -- SSE stream log and transcripts (issue #3) ----------------------------------
 
@@ -410,8 +404,11 @@ class Store:
             return stream_queries.last_stream(conn, tenant_id, session_id)
 
     def append_transcript(self, tenant_id: str, session_id: str, subpath: str, entries: Sequence[str]) -> None:
-        with self._write() as conn:
-            stream_queries.append_transcript(conn, tenant_id, session_id, subpath, entries, self._clock())
+        """Append CLI transcript lines, numbered per (session, subpath). StoreError if the
+        tenant has no such session."""
+        now = self._clock()
+        self._appending(tenant_id, session_id, lambda cursor: raw_writes.append_transcript(
+            self._raw, cursor, self._seqs, tenant_id, session_id, subpath, entries, now), raw=True)
 
     def load_transcript(self, tenant_id: str, session_id: str, subpath: str = "") -> list[str]:
         with self._read() as conn:
@@ -435,8 +432,11 @@ class Store:
         return self._appending(tenant_id, target, write)
 
     def copy_transcript(self, tenant_id: str, source: str, target: str) -> int:
-        with self._write() as conn:
-            return stream_queries.copy_transcript(conn, tenant_id, source, target, self._clock())
+        now = self._clock()
+        with self._seqs.lock:
+            self._seqs.forget(tenant_id, target)  # its transcripts' next sequences are read again
+            with self._write() as conn:
+                return stream_queries.copy_transcript(conn, tenant_id, source, target, now)
 
     def list_events(
         self,
@@ -457,15 +457,16 @@ class Store:
         with translated_errors(self.url_masked), self._engine.begin() as conn:
             yield conn
 
-    def _appending(self, tenant_id: str, session_id: str, write: Callable[[Connection], T]) -> T:
+    def _appending(self, tenant_id: str, session_id: str, write: Callable[[Any], T], *, raw: bool = False) -> T:
         """Run ``write`` (appends to the session's numbered logs) in one write transaction,
-        holding the sequences' lock. Sequences another process took meanwhile make it a
-        Conflict: the stored maximum is read again and ``write`` retried once. Any failure
-        forgets what the rolled-back transaction had taken (no gaps)."""
+        holding the sequences' lock: given a Connection, or (``raw``) a driver cursor of
+        ``raw_writes``. Sequences another process took meanwhile make it a Conflict: the stored
+        maximum is read again and ``write`` retried once. Any failure forgets what the
+        rolled-back transaction had taken (no gaps)."""
         for attempt in (1, 2):
             with self._seqs.lock:
                 try:
-                    with self._write() as conn:
+                    with self._raw_write() if raw else self._write() as conn:
                         return write(conn)
                 except Conflict:
                     self._seqs.forget(tenant_id, session_id)
@@ -475,6 +476,11 @@ class Store:
                     self._seqs.forget(tenant_id, session_id)
                     raise
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def _raw_write(self) -> Iterator[raw_writes.Cursor]:
+        with translated_errors(self.url_masked), self._raw.transaction() as cursor:
+            yield cursor
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -488,8 +494,9 @@ class Store:
 
     def record_usage(self, tenant_id: str, session_id: str, agent_name: str, values: dict[str, float]) -> None:
         """Insert one usage event per metric (``usage.EVENT_TYPES``)."""
-        with self._write() as conn:
-            usage.record(conn, tenant_id, session_id, agent_name, values, self._clock())
+        now = self._clock()
+        with self._raw_write() as cursor:
+            raw_writes.record_usage(self._raw, cursor, tenant_id, session_id, agent_name, values, now)
 
     def list_usage(self, flt: usage.UsageFilter) -> list[dict[str, Any]]:
         with self._read() as conn:

@@ -1,7 +1,8 @@
 """Usage events metered by the model proxy (Ash's ``usage_events`` table and its queries).
 
 One row per metric per model request, as Ash stores them: ``event_type`` is one of
-:data:`EVENT_TYPES`, ``value`` the amount. Functions run inside the caller's transaction.
+:data:`EVENT_TYPES`, ``value`` the amount (inserted by ``raw_writes.record_usage``). Functions run
+inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .dialect import new_id
 from .schema import metadata
 
 EVENT_TYPES = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens",
@@ -43,15 +43,6 @@ class UsageFilter:
     after: str | None = None  # created_at bounds (stored timestamp strings)
     before: str | None = None
     limit: int = 100
-
-
-def record(conn: Connection, tenant_id: str, session_id: str, agent_name: str,
-           values: dict[str, float], now: str) -> None:
-    rows = [{"id": new_id(), "tenant_id": tenant_id, "session_id": session_id, "agent_name": agent_name,
-             "event_type": kind, "value": float(value), "created_at": now}
-            for kind, value in values.items() if kind in EVENT_TYPES]
-    if rows:
-        conn.execute(sa.insert(usage_events), rows)
 
 
 def _where(f: UsageFilter) -> list[Any]:

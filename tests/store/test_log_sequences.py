@@ -4,6 +4,8 @@ writer on the same database (another ashd) never makes a duplicate or a gap."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -11,14 +13,43 @@ import sqlalchemy as sa
 from ashd.store import Store, StoreError
 
 
+class _Recording:
+    """A driver cursor that notes each statement it runs."""
+
+    def __init__(self, cursor: Any, seen: list[str]) -> None:
+        self._cursor = cursor
+        self._seen = seen
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        self._seen.append(sql)
+        return self._cursor.execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> Any:
+        self._seen.append(sql)
+        return self._cursor.executemany(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
 @pytest.fixture
-def statements(store: Store) -> Iterator[list[str]]:
+def statements(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """What SQL the store sends: through SQLAlchemy, and on the driver's cursor (raw_writes.py)."""
     seen: list[str] = []
 
     def record(conn: object, cursor: object, statement: str, *args: object) -> None:
         seen.append(statement)
 
-    engine = store._engine  # the seam: what SQL the store sends
+    raw = store._raw  # the seams
+    transaction = raw.transaction
+
+    @contextmanager
+    def recorded() -> Iterator[_Recording]:
+        with transaction() as cursor:
+            yield _Recording(cursor, seen)
+
+    monkeypatch.setattr(raw, "transaction", recorded)
+    engine = store._engine
     sa.event.listen(engine, "before_cursor_execute", record)
     yield seen
     sa.event.remove(engine, "before_cursor_execute", record)
@@ -33,6 +64,40 @@ def test_the_stored_maximum_is_read_once_per_session_then_kept(store: Store, sta
     assert not [s for s in statements if "max(" in s.lower() or "for update" in s.lower()]
     assert [m.sequence for m in store.list_messages("t1", "s1")] == [1, 2]
     assert [e.sequence for e in store.list_events("t1", "s1")] == [1, 2]
+
+
+def test_a_transcripts_stored_maximum_is_read_once_then_kept(store: Store, statements: list[str]) -> None:
+    store.create_session("t1", "s1", "qa", "active")
+    store.append_transcript("t1", "s1", "", ["a", "b"])
+    store.append_transcript("t1", "s1", "sub", ["x"])
+    assert sum("max(" in s.lower() for s in statements) == 2  # one per (session, subpath), first use
+    statements.clear()
+    store.append_transcript("t1", "s1", "", ["c"])
+    store.append_transcript("t1", "s1", "sub", ["y"])
+    assert not [s for s in statements if "max(" in s.lower() or "for update" in s.lower()]
+    assert store.load_transcript("t1", "s1", "") == ["a", "b", "c"]
+    assert store.load_transcript("t1", "s1", "sub") == ["x", "y"]
+
+
+def test_a_second_transcript_writer_never_duplicates_an_entry(store: Store, db_url: str) -> None:
+    store.create_session("t1", "s1", "qa", "active")
+    other = Store(db_url)
+    try:
+        for i in range(3):
+            store.append_transcript("t1", "s1", "", [f"a{i}"])
+            other.append_transcript("t1", "s1", "", [f"b{i}"])
+    finally:
+        other.close()
+    assert store.load_transcript("t1", "s1", "") == [x for i in range(3) for x in (f"a{i}", f"b{i}")]
+
+
+def test_a_forks_transcript_continues_after_the_copied_entries(store: Store) -> None:
+    store.create_session("t1", "s1", "qa", "active")
+    store.create_session("t1", "s2", "qa", "active")
+    store.append_transcript("t1", "s1", "", ["a", "b", "c"])
+    assert store.copy_transcript("t1", "s1", "s2") == 3
+    store.append_transcript("t1", "s2", "", ["d"])
+    assert store.load_transcript("t1", "s2", "") == ["a", "b", "c", "d"]
 
 
 def test_a_second_writer_on_the_same_database_never_duplicates_a_sequence(store: Store, db_url: str) -> None:

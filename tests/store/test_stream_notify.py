@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from ashd.store import Store
+from ashd.store import Store, raw_writes
 from ashd.store.notify import StreamListener, parse_payload
-from ashd.store.stream_queries import append_stream
+from ashd.store.sequences import LogSequences
 
 WAIT_S = 30.0
 
@@ -72,21 +72,21 @@ def test_a_committed_batch_is_heard_with_its_highest_id_and_its_rows_readable(
         got.rows.get(timeout=1.0)
 
 
-def test_a_rolled_back_batch_is_never_heard(store: Store, heard: tuple[Heard, StreamListener],
-                                            pg_database_url: str) -> None:
+def test_a_rolled_back_batch_is_never_heard(store: Store, heard: tuple[Heard, StreamListener]) -> None:
     got, _ = heard
-    engine = sa.create_engine(pg_database_url)
-    try:
-        with engine.connect() as conn:
-            with conn.begin() as tx:
-                append_stream(conn, "t1", "s1", [(1, "session_start", "{}")], store.now())
-                tx.rollback()
-            with pytest.raises(queue.Empty):
-                got.rows.get(timeout=1.0)
-            with conn.begin():
-                append_stream(conn, "t1", "s1", [(7, "session_start", "{}"), (8, "done", "{}")], store.now())
-    finally:
-        engine.dispose()
+
+    def batch(items: list[tuple[int, str, str]], *, fail: bool) -> None:
+        """The turn path's append (rows, then its NOTIFY) in a transaction that fails after it or not."""
+        with store._raw.transaction() as cursor:
+            raw_writes.append_log(store._raw, cursor, LogSequences(), "t1", "s1", [], [], items, store.now())
+            if fail:
+                raise RuntimeError("rolled back after the NOTIFY")
+
+    with pytest.raises(RuntimeError):
+        batch([(1, "session_start", "{}")], fail=True)
+    with pytest.raises(queue.Empty):
+        got.rows.get(timeout=1.0)
+    batch([(7, "session_start", "{}"), (8, "done", "{}")], fail=False)
     assert got.next() == ("s1", 8)
 
 

@@ -1,0 +1,100 @@
+"""The turn path's appends on the driver's connection (ashd/store/raw_writes.py) keep the
+Store's promises: all or nothing per call, the same error classes, writers serialized on
+SQLite, and a connection the database dropped is not reused."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ashd.store import Conflict, Store, StoreError, StoreUnavailable
+from ashd.store.usage import UsageFilter
+
+
+def test_a_batch_is_all_or_nothing_and_a_duplicate_frame_is_a_conflict(store: Store) -> None:
+    store.create_session("t1", "s1", "qa", "active")
+    store.append_log("t1", "s1", [("user", "a")], [("text", "{}")], [(1, "session_start", "{}")])
+    with pytest.raises(Conflict):
+        store.append_log("t1", "s1", [("assistant", "lost")], [("text", "{}")],
+                         [(2, "text_delta", "{}"), (1, "session_start", "{}")])
+    assert [m.content for m in store.list_messages("t1", "s1")] == ["a"]
+    assert len(store.list_events("t1", "s1")) == 1
+    assert [r.seq for r in store.list_stream_events("t1", "s1")] == [1]
+    store.append_log("t1", "s1", [("assistant", "b")], [("text", "{}")], [(2, "done", "{}")])
+    assert [m.sequence for m in store.list_messages("t1", "s1")] == [1, 2]  # no gap after the rollback
+
+
+def test_frames_of_an_unknown_session_are_refused(store: Store) -> None:
+    with pytest.raises(StoreError):
+        store.append_log("t1", "nope", [], [], [(1, "session_start", "{}")])
+    with pytest.raises(StoreError):
+        store.append_transcript("t1", "nope", "", ["x"])
+
+
+def test_usage_is_recorded_per_known_metric(store: Store) -> None:
+    store.create_session("t1", "s1", "qa", "active")
+    store.record_usage("t1", "s1", "qa", {"input_tokens": 3, "output_tokens": 5, "bogus": 1})
+    events = store.list_usage(UsageFilter("t1", session_id="s1"))
+    assert sorted((e["eventType"], e["value"]) for e in events) == [("input_tokens", 3.0), ("output_tokens", 5.0)]
+
+
+def test_concurrent_appends_of_many_sessions_all_land(store: Store) -> None:
+    sessions = [f"s{i}" for i in range(6)]
+    for sid in sessions:
+        store.create_session("t1", sid, "qa", "active")
+    failures: list[BaseException] = []
+
+    def write(sid: str) -> None:
+        try:
+            for seq in range(1, 21):
+                store.append_log("t1", sid, [("user", str(seq))], [], [(seq, "text_delta", "{}")])
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(sid,)) for sid in sessions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    for sid in sessions:
+        assert [r.seq for r in store.list_stream_events("t1", sid)] == list(range(1, 21))
+        assert [m.sequence for m in store.list_messages("t1", sid)] == list(range(1, 21))
+
+
+def test_a_connection_the_database_dropped_is_not_reused(store: Store, db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("Postgres: a server can end a pooled connection")
+    store.create_session("t1", "s1", "qa", "active")
+    store.append_log("t1", "s1", [], [], [(1, "session_start", "{}")])
+    with sa.create_engine(db_url, poolclass=sa.pool.NullPool).begin() as admin:
+        ended = admin.execute(sa.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).all()
+    assert ended
+    store.append_log("t1", "s1", [], [], [(2, "done", "{}")])  # the pool's pre-ping replaced it
+    assert [r.seq for r in store.list_stream_events("t1", "s1")] == [1, 2]
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_unavailable(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ashd.db'}"
+    store = Store(url)
+    store.migrate()
+    store.create_session("t1", "s1", "qa", "active")
+    store._engine.pool.dispose()  # new connections wait 50 ms for a lock, not 5 s
+    sa.event.listen(store._engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA busy_timeout=50"))
+    blocker = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with blocker.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            with pytest.raises(StoreUnavailable):
+                store.append_log("t1", "s1", [], [], [(1, "session_start", "{}")])
+            conn.exec_driver_sql("ROLLBACK")
+        store.append_log("t1", "s1", [], [], [(1, "session_start", "{}")])  # the failed one left nothing
+        assert [r.seq for r in store.list_stream_events("t1", "s1")] == [1]
+    finally:
+        blocker.dispose()
+        store.close()
