@@ -65,9 +65,8 @@ def test_concurrent_appends_of_many_sessions_all_land(store: Store) -> None:
         assert [m.sequence for m in store.list_messages("t1", sid)] == list(range(1, 21))
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # a server that ends a pooled connection
 def test_a_connection_the_database_dropped_is_not_reused(store: Store, db_url: str) -> None:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("Postgres: a server can end a pooled connection")
     store.create_session("t1", "s1", "qa", "active")
     store.append_log("t1", "s1", [], [], [(1, "session_start", "{}")])
     with sa.create_engine(db_url, poolclass=sa.pool.NullPool).begin() as admin:
