@@ -177,10 +177,16 @@ class SandboxKit:
         )
 
     def _write_plan(self, env: dict[str, str], passthrough: list[str]) -> None:
+        mounts = self.mounts()
+        command, slots = bwrap.wrapper_command(self.uid, mounts)
+        values = rlimits.plan(self.limits)
         plan = {
             "uid": self.uid, "netns": str(self.netns.path), "cgroup_procs": self.cgroup.procs_files,
-            "mounts": asdict(self.mounts()), "env": env, "passthrough": passthrough,
-            "rlimits": rlimits.plan(self.limits),
+            "mounts": asdict(mounts), "env": env, "passthrough": passthrough,
+            "rlimits": values, "rlimits_exec": rlimits.for_exec(values),
+            # What the wrapper execs, built here once (it runs on every CLI start: cliwrap.py).
+            "command": command, "fd_slots": slots, "program": bwrap.INSIDE_CLI,
+            "etc": {name: data.decode() for name, data in bwrap.etc_files(self.uid).items()},
         }
         tmp = self.plan_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(plan))

@@ -1,0 +1,256 @@
+"""Where a wake's time goes (issue #17), hop by hop, beside a direct SDK resume in the same run.
+
+Method: the scripted model in this process; one ashd (SQLite, the default bwrap sandbox,
+``ASH_PARK_AFTER_MS=1000``, debug logs) with one session, and a ``direct`` client: the SDK in
+this process configured as the bridge configures it (the CLI bundled with the SDK, no
+sandbox), whose own conversation got the same first message. Each round, interleaved:
+
+- ``direct``: a new ``ClaudeSDKClient`` that resumes its transcript: ``connect()``, then a
+  message, timed to its first text delta (``direct_connect``, ``direct_first_delta``,
+  both from before ``connect()``), then ``disconnect()``;
+- ``ashd``: wait until the session is parked, then ``POST .../messages`` with partial
+  messages, timed to its first event and first text delta.
+
+ashd's hops come from its logs, on the same clock as the client's wall-clock stamps:
+``admission`` (POST to the start of the sandbox set-up: HTTP, session actor, start gate,
+pool), ``setup`` (uid, image mount, cgroups, netns, proxies, transcript), ``spawn`` (the
+zygote's fork of the bridge), ``bridge_to_cli`` (the bridge's age when its SDK spawned the
+CLI), ``cli_connect`` (the CLI wrapper, setpriv, bwrap, the CLI's start and the SDK's
+initialize handshake, inside the sandbox: the direct client's ``connect()`` counterpart),
+``ready_to_first_delta`` (ashd connects to the bridge, sends the query; the resumed CLI's
+first model request; the first delta back through the bridge, ashd's commit and SSE).
+The difference ashd - direct is what ashd adds; the load average is recorded.
+
+    .venv/bin/python benchmarks/wake_breakdown.py --rounds 10 [--out benchmarks/results/wake_breakdown.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from claude_agent_sdk import ClaudeSDKClient  # noqa: E402
+
+from ashd.bridge.driver import build_options  # noqa: E402
+from ashd.sandbox.env import sandbox_env  # noqa: E402
+from ashd.scripted.server import ScriptedModel  # noqa: E402
+from ashd.wire.settings import BridgeSettings  # noqa: E402
+from benchmarks.message_latency import emit, machine, summary  # noqa: E402
+from tests.support.daemon import AshdProcess  # noqa: E402
+
+AGENT = str(REPO / "examples" / "hello-agent")
+PARK_AFTER_MS = 1000
+FIRST = "[[say: remember the word alpha]]"
+DIRECT_SESSION = "5f0c2a57-1d7e-4c36-9b8e-3c1b2d4e5f60"
+WAKE = "[[say: the quick brown fox jumps over the lazy dog]]"
+STAMP = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})"
+SETUP = re.compile(STAMP + r" .*sandbox (\S+): set up in ([\d.]+) ms .*bridge \d+ spawned in ([\d.]+) ms")
+READY = re.compile(STAMP + r" .*sandbox \S+ ready for session \S+ in (\d+) ms")
+CONNECTED = re.compile(r"CLI connected in (\d+) ms \(asked for (-?\d+) ms after this process started\)")
+
+
+def bundled_cli() -> Path:
+    import claude_agent_sdk
+
+    return Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
+
+
+def sandbox_like_cgroup(tmp: Path) -> tuple[Path | None, str | None]:
+    """A CPU cgroup beside ashd's daemons' sandbox cgroups (cgroup v1 ``ashd-sandboxes/<x>``,
+    ``cpu.shares`` 1024, like a daemon's level), and a ``cli_path`` that starts the bundled CLI
+    in it: the direct client's CLI then competes for the CPU from where a sandboxed CLI does
+    (on a busy host every sandbox of every daemon shares the ``ashd-sandboxes`` group).
+    (None, None) where that cgroup cannot be made (cgroup v2, no root)."""
+    group = Path("/sys/fs/cgroup/cpu/ashd-sandboxes") / f"bench-direct-{os.getpid()}"
+    try:
+        group.mkdir(exist_ok=True)
+        (group / "cpu.shares").write_text("1024")
+    except OSError:
+        return None, None
+    wrapper = tmp / "cli-in-cgroup"
+    wrapper.write_text(f"#!/bin/sh\necho $$ > {group / 'cgroup.procs'}\nexec {bundled_cli()} \"$@\"\n")
+    wrapper.chmod(0o700)
+    return group, str(wrapper)
+
+
+def direct_client(model_url: str, root: Path, cli_path: str | None = None) -> ClaudeSDKClient:
+    """The SDK client as the bridge configures it, for the direct conversation under ``root``
+    (the same session id each time: a client made after the first resumes its transcript)."""
+    workspace = root / "workspace"
+    workspace.mkdir(parents=True, exist_ok=True)
+    env = sandbox_env(home=str(root / "home"), model_base_url=model_url, model_key="k",
+                      model_auth_token="", user_env={})
+    os.environ.update(env)  # the SDK passes os.environ to the CLI, as in the bridge
+    settings = BridgeSettings(session_id=DIRECT_SESSION, socket_path="unused",
+                              workspace=str(workspace), system_prompt="benchmark agent", cli_path=cli_path)
+    return ClaudeSDKClient(build_options(settings))
+
+
+async def turn(client: ClaudeSDKClient, prompt: str) -> float:
+    """Send ``prompt``; ms to its first text delta (the whole turn is read)."""
+    began, first = time.perf_counter(), 0.0
+    await client.query(prompt)
+    async for raw in client._query.receive_messages():  # type: ignore[union-attr]
+        if not first and raw.get("type") == "stream_event" and "text_delta" in json.dumps(raw):
+            first = time.perf_counter()
+        if raw.get("type") == "result":
+            break
+    return (first - began) * 1000
+
+
+def log_time(stamp: str) -> float:
+    """A log line's wall-clock time (the daemon logs local time, like this process)."""
+    return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def ashd_wake(c: httpx.Client, sid: str) -> dict[str, float]:
+    """POST a message to the parked session: wall-clock stamps of the POST, first event, first delta."""
+    out = {"post": time.time(), "first_event": 0.0, "first_delta": 0.0}
+    with c.stream("POST", f"/api/sessions/{sid}/messages",
+                  json={"content": WAKE, "includePartialMessages": True}) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if line.startswith("event:") and "session_start" not in line:
+                out["first_event"] = out["first_event"] or time.time()
+                if "text_delta" in line:
+                    out["first_delta"] = out["first_delta"] or time.time()
+        out["done"] = time.time()
+    return out
+
+
+async def direct_resume(model_url: str, root: Path, cli_path: str | None = None) -> tuple[float, float]:
+    """A new client resuming the direct conversation: (connect, first delta) ms from before connect()."""
+    client = direct_client(model_url, root, cli_path)
+    began = time.perf_counter()
+    await client.connect()
+    connected = (time.perf_counter() - began) * 1000
+    first = await turn(client, WAKE)
+    await client.disconnect()
+    return connected, connected + first
+
+
+def wait_parked(c: httpx.Client, sid: str) -> None:
+    deadline = time.monotonic() + 120
+    while c.get(f"/api/sessions/{sid}").json()["session"].get("runtime") != "parked":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"session {sid} was not parked")
+        time.sleep(0.05)
+
+
+def hops(stamps: list[dict[str, float]], daemon_log: str, session_log: str) -> dict[str, list[float]]:
+    """Per wake, each hop in ms (see the module docstring)."""
+    setups = [(log_time(m.group(1)), float(m.group(3)), float(m.group(4))) for m in SETUP.finditer(daemon_log)]
+    readies = [log_time(m.group(1)) for m in READY.finditer(daemon_log)]
+    connects = [(float(m.group(1)), float(m.group(2))) for m in CONNECTED.finditer(session_log)]
+    out: dict[str, list[float]] = {k: [] for k in (
+        "admission", "setup", "spawn", "bridge_to_cli", "cli_connect", "ready_to_first_event",
+        "ready_to_first_delta", "first_event", "first_delta")}
+    # The first start is the create's; each wake is one later start, in order.
+    for wake, (logged, setup, spawn), ready, (connect, age) in zip(
+            stamps, setups[-len(stamps):], readies[-len(stamps):], connects[-len(stamps):], strict=True):
+        began_setup = logged - (setup + spawn) / 1000
+        out["admission"].append((began_setup - wake["post"]) * 1000)
+        out["setup"].append(setup)
+        out["spawn"].append(spawn)
+        out["bridge_to_cli"].append(age)
+        out["cli_connect"].append(connect)
+        out["ready_to_first_event"].append((wake["first_event"] - ready) * 1000)
+        out["ready_to_first_delta"].append((wake["first_delta"] - ready) * 1000)
+        out["first_event"].append((wake["first_event"] - wake["post"]) * 1000)
+        out["first_delta"].append((wake["first_delta"] - wake["post"]) * 1000)
+    return out
+
+
+def run(rounds: int) -> dict[str, Any]:
+    load_start = os.getloadavg()
+    model = ScriptedModel()
+    model.start()
+    tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
+    env = {"ASH_LOG_LEVEL": "debug", "ASH_PARK_AFTER_MS": str(PARK_AFTER_MS)}
+    daemon = AshdProcess(tmp / "data", model.base_url, extra_env=env).start()
+    direct: dict[str, list[float]] = {"direct_connect": [], "direct_first_delta": [],
+                                      "direct_cg_connect": [], "direct_cg_first_delta": []}
+    group, cg_cli = sandbox_like_cgroup(tmp)
+    stamps: list[dict[str, float]] = []
+    try:
+        with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=180) as c:
+            c.post("/api/agents", json={"name": "hello", "path": AGENT}).raise_for_status()
+            sid = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
+            c.post(f"/api/sessions/{sid}/messages", json={"content": FIRST}).raise_for_status()
+            asyncio.run(direct_first(model.base_url, tmp / "direct"))
+            if cg_cli:
+                asyncio.run(direct_first(model.base_url, tmp / "direct-cg"))
+            for i in range(rounds + 1):  # round 0 warms caches and is not counted
+                sink = direct if i else {k: [] for k in direct}
+                connected, first = asyncio.run(direct_resume(model.base_url, tmp / "direct"))
+                sink["direct_connect"].append(connected)
+                sink["direct_first_delta"].append(first)
+                if cg_cli:
+                    connected, first = asyncio.run(direct_resume(model.base_url, tmp / "direct-cg", cg_cli))
+                    sink["direct_cg_connect"].append(connected)
+                    sink["direct_cg_first_delta"].append(first)
+                wait_parked(c, sid)
+                stamps.append(ashd_wake(c, sid))
+            session_log = "\n".join(
+                e["text"] for e in c.get(f"/api/sessions/{sid}/logs", params={"limit": 1000}).json()["logs"])
+    finally:
+        daemon.stop()
+        model.stop()
+        if group is not None:
+            group.rmdir()
+    direct = {k: v for k, v in direct.items() if v}
+    per_hop = hops(stamps, daemon.log(tail=None), session_log)
+    per_hop = {k: v[1:] for k, v in per_hop.items()}
+    med = {k: round(statistics.median(v), 1) for k, v in {**per_hop, **direct}.items()}
+    return {
+        "method": "benchmarks/wake_breakdown.py: interleaved rounds of a direct SDK resume (connect + first delta) "
+                  "and an ashd wake of a parked session (hops from ashd's logs); scripted model; see the docstring",
+        "rounds": rounds,
+        "median_ms": med,
+        "ashd_minus_direct_first_delta_ms": round(med["first_delta"] - med["direct_first_delta"], 1),
+        "cli_connect_minus_direct_connect_ms": round(med["cli_connect"] - med["direct_connect"], 1),
+        **({"ashd_minus_direct_in_sandbox_cgroup_first_delta_ms": round(
+            med["first_delta"] - med["direct_cg_first_delta"], 1)} if "direct_cg_first_delta" in med else {}),
+        "stats": {k: summary(v) for k, v in {**per_hop, **direct}.items()},
+        "goal_first_delta_median_ms": 700,
+        "loadavg_at_start": [round(x, 2) for x in load_start],
+        "machine": machine(),
+    }
+
+
+async def direct_first(model_url: str, root: Path) -> None:
+    """The direct client's conversation gets the first message (its transcript, to resume)."""
+    client = direct_client(model_url, root)
+    await client.connect()
+    await turn(client, FIRST)
+    await client.disconnect()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    report = run(args.rounds)
+    emit(report, args.out)
+    print(json.dumps(report["median_ms"]), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
