@@ -21,7 +21,9 @@ initialize handshake, inside the sandbox: the direct client's ``connect()`` coun
 first model request; the first delta back through the bridge, ashd's commit and SSE).
 The difference ashd - direct is what ashd adds; the load average is recorded.
 
-    .venv/bin/python benchmarks/wake_breakdown.py --rounds 10 [--out benchmarks/results/wake_breakdown.json]
+    git archive 3bbeebf | tar -x -C /tmp/base   # the code before this change, for --baseline-repo
+    .venv/bin/python benchmarks/wake_breakdown.py --rounds 10 --baseline-repo /tmp/base \\
+        [--out benchmarks/results/wake_breakdown.json]
 """
 
 from __future__ import annotations
@@ -176,61 +178,96 @@ def hops(stamps: list[dict[str, float]], daemon_log: str, session_log: str) -> d
     return out
 
 
-def run(rounds: int) -> dict[str, Any]:
+class Daemon:
+    """One ashd with one session whose wakes are timed."""
+
+    def __init__(self, name: str, model: ScriptedModel, root: Path, repo: Path) -> None:
+        env = {"ASH_LOG_LEVEL": "debug", "ASH_PARK_AFTER_MS": str(PARK_AFTER_MS)}
+        self.name = name
+        root.mkdir(parents=True)
+        self.proc = AshdProcess(root / "data", model.base_url, extra_env=env, repo=repo).start()
+        self.client = httpx.Client(base_url=self.proc.url, headers=self.proc.headers, timeout=180)
+        self.client.post("/api/agents", json={"name": "hello", "path": AGENT}).raise_for_status()
+        self.sid = self.client.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
+        self.client.post(f"/api/sessions/{self.sid}/messages", json={"content": FIRST}).raise_for_status()
+        self.stamps: list[dict[str, float]] = []
+
+    def wake(self) -> None:
+        wait_parked(self.client, self.sid)
+        self.stamps.append(ashd_wake(self.client, self.sid))
+
+    def hops(self) -> dict[str, list[float]]:
+        logs = self.client.get(f"/api/sessions/{self.sid}/logs", params={"limit": 1000}).json()["logs"]
+        per_hop = hops(self.stamps, self.proc.log(tail=None), "\n".join(e["text"] for e in logs))
+        return {k: v[1:] for k, v in per_hop.items()}  # round 0 warms caches
+
+    def stop(self) -> None:
+        self.client.close()
+        self.proc.stop()
+
+
+def run(rounds: int, baseline: Path | None) -> dict[str, Any]:
     load_start = os.getloadavg()
     model = ScriptedModel()
     model.start()
     tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
-    env = {"ASH_LOG_LEVEL": "debug", "ASH_PARK_AFTER_MS": str(PARK_AFTER_MS)}
-    daemon = AshdProcess(tmp / "data", model.base_url, extra_env=env).start()
     direct: dict[str, list[float]] = {"direct_connect": [], "direct_first_delta": [],
                                       "direct_cg_connect": [], "direct_cg_first_delta": []}
     group, cg_cli = sandbox_like_cgroup(tmp)
-    stamps: list[dict[str, float]] = []
+    daemons: list[Daemon] = []
     try:
-        with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=180) as c:
-            c.post("/api/agents", json={"name": "hello", "path": AGENT}).raise_for_status()
-            sid = c.post("/api/sessions", json={"agent": "hello"}).json()["session"]["id"]
-            c.post(f"/api/sessions/{sid}/messages", json={"content": FIRST}).raise_for_status()
-            asyncio.run(direct_first(model.base_url, tmp / "direct"))
+        daemons.append(Daemon("ashd", model, tmp / "ashd", REPO))
+        if baseline is not None:
+            daemons.append(Daemon("baseline", model, tmp / "baseline", baseline))
+        asyncio.run(direct_first(model.base_url, tmp / "direct"))
+        if cg_cli:
+            asyncio.run(direct_first(model.base_url, tmp / "direct-cg"))
+        for i in range(rounds + 1):  # round 0 warms caches and is not counted
+            sink = direct if i else {k: [] for k in direct}
+            connected, first = asyncio.run(direct_resume(model.base_url, tmp / "direct"))
+            sink["direct_connect"].append(connected)
+            sink["direct_first_delta"].append(first)
             if cg_cli:
-                asyncio.run(direct_first(model.base_url, tmp / "direct-cg"))
-            for i in range(rounds + 1):  # round 0 warms caches and is not counted
-                sink = direct if i else {k: [] for k in direct}
-                connected, first = asyncio.run(direct_resume(model.base_url, tmp / "direct"))
-                sink["direct_connect"].append(connected)
-                sink["direct_first_delta"].append(first)
-                if cg_cli:
-                    connected, first = asyncio.run(direct_resume(model.base_url, tmp / "direct-cg", cg_cli))
-                    sink["direct_cg_connect"].append(connected)
-                    sink["direct_cg_first_delta"].append(first)
-                wait_parked(c, sid)
-                stamps.append(ashd_wake(c, sid))
-            session_log = "\n".join(
-                e["text"] for e in c.get(f"/api/sessions/{sid}/logs", params={"limit": 1000}).json()["logs"])
+                connected, first = asyncio.run(direct_resume(model.base_url, tmp / "direct-cg", cg_cli))
+                sink["direct_cg_connect"].append(connected)
+                sink["direct_cg_first_delta"].append(first)
+            for daemon in daemons:
+                daemon.wake()
+        per_daemon = {d.name: d.hops() for d in daemons}
     finally:
-        daemon.stop()
+        for daemon in daemons:
+            daemon.stop()
         model.stop()
         if group is not None:
             group.rmdir()
     direct = {k: v for k, v in direct.items() if v}
-    per_hop = hops(stamps, daemon.log(tail=None), session_log)
-    per_hop = {k: v[1:] for k, v in per_hop.items()}
-    med = {k: round(statistics.median(v), 1) for k, v in {**per_hop, **direct}.items()}
-    return {
-        "method": "benchmarks/wake_breakdown.py: interleaved rounds of a direct SDK resume (connect + first delta) "
-                  "and an ashd wake of a parked session (hops from ashd's logs); scripted model; see the docstring",
+    med = {k: round(statistics.median(v), 1) for k, v in direct.items()}
+    report: dict[str, Any] = {
+        "method": "benchmarks/wake_breakdown.py: interleaved rounds of a direct SDK resume (connect + first delta; "
+                  "direct_cg: its CLI in a CPU cgroup beside the sandboxes') and an ashd wake of a parked session "
+                  "(hops from ashd's logs; 'baseline': another checkout); scripted model; see the docstring",
         "rounds": rounds,
-        "median_ms": med,
-        "ashd_minus_direct_first_delta_ms": round(med["first_delta"] - med["direct_first_delta"], 1),
-        "cli_connect_minus_direct_connect_ms": round(med["cli_connect"] - med["direct_connect"], 1),
-        **({"ashd_minus_direct_in_sandbox_cgroup_first_delta_ms": round(
-            med["first_delta"] - med["direct_cg_first_delta"], 1)} if "direct_cg_first_delta" in med else {}),
-        "stats": {k: summary(v) for k, v in {**per_hop, **direct}.items()},
+        "direct_median_ms": med,
+    }
+    for name, per_hop in per_daemon.items():
+        hop_med = {k: round(statistics.median(v), 1) for k, v in per_hop.items()}
+        report[name] = {
+            "median_ms": hop_med,
+            "first_delta_minus_direct_ms": round(hop_med["first_delta"] - med["direct_first_delta"], 1),
+            "cli_connect_minus_direct_connect_ms": round(hop_med["cli_connect"] - med["direct_connect"], 1),
+            **({"first_delta_minus_direct_cg_ms": round(hop_med["first_delta"] - med["direct_cg_first_delta"], 1),
+                "cli_connect_minus_direct_cg_connect_ms": round(hop_med["cli_connect"] - med["direct_cg_connect"], 1)}
+               if "direct_cg_first_delta" in med else {}),
+            "stats": {k: summary(v) for k, v in per_hop.items()},
+        }
+    report.update({
+        "direct_stats": {k: summary(v) for k, v in direct.items()},
         "goal_first_delta_median_ms": 700,
+        "baseline_repo": str(baseline) if baseline else None,
         "loadavg_at_start": [round(x, 2) for x in load_start],
         "machine": machine(),
-    }
+    })
+    return report
 
 
 async def direct_first(model_url: str, root: Path) -> None:
@@ -244,11 +281,16 @@ async def direct_first(model_url: str, root: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--baseline-repo", type=Path,
+                        help="another ashd checkout (e.g. `git archive main`), run with this interpreter, interleaved")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    report = run(args.rounds)
+    report = run(args.rounds, args.baseline_repo)
     emit(report, args.out)
-    print(json.dumps(report["median_ms"]), file=sys.stderr)
+    for name in ("ashd", "baseline"):
+        if name in report:
+            print(name, json.dumps(report[name]["median_ms"]), file=sys.stderr)
+    print("direct", json.dumps(report["direct_median_ms"]), file=sys.stderr)
     return 0
 
 
