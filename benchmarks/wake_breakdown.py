@@ -213,12 +213,13 @@ def run(rounds: int, baseline: Path | None) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
     direct: dict[str, list[float]] = {"direct_connect": [], "direct_first_delta": [],
                                       "direct_cg_connect": [], "direct_cg_first_delta": []}
-    group, cg_cli = sandbox_like_cgroup(tmp)
+    group, cg_cli = None, None
     daemons: list[Daemon] = []
     try:
         daemons.append(Daemon("ashd", model, tmp / "ashd", REPO))
         if baseline is not None:
             daemons.append(Daemon("baseline", model, tmp / "baseline", baseline))
+        group, cg_cli = sandbox_like_cgroup(tmp)  # once a daemon made ashd-sandboxes
         asyncio.run(direct_first(model.base_url, tmp / "direct"))
         if cg_cli:
             asyncio.run(direct_first(model.base_url, tmp / "direct-cg"))
