@@ -156,6 +156,9 @@ class SandboxConfig:
     uid_count: int = 65_000  # how many uids from uid_base; bounds live sandboxes
     memory_mb: int = 1024  # default memory limit of a sandbox (cgroup), MiB
     cpus: float = 1.0  # default CPU limit, in CPUs
+    # Seconds a new sandbox runs without its CPU limit: the CLI's start and first query use more
+    # than one CPU (a 1-CPU quota throttles a wake by ~80 ms); 0: the limit from the first instant.
+    start_cpu_boost_s: float = 3.0
     pids: int = 512  # default limit of processes and threads
     disk_mb: int = 2048  # default size of the workspace disk image (the disk quota), MiB
     tmp_mb: int = 256  # default size of the private /tmp, MiB
@@ -315,6 +318,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("sandbox.zygote", "ASH_SANDBOX_ZYGOTE"),
     ("sandbox.memory_mb", "ASH_SANDBOX_MEMORY_MB"),
     ("sandbox.cpus", "ASH_SANDBOX_CPUS"),
+    ("sandbox.start_cpu_boost_s", "ASH_SANDBOX_START_CPU_BOOST_S"),
     ("sandbox.pids", "ASH_SANDBOX_PIDS"),
     ("sandbox.disk_mb", "ASH_SANDBOX_DISK_MB"),
     ("sandbox.tmp_mb", "ASH_SANDBOX_TMP_MB"),
@@ -593,6 +597,9 @@ def _validate_sandbox(sb: SandboxConfig, proxy: ProxyConfig) -> None:
                           f"(percent of the data disk), got {sb.disk_reserve_percent}")
     if not 0.05 <= sb.cpus <= sb.max_cpus:
         raise ConfigError(f"sandbox.cpus must be between 0.05 and sandbox.max_cpus ({sb.max_cpus})")
+    if not 0 <= sb.start_cpu_boost_s <= 60:
+        raise ConfigError("sandbox.start_cpu_boost_s (ASH_SANDBOX_START_CPU_BOOST_S) must be between 0 and 60 "
+                          f"seconds, got {sb.start_cpu_boost_s}")
     if not 1 <= sb.turn_idle_timeout_s <= 86_400:
         raise ConfigError("sandbox.turn_idle_timeout_s (ASH_TURN_IDLE_TIMEOUT_S) must be between 1 and 86400 "
                           f"seconds, got {sb.turn_idle_timeout_s}")

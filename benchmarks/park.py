@@ -7,20 +7,25 @@ the PSS of its sandbox processes (its cgroup: bwrap, CLI; and its bridge); send 
 wake: time to the first model event and to ``done``); send another at once (warm: the same two
 figures) and take its PSS again, warm. Figures: median and p90 in ms, PSS in MiB.
 
-How many idle sessions fit in 8 GiB (``--fill K``): then K more sessions are created, each
-sent one message, and left to park. The PSS of everything ashd keeps (the daemon and every
-process beneath it) is taken before, once all K are parked, and again once their idle session
-actors were retired (``ASH_SESSION_ACTOR_IDLE_S``); ashd's growth per parked session is
-(after - before) / K. A few of the K are woken at the end (they answer with their history).
-8 GiB holds (8 GiB - ashd before) / (per-session cost): a parked session costs ashd's growth
-per parked session; a warm one adds its sandbox's PSS (CLI, bridge, bwrap).
+How many idle sessions fit in 8 GiB (``--fill 40,160,400``): then more sessions are created,
+each sent one message and left to park, up to each count in turn. The PSS of everything ashd
+keeps (the daemon and every process beneath it: with every session parked, the daemon and the
+bridge zygote; no bridge, CLI or bwrap is left, which is checked) is taken before the fill,
+and at each count once all are parked and again once their idle session actors were retired
+(``ASH_SESSION_ACTOR_IDLE_S``). A line fitted through (0, before) and the counts gives ashd's
+growth per parked session (the slope) and shows whether it is linear (R², largest residual).
+A few sessions are woken at the end (they answer with their history). 8 GiB holds
+(8 GiB - ashd before) / (per-session cost): a parked session costs the slope; a warm one
+adds its sandbox's PSS (CLI, bridge, bwrap). The counts are measured; the 8 GiB figure is
+extrapolated from the slope beyond the largest count.
 
-    .venv/bin/python benchmarks/park.py --rounds 3 --fill 300 --out benchmarks/results/park.json
+    .venv/bin/python benchmarks/park.py --rounds 3 --fill 40,160,400 --out benchmarks/results/park.json
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -46,18 +51,6 @@ PARK_AFTER_MS = 2000
 ACTOR_IDLE_S = 20  # session actors retire this long after their last request (default 300)
 GIB8_MIB = 8192
 FILL_CLIENTS = 3
-
-
-def tree_pss_mib(daemon: AshdProcess) -> float:
-    """PSS of the daemon and every process beneath it."""
-    assert daemon.proc is not None
-    total = 0
-    for proc in [psutil.Process(daemon.proc.pid), *daemon.descendants()]:
-        try:
-            total += proc.memory_full_info().pss
-        except psutil.Error:
-            pass
-    return total / MIB
 
 
 def gauge(c: httpx.Client, name: str) -> float:
@@ -89,10 +82,41 @@ def until_served(send: Any) -> httpx.Response:
         time.sleep(float(r.headers.get("Retry-After", "1")))
 
 
-def fill(c: httpx.Client, daemon: AshdProcess, k: int, warm_pss: float) -> dict[str, Any]:
-    """K more sessions with one message each, all parked: what ashd keeps for them."""
+def ashd_tree(daemon: AshdProcess) -> dict[str, Any]:
+    """PSS of the daemon and every process beneath it, and how many of those are agent
+    processes (bridges, CLIs, bwrap: a parked session keeps none)."""
+    assert daemon.proc is not None
+    total, agents = 0, 0
+    for proc in [psutil.Process(daemon.proc.pid), *daemon.descendants()]:
+        try:
+            total += proc.memory_full_info().pss
+            cmd = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        agents += ("ashd.bridge" in cmd and "zygote" not in cmd) or "bwrap" in cmd or "claude" in cmd
+    return {"pss_mib": total / MIB, "agent_processes": agents}
+
+
+def linear_fit(points: list[tuple[float, float]]) -> dict[str, float]:
+    """Least squares y = intercept + slope * x, with R² and the largest residual (MiB)."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
+    intercept = my - slope * mx
+    residuals = [y - (intercept + slope * x) for x, y in points]
+    total = sum((y - my) ** 2 for y in ys)
+    r2 = 1 - sum(r * r for r in residuals) / total if total else 1.0
+    return {"slope_mib_per_session": round(slope, 4), "intercept_mib": round(intercept, 1),
+            "r_squared": round(r2, 4), "max_residual_mib": round(max(abs(r) for r in residuals), 2)}
+
+
+def fill(c: httpx.Client, daemon: AshdProcess, counts: list[int], warm_pss: float) -> dict[str, Any]:
+    """Sessions with one message each, left to park, up to each of ``counts`` (cumulative,
+    ascending): ashd's process tree measured at each count, its growth fitted to a line."""
     wait_for(lambda: all_parked(c), "every session parked", 120)
-    before, parked_before = tree_pss_mib(daemon), gauge(c, "ashd_parked_sessions")
+    time.sleep(ACTOR_IDLE_S + 10)  # the measured sessions' actors retire too: the baseline holds none
+    base_tree, parked_before = ashd_tree(daemon), gauge(c, "ashd_parked_sessions")
     began = time.monotonic()
 
     def one(n: int) -> str:
@@ -100,35 +124,55 @@ def fill(c: httpx.Client, daemon: AshdProcess, k: int, warm_pss: float) -> dict[
         until_served(lambda: c.post(f"/api/sessions/{sid}/messages", json={"content": f"[[say: parked number {n}]]"}))
         return str(sid)
 
-    with ThreadPoolExecutor(FILL_CLIENTS) as clients:  # ashd starts two CLIs at once on 2 cores
-        sids = list(clients.map(one, range(k)))
-    filled_s = time.monotonic() - began
-    wait_for(lambda: all_parked(c), "every session parked", 300)
-    parked = tree_pss_mib(daemon)
-    # A create refused under load (503: its start took too long) may still finish: count them all.
-    added = int(gauge(c, "ashd_parked_sessions") - parked_before)
-    time.sleep(ACTOR_IDLE_S + 10)  # their session actors retire (nothing of them stays in memory but caches)
-    retired = tree_pss_mib(daemon)
-    picked = (0, k // 2, k - 1)
+    sids: list[str] = []
+    stages: list[dict[str, Any]] = []
+    for k in counts:
+        with ThreadPoolExecutor(FILL_CLIENTS) as clients:  # ashd starts two CLIs at once on 2 cores
+            sids += list(clients.map(one, range(len(sids), k)))
+        wait_for(lambda: all_parked(c), "every session parked", 600)
+        live = ashd_tree(daemon)
+        # A create refused under load (503: its start took too long) may still finish: count them all.
+        added = int(gauge(c, "ashd_parked_sessions") - parked_before)
+        time.sleep(ACTOR_IDLE_S + 10)  # their session actors retire (nothing of them stays in memory but caches)
+        retired = ashd_tree(daemon)
+        stages.append({"sessions_messaged": k, "sessions_parked": added,
+                       "seconds_since_fill_began": round(time.monotonic() - began, 1),
+                       "ashd_tree_pss_mib": {"actor_live": round(live["pss_mib"], 1),
+                                             "actors_retired": round(retired["pss_mib"], 1)},
+                       "agent_processes_left": retired["agent_processes"]})
+    picked = (0, len(sids) // 2, len(sids) - 1)
     answers = [until_served(lambda n=n: c.post(f"/api/sessions/{sids[n]}/messages",
                                                json={"content": "[[echo-history]]"})).text for n in picked]
-    per_parked = max(retired - before, 0.0) / added
-    per_parked_live_actor = max(parked - before, 0.0) / added
-    room = GIB8_MIB - before
+    base = base_tree["pss_mib"]
+    points = [(0.0, base)] + [(float(st["sessions_parked"]), st["ashd_tree_pss_mib"]["actors_retired"])
+                              for st in stages]
+    live_points = [(0.0, base)] + [(float(st["sessions_parked"]), st["ashd_tree_pss_mib"]["actor_live"])
+                                   for st in stages]
+    fit, live_fit = linear_fit(points), linear_fit(live_points)
+    per_parked = max(fit["slope_mib_per_session"], 0.0)
+    per_parked_live = max(live_fit["slope_mib_per_session"], 0.0)
+    room = GIB8_MIB - base
+    most = stages[-1]["sessions_parked"]
     return {
-        "sessions_messaged": k,
-        "sessions_parked": added,
-        "seconds_to_create_and_message_all": round(filled_s, 1),
-        "ashd_tree_pss_mib": {"before": round(before, 1), "all_parked": round(parked, 1),
-                              "actors_retired": round(retired, 1)},
-        "ashd_growth_per_parked_session_mib": {"actor_live": round(per_parked_live_actor, 3),
-                                               "actor_retired": round(per_parked, 3)},
+        "counts": stages,
+        "ashd_tree_pss_mib_before": round(base, 1),
+        "agent_processes_before": base_tree["agent_processes"],
+        "fit_actors_retired": fit,
+        "fit_actor_live": live_fit,
+        "ashd_growth_per_parked_session_mib": {"actor_live": round(per_parked_live, 4),
+                                               "actor_retired": round(per_parked, 4)},
         "woken_after_fill_answered_with_history": all(
             f"parked number {n}" in text for n, text in zip(picked, answers, strict=True)),
+        "measured_up_to_parked_sessions": most,
         "idle_sessions_in_8_gib": {
             "warm": int(room // (warm_pss + per_parked)),
-            "parked": int(room // per_parked) if per_parked > 0 else f"more than {k}",
-            "parked_actor_live": int(room // per_parked_live_actor) if per_parked_live_actor > 0 else f"more than {k}",
+            "parked": int(room // per_parked) if per_parked > 0 else f"more than {most}",
+            "parked_actor_live": int(room // per_parked_live) if per_parked_live > 0 else f"more than {most}",
+            "method": f"(8 GiB - ashd's tree PSS before the fill, {base:.0f} MiB) / the fitted slope of ashd's tree "
+                      f"PSS over {len(stages)} measured counts up to {most} parked sessions (parked; actor_live: "
+                      "before their idle session actors retired); warm adds the median PSS of a warm session's "
+                      "sandbox (CLI, bridge, bwrap). Measured up to that count, extrapolated beyond it; memory "
+                      "only: disk (workspace images, snapshots) and the database are not counted.",
         },
     }
 
@@ -168,7 +212,8 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"n": len(values), "p50": round(statistics.median(values), 1), "p90": round(percentile(values, 0.9), 1)}
 
 
-def run(rounds: int, sessions: int, k: int) -> dict[str, Any]:
+def run(rounds: int, sessions: int, k: list[int]) -> dict[str, Any]:
+    load_start = os.getloadavg()
     model = ScriptedModel()
     model.start()
     tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
@@ -206,6 +251,8 @@ def run(rounds: int, sessions: int, k: int) -> dict[str, Any]:
     parked = statistics.median(figures["parked_pss_mib"])
     wakes = [line for line in metrics.splitlines() if line.startswith("ashd_session_wakes_total")]
     return {
+        "loadavg_at_start": [round(x, 2) for x in load_start],
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         "rounds": rounds,
         "sessions": sessions,
         "park_after_ms": PARK_AFTER_MS,
@@ -224,7 +271,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=3)
-    parser.add_argument("--fill", type=int, default=0, help="sessions to create and park for the 8 GiB figure")
+    parser.add_argument("--fill", type=lambda v: sorted({int(n) for n in v.split(",")}), default=[],
+                        help="counts of parked sessions to measure ashd at for the 8 GiB figure, e.g. 40,160,400")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     emit(run(args.rounds, args.sessions, args.fill), args.out)

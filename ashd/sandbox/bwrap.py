@@ -16,7 +16,6 @@ the environment arrives through ``--args FD``, the /etc files through ``--ro-bin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ashd.files.agent_binds import AGENT_BINDS
@@ -105,14 +104,22 @@ def bwrap_argv(mounts: Mounts, fds: Fds, cli_args: list[str], program: str = INS
     return argv
 
 
-def env_args(env: Mapping[str, str]) -> bytes:
-    """The ``--args`` payload: ``--setenv NAME VALUE`` per variable, NUL-separated."""
-    parts: list[str] = []
-    for name, value in env.items():
-        if "\0" in name or "\0" in value or "=" in name or not name:
-            raise ValueError(f"environment variable {name!r} cannot be passed to the sandbox")
-        parts += ["--setenv", name, value]
-    return b"".join(p.encode() + b"\0" for p in parts)
+def wrapper_command(uid: int, mounts: Mounts) -> tuple[list[str], dict[str, int]]:
+    """What the CLI wrapper execs, computed once when the sandbox is set up (pure): setpriv's
+    and bwrap's argv up to the ``--`` before the program (the wrapper appends the program and
+    its arguments), and for each memfd the wrapper makes at every start (``Fds``' fields) the
+    index of the argv slot its number goes in. So the wrapper, which runs on every CLI start,
+    imports and computes almost nothing."""
+    sentinels = Fds(-1, -2, -3, -4, -5)
+    argv = setpriv_argv(uid) + bwrap_argv(mounts, sentinels, [], "")
+    argv.pop()  # the program
+    slots = {}
+    for name in Fds.__dataclass_fields__:
+        marker = str(getattr(sentinels, name))
+        if argv.count(marker) != 1:
+            raise ValueError(f"bwrap's argv must hold the {name} descriptor exactly once")
+        slots[name] = argv.index(marker)
+    return argv, slots
 
 
 def etc_files(uid: int) -> dict[str, bytes]:

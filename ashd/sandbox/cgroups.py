@@ -191,24 +191,31 @@ class SandboxCgroup:
     def procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs.values()]
 
-    def create(self, memory_mb: int, cpus: float, pids: int) -> None:
-        """mkdir and write the limits. Raises OSError (the caller removes what was made)."""
+    def create(self, memory_mb: int, cpus: float | None, pids: int) -> None:
+        """mkdir and write the limits; ``cpus`` None: no CPU quota yet (a start's boost, until
+        :meth:`limit_cpu`). Raises OSError (the caller removes what was made)."""
         for key, d in self.dirs.items():
             self._tenant_level(key, d.parent)
             d.mkdir(exist_ok=True)
-        quota = max(1000, int(cpus * CPU_PERIOD_US))
         if self.layout.mode == "v2":
             d = self.dirs["unified"]
             _write(d / "memory.max", str(memory_mb << 20))
             _write(d / "memory.swap.max", "0", missing_ok=True)
             _write(d / "memory.oom.group", "1")
             _write(d / "pids.max", str(pids))
-            _write(d / "cpu.max", f"{quota} {CPU_PERIOD_US}")
-            return
-        _write(self.dirs["memory"] / "memory.limit_in_bytes", str(memory_mb << 20))
-        _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
-        _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
-        _write(self.dirs["pids"] / "pids.max", str(pids))
+        else:
+            _write(self.dirs["memory"] / "memory.limit_in_bytes", str(memory_mb << 20))
+            _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+            _write(self.dirs["pids"] / "pids.max", str(pids))
+        self.limit_cpu(cpus)
+
+    def limit_cpu(self, cpus: float | None) -> None:
+        """Set the CPU quota to ``cpus`` CPUs (None: none, the host's CPUs). Raises OSError."""
+        quota = max(1000, int(cpus * CPU_PERIOD_US)) if cpus is not None else None
+        if self.layout.mode == "v2":
+            _write(self.dirs["unified"] / "cpu.max", f"{quota or 'max'} {CPU_PERIOD_US}")
+        else:
+            _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota or -1))
 
     def _tenant_level(self, key: str, level: Path) -> None:
         """Make the tenant's level (once) with the same CPU weight as every tenant's; in v2

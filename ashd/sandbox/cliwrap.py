@@ -11,44 +11,42 @@ outside the boundary, as ashd's user) whenever the SDK spawns the CLI. It:
 ``<plan.json> --ashd-exec PROGRAM ARGS...`` starts PROGRAM instead of the CLI, with the same
 isolation (the bridge's ``exec`` command: ``/bin/sh -c <command>`` from the API).
 
-The plan is written by :class:`~ashd.sandbox.isolating_launcher.IsolatingLauncher` (mode
-0600, outside the sandbox). The environment inside is the plan's fixed variables plus, from
-this process's own environment, only the names the plan lists (the session token and the
-agent's/session's variables) and the SDK's ``CLAUDE_CODE_*`` settings. Keeps imports minimal:
-it runs on every CLI start.
+The plan is written by :class:`~ashd.sandbox.kit.SandboxKit` (mode 0600, outside the
+sandbox), with the setpriv + bwrap command line already built (``bwrap.wrapper_command``):
+this runs on every CLI start (a wake waits for it), so it imports almost nothing (no
+dataclasses, no ``ashd.files``; ``ctypes`` without ``find_library``) and only fills in what
+differs per start (the memfds' numbers, the program and its arguments). The environment
+inside is the plan's fixed variables plus, from this process's own environment, only the
+names the plan lists (the session token and the agent's/session's variables) and the SDK's
+``CLAUDE_CODE_*`` settings.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 
-from ashd.sandbox import bwrap, rlimits, syscalls
+from ashd.sandbox import syscalls
 
 SDK_PREFIXES = ("CLAUDE_CODE_", "CLAUDE_AGENT_SDK_")
 EXEC_FLAG = "--ashd-exec"  # ashd.bridge.execute.EXEC_FLAG (not imported: this must start fast)
 EXEC_PROGRAMS = ("/bin/sh",)
+RLIMITS = {"nproc": resource.RLIMIT_NPROC, "core": resource.RLIMIT_CORE}
 
 
-def program_and_args(args: list[str]) -> tuple[str, list[str]]:
-    """Pure: what to run inside, from the wrapper's arguments after the plan.
+def program_and_args(args: list[str], cli: str) -> tuple[str, list[str]]:
+    """Pure: what to run inside (``cli``, the CLI's path inside the sandbox, unless an exec),
+    from the wrapper's arguments after the plan.
 
     Raises ValueError for an exec of anything but a known program.
     """
     if args[:1] != [EXEC_FLAG]:
-        return bwrap.INSIDE_CLI, args
+        return cli, args
     if len(args) < 2 or args[1] not in EXEC_PROGRAMS:
         raise ValueError(f"{EXEC_FLAG} takes one of {', '.join(EXEC_PROGRAMS)}")
     return args[1], args[2:]
-
-
-def rlimits_for(program: str, values: dict[str, int]) -> dict[str, int]:
-    """Pure: the plan's rlimits, with an ``exec`` command held to the tools' task limit (like
-    the Bash tool's commands, see ``rlimits.toolshell``) so it cannot starve the CLI."""
-    if program == bwrap.INSIDE_CLI or "nproc" not in values:
-        return values
-    return {**values, "nproc": rlimits.tool_tasks(values["nproc"])}
 
 
 def inside_env(plan: dict[str, object], environ: dict[str, str]) -> dict[str, str]:
@@ -61,6 +59,28 @@ def inside_env(plan: dict[str, object], environ: dict[str, str]) -> dict[str, st
     assert isinstance(fixed, dict)
     env.update(fixed)
     return env
+
+
+def env_args(env: dict[str, str]) -> bytes:
+    """bwrap's ``--args`` payload: ``--setenv NAME VALUE`` per variable, NUL-separated."""
+    parts: list[str] = []
+    for name, value in env.items():
+        if "\0" in name or "\0" in value or "=" in name or not name:
+            raise ValueError(f"environment variable {name!r} cannot be passed to the sandbox")
+        parts += ["--setenv", name, value]
+    return b"".join(p.encode() + b"\0" for p in parts)
+
+
+def command(plan: dict[str, object], fds: dict[str, int], program: str, args: list[str]) -> list[str]:
+    """Pure: the plan's precomputed setpriv + bwrap argv (``bwrap.wrapper_command``) with this
+    start's memfd numbers in their slots, then the program and its arguments."""
+    argv = plan["command"]
+    slots = plan["fd_slots"]
+    assert isinstance(argv, list) and isinstance(slots, dict)
+    out = [str(a) for a in argv]
+    for name, index in slots.items():
+        out[index] = str(fds[name])
+    return [*out, program, *args]
 
 
 def _memfd(name: str, data: bytes) -> int:
@@ -80,21 +100,17 @@ def main(argv: list[str]) -> int:
     for procs in plan["cgroup_procs"]:
         with open(procs, "w") as out:
             out.write(pid)
-    program, args = program_and_args(argv[2:])
-    rlimits.apply(rlimits_for(program, plan.get("rlimits", {})))  # set as root, enforced once setpriv drops the uid
+    program, args = program_and_args(argv[2:], plan["program"])
+    # Set as root, enforced once setpriv drops the uid; an exec is held to the tools' limit.
+    for name, value in plan["rlimits" if program == plan["program"] else "rlimits_exec"].items():
+        resource.setrlimit(RLIMITS[name], (value, value))
     fd = os.open(plan["netns"], os.O_RDONLY | os.O_CLOEXEC)
     syscalls.setns(fd, syscalls.CLONE_NEWNET)
     os.close(fd)
-    uid = int(plan["uid"])
-    etc = bwrap.etc_files(uid)
-    fds = bwrap.Fds(
-        args=_memfd("env", bwrap.env_args(inside_env(plan, dict(os.environ)))),
-        passwd=_memfd("passwd", etc["passwd"]), group=_memfd("group", etc["group"]),
-        hosts=_memfd("hosts", etc["hosts"]), nsswitch=_memfd("nsswitch", etc["nsswitch"]),
-    )
-    mounts = bwrap.Mounts(**{**plan["mounts"], "optional_ro": tuple(plan["mounts"]["optional_ro"])})
-    command = bwrap.setpriv_argv(uid) + bwrap.bwrap_argv(mounts, fds, args, program)
-    os.execve(command[0], command, {"PATH": "/usr/bin:/bin"})  # noqa: S606 - argv list, fixed binary
+    fds = {"args": _memfd("env", env_args(inside_env(plan, dict(os.environ))))}
+    fds.update({name: _memfd(name, text.encode()) for name, text in plan["etc"].items()})
+    run = command(plan, fds, program, args)
+    os.execve(run[0], run, {"PATH": "/usr/bin:/bin"})  # noqa: S606 - argv list, fixed binary
     return 127  # not reached
 
 

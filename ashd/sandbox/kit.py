@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +39,9 @@ class KitConfig:
     mount_root: Path
     cli: str  # host path of the CLI binary; must be readable by every sandbox uid
     defaults: Limits  # fully set: the effective limits never have None
+    # Seconds a new sandbox runs without its CPU quota (sandbox.start_cpu_boost_s): the CLI's
+    # start and its first query use more than one CPU; 0: the quota from the first instant.
+    start_cpu_boost_s: float = 0.0
 
 
 class SandboxKit:
@@ -56,6 +60,7 @@ class SandboxKit:
         self.plan_path = root / PLAN_NAME
         self._uids = uids
         self.uid = -1
+        self._boost: threading.Timer | None = None
 
     @property
     def workspace(self) -> Path:
@@ -92,12 +97,24 @@ class SandboxKit:
             self._policy()
             lim = self.limits
             assert lim.memory_mb and lim.cpus and lim.pids
-            self.cgroup.create(lim.memory_mb, lim.cpus, lim.pids)
+            boost = self.config.start_cpu_boost_s
+            self.cgroup.create(lim.memory_mb, None if boost > 0 else lim.cpus, lim.pids)
+            if boost > 0:
+                self._boost = threading.Timer(boost, self._end_boost, (lim.cpus,))
+                self._boost.daemon = True
+                self._boost.start()
             self.netns.create()
             self._write_plan(env, passthrough)
         except BaseException:
             self.teardown()
             raise
+
+    def _end_boost(self, cpus: float) -> None:
+        """The start's boost is over: the sandbox's CPU quota from now on (timer thread)."""
+        try:
+            self.cgroup.limit_cpu(cpus)
+        except OSError as exc:  # its group is gone: the sandbox was torn down meanwhile
+            log.debug("sandbox %s: CPU quota not set after its start: %s", self.sandbox_id, exc)
 
     def _disk(self) -> None:
         fresh = not self.disk.exists
@@ -177,10 +194,16 @@ class SandboxKit:
         )
 
     def _write_plan(self, env: dict[str, str], passthrough: list[str]) -> None:
+        mounts = self.mounts()
+        command, slots = bwrap.wrapper_command(self.uid, mounts)
+        values = rlimits.plan(self.limits)
         plan = {
             "uid": self.uid, "netns": str(self.netns.path), "cgroup_procs": self.cgroup.procs_files,
-            "mounts": asdict(self.mounts()), "env": env, "passthrough": passthrough,
-            "rlimits": rlimits.plan(self.limits),
+            "mounts": asdict(mounts), "env": env, "passthrough": passthrough,
+            "rlimits": values, "rlimits_exec": rlimits.for_exec(values),
+            # What the wrapper execs, built here once (it runs on every CLI start: cliwrap.py).
+            "command": command, "fd_slots": slots, "program": bwrap.INSIDE_CLI,
+            "etc": {name: data.decode() for name, data in bwrap.etc_files(self.uid).items()},
         }
         tmp = self.plan_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(plan))
@@ -207,6 +230,8 @@ class SandboxKit:
         lags): a group still busy after the first pass is retried, for up to
         ``BUSY_GROUP_RETRY_S`` more, once the other steps are done (on the teardown worker, so
         nobody waits on it but :meth:`IsolatingLauncher.settled`)."""
+        if self._boost is not None:
+            self._boost.cancel()
         removed = self._step(self.cgroup.remove)
         for step in (self.netns.delete, self._unbind, self.disk.umount):
             self._step(step)

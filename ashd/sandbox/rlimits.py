@@ -12,8 +12,10 @@ so (the default floor still refuses to run without cgroup limits).
 from __future__ import annotations
 
 import resource
+from typing import TYPE_CHECKING
 
-from ashd.limit_fields import Limits
+if TYPE_CHECKING:  # the CLI wrapper imports this module on every CLI start: nothing heavy at run time
+    from ashd.limit_fields import Limits
 
 TOOLSHELL_TEMPLATE = """#!/bin/bash
 # ashd: every Bash tool command runs under a lower task limit than the agent's CLI. RLIMIT_NPROC
@@ -37,6 +39,15 @@ def tool_tasks(pids: int) -> int:
     """How many tasks of the sandbox uid a tool may bring it to: ``pids`` less the CLI's
     reserve (a quarter, at least 16 and at most 64)."""
     return max(1, pids - max(16, min(64, pids // 4)))
+
+
+def for_exec(values: dict[str, int]) -> dict[str, int]:
+    """Pure: the sandbox's rlimits (:func:`plan`) for an ``exec`` command from the API, held to
+    the tools' task limit like the Bash tool's commands (:func:`toolshell`), so it cannot
+    starve the CLI."""
+    if "nproc" not in values:
+        return values
+    return {**values, "nproc": tool_tasks(values["nproc"])}
 
 
 def toolshell(pids: int) -> str:

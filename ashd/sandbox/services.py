@@ -186,7 +186,8 @@ def _isolating(config: Config, store: Store, report: isolation.Report, recorder:
     mount_root.mkdir(parents=True, exist_ok=True)
     for part in (sb.mount_root, mount_root):
         part.chmod(0o711)
-    kit = KitConfig(mount_root, cli_binary(), Limits(sb.memory_mb, sb.cpus, sb.pids, sb.disk_mb, sb.tmp_mb))
+    kit = KitConfig(mount_root, cli_binary(), Limits(sb.memory_mb, sb.cpus, sb.pids, sb.disk_mb, sb.tmp_mb),
+                    sb.start_cpu_boost_s)
     launcher_box: list[IsolatingLauncher] = []
     egress = EgressProxy(loop, lambda gate, decision: launcher_box[0].egress_decided(gate, decision),
                          egress_pins(config.proxy), max_connections=cap, idle_timeout_s=idle)

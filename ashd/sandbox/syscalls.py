@@ -7,14 +7,16 @@ namespaces, which is what :mod:`ashd.sandbox.netns` relies on.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 MNT_DETACH = 2
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The C library's symbols as this process already has them (dlopen(NULL)): no
+# ctypes.util.find_library, which runs ``ldconfig -p`` in a subprocess (tens of ms on every
+# start of the CLI wrapper, which imports this module).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _check(result: int, what: str) -> None:

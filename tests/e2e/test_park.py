@@ -374,7 +374,11 @@ def test_prewarmed_sandboxes_count_against_the_cap_and_never_park_a_session(
     try:
         with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=LOADED_S) as c:
             c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
-            assert wait_until(lambda: live_clis(daemon) == 2, 120)  # the two pre-warms
+            # The two pre-warms, started and ready to be claimed (a CLI is alive well before its
+            # bridge is ready; a create before then queues a start of its own, which at the cap
+            # finds only starting pre-warms: 503, its message to be retried).
+            assert wait_until(lambda: live_clis(daemon) == 2
+                              and daemon.log(tail=None).count(" ready for session ") >= 2, 120)
             sids = []
             for n in range(3):
                 if n == 2:  # two sessions hold the cap; their claims' replenishing pre-warms were refused

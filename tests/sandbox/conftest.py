@@ -47,12 +47,13 @@ def make_box(tmp_path: Path, cgroup_layout: cgroups.CgroupLayout) -> Iterator[Ca
     mount_root = Path("/run/ashd-tests") / tmp_path.name[-24:]
     pool = UidPool(210_000, 1000)
 
-    def make(name: str = "sb", limits: Limits | None = None, agent_dir: Path | None = None) -> Box:
+    def make(name: str = "sb", limits: Limits | None = None, agent_dir: Path | None = None,
+             boost_s: float = 0.0) -> Box:
         root = tmp_path / name
         (root / "workspace").mkdir(parents=True, exist_ok=True)
         (root / "home").mkdir(exist_ok=True)
         (root / "workspace" / "hello.txt").write_text("hi\n")
-        kit = SandboxKit(KitConfig(mount_root, "/usr/bin/bash", DEFAULTS), pool, cgroup_layout,
+        kit = SandboxKit(KitConfig(mount_root, "/usr/bin/bash", DEFAULTS, boost_s), pool, cgroup_layout,
                          f"{tmp_path.name[-8:]}-{name}", root, agent_dir, limits or Limits())
         kit.setup({"PATH": "/usr/bin:/bin", "HOME": "/home/agent"}, ["PASSED_OK"])
         made.append(kit)

@@ -6,7 +6,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from ashd.sandbox import bwrap
+from ashd.sandbox import bwrap, cliwrap
 from tests.sandbox.conftest import SECRET, Box
 
 
@@ -18,7 +18,18 @@ def test_argv_carries_no_environment_values() -> None:
                  "--die-with-parent", "--new-session"):
         assert flag in argv
     assert argv[argv.index("--cap-drop") + 1] == "ALL" and argv[argv.index("--hostname") + 1] == "sandbox"
-    assert bwrap.env_args({"A": "1"}) == b"--setenv\0A\x001\0"
+    assert cliwrap.env_args({"A": "1"}) == b"--setenv\0A\x001\0"
+
+
+def test_the_wrapper_fills_the_precomputed_command() -> None:
+    mounts = bwrap.Mounts("/c", "/w", "/h", "/p/claude", "/p/mcp.json", 1 << 20, "/p/CLAUDE.md")
+    prefix, slots = bwrap.wrapper_command(1234, mounts)
+    assert prefix[:len(bwrap.setpriv_argv(1234))] == bwrap.setpriv_argv(1234) and prefix[-1] == "--"
+    plan = {"command": prefix, "fd_slots": slots}
+    fds = {"args": 3, "passwd": 4, "group": 5, "hosts": 6, "nsswitch": 7}
+    built = cliwrap.command(plan, fds, bwrap.INSIDE_CLI, ["-p", "x"])
+    # The same argv the wrapper built before it was precomputed.
+    assert built == bwrap.setpriv_argv(1234) + bwrap.bwrap_argv(mounts, bwrap.Fds(3, 4, 5, 6, 7), ["-p", "x"])
 
 
 def test_identity_is_an_unprivileged_host_uid(make_box: Callable[..., Box]) -> None:

@@ -4,6 +4,7 @@ disk (the workspace image), and the workspace survives a sandbox restart."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from ashd.limit_fields import Limits
@@ -67,6 +68,27 @@ def test_cpu_quota_is_written(make_box: Callable[..., Box]) -> None:
         assert (box.kit.cgroup.dirs["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "50000"
     res = box.run("cat /proc/self/cgroup")
     assert res.returncode == 0
+
+
+def _quota(box: Box) -> str:
+    if box.kit.cgroup.layout.mode == "v2":
+        return (box.kit.cgroup.dirs["unified"] / "cpu.max").read_text().split()[0]
+    return (box.kit.cgroup.dirs["cpu"] / "cpu.cfs_quota_us").read_text().strip()
+
+
+def test_a_start_runs_unthrottled_for_its_boost_then_under_its_quota(make_box: Callable[..., Box]) -> None:
+    box = make_box("boost", Limits(cpus=0.5), boost_s=0.5)
+    assert _quota(box) in ("-1", "max")  # the CLI's start and first query: no quota yet
+    deadline = time.monotonic() + 30
+    while _quota(box) != "50000":
+        assert time.monotonic() < deadline, "the quota was never set after the boost"
+        time.sleep(0.05)
+    assert box.run("true").returncode == 0
+    # A sandbox torn down during its boost: the timer is cancelled, nothing is written later.
+    short = make_box("gone", Limits(cpus=0.5), boost_s=0.3)
+    short.kit.teardown()
+    time.sleep(0.5)
+    assert not short.kit.cgroup.dirs[next(iter(short.kit.cgroup.dirs))].exists()
 
 
 def test_teardown_kills_everything_and_removes_groups(make_box: Callable[..., Box]) -> None:

@@ -45,9 +45,6 @@ def test_tools_keep_a_reserve_for_the_cli() -> None:
 
 
 def test_an_exec_command_gets_the_tools_task_limit_and_the_cli_its_own() -> None:
-    from ashd.sandbox import bwrap, cliwrap
-
     plan = {"core": 0, "nproc": 512}
-    assert cliwrap.rlimits_for(bwrap.INSIDE_CLI, plan) == plan
-    assert cliwrap.rlimits_for("/bin/sh", plan) == {"core": 0, "nproc": 448}
-    assert cliwrap.rlimits_for("/bin/sh", {"core": 0}) == {"core": 0}
+    assert rlimits.for_exec(plan) == {"core": 0, "nproc": 448} and plan == {"core": 0, "nproc": 512}
+    assert rlimits.for_exec({"core": 0}) == {"core": 0}

@@ -77,11 +77,12 @@ def test_exec_frames_round_trip() -> None:
 
 
 def test_wrapper_runs_only_the_shell_for_exec() -> None:
-    assert cliwrap.program_and_args(["--print", "x"]) == (bwrap.INSIDE_CLI, ["--print", "x"])
-    assert cliwrap.program_and_args(["--ashd-exec", "/bin/sh", "-c", "id"]) == ("/bin/sh", ["-c", "id"])
+    assert cliwrap.program_and_args(["--print", "x"], bwrap.INSIDE_CLI) == (bwrap.INSIDE_CLI, ["--print", "x"])
+    exec_args = ["--ashd-exec", "/bin/sh", "-c", "id"]
+    assert cliwrap.program_and_args(exec_args, bwrap.INSIDE_CLI) == ("/bin/sh", ["-c", "id"])
     for bad in (["--ashd-exec"], ["--ashd-exec", "/usr/bin/python3", "-c", "x"]):
         with pytest.raises(ValueError):
-            cliwrap.program_and_args(bad)
+            cliwrap.program_and_args(bad, bwrap.INSIDE_CLI)
     mounts = bwrap.Mounts("/cli", "/ws", "/home", "/claude", "/mcp", 1024, "/claude.md")
     argv = bwrap.bwrap_argv(mounts, bwrap.Fds(3, 4, 5, 6, 7), ["-c", "id"], "/bin/sh")
     assert argv[-4:] == ["--", "/bin/sh", "-c", "id"]
