@@ -14,7 +14,6 @@ from the database and the files from the snapshot).
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from typing import Any
 
@@ -27,6 +26,7 @@ from tests.e2e.test_remote_sessions import bridges_of, shared_blobs
 from tests.e2e.test_runners import FAST, Cluster, cluster, pg_url, runners, wait_for  # noqa: F401 (fixtures)
 from tests.snapshot.conftest import s3_bucket, s3_client, s3_endpoint  # noqa: F401 (fixtures)
 from tests.support.daemon import AshdProcess, sse_events
+from tests.support.turns import StreamedTurn
 
 pytestmark = pytest.mark.e2e
 
@@ -116,23 +116,9 @@ def test_a_message_through_b_while_a_runs_a_turn_is_refused_at_once_then_b_takes
     send(a, sid, "[[bash: echo kept-across-coordinators > kept.txt && cat kept.txt]]")
     first = bridge_pids(runner)
 
-    streaming = threading.Event()
-    got: list[tuple[str, Any]] = []
-
-    def slow_turn() -> None:
-        with httpx.stream("POST", f"{a.url}/api/sessions/{sid}/messages", headers=HEADERS, timeout=TIMEOUT_S,
-                          json={"content": "[[say: started]] [[sleep: 6000]] [[say: finished]]",
-                                "includePartialMessages": True}) as resp:
-            body = ""
-            for chunk in resp.iter_text():
-                body += chunk
-                if "text_delta" in body:
-                    streaming.set()
-            got.extend(sse_events(body))
-
-    turn = threading.Thread(target=slow_turn)
-    turn.start()
-    assert streaming.wait(TIMEOUT_S)
+    on_a = httpx.Client(base_url=a.url, headers=HEADERS, timeout=TIMEOUT_S)
+    turn = StreamedTurn(on_a, sid, "[[say: started]] [[sleep: 6000]] [[say: finished]]", timeout_s=TIMEOUT_S)
+    assert turn.started.wait(TIMEOUT_S)
     asked_at = time.monotonic()
     refused = httpx.post(f"{b.url}/api/sessions/{sid}/messages", headers=HEADERS, timeout=TIMEOUT_S,
                          json={"content": "[[say: too early]]"})
@@ -142,7 +128,8 @@ def test_a_message_through_b_while_a_runs_a_turn_is_refused_at_once_then_b_takes
     assert refused.status_code == on_one_daemon.status_code == 409, refused.text
     assert refused.json() == on_one_daemon.json()  # the same answer as a second message on one daemon
     assert took < 5.0, f"B took {took:.1f}s to refuse"  # the holder's answer, not a timeout (10 s)
-    turn.join(TIMEOUT_S)
+    got = sse_events(turn.join(TIMEOUT_S))
+    on_a.close()
     assert [n for n, _ in got][-1] == "done" and "error" not in [n for n, _ in got]
     assert bridge_pids(runner) == first  # the refused message changed nothing
 
@@ -163,23 +150,9 @@ def test_a_coordinator_that_loses_its_lease_connection_lets_its_sessions_go(
     first = bridge_pids(runner)
     a_id = httpx.get(f"{a.url}/health", headers=HEADERS, timeout=30).json()["coordinatorId"]
 
-    streaming = threading.Event()
-    got: list[tuple[str, Any]] = []
-
-    def slow_turn() -> None:
-        with httpx.stream("POST", f"{a.url}/api/sessions/{sid}/messages", headers=HEADERS, timeout=TIMEOUT_S,
-                          json={"content": "[[say: started]] [[sleep: 30000]] [[say: never]]",
-                                "includePartialMessages": True}) as resp:
-            body = ""
-            for chunk in resp.iter_text():
-                body += chunk
-                if "text_delta" in body:
-                    streaming.set()
-            got.extend(sse_events(body))
-
-    turn = threading.Thread(target=slow_turn)
-    turn.start()
-    assert streaming.wait(TIMEOUT_S)
+    on_a = httpx.Client(base_url=a.url, headers=HEADERS, timeout=TIMEOUT_S)
+    turn = StreamedTurn(on_a, sid, "[[say: started]] [[sleep: 30000]] [[say: never]]", timeout_s=TIMEOUT_S)
+    assert turn.started.wait(TIMEOUT_S)
     engine = sa.create_engine(cluster.database_url)
     with engine.connect() as conn:  # A's lease connection drops (as in a network fault)
         killed = conn.execute(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -187,8 +160,8 @@ def test_a_coordinator_that_loses_its_lease_connection_lets_its_sessions_go(
         conn.commit()
     engine.dispose()
     assert killed == 1
-    turn.join(60)  # A fences: the turn it ran under the lost lease ends at once, not after 30 s
-    assert not turn.is_alive()
+    got = sse_events(turn.join(60))  # A fences: the turn it ran under the lost lease ends at once, not after 30 s
+    on_a.close()
     assert [n for n, _ in got][-2:] == ["error", "done"], got[-3:]
     wait_for("A's sandbox stopped on the runner", lambda: first[0] not in bridge_pids(runner))
     events = send(b, sid, "[[echo-history]] after the cut")

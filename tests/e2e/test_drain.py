@@ -14,8 +14,6 @@ runner judges the workspace unchanged.
 from __future__ import annotations
 
 import json
-import threading
-from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +26,7 @@ from tests.e2e.test_remote_sessions import bridges_of, send, shared_blobs
 from tests.e2e.test_runners import FAST, Cluster, cluster, pg_url, runners, wait_for  # noqa: F401 (fixtures)
 from tests.snapshot.conftest import s3_bucket, s3_client, s3_endpoint  # noqa: F401 (fixtures)
 from tests.support.daemon import sse_events
+from tests.support.turns import StreamedTurn
 
 pytestmark = pytest.mark.e2e
 
@@ -74,23 +73,9 @@ def test_draining_a_runner_moves_idle_sessions_and_busy_ones_after_their_turn(
         assert drained.returncode == 0, drained.stderr
         assert "its live sessions move to other runners" in drained.stdout
 
-        got: list[tuple[str, Any]] = []
-        waiting = threading.Event()
-
-        def gated_turn() -> None:
-            with api.stream("POST", f"/api/sessions/{busy}/messages", timeout=300,
-                            json={"content": GATED, "includePartialMessages": True}) as resp:
-                body = ""
-                for chunk in resp.iter_text():
-                    body += chunk
-                    if "event: tool_use" in body:
-                        waiting.set()
-                got.extend(sse_events(body))
-
-        turn = threading.Thread(target=gated_turn)
-        turn.start()
+        turn = StreamedTurn(api, busy, GATED, marker="event: tool_use")
         try:
-            assert waiting.wait(120), "the gated turn never started its tool"
+            assert turn.started.wait(120), "the gated turn never started its tool"
             # r1 drained through the registry row alone, as another coordinator would.
             registry = Store(cluster.database_url)
             try:
@@ -105,16 +90,15 @@ def test_draining_a_runner_moves_idle_sessions_and_busy_ones_after_their_turn(
             assert ashctl(coordinator, "runners", "undrain", "r2").returncode == 0
             wait_for("the idle session moved to r2", lambda: runner_of(api, idle) == "r2")
             wait_for("its sandbox started ahead on r2", lambda: len(bridges_of(second)) == 1)
-            assert turn.is_alive() and runner_of(api, busy) == "r1"  # mid-turn: never interrupted
+            assert turn.running() and runner_of(api, busy) == "r1"  # mid-turn: never interrupted
             assert len(bridges_of(first)) == 1
 
             # The busy one's turn goes on on r1; released, it ends normally, then the session moves.
             ran = api.post(f"/api/sessions/{busy}/exec", json={"command": "touch go"})
             assert ran.status_code == 200, ran.text
-            turn.join(180)
-            assert not turn.is_alive()
+            got = sse_events(turn.join(180))
         finally:
-            if turn.is_alive():  # release it whatever failed, so the fixture can stop the cluster
+            if turn.running():  # release it whatever failed, so the fixture can stop the cluster
                 api.post(f"/api/sessions/{busy}/exec", json={"command": "touch go"})
                 turn.join(60)
         names = [name for name, _ in got]

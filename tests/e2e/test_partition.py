@@ -28,7 +28,6 @@ import secrets
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from tests.e2e.test_remote_sessions import shared_blobs
 from tests.e2e.test_runners import SECRET, Cluster, pg_url, post_internal, runners, wait_for  # noqa: F401 (fixture)
 from tests.snapshot.conftest import ACCESS_KEY, SECRET_KEY, start_moto
 from tests.support.daemon import AshdProcess, agent_processes, free_port, sse_frames
+from tests.support.turns import StreamedTurn
 
 pytestmark = pytest.mark.e2e
 
@@ -251,27 +251,12 @@ def test_a_partitioned_runner_is_fenced_and_its_session_moves_with_nothing_lost(
         assert agent_processes(first), "the session's sandbox runs on r1"
 
         # A turn is streaming when the link is cut: the client gets error + done, not a hang.
-        got: list[tuple[int | None, str, Any]] = []
-        streaming = threading.Event()
-
-        def slow_turn() -> None:
-            words = " ".join(f"w{i}" for i in range(600))
-            with api.stream("POST", f"/api/sessions/{sid}/messages", timeout=300,
-                            json={"content": f"[[slow: 50]] [[say: {words}]]", "includePartialMessages": True}) as resp:
-                body = ""
-                for chunk in resp.iter_text():
-                    body += chunk
-                    if "text_delta" in body:
-                        streaming.set()
-                got.extend(sse_frames(body))
-
-        turn = threading.Thread(target=slow_turn)
-        turn.start()
-        assert streaming.wait(120)
+        words = " ".join(f"w{i}" for i in range(600))
+        turn = StreamedTurn(api, sid, f"[[slow: 50]] [[say: {words}]]")
+        assert turn.started.wait(120)
         net.cut()
         cut_at = time.monotonic()
-        turn.join(120)
-        assert not turn.is_alive(), "the turn's stream hung after the partition"
+        got = sse_frames(turn.join(120))
         ended_after = time.monotonic() - cut_at
         seen.extend(got)
         names = [name for _, name, _ in got]

@@ -11,7 +11,6 @@ first runner saved after each turn into an S3-compatible store, moto, restored b
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from typing import Any
 
@@ -23,6 +22,7 @@ from tests.conftest import HELLO_AGENT
 from tests.e2e.test_runners import FAST, Cluster, cluster, pg_url, runners, wait_for  # noqa: F401 (fixtures)
 from tests.snapshot.conftest import ACCESS_KEY, SECRET_KEY, s3_bucket, s3_client, s3_endpoint  # noqa: F401 (fixtures)
 from tests.support.daemon import AshdProcess, is_bridge, sse_events
+from tests.support.turns import StreamedTurn
 
 pytestmark = pytest.mark.e2e
 
@@ -83,28 +83,12 @@ def test_a_session_runs_on_a_runner_and_resumes_on_another_after_a_kill(
         assert "kept-across-runners" in made["content"], made
 
         # SIGKILL the runner mid-turn: the stream ends with error + done, at once.
-        got: list[tuple[str, Any]] = []
-        streaming = threading.Event()
-
-        def slow_turn() -> None:
-            words = " ".join(f"w{i}" for i in range(600))
-            with api.stream("POST", f"/api/sessions/{sid}/messages", timeout=180,
-                            json={"content": f"[[slow: 50]] [[say: {words}]]",
-                                  "includePartialMessages": True}) as resp:
-                body = ""
-                for chunk in resp.iter_text():
-                    body += chunk
-                    if "text_delta" in body:
-                        streaming.set()
-                got.extend(sse_events(body))
-
-        turn = threading.Thread(target=slow_turn)
-        turn.start()
-        assert streaming.wait(120)
+        words = " ".join(f"w{i}" for i in range(600))
+        turn = StreamedTurn(api, sid, f"[[slow: 50]] [[say: {words}]]")
+        assert turn.started.wait(120)
         killed_at = time.monotonic()
         first.stop(signal.SIGKILL)
-        turn.join(120)
-        assert not turn.is_alive()
+        got = sse_events(turn.join(120))
         names = [name for name, _ in got]
         assert names[-2:] == ["error", "done"], names[-5:]
         assert time.monotonic() - killed_at < 30
