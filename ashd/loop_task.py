@@ -1,9 +1,13 @@
-"""LoopTask: an IOLoop service (``ashd.listener.LoopService``) whose work is one task."""
+"""LoopTask: an IOLoop service (``ashd.listener.LoopService``) whose work is one task;
+PeriodicTask: one whose task makes a pass every few seconds."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+
+log = logging.getLogger(__name__)
 
 
 class LoopTask:
@@ -24,3 +28,25 @@ class LoopTask:
 
     async def run(self) -> None:
         raise NotImplementedError
+
+
+class PeriodicTask(LoopTask):
+    """A :class:`LoopTask` that makes a pass (:meth:`sweep`) every :meth:`period` seconds; a
+    pass that fails is logged (``failure``) and the next one tries again (the database may be
+    back)."""
+
+    failure = "periodic pass failed"
+
+    def period(self) -> float:
+        raise NotImplementedError
+
+    async def sweep(self) -> object:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.period())
+            try:
+                await self.sweep()
+            except Exception:  # boundary: the next pass tries again
+                log.exception("%s; next pass in a few seconds", self.failure)

@@ -10,12 +10,11 @@ and ``ashd_runners_lost`` in /metrics. Loop thread; the store work runs on the w
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 
 from ashd.config import ClusterConfig
-from ashd.loop_task import LoopTask
+from ashd.loop_task import PeriodicTask
 from ashd.metrics import Metrics
 from ashd.runtime.offload import Offload
 from ashd.store import RunnerRow, Store
@@ -33,7 +32,9 @@ def sweep_period(liveness_timeout_s: float, rng: random.Random) -> float:
     return base + rng.uniform(0, base / 4)
 
 
-class RunnerLiveness(LoopTask):
+class RunnerLiveness(PeriodicTask):
+    failure = "runner liveness sweep failed"
+
     def __init__(self, store: Store, offload: Offload, cluster: ClusterConfig, metrics: Metrics,
                  rng: random.Random | None = None) -> None:
         self._store = store
@@ -42,13 +43,8 @@ class RunnerLiveness(LoopTask):
         self._metrics = metrics
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(sweep_period(self._timeout, self._rng))
-            try:
-                await self.sweep()
-            except Exception:  # boundary: the next sweep tries again (the database may be back)
-                log.exception("runner liveness sweep failed; next one in a few seconds")
+    def period(self) -> float:
+        return sweep_period(self._timeout, self._rng)
 
     async def sweep(self) -> dict[str, list[str]]:
         """Remove the runners past the timeout (their live sessions paused). Dead id -> sessions paused."""

@@ -11,13 +11,12 @@ Loop thread; the store work runs on the writer thread.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
 import random
 
 from ashd.http.runner_liveness import sweep_period
+from ashd.loop_task import PeriodicTask
 from ashd.runtime.offload import Offload
 from ashd.store import Store
 from ashd.store.coordinators import CoordinatorLock
@@ -34,7 +33,9 @@ def report(found: Recovered, me: str) -> None:
                     whose, runs, items)
 
 
-class WorkRecovery:
+class WorkRecovery(PeriodicTask):
+    failure = "recovery of gone coordinators' work failed"
+
     def __init__(self, store: Store, offload: Offload, lock: CoordinatorLock, liveness_timeout_s: float,
                  rng: random.Random | None = None) -> None:
         self._store = store
@@ -42,24 +43,9 @@ class WorkRecovery:
         self._lock = lock
         self._timeout = liveness_timeout_s
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._task: asyncio.Future[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(sweep_period(self._timeout, self._rng))
-            try:
-                await self.sweep()
-            except Exception:  # boundary: the next pass tries again (the database may be back)
-                log.exception("recovery of gone coordinators' work failed; next pass in a few seconds")
+    def period(self) -> float:
+        return sweep_period(self._timeout, self._rng)
 
     async def sweep(self) -> Recovered:
         """Check our lock, then recover what gone coordinators claimed."""
