@@ -52,6 +52,7 @@ from ashd.bridge.driver import build_options  # noqa: E402
 from ashd.sandbox.env import sandbox_env  # noqa: E402
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from ashd.wire.settings import BridgeSettings  # noqa: E402
+from benchmarks.cold_start import wait_parked  # noqa: E402
 from benchmarks.message_latency import emit, machine, summary  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
@@ -144,14 +145,6 @@ async def direct_resume(model_url: str, root: Path, cli_path: str | None = None)
     first = await turn(client, WAKE)
     await client.disconnect()
     return connected, connected + first
-
-
-def wait_parked(c: httpx.Client, sid: str) -> None:
-    deadline = time.monotonic() + 120
-    while c.get(f"/api/sessions/{sid}").json()["session"].get("runtime") != "parked":
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"session {sid} was not parked")
-        time.sleep(0.05)
 
 
 def hops(stamps: list[dict[str, float]], daemon_log: str, session_log: str) -> dict[str, list[float]]:
