@@ -166,3 +166,47 @@ def test_a_coordinator_that_loses_its_lease_connection_lets_its_sessions_go(
     wait_for("A's sandbox stopped on the runner", lambda: first[0] not in bridge_pids(runner))
     events = send(b, sid, "[[echo-history]] after the cut")
     assert "before the cut" in result(events)  # B took the session over, cold, with its conversation
+
+
+def test_two_coordinators_and_two_runners_lose_nothing_when_the_sessions_runner_is_killed(
+        cluster: Cluster, s3_endpoint: str, s3_bucket: str) -> None:  # noqa: F811
+    """Issue #11's deployment: two coordinators, two runners, one Postgres, one blob store. The
+    client alternates coordinators; the session's runner is SIGKILLed; the session resumes on
+    the other runner through either coordinator with its whole conversation and its files,
+    and every message and stream event is stored once, in order."""
+    blobs = shared_blobs(s3_endpoint, s3_bucket)
+    a, b, _ = pair(cluster, blobs)
+    cluster.runner(f"{a.url},{b.url}", "r2", **FAST, **blobs)
+    for daemon in (a, b):
+        wait_for("r2 linked", lambda d=daemon: runners(d).get("r2", {}).get("alive"))
+    sid = create(a)
+    send(a, sid, "[[bash: echo kept-on-the-runner > kept.txt && cat kept.txt]]")
+    send(b, sid, "[[say: through b]]")
+    send(a, sid, "[[say: through a again]]")
+    hosts = {d.env["ASH_RUNNER_ID"]: d for d in cluster.started if d.env.get("ASH_MODE") == "runner"}
+    first = httpx.get(f"{b.url}/api/sessions/{sid}", headers=HEADERS, timeout=30).json()["session"]["runnerId"]
+    other = next(r for r in hosts if r != first)
+    hosts[first].stop(signal.SIGKILL)
+
+    def status() -> str:
+        return str(httpx.get(f"{b.url}/api/sessions/{sid}", headers=HEADERS, timeout=30).json()["session"]["status"])
+
+    wait_for(f"{first} swept and the session paused", lambda: status() == "paused")
+    resumed = wait_for("the session resumed through B", lambda: (r := httpx.post(
+        f"{b.url}/api/sessions/{sid}/resume", headers=HEADERS, timeout=TIMEOUT_S)).status_code != 503 and r)
+    assert resumed.status_code == 200 and resumed.json()["session"]["runnerId"] == other, resumed.text
+    history = result(send(a, sid, "[[echo-history]] after the kill"))  # and on through A: a handover
+    assert "through b" in history and "through a again" in history and "kept.txt" in history, history
+    kept = send(b, sid, "[[bash: cat kept.txt]]")
+    assert any(n == "tool_result" and "kept-on-the-runner" in d["content"] for n, d in kept), kept
+    assert httpx.get(f"{a.url}/api/sessions/{sid}", headers=HEADERS, timeout=30).json()["session"]["runnerId"] == other
+
+    # Nothing lost or doubled: five user messages stored once each, stream ids 1..N without a gap.
+    messages = httpx.get(f"{a.url}/api/sessions/{sid}/messages", headers=HEADERS, timeout=30).json()["messages"]
+    prompts = ["[[bash: echo kept-on-the-runner > kept.txt && cat kept.txt]]", "[[say: through b]]",
+               "[[say: through a again]]", "[[echo-history]] after the kill", "[[bash: cat kept.txt]]"]
+    stored = [str(m["content"]) for m in messages if m["type"] == "user"]
+    assert [sum(1 for c in stored if p in c) for p in prompts] == [1] * 5, stored
+    ids = [int(line[4:]) for line in httpx.get(f"{b.url}/api/sessions/{sid}/stream", headers=HEADERS,
+                                               timeout=TIMEOUT_S).text.splitlines() if line.startswith("id: ")]
+    assert ids == list(range(ids[0], ids[0] + len(ids))), ids
