@@ -63,7 +63,7 @@ def run(rounds: int, warmup: int) -> dict[str, Any]:
                 owner, other = on_a, on_b
                 for _ in range(warmup):
                     ashd_turn(owner, sid)
-                    ashd_turn(other, sid)
+                    when_ready(other, sid)
                     owner, other = other, owner
                 for _ in range(rounds):
                     first, e2e = ashd_turn(owner, sid)
@@ -82,6 +82,19 @@ def run(rounds: int, warmup: int) -> dict[str, Any]:
              for kind in ("first", "e2e") for stat in ("median_ms", "p90_ms", "mean_ms")}
     return {"prompt": PROMPT, "rounds": rounds, "warmup": warmup, "stats": stats, "handover_added": added,
             "machine": machine()}
+
+
+def when_ready(client: httpx.Client, sid: str) -> None:
+    """A first message through a coordinator: retried while it answers 503 (its own link to the
+    runner is not up yet: the registry shows the runner before every link is made)."""
+    deadline = time.monotonic() + 120
+    while True:
+        resp = client.post(f"/api/sessions/{sid}/messages", json={"content": PROMPT})
+        if resp.status_code == 200:
+            return
+        if resp.status_code != 503 or time.monotonic() > deadline:
+            raise RuntimeError(f"message through {client.base_url}: {resp.status_code} {resp.text[:300]}")
+        time.sleep(float(resp.headers.get("Retry-After", "1")))
 
 
 def wait_linked(client: httpx.Client, sid: str) -> None:
