@@ -36,6 +36,7 @@ COLD_SOURCES = ("local", "cloud", "fresh")
 SNAPSHOT_SKIP_REASONS = ("too_large", "disk_space")
 TREE_CHILDREN = ("pool", "sessions", "session")  # what the supervision tree restarts
 RUNNER_STATES = ("live", "draining")  # registered runners heard from in time, by whether they take sessions
+HANDOVER_ANSWERS = ("released", "busy")  # a holder's answers to another coordinator (ashd/runtime/ownership.py)
 
 _TURN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _START_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60)
@@ -120,8 +121,14 @@ class Metrics:
         self.runners_lost = Counter(
             "ashd_runners_lost", "Runners this coordinator removed after they missed their heartbeats "
             "(their live sessions paused)", registry=r)
+        self.handovers = Counter(
+            "ashd_session_handovers", "Requests from other coordinators for a session this coordinator held, "
+            "by its answer: released (handed over) or busy (a turn ran: the asker answered 409)",
+            ["answer"], registry=r)
         for state in RUNNER_STATES:
             self.runners.labels(state)
+        for answer in HANDOVER_ANSWERS:
+            self.handovers.labels(answer)
         for reason in SNAPSHOT_SKIP_REASONS:
             self.snapshot_skipped.labels(reason)
         for path in RESUME_PATHS:

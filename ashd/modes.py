@@ -177,7 +177,7 @@ def _coordinator(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.
     remote: list[RemoteLauncher] = []
     live: list[LocalRuntime] = []  # what runners report of their sandboxes reaches its turns
     table = LinkTable(loop, config.auth.internal_secret.reveal(), lambda mux: remote[0].serve(mux))
-    ownership = _ownership(store, offload, loop)
+    ownership = _ownership(store, offload, loop, metrics)
     remote.append(RemoteLauncher(loop, table.link_of, Placement(store, cluster.liveness_timeout_s,
                                                                 lambda runner: table.state(runner).connected),
                                  sandbox_services.Recorder(store, _notifier(loop, live), metrics),
@@ -199,7 +199,8 @@ def _coordinator(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.
                     fanout=fanout)
 
 
-def _ownership(store: Store, offload: Offload, loop: asyncio.AbstractEventLoop) -> SessionOwnership | None:
+def _ownership(store: Store, offload: Offload, loop: asyncio.AbstractEventLoop,
+               metrics: Metrics) -> SessionOwnership | None:
     """The coordinators' session leases on a shared Postgres (ashd/runtime/ownership.py); None
     on SQLite, where this coordinator is the only one and owns every session."""
     box: list[SessionOwnership] = []
@@ -207,7 +208,7 @@ def _ownership(store: Store, offload: Offload, loop: asyncio.AbstractEventLoop) 
                                   lambda r, a: box[0].answered(r, a), lambda lost: box[0].lost(lost))
     if leases is None:
         return None
-    box.append(SessionOwnership(leases, offload, loop))
+    box.append(SessionOwnership(leases, offload, loop, lambda answer: metrics.handovers.labels(answer).inc()))
     return box[0]
 
 

@@ -50,8 +50,12 @@ Fence = Callable[[str], Awaitable[None]]  # session id: the lease is lost; end i
 
 
 class SessionOwnership:
-    def __init__(self, leases: SessionLeases, offload: Offload, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, leases: SessionLeases, offload: Offload, loop: asyncio.AbstractEventLoop,
+                 answered: Callable[[str], object] = lambda answer: None) -> None:
+        """``answered(answer)``: told each answer this coordinator gives a request for a session
+        it holds (``released`` or ``busy``; the metrics' counter)."""
         self._leases = leases
+        self._count = answered
         self._offload = offload
         self._loop = loop
         self._answers: dict[str, asyncio.Future[str]] = {}  # request id -> its answer
@@ -169,6 +173,7 @@ class SessionOwnership:
                 self.handovers += 1
         except Exception:  # boundary: the asker must hear something
             log.exception("session %s: handing it over failed", session_id)
+        self._count(answer)
         try:
             await self._offload.read(self._leases.answer, request_id, answer)
         except StoreUnavailable as exc:

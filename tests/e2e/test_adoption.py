@@ -13,6 +13,7 @@ from the database and the files from the snapshot).
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from typing import Any
@@ -97,6 +98,9 @@ def test_messages_alternating_between_coordinators_share_one_warm_sandbox(
         texts = [d["result"] for n, d in stream if n == "turn_complete"]
         assert texts[0] == "alpha reply" and texts[-1].endswith("delta"), texts
     assert "adopted" in b.log(None) and "handed its live sandbox" in a.log(None)
+    handed = {d: re.search(r'^ashd_session_handovers_total\{answer="released"\} (\S+)$', httpx.get(
+        f"{d.url}/metrics", headers=HEADERS, timeout=30).text, re.M) for d in (a, b)}
+    assert {d: float(m.group(1)) if m else None for d, m in handed.items()} == {a: 2.0, b: 1.0}  # A→B, B→A, A→B
     # The runner metered each turn once, up the link of the coordinator that owned the sandbox
     # then: recorded once (by the owner only), whichever coordinator is asked.
     def usage(daemon: AshdProcess) -> int:

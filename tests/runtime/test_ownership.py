@@ -80,7 +80,8 @@ class FakeLeases:
 class Coordinator:
     def __init__(self, db: Database, name: str, loop: asyncio.AbstractEventLoop, offload: Offload) -> None:
         self.leases = FakeLeases(db, name)
-        self.ownership = SessionOwnership(self.leases, offload, loop)  # type: ignore[arg-type]
+        self.answers: list[str] = []  # what this coordinator answered others (the metrics' counter)
+        self.ownership = SessionOwnership(self.leases, offload, loop, self.answers.append)  # type: ignore[arg-type]
         self.leases.on_asked, self.leases.on_answer = self.ownership.asked, self.ownership.answered
         self.busy: set[str] = set()
         self.handed: list[str] = []
@@ -128,7 +129,7 @@ def test_an_idle_holder_hands_the_session_over() -> None:
         assert await a.ownership.claim("s1")
         assert await b.ownership.claim("s1") is True
         assert a.handed == ["s1"] and "s1" not in a.leases.held_here and "s1" in b.leases.held_here
-        assert a.ownership.handovers == 1
+        assert a.ownership.handovers == 1 and a.answers == ["released"]
         assert await a.ownership.claim("s1") is True  # and back again
         assert b.handed == ["s1"]
 
@@ -145,6 +146,7 @@ def test_a_busy_holder_makes_the_claim_a_prompt_409() -> None:
         assert refused.value.message == own.TURN_RUNNING
         assert time.monotonic() - began < own.ANSWER_WAIT_S / 2  # the answer, not the deadline
         assert "s1" in a.leases.held_here and not a.handed
+        assert a.answers == ["busy"]
 
     run(scenario)
 
