@@ -19,7 +19,6 @@ Blocking throughout.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -30,19 +29,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .errors import StoreError
+from .own_connection import KEEPALIVES, advisory_key
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "ashd-coordinator:"
-# A lock connection that only idles would never notice a vanished server without keepalives.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
-              "connect_timeout": 5}
 
 
 def lock_key(coordinator_id: str) -> int:
     """The advisory-lock key of a coordinator id (pure)."""
-    digest = hashlib.sha256((NAMESPACE + coordinator_id).encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return advisory_key(NAMESPACE, coordinator_id)
 
 
 def claimed(column: sa.ColumnElement[Any], owners: Sequence[str | None]) -> sa.ColumnElement[bool]:

@@ -27,7 +27,6 @@ callbacks run on the lease thread and must not call back into it (hand them to a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import queue
@@ -42,6 +41,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from .errors import StoreUnavailable
+from .own_connection import advisory_key, run_reconnecting
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ RELEASE_CHANNEL = "ashd_session_release"
 REPLY_CHANNEL = "ashd_session_release_reply"
 HEARTBEAT_S = 1.0  # a round trip this often finds a dead connection (client-side timeouts bound it)
 CALL_TIMEOUT_S = 10.0
-RETRY_INITIAL_S = 0.5
-RETRY_MAX_S = 10.0
 # Client side: a connection that stops answering fails within ~5 s (keepalives, and
 # tcp_user_timeout for unacknowledged data). Server side (the options below): the backend
 # notices a vanished coordinator only after ~25 s, so the coordinator has always given its
@@ -68,8 +66,7 @@ OnLost = Callable[[dict[str, int]], None]  # the connection failed: every lease 
 
 def lock_key(session_id: str) -> int:
     """The advisory lock key of a session: a signed 64-bit hash of its id."""
-    return int.from_bytes(hashlib.sha256(b"ashd-session-lease:" + session_id.encode()).digest()[:8], "big",
-                          signed=True)
+    return advisory_key("ashd-session-lease:", session_id)
 
 
 def parse_pair(payload: str) -> tuple[str, str] | None:
@@ -195,20 +192,7 @@ class SessionLeases:
     # -- the lease thread -----------------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                self._serve()
-                failures = 0
-            except psycopg.Error as exc:
-                text = str(exc).strip()
-                log.error("session leases: the lease connection failed (%s); reconnecting",
-                          text.splitlines()[0] if text else type(exc).__name__)
-                self._stop.wait(min(RETRY_INITIAL_S * 2 ** failures, RETRY_MAX_S))
-                failures += 1
-            except Exception:  # boundary: a bug must not end the leases for good
-                log.exception("session leases: the lease thread failed; restarting it")
-                self._stop.wait(RETRY_MAX_S)
+        run_reconnecting(self._stop, self._serve, log, "session leases: the lease connection", logging.ERROR)
         os.close(self._wake_r)
         os.close(self._wake_w)
 

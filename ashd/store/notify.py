@@ -21,15 +21,12 @@ from typing import Any
 
 import psycopg
 
+from .own_connection import KEEPALIVES, run_reconnecting
+
 log = logging.getLogger(__name__)
 
 STREAM_CHANNEL = "ashd_stream_events"
 WAIT_S = 1.0  # how long one wait for notifications lasts before the stop flag is looked at
-RETRY_INITIAL_S = 0.5
-RETRY_MAX_S = 10.0
-# A listener that only reads would never notice a peer that vanished without TCP keepalives.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
-              "connect_timeout": 5}
 
 OnRows = Callable[[str, int], None]
 
@@ -68,25 +65,16 @@ class StreamListener:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                self._listen()
-                failures = 0
-            except psycopg.Error as exc:
-                log.warning("stream fan-out: the listening connection failed (%s); reconnecting",
-                            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-                delay = min(RETRY_INITIAL_S * 2 ** failures, RETRY_MAX_S)
-                failures += 1
-                self._stop.wait(delay)
-            except Exception:  # boundary: a bug in a callback must not end the fan-out
-                log.exception("stream fan-out: the listener failed; restarting it")
-                self._stop.wait(RETRY_MAX_S)
-            finally:
-                self.backend_pid = None
+        run_reconnecting(self._stop, self._listen, log, "stream fan-out: the listening connection")
 
     def _listen(self) -> None:
         """One connection's life: LISTEN, tell ``on_listening``, dispatch until stopped or lost."""
+        try:
+            self._listen_once()
+        finally:
+            self.backend_pid = None
+
+    def _listen_once(self) -> None:
         with psycopg.connect(**self._params, autocommit=True) as conn:
             conn.execute(f"LISTEN {STREAM_CHANNEL}")
             self.backend_pid = conn.info.backend_pid
