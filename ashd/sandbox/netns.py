@@ -78,7 +78,11 @@ class SandboxNetns:
                 syscalls.setns(fd, syscalls.CLONE_NEWNET)
             finally:
                 os.close(fd)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # IPPROTO_TCP spelled out: asyncio turns Nagle's algorithm off only on sockets whose
+            # proto says TCP, and accepted sockets take the listener's proto. With proto 0 the
+            # proxies' small writes to the CLI waited for its delayed ACK (40 ms per reply).
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
             sock.listen(backlog)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +96,34 @@ def test_network_is_private(make_box: Callable[..., Box]) -> None:
     finally:
         host.close()
         inside.close()
+
+
+def test_connections_to_a_listener_inside_have_nagle_off(make_box: Callable[..., Box]) -> None:
+    """The proxies serve the CLI's connections through asyncio, which turns Nagle's algorithm off
+    only when the socket says it is TCP; otherwise each streamed reply waited for the CLI's
+    delayed ACK (40 ms per message)."""
+    box = make_box()
+    listener = box.kit.netns.listen("127.0.0.1", 8081)
+    seen: list[int] = []
+
+    async def serve() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=listener)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, box.kit.netns.run_inside,
+                                   lambda: socket.create_connection(("127.0.0.1", 8081), timeout=5).close())
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        server.close()
+
+    asyncio.run(serve())
+    assert seen and seen[0] != 0
 
 
 def test_tmp_is_private_and_bounded(make_box: Callable[..., Box]) -> None:
