@@ -113,7 +113,8 @@ def _local(config: Config, store: Store, loop: asyncio.AbstractEventLoop, launch
     live: list[LocalRuntime] = []  # the runtime, once built: sandbox events reach its turns
 
     notify = _notifier(loop, live)
-    sandboxes = sandbox_services.start(config, store, notify, metrics, divert) if launcher is None else None
+    sandboxes = (sandbox_services.start(config, store, notify, metrics, divert, _recorder_writes(store, offload))
+                 if launcher is None else None)
     used = sandboxes.launcher if sandboxes is not None else launcher
     assert used is not None
     runtime, tree = LocalRuntime.build(
@@ -124,6 +125,13 @@ def _local(config: Config, store: Store, loop: asyncio.AbstractEventLoop, launch
     name = used.name
     isolation = sandboxes.isolation if sandboxes else lambda: {"launcher": name}
     return _Local(runtime, [*services, *tree], sandboxes, isolation, used.name)
+
+
+def _recorder_writes(store: Store, offload: Offload) -> sandbox_services.WriteSoon | None:
+    """Where usage rows and sandbox notices are written: on SQLite, which takes one writer at a
+    time, the daemon's single writer (a second writer thread would make turns' commits wait on
+    the lock); on Postgres a thread of their own, so they never queue behind a turn's commits."""
+    return offload.write_soon if store.dialect == "sqlite" else None
 
 
 def _remote_isolation() -> dict[str, Any]:
@@ -180,7 +188,8 @@ def _coordinator(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.
     ownership = _ownership(store, offload, loop, metrics)
     remote.append(RemoteLauncher(loop, table.link_of, Placement(store, cluster.liveness_timeout_s,
                                                                 lambda runner: table.state(runner).connected),
-                                 sandbox_services.Recorder(store, _notifier(loop, live), metrics),
+                                 sandbox_services.Recorder(store, _notifier(loop, live), metrics,
+                                                           _recorder_writes(store, offload)),
                                  ownership.leases if ownership is not None else None))
     fanout = StreamFanout.start(store, loop)  # every coordinator serves every session's stream
     runtime, tree = LocalRuntime.build(config, store, launcher or remote[0], offload, metrics, fanout=fanout,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pykka
@@ -62,6 +62,10 @@ class Offload:
             if on_late is not None:
                 job.add_done_callback(lambda done: _hand_back(done, on_late))
             raise
+
+    def write_soon(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Queue a write on the single writer thread without waiting for it (any thread)."""
+        return self._writes.submit(fn, *args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._reads, lambda: fn(*args))

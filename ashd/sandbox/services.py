@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,9 @@ from ashd.store import Store
 from ashd.store.usage import UsageFilter
 
 log = logging.getLogger(__name__)
+
+WriteSoon = Callable[..., "Future[None]"]  # queue fn(*args) on a writer thread, don't wait
+CLOSE_WAIT_S = 10.0
 
 
 class RefusingLauncher:
@@ -103,18 +106,35 @@ the fact went up its link to the coordinator instead (runner mode; ashd/actors/s
 
 class Recorder:
     """Where a sandbox's usage and notices are recorded: the usage rows and session events in
-    the store (on one writer thread, off the caller's), the metrics, and ``notify`` for the
-    running turn. Standalone's sandbox services use it, and so does a coordinator for what its
-    runners report (ashd/sandbox/remote.py). Any thread."""
+    the store (off the caller's thread), the metrics, and ``notify`` for the running turn.
+    Standalone's sandbox services use it, and so does a coordinator for what its runners
+    report (ashd/sandbox/remote.py). Any thread.
 
-    def __init__(self, store: Store, notify: Notify | None, metrics: Metrics) -> None:
+    ``write_soon`` queues a write on another writer thread (on SQLite the daemon's single
+    writer, ``Offload.write_soon``: a second writer would make the turns' commits wait on
+    SQLite's lock, whose busy handler sleeps a millisecond or more). Without it, the recorder
+    keeps a writer thread of its own."""
+
+    def __init__(self, store: Store, notify: Notify | None, metrics: Metrics,
+                 write_soon: WriteSoon | None = None) -> None:
         self._store = store
         self._notify = notify
         self._metrics = metrics
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-events")
+        self._own: ThreadPoolExecutor | None = None
+        if write_soon is None:
+            self._own = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-events")
+            write_soon = self._own.submit
+        self._write_soon = write_soon
+        self._last: Future[None] | None = None
+
+    def _write(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            self._last = self._write_soon(fn, *args)
+        except RuntimeError:  # the writer is already shut down: ashd is stopping
+            log.warning("ashd is stopping: a sandbox's usage or notice was not recorded")
 
     def notice(self, tenant: str, session: str, payload: dict[str, Any]) -> None:
-        self._writer.submit(_append, self._store, tenant, session, payload)
+        self._write(_append, self._store, tenant, session, payload)
         if self._notify is not None:
             self._notify(tenant, session, payload)
 
@@ -122,7 +142,7 @@ class Recorder:
         values = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                   "cache_creation_tokens": usage.cache_creation_tokens, "cache_read_tokens": usage.cache_read_tokens,
                   "tool_call": usage.tool_calls, "message": 1, "cost_usd": usage.cost_usd}
-        self._writer.submit(_record, self._store, tenant, session, agent_name, values)
+        self._write(_record, self._store, tenant, session, agent_name, values)
         self._metrics.record_usage(usage)
 
     def spent_usd(self, tenant: str, session: str) -> float:
@@ -130,11 +150,16 @@ class Recorder:
         return float(self._store.usage_stats(UsageFilter(tenant, session))["totalCostUsd"])
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
+        """Wait until what was queued is written."""
+        if self._own is not None:
+            self._own.shutdown(wait=True)
+        elif self._last is not None:
+            with contextlib.suppress(Exception):
+                self._last.result(timeout=CLOSE_WAIT_S)
 
 
 def start(config: Config, store: Store, notify: Notify | None = None, metrics: Metrics | None = None,
-          divert: Divert | None = None) -> Services:
+          divert: Divert | None = None, write_soon: WriteSoon | None = None) -> Services:
     sb = config.sandbox
     report = isolation.assess(isolation.probe(sb.uid_base), sb.isolation, sb.floor)
     if not report.meets_floor:
@@ -146,7 +171,7 @@ def start(config: Config, store: Store, notify: Notify | None = None, metrics: M
         zygote = _zygote(config, metrics or Metrics())
         return Services(DirectLauncher(zygote), report, [zygote.close] if zygote else [], zygote=zygote)
     metrics = metrics or Metrics()
-    return _isolating(config, store, report, Recorder(store, notify, metrics), divert, metrics)
+    return _isolating(config, store, report, Recorder(store, notify, metrics, write_soon), divert, metrics)
 
 
 def _zygote(config: Config, metrics: Metrics) -> BridgeZygote | None:
