@@ -14,6 +14,7 @@ stops the same way and exits with ``systemd.EXIT_TREE_FAILED``, so systemd resta
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -101,6 +102,7 @@ class Daemon:
             log.info("ashd %s %s listening on %s (data: %s, sandboxes: %s)", __version__, mode, plan.serving,
                      config.data_dir, plan.launcher)
             systemd.notify(f"READY=1\nSTATUS={mode}: serving on {plan.serving}")
+            _freeze_startup_heap()
             watchdog = self._start_watchdog(runtime)
             queue = QueueWorker(ctx) if ctx is not None else None
             if queue is not None:
@@ -148,3 +150,12 @@ class Daemon:
         watchdog = systemd.Watchdog(interval, probe)
         watchdog.start()
         return watchdog
+
+
+def _freeze_startup_heap() -> None:
+    """Move what start-up allocated (modules, the actor tree, the store's engine: about a
+    million objects) out of the garbage collector's reach. A full collection walked them all
+    with the event loop stopped: 130-145 ms each at start-up. Warm messages alone trigger none
+    (400 measured), but a heap that grows by a quarter (many new sessions) does."""
+    gc.collect()
+    gc.freeze()
