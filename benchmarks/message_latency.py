@@ -10,6 +10,12 @@ Reported: median, p90, p99, mean per path, and ashd minus direct at each statist
 ``ashd_cpu_ms_per_message``: the CPU time (user + system, psutil) the ashd process spent
 during the ashd blocks, divided by their messages (the bridge and the CLI not included).
 
+A third path, ``mirrored``, is the same direct client with an SDK session store (kept in
+memory, every append answered at once), as ashd's bridge has one: the CLI then mirrors every
+transcript line to the SDK, which ashd needs to keep the conversation across cold resumes.
+``mirror_cost`` is mirrored minus direct (the CLI's and the SDK's own work for that feature)
+and ``ashd_added_vs_mirrored`` is ashd minus mirrored, the like-for-like figure.
+
     .venv/bin/python benchmarks/message_latency.py --rounds 60 --out benchmarks/results/message_latency.json
 """
 
@@ -31,6 +37,7 @@ from typing import Any
 import httpx
 import psutil
 from claude_agent_sdk import ClaudeSDKClient
+from claude_agent_sdk.types import SessionKey, SessionStore, SessionStoreEntry
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -61,10 +68,21 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-class Direct:
-    """The baseline: the SDK client exactly as the bridge configures it."""
+class MemoryStore(SessionStore):
+    """A session store that keeps nothing and answers at once (the mirrored path's)."""
 
-    def __init__(self, model_url: str, root: Path) -> None:
+    async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
+        return None
+
+    async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
+        return None
+
+
+class Direct:
+    """The baseline: the SDK client exactly as the bridge configures it (with ``store``, as
+    the bridge does, mirroring the transcript)."""
+
+    def __init__(self, model_url: str, root: Path, store: SessionStore | None = None) -> None:
         workspace = root / "workspace"
         workspace.mkdir(parents=True)
         env = sandbox_env(home=str(root / "home"), model_base_url=model_url, model_key="k",
@@ -72,7 +90,7 @@ class Direct:
         os.environ.update(env)  # the SDK passes os.environ to the CLI, as in the bridge
         settings = BridgeSettings(session_id=str(uuid.uuid4()), socket_path="unused",
                                   workspace=str(workspace), system_prompt="benchmark agent")
-        self.client = ClaudeSDKClient(build_options(settings))
+        self.client = ClaudeSDKClient(build_options(settings, store))
 
     async def turn(self) -> tuple[float, float]:
         start = time.perf_counter()
@@ -109,8 +127,11 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str]) -> dict[str, A
     tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
     daemon = AshdProcess(tmp / "data", model.base_url, extra_env={"ASH_LOG_LEVEL": "warning", **ashd_env}).start()
     direct = Direct(model.base_url, tmp / "direct")
+    mirrored = Direct(model.base_url, tmp / "mirrored", MemoryStore())
     await direct.client.connect()
-    results: dict[str, list[float]] = {"direct_e2e": [], "direct_first": [], "ashd_e2e": [], "ashd_first": []}
+    await mirrored.client.connect()
+    results: dict[str, list[float]] = {f"{path}_{kind}": [] for path in ("direct", "mirrored", "ashd")
+                                       for kind in ("e2e", "first")}
     assert daemon.proc is not None
     ashd_proc = psutil.Process(daemon.proc.pid)
     cpu_s = 0.0
@@ -120,14 +141,16 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str]) -> dict[str, A
             session_id = client.post("/api/sessions", json={"agent": "bench"}).json()["session"]["id"]
             for _ in range(warmup):
                 await direct.turn()
+                await mirrored.turn()
                 ashd_turn(client, session_id)
             done = 0
             while done < rounds:
                 block = min(BLOCK, rounds - done)
-                for _ in range(block):
-                    first, e2e = await direct.turn()
-                    results["direct_first"].append(first)
-                    results["direct_e2e"].append(e2e)
+                for path, sdk in (("direct", direct), ("mirrored", mirrored)):
+                    for _ in range(block):
+                        first, e2e = await sdk.turn()
+                        results[f"{path}_first"].append(first)
+                        results[f"{path}_e2e"].append(e2e)
                 before = _cpu_s(ashd_proc)
                 for _ in range(block):
                     first, e2e = ashd_turn(client, session_id)
@@ -137,14 +160,18 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str]) -> dict[str, A
                 done += block
     finally:
         await direct.client.disconnect()
+        await mirrored.client.disconnect()
         daemon.stop()
         model.stop()
     stats = {name: summary(values) for name, values in results.items()}
-    added = {
-        f"{kind}_{stat}": round(stats[f"ashd_{kind}"][stat] - stats[f"direct_{kind}"][stat], 2)
-        for kind in ("e2e", "first") for stat in ("median_ms", "p90_ms", "p99_ms", "mean_ms")
-    }
-    return {"prompt": PROMPT, "rounds": rounds, "warmup": warmup, "stats": stats, "ashd_added": added,
+
+    def minus(a: str, b: str) -> dict[str, float]:
+        return {f"{kind}_{stat}": round(stats[f"{a}_{kind}"][stat] - stats[f"{b}_{kind}"][stat], 2)
+                for kind in ("e2e", "first") for stat in ("median_ms", "p90_ms", "p99_ms", "mean_ms")}
+
+    return {"prompt": PROMPT, "rounds": rounds, "warmup": warmup, "stats": stats,
+            "ashd_added": minus("ashd", "direct"), "mirror_cost": minus("mirrored", "direct"),
+            "ashd_added_vs_mirrored": minus("ashd", "mirrored"),
             "ashd_cpu_ms_per_message": round(cpu_s * 1000 / rounds, 2), "machine": machine()}
 
 
