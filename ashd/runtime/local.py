@@ -162,9 +162,20 @@ class LocalRuntime:
         if may_use_prewarmed:
             warm = await self._offload.ask(self._tree.sessions.claim(agent))
             if warm is not None:
-                return await answered(lambda left: self._offload.ask(warm.claim(agent), timeout=left),
-                                      self._start_timeout)
-        return await self._starting(tenant_id, str(uuid.uuid4()), lambda actor: actor.create(agent, options))
+                try:
+                    row: SessionRow = await answered(
+                        lambda left: self._offload.ask(warm.claim(agent), timeout=left), self._start_timeout)
+                except Conflict as exc:  # its sandbox died after it said it was ready
+                    log.warning("agent %s: a pre-warmed sandbox was lost before its claim (%s); starting one",
+                                agent.name, exc.message)
+                else:
+                    self._hold_created(tenant_id, row.id, warm)
+                    return row
+        session_id, asked = str(uuid.uuid4()), list[Actor]()
+        created: SessionRow = await self._starting(tenant_id, session_id, lambda actor: actor.create(agent, options),
+                                                   asked=asked)
+        self._hold_created(tenant_id, session_id, asked[0])
+        return created
 
     async def pause(self, tenant_id: str, session_id: str) -> SessionRow:
         return await self._claimed(tenant_id, session_id, lambda actor: actor.pause())
@@ -410,6 +421,13 @@ class LocalRuntime:
             self._sessions[session_id] = live
         live.retiring = False  # used again before its last turn ended: it stays
         return live
+
+    def _hold_created(self, tenant_id: str, session_id: str, actor: Actor) -> None:
+        """A session just created here: its first message needs no ask for its actor and no
+        read of its event ids (it has none yet)."""
+        live = self._live(tenant_id, session_id)
+        live.actor = actor
+        live.created()
 
     def _retire(self, session_id: str) -> None:
         """The session ended or stopped: let its runtime state go (after its running turn)."""

@@ -239,12 +239,13 @@ class Store:
         parent_session_id: str | None = None,
         *,
         runner_id: str | None = None,
+        status_reason: str | None = None,
     ) -> SessionRow:
         """Insert a session (created_at = last_active_at = now). Conflict if the id exists."""
         now = self._clock()
         row = SessionRow(
             session_id, tenant_id, agent_name, sandbox_id, status, runner_id,
-            parent_session_id, model, None if config is None else dict(config), now, now,
+            parent_session_id, model, None if config is None else dict(config), now, now, status_reason,
         )
         with self._write() as conn:
             session_queries.insert(conn, row)
