@@ -41,7 +41,7 @@ import pykka
 from ashd.actors import start as starting
 from ashd.actors.exits import ExitBoard
 from ashd.actors.faults import FaultTarget, crash_detail
-from ashd.actors.messages import BridgeExited, Pending, SandboxStarted, TurnGrant
+from ashd.actors.messages import BridgeExited, Pending, SandboxStarted, SessionView, TurnGrant
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.sandbox import SandboxActor
@@ -328,6 +328,18 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         if path == "cold":
             self._deps.metrics.resumes_cold.labels(self._cold_source).inc()
         return resumed
+
+    def pause_viewed(self) -> SessionView | Pending:
+        """``pause``, with whether the agent process stays warm: the API answers without
+        reading the sandbox's row."""
+        return self._viewed(self.pause())
+
+    def resume_viewed(self) -> SessionView | Pending:
+        """``resume``, with whether the agent process lives (an active session's may be parked)."""
+        return self._viewed(self.resume())
+
+    def _viewed(self, answer: SessionRow | Pending) -> SessionView | Pending:
+        return answer if isinstance(answer, Pending) else SessionView(answer, self._sandbox is not None)
 
     def stop_session(self) -> SessionRow | Pending:
         """ACTIVE|STARTING -> STOPPED: snapshot, destroy the sandbox, keep the workspace.
@@ -781,8 +793,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         self._load()
         change = self._life.plan(to, reason)
         if persist is None:
-            updated = self._deps.store.update_session(
-                self._tenant, self._id, status=to.value, status_reason=change.status_reason, touch=True)
+            updated = self._deps.store.set_session_status(self._tenant, self._id, to.value, change.status_reason)
         else:
             updated = persist(to.value, change.status_reason)
         if updated is None:

@@ -143,7 +143,7 @@ class SessionStopHandler(SessionBase):
 class SessionPauseHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         paused = await self.ctx.runtime.pause(self.tenant, await self.live_session_id(session_id))
-        self.send_json({"session": await self.view(paused)})
+        self.send_json({"session": session_json(paused.row, {paused.row.id} if paused.warm else ())})
 
 
 class SessionResumeHandler(SessionBase):
@@ -151,7 +151,7 @@ class SessionResumeHandler(SessionBase):
 
     async def post(self, session_id: str) -> None:
         resumed = await self.ctx.runtime.resume(self.tenant, await self.live_session_id(session_id))
-        self.send_json({"session": await self.view(resumed)})
+        self.send_json({"session": session_json(resumed.row, {resumed.row.id} if resumed.warm else ())})
 
 
 class SessionForkHandler(SessionBase):

@@ -247,8 +247,8 @@ class Store:
             session_id, tenant_id, agent_name, sandbox_id, status, runner_id,
             parent_session_id, model, None if config is None else dict(config), now, now, status_reason,
         )
-        with self._write() as conn:
-            session_queries.insert(conn, row)
+        with self._raw_write() as cursor:
+            raw_writes.insert_session(self._raw, cursor, row)
         return row
 
     def get_session(self, tenant_id: str, session_id: str) -> SessionRow | None:
@@ -291,6 +291,15 @@ class Store:
             changes["last_active_at"] = self._clock()
         with self._write() as conn:
             return session_queries.update(conn, tenant_id, session_id, changes)
+
+    def set_session_status(self, tenant_id: str, session_id: str, status: str,
+                           status_reason: str | None) -> SessionRow | None:
+        """``update_session(status=, status_reason=, touch=True)`` for the lifecycle path (a
+        pause, a resume: one statement on the driver's connection). The updated row, or None
+        if the tenant has no such session."""
+        now = self._clock()
+        with self._raw_write() as cursor:
+            return raw_writes.set_session_status(self._raw, cursor, tenant_id, session_id, status, status_reason, now)
 
     def delete_session(self, tenant_id: str, session_id: str) -> bool:
         """Delete a session row (its messages, events and transcript go with it)."""
