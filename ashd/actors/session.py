@@ -39,6 +39,7 @@ from typing import Any
 import pykka
 
 from ashd.actors import start as starting
+from ashd.actors.answers import answered_future
 from ashd.actors.exits import ExitBoard
 from ashd.actors.faults import FaultTarget, crash_detail
 from ashd.actors.messages import BridgeExited, Pending, SandboxStarted, SessionView, TurnGrant
@@ -135,6 +136,8 @@ class _Owner:
 
 
 class SessionActor(FaultTarget, pykka.ThreadingActor):
+    _create_future = staticmethod(answered_future)  # replies wake the loop (ashd/actors/answers.py)
+
     def __init__(self, session_id: str, tenant_id: str, deps: SessionDeps, supervisor: Any = None) -> None:
         """``supervisor``: the SessionSupervisor's proxy, told when this actor is idle."""
         super().__init__()

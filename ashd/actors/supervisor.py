@@ -20,6 +20,7 @@ from types import TracebackType
 
 import pykka
 
+from ashd.actors.answers import answered_future
 from ashd.actors.children import ChildRegistry, ChildSpec, Crashed, SupervisionRecord, actor_ping, actor_stop
 from ashd.actors.exits import ExitBoard
 from ashd.actors.faults import FaultTarget, crash_detail
@@ -76,6 +77,8 @@ class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
     tenant's restart budget is spent), or escalates when two tenants' budgets are spent at
     once: this supervisor crashes itself and the root decides.
     """
+
+    _create_future = staticmethod(answered_future)  # replies wake the loop (ashd/actors/answers.py)
 
     def __init__(self, deps: SessionDeps, policy: TreePolicy, record: SupervisionRecord,
                  crashed: Crashed | None = None) -> None:
