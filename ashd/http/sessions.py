@@ -90,7 +90,7 @@ class SessionsHandler(SessionBase):
         ashd and the agent (400); then the system prompt by precedence: the request's > the
         agent's active version's > CLAUDE.md. Fixed here, at creation: activating another
         version later changes only new sessions."""
-        agent = self.ctx.store.get_agent(self.tenant, name)
+        agent, active = self.ctx.store.agent_and_prompt(self.tenant, name)
         if agent is None:
             raise NotFound(f"Agent {name} not found")
         if not os.path.isdir(agent.path):
@@ -99,10 +99,8 @@ class SessionsHandler(SessionBase):
             self.check_credential(options.credential_id)
         self.check_mcp_confined(options)
         check_for_agent(options, agent.path)
-        if options.system_prompt is None:
-            active = self.ctx.store.active_system_prompt(self.tenant, agent.name)
-            if active:
-                options = dataclasses.replace(options, system_prompt=active)
+        if options.system_prompt is None and active:
+            options = dataclasses.replace(options, system_prompt=active)
         return agent, options
 
     def check_credential(self, credential_id: str) -> None:

@@ -589,6 +589,13 @@ class Store:
         with self._read() as conn:
             return version_queries.active_prompt(conn, tenant_id, agent_name)
 
+    def agent_and_prompt(self, tenant_id: str, name: str) -> tuple[AgentRow | None, str | None]:
+        """``get_agent`` and, if it exists, ``active_system_prompt`` in one read transaction
+        (a session create needs both: one pool checkout, one snapshot)."""
+        with self._read() as conn:
+            agent = agent_queries.get(conn, tenant_id, name)
+            return agent, None if agent is None else version_queries.active_prompt(conn, tenant_id, name)
+
     def patch_agent(self, tenant_id: str, name: str, env: Mapping[str, str] | None,
                     config: Mapping[str, Any] | None) -> AgentRow | None:
         """PATCH /api/agents/:name: replace env and/or config (None keeps it), no version bump."""
