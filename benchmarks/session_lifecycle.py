@@ -13,7 +13,14 @@ user waits for). Scenarios:
 - resume_cold: ``stop`` then ``resume``: a new sandbox, files from the snapshot, conversation
   from the stored transcript (each session has a file and one prior turn).
 
+``--scenarios`` measures a subset (the pre-warmed create always runs when a resume is asked:
+its session is the one resumed). ``--baseline-repo`` starts a second ashd from another
+checkout (``git archive main | tar -x -C /tmp/base``) and runs its rounds interleaved with
+this one's, the order alternating per round; its figures are under ``baseline``.
+
     .venv/bin/python benchmarks/session_lifecycle.py --rounds 20 --out benchmarks/results/session_lifecycle.json
+    .venv/bin/python benchmarks/session_lifecycle.py --rounds 20 --scenarios create_prewarmed,resume_warm \
+        --baseline-repo /tmp/base --out /tmp/sl.json
 """
 
 from __future__ import annotations
