@@ -5,6 +5,8 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from ashd.store import SessionRow
+
 
 @dataclass(frozen=True)
 class SandboxStarted:
@@ -66,3 +68,12 @@ class Pending:
 
     until: Future[None]
     begun: Future[None] | None = None
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """Reply of a pause or resume: the session's row as the call left it, and whether its
+    agent process lives (the API's ``runtime``: warm or parked), as its actor knows it."""
+
+    row: SessionRow
+    warm: bool

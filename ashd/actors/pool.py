@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import pykka
 
 from ashd.actors import parking
+from ashd.actors.answers import answered_future
 from ashd.actors.children import Crashed
 from ashd.actors.exits import ExitBoard
 from ashd.actors.faults import FaultTarget, crash_detail
@@ -96,6 +97,8 @@ class _Live:
 
 class PoolActor(FaultTarget, pykka.ThreadingActor):
     meminfo = Path("/proc/meminfo")  # where MemAvailable is read (memory pressure); tests point it elsewhere
+
+    _create_future = staticmethod(answered_future)  # replies wake the loop (ashd/actors/answers.py)
 
     def __init__(self, config: PoolConfig, launcher: Launcher, store: Store, exits: ExitBoard | None = None,
                  logs: LogBook | None = None, disk: DiskLedger | None = None, default_disk_mb: int = 0,

@@ -39,9 +39,10 @@ from typing import Any
 import pykka
 
 from ashd.actors import start as starting
+from ashd.actors.answers import answered_future
 from ashd.actors.exits import ExitBoard
 from ashd.actors.faults import FaultTarget, crash_detail
-from ashd.actors.messages import BridgeExited, Pending, SandboxStarted, TurnGrant
+from ashd.actors.messages import BridgeExited, Pending, SandboxStarted, SessionView, TurnGrant
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.sandbox import SandboxActor
@@ -135,6 +136,8 @@ class _Owner:
 
 
 class SessionActor(FaultTarget, pykka.ThreadingActor):
+    _create_future = staticmethod(answered_future)  # replies wake the loop (ashd/actors/answers.py)
+
     def __init__(self, session_id: str, tenant_id: str, deps: SessionDeps, supervisor: Any = None) -> None:
         """``supervisor``: the SessionSupervisor's proxy, told when this actor is idle."""
         super().__init__()
@@ -218,20 +221,25 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         return self._draft and self._sandbox is not None
 
     def claim(self, agent: AgentRow) -> SessionRow | Pending:
-        """Turn this pre-warmed actor into a real session of ``agent`` (default options)."""
+        """Turn this pre-warmed actor into a real session of ``agent`` (default options): its
+        row is inserted already ``active`` (one commit). Conflict if its sandbox is gone."""
         if not self._draft:
             raise Conflict("this pre-warmed sandbox is no longer available")
         pending = self._starts.pending()
         if pending is not None:
             return pending
+        self._check_alive()
         if self._sandbox is None:
             raise Conflict("this pre-warmed sandbox is no longer available")
         self._draft = False
-        self._set_row(self._deps.store.create_session(
-            tenant_id=self._tenant, session_id=self._id, agent_name=agent.name,
-            status=SessionStatus.STARTING.value, sandbox_id=self._id, config=SessionOptions().to_json(),
-        ))
-        return self._transition(SessionStatus.ACTIVE, "claimed a pre-warmed sandbox")
+
+        def insert(status: str, status_reason: str | None) -> SessionRow:
+            return self._deps.store.create_session(
+                tenant_id=self._tenant, session_id=self._id, agent_name=agent.name, status=status,
+                sandbox_id=self._id, config=SessionOptions().to_json(), status_reason=status_reason)
+
+        # STARTING -> ACTIVE
+        return self._transition(SessionStatus.ACTIVE, "claimed a pre-warmed sandbox", persist=insert)
 
     def create(self, agent: AgentRow, options: SessionOptions) -> SessionRow | Pending:
         """Insert the session, start its sandbox, and make it active (Pending until then);
@@ -293,8 +301,11 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         """PAUSED|STOPPED|ERROR|STARTING -> ACTIVE, warm if the sandbox lives, else cold
         (files from the snapshot, conversation from the store). ACTIVE is a no-op; ENDED is 410.
         The row is read afresh: another writer may have paused the session meanwhile (the
-        runner liveness sweep pauses the sessions of a runner that died)."""
-        self._row = None
+        runner liveness sweep pauses the sessions of a runner that died), unless it is on
+        none: nobody else writes the status of a session this daemon holds the actor of (another
+        coordinator's use takes its lease first, and the lease tells this actor ``forget_row``)."""
+        if self._row is None or self._row.runner_id is not None:
+            self._row = None
         row = self._load()
         if row.status == SessionStatus.ACTIVE.value:
             return row
@@ -320,6 +331,18 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         if path == "cold":
             self._deps.metrics.resumes_cold.labels(self._cold_source).inc()
         return resumed
+
+    def pause_viewed(self) -> SessionView | Pending:
+        """``pause``, with whether the agent process stays warm: the API answers without
+        reading the sandbox's row."""
+        return self._viewed(self.pause())
+
+    def resume_viewed(self) -> SessionView | Pending:
+        """``resume``, with whether the agent process lives (an active session's may be parked)."""
+        return self._viewed(self.resume())
+
+    def _viewed(self, answer: SessionRow | Pending) -> SessionView | Pending:
+        return answer if isinstance(answer, Pending) else SessionView(answer, self._sandbox is not None)
 
     def stop_session(self) -> SessionRow | Pending:
         """ACTIVE|STARTING -> STOPPED: snapshot, destroy the sandbox, keep the workspace.
@@ -623,6 +646,8 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
              context=f"session {self._id}: marking its sandbox warm")
         self._sandbox, self._sandbox_actor = outcome.started, outcome.sandbox
         self._cold_source = outcome.source
+        if purpose == "warm" and self._supervisor is not None:
+            tell(self._supervisor.warmed, self._id, context=f"pre-warm {self._id}: ready to be claimed")
         if purpose == "create" and self._life.status is SessionStatus.STARTING:
             self._transition(SessionStatus.ACTIVE, "sandbox ready")  # STARTING -> ACTIVE
 
@@ -763,12 +788,17 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         if row is not None:
             self._life.status = SessionStatus(row.status)
 
-    def _transition(self, to: SessionStatus, reason: str) -> SessionRow:
-        """The one place a status changes: validate (the table), persist, log, count."""
+    def _transition(self, to: SessionStatus, reason: str,
+                    persist: Callable[[str, str | None], SessionRow | None] | None = None) -> SessionRow:
+        """The one place a status changes: validate (the table), persist, log, count.
+        ``persist(status, status_reason)``: how the row is written (default: an update of the
+        stored row; a claimed pre-warm inserts its first row with the new status)."""
         self._load()
         change = self._life.plan(to, reason)
-        updated = self._deps.store.update_session(
-            self._tenant, self._id, status=to.value, status_reason=change.status_reason, touch=True)
+        if persist is None:
+            updated = self._deps.store.set_session_status(self._tenant, self._id, to.value, change.status_reason)
+        else:
+            updated = persist(to.value, change.status_reason)
         if updated is None:
             raise NotFound(f"Session {self._id} not found")
         self._row = updated

@@ -9,6 +9,7 @@ actor that rehydrates from the store on the next request.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -19,6 +20,7 @@ from types import TracebackType
 
 import pykka
 
+from ashd.actors.answers import answered_future
 from ashd.actors.children import ChildRegistry, ChildSpec, Crashed, SupervisionRecord, actor_ping, actor_stop
 from ashd.actors.exits import ExitBoard
 from ashd.actors.faults import FaultTarget, crash_detail
@@ -48,6 +50,10 @@ from ashd.store import AgentRow, Store, StoreError
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 30.0
+REFILL_DELAY_S = 1.0
+"""How long after a claim its pre-warm is replaced. At once, the new sandbox's set-up (~35 ms
+in ashd's own process) and its CLI's boot (~0.7 s of CPU) ran beside the claimed session's
+first message: ~90 ms slower to its first event on a 2-core host (issue #12)."""
 
 
 WarmKey = tuple[str, str, int]
@@ -72,6 +78,8 @@ class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
     once: this supervisor crashes itself and the root decides.
     """
 
+    _create_future = staticmethod(answered_future)  # replies wake the loop (ashd/actors/answers.py)
+
     def __init__(self, deps: SessionDeps, policy: TreePolicy, record: SupervisionRecord,
                  crashed: Crashed | None = None) -> None:
         """Provides the children's shared timer thread and snapshot worker (stopped with it)."""
@@ -87,10 +95,18 @@ class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
         self._handed_out: dict[str, float] = {}  # session id -> when child() last returned its actor
         # Pre-warmed actors by (tenant, agent name, agent version): never shared across keys.
         self._warm: dict[WarmKey, list[tuple[str, pykka.ActorRef[SessionActor]]]] = {}
+        self._ready: set[str] = set()  # pre-warmed actors whose sandbox is ready (they said so)
+        self._targets: dict[tuple[str, str], tuple[int, int]] = {}  # (tenant, agent) -> (version, count)
+        self._proxies: dict[str, pykka.ActorProxy[SessionActor]] = {}  # session id -> its actor's proxy
         self.prewarm_hits = 0
 
+    @functools.cached_property
+    def _me(self) -> pykka.ActorProxy[SessionSupervisor]:
+        """This actor's own proxy, made once (see ``_proxy``)."""
+        return self.actor_ref.proxy()
+
     def on_start(self) -> None:
-        me = self.actor_ref.proxy()
+        me = self._me
 
         def crashed(session_id: str, tenant_id: str, detail: str) -> object:
             return tell(me.session_crashed, session_id, tenant_id, detail, context=f"crash of session {session_id}")
@@ -100,57 +116,87 @@ class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
     def prewarm(self, agent: AgentRow, count: int) -> None:
         """Keep ``count`` pre-warmed sandboxes for this agent version (older versions' go)."""
         for key in [k for k in self._warm if k[:2] == (agent.tenant_id, agent.name) and k[2] != agent.version]:
-            for _, ref in self._warm.pop(key):
+            for sid, ref in self._warm.pop(key):
+                self._ready.discard(sid)
+                self._proxies.pop(sid, None)
                 ref.stop(block=False)
+        self._targets[(agent.tenant_id, agent.name)] = (agent.version, count)
         pool = self._warm.setdefault(_warm_key(agent), [])
-        pool[:] = [(sid, ref) for sid, ref in pool if ref.is_alive()]
+        self._drop_dead(pool)
         for _ in range(max(0, count - len(pool))):
             session_id = str(uuid.uuid4())
-            ref = SessionActor.start(session_id, agent.tenant_id, self._deps, self.actor_ref.proxy())
-            # Told, not awaited: it starts on the new actor's thread.
-            tell(ref.proxy().warm_up, agent, context=f"pre-warm of agent {agent.name}")
+            ref = SessionActor.start(session_id, agent.tenant_id, self._deps, self._me)
+            # Told, not awaited: it starts on the new actor's thread. Its proxy is made now, not
+            # on the claim's path (pykka introspects the actor for each new proxy).
+            tell(self._proxy(session_id, ref).warm_up, agent, context=f"pre-warm of agent {agent.name}")
             pool.append((session_id, ref))
 
-    def claim(self, agent: AgentRow) -> pykka.ActorProxy[SessionActor] | None:
-        """A ready pre-warmed actor for exactly this tenant, agent and version, or None.
+    def warmed(self, session_id: str) -> None:
+        """Told by a pre-warmed actor once its sandbox is ready: a claim may take it."""
+        self._ready.add(session_id)
 
-        Only asks the oldest candidate whether it is ready (a short ask); one still warming
-        stays queued, since a cold start is not slower than waiting for it here.
+    def claim(self, agent: AgentRow) -> pykka.ActorProxy[SessionActor] | None:
+        """A ready pre-warmed actor for exactly this tenant, agent and version, or None (none
+        is ready: one still warming stays queued, since a cold start is not slower than
+        waiting for it here). Never waits on the actor: it said when it was ready; one whose
+        sandbox died since refuses the claim (Conflict) and the caller starts cold.
+
+        Its replacement starts :data:`REFILL_DELAY_S` later, not at once: the new sandbox's
+        set-up in this process and its CLI's boot would run beside the claimed session's first
+        message, the one a client usually sends right after its create.
         """
         pool = self._warm.get(_warm_key(agent), [])
-        while pool:
-            session_id, ref = pool[0]
-            try:
-                ready = ref.proxy().warm.get(timeout=1.0)
-            except pykka.ActorDeadError:
-                pool.pop(0)
-                continue
-            except pykka.Timeout:
-                ready = False
-            if not ready:
-                return None
-            pool.pop(0)
-            self._children[session_id] = ref
-            self.prewarm_hits += 1
-            self._deps.metrics.resumes.labels("prewarm").inc()
-            tell(self.actor_ref.proxy().prewarm, agent, len(pool) + 1,  # replenish after this reply
-                 context=f"replenishing pre-warmed sandboxes of agent {agent.name}")
-            return ref.proxy()
-        return None
+        self._drop_dead(pool)
+        index = next((i for i, (sid, _) in enumerate(pool) if sid in self._ready), None)
+        if index is None:
+            return None
+        session_id, ref = pool.pop(index)
+        self._ready.discard(session_id)
+        self._children[session_id] = ref
+        self._handed_out[session_id] = time.monotonic()
+        self.prewarm_hits += 1
+        self._deps.metrics.resumes.labels("prewarm").inc()
+        me = self._me
+        assert self._deps.timers is not None
+        self._deps.timers.call_later(REFILL_DELAY_S, lambda: tell(
+            me.refill, agent, context=f"replenishing pre-warmed sandboxes of agent {agent.name}"))
+        return self._proxy(session_id, ref)
+
+    def refill(self, agent: AgentRow) -> None:
+        """Told after a claim: pre-warm again up to the agent's count, unless that agent
+        version's pre-warms were replaced (a newer version, another count) meanwhile."""
+        version, count = self._targets.get((agent.tenant_id, agent.name), (None, 0))
+        if version == agent.version:
+            self.prewarm(agent, count)
 
     def child(self, session_id: str, tenant_id: str) -> pykka.ActorProxy[SessionActor]:
         """The live actor of a session, starting one if needed (it loads itself lazily)."""
         ref = self._children.get(session_id)
         if ref is None or not ref.is_alive():
-            ref = SessionActor.start(session_id, tenant_id, self._deps, self.actor_ref.proxy())
+            ref = SessionActor.start(session_id, tenant_id, self._deps, self._me)
             self._children[session_id] = ref
         self._handed_out[session_id] = time.monotonic()
-        return ref.proxy()
+        return self._proxy(session_id, ref)
+
+    def _drop_dead(self, pool: list[tuple[str, pykka.ActorRef[SessionActor]]]) -> None:
+        """Forget pre-warmed actors that stopped (a failed start, a lost sandbox)."""
+        for sid, ref in [entry for entry in pool if not entry[1].is_alive()]:
+            pool.remove((sid, ref))
+            self._ready.discard(sid)
+            self._proxies.pop(sid, None)
+
+    def _proxy(self, session_id: str, ref: pykka.ActorRef[SessionActor]) -> pykka.ActorProxy[SessionActor]:
+        """The actor's proxy, made once per actor (a new proxy costs ~1 ms of CPU: pykka
+        introspects every attribute of the actor)."""
+        proxy = self._proxies.get(session_id)
+        if proxy is None or proxy.actor_ref is not ref:
+            proxy = self._proxies[session_id] = ref.proxy()
+        return proxy
 
     def live_child(self, session_id: str) -> pykka.ActorProxy[SessionActor] | None:
         """The session's actor if one is alive here (none is started)."""
         ref = self._children.get(session_id)
-        return ref.proxy() if ref is not None and ref.is_alive() else None
+        return self._proxy(session_id, ref) if ref is not None and ref.is_alive() else None
 
     def retire(self, session_id: str, actor_urn: str) -> None:
         """Told by an idle session actor: stop it and forget it (a later request starts a new
@@ -161,6 +207,7 @@ class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
                 return  # handed to a caller within its idle time: an ask may be on the way; it asks again later
             del self._children[session_id]
             self._handed_out.pop(session_id, None)
+            self._proxies.pop(session_id, None)
         idle = pykka.ActorRegistry.get_by_urn(actor_urn)
         if idle is not None:
             idle.stop(block=False)
@@ -169,6 +216,7 @@ class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
         """Stop a session's actor (after it ended). Idempotent."""
         self._policy.forget(session_id)
         self._handed_out.pop(session_id, None)
+        self._proxies.pop(session_id, None)
         ref = self._children.pop(session_id, None)
         if ref is not None:
             ref.stop(block=False)
@@ -179,8 +227,10 @@ class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
         if ref is not None and not ref.is_alive():
             del self._children[session_id]  # the next request starts a new actor from the store
             self._handed_out.pop(session_id, None)
+            self._proxies.pop(session_id, None)
         for pool in self._warm.values():
             pool[:] = [(sid, r) for sid, r in pool if sid != session_id]
+        self._ready.discard(session_id)
         decision = self._policy.crashed(session_id, detail, tenant_id)
         if isinstance(decision, Restart):
             self._record.restarted("session")
@@ -224,6 +274,7 @@ class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
             except (pykka.ActorDeadError, pykka.Timeout):
                 pass
         self._children.clear()
+        self._proxies.clear()
         # The children's shared threads go with them (also after a crash: on_stop does not run then).
         assert self._deps.snapshot_worker is not None and self._deps.timers is not None
         self._deps.snapshot_worker.stop()

@@ -78,46 +78,38 @@ class SessionsHandler(SessionBase):
     async def post(self) -> None:
         body = self.json_body()
         name = check_agent_name(body.get("agent"))
-        options = SessionOptions.from_request(body)
-        agent = await self.ctx.offload.read(self.deployed_agent, name)
-        if options.credential_id is not None:
-            await self.check_credential(options.credential_id)
-        self.check_mcp_confined(options)
-        if options.system_prompt is None:
-            # Prompt precedence: the request's > the agent's active version's > CLAUDE.md. Fixed
-            # here, at creation: activating another version later changes only new sessions.
-            active = await self.ctx.offload.read(self.fitting_prompt, options, agent)
-            if active:
-                options = dataclasses.replace(options, system_prompt=active)
-        else:
-            await self.ctx.offload.read(check_for_agent, options, agent.path)
+        agent, options = await self.ctx.offload.read(self.fitted, name, SessionOptions.from_request(body))
         # Nothing session-specific asked: a pre-warmed sandbox of this agent may serve.
         plain = options == SessionOptions() and not (set(body) - {"agent"})
         row = await self.ctx.runtime.create(self.tenant, agent, options, may_use_prewarmed=plain)
         self.send_json({"session": session_json(row, {row.id})}, status=201)  # its CLI just started
 
-    def deployed_agent(self, name: str) -> AgentRow:
-        """On a reader thread (one hop): the tenant's agent; 404 if unknown, 422 if its folder is gone."""
-        agent = self.ctx.store.get_agent(self.tenant, name)
+    def fitted(self, name: str, options: SessionOptions) -> tuple[AgentRow, SessionOptions]:
+        """On a reader thread (one hop for every check that reads): the tenant's agent (404 if
+        unknown, 422 if its folder is gone), the credential (400), the options against this
+        ashd and the agent (400); then the system prompt by precedence: the request's > the
+        agent's active version's > CLAUDE.md. Fixed here, at creation: activating another
+        version later changes only new sessions."""
+        agent, active = self.ctx.store.agent_and_prompt(self.tenant, name)
         if agent is None:
             raise NotFound(f"Agent {name} not found")
         if not os.path.isdir(agent.path):
             raise Unprocessable(f"Agent {name}'s folder {agent.path} is missing on this server; redeploy it")
-        return agent
-
-    def fitting_prompt(self, options: SessionOptions, agent: AgentRow) -> str | None:
-        """On a reader thread (one hop): check the options fit the agent, then its active
-        version's system prompt, if any."""
+        if options.credential_id is not None:
+            self.check_credential(options.credential_id)
+        self.check_mcp_confined(options)
         check_for_agent(options, agent.path)
-        return self.ctx.store.active_system_prompt(self.tenant, agent.name)
+        if options.system_prompt is None and active:
+            options = dataclasses.replace(options, system_prompt=active)
+        return agent, options
 
-    async def check_credential(self, credential_id: str) -> None:
+    def check_credential(self, credential_id: str) -> None:
         """400 unless the credential can be this session's upstream key (see ashd/store/vault.py)."""
         if self.ctx.config.sandbox.isolation == "none":
             raise BadRequest("bad credential: credentialId needs the model proxy, and this ashd runs without "
                              "sandbox isolation (sandbox.isolation = none)")
-        vault = CredentialVault(self.ctx.store, self.ctx.config.auth.credential_key)
-        await self.ctx.offload.read(vault.check_for_session, self.tenant, credential_id)
+        CredentialVault(self.ctx.store, self.ctx.config.auth.credential_key).check_for_session(self.tenant,
+                                                                                             credential_id)
 
     async def get(self) -> None:
         agent = self.get_query_argument("agent", None)
@@ -149,7 +141,7 @@ class SessionStopHandler(SessionBase):
 class SessionPauseHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         paused = await self.ctx.runtime.pause(self.tenant, await self.live_session_id(session_id))
-        self.send_json({"session": await self.view(paused)})
+        self.send_json({"session": session_json(paused.row, {paused.row.id} if paused.warm else ())})
 
 
 class SessionResumeHandler(SessionBase):
@@ -157,7 +149,7 @@ class SessionResumeHandler(SessionBase):
 
     async def post(self, session_id: str) -> None:
         resumed = await self.ctx.runtime.resume(self.tenant, await self.live_session_id(session_id))
-        self.send_json({"session": await self.view(resumed)})
+        self.send_json({"session": session_json(resumed.row, {resumed.row.id} if resumed.warm else ())})
 
 
 class SessionForkHandler(SessionBase):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any, Protocol
 
-from ashd.actors.messages import PoolStats
+from ashd.actors.messages import PoolStats, SessionView
 from ashd.actors.vitals import Readiness, Verdict, readiness
 from ashd.metrics import LiveFigures
 from ashd.options import MessageOptions, SessionOptions
@@ -39,10 +39,11 @@ class SessionRuntime(Protocol):
                      may_use_prewarmed: bool) -> SessionRow:
         """A new active session of ``agent`` (a pre-warmed sandbox serves when allowed)."""
 
-    async def pause(self, tenant_id: str, session_id: str) -> SessionRow:
-        """ACTIVE -> PAUSED (workspace snapshotted). Conflict while a turn runs."""
+    async def pause(self, tenant_id: str, session_id: str) -> SessionView:
+        """ACTIVE -> PAUSED (workspace snapshotted; a live agent process is kept). Conflict
+        while a turn runs."""
 
-    async def resume(self, tenant_id: str, session_id: str) -> SessionRow:
+    async def resume(self, tenant_id: str, session_id: str) -> SessionView:
         """-> ACTIVE, warm if its agent process lives, else cold (files and conversation restored)."""
 
     async def stop(self, tenant_id: str, session_id: str) -> SessionRow:

@@ -45,6 +45,12 @@ class LiveSession:
                 self._sequence = EventSequence(last.seq if last else 0)
         return self._sequence
 
+    def created(self) -> None:
+        """The session was just created here: it has no events yet, so its ids start at 1
+        without a store read."""
+        if self._sequence is None:
+            self._sequence = EventSequence(0)
+
     def forget_sequence(self) -> None:
         """Read the event ids from the store again at the next turn (another coordinator may
         have run turns of this session meanwhile)."""

@@ -34,7 +34,7 @@ from ashd.actors.children import ChildSpec
 from ashd.actors.exits import ExitBoard
 from ashd.actors.figures import live_figures, tree_answers
 from ashd.actors.inject import inject
-from ashd.actors.messages import Pending, PoolStats, TurnGrant
+from ashd.actors.messages import Pending, PoolStats, SessionView, TurnGrant
 from ashd.actors.root import RootSupervisor, TreePolicy, start_root
 from ashd.actors.session import SessionActor
 from ashd.actors.supervisor import Tree, build_tree
@@ -162,15 +162,26 @@ class LocalRuntime:
         if may_use_prewarmed:
             warm = await self._offload.ask(self._tree.sessions.claim(agent))
             if warm is not None:
-                return await answered(lambda left: self._offload.ask(warm.claim(agent), timeout=left),
-                                      self._start_timeout)
-        return await self._starting(tenant_id, str(uuid.uuid4()), lambda actor: actor.create(agent, options))
+                try:
+                    row: SessionRow = await answered(
+                        lambda left: self._offload.ask(warm.claim(agent), timeout=left), self._start_timeout)
+                except Conflict as exc:  # its sandbox died after it said it was ready
+                    log.warning("agent %s: a pre-warmed sandbox was lost before its claim (%s); starting one",
+                                agent.name, exc.message)
+                else:
+                    self._hold_created(tenant_id, row.id, warm)
+                    return row
+        session_id, asked = str(uuid.uuid4()), list[Actor]()
+        created: SessionRow = await self._starting(tenant_id, session_id, lambda actor: actor.create(agent, options),
+                                                   asked=asked)
+        self._hold_created(tenant_id, session_id, asked[0])
+        return created
 
-    async def pause(self, tenant_id: str, session_id: str) -> SessionRow:
-        return await self._claimed(tenant_id, session_id, lambda actor: actor.pause())
+    async def pause(self, tenant_id: str, session_id: str) -> SessionView:
+        return await self._claimed(tenant_id, session_id, lambda actor: actor.pause_viewed())
 
-    async def resume(self, tenant_id: str, session_id: str) -> SessionRow:
-        return await self._claimed(tenant_id, session_id, lambda actor: actor.resume())
+    async def resume(self, tenant_id: str, session_id: str) -> SessionView:
+        return await self._claimed(tenant_id, session_id, lambda actor: actor.resume_viewed())
 
     async def stop(self, tenant_id: str, session_id: str) -> SessionRow:
         await self._claim(tenant_id, session_id)
@@ -411,6 +422,13 @@ class LocalRuntime:
         live.retiring = False  # used again before its last turn ended: it stays
         return live
 
+    def _hold_created(self, tenant_id: str, session_id: str, actor: Actor) -> None:
+        """A session just created here: its first message needs no ask for its actor and no
+        read of its event ids (it has none yet)."""
+        live = self._live(tenant_id, session_id)
+        live.actor = actor
+        live.created()
+
     def _retire(self, session_id: str) -> None:
         """The session ended or stopped: let its runtime state go (after its running turn)."""
         live = self._sessions.get(session_id)
@@ -458,15 +476,14 @@ class LocalRuntime:
             tell(actor.forget_row, context=f"session {session_id}: reading its row afresh")
         return fresh
 
-    async def _claimed(self, tenant_id: str, session_id: str,
-                       call: Callable[[Actor], pykka.Future[SessionRow | Pending]]) -> SessionRow:
+    async def _claimed(self, tenant_id: str, session_id: str, call: Callable[[Actor], pykka.Future[T | Pending]]) -> T:
         """``call`` under the session's lease; a lease taken for it is given up afterwards
         unless a sandbox is live here then (a resume keeps it, a pause of a session whose
         sandbox was elsewhere does not)."""
         fresh = await self._claim(tenant_id, session_id)
         try:
-            row: SessionRow = await self._starting(tenant_id, session_id, call)
-            return row
+            answer: T = await self._starting(tenant_id, session_id, call)
+            return answer
         finally:
             if fresh:
                 await self._let_lease_go_if_idle(tenant_id, session_id)

@@ -7,8 +7,9 @@ are resolved on a small thread pool and handed back to the loop with
 
 An ask whose caller stops waiting (its timeout, or its task cancelled) may still be answered
 by the actor: a reply that hands something out (a turn grant) would then be held by nobody.
-``ask(..., on_late=...)`` keeps the thread waiting a while longer and gives such a late reply
-to ``on_late`` (on the loop), which gives it back.
+``ask(..., on_late=...)`` gives such a late reply to ``on_late`` (on the loop), which gives it
+back. Replies of the session actors, their supervisor and the pool call back when set
+(``ashd/actors/answers.py``): no thread waits for them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 
 import pykka
 
+from ashd.actors.answers import AnsweredFuture
 from ashd.errors import Unavailable
 
 T = TypeVar("T")
@@ -43,8 +45,30 @@ class Offload:
 
         An actor that is gone (ashd stopping) or silent past ``timeout`` becomes Unavailable.
         With ``on_late``, a reply that arrives after the caller gave up (timeout or
-        cancellation, within :data:`LATE_WINDOW_S`) is passed to it on the loop thread.
+        cancellation) is passed to it on the loop thread.
+
+        A reply that calls back (:class:`~ashd.actors.answers.AnsweredFuture`) wakes the loop
+        from the actor's thread; any other is waited for on a thread of the ask pool.
         """
+        if not isinstance(future, AnsweredFuture) or not future.calls_back:
+            return await self._ask_on_thread(future, timeout, on_late)
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+        future.add_done_callback(lambda: _wake(loop, woken))
+        try:
+            await asyncio.wait_for(woken, timeout)
+            return future.get(timeout=0)
+        except pykka.ActorDeadError:
+            raise Unavailable("ashd is stopping or restarting this component; retry shortly") from None
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if on_late is not None:
+                future.add_done_callback(lambda: _wake_late(loop, future, on_late))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise Unavailable(f"no answer within {timeout:.0f}s; the server is overloaded, retry shortly") from None
+
+    async def _ask_on_thread(self, future: pykka.Future[T], timeout: float,
+                             on_late: Callable[[T], None] | None) -> T:
         loop = asyncio.get_running_loop()
         waits = timeout + LATE_WINDOW_S if on_late is not None else timeout
         job = loop.run_in_executor(self._asks, lambda: future.get(timeout=waits))
@@ -77,6 +101,38 @@ class Offload:
     def shutdown(self) -> None:
         for pool in (self._asks, self._reads, self._writes):
             pool.shutdown(wait=True, cancel_futures=False)
+
+
+def _wake(loop: asyncio.AbstractEventLoop, woken: asyncio.Future[None]) -> None:
+    """On the actor's thread: the reply is set; wake its asker on the loop (never blocks)."""
+    try:
+        loop.call_soon_threadsafe(_settle, woken)
+    except RuntimeError:  # the loop is closed (ashd stopping): nobody waits any more
+        pass
+
+
+def _settle(woken: asyncio.Future[None]) -> None:
+    if not woken.done():  # a caller that gave up cancelled it
+        woken.set_result(None)
+
+
+def _wake_late(loop: asyncio.AbstractEventLoop, future: pykka.Future[T], on_late: Callable[[T], None]) -> None:
+    """On the actor's thread: a reply came after its caller gave up; hand it back on the loop."""
+    def hand_back() -> None:
+        try:
+            value = future.get(timeout=0)
+        except Exception:  # a late failure handed nothing out: nothing to give back
+            return
+        log.warning("an actor answered after its caller gave up; compensating")
+        try:
+            on_late(value)
+        except Exception:  # boundary: a compensation must never take the loop down
+            log.exception("compensating a late actor reply failed")
+
+    try:
+        loop.call_soon_threadsafe(hand_back)
+    except RuntimeError:
+        pass
 
 
 def _hand_back(job: asyncio.Future[T], on_late: Callable[[T], None]) -> None:

@@ -28,9 +28,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import schema, usage
-from .dialect import new_id
+from .dialect import check_ids, new_id
 from .errors import StoreError
 from .notify import STREAM_CHANNEL
+from .rows import SessionRow, encode_json
 from .sequences import LogSequences
 
 Cursor = Any  # a DBAPI cursor (sqlite3 or psycopg)
@@ -155,6 +156,29 @@ def record_usage(raw: RawWrites, cursor: Cursor, tenant_id: str, session_id: str
         for kind, value in values.items() if kind in usage.EVENT_TYPES])
 
 
+# -- session rows on the lifecycle path (a create, a claim, each status change) --------------
+
+def insert_session(raw: RawWrites, cursor: Cursor, row: SessionRow) -> None:
+    """Insert a session row. Raises ValueError for over-long ids; a duplicate id is the driver's IntegrityError."""
+    check_ids(row.id, row.sandbox_id, row.parent_session_id)
+    values = {f: getattr(row, f) for f in _SESSION_COLUMNS}
+    values["config"] = encode_json(row.config)
+    raw.insert(cursor, schema.sessions, _SESSION_COLUMNS, [tuple(values[c] for c in _SESSION_COLUMNS)])
+
+
+def set_session_status(raw: RawWrites, cursor: Cursor, tenant_id: str, session_id: str, status: str,
+                       status_reason: str | None, now: str) -> SessionRow | None:
+    """Set a session's status and reason and touch its last activity; the updated row, or
+    None if the tenant has no such session."""
+    m = raw.mark
+    cursor.execute(f"UPDATE sessions SET status = {m}, status_reason = {m}, last_active_at = {m} "  # noqa: S608
+                   f"WHERE tenant_id = {m} AND id = {m} RETURNING {', '.join(_SESSION_COLUMNS)}",
+                   (status, status_reason, now, tenant_id, session_id))
+    found = cursor.fetchone()
+    return None if found is None else SessionRow.from_db(dict(zip(_SESSION_COLUMNS, found, strict=True)))
+
+
+_SESSION_COLUMNS = tuple(SessionRow.__dataclass_fields__)
 _LOG_COLUMNS = ("id", "tenant_id", "session_id", "role", "content", "sequence", "created_at")
 _EVENT_COLUMNS = ("id", "tenant_id", "session_id", "type", "data", "sequence", "created_at")
 _STREAM_COLUMNS = ("id", "tenant_id", "session_id", "seq", "event", "data", "created_at")

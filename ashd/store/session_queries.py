@@ -15,14 +15,6 @@ from .schema import sessions
 _NEWEST_FIRST = (sessions.c.created_at.desc(), sessions.c.id.desc())
 
 
-def insert(conn: Connection, row: SessionRow) -> None:
-    """Raises ValueError for over-long ids, IntegrityError for a duplicate id."""
-    check_ids(row.id, row.sandbox_id, row.parent_session_id)
-    values = {f: getattr(row, f) for f in SessionRow.__dataclass_fields__}
-    values["config"] = encode_json(row.config)
-    conn.execute(sa.insert(sessions).values(**values))
-
-
 def get(conn: Connection, tenant_id: str | None, session_id: str) -> SessionRow | None:
     """The session, restricted to ``tenant_id`` unless it is None (internal use)."""
     stmt = sa.select(sessions).where(sessions.c.id == session_id)

@@ -239,15 +239,16 @@ class Store:
         parent_session_id: str | None = None,
         *,
         runner_id: str | None = None,
+        status_reason: str | None = None,
     ) -> SessionRow:
         """Insert a session (created_at = last_active_at = now). Conflict if the id exists."""
         now = self._clock()
         row = SessionRow(
             session_id, tenant_id, agent_name, sandbox_id, status, runner_id,
-            parent_session_id, model, None if config is None else dict(config), now, now,
+            parent_session_id, model, None if config is None else dict(config), now, now, status_reason,
         )
-        with self._write() as conn:
-            session_queries.insert(conn, row)
+        with self._raw_write() as cursor:
+            raw_writes.insert_session(self._raw, cursor, row)
         return row
 
     def get_session(self, tenant_id: str, session_id: str) -> SessionRow | None:
@@ -290,6 +291,15 @@ class Store:
             changes["last_active_at"] = self._clock()
         with self._write() as conn:
             return session_queries.update(conn, tenant_id, session_id, changes)
+
+    def set_session_status(self, tenant_id: str, session_id: str, status: str,
+                           status_reason: str | None) -> SessionRow | None:
+        """``update_session(status=, status_reason=, touch=True)`` for the lifecycle path (a
+        pause, a resume: one statement on the driver's connection). The updated row, or None
+        if the tenant has no such session."""
+        now = self._clock()
+        with self._raw_write() as cursor:
+            return raw_writes.set_session_status(self._raw, cursor, tenant_id, session_id, status, status_reason, now)
 
     def delete_session(self, tenant_id: str, session_id: str) -> bool:
         """Delete a session row (its messages, events and transcript go with it)."""
@@ -578,6 +588,13 @@ class Store:
         """The active version's systemPrompt (None: no active version or no prompt)."""
         with self._read() as conn:
             return version_queries.active_prompt(conn, tenant_id, agent_name)
+
+    def agent_and_prompt(self, tenant_id: str, name: str) -> tuple[AgentRow | None, str | None]:
+        """``get_agent`` and, if it exists, ``active_system_prompt`` in one read transaction
+        (a session create needs both: one pool checkout, one snapshot)."""
+        with self._read() as conn:
+            agent = agent_queries.get(conn, tenant_id, name)
+            return agent, None if agent is None else version_queries.active_prompt(conn, tenant_id, name)
 
     def patch_agent(self, tenant_id: str, name: str, env: Mapping[str, str] | None,
                     config: Mapping[str, Any] | None) -> AgentRow | None:

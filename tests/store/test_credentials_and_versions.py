@@ -29,6 +29,16 @@ def test_credentials_are_tenant_scoped_and_touched(store: Store) -> None:
     assert store.delete_credential("acme", row.id) is True and store.list_credentials("acme") == []
 
 
+def test_agent_and_prompt_reads_both_in_one_go(store: Store) -> None:
+    assert store.agent_and_prompt("acme", "a") == (None, None)
+    agent = store.upsert_agent("acme", "a", "/tmp/a", {})
+    assert store.agent_and_prompt("acme", "a") == (agent, None)
+    v1 = store.create_agent_version("acme", "a", {"system_prompt": "p1"})
+    assert store.activate_agent_version("acme", "a", v1.id)
+    assert store.agent_and_prompt("acme", "a") == (store.get_agent("acme", "a"), "p1")
+    assert store.agent_and_prompt("other", "a") == (None, None)  # another tenant's agent: nothing
+
+
 def test_versions_number_per_agent_and_activate_one(store: Store) -> None:
     store.upsert_agent("acme", "a", "/tmp/a", {})
     v1 = store.create_agent_version("acme", "a", {"system_prompt": "p1", "knowledge_files": ["k"]}, "key-1")

@@ -79,3 +79,17 @@ def test_list_by_status_spans_tenants(store: Store) -> None:
     found = store.list_sessions_by_status(["active", "starting"])
     assert sorted(s.id for s in found) == ["s1", "s2"]
     assert store.list_sessions_by_status([]) == []
+
+
+def test_set_status_sets_status_and_reason_and_touches_only(store: Store) -> None:
+    before = store.create_session("t1", SID, "qa", "starting", sandbox_id=SID, model="m1", config={"a": 1},
+                                  status_reason="why")
+    assert before.status_reason == "why" and store.get_session("t1", SID) == before
+    after = store.set_session_status("t1", SID, "paused", "paused by request")
+    assert after is not None and store.get_session("t1", SID) == after
+    assert (after.status, after.status_reason) == ("paused", "paused by request")
+    assert (after.sandbox_id, after.model, after.config, after.created_at) == (SID, "m1", {"a": 1}, before.created_at)
+    assert after.last_active_at > before.last_active_at
+    assert store.set_session_status("t1", SID, "active", None).status_reason is None  # type: ignore[union-attr]
+    assert store.set_session_status("t2", SID, "ended", None) is None  # another tenant's: untouched
+    assert store.get_session("t1", SID).status == "active"  # type: ignore[union-attr]
