@@ -12,7 +12,7 @@ these two options there is no ``base``), and ``new``, this checkout. Each round,
 - ``direct``: in this process (the SDK already imported), ``ClaudeSDKClient.connect()`` of a
   new client configured as the bridge configures it (the CLI bundled with the SDK, no
   sandbox), then a first turn (first event), then ``disconnect()``;
-- for ``base`` then ``new``: ``POST /api/sessions`` with a session-specific model (no
+- for ``base`` and ``new`` (which goes first alternates): ``POST /api/sessions`` with a session-specific model (no
   pre-warm applies), timed as the API call (``create``) and to the first model event of a
   following message (``create_first_event``); then wait until the session is parked (its
   CLI and bridge exited) and send a message again (``wake_first_event``, ``wake_done``);
@@ -242,7 +242,9 @@ def run(rounds: int, live: int, baseline_python: str | None, baseline_repo: Path
         for i in range(rounds + 1):  # round 0 warms caches and is not counted
             sink = figures if i else {k: {f: [] for f in v} for k, v in figures.items()}
             asyncio.run(direct_round(model, tmp / f"direct-{i}", sink["direct"]))
-            for name, c in clients.items():
+            # Alternate which daemon goes first: the one after the other starts while the
+            # other's deleted sandbox is still being torn down.
+            for name, c in sorted(clients.items(), reverse=bool(i % 2)):
                 logs = ashd_round(c, sink[name])
                 if name == "new":
                     session_logs.append(logs)
