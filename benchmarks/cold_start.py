@@ -273,6 +273,10 @@ def run(rounds: int, live: int, baseline_python: str | None, baseline_repo: Path
         "bridge_start_no_sandbox": {k: summary(v) for k, v in bridges.items()},
         "create_minus_direct_connect_median_ms": {
             name: round(stats[name]["create"]["median_ms"] - connect, 1) for name in daemons},
+        # Per round (the two creates of a round ran back to back): less spread than the medians' difference.
+        "create_new_minus_base_paired_median_ms": round(statistics.median(
+            n - b for n, b in zip(figures["new"]["create"], figures["base"]["create"], strict=True)), 1)
+        if "base" in figures else None,
         "new_steps_median": per_step,
         "memory": mem,
         "targets": {"create_minus_connect_ms": 150, "wake_first_event_median_ms": 700,
