@@ -6,13 +6,13 @@ memory per live session <= 30 MB) and #17 (wake of a parked session: first event
 Method: the scripted model in this process; two ashd daemons (SQLite, the default bwrap
 sandbox, ``ASH_PARK_AFTER_MS=1000``): ``base``, a baseline checkout run with its own
 interpreter (``--baseline-python``, ``--baseline-repo``: e.g. ``git archive main`` into a temp
-folder and a venv whose ``.pth`` puts that folder before this venv's site-packages), and
-``new``, this checkout. Each round, in turn:
+folder and a venv whose ``.pth`` puts that folder before this venv's site-packages; without
+these two options there is no ``base``), and ``new``, this checkout. Each round, in turn:
 
 - ``direct``: in this process (the SDK already imported), ``ClaudeSDKClient.connect()`` of a
   new client configured as the bridge configures it (the CLI bundled with the SDK, no
   sandbox), then a first turn (first event), then ``disconnect()``;
-- for ``base`` then ``new``: ``POST /api/sessions`` with a session-specific model (no
+- for ``base`` and ``new`` (which goes first alternates): ``POST /api/sessions`` with a session-specific model (no
   pre-warm applies), timed as the API call (``create``) and to the first model event of a
   following message (``create_first_event``); then wait until the session is parked (its
   CLI and bridge exited) and send a message again (``wake_first_event``, ``wake_done``);
@@ -218,14 +218,17 @@ def start_daemon(model: ScriptedModel, root: Path, python: str, repo: Path, park
     return AshdProcess(root / "data", model.base_url, extra_env=env, python=python, repo=repo).start()
 
 
-def run(rounds: int, live: int, baseline_python: str, baseline_repo: Path) -> dict[str, Any]:
+def run(rounds: int, live: int, baseline_python: str | None, baseline_repo: Path | None) -> dict[str, Any]:
+    """``baseline_python`` / ``baseline_repo`` None: no ``base`` daemon (this checkout only)."""
     load_start = os.getloadavg()
     model = ScriptedModel()
     model.start()
     tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
     bridges = bridge_starts(model, tmp / "bridges", rounds)
-    daemons = {"base": start_daemon(model, tmp / "base", baseline_python, baseline_repo),
-               "new": start_daemon(model, tmp / "new", sys.executable, REPO)}
+    kinds: dict[str, tuple[str, Path]] = {"new": (sys.executable, REPO)}
+    if baseline_python is not None and baseline_repo is not None:
+        kinds = {"base": (baseline_python, baseline_repo), **kinds}
+    daemons = {name: start_daemon(model, tmp / name, python, repo) for name, (python, repo) in kinds.items()}
     figures: dict[str, dict[str, list[float]]] = {
         "direct": {"connect": [], "connect_first_event": []},
         **{name: {"create": [], "create_first_event": [], "wake_first_event": [], "wake_done": []}
@@ -239,7 +242,9 @@ def run(rounds: int, live: int, baseline_python: str, baseline_repo: Path) -> di
         for i in range(rounds + 1):  # round 0 warms caches and is not counted
             sink = figures if i else {k: {f: [] for f in v} for k, v in figures.items()}
             asyncio.run(direct_round(model, tmp / f"direct-{i}", sink["direct"]))
-            for name, c in clients.items():
+            # Alternate which daemon goes first: the one after the other starts while the
+            # other's deleted sandbox is still being torn down.
+            for name, c in sorted(clients.items(), reverse=bool(i % 2)):
                 logs = ashd_round(c, sink[name])
                 if name == "new":
                     session_logs.append(logs)
@@ -248,7 +253,7 @@ def run(rounds: int, live: int, baseline_python: str, baseline_repo: Path) -> di
             c.close()
         for d in daemons.values():
             d.stop()
-        for name, (python, repo) in {"base": (baseline_python, baseline_repo), "new": (sys.executable, REPO)}.items():
+        for name, (python, repo) in kinds.items() if live else ():
             daemons[name] = start_daemon(model, tmp / f"{name}-memory", python, repo, park=False)
             with httpx.Client(base_url=daemons[name].url, headers=daemons[name].headers, timeout=180) as c:
                 c.post("/api/agents", json={"name": "cold", "path": AGENT}).raise_for_status()
@@ -268,11 +273,15 @@ def run(rounds: int, live: int, baseline_python: str, baseline_repo: Path) -> di
         "bridge_start_no_sandbox": {k: summary(v) for k, v in bridges.items()},
         "create_minus_direct_connect_median_ms": {
             name: round(stats[name]["create"]["median_ms"] - connect, 1) for name in daemons},
+        # Per round (the two creates of a round ran back to back): less spread than the medians' difference.
+        "create_new_minus_base_paired_median_ms": round(statistics.median(
+            n - b for n, b in zip(figures["new"]["create"], figures["base"]["create"], strict=True)), 1)
+        if "base" in figures else None,
         "new_steps_median": per_step,
         "memory": mem,
         "targets": {"create_minus_connect_ms": 150, "wake_first_event_median_ms": 700,
                     "ashd_and_bridge_mib_per_live_session": 30},
-        "baseline": str(baseline_repo),
+        "baseline": str(baseline_repo) if baseline_repo is not None else None,
         "loadavg_at_start": [round(x, 2) for x in load_start],
         "machine": machine(),
     }
@@ -281,12 +290,14 @@ def run(rounds: int, live: int, baseline_python: str, baseline_repo: Path) -> di
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--live", type=int, default=4, help="live sessions for the memory figure")
+    parser.add_argument("--live", type=int, default=4, help="live sessions for the memory figure (0: none)")
     parser.add_argument("--bridges-only", action="store_true", help="only the bridge starts without ashd")
-    parser.add_argument("--baseline-python", required=True)
-    parser.add_argument("--baseline-repo", type=Path, required=True)
+    parser.add_argument("--baseline-python", help="omit (with --baseline-repo) to run this checkout only")
+    parser.add_argument("--baseline-repo", type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if (args.baseline_python is None) != (args.baseline_repo is None):
+        parser.error("--baseline-python and --baseline-repo go together")
     if args.bridges_only:
         with ScriptedModel() as model, tempfile.TemporaryDirectory() as tmp:
             starts = bridge_starts(model, Path(tmp), args.rounds)

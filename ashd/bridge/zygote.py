@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib
 import json
 import os
 import selectors
@@ -35,6 +36,15 @@ import traceback
 
 # The point of the zygote: everything a bridge imports, imported once before any fork.
 from ashd.bridge import __main__ as bridge
+
+# What the SDK's first connect imports on its own (anyio loads its event-loop backend and its
+# subprocess and stream support on first use): 7-18 ms in every forked bridge before it can
+# spawn the CLI, paid once here instead (tests/bridge/test_zygote.py keeps the list whole).
+FIRST_CONNECT_IMPORTS = (
+    "anyio._backends._asyncio", "anyio._core._subprocesses", "anyio._core._streams", "anyio._core._sockets",
+    "anyio._core._resources", "anyio.abc._eventloop", "anyio.abc._sockets", "anyio.abc._testing",
+    "anyio.streams.stapled", "anyio.streams.tls",
+)
 
 REQUEST = b"S"
 PID_REPLY = b"P"
@@ -150,6 +160,15 @@ class Zygote:
         os.close(status_fd)
 
 
+def preload() -> None:
+    """Import what a bridge would import lazily on its first connect (see FIRST_CONNECT_IMPORTS)."""
+    for name in FIRST_CONNECT_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # another anyio: its bridges import what it needs themselves
+            pass
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or not argv[1].isdigit():
         sys.stderr.write("usage: python -m ashd.bridge.zygote CONTROL_FD\n")
@@ -158,6 +177,7 @@ def main(argv: list[str]) -> int:
     if not bridge.die_with_parent(parent):
         return 1
     control = socket.socket(fileno=int(argv[1]))
+    preload()
     gc.collect()
     gc.freeze()  # the imported objects stay on shared pages: the collector never writes to them
     return Zygote(control).serve()

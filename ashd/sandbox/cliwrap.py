@@ -1,21 +1,24 @@
 """The SDK's ``cli_path``: start the real CLI inside the sandbox.
 
-Run as ``python -m ashd.sandbox.cliwrap <plan.json> <cli args...>`` by the bridge (which stays
-outside the boundary, as ashd's user) whenever the SDK spawns the CLI. It:
+Run as ``python -m ashd.sandbox.cliwrap <plan> <cli args...>`` by the bridge (which stays
+outside the boundary, as ashd's user) whenever the SDK spawns the CLI (in fact as
+``pyrun.lean_module_argv``: ``python -I -S -c`` calling :func:`entry`). It:
 
 1. joins the sandbox's cgroups (so every process inside is limited and counted),
-2. enters the sandbox's network namespace (where the model proxy is already listening),
-3. puts the environment and the synthetic /etc files in memfds (never on argv),
-4. execs ``setpriv`` (drop to the sandbox uid, no caps) -> ``bwrap`` -> the CLI.
+2. puts the environment and the synthetic /etc files in memfds (never on argv),
+3. execs ``nsenter`` (into the sandbox's network namespace, where the model proxy is already
+   listening) -> ``setpriv`` (drop to the sandbox uid, no caps) -> ``bwrap`` -> the CLI.
 
-``<plan.json> --ashd-exec PROGRAM ARGS...`` starts PROGRAM instead of the CLI, with the same
+``<plan> --ashd-exec PROGRAM ARGS...`` starts PROGRAM instead of the CLI, with the same
 isolation (the bridge's ``exec`` command: ``/bin/sh -c <command>`` from the API).
 
 The plan is written by :class:`~ashd.sandbox.kit.SandboxKit` (mode 0600, outside the
-sandbox), with the setpriv + bwrap command line already built (``bwrap.wrapper_command``):
-this runs on every CLI start (a wake waits for it), so it imports almost nothing (no
-dataclasses, no ``ashd.files``; ``ctypes`` without ``find_library``) and only fills in what
-differs per start (the memfds' numbers, the program and its arguments). The environment
+sandbox, root's), with the setpriv + bwrap command line already built
+(``bwrap.wrapper_command``): this runs on every CLI start (a wake waits for it), so it
+imports almost nothing and only fills in what differs per start (the memfds' numbers, the
+program and its arguments). The plan is in ``marshal`` format (built in: ``json`` would
+import ``re`` and ``enum``, ~10 ms at every start; the writer is ashd with this same
+interpreter); no ``runpy``, no dataclasses, no ``ashd.files``, no ``ctypes``. The environment
 inside is the plan's fixed variables plus, from this process's own environment, only the
 names the plan lists (the session token and the agent's/session's variables) and the SDK's
 ``CLAUDE_CODE_*`` settings.
@@ -23,14 +26,13 @@ names the plan lists (the session token and the agent's/session's variables) and
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import resource
 import sys
 
-from ashd.sandbox import syscalls
-
 SDK_PREFIXES = ("CLAUDE_CODE_", "CLAUDE_AGENT_SDK_")
+NSENTER = "/usr/bin/nsenter"  # util-linux, like setpriv (isolation.py checks both)
 EXEC_FLAG = "--ashd-exec"  # ashd.bridge.execute.EXEC_FLAG (not imported: this must start fast)
 EXEC_PROGRAMS = ("/bin/sh",)
 RLIMITS = {"nproc": resource.RLIMIT_NPROC, "core": resource.RLIMIT_CORE}
@@ -83,6 +85,12 @@ def command(plan: dict[str, object], fds: dict[str, int], program: str, args: li
     return [*out, program, *args]
 
 
+def netns_argv(netns: str) -> list[str]:
+    """``nsenter`` into the sandbox's network namespace (a setns(2) and an exec, no fork), ahead
+    of setpriv: ~1 ms, where setns through ``ctypes`` cost ~4 ms of import at every start."""
+    return [NSENTER, f"--net={netns}", "--"]
+
+
 def _memfd(name: str, data: bytes) -> int:
     fd = os.memfd_create(name, 0)  # inheritable: bwrap reads it after exec
     os.write(fd, data)
@@ -94,8 +102,8 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2:
         sys.stderr.write("usage: python -m ashd.sandbox.cliwrap PLAN [CLI ARGS...]\n")
         return 2
-    with open(argv[1]) as fh:
-        plan = json.load(fh)
+    with open(argv[1], "rb") as fh:
+        plan = marshal.load(fh)  # noqa: S302 - root's own file (0600, outside the sandbox), written by ashd
     pid = str(os.getpid())
     for procs in plan["cgroup_procs"]:
         with open(procs, "w") as out:
@@ -104,19 +112,21 @@ def main(argv: list[str]) -> int:
     # Set as root, enforced once setpriv drops the uid; an exec is held to the tools' limit.
     for name, value in plan["rlimits" if program == plan["program"] else "rlimits_exec"].items():
         resource.setrlimit(RLIMITS[name], (value, value))
-    fd = os.open(plan["netns"], os.O_RDONLY | os.O_CLOEXEC)
-    syscalls.setns(fd, syscalls.CLONE_NEWNET)
-    os.close(fd)
     fds = {"args": _memfd("env", env_args(inside_env(plan, dict(os.environ))))}
     fds.update({name: _memfd(name, text.encode()) for name, text in plan["etc"].items()})
-    run = command(plan, fds, program, args)
+    run = [*netns_argv(plan["netns"]), *command(plan, fds, program, args)]
     os.execve(run[0], run, {"PATH": "/usr/bin:/bin"})  # noqa: S606 - argv list, fixed binary
     return 127  # not reached
 
 
-if __name__ == "__main__":
+def entry() -> int:
+    """The process's exit code (``sys.argv`` as for ``python -m``); 126 when the wrapper failed."""
     try:
-        sys.exit(main(sys.argv))
+        return main(sys.argv)
     except Exception as exc:
         sys.stderr.write(f"ashd sandbox wrapper failed: {exc}\n")
-        sys.exit(126)
+        return 126
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

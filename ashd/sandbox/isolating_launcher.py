@@ -156,8 +156,8 @@ class IsolatingLauncher:
         env = {k: v for k, v in spec.env.items() if k not in ("ANTHROPIC_AUTH_TOKEN", "IS_SANDBOX")}
         env.update({"ANTHROPIC_API_KEY": token, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{self._ports.model}"})
         wrapper = spec.root / "cli"
-        wrapper.write_text("#!/bin/sh\nexec " + shlex.join(lean_module_argv("ashd.sandbox.cliwrap", str(kit.plan_path)))
-                           + ' "$@"\n')
+        argv = lean_module_argv("ashd.sandbox.cliwrap", str(kit.wrapper_plan_path))
+        wrapper.write_text("#!/bin/sh\nexec " + shlex.join(argv) + ' "$@"\n')
         wrapper.chmod(0o700)
         # The CLI sees /workspace and /home/agent; the bridge needs that view to map the
         # transcript mirror and to resume (see ashd/sandbox/resume.py).

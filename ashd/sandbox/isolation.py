@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ashd.config import floor_layers
-from ashd.sandbox import bwrap, cgroups
+from ashd.sandbox import bwrap, cgroups, cliwrap
 
 REMEDIES = {
     "bwrap": "install bubblewrap >= 0.8 (apt-get install bubblewrap) and allow unprivileged user namespaces "
              "(sysctl kernel.unprivileged_userns_clone=1; on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0)",
-    "uid": "run ashd as root so it can drop each sandbox to its own uid (setpriv, from util-linux)",
+    "uid": "run ashd as root so it can drop each sandbox to its own uid (setpriv and nsenter, from util-linux)",
     "limits": "run ashd as root with cgroup v1 memory/cpu/pids hierarchies, or delegate memory, cpu and pids "
               "on cgroup v2 (systemd Delegate=yes)",
     "netns": "run ashd as root (it creates a network namespace per sandbox)",
@@ -80,7 +80,8 @@ def probe(uid: int = 65534) -> Probe:
     if shutil.which(bwrap.BWRAP):
         run = subprocess.run([bwrap.BWRAP, "--version"], capture_output=True, text=True, timeout=10, check=False)
         version = run.stdout.strip().removeprefix("bubblewrap ")
-    setpriv = os.access(bwrap.SETPRIV, os.X_OK)
+    # The CLI wrapper execs nsenter (its network namespace) before setpriv: both or neither.
+    setpriv = os.access(bwrap.SETPRIV, os.X_OK) and os.access(cliwrap.NSENTER, os.X_OK)
     userns_ok, userns_error = False, "bwrap is not installed" if not version else ""
     if version:
         prefix = bwrap.setpriv_argv(uid) if root and setpriv else []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import marshal
 import os
 import shutil
 import threading
@@ -29,6 +30,7 @@ from ashd.sandbox.netns import SandboxNetns
 from ashd.sandbox.quota import IMAGE_NAME, WorkspaceDisk, chown_tree
 from ashd.sandbox.uids import UidPool
 
+WRAPPER_PLAN_NAME = "sandbox-plan.marshal"  # the plan again, for the CLI wrapper (cliwrap.py: fast to load)
 BUSY_GROUP_RETRY_S = 15.0  # a second try at a killed sandbox's cgroups still busy after the first
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class SandboxKit:
         self.cgroup = SandboxCgroup(cgroups, sandbox_id, tenant_level(tenant_id) if tenant_id else "")
         self.netns = SandboxNetns(self.run_dir / "netns")
         self.plan_path = root / PLAN_NAME
+        self.wrapper_plan_path = root / WRAPPER_PLAN_NAME
         self._uids = uids
         self.uid = -1
         self._boost: threading.Timer | None = None
@@ -205,10 +208,11 @@ class SandboxKit:
             "command": command, "fd_slots": slots, "program": bwrap.INSIDE_CLI,
             "etc": {name: data.decode() for name, data in bwrap.etc_files(self.uid).items()},
         }
-        tmp = self.plan_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(plan))
-        tmp.chmod(0o600)
-        tmp.replace(self.plan_path)
+        for path, data in ((self.wrapper_plan_path, marshal.dumps(plan)), (self.plan_path, json.dumps(plan).encode())):
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.chmod(0o600)
+            tmp.replace(path)
 
     def _unbind(self) -> None:
         for name in ("workspace", "home"):

@@ -24,10 +24,11 @@ def module_argv(module: str, *args: str) -> list[str]:
 
 
 def lean_module_argv(module: str, *args: str) -> list[str]:
-    """Like :func:`module_argv` for a module that needs only the standard library and ashd:
-    isolated mode without ``site`` (``-I -S``: no site-packages, no ``PYTHON*`` variables, no
-    working directory on sys.path), with ashd's own folder put on sys.path. Starts in about a
+    """Like :func:`module_argv` for a module that needs only the standard library and ashd and
+    defines ``entry() -> int`` (its ``__main__``; ``sys.argv[1:]`` are ``args``): isolated mode
+    without ``site`` (``-I -S``: no site-packages, no ``PYTHON*`` variables, no working
+    directory on sys.path), with ashd's own folder put on sys.path, and the module imported
+    and its ``entry`` called (``runpy`` alone would import ~6 ms of modules). Starts in about a
     third of the time: the CLI wrapper runs on every CLI start."""
-    code = f"import sys; sys.path.insert(0, {ASHD_ROOT!r}); import runpy; runpy.run_module({module!r}, " \
-           "run_name='__main__', alter_sys=True)"
+    code = f"import sys; sys.path.insert(0, {ASHD_ROOT!r}); from {module} import entry; sys.exit(entry())"
     return [sys.executable, "-I", "-S", "-c", code, *args]

@@ -37,5 +37,9 @@ def bind_mount(source: str, target: str) -> None:
     _check(_libc.mount(source.encode(), target.encode(), None, MS_BIND, None), f"mount --bind {source} {target}")
 
 
+def mount(source: str, target: str, fstype: str, flags: int) -> None:
+    _check(_libc.mount(source.encode(), target.encode(), fstype.encode(), flags, None), f"mount {source} {target}")
+
+
 def umount(target: str, detach: bool = True) -> None:
     _check(_libc.umount2(target.encode(), MNT_DETACH if detach else 0), f"umount {target}")

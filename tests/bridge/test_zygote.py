@@ -185,3 +185,39 @@ def test_a_zygote_that_dies_at_once_is_given_up_on(tmp_path: Path, caplog: pytes
             zygote.close()
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "not restarted any more" in errors[0], errors
+
+
+FIRST_CONNECT = """
+import asyncio, json, sys
+from pathlib import Path
+from ashd.bridge import zygote
+from ashd.bridge.driver import Driver
+from ashd.bridge.server import BridgeServer
+from ashd.wire.settings import BridgeSettings
+
+zygote.preload()
+before = set(sys.modules)
+settings = BridgeSettings.read(Path(sys.argv[1]))
+
+async def connect() -> None:
+    server = BridgeServer(Path(settings.socket_path), settings.session_id, settings.cli_path, settings.workspace)
+    driver = Driver(settings, session_store=server.transcripts)
+    await driver.connect()
+    await driver.close()
+
+asyncio.run(connect())
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_the_zygote_imports_what_a_bridge_first_connect_would(tmp_path: Path, scripted_model: ScriptedModel) -> None:
+    """A forked bridge imports nothing on its way to a connected CLI: what the SDK imports
+    lazily there (anyio's backend, its subprocess support) the zygote imported before forking
+    (each import would otherwise delay every session start)."""
+    spec = make_spec(tmp_path, scripted_model.base_url)
+    settings_file = tmp_path / "bridge.json"
+    spec.settings.write(settings_file)
+    out = subprocess.run([sys.executable, "-P", "-c", FIRST_CONNECT, str(settings_file)], env=dict(spec.env),
+                         cwd=spec.workspace, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]", out.stdout

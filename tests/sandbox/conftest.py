@@ -29,8 +29,8 @@ class Box:
     def run(self, script: str, timeout: float = 60, extra_env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
         env = {"PASSED_OK": "visible", "NOT_PASSED": SECRET, **(extra_env or {})}
-        return subprocess.run([sys.executable, "-m", "ashd.sandbox.cliwrap", str(self.kit.plan_path), "-c", script],
-                              capture_output=True, text=True, timeout=timeout, env=env, check=False)
+        argv = [sys.executable, "-m", "ashd.sandbox.cliwrap", str(self.kit.wrapper_plan_path), "-c", script]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 @pytest.fixture(scope="session")
