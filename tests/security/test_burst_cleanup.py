@@ -34,7 +34,7 @@ def mount_root() -> Iterator[Path]:
 
 def test_a_burst_of_killed_and_refused_starts_leaves_nothing_behind(
         start_ashd: Callable[..., AshdProcess], mount_root: Path) -> None:
-    daemon = start_ashd(None, ASH_SANDBOX_MOUNT_ROOT=str(mount_root), ASH_BRIDGE_READY_TIMEOUT_S="0.3",
+    daemon = start_ashd(None, ASH_SANDBOX_MOUNT_ROOT=str(mount_root), ASH_BRIDGE_READY_TIMEOUT_S="0.1",
                         ASH_RESTART_INTENSITY="1", ASH_RESTART_BACKOFF_BASE_S="0.05",
                         ASH_MAX_CONCURRENT_STARTS="2", ASH_MAX_QUEUED_STARTS="3",
                         ASH_RATE_LIMIT_SESSIONS="0", ASH_RATE_LIMIT_GLOBAL="0")
@@ -58,5 +58,5 @@ def test_a_burst_of_killed_and_refused_starts_leaves_nothing_behind(
         health = api.get("/health")
         assert health.status_code == 200
     log = daemon.log(None)
-    assert "not ready within 0.3s" in log  # the kills were the readiness timeout we planted
+    assert "not ready within 0.1s" in log  # the kills were the readiness timeout we planted
     assert "restart budget" not in log  # slow starts never spent a budget
