@@ -233,7 +233,8 @@ class SessionStarts:
         self.history = self.history.record_exit(self._restarts.now(), True, exc.message)
         # Slow under load is not a crash: judged by this session's intensity, never charged to a budget.
         decision = self._restarts.decide(self.history, self._tenant, charge=not isinstance(exc, StartTimedOut))
-        log.warning("session %s: agent process failed to start: %s", self._id, describe(decision))
+        log.warning("session %s: agent process failed to start (%s): %s", self._id, exc.message.split("\n", 1)[0],
+                    describe(decision))
         if isinstance(decision, Restart) and not start.cancelled:
             self._not_before = self._restarts.now() + decision.delay_s
             self._schedule(start)

@@ -200,7 +200,8 @@ def test_a_wake_that_fails_once_is_retried_in_the_same_stream(start_ashd: Callab
         woken: list[list[tuple[str, object]]] = []
         sender = threading.Thread(target=lambda: woken.append(turn(c, sid, "[[bash: cat note.txt]] [[echo-history]]")))
         sender.start()
-        assert wait_until(lambda: "agent process failed to start: restarting in" in daemon.log(tail=None), 60)
+        assert wait_until(lambda: re.search(r"agent process failed to start \(.+\): restarting in",
+                                            daemon.log(tail=None)) is not None, 60)
         workspace.unlink()
         moved.rename(workspace)  # repaired within the backoff
         sender.join(180)
