@@ -13,15 +13,18 @@ from the database and the files from the snapshot).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
+from ashd.sandbox import reaper
 from tests.conftest import HELLO_AGENT
 from tests.e2e.test_remote_sessions import bridges_of, shared_blobs
 from tests.e2e.test_runners import FAST, Cluster, cluster, pg_url, runners, wait_for  # noqa: F401 (fixtures)
@@ -214,3 +217,12 @@ def test_two_coordinators_and_two_runners_lose_nothing_when_the_sessions_runner_
     ids = [int(line[4:]) for line in httpx.get(f"{b.url}/api/sessions/{sid}/stream", headers=HEADERS,
                                                timeout=TIMEOUT_S).text.splitlines() if line.startswith("id: ")]
     assert ids == list(range(ids[0], ids[0] + len(ids))), ids
+
+    # The killed runner, started again on its data dir (as systemd would), first clears what its
+    # sandboxes left behind: their mounts, loop devices and run directories.
+    killed = hosts[first]
+    killed.start(timeout=120)
+    mount_root = Path("/run/ashd") / hashlib.sha256(str(killed.data_dir.resolve()).encode()).hexdigest()[:12]
+    mounts = reaper.mount_points(Path("/proc/self/mountinfo").read_text())
+    assert reaper.stale_under(mounts, [mount_root]) == [], mount_root
+    assert reaper.loops_backed_inside([killed.data_dir]) == []
