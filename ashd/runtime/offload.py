@@ -54,7 +54,7 @@ class Offload:
             return await self._ask_on_thread(future, timeout, on_late)
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[None] = loop.create_future()
-        future.add_done_callback(lambda: _wake(loop, woken))
+        future.add_done_callback(lambda: _on_loop(loop, _settle, woken))
         try:
             await asyncio.wait_for(woken, timeout)
             return future.get(timeout=0)
@@ -62,7 +62,7 @@ class Offload:
             raise Unavailable("ashd is stopping or restarting this component; retry shortly") from None
         except (TimeoutError, asyncio.CancelledError) as exc:
             if on_late is not None:
-                future.add_done_callback(lambda: _wake_late(loop, future, on_late))
+                future.add_done_callback(lambda: _on_loop(loop, _hand_back, lambda: future.get(timeout=0), on_late))
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise Unavailable(f"no answer within {timeout:.0f}s; the server is overloaded, retry shortly") from None
@@ -80,11 +80,11 @@ class Offload:
             raise Unavailable("ashd is stopping or restarting this component; retry shortly") from None
         except (pykka.Timeout, TimeoutError):
             if on_late is not None:
-                job.add_done_callback(lambda done: _hand_back(done, on_late))
+                job.add_done_callback(lambda done: _hand_back(done.result, on_late))
             raise Unavailable(f"no answer within {timeout:.0f}s; the server is overloaded, retry shortly") from None
         except asyncio.CancelledError:
             if on_late is not None:
-                job.add_done_callback(lambda done: _hand_back(done, on_late))
+                job.add_done_callback(lambda done: _hand_back(done.result, on_late))
             raise
 
     def write_soon(self, fn: Callable[..., T], *args: Any) -> Future[T]:
@@ -103,11 +103,12 @@ class Offload:
             pool.shutdown(wait=True, cancel_futures=False)
 
 
-def _wake(loop: asyncio.AbstractEventLoop, woken: asyncio.Future[None]) -> None:
-    """On the actor's thread: the reply is set; wake its asker on the loop (never blocks)."""
+def _on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """From an actor's thread: run ``fn(*args)`` on the loop (never blocks); nothing once the
+    loop is closed (ashd stopping: nobody waits any more)."""
     try:
-        loop.call_soon_threadsafe(_settle, woken)
-    except RuntimeError:  # the loop is closed (ashd stopping): nobody waits any more
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:
         pass
 
 
@@ -116,32 +117,15 @@ def _settle(woken: asyncio.Future[None]) -> None:
         woken.set_result(None)
 
 
-def _wake_late(loop: asyncio.AbstractEventLoop, future: pykka.Future[T], on_late: Callable[[T], None]) -> None:
-    """On the actor's thread: a reply came after its caller gave up; hand it back on the loop."""
-    def hand_back() -> None:
-        try:
-            value = future.get(timeout=0)
-        except Exception:  # a late failure handed nothing out: nothing to give back
-            return
-        log.warning("an actor answered after its caller gave up; compensating")
-        try:
-            on_late(value)
-        except Exception:  # boundary: a compensation must never take the loop down
-            log.exception("compensating a late actor reply failed")
-
-    try:
-        loop.call_soon_threadsafe(hand_back)
-    except RuntimeError:
-        pass
-
-
-def _hand_back(job: asyncio.Future[T], on_late: Callable[[T], None]) -> None:
+def _hand_back(reply: Callable[[], T], on_late: Callable[[T], None]) -> None:
     """A reply came after its caller gave up (loop thread): give it to ``on_late``. A late
     failure (the actor raised, or stayed silent) handed nothing out: nothing to give back."""
-    if job.cancelled() or job.exception() is not None:
+    try:
+        value = reply()
+    except (Exception, asyncio.CancelledError):
         return
     log.warning("an actor answered after its caller gave up; compensating")
     try:
-        on_late(job.result())
+        on_late(value)
     except Exception:  # boundary: a compensation must never take the loop down
         log.exception("compensating a late actor reply failed")

@@ -1,4 +1,5 @@
-"""Offload.ask: an actor's late reply is handed to on_late after its caller gave up."""
+"""Offload.ask: an actor's late reply is handed to on_late after its caller gave up, whether
+its replies are waited for on a thread or call back (``ashd/actors/answers.py``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
+from ashd.actors.answers import answered_future
 from ashd.errors import Unavailable
 from ashd.runtime.offload import Offload
 
@@ -27,10 +29,14 @@ class Slow(pykka.ThreadingActor):
         raise ValueError("no")
 
 
-@pytest.fixture
-def slow() -> Iterator[tuple[pykka.ActorProxy[Slow], threading.Event]]:
+class CallingBack(Slow):
+    _create_future = staticmethod(answered_future)
+
+
+@pytest.fixture(params=[Slow, CallingBack], ids=["waited-on", "calling-back"])
+def slow(request: pytest.FixtureRequest) -> Iterator[tuple[pykka.ActorProxy[Slow], threading.Event]]:
     gate = threading.Event()
-    ref = Slow.start(gate)
+    ref = request.param.start(gate)
     yield ref.proxy(), gate
     gate.set()
     ref.stop(timeout=30)
