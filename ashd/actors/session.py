@@ -301,8 +301,8 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         """PAUSED|STOPPED|ERROR|STARTING -> ACTIVE, warm if the sandbox lives, else cold
         (files from the snapshot, conversation from the store). ACTIVE is a no-op; ENDED is 410.
         The row is read afresh: another writer may have paused the session meanwhile (the
-        runner liveness sweep pauses the sessions of a runner that died), unless it is on
-        none: nobody else writes the status of a session this daemon holds the actor of (another
+        runner liveness sweep pauses the sessions of a runner that died), unless it is on no
+        runner: nobody else writes the status of a session this daemon holds the actor of (another
         coordinator's use takes its lease first, and the lease tells this actor ``forget_row``)."""
         if self._row is None or self._row.runner_id is not None:
             self._row = None

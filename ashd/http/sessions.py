@@ -14,6 +14,7 @@ from ashd.http import sse
 from ashd.http.base import ApiHandler
 from ashd.http.views import event_json, message_json, session_json
 from ashd.options import CONFIG_FIELDS, MessageOptions, SessionOptions, check_agent_name, check_tunnelled
+from ashd.runtime.facade import SessionView
 from ashd.sandbox.agent_fit import check_for_agent
 from ashd.states import SessionStatus
 from ashd.store import AgentRow, SessionRow
@@ -52,6 +53,11 @@ class SessionBase(ApiHandler):
         sandbox = await self.ctx.offload.read(self.ctx.store.get_sandbox, row.sandbox_id or row.id)
         warm = {row.id} if sandbox is not None and sandbox.state != "cold" else set()
         return session_json(row, warm)
+
+    @staticmethod
+    def known_view(view: SessionView) -> dict[str, Any]:
+        """The session's JSON as its actor answered a pause or resume (no sandbox read)."""
+        return session_json(view.row, {view.row.id} if view.warm else set())
 
     def int_arg(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.get_query_argument(name, None)
@@ -141,7 +147,7 @@ class SessionStopHandler(SessionBase):
 class SessionPauseHandler(SessionBase):
     async def post(self, session_id: str) -> None:
         paused = await self.ctx.runtime.pause(self.tenant, await self.live_session_id(session_id))
-        self.send_json({"session": session_json(paused.row, {paused.row.id} if paused.warm else ())})
+        self.send_json({"session": self.known_view(paused)})
 
 
 class SessionResumeHandler(SessionBase):
@@ -149,7 +155,7 @@ class SessionResumeHandler(SessionBase):
 
     async def post(self, session_id: str) -> None:
         resumed = await self.ctx.runtime.resume(self.tenant, await self.live_session_id(session_id))
-        self.send_json({"session": session_json(resumed.row, {resumed.row.id} if resumed.warm else ())})
+        self.send_json({"session": self.known_view(resumed)})
 
 
 class SessionForkHandler(SessionBase):

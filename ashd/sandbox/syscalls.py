@@ -14,8 +14,7 @@ MS_BIND = 4096
 MNT_DETACH = 2
 
 # The C library's symbols as this process already has them (dlopen(NULL)): no
-# ctypes.util.find_library, which runs ``ldconfig -p`` in a subprocess (tens of ms on every
-# start of the CLI wrapper, which imports this module).
+# ctypes.util.find_library, which runs ``ldconfig -p`` in a subprocess (tens of ms).
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -34,11 +33,12 @@ def unshare(flags: int) -> None:
 
 
 def bind_mount(source: str, target: str) -> None:
-    _check(_libc.mount(source.encode(), target.encode(), None, MS_BIND, None), f"mount --bind {source} {target}")
+    mount(source, target, None, MS_BIND)
 
 
-def mount(source: str, target: str, fstype: str, flags: int) -> None:
-    _check(_libc.mount(source.encode(), target.encode(), fstype.encode(), flags, None), f"mount {source} {target}")
+def mount(source: str, target: str, fstype: str | None, flags: int) -> None:
+    what = f"mount --bind {source} {target}" if flags & MS_BIND else f"mount {source} {target}"
+    _check(_libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags, None), what)
 
 
 def umount(target: str, detach: bool = True) -> None:
