@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
-from benchmarks.message_latency import ashd_turn, machine  # noqa: E402
+from benchmarks.message_latency import ashd_turn, bench_session, machine  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
 WARMUP = 10
@@ -103,8 +103,7 @@ def run(mode: str, messages: int, repo: Path) -> dict[str, Any]:
     report: dict[str, Any] = {"mode": mode, "messages": messages, "repo": str(repo)}
     try:
         with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=600) as client:
-            client.post("/api/agents", json={"name": "bench", "path": str(repo / "examples" / "hello-agent")})
-            session_id = client.post("/api/sessions", json={"agent": "bench"}).json()["session"]["id"]
+            session_id = bench_session(client, repo)
             for _ in range(WARMUP):
                 ashd_turn(client, session_id)
             before = thread_cpu_ms(pid)

@@ -54,7 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
-from benchmarks.message_latency import Direct, MemoryStore, ashd_turn, machine  # noqa: E402
+from benchmarks.message_latency import Direct, MemoryStore, ashd_turn, bench_session, machine  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
 CALLS = ("sendto", "write", "writev", "pwritev2", "sendmsg")
@@ -188,8 +188,7 @@ async def run(rounds: int, warmup: int, mirrored: bool) -> dict[str, Any]:
     marks: list[tuple[str, float, float]] = []
     try:
         with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as client:
-            client.post("/api/agents", json={"name": "bench", "path": str(REPO / "examples" / "hello-agent")})
-            session_id = client.post("/api/sessions", json={"agent": "bench"}).json()["session"]["id"]
+            session_id = bench_session(client)
             for _ in range(warmup):
                 ashd_turn(client, session_id)
                 await direct.turn()

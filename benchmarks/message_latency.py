@@ -105,6 +105,12 @@ class Direct:
         return (first - start) * 1000, (end - start) * 1000
 
 
+def bench_session(client: httpx.Client, repo: Path = REPO) -> str:
+    """Deploy ``repo``'s hello agent as ``bench`` and create a session of it; its id."""
+    client.post("/api/agents", json={"name": "bench", "path": str(repo / "examples" / "hello-agent")})
+    return str(client.post("/api/sessions", json={"agent": "bench"}).json()["session"]["id"])
+
+
 def ashd_turn(client: httpx.Client, session_id: str) -> tuple[float, float]:
     start = time.perf_counter()
     first = 0.0
@@ -137,8 +143,7 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str]) -> dict[str, A
     cpu_s = 0.0
     try:
         with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as client:
-            client.post("/api/agents", json={"name": "bench", "path": str(REPO / "examples" / "hello-agent")})
-            session_id = client.post("/api/sessions", json={"agent": "bench"}).json()["session"]["id"]
+            session_id = bench_session(client)
             for _ in range(warmup):
                 await direct.turn()
                 await mirrored.turn()

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
-from benchmarks.message_latency import emit, machine  # noqa: E402
+from benchmarks.message_latency import bench_session, emit, machine  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
 SAY = "[[say: " + " ".join(f"word{i}" for i in range(64)) + "]]"
@@ -75,8 +75,7 @@ def _cpu_s(proc: psutil.Process) -> float:
 
 
 def fill(client: httpx.Client, turns: int) -> str:
-    client.post("/api/agents", json={"name": "bench", "path": str(REPO / "examples" / "hello-agent")})
-    session_id = str(client.post("/api/sessions", json={"agent": "bench"}).json()["session"]["id"])
+    session_id = bench_session(client)
     for _ in range(turns):
         with client.stream("POST", f"/api/sessions/{session_id}/messages",
                            json={"content": SAY, "includePartialMessages": True}) as resp:

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
-from benchmarks.message_latency import emit, machine, percentile  # noqa: E402
+from benchmarks.message_latency import bench_session, emit, machine, percentile  # noqa: E402
 from tests.e2e.test_fanout import frames  # noqa: E402
 from tests.store.pg import fresh_pg_database  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
@@ -101,8 +101,7 @@ def run(turns: int, words: int, slow_ms: int) -> dict[str, Any]:
             b = AshdProcess(tmp / "b", model.base_url, db, env).start()
             try:
                 with httpx.Client(base_url=a.url, headers=HEADERS, timeout=WAIT_S) as client:
-                    client.post("/api/agents", json={"name": "bench", "path": str(REPO / "examples" / "hello-agent")})
-                    sid = client.post("/api/sessions", json={"agent": "bench"}).json()["session"]["id"]
+                    sid = bench_session(client)
                     turn(client, sid, prompt)  # warm-up: the agent process, both daemons' connections
                     after = int(client.get(f"/api/sessions/{sid}/stream").text.split("id: ")[-1].split("\n")[0])
                     on_a, on_b = Follower(a, sid, after), Follower(b, sid, after)
