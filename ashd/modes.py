@@ -127,6 +127,16 @@ def _local(config: Config, store: Store, loop: asyncio.AbstractEventLoop, launch
     return _Local(runtime, [*services, *tree], sandboxes, isolation, used.name)
 
 
+def _offload(store: Store) -> Offload:
+    """The daemon's bridge from the loop to threads. On SQLite, which takes one writer at a time
+    and commits in microseconds, a turn's commits run on the loop when the writer thread is idle
+    (``Offload.write_at_once``); the writer thread checkpoints the WAL for them."""
+    offload = Offload()
+    if store.dialect == "sqlite":
+        offload.allow_writes_at_once(store.checkpoint)
+    return offload
+
+
 def _recorder_writes(store: Store, offload: Offload) -> sandbox_services.WriteSoon | None:
     """Where usage rows and sandbox notices are written: on SQLite, which takes one writer at a
     time, the daemon's single writer (a second writer thread would make turns' commits wait on
@@ -167,7 +177,7 @@ def _drain(runtime: Runtime, loop: asyncio.AbstractEventLoop) -> Callable[[], No
 
 def _standalone(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.AbstractEventLoop,
                 launcher: Launcher | None) -> Assembly:
-    offload, metrics = Offload(), Metrics()
+    offload, metrics = _offload(store), Metrics()
     fanout = StreamFanout.start(store, loop)  # None on SQLite: nothing to fan out
     local = _local(config, store, loop, launcher, offload, metrics, fanout)
     ctx, server, http = _public_api(config, store, hasher, local.runtime, offload, metrics, local.isolation, loop)
@@ -180,7 +190,7 @@ def _coordinator(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.
                  launcher: Launcher | None) -> Assembly:
     """Sessions run here as standalone (actors, turns, events, transcripts); their sandboxes
     start on runners through the links (ashd/sandbox/remote.py)."""
-    offload, metrics = Offload(), Metrics()
+    offload, metrics = _offload(store), Metrics()
     cluster = config.cluster
     remote: list[RemoteLauncher] = []
     live: list[LocalRuntime] = []  # what runners report of their sandboxes reaches its turns
@@ -223,7 +233,7 @@ def _ownership(store: Store, offload: Offload, loop: asyncio.AbstractEventLoop,
 
 def _runner(config: Config, store: Store, hasher: KeyHasher, loop: asyncio.AbstractEventLoop,
             launcher: Launcher | None) -> Assembly:
-    offload, metrics = Offload(), Metrics()
+    offload, metrics = _offload(store), Metrics()
     hosts: list[SandboxHost] = []  # a linked sandbox's usage and notices go up its link
     local = _local(config, store, loop, launcher, offload, metrics,
                    divert=lambda session, kind, body: bool(hosts) and hosts[0].divert(session, kind, body))

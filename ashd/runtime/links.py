@@ -2,8 +2,9 @@
 
 A session has at most one sandbox at a time, so it has at most one link: a turn, an
 interrupt and an exec share it. The link mirrors the transcript entries its bridge sends
-into the store (one write per SDK flush, on the store's writer thread) before acknowledging
-them. Where the bridge listens is local knowledge (a socket path); it stays here.
+into the store (one write per SDK flush: at once on SQLite when the writer thread is idle,
+else on that thread) before acknowledging them. Where the bridge listens is local knowledge
+(a socket path); it stays here.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class SessionLink:
 def _sink(store: Store, offload: Offload, grant: TurnGrant) -> TranscriptSink:
     async def save(event: protocol.Transcript) -> None:
         lines = [compact_json(entry) for entry in event.entries]
-        await offload.write(store.append_transcript, grant.tenant_id, grant.session_id, event.subpath, lines)
+        tenant_id, session_id, subpath = grant.tenant_id, grant.session_id, event.subpath
+        if not offload.write_at_once(lambda: store.append_transcript_at_once(tenant_id, session_id, subpath, lines)):
+            await offload.write(store.append_transcript, tenant_id, session_id, subpath, lines)
 
     return save

@@ -15,11 +15,17 @@ error is wrapped in SQLAlchemy's class for it (``DBAPIError.instance``), so the 
 connection the driver reports as disconnected is invalidated, not returned to the pool.
 
 Thread-safe: each transaction takes its own pooled connection.
+
+On SQLite the event loop may also write at once (:meth:`RawWrites.transaction_at_once`, one
+caller at a time): on a connection of its own that never waits for SQLite's write lock and
+never checkpoints the WAL (a checkpoint writes and syncs the database file; the writer thread
+does it, :meth:`RawWrites.checkpoint`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +41,11 @@ from .rows import SessionRow, encode_json
 from .sequences import LogSequences
 
 Cursor = Any  # a DBAPI cursor (sqlite3 or psycopg)
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+class WouldWait(Exception):
+    """A write that may not wait found SQLite's write lock taken: nothing was written."""
 
 
 class RawWrites:
@@ -44,6 +55,11 @@ class RawWrites:
         self.mark = "?" if self.sqlite else "%s"  # both drivers take positional parameters
         self._error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._inserts: dict[tuple[str, tuple[str, ...]], str] = {}
+        # SQLite: the connection of writes that never wait, made now (a checkout on the loop
+        # could wait for the pool); made again after a failure invalidated it.
+        self._at_once: Any = None
+        if self.sqlite:
+            self._at_once_connection()
 
     def insert(self, cursor: Cursor, table: sa.Table, columns: tuple[str, ...],
                rows: Sequence[tuple[Any, ...]]) -> None:
@@ -92,6 +108,62 @@ class RawWrites:
                 with contextlib.suppress(self._error):
                     cursor.close()
             fairy.close()
+
+    @contextmanager
+    def transaction_at_once(self) -> Iterator[Cursor]:
+        """:meth:`transaction` for a caller that must not wait (the event loop; SQLite only, one
+        caller at a time): raises WouldWait, having written nothing, when another connection
+        holds SQLite's write lock. Its connection never checkpoints the WAL."""
+        if not self.sqlite:
+            raise WouldWait
+        conn = self._at_once_connection()
+        cursor = conn.cursor()
+        try:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+            except self._error as exc:
+                if getattr(exc, "sqlite_errorcode", None) in _BUSY:
+                    raise WouldWait from None
+                raise
+            try:
+                yield cursor
+            except BaseException:
+                self._roll_back(conn)
+                raise
+            conn.commit()
+        except self._error as exc:
+            raise sa.exc.DBAPIError.instance(None, None, exc, self._error) from exc
+        finally:
+            with contextlib.suppress(self._error):
+                cursor.close()
+            if not conn.is_valid:  # a failed rollback invalidated it: the next write makes another
+                self._at_once = None
+
+    def _at_once_connection(self) -> Any:
+        if self._at_once is None:
+            fairy = self._engine.raw_connection()  # the engine's pragmas, then two of its own
+            cursor = fairy.cursor()
+            try:
+                cursor.execute("PRAGMA busy_timeout=0")
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+            finally:
+                cursor.close()
+            self._at_once = fairy
+        return self._at_once
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file as far as no reader needs it (SQLite's passive
+        checkpoint; the writes at once never do it). Nothing on Postgres."""
+        if self.sqlite:
+            with self._engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def close(self) -> None:
+        """Close the connection of writes at once (it is not handed back to the pool: its
+        pragmas are its own)."""
+        if self._at_once is not None:
+            self._at_once.invalidate()
+            self._at_once = None
 
     def _roll_back(self, fairy: Any) -> None:
         """Roll back after a failure; a connection that cannot even do that is not reused."""

@@ -138,6 +138,7 @@ class Store:
 
     def close(self) -> None:
         """Release pooled connections. Call once, after all other calls returned."""
+        self._raw.close()
         self._engine.dispose()
 
     # -- api keys ---------------------------------------------------------------
@@ -402,6 +403,29 @@ class Store:
         self._appending(tenant_id, session_id, lambda cursor: raw_writes.append_log(
             self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now), raw=True)
 
+    def append_log_at_once(
+        self,
+        tenant_id: str,
+        session_id: str,
+        messages: Sequence[tuple[str, str]],
+        events: Sequence[tuple[str, str]],
+        stream: Sequence[tuple[int, str, str]] = (),
+    ) -> bool:
+        """:meth:`append_log` for a caller that must not wait (the event loop): True when the
+        rows are committed; False, with nothing written, when that would mean waiting (another
+        thread holds the sequences' lock, another connection SQLite's write lock, or another
+        process took sequences meanwhile), and always on Postgres. On False the caller uses
+        :meth:`append_log`. Raises what :meth:`append_log` raises for a failed write."""
+        now = self._clock()
+        return self._appending_at_once(tenant_id, session_id, lambda cursor: raw_writes.append_log(
+            self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now))
+
+    def checkpoint(self) -> None:
+        """SQLite: copy the WAL into the database file as far as no reader needs it (the
+        writes at once leave that to the writer thread). Nothing on Postgres."""
+        with translated_errors(self.url_masked):
+            self._raw.checkpoint()
+
     # -- SSE stream log and transcripts (issue #3) ----------------------------------
 
     def list_stream_events(self, tenant_id: str, session_id: str, after: int = 0,
@@ -419,6 +443,14 @@ class Store:
         now = self._clock()
         self._appending(tenant_id, session_id, lambda cursor: raw_writes.append_transcript(
             self._raw, cursor, self._seqs, tenant_id, session_id, subpath, entries, now), raw=True)
+
+    def append_transcript_at_once(self, tenant_id: str, session_id: str, subpath: str,
+                                  entries: Sequence[str]) -> bool:
+        """:meth:`append_transcript` for a caller that must not wait: True when committed, False
+        (nothing written) as :meth:`append_log_at_once` says."""
+        now = self._clock()
+        return self._appending_at_once(tenant_id, session_id, lambda cursor: raw_writes.append_transcript(
+            self._raw, cursor, self._seqs, tenant_id, session_id, subpath, entries, now))
 
     def load_transcript(self, tenant_id: str, session_id: str, subpath: str = "") -> list[str]:
         with self._read() as conn:
@@ -486,6 +518,27 @@ class Store:
                     self._seqs.forget(tenant_id, session_id)
                     raise
         raise AssertionError("unreachable")
+
+    def _appending_at_once(self, tenant_id: str, session_id: str, write: Callable[[Any], None]) -> bool:
+        """:meth:`_appending` (raw) without waiting: False, with nothing written, instead of
+        waiting for the sequences' lock or SQLite's write lock, or of retrying after another
+        process took sequences (the caller's :meth:`_appending` then reads them again)."""
+        if not self._raw.sqlite or not self._seqs.lock.acquire(blocking=False):
+            return False
+        try:
+            with translated_errors(self.url_masked), self._raw.transaction_at_once() as cursor:
+                write(cursor)
+            return True
+        except raw_writes.WouldWait:
+            return False
+        except Conflict:
+            self._seqs.forget(tenant_id, session_id)
+            return False
+        except BaseException:
+            self._seqs.forget(tenant_id, session_id)
+            raise
+        finally:
+            self._seqs.lock.release()
 
     @contextmanager
     def _raw_write(self) -> Iterator[raw_writes.Cursor]:

@@ -97,3 +97,80 @@ def test_a_write_lock_held_past_the_busy_timeout_is_unavailable(tmp_path: Path) 
     finally:
         blocker.dispose()
         store.close()
+
+
+# -- writes at once (the event loop's: they never wait) ----------------------------------------
+
+def test_a_write_at_once_commits_and_numbers_on_from_the_queued_writes(store: Store, db_url: str) -> None:
+    store.create_session("t1", "s1", "qa", "active")
+    store.append_log("t1", "s1", [("user", "a")], [("text", "{}")], [(1, "session_start", "{}")])
+    sqlite = db_url.startswith("sqlite")
+    assert store.append_log_at_once("t1", "s1", [("assistant", "b")], [("text", "{}")], [(2, "done", "{}")]) is sqlite
+    assert store.append_transcript_at_once("t1", "s1", "", ["x"]) is sqlite
+    if not sqlite:  # Postgres: never at once (a round trip on the loop); the caller queues it
+        store.append_log("t1", "s1", [("assistant", "b")], [("text", "{}")], [(2, "done", "{}")])
+        store.append_transcript("t1", "s1", "", ["x"])
+    store.append_log("t1", "s1", [("user", "c")], [], [(3, "session_start", "{}")])
+    store.append_transcript("t1", "s1", "", ["y"])
+    assert [(m.sequence, m.content) for m in store.list_messages("t1", "s1")] == [(1, "a"), (2, "b"), (3, "c")]
+    assert [r.seq for r in store.list_stream_events("t1", "s1")] == [1, 2, 3]
+    assert store.load_transcript("t1", "s1") == ["x", "y"]
+    store.checkpoint()  # SQLite: the WAL the writes at once left; Postgres: nothing
+
+
+def test_a_write_at_once_refuses_to_wait_for_another_writer_and_leaves_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ashd.db'}"
+    store = Store(url)
+    store.migrate()
+    store.create_session("t1", "s1", "qa", "active")
+    blocker = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with blocker.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # another connection holds SQLite's write lock
+            assert store.append_log_at_once("t1", "s1", [("user", "a")], [], [(1, "session_start", "{}")]) is False
+            assert store.append_transcript_at_once("t1", "s1", "", ["x"]) is False
+            conn.exec_driver_sql("ROLLBACK")
+        store.append_log("t1", "s1", [("user", "a")], [], [(1, "session_start", "{}")])
+        assert store.append_log_at_once("t1", "s1", [("user", "b")], [], [(2, "done", "{}")]) is True
+        assert [m.sequence for m in store.list_messages("t1", "s1")] == [1, 2]  # no gap, no duplicate
+        assert [r.seq for r in store.list_stream_events("t1", "s1")] == [1, 2]
+    finally:
+        blocker.dispose()
+        store.close()
+
+
+def test_a_write_at_once_refuses_to_wait_for_another_threads_append(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'ashd.db'}")
+    store.migrate()
+    store.create_session("t1", "s1", "qa", "active")
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_append() -> None:  # holds the sequences' lock as a queued append does
+        with store._seqs.lock:
+            inside.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=slow_append)
+    thread.start()
+    try:
+        assert inside.wait(30)
+        assert store.append_log_at_once("t1", "s1", [("user", "a")], [], [(1, "session_start", "{}")]) is False
+    finally:
+        release.set()
+        thread.join()
+    assert store.list_messages("t1", "s1") == []
+    store.close()
+
+
+def test_a_write_at_once_that_fails_is_rolled_back_and_takes_no_sequence(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'ashd.db'}")
+    store.migrate()
+    store.create_session("t1", "s1", "qa", "active")
+    store.append_log("t1", "s1", [("user", "a")], [], [(1, "session_start", "{}")])
+    # A frame id the session already has: the batch's sequences were taken, then rolled back.
+    assert store.append_log_at_once("t1", "s1", [("assistant", "lost")], [], [(1, "session_start", "{}")]) is False
+    with pytest.raises(StoreError):  # not a sequence conflict: a real failure is raised
+        store.append_log_at_once("t1", "nope", [("user", "x")], [], [])
+    assert store.append_log_at_once("t1", "s1", [("assistant", "b")], [], [(2, "done", "{}")]) is True
+    assert [(m.sequence, m.content) for m in store.list_messages("t1", "s1")] == [(1, "a"), (2, "b")]
+    store.close()
