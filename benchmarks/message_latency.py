@@ -3,8 +3,8 @@
 Method: one scripted model server (in this process) answers both paths identically. The
 direct path is one connected ClaudeSDKClient with the same options the bridge uses, timed
 from ``query()`` to its ResultMessage (and to the first text delta). The ashd path is a
-real ashd process (SQLite, direct launcher) with one session, timed from the POST to the
-SSE ``done`` frame (and to the first ``text_delta``). Rounds alternate between the two
+real ashd process (SQLite, the default bwrap sandbox) with one session, timed from the POST
+to the SSE ``done`` frame (and to the first ``text_delta``). Rounds alternate between the two
 paths in blocks so drift on the machine hits both. Each path gets warm-up turns first.
 Reported: median, p90, p99, mean per path, and ashd minus direct at each statistic; and
 ``ashd_cpu_ms_per_message``: the CPU time (user + system, psutil) the ashd process spent
