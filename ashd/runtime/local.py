@@ -154,6 +154,7 @@ class LocalRuntime:
         sandbox the stopping pool might miss (issue #18: sandboxes left behind)."""
         if self._tree.gate is not None:
             self._tree.gate.close()
+        self._tree.turn_gates.shut_all()  # and no turn is taken past the stopping actors
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -214,7 +215,9 @@ class LocalRuntime:
         fresh = False
         try:
             fresh = await self._claim(tenant_id, session_id)
-            turn, turn_over = await self._new_turn(live, options, received_at)
+            # A lease just taken makes the actor read its row afresh (a tell): its gate may
+            # still offer a turn by the old row, so this turn is asked for, behind that tell.
+            turn, turn_over = await self._new_turn(live, options, received_at, may_take=not fresh)
             self._run(live, turn, turn_over)
         except BaseException:
             if fresh:
@@ -224,13 +227,14 @@ class LocalRuntime:
             live.claims -= 1
         return turn
 
-    async def _new_turn(self, live: LiveSession, options: MessageOptions,
-                        received_at: float | None) -> tuple[Turn, Callable[[], None]]:
+    async def _new_turn(self, live: LiveSession, options: MessageOptions, received_at: float | None,
+                        may_take: bool = True) -> tuple[Turn, Callable[[], None]]:
         """The session's turn grant (a sandbox started if needed), then a turn of its tenant's
         (fair turns: waits at the tenant's bound), and its next event sequence. The tenant's
         bound is taken once the agent process is up, so a first message waiting for a queued
-        start holds none of the tenant's turns."""
-        grant, owner = await self._grant(live)
+        start holds none of the tenant's turns. ``may_take``: a turn its actor offers may be
+        taken without an ask (see :meth:`_grant`)."""
+        grant, owner = await self._grant(live, may_take)
         host = _LocalTurnHost(live, grant, owner, self._actor, self._offload, self._limit_turn)
         try:
             turn_over = await self._tenant_turns.admit(live.tenant_id)
@@ -380,20 +384,30 @@ class LocalRuntime:
 
         return await answered(ask, self._start_timeout)
 
-    async def _grant(self, live: LiveSession) -> tuple[TurnGrant, Actor]:
-        """The session's turn grant and the actor that granted it. One for an agent process
-        already known to have exited (its session actor is being told) is handed back and
-        asked again, so a message right after a crash starts a new agent process instead of
-        failing on the dead one."""
+    async def _grant(self, live: LiveSession, may_take: bool = True) -> tuple[TurnGrant, Actor]:
+        """The session's turn grant and the actor that granted it. A warm, idle session's
+        actor offers its next turn in its gate (ashd/actors/turn_gate.py): taken here, on the
+        loop, without the ``begin_turn`` round trip, and the actor told (it holds the turn as
+        begun from its next message on). Otherwise asked. One for an agent process already
+        known to have exited (its session actor is being told) is handed back and asked again,
+        so a message right after a crash starts a new agent process instead of failing on the
+        dead one."""
         tenant_id, session_id = live.tenant_id, live.session_id
         asked: list[Actor] = []
         for attempt in range(DEAD_GRANT_RETRIES + 1):
-            grant = await self._starting(tenant_id, session_id, lambda actor: actor.begin_turn(), _hand_back_grant,
-                                         asked, live)
+            offered = self._tree.turn_gates.take(tenant_id, session_id) if may_take and attempt == 0 else None
+            if offered is not None:
+                grant, owner = offered.grant, offered.owner
+                live.actor = owner
+                tell(owner.turn_taken, context=f"session {session_id}: a turn taken through its gate")
+            else:
+                grant = await self._starting(tenant_id, session_id, lambda actor: actor.begin_turn(),
+                                             _hand_back_grant, asked, live)
+                owner = asked[0]
             if attempt == DEAD_GRANT_RETRIES or live.exited(grant.pid) is None:
-                return grant, asked[0]
+                return grant, owner
             log.info("session %s: its agent process %d has exited; asking for a new one", session_id, grant.pid)
-            await self._offload.ask(asked[0].end_turn())
+            await self._offload.ask(owner.end_turn())
             await asyncio.sleep(DEAD_GRANT_WAIT_S)
         raise AssertionError("unreachable")
 
