@@ -595,6 +595,10 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             self._after_turn_snapshot = self._request_snapshot()
         tell(self._me.after_turn, context=f"session {self._id}: recording its last activity")
 
+    def caught_up(self) -> None:
+        """Asked by the runtime after a turn's release (``end_turn``, told): answers once that is
+        taken in, so the turn's ``done`` goes out with the next turn offered in the gate."""
+
     def after_turn(self) -> None:
         """Runs after end_turn's reply (a message to itself): the last activity, unless it was
         written less than :data:`TOUCH_EVERY_S` ago (then it may lag by that much)."""

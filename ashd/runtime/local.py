@@ -71,6 +71,9 @@ TREE_STOP_TIMEOUT_S = 90.0
 STATS_TIMEOUT_S = 5.0
 DEAD_GRANT_RETRIES = 3  # a grant for an agent process already known dead is asked again this often
 DEAD_GRANT_WAIT_S = 0.1  # ... after this long (its session actor is being told of the exit)
+# How long a turn's done waits for its actor to take the release in (then the next message
+# takes its turn through the gate; one that comes before asks for it, behind the release).
+CATCH_UP_S = 0.02
 HAND_OVER_TIMEOUT_S = 90.0  # the last turn's snapshot, the release on the runner, the local cleanup
 
 
@@ -587,6 +590,14 @@ class _LocalTurnHost:
         this turn. An actor that stopped meanwhile holds no turn (its successor loads the
         session from the store, idle)."""
         tell(self._owner.end_turn, context=f"session {self._grant.session_id}: releasing its turn")
+
+    async def caught_up(self) -> None:
+        """An answer from the actor that granted the turn, which comes after the release told
+        before it (its turn gate is then open again); at most :data:`CATCH_UP_S`."""
+        try:
+            await self._offload.ask(self._owner.caught_up(), timeout=CATCH_UP_S)
+        except Exception as exc:  # boundary: done is delivered all the same; the next message asks
+            log.debug("session %s: its actor did not take the release in at once: %r", self._grant.session_id, exc)
 
     async def kill(self, why: str) -> None:
         actor = await self._actor(self._grant.tenant_id, self._grant.session_id)

@@ -51,6 +51,30 @@ def test_a_taken_turn_must_be_collected_before_the_gate_reopens() -> None:
         gate.open(offered())
 
 
+def race(gate: TurnGate, takers: int) -> tuple[list[OpenTurn], list[OpenTurn | None]]:
+    """``takers`` threads take while one shuts, all released at once: what each side got."""
+    start = threading.Barrier(takers + 1)
+    won: list[OpenTurn] = []
+    shut: list[OpenTurn | None] = []
+
+    def taker() -> None:
+        start.wait()
+        got = gate.take("t1")
+        if got is not None:
+            won.append(got)
+
+    def actor() -> None:
+        start.wait()
+        shut.append(gate.close())
+
+    threads = [threading.Thread(target=taker) for _ in range(takers)] + [threading.Thread(target=actor)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return won, shut
+
+
 def test_racing_takers_and_a_shutting_actor_agree_on_who_has_the_turn() -> None:
     """Many rounds: several threads take while the actor shuts; either exactly one taker won
     and the shutting reports its turn, or nobody took it and the shutting reports none."""
@@ -58,25 +82,7 @@ def test_racing_takers_and_a_shutting_actor_agree_on_who_has_the_turn() -> None:
     for _ in range(300):
         turn = offered()
         gate.open(turn)
-        start = threading.Barrier(5)
-        won: list[OpenTurn] = []
-        shut: list[OpenTurn | None] = []
-
-        def taker() -> None:
-            start.wait()
-            got = gate.take("t1")
-            if got is not None:
-                won.append(got)
-
-        def actor() -> None:
-            start.wait()
-            shut.append(gate.close())
-
-        threads = [threading.Thread(target=taker) for _ in range(4)] + [threading.Thread(target=actor)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        won, shut = race(gate, takers=4)
         late = gate.close()  # a take after the actor's shutting finds it shut
         assert late is None
         assert len(won) <= 1
