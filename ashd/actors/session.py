@@ -52,7 +52,7 @@ from ashd.actors.start_gate import StartGate
 from ashd.actors.starts import SessionStarts, describe
 from ashd.actors.tell import tell
 from ashd.actors.timers import Timer, Timers
-from ashd.actors.turn_gate import OpenTurn, TurnGate, TurnGates
+from ashd.actors.turn_gate import TurnGate, TurnGates
 from ashd.actors.vitals import StartRecord
 from ashd.config import ModelConfig, SandboxConfig, Secret
 from ashd.errors import AshError, Conflict, NotFound, Unavailable
@@ -175,6 +175,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         self._waking_since: float | None = None  # when a turn began starting a CLI for a parked session
         self._after_turn_snapshot: Future[None] | None = None  # the last turn's snapshot, while it runs
         self._gate = TurnGate()  # the next turn, offered to the runtime between messages (turn_gate.py)
+        self._gated = False  # the turn that runs was taken through the gate (it ends there, not by end_turn)
 
     # -- actor hooks -----------------------------------------------------------
 
@@ -198,7 +199,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         gate shut (the next one reopens it; meanwhile turns are asked for)."""
         if isinstance(message, pykka.messages.ProxyCall) and message.attr_path[-1] in _BESIDE_TURNS:
             return super()._handle_receive(message)
-        self._collect_taken_turn()
+        self._collect_gate()
         answer = super()._handle_receive(message)
         self._offer_turn()
         return answer
@@ -538,31 +539,46 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
              context=f"session {self._id}: marking its sandbox running")
 
     def turn_taken(self) -> None:
-        """Told by the runtime right after it took a turn through the gate: the turn is begun
-        already (by the gate's shutting at the start of this message, or of an earlier one);
-        this message only makes sure that happens now, so the pool sees the sandbox running."""
+        """Told by the runtime right after it took a turn through the gate. The turn is held
+        as begun by the gate's shutting at the start of this (or an earlier) message; this
+        message makes that happen now, so the pool sees the sandbox running."""
 
-    def _collect_taken_turn(self) -> None:
-        taken = self._gate.close()
-        if taken is None:
+    def turn_ended(self) -> None:
+        """Told by the runtime when a turn taken through the gate is over (after the gate was
+        told): the shutting at the start of this message did what ``end_turn`` does."""
+
+    def _collect_gate(self) -> None:
+        """What the runtime did through the gate since the last message: turns taken are held
+        as begun, turns ended are released (as ``begin_turn`` and ``end_turn`` would)."""
+        news = self._gate.close()
+        if news.none:
             return
         self._active_at = self._now()
-        # Only messages beside turns ran since the gate opened: the sandbox is the grant's. The
-        # turn is granted already, so it is held even if such a message re-read the row.
-        assert self._sandbox is not None and self._sandbox.pid == taken.grant.pid
-        self._turn_begun(self._sandbox, taken=True)
+        if news.ended:
+            self._gated = False
+            self._turn_over()
+        if news.taken:
+            # Only messages beside turns ran since the gate opened: the sandbox is the grant's. The
+            # turn is granted already, so it is held even if such a message re-read the row.
+            assert self._sandbox is not None
+            self._settling = None
+        if news.running:
+            assert self._sandbox is not None
+            self._gated = True
+            self._turn_begun(self._sandbox, taken=True)
 
     def _offer_turn(self) -> None:
         """Open the gate if the session can take a turn as it is: a ``begin_turn`` now would
-        grant one at once, with no start, no wake and no crash to judge."""
+        grant one at once, with no start, no wake and no crash to judge; or would, once the
+        turn taken through the gate that runs has ended (the runtime takes the next one then)."""
         sandbox, exits = self._sandbox, self._deps.exits
         if (sandbox is None or self._deps.turn_gates is None or self._row is None
-                or self._life.status is not SessionStatus.ACTIVE or self._life.busy or self._draft
-                or self._starts.in_progress or self._waking_since is not None or self.actor_stopped.is_set()
-                or (exits is not None and exits.get(sandbox.pid) is not None)):
+                or self._life.status is not SessionStatus.ACTIVE or (self._life.busy and not self._gated)
+                or self._draft or self._starts.in_progress or self._waking_since is not None
+                or self.actor_stopped.is_set() or (exits is not None and exits.get(sandbox.pid) is not None)):
             return
-        grant = TurnGrant(self._tenant, self._id, sandbox.sandbox_id, sandbox.socket_path, sandbox.pid)
-        self._gate.open(OpenTurn(grant, self._me))
+        self._gate.open(TurnGrant(self._tenant, self._id, sandbox.sandbox_id, sandbox.socket_path, sandbox.pid),
+                        self._me)
 
     def _forget_gate(self) -> None:
         """This actor stops: no turn is taken through its gate any more."""
@@ -587,17 +603,18 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
     def end_turn(self) -> None:
         """Release the turn at once; the snapshot runs on the worker, the row is touched
         after this reply (at most every :data:`TOUCH_EVERY_S`). A ``begin_turn`` right after
-        never waits for either."""
+        never waits for either. (A turn taken through the gate ends with ``turn_ended``.)"""
+        if self._gated:
+            return  # the turn that runs was taken through the gate: it ends there
+        self._turn_over()
+
+    def _turn_over(self) -> None:
         self._life.end_turn()
         if self._sandbox is not None:
             tell(self._deps.pool.mark, self._sandbox.sandbox_id, SandboxState.WAITING,
                  context=f"session {self._id}: marking its sandbox waiting")
             self._after_turn_snapshot = self._request_snapshot()
         tell(self._me.after_turn, context=f"session {self._id}: recording its last activity")
-
-    def caught_up(self) -> None:
-        """Asked by the runtime after a turn's release (``end_turn``, told): answers once that is
-        taken in, so the turn's ``done`` goes out with the next turn offered in the gate."""
 
     def after_turn(self) -> None:
         """Runs after end_turn's reply (a message to itself): the last activity, unless it was

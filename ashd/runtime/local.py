@@ -39,6 +39,7 @@ from ashd.actors.root import RootSupervisor, TreePolicy, start_root
 from ashd.actors.session import SessionActor
 from ashd.actors.supervisor import Tree, build_tree
 from ashd.actors.tell import tell
+from ashd.actors.turn_gate import TurnGate
 from ashd.actors.vitals import Verdict
 from ashd.config import Config
 from ashd.errors import Conflict, Unavailable
@@ -71,9 +72,6 @@ TREE_STOP_TIMEOUT_S = 90.0
 STATS_TIMEOUT_S = 5.0
 DEAD_GRANT_RETRIES = 3  # a grant for an agent process already known dead is asked again this often
 DEAD_GRANT_WAIT_S = 0.1  # ... after this long (its session actor is being told of the exit)
-# How long a turn's done waits for its actor to take the release in (then the next message
-# takes its turn through the gate; one that comes before asks for it, behind the release).
-CATCH_UP_S = 0.02
 HAND_OVER_TIMEOUT_S = 90.0  # the last turn's snapshot, the release on the runner, the local cleanup
 
 
@@ -237,8 +235,8 @@ class LocalRuntime:
         bound is taken once the agent process is up, so a first message waiting for a queued
         start holds none of the tenant's turns. ``may_take``: a turn its actor offers may be
         taken without an ask (see :meth:`_grant`)."""
-        grant, owner = await self._grant(live, may_take)
-        host = _LocalTurnHost(live, grant, owner, self._actor, self._offload, self._limit_turn)
+        grant, owner, gate = await self._grant(live, may_take)
+        host = _LocalTurnHost(live, grant, owner, self._actor, self._offload, self._limit_turn, gate)
         try:
             turn_over = await self._tenant_turns.admit(live.tenant_id)
         except BaseException:
@@ -387,18 +385,19 @@ class LocalRuntime:
 
         return await answered(ask, self._start_timeout)
 
-    async def _grant(self, live: LiveSession, may_take: bool = True) -> tuple[TurnGrant, Actor]:
-        """The session's turn grant and the actor that granted it. A warm, idle session's
-        actor offers its next turn in its gate (ashd/actors/turn_gate.py): taken here, on the
-        loop, without the ``begin_turn`` round trip, and the actor told (it holds the turn as
-        begun from its next message on). Otherwise asked. One for an agent process already
-        known to have exited (its session actor is being told) is handed back and asked again,
-        so a message right after a crash starts a new agent process instead of failing on the
-        dead one."""
+    async def _grant(self, live: LiveSession, may_take: bool = True) -> tuple[TurnGrant, Actor, TurnGate | None]:
+        """The session's turn grant, the actor that granted it, and the gate it was taken
+        through, if it was. A warm, idle session's actor offers its next turn in its gate
+        (ashd/actors/turn_gate.py): taken here, on the loop, without the ``begin_turn`` round
+        trip, and the actor told (it holds the turn as begun from its next message on).
+        Otherwise asked. One for an agent process already known to have exited (its session
+        actor is being told) is handed back and asked again, so a message right after a crash
+        starts a new agent process instead of failing on the dead one."""
         tenant_id, session_id = live.tenant_id, live.session_id
         asked: list[Actor] = []
         for attempt in range(DEAD_GRANT_RETRIES + 1):
             offered = self._tree.turn_gates.take(tenant_id, session_id) if may_take and attempt == 0 else None
+            gate = offered.gate if offered is not None else None
             if offered is not None:
                 grant, owner = offered.grant, offered.owner
                 live.actor = owner
@@ -408,9 +407,12 @@ class LocalRuntime:
                                              _hand_back_grant, asked, live)
                 owner = asked[0]
             if attempt == DEAD_GRANT_RETRIES or live.exited(grant.pid) is None:
-                return grant, owner
+                return grant, owner, gate
             log.info("session %s: its agent process %d has exited; asking for a new one", session_id, grant.pid)
-            await self._offload.ask(owner.end_turn())
+            if gate is not None:
+                _end_gated(gate, owner, session_id)
+            else:
+                await self._offload.ask(owner.end_turn())
             await asyncio.sleep(DEAD_GRANT_WAIT_S)
         raise AssertionError("unreachable")
 
@@ -563,12 +565,21 @@ def _hand_back_grant(actor: Actor, late: TurnGrant | Pending) -> None:
         tell(actor.end_turn, context=f"session {late.session_id}: releasing a turn its caller gave up")
 
 
+def _end_gated(gate: TurnGate, owner: Actor, session_id: str) -> None:
+    """A turn taken through ``gate`` is over: the gate takes the next one at once; its actor
+    is told (it does what ``end_turn`` does at its next message)."""
+    gate.end()
+    tell(owner.turn_ended, context=f"session {session_id}: releasing its turn")
+
+
 class _LocalTurnHost:
     """How a turn reaches a local session: its actor (release, kill) and its bridge link."""
 
     def __init__(self, live: LiveSession, grant: TurnGrant, owner: Actor,
-                 actor: Callable[[str, str], Awaitable[Actor]], offload: Offload, limit_turn: LimitTurn | None) -> None:
+                 actor: Callable[[str, str], Awaitable[Actor]], offload: Offload, limit_turn: LimitTurn | None,
+                 gate: TurnGate | None = None) -> None:
         self._live = live
+        self._gate = gate  # the turn gate the turn was taken through, if it was
         self._grant = grant
         self._owner = owner  # the actor that granted the turn
         self._actor = actor
@@ -588,16 +599,11 @@ class _LocalTurnHost:
         """A tell to the actor that granted the turn, queued before ``done`` is delivered: a
         client's next message asks the same actor's mailbox later, so it is never refused for
         this turn. An actor that stopped meanwhile holds no turn (its successor loads the
-        session from the store, idle)."""
+        session from the store, idle). A turn taken through the gate is released there first."""
+        if self._gate is not None:
+            _end_gated(self._gate, self._owner, self._grant.session_id)
+            return
         tell(self._owner.end_turn, context=f"session {self._grant.session_id}: releasing its turn")
-
-    async def caught_up(self) -> None:
-        """An answer from the actor that granted the turn, which comes after the release told
-        before it (its turn gate is then open again); at most :data:`CATCH_UP_S`."""
-        try:
-            await self._offload.ask(self._owner.caught_up(), timeout=CATCH_UP_S)
-        except Exception as exc:  # boundary: done is delivered all the same; the next message asks
-            log.debug("session %s: its actor did not take the release in at once: %r", self._grant.session_id, exc)
 
     async def kill(self, why: str) -> None:
         actor = await self._actor(self._grant.tenant_id, self._grant.session_id)

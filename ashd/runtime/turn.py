@@ -12,9 +12,9 @@ holding it is committed, so no client ever sees an event id that a crash could l
 reuse. ``done`` is recorded and committed, then the turn is released (the session may take
 its next message), and only then is ``done`` delivered — so a client that sees ``done`` can
 replay the whole turn and can send its next message at once. The release is a message to
-the session's owner sent before ``done`` is delivered, so it is ahead of any next message;
-``done`` also waits (briefly) until the owner has taken it in, so that next message finds the
-session's turn offered (ashd/actors/turn_gate.py) instead of asking for it.
+the session's owner sent before ``done`` is delivered, so it is ahead of any next message
+(a turn taken through the session's turn gate, ashd/actors/turn_gate.py, is also released in
+the gate itself, so the next message takes its turn there at once).
 
 A turn reaches its agent through a :class:`TurnHost` (the runtime implementation that
 granted it: the local one talks to a session actor and a bridge socket), so the turn itself
@@ -64,10 +64,6 @@ class TurnHost(Protocol):
     def release(self) -> None:
         """The turn is over: the session may take its next message. Never blocks: the
         release is queued to the session's owner ahead of anything a later caller sends it."""
-
-    async def caught_up(self) -> None:
-        """Wait, briefly and never raising, until the session's owner has taken the release
-        in: a client's next message then finds the session's next turn ready for it."""
 
     async def kill(self, why: str) -> None:
         """Kill the agent process now (SIGKILL); its link then reports it gone."""
@@ -167,7 +163,6 @@ class Turn:
             self._host.release()
         except Exception:  # boundary: done must still be delivered
             log.exception("session %s: releasing its turn failed", self.session_id)
-        await self._host.caught_up()
         self._deliver(done)
         self._env.metrics.turn_duration.observe(time.monotonic() - self._started_at)
         self._close()

@@ -55,9 +55,18 @@ def test_a_warm_idle_session_offers_its_turn_and_a_taken_one_is_held_like_an_ask
         actor.stop_session().get(timeout=5)
     assert actor.hand_over().get(timeout=5) is False
     assert gates.take(TENANT, session_id) is None  # still busy after all those messages
-    offered.owner.end_turn().get(timeout=5)
-    again = gates.take(TENANT, session_id)
+    actor.end_turn().get(timeout=5)  # a turn taken through the gate ends there, not here
+    assert gates.take(TENANT, session_id) is None and running(world) == 1
+    offered.gate.end()
+    again = gates.take(TENANT, session_id)  # lent: the next is taken before the actor heard of the end
     assert again is not None and again.grant.pid == offered.grant.pid  # the same agent process
+    with pytest.raises(Conflict, match="can be paused"):
+        actor.pause().get(timeout=5)  # the second turn runs
+    again.gate.end()
+    again.owner.turn_ended().get(timeout=5)
+    assert running(world) == 0
+    assert settle(actor.pause).status == "paused"
+    assert gates.take(TENANT, session_id) is None
 
 
 def test_a_turn_taken_before_the_actor_heard_of_it_is_collected_by_any_message(tmp_path: Path) -> None:
@@ -70,7 +79,8 @@ def test_a_turn_taken_before_the_actor_heard_of_it_is_collected_by_any_message(t
     actor.evict_snapshotted(offered.grant.sandbox_id, "idle", False).get(timeout=5)
     assert psutil.pid_exists(offered.grant.pid) and world.store.warm_session_ids() == {session_id}
     offered.owner.turn_taken().get(timeout=5)  # idempotent: still one turn
-    offered.owner.end_turn().get(timeout=5)
+    offered.gate.end()
+    offered.owner.turn_ended().get(timeout=5)
     actor.evict_snapshotted(offered.grant.sandbox_id, "idle", False).get(timeout=5)  # idle now: parked
     assert world.store.warm_session_ids() == set()
     assert gates.take(TENANT, session_id) is None  # parked: the next message wakes it (asked)
@@ -81,8 +91,9 @@ def test_no_turn_is_offered_for_an_agent_process_known_dead_or_a_stopped_session
     world, gates = gated_world(tmp_path)
     actor, session_id = world.create()
     pid = world.launcher.spawned[-1]
-    assert gates.take(TENANT, session_id) is not None
-    actor.end_turn().get(timeout=5)  # (the test took it) back to idle: offered again
+    taken = gates.take(TENANT, session_id)
+    assert taken is not None
+    taken.gate.end()  # (the test took it) back to idle: offered again
     os.kill(pid, signal.SIGKILL)
     assert world.exits.wait(pid, 10) is not None
     actor.holds_sandbox().get(timeout=5)  # any message: the gate is reopened only for a live process
