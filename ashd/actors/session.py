@@ -191,12 +191,13 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             self._deps.turn_gates.put(self._id, self._gate)
 
     def _handle_receive(self, message: Any) -> Any:
-        """Every message, on this actor's thread: the turn gate is shut first (a turn the
-        runtime took through it since the last message is begun here, as if ``begin_turn``
-        had come just before), and opened again after a message that returned, if the session
-        can take a turn. The runtime therefore only takes a turn between two messages: no
-        method here sees the session's turn change under it. A message that raised leaves the
-        gate shut (the next one reopens it; meanwhile turns are asked for)."""
+        """Every message, on this actor's thread: the turn gate is shut first (turns the
+        runtime took or ended through it since the last message are begun or ended here, as
+        if ``begin_turn``/``end_turn`` had come just before), and opened again after a message
+        that returned, if the session can take a turn. The runtime therefore only takes or
+        ends a turn between two messages: no method here sees the session's turn change under
+        it. A message that raised leaves the gate shut (the next one reopens it; meanwhile
+        turns are asked for). Messages beside turns (``_BESIDE_TURNS``) leave the gate as it is."""
         if isinstance(message, pykka.messages.ProxyCall) and message.attr_path[-1] in _BESIDE_TURNS:
             return super()._handle_receive(message)
         self._collect_gate()

@@ -33,16 +33,39 @@ TENANT = "t1"
 MESSAGE = MessageOptions.from_request({"content": "hi"})
 
 
+# A bridge that says ready on its socket and then never answers a query: a turn runs until
+# it is ended from outside (the watchdog's period is far longer than these tests).
+SILENT_BRIDGE = """
+import json, os, socket, sys
+path = sys.argv[1]
+if os.path.exists(path):
+    os.unlink(path)
+server = socket.socket(socket.AF_UNIX)
+server.bind(path)
+server.listen()
+os.write(1, b"R")
+os.close(1)
+held = []
+while True:
+    conn, _ = server.accept()
+    conn.sendall(json.dumps({"ev": "ready", "pid": os.getpid(), "sessionId": "s"}).encode() + b"\\n")
+    held.append(conn)
+"""
+
+
 class SleeperLauncher:
     name = "sleeper"
 
     def __init__(self) -> None:
         self.spawned: list[int] = []
+        self.silent = False  # run SILENT_BRIDGE (turns hang) instead of a process with no socket
 
     def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
         code = "import os,time; os.write(1,b'R'); os.close(1); time.sleep(600)"
+        argv = [sys.executable, "-c", SILENT_BRIDGE, str(spec.socket_path)] if self.silent else \
+            [sys.executable, "-c", code]
         with open(spec.log_path, "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=log,
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         self.spawned.append(proc.pid)
         return proc
@@ -141,3 +164,34 @@ def test_a_turn_offered_for_a_dead_agent_process_is_handed_back_and_a_new_one_st
     assert b"event: done" in first[-1] and b"event: done" in second[-1]
     assert len(launcher.spawned) == 2  # the second message started a new agent process
     assert len(asked) >= 1  # ... asked for, after the taken turn was handed back
+
+
+def test_pause_stop_and_delete_during_a_turn_taken_through_the_gate_are_as_during_an_asked_one(
+        running: Running) -> None:
+    rt, _, launcher, agent, asked = running
+    launcher.silent = True
+
+    async def running_turn(session_id: str) -> Any:
+        turn = await rt.send(TENANT, session_id, MESSAGE)
+        frames = turn.subscribe()
+        first = await anext(frames)  # session_start: the query is with the (silent) agent
+        assert b"session_start" in first[1] and not turn.finished
+        return turn
+
+    async def scenario() -> tuple[list[bytes], list[bytes], str, str]:
+        stopped = await rt.create(TENANT, agent, SessionOptions(), may_use_prewarmed=False)
+        turn = await running_turn(stopped.id)
+        with pytest.raises(Conflict, match="can be paused"):
+            await rt.pause(TENANT, stopped.id)
+        row = await rt.stop(TENANT, stopped.id)  # the turn is ended first (its agent killed)
+        stop_frames = await whole(turn)
+        ended = await rt.create(TENANT, agent, SessionOptions(), may_use_prewarmed=False)
+        turn = await running_turn(ended.id)
+        end_row = await rt.end(TENANT, ended.id)
+        return stop_frames, await whole(turn), row.status, end_row.status
+
+    stop_frames, end_frames, stopped, ended = asyncio.run(scenario())
+    assert asked == []  # both turns were taken through the gate
+    assert stopped == "stopped" and ended == "ended"
+    assert b"stopped during this turn" in b"".join(stop_frames) and b"event: done" in stop_frames[-1]
+    assert b"deleted during this turn" in b"".join(end_frames) and b"event: done" in end_frames[-1]
