@@ -216,8 +216,9 @@ class LocalRuntime:
         fresh = False
         try:
             fresh = await self._claim(tenant_id, session_id)
-            # A lease just taken makes the actor read its row afresh (a tell): its gate may
-            # still offer a turn by the old row, so this turn is asked for, behind that tell.
+            # A lease just taken makes the actor read its row afresh (a tell): this turn is
+            # asked for, behind that tell, never taken by the row it had. (Belt and braces: a
+            # session whose lease was not held here has no live sandbox here, so no offer.)
             turn, turn_over = await self._new_turn(live, options, received_at, may_take=not fresh)
             self._run(live, turn, turn_over)
         except BaseException:
