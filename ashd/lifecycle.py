@@ -64,6 +64,10 @@ class SessionLifecycle:
         self.check_turn()
         self.busy = True
 
+    def hold_turn(self) -> None:
+        """A turn granted already (taken through the session's turn gate): held as it is."""
+        self.busy = True
+
     def end_turn(self) -> None:
         self.busy = False
 

@@ -52,6 +52,7 @@ from ashd.actors.start_gate import StartGate
 from ashd.actors.starts import SessionStarts, describe
 from ashd.actors.tell import tell
 from ashd.actors.timers import Timer, Timers
+from ashd.actors.turn_gate import TurnGate, TurnGates
 from ashd.actors.vitals import StartRecord
 from ashd.config import ModelConfig, SandboxConfig, Secret
 from ashd.errors import AshError, Conflict, NotFound, Unavailable
@@ -102,7 +103,15 @@ class SessionDeps:
     # Told (session id, tenant id, why) when the actor crashed; set by the session supervisor.
     crashed: Callable[[str, str, str], object] | None = None
     gate: StartGate | None = None  # the daemon's start admission (pool.max_concurrent_starts); None: unbounded
+    # Where the runtime takes a warm, idle session's turn without an ask (ashd/actors/turn_gate.py);
+    # None: every turn is asked for.
+    turn_gates: TurnGates | None = None
 
+
+# Messages that neither read nor change what a turn depends on: they run with the turn gate as
+# it is (a turn may be taken meanwhile), so the write after every turn (``after_turn``) never
+# makes the next message ask for its turn.
+_BESIDE_TURNS = frozenset({"after_turn"})
 
 # Why a create answered before its agent process was up, by the start queue's word.
 _EARLY = {starting.WAITS: "its start is queued",
@@ -165,6 +174,8 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         self._touched_at: float | None = None  # when a turn's end last wrote the row's last activity
         self._waking_since: float | None = None  # when a turn began starting a CLI for a parked session
         self._after_turn_snapshot: Future[None] | None = None  # the last turn's snapshot, while it runs
+        self._gate = TurnGate()  # the next turn, offered to the runtime between messages (turn_gate.py)
+        self._gated = False  # the turn that runs was taken through the gate (it ends there, not by end_turn)
 
     # -- actor hooks -----------------------------------------------------------
 
@@ -176,10 +187,28 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
 
     def on_start(self) -> None:
         self._arm_idle(self._deps.idle_s)
+        if self._deps.turn_gates is not None:
+            self._deps.turn_gates.put(self._id, self._gate)
+
+    def _handle_receive(self, message: Any) -> Any:
+        """Every message, on this actor's thread: the turn gate is shut first (turns the
+        runtime took or ended through it since the last message are begun or ended here, as
+        if ``begin_turn``/``end_turn`` had come just before), and opened again after a message
+        that returned, if the session can take a turn. The runtime therefore only takes or
+        ends a turn between two messages: no method here sees the session's turn change under
+        it. A message that raised leaves the gate shut (the next one reopens it; meanwhile
+        turns are asked for). Messages beside turns (``_BESIDE_TURNS``) leave the gate as it is."""
+        if isinstance(message, pykka.messages.ProxyCall) and message.attr_path[-1] in _BESIDE_TURNS:
+            return super()._handle_receive(message)
+        self._collect_gate()
+        answer = super()._handle_receive(message)
+        self._offer_turn()
+        return answer
 
     def on_stop(self) -> None:
         """Cancels timers; a start still running releases its sandbox when it sees this actor
         gone; an unclaimed pre-warm leaves nothing behind (its folder has no session's files)."""
+        self._forget_gate()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         self._starts.close()
@@ -192,6 +221,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         back at once, so no bridge outlives its owner, then tell the supervisor (the next
         request gets a new actor). pykka runs no ``on_stop`` after a failure."""
         try:
+            self._forget_gate()
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
             self._starts.close()
@@ -496,11 +526,66 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             self._deps.metrics.wakes.inc()
             self._deps.metrics.wake_duration.observe(self._now() - self._waking_since)
             self._waking_since = None
-        self._life.begin_turn()
+        self._turn_begun(started)
+        return TurnGrant(self._tenant, self._id, started.sandbox_id, started.socket_path, started.pid)
+
+    def _turn_begun(self, started: SandboxStarted, taken: bool = False) -> None:
+        """The session is busy with a turn on ``started`` (asked, or ``taken`` through the gate)."""
+        if taken:
+            self._life.hold_turn()
+        else:
+            self._life.begin_turn()
         self._settling = None  # a turn changes the files: a stop after it needs a new snapshot
         tell(self._deps.pool.mark, started.sandbox_id, SandboxState.RUNNING,
              context=f"session {self._id}: marking its sandbox running")
-        return TurnGrant(self._tenant, self._id, started.sandbox_id, started.socket_path, started.pid)
+
+    def turn_taken(self) -> None:
+        """Told by the runtime right after it took a turn through the gate. The turn is held
+        as begun by the gate's shutting at the start of this (or an earlier) message; this
+        message makes that happen now, so the pool sees the sandbox running."""
+
+    def turn_ended(self) -> None:
+        """Told by the runtime when a turn taken through the gate is over (after the gate was
+        told): the shutting at the start of this message did what ``end_turn`` does."""
+
+    def _collect_gate(self) -> None:
+        """What the runtime did through the gate since the last message: turns taken are held
+        as begun, turns ended are released (as ``begin_turn`` and ``end_turn`` would)."""
+        news = self._gate.close()
+        if news.none:
+            return
+        self._active_at = self._now()
+        if news.ended:
+            self._gated = False
+            self._turn_over()
+        if news.taken:
+            # Only messages beside turns ran since the gate opened: the sandbox is the grant's. The
+            # turn is granted already, so it is held even if such a message re-read the row.
+            assert self._sandbox is not None
+            self._settling = None
+        if news.running:
+            assert self._sandbox is not None
+            self._gated = True
+            self._turn_begun(self._sandbox, taken=True)
+
+    def _offer_turn(self) -> None:
+        """Open the gate if the session can take a turn as it is: a ``begin_turn`` now would
+        grant one at once, with no start, no wake and no crash to judge; or would, once the
+        turn taken through the gate that runs has ended (the runtime takes the next one then)."""
+        sandbox, exits = self._sandbox, self._deps.exits
+        if (sandbox is None or self._deps.turn_gates is None or self._row is None
+                or self._life.status is not SessionStatus.ACTIVE or (self._life.busy and not self._gated)
+                or self._draft or self._starts.in_progress or self._waking_since is not None
+                or self.actor_stopped.is_set() or (exits is not None and exits.get(sandbox.pid) is not None)):
+            return
+        self._gate.open(TurnGrant(self._tenant, self._id, sandbox.sandbox_id, sandbox.socket_path, sandbox.pid),
+                        self._me)
+
+    def _forget_gate(self) -> None:
+        """This actor stops: no turn is taken through its gate any more."""
+        self._gate.close()
+        if self._deps.turn_gates is not None:
+            self._deps.turn_gates.remove(self._id, self._gate)
 
     def exec_target(self) -> TurnGrant:
         """Where an ``exec`` runs: the live sandbox of an active session (the session is not
@@ -519,7 +604,12 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
     def end_turn(self) -> None:
         """Release the turn at once; the snapshot runs on the worker, the row is touched
         after this reply (at most every :data:`TOUCH_EVERY_S`). A ``begin_turn`` right after
-        never waits for either."""
+        never waits for either. (A turn taken through the gate ends with ``turn_ended``.)"""
+        if self._gated:
+            return  # the turn that runs was taken through the gate: it ends there
+        self._turn_over()
+
+    def _turn_over(self) -> None:
         self._life.end_turn()
         if self._sandbox is not None:
             tell(self._deps.pool.mark, self._sandbox.sandbox_id, SandboxState.WAITING,

@@ -32,6 +32,7 @@ from ashd.actors.snapshot_worker import SnapshotWorker
 from ashd.actors.start_gate import StartGate
 from ashd.actors.tell import tell
 from ashd.actors.timers import Timers
+from ashd.actors.turn_gate import TurnGates
 from ashd.actors.vitals import StartRecord
 from ashd.config import Config, start_slots
 from ashd.layout import Layout
@@ -288,13 +289,14 @@ class Tree:
 
     def __init__(self, registry: ChildRegistry, exits: ExitBoard, logs: LogBook | None = None,
                  starts: StartRecord | None = None, supervision: SupervisionRecord | None = None,
-                 gate: StartGate | None = None) -> None:
+                 gate: StartGate | None = None, turn_gates: TurnGates | None = None) -> None:
         self.registry = registry
         self.exits = exits
         self.logs = logs or LogBook()  # agent process output per session (/logs)
         self.starts = starts or StartRecord()  # sandbox starts, for /health's verdict
         self.supervision = supervision or SupervisionRecord()  # restarts and failed children
         self.gate = gate  # start admission (shared by every session actor); None: unbounded
+        self.turn_gates = turn_gates or TurnGates()  # warm, idle sessions' next turns (ashd/actors/turn_gate.py)
 
     @property
     def pool(self) -> pykka.ActorProxy[PoolActor]:
@@ -319,6 +321,7 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
     registry = ChildRegistry()
     record = SupervisionRecord(metrics)
     exits, logs = exits or ExitBoard(), logs or LogBook()
+    turn_gates = TurnGates()
     restarts = RestartGovernor(config.supervision, metrics=metrics)
     starts = StartRecord(config.supervision.degraded_after_failed_starts, restarts.budget_spent)
     disk = disk_ledger(config, store, launcher)
@@ -341,7 +344,7 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
             metrics=metrics, credential_key=config.auth.credential_key, settle=getattr(launcher, "settled", None),
             starts=starts, exits=exits, idle_s=config.supervision.session_actor_idle_s, gate=gate,
             snapshot_digest=getattr(launcher, "snapshot_digest", None),
-            discard_elsewhere=getattr(launcher, "discard", None),
+            discard_elsewhere=getattr(launcher, "discard", None), turn_gates=turn_gates,
         )
         ref = SessionSupervisor.start(deps, TreePolicy.for_sessions(config.supervision), record, crashed)
         # Sandboxes of a previous session supervisor's actors have no owner any more.
@@ -354,7 +357,7 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
         ChildSpec(POOL, start_pool, actor_ping(lambda pool: pool.stats()), actor_stop),
         ChildSpec(SESSIONS, start_sessions, actor_ping(lambda sessions: sessions.prewarm_hits), actor_stop),
     ]
-    return Tree(registry, exits, logs, starts, record, gate), children
+    return Tree(registry, exits, logs, starts, record, gate, turn_gates), children
 
 
 def disk_ledger(config: Config, store: Store, launcher: Launcher) -> DiskLedger | None:

@@ -39,6 +39,7 @@ from ashd.actors.root import RootSupervisor, TreePolicy, start_root
 from ashd.actors.session import SessionActor
 from ashd.actors.supervisor import Tree, build_tree
 from ashd.actors.tell import tell
+from ashd.actors.turn_gate import TurnGate
 from ashd.actors.vitals import Verdict
 from ashd.config import Config
 from ashd.errors import Conflict, Unavailable
@@ -154,6 +155,7 @@ class LocalRuntime:
         sandbox the stopping pool might miss (issue #18: sandboxes left behind)."""
         if self._tree.gate is not None:
             self._tree.gate.close()
+        self._tree.turn_gates.shut_all()  # and no turn is taken past the stopping actors
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -214,7 +216,10 @@ class LocalRuntime:
         fresh = False
         try:
             fresh = await self._claim(tenant_id, session_id)
-            turn, turn_over = await self._new_turn(live, options, received_at)
+            # A lease just taken makes the actor read its row afresh (a tell): this turn is
+            # asked for, behind that tell, never taken by the row it had. (Belt and braces: a
+            # session whose lease was not held here has no live sandbox here, so no offer.)
+            turn, turn_over = await self._new_turn(live, options, received_at, may_take=not fresh)
             self._run(live, turn, turn_over)
         except BaseException:
             if fresh:
@@ -224,14 +229,15 @@ class LocalRuntime:
             live.claims -= 1
         return turn
 
-    async def _new_turn(self, live: LiveSession, options: MessageOptions,
-                        received_at: float | None) -> tuple[Turn, Callable[[], None]]:
+    async def _new_turn(self, live: LiveSession, options: MessageOptions, received_at: float | None,
+                        may_take: bool = True) -> tuple[Turn, Callable[[], None]]:
         """The session's turn grant (a sandbox started if needed), then a turn of its tenant's
         (fair turns: waits at the tenant's bound), and its next event sequence. The tenant's
         bound is taken once the agent process is up, so a first message waiting for a queued
-        start holds none of the tenant's turns."""
-        grant, owner = await self._grant(live)
-        host = _LocalTurnHost(live, grant, owner, self._actor, self._offload, self._limit_turn)
+        start holds none of the tenant's turns. ``may_take``: a turn its actor offers may be
+        taken without an ask (see :meth:`_grant`)."""
+        grant, owner, gate = await self._grant(live, may_take)
+        host = _LocalTurnHost(live, grant, owner, self._actor, self._offload, self._limit_turn, gate)
         try:
             turn_over = await self._tenant_turns.admit(live.tenant_id)
         except BaseException:
@@ -380,20 +386,34 @@ class LocalRuntime:
 
         return await answered(ask, self._start_timeout)
 
-    async def _grant(self, live: LiveSession) -> tuple[TurnGrant, Actor]:
-        """The session's turn grant and the actor that granted it. One for an agent process
-        already known to have exited (its session actor is being told) is handed back and
-        asked again, so a message right after a crash starts a new agent process instead of
-        failing on the dead one."""
+    async def _grant(self, live: LiveSession, may_take: bool = True) -> tuple[TurnGrant, Actor, TurnGate | None]:
+        """The session's turn grant, the actor that granted it, and the gate it was taken
+        through, if it was. A warm, idle session's actor offers its next turn in its gate
+        (ashd/actors/turn_gate.py): taken here, on the loop, without the ``begin_turn`` round
+        trip, and the actor told (it holds the turn as begun from its next message on).
+        Otherwise asked. One for an agent process already known to have exited (its session
+        actor is being told) is handed back and asked again, so a message right after a crash
+        starts a new agent process instead of failing on the dead one."""
         tenant_id, session_id = live.tenant_id, live.session_id
         asked: list[Actor] = []
         for attempt in range(DEAD_GRANT_RETRIES + 1):
-            grant = await self._starting(tenant_id, session_id, lambda actor: actor.begin_turn(), _hand_back_grant,
-                                         asked, live)
+            offered = self._tree.turn_gates.take(tenant_id, session_id) if may_take and attempt == 0 else None
+            gate = offered.gate if offered is not None else None
+            if offered is not None:
+                grant, owner = offered.grant, offered.owner
+                live.actor = owner
+                tell(owner.turn_taken, context=f"session {session_id}: a turn taken through its gate")
+            else:
+                grant = await self._starting(tenant_id, session_id, lambda actor: actor.begin_turn(),
+                                             _hand_back_grant, asked, live)
+                owner = asked[0]
             if attempt == DEAD_GRANT_RETRIES or live.exited(grant.pid) is None:
-                return grant, asked[0]
+                return grant, owner, gate
             log.info("session %s: its agent process %d has exited; asking for a new one", session_id, grant.pid)
-            await self._offload.ask(asked[0].end_turn())
+            if gate is not None:
+                _end_gated(gate, owner, session_id)
+            else:
+                await self._offload.ask(owner.end_turn())
             await asyncio.sleep(DEAD_GRANT_WAIT_S)
         raise AssertionError("unreachable")
 
@@ -546,12 +566,21 @@ def _hand_back_grant(actor: Actor, late: TurnGrant | Pending) -> None:
         tell(actor.end_turn, context=f"session {late.session_id}: releasing a turn its caller gave up")
 
 
+def _end_gated(gate: TurnGate, owner: Actor, session_id: str) -> None:
+    """A turn taken through ``gate`` is over: the gate takes the next one at once; its actor
+    is told (it does what ``end_turn`` does at its next message)."""
+    gate.end()
+    tell(owner.turn_ended, context=f"session {session_id}: releasing its turn")
+
+
 class _LocalTurnHost:
     """How a turn reaches a local session: its actor (release, kill) and its bridge link."""
 
     def __init__(self, live: LiveSession, grant: TurnGrant, owner: Actor,
-                 actor: Callable[[str, str], Awaitable[Actor]], offload: Offload, limit_turn: LimitTurn | None) -> None:
+                 actor: Callable[[str, str], Awaitable[Actor]], offload: Offload, limit_turn: LimitTurn | None,
+                 gate: TurnGate | None = None) -> None:
         self._live = live
+        self._gate = gate  # the turn gate the turn was taken through, if it was
         self._grant = grant
         self._owner = owner  # the actor that granted the turn
         self._actor = actor
@@ -571,7 +600,10 @@ class _LocalTurnHost:
         """A tell to the actor that granted the turn, queued before ``done`` is delivered: a
         client's next message asks the same actor's mailbox later, so it is never refused for
         this turn. An actor that stopped meanwhile holds no turn (its successor loads the
-        session from the store, idle)."""
+        session from the store, idle). A turn taken through the gate is released there first."""
+        if self._gate is not None:
+            _end_gated(self._gate, self._owner, self._grant.session_id)
+            return
         tell(self._owner.end_turn, context=f"session {self._grant.session_id}: releasing its turn")
 
     async def kill(self, why: str) -> None:

@@ -12,7 +12,9 @@ holding it is committed, so no client ever sees an event id that a crash could l
 reuse. ``done`` is recorded and committed, then the turn is released (the session may take
 its next message), and only then is ``done`` delivered — so a client that sees ``done`` can
 replay the whole turn and can send its next message at once. The release is a message to
-the session's owner sent before ``done`` is delivered, so it is ahead of any next message.
+the session's owner sent before ``done`` is delivered, so it is ahead of any next message
+(a turn taken through the session's turn gate, ashd/actors/turn_gate.py, is also released in
+the gate itself, so the next message takes its turn there at once).
 
 A turn reaches its agent through a :class:`TurnHost` (the runtime implementation that
 granted it: the local one talks to a session actor and a bridge socket), so the turn itself
