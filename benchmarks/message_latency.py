@@ -8,7 +8,10 @@ to the SSE ``done`` frame (and to the first ``text_delta``). Rounds alternate be
 paths in blocks so drift on the machine hits both. Each path gets warm-up turns first.
 Reported: median, p90, p99, mean per path, and ashd minus direct at each statistic; and
 ``ashd_cpu_ms_per_message``: the CPU time (user + system, psutil) the ashd process spent
-during the ashd blocks, divided by their messages (the bridge and the CLI not included).
+during the ashd blocks, divided by their messages (the bridge and the CLI not included);
+and ``ashd_turn_overhead_ms_mean``: ashd's own time from a message's arrival to its query
+written to the bridge, from its ``ashd_turn_overhead_seconds`` histogram (sum / count over the
+measured messages), a figure the machine's noise moves far less than the end-to-end ones.
 
 A third path, ``mirrored``, is the same direct client with an SDK session store (kept in
 memory, every append answered at once), as ashd's bridge has one: the CLI then mirrors every
@@ -26,6 +29,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -148,6 +152,7 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str]) -> dict[str, A
                 await direct.turn()
                 await mirrored.turn()
                 ashd_turn(client, session_id)
+            overhead_before = turn_overhead(client)
             done = 0
             while done < rounds:
                 block = min(BLOCK, rounds - done)
@@ -163,6 +168,7 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str]) -> dict[str, A
                     results["ashd_e2e"].append(e2e)
                 cpu_s += _cpu_s(ashd_proc) - before
                 done += block
+            overhead = [after - before for after, before in zip(turn_overhead(client), overhead_before, strict=True)]
     finally:
         await direct.client.disconnect()
         await mirrored.client.disconnect()
@@ -177,7 +183,15 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str]) -> dict[str, A
     return {"prompt": PROMPT, "rounds": rounds, "warmup": warmup, "stats": stats,
             "ashd_added": minus("ashd", "direct"), "mirror_cost": minus("mirrored", "direct"),
             "ashd_added_vs_mirrored": minus("ashd", "mirrored"),
-            "ashd_cpu_ms_per_message": round(cpu_s * 1000 / rounds, 2), "machine": machine()}
+            "ashd_cpu_ms_per_message": round(cpu_s * 1000 / rounds, 2),
+            "ashd_turn_overhead_ms_mean": round(overhead[0] * 1000 / overhead[1], 3), "machine": machine()}
+
+
+def turn_overhead(client: httpx.Client) -> tuple[float, float]:
+    """ashd's ``ashd_turn_overhead_seconds`` histogram so far: (sum in seconds, count)."""
+    text = client.get("/metrics").text
+    values = dict(re.findall(r"^ashd_turn_overhead_seconds_(sum|count) (\S+)$", text, re.M))
+    return float(values["sum"]), float(values["count"])
 
 
 def _cpu_s(proc: psutil.Process) -> float:
