@@ -55,11 +55,16 @@ class ShellLauncher:
         self.spawned: list[int] = []
         self._lock = threading.Lock()
 
-    def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
+    def argv(self, spec: SandboxSpec) -> list[str]:
+        """What runs for ``spec`` (a subclass may run something else)."""
         with self._lock:
             program = self.programs.pop(0) if len(self.programs) > 1 else self.programs[0]
+        return ["/bin/sh", "-c", program]
+
+    def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
+        argv = self.argv(spec)
         with open(spec.log_path, "ab") as log:
-            proc = subprocess.Popen(["/bin/sh", "-c", program], stdout=subprocess.PIPE, stderr=log,
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         self.spawned.append(proc.pid)
         return proc

@@ -9,7 +9,6 @@ Nothing listens on the bridge socket, so turns end with ``error`` (not reachable
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from ashd.runtime.local import LocalRuntime
 from ashd.runtime.offload import Offload
 from ashd.sandbox.launcher import SandboxSpec
 from ashd.store import AgentRow, Store
+from tests.actors.harness import ShellLauncher
 
 TENANT = "t1"
 MESSAGE = MessageOptions.from_request({"content": "hi"})
@@ -53,28 +53,18 @@ while True:
 """
 
 
-class SleeperLauncher:
+class SleeperLauncher(ShellLauncher):
+    """A bridge that is ready at once and then sleeps; ``silent``: one that accepts the link and
+    never answers (SILENT_BRIDGE: its turns hang)."""
+
     name = "sleeper"
 
     def __init__(self) -> None:
-        self.spawned: list[int] = []
-        self.silent = False  # run SILENT_BRIDGE (turns hang) instead of a process with no socket
+        super().__init__("printf R; exec 1>&-; exec sleep 600")
+        self.silent = False
 
-    def spawn(self, spec: SandboxSpec) -> subprocess.Popen[bytes]:
-        code = "import os,time; os.write(1,b'R'); os.close(1); time.sleep(600)"
-        argv = [sys.executable, "-c", SILENT_BRIDGE, str(spec.socket_path)] if self.silent else \
-            [sys.executable, "-c", code]
-        with open(spec.log_path, "ab") as log:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        self.spawned.append(proc.pid)
-        return proc
-
-    def exit_reason(self, spec: SandboxSpec, returncode: int) -> str | None:
-        return None
-
-    def cleanup(self, spec: SandboxSpec) -> None:
-        pass
+    def argv(self, spec: SandboxSpec) -> list[str]:
+        return [sys.executable, "-c", SILENT_BRIDGE, str(spec.socket_path)] if self.silent else super().argv(spec)
 
 
 Running = tuple[LocalRuntime, Store, SleeperLauncher, AgentRow, list[str]]
