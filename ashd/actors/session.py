@@ -527,7 +527,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             self._deps.metrics.wake_duration.observe(self._now() - self._waking_since)
             self._waking_since = None
         self._turn_begun(started)
-        return TurnGrant(self._tenant, self._id, started.sandbox_id, started.socket_path, started.pid)
+        return self._grant_on(started)
 
     def _turn_begun(self, started: SandboxStarted, taken: bool = False) -> None:
         """The session is busy with a turn on ``started`` (asked, or ``taken`` through the gate)."""
@@ -578,8 +578,11 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
                 or self._draft or self._starts.in_progress or self._waking_since is not None
                 or self.actor_stopped.is_set() or (exits is not None and exits.get(sandbox.pid) is not None)):
             return
-        self._gate.open(TurnGrant(self._tenant, self._id, sandbox.sandbox_id, sandbox.socket_path, sandbox.pid),
-                        self._me)
+        self._gate.open(self._grant_on(sandbox), self._me)
+
+    def _grant_on(self, started: SandboxStarted) -> TurnGrant:
+        """A turn's (or an exec's) grant on the session's live sandbox ``started``."""
+        return TurnGrant(self._tenant, self._id, started.sandbox_id, started.socket_path, started.pid)
 
     def _forget_gate(self) -> None:
         """This actor stops: no turn is taken through its gate any more."""
@@ -599,7 +602,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             raise Conflict("Session has no running sandbox (its agent process exited); "
                            "send a message or resume it to start one")
         started = self._sandbox
-        return TurnGrant(self._tenant, self._id, started.sandbox_id, started.socket_path, started.pid)
+        return self._grant_on(started)
 
     def end_turn(self) -> None:
         """Release the turn at once; the snapshot runs on the worker, the row is touched

@@ -21,7 +21,15 @@ from types import TracebackType
 import pykka
 
 from ashd.actors.answers import answered_future
-from ashd.actors.children import ChildRegistry, ChildSpec, Crashed, SupervisionRecord, actor_ping, actor_stop
+from ashd.actors.children import (
+    ChildRegistry,
+    ChildSpec,
+    Crashed,
+    SupervisionRecord,
+    actor_ping,
+    actor_stop,
+    proxy_once,
+)
 from ashd.actors.exits import ExitBoard
 from ashd.actors.faults import FaultTarget, crash_detail
 from ashd.actors.pool import PoolActor
@@ -187,12 +195,8 @@ class SessionSupervisor(FaultTarget, pykka.ThreadingActor):
             self._proxies.pop(sid, None)
 
     def _proxy(self, session_id: str, ref: pykka.ActorRef[SessionActor]) -> pykka.ActorProxy[SessionActor]:
-        """The actor's proxy, made once per actor (a new proxy costs ~1 ms of CPU: pykka
-        introspects every attribute of the actor)."""
-        proxy = self._proxies.get(session_id)
-        if proxy is None or proxy.actor_ref is not ref:
-            proxy = self._proxies[session_id] = ref.proxy()
-        return proxy
+        """The actor's proxy, made once per actor (:func:`proxy_once`)."""
+        return proxy_once(self._proxies, session_id, ref)
 
     def live_child(self, session_id: str) -> pykka.ActorProxy[SessionActor] | None:
         """The session's actor if one is alive here (none is started)."""
