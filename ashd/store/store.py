@@ -58,6 +58,7 @@ from .translate import translated_errors
 
 P = ParamSpec("P")
 T = TypeVar("T")
+AT_ONCE_MAX_BYTES = 256 * 1024  # rows a write at once takes at most; larger ones go to the writer thread
 
 
 class Store:
@@ -414,10 +415,13 @@ class Store:
         """:meth:`append_log` for a caller that must not wait (the event loop): True when the
         rows are committed; False, with nothing written, when that would mean waiting (another
         thread holds the sequences' lock, another connection SQLite's write lock, or another
-        process took sequences meanwhile), and always on Postgres. On False the caller uses
-        :meth:`append_log`. Raises what :meth:`append_log` raises for a failed write."""
+        process took sequences meanwhile, or rows over :data:`AT_ONCE_MAX_BYTES`), and always on
+        Postgres. On False the caller uses :meth:`append_log`. Raises what :meth:`append_log`
+        raises for a failed write."""
+        size = (sum(len(content) for _, content in messages) + sum(len(data) for _, data in events)
+                + sum(len(data) for _, _, data in stream))
         now = self._clock()
-        return self._appending_at_once(tenant_id, session_id, lambda cursor: raw_writes.append_log(
+        return self._appending_at_once(tenant_id, session_id, size, lambda cursor: raw_writes.append_log(
             self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now))
 
     def checkpoint(self) -> None:
@@ -449,7 +453,8 @@ class Store:
         """:meth:`append_transcript` for a caller that must not wait: True when committed, False
         (nothing written) as :meth:`append_log_at_once` says."""
         now = self._clock()
-        return self._appending_at_once(tenant_id, session_id, lambda cursor: raw_writes.append_transcript(
+        size = sum(len(entry) for entry in entries)
+        return self._appending_at_once(tenant_id, session_id, size, lambda cursor: raw_writes.append_transcript(
             self._raw, cursor, self._seqs, tenant_id, session_id, subpath, entries, now))
 
     def load_transcript(self, tenant_id: str, session_id: str, subpath: str = "") -> list[str]:
@@ -519,11 +524,13 @@ class Store:
                     raise
         raise AssertionError("unreachable")
 
-    def _appending_at_once(self, tenant_id: str, session_id: str, write: Callable[[Any], None]) -> bool:
+    def _appending_at_once(self, tenant_id: str, session_id: str, size: int, write: Callable[[Any], None]) -> bool:
         """:meth:`_appending` (raw) without waiting: False, with nothing written, instead of
         waiting for the sequences' lock or SQLite's write lock, or of retrying after another
-        process took sequences (the caller's :meth:`_appending` then reads them again)."""
-        if not self._raw.sqlite or not self._seqs.lock.acquire(blocking=False):
+        process took sequences (the caller's :meth:`_appending` then reads them again); and for
+        rows of more than :data:`AT_ONCE_MAX_BYTES` (``size``), whose insert would hold the
+        caller (the event loop, every session's) for long: an agent's output decides it."""
+        if size > AT_ONCE_MAX_BYTES or not self._raw.sqlite or not self._seqs.lock.acquire(blocking=False):
             return False
         try:
             with translated_errors(self.url_masked), self._raw.transaction_at_once() as cursor:
