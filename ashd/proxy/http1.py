@@ -106,52 +106,100 @@ def encode_head(start: str, headers: list[tuple[str, str]]) -> bytes:
 
 
 async def relay_body(head: Head, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     tap: Tap | None = None, until_eof: bool = False, progress: Progress | None = None) -> None:
+                     tap: Tap | None = None, until_eof: bool = False, progress: Progress | None = None,
+                     first: bytes = b"") -> None:
     """Copy the body that follows ``head`` (chunked, by length, or to EOF for responses).
 
     ``tap`` sees each decoded piece before it is written; ``progress`` is called each time
     bytes moved (the idle timeout's clock) and may raise to stop the relay there, between
     two pieces. Chunk size lines are re-encoded canonically, so what the next hop parses is
-    what this one parsed."""
-    if head.chunked:
-        while True:
-            size = chunk_size(await reader.readuntil(b"\r\n"))
-            if progress:
-                progress()
-            if size == 0:
-                writer.write(b"0\r\n")
-                while (trailer := await reader.readuntil(b"\r\n")) != b"\r\n":
-                    writer.write(trailer)
-                writer.write(b"\r\n")
-                await writer.drain()
+    what this one parsed. ``first`` (a reply's head) goes out with the body's first piece.
+    What arrived together goes out together (:class:`Batched`): every piece is written, and
+    the pieces held for a batch go out before this returns or raises."""
+    out = Batched(writer)
+    out.write(first)
+    try:
+        if head.chunked:
+            await _relay_chunks(reader, out, writer, tap, progress)
+            return
+        length = head.length
+        if length is None and not until_eof:
+            return
+        left = length if length is not None else -1
+        while left != 0:
+            data = await reader.read(READ_CHUNK if left < 0 else min(left, READ_CHUNK))
+            if not data:
+                if left > 0:
+                    raise HttpError("connection closed in the middle of a body")
                 return
-            data = await reader.readexactly(size + 2)
-            if data[-2:] != b"\r\n":
-                raise HttpError("chunk not followed by CRLF")
             if tap:
-                tap(data[:-2])
-            writer.write(b"%x\r\n%s" % (size, data))  # one write (one send) per chunk
+                tap(data)
+            out.write(data)
+            out.flush()
             await writer.drain()
             if progress:
                 progress()
-    length = head.length
-    if length is None and not until_eof:
-        return
-    left = length if length is not None else -1
-    while left != 0:
-        data = await reader.read(READ_CHUNK if left < 0 else min(left, READ_CHUNK))
-        if not data:
             if left > 0:
-                raise HttpError("connection closed in the middle of a body")
-            return
-        if tap:
-            tap(data)
-        writer.write(data)
-        await writer.drain()
+                left -= len(data)
+    finally:
+        out.flush()
+
+
+async def _relay_chunks(reader: asyncio.StreamReader, out: Batched, writer: asyncio.StreamWriter,
+                        tap: Tap | None, progress: Progress | None) -> None:
+    while True:
+        size = chunk_size(await reader.readuntil(b"\r\n"))
         if progress:
             progress()
-        if left > 0:
-            left -= len(data)
+        if size == 0:
+            out.write(b"0\r\n")
+            while (trailer := await reader.readuntil(b"\r\n")) != b"\r\n":
+                out.write(trailer)
+            out.write(b"\r\n")
+            out.flush()
+            await writer.drain()
+            return
+        data = await reader.readexactly(size + 2)
+        if data[-2:] != b"\r\n":
+            raise HttpError("chunk not followed by CRLF")
+        if tap:
+            tap(data[:-2])
+        out.write(b"%x\r\n%s" % (size, data))
+        await writer.drain()  # waits only while the client's buffer is full (what was written)
+        if progress:
+            progress()
+
+
+class Batched:
+    """Writes made before the loop next runs its callbacks go out as one write, one send.
+
+    A relay reads what is already buffered without yielding to the loop, so the pieces an
+    upstream sent together (several SSE events in one segment) reach the client together,
+    as they would without the proxy, instead of one send and one wake-up of the client per
+    piece; a piece that arrived alone is written as soon as the relay waits for the next.
+    The pieces held are bounded by what the reader had buffered."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._parts: list[bytes] = []
+        self._soon: asyncio.Handle | None = None
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._parts.append(data)
+        if self._soon is None:
+            self._soon = asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what is held now (idempotent)."""
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
+        if self._parts:
+            data = b"".join(self._parts)
+            self._parts.clear()
+            self._writer.write(data)
 
 
 async def read_body(head: Head, reader: asyncio.StreamReader, limit: int, until_eof: bool = False,

@@ -246,8 +246,8 @@ class ModelProxy:
             framed = _framed(resp)
             keep = framed and client_keep
             if where.path != MESSAGES:
-                writer.write(_client_head(resp, keep))
-                await http1.relay_body(resp, conn.reader, writer, until_eof=True, progress=slot.touch)
+                await http1.relay_body(resp, conn.reader, writer, until_eof=True, progress=slot.touch,
+                                       first=_client_head(resp, keep))
                 whole = framed
             elif "text/event-stream" in (resp.get("content-type") or ""):
                 whole = await self._relay_stream(gate, slot, resp, conn.reader, writer, keep) and framed
@@ -306,8 +306,8 @@ class ModelProxy:
                 raise BudgetCrossed
 
         try:
-            writer.write(_client_head(resp, keep))
-            await http1.relay_body(resp, up_reader, writer, tap=meter.feed, until_eof=True, progress=progress)
+            await http1.relay_body(resp, up_reader, writer, tap=meter.feed, until_eof=True, progress=progress,
+                                   first=_client_head(resp, keep))
             return True
         except BudgetCrossed:
             log.info("model proxy: session %s crossed its budget mid-reply; reply stopped (%s)", gate.session_id,
