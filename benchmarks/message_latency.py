@@ -19,6 +19,18 @@ transcript line to the SDK, which ashd needs to keep the conversation across col
 ``mirror_cost`` is mirrored minus direct (the CLI's and the SDK's own work for that feature)
 and ``ashd_added_vs_mirrored`` is ashd minus mirrored, the like-for-like figure.
 
+A fourth path, ``relay``, is ``bare_relay.py``: one Tornado process around a connected SDK
+client, streaming each message as an SSE frame, nothing else (no auth, store, actors, bridge,
+sandbox or model proxy). ``relay_added`` is what an HTTP + SSE hop in Python costs by itself,
+and ``ashd_added_vs_relay`` what ashd adds beyond it. ``--baseline-repo DIR`` adds a fifth,
+``baseline``: the ashd of another checkout in the same blocks (``ashd_minus_baseline``), the
+way to compare two versions on a host whose speed drifts between runs.
+
+``sched_ms_per_message``: per path and process role, the CPU time and the run-queue wait (the
+kernel's schedstat: runnable, not running) per message (``schedstat.py``): whether a path's
+CLI does more work or only waits longer for a core. ``--pin-cli`` gives every CLI the last
+core and everything else the others, after the warm-up.
+
     .venv/bin/python benchmarks/message_latency.py --rounds 60 --out benchmarks/results/message_latency.json
 """
 
@@ -26,15 +38,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +65,8 @@ from ashd.bridge.driver import build_options  # noqa: E402
 from ashd.sandbox.env import sandbox_env  # noqa: E402
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from ashd.wire.settings import BridgeSettings  # noqa: E402
-from tests.support.daemon import AshdProcess, sse_events  # noqa: E402
+from benchmarks.schedstat import Sched, ashd_roles, pin  # noqa: E402
+from tests.support.daemon import AshdProcess, free_port, sse_events  # noqa: E402
 
 PROMPT = "[[say: the quick brown fox jumps over the lazy dog]]"
 BLOCK = 10
@@ -108,6 +124,9 @@ class Direct:
         end = time.perf_counter()
         return (first - start) * 1000, (end - start) * 1000
 
+    def cli_pid(self) -> int:
+        return int(self.client._transport._process.pid)  # type: ignore[union-attr]
+
 
 def bench_session(client: httpx.Client, repo: Path = REPO) -> str:
     """Deploy ``repo``'s hello agent as ``bench`` and create a session of it; its id."""
@@ -116,11 +135,15 @@ def bench_session(client: httpx.Client, repo: Path = REPO) -> str:
 
 
 def ashd_turn(client: httpx.Client, session_id: str) -> tuple[float, float]:
+    return sse_turn(client, f"/api/sessions/{session_id}/messages")
+
+
+def sse_turn(client: httpx.Client, url: str) -> tuple[float, float]:
+    """POST a message to ``url`` and read its SSE reply to ``done``: (first text delta, end) in ms."""
     start = time.perf_counter()
     first = 0.0
     body = []
-    with client.stream("POST", f"/api/sessions/{session_id}/messages",
-                       json={"content": PROMPT, "includePartialMessages": True}) as resp:
+    with client.stream("POST", url, json={"content": PROMPT, "includePartialMessages": True}) as resp:
         for chunk in resp.iter_text():
             if not first and "event: text_delta" in chunk:
                 first = time.perf_counter()
@@ -131,48 +154,66 @@ def ashd_turn(client: httpx.Client, session_id: str) -> tuple[float, float]:
     return (first - start) * 1000, (end - start) * 1000
 
 
-async def run(rounds: int, warmup: int, ashd_env: dict[str, str]) -> dict[str, Any]:
+async def run(rounds: int, warmup: int, ashd_env: dict[str, str], pin_cli: bool = False,
+              baseline_repo: Path | None = None) -> dict[str, Any]:
     model = ScriptedModel()
     model.start()
     tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
-    daemon = AshdProcess(tmp / "data", model.base_url, extra_env={"ASH_LOG_LEVEL": "warning", **ashd_env}).start()
+    daemons = [Ashd("ashd", tmp / "ashd", model.base_url, ashd_env)]
+    if baseline_repo is not None:
+        daemons.append(Ashd("baseline", tmp / "baseline", model.base_url, ashd_env, baseline_repo))
+    relay = BareRelay(model.base_url, tmp / "relay")
     direct = Direct(model.base_url, tmp / "direct")
     mirrored = Direct(model.base_url, tmp / "mirrored", MemoryStore())
     await direct.client.connect()
     await mirrored.client.connect()
-    results: dict[str, list[float]] = {f"{path}_{kind}": [] for path in ("direct", "mirrored", "ashd")
-                                       for kind in ("e2e", "first")}
-    assert daemon.proc is not None
-    ashd_proc = psutil.Process(daemon.proc.pid)
-    cpu_s = 0.0
+    paths = ["direct", "mirrored", "relay", *(d.name for d in daemons)]
+    results: dict[str, list[float]] = {f"{path}_{kind}": [] for path in paths for kind in ("e2e", "first")}
+    sched = Sched()
+
+    def record(path: str, first: float, e2e: float) -> None:
+        results[f"{path}_first"].append(first)
+        results[f"{path}_e2e"].append(e2e)
+
     try:
-        with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as client:
-            session_id = bench_session(client)
+        with httpx.Client(base_url=relay.url, timeout=60) as relay_client:
             for _ in range(warmup):
                 await direct.turn()
                 await mirrored.turn()
-                ashd_turn(client, session_id)
-            overhead_before = turn_overhead(client)
+                sse_turn(relay_client, "/messages")
+                for daemon in daemons:
+                    daemon.turn()
+            if pin_cli:
+                trees = [daemon.roles() for daemon in daemons]
+                pin([direct.cli_pid(), mirrored.cli_pid(), *relay.cli_pids(),
+                     *(pid for t in trees for pid in t["cli"])],
+                    [os.getpid(), relay.pid, *(pid for t in trees for role, pids in t.items() if role != "cli"
+                                              for pid in pids)])
+            overhead_before = daemons[0].turn_overhead()
             done = 0
             while done < rounds:
                 block = min(BLOCK, rounds - done)
                 for path, sdk in (("direct", direct), ("mirrored", mirrored)):
+                    with sched.count(path, {"client": [os.getpid()], "cli": [sdk.cli_pid()]}, block):
+                        for _ in range(block):
+                            record(path, *await sdk.turn())
+                with sched.count("relay", {"client": [os.getpid()], "relay": [relay.pid], "cli": relay.cli_pids()},
+                                 block):
                     for _ in range(block):
-                        first, e2e = await sdk.turn()
-                        results[f"{path}_first"].append(first)
-                        results[f"{path}_e2e"].append(e2e)
-                before = _cpu_s(ashd_proc)
-                for _ in range(block):
-                    first, e2e = ashd_turn(client, session_id)
-                    results["ashd_first"].append(first)
-                    results["ashd_e2e"].append(e2e)
-                cpu_s += _cpu_s(ashd_proc) - before
+                        record("relay", *sse_turn(relay_client, "/messages"))
+                for daemon in daemons:
+                    with sched.count(daemon.name, daemon.roles(), block), daemon.counting_cpu():
+                        for _ in range(block):
+                            record(daemon.name, *daemon.turn())
                 done += block
-            overhead = [after - before for after, before in zip(turn_overhead(client), overhead_before, strict=True)]
+            overhead = [after - before for after, before in zip(daemons[0].turn_overhead(), overhead_before,
+                                                                 strict=True)]
     finally:
         await direct.client.disconnect()
         await mirrored.client.disconnect()
-        daemon.stop()
+        relay.stop()
+        for daemon in daemons:
+            daemon.stop()
         model.stop()
     stats = {name: summary(values) for name, values in results.items()}
 
@@ -180,11 +221,87 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str]) -> dict[str, A
         return {f"{kind}_{stat}": round(stats[f"{a}_{kind}"][stat] - stats[f"{b}_{kind}"][stat], 2)
                 for kind in ("e2e", "first") for stat in ("median_ms", "p90_ms", "p99_ms", "mean_ms")}
 
-    return {"prompt": PROMPT, "rounds": rounds, "warmup": warmup, "stats": stats,
-            "ashd_added": minus("ashd", "direct"), "mirror_cost": minus("mirrored", "direct"),
-            "ashd_added_vs_mirrored": minus("ashd", "mirrored"),
-            "ashd_cpu_ms_per_message": round(cpu_s * 1000 / rounds, 2),
-            "ashd_turn_overhead_ms_mean": round(overhead[0] * 1000 / overhead[1], 3), "machine": machine()}
+    report = {"prompt": PROMPT, "rounds": rounds, "warmup": warmup, "stats": stats,
+              "ashd_added": minus("ashd", "direct"), "mirror_cost": minus("mirrored", "direct"),
+              "ashd_added_vs_mirrored": minus("ashd", "mirrored"),
+              "relay_added": minus("relay", "direct"), "ashd_added_vs_relay": minus("ashd", "relay"),
+              "ashd_cpu_ms_per_message": round(daemons[0].cpu_s * 1000 / rounds, 2),
+              "ashd_turn_overhead_ms_mean": round(overhead[0] * 1000 / overhead[1], 3),
+              "sched_ms_per_message": sched.report(), "machine": machine()}
+    if baseline_repo is not None:
+        report["baseline_repo"] = str(baseline_repo)
+        report["ashd_minus_baseline"] = minus("ashd", "baseline")
+        report["baseline_cpu_ms_per_message"] = round(daemons[1].cpu_s * 1000 / rounds, 2)
+    return report
+
+
+class Ashd:
+    """One ashd (this checkout's, or ``repo``'s) with one warm session of the hello agent."""
+
+    def __init__(self, name: str, root: Path, model_url: str, env: dict[str, str], repo: Path = REPO) -> None:
+        self.name = name
+        root.mkdir(parents=True)
+        self.daemon = AshdProcess(root / "data", model_url, extra_env={"ASH_LOG_LEVEL": "warning", **env},
+                                  repo=repo).start()
+        assert self.daemon.proc is not None
+        self.proc = psutil.Process(self.daemon.proc.pid)
+        self.client = httpx.Client(base_url=self.daemon.url, headers=self.daemon.headers, timeout=60)
+        self.session_id = bench_session(self.client)
+        self.cpu_s = 0.0  # the daemon's own CPU (psutil) over the measured blocks
+
+    def turn(self) -> tuple[float, float]:
+        return ashd_turn(self.client, self.session_id)
+
+    def roles(self) -> dict[str, list[int]]:
+        return ashd_roles(self.proc)
+
+    def turn_overhead(self) -> tuple[float, float]:
+        return turn_overhead(self.client)
+
+    @contextlib.contextmanager
+    def counting_cpu(self) -> Iterator[None]:
+        before = _cpu_s(self.proc)
+        yield
+        self.cpu_s += _cpu_s(self.proc) - before
+
+    def stop(self) -> None:
+        self.client.close()
+        self.daemon.stop()
+
+
+class BareRelay:
+    """``bare_relay.py`` in a process of its own, answering (its SDK client connected)."""
+
+    def __init__(self, model_url: str, root: Path, timeout_s: float = 60.0) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self._proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "bare_relay.py"), "--port", str(port),
+                                       "--model-url", model_url, "--root", str(root)])
+        self.pid = self._proc.pid
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"bare_relay.py exited with {self._proc.returncode}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("bare_relay.py did not answer")
+            time.sleep(0.1)
+
+    def cli_pids(self) -> list[int]:
+        return [p.pid for p in psutil.Process(self.pid).children(recursive=True) if p.name() == "claude"]
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
 
 
 def turn_overhead(client: httpx.Client) -> tuple[float, float]:
@@ -222,9 +339,18 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--ashd-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the ashd under test (e.g. ASH_SANDBOX_ISOLATION=none)")
+    parser.add_argument("--baseline-repo", type=Path, metavar="DIR",
+                        help="also run the ashd of another checkout (e.g. `git worktree add --detach /tmp/base "
+                             "HEAD~1`), as the path `baseline`, in the same blocks: ashd_minus_baseline")
+    parser.add_argument("--pin-cli", action="store_true",
+                        help="after the warm-up, run every path's CLI on the last core and everything else "
+                             "(this process, ashd, the bridge) on the others: what each path adds without "
+                             "its CLI waiting for a core")
     args = parser.parse_args()
-    report = asyncio.run(run(args.rounds, args.warmup, dict(kv.split("=", 1) for kv in args.ashd_env)))
+    report = asyncio.run(run(args.rounds, args.warmup, dict(kv.split("=", 1) for kv in args.ashd_env), args.pin_cli,
+                             args.baseline_repo))
     report["ashd_env"] = args.ashd_env
+    report["pin_cli"] = args.pin_cli
     emit(report, args.out)
     return 0
 
