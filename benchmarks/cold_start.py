@@ -62,6 +62,7 @@ from ashd.sandbox.launcher import DirectLauncher  # noqa: E402
 from ashd.sandbox.zygote import BridgeZygote  # noqa: E402
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import Direct, emit, machine, summary  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 from tests.bridge.test_bridge_process import make_spec, wait_ready  # noqa: E402
 from tests.support.daemon import AshdProcess, is_bridge  # noqa: E402
 
@@ -223,7 +224,7 @@ def run(rounds: int, live: int, baseline_python: str | None, baseline_repo: Path
     load_start = os.getloadavg()
     model = ScriptedModel()
     model.start()
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
+    tmp = scratch("ashd-bench-")
     bridges = bridge_starts(model, tmp / "bridges", rounds)
     kinds: dict[str, tuple[str, Path]] = {"new": (sys.executable, REPO)}
     if baseline_python is not None and baseline_repo is not None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ sys.path.insert(0, str(REPO))
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import PROMPT, ashd_turn, emit, machine, summary  # noqa: E402
 from benchmarks.runner_overhead import session_on  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 from tests.store.pg import backend_database  # noqa: E402
 from tests.support.daemon import AshdProcess, free_port  # noqa: E402
 
@@ -39,7 +39,7 @@ QUIET = {"ASH_LOG_LEVEL": "warning", "ASH_API_KEY": KEY}
 def run(rounds: int, warmup: int) -> dict[str, Any]:
     model = ScriptedModel()
     model.start()
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-handover-bench-"))
+    tmp = scratch("ashd-handover-bench-")
     started: list[AshdProcess] = []
     results: dict[str, list[float]] = {"stay_first": [], "stay_e2e": [], "handover_first": [], "handover_e2e": []}
     with backend_database("postgres") as db:

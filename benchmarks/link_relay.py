@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from ashd.runnerlink.endpoint import PATH, LinkClient, RunnerEnd, RunnerLinkHand
 from ashd.runnerlink.mux import Json, Mux  # noqa: E402
 from ashd.runnerlink.relay import open_unix, relay  # noqa: E402
 from benchmarks.message_latency import emit, machine, summary  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 
 BLOCK = 50
 FRAME_BYTES = 200
@@ -54,7 +54,7 @@ async def round_trip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 
 async def run(rounds: int) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-link-bench-"))
+    tmp = scratch("ashd-link-bench-")
     bridge_sock, local_sock = str(tmp / "bridge.sock"), str(tmp / "relay.sock")
     bridge = await asyncio.start_unix_server(echo, bridge_sock)
 

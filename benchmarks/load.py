@@ -28,7 +28,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -44,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import emit, machine, percentile  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 from tests.e2e.test_walking_skeleton import upload_body  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
@@ -192,7 +192,7 @@ def spread(values: list[float]) -> dict[str, float | None]:
 
 
 def run_one(model: ScriptedModel, n: int, m: int, log_level: str = "warning") -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-load-"))
+    tmp = scratch("ashd-load-")
     env = {"ASH_LOG_LEVEL": log_level, "ASH_RATE_LIMIT_SESSIONS": "0", "ASH_RATE_LIMIT_GLOBAL": "0",
            "ASH_INTERNAL_SECRET": SECRET, "ASH_SANDBOX_DISK_MB": str(DISK_MB)}
     daemon = AshdProcess(tmp / "data", model.base_url, extra_env=env).start()

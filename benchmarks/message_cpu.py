@@ -28,7 +28,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import ashd_turn, bench_session, machine  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
 WARMUP = 10
@@ -90,7 +90,7 @@ def callgrind_totals(out_dir: Path, messages: int) -> dict[str, float]:
 def run(mode: str, messages: int, repo: Path) -> dict[str, Any]:
     model = ScriptedModel()
     model.start()
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-cpu-"))
+    tmp = scratch("ashd-cpu-")
     wrap: list[str] = []
     if mode == "callgrind":
         wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",

@@ -40,7 +40,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import Direct, MemoryStore, ashd_turn, bench_session, machine  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
 CALLS = ("sendto", "write", "writev", "pwritev2", "sendmsg")
@@ -181,7 +181,7 @@ async def run(rounds: int, warmup: int, mirrored: bool) -> dict[str, Any]:
         raise SystemExit("perf is not installed (Debian: apt-get install linux-perf)")
     model = ScriptedModel()
     model.start()
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-hops-"))
+    tmp = scratch("ashd-hops-")
     daemon = AshdProcess(tmp / "data", model.base_url, extra_env={"ASH_LOG_LEVEL": "warning"}).start()
     direct = Direct(model.base_url, tmp / "direct", MemoryStore() if mirrored else None)
     await direct.client.connect()

@@ -46,7 +46,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -66,6 +65,7 @@ from ashd.sandbox.env import sandbox_env  # noqa: E402
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from ashd.wire.settings import BridgeSettings  # noqa: E402
 from benchmarks.schedstat import Sched, ashd_roles, pin  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 from tests.support.daemon import AshdProcess, free_port, sse_events  # noqa: E402
 
 PROMPT = "[[say: the quick brown fox jumps over the lazy dog]]"
@@ -158,7 +158,7 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str], pin_cli: bool 
               baseline_repo: Path | None = None) -> dict[str, Any]:
     model = ScriptedModel()
     model.start()
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
+    tmp = scratch("ashd-bench-")
     daemons = [Ashd("ashd", tmp / "ashd", model.base_url, ashd_env)]
     if baseline_repo is not None:
         daemons.append(Ashd("baseline", tmp / "baseline", model.base_url, ashd_env, baseline_repo))

@@ -28,7 +28,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import emit, machine, percentile  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 from tests.support.sandboxes import cmdline, sandbox_pids  # noqa: E402
 
@@ -216,7 +216,7 @@ def run(rounds: int, sessions: int, k: list[int]) -> dict[str, Any]:
     load_start = os.getloadavg()
     model = ScriptedModel()
     model.start()
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
+    tmp = scratch("ashd-bench-")
     env = {"ASH_LOG_LEVEL": "warning", "ASH_PARK_AFTER_MS": str(PARK_AFTER_MS),
            "ASH_SESSION_ACTOR_IDLE_S": str(ACTOR_IDLE_S), "ASH_SANDBOX_DISK_MB": "64"}
     daemon = AshdProcess(tmp / "data", model.base_url, extra_env=env).start()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import PROMPT, ashd_turn, emit, machine, summary  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 from tests.store.pg import backend_database  # noqa: E402
 from tests.support.daemon import AshdProcess, free_port  # noqa: E402
 
@@ -51,7 +51,7 @@ def session_on(daemon: AshdProcess, client: httpx.Client) -> str:
 def run(rounds: int, warmup: int) -> dict[str, Any]:
     model = ScriptedModel()
     model.start()
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-runner-bench-"))
+    tmp = scratch("ashd-runner-bench-")
     started: list[AshdProcess] = []
     results: dict[str, list[float]] = {"standalone_first": [], "standalone_e2e": [], "remote_first": [],
                                        "remote_e2e": []}

@@ -29,7 +29,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -43,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import PROMPT, emit, machine, summary  # noqa: E402
 from benchmarks.runner_overhead import QUIET, SECRET, session_on  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 from tests.store.pg import backend_database  # noqa: E402
 from tests.support.daemon import AshdProcess, free_port  # noqa: E402
 
@@ -222,7 +222,7 @@ def main() -> int:
     args = parser.parse_args()
     model = ScriptedModel()
     model.start()
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-scale-bench-"))
+    tmp = scratch("ashd-scale-bench-")
     load_before = [round(x, 2) for x in os.getloadavg()]
     try:
         report: dict[str, Any] = {"loadavg_at_start": load_before}

@@ -29,7 +29,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import emit, machine, percentile  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
 AGENT = str(REPO / "examples" / "hello-agent")
@@ -137,7 +137,7 @@ class Target:
 def run(rounds: int, scenarios: set[str], baseline_repo: Path | None = None) -> dict[str, Any]:
     model = ScriptedModel()
     model.start()
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
+    tmp = scratch("ashd-bench-")
     targets: dict[str, Target] = {}
     try:
         targets["new"] = Target(tmp / "new", model.base_url, REPO)

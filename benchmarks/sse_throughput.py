@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import bench_session, emit, machine  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
 SAY = "[[say: " + " ".join(f"word{i}" for i in range(64)) + "]]"
@@ -86,7 +86,7 @@ def fill(client: httpx.Client, turns: int) -> str:
 def run(turns: int, subscribers: int, rounds: int, distinct: bool) -> dict[str, Any]:
     model = ScriptedModel()
     model.start()
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-sse-bench-"))
+    tmp = scratch("ashd-sse-bench-")
     daemon = AshdProcess(tmp / "data", model.base_url, extra_env={"ASH_LOG_LEVEL": "warning"}).start()
     assert daemon.proc is not None
     proc = psutil.Process(daemon.proc.pid)

@@ -21,7 +21,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import bench_session, emit, machine, percentile  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 from tests.e2e.test_fanout import frames  # noqa: E402
 from tests.store.pg import fresh_pg_database  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
@@ -93,7 +93,7 @@ def run(turns: int, words: int, slow_ms: int) -> dict[str, Any]:
     load_before = [round(x, 2) for x in os.getloadavg()]
     model = ScriptedModel()
     model.start()
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-fanout-"))
+    tmp = scratch("ashd-bench-fanout-")
     env = {"ASH_API_KEY": KEY, "ASH_LOG_LEVEL": "warning"}
     try:
         with fresh_pg_database() as db:

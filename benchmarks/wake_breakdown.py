@@ -36,7 +36,6 @@ import os
 import re
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,7 @@ from ashd.scripted.server import ScriptedModel  # noqa: E402
 from ashd.wire.settings import BridgeSettings  # noqa: E402
 from benchmarks.cold_start import wait_parked  # noqa: E402
 from benchmarks.message_latency import emit, machine, summary  # noqa: E402
+from benchmarks.scratch import scratch  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
 AGENT = str(REPO / "examples" / "hello-agent")
@@ -203,7 +203,7 @@ def run(rounds: int, baseline: Path | None) -> dict[str, Any]:
     load_start = os.getloadavg()
     model = ScriptedModel()
     model.start()
-    tmp = Path(tempfile.mkdtemp(prefix="ashd-bench-"))
+    tmp = scratch("ashd-bench-")
     direct: dict[str, list[float]] = {"direct_connect": [], "direct_first_delta": [],
                                       "direct_cg_connect": [], "direct_cg_first_delta": []}
     group, cg_cli = None, None
