@@ -156,65 +156,26 @@ def sse_turn(client: httpx.Client, url: str) -> tuple[float, float]:
 
 async def run(rounds: int, warmup: int, ashd_env: dict[str, str], pin_cli: bool = False,
               baseline_repo: Path | None = None) -> dict[str, Any]:
-    model = ScriptedModel()
-    model.start()
-    tmp = scratch("ashd-bench-")
-    daemons = [Ashd("ashd", tmp / "ashd", model.base_url, ashd_env)]
-    if baseline_repo is not None:
-        daemons.append(Ashd("baseline", tmp / "baseline", model.base_url, ashd_env, baseline_repo))
-    relay = BareRelay(model.base_url, tmp / "relay")
-    direct = Direct(model.base_url, tmp / "direct")
-    mirrored = Direct(model.base_url, tmp / "mirrored", MemoryStore())
-    await direct.client.connect()
-    await mirrored.client.connect()
-    paths = ["direct", "mirrored", "relay", *(d.name for d in daemons)]
-    results: dict[str, list[float]] = {f"{path}_{kind}": [] for path in paths for kind in ("e2e", "first")}
-    sched = Sched()
-
-    def record(path: str, first: float, e2e: float) -> None:
-        results[f"{path}_first"].append(first)
-        results[f"{path}_e2e"].append(e2e)
-
-    try:
-        with httpx.Client(base_url=relay.url, timeout=60) as relay_client:
-            for _ in range(warmup):
-                await direct.turn()
-                await mirrored.turn()
-                sse_turn(relay_client, "/messages")
-                for daemon in daemons:
-                    daemon.turn()
-            if pin_cli:
-                trees = [daemon.roles() for daemon in daemons]
-                pin([direct.cli_pid(), mirrored.cli_pid(), *relay.cli_pids(),
-                     *(pid for t in trees for pid in t["cli"])],
-                    [os.getpid(), relay.pid, *(pid for t in trees for role, pids in t.items() if role != "cli"
-                                              for pid in pids)])
-            overhead_before = daemons[0].turn_overhead()
-            done = 0
-            while done < rounds:
-                block = min(BLOCK, rounds - done)
-                for path, sdk in (("direct", direct), ("mirrored", mirrored)):
-                    with sched.count(path, {"client": [os.getpid()], "cli": [sdk.cli_pid()]}, block):
-                        for _ in range(block):
-                            record(path, *await sdk.turn())
-                with sched.count("relay", {"client": [os.getpid()], "relay": [relay.pid], "cli": relay.cli_pids()},
-                                 block):
-                    for _ in range(block):
-                        record("relay", *sse_turn(relay_client, "/messages"))
-                for daemon in daemons:
-                    with sched.count(daemon.name, daemon.roles(), block), daemon.counting_cpu():
-                        for _ in range(block):
-                            record(daemon.name, *daemon.turn())
-                done += block
-            overhead = [after - before for after, before in zip(daemons[0].turn_overhead(), overhead_before,
-                                                                 strict=True)]
-    finally:
-        await direct.client.disconnect()
-        await mirrored.client.disconnect()
-        relay.stop()
-        for daemon in daemons:
-            daemon.stop()
-        model.stop()
+    async with contextlib.AsyncExitStack() as stack:  # whatever started is stopped, even if a start fails
+        model = ScriptedModel()
+        model.start()
+        stack.callback(model.stop)
+        tmp = scratch("ashd-bench-")
+        daemons = []
+        for name, repo in [("ashd", REPO), *([("baseline", baseline_repo)] if baseline_repo else [])]:
+            daemons.append(Ashd(name, tmp / name, model.base_url, ashd_env, repo))
+            stack.callback(daemons[-1].stop)
+        relay = BareRelay(model.base_url, tmp / "relay")
+        stack.callback(relay.stop)
+        relay_client = stack.enter_context(httpx.Client(base_url=relay.url, timeout=60))
+        direct = Direct(model.base_url, tmp / "direct")
+        mirrored = Direct(model.base_url, tmp / "mirrored", MemoryStore())
+        for sdk in (direct, mirrored):
+            await sdk.client.connect()
+            stack.push_async_callback(sdk.client.disconnect)
+        sched = Sched()
+        results, overhead = await _measure(rounds, warmup, pin_cli, sched, daemons, relay, relay_client,
+                                           direct, mirrored)
     stats = {name: summary(values) for name, values in results.items()}
 
     def minus(a: str, b: str) -> dict[str, float]:
@@ -233,6 +194,49 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str], pin_cli: bool 
         report["ashd_minus_baseline"] = minus("ashd", "baseline")
         report["baseline_cpu_ms_per_message"] = round(daemons[1].cpu_s * 1000 / rounds, 2)
     return report
+
+
+async def _measure(rounds: int, warmup: int, pin_cli: bool, sched: Sched, daemons: list[Ashd], relay: BareRelay,
+                   relay_client: httpx.Client, direct: Direct, mirrored: Direct,
+                   ) -> tuple[dict[str, list[float]], tuple[float, float]]:
+    """Warm-up turns on every path, then ``rounds`` messages per path in alternating blocks:
+    (first, e2e) ms per path, and the first daemon's turn-overhead histogram over them."""
+    paths = ["direct", "mirrored", "relay", *(d.name for d in daemons)]
+    results: dict[str, list[float]] = {f"{path}_{kind}": [] for path in paths for kind in ("e2e", "first")}
+
+    def record(path: str, first: float, e2e: float) -> None:
+        results[f"{path}_first"].append(first)
+        results[f"{path}_e2e"].append(e2e)
+
+    for _ in range(warmup):
+        await direct.turn()
+        await mirrored.turn()
+        sse_turn(relay_client, "/messages")
+        for daemon in daemons:
+            daemon.turn()
+    if pin_cli:
+        trees = [daemon.roles() for daemon in daemons]
+        pin([direct.cli_pid(), mirrored.cli_pid(), *relay.cli_pids(), *(pid for t in trees for pid in t["cli"])],
+            [os.getpid(), relay.pid,
+             *(pid for t in trees for role, pids in t.items() if role != "cli" for pid in pids)])
+    before = daemons[0].turn_overhead()
+    done = 0
+    while done < rounds:
+        block = min(BLOCK, rounds - done)
+        for path, sdk in (("direct", direct), ("mirrored", mirrored)):
+            with sched.count(path, {"client": [os.getpid()], "cli": [sdk.cli_pid()]}, block):
+                for _ in range(block):
+                    record(path, *await sdk.turn())
+        with sched.count("relay", {"client": [os.getpid()], "relay": [relay.pid], "cli": relay.cli_pids()}, block):
+            for _ in range(block):
+                record("relay", *sse_turn(relay_client, "/messages"))
+        for daemon in daemons:
+            with sched.count(daemon.name, daemon.roles(), block), daemon.counting_cpu():
+                for _ in range(block):
+                    record(daemon.name, *daemon.turn())
+        done += block
+    after = daemons[0].turn_overhead()
+    return results, (after[0] - before[0], after[1] - before[1])
 
 
 class Ashd:
