@@ -130,6 +130,7 @@ class Daemon:
             if lock is not None:
                 lock.release()
             store.close()
+            layout.release()
         log.info("ashd stopped%s", f" (exit code {self._exit_code})" if self._exit_code else "")
         return self._exit_code
 

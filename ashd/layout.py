@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,40 @@ class Layout:
 
     def create(self) -> None:
         """Create the directories, private to ashd's user."""
-        for path in (self.data_dir, self.data_dir / "agents", self.data_dir / "sandboxes", self.socket_dir):
+        for path in (self.data_dir, self.data_dir / "agents", self.data_dir / "sandboxes"):
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(0o700)
+        private_dir(self.socket_dir)
+
+    def release(self) -> None:
+        """At shutdown: remove the /tmp socket directory if it is empty (``<data>/run`` stays)."""
+        if self.socket_dir.parent != self.data_dir.resolve():
+            with contextlib.suppress(OSError):
+                self.socket_dir.rmdir()
+
+
+class LayoutError(Exception):
+    """A directory ashd needs is not one it can trust."""
+
+
+def private_dir(path: Path) -> None:
+    """``path`` as a directory only this user can use: created with mode 0700, or, if it is
+    there already, opened without following a symlink and checked to be a directory this
+    user owns, then set to 0700. The /tmp socket directory's name is predictable in a shared
+    directory: another user could have made it first, or left a symlink there that a plain
+    ``chmod`` would follow."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise LayoutError(f"{path} is not a directory ashd can use ({exc.strerror}): remove it, or give "
+                          "ashd a shorter data_dir (then its sockets go under <data_dir>/run)") from None
+    try:
+        owner = os.fstat(fd).st_uid
+        if owner != os.geteuid():
+            raise LayoutError(f"{path} belongs to uid {owner}, not to ashd's user (uid {os.geteuid()}): remove "
+                              "it, or give ashd a shorter data_dir (then its sockets go under <data_dir>/run)")
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
