@@ -58,7 +58,8 @@ from .translate import translated_errors
 
 P = ParamSpec("P")
 T = TypeVar("T")
-AT_ONCE_MAX_BYTES = 256 * 1024  # rows a write at once takes at most; larger ones go to the writer thread
+# Characters of rows (1 MiB of UTF-8 at most) a write at once takes; more go to the writer thread.
+AT_ONCE_MAX_CHARS = 256 * 1024
 
 
 class Store:
@@ -415,7 +416,7 @@ class Store:
         """:meth:`append_log` for a caller that must not wait (the event loop): True when the
         rows are committed; False, with nothing written, when that would mean waiting (another
         thread holds the sequences' lock, another connection SQLite's write lock, or another
-        process took sequences meanwhile, or rows over :data:`AT_ONCE_MAX_BYTES`), and always on
+        process took sequences meanwhile, or rows over :data:`AT_ONCE_MAX_CHARS`), and always on
         Postgres. On False the caller uses :meth:`append_log`. Raises what :meth:`append_log`
         raises for a failed write."""
         size = (sum(len(content) for _, content in messages) + sum(len(data) for _, data in events)
@@ -528,9 +529,9 @@ class Store:
         """:meth:`_appending` (raw) without waiting: False, with nothing written, instead of
         waiting for the sequences' lock or SQLite's write lock, or of retrying after another
         process took sequences (the caller's :meth:`_appending` then reads them again); and for
-        rows of more than :data:`AT_ONCE_MAX_BYTES` (``size``), whose insert would hold the
+        rows of more than :data:`AT_ONCE_MAX_CHARS` (``size``), whose insert would hold the
         caller (the event loop, every session's) for long: an agent's output decides it."""
-        if size > AT_ONCE_MAX_BYTES or not self._raw.sqlite or not self._seqs.lock.acquire(blocking=False):
+        if size > AT_ONCE_MAX_CHARS or not self._raw.sqlite or not self._seqs.lock.acquire(blocking=False):
             return False
         try:
             with translated_errors(self.url_masked), self._raw.transaction_at_once() as cursor:

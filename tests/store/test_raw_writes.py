@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from ashd.store import Conflict, Store, StoreError, StoreUnavailable
-from ashd.store.store import AT_ONCE_MAX_BYTES
+from ashd.store.store import AT_ONCE_MAX_CHARS
 from ashd.store.usage import UsageFilter
 
 
@@ -182,12 +182,12 @@ def test_a_write_at_once_refuses_rows_too_large_to_hold_the_loop_for(tmp_path: P
     store = Store(f"sqlite:///{tmp_path / 'ashd.db'}")
     store.migrate()
     store.create_session("t1", "s1", "qa", "active")
-    big = "x" * (AT_ONCE_MAX_BYTES + 1)
+    big = "x" * (AT_ONCE_MAX_CHARS + 1)
     assert store.append_log_at_once("t1", "s1", [("assistant", big)], [], []) is False
     assert store.append_log_at_once("t1", "s1", [], [], [(1, "message", big)]) is False
     assert store.append_transcript_at_once("t1", "s1", "", [big]) is False
     assert store.list_messages("t1", "s1") == [] and store.load_transcript("t1", "s1") == []
-    assert store.append_log_at_once("t1", "s1", [("assistant", big[:AT_ONCE_MAX_BYTES])], [], []) is True
+    assert store.append_log_at_once("t1", "s1", [("assistant", big[:AT_ONCE_MAX_CHARS])], [], []) is True
     store.append_log("t1", "s1", [("assistant", big)], [], [])
-    assert [len(m.content) for m in store.list_messages("t1", "s1")] == [AT_ONCE_MAX_BYTES, AT_ONCE_MAX_BYTES + 1]
+    assert [len(m.content) for m in store.list_messages("t1", "s1")] == [AT_ONCE_MAX_CHARS, AT_ONCE_MAX_CHARS + 1]
     store.close()
