@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +25,7 @@ from claude_agent_sdk import ClaudeSDKClient
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ashd.bridge.driver import build_options  # noqa: E402
-from ashd.sandbox.env import sandbox_env  # noqa: E402
-from ashd.wire.settings import BridgeSettings  # noqa: E402
+from benchmarks.message_latency import Direct  # noqa: E402
 
 
 class Messages(tornado.web.RequestHandler):
@@ -56,13 +52,7 @@ class Ready(tornado.web.RequestHandler):
 
 
 async def serve(port: int, model_url: str, root: Path) -> None:
-    workspace = root / "workspace"
-    workspace.mkdir(parents=True, exist_ok=True)
-    os.environ.update(sandbox_env(home=str(root / "home"), model_base_url=model_url, model_key="k",
-                                  model_auth_token="", user_env={}))
-    settings = BridgeSettings(session_id=str(uuid.uuid4()), socket_path="unused",
-                              workspace=str(workspace), system_prompt="benchmark agent")
-    client = ClaudeSDKClient(build_options(settings, None))
+    client = Direct(model_url, root).client  # the direct path's client, set up the same way
     await client.connect()
     app = tornado.web.Application([(r"/messages", Messages, {"client": client}), (r"/ready", Ready)])
     app.listen(port, "127.0.0.1")

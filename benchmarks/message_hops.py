@@ -54,6 +54,7 @@ sys.path.insert(0, str(REPO))
 
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from benchmarks.message_latency import Direct, MemoryStore, ashd_turn, bench_session, machine  # noqa: E402
+from benchmarks.schedstat import ashd_roles  # noqa: E402
 from benchmarks.scratch import scratch  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
@@ -168,12 +169,10 @@ def with_sse_fd(who: Roles, calls: list[Call]) -> Roles:
 
 
 def roles(daemon_pid: int, direct_cli: int) -> Roles:
-    kids = psutil.Process(daemon_pid).children(recursive=True)
-    clis = [p for p in kids if p.name() == "claude"]
-    if len(clis) != 1:
-        raise SystemExit(f"expected one sandboxed CLI under ashd, found {[p.pid for p in clis]}")
-    bridge = next(p for p in clis[0].parents() if p.name().startswith("python"))  # above bwrap and setpriv
-    return Roles(os.getpid(), daemon_pid, -1, bridge.pid, clis[0].pid, direct_cli)
+    tree = ashd_roles(psutil.Process(daemon_pid))
+    if len(tree["cli"]) != 1 or len(tree["bridge"]) != 1:
+        raise SystemExit(f"expected one sandboxed CLI and its bridge under ashd, found {tree}")
+    return Roles(os.getpid(), daemon_pid, -1, tree["bridge"][0], tree["cli"][0], direct_cli)
 
 
 async def run(rounds: int, warmup: int, mirrored: bool) -> dict[str, Any]:
