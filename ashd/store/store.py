@@ -83,6 +83,7 @@ class Store:
             url, retries=connect_retries, initial_delay=retry_initial_delay,
             max_delay=retry_max_delay,
         )
+        self._url_masked = mask_url(self._engine.url)  # named by every write's errors
         self._clock = clock
         self._seqs = LogSequences()
         self._raw = raw_writes.RawWrites(self._engine)
@@ -90,7 +91,7 @@ class Store:
     @property
     def url_masked(self) -> str:
         """The database URL with the password replaced by ``***``."""
-        return mask_url(self._engine.url)
+        return self._url_masked
 
     @property
     def dialect(self) -> Literal["sqlite", "postgresql"]:

@@ -5,6 +5,7 @@ Such strings sort lexically in time order and serialize to JSON unchanged.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -24,6 +25,15 @@ def format_utc(moment: datetime) -> str:
     return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+_second: tuple[int, str] = (-1, "")  # (a Unix second, its stored form up to the ".")
+
+
 def utc_now() -> str:
-    """The current time as a stored timestamp (thread-safe)."""
-    return format_utc(datetime.now(UTC))
+    """The current time as a stored timestamp (thread-safe). Every row written is stamped, so
+    the part up to the second is formatted once per second (a tuple, swapped whole)."""
+    global _second
+    sec, ns = divmod(time.time_ns(), 1_000_000_000)
+    second = _second
+    if second[0] != sec:
+        second = _second = (sec, format_utc(datetime.fromtimestamp(sec, UTC))[:-4])
+    return f"{second[1]}{ns // 1_000_000:03d}Z"

@@ -1,13 +1,16 @@
-"""Row helpers: timestamp format and JSON column decoding."""
+"""Row helpers: timestamp format, row ids and JSON column decoding."""
 
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 
-from ashd.store import format_utc, utc_now
+from ashd.store import format_utc, timestamps, utc_now
+from ashd.store.dialect import new_id
 from ashd.store.rows import decode_json, encode_json
 
 
@@ -15,6 +18,27 @@ def test_timestamps_are_utc_millis_with_z() -> None:
     moment = datetime(2026, 11, 23, 8, 52, 30, 123999, tzinfo=timezone(timedelta(hours=1)))
     assert format_utc(moment) == "2026-11-23T07:52:30.123Z"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", utc_now())
+
+
+def test_utc_now_is_the_clock_formatted_as_format_utc_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # utc_now formats the second once and the milliseconds per call: each must come out right,
+    # also across a change of second (and of day, month and year).
+    for ns in (1_795_000_000_123_999_999, 1_795_000_000_999_000_000, 1_795_000_001_000_000_000,
+               1_798_761_599_999_999_999, 1_798_761_600_000_000_000):
+        monkeypatch.setattr(timestamps, "time", SimpleNamespace(time_ns=lambda ns=ns: ns))
+        expected = format_utc(datetime.fromtimestamp(ns // 1000 / 1_000_000, UTC))
+        assert utc_now() == expected
+    assert utc_now() == "2027-01-01T00:00:00.000Z"
+
+
+def test_row_ids_are_random_version_4_uuids() -> None:
+    ids = [new_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # every bit outside version and variant varies
+    assert {value[14] for value in ids} == {"4"} and {value[19] for value in ids} == set("89ab")
 
 
 def test_naive_datetimes_are_refused() -> None:
