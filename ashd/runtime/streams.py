@@ -21,8 +21,10 @@ in a small cache (:class:`PageCache`) and shared by every subscriber replaying t
 
 :func:`with_heartbeats` marks every quiet period with :data:`IDLE`, so the HTTP side writes
 a keep-alive comment; it waits for the next item without cancelling its source (cancelling
-a pending ``__anext__`` would close the generator) and reads one item at a time, so a slow
-client holds the replay back (backpressure). Loop thread only.
+a pending ``__anext__`` would close the generator) and reads one item at a time, when asked,
+so a slow client holds the replay back (backpressure): the watchdog's :func:`watched` on
+demand, one reader task per stream rather than one task and one ``asyncio.wait`` per item.
+Loop thread only.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from ashd.runtime.fanout import StreamFanout
 from ashd.runtime.following import SessionBell
 from ashd.runtime.offload import Offload
 from ashd.runtime.turn import Frame, Turn
-from ashd.runtime.watchdog import IDLE, Idle
+from ashd.runtime.watchdog import Idle, watched
 from ashd.states import SessionStatus
 from ashd.store import Store
 
@@ -205,26 +207,8 @@ async def turn_frames(turn: Turn, after: int = 0, *, batched: bool = False) -> A
         yield data
 
 
-async def with_heartbeats(source: AsyncGenerator[bytes, None], every_s: float) -> AsyncGenerator[bytes | Idle, None]:
-    """Every item of ``source``, and :data:`IDLE` after each quiet ``every_s``. Closing this
-    generator early closes ``source`` (its ``finally`` blocks run now, not at collection)."""
-    pending: asyncio.Future[bytes] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(source.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=every_s)
-            if not done:
-                yield IDLE
-                continue
-            try:
-                item = pending.result()
-            except StopAsyncIteration:
-                return
-            pending = None
-            yield item
-    finally:
-        if pending is not None and not pending.done():
-            pending.cancel()  # the source ends inside its pending read
-            await asyncio.wait({pending})
-        await source.aclose()
+def with_heartbeats(source: AsyncGenerator[bytes, None], every_s: float) -> AsyncGenerator[bytes | Idle, None]:
+    """Every item of ``source``, read only when asked for, and :data:`IDLE` after each quiet
+    ``every_s``. Closing the result early closes ``source`` (its ``finally`` blocks run then,
+    not at collection)."""
+    return watched(source, every_s, on_demand=True)
