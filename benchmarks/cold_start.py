@@ -229,14 +229,16 @@ def run(rounds: int, live: int, baseline_python: str | None, baseline_repo: Path
     kinds: dict[str, tuple[str, Path]] = {"new": (sys.executable, REPO)}
     if baseline_python is not None and baseline_repo is not None:
         kinds = {"base": (baseline_python, baseline_repo), **kinds}
-    daemons = {name: start_daemon(model, tmp / name, python, repo) for name, (python, repo) in kinds.items()}
+    daemons: dict[str, AshdProcess] = {}
     figures: dict[str, dict[str, list[float]]] = {
         "direct": {"connect": [], "connect_first_event": []},
         **{name: {"create": [], "create_first_event": [], "wake_first_event": [], "wake_done": []}
-           for name in daemons}}
+           for name in kinds}}
     mem: dict[str, Any] = {}
     session_logs: list[str] = []
     try:
+        for name, (python, repo) in kinds.items():  # inside the try: a failed start stops those before it
+            daemons[name] = start_daemon(model, tmp / name, python, repo)
         clients = {name: httpx.Client(base_url=d.url, headers=d.headers, timeout=180) for name, d in daemons.items()}
         for c in clients.values():
             c.post("/api/agents", json={"name": "cold", "path": AGENT}).raise_for_status()

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import socket
@@ -40,15 +41,16 @@ from tests.support.daemon import AshdProcess  # noqa: E402
 
 
 def session_starts(model: ScriptedModel, base: Path, n: int) -> dict[str, list[float]]:
-    daemons = {
-        "direct": AshdProcess(base / "direct", model.base_url, None,
-                              {"ASH_SANDBOX_ISOLATION": "none", "ASH_SANDBOX_FLOOR": "none"}).start(),
-        "bwrap": AshdProcess(base / "bwrap", model.base_url, None,
-                             {"ASH_SANDBOX_MOUNT_ROOT": "/run/ashd-bench"}).start(),
-    }
-    out: dict[str, list[float]] = {name: [] for name in daemons}
-    try:
-        clients = {name: httpx.Client(base_url=d.url, headers=d.headers, timeout=120) for name, d in daemons.items()}
+    with contextlib.ExitStack() as stack:  # every daemon started is stopped, also when a later start fails
+        daemons = {
+            "direct": stack.enter_context(AshdProcess(base / "direct", model.base_url, None, {
+                "ASH_SANDBOX_ISOLATION": "none", "ASH_SANDBOX_FLOOR": "none"}).start()),
+            "bwrap": stack.enter_context(AshdProcess(base / "bwrap", model.base_url, None, {
+                "ASH_SANDBOX_MOUNT_ROOT": "/run/ashd-bench"}).start()),
+        }
+        out: dict[str, list[float]] = {name: [] for name in daemons}
+        clients = {name: stack.enter_context(httpx.Client(base_url=d.url, headers=d.headers, timeout=120))
+                   for name, d in daemons.items()}
         for c in clients.values():
             c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).raise_for_status()
         for i in range(n + 1):
@@ -60,11 +62,6 @@ def session_starts(model: ScriptedModel, base: Path, n: int) -> dict[str, list[f
                 c.delete(f"/api/sessions/{resp.json()['session']['id']}")
                 if i:  # the first round warms caches
                     out[name].append(took)
-        for c in clients.values():
-            c.close()
-    finally:
-        for d in daemons.values():
-            d.stop()
     return out
 
 

@@ -80,6 +80,7 @@ class AshdProcess:
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.05)
         else:
+            self._abandon()  # not left running behind the caller's back: it has no handle to stop
             raise RuntimeError(f"ashd did not answer {self.health_path} within {timeout}s:\n{self.log()}")
         key_file = self.data_dir / "initial-api-key"
         if key_file.exists():
@@ -109,6 +110,22 @@ class AshdProcess:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout)
+
+    def __enter__(self) -> AshdProcess:
+        """``with AshdProcess(...).start() as ashd`` (or ``ExitStack.enter_context``): stopped at exit."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _abandon(self, grace_s: float = 30.0) -> None:
+        """Stop a start that did not come up: SIGTERM (its shutdown stops its sandboxes), then SIGKILL."""
+        assert self.proc is not None
+        try:
+            self.stop(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
     def log(self, tail: int | None = 6000) -> str:
         try:
