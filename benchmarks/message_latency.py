@@ -24,7 +24,11 @@ client, streaming each message as an SSE frame, nothing else (no auth, store, ac
 sandbox or model proxy). ``relay_added`` is what an HTTP + SSE hop in Python costs by itself,
 and ``ashd_added_vs_relay`` what ashd adds beyond it. ``--baseline-repo DIR`` adds a fifth,
 ``baseline``: the ashd of another checkout in the same blocks (``ashd_minus_baseline``), the
-way to compare two versions on a host whose speed drifts between runs.
+way to compare two versions on a host whose speed drifts between runs. It runs on a throwaway
+virtualenv that imports ashd from that checkout and everything else from this one's
+(:func:`interpreter_for`): ashd starts its zygote and bridges with ``python -P``, which imports
+ashd from the interpreter's install, not from the daemon's working directory, so with this
+checkout's interpreter the baseline's bridges would be this checkout's.
 
 ``sched_ms_per_message``: per path and process role, the CPU time and the run-queue wait (the
 kernel's schedstat: runnable, not running) per message (``schedstat.py``): whether a path's
@@ -46,6 +50,7 @@ import re
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 import uuid
 from collections.abc import Iterator
@@ -163,7 +168,7 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str], pin_cli: bool 
         tmp = scratch("ashd-bench-")
         daemons = []
         for name, repo in [("ashd", REPO), *([("baseline", baseline_repo)] if baseline_repo else [])]:
-            daemons.append(Ashd(name, tmp / name, model.base_url, ashd_env, repo))
+            daemons.append(Ashd(name, tmp / name, model.base_url, ashd_env, repo, interpreter_for(repo, tmp / name)))
             stack.callback(daemons[-1].stop)
         relay = BareRelay(model.base_url, tmp / "relay")
         stack.callback(relay.stop)
@@ -239,14 +244,31 @@ async def _measure(rounds: int, warmup: int, pin_cli: bool, sched: Sched, daemon
     return results, (after[0] - before[0], after[1] - before[1])
 
 
+def interpreter_for(repo: Path, where: Path) -> str:
+    """A Python whose every process imports ashd from ``repo``: this one for this checkout, else a
+    virtualenv made in ``where`` whose ``.pth`` puts ``repo`` first and this interpreter's
+    site-packages (the dependencies) after it. Those site-packages' own ``.pth`` files, this
+    checkout's editable install among them, are not read from there."""
+    if repo.resolve() == REPO.resolve():
+        return sys.executable
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    Path(purelib, "baseline.pth").write_text(f"{repo.resolve()}\n{sysconfig.get_paths()['purelib']}\n")
+    return str(python)
+
+
 class Ashd:
     """One ashd (this checkout's, or ``repo``'s) with one warm session of the hello agent."""
 
-    def __init__(self, name: str, root: Path, model_url: str, env: dict[str, str], repo: Path = REPO) -> None:
+    def __init__(self, name: str, root: Path, model_url: str, env: dict[str, str], repo: Path = REPO,
+                 python: str = sys.executable) -> None:
         self.name = name
-        root.mkdir(parents=True)
+        root.mkdir(parents=True, exist_ok=True)
         self.daemon = AshdProcess(root / "data", model_url, extra_env={"ASH_LOG_LEVEL": "warning", **env},
-                                  repo=repo).start()
+                                  repo=repo, python=python).start()
         assert self.daemon.proc is not None
         self.proc = psutil.Process(self.daemon.proc.pid)
         self.client = httpx.Client(base_url=self.daemon.url, headers=self.daemon.headers, timeout=60)
