@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from ashd.layout import Layout
 
 REPO = Path(__file__).resolve().parents[2]
 PLANTED_SECRET = "planted-secret-value-3f9a"
@@ -29,6 +33,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+STARTED_DATA_DIRS: set[Path] = set()  # every data dir a daemon of this test run used
+
+
+def remove_socket_dirs(data_dirs: set[Path]) -> None:
+    """Remove the /tmp socket directories of ``data_dirs`` (a data dir too long for socket names
+    has one). ashd removes its own at shutdown; a test that kills a daemon leaves it behind."""
+    for data_dir in data_dirs:
+        sockets = Layout(data_dir).socket_dir
+        if sockets.parent == Path(tempfile.gettempdir()):
+            shutil.rmtree(sockets, ignore_errors=True)
 
 
 class AshdProcess:
@@ -66,6 +82,7 @@ class AshdProcess:
         self.health_path = "/health"  # what answers 200 once it serves (a runner: /runner/health)
 
     def start(self, timeout: float = 60.0) -> AshdProcess:
+        STARTED_DATA_DIRS.add(self.data_dir)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([*self.wrap, self.python, "-m", "ashd.cli.daemon"], env=self.env,
                                          stdout=log, stderr=subprocess.STDOUT, cwd=self.repo)
