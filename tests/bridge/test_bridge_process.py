@@ -22,13 +22,23 @@ from ashd.wire import protocol
 from ashd.wire.link import BridgeLink
 from ashd.wire.settings import BridgeSettings
 
+SOCKETS: list[Path] = []  # made by make_spec in /tmp: a killed bridge leaves its socket
+
+
+@pytest.fixture(autouse=True)
+def made_sockets() -> Iterator[None]:
+    yield
+    while SOCKETS:
+        SOCKETS.pop().unlink(missing_ok=True)
+
 
 def make_spec(tmp_path: Path, model_url: str) -> SandboxSpec:
     sid = str(uuid.uuid4())
     root = tmp_path / "sb"
     (root / "workspace").mkdir(parents=True)
     (root / "workspace" / "CLAUDE.md").write_text("You are a test agent.")
-    sock = Path(f"/tmp/ashd-test-{sid[:8]}.sock")
+    sock = Path(f"/tmp/ashd-test-{sid[:8]}.sock")  # short enough for a socket name; removed by made_sockets
+    SOCKETS.append(sock)
     env = sandbox_env(home=str(root / "home"), model_base_url=model_url, model_key="k", model_auth_token="",
                       user_env={})
     settings = BridgeSettings(session_id=sid, socket_path=str(sock), workspace=str(root / "workspace"),

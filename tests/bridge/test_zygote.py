@@ -24,7 +24,7 @@ from ashd.sandbox.logring import LogRing
 from ashd.sandbox.zygote import BridgeProcess, BridgeZygote, ForkedBridge
 from ashd.scripted.server import ScriptedModel
 from ashd.wire import protocol
-from tests.bridge.test_bridge_process import make_spec, wait_ready
+from tests.bridge.test_bridge_process import made_sockets, make_spec, wait_ready  # noqa: F401 (autouse)
 
 PLANTED = "ASHD_ZYGOTE_PLANTED_SECRET"
 
