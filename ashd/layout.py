@@ -45,6 +45,11 @@ class Layout:
         digest = hashlib.sha256(str(run).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"ashd-{digest}"
 
+    @property
+    def socket_dir_in_tmp(self) -> bool:
+        """Whether :attr:`socket_dir` is the short directory in /tmp, not ``<data>/run``."""
+        return self.socket_dir.parent != self.data_dir.resolve()
+
     def socket_path(self, sandbox_id: str) -> Path:
         return self.socket_dir / f"{sandbox_id}.sock"
 
@@ -57,7 +62,7 @@ class Layout:
 
     def release(self) -> None:
         """At shutdown: remove the /tmp socket directory if it is empty (``<data>/run`` stays)."""
-        if self.socket_dir.parent != self.data_dir.resolve():
+        if self.socket_dir_in_tmp:
             with contextlib.suppress(OSError):
                 self.socket_dir.rmdir()
 

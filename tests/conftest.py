@@ -9,15 +9,17 @@ import pytest
 
 from ashd.scripted.server import ScriptedModel
 from tests.store.pg import backend_database
-from tests.support.daemon import STARTED_DATA_DIRS, AshdProcess, remove_socket_dirs
+from tests.support.daemon import AshdProcess, remove_socket_dirs
 
 REPO = Path(__file__).resolve().parents[1]
 HELLO_AGENT = REPO / "examples" / "hello-agent"
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The /tmp socket directories of this run's daemons (each test that kills one left its own)."""
-    remove_socket_dirs(STARTED_DATA_DIRS)
+@pytest.fixture(scope="session", autouse=True)
+def socket_dirs_removed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end of the run, the /tmp socket directories of every data dir it made."""
+    yield
+    remove_socket_dirs(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -35,16 +34,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-STARTED_DATA_DIRS: set[Path] = set()  # every data dir a daemon of this test run used
-
-
-def remove_socket_dirs(data_dirs: set[Path]) -> None:
-    """Remove the /tmp socket directories of ``data_dirs`` (a data dir too long for socket names
-    has one). ashd removes its own at shutdown; a test that kills a daemon leaves it behind."""
-    for data_dir in data_dirs:
-        sockets = Layout(data_dir).socket_dir
-        if sockets.parent == Path(tempfile.gettempdir()):
-            shutil.rmtree(sockets, ignore_errors=True)
+def remove_socket_dirs(root: Path) -> None:
+    """Remove the /tmp socket directories of the data dirs under ``root`` (a data dir too long for
+    socket names has one). ashd removes its own at shutdown; a test that kills a daemon, or
+    makes a Layout in process and never releases it, leaves it behind."""
+    for here, dirs, _ in os.walk(root):  # symlinks not followed
+        if "sandboxes" in dirs:
+            layout = Layout(Path(here))
+            if layout.socket_dir_in_tmp:
+                shutil.rmtree(layout.socket_dir, ignore_errors=True)
 
 
 class AshdProcess:
@@ -82,7 +80,6 @@ class AshdProcess:
         self.health_path = "/health"  # what answers 200 once it serves (a runner: /runner/health)
 
     def start(self, timeout: float = 60.0) -> AshdProcess:
-        STARTED_DATA_DIRS.add(self.data_dir)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([*self.wrap, self.python, "-m", "ashd.cli.daemon"], env=self.env,
                                          stdout=log, stderr=subprocess.STDOUT, cwd=self.repo)
