@@ -4,7 +4,8 @@ Method: the setup of ``message_latency.py`` (one scripted model in this process,
 ``ClaudeSDKClient`` and a real ashd with the default bwrap sandbox, rounds alternating between
 the two), with ``perf record`` tracing the system calls that hand a message on (``sendto``,
 ``write``, ``writev``, ``pwritev2``, ``sendmsg``, entry only: time, thread, file descriptor,
-size) across every process. Each round's hand-offs are then read off the trace:
+size), the returns of epoll waits with ready events, and the scheduler's switches across every
+process. Each round's hand-offs are then read off the trace:
 
 ashd round: the client sends the POST -> ashd writes the query to the bridge -> the bridge
 writes it to the CLI's stdin -> the CLI sends its model request -> the model proxy forwards it
@@ -16,9 +17,16 @@ direct round: the client writes to the CLI's stdin -> the CLI sends its model re
 model answers -> the CLI writes its first line after it -> the client sees the first text
 delta.
 
+Each hand-off to ashd, the bridge and the model proxy is split in two: its wake-up (the send
+to the receiver's epoll wait returning: the kernel's wake-up and any wait for a core) and the
+receiver's own work until it sends on. That work is split again by the scheduler's switches
+into running (on a core: the process's own code and the system calls it makes), runnable
+(waiting for a core) and blocked (sleeping: a lock, the GIL, I/O) -- ``*_work_running`` is
+what faster code in that process could save.
+
 Reported: the median of each segment per path, and the difference, so the added time to the
 first text delta is split into the client's HTTP stack, ashd, the bridge, the CLI inside the
-sandbox (versus outside it) and the model proxy. Needs root and ``perf`` (Debian:
+sandbox (versus outside it) and the model proxy, each as work and wake-ups. Needs root and ``perf`` (Debian:
 ``linux-perf``); the trace makes every process a little slower, so the segments, not the
 totals, are the figures to read (``message_latency.py`` has the totals). ``--mirrored`` gives
 the direct client an SDK session store, as the bridge has (the CLI then mirrors its transcript),
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import dataclasses
 import json
 import os
@@ -59,8 +68,9 @@ from benchmarks.scratch import scratch  # noqa: E402
 from tests.support.daemon import AshdProcess  # noqa: E402
 
 CALLS = ("sendto", "write", "writev", "pwritev2", "sendmsg")
+WAITS = ("epoll_wait", "epoll_pwait", "epoll_pwait2")  # their returns: a thread woken with work
 MODEL_REQUEST_BYTES = 10_000  # the CLI's request carries tools and the conversation (~45 KB)
-LINE = re.compile(r"^\s*(.+?)\s+(\d+)/(\d+)\s+([\d.]+):\s+syscalls:sys_enter_(\w+):\s+(.*)$")
+LINE = re.compile(r"^\s*(.+?)\s+(\d+)/(\d+)\s+([\d.]+):\s+syscalls:sys_(enter|exit)_(\w+):\s+(.*)$")
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,7 @@ class Call:
     pid: int
     tid: int
     comm: str
-    call: str
+    call: str  # a send's name, or "woke": an epoll wait returned with ready events
     fd: int
     size: int  # bytes (vectors for writev/pwritev2/sendmsg: 1 means one buffer)
 
@@ -84,13 +94,58 @@ class Roles:
     direct_cli: int
 
 
+LINE_T = re.compile(r"^\s*.+?\s+\d+/\d+\s+([\d.]+):")
+SWITCH = re.compile(r"sched:sched_switch: .*?prev_pid=(\d+) .*?prev_state=(\S+) ==> .*?next_pid=(\d+) ")
+
+
+class Threads:
+    """What each thread was doing when, from the scheduler's switches: running (on a core),
+    runnable (preempted or woken, waiting for a core) or blocked (sleeping: I/O, a lock)."""
+
+    def __init__(self, text: str, tids: set[int]) -> None:
+        self._states: dict[int, list[tuple[float, str]]] = {tid: [] for tid in tids}
+        self._times: dict[int, list[float]] = {}
+        for line in text.splitlines():
+            m = LINE_T.match(line)
+            sw = SWITCH.search(line) if m else None
+            if sw is None or m is None:
+                continue
+            t, prev, state, nxt = float(m.group(1)), int(sw.group(1)), sw.group(2), int(sw.group(3))
+            if prev in self._states:
+                self._states[prev].append((t, "runnable" if state.startswith("R") else "blocked"))
+            if nxt in self._states:
+                self._states[nxt].append((t, "running"))
+        for tid, changes in self._states.items():
+            changes.sort()
+            self._times[tid] = [at for at, _ in changes]
+
+    def split(self, tid: int, start: float, end: float) -> dict[str, float]:
+        """Seconds of [start, end] that ``tid`` spent running, runnable and blocked."""
+        out = {"running": 0.0, "runnable": 0.0, "blocked": 0.0}
+        changes, times = self._states.get(tid, []), self._times.get(tid, [])
+        i = bisect.bisect_right(times, start)
+        state, t = changes[i - 1][1] if i else "running", start
+        for at, new in changes[i:]:
+            if at >= end:
+                break
+            out[state] += at - t
+            state, t = new, at
+        out[state] += end - t
+        return out
+
+
 def parse(text: str, pids: set[int]) -> list[Call]:
     out = []
     for line in text.splitlines():
         m = LINE.match(line)
         if not m or int(m.group(2)) not in pids:
             continue
-        comm, pid, tid, t, call, args = m.groups()
+        comm, pid, tid, t, side, call, args = m.groups()
+        if side == "exit":
+            ret = int(args.split()[0], 16)
+            if 0 < ret < 1 << 32:
+                out.append(Call(float(t), int(pid), int(tid), comm, "woke", -1, ret))
+            continue
         fd = re.search(r"fd: (0x[0-9a-f]+)", args)
         size = re.search(r"(?:count|len|vlen): (0x[0-9a-f]+)", args)
         out.append(Call(float(t), int(pid), int(tid), comm, call, int(fd.group(1), 16) if fd else -1,
@@ -107,8 +162,17 @@ def first(calls: list[Call], after: float, until: float, test: Any) -> float | N
     return None
 
 
-def ashd_hops(calls: list[Call], r: Roles, t0: float, first_s: float) -> dict[str, float] | None:
-    """The hand-offs of one ashd round (seconds), or None if one is missing from the trace."""
+def woke(calls: list[Call], tid: int, start: float, until: float) -> float:
+    """When ``tid`` came back from waiting with work after ``start``: the first return of its
+    epoll wait with ready events before ``until``, else ``start`` (it was running already)."""
+    return first(calls, start, until, lambda c: c.tid == tid and c.call == "woke") or start
+
+
+def ashd_hops(calls: list[Call], r: Roles, t0: float, first_s: float, threads: Threads) -> dict[str, float] | None:
+    """The hand-offs of one ashd round (seconds), or None if one is missing from the trace.
+    Each hand-off to ashd, the bridge and the model proxy is split in two: ``*_wakes``, from the
+    sender's send to the receiver's epoll wait returning (the kernel's wake-up and run-queue
+    wait), and the receiver's own work until it sends on."""
     end = t0 + first_s
     at: dict[str, float | None] = {}
     at["post"] = first(calls, t0, end, lambda c: c.pid == r.bench and c.tid == r.bench and c.size > 1)
@@ -132,17 +196,34 @@ def ashd_hops(calls: list[Call], r: Roles, t0: float, first_s: float) -> dict[st
     if any(v is None for v in at.values()):
         return None
     a: dict[str, float] = {k: v for k, v in at.items() if v is not None}
-    return {
+    ashd_in = woke(calls, r.ashd, a["post"], a["query"])
+    bridge_in = woke(calls, r.bridge, a["query"], a["stdin"])
+    proxy_in = woke(calls, proxy, a["request"], a["forward"])
+    proxy_back = woke(calls, proxy, a["response"], a["relay"])
+    bridge_back = woke(calls, r.bridge, a["cli_out"], a["bridge_out"])
+    ashd_back = woke(calls, r.ashd, a["bridge_out"], a["sse"])
+    work = {"ashd": [(r.ashd, ashd_in, a["query"]), (r.ashd, ashd_back, a["sse"])],
+            "bridge": [(r.bridge, bridge_in, a["stdin"]), (r.bridge, bridge_back, a["bridge_out"])],
+            "proxy": [(proxy, proxy_in, a["forward"]), (proxy, proxy_back, a["relay"])]}
+    states = {f"{who}_work_{state}": sum(threads.split(*span)[state] for span in spans)
+              for who, spans in work.items() for state in ("running", "runnable", "blocked")}
+    return {**states,
         "client_sends": a["post"] - t0,
-        "ashd_to_query": a["query"] - a["post"],
-        "bridge_to_stdin": a["stdin"] - a["query"],
+        "ashd_wakes": ashd_in - a["post"],
+        "ashd_to_query": a["query"] - ashd_in,
+        "bridge_wakes": bridge_in - a["query"],
+        "bridge_to_stdin": a["stdin"] - bridge_in,
         "cli_to_request": a["request"] - a["stdin"],
-        "proxy_forwards": a["forward"] - a["request"],
+        "proxy_wakes": proxy_in - a["request"],
+        "proxy_forwards": a["forward"] - proxy_in,
         "model_answers": a["response"] - a["forward"],
-        "proxy_relays": a["relay"] - a["response"],
+        "proxy_wakes_back": proxy_back - a["response"],
+        "proxy_relays": a["relay"] - proxy_back,
         "cli_to_output": a["cli_out"] - a["relay"],
-        "bridge_relays": a["bridge_out"] - a["cli_out"],
-        "ashd_to_sse": a["sse"] - a["bridge_out"],
+        "bridge_wakes_back": bridge_back - a["cli_out"],
+        "bridge_relays": a["bridge_out"] - bridge_back,
+        "ashd_wakes_back": ashd_back - a["bridge_out"],
+        "ashd_to_sse": a["sse"] - ashd_back,
         "client_to_first_delta": end - a["sse"],
     }
 
@@ -195,7 +276,8 @@ async def run(rounds: int, warmup: int, mirrored: bool) -> dict[str, Any]:
             direct_cli = [p.pid for p in psutil.Process().children(recursive=True) if p.name() == "claude"]
             who = roles(daemon.proc.pid, direct_cli[0])
             trace = tmp / "perf.data"
-            events = ",".join(f"syscalls:sys_enter_{c}" for c in CALLS)
+            events = ",".join([f"syscalls:sys_enter_{c}" for c in CALLS] + [f"syscalls:sys_exit_{w}" for w in WAITS]
+                              + ["sched:sched_switch"])
             perf = subprocess.Popen(["perf", "record", "-q", "-k", "CLOCK_MONOTONIC", "-a", "-o", str(trace),
                                      "-e", events], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # perf is recording
@@ -217,9 +299,11 @@ async def run(rounds: int, warmup: int, mirrored: bool) -> dict[str, Any]:
     shutil.rmtree(tmp, ignore_errors=True)
     calls = parse(text, {who.bench, who.ashd, who.bridge, who.cli, who.direct_cli})
     who = with_sse_fd(who, calls)
+    threads = Threads(text, {c.tid for c in calls if c.pid in (who.ashd, who.bridge)})
     per: dict[str, list[dict[str, float]]] = {"direct": [], "ashd": []}
     for kind, t0, first_s in marks:
-        hops = (direct_hops if kind == "direct" else ashd_hops)(calls, who, t0, first_s)
+        hops = (direct_hops(calls, who, t0, first_s) if kind == "direct"
+                else ashd_hops(calls, who, t0, first_s, threads))
         if hops is not None:
             per[kind].append(hops)
     return {**report(per, rounds), "direct_mirrors_transcript": mirrored}
@@ -232,9 +316,12 @@ def report(per: dict[str, list[dict[str, float]]], rounds: int) -> dict[str, Any
     added = {
         "client_http_stack": round(a["client_sends"] + a["client_to_first_delta"]
                                    - d["client_sends"] - d["client_to_first_delta"], 2),
-        "ashd": round(a["ashd_to_query"] + a["ashd_to_sse"], 2),
-        "bridge": round(a["bridge_to_stdin"] + a["bridge_relays"], 2),
-        "model_proxy": round(a["proxy_forwards"] + a["proxy_relays"] + a["model_answers"] - d["model_answers"], 2),
+        "ashd_work": round(a["ashd_to_query"] + a["ashd_to_sse"], 2),
+        "ashd_wakeups": round(a["ashd_wakes"] + a["ashd_wakes_back"], 2),
+        "bridge_work": round(a["bridge_to_stdin"] + a["bridge_relays"], 2),
+        "bridge_wakeups": round(a["bridge_wakes"] + a["bridge_wakes_back"], 2),
+        "model_proxy_work": round(a["proxy_forwards"] + a["proxy_relays"] + a["model_answers"] - d["model_answers"], 2),
+        "model_proxy_wakeups": round(a["proxy_wakes"] + a["proxy_wakes_back"], 2),
         "cli_in_sandbox_vs_outside": round(a["cli_to_request"] + a["cli_to_output"]
                                            - d["cli_to_request"] - d["cli_to_output"], 2),
     } if a and d else {}
@@ -244,8 +331,8 @@ def report(per: dict[str, list[dict[str, float]]], rounds: int) -> dict[str, Any
         "median_ms": medians,
         "added_to_first_delta_ms": added,
         "added_to_first_delta_sum_ms": round(sum(added.values()), 2),
-        "method": "perf record of sendto/write/writev/pwritev2/sendmsg entries across all processes; rounds "
-                  "alternate direct / ashd; medians per segment (see the docstring)",
+        "method": "perf record of sendto/write/writev/pwritev2/sendmsg entries and epoll-wait returns across all "
+                  "processes; rounds alternate direct / ashd; medians per segment (see the docstring)",
         "machine": machine(),
     }
 
