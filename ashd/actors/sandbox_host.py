@@ -21,7 +21,9 @@ A launch is admitted first (:class:`LinkedAdmission`): a runner holds at most it
 capacity of linked sandboxes, and makes a new workspace image only if its data disk can give
 all of its quota (the standalone pool's disk rule, ashd/sandbox/admission.py, over every
 sandbox folder the runner keeps); a refusal answers the coordinator with the status (503 or
-507), the message and the retry hint its client gets. ``discard`` removes the folder of a
+507), the message and the retry hint its client gets. The files the files API writes here (a
+spooled upload, a bundled download) are admitted by the same disk rule, each write held as
+pending while it is written (ashd/sandbox/workspace_server.py). ``discard`` removes the folder of a
 sandbox whose session ended (the coordinator sends it); a folder of a session that may resume
 stays, so a resume here mounts the same image.
 
@@ -54,14 +56,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import dataclasses
 import functools
 import json
 import logging
 import re
+import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -134,6 +138,13 @@ class LinkedAdmission:
             return 0
         self._ledger.admit(order.sandbox_id, quota, pending, kept)
         return quota * MIB
+
+    def admit_transfer(self, nbytes: int, pending: dict[str, int], kept: set[str]) -> None:
+        """Raises InsufficientStorage unless the data disk has room for ``nbytes`` more of a file
+        transfer's file beside the images' promises and the reserve. Blocking; the caller
+        serialises calls."""
+        if self._ledger is not None:
+            self._ledger.admit_transient(nbytes, pending, kept)
 
 
 def _refused(exc: Unavailable) -> Json:
@@ -208,7 +219,7 @@ class SandboxHost:
         self._admitting = threading.Lock()  # one disk admission at a time (worker threads)
         self._uploads: dict[str, tuple[AgentUpload, Mux]] = {}  # agent archives arriving (loop thread)
         self._fenced: str | None = None  # why launches are refused (cut off from the coordinators)
-        self._files = WorkspaceServer(loop, self._root_of, config.layout.data_dir / "tmp")
+        self._files = WorkspaceServer(loop, self._root_of, config.layout.data_dir / "tmp", self._transfer_room)
 
     @property
     def count(self) -> int:
@@ -344,6 +355,21 @@ class SandboxHost:
             with self._admitting:
                 self._pending[order.sandbox_id] = admission.admit_disk(order, self._pending, self._kept_folders())
         return self._prepare(order, agent_dir)
+
+    @contextlib.contextmanager
+    def _transfer_room(self, nbytes: int) -> Iterator[None]:
+        """Blocking: admit ``nbytes`` more of a file transfer's file on the data disk (or raise
+        InsufficientStorage), held as pending for every other admission while it is written."""
+        key = f"transfer-{secrets.token_hex(8)}"  # never a sandbox id (those are UUIDs)
+        with self._admitting:
+            if self._config.admission is not None:
+                self._config.admission.admit_transfer(nbytes, self._pending, self._kept_folders())
+            self._pending[key] = nbytes
+        try:
+            yield
+        finally:
+            with self._admitting:
+                self._pending.pop(key, None)
 
     def _kept_folders(self) -> set[str]:
         """Ids of the sandbox folders on this runner: each one's image may grow again (a session

@@ -19,6 +19,11 @@ image never mounts again: its blocks are already out of ``free`` and it claims n
 pool actor calls :meth:`DiskLedger.admit` on its own thread before every sandbox whose image
 does not exist yet, so two creates never pass on the same free space (the second one counts
 the first as pending). Blocking: one statvfs, one stat per image, one store read.
+
+A runner's file transfers write files on the same disk (an upload spooled before it is
+committed into a workspace, a workspace bundled for download): each write is admitted by the
+same rule first (:meth:`DiskLedger.admit_transient`) and held as pending while it is written,
+so neither side passes on the other's free space.
 """
 
 from __future__ import annotations
@@ -81,6 +86,12 @@ def refusal(quota: int, figures: DiskFigures) -> str | None:
     )
 
 
+TRANSIENT_REFUSAL = (
+    "Not enough disk on the runner for this file transfer beside the workspaces it holds and the room kept for "
+    "its store: retry later, send smaller files, or end sessions you no longer need."
+)
+
+
 def describe(figures: DiskFigures) -> str:
     """The figures behind a decision, for the operator's log."""
     return (f"{_mib(figures.free)} free, {_mib(figures.reserve)} reserve, {_mib(figures.claimed)} claimed by "
@@ -107,17 +118,29 @@ class DiskLedger:
         ``pending``: sandbox id -> quota bytes of images admitted but not made yet;
         ``live``: ids of sandboxes the pool holds (their images may grow, whatever the store says).
         """
-        try:
-            figures = self.figures(pending, live)
-        except OSError as exc:  # fail closed: an unmeasured disk promises nothing
-            log.error("cannot measure the data disk (%s): %s; refusing new workspaces", self.data_dir, exc)
-            raise InsufficientStorage("cannot measure ashd's data disk; no new workspace is admitted until it "
-                                      "can (see ashd's log)", 60) from exc
+        figures = self._measure(pending, live)
         message = refusal(quota_mb * MIB, figures)
         if message is not None:
             log.warning("sandbox %s refused a %d MiB workspace image on %s (%s)", sandbox_id, quota_mb,
                         self.data_dir, describe(figures))
             raise InsufficientStorage(message, 60)
+
+    def admit_transient(self, nbytes: int, pending: Mapping[str, int], live: Collection[str]) -> None:
+        """Allow ``nbytes`` more of a transient file on the data disk (a runner's spooled upload
+        or bundled download) or raise InsufficientStorage. It takes from the headroom a new image
+        would, so it never eats what an image was promised or the reserve."""
+        figures = self._measure(pending, live)
+        if nbytes > figures.headroom:
+            log.warning("a file transfer of %s refused on %s (%s)", _mib(nbytes), self.data_dir, describe(figures))
+            raise InsufficientStorage(TRANSIENT_REFUSAL, 30)
+
+    def _measure(self, pending: Mapping[str, int], live: Collection[str]) -> DiskFigures:
+        try:
+            return self.figures(pending, live)
+        except OSError as exc:  # fail closed: an unmeasured disk promises nothing
+            log.error("cannot measure the data disk (%s): %s; refusing new workspaces", self.data_dir, exc)
+            raise InsufficientStorage("cannot measure ashd's data disk; no new workspace is admitted until it "
+                                      "can (see ashd's log)", 60) from exc
 
     def figures(self, pending: Mapping[str, int], live: Collection[str]) -> DiskFigures:
         """Measure now. Raises OSError if the data dir cannot be measured."""

@@ -14,6 +14,11 @@ Nothing large travels in one message. What is read (a listing, a file, a bundle)
 :data:`MAX_TRANSFERS` are open at once; one idle for :data:`IDLE_S` is closed, and a link's
 are closed when it closes.
 
+The runner's disk: the files that open transfers hold (spools, bundles) add up to at most
+:data:`MAX_HELD_BYTES`, and every write to one is first admitted by the runner's disk rule
+(``room``: the workspace images' promises and the reserve, ashd/sandbox/admission.py) and
+held as pending while it is written; a refusal is a 507 and leaves nothing behind.
+
 Ops (``sandbox`` names a sandbox this runner hosts, launched through any link):
 ``files.live``, ``files.list {hidden}``, ``files.open {path}``, ``files.bundle {max_bytes}``,
 ``files.delete {path}`` on a sandbox; ``files.chunk {token}``, ``files.close {token}``;
@@ -36,14 +41,15 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import ujson
 
-from ashd.errors import BadRequest, NotFound, PayloadTooLarge, Unavailable
+from ashd.errors import BadRequest, InsufficientStorage, NotFound, PayloadTooLarge, Unavailable
 from ashd.files.contained import parse_relative
 from ashd.files.live import LocalFiles, tree_at
 from ashd.runnerlink.mux import Json, Mux
@@ -53,9 +59,54 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20  # per link message: 1.4 MB of base64, far under the frame limit
 MAX_TRANSFERS = 64
 MAX_SPOOL_BYTES = 160 * 1024 * 1024  # the largest body the files API accepts, decoded
+MAX_HELD_BYTES = 512 * 1024 * 1024  # what a runner's open transfers may hold in files at once
 IDLE_S = 120.0
+GONE = "no such file transfer on this runner (it ended, or sat idle too long)"
 OPS = frozenset({"files.live", "files.list", "files.open", "files.bundle", "files.delete", "files.chunk",
                  "files.close", "files.spool", "files.append", "files.commit", "files.apply"})
+
+
+Room = Callable[[int], AbstractContextManager[None]]
+
+
+def any_room(nbytes: int) -> AbstractContextManager[None]:
+    """The room of a disk without a rule (a runner that makes no workspace images)."""
+    return contextlib.nullcontext()
+
+
+class DiskUse:
+    """The bytes open transfers hold in files on the runner's disk (any thread).
+    ``room(n)``: blocking; the data disk's room for ``n`` more bytes, held while they are
+    written; raises InsufficientStorage."""
+
+    def __init__(self, room: Room = any_room) -> None:
+        self._room = room
+        self._lock = threading.Lock()
+        self.held = 0
+
+    @contextlib.contextmanager
+    def writing(self, transfer: _Transfer, nbytes: int) -> Iterator[None]:
+        """Admit ``nbytes`` more of ``transfer``'s file for the write inside the block."""
+        with self._room(nbytes):
+            before = transfer.held
+            self._settle(transfer, before + nbytes)
+            try:
+                yield
+            except BaseException:
+                self.settle(transfer, before)
+                raise
+
+    def settle(self, transfer: _Transfer, nbytes: int) -> None:
+        """``transfer``'s file holds ``nbytes`` now (its write is over, or it is gone: 0)."""
+        self._settle(transfer, nbytes, check=False)
+
+    def _settle(self, transfer: _Transfer, nbytes: int, check: bool = True) -> None:
+        with self._lock:
+            held = self.held - transfer.held + nbytes
+            if check and held > MAX_HELD_BYTES:
+                raise InsufficientStorage(f"this runner's open file transfers hold {MAX_HELD_BYTES >> 20} MB on its "
+                                          "disk, its limit; retry shortly", 5)
+            self.held, transfer.held = held, nbytes
 
 
 @dataclass
@@ -66,24 +117,33 @@ class _Transfer:
     size: int = 0
     used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    disk: DiskUse | None = None  # what counts the bytes its file holds on the runner's disk
+    held: int = 0
+    closed: bool = False
 
     def close(self) -> None:
-        """Blocking; idempotent."""
-        if self.stream is not None:
-            with contextlib.suppress(OSError):
-                self.stream.close()
-        if self.spool is not None:
-            self.spool.unlink(missing_ok=True)
+        """Blocking; idempotent. Waits for a chunk or an append under way."""
+        with self.lock:
+            self.closed = True
+            if self.stream is not None:
+                with contextlib.suppress(OSError):
+                    self.stream.close()
+            if self.spool is not None:
+                self.spool.unlink(missing_ok=True)
+            if self.disk is not None:
+                self.disk.settle(self, 0)
 
 
 class WorkspaceServer:
     def __init__(self, loop: asyncio.AbstractEventLoop, sandbox_root: Callable[[str], Path | None],
-                 tmp_dir: Path) -> None:
+                 tmp_dir: Path, room: Room = any_room) -> None:
         """``sandbox_root(sandbox id)``: the sandbox dir of a sandbox this runner hosts, else
-        None (loop thread). ``tmp_dir``: where spools and bundles are written (created 0700)."""
+        None (loop thread). ``tmp_dir``: where spools and bundles are written (created 0700).
+        ``room``: the runner's disk rule for them (see :class:`DiskUse`)."""
         self._loop = loop
         self._root = sandbox_root
         self._tmp = tmp_dir
+        self.disk = DiskUse(room)
         self._transfers: dict[str, _Transfer] = {}  # token -> (loop thread only)
 
     async def handle(self, mux: Mux, body: Json) -> Json:
@@ -137,18 +197,26 @@ class WorkspaceServer:
         return self._add(_Transfer(mux, stream, size=size))  # type: ignore[arg-type]
 
     def _bundle(self, mux: Mux, files: LocalFiles, max_bytes: int) -> Json:
-        path = self._temp(".tar.gz")
+        transfer = _Transfer(mux, disk=self.disk)
         try:
-            files.write_bundle(path, max_bytes)
-            stream = open(path, "rb")  # the transfer owns it
-        finally:
-            path.unlink(missing_ok=True)  # the open stream keeps the bytes
-        return self._add(_Transfer(mux, stream, size=os.fstat(stream.fileno()).st_size))
+            with self.disk.writing(transfer, max_bytes):
+                path = self._temp(".tar.gz")
+                try:
+                    files.write_bundle(path, max_bytes)
+                    transfer.stream = open(path, "rb")  # the transfer owns it
+                finally:
+                    path.unlink(missing_ok=True)  # the open stream keeps the bytes
+            transfer.size = os.fstat(transfer.stream.fileno()).st_size
+            self.disk.settle(transfer, transfer.size)
+        except BaseException:
+            transfer.close()
+            raise
+        return self._add(transfer)
 
     # -- writing ----------------------------------------------------------------------------
 
     def _open_spool(self, mux: Mux) -> Json:
-        return self._add(_Transfer(mux, spool=self._temp(".spool")))
+        return self._add(_Transfer(mux, spool=self._temp(".spool"), disk=self.disk))
 
     def _consume(self, op: str, transfer: _Transfer, files: LocalFiles, body: Json) -> Json:
         assert transfer.spool is not None
@@ -187,7 +255,7 @@ class WorkspaceServer:
     def _get(self, mux: Mux, body: Json) -> _Transfer:
         transfer = self._transfers.get(str(body.get("token")))
         if transfer is None or transfer.owner is not mux:
-            raise NotFound("no such file transfer on this runner (it ended, or sat idle too long)")
+            raise NotFound(GONE)
         transfer.used = time.monotonic()
         return transfer
 
@@ -227,6 +295,8 @@ class WorkspaceServer:
 def _chunk(transfer: _Transfer) -> Json:
     assert transfer.stream is not None
     with transfer.lock:
+        if transfer.closed:
+            raise NotFound(GONE)
         data = transfer.stream.read(CHUNK_BYTES)
     return {"data": base64.b64encode(data).decode(), "eof": len(data) < CHUNK_BYTES}
 
@@ -239,10 +309,18 @@ def _append(transfer: _Transfer, raw: object) -> Json:
     except (binascii.Error, ValueError):
         raise BadRequest("files.append data is not base64") from None
     with transfer.lock:
+        if transfer.closed:  # closed while this append waited: the spool is gone, and stays gone
+            raise NotFound(GONE)
         if transfer.size + len(data) > MAX_SPOOL_BYTES:
             raise PayloadTooLarge(f"an upload over the link is at most {MAX_SPOOL_BYTES >> 20} MB")
-        with open(transfer.spool, "ab") as out:
-            out.write(data)
+        assert transfer.disk is not None
+        try:
+            with transfer.disk.writing(transfer, len(data)), open(transfer.spool, "ab") as out:
+                out.write(data)
+        except OSError:  # a part written: the spool is what was appended before
+            with contextlib.suppress(OSError):
+                os.truncate(transfer.spool, transfer.size)
+            raise
         transfer.size += len(data)
     return {"size": transfer.size}
 

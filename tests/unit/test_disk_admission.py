@@ -101,3 +101,21 @@ def test_ledger_refuses_what_the_disk_cannot_give(tmp_path: Path, store: Store) 
     ledger.admit("first", half, {}, live=())
     with pytest.raises(InsufficientStorage):
         ledger.admit("second", half, {"first": half * MIB}, live={"first"})
+
+
+def test_a_transient_file_takes_from_the_same_headroom_as_an_image(tmp_path: Path, store: Store) -> None:
+    layout = Layout(tmp_path / "data")
+    layout.data_dir.mkdir(parents=True)
+    ledger = DiskLedger(layout, store, reserve_mb=0, reserve_percent=0)
+    free = ledger.figures({}, live=()).free
+    ledger.admit_transient(1 * MIB, {}, live=())
+    with pytest.raises(InsufficientStorage) as refused:
+        ledger.admit_transient(free + 16 * MIB, {}, live=())
+    assert refused.value.status == 507 and "file transfer" in refused.value.message
+    assert str(tmp_path) not in refused.value.message
+    # An image admitted but not made yet is a promise a transfer may not eat, and the other way round.
+    half = free // 2 + 8 * MIB
+    with pytest.raises(InsufficientStorage):
+        ledger.admit_transient(half, {"image": half}, live=())
+    with pytest.raises(InsufficientStorage):
+        ledger.admit("image", half // MIB, {"transfer-1": half}, live=())
