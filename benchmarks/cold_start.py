@@ -4,10 +4,13 @@ Issues #12 (cold create <= a direct ``ClaudeSDKClient.connect()`` + 150 ms; ashd
 memory per live session <= 30 MB) and #17 (wake of a parked session: first event <= 700 ms).
 
 Method: the scripted model in this process; two ashd daemons (SQLite, the default bwrap
-sandbox, ``ASH_PARK_AFTER_MS=1000``): ``base``, a baseline checkout run with its own
-interpreter (``--baseline-python``, ``--baseline-repo``: e.g. ``git archive main`` into a temp
-folder and a venv whose ``.pth`` puts that folder before this venv's site-packages; without
-these two options there is no ``base``), and ``new``, this checkout. Each round, in turn:
+sandbox, ``ASH_PARK_AFTER_MS=1000``): ``base``, a baseline checkout (``--baseline-repo``, e.g. a
+``git worktree`` of main; without it there is no ``base``) run on a throwaway virtualenv that
+imports ashd from that checkout in every process (``message_latency.interpreter_for``: ashd
+starts its zygote and bridges with ``python -P``, which imports ashd from the interpreter's
+install, so this checkout's interpreter would run this checkout's bridges for the baseline too;
+a ``--baseline-python`` given instead is checked for that), and ``new``, this checkout. Each
+round, in turn:
 
 - ``direct``: in this process (the SDK already imported), ``ClaudeSDKClient.connect()`` of a
   new client configured as the bridge configures it (the CLI bundled with the SDK, no
@@ -34,8 +37,9 @@ figure per live session is (ashd's PSS growth + the bridges' PSS + the zygote's 
 The CLI and bwrap (inside the sandbox, ~140 MiB) are not counted: issue #12 is about ashd's
 own processes. Load average is recorded at start and end (the machine is shared).
 
-    .venv/bin/python benchmarks/cold_start.py --rounds 8 --baseline-python /tmp/base/venv/bin/python \\
-        --baseline-repo /tmp/base/src --out benchmarks/results/cold_start.json
+    git worktree add --detach /tmp/base main
+    .venv/bin/python benchmarks/cold_start.py --rounds 8 --baseline-repo /tmp/base \\
+        --out benchmarks/results/cold_start.json
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import os
 import re
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,7 +66,7 @@ sys.path.insert(0, str(REPO))
 from ashd.sandbox.launcher import DirectLauncher  # noqa: E402
 from ashd.sandbox.zygote import BridgeZygote  # noqa: E402
 from ashd.scripted.server import ScriptedModel  # noqa: E402
-from benchmarks.message_latency import Direct, emit, machine, summary  # noqa: E402
+from benchmarks.message_latency import Direct, emit, interpreter_for, machine, summary  # noqa: E402
 from benchmarks.scratch import scratch  # noqa: E402
 from tests.bridge.test_bridge_process import make_spec, wait_ready  # noqa: E402
 from tests.support.daemon import AshdProcess, is_bridge  # noqa: E402
@@ -219,16 +224,28 @@ def start_daemon(model: ScriptedModel, root: Path, python: str, repo: Path, park
     return AshdProcess(root / "data", model.base_url, extra_env=env, python=python, repo=repo).start()
 
 
+def check_imports_from(python: str, repo: Path) -> None:
+    """Exit unless ``python -P`` (how ashd starts its zygote and bridges) imports ashd from ``repo``."""
+    found = subprocess.run([python, "-P", "-c", "import ashd; print(ashd.__file__)"], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    if not Path(found).resolve().is_relative_to(repo.resolve()):
+        raise SystemExit(f"{python} -P imports ashd from {found}, not from {repo}: the baseline's bridges would "
+                         "not be the baseline's; omit --baseline-python")
+
+
 def run(rounds: int, live: int, baseline_python: str | None, baseline_repo: Path | None) -> dict[str, Any]:
-    """``baseline_python`` / ``baseline_repo`` None: no ``base`` daemon (this checkout only)."""
+    """``baseline_repo`` None: no ``base`` daemon (this checkout only). ``baseline_python`` None:
+    a throwaway virtualenv importing ashd from ``baseline_repo``."""
     load_start = os.getloadavg()
     model = ScriptedModel()
     model.start()
     tmp = scratch("ashd-bench-")
     bridges = bridge_starts(model, tmp / "bridges", rounds)
     kinds: dict[str, tuple[str, Path]] = {"new": (sys.executable, REPO)}
-    if baseline_python is not None and baseline_repo is not None:
-        kinds = {"base": (baseline_python, baseline_repo), **kinds}
+    if baseline_repo is not None:
+        python = baseline_python or interpreter_for(baseline_repo, tmp)
+        check_imports_from(python, baseline_repo)
+        kinds = {"base": (python, baseline_repo), **kinds}
     daemons: dict[str, AshdProcess] = {}
     figures: dict[str, dict[str, list[float]]] = {
         "direct": {"connect": [], "connect_first_event": []},
@@ -295,12 +312,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--live", type=int, default=4, help="live sessions for the memory figure (0: none)")
     parser.add_argument("--bridges-only", action="store_true", help="only the bridge starts without ashd")
-    parser.add_argument("--baseline-python", help="omit (with --baseline-repo) to run this checkout only")
-    parser.add_argument("--baseline-repo", type=Path)
+    parser.add_argument("--baseline-repo", type=Path, help="another checkout to run beside this one")
+    parser.add_argument("--baseline-python", help="its interpreter (default: a throwaway virtualenv importing "
+                                                   "ashd from --baseline-repo)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    if (args.baseline_python is None) != (args.baseline_repo is None):
-        parser.error("--baseline-python and --baseline-repo go together")
+    if args.baseline_python is not None and args.baseline_repo is None:
+        parser.error("--baseline-python needs --baseline-repo")
     if args.bridges_only:
         with ScriptedModel() as model, tempfile.TemporaryDirectory() as tmp:
             starts = bridge_starts(model, Path(tmp), args.rounds)
