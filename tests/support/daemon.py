@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -43,6 +44,14 @@ def remove_socket_dirs(root: Path) -> None:
             layout = Layout(Path(here))
             if layout.socket_dir_in_tmp:
                 shutil.rmtree(layout.socket_dir, ignore_errors=True)
+
+
+def _harness_guard() -> list[str]:
+    """argv that stops a daemon when the harness dies (see :meth:`AshdProcess.start`)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or threading.current_thread() is not threading.main_thread():
+        return []
+    return [setpriv, "--pdeathsig", "TERM", "--"]
 
 
 class AshdProcess:
@@ -80,9 +89,15 @@ class AshdProcess:
         self.health_path = "/health"  # what answers 200 once it serves (a runner: /runner/health)
 
     def start(self, timeout: float = 60.0) -> AshdProcess:
+        """Start ashd in a session of its own, so a terminal's Ctrl-C reaches only the harness,
+        whose clean-up then stops it with one signal (both signals at once force ashd out
+        before its sandboxes are unmounted). Started from the main thread, it also gets SIGTERM
+        when the harness dies (``setpriv --pdeathsig``: the signal follows the thread that
+        started it, so a daemon started from another thread is left without it)."""
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([*self.wrap, self.python, "-m", "ashd.cli.daemon"], env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT, cwd=self.repo)
+            self.proc = subprocess.Popen([*_harness_guard(), *self.wrap, self.python, "-m", "ashd.cli.daemon"],
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.repo,
+                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
