@@ -30,7 +30,7 @@ from ashd.actors import parking
 from ashd.actors.children import ChildSpec
 from ashd.actors.drain import RunnerDrain
 from ashd.actors.runner_links import runner_links_child
-from ashd.actors.sandbox_host import HostConfig, LinkedAdmission, SandboxHost
+from ashd.actors.sandbox_host import HostConfig, SandboxHost
 from ashd.actors.supervisor import disk_ledger, make_snapshotter
 from ashd.config import Config
 from ashd.evals.grader import ModelGrader
@@ -57,6 +57,7 @@ from ashd.runtime.offload import Offload
 from ashd.runtime.ownership import SessionOwnership
 from ashd.sandbox import services as sandbox_services
 from ashd.sandbox.launcher import Launcher
+from ashd.sandbox.linked_admission import LinkedAdmission
 from ashd.sandbox.remote import Placement, RemoteLauncher
 from ashd.sandbox.remote_files import remote_lookup
 from ashd.service_children import services_child, store_child

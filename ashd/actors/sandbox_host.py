@@ -17,14 +17,12 @@ kills, egress decisions) goes up its link too, as ``usage`` and ``notice`` event
 the sandbox id (:meth:`SandboxHost.divert`), never into the runner's own database: the
 coordinator records them in its own (ashd/sandbox/remote.py).
 
-A launch is admitted first (:class:`LinkedAdmission`): a runner holds at most its advertised
-capacity of linked sandboxes, and makes a new workspace image only if its data disk can give
-all of its quota (the standalone pool's disk rule, ashd/sandbox/admission.py, over every
-sandbox folder the runner keeps); a refusal answers the coordinator with the status (503 or
-507), the message and the retry hint its client gets. The files the files API writes here (a
-spooled upload, a bundled download) are admitted by the same disk rule, each write held as
-pending while it is written (ashd/sandbox/workspace_server.py). ``discard`` removes the folder of a
-sandbox whose session ended (the coordinator sends it); a folder of a session that may resume
+A launch is admitted first (ashd/sandbox/linked_admission.py): a runner holds at most its
+advertised capacity of linked sandboxes, and makes a new workspace image only if its data disk
+can give all of its quota; the files its files API writes (a spooled upload, a bundled
+download) are admitted by the same disk rule. A refusal answers the coordinator with the status
+(503 or 507), the message and the retry hint its client gets. ``discard`` removes the folder of
+a sandbox whose session ended (the coordinator sends it); a folder of a session that may resume
 stays, so a resume here mounts the same image.
 
 A sandbox belongs to the link that launched it: when that link closes the host stops it
@@ -56,16 +54,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import dataclasses
 import functools
 import json
 import logging
 import re
-import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -80,13 +76,13 @@ from ashd.layout import Layout
 from ashd.runnerlink.mux import Handler, Json, Mux, RequestFailed
 from ashd.runnerlink.relay import open_unix, relay
 from ashd.sandbox import discard, workspace
-from ashd.sandbox.admission import MIB, DiskLedger
 from ashd.sandbox.agent_cache import AgentCache, AgentUpload
 from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, check_key, spec_of
 from ashd.sandbox.launcher import Launcher, SandboxSpec
+from ashd.sandbox.linked_admission import LinkedAdmission
 from ashd.sandbox.logring import LogBook, LogLine, LogRing
 from ashd.sandbox.workspace_server import OPS as FILE_OPS
-from ashd.sandbox.workspace_server import WorkspaceServer
+from ashd.sandbox.workspace_server import WorkspaceServer, any_room
 from ashd.snapshot.fingerprint import workspace_digest
 from ashd.snapshot.snapshots import Snapshotter, snapshot_key
 
@@ -110,41 +106,6 @@ class HostConfig:
     snapshots: Snapshotter | None = None  # the runner's own snapshot settings (the shared blob store)
     admission: LinkedAdmission | None = None  # None: every launch admitted (components without limits)
     digest: Callable[[Path], str | None] = workspace_digest  # tells an unchanged workspace (no upload)
-
-
-class LinkedAdmission:
-    """Whether one more linked sandbox fits this runner: its ``capacity`` (what it advertises
-    to the coordinators) and, when the launcher makes workspace images, the data disk
-    (:class:`~ashd.sandbox.admission.DiskLedger`, the standalone pool's rule)."""
-
-    def __init__(self, capacity: int, ledger: DiskLedger | None, default_disk_mb: int) -> None:
-        self.capacity = capacity
-        self._ledger = ledger
-        self._default_disk_mb = default_disk_mb
-
-    def full(self) -> Unavailable:
-        return Unavailable(f"runner is full: it holds at most {self.capacity} sandboxes (ASH_MAX_SANDBOXES, or "
-                           "what its memory holds); retry shortly", retry_after_s=5)
-
-    def admit_disk(self, order: LaunchOrder, pending: dict[str, int], kept: set[str]) -> int:
-        """The quota bytes promised to ``order``'s new image (0: its folder exists, or no image
-        is made). Raises InsufficientStorage when the data disk cannot promise it. Blocking
-        (statvfs, a stat per kept folder); the caller serialises calls."""
-        if self._ledger is None or (order.sandbox_id in kept and not order.fresh):
-            return 0  # its image exists, and counts among the kept ones (a fresh order replaces it)
-        limits = order.policy.get("limits") if isinstance(order.policy, dict) else None
-        quota = (limits if isinstance(limits, dict) else {}).get("disk_mb") or self._default_disk_mb
-        if not isinstance(quota, int) or isinstance(quota, bool) or quota <= 0:
-            return 0
-        self._ledger.admit(order.sandbox_id, quota, pending, kept)
-        return quota * MIB
-
-    def admit_transfer(self, nbytes: int, pending: dict[str, int], kept: set[str]) -> None:
-        """Raises InsufficientStorage unless the data disk has room for ``nbytes`` more of a file
-        transfer's file beside the images' promises and the reserve. Blocking; the caller
-        serialises calls."""
-        if self._ledger is not None:
-            self._ledger.admit_transient(nbytes, pending, kept)
 
 
 def _refused(exc: Unavailable) -> Json:
@@ -215,11 +176,10 @@ class SandboxHost:
         self._uplinks_lock = threading.Lock()
         self._stopping: set[asyncio.Future[Json]] = set()
         self._launching: set[str] = set()  # sandbox ids admitted, not started yet (loop thread)
-        self._pending: dict[str, int] = {}  # sandbox id -> quota bytes admitted, image not made yet
-        self._admitting = threading.Lock()  # one disk admission at a time (worker threads)
         self._uploads: dict[str, tuple[AgentUpload, Mux]] = {}  # agent archives arriving (loop thread)
         self._fenced: str | None = None  # why launches are refused (cut off from the coordinators)
-        self._files = WorkspaceServer(loop, self._root_of, config.layout.data_dir / "tmp", self._transfer_room)
+        self._files = WorkspaceServer(loop, self._root_of, config.layout.data_dir / "tmp",
+                                      config.admission.transfer_room if config.admission else any_room)
 
     @property
     def count(self) -> int:
@@ -319,8 +279,8 @@ class SandboxHost:
             return _refused(exc)
         finally:  # its image is made (or never will be): no longer a promise
             self._launching.discard(order.sandbox_id)
-            with self._admitting:
-                self._pending.pop(order.sandbox_id, None)
+            if admission is not None:
+                admission.launched(order.sandbox_id)
 
     async def _start(self, mux: Mux, order: LaunchOrder, agent_dir: Path, lease: int | None) -> Json:
         spec = await self._loop.run_in_executor(None, self._admit_and_prepare, order, agent_dir)
@@ -350,34 +310,9 @@ class SandboxHost:
     def _admit_and_prepare(self, order: LaunchOrder, agent_dir: Path) -> SandboxSpec:
         """Blocking (worker thread): admit the launch's workspace image on the data disk, then
         prepare the launch. Raises InsufficientStorage when the image does not fit."""
-        admission = self._config.admission
-        if admission is not None:
-            with self._admitting:
-                self._pending[order.sandbox_id] = admission.admit_disk(order, self._pending, self._kept_folders())
+        if self._config.admission is not None:
+            self._config.admission.admit_launch(order)
         return self._prepare(order, agent_dir)
-
-    @contextlib.contextmanager
-    def _transfer_room(self, nbytes: int) -> Iterator[None]:
-        """Blocking: admit ``nbytes`` more of a file transfer's file on the data disk (or raise
-        InsufficientStorage), held as pending for every other admission while it is written."""
-        key = f"transfer-{secrets.token_hex(8)}"  # never a sandbox id (those are UUIDs)
-        with self._admitting:
-            if self._config.admission is not None:
-                self._config.admission.admit_transfer(nbytes, self._pending, self._kept_folders())
-            self._pending[key] = nbytes
-        try:
-            yield
-        finally:
-            with self._admitting:
-                self._pending.pop(key, None)
-
-    def _kept_folders(self) -> set[str]:
-        """Ids of the sandbox folders on this runner: each one's image may grow again (a session
-        that resumes here mounts it). Blocking."""
-        try:
-            return {p.name for p in (self._config.layout.data_dir / "sandboxes").iterdir()}
-        except FileNotFoundError:
-            return set()
 
     async def _take_over(self, mux: Mux, hosted: _Hosted, order: LaunchOrder, lease: int | None) -> Json | None:
         """A launch for a sandbox this runner already hosts: adopt it (its reply), or stop it

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from ashd.actors.sandbox_host import HostConfig, LinkedAdmission, SandboxHost
+from ashd.actors.sandbox_host import HostConfig, SandboxHost
 from ashd.config import ModelConfig, Secret
 from ashd.errors import BadRequest, InsufficientStorage, NotFound, Unavailable
 from ashd.files.live import LiveFiles
@@ -30,6 +30,7 @@ from ashd.runnerlink.mux import Json, Mux, RequestFailed
 from ashd.sandbox import workspace_server
 from ashd.sandbox.admission import MIB, DiskLedger
 from ashd.sandbox.launcher import DirectLauncher
+from ashd.sandbox.linked_admission import LinkedAdmission
 from ashd.sandbox.remote_files import RemoteFiles, remote_lookup
 from ashd.sandbox.workspace_server import Room, WorkspaceServer, any_room
 from ashd.store import Store

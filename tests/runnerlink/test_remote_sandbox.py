@@ -20,7 +20,7 @@ import pytest
 from ashd.actors.exits import ExitBoard
 from ashd.actors.messages import BridgeExited
 from ashd.actors.sandbox import SandboxActor
-from ashd.actors.sandbox_host import HostConfig, LinkedAdmission, SandboxHost
+from ashd.actors.sandbox_host import HostConfig, SandboxHost
 from ashd.config import ModelConfig, Secret
 from ashd.errors import InsufficientStorage, SandboxFailed, Unavailable
 from ashd.layout import Layout
@@ -32,6 +32,7 @@ from ashd.sandbox.admission import DiskLedger
 from ashd.sandbox.env import sandbox_env
 from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, Shipped, order_of, spec_of
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
+from ashd.sandbox.linked_admission import LinkedAdmission
 from ashd.sandbox.logring import LogBook
 from ashd.sandbox.remote import HANDLE_BASE, LOST_REASON, RemoteLauncher, RemoteProcess, usage_of
 from ashd.sandbox.resume import TranscriptRestore
