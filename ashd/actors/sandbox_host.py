@@ -52,13 +52,10 @@ thread or the sandbox actor's own thread.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
 import functools
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -76,7 +73,8 @@ from ashd.layout import Layout
 from ashd.runnerlink.mux import Handler, Json, Mux, RequestFailed
 from ashd.runnerlink.relay import open_unix, relay
 from ashd.sandbox import discard, workspace
-from ashd.sandbox.agent_cache import AgentCache, AgentUpload
+from ashd.sandbox.agent_cache import AgentCache
+from ashd.sandbox.agent_uploads import AgentUploads
 from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, check_key, spec_of
 from ashd.sandbox.launcher import Launcher, SandboxSpec
 from ashd.sandbox.linked_admission import LinkedAdmission
@@ -89,8 +87,6 @@ from ashd.snapshot.snapshots import Snapshotter, snapshot_key
 log = logging.getLogger(__name__)
 
 ASK_MARGIN_S = 30.0
-MAX_UPLOADS = 8  # agent archives being received at once (each up to agent_cache.MAX_ARCHIVE_BYTES on disk)
-UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 RELEASE_GRACE_S = 30.0  # a released sandbox waits this long for a coordinator to adopt it
 T = TypeVar("T")
 
@@ -170,16 +166,15 @@ class SandboxHost:
     def __init__(self, config: HostConfig, loop: asyncio.AbstractEventLoop) -> None:
         self._config = config
         self._loop = loop
-        self._agents = AgentCache(config.layout.data_dir / "agent-cache")
         self._hosted: dict[str, _Hosted] = {}  # sandbox id -> (loop thread only)
         self._uplinks: dict[str, tuple[str, Mux | None]] = {}  # session id -> (sandbox id, owner link); any thread
         self._uplinks_lock = threading.Lock()
         self._stopping: set[asyncio.Future[Json]] = set()
         self._launching: set[str] = set()  # sandbox ids admitted, not started yet (loop thread)
-        self._uploads: dict[str, tuple[AgentUpload, Mux]] = {}  # agent archives arriving (loop thread)
         self._fenced: str | None = None  # why launches are refused (cut off from the coordinators)
-        self._files = WorkspaceServer(loop, self._root_of, config.layout.data_dir / "tmp",
-                                      config.admission.transfer_room if config.admission else any_room)
+        room = config.admission.transfer_room if config.admission else any_room
+        self._agents = AgentUploads(AgentCache(config.layout.data_dir / "agent-cache"), loop, room)
+        self._files = WorkspaceServer(loop, self._root_of, config.layout.data_dir / "tmp", room)
 
     @property
     def count(self) -> int:
@@ -191,7 +186,7 @@ class SandboxHost:
             if op == "launch":
                 return await self._launch(mux, LaunchOrder.from_json(body.get("order") or {}), lease_of(body))
             if op == "agent":
-                return await self._put_agent(mux, body)
+                return await self._agents.put(mux, body)
             if op == "stop":
                 return await self._stop(self._owned(mux, body), float(body.get("grace_s", self._config.stop_grace_s)))
             if op == "open":
@@ -211,8 +206,7 @@ class SandboxHost:
     def link_lost(self, mux: Mux) -> None:
         """A link closed: stop every sandbox it owns (fencing; see the module doc; released
         sandboxes are nobody's: their grace runs on) and drop its unfinished agent uploads."""
-        for upload_id in [u for u, (_, owner) in self._uploads.items() if owner is mux]:
-            self._drop_upload(upload_id)
+        self._agents.link_lost(mux)
         self._files.link_lost(mux)
         for hosted in [h for h in self._hosted.values() if h.link is mux]:
             log.warning("sandbox %s of session %s: its coordinator's link closed; stopping it",
@@ -448,41 +442,6 @@ class SandboxHost:
             log.warning("sandbox %s still tearing down; its folder stays", sandbox_id)
             return False
         return discard.remove_sandbox_dir(self._config.layout.sandbox_dir(sandbox_id))
-
-    async def _put_agent(self, mux: Mux, body: Json) -> Json:
-        """One chunk of an agent archive (ashd/sandbox/agent_cache.py): ``{key, upload,
-        offset, total, data}``; the last one extracts it into the agent cache."""
-        upload_id, offset, total = body.get("upload"), body.get("offset"), body.get("total")
-        if not (isinstance(upload_id, str) and UPLOAD_ID.match(upload_id) and isinstance(offset, int)
-                and isinstance(total, int)):
-            raise SandboxFailed("agent chunk needs an upload id (32 hex digits), an offset and a total")
-        try:
-            data = base64.b64decode(str(body.get("data", "")), validate=True)
-        except (binascii.Error, ValueError):
-            raise SandboxFailed("agent archive chunk is not base64") from None
-        upload = self._uploads.get(upload_id, (None, mux))[0]
-        if upload is None:
-            if len(self._uploads) >= MAX_UPLOADS:
-                raise SandboxFailed(f"more than {MAX_UPLOADS} agent uploads at once; retry shortly")
-            upload = await self._loop.run_in_executor(
-                None, AgentUpload, self._agents.root, check_key(body.get("key"), "agent version"), total)
-            self._uploads[upload_id] = (upload, mux)
-        try:
-            if upload.key != body.get("key") or upload.total != total:
-                raise SandboxFailed("agent chunk does not match its upload's key and total")
-            if await self._loop.run_in_executor(None, upload.add, offset, data):
-                await self._loop.run_in_executor(None, self._agents.put_upload, upload)
-                self._drop_upload(upload_id)
-                return {"cached": True}
-        except BaseException:
-            self._drop_upload(upload_id)
-            raise
-        return {}
-
-    def _drop_upload(self, upload_id: str) -> None:
-        upload, _ = self._uploads.pop(upload_id, (None, None))
-        if upload is not None:
-            upload.discard()
 
     def _stop(self, hosted: _Hosted, grace_s: float) -> asyncio.Future[Json]:
         """Stop the sandbox (once: a second caller waits for the first stop)."""

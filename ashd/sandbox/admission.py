@@ -20,10 +20,10 @@ pool actor calls :meth:`DiskLedger.admit` on its own thread before every sandbox
 does not exist yet, so two creates never pass on the same free space (the second one counts
 the first as pending). Blocking: one statvfs, one stat per image, one store read.
 
-A runner's file transfers write files on the same disk (an upload spooled before it is
-committed into a workspace, a workspace bundled for download): each write is admitted by the
-same rule first (:meth:`DiskLedger.admit_transient`) and held as pending while it is written,
-so neither side passes on the other's free space.
+A runner's transfers write files on the same disk (an upload spooled before it is committed
+into a workspace, a workspace bundled for download, an agent's archive and its extraction):
+each write is admitted by the same rule first (:meth:`DiskLedger.admit_transient`) and held as
+pending while it is written, so neither side passes on the other's free space.
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ def refusal(quota: int, figures: DiskFigures) -> str | None:
 
 
 TRANSIENT_REFUSAL = (
-    "Not enough disk on the runner for this file transfer beside the workspaces it holds and the room kept for "
-    "its store: retry later, send smaller files, or end sessions you no longer need."
+    "Not enough disk on the runner for this file transfer (a file, a workspace bundle or the agent's folder) beside "
+    "the workspaces it holds and the room kept for its store: retry later, send smaller files, or end sessions you "
+    "no longer need."
 )
 
 

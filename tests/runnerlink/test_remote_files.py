@@ -239,7 +239,8 @@ def test_a_write_the_runners_disk_has_no_room_for_is_refused_and_leaves_nothing(
 
 def test_a_runners_uploads_are_admitted_by_its_disk_rule(tmp_path: Path) -> None:
     """A runner whose data disk can promise ~4 MiB more (beside its reserve) refuses an upload's
-    spool once it would eat into the reserve, with the 507 the coordinator's client gets."""
+    spool once it would eat into the reserve, and an agent's folder, with the 507 the
+    coordinator's client gets."""
     layout = Layout(tmp_path / "runner")
     layout.create()
     store = Store(f"sqlite:///{tmp_path / 'runner.db'}")
@@ -265,6 +266,11 @@ def test_a_runners_uploads_are_admitted_by_its_disk_rule(tmp_path: Path) -> None
             assert 2 <= sent <= 8  # the disk moves a little under the test; the rule, not luck, stopped it
             await mux.request("files.close", token=token)
             assert not list((layout.data_dir / "tmp").iterdir())
+            # An agent's folder too: its extraction is admitted at the most an agent may unpack to.
+            with pytest.raises(RequestFailed) as agent:
+                await mux.request("agent", key="a.1", upload="ab" * 16, offset=0, total=10, data=b64(b"x" * 10))
+            assert agent.value.status == 507 and "the agent's folder" in str(agent.value)
+            assert not list((layout.data_dir / "agent-cache").iterdir())  # the upload was dropped
         finally:
             await link.stop()
             server.stop()
