@@ -251,9 +251,15 @@ class SandboxHost:
     async def _launch(self, mux: Mux, order: LaunchOrder, lease: int | None) -> Json:
         if self._fenced is not None:
             raise SandboxFailed(f"runner is fenced, not starting sandbox {order.sandbox_id}: {self._fenced}")
-        agent_dir = self._agents.path(order.agent_key)
+        agent_dir = self._agents.hold(order.agent_key)  # until the launch is over (then the sandbox's own)
         if agent_dir is None:
             return {"missing_agent": True}
+        try:
+            return await self._launch_held(mux, order, lease, agent_dir)
+        finally:
+            self._agents.release(order.agent_key)
+
+    async def _launch_held(self, mux: Mux, order: LaunchOrder, lease: int | None, agent_dir: Path) -> Json:
         if order.sandbox_id in self._launching:
             raise SandboxFailed(f"sandbox {order.sandbox_id} is already starting on this runner")
         existing = self._hosted.get(order.sandbox_id)
@@ -285,6 +291,7 @@ class SandboxHost:
         refs.append(ref)
         hosted = _Hosted(spec, ref, mux, generation=lease, fingerprint=fingerprint(order))
         self._hosted[order.sandbox_id] = hosted
+        self._agents.hold(order.agent_key)  # its restarts copy from it too; released by _forget
         self._set_uplink(spec, mux)
         try:
             started = await self._ask(ref.proxy().start_bridge(), self._config.ready_timeout_s)
@@ -490,6 +497,7 @@ class SandboxHost:
         if hosted is None or (only is not None and hosted is not only):
             return None
         del self._hosted[sandbox_id]
+        self._agents.release(hosted.spec.agent_key)
         if hosted.grace is not None:
             hosted.grace.cancel()
         with self._uplinks_lock:

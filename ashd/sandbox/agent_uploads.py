@@ -42,9 +42,13 @@ class AgentUploads:
         """Uploads begun and not finished."""
         return len(self._uploads)
 
-    def path(self, key: str) -> Path | None:
-        """The cached folder of agent version ``key``, or None."""
-        return self._cache.path(key)
+    def hold(self, key: str) -> Path | None:
+        """The cached folder of agent version ``key`` (None: not cached), kept from eviction
+        until :meth:`release`."""
+        return self._cache.hold(key)
+
+    def release(self, key: str) -> None:
+        self._cache.release(key)
 
     async def put(self, mux: Mux, body: Json) -> Json:
         """One chunk; ``{"cached": True}`` once the agent is in the cache. Raises SandboxFailed,
