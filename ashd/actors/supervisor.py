@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -46,11 +45,10 @@ from ashd.config import Config, start_slots
 from ashd.layout import Layout
 from ashd.metrics import Metrics
 from ashd.policy import Escalate, GiveUp, Restart
-from ashd.sandbox.admission import DiskLedger, reserve_bytes
+from ashd.sandbox.admission import DiskLedger, store_floor
 from ashd.sandbox.launcher import Launcher
 from ashd.sandbox.logring import LogBook
 from ashd.snapshot.fingerprint import workspace_digest
-from ashd.snapshot.room import DiskFloor
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.snapshot.store import blob_store_from_url
 from ashd.states import SessionStatus
@@ -377,12 +375,4 @@ def make_snapshotter(config: Config) -> Snapshotter:
     snap = config.snapshot
     store = blob_store_from_url(snap.url or None, config.data_dir,
                                 endpoint_url=snap.s3_endpoint or None, region=snap.s3_region or None)
-    return Snapshotter(store, config.data_dir / "tmp", max_bytes=snap.max_bytes, floor=snapshot_floor(config))
-
-
-def snapshot_floor(config: Config) -> DiskFloor:
-    """Half the disk reserve is the store's alone: snapshots may use the other half."""
-    sb = config.sandbox
-    st = os.statvfs(config.data_dir)
-    return DiskFloor(config.data_dir, reserve_bytes(st.f_blocks * st.f_frsize, sb.disk_reserve_mb,
-                                                    sb.disk_reserve_percent) // 2)
+    return Snapshotter(store, config.data_dir / "tmp", max_bytes=snap.max_bytes, floor=store_floor(config))

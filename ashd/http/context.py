@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ashd.config import Config, allowed_origins
+from ashd.files.bundle_room import BundleRoom
 from ashd.files.live import RemoteLookup
 from ashd.files.sessions import SessionFiles
 from ashd.http.auth import KeyHasher
@@ -19,6 +20,7 @@ from ashd.layout import Layout
 from ashd.metrics import Metrics
 from ashd.runtime.facade import SessionRuntime
 from ashd.runtime.offload import Offload
+from ashd.sandbox.admission import store_floor
 from ashd.snapshot.store import blob_store_from_url
 from ashd.store import Store, utc_now
 
@@ -49,6 +51,11 @@ class AppContext:
     @property
     def layout(self) -> Layout:
         return Layout(self.config.data_dir)
+
+    @functools.cached_property
+    def bundle_room(self) -> BundleRoom:
+        """What workspace bundles may take of the data disk at once (ashd/files/bundle_room.py)."""
+        return BundleRoom(store_floor(self.config))
 
     @functools.cached_property
     def session_files(self) -> SessionFiles:

@@ -204,6 +204,10 @@ class WorkspaceHandler(SessionFilesBase):
     async def get(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         tree = await self.live(row)
+        async with self.ctx.bundle_room.taken():
+            await self._send_bundle(row, tree)
+
+    async def _send_bundle(self, row: SessionRow, tree: LiveFiles | None) -> None:
         offload, files = self.ctx.offload, self.files
         out = await offload.read(files.temp_file, ".tar.gz")
         try:
@@ -231,7 +235,8 @@ class WorkspaceHandler(SessionFilesBase):
         if not data.startswith(bundle.GZIP_MAGIC):
             raise BadRequest("bundle is not gzip data; send a base64-encoded tar.gz")
         tree = await self.require_live(row)
-        count = await self.ctx.offload.read(self._apply, tree, data)
+        async with self.ctx.bundle_room.taken():
+            count = await self.ctx.offload.read(self._apply, tree, data)
         self.send_json({"message": f"Workspace updated: {count} entries extracted"})
 
     def _apply(self, tree: LiveFiles, data: bytes) -> int:

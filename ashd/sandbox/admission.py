@@ -33,9 +33,11 @@ import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from ashd.config import Config
 from ashd.errors import InsufficientStorage
 from ashd.layout import Layout
 from ashd.sandbox.quota import IMAGE_NAME
+from ashd.snapshot.room import DiskFloor
 from ashd.states import SessionStatus
 from ashd.store import Store
 
@@ -163,3 +165,12 @@ class DiskLedger:
     def _may_grow(self, live: Collection[str]) -> set[str]:
         rows = self._store.list_sessions_by_status(_MAY_RESUME)
         return {row.sandbox_id or row.id for row in rows} | set(live)
+
+
+def store_floor(config: Config) -> DiskFloor:
+    """Half the disk reserve is the store's alone: snapshots (and the API's workspace bundles)
+    may use the other half."""
+    sb = config.sandbox
+    st = os.statvfs(config.data_dir)
+    return DiskFloor(config.data_dir, reserve_bytes(st.f_blocks * st.f_frsize, sb.disk_reserve_mb,
+                                                    sb.disk_reserve_percent) // 2)

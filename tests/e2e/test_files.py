@@ -255,3 +255,22 @@ def test_ash_sdk_session_files_and_workspace(ashd_sqlite: AshdProcess) -> None:
             bundle=b64(tar_gz({"from-bundle.txt": b"yes"}))))
         assert isinstance(back, PostApiSessionsIdWorkspaceResponse200) and back.message
         assert http.get(f"/api/sessions/{sid}/files/from-bundle.txt").content == b"yes"
+
+
+def test_a_bundle_that_would_eat_the_stores_floor_is_a_507(start_ashd: object, tmp_path: Path) -> None:
+    """A workspace bundle is written under <data>/tmp first: one that could take the data disk
+    into the store's half of the reserve is refused with a 507 that says so, and writes nothing.
+    (No sandbox, so the session itself needs no disk promise.)"""
+    st = os.statvfs(tmp_path)
+    reserve_mb = 2 * st.f_bavail * st.f_frsize // (1 << 20) + 1024  # its half is more than the disk has free
+    daemon: AshdProcess = start_ashd(None, ASH_DISK_RESERVE_MB=str(reserve_mb),  # type: ignore[operator]
+                                     ASH_SANDBOX_ISOLATION="none", ASH_SANDBOX_FLOOR="none")
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+        sid = start_session(c)
+        for resp in (c.get(f"/api/sessions/{sid}/workspace"),
+                     c.post(f"/api/sessions/{sid}/workspace", json={"bundle": b64(tar_gz({"n.txt": b"x"}))})):
+            assert resp.status_code == 507, resp.text
+            assert "too full to bundle" in resp.json()["error"] and resp.headers["Retry-After"] == "30"
+        assert not (workspace(daemon, sid) / "n.txt").exists()
+        assert not list((daemon.data_dir / "tmp").glob("files-*"))
+        assert c.get(f"/api/sessions/{sid}/files/CLAUDE.md").status_code == 200  # one by one still works
