@@ -16,7 +16,7 @@ are closed when it closes.
 
 The runner's disk: the files that open transfers hold (spools, bundles) add up to at most
 :data:`MAX_HELD_BYTES`, and every write to one is first admitted by the runner's disk rule
-(``room``: the workspace images' promises and the reserve, ashd/sandbox/admission.py) and
+(``room``: the workspace images' promises and the reserve, ashd/sandbox/linked_admission.py) and
 held as pending while it is written; a refusal is a 507 and leaves nothing behind.
 
 Ops (``sandbox`` names a sandbox this runner hosts, launched through any link):
