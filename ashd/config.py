@@ -261,6 +261,7 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
     max_attachment_size: int = 10 * 1024 * 1024  # largest attachment, in bytes after base64 decoding
+    max_session_attachments_size: int = 100 * 1024 * 1024  # what one session's attachments may hold, in bytes
 
     @property
     def database_url(self) -> str:
@@ -331,6 +332,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("proxy.max_request_bytes", "ASH_PROXY_MAX_REQUEST_BYTES"),
     ("proxy.allowed_server_tools", "ASH_PROXY_ALLOWED_SERVER_TOOLS"),
     ("max_attachment_size", "ASH_MAX_ATTACHMENT_SIZE"),
+    ("max_session_attachments_size", "ASH_MAX_SESSION_ATTACHMENTS_SIZE"),
     ("queue.workers", "ASH_QUEUE_WORKERS"),
     ("queue.poll_interval_s", "ASH_QUEUE_POLL_INTERVAL_S"),
     ("queue.retry_delay_s", "ASH_QUEUE_RETRY_DELAY_S"),
@@ -543,6 +545,10 @@ def _validate(config: Config) -> None:
     _validate_cluster(config)
     if config.max_attachment_size < 1:
         raise ConfigError("max_attachment_size (ASH_MAX_ATTACHMENT_SIZE) must be at least 1 byte")
+    if config.max_session_attachments_size < config.max_attachment_size:
+        raise ConfigError("max_session_attachments_size (ASH_MAX_SESSION_ATTACHMENTS_SIZE) must be at least "
+                          f"max_attachment_size ({config.max_attachment_size} bytes), got "
+                          f"{config.max_session_attachments_size}")
     if config.log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if not config.model.base_url.startswith(("http://", "https://")):

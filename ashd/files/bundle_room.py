@@ -24,7 +24,7 @@ LARGEST = 134 * 1024 * 1024  # a download's tar.gz of at most 100 MB of files, o
 class BundleRoom:
     def __init__(self, floor: DiskFloor, largest: int = LARGEST, slots: int = SLOTS) -> None:
         """``largest``: the most one bundle writes."""
-        self._floor = floor
+        self.floor = floor
         self._largest = largest
         self._slots = asyncio.Semaphore(slots)
         self._in_flight = 0
@@ -33,9 +33,9 @@ class BundleRoom:
     async def taken(self) -> AsyncIterator[None]:
         """A bundle may be written in the block. Raises InsufficientStorage."""
         async with self._slots:
-            if self._floor.free() - (self._in_flight + 1) * self._largest < self._floor.min_free:
+            if self.floor.free() - (self._in_flight + 1) * self._largest < self.floor.min_free:
                 raise InsufficientStorage(
-                    f"the data disk is too full to bundle this workspace now: its last {self._floor.min_free >> 20} "
+                    f"the data disk is too full to bundle this workspace now: its last {self.floor.min_free >> 20} "
                     "MiB are kept for the database. Retry later, or move files one by one", 30)
             self._in_flight += 1
             try:

@@ -3,17 +3,24 @@
 Bytes are kept under the data dir per tenant, session and attachment id
 (``ashd/files/attachments.py``) and also copied into the live workspace's ``attachments/``
 folder when the session has a running sandbox (best effort: the attachment is stored either
-way). Size limit: ``ASH_MAX_ATTACHMENT_SIZE`` (decoded bytes, default 10 MB) -> 413.
+way). Size limits: ``ASH_MAX_ATTACHMENT_SIZE`` (decoded bytes, default 10 MB) per attachment
+and ``ASH_MAX_SESSION_ATTACHMENTS_SIZE`` (default 100 MB) for a session's together -> 413
+(one session's posts are taken one at a time, so two cannot pass on the same room); none is
+stored where it would take the data disk into the store's floor (half the disk reserve, as
+snapshots) -> 507.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import os
 import uuid
+import weakref
 from typing import Any
 
-from ashd.errors import AshError, BadRequest, NotFound, PayloadTooLarge
+from ashd.errors import AshError, BadRequest, InsufficientStorage, NotFound, PayloadTooLarge
 from ashd.files import attachments as storage
 from ashd.http.base import ApiHandler
 from ashd.http.download import content_type, open_binary, send_file
@@ -21,6 +28,17 @@ from ashd.http.session_files import SessionFilesBase, decode_b64
 from ashd.store.attachment_queries import AttachmentRow
 
 log = logging.getLogger(__name__)
+
+
+_POSTING: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()  # kept while used
+
+
+def _posting(session_id: str) -> asyncio.Lock:
+    """The lock that takes one session's attachment posts one at a time (loop thread)."""
+    lock = _POSTING.get(session_id)
+    if lock is None:
+        lock = _POSTING[session_id] = asyncio.Lock()
+    return lock
 
 
 def attachment_json(row: AttachmentRow) -> dict[str, Any]:
@@ -66,18 +84,32 @@ class SessionAttachmentsHandler(SessionFilesBase):
                 f"attachment is {len(content)} bytes, over the limit of {limit} (ASH_MAX_ATTACHMENT_SIZE)")
         row = await self.session_row(session_id)
         name = storage.safe_basename(filename)
-        att_id = str(uuid.uuid4())
-        folder = storage.attachment_dir(self.ctx.config.data_dir, self.tenant, row.id, att_id)
-        path = await self.ctx.offload.read(storage.save, folder, name, content)
-        stored = AttachmentRow(att_id, self.tenant, row.id, message_id, name, content_type(name, mime),
-                               len(content), str(path), "")
-        try:
-            stored = await self.ctx.offload.write(self.ctx.store.add_attachment, stored)
-        except BaseException:
-            await self.ctx.offload.read(storage.remove, self.ctx.config.data_dir, str(path))
-            raise
+        async with _posting(row.id):
+            stored = await self._store(row, AttachmentRow(
+                str(uuid.uuid4()), self.tenant, row.id, message_id, name, content_type(name, mime), len(content),
+                "", ""), content)
         await self._copy_to_workspace(row, name, content)
         self.send_json({"attachment": attachment_json(stored)}, status=201)
+
+    async def _store(self, row: Any, att: AttachmentRow, content: bytes) -> AttachmentRow:
+        """Write the bytes and their row, within the session's and the disk's room."""
+        config, offload = self.ctx.config, self.ctx.offload
+        held = sum(r.size for r in await offload.read(self.ctx.store.list_attachments, self.tenant, row.id))
+        if held + att.size > config.max_session_attachments_size:
+            raise PayloadTooLarge(
+                f"this session's attachments hold {held} bytes; {att.size} more would pass the limit of "
+                f"{config.max_session_attachments_size} (ASH_MAX_SESSION_ATTACHMENTS_SIZE): delete some first")
+        floor = self.ctx.bundle_room.floor
+        if floor.free() - att.size < floor.min_free:
+            raise InsufficientStorage(f"the data disk is too full to store this attachment: its last "
+                                      f"{floor.min_free >> 20} MiB are kept for the database. Retry later", 30)
+        folder = storage.attachment_dir(config.data_dir, self.tenant, row.id, att.id)
+        path = await offload.read(storage.save, folder, att.filename, content)
+        try:
+            return await offload.write(self.ctx.store.add_attachment, dataclasses.replace(att, storage_path=str(path)))
+        except BaseException:
+            await offload.read(storage.remove, config.data_dir, str(path))
+            raise
 
     async def _copy_to_workspace(self, row: Any, name: str, content: bytes) -> None:
         tree = await self.live(row)

@@ -36,7 +36,7 @@ _ERRORS = {
     500: "Unexpected server error (logged)",
     502: "The sandbox or its agent process failed",
     503: "Temporarily unavailable (capacity, database); see Retry-After",
-    507: "The data disk cannot hold another workspace of this disk quota; see Retry-After",
+    507: "The data disk cannot hold this (a workspace of this disk quota, a bundle, an attachment); see Retry-After",
 }
 _SSE = {"text/event-stream": {"schema": {
     "type": "string",
@@ -165,16 +165,16 @@ def _files_paths() -> dict[str, Any]:
             "parameters": [SESSION_ID],
             "get": _op("The workspace as tar.gz (symlinks kept only if contained; no .env*, deps, VCS)", f,
                        (200, {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}),
-                       (400, 404, 413, 503)),
+                       (400, 404, 413, 503, 507)),
             "post": _op("Unpack a tar.gz bundle into the live workspace", f,
-                        (200, _json(wrapped("message", STRING_S))), (404, 409, 413, 503),
+                        (200, _json(wrapped("message", STRING_S))), (404, 409, 413, 503, 507),
                         body={"type": "object", "required": ["bundle"], "properties": {
                             "bundle": {"type": "string", "contentEncoding": "base64"}}}),
         },
         "/api/sessions/{id}/attachments": {
             "parameters": [SESSION_ID],
             "post": _op("Attach a file to the session (also copied into the live workspace's attachments/)", s,
-                        _envelope("attachment", _ATTACHMENT, 201), (404, 413, 503),
+                        _envelope("attachment", _ATTACHMENT, 201), (404, 413, 503, 507),
                         body={"type": "object", "required": ["filename", "content"], "properties": {
                             "filename": STRING_S, "content": {"type": "string", "contentEncoding": "base64"},
                             "mimeType": STRING_S, "messageId": UUID}}),

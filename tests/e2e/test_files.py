@@ -10,6 +10,7 @@ import base64
 import io
 import os
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -185,7 +186,8 @@ def test_agent_files(ashd_sqlite: AshdProcess) -> None:
 
 
 def test_attachments(start_ashd: object) -> None:
-    daemon: AshdProcess = start_ashd(None, ASH_MAX_ATTACHMENT_SIZE="1000")  # type: ignore[operator]
+    daemon: AshdProcess = start_ashd(None, ASH_MAX_ATTACHMENT_SIZE="1000",  # type: ignore[operator]
+                                     ASH_MAX_SESSION_ATTACHMENTS_SIZE="1500")
     with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
         sid = start_session(c)
         resp = c.post(f"/api/sessions/{sid}/attachments", json={
@@ -211,9 +213,30 @@ def test_attachments(start_ashd: object) -> None:
         assert c.get("/api/attachments/not-a-uuid").status_code == 400
         assert c.get("/api/attachments/00000000-0000-0000-0000-000000000000").status_code == 404
 
+        # The session's attachments together: 9 + 900 bytes fit the 1500, 600 more do not, until one goes.
+        second = c.post(f"/api/sessions/{sid}/attachments", json={"filename": "a", "content": b64(b"a" * 900)})
+        assert second.status_code == 201, second.text
+        over = c.post(f"/api/sessions/{sid}/attachments", json={"filename": "b", "content": b64(b"b" * 600)})
+        assert over.status_code == 413 and "ASH_MAX_SESSION_ATTACHMENTS_SIZE" in over.json()["error"]
+        assert "delete some first" in over.json()["error"]
+        assert not list((daemon.data_dir / "attachments").rglob("b"))  # nor any bytes
+        assert [a["filename"] for a in c.get(f"/api/sessions/{sid}/attachments").json()["attachments"]] == [
+            "re port.html", "a"]  # the refused one left no row
+
         assert c.delete(f"/api/attachments/{att['id']}").status_code == 204
         assert c.get(f"/api/attachments/{att['id']}").status_code == 404
         assert not stored[0].exists()
+        assert c.delete(f"/api/attachments/{second.json()['attachment']['id']}").status_code == 204
+        assert c.post(f"/api/sessions/{sid}/attachments", json={
+            "filename": "b", "content": b64(b"b" * 600)}).status_code == 201  # room again
+
+        def post_900(i: int) -> int:
+            with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as own:
+                return own.post(f"/api/sessions/{sid}/attachments",
+                                json={"filename": f"c{i}", "content": b64(b"c" * 900)}).status_code
+
+        with ThreadPoolExecutor(4) as pool:  # room for one more: posts at once never pass on the same room
+            assert sorted(pool.map(post_900, range(4))) == [201, 413, 413, 413]
 
 
 def test_ash_sdk_session_files_and_workspace(ashd_sqlite: AshdProcess) -> None:
@@ -257,7 +280,7 @@ def test_ash_sdk_session_files_and_workspace(ashd_sqlite: AshdProcess) -> None:
         assert http.get(f"/api/sessions/{sid}/files/from-bundle.txt").content == b"yes"
 
 
-def test_a_bundle_that_would_eat_the_stores_floor_is_a_507(start_ashd: object, tmp_path: Path) -> None:
+def test_a_bundle_or_attachment_that_would_eat_the_stores_floor_is_a_507(start_ashd: object, tmp_path: Path) -> None:
     """A workspace bundle is written under <data>/tmp first: one that could take the data disk
     into the store's half of the reserve is refused with a 507 that says so, and writes nothing.
     (No sandbox, so the session itself needs no disk promise.)"""
@@ -273,4 +296,8 @@ def test_a_bundle_that_would_eat_the_stores_floor_is_a_507(start_ashd: object, t
             assert "too full to bundle" in resp.json()["error"] and resp.headers["Retry-After"] == "30"
         assert not (workspace(daemon, sid) / "n.txt").exists()
         assert not list((daemon.data_dir / "tmp").glob("files-*"))
+        resp = c.post(f"/api/sessions/{sid}/attachments", json={"filename": "a", "content": b64(b"a")})
+        assert resp.status_code == 507 and "too full to store this attachment" in resp.json()["error"]
+        assert c.get(f"/api/sessions/{sid}/attachments").json()["attachments"] == []
+        assert not list((daemon.data_dir / "attachments").rglob("a"))
         assert c.get(f"/api/sessions/{sid}/files/CLAUDE.md").status_code == 200  # one by one still works

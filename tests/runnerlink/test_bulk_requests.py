@@ -108,7 +108,8 @@ def test_an_agent_folder_ships_in_bounded_chunks_and_a_too_large_one_is_refused(
             assert shipped == (tmp_path / "medium" / "data.bin").read_bytes()
             assert len(link.sizes) == 3  # 9 MiB in chunks of 4 MiB
             assert max(link.sizes) < agent_cache.CHUNK_BYTES * 4 // 3 + 4096
-            assert not link.host._agents.arriving and not list((link.layout.data_dir / "agent-cache").glob(".incoming-*"))
+            assert not link.host._agents.arriving
+            assert not list((link.layout.data_dir / "agent-cache").glob(".incoming-*"))
 
             # Too large: refused before anything is sent, with why (413 for a session create).
             big = agent_of(tmp_path, "big", agent_cache.MAX_ARCHIVE_BYTES + MiB)
@@ -126,7 +127,8 @@ def test_an_agent_folder_ships_in_bounded_chunks_and_a_too_large_one_is_refused(
             await link.mux.request("agent", key="odd.1", upload=upload, offset=0, total=10, data="AAAA")
             with pytest.raises(RequestFailed, match="does not follow"):
                 await link.mux.request("agent", key="odd.1", upload=upload, offset=5, total=10, data="AAAA")
-            assert not link.host._agents.arriving and not list((link.layout.data_dir / "agent-cache").glob(".incoming-*"))
+            assert not link.host._agents.arriving
+            assert not list((link.layout.data_dir / "agent-cache").glob(".incoming-*"))
             with pytest.raises(RequestFailed, match="upload id"):
                 await link.mux.request("agent", key="odd.1", upload="../x", offset=0, total=10, data="AAAA")
 
