@@ -204,7 +204,7 @@ class WorkspaceHandler(SessionFilesBase):
     async def get(self, session_id: str) -> None:
         row = await self.session_row(session_id)
         tree = await self.live(row)
-        async with self.ctx.bundle_room.taken():
+        async with self.ctx.bundle_room.taken(self.tenant):
             await self._send_bundle(row, tree)
 
     async def _send_bundle(self, row: SessionRow, tree: LiveFiles | None) -> None:
@@ -235,7 +235,7 @@ class WorkspaceHandler(SessionFilesBase):
         if not data.startswith(bundle.GZIP_MAGIC):
             raise BadRequest("bundle is not gzip data; send a base64-encoded tar.gz")
         tree = await self.require_live(row)
-        async with self.ctx.bundle_room.taken():
+        async with self.ctx.bundle_room.taken(self.tenant):
             count = await self.ctx.offload.read(self._apply, tree, data)
         self.send_json({"message": f"Workspace updated: {count} entries extracted"})
 
