@@ -70,6 +70,7 @@ class AgentFilesHandler(AgentFilesBase):
         row = await self.agent(name)
         tree = self.managed_tree(row)
         uploads = await self.ctx.offload.read(parse_uploads, body)
+        self.ctx.keep_floor(sum(len(up.content or b"") for up in uploads), "these files")
         written = await self.ctx.offload.read(_write_all, tree, uploads)
         self.send_json({"written": written})
 

@@ -38,6 +38,7 @@ class AgentsHandler(ApiHandler):
             agent_dir = await offload.read(agent_path.resolve, rules, body["path"], operator)
         else:
             files = parse_files(body.get("files"))
+            self.ctx.keep_floor(sum(len(f.content) for f in files), "this agent's files")
             agent_dir = self.ctx.layout.managed_agent_dir(self.tenant, name)
             await offload.read(write_agent_folder, agent_dir, files, prompt, name)
         row = await offload.write(self.ctx.store.upsert_agent, self.tenant, name, str(agent_dir), env)

@@ -20,7 +20,7 @@ import uuid
 import weakref
 from typing import Any
 
-from ashd.errors import AshError, BadRequest, InsufficientStorage, NotFound, PayloadTooLarge
+from ashd.errors import AshError, BadRequest, NotFound, PayloadTooLarge
 from ashd.files import attachments as storage
 from ashd.http.base import ApiHandler
 from ashd.http.download import content_type, open_binary, send_file
@@ -99,10 +99,7 @@ class SessionAttachmentsHandler(SessionFilesBase):
             raise PayloadTooLarge(
                 f"this session's attachments hold {held} bytes; {att.size} more would pass the limit of "
                 f"{config.max_session_attachments_size} (ASH_MAX_SESSION_ATTACHMENTS_SIZE): delete some first")
-        floor = self.ctx.bundle_room.floor
-        if floor.free() - att.size < floor.min_free:
-            raise InsufficientStorage(f"the data disk is too full to store this attachment: its last "
-                                      f"{floor.min_free >> 20} MiB are kept for the database. Retry later", 30)
+        self.ctx.keep_floor(att.size, "this attachment")
         folder = storage.attachment_dir(config.data_dir, self.tenant, row.id, att.id)
         path = await offload.read(storage.save, folder, att.filename, content)
         try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ashd.config import Config, allowed_origins
+from ashd.errors import InsufficientStorage
 from ashd.files.bundle_room import BundleRoom
 from ashd.files.live import RemoteLookup
 from ashd.files.sessions import SessionFiles
@@ -56,6 +57,14 @@ class AppContext:
     def bundle_room(self) -> BundleRoom:
         """What workspace bundles may take of the data disk at once (ashd/files/bundle_room.py)."""
         return BundleRoom(store_floor(self.config))
+
+    def keep_floor(self, nbytes: int, what: str) -> None:
+        """Raise InsufficientStorage (507) if writing ``nbytes`` more of ``what`` would take the
+        data disk into the store's floor (half the disk reserve, as snapshots). A statvfs."""
+        floor = self.bundle_room.floor
+        if floor.free() - nbytes < floor.min_free:
+            raise InsufficientStorage(f"the data disk is too full to store {what}: its last {floor.min_free >> 20} "
+                                      "MiB are kept for the database. Retry later", 30)
 
     @functools.cached_property
     def session_files(self) -> SessionFiles:

@@ -150,7 +150,7 @@ def _files_paths() -> dict[str, Any]:
                         (200, _json({"type": "object", "properties": {"files": {"type": "array", "items": {
                             "type": "object", "properties": {"path": STRING_S, "written": {"type": "boolean"},
                                                              "size": {"type": "integer"}, "error": STRING_S}}}}})),
-                        (404, 409, 413, 503), body=_UPLOAD),
+                        (404, 409, 413, 503, 507), body=_UPLOAD),
         },
         "/api/sessions/{id}/files/{path}": {
             "parameters": [SESSION_ID, FILE_PATH],
@@ -192,7 +192,8 @@ def _files_paths() -> dict[str, Any]:
             "parameters": [NAME],
             "get": _op("List the agent folder's files", a, listing, (400, 404, 503)),
             "post": _op("Write files into a managed agent folder (409 for server-path agents)", a,
-                        (200, _json(wrapped("written", {"type": "integer"}))), (404, 409, 413, 503), body=_UPLOAD),
+                        (200, _json(wrapped("written", {"type": "integer"}))), (404, 409, 413, 503, 507),
+                        body=_UPLOAD),
         },
         "/api/agents/{name}/files/{path}": {
             "parameters": [NAME, FILE_PATH],
@@ -330,7 +331,7 @@ def _core_paths() -> dict[str, Any]:
                                       (400, 503), WINDOW)},
         "/api/agents": {
             "post": _op("Deploy or redeploy an agent (server folder or upload)", a,
-                        _envelope("agent", ref("Agent"), 201), (413, 503), body=ref("DeployAgent")),
+                        _envelope("agent", ref("Agent"), 201), (413, 503, 507), body=ref("DeployAgent")),
             "get": _op("List the tenant's agents", a, _list("agents", "Agent"), (503,)),
         },
         "/api/agents/{name}": {

@@ -165,6 +165,9 @@ class SessionFilesHandler(SessionFilesBase):
         row = await self.session_row(session_id)
         uploads = await self.ctx.offload.read(parse_uploads, body)
         tree = await self.require_live(row)
+        # A workspace image's growth was promised at admission; without one (sandbox.isolation =
+        # none) the files land on the data disk itself.
+        self.ctx.keep_floor(sum(len(up.content or b"") for up in uploads), "these files")
         results = await self.ctx.offload.read(write_uploads, tree, uploads)
         self.send_json({"files": results})
 

@@ -280,16 +280,20 @@ def test_ash_sdk_session_files_and_workspace(ashd_sqlite: AshdProcess) -> None:
         assert http.get(f"/api/sessions/{sid}/files/from-bundle.txt").content == b"yes"
 
 
-def test_a_bundle_or_attachment_that_would_eat_the_stores_floor_is_a_507(start_ashd: object, tmp_path: Path) -> None:
-    """A workspace bundle is written under <data>/tmp first: one that could take the data disk
-    into the store's half of the reserve is refused with a 507 that says so, and writes nothing.
-    (No sandbox, so the session itself needs no disk promise.)"""
+def test_what_would_eat_the_stores_floor_is_a_507(start_ashd: object, tmp_path: Path) -> None:
+    """A workspace bundle (written under <data>/tmp first), an attachment, a session's or an
+    agent's files: what could take the data disk into the store's half of the reserve is refused
+    with a 507 that says so, and writes nothing. (No sandbox, so the session itself needs no
+    disk promise, and its files land on the data disk.)"""
     st = os.statvfs(tmp_path)
     reserve_mb = 2 * st.f_bavail * st.f_frsize // (1 << 20) + 1024  # its half is more than the disk has free
     daemon: AshdProcess = start_ashd(None, ASH_DISK_RESERVE_MB=str(reserve_mb),  # type: ignore[operator]
                                      ASH_SANDBOX_ISOLATION="none", ASH_SANDBOX_FLOOR="none")
     with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
-        sid = start_session(c)
+        assert c.post("/api/agents", json={"name": "hello", "path": str(HELLO_AGENT)}).status_code == 201
+        created = c.post("/api/sessions", json={"agent": "hello"})  # a server-path agent: nothing written
+        assert created.status_code == 201, created.text
+        sid = created.json()["session"]["id"]
         for resp in (c.get(f"/api/sessions/{sid}/workspace"),
                      c.post(f"/api/sessions/{sid}/workspace", json={"bundle": b64(tar_gz({"n.txt": b"x"}))})):
             assert resp.status_code == 507, resp.text
@@ -300,4 +304,11 @@ def test_a_bundle_or_attachment_that_would_eat_the_stores_floor_is_a_507(start_a
         assert resp.status_code == 507 and "too full to store this attachment" in resp.json()["error"]
         assert c.get(f"/api/sessions/{sid}/attachments").json()["attachments"] == []
         assert not list((daemon.data_dir / "attachments").rglob("a"))
+        # Without a sandbox a session's files, and a deploy's, land on the data disk itself.
+        resp = c.post(f"/api/sessions/{sid}/files", json={"files": [{"path": "f.txt", "content": b64(b"f")}]})
+        assert resp.status_code == 507 and "too full to store these files" in resp.json()["error"]
+        assert not (workspace(daemon, sid) / "f.txt").exists()
+        resp = c.post("/api/agents", json={"name": "more", "files": [{"path": "CLAUDE.md", "content": b64(b"#")}]})
+        assert resp.status_code == 507 and "this agent's files" in resp.json()["error"]
+        assert c.get("/api/agents/more").status_code == 404
         assert c.get(f"/api/sessions/{sid}/files/CLAUDE.md").status_code == 200  # one by one still works
