@@ -199,6 +199,7 @@ class QueueConfig:
     poll_interval_s: float = 1.0  # how often an idle worker looks for due items
     retry_delay_s: float = 5.0  # delay before the first retry; doubles with each retry
     retry_delay_cap_s: float = 300.0  # longest delay between retries
+    max_waiting_per_tenant: int = 1000  # prompts a tenant may have pending or running; more: 429
 
 
 @dataclass(frozen=True)
@@ -337,6 +338,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("queue.poll_interval_s", "ASH_QUEUE_POLL_INTERVAL_S"),
     ("queue.retry_delay_s", "ASH_QUEUE_RETRY_DELAY_S"),
     ("queue.retry_delay_cap_s", "ASH_QUEUE_RETRY_DELAY_CAP_S"),
+    ("queue.max_waiting_per_tenant", "ASH_QUEUE_MAX_WAITING"),
     ("evals.concurrency", "ASH_EVAL_CONCURRENCY"),
     ("evals.grader_model", "ASH_EVAL_GRADER_MODEL"),
     ("evals.grader_timeout_s", "ASH_EVAL_GRADER_TIMEOUT_S"),
@@ -686,6 +688,9 @@ def _validate_queue(q: QueueConfig) -> None:
     if not 0 <= q.retry_delay_s <= q.retry_delay_cap_s:
         raise ConfigError("queue.retry_delay_s (ASH_QUEUE_RETRY_DELAY_S) must be between 0 and "
                           f"queue.retry_delay_cap_s ({q.retry_delay_cap_s}), got {q.retry_delay_s}")
+    if q.max_waiting_per_tenant < 1:
+        raise ConfigError("queue.max_waiting_per_tenant (ASH_QUEUE_MAX_WAITING) must be at least 1, got "
+                          f"{q.max_waiting_per_tenant}")
 
 
 def floor_layers(floor: str) -> tuple[str, ...]:

@@ -12,33 +12,24 @@ snapshots) -> 507.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
 import uuid
-import weakref
 from typing import Any
 
 from ashd.errors import AshError, BadRequest, NotFound, PayloadTooLarge
 from ashd.files import attachments as storage
 from ashd.http.base import ApiHandler
 from ashd.http.download import content_type, open_binary, send_file
+from ashd.http.keyed_locks import KeyedLocks
 from ashd.http.session_files import SessionFilesBase, decode_b64
 from ashd.store.attachment_queries import AttachmentRow
 
 log = logging.getLogger(__name__)
 
 
-_POSTING: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()  # kept while used
-
-
-def _posting(session_id: str) -> asyncio.Lock:
-    """The lock that takes one session's attachment posts one at a time (loop thread)."""
-    lock = _POSTING.get(session_id)
-    if lock is None:
-        lock = _POSTING[session_id] = asyncio.Lock()
-    return lock
+_posting = KeyedLocks()  # session id -> its attachment posts, one at a time
 
 
 def attachment_json(row: AttachmentRow) -> dict[str, Any]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ashd.errors import BadRequest, Conflict, NotFound
+from ashd.errors import BadRequest, Conflict, NotFound, RateLimited
 from ashd.http.base import ApiHandler
+from ashd.http.keyed_locks import KeyedLocks
 from ashd.options import MAX_PROMPT_CHARS, check_agent_name
 from ashd.states import SessionStatus
 from ashd.store.queue_queries import STATUSES, NewItem, QueueItemRow
@@ -15,6 +16,7 @@ MAX_PRIORITY = 1_000_000
 MAX_RETRIES = 10
 DEFAULT_RETRIES = 3
 MAX_LIST = 500
+_enqueuing = KeyedLocks()  # tenant id -> its enqueues, one at a time (the waiting bound holds)
 _FIELDS = {"agentName", "prompt", "sessionId", "priority", "maxRetries"}
 
 
@@ -76,9 +78,19 @@ class QueueHandler(ApiHandler):
                                  f"not {item.agent_name}")
             if session.status == SessionStatus.ENDED.value:
                 raise BadRequest(f"Session {session.id} has ended; queue into another session or none")
-        row = await self.ctx.offload.write(store.enqueue, item)
+        async with _enqueuing(self.tenant):
+            await self._check_room(read)
+            row = await self.ctx.offload.write(store.enqueue, item)
         self.ctx.queue_wakeup.set()
         self.send_json({"item": item_json(row)}, status=201)
+
+    async def _check_room(self, read: Any) -> None:
+        """429 when the tenant has as many prompts waiting (pending or running) as it may."""
+        most = self.ctx.config.queue.max_waiting_per_tenant
+        counts = await read(self.ctx.store.queue_stats, self.tenant)
+        if counts["pending"] + counts["processing"] >= most:
+            raise RateLimited(f"{most} prompts of this tenant are waiting in the queue, the most it may hold "
+                              "(queue.max_waiting_per_tenant, ASH_QUEUE_MAX_WAITING); retry once some have run", 30)
 
     async def get(self) -> None:
         status = self.get_query_argument("status", None)

@@ -112,3 +112,16 @@ def test_cancel_priority_isolation_and_bad_input(start_ashd: Callable[..., AshdP
         assert c.get(f"/api/queue/{missing}").status_code == 404
         assert c.get("/api/queue", params={"limit": 501}).status_code == 400
         assert c.get("/api/queue", params={"status": "weird"}).status_code == 400
+
+
+def test_a_tenant_holds_at_most_its_waiting_prompts(start_ashd: Callable[..., AshdProcess]) -> None:
+    daemon = start_ashd(None, ASH_QUEUE_WORKERS="0", ASH_QUEUE_MAX_WAITING="2", **FAST)  # nothing runs
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+        deploy(c)
+        first, _ = (c.post("/api/queue", json={"agentName": "hello", "prompt": p}) for p in ("one", "two"))
+        assert first.status_code == 201
+        full = c.post("/api/queue", json={"agentName": "hello", "prompt": "three"})
+        assert full.status_code == 429 and "ASH_QUEUE_MAX_WAITING" in full.json()["error"]
+        assert full.headers["Retry-After"] == "30" and c.get("/api/queue/stats").json()["stats"]["pending"] == 2
+        c.delete(f"/api/queue/{first.json()['item']['id']}").raise_for_status()
+        assert c.post("/api/queue", json={"agentName": "hello", "prompt": "three"}).status_code == 201
