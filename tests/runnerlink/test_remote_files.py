@@ -238,15 +238,16 @@ def test_a_write_the_runners_disk_has_no_room_for_is_refused_and_leaves_nothing(
 
 
 def test_a_runners_uploads_are_admitted_by_its_disk_rule(tmp_path: Path) -> None:
-    """A runner whose data disk can promise ~4 MiB more (beside its reserve) refuses an upload's
+    """A runner whose data disk can promise ~16 MiB more (beside its reserve) refuses an upload's
     spool once it would eat into the reserve, and an agent's folder, with the 507 the
-    coordinator's client gets."""
+    coordinator's client gets. (The disk may move a little under the test: what is checked is
+    that the append refused is one the headroom could not take.)"""
     layout = Layout(tmp_path / "runner")
     layout.create()
     store = Store(f"sqlite:///{tmp_path / 'runner.db'}")
     store.migrate()
     probe = DiskLedger(layout, store, reserve_mb=0, reserve_percent=0.0)
-    ledger = DiskLedger(layout, store, reserve_mb=probe.figures({}, ()).free // MIB - 4, reserve_percent=0.0)
+    ledger = DiskLedger(layout, store, reserve_mb=probe.figures({}, ()).free // MIB - 16, reserve_percent=0.0)
 
     async def scenario() -> None:
         host = SandboxHost(HostConfig(layout, DirectLauncher(), ModelConfig("http://127.0.0.1:9", Secret("k")),
@@ -259,11 +260,11 @@ def test_a_runners_uploads_are_admitted_by_its_disk_rule(tmp_path: Path) -> None
             token = (await mux.request("files.spool"))["token"]
             chunk, sent = b64(os.urandom(MIB)), 0
             with pytest.raises(RequestFailed) as refused:
-                for _ in range(12):
+                for _ in range(64):
                     await mux.request("files.append", token=token, data=chunk)
                     sent += 1
             assert refused.value.status == 507 and "Not enough disk on the runner" in str(refused.value)
-            assert 2 <= sent <= 8  # the disk moves a little under the test; the rule, not luck, stopped it
+            assert sent >= 1 and ledger.figures({}, ()).headroom < 4 * MIB  # the rule, not luck, stopped it
             await mux.request("files.close", token=token)
             assert not list((layout.data_dir / "tmp").iterdir())
             # An agent's folder too: its extraction is admitted at the most an agent may unpack to.
