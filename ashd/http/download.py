@@ -1,8 +1,11 @@
 """Sending file bytes: chunked from a worker thread, ``await flush()`` per chunk (backpressure),
-with download headers that stop browsers from rendering or sniffing what an agent wrote."""
+with download headers that stop browsers from rendering or sniffing what an agent wrote. A
+client that reads nothing for :data:`STALL_S` is cut off, so a download never holds its file
+(a workspace bundle's temporary file, its tenant's bundle slot) for as long as TCP waits."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import os
@@ -10,6 +13,7 @@ import re
 from typing import BinaryIO
 from urllib.parse import quote
 
+import tornado.http1connection
 import tornado.iostream
 
 from ashd.errors import PayloadTooLarge
@@ -19,6 +23,7 @@ from ashd.http.base import ApiHandler
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
+STALL_S = 60.0  # a download whose client reads nothing for this long is cut off
 MAX_RAW_BYTES = 100 * 1024 * 1024
 MAX_JSON_BYTES = 1024 * 1024
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}$")
@@ -65,12 +70,26 @@ async def send_file(handler: ApiHandler, f: Readable, size: int, filename: str,
             chunk = chunk[:left]
             left -= len(chunk)
             handler.write(chunk)
-            await handler.flush()
+            await _flushed(handler)
         handler.finish()
     except tornado.iostream.StreamClosedError:
         log.debug("%s: client went away during the download", handler.request.path)
     finally:
         await offload.read(f.close)
+
+
+async def _flushed(handler: ApiHandler) -> None:
+    """Flush. Raises StreamClosedError if the client went away, or read nothing for STALL_S
+    (its connection is closed then)."""
+    flushing = handler.flush()
+    done, _ = await asyncio.wait([flushing], timeout=STALL_S)
+    if not done:
+        log.info("%s: the client read nothing for %g s; the download is cut off", handler.request.path, STALL_S)
+        connection = handler.request.connection
+        if isinstance(connection, tornado.http1connection.HTTP1Connection):
+            connection.stream.close()  # ends the pending write (the connection's own close drops it)
+        raise tornado.iostream.StreamClosedError()
+    await flushing
 
 
 async def answer_file(handler: ApiHandler, f: Readable, size: int, path: str, fmt: str,
