@@ -1,7 +1,8 @@
 """Sending file bytes: chunked from a worker thread, ``await flush()`` per chunk (backpressure),
 with download headers that stop browsers from rendering or sniffing what an agent wrote. A
-client that reads nothing for :data:`STALL_S` is cut off, so a download never holds its file
-(a workspace bundle's temporary file, its tenant's bundle slot) for as long as TCP waits."""
+client that does not take one piece (:data:`CHUNK`) within :data:`STALL_S` is cut off, so a
+download never holds its file (a workspace bundle's temporary file, its tenant's bundle slot)
+for as long as TCP waits on a client that stopped reading."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ashd.http.base import ApiHandler
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
-STALL_S = 60.0  # a download whose client reads nothing for this long is cut off
+STALL_S = 300.0  # a client that takes no piece in this long (< 1 KiB/s) is cut off
 MAX_RAW_BYTES = 100 * 1024 * 1024
 MAX_JSON_BYTES = 1024 * 1024
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}$")
@@ -79,12 +80,12 @@ async def send_file(handler: ApiHandler, f: Readable, size: int, filename: str,
 
 
 async def _flushed(handler: ApiHandler) -> None:
-    """Flush. Raises StreamClosedError if the client went away, or read nothing for STALL_S
-    (its connection is closed then)."""
+    """Flush. Raises StreamClosedError if the client went away, or did not take the piece
+    within STALL_S (its connection is closed then)."""
     flushing = handler.flush()
     done, _ = await asyncio.wait([flushing], timeout=STALL_S)
     if not done:
-        log.info("%s: the client read nothing for %g s; the download is cut off", handler.request.path, STALL_S)
+        log.info("%s: the client took no piece in %g s; the download is cut off", handler.request.path, STALL_S)
         connection = handler.request.connection
         if isinstance(connection, tornado.http1connection.HTTP1Connection):
             connection.stream.close()  # ends the pending write (the connection's own close drops it)

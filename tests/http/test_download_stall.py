@@ -1,4 +1,4 @@
-"""A download whose client reads nothing is cut off after download.STALL_S, so it never holds
+"""A download whose client takes no piece within download.STALL_S is cut off, so it never holds
 its file (a workspace bundle's temporary file, its tenant's bundle slot) for as long as TCP
 keeps probing a closed window."""
 
