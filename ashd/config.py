@@ -213,11 +213,12 @@ class EvalsConfig:
 
 @dataclass(frozen=True)
 class AgentsConfig:
-    """Deploy by server path (``POST /api/agents {path}``; ashd/files/agent_path.py)."""
+    """Deploys (``POST /api/agents``); by server path: ashd/files/agent_path.py."""
 
     # Comma list of absolute folders inside which keys without the operator's deploy-path
     # grant may register agent folders; empty: such keys deploy by upload only.
     path_roots: str = ""
+    max_per_tenant: int = 200  # agents a tenant may have; deploying one more (a new name) is a 409
 
 
 @dataclass(frozen=True)
@@ -343,6 +344,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("evals.grader_model", "ASH_EVAL_GRADER_MODEL"),
     ("evals.grader_timeout_s", "ASH_EVAL_GRADER_TIMEOUT_S"),
     ("agents.path_roots", "ASH_AGENT_PATH_ROOTS"),
+    ("agents.max_per_tenant", "ASH_MAX_AGENTS"),
     ("server.mode", "ASH_MODE"),
     ("cluster.runner_id", "ASH_RUNNER_ID"),
     ("cluster.runner_host", "ASH_RUNNER_HOST"),
@@ -660,6 +662,8 @@ def agent_path_roots(agents: AgentsConfig) -> tuple[Path, ...]:
 
 
 def _validate_path_roots(agents: AgentsConfig) -> None:
+    if agents.max_per_tenant < 1:
+        raise ConfigError(f"agents.max_per_tenant (ASH_MAX_AGENTS) must be at least 1, got {agents.max_per_tenant}")
     for root in agent_path_roots(agents):
         if not root.is_absolute() or ".." in root.parts:
             raise ConfigError(f"agents.path_roots (ASH_AGENT_PATH_ROOTS): {str(root)!r} must be an "

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 from ashd.deploy import parse_files, write_agent_folder
-from ashd.errors import BadRequest, NotFound
+from ashd.errors import BadRequest, Conflict, NotFound
 from ashd.files import agent_path
 from ashd.http import scopes
 from ashd.http.base import ApiHandler
+from ashd.http.keyed_locks import KeyedLocks
 from ashd.http.views import agent_json
 from ashd.options import check_agent_name
 from ashd.states import SessionStatus
@@ -16,6 +18,7 @@ from ashd.store import AgentRow
 from ashd.user_env import validate_user_env
 
 MAX_DEPLOY_BODY = 200 * 1024 * 1024
+_deploying = KeyedLocks()  # tenant id -> its deploys, one at a time (the agent bound holds)
 
 
 class AgentsHandler(ApiHandler):
@@ -30,6 +33,19 @@ class AgentsHandler(ApiHandler):
             raise BadRequest("systemPrompt must be a string")
         if body.get("path") is not None and body.get("files") is not None:
             raise BadRequest("give either path (a folder on the server) or files (an upload), not both")
+        async with _deploying(self.tenant):
+            await self._check_room(name)
+            await self._deploy(name, body, env, prompt)
+
+    async def _check_room(self, name: str) -> None:
+        """409 when ``name`` is a new agent and the tenant has as many as it may."""
+        most = self.ctx.config.agents.max_per_tenant
+        rows = await self.ctx.offload.read(self.ctx.store.list_agents, self.tenant)
+        if len(rows) >= most and all(r.name != name for r in rows):
+            raise Conflict(f"this tenant has {len(rows)} agents, the most it may (agents.max_per_tenant, "
+                           "ASH_MAX_AGENTS): delete one first, or redeploy an existing name")
+
+    async def _deploy(self, name: str, body: dict[str, Any], env: dict[str, str], prompt: str | None) -> None:
         offload = self.ctx.offload
         if body.get("path") is not None:
             # The operator's right (ashd/files/agent_path.py); other keys only inside agents.path_roots.

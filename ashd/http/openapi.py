@@ -331,7 +331,7 @@ def _core_paths() -> dict[str, Any]:
                                       (400, 503), WINDOW)},
         "/api/agents": {
             "post": _op("Deploy or redeploy an agent (server folder or upload)", a,
-                        _envelope("agent", ref("Agent"), 201), (413, 503, 507), body=ref("DeployAgent")),
+                        _envelope("agent", ref("Agent"), 201), (409, 413, 503, 507), body=ref("DeployAgent")),
             "get": _op("List the tenant's agents", a, _list("agents", "Agent"), (503,)),
         },
         "/api/agents/{name}": {
