@@ -21,6 +21,7 @@ from ashd.http.session_files import (
     Upload,
     file_json,
     parse_uploads,
+    upload_bytes,
 )
 from ashd.store import AgentRow
 
@@ -70,7 +71,7 @@ class AgentFilesHandler(AgentFilesBase):
         row = await self.agent(name)
         tree = self.managed_tree(row)
         uploads = await self.ctx.offload.read(parse_uploads, body)
-        self.ctx.keep_floor(sum(len(up.content or b"") for up in uploads), "these files")
+        self.ctx.keep_floor(upload_bytes(uploads), "these files")
         written = await self.ctx.offload.read(_write_all, tree, uploads)
         self.send_json({"written": written})
 

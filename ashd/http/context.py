@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 from ashd.config import Config, allowed_origins
 from ashd.errors import InsufficientStorage
-from ashd.files.bundle_room import BundleRoom
 from ashd.files.live import RemoteLookup
 from ashd.files.sessions import SessionFiles
 from ashd.http.auth import KeyHasher
+from ashd.http.bundle_room import BundleRoom
 from ashd.http.cors import CorsPolicy
 from ashd.http.keycache import KeyCache
 from ashd.http.ratelimit import RateLimiter
@@ -22,6 +22,7 @@ from ashd.metrics import Metrics
 from ashd.runtime.facade import SessionRuntime
 from ashd.runtime.offload import Offload
 from ashd.sandbox.admission import store_floor
+from ashd.snapshot.room import DiskFloor
 from ashd.snapshot.store import blob_store_from_url
 from ashd.store import Store, utc_now
 
@@ -54,15 +55,20 @@ class AppContext:
         return Layout(self.config.data_dir)
 
     @functools.cached_property
+    def disk_floor(self) -> DiskFloor:
+        """The store's floor on the data disk: half the disk reserve, as for snapshots."""
+        return store_floor(self.config)
+
+    @functools.cached_property
     def bundle_room(self) -> BundleRoom:
-        """What workspace bundles may take of the data disk at once (ashd/files/bundle_room.py)."""
-        return BundleRoom(store_floor(self.config))
+        """What workspace bundles may take of the data disk at once (ashd/http/bundle_room.py)."""
+        return BundleRoom(self.disk_floor)
 
     def keep_floor(self, nbytes: int, what: str) -> None:
         """Raise InsufficientStorage (507) if writing ``nbytes`` more of ``what`` would take the
-        data disk into the store's floor (half the disk reserve, as snapshots). A statvfs."""
-        floor = self.bundle_room.floor
-        if floor.free() - nbytes < floor.min_free:
+        data disk into the store's floor. A statvfs."""
+        floor = self.disk_floor
+        if not floor.room_for(nbytes):
             raise InsufficientStorage(f"the data disk is too full to store {what}: its last {floor.min_free >> 20} "
                                       "MiB are kept for the database. Retry later", 30)
 

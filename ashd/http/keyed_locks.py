@@ -1,5 +1,6 @@
-"""One asyncio lock per key (a session, a tenant), kept only while someone holds or waits for
-it, so a check and the write it allows are never interleaved with another's. Loop thread."""
+"""One asyncio semaphore per key (a session, a tenant), kept only while someone holds or waits
+for it: with one slot (the default) a lock, so a check and the write it allows are never
+interleaved with another's. Loop thread."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import weakref
 
 
 class KeyedLocks:
-    def __init__(self) -> None:
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+    def __init__(self, slots: int = 1) -> None:
+        self._slots = slots
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()
 
-    def __call__(self, key: str) -> asyncio.Lock:
+    def __call__(self, key: str) -> asyncio.Semaphore:
         lock = self._locks.get(key)
         if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
+            lock = self._locks[key] = asyncio.Semaphore(self._slots)
         return lock

@@ -79,15 +79,15 @@ class QueueHandler(ApiHandler):
             if session.status == SessionStatus.ENDED.value:
                 raise BadRequest(f"Session {session.id} has ended; queue into another session or none")
         async with _enqueuing(self.tenant):
-            await self._check_room(read)
+            await self._check_room()
             row = await self.ctx.offload.write(store.enqueue, item)
         self.ctx.queue_wakeup.set()
         self.send_json({"item": item_json(row)}, status=201)
 
-    async def _check_room(self, read: Any) -> None:
+    async def _check_room(self) -> None:
         """429 when the tenant has as many prompts waiting (pending or running) as it may."""
         most = self.ctx.config.queue.max_waiting_per_tenant
-        counts = await read(self.ctx.store.queue_stats, self.tenant)
+        counts = await self.ctx.offload.read(self.ctx.store.queue_stats, self.tenant)
         if counts["pending"] + counts["processing"] >= most:
             raise RateLimited(f"{most} prompts of this tenant are waiting in the queue, the most it may hold "
                               "(queue.max_waiting_per_tenant, ASH_QUEUE_MAX_WAITING); retry once some have run", 30)

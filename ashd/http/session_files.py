@@ -83,6 +83,11 @@ def parse_uploads(body: dict[str, Any]) -> list[Upload]:
     return out
 
 
+def upload_bytes(uploads: list[Upload]) -> int:
+    """What the uploads would write, in bytes (refused ones write nothing)."""
+    return sum(len(up.content or b"") for up in uploads)
+
+
 def write_uploads(tree: LiveFiles, uploads: list[Upload]) -> list[dict[str, Any]]:
     """Write each file; a file the workspace refuses (a symlink or directory in the way)
     gets a per-file error, like Ash. Blocking."""
@@ -167,7 +172,7 @@ class SessionFilesHandler(SessionFilesBase):
         tree = await self.require_live(row)
         # A workspace image's growth was promised at admission; without one (sandbox.isolation =
         # none) the files land on the data disk itself.
-        self.ctx.keep_floor(sum(len(up.content or b"") for up in uploads), "these files")
+        self.ctx.keep_floor(upload_bytes(uploads), "these files")
         results = await self.ctx.offload.read(write_uploads, tree, uploads)
         self.send_json({"files": results})
 

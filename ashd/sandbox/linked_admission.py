@@ -55,8 +55,7 @@ class LinkedAdmission:
 
     def launched(self, sandbox_id: str) -> None:
         """The launch is over: its image is made, or never will be."""
-        with self._lock:
-            self._pending.pop(sandbox_id, None)
+        self._forget(sandbox_id)
 
     @contextlib.contextmanager
     def transfer_room(self, nbytes: int) -> Iterator[None]:
@@ -72,7 +71,12 @@ class LinkedAdmission:
         try:
             yield
         finally:
-            self.launched(key)
+            self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        """The promise under ``key`` is kept or void: its bytes are on the disk, or never will be."""
+        with self._lock:
+            self._pending.pop(key, None)
 
     def _quota_mb(self, order: LaunchOrder) -> int:
         limits = order.policy.get("limits") if isinstance(order.policy, dict) else None

@@ -26,9 +26,13 @@ class DiskFloor:
         st = os.statvfs(self.path)
         return st.f_bavail * st.f_frsize
 
+    def room_for(self, size: int) -> bool:
+        """Whether ``size`` more bytes leave the disk at least ``min_free``."""
+        return self.free() - size >= self.min_free
+
     def __call__(self, size: int) -> None:
         """Allow writing ``size`` more bytes, or raise SnapshotNoRoom."""
-        if self.free() - size < self.min_free:
+        if not self.room_for(size):
             raise SnapshotNoRoom(
                 f"the data disk is too full to snapshot this workspace: its last {self.min_free >> 20} MiB "
                 "are kept for the database; the previous snapshot stays. Free space on the disk, remove large "

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ashd.errors import InsufficientStorage
-from ashd.files.bundle_room import BundleRoom
+from ashd.http.bundle_room import BundleRoom
 from ashd.snapshot.room import DiskFloor
 
 
