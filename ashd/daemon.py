@@ -7,9 +7,10 @@ HTTP listener -> READY=1 (the store and the services are opened first, since eve
 built over them; as children they are pinged and stopped in order).
 Stop (SIGTERM/SIGINT): the root stops its children in reverse (stop accepting, sessions, the
 pool, which ends every bridge: TERM, grace, KILL; the sandbox services; the store, once the
-running streams have stored their ``error``/``done``) -> close connections. A second signal
-forces exit. If the supervision tree gives up (a long-lived actor keeps crashing), ashd
-stops the same way and exits with ``systemd.EXIT_TREE_FAILED``, so systemd restarts it.
+running streams have stored their ``error``/``done``) -> close connections. A signal during
+start-up stops the same way once the start is over. A second signal forces exit. If the
+supervision tree gives up (a long-lived actor keeps crashing), ashd stops the same way and
+exits with ``systemd.EXIT_TREE_FAILED``, so systemd restarts it.
 """
 from __future__ import annotations
 
@@ -62,6 +63,9 @@ class Daemon:
         self._stop.set()
 
     async def serve(self) -> int:
+        # Before anything starts: a stop asked during start-up (the listener may already answer
+        # /health) is then a graceful stop once the start is over, never the default action.
+        self._install_signals()
         config = self._config
         mode = config.server.mode
         layout = Layout(config.data_dir)
@@ -98,7 +102,6 @@ class Daemon:
             # READY=1 only when the store is migrated (above) and every child answered its ping.
             await plan.offload.read(runtime.supervise, plan.children,
                                     lambda reason: loop.call_soon_threadsafe(self._give_up, reason))
-            self._install_signals()
             log.info("ashd %s %s listening on %s (data: %s, sandboxes: %s)", __version__, mode, plan.serving,
                      config.data_dir, plan.launcher)
             systemd.notify(f"READY=1\nSTATUS={mode}: serving on {plan.serving}")

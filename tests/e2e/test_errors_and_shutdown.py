@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -15,7 +17,7 @@ import psutil
 import pytest
 
 from tests.conftest import HELLO_AGENT
-from tests.support.daemon import AshdProcess, agent_processes, is_bridge, sse_events
+from tests.support.daemon import REPO, AshdProcess, agent_processes, is_bridge, sse_events
 
 pytestmark = pytest.mark.e2e
 
@@ -92,6 +94,28 @@ def test_sigterm_stops_cleanly(ashd_sqlite: AshdProcess) -> None:
 
 def is_zygote(cmd: str) -> bool:
     return "ashd.bridge.zygote" in cmd
+
+
+def test_a_stop_asked_during_start_up_is_a_clean_stop(tmp_path: Path) -> None:
+    """SIGTERM while ashd is still starting (its store just migrated; its listener may already
+    answer /health before the start is over): a graceful stop, not the default action's death
+    that would skip every clean-up."""
+    daemon = AshdProcess(tmp_path / "data", "http://127.0.0.1:9")
+    with open(daemon.log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "ashd.cli.daemon"], env=daemon.env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "store ready" not in daemon.log(None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(90) == 0, daemon.log()
+        text = daemon.log(None)
+        assert "received SIGTERM; shutting down" in text and "ashd stopped" in text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.parametrize("victim", ["bridge", "zygote"])

@@ -27,8 +27,11 @@ def test_a_start_that_times_out_stops_its_ashd(tmp_path: Path) -> None:
     assert not psutil.pid_exists(daemon.proc.pid) or psutil.Process(daemon.proc.pid).status() == psutil.STATUS_ZOMBIE
 
 
+# A harness run from a terminal: Ctrl-C raises KeyboardInterrupt in it, whatever the test
+# suite's own SIGINT disposition (CI may run it with SIGINT ignored, which children inherit).
 HARNESS = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {repo!r})
 from pathlib import Path
 from tests.support.daemon import AshdProcess
