@@ -58,7 +58,7 @@ def test_the_coordinator_serves_the_runners_live_workspace(
         files_through_the_coordinator(coordinator, runner, s3_client, s3_bucket)
     finally:
         if runner.proc is not None and runner.proc.poll() is not None:  # killed by the test
-            restart_to_sweep(cluster, runner)
+            cluster.restart(runner)
 
 
 def files_through_the_coordinator(coordinator: AshdProcess, runner: AshdProcess, client: Any, bucket: str) -> None:
@@ -147,10 +147,3 @@ def files_through_the_coordinator(coordinator: AshdProcess, runner: AshdProcess,
         refused = api.post(files, json={"files": [{"path": "late.txt", "content": b64(b"x")}]})
         assert refused.status_code == 409 and "resume" in refused.json()["error"], refused.text
 
-
-def restart_to_sweep(started: Cluster, killed: AshdProcess) -> None:
-    """Start a killed runner again on its data dir: its start sweeps what SIGKILL left there
-    (mounts, loop devices); the cluster stops it at teardown."""
-    again = AshdProcess(killed.data_dir, killed.env["ANTHROPIC_BASE_URL"], port=killed.port)
-    again.env, again.health_path = dict(killed.env), "/runner/health"
-    started.started.append(again.start(timeout=120))

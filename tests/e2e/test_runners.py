@@ -11,6 +11,7 @@ runners is not this part's).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import time
@@ -65,6 +66,14 @@ class Cluster:
         runner.health_path = "/runner/health"
         return self._start(runner)
 
+    def restart(self, killed: AshdProcess) -> AshdProcess:
+        """Start a killed runner again on its data dir: its start sweeps what SIGKILL left
+        there (processes, mounts, loop devices, its run dir and cgroup levels); it is stopped
+        at teardown, or earlier by the caller."""
+        again = AshdProcess(killed.data_dir, killed.env["ANTHROPIC_BASE_URL"], port=killed.port)
+        again.env, again.health_path = dict(killed.env), "/runner/health"
+        return self._start(again)
+
     def _dir(self, name: str) -> Path:
         return self.tmp_path / f"{name}-{len(self.started)}"
 
@@ -82,6 +91,17 @@ def cluster(tmp_path: Path, scripted_model: ScriptedModel, pg_url: str) -> Itera
     started = Cluster(tmp_path, scripted_model, pg_url)
     yield started
     started.stop()
+
+
+def instance_dirs(daemon: AshdProcess) -> list[Path]:
+    """What the daemon's sandbox services keep on the host outside its data dir: its run dir
+    under the mount root and its cgroup levels (ashd/sandbox/services.py: one instance per
+    data dir)."""
+    instance = hashlib.sha256(str(daemon.data_dir.resolve()).encode()).hexdigest()[:12]
+    cgroups = Path("/sys/fs/cgroup")
+    places = [Path("/run/ashd") / instance, cgroups / "ashd-sandboxes" / instance,  # v2 alone, or v1 and v2
+              *cgroups.glob(f"*/ashd-sandboxes/{instance}")]
+    return [place for place in places if place.exists()]
 
 
 def runners(coordinator: AshdProcess, auth: str = SECRET) -> dict[str, dict[str, Any]]:
@@ -232,6 +252,14 @@ def test_a_runner_that_stops_answering_is_swept_and_registers_again_when_it_retu
     metrics = httpx.get(f"{coordinator.url}/metrics", headers=coordinator.headers, timeout=30).text
     assert "ashd_runners_lost_total 2.0" in metrics
     assert 'ashd_runners{state="live"} 0.0' in metrics
+
+    # SIGKILL left the runner's run dir and cgroup levels; its next start sweeps them and its
+    # graceful stop removes what it made again.
+    assert instance_dirs(runner), "nothing left by SIGKILL: the check below would prove nothing"
+    back = cluster.restart(runner)
+    wait_for("r1 registered after its restart", lambda: runners(coordinator).get("r1"))
+    assert back.stop() == 0
+    assert instance_dirs(runner) == []
 
 
 def test_two_coordinators_share_the_registry_and_heartbeats_fail_over(cluster: Cluster) -> None:
