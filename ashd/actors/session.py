@@ -7,7 +7,8 @@
 - its starts and crash judgement: :class:`~ashd.actors.starts.SessionStarts` (one start at a
   time, restarts after a backoff under the shared ``RestartGovernor``, give up -> ``error``
   with a reason, or escalate);
-- snapshots: the shared :class:`~ashd.actors.snapshot_worker.SnapshotWorker`;
+- its live sandbox, its release, its folder and its snapshots (on the shared
+  :class:`~ashd.actors.snapshot_worker.SnapshotWorker`): :class:`~ashd.actors.held_sandbox.HeldSandbox`;
 - waiting (restart backoffs, the idle timeout): the shared :class:`~ashd.actors.timers.Timers`.
 
 Threads: every method runs on this actor's pykka thread and returns quickly; nothing sleeps
@@ -30,9 +31,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -40,72 +38,25 @@ import pykka
 
 from ashd.actors import start as starting
 from ashd.actors.answers import answered_future
-from ashd.actors.exits import ExitBoard
 from ashd.actors.faults import FaultTarget, crash_detail
+from ashd.actors.held_sandbox import HeldSandbox
 from ashd.actors.messages import BridgeExited, Pending, SandboxStarted, SessionView, TurnGrant
-from ashd.actors.pool import PoolActor
-from ashd.actors.restarts import RestartGovernor
-from ashd.actors.sandbox import SandboxActor
-from ashd.actors.snapshot_worker import SnapshotJob, SnapshotWorker
+from ashd.actors.session_deps import SessionDeps
 from ashd.actors.spec import SpecBuilder
-from ashd.actors.start_gate import StartGate
 from ashd.actors.starts import SessionStarts, describe
 from ashd.actors.tell import tell
 from ashd.actors.timers import Timer, Timers
-from ashd.actors.turn_gate import TurnGate, TurnGates
-from ashd.actors.vitals import StartRecord
-from ashd.config import ModelConfig, SandboxConfig, Secret
+from ashd.actors.turn_gate import TurnGate
 from ashd.errors import AshError, Conflict, NotFound, Unavailable
-from ashd.layout import Layout
 from ashd.lifecycle import SessionLifecycle
-from ashd.metrics import Metrics
 from ashd.options import SessionOptions
 from ashd.policy import Escalate, GiveUp
-from ashd.sandbox import discard
-from ashd.snapshot.snapshots import Snapshotter
 from ashd.states import SandboxState, SessionStatus
-from ashd.store import AgentRow, SessionRow, Store, utc_now
+from ashd.store import AgentRow, SessionRow, utc_now
 
 log = logging.getLogger(__name__)
 
-ASK_TIMEOUT_S = 10.0
-DEFAULT_IDLE_S = 300.0
 TOUCH_EVERY_S = 1.0  # the row's last activity is written at most this often (turns in a burst: once)
-
-
-@dataclass(frozen=True)
-class SessionDeps:
-    store: Store
-    pool: pykka.ActorProxy[PoolActor]
-    layout: Layout
-    model: ModelConfig
-    sandbox: SandboxConfig
-    ready_timeout_s: float
-    stop_timeout_s: float
-    snapshots: Snapshotter
-    restarts: RestartGovernor
-    cli_workspace: str | None = None  # the workspace path as the CLI sees it, if remapped
-    metrics: Metrics = field(default_factory=Metrics)
-    credential_key: Secret = field(default_factory=lambda: Secret(""))  # ASH_CREDENTIAL_KEY (ashd/store/vault.py)
-    # Waits for a sandbox's teardown to finish (the launcher's ``settled``); None: nothing to wait for.
-    settle: Callable[[str, float], bool] | None = None
-    starts: StartRecord = field(default_factory=StartRecord)  # every start's outcome, for /health
-    exits: ExitBoard | None = None  # exits by pid, recorded the moment they happen (shared with the pool)
-    idle_s: float = DEFAULT_IDLE_S  # a quiet actor stops after this long (supervision.session_actor_idle_s)
-    # Shared by every session; the SessionSupervisor provides both (and stops them).
-    timers: Timers | None = None
-    snapshot_worker: SnapshotWorker | None = None
-    # What tells an unchanged workspace; None: ashd/snapshot/fingerprint.py's digest. A launcher
-    # whose workspaces live elsewhere (on a runner) says "never known": every request saves.
-    snapshot_digest: Callable[[Path], str | None] | None = None
-    # Removes a sandbox's folder kept elsewhere (the remote launcher's: on its runner); None: none is.
-    discard_elsewhere: Callable[[str], None] | None = None
-    # Told (session id, tenant id, why) when the actor crashed; set by the session supervisor.
-    crashed: Callable[[str, str, str], object] | None = None
-    gate: StartGate | None = None  # the daemon's start admission (pool.max_concurrent_starts); None: unbounded
-    # Where the runtime takes a warm, idle session's turn without an ask (ashd/actors/turn_gate.py);
-    # None: every turn is asked for.
-    turn_gates: TurnGates | None = None
 
 
 # Messages that neither read nor change what a turn depends on: they run with the turn gate as
@@ -156,24 +107,20 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         self._tenant = tenant_id
         self._deps = deps
         self._timers: Timers = deps.timers
-        self._worker: SnapshotWorker = deps.snapshot_worker
         self._supervisor = supervisor
         self._builder = SpecBuilder(deps.store, deps.layout, deps.model, deps.sandbox, deps.snapshots,
                                     deps.cli_workspace, deps.credential_key)
         self._row: SessionRow | None = None
         self._life = SessionLifecycle(SessionStatus.STARTING)  # follows the row; busy is this actor's own
-        self._sandbox: SandboxStarted | None = None
-        self._sandbox_actor: pykka.ActorProxy[SandboxActor] | None = None
+        self._held = HeldSandbox(session_id, tenant_id, deps, deps.snapshot_worker)
         self._draft = False  # pre-warmed, not yet a session (no database row)
         self._starts = SessionStarts(_Owner(self), session_id, tenant_id, deps.restarts, deps.starts)
         self._cold_source = "fresh"  # where the last start's workspace came from: local|cloud|fresh
         self._resume_path: str | None = None  # warm|cold while a resume waits for its start
-        self._settling: Future[None] | None = None  # the snapshot a pause/stop/end/fork waits for
         self._active_at = self._now()
         self._idle_timer: Timer | None = None
         self._touched_at: float | None = None  # when a turn's end last wrote the row's last activity
         self._waking_since: float | None = None  # when a turn began starting a CLI for a parked session
-        self._after_turn_snapshot: Future[None] | None = None  # the last turn's snapshot, while it runs
         self._gate = TurnGate()  # the next turn, offered to the runtime between messages (turn_gate.py)
         self._gated = False  # the turn that runs was taken through the gate (it ends there, not by end_turn)
 
@@ -225,7 +172,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
             self._starts.close()
-            self._release_sandbox(grace_s=0.0)
+            self._held.release(grace_s=0.0)
         except Exception:  # boundary: the supervisor must hear of the crash all the same
             log.exception("session %s: sandbox not released after a crash", self._id)
         finally:
@@ -248,7 +195,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
 
     @property
     def warm(self) -> bool:
-        return self._draft and self._sandbox is not None
+        return self._draft and self._held.started is not None
 
     def claim(self, agent: AgentRow) -> SessionRow | Pending:
         """Turn this pre-warmed actor into a real session of ``agent`` (default options): its
@@ -259,7 +206,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         if pending is not None:
             return pending
         self._check_alive()
-        if self._sandbox is None:
+        if self._held.started is None:
             raise Conflict("this pre-warmed sandbox is no longer available")
         self._draft = False
 
@@ -324,7 +271,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         self._load()
         self._life.check_idle("paused")
         self._life.plan(SessionStatus.PAUSED, "paused by request")
-        pending = self._starts.pending() or self._settle_snapshot()
+        pending = self._starts.pending() or self._held.settle_snapshot(self._draft)
         return pending or self._transition(SessionStatus.PAUSED, "paused by request")
 
     def resume(self) -> SessionRow | Pending:
@@ -344,7 +291,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             if row.status == SessionStatus.ERROR.value:
                 self._starts.afresh()  # an operator asked: start afresh
             self._check_alive()
-            self._resume_path = "warm" if self._sandbox is not None else "cold"
+            self._resume_path = "warm" if self._held.started is not None else "cold"
         path = self._resume_path
         try:
             started = self._ensure_sandbox("run")
@@ -372,7 +319,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         return self._viewed(self.resume())
 
     def _viewed(self, answer: SessionRow | Pending) -> SessionView | Pending:
-        return answer if isinstance(answer, Pending) else SessionView(answer, self._sandbox is not None)
+        return answer if isinstance(answer, Pending) else SessionView(answer, self._held.started is not None)
 
     def stop_session(self) -> SessionRow | Pending:
         """ACTIVE|STARTING -> STOPPED: snapshot, destroy the sandbox, keep the workspace.
@@ -380,23 +327,23 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         self._load()
         self._life.check_idle("stopped")
         self._life.plan(SessionStatus.STOPPED, "stopped by request")
-        pending = self._starts.cancel() or self._settle_snapshot()
+        pending = self._starts.cancel() or self._held.settle_snapshot(self._draft)
         if pending is not None:
             return pending
-        self._release_sandbox()
+        self._held.release()
         return self._transition(SessionStatus.STOPPED, "stopped by request")
 
     def end_session(self) -> SessionRow | Pending:
         """Any -> ENDED (idempotent): the sandbox is destroyed; the session is final."""
         row = self._load()
         if row.status == SessionStatus.ENDED.value:
-            self._release_sandbox()
+            self._held.release()
             self._discard_folder()
             return row
-        pending = self._starts.cancel() or self._settle_snapshot()
+        pending = self._starts.cancel() or self._held.settle_snapshot(self._draft)
         if pending is not None:
             return pending
-        self._release_sandbox()
+        self._held.release()
         ended = self._transition(SessionStatus.ENDED, "ended by request")
         self._discard_folder()  # final: its files stay readable from the snapshot
         return ended
@@ -419,7 +366,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             self.actor_ref.stop(block=False)
             return
         me = self._me
-        self._request_snapshot().add_done_callback(
+        self._held.snapshot().add_done_callback(
             lambda _: tell(me.evict_snapshotted, sandbox_id, reason, pause,
                            context=f"session {self._id}: letting its sandbox go after its snapshot"))
 
@@ -430,7 +377,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             return
         # Parked or paused means nothing of the sandbox is left on the host (processes,
         # cgroups, mounts): its teardown is waited for before the pool marks it cold.
-        self._release_sandbox(settle=True)
+        self._held.release(settle=True)
         if not pause:
             log.info("session %s: parked (%s); its next message wakes it", self._id, reason)
         elif self._load().status == SessionStatus.ACTIVE.value:
@@ -446,8 +393,8 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         if self._draft:  # an unclaimed pre-warm: nothing to keep (on_stop removes it)
             self.actor_ref.stop(block=False)
             return
-        me, moving = self._me, self._sandbox
-        self._request_snapshot().add_done_callback(
+        me, moving = self._me, self._held.started
+        self._held.snapshot().add_done_callback(
             lambda _: tell(me.move_snapshotted, sandbox_id, reason, moving,
                            context=f"session {self._id}: moving its sandbox after its snapshot"))
 
@@ -455,9 +402,9 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         """The snapshot is saved: unless a turn took the sandbox meanwhile (or it was already
         replaced: ``moving`` is the sandbox :meth:`move` saw), free it and start the next one
         (conversation from the store, files from that snapshot)."""
-        if not self._owns_idle(sandbox_id) or self._sandbox is not moving:
+        if not self._owns_idle(sandbox_id) or self._held.started is not moving:
             return
-        self._release_sandbox(settle=True)
+        self._held.release(settle=True)
         if self._load().status != SessionStatus.ACTIVE.value:
             log.info("session %s: sandbox moved off its runner (%s); it starts elsewhere when resumed",
                      self._id, reason)
@@ -478,7 +425,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             return pending
         merged = {**SessionOptions.from_json(row.config).to_request(), **patch}
         options = SessionOptions.from_request(merged)
-        self._release_sandbox()
+        self._held.release()
         self._set_row(self._deps.store.update_session(
             self._tenant, self._id, config=options.to_json(), model=options.model, touch=True) or row)
         log.info("session %s: configuration changed (%s)", self._id, ", ".join(sorted(patch)) or "nothing")
@@ -489,7 +436,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         Repeat it with the same ``child_id`` after a Pending."""
         row = self._load()
         if not self._life.busy:
-            pending = self._settle_snapshot()
+            pending = self._held.settle_snapshot(self._draft)
             if pending is not None:
                 return pending
         store = self._deps.store
@@ -514,7 +461,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             if self._waking_since is not None:  # the repeat of a wake: its failure first, even if it ended in error
                 self._starts.raise_failure()
             self._life.check_turn()
-            if self._sandbox is None and self._waking_since is None and self._starts.purpose != "first":
+            if self._held.started is None and self._waking_since is None and self._starts.purpose != "first":
                 self._waking_since = self._now()  # a wake: parked, or its CLI gone (a crash, a restart)
             started = self._ensure_sandbox("run")
         except Exception:
@@ -535,7 +482,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             self._life.hold_turn()
         else:
             self._life.begin_turn()
-        self._settling = None  # a turn changes the files: a stop after it needs a new snapshot
+        self._held.files_changed()
         tell(self._deps.pool.mark, started.sandbox_id, SandboxState.RUNNING,
              context=f"session {self._id}: marking its sandbox running")
 
@@ -561,18 +508,18 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         if news.taken:
             # Only messages beside turns ran since the gate opened: the sandbox is the grant's. The
             # turn is granted already, so it is held even if such a message re-read the row.
-            assert self._sandbox is not None
-            self._settling = None
+            assert self._held.started is not None
+            self._held.files_changed()
         if news.running:
-            assert self._sandbox is not None
+            assert self._held.started is not None
             self._gated = True
-            self._turn_begun(self._sandbox, taken=True)
+            self._turn_begun(self._held.started, taken=True)
 
     def _offer_turn(self) -> None:
         """Open the gate if the session can take a turn as it is: a ``begin_turn`` now would
         grant one at once, with no start, no wake and no crash to judge; or would, once the
         turn taken through the gate that runs has ended (the runtime takes the next one then)."""
-        sandbox, exits = self._sandbox, self._deps.exits
+        sandbox, exits = self._held.started, self._deps.exits
         if (sandbox is None or self._deps.turn_gates is None or self._row is None
                 or self._life.status is not SessionStatus.ACTIVE or (self._life.busy and not self._gated)
                 or self._draft or self._starts.in_progress or self._waking_since is not None
@@ -598,11 +545,10 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
             raise Conflict("Session has ended; commands can no longer run in it")
         if row.status != SessionStatus.ACTIVE.value:
             raise Conflict(f"Session is {row.status}; resume it first")
-        if self._sandbox is None:
+        if self._held.started is None:
             raise Conflict("Session has no running sandbox (its agent process exited); "
                            "send a message or resume it to start one")
-        started = self._sandbox
-        return self._grant_on(started)
+        return self._grant_on(self._held.started)
 
     def end_turn(self) -> None:
         """Release the turn at once; the snapshot runs on the worker, the row is touched
@@ -614,10 +560,10 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
 
     def _turn_over(self) -> None:
         self._life.end_turn()
-        if self._sandbox is not None:
-            tell(self._deps.pool.mark, self._sandbox.sandbox_id, SandboxState.WAITING,
+        if self._held.started is not None:
+            tell(self._deps.pool.mark, self._held.started.sandbox_id, SandboxState.WAITING,
                  context=f"session {self._id}: marking its sandbox waiting")
-            self._after_turn_snapshot = self._request_snapshot()
+            self._held.snapshot_after_turn()
         tell(self._me.after_turn, context=f"session {self._id}: recording its last activity")
 
     def after_turn(self) -> None:
@@ -637,40 +583,18 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         (a local one, or the runner refused) is stopped instead: the next owner starts cold.
         Forgets the row: whoever owns the session next may change it. Blocks for the snapshot
         (bounded by ``stop_timeout_s``) and one round trip to the runner."""
-        if self._life.busy or self._starts.in_progress or (self._settling is not None and not self._settling.done()):
+        if self._life.busy or self._starts.in_progress or self._held.settling:
             return False
-        if self._sandbox is not None and self._sandbox_actor is not None:
-            self._finish_after_turn_snapshot()
-            sandbox_id = self._sandbox.sandbox_id
-            try:
-                detached = self._sandbox_actor.detach_bridge().get(timeout=self._deps.stop_timeout_s)
-            except Exception as exc:  # boundary: a sandbox not handed over is stopped
-                log.warning("session %s: sandbox %s not handed over (%s); stopping it", self._id, sandbox_id, exc)
-                detached = False
-            if detached:
-                self._deps.pool.release(sandbox_id).get(timeout=ASK_TIMEOUT_S)
-                self._sandbox = self._sandbox_actor = None
-                log.info("session %s: handed its live sandbox %s over to another coordinator", self._id, sandbox_id)
-            else:
-                self._release_sandbox()
+        self._held.hand_over()
         self._row = None
         return True
 
     def holds_sandbox(self) -> bool:
-        return self._sandbox is not None or self._starts.in_progress
+        return self._held.started is not None or self._starts.in_progress
 
     def forget_row(self) -> None:
         """Read the row afresh at the next use (another coordinator owned the session meanwhile)."""
         self._row = None
-
-    def _finish_after_turn_snapshot(self) -> None:
-        pending, self._after_turn_snapshot = self._after_turn_snapshot, None
-        if pending is None:
-            return
-        try:
-            pending.result(timeout=self._deps.stop_timeout_s)
-        except Exception as exc:  # boundary: the files stay on the runner with the sandbox
-            log.warning("session %s: the last turn's snapshot did not finish before the handover: %s", self._id, exc)
 
     def kill_agent(self, reason: str) -> None:
         """Kill this session's agent process at once (SIGKILL, no grace), even mid-turn.
@@ -679,17 +603,17 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         the running turn then sees its agent gone and ends with ``error`` + ``done``; the next
         turn starts a new agent process that resumes the conversation. Blocks until cleaned up.
         """
-        if self._sandbox is None:
+        if self._held.started is None:
             return
         log.warning("session %s: killing its agent process: %s", self._id, reason)
-        self._release_sandbox(grace_s=0.0)
+        self._held.release(grace_s=0.0)
 
     def sandbox_lost(self, fact: BridgeExited) -> None:
         """Told by the pool: the agent process died. Judge it; the next turn starts a new one."""
-        if self._sandbox is None or fact.sandbox_id != self._sandbox.sandbox_id:
+        if self._held.started is None or fact.sandbox_id != self._held.started.sandbox_id:
             return
         exits = self._deps.exits
-        if exits is not None and exits.get(self._sandbox.pid) is None:
+        if exits is not None and exits.get(self._held.started.pid) is None:
             return  # about an earlier process of this sandbox id: the current one lives
         self._lose(fact)
 
@@ -699,8 +623,8 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         """The running sandbox, or Pending while a start runs (one is begun if none does).
         Raises the failure of the start this call is the repeat of."""
         self._check_alive()
-        if self._sandbox is not None:
-            return self._sandbox
+        if self._held.started is not None:
+            return self._held.started
         return self._starts.ensure(purpose)
 
     def backoff_over(self, seq: int) -> None:
@@ -737,7 +661,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         self._deps.metrics.sandbox_start.observe(outcome.started.start_ms / 1000)
         tell(self._deps.pool.mark, outcome.started.sandbox_id, SandboxState.WARM,
              context=f"session {self._id}: marking its sandbox warm")
-        self._sandbox, self._sandbox_actor = outcome.started, outcome.sandbox
+        self._held.take(outcome.started, outcome.sandbox)
         self._cold_source = outcome.source
         if purpose == "warm" and self._supervisor is not None:
             tell(self._supervisor.warmed, self._id, context=f"pre-warm {self._id}: ready to be claimed")
@@ -772,7 +696,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         (Unavailable: capacity, disk; the caller gets 503/507 and retries): like Ash, no
         session row either. Failed: STARTING -> ERROR, with why."""
         try:
-            self._release_sandbox()
+            self._held.release()
             if isinstance(exc, Unavailable):
                 self._deps.store.delete_session(self._tenant, self._id)
                 self._row = None
@@ -788,7 +712,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
     def _check_alive(self) -> None:
         """A sandbox whose process already exited is lost now, not when the pool's word
         arrives: a message right after a crash then cold-starts instead of failing."""
-        exits, sandbox = self._deps.exits, self._sandbox
+        exits, sandbox = self._deps.exits, self._held.started
         if exits is None or sandbox is None:
             return
         fact = exits.get(sandbox.pid)
@@ -797,9 +721,10 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
 
     def _lose(self, fact: BridgeExited) -> None:
         """The agent process is gone: judge the crash; the next start waits out the backoff."""
-        assert self._sandbox is not None
-        tell(self._deps.pool.release, self._sandbox.sandbox_id, context=f"session {self._id}: freeing a lost sandbox")
-        self._sandbox = self._sandbox_actor = None
+        assert self._held.started is not None
+        tell(self._deps.pool.release, self._held.started.sandbox_id,
+             context=f"session {self._id}: freeing a lost sandbox")
+        self._held.forget()
         if self._draft:
             self.actor_ref.stop(block=False)
             return
@@ -811,27 +736,6 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         log.warning("session %s lost its agent process (%s): %s", self._id, detail, describe(decision))
         if isinstance(decision, GiveUp | Escalate) and self._load().status == SessionStatus.ACTIVE.value:
             self._transition(SessionStatus.ERROR, decision.reason)  # ACTIVE -> ERROR
-
-    # -- snapshots ---------------------------------------------------------------
-
-    def _request_snapshot(self) -> Future[None]:
-        assert self._sandbox is not None
-        sandbox_id = self._sandbox.sandbox_id
-        workspace = self._deps.layout.sandbox_dir(sandbox_id) / "workspace"
-        return self._worker.request(SnapshotJob(self._tenant, self._id, sandbox_id, workspace))
-
-    def _settle_snapshot(self) -> Pending | None:
-        """None once a snapshot of the live workspace (asked by this call or the one it
-        repeats) is complete; Pending until then. Nothing to save without a sandbox."""
-        if self._draft or self._sandbox is None:
-            self._settling = None
-            return None
-        if self._settling is None:
-            self._settling = self._request_snapshot()
-        if not self._settling.done():
-            return Pending(self._settling)
-        self._settling = None
-        return None
 
     # -- idle ----------------------------------------------------------------------
 
@@ -856,8 +760,8 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
 
     def _quiet(self) -> bool:
         """Nothing here that a new actor loaded from the store would not have."""
-        return (self._sandbox is None and not self._starts.in_progress and not self._life.busy and not self._draft
-                and (self._settling is None or self._settling.done()))  # a stop whose caller gave up
+        return (self._held.started is None and not self._starts.in_progress and not self._life.busy and not self._draft
+                and not self._held.settling)  # a stop whose caller gave up
 
     # -- internals ---------------------------------------------------------------
 
@@ -865,7 +769,7 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
         return self._deps.restarts.now()
 
     def _owns_idle(self, sandbox_id: str) -> bool:
-        return (self._sandbox is not None and self._sandbox.sandbox_id == sandbox_id and not self._life.busy
+        return (self._held.started is not None and self._held.started.sandbox_id == sandbox_id and not self._life.busy
                 and not self._starts.in_progress)
 
     def _load(self) -> SessionRow:
@@ -902,35 +806,11 @@ class SessionActor(FaultTarget, pykka.ThreadingActor):
 
     def _drop_draft(self) -> None:
         try:
-            self._release_sandbox()
+            self._held.release()
         except Exception:  # boundary: shutdown and eviction go on
             log.exception("pre-warmed sandbox %s did not stop cleanly", self._id)
             return
         self._discard_folder()
 
     def _discard_folder(self) -> None:
-        """Remove this session's sandbox folder once its last sandbox's teardown finished."""
-        sandbox_id = (self._row.sandbox_id if self._row is not None else None) or self._id
-        settle = self._deps.settle
-        if settle is not None and not settle(sandbox_id, self._deps.stop_timeout_s):
-            log.warning("session %s: sandbox %s still tearing down; its folder stays", self._id, sandbox_id)
-            return
-        discard.remove_sandbox_dir(self._deps.layout.sandbox_dir(sandbox_id))
-        if self._deps.discard_elsewhere is not None:
-            self._deps.discard_elsewhere(sandbox_id)
-
-    def _release_sandbox(self, grace_s: float | None = None, settle: bool = False) -> None:
-        """Stop the bridge and wait for it here (bounded by ``stop_timeout_s``); ``settle``:
-        also for the launcher's teardown of the sandbox (unmount, cgroups, uid), as bounded."""
-        if self._sandbox is None or self._sandbox_actor is None:
-            return
-        try:
-            self._sandbox_actor.stop_bridge(grace_s).get(timeout=self._deps.stop_timeout_s)
-        except pykka.ActorDeadError:
-            pass  # already stopped by the pool after a crash
-        if settle and self._deps.settle is not None and not self._deps.settle(
-                self._sandbox.sandbox_id, self._deps.stop_timeout_s):
-            log.warning("session %s: sandbox %s still tearing down", self._id, self._sandbox.sandbox_id)
-        self._deps.pool.release(self._sandbox.sandbox_id).get(timeout=ASK_TIMEOUT_S)
-        self._sandbox = self._sandbox_actor = None
-
+        self._held.discard_folder((self._row.sandbox_id if self._row is not None else None) or self._id)

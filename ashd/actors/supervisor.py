@@ -34,7 +34,8 @@ from ashd.actors.faults import FaultTarget, crash_detail
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.root import TreePolicy
-from ashd.actors.session import SessionActor, SessionDeps
+from ashd.actors.session import SessionActor
+from ashd.actors.session_deps import SessionDeps
 from ashd.actors.snapshot_worker import SnapshotWorker
 from ashd.actors.start_gate import StartGate
 from ashd.actors.tell import tell

@@ -19,7 +19,8 @@ from ashd.actors.exits import ExitBoard
 from ashd.actors.messages import Pending
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
-from ashd.actors.session import SessionActor, SessionDeps
+from ashd.actors.session import SessionActor
+from ashd.actors.session_deps import SessionDeps
 from ashd.actors.snapshot_worker import SnapshotWorker
 from ashd.actors.timers import Timer
 from ashd.config import ModelConfig, PoolConfig, SandboxConfig, SupervisionConfig

@@ -15,7 +15,7 @@ import pytest
 
 from ashd.actors.children import SupervisionRecord
 from ashd.actors.root import TreePolicy
-from ashd.actors.session import SessionDeps
+from ashd.actors.session_deps import SessionDeps
 from ashd.actors.supervisor import SessionSupervisor
 from ashd.config import SupervisionConfig
 from ashd.layout import Layout

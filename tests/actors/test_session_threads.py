@@ -23,7 +23,7 @@ from ashd.actors.exits import ExitBoard
 from ashd.actors.pool import PoolActor
 from ashd.actors.restarts import RestartGovernor
 from ashd.actors.root import TreePolicy
-from ashd.actors.session import SessionDeps
+from ashd.actors.session_deps import SessionDeps
 from ashd.actors.supervisor import SessionSupervisor
 from ashd.config import ModelConfig, PoolConfig, SandboxConfig, SupervisionConfig
 from ashd.layout import Layout
