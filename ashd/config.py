@@ -8,6 +8,7 @@ Validation errors name the key and where its value came from. Secrets are wrappe
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -200,6 +201,7 @@ class QueueConfig:
     retry_delay_s: float = 5.0  # delay before the first retry; doubles with each retry
     retry_delay_cap_s: float = 300.0  # longest delay between retries
     max_waiting_per_tenant: int = 1000  # prompts a tenant may have pending or running; more: 429
+    keep_finished_s: float = 604800.0  # finished items (completed, failed, cancelled) go after this; 0: kept
 
 
 @dataclass(frozen=True)
@@ -340,6 +342,7 @@ ENV_KEYS: tuple[tuple[str, str], ...] = (
     ("queue.retry_delay_s", "ASH_QUEUE_RETRY_DELAY_S"),
     ("queue.retry_delay_cap_s", "ASH_QUEUE_RETRY_DELAY_CAP_S"),
     ("queue.max_waiting_per_tenant", "ASH_QUEUE_MAX_WAITING"),
+    ("queue.keep_finished_s", "ASH_QUEUE_KEEP_FINISHED_S"),
     ("evals.concurrency", "ASH_EVAL_CONCURRENCY"),
     ("evals.grader_model", "ASH_EVAL_GRADER_MODEL"),
     ("evals.grader_timeout_s", "ASH_EVAL_GRADER_TIMEOUT_S"),
@@ -489,7 +492,7 @@ def _coerce(key: str, raw: Any, spec: dataclasses.Field[Any], source: str) -> An
         if kind == "int":
             return int(raw)
         if kind == "float":
-            return float(raw)
+            return _finite(key, float(raw), source)
         if kind == "Path":
             return Path(str(raw)).expanduser()
         if kind == "Secret":
@@ -497,6 +500,12 @@ def _coerce(key: str, raw: Any, spec: dataclasses.Field[Any], source: str) -> An
         return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"config key '{key}' must be {kind}, got {raw!r} (from {source})") from None
+
+
+def _finite(key: str, value: float, source: str) -> float:
+    if not math.isfinite(value):  # nan passes every range check after it
+        raise ConfigError(f"config key '{key}' must be a finite number, got {value!r} (from {source})")
+    return value
 
 
 _TRUE = ("1", "true", "yes", "on")
@@ -684,6 +693,9 @@ def _validate_evals(e: EvalsConfig) -> None:
         raise ConfigError("evals.grader_timeout_s (ASH_EVAL_GRADER_TIMEOUT_S) must be positive")
 
 
+TEN_YEARS_S = 3650 * 86400.0
+
+
 def _validate_queue(q: QueueConfig) -> None:
     if not 0 <= q.workers <= 64:
         raise ConfigError(f"queue.workers (ASH_QUEUE_WORKERS) must be 0..64, got {q.workers}")
@@ -695,6 +707,9 @@ def _validate_queue(q: QueueConfig) -> None:
     if q.max_waiting_per_tenant < 1:
         raise ConfigError("queue.max_waiting_per_tenant (ASH_QUEUE_MAX_WAITING) must be at least 1, got "
                           f"{q.max_waiting_per_tenant}")
+    if not 0 <= q.keep_finished_s <= TEN_YEARS_S:
+        raise ConfigError("queue.keep_finished_s (ASH_QUEUE_KEEP_FINISHED_S) must be 0 (finished items are kept) "
+                          f"or seconds up to {TEN_YEARS_S:.0f} (ten years), got {q.keep_finished_s}")
 
 
 def floor_layers(floor: str) -> tuple[str, ...]:

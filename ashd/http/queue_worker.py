@@ -7,6 +7,10 @@ and streamable at ``/api/sessions/:id/stream`` while it runs. The prompt goes in
 item's session (resumed if paused) or a new session of its agent, which later retries
 reuse. A turn that reports an error, a sandbox that cannot start, capacity: the item is
 retried after ``retry_delay_s * 2**retry`` (capped) until ``maxRetries``, then ``failed``.
+
+One more task removes items that finished (completed, failed, cancelled) more than
+``keep_finished_s`` ago, in batches on the single writer, every quarter of that (1 s .. 1 h);
+every daemon on a shared database does, which is harmless (a delete of what is gone is a no-op).
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from ashd.http.context import AppContext
 from ashd.http.health import COORDINATOR_ID
 from ashd.options import MessageOptions, SessionOptions
 from ashd.states import SessionStatus
-from ashd.store import format_utc
+from ashd.store import format_utc, queue_queries
 from ashd.store.queue_queries import QueueItemRow
 
 log = logging.getLogger(__name__)
+
+PRUNE_BATCH = 500  # finished items deleted per write transaction
 
 
 class PermanentFailure(Exception):
@@ -34,6 +40,11 @@ class PermanentFailure(Exception):
 def retry_delay(retry: int, base_s: float, cap_s: float) -> float:
     """Pure: seconds before retry number ``retry`` (0-based): base * 2**retry, capped."""
     return min(cap_s, base_s * (2 ** min(retry, 32)))
+
+
+def prune_every(keep_s: float) -> float:
+    """Pure: seconds between looks for finished items kept ``keep_s``: a quarter of it, 1 s .. 1 h."""
+    return min(3600.0, max(1.0, keep_s / 4))
 
 
 class QueueWorker:
@@ -49,6 +60,8 @@ class QueueWorker:
         if self._tasks:
             log.info("prompt queue: %d worker(s), retries after %.1fs doubling", len(self._tasks),
                      self._config.retry_delay_s)
+        if self._config.keep_finished_s > 0:
+            self._tasks.append(asyncio.ensure_future(self._prune_loop(self._config.keep_finished_s)))
 
     async def stop(self) -> None:
         """Cancel the workers. An item cut off here stays ``processing`` and is requeued at
@@ -75,6 +88,27 @@ class QueueWorker:
                 await self._idle()
                 continue
             await self._process(item)
+
+    async def _prune_loop(self, keep_s: float) -> None:
+        while True:
+            try:
+                await self.prune(keep_s)
+            except Exception:  # boundary: the database may be briefly away; try again next time
+                log.exception("prompt queue: removing finished items failed")
+            await asyncio.sleep(prune_every(keep_s))
+
+    async def prune(self, keep_s: float) -> int:
+        """Remove the items that finished more than ``keep_s`` ago; how many were removed."""
+        store, offload = self._ctx.store, self._ctx.offload
+        before = format_utc(datetime.now(UTC) - timedelta(seconds=keep_s))
+        removed, batch = 0, PRUNE_BATCH
+        while batch == PRUNE_BATCH:
+            batch = await offload.write(store.write_with, queue_queries.prune_finished, before, PRUNE_BATCH)
+            removed += batch
+        if removed:
+            log.info("prompt queue: removed %d item(s) that finished over %.0fs ago (queue.keep_finished_s)",
+                     removed, keep_s)
+        return removed
 
     async def _idle(self) -> None:
         wakeup = self._ctx.queue_wakeup

@@ -20,6 +20,7 @@ from .dialect import check_ids, new_id
 from .schema import queue_items
 
 STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
+FINISHED = ("completed", "failed", "cancelled")
 CLAIM_ATTEMPTS = 5  # candidates tried per claim when another process wins the race
 
 
@@ -181,4 +182,16 @@ def requeue_processing(conn: Connection, claimed_by: Sequence[str | None] | None
     if claimed_by is not None:
         chosen.append(claimed(t.claimed_by, claimed_by))
     stmt = sa.update(queue_items).where(*chosen).values(status="pending", started_at=None, claimed_by=None)
+    return int(conn.execute(stmt).rowcount)
+
+
+def prune_finished(conn: Connection, before: str, limit: int) -> int:
+    """Delete at most ``limit`` items that finished (completed, failed, cancelled) before
+    ``before``; how many were deleted. Items pending or processing are never touched."""
+    t = queue_items.c
+    chosen = conn.execute(sa.select(t.id).where(t.status.in_(FINISHED), t.completed_at < before)
+                          .limit(limit)).scalars().all()
+    if not chosen:
+        return 0
+    stmt = sa.delete(queue_items).where(t.id.in_(chosen), t.status.in_(FINISHED))
     return int(conn.execute(stmt).rowcount)

@@ -125,3 +125,20 @@ def test_a_tenant_holds_at_most_its_waiting_prompts(start_ashd: Callable[..., As
         assert full.headers["Retry-After"] == "30" and c.get("/api/queue/stats").json()["stats"]["pending"] == 2
         c.delete(f"/api/queue/{first.json()['item']['id']}").raise_for_status()
         assert c.post("/api/queue", json={"agentName": "hello", "prompt": "three"}).status_code == 201
+
+
+def test_finished_items_go_after_their_time_and_waiting_ones_stay(start_ashd: Callable[..., AshdProcess]) -> None:
+    daemon = start_ashd(None, ASH_QUEUE_WORKERS="0", ASH_QUEUE_KEEP_FINISHED_S="1", **FAST)  # nothing runs
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+        deploy(c)
+        waiting, done = (c.post("/api/queue", json={"agentName": "hello", "prompt": p}).json()["item"]
+                         for p in ("waits", "cancelled"))
+        c.delete(f"/api/queue/{done['id']}").raise_for_status()
+        deadline = time.monotonic() + 30
+        while c.get(f"/api/queue/{done['id']}").status_code != 404:
+            assert time.monotonic() < deadline, "a cancelled item was kept past queue.keep_finished_s"
+            time.sleep(0.2)
+        assert c.get("/api/queue/stats").json()["stats"] == {"pending": 1, "processing": 0, "completed": 0,
+                                                            "failed": 0, "cancelled": 0}
+        assert c.get(f"/api/queue/{waiting['id']}").json()["item"]["status"] == "pending"
+    assert "prompt queue: removed 1 item(s) that finished over 1s ago" in daemon.log(None)

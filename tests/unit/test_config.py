@@ -200,3 +200,19 @@ def test_a_runner_comes_up_from_ashs_environment_names_alone() -> None:
 def test_bad_cluster_settings_are_refused_with_the_variable_named(env: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(needle)):
         config.load(env=env)
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"ASH_QUEUE_KEEP_FINISHED_S": "nan"}, "config key 'queue.keep_finished_s' must be a finite number"),
+    ({"ASH_QUEUE_POLL_INTERVAL_S": "inf"}, "config key 'queue.poll_interval_s' must be a finite number"),
+    ({"ASH_QUEUE_KEEP_FINISHED_S": "-1"}, "queue.keep_finished_s (ASH_QUEUE_KEEP_FINISHED_S) must be 0"),
+    ({"ASH_QUEUE_KEEP_FINISHED_S": "1e12"}, "or seconds up to 315360000 (ten years)"),
+])
+def test_bad_queue_settings_are_refused_with_the_variable_named(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        config.load(env=env)
+
+
+def test_finished_queue_items_are_kept_a_week_unless_set() -> None:
+    assert config.load(env={}).queue.keep_finished_s == 7 * 86400
+    assert config.load(env={"ASH_QUEUE_KEEP_FINISHED_S": "0"}).queue.keep_finished_s == 0

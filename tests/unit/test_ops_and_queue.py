@@ -7,7 +7,7 @@ import pytest
 from ashd.errors import BadRequest
 from ashd.http.ops import ExecRequest
 from ashd.http.queue import parse_enqueue
-from ashd.http.queue_worker import retry_delay
+from ashd.http.queue_worker import prune_every, retry_delay
 from ashd.sandbox import bwrap, cliwrap
 from ashd.sandbox.logring import LogBook, LogRing, redact
 from ashd.wire import protocol
@@ -38,6 +38,10 @@ def test_enqueue_validation() -> None:
 def test_retry_delay_doubles_and_caps() -> None:
     assert [retry_delay(n, 5, 300) for n in range(8)] == [5, 10, 20, 40, 80, 160, 300, 300]
     assert retry_delay(10_000, 0.1, 1) == 1
+
+
+def test_finished_items_are_looked_for_every_quarter_of_their_keep_between_a_second_and_an_hour() -> None:
+    assert [prune_every(s) for s in (0.5, 2, 40, 7 * 86400)] == [1, 1, 10, 3600]
 
 
 def test_redaction() -> None:
