@@ -1,8 +1,9 @@
 """The runner's side of remote sandboxes: serves a coordinator's link (runner mode).
 
 For each ``launch`` it builds a spec of its own from the :class:`LaunchOrder` (its paths, its
-agent cache, its model endpoint and key; ``ashd/sandbox/launch_order.py``), copies the agent
-into a fresh workspace and starts the bridge with its own launcher in a
+agent cache, its model endpoint and key; ``ashd/sandbox/launch_order.py``), prepares its folder
+(``ashd/sandbox/runner_folders.py``: the session's snapshot restored or the agent copied into a
+fresh workspace) and starts the bridge with its own launcher in a
 :class:`~ashd.actors.sandbox.SandboxActor`, the same actor standalone uses: spawn, ready
 handshake, stderr pump, exit watch, TERM-grace-KILL. It reports up over the link: the pid in
 the launch's reply, each stderr line and the exit (with the launcher's reason, e.g. OOM) as
@@ -52,12 +53,10 @@ thread or the sandbox actor's own thread.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,21 +67,21 @@ import pykka
 from ashd.actors.messages import BridgeExited
 from ashd.actors.sandbox import SandboxActor
 from ashd.config import ModelConfig
-from ashd.errors import AshError, SandboxFailed, SnapshotError, Unavailable
+from ashd.errors import SandboxFailed, Unavailable
 from ashd.layout import Layout
 from ashd.runnerlink.mux import Handler, Json, Mux, RequestFailed
 from ashd.runnerlink.relay import open_unix, relay
-from ashd.sandbox import discard, workspace
 from ashd.sandbox.agent_cache import AgentCache
 from ashd.sandbox.agent_uploads import AgentUploads
-from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, check_key, spec_of
+from ashd.sandbox.launch_order import LaunchOrder, check_key
 from ashd.sandbox.launcher import Launcher, SandboxSpec
 from ashd.sandbox.linked_admission import LinkedAdmission
 from ashd.sandbox.logring import LogBook, LogLine, LogRing
+from ashd.sandbox.runner_folders import RunnerFolders
 from ashd.sandbox.workspace_server import OPS as FILE_OPS
 from ashd.sandbox.workspace_server import WorkspaceServer, any_room
 from ashd.snapshot.fingerprint import workspace_digest
-from ashd.snapshot.snapshots import Snapshotter, snapshot_key
+from ashd.snapshot.snapshots import Snapshotter
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +174,8 @@ class SandboxHost:
         room = config.admission.transfer_room if config.admission else any_room
         self._agents = AgentUploads(AgentCache(config.layout.data_dir / "agent-cache"), loop, room)
         self._files = WorkspaceServer(loop, self._root_of, config.layout.data_dir / "tmp", room)
+        self._folders = RunnerFolders(config.layout, config.launcher, config.model, config.cli_workspace,
+                                      config.snapshots, config.digest, config.stop_grace_s)
 
     @property
     def count(self) -> int:
@@ -313,7 +314,7 @@ class SandboxHost:
         prepare the launch. Raises InsufficientStorage when the image does not fit."""
         if self._config.admission is not None:
             self._config.admission.admit_launch(order)
-        return self._prepare(order, agent_dir)
+        return self._folders.prepare(order, agent_dir)
 
     async def _take_over(self, mux: Mux, hosted: _Hosted, order: LaunchOrder, lease: int | None) -> Json | None:
         """A launch for a sandbox this runner already hosts: adopt it (its reply), or stop it
@@ -371,84 +372,20 @@ class SandboxHost:
         with self._uplinks_lock:
             self._uplinks[spec.session_id] = (spec.sandbox_id, mux)
 
-    def _prepare(self, order: LaunchOrder, agent_dir: Path) -> SandboxSpec:
-        """Blocking (worker thread): the runner's spec, with the agent copied in if the
-        workspace is new."""
-        layout = self._config.layout
-        root = layout.sandbox_dir(order.sandbox_id)
-        if order.fresh and root.exists():
-            self._discard_stale(order, root)
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._restore(order, root / "workspace")
-        try:
-            workspace.prepare(agent_dir, root / "workspace")
-        except (OSError, AshError) as exc:
-            raise SandboxFailed(f"cannot copy agent {order.agent_key} into the workspace: {exc}") from exc
-        model = self._config.model
-        places = RunnerPlaces(root, layout.socket_path(order.sandbox_id), agent_dir, model.base_url,
-                              model.api_key.reveal(), model.auth_token.reveal(), self._config.cli_workspace)
-        return spec_of(order, places)
-
-    def _discard_stale(self, order: LaunchOrder, root: Path) -> None:
-        """The session ran on another runner since this one last hosted it (a partition moved
-        it away, say): the folder kept here holds older files and an older conversation than
-        the snapshot and the order. Blocking."""
-        settled = getattr(self._config.launcher, "settled", None)
-        if callable(settled) and not settled(order.sandbox_id):
-            raise SandboxFailed(f"sandbox {order.sandbox_id}'s earlier teardown on this runner has not finished; retry")
-        if not discard.remove_sandbox_dir(root):
-            raise SandboxFailed(f"sandbox {order.sandbox_id}'s stale folder on this runner could not be removed")
-        log.info("session %s: ran on another runner since this one hosted it; its stale sandbox folder here "
-                 "discarded (files from the snapshot, conversation from the coordinator)", order.session_id)
-
     async def _snapshot(self, hosted: _Hosted) -> Json:
-        snapshots = self._config.snapshots
-        if snapshots is None:
+        if self._folders.snapshots is None:
             raise RequestFailed("this runner has no snapshot store configured")
-        return await self._loop.run_in_executor(None, self._save_if_changed, hosted, snapshots)
-
-    def _save_if_changed(self, hosted: _Hosted, snapshots: Snapshotter) -> Json:
-        """Blocking (worker thread): the workspace into the blob store, unless its digest
-        (ashd/snapshot/fingerprint.py, as standalone judges) is the one this sandbox last
-        saved: then nothing is uploaded and the answer is ``{unchanged: true, key, ms}``. A
-        new sandbox always saves once; an untrustworthy digest (racy, too large) saves."""
-        spec, started = hosted.spec, time.perf_counter()
-        digest = self._config.digest(spec.workspace)
-        if digest is not None and digest == hosted.saved:
-            return {"unchanged": True, "key": snapshot_key(spec.tenant_id, spec.session_id),
-                    "ms": (time.perf_counter() - started) * 1000}
-        hosted.saved = None
-        info = snapshots.save(spec.session_id, spec.tenant_id, spec.workspace)
-        hosted.saved = digest
-        return dataclasses.asdict(info)
-
-    def _restore(self, order: LaunchOrder, target: Path) -> None:
-        """A workspace new to this runner: the session's latest snapshot, if it has one
-        (otherwise the agent folder is copied in). Blocking."""
-        snapshots = self._config.snapshots
-        if snapshots is None or target.exists():
-            return
-        try:
-            if snapshots.restore(order.session_id, order.tenant_id, target):
-                log.info("session %s: workspace restored from its snapshot", order.session_id)
-        except (SnapshotError, OSError, ValueError) as exc:
-            log.error("session %s: snapshot not restored (%s); starting from the agent folder", order.session_id, exc)
+        last, hosted.saved = hosted.saved, None  # a save that fails leaves "save next time"
+        answer, hosted.saved = await self._loop.run_in_executor(None, self._folders.save, hosted.spec, last)
+        return answer
 
     async def _discard(self, raw: object) -> Json:
         """Remove the folder of a sandbox that is not running here (its session ended)."""
         sandbox_id = check_key(raw, "sandbox id")
         if sandbox_id in self._hosted or sandbox_id in self._launching:
             raise RequestFailed(f"sandbox {sandbox_id} is running on this runner; stop it first")
-        removed = await self._loop.run_in_executor(None, self._remove_folder, sandbox_id)
+        removed = await self._loop.run_in_executor(None, self._folders.remove, sandbox_id)
         return {"removed": removed}
-
-    def _remove_folder(self, sandbox_id: str) -> bool:
-        """Blocking: once the launcher's teardown of the sandbox is over (bounded), its folder."""
-        settled = getattr(self._config.launcher, "settled", None)
-        if settled is not None and not settled(sandbox_id, self._config.stop_grace_s + 10):
-            log.warning("sandbox %s still tearing down; its folder stays", sandbox_id)
-            return False
-        return discard.remove_sandbox_dir(self._config.layout.sandbox_dir(sandbox_id))
 
     def _stop(self, hosted: _Hosted, grace_s: float) -> asyncio.Future[Json]:
         """Stop the sandbox (once: a second caller waits for the first stop)."""
