@@ -116,4 +116,5 @@ class SessionBase(FaultTarget, pykka.ThreadingActor):
         self._discard_folder()
 
     def _discard_folder(self) -> None:
+        """Remove this session's sandbox folder once its last sandbox's teardown finished."""
         self._held.discard_folder((self._row.sandbox_id if self._row is not None else None) or self._id)
