@@ -5,7 +5,7 @@ before and runs the same serve/stop sequence over any of them.
 - ``standalone``: store -> sandbox services -> pool -> sessions -> public API.
 - ``coordinator``: store -> runner liveness sweep -> runner links -> session leases (Postgres)
   -> pool -> sessions -> public API; the sessions' sandboxes start on runners through the links
-  (``ashd/sandbox/remote.py``; 503 "No runners available" when none has room); one coordinator
+  (``ashd/sandbox/remote.py``; ``placement.py``: 503 "No runners available" when none has room); one coordinator
   at a time serves a session (``ashd/runtime/ownership.py``).
 - ``runner``: store -> sandbox services -> pool -> sessions -> linked sandboxes (those the
   coordinators start over ``/runner/link``) -> the runner's own server
@@ -58,7 +58,8 @@ from ashd.runtime.ownership import SessionOwnership
 from ashd.sandbox import services as sandbox_services
 from ashd.sandbox.launcher import Launcher
 from ashd.sandbox.linked_admission import LinkedAdmission
-from ashd.sandbox.remote import Placement, RemoteLauncher
+from ashd.sandbox.placement import Placement
+from ashd.sandbox.remote import RemoteLauncher
 from ashd.sandbox.remote_files import remote_lookup
 from ashd.service_children import services_child, store_child
 from ashd.store import Store

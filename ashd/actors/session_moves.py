@@ -57,7 +57,7 @@ class SessionMoves(SessionSandbox):
     def move(self, sandbox_id: str, reason: str) -> None:
         """Told by the pool: the sandbox's runner drains. Like a park (snapshot on the worker,
         then the sandbox goes; :meth:`move_snapshotted`), and an active session's next sandbox
-        is started at once, placed on another runner (ashd/sandbox/remote.py ``Placement``),
+        is started at once, placed on another runner (ashd/sandbox/placement.py),
         so its next message finds it warm there. Nothing happens mid-turn."""
         if not self._owns_idle(sandbox_id):
             return

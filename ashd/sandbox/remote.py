@@ -3,7 +3,8 @@
 The cut: the session runtime, the pool and the sandbox actors are the ones standalone uses;
 only the launcher differs. :meth:`RemoteLauncher.spawn` sends the runner a
 :class:`~ashd.sandbox.launch_order.LaunchOrder` over the link (the agent folder first, once
-per version, if the runner lacks it) and returns a :class:`RemoteProcess`: a handle with the
+per version, if the runner lacks it) and returns a
+:class:`~ashd.sandbox.remote_process.RemoteProcess`: a handle with the
 surface of a ``Popen`` whose stdout pipe gets the ready byte when the runner reports the
 bridge ready, whose stderr pipe carries the bridge's stderr lines as the runner forwards
 them, and whose ``wait`` returns when the runner reports the exit (or the link drops: the
@@ -25,13 +26,13 @@ session's lease (taken here if the runtime has not taken it already; refused wit
 when another coordinator holds it) and sends its generation with the launch, so the runner
 refuses an older owner and hands a sandbox that another coordinator released to this one warm
 (``adopted``). The lease is given up when the sandbox is cleaned up here (stopped, lost,
-parked) or handed over (:meth:`RemoteProcess.detach`: ``release`` on the runner, which keeps
+parked) or handed over (``RemoteProcess.detach``: ``release`` on the runner, which keeps
 the sandbox for the next owner).
 
 ``spawn``/``stop_group``/``detach`` run on the sandbox actor's thread and wait for the loop;
 the relay and the link live on the IOLoop (``loop``).
 
-A :class:`RemoteProcess`'s ``pid`` is not the runner's: it is a number unique in this
+A ``RemoteProcess``'s ``pid`` is not the runner's: it is a number unique in this
 coordinator process (above any Linux pid), because the coordinator keys what it knows of a
 process by it (the :class:`~ashd.actors.exits.ExitBoard`, turn grants) and runners' pids
 collide: across machines, across a runner's restarts (containers start from the same pids),
@@ -48,11 +49,10 @@ import dataclasses
 import itertools
 import logging
 import os
-import threading
 import uuid
 from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 from ashd.errors import Conflict, InsufficientStorage, PayloadTooLarge, SandboxFailed, SnapshotError, Unavailable
 from ashd.proxy.meter import Usage
@@ -61,110 +61,22 @@ from ashd.runnerlink.relay import relay
 from ashd.sandbox import agent_cache
 from ashd.sandbox.launch_order import order_of
 from ashd.sandbox.launcher import SandboxSpec
+from ashd.sandbox.placement import Placement
+from ashd.sandbox.remote_process import LOST_CODE, STOP_MARGIN_S, RemoteProcess
 from ashd.sandbox.services import Recorder
 from ashd.snapshot.snapshots import SnapshotInfo, Snapshotter
-from ashd.store import Store, StoreError
-from ashd.store import runner_queries as rq
+from ashd.store import StoreError
 from ashd.store.leases import SessionLeases
 
 log = logging.getLogger(__name__)
 
 LAUNCH_TIMEOUT_S = 120.0  # the order (and the agent folder) reach the runner and it spawned
-STOP_MARGIN_S = 30.0
-LOST_CODE = -9
 LOST_REASON = "the runner hosting this sandbox was lost (its link closed)"
-HANDED_OVER = "handed over to another coordinator (the sandbox lives on, on its runner)"
 RELEASE_TIMEOUT_S = 15.0
 SNAPSHOT_TIMEOUT_S = 300.0
 HANDLE_BASE = 1 << 32  # remote process numbers start above any pid (Linux's pid_max is at most 2**22)
 _handles = itertools.count(HANDLE_BASE)  # next() is atomic under the GIL
 T = TypeVar("T")
-
-
-class RemoteProcess:
-    """A bridge that runs on a runner; any thread. Fed by the link's events (loop thread)."""
-
-    def __init__(self, sandbox_id: str, stop: Callable[[float], None],
-                 release: Callable[[], None] = lambda: None) -> None:
-        self.sandbox_id = sandbox_id
-        self.pid = 0  # unique in this coordinator once launched (see the module doc)
-        self.runner_pid = 0  # the bridge's pid on its runner
-        self.returncode: int | None = None
-        self.reason: str | None = None
-        self.adopted = False  # the runner handed over a live sandbox (no start)
-        self._stop = stop
-        self._release = release
-        self._exited = threading.Event()
-        ready_r, self._ready_w = os.pipe()
-        err_r, self._err_w = os.pipe()
-        self.stdout: IO[bytes] | None = os.fdopen(ready_r, "rb", buffering=0)
-        self.stderr: IO[bytes] | None = os.fdopen(err_r, "rb")
-        self._lock = threading.Lock()
-
-    # -- facts from the runner (loop thread) ----------------------------------------------
-
-    def ready(self) -> None:
-        with self._lock:
-            if self._ready_w >= 0:
-                os.write(self._ready_w, b"R")
-                self._close_ready()
-
-    def line(self, text: str) -> None:
-        with self._lock:
-            if self._err_w >= 0:
-                with contextlib.suppress(OSError):  # nobody drains a failed start's pipe
-                    os.write(self._err_w, text.encode(errors="replace").rstrip(b"\n")[:65536] + b"\n")
-
-    def exited(self, code: int, reason: str | None) -> None:
-        """Idempotent: the first exit wins (a lost link after a reported exit changes nothing)."""
-        with self._lock:
-            if self.returncode is not None:
-                return
-            self.returncode, self.reason = code, reason
-            self._close_ready()
-            if self._err_w >= 0:
-                os.close(self._err_w)
-                self._err_w = -1
-        self._exited.set()
-
-    def close_pipes(self) -> None:
-        """Close the read ends (a start that failed: nobody reads them)."""
-        for stream in (self.stdout, self.stderr):
-            if stream is not None:
-                stream.close()
-
-    def _close_ready(self) -> None:
-        if self._ready_w >= 0:
-            os.close(self._ready_w)
-            self._ready_w = -1
-
-    # -- the Popen surface (any thread) ---------------------------------------------------
-
-    def poll(self) -> int | None:
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if not self._exited.wait(timeout):
-            raise TimeoutError(f"sandbox {self.sandbox_id} still running")
-        assert self.returncode is not None
-        return self.returncode
-
-    def detach(self) -> None:
-        """Give the sandbox up on its runner without stopping it (a handover to another
-        coordinator): the runner keeps it for the next owner; here it has exited (code 0,
-        :data:`HANDED_OVER`). Raises SandboxFailed if the runner did not take the release."""
-        if self.returncode is not None:
-            raise SandboxFailed(f"sandbox {self.sandbox_id} has already exited")
-        self._release()
-        self.exited(0, HANDED_OVER)
-
-    def stop_group(self, grace_s: float) -> int:
-        """Ask the runner to stop the sandbox (TERM, grace, KILL there); wait for its exit."""
-        if self.returncode is None:
-            self._stop(grace_s)
-        if not self._exited.wait(grace_s + STOP_MARGIN_S):
-            self.exited(LOST_CODE, "the runner did not report the sandbox's exit")
-        return self.wait()
 
 
 NOTICE_TYPES = ("sandbox_oom", "egress")  # what the sandbox services notice (isolating_launcher.py)
@@ -192,86 +104,6 @@ def refusal_of(runner: str, raw: object) -> Unavailable:
     if body.get("status") == InsufficientStorage.status:
         return InsufficientStorage(f"runner {runner}: {message}", retry_s)
     return Unavailable(f"runner {runner}: {message}", retry_after_s=retry_s)
-
-
-NO_RUNNERS = ("No runners available: no live runner with a free slot is registered with the coordinators "
-              "(start a runner with ASH_MODE=runner, or wait for one to free up)")
-
-
-class Placement:
-    """Which runner a sandbox starts on: the session's own while its link is up and it does
-    not drain (sessions stick to their runner), else the least-loaded live runner
-    (``runner_queries.pick``, one locking statement, a warming slot reserved until the start
-    ends), recorded on the session row. A session of a draining runner stays on it when no
-    other linked runner has room. Blocking (store); called on the sandbox actor's thread."""
-
-    def __init__(self, store: Store, liveness_timeout_s: float, connected: Callable[[str], bool]) -> None:
-        self._store = store
-        self._timeout = liveness_timeout_s
-        self._connected = connected
-
-    def place(self, spec: SandboxSpec) -> tuple[str, bool]:
-        """(runner id, whether a warming slot was reserved). Raises Unavailable (503).
-        A session whose runner drains moves to another one; while none has room it stays."""
-        if spec.runner_id is not None and self._connected(spec.runner_id):
-            if not self._draining(spec.runner_id):
-                return spec.runner_id, False
-            try:
-                moved = self._pick(spec, "drains")
-            except Unavailable:  # a runner with room that this coordinator has no link to yet
-                moved = None
-            if moved is None:
-                log.warning("session %s: runner %s drains, but no other linked runner has room; its sandbox "
-                            "starts there again", spec.session_id, spec.runner_id)
-                return spec.runner_id, False
-            return moved, True
-        moved = self._pick(spec, "is gone")
-        if moved is None:
-            raise Unavailable(NO_RUNNERS, retry_after_s=5)
-        return moved, True
-
-    def _draining(self, runner_id: str) -> bool:
-        try:
-            row = self._store.read_with(rq.get, runner_id)
-        except StoreError as exc:  # stay where it is: a drain is not worth a failed start
-            log.warning("runner %s: registry not read (%s); the session stays on it", runner_id, exc)
-            return False
-        return row is not None and row.draining
-
-    def _pick(self, spec: SandboxSpec, why: str) -> str | None:
-        """The least-loaded runner that takes new sessions, a warming slot reserved on it and
-        the session assigned to it; None when none has room. Raises Unavailable when the
-        registry's pick has no link from here yet. ``why``: why the session's own runner (if
-        it has one) is not used, for the log."""
-        store = self._store
-        row = store.write_with(rq.pick, rq.cutoff(store.now(), self._timeout))
-        if row is None:
-            return None
-        if not self._connected(row.id):
-            self.release(row.id)
-            raise Unavailable(f"runner {row.id} is registered but this coordinator's link to it is not up yet; "
-                              "retry shortly", retry_after_s=2)
-        store.write_with(rq.assign, spec.tenant_id, spec.session_id, row.id)
-        if spec.runner_id is not None:
-            log.warning("session %s: runner %s %s; starting its sandbox on runner %s",
-                        spec.session_id, spec.runner_id, why, row.id)
-        return row.id
-
-    def recorded(self, spec: SandboxSpec) -> str | None:
-        """The runner the session's row names (where its last sandbox was placed), read afresh:
-        a session actor's row may predate its last placement. None when unknown."""
-        try:
-            row = self._store.get_session(spec.tenant_id, spec.session_id)
-        except StoreError as exc:
-            log.warning("session %s: its runner not read (%s); its sandbox starts fresh", spec.session_id, exc)
-            return None
-        return row.runner_id if row is not None else None
-
-    def release(self, runner_id: str) -> None:
-        try:
-            self._store.write_with(rq.release_warming, runner_id)
-        except StoreError as exc:  # the next heartbeat resets the figure anyway
-            log.warning("runner %s: warming slot not released: %s", runner_id, exc)
 
 
 class RemoteSnapshots(Snapshotter):

@@ -24,7 +24,8 @@ from ashd.runnerlink.endpoint import RunnerEnd
 from ashd.runnerlink.mux import MAX_MESSAGE_BYTES, Handler, MessageTooLarge, Mux, RequestFailed
 from ashd.sandbox import agent_cache
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
-from ashd.sandbox.remote import RemoteLauncher, RemoteProcess
+from ashd.sandbox.remote import RemoteLauncher
+from ashd.sandbox.remote_process import RemoteProcess
 from ashd.snapshot.fingerprint import workspace_digest
 from ashd.snapshot.snapshots import Snapshotter
 from ashd.snapshot.store import LocalBlobStore
