@@ -76,8 +76,7 @@ class RunnerFolders:
     def remove(self, sandbox_id: str) -> bool:
         """Once the launcher's teardown of the sandbox is over (bounded), its folder; False
         if the teardown did not end in time (the folder stays)."""
-        settled = getattr(self._launcher, "settled", None)
-        if settled is not None and not settled(sandbox_id, self._stop_grace_s + TEARDOWN_MARGIN_S):
+        if not self._settled(sandbox_id, self._stop_grace_s + TEARDOWN_MARGIN_S):
             log.warning("sandbox %s still tearing down; its folder stays", sandbox_id)
             return False
         return discard.remove_sandbox_dir(self._layout.sandbox_dir(sandbox_id))
@@ -86,13 +85,18 @@ class RunnerFolders:
         """The session ran on another runner since this one last hosted it (a partition moved
         it away, say): the folder kept here holds older files and an older conversation than
         the snapshot and the order."""
-        settled = getattr(self._launcher, "settled", None)
-        if callable(settled) and not settled(order.sandbox_id):
+        if not self._settled(order.sandbox_id):
             raise SandboxFailed(f"sandbox {order.sandbox_id}'s earlier teardown on this runner has not finished; retry")
         if not discard.remove_sandbox_dir(root):
             raise SandboxFailed(f"sandbox {order.sandbox_id}'s stale folder on this runner could not be removed")
         log.info("session %s: ran on another runner since this one hosted it; its stale sandbox folder here "
                  "discarded (files from the snapshot, conversation from the coordinator)", order.session_id)
+
+    def _settled(self, sandbox_id: str, *timeout_s: float) -> bool:
+        """Whether the launcher's teardown of the sandbox is over, waiting for it (``timeout_s``,
+        else the launcher's own bound); a launcher without teardowns has none to wait for."""
+        settled = getattr(self._launcher, "settled", None)
+        return not callable(settled) or bool(settled(sandbox_id, *timeout_s))
 
     def _restore(self, order: LaunchOrder, target: Path) -> None:
         """A workspace new to this runner: the session's latest snapshot, if it has one

@@ -196,7 +196,7 @@ def _isolating(config: Config, store: Store, report: isolation.Report, recorder:
         if divert is None or not divert(gate.session_id, "usage", dataclasses.asdict(usage)):
             recorder.usage(gate.tenant_id, gate.session_id, gate.agent_name, usage)
 
-    digest = hashlib.sha256(str(config.data_dir.resolve()).encode()).hexdigest()[:12]
+    digest = instance_of(config.data_dir)
     layout = cgroups.detect(instance=digest)
     mount_root = sb.mount_root / digest
     _sweep(layout, config.data_dir / "sandboxes", mount_root)
@@ -232,6 +232,12 @@ def _isolating(config: Config, store: Store, report: isolation.Report, recorder:
     closers = [*([zygote.close] if zygote else []), remove_mount_root, recorder.close,
                loop.stop, oom.close, launcher.close]
     return Services(launcher, report, closers, loop.answers, zygote)
+
+
+def instance_of(data_dir: Path) -> str:
+    """The daemon's instance: the level of its cgroups under ``ashd-sandboxes`` and of its run
+    dirs under the mount root, one per data dir, so daemons side by side never touch each other's."""
+    return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
 
 
 def _sweep(layout: cgroups.CgroupLayout, sandboxes: Path, mount_root: Path) -> None:

@@ -13,7 +13,6 @@ from the database and the files from the snapshot).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import signal
 import time
@@ -30,6 +29,7 @@ from tests.e2e.test_remote_sessions import bridges_of, shared_blobs
 from tests.e2e.test_runners import FAST, Cluster, cluster, pg_url, runners, wait_for  # noqa: F401 (fixtures)
 from tests.snapshot.conftest import s3_bucket, s3_client, s3_endpoint  # noqa: F401 (fixtures)
 from tests.support.daemon import AshdProcess, sse_events
+from tests.support.sandboxes import instance
 from tests.support.turns import StreamedTurn
 
 pytestmark = pytest.mark.e2e
@@ -222,7 +222,7 @@ def test_two_coordinators_and_two_runners_lose_nothing_when_the_sessions_runner_
     # sandboxes left behind: their mounts, loop devices and run directories.
     killed = hosts[first]
     killed.start(timeout=120)
-    mount_root = Path("/run/ashd") / hashlib.sha256(str(killed.data_dir.resolve()).encode()).hexdigest()[:12]
+    mount_root = Path("/run/ashd") / instance(killed)
     mounts = reaper.mount_points(Path("/proc/self/mountinfo").read_text())
     assert reaper.stale_under(mounts, [mount_root]) == [], mount_root
     assert reaper.loops_backed_inside([killed.data_dir]) == []

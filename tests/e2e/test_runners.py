@@ -11,7 +11,6 @@ runners is not this part's).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import time
@@ -29,6 +28,7 @@ from tests.conftest import HELLO_AGENT
 from tests.e2e.test_ashctl import ashctl
 from tests.store.pg import backend_database
 from tests.support.daemon import AshdProcess, free_port
+from tests.support.sandboxes import instance, layout_of
 
 pytestmark = pytest.mark.e2e
 
@@ -97,10 +97,7 @@ def instance_dirs(daemon: AshdProcess) -> list[Path]:
     """What the daemon's sandbox services keep on the host outside its data dir: its run dir
     under the mount root and its cgroup levels (ashd/sandbox/services.py: one instance per
     data dir)."""
-    instance = hashlib.sha256(str(daemon.data_dir.resolve()).encode()).hexdigest()[:12]
-    cgroups = Path("/sys/fs/cgroup")
-    places = [Path("/run/ashd") / instance, cgroups / "ashd-sandboxes" / instance,  # v2 alone, or v1 and v2
-              *cgroups.glob(f"*/ashd-sandboxes/{instance}")]
+    places = [Path("/run/ashd") / instance(daemon), *layout_of(daemon).parents.values()]
     return [place for place in places if place.exists()]
 
 

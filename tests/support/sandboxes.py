@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import httpx
 import psutil
 
 from ashd.sandbox import cgroups
+from ashd.sandbox.services import instance_of
 from tests.support.daemon import AshdProcess, sse_events
 
 
 def instance(daemon: AshdProcess) -> str:
     """The daemon's instance digest (its cgroups and run dirs are named by it)."""
-    return hashlib.sha256(str(daemon.data_dir.resolve()).encode()).hexdigest()[:12]
+    return instance_of(daemon.data_dir)
 
 
 def layout_of(daemon: AshdProcess) -> cgroups.CgroupLayout:
