@@ -35,7 +35,7 @@ lint: setup
 	$(BIN)/ruff check ashd tests benchmarks
 	$(BIN)/mypy ashd
 
-## make man: regenerate man/ from the parsers and ashd/config.py (scripts/build_man.py).
+## make man: regenerate man/ from the parsers and ashd/config*.py (scripts/build_man.py).
 man: setup
 	$(BIN)/python scripts/build_man.py man
 

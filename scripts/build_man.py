@@ -5,7 +5,7 @@
   the environment names read from the code that uses them.
 - ``ashd.toml.5``: every section and key of :class:`ashd.config.Config`, with its type, its
   default, its environment variable (``ENV_KEYS``) and its meaning, which is the comment
-  beside (or above) the field in ``ashd/config.py``. A key without such a comment stops the
+  beside (or above) the field in ``ashd/config_sections.py``. A key without such a comment stops the
   build: the page cannot drift from the code, and a new key cannot go undocumented.
 
 ``tests/unit/test_manpages.py`` regenerates the pages and fails when ``man/`` is stale.
@@ -26,7 +26,7 @@ from typing import Any
 
 from argparse_manpage.manpage import Manpage
 
-from ashd import __version__, config
+from ashd import __version__, config, config_sections
 from ashd.cli import ashctl, context, daemon
 from ashd.client import discovery
 from ashd.systemd import EXIT_TREE_FAILED
@@ -52,7 +52,7 @@ class Key:
 
 def config_keys() -> list[Key]:
     """Every key of Config, top-level ones first, then each section in Config's order."""
-    comments = _field_comments(inspect.getsource(config))
+    comments = _field_comments(inspect.getsource(config_sections))
     env = {key: var for key, var in config.ENV_KEYS}
     keys: list[Key] = []
 
@@ -63,7 +63,7 @@ def config_keys() -> list[Key]:
             dotted = f"{section}.{f.name}" if section else f.name
             meaning = comments.get((owner.__name__, f.name), "")
             if not meaning:
-                raise SystemExit(f"ashd/config.py: {owner.__name__}.{f.name} ({dotted}) has no comment; "
+                raise SystemExit(f"ashd/config_sections.py: {owner.__name__}.{f.name} ({dotted}) has no comment; "
                                  "write its meaning beside the field (it becomes ashd.toml(5))")
             default = getattr(owner(), f.name)  # every field has a default
             keys.append(Key(section, f.name, str(f.type), default, env.get(dotted, ""), meaning))
@@ -84,9 +84,9 @@ def sections() -> dict[str, type]:
 
 
 def section_docs() -> dict[str, str]:
-    """Section name -> the docstring written on its class in ashd/config.py (or "")."""
-    classes = {node.name: ast.get_docstring(node) or "" for node in ast.walk(ast.parse(inspect.getsource(config)))
-               if isinstance(node, ast.ClassDef)}
+    """Section name -> the docstring written on its class in ashd/config_sections.py (or "")."""
+    tree = ast.parse(inspect.getsource(config_sections))
+    classes = {node.name: ast.get_docstring(node) or "" for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
     return {name: classes.get(owner.__name__, "") for name, owner in sections().items()}
 
 

@@ -47,7 +47,8 @@ PROGRAMS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 UNITS: dict[str, str] = {
     "ashd": "version",
     **{f"ashd.{name}": "core" for name in (
-        "body_policy", "config", "credentials", "deploy", "errors", "events", "layout", "lifecycle",
+        "body_policy", "config", "config_checks", "config_sections", "credentials", "deploy", "errors", "events",
+        "layout", "lifecycle",
         "limit_fields", "option_fields", "options", "policy", "states", "user_env")},
     **{f"ashd.{name}": "support" for name in ("fdlimit", "loop_task", "metrics", "systemd")},
     "ashd.wire": "wire",

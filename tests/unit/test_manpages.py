@@ -1,10 +1,10 @@
 """The man pages: generated from the code, complete, renderable, and found by man(1) after set-up.
 
 man/*.1 and man/ashd.toml.5 are written by scripts/build_man.py (`make man`) from the parsers
-and ashd/config.py; `make setup` installs them under the venv's share/man, which the README
-tells users to read with `MANPATH=.venv/share/man man ashctl` (or plain `man ashctl` with
-.venv/bin on PATH). These tests run the real man(1) and groff (scripts/ensure-system-deps
-installs them).
+and ashd/config.py (the keys' meanings: ashd/config_sections.py); `make setup` installs them
+under the venv's share/man, which the README tells users to read with
+`MANPATH=.venv/share/man man ashctl` (or plain `man ashctl` with .venv/bin on PATH). These
+tests run the real man(1) and groff (scripts/ensure-system-deps installs them).
 """
 
 from __future__ import annotations
@@ -132,13 +132,13 @@ def test_config_page_documents_every_key_with_its_default_environment_and_meanin
 
 
 def test_generator_refuses_a_key_without_a_meaning(tmp_path: Path) -> None:
-    # A copy of the generator run against a config.py whose first commented key lost its comment.
-    source = (REPO / "ashd" / "config.py").read_text()
+    # A copy of the generator run against a config_sections.py whose first commented key lost its comment.
+    source = (REPO / "ashd" / "config_sections.py").read_text()
     stripped = re.sub(r'(    port: int = 4100)  #.*', r"\1", source, count=1)
     assert stripped != source
     package = tmp_path / "ashd"
     shutil.copytree(REPO / "ashd", package, ignore=shutil.ignore_patterns("__pycache__"))
-    (package / "config.py").write_text(stripped)
+    (package / "config_sections.py").write_text(stripped)
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "build_man.py"), str(tmp_path / "out")],
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
                           capture_output=True, text=True, timeout=120)
