@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from ashd.store import Conflict, Store, StoreError, StoreUnavailable
-from ashd.store.store import AT_ONCE_MAX_CHARS
+from ashd.store.store_base import AT_ONCE_MAX_CHARS
 from ashd.store.usage import UsageFilter
 
 
