@@ -47,8 +47,8 @@ from ashd.body_policy import BodyPolicy  # noqa: E402
 from ashd.proxy import http1  # noqa: E402
 from ashd.proxy.body import check_body, filter_betas  # noqa: E402
 from ashd.proxy.connections import ConnectionTable  # noqa: E402
+from ashd.proxy.gate import Gate, charge, over_budget  # noqa: E402
 from ashd.proxy.meter import Meter  # noqa: E402
-from ashd.proxy.model import Gate, _charge, _over_budget  # noqa: E402
 from ashd.proxy.route import RouteRefused, route  # noqa: E402
 from benchmarks.message_latency import machine  # noqa: E402
 
@@ -123,7 +123,7 @@ def request_checks(table: ConnectionTable, gate: Gate) -> None:
     http1.check_request_framing(HEAD)
     presented = HEAD.get("x-api-key") or (HEAD.get("authorization") or "").removeprefix("Bearer ").strip()
     assert hmac.compare_digest(presented.encode(), gate.token.encode())
-    assert not _over_budget(gate)
+    assert not over_budget(gate)
     table.release(slot)
 
 
@@ -132,10 +132,10 @@ def metering(pieces: list[bytes], gate: Gate) -> None:
     charged = 0.0
     for piece in pieces:
         meter.feed(piece)
-        charged = _charge(gate, meter.cost_so_far(), charged)
-        _over_budget(gate)
+        charged = charge(gate, meter.cost_so_far(), charged)
+        over_budget(gate)
     usage = meter.result()
-    _charge(gate, usage.cost_usd if usage else 0.0, charged)
+    charge(gate, usage.cost_usd if usage else 0.0, charged)
 
 
 def refused_path() -> None:

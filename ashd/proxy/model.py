@@ -27,28 +27,29 @@ token, which the CLI inside uses as its API key. Per connection, then per reques
    generated whole), charged, then sent. ``on_usage`` reports each charged reply (proxy loop
    thread; must not block - hand off to a thread).
 
-Register/unregister are called from actor threads; serving runs on the proxy loop.
+Register/unregister are called from actor threads; serving runs on the proxy loop. A
+sandbox's token and budget are its :class:`~ashd.proxy.gate.Gate`; the replies the proxy
+writes itself (errors, the probe's answer, a stopped stream's end) are :mod:`ashd.proxy.replies`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ashd.body_policy import BodyPolicy
-from ashd.config import Secret
 from ashd.proxy import http1
 from ashd.proxy.body import BodyRefused, check_body, filter_betas, too_large
 from ashd.proxy.connections import ConnectionTable, Slot
+from ashd.proxy.gate import Gate, budget_message, charge, over_budget
 from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import MAX_JSON_BYTES, Meter, Usage
+from ashd.proxy.replies import answer_hello, client_head, end_stream, ends_by_framing, refuse_connection, reply
 from ashd.proxy.route import MESSAGES, Route, RouteRefused, route
 from ashd.proxy.upstream import Upstream, UpstreamPool
 
@@ -58,26 +59,6 @@ STRIP = ("x-api-key", "authorization", "proxy-authorization", "connection", "kee
          "proxy-connection", "te", "upgrade", "accept-encoding", "expect", "content-length", "transfer-encoding",
          "anthropic-beta")
 UPSTREAM_TIMEOUT_S = 30.0
-READING_PER_SANDBOX = 2  # request bodies a sandbox may have ashd read (and hold) at once
-
-
-@dataclass
-class Gate:
-    """One sandbox's view of the proxy."""
-
-    session_id: str
-    tenant_id: str
-    agent_name: str
-    token: str
-    budget_usd: float | None
-    spent_usd: float = 0.0
-    requests: int = 0
-    upstream_key: Secret | None = None  # the session's stored credential; None: the daemon's key
-    refused: set[str] = field(default_factory=set)  # features refused so far (logged once each)
-    reading: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(READING_PER_SANDBOX))
-    # The running turn's own maxBudgetUsd, counted from turn_start_usd (see limit_turn).
-    turn_budget_usd: float | None = None
-    turn_start_usd: float = 0.0
 
 
 OnUsage = Callable[[Gate, Usage], None]
@@ -116,7 +97,7 @@ class ModelProxy:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self._hold(asyncio.current_task())
             await self.connections.serve(sandbox_id, writer, lambda slot: self._handle(gate, slot, reader, writer),
-                                         _refuse_connection)
+                                         refuse_connection)
 
         server = self._loop.serve(sock, handle)  # type: ignore[arg-type]
         with self._lock:
@@ -185,16 +166,16 @@ class ModelProxy:
             http1.check_request_framing(head)
         except RouteRefused as refused:
             kind = "not_found_error" if refused.status == 404 else "invalid_request_error"
-            return await _reply(writer, refused.status, kind, refused.message)
+            return await reply(writer, refused.status, kind, refused.message)
         except http1.HttpError as exc:
-            return await _reply(writer, 400, "invalid_request_error", str(exc))
+            return await reply(writer, 400, "invalid_request_error", str(exc))
         if where.local:
-            return await _answer_hello(writer, where)
+            return await answer_hello(writer, where)
         presented = head.get("x-api-key") or (head.get("authorization") or "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(presented.encode(), gate.token.encode()):
-            return await _reply(writer, 401, "authentication_error", "invalid session token")
-        if _over_budget(gate):
-            return await _reply(writer, 400, "invalid_request_error", _budget_message(gate))
+            return await reply(writer, 401, "authentication_error", "invalid session token")
+        if over_budget(gate):
+            return await reply(writer, 400, "invalid_request_error", budget_message(gate))
         gate.requests += 1
         wants_close = "close" in (head.get("connection") or "").lower()
         return await self._forward(gate, slot, head, where, reader, writer, not wants_close)
@@ -228,7 +209,7 @@ class ModelProxy:
         try:
             body = await self._checked_body(gate, slot, head, reader)
         except BodyRefused as refused:
-            return await _reply(writer, refused.status, refused.kind, refused.message)
+            return await reply(writer, refused.status, refused.kind, refused.message)
         cred = ("x-api-key", gate.upstream_key.reveal()) if gate.upstream_key is not None else self._cred
         headers = [*head.without(*STRIP), ("host", self._host_header()), cred,
                    ("accept-encoding", "identity"), ("connection", "keep-alive"), ("content-length", str(len(body)))]
@@ -241,13 +222,13 @@ class ModelProxy:
         whole = False
         try:
             if resp is None:
-                return await _reply(writer, 502, "api_error", "the model upstream closed the connection")
+                return await reply(writer, 502, "api_error", "the model upstream closed the connection")
             slot.touch()
-            framed = _framed(resp)
+            framed = ends_by_framing(resp)
             keep = framed and client_keep
             if where.path != MESSAGES:
                 await http1.relay_body(resp, conn.reader, writer, until_eof=True, progress=slot.touch,
-                                       first=_client_head(resp, keep))
+                                       first=client_head(resp, keep))
                 whole = framed
             elif "text/event-stream" in (resp.get("content-type") or ""):
                 whole = await self._relay_stream(gate, slot, resp, conn.reader, writer, keep) and framed
@@ -301,22 +282,22 @@ class ModelProxy:
         def progress() -> None:
             nonlocal charged
             slot.touch()
-            charged = _charge(gate, meter.cost_so_far(), charged)
-            if _over_budget(gate) and not meter.stopped:
+            charged = charge(gate, meter.cost_so_far(), charged)
+            if over_budget(gate) and not meter.stopped:
                 raise BudgetCrossed
 
         try:
             await http1.relay_body(resp, up_reader, writer, tap=meter.feed, until_eof=True, progress=progress,
-                                   first=_client_head(resp, keep))
+                                   first=client_head(resp, keep))
             return True
         except BudgetCrossed:
             log.info("model proxy: session %s crossed its budget mid-reply; reply stopped (%s)", gate.session_id,
-                     _budget_message(gate))
-            await _end_stream(writer, resp, meter, _budget_message(gate))
+                     budget_message(gate))
+            await end_stream(writer, resp, meter, budget_message(gate))
             return False
         finally:
             usage = meter.result()
-            _charge(gate, usage.cost_usd if usage else 0.0, charged)
+            charge(gate, usage.cost_usd if usage else 0.0, charged)
             if usage is not None:
                 self._on_usage(gate, usage)
 
@@ -328,7 +309,7 @@ class ModelProxy:
         meter.feed(body)
         usage = meter.result()
         if usage is not None:
-            _charge(gate, usage.cost_usd, 0.0)
+            charge(gate, usage.cost_usd, 0.0)
             self._on_usage(gate, usage)
         headers = [*resp.without("connection", "keep-alive", "transfer-encoding", "content-length"),
                    ("content-length", str(len(body))), ("connection", "keep-alive" if keep else "close")]
@@ -338,77 +319,3 @@ class ModelProxy:
     def _host_header(self) -> str:
         default = 443 if self._tls else 80
         return self._host if self._port == default else f"{self._host}:{self._port}"
-
-
-def _over_budget(gate: Gate) -> bool:
-    return (gate.budget_usd is not None and gate.spent_usd >= gate.budget_usd) or _over_turn_budget(gate)
-
-
-def _over_turn_budget(gate: Gate) -> bool:
-    return gate.turn_budget_usd is not None and gate.spent_usd - gate.turn_start_usd >= gate.turn_budget_usd
-
-
-def _budget_message(gate: Gate) -> str:
-    if _over_turn_budget(gate):
-        return (f"turn budget exhausted: this turn spent ${gate.spent_usd - gate.turn_start_usd:.4f} of "
-                f"${gate.turn_budget_usd or 0:.4f} (the message's maxBudgetUsd)")
-    return (f"session budget exhausted: spent ${gate.spent_usd:.4f} of ${gate.budget_usd or 0:.4f} "
-            "(maxBudgetUsd)")
-
-
-def _charge(gate: Gate, cost: float, charged: float) -> float:
-    """Bring the gate's spend up to date with one reply's cost so far; returns that cost."""
-    gate.spent_usd += cost - charged
-    return cost
-
-
-def _framed(resp: http1.Head) -> bool:
-    """The reply ends by its own framing (so its connection can carry another request)."""
-    return (resp.start.startswith("HTTP/1.1 ") and "close" not in (resp.get("connection") or "").lower()
-            and (resp.chunked or resp.length is not None))
-
-
-def _client_head(resp: http1.Head, keep: bool) -> bytes:
-    value = "keep-alive" if keep else "close"
-    return http1.encode_head(resp.start, [*resp.without("connection", "keep-alive"), ("connection", value)])
-
-
-async def _end_stream(writer: asyncio.StreamWriter, resp: http1.Head, meter: Meter, message: str) -> None:
-    """End a stream the budget stopped with an SSE ``error`` event, when the framing allows."""
-    if not meter.at_boundary or (not resp.chunked and resp.length is not None):
-        return  # mid-event, or a length-framed body: cutting it is all that is safe
-    data = json.dumps({"type": "error", "error": {"type": "invalid_request_error", "message": message}})
-    event = f"event: error\ndata: {data}\n\n".encode()
-    writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event) if resp.chunked else event)
-    await writer.drain()
-
-
-async def _answer_hello(writer: asyncio.StreamWriter, where: Route) -> bool:
-    """The CLI's connectivity probe, answered here: the upstream is never asked. False: the
-    connection closes (the probe's body, if any, is not read)."""
-    body = b"" if where.method == "HEAD" else b"{}"
-    writer.write(http1.encode_head("HTTP/1.1 200 OK", [
-        ("content-type", "application/json"), ("content-length", "2"), ("connection", "close")]) + body)
-    await writer.drain()
-    return False
-
-
-async def _refuse_connection(writer: asyncio.StreamWriter, cap: int) -> None:
-    """Over the sandbox's cap: a 429 at once, no request read, and the connection closed."""
-    try:
-        await _reply(writer, 429, "rate_limit_error",
-                     f"too many open connections to the model proxy from this sandbox (at most {cap})", retry=True)
-    except OSError:
-        pass
-    finally:
-        writer.close()
-
-
-async def _reply(writer: asyncio.StreamWriter, status: int, kind: str, message: str, retry: bool = False) -> bool:
-    """An error reply, and False: the connection closes (the request's body may be unread)."""
-    body = json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
-    writer.write(http1.encode_head(f"HTTP/1.1 {status} ashd", [
-        ("content-type", "application/json"), ("content-length", str(len(body))), ("connection", "close"),
-        ("x-should-retry", "true" if retry else "false")]) + body)
-    await writer.drain()
-    return False

@@ -26,9 +26,10 @@ from ashd.errors import SandboxFailed
 from ashd.limit_fields import Limits
 from ashd.metrics import Metrics
 from ashd.proxy.egress import EgressProxy
+from ashd.proxy.gate import Gate
 from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import Usage
-from ashd.proxy.model import Gate, ModelProxy
+from ashd.proxy.model import ModelProxy
 from ashd.sandbox import cgroups, isolation, reaper
 from ashd.sandbox.isolating_launcher import IsolatingLauncher, Ports, event_json
 from ashd.sandbox.kit import KitConfig

@@ -12,9 +12,10 @@ import socket
 import threading
 
 from ashd.body_policy import MAX_REQUEST_BYTES, BodyPolicy
+from ashd.proxy.gate import Gate
 from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import Usage
-from ashd.proxy.model import Gate, ModelProxy
+from ashd.proxy.model import ModelProxy
 
 REAL_KEY = "sk-real-key-for-proxy-tests"
 
