@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,9 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         self._logs = logs
         self._config = config
         self._launcher = launcher
+        # Waits for a stopped sandbox's teardown (its processes gone, cgroups removed, unmounted):
+        # the launcher's ``settled``; None: it has none (its stop is the whole of it).
+        self._settled: Callable[[str, float], bool] | None = getattr(launcher, "settled", None)
         self._store = store
         self._live: dict[str, _Live] = {}
         self._evicting: dict[str, float] = {}  # told to leave (parked or evicted): since when (monotonic)
@@ -451,21 +455,27 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
             log.warning("sandbox %s stopped, but its state was not stored: %s", sandbox_id, exc)
 
     def _free_when_stopped(self, sandbox_id: str, stopped: pykka.Future[bool]) -> None:
-        """The slot stays held until the sandbox actor has stopped its processes (waited for
-        on a thread of its own, so this actor never blocks)."""
+        """The slot stays held until the sandbox actor has stopped its bridge and the
+        launcher's teardown is over (the sandbox's processes gone: a killed CLI can take a
+        while to exit), both waited for on a thread of its own, so this actor never blocks."""
         if self._ticker is not None and self._ticker.is_set():
             return  # shutting down: no more starts to admit
         self._stopping += 1
         me = self.actor_ref.proxy()
         timeout_s = self._config.stop_grace_s + STOPPED_WAIT_S
+        settled = self._settled
 
         def wait() -> None:
+            deadline = time.monotonic() + timeout_s
             try:
                 stopped.get(timeout=timeout_s)
             except pykka.Timeout:
                 log.error("sandbox %s did not stop within %.0fs; its slot is given back", sandbox_id, timeout_s)
             except Exception:  # boundary: the slot must come back whatever the stop raised
                 log.exception("sandbox %s stopped with an error; its slot is given back", sandbox_id)
+            # False also once a newer start of the same sandbox is live: it waited for this teardown.
+            if settled is not None:
+                settled(sandbox_id, max(0.0, deadline - time.monotonic()))
             tell(me.sandbox_stopped, context=f"the slot of sandbox {sandbox_id}")
 
         threading.Thread(target=wait, name=f"stopped-{sandbox_id[:8]}", daemon=True).start()

@@ -334,6 +334,45 @@ def _bridge_pid(sandbox: pykka.ActorProxy[SandboxActor]) -> int:
     return sandbox.start_bridge().get(timeout=15).pid
 
 
+class TearingDownLauncher(ScriptLauncher):
+    """A launcher whose teardown (``settled``) lasts until the test ends it."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.asked = threading.Event()  # someone waits for a teardown
+        self.torn_down = threading.Event()
+
+    def settled(self, sandbox_id: str, timeout_s: float) -> bool:
+        self.asked.set()
+        return self.torn_down.wait(timeout_s)
+
+
+def test_a_slot_comes_back_only_once_the_launchers_teardown_is_over(tmp_path: Path) -> None:
+    """A bridge stopped is not a sandbox gone: its killed CLI may still be exiting, so a start
+    waiting at the cap is admitted only after the launcher's teardown."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    launcher = TearingDownLauncher(READY_THEN_SLEEP)
+    config = PoolConfig(max_sandboxes=1, bridge_ready_timeout_s=10, stop_grace_s=1)
+    pool = PoolActor.start(config, launcher, store).proxy()  # type: ignore[arg-type]
+    owner, first = Owner(), session_spec(tmp_path)
+    pid = _bridge_pid(pool.reserve(first, owner.proxy).get(timeout=10))
+    pool.mark(first.sandbox_id, SandboxState.WARM).get(timeout=5)
+    pool.mark(first.sandbox_id, SandboxState.WAITING).get(timeout=5)
+    second = session_spec(tmp_path)
+    pool.reserve(second, Owner().proxy).get(timeout=10)
+    room: Future[None] = pool.room(second.sandbox_id).get(timeout=5)
+    assert owner.park_told.wait(10)  # at the cap: the idle one is told to park
+    pool.release(first.sandbox_id).get(timeout=5)
+    assert launcher.asked.wait(15)  # its bridge is gone ...
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    time.sleep(0.3)
+    assert not room.done()  # ... but its teardown is not over: no slot yet
+    launcher.torn_down.set()
+    room.result(timeout=15)
+    pool.stop()
+
+
 def test_a_sandbox_whose_owner_died_is_released_not_leaked(tmp_path: Path) -> None:
     pool = make_pool(tmp_path, READY_THEN_SLEEP, max_sandboxes=2)
     owner = Owner()
