@@ -17,7 +17,7 @@ released at once (``release_orphans``, and at each sweep): no bridge outlives it
 If this actor crashes, ``on_failure`` stops every sandbox it owns and marks their rows cold
 before the root starts a new pool (sessions cold-resume on their next message).
 A sandbox whose workspace image does not exist yet is admitted against the data disk first
-(:mod:`ashd.sandbox.admission`; 507 when its quota does not fit); this actor is the one place
+(:mod:`ashd.actors.pool_disk`; 507 when its quota does not fit); this actor is the one place
 that admits, so two creates never pass on the same free space.
 """
 
@@ -41,6 +41,7 @@ from ashd.actors.children import Crashed
 from ashd.actors.exits import ExitBoard
 from ashd.actors.faults import FaultTarget, crash_detail
 from ashd.actors.messages import BridgeExited, PoolStats
+from ashd.actors.pool_disk import PoolDisk
 from ashd.actors.sandbox import SandboxActor
 from ashd.actors.tell import tell
 from ashd.config import PoolConfig
@@ -49,7 +50,6 @@ from ashd.lifecycle import SandboxLifecycle
 from ashd.sandbox.admission import MIB, DiskLedger
 from ashd.sandbox.launcher import Launcher, SandboxSpec
 from ashd.sandbox.logring import LogBook
-from ashd.sandbox.quota import IMAGE_NAME
 from ashd.states import SandboxState
 from ashd.store import SandboxRow, Store, StoreError
 from ashd.store.timestamps import utc_now
@@ -107,8 +107,7 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         """``crashed``: told why, after the cleanup, if this actor dies of an exception."""
         super().__init__()
         self._crashed = crashed
-        self._disk = disk  # None: the launcher makes no workspace images (nothing to admit)
-        self._default_disk_mb = default_disk_mb
+        self._disk = PoolDisk(disk, default_disk_mb)  # disk None: the launcher makes no images
         self._exits = exits
         self._logs = logs
         self._config = config
@@ -122,9 +121,6 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         # Reservations waiting for a slot, first come first served: resolved when admitted.
         self._waiting: dict[str, Future[None]] = {}
         self._stopping = 0  # dropped sandboxes whose processes may still run: they hold a slot
-        # Workspace quotas admitted before their start ran (a create whose start queues):
-        # sandbox id -> bytes, held until the start is over (see promise_disk).
-        self._promised: dict[str, int] = {}
         self.capacity = min(config.max_sandboxes, parking.warm_cap(config.max_warm_sessions))
         self._ticker: threading.Event | None = None
         self.resumes = {"warm": 0, "cold": 0}
@@ -152,7 +148,7 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         sandbox_id = spec.sandbox_id
         if sandbox_id in self._live:
             self._drop(sandbox_id)
-        self._admit_disk(spec)
+        self._disk.admit(spec, self._specs())
         prewarm = self._unclaimed(spec)
         self._waiting[sandbox_id] = Future()
         self._admit_waiting()
@@ -221,34 +217,14 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         :meth:`forget_disk`; the start's own :meth:`reserve` then admits nothing again. No-op
         when no image is to be made (it exists, or the launcher makes none). Raises
         InsufficientStorage."""
-        if self._disk is None or (root / IMAGE_NAME).exists():
-            return
-        quota_mb = disk_mb or self._default_disk_mb
-        self._disk.admit(sandbox_id, quota_mb, self._pending_disk(sandbox_id), self._live.keys())
-        self._promised[sandbox_id] = quota_mb * MIB
+        self._disk.promise(sandbox_id, root, disk_mb, self._specs())
 
     def forget_disk(self, sandbox_id: str) -> None:
-        """The start that held a promise is over: its image is made (and measured from now on),
-        or it never will be (failed, refused, cancelled)."""
-        self._promised.pop(sandbox_id, None)
+        """The start that held a promise is over (see :meth:`PoolDisk.forget`)."""
+        self._disk.forget(sandbox_id)
 
-    def _admit_disk(self, spec: SandboxSpec) -> None:
-        if self._disk is None or _has_image(spec) or spec.sandbox_id in self._promised:
-            return
-        self._disk.admit(spec.sandbox_id, self._quota_mb(spec), self._pending_disk(spec.sandbox_id),
-                         self._live.keys())
-
-    def _pending_disk(self, besides: str) -> dict[str, int]:
-        """Quotas promised but not made yet, but ``besides``'s own: starts that hold a promise,
-        and live sandboxes whose image is not made yet (they hold their whole quota)."""
-        pending = dict(self._promised)
-        pending.update({sid: self._quota_mb(live.spec) * MIB for sid, live in self._live.items()
-                        if not _has_image(live.spec)})
-        pending.pop(besides, None)
-        return pending
-
-    def _quota_mb(self, spec: SandboxSpec) -> int:
-        return spec.policy.limits.disk_mb or self._default_disk_mb
+    def _specs(self) -> dict[str, SandboxSpec]:
+        return {sandbox_id: live.spec for sandbox_id, live in self._live.items()}
 
     def mark(self, sandbox_id: str, state: SandboxState) -> None:
         live = self._live.get(sandbox_id)
@@ -487,7 +463,3 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
             agent_name=spec.agent_name, state=state.value, workspace_dir=str(spec.workspace),
             created_at=now, last_used_at=now,
         ))
-
-
-def _has_image(spec: SandboxSpec) -> bool:
-    return (spec.root / IMAGE_NAME).exists()
