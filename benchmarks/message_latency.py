@@ -1,6 +1,7 @@
 """Added latency per message: ashd (HTTP + SSE + bridge) versus ClaudeSDKClient directly.
 
-Method: one scripted model server (in this process) answers both paths identically. The
+Method: one scripted model server (in this process; ``--model-process``: in a process of its
+own, as a real model API is, sharing no GIL with the clients) answers both paths identically. The
 direct path is one connected ClaudeSDKClient with the same options the bridge uses, timed
 from ``query()`` to its ResultMessage (and to the first text delta). The ashd path is a
 real ashd process (SQLite, the default bwrap sandbox) with one session, timed from the POST
@@ -69,6 +70,7 @@ from ashd.bridge.driver import build_options  # noqa: E402
 from ashd.sandbox.env import sandbox_env  # noqa: E402
 from ashd.scripted.server import ScriptedModel  # noqa: E402
 from ashd.wire.settings import BridgeSettings  # noqa: E402
+from benchmarks.model_process import ModelProcess  # noqa: E402
 from benchmarks.schedstat import Sched, ashd_roles, pin  # noqa: E402
 from benchmarks.scratch import scratch  # noqa: E402
 from tests.support.daemon import AshdProcess, free_port, sse_events  # noqa: E402
@@ -160,10 +162,14 @@ def sse_turn(client: httpx.Client, url: str) -> tuple[float, float]:
 
 
 async def run(rounds: int, warmup: int, ashd_env: dict[str, str], pin_cli: bool = False,
-              baseline_repo: Path | None = None) -> dict[str, Any]:
+              baseline_repo: Path | None = None, model_process: bool = False) -> dict[str, Any]:
     async with contextlib.AsyncExitStack() as stack:  # whatever started is stopped, even if a start fails
-        model = ScriptedModel()
-        model.start()
+        model: ScriptedModel | ModelProcess
+        if model_process:
+            model = ModelProcess()
+        else:
+            model = ScriptedModel()
+            model.start()
         stack.callback(model.stop)
         tmp = scratch("ashd-bench-")
         daemons = []
@@ -368,14 +374,17 @@ def main() -> int:
     parser.add_argument("--baseline-repo", type=Path, metavar="DIR",
                         help="also run the ashd of another checkout (e.g. `git worktree add --detach /tmp/base "
                              "HEAD~1`), as the path `baseline`, in the same blocks: ashd_minus_baseline")
+    parser.add_argument("--model-process", action="store_true",
+                        help="serve the scripted model from a process of its own instead of a thread of this one")
     parser.add_argument("--pin-cli", action="store_true",
                         help="after the warm-up, run every path's CLI on the last core and everything else "
                              "(this process, ashd, the bridge) on the others: what each path adds without "
                              "its CLI waiting for a core")
     args = parser.parse_args()
     report = asyncio.run(run(args.rounds, args.warmup, dict(kv.split("=", 1) for kv in args.ashd_env), args.pin_cli,
-                             args.baseline_repo))
+                             args.baseline_repo, args.model_process))
     report["ashd_env"] = args.ashd_env
+    report["model"] = "own process" if args.model_process else "this process"
     report["pin_cli"] = args.pin_cli
     emit(report, args.out)
     return 0
