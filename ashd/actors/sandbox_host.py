@@ -54,34 +54,27 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import pykka
 
+from ashd.actors.hosted import ForwardingRing, HostConfig, Hosted, OneRing, fingerprint, lease_of, refused
 from ashd.actors.messages import BridgeExited
 from ashd.actors.sandbox import SandboxActor
-from ashd.config import ModelConfig
 from ashd.errors import SandboxFailed, Unavailable
-from ashd.layout import Layout
 from ashd.runnerlink.mux import Handler, Json, Mux, RequestFailed
 from ashd.runnerlink.relay import open_unix, relay
 from ashd.sandbox.agent_cache import AgentCache
 from ashd.sandbox.agent_uploads import AgentUploads
 from ashd.sandbox.launch_order import LaunchOrder, check_key
-from ashd.sandbox.launcher import Launcher, SandboxSpec
-from ashd.sandbox.linked_admission import LinkedAdmission
-from ashd.sandbox.logring import LogBook, LogLine, LogRing
+from ashd.sandbox.launcher import SandboxSpec
 from ashd.sandbox.runner_folders import RunnerFolders
 from ashd.sandbox.workspace_server import OPS as FILE_OPS
 from ashd.sandbox.workspace_server import WorkspaceServer, any_room
-from ashd.snapshot.fingerprint import workspace_digest
-from ashd.snapshot.snapshots import Snapshotter
 
 log = logging.getLogger(__name__)
 
@@ -90,82 +83,11 @@ RELEASE_GRACE_S = 30.0  # a released sandbox waits this long for a coordinator t
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class HostConfig:
-    layout: Layout
-    launcher: Launcher
-    model: ModelConfig
-    ready_timeout_s: float = 60.0
-    stop_grace_s: float = 5.0
-    cli_workspace: str | None = None  # the launcher's view of the workspace (its transcript key)
-    snapshots: Snapshotter | None = None  # the runner's own snapshot settings (the shared blob store)
-    admission: LinkedAdmission | None = None  # None: every launch admitted (components without limits)
-    digest: Callable[[Path], str | None] = workspace_digest  # tells an unchanged workspace (no upload)
-
-
-def _refused(exc: Unavailable) -> Json:
-    return {"refused": {"status": exc.status, "message": str(exc), "retry_after_s": exc.retry_after_s}}
-
-
-@dataclass
-class _Hosted:
-    spec: SandboxSpec
-    ref: pykka.ActorRef[SandboxActor]
-    link: Mux | None  # the owning coordinator's link; None: released, waiting to be adopted
-    pid: int = 0
-    generation: int | None = None  # the owner's session lease generation (None: no leases)
-    fingerprint: str = ""  # what an adopting launch must match (ashd/sandbox/launch_order.py)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    saved: str | None = None  # the digest of the workspace this sandbox last saved (None: save)
-    grace: asyncio.TimerHandle | None = None
-    stopping: asyncio.Future[Json] | None = None
-
-
-def fingerprint(order: LaunchOrder) -> str:
-    """The parts of an order that make the sandbox what it is: an adopting launch must carry
-    the same (a configuration changed meanwhile starts a new sandbox)."""
-    settings = {k: v for k, v in order.settings.items() if k != "fork_from"}
-    return json.dumps([order.tenant_id, order.session_id, order.agent_key, settings, order.user_env, order.policy,
-                       order.upstream_key], sort_keys=True, default=str)
-
-
-def lease_of(body: Json) -> int | None:
-    lease = body.get("lease")
-    if lease is None:
-        return None
-    if isinstance(lease, bool) or not isinstance(lease, int):
-        raise SandboxFailed("malformed launch: lease must be an integer")
-    return lease
-
-
-class _ForwardingRing(LogRing):
-    """A log ring that also sends each stderr line up the link."""
-
-    def __init__(self, forward: Callable[[str], None]) -> None:
-        super().__init__()
-        self._forward = forward
-
-    def add(self, level: str, text: str) -> LogLine:
-        line = super().add(level, text)
-        if level == "stderr":
-            self._forward(line.text)
-        return line
-
-
-class _OneRing(LogBook):
-    def __init__(self, ring: LogRing) -> None:
-        super().__init__(keep=1)
-        self._one = ring
-
-    def ring(self, session_id: str) -> LogRing:
-        return self._one
-
-
 class SandboxHost:
     def __init__(self, config: HostConfig, loop: asyncio.AbstractEventLoop) -> None:
         self._config = config
         self._loop = loop
-        self._hosted: dict[str, _Hosted] = {}  # sandbox id -> (loop thread only)
+        self._hosted: dict[str, Hosted] = {}  # sandbox id -> (loop thread only)
         self._uplinks: dict[str, tuple[str, Mux | None]] = {}  # session id -> (sandbox id, owner link); any thread
         self._uplinks_lock = threading.Lock()
         self._stopping: set[asyncio.Future[Json]] = set()
@@ -228,7 +150,7 @@ class SandboxHost:
         """A coordinator takes this runner's heartbeats again: launches are accepted."""
         self._fenced = None
 
-    def _stop_soon(self, hosted: _Hosted) -> None:
+    def _stop_soon(self, hosted: Hosted) -> None:
         stopping = self._stop(hosted, 0.0)
         self._stopping.add(stopping)
         stopping.add_done_callback(self._stopping.discard)
@@ -272,12 +194,12 @@ class SandboxHost:
             raise SandboxFailed(f"sandbox {order.sandbox_id} was started on this runner meanwhile")
         admission = self._config.admission
         if admission is not None and len(self._hosted) + len(self._launching) >= admission.capacity:
-            return _refused(admission.full())
+            return refused(admission.full())
         self._launching.add(order.sandbox_id)
         try:
             return await self._start(mux, order, agent_dir, lease)
         except Unavailable as exc:  # no disk for its image: the coordinator's client is told
-            return _refused(exc)
+            return refused(exc)
         finally:  # its image is made (or never will be): no longer a promise
             self._launching.discard(order.sandbox_id)
             if admission is not None:
@@ -288,9 +210,9 @@ class SandboxHost:
         refs: list[pykka.ActorRef[SandboxActor]] = []  # this launch's actor, for its exit report
         ref = SandboxActor.start(spec, self._config.launcher, lambda fact: self._exited(fact, refs),
                                    self._config.ready_timeout_s, self._config.stop_grace_s,
-                                   logs=_OneRing(_ForwardingRing(self._forwarder(order.sandbox_id))))
+                                   logs=OneRing(ForwardingRing(self._forwarder(order.sandbox_id))))
         refs.append(ref)
-        hosted = _Hosted(spec, ref, mux, generation=lease, fingerprint=fingerprint(order))
+        hosted = Hosted(spec, ref, mux, generation=lease, fingerprint=fingerprint(order))
         self._hosted[order.sandbox_id] = hosted
         self._agents.hold(order.agent_key)  # its restarts copy from it too; released by _forget
         self._set_uplink(spec, mux)
@@ -316,7 +238,7 @@ class SandboxHost:
             self._config.admission.admit_launch(order)
         return self._folders.prepare(order, agent_dir)
 
-    async def _take_over(self, mux: Mux, hosted: _Hosted, order: LaunchOrder, lease: int | None) -> Json | None:
+    async def _take_over(self, mux: Mux, hosted: Hosted, order: LaunchOrder, lease: int | None) -> Json | None:
         """A launch for a sandbox this runner already hosts: adopt it (its reply), or stop it
         so a new one starts (None). Raises SandboxFailed for a stale or foreign order."""
         spec = hosted.spec
@@ -338,7 +260,7 @@ class SandboxHost:
         await self._stop(hosted, 0.0)
         return None
 
-    def _adopt(self, mux: Mux, hosted: _Hosted, lease: int) -> Json:
+    def _adopt(self, mux: Mux, hosted: Hosted, lease: int) -> Json:
         """Hand a released sandbox to ``mux``'s coordinator: the same bridge, warm."""
         if hosted.grace is not None:
             hosted.grace.cancel()
@@ -349,7 +271,7 @@ class SandboxHost:
                  hosted.spec.session_id, mux.name, hosted.pid, lease)
         return {"pid": hosted.pid, "start_ms": 0.0, "adopted": True}
 
-    def _release(self, hosted: _Hosted) -> Json:
+    def _release(self, hosted: Hosted) -> Json:
         """The owner gives the sandbox up (its session is idle and another coordinator wants
         it): its relays end, the bridge lives on, owned by nobody, for the grace period."""
         for task in list(hosted.tasks):
@@ -362,7 +284,7 @@ class SandboxHost:
                  sandbox_id, hosted.spec.session_id, RELEASE_GRACE_S)
         return {}
 
-    def _grace_over(self, sandbox_id: str, hosted: _Hosted) -> None:
+    def _grace_over(self, sandbox_id: str, hosted: Hosted) -> None:
         if self._hosted.get(sandbox_id) is hosted and hosted.link is None:
             log.info("sandbox %s of session %s: nobody adopted it within %.0fs; stopping it", sandbox_id,
                      hosted.spec.session_id, RELEASE_GRACE_S)
@@ -372,7 +294,7 @@ class SandboxHost:
         with self._uplinks_lock:
             self._uplinks[spec.session_id] = (spec.sandbox_id, mux)
 
-    async def _snapshot(self, hosted: _Hosted) -> Json:
+    async def _snapshot(self, hosted: Hosted) -> Json:
         if self._folders.snapshots is None:
             raise RequestFailed("this runner has no snapshot store configured")
         last, hosted.saved = hosted.saved, None  # a save that fails leaves "save next time"
@@ -387,7 +309,7 @@ class SandboxHost:
         removed = await self._loop.run_in_executor(None, self._folders.remove, sandbox_id)
         return {"removed": removed}
 
-    def _stop(self, hosted: _Hosted, grace_s: float) -> asyncio.Future[Json]:
+    def _stop(self, hosted: Hosted, grace_s: float) -> asyncio.Future[Json]:
         """Stop the sandbox (once: a second caller waits for the first stop)."""
         if hosted.stopping is None:
             if hosted.grace is not None:
@@ -395,7 +317,7 @@ class SandboxHost:
             hosted.stopping = asyncio.ensure_future(self._stopped(hosted, grace_s))
         return hosted.stopping
 
-    async def _stopped(self, hosted: _Hosted, grace_s: float) -> Json:
+    async def _stopped(self, hosted: Hosted, grace_s: float) -> Json:
         try:
             code = await self._ask(hosted.ref.proxy().stop_bridge(grace_s), grace_s)
         finally:
@@ -403,7 +325,7 @@ class SandboxHost:
             self._forget(hosted.spec.sandbox_id, hosted)
         return {"code": code}
 
-    async def _open(self, mux: Mux, hosted: _Hosted, cid: object) -> Json:
+    async def _open(self, mux: Mux, hosted: Hosted, cid: object) -> Json:
         if not isinstance(cid, int):
             raise RequestFailed("no such sandbox on this link")
         channel = mux.adopt_channel(cid)
@@ -421,14 +343,14 @@ class SandboxHost:
         """Wait for an actor's answer on a worker thread (never on the loop)."""
         return await self._loop.run_in_executor(None, functools.partial(future.get, timeout=timeout_s + ASK_MARGIN_S))
 
-    def _owned(self, mux: Mux, body: Json) -> _Hosted:
+    def _owned(self, mux: Mux, body: Json) -> Hosted:
         """The sandbox the request names, if ``mux`` owns it (another link's is not there for it)."""
         hosted = self._hosted.get(str(body.get("sandbox")))
         if hosted is None or hosted.link is not mux:
             raise RequestFailed(f"no sandbox {body.get('sandbox')!r} owned by this link on this runner")
         return hosted
 
-    def _forget(self, sandbox_id: str, only: _Hosted | None = None) -> _Hosted | None:
+    def _forget(self, sandbox_id: str, only: Hosted | None = None) -> Hosted | None:
         """Drop the sandbox (``only``: if it is still that one, not a successor)."""
         hosted = self._hosted.get(sandbox_id)
         if hosted is None or (only is not None and hosted is not only):

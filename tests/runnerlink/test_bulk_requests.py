@@ -16,7 +16,8 @@ from typing import Any, cast
 
 import pytest
 
-from ashd.actors.sandbox_host import HostConfig, SandboxHost, _Hosted
+from ashd.actors.hosted import Hosted
+from ashd.actors.sandbox_host import HostConfig, SandboxHost
 from ashd.config import ModelConfig, Secret
 from ashd.errors import PayloadTooLarge
 from ashd.layout import Layout
@@ -144,7 +145,7 @@ def test_a_runner_skips_the_snapshot_of_an_unchanged_workspace(tmp_path: Path) -
             runner_spec.workspace.mkdir(parents=True)
             (runner_spec.workspace / "notes.txt").write_text("first\n")
             # A sandbox the runner hosts for this link (its actor is not needed to snapshot).
-            link.host._hosted[spec.sandbox_id] = _Hosted(runner_spec, cast(Any, None), link.runner_muxes[-1])
+            link.host._hosted[spec.sandbox_id] = Hosted(runner_spec, cast(Any, None), link.runner_muxes[-1])
             link.launcher._hosts[spec.session_id] = ("r1", spec.sandbox_id)
             saver = link.launcher.snapshots_over(link.snapshots)
             loop = asyncio.get_running_loop()
