@@ -54,8 +54,7 @@ from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ashd.errors import Conflict, InsufficientStorage, PayloadTooLarge, SandboxFailed, SnapshotError, Unavailable
-from ashd.proxy.meter import Usage
+from ashd.errors import Conflict, PayloadTooLarge, SandboxFailed, SnapshotError
 from ashd.runnerlink.mux import Handler, Json, LinkClosed, MessageTooLarge, Mux, RequestFailed
 from ashd.runnerlink.relay import relay
 from ashd.sandbox import agent_cache
@@ -63,6 +62,7 @@ from ashd.sandbox.launch_order import order_of
 from ashd.sandbox.launcher import SandboxSpec
 from ashd.sandbox.placement import Placement
 from ashd.sandbox.remote_process import LOST_CODE, STOP_MARGIN_S, RemoteProcess
+from ashd.sandbox.runner_reports import NOTICE_TYPES, refusal_of, usage_of
 from ashd.sandbox.services import Recorder
 from ashd.snapshot.snapshots import SnapshotInfo, Snapshotter
 from ashd.store import StoreError
@@ -77,33 +77,6 @@ SNAPSHOT_TIMEOUT_S = 300.0
 HANDLE_BASE = 1 << 32  # remote process numbers start above any pid (Linux's pid_max is at most 2**22)
 _handles = itertools.count(HANDLE_BASE)  # next() is atomic under the GIL
 T = TypeVar("T")
-
-
-NOTICE_TYPES = ("sandbox_oom", "egress")  # what the sandbox services notice (isolating_launcher.py)
-_USAGE_COUNTS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "tool_calls")
-
-
-def usage_of(raw: object) -> Usage | None:
-    """A runner's usage record (``Usage`` as a dict), checked: a model name and counts that are
-    non-negative integers; None if malformed. The cost is priced here, never taken."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("model"), str):
-        return None
-    counts = {k: raw.get(k, 0) for k in _USAGE_COUNTS}
-    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**40 for v in counts.values()):
-        return None
-    return Usage(str(raw["model"])[:200], **counts)
-
-
-def refusal_of(runner: str, raw: object) -> Unavailable:
-    """A runner's admission refusal (full: 503; no disk for the workspace image: 507) as the
-    error the session's client gets."""
-    body = raw if isinstance(raw, dict) else {}
-    message = str(body.get("message") or "the runner refused the sandbox")[:1000]
-    retry = body.get("retry_after_s")
-    retry_s = retry if isinstance(retry, int) and not isinstance(retry, bool) and 0 < retry <= 3600 else 5
-    if body.get("status") == InsufficientStorage.status:
-        return InsufficientStorage(f"runner {runner}: {message}", retry_s)
-    return Unavailable(f"runner {runner}: {message}", retry_after_s=retry_s)
 
 
 class RemoteSnapshots(Snapshotter):
