@@ -47,14 +47,8 @@ class SessionLogStore(StoreBase):
         return self._appending(tenant_id, session_id, lambda conn: log_queries.append_events(
             conn, self._seqs, tenant_id, session_id, items, now))
 
-    def append_log(
-        self,
-        tenant_id: str,
-        session_id: str,
-        messages: Sequence[tuple[str, str]],
-        events: Sequence[tuple[str, str]],
-        stream: Sequence[tuple[int, str, str]] = (),
-    ) -> None:
+    def append_log(self, tenant_id: str, session_id: str, messages: Sequence[tuple[str, str]],
+                   events: Sequence[tuple[str, str]], stream: Sequence[tuple[int, str, str]] = ()) -> None:
         """Append (role, content) messages, (type, data) events and (seq, event, data) SSE
         frames in one transaction.
 
@@ -66,14 +60,8 @@ class SessionLogStore(StoreBase):
         self._appending(tenant_id, session_id, lambda cursor: raw_writes.append_log(
             self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now), raw=True)
 
-    def append_log_at_once(
-        self,
-        tenant_id: str,
-        session_id: str,
-        messages: Sequence[tuple[str, str]],
-        events: Sequence[tuple[str, str]],
-        stream: Sequence[tuple[int, str, str]] = (),
-    ) -> bool:
+    def append_log_at_once(self, tenant_id: str, session_id: str, messages: Sequence[tuple[str, str]],
+                           events: Sequence[tuple[str, str]], stream: Sequence[tuple[int, str, str]] = ()) -> bool:
         """:meth:`append_log` for a caller that must not wait (the event loop): True when the
         rows are committed; False, with nothing written, when that would mean waiting (another
         thread holds the sequences' lock, another connection SQLite's write lock, or another
