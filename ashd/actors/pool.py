@@ -28,10 +28,8 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
 
 import pykka
 
@@ -42,7 +40,9 @@ from ashd.actors.exits import ExitBoard
 from ashd.actors.faults import FaultTarget, crash_detail
 from ashd.actors.messages import BridgeExited, PoolStats
 from ashd.actors.pool_disk import PoolDisk
+from ashd.actors.pool_members import LiveSandbox, SandboxOwner
 from ashd.actors.sandbox import SandboxActor
+from ashd.actors.session_facts import SessionFacts
 from ashd.actors.tell import tell
 from ashd.config import PoolConfig
 from ashd.errors import Unavailable
@@ -59,41 +59,6 @@ log = logging.getLogger(__name__)
 MIN_SWEEP_S = 0.25
 LEAVE_WAIT_S = 15.0  # a sandbox told to leave this long ago is no longer counted on to free its slot
 STOPPED_WAIT_S = 60.0  # beyond the stop grace: how long a dropped sandbox's processes may take to go
-
-
-class SandboxOwner(Protocol):
-    """Who a sandbox belongs to (a SessionActor proxy); told facts, never asked."""
-
-    actor_ref: pykka.ActorRef[Any]
-
-    def sandbox_lost(self, fact: BridgeExited) -> Any: ...
-
-    def evict(self, sandbox_id: str, reason: str) -> Any: ...
-
-    def park(self, sandbox_id: str, reason: str) -> Any: ...
-
-    def move(self, sandbox_id: str, reason: str) -> Any: ...
-
-
-@dataclass
-class _Live:
-    ref: pykka.ActorRef[SandboxActor]
-    spec: SandboxSpec
-    life: SandboxLifecycle
-    owner: SandboxOwner
-    last_used: float
-    prewarm: bool = False  # no session row yet (a pre-warm); cleared once a session claims it
-    # A turn's flips (running, then waiting) stay in memory (two writes per turn saved): the row
-    # says the sandbox is up, "waiting" from the end of its first turn on; the pool's figures
-    # (/health, metrics) say which sandboxes are running.
-    row_waiting: bool = False
-    # Set when the sandbox is dropped: ends its start at once if one is in progress (the sandbox
-    # actor's thread is held by it, so a stop in its mailbox would wait up to the ready timeout).
-    abort: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def state(self) -> SandboxState:
-        return self.life.state
 
 
 class PoolActor(FaultTarget, pykka.ThreadingActor):
@@ -116,7 +81,8 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         # the launcher's ``settled``; None: it has none (its stop is the whole of it).
         self._settled: Callable[[str, float], bool] | None = getattr(launcher, "settled", None)
         self._store = store
-        self._live: dict[str, _Live] = {}
+        self._facts = SessionFacts(store)
+        self._live: dict[str, LiveSandbox] = {}
         self._evicting: dict[str, float] = {}  # told to leave (parked or evicted): since when (monotonic)
         # Reservations waiting for a slot, first come first served: resolved when admitted.
         self._waiting: dict[str, Future[None]] = {}
@@ -149,7 +115,7 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         if sandbox_id in self._live:
             self._drop(sandbox_id)
         self._disk.admit(spec, self._specs())
-        prewarm = self._unclaimed(spec)
+        prewarm = self._facts.unclaimed(spec)
         self._waiting[sandbox_id] = Future()
         self._admit_waiting()
         if sandbox_id in self._waiting and (prewarm or not self._make_room()):
@@ -168,7 +134,8 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
             lambda fact: tell(me.on_bridge_exited, fact, context=f"exit of the bridge of sandbox {fact.sandbox_id}"),
             self._config.bridge_ready_timeout_s, self._config.stop_grace_s, self._exits, self._logs, abort,
         )
-        self._live[sandbox_id] = _Live(ref, spec, SandboxLifecycle(), owner, time.monotonic(), prewarm, abort=abort)
+        self._live[sandbox_id] = LiveSandbox(ref, spec, SandboxLifecycle(), owner, time.monotonic(), prewarm,
+                                             abort=abort)
         self._persist(spec, SandboxState.WARMING)
         return ref.proxy()
 
@@ -303,28 +270,12 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
     def _warm(self) -> list[parking.Warm]:
         for live in self._live.values():
             if live.prewarm:
-                live.prewarm = self._unclaimed(live.spec)
+                live.prewarm = self._facts.unclaimed(live.spec)
         return [parking.Warm(sid, live.state, live.last_used, sid in self._evicting, live.prewarm)
                 for sid, live in self._live.items()]
 
-    def _unclaimed(self, spec: SandboxSpec) -> bool:
-        """A pre-warm: no session row (a create inserts its row before its sandbox starts)."""
-        try:
-            return self._store.get_session(spec.tenant_id, spec.session_id) is None
-        except StoreError:
-            return False
-
     def _keep_warm(self, sandbox_id: str) -> bool:
-        """A pre-warm (no session row), a session that is not active, or one with prompts
-        waiting in the queue stays warm."""
-        spec = self._live[sandbox_id].spec
-        try:
-            row = self._store.get_session(spec.tenant_id, spec.session_id)
-            return (row is None or row.status != "active"
-                    or self._store.has_queued_prompts(spec.tenant_id, spec.session_id))
-        except StoreError as exc:
-            log.warning("sandbox %s not parked: its session could not be read: %s", sandbox_id, exc)
-            return True
+        return self._facts.keep_warm(self._live[sandbox_id].spec)
 
     def count_resume(self, path: str) -> None:
         self.resumes[path] = self.resumes.get(path, 0) + 1
@@ -348,7 +299,7 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
             live = self._live.get(sandbox_id)
             since = self._evicting.get(sandbox_id)
             if (live is None or live.state not in parking.IDLE_STATES
-                    or (since is not None and now - since < LEAVE_WAIT_S) or self._queued(live.spec)):
+                    or (since is not None and now - since < LEAVE_WAIT_S) or self._facts.queued(live.spec)):
                 continue
             self._evicting[sandbox_id] = now
             log.info("moving sandbox %s of session %s: %s", sandbox_id, live.spec.session_id, reason)
@@ -357,13 +308,6 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
             else:
                 self._drop(sandbox_id)  # its owner is gone: nobody else would ever release it
         return told
-
-    def _queued(self, spec: SandboxSpec) -> bool:
-        try:
-            return self._store.has_queued_prompts(spec.tenant_id, spec.session_id)
-        except StoreError as exc:
-            log.warning("sandbox %s not moved: its queue could not be read: %s", spec.sandbox_id, exc)
-            return True
 
     def stats(self) -> PoolStats:
         counts = {state: 0 for state in SandboxState}
