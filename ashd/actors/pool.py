@@ -68,8 +68,10 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
 
     def __init__(self, config: PoolConfig, launcher: Launcher, store: Store, exits: ExitBoard | None = None,
                  logs: LogBook | None = None, disk: DiskLedger | None = None, default_disk_mb: int = 0,
-                 crashed: Crashed | None = None) -> None:
-        """``crashed``: told why, after the cleanup, if this actor dies of an exception."""
+                 crashed: Crashed | None = None, settle: Callable[[str, float], bool] | None = None) -> None:
+        """``crashed``: told why, after the cleanup, if this actor dies of an exception.
+        ``settle``: waits for a stopped sandbox's teardown (its processes gone, cgroups removed,
+        unmounted; the launcher's ``settled``); None: the launcher has none (its stop is all)."""
         super().__init__()
         self._crashed = crashed
         self._disk = PoolDisk(disk, default_disk_mb)  # disk None: the launcher makes no images
@@ -77,9 +79,7 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         self._logs = logs
         self._config = config
         self._launcher = launcher
-        # Waits for a stopped sandbox's teardown (its processes gone, cgroups removed, unmounted):
-        # the launcher's ``settled``; None: it has none (its stop is the whole of it).
-        self._settled: Callable[[str, float], bool] | None = getattr(launcher, "settled", None)
+        self._settle = settle
         self._store = store
         self._facts = SessionFacts(store)
         self._live: dict[str, LiveSandbox] = {}
@@ -383,7 +383,7 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
         self._stopping += 1
         me = self.actor_ref.proxy()
         timeout_s = self._config.stop_grace_s + STOPPED_WAIT_S
-        settled = self._settled
+        settle = self._settle
 
         def wait() -> None:
             deadline = time.monotonic() + timeout_s
@@ -394,8 +394,8 @@ class PoolActor(FaultTarget, pykka.ThreadingActor):
             except Exception:  # boundary: the slot must come back whatever the stop raised
                 log.exception("sandbox %s stopped with an error; its slot is given back", sandbox_id)
             # False also once a newer start of the same sandbox is live: it waited for this teardown.
-            if settled is not None:
-                settled(sandbox_id, max(0.0, deadline - time.monotonic()))
+            if settle is not None:
+                settle(sandbox_id, max(0.0, deadline - time.monotonic()))
             tell(me.sandbox_stopped, context=f"the slot of sandbox {sandbox_id}")
 
         threading.Thread(target=wait, name=f"stopped-{sandbox_id[:8]}", daemon=True).start()

@@ -334,9 +334,11 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
         snapshots = remote_snapshots(snapshots)
     gate = StartGate(start_slots(config.pool), config.pool.max_queued_starts)  # outlives session supervisors
 
+    settle = getattr(launcher, "settled", None)  # a launcher whose teardown outlasts its stop
+
     def start_pool(crashed: Crashed) -> pykka.ActorRef[PoolActor]:
         return PoolActor.start(config.pool, launcher, store, exits, logs, disk, config.sandbox.disk_mb,
-                               crashed=crashed)
+                               crashed=crashed, settle=settle)
 
     def start_sessions(crashed: Crashed) -> pykka.ActorRef[SessionSupervisor]:
         pool = registry.proxy(POOL)
@@ -344,7 +346,7 @@ def build_tree(config: Config, store: Store, launcher: Launcher, metrics: Metric
             store=store, pool=pool, layout=Layout(config.data_dir), model=config.model, sandbox=config.sandbox,
             ready_timeout_s=config.pool.bridge_ready_timeout_s, stop_timeout_s=config.pool.stop_grace_s + 10,
             snapshots=snapshots, restarts=restarts, cli_workspace=getattr(launcher, "cli_workspace", None),
-            metrics=metrics, credential_key=config.auth.credential_key, settle=getattr(launcher, "settled", None),
+            metrics=metrics, credential_key=config.auth.credential_key, settle=settle,
             starts=starts, exits=exits, idle_s=config.supervision.session_actor_idle_s, gate=gate,
             snapshot_digest=getattr(launcher, "snapshot_digest", None),
             discard_elsewhere=getattr(launcher, "discard", None), turn_gates=turn_gates,

@@ -354,7 +354,7 @@ def test_a_slot_comes_back_only_once_the_launchers_teardown_is_over(tmp_path: Pa
     store.migrate()
     launcher = TearingDownLauncher(READY_THEN_SLEEP)
     config = PoolConfig(max_sandboxes=1, bridge_ready_timeout_s=10, stop_grace_s=1)
-    pool = PoolActor.start(config, launcher, store).proxy()  # type: ignore[arg-type]
+    pool = PoolActor.start(config, launcher, store, settle=launcher.settled).proxy()  # type: ignore[arg-type]
     owner, first = Owner(), session_spec(tmp_path)
     pid = _bridge_pid(pool.reserve(first, owner.proxy).get(timeout=10))
     pool.mark(first.sandbox_id, SandboxState.WARM).get(timeout=5)
