@@ -17,6 +17,9 @@ Timed with ``time.perf_counter_ns`` over many repetitions, in rounds; reported p
    ``claude`` 2.1.330 request mid-conversation - 14 client tools with JSON schemas, a
    ``role: system`` environment message, tool calls and results; about 47 KB), with
    ``json_parse`` (a bare ``json.loads`` of the same bytes) as the floor it is measured against.
+5. ``body_check_long``: the check of a body 300 tool calls further into the conversation (the
+   CLI sends all of it every call), whole and with the sandbox's memo of the call before
+   (``body_check_long_memo``, :mod:`ashd.proxy.body_memo`).
 
 ``total_per_request_us`` = 1 + 2 (medians); the target is under 100 us (0.1 ms).
 ``pre_forward_us`` = 1 + 4, everything done before a request is forwarded; the target is well
@@ -46,6 +49,7 @@ sys.path.insert(0, str(REPO))
 from ashd.body_policy import BodyPolicy  # noqa: E402
 from ashd.proxy import http1  # noqa: E402
 from ashd.proxy.body import check_body, filter_betas  # noqa: E402
+from ashd.proxy.body_memo import BodyMemo  # noqa: E402
 from ashd.proxy.connections import ConnectionTable  # noqa: E402
 from ashd.proxy.gate import Gate, charge, over_budget  # noqa: E402
 from ashd.proxy.meter import Meter  # noqa: E402
@@ -88,8 +92,9 @@ def _schema(fields: int, words: int) -> dict[str, Any]:
                                                for i in range(fields)}}
 
 
-def cli_request_body() -> bytes:
-    """A request shaped like the CLI's: 14 tools (~34 KB), 12 messages (~13 KB)."""
+def cli_request_body(tool_calls: int = 5) -> bytes:
+    """A request shaped like the CLI's: 14 tools (~34 KB), 12 messages (~13 KB); ``tool_calls``
+    (5) tool calls and results in its history, ~0.5 KB each."""
     sizes = [5372, 3656, 1006, 2020, 1975, 2533, 5017, 1846, 1490, 1143, 925, 5806, 214, 663]
     tools = [{"name": f"Tool{i}", "description": "d" * (size // 3), "input_schema": _schema(4, size // 40)}
              for i, size in enumerate(sizes)]
@@ -98,7 +103,7 @@ def cli_request_body() -> bytes:
         {"role": "user", "content": [{"type": "text", "text": "<system-reminder>" + "r" * 700 + "</system-reminder>"},
                                      {"type": "text", "text": "run the tests"}]},
         {"role": "system", "content": [{"type": "text", "text": "# Environment\n" + "e" * 9900}]}]
-    for i in range(5):
+    for i in range(tool_calls):
         messages.append({"role": "assistant", "content": [{"type": "tool_use", "id": f"toolu_{i}", "name": "Bash",
                                                            "input": {"command": "make test", "description": "test"}}]})
         messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"toolu_{i}",
@@ -146,6 +151,24 @@ def refused_path() -> None:
     raise AssertionError("not refused")
 
 
+def long_conversation(policy: BodyPolicy, reps: int, rounds: int) -> dict[str, Any]:
+    """A body 300 tool calls into a conversation (``body_check_long``: checked whole), and the
+    same with the sandbox's memo of the call before it (``body_check_long_memo``: only the new
+    call and result parsed, :mod:`ashd.proxy.body_memo`). The CLI sends the whole conversation
+    every call, so the whole check grows with it."""
+    before, raw = cli_request_body(300), cli_request_body(301)
+    primed = BodyMemo()
+    check_body(before, policy, primed)
+
+    def with_memo() -> None:
+        memo = BodyMemo(dict(primed.values), primed.messages, list(primed.message_ends))
+        check_body(raw, policy, memo)
+        assert memo.skipped
+
+    return {"body_check_long": per_call_us(lambda: check_body(raw, policy), reps // 200, rounds),
+            "body_check_long_memo": per_call_us(with_memo, reps // 200, rounds), "long_body_bytes": len(raw)}
+
+
 def per_call_us(fn: Callable[[], None], reps: int, rounds: int) -> dict[str, float]:
     for _ in range(reps // 10):
         fn()  # warm up
@@ -170,6 +193,7 @@ async def measure(reps: int, rounds: int) -> dict[str, Any]:
         "refused_path": per_call_us(refused_path, reps, rounds),
         "body_check": per_call_us(lambda: body_check(raw, policy), reps // 100, rounds),
         "json_parse": per_call_us(lambda: json.loads(raw), reps // 100, rounds),
+        **long_conversation(policy, reps, rounds),
     }
     total = results["request_checks"]["median_us"] + results["metering"]["median_us"]
     worst = results["request_checks"]["max_round_us"] + results["metering"]["max_round_us"]

@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ashd.body_policy import DATE_SUFFIX, BodyPolicy
+from ashd.proxy.body_memo import BodyMemo, Unexpected, read
 
 INLINE_SOURCES = frozenset({"base64", "text", "content"})
 # anthropic-beta prefix -> the allowable name that beta enables
@@ -61,18 +62,35 @@ class BodyRefused(Exception):
         self.feature = feature
 
 
-def check_body(raw: bytes, policy: BodyPolicy) -> None:
-    """Check a whole request body; returns when it may be forwarded as is. Raises BodyRefused."""
+def check_body(raw: bytes, policy: BodyPolicy, memo: BodyMemo | None = None) -> None:
+    """Check a whole request body; returns when it may be forwarded as is. Raises BodyRefused.
+    ``memo``: the sandbox's last body that passed; what this one repeats of it is not parsed
+    or checked again (:mod:`ashd.proxy.body_memo`), and this one becomes it if it passes."""
     if len(raw) > policy.max_bytes:
         raise too_large(policy)
     try:
-        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_object)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BodyRefused(400, "the request body is not valid JSON: it is not UTF-8") from None
+    if memo is not None:
+        try:
+            reading = read(text, memo, _DECODER.raw_decode)
+        except (Unexpected, BodyRefused):
+            pass  # checked whole below, which gives the whole check's answer
+        else:
+            _check_doc(reading.doc, policy)
+            reading.remember()
+            return
+    try:
+        doc = json.loads(text, object_pairs_hook=_object)
     except ValueError as exc:
         raise BodyRefused(400, f"the request body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(doc, dict):
         raise BodyRefused(400, "the request body must be a JSON object")
+    _check_doc(doc, policy)
+
+
+def _check_doc(doc: dict[str, Any], policy: BodyPolicy) -> None:
     _check_fields(doc, policy)
     _check_tools(doc.get("tools"), policy)
     for i, message in enumerate(_list(doc.get("messages"), "messages")):
@@ -106,6 +124,9 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         raise BodyRefused(400, f"the request body repeats the key {_duplicate(pairs)[:80]!r} in one object; the "
                                "model proxy forwards only bodies every JSON parser reads the same way")
     return obj
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)
 
 
 def _duplicate(pairs: list[tuple[str, Any]]) -> str:

@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from ashd.config import Secret
+from ashd.proxy.body_memo import BodyMemo
 
 READING_PER_SANDBOX = 2  # request bodies a sandbox may have ashd read (and hold) at once
 
@@ -25,6 +26,7 @@ class Gate:
     requests: int = 0
     upstream_key: Secret | None = None  # the session's stored credential; None: the daemon's key
     refused: set[str] = field(default_factory=set)  # features refused so far (logged once each)
+    checked: BodyMemo = field(default_factory=BodyMemo)  # its last body that passed (ashd/proxy/body_memo.py)
     reading: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(READING_PER_SANDBOX))
     # The running turn's own maxBudgetUsd, counted from turn_start_usd (see limit_turn).
     turn_budget_usd: float | None = None

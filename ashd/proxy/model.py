@@ -190,7 +190,7 @@ class ModelProxy:
         try:
             async with gate.reading:
                 raw = await http1.read_body(head, reader, self._policy.max_bytes, progress=slot.touch)
-            check_body(raw, self._policy)
+            check_body(raw, self._policy, gate.checked)
             return raw
         except http1.BodyTooLarge:
             raise too_large(self._policy) from None

@@ -260,6 +260,32 @@ def test_duplicate_keys_are_refused(harness: Harness, upstream: Upstream, raw: b
     nothing_reached(upstream)
 
 
+def conversation(turns: int, *extra: dict[str, Any]) -> dict[str, Any]:
+    """The CLI's way: every call sends the whole conversation, with what is new last."""
+    messages = [{"role": role, "content": [{"type": "text", "text": f"{role} {n}"}]}
+                for n in range(turns) for role in ("user", "assistant")]
+    return messages_body(tools=CLIENT_TOOLS, messages=[*messages, *({"role": "user", "content": [b]} for b in extra)])
+
+
+def test_a_sandbox_repeating_its_conversation_is_still_checked_for_what_it_adds(harness: Harness,
+                                                                                 upstream: Upstream) -> None:
+    """The proxy does not parse again what a sandbox's last body that passed already had
+    (ashd/proxy/body_memo.py); what is new is checked, in a new message or in an old one."""
+    assert status_of(post(harness, json.dumps(conversation(3)).encode())) == 200
+    assert status_of(post(harness, json.dumps(conversation(4)).encode())) == 200
+    assert harness.gate.checked.skipped >= 6  # the messages of the first three turns, at least
+    model, counter = upstream
+    model.clear()
+    counter.connections = 0
+    changed = conversation(4)
+    changed["messages"][1]["content"].append(FILE_SOURCE)
+    for body, field in [(conversation(4, FILE_SOURCE), "messages[8].content[0]"), (changed, "messages[1].content[1]")]:
+        answer = post(harness, json.dumps(body).encode())
+        assert status_of(answer) == 400, answer[:400]
+        assert field in error_of(answer)["message"], error_of(answer)
+    nothing_reached(upstream)
+
+
 @pytest.mark.parametrize(("allowed", "kept"), [
     ("", CLI_BETAS),
     ("web_fetch,files", CLI_BETAS + ",web-fetch-2025-09-10,files-api-2025-04-14"),
