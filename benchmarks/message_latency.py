@@ -23,7 +23,11 @@ and ``ashd_added_vs_mirrored`` is ashd minus mirrored, the like-for-like figure.
 A fourth path, ``relay``, is ``bare_relay.py``: one Tornado process around a connected SDK
 client, streaming each message as an SSE frame, nothing else (no auth, store, actors, bridge,
 sandbox or model proxy). ``relay_added`` is what an HTTP + SSE hop in Python costs by itself,
-and ``ashd_added_vs_relay`` what ashd adds beyond it. ``--baseline-repo DIR`` adds a fifth,
+and ``ashd_added_vs_relay`` what ashd adds beyond it. ``--floor`` adds ``floor``, ``hop_relay.py``:
+ashd's topology (a bridge process holding the SDK client, a model proxy thread the CLI's model
+calls go through) doing none of ashd's work; ``floor_added`` is what those hops cost in Python by
+themselves, ``ashd_added_vs_floor`` what ashd's own work on them costs (authentication, durable
+commits, the proxy's checks and metering, actors, the sandbox). ``--baseline-repo DIR`` adds a fifth,
 ``baseline``: the ashd of another checkout in the same blocks (``ashd_minus_baseline``), the
 way to compare two versions on a host whose speed drifts between runs. It runs on a throwaway
 virtualenv that imports ashd from that checkout and everything else from this one's
@@ -162,7 +166,7 @@ def sse_turn(client: httpx.Client, url: str) -> tuple[float, float]:
 
 
 async def run(rounds: int, warmup: int, ashd_env: dict[str, str], pin_cli: bool = False,
-              baseline_repo: Path | None = None, model_process: bool = False) -> dict[str, Any]:
+              baseline_repo: Path | None = None, model_process: bool = False, floor: bool = False) -> dict[str, Any]:
     async with contextlib.AsyncExitStack() as stack:  # whatever started is stopped, even if a start fails
         model: ScriptedModel | ModelProcess
         if model_process:
@@ -176,17 +180,18 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str], pin_cli: bool 
         for name, repo in [("ashd", REPO), *([("baseline", baseline_repo)] if baseline_repo else [])]:
             daemons.append(Ashd(name, tmp / name, model.base_url, ashd_env, repo, interpreter_for(repo, tmp / name)))
             stack.callback(daemons[-1].stop)
-        relay = BareRelay(model.base_url, tmp / "relay")
-        stack.callback(relay.stop)
-        relay_client = stack.enter_context(httpx.Client(base_url=relay.url, timeout=60))
+        relays = {}
+        for name, script in [("relay", "bare_relay.py"), *([("floor", "hop_relay.py")] if floor else [])]:
+            relay = BareRelay(model.base_url, tmp / name, script=script)
+            stack.callback(relay.stop)
+            relays[name] = (relay, stack.enter_context(httpx.Client(base_url=relay.url, timeout=60)))
         direct = Direct(model.base_url, tmp / "direct")
         mirrored = Direct(model.base_url, tmp / "mirrored", MemoryStore())
         for sdk in (direct, mirrored):
             await sdk.client.connect()
             stack.push_async_callback(sdk.client.disconnect)
         sched = Sched()
-        results, overhead = await _measure(rounds, warmup, pin_cli, sched, daemons, relay, relay_client,
-                                           direct, mirrored)
+        results, overhead = await _measure(rounds, warmup, pin_cli, sched, daemons, relays, direct, mirrored)
     stats = {name: summary(values) for name, values in results.items()}
 
     def minus(a: str, b: str) -> dict[str, float]:
@@ -200,6 +205,9 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str], pin_cli: bool 
               "ashd_cpu_ms_per_message": round(daemons[0].cpu_s * 1000 / rounds, 2),
               "ashd_turn_overhead_ms_mean": round(overhead[0] * 1000 / overhead[1], 3),
               "sched_ms_per_message": sched.report(), "machine": machine()}
+    if floor:
+        report["floor_added"] = minus("floor", "direct")
+        report["ashd_added_vs_floor"] = minus("ashd", "floor")
     if baseline_repo is not None:
         report["baseline_repo"] = str(baseline_repo)
         report["ashd_minus_baseline"] = minus("ashd", "baseline")
@@ -207,12 +215,12 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str], pin_cli: bool 
     return report
 
 
-async def _measure(rounds: int, warmup: int, pin_cli: bool, sched: Sched, daemons: list[Ashd], relay: BareRelay,
-                   relay_client: httpx.Client, direct: Direct, mirrored: Direct,
+async def _measure(rounds: int, warmup: int, pin_cli: bool, sched: Sched, daemons: list[Ashd],
+                   relays: dict[str, tuple[BareRelay, httpx.Client]], direct: Direct, mirrored: Direct,
                    ) -> tuple[dict[str, list[float]], tuple[float, float]]:
     """Warm-up turns on every path, then ``rounds`` messages per path in alternating blocks:
     (first, e2e) ms per path, and the first daemon's turn-overhead histogram over them."""
-    paths = ["direct", "mirrored", "relay", *(d.name for d in daemons)]
+    paths = ["direct", "mirrored", *relays, *(d.name for d in daemons)]
     results: dict[str, list[float]] = {f"{path}_{kind}": [] for path in paths for kind in ("e2e", "first")}
 
     def record(path: str, first: float, e2e: float) -> None:
@@ -222,13 +230,15 @@ async def _measure(rounds: int, warmup: int, pin_cli: bool, sched: Sched, daemon
     for _ in range(warmup):
         await direct.turn()
         await mirrored.turn()
-        sse_turn(relay_client, "/messages")
+        for _, relay_client in relays.values():
+            sse_turn(relay_client, "/messages")
         for daemon in daemons:
             daemon.turn()
     if pin_cli:
         trees = [daemon.roles() for daemon in daemons]
-        pin([direct.cli_pid(), mirrored.cli_pid(), *relay.cli_pids(), *(pid for t in trees for pid in t["cli"])],
-            [os.getpid(), relay.pid,
+        pin([direct.cli_pid(), mirrored.cli_pid(), *(pid for relay, _ in relays.values() for pid in relay.cli_pids()),
+             *(pid for t in trees for pid in t["cli"])],
+            [os.getpid(), *(pid for relay, _ in relays.values() for pid in relay.own_pids()),
              *(pid for t in trees for role, pids in t.items() if role != "cli" for pid in pids)])
     before = daemons[0].turn_overhead()
     done = 0
@@ -238,9 +248,11 @@ async def _measure(rounds: int, warmup: int, pin_cli: bool, sched: Sched, daemon
             with sched.count(path, {"client": [os.getpid()], "cli": [sdk.cli_pid()]}, block):
                 for _ in range(block):
                     record(path, *await sdk.turn())
-        with sched.count("relay", {"client": [os.getpid()], "relay": [relay.pid], "cli": relay.cli_pids()}, block):
-            for _ in range(block):
-                record("relay", *sse_turn(relay_client, "/messages"))
+        for name, (relay, relay_client) in relays.items():
+            roles = {"client": [os.getpid()], "relay": relay.own_pids(), "cli": relay.cli_pids()}
+            with sched.count(name, roles, block):
+                for _ in range(block):
+                    record(name, *sse_turn(relay_client, "/messages"))
         for daemon in daemons:
             with sched.count(daemon.name, daemon.roles(), block), daemon.counting_cpu():
                 for _ in range(block):
@@ -302,18 +314,19 @@ class Ashd:
 
 
 class BareRelay:
-    """``bare_relay.py`` in a process of its own, answering (its SDK client connected)."""
+    """``bare_relay.py`` (or ``script``: ``hop_relay.py``) in a process of its own, answering (its
+    SDK client connected)."""
 
-    def __init__(self, model_url: str, root: Path, timeout_s: float = 60.0) -> None:
+    def __init__(self, model_url: str, root: Path, timeout_s: float = 60.0, script: str = "bare_relay.py") -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self._proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "bare_relay.py"), "--port", str(port),
+        self._proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / script), "--port", str(port),
                                        "--model-url", model_url, "--root", str(root)])
         self.pid = self._proc.pid
         deadline = time.monotonic() + timeout_s
         while True:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"bare_relay.py exited with {self._proc.returncode}")
+                raise RuntimeError(f"{script} exited with {self._proc.returncode}")
             try:
                 if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
                     return
@@ -321,11 +334,15 @@ class BareRelay:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("bare_relay.py did not answer")
+                raise RuntimeError(f"{script} did not answer")
             time.sleep(0.1)
 
     def cli_pids(self) -> list[int]:
         return [p.pid for p in psutil.Process(self.pid).children(recursive=True) if p.name() == "claude"]
+
+    def own_pids(self) -> list[int]:
+        """This relay's process and its Python children (``hop_relay.py``'s bridge)."""
+        return [self.pid, *(p.pid for p in psutil.Process(self.pid).children() if p.name() != "claude")]
 
     def stop(self) -> None:
         self._proc.terminate()
@@ -376,13 +393,16 @@ def main() -> int:
                              "HEAD~1`), as the path `baseline`, in the same blocks: ashd_minus_baseline")
     parser.add_argument("--model-process", action="store_true",
                         help="serve the scripted model from a process of its own instead of a thread of this one")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run hop_relay.py, ashd's hops (a bridge process, a model proxy thread) doing "
+                             "none of ashd's work, as the path `floor`: floor_added, ashd_added_vs_floor")
     parser.add_argument("--pin-cli", action="store_true",
                         help="after the warm-up, run every path's CLI on the last core and everything else "
                              "(this process, ashd, the bridge) on the others: what each path adds without "
                              "its CLI waiting for a core")
     args = parser.parse_args()
     report = asyncio.run(run(args.rounds, args.warmup, dict(kv.split("=", 1) for kv in args.ashd_env), args.pin_cli,
-                             args.baseline_repo, args.model_process))
+                             args.baseline_repo, args.model_process, args.floor))
     report["ashd_env"] = args.ashd_env
     report["model"] = "own process" if args.model_process else "this process"
     report["pin_cli"] = args.pin_cli
