@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +34,26 @@ class Messages(tornado.web.RequestHandler):
         self.client = client
 
     async def post(self) -> None:
-        self.request.connection.stream.set_nodelay(True)  # type: ignore[union-attr]  # as ashd's SSE does
         content = json.loads(self.request.body)["content"]
-        self.set_header("Content-Type", "text/event-stream")
+        start_stream(self)
         await self.client.query(content)
-        async for raw in self.client._query.receive_messages():  # type: ignore[union-attr]
-            name = "text_delta" if raw.get("type") == "stream_event" and "text_delta" in json.dumps(raw) else "message"
-            self.write(f"event: {name}\ndata: {json.dumps(raw)}\n\n")
-            await self.flush()
-            if raw.get("type") == "result":
-                break
-        self.write("event: done\ndata: {}\n\n")
+        await relay(self, ((raw, json.dumps(raw)) async for raw in self.client._query.receive_messages()))  # type: ignore[union-attr]
+
+
+def start_stream(handler: tornado.web.RequestHandler) -> None:
+    handler.request.connection.stream.set_nodelay(True)  # type: ignore[union-attr]  # as ashd's SSE does
+    handler.set_header("Content-Type", "text/event-stream")
+
+
+async def relay(handler: tornado.web.RequestHandler, messages: AsyncIterator[tuple[dict[str, Any], str]]) -> None:
+    """Each (message, its JSON) as an SSE frame, flushed, until the result; then ``done``."""
+    async for raw, data in messages:
+        name = "text_delta" if raw.get("type") == "stream_event" and "text_delta" in data else "message"
+        handler.write(f"event: {name}\ndata: {data}\n\n")
+        await handler.flush()
+        if raw.get("type") == "result":
+            break
+    handler.write("event: done\ndata: {}\n\n")
 
 
 class Ready(tornado.web.RequestHandler):

@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ashd.proxy import http1  # noqa: E402
+from benchmarks.bare_relay import Ready, relay, start_stream  # noqa: E402
 from benchmarks.message_latency import Direct  # noqa: E402
 
 MAX_BODY = 32 * 1024 * 1024
@@ -53,24 +55,15 @@ class Messages(tornado.web.RequestHandler):
         self.bridge = bridge
 
     async def post(self) -> None:
-        self.request.connection.stream.set_nodelay(True)  # type: ignore[union-attr]  # as ashd's SSE does
         content = json.loads(self.request.body)["content"]
-        self.set_header("Content-Type", "text/event-stream")
+        start_stream(self)
         async with self.bridge.lock:
             self.bridge.writer.write(json.dumps({"content": content}).encode() + b"\n")
-            while line := await self.bridge.reader.readline():
-                raw = json.loads(line)
-                name = "text_delta" if raw.get("type") == "stream_event" and b"text_delta" in line else "message"
-                self.write(f"event: {name}\ndata: {line.decode().rstrip()}\n\n")
-                await self.flush()
-                if raw.get("type") == "result":
-                    break
-        self.write("event: done\ndata: {}\n\n")
+            await relay(self, self._lines())
 
-
-class Ready(tornado.web.RequestHandler):
-    def get(self) -> None:
-        self.write("ok")
+    async def _lines(self) -> AsyncIterator[tuple[dict[str, Any], str]]:
+        while line := await self.bridge.reader.readline():
+            yield json.loads(line), line.decode().rstrip()
 
 
 class Bridge:
