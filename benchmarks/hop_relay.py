@@ -31,7 +31,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ashd.proxy import http1  # noqa: E402
+from ashd.proxy.loop import ProxyLoop  # noqa: E402
+from ashd.proxy.replies import client_head  # noqa: E402
 from benchmarks.bare_relay import Ready, relay, start_stream  # noqa: E402
 from benchmarks.message_latency import Direct  # noqa: E402
 
@@ -102,26 +103,18 @@ async def run_bridge(fd: int, model_url: str, root: Path) -> None:
 
 
 class PassThroughProxy:
-    """The model proxy's hop without its work, on a loop thread of its own."""
+    """The model proxy's hop without its work, on a loop thread of its own (ashd's ProxyLoop)."""
 
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.loop = asyncio.new_event_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
         sock.setblocking(False)
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        started = threading.Event()
-        threading.Thread(target=self._run, args=(sock, started), name="proxy-loop", daemon=True).start()
-        started.wait()
-
-    def _run(self, sock: socket.socket, started: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(asyncio.start_server(self._serve, sock=sock, limit=256 * 1024))
-        started.set()
-        self.loop.run_forever()
+        self._loop = ProxyLoop()
+        self._loop.serve(sock, self._serve)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(self._host, self._port, limit=256 * 1024)
@@ -135,8 +128,7 @@ class PassThroughProxy:
                 resp = await http1.read_head(up_reader)
                 if resp is None:
                     break
-                await http1.relay_body(resp, up_reader, writer, until_eof=True, first=http1.encode_head(
-                    resp.start, [*resp.without("connection"), ("connection", "keep-alive")]))
+                await http1.relay_body(resp, up_reader, writer, until_eof=True, first=client_head(resp, keep=True))
         except (http1.HttpError, OSError, asyncio.IncompleteReadError):
             pass
         finally:

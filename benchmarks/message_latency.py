@@ -182,7 +182,7 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str], pin_cli: bool 
             stack.callback(daemons[-1].stop)
         relays = {}
         for name, script in [("relay", "bare_relay.py"), *([("floor", "hop_relay.py")] if floor else [])]:
-            relay = BareRelay(model.base_url, tmp / name, script=script)
+            relay = RelayProcess(model.base_url, tmp / name, script=script)
             stack.callback(relay.stop)
             relays[name] = (relay, stack.enter_context(httpx.Client(base_url=relay.url, timeout=60)))
         direct = Direct(model.base_url, tmp / "direct")
@@ -216,7 +216,7 @@ async def run(rounds: int, warmup: int, ashd_env: dict[str, str], pin_cli: bool 
 
 
 async def _measure(rounds: int, warmup: int, pin_cli: bool, sched: Sched, daemons: list[Ashd],
-                   relays: dict[str, tuple[BareRelay, httpx.Client]], direct: Direct, mirrored: Direct,
+                   relays: dict[str, tuple[RelayProcess, httpx.Client]], direct: Direct, mirrored: Direct,
                    ) -> tuple[dict[str, list[float]], tuple[float, float]]:
     """Warm-up turns on every path, then ``rounds`` messages per path in alternating blocks:
     (first, e2e) ms per path, and the first daemon's turn-overhead histogram over them."""
@@ -313,9 +313,9 @@ class Ashd:
         self.daemon.stop()
 
 
-class BareRelay:
-    """``bare_relay.py`` (or ``script``: ``hop_relay.py``) in a process of its own, answering (its
-    SDK client connected)."""
+class RelayProcess:
+    """A relay script (``bare_relay.py``, or ``hop_relay.py``) in a process of its own, answering
+    (its SDK client connected)."""
 
     def __init__(self, model_url: str, root: Path, timeout_s: float = 60.0, script: str = "bare_relay.py") -> None:
         port = free_port()
