@@ -1,7 +1,9 @@
 """GET /api/usage and /api/usage/stats: what the model proxy metered (Ash's shapes).
 
 Filters: ``sessionId``, ``agentName``, ``after``, ``before`` (ISO-8601 timestamps) and, for
-the list, ``limit`` (1-1000, default 100). Always scoped to the caller's tenant.
+the list, ``limit`` (1-1000, default 100). Always scoped to the caller's tenant. Usage still
+queued for the next write (``ashd/store/usage_queue.py``) is written first, so a reader sees
+every model call metered before its request.
 """
 
 from __future__ import annotations
@@ -22,14 +24,21 @@ class _UsageHandler(ApiHandler):
         return UsageFilter(self.tenant, arg("sessionId", None) or None, arg("agentName", None) or None,
                            arg("after", None) or None, arg("before", None) or None, int(limit_text))
 
+    async def write_queued(self) -> None:
+        await self.ctx.offload.write(self.ctx.store.write_queued_usage)
+
 
 class UsageHandler(_UsageHandler):
     async def get(self) -> None:
-        events = await self.ctx.offload.read(self.ctx.store.list_usage, self.usage_filter())
+        flt = self.usage_filter()
+        await self.write_queued()
+        events = await self.ctx.offload.read(self.ctx.store.list_usage, flt)
         self.send_json({"events": events})
 
 
 class UsageStatsHandler(_UsageHandler):
     async def get(self) -> None:
-        stats = await self.ctx.offload.read(self.ctx.store.usage_stats, self.usage_filter())
+        flt = self.usage_filter()
+        await self.write_queued()
+        stats = await self.ctx.offload.read(self.ctx.store.usage_stats, flt)
         self.send_json({"stats": stats})

@@ -61,9 +61,9 @@ from ashd.sandbox import agent_cache
 from ashd.sandbox.launch_order import order_of
 from ashd.sandbox.launcher import SandboxSpec
 from ashd.sandbox.placement import Placement
+from ashd.sandbox.recorder import Recorder
 from ashd.sandbox.remote_process import LOST_CODE, STOP_MARGIN_S, RemoteProcess
 from ashd.sandbox.runner_reports import NOTICE_TYPES, refusal_of, usage_of
-from ashd.sandbox.services import Recorder
 from ashd.snapshot.snapshots import SnapshotInfo, Snapshotter
 from ashd.store import StoreError
 from ashd.store.leases import SessionLeases

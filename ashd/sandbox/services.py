@@ -12,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,19 +29,16 @@ from ashd.proxy.loop import ProxyLoop
 from ashd.proxy.meter import Usage
 from ashd.proxy.model import ModelProxy
 from ashd.sandbox import cgroups, isolation, reaper
-from ashd.sandbox.isolating_launcher import IsolatingLauncher, Ports, event_json
+from ashd.sandbox.isolating_launcher import IsolatingLauncher, Ports
 from ashd.sandbox.kit import KitConfig
 from ashd.sandbox.launcher import DirectLauncher, Launcher, SandboxSpec
 from ashd.sandbox.oom import OomWatcher
+from ashd.sandbox.recorder import Notify, Recorder, WriteSoon
 from ashd.sandbox.uids import UidPool
 from ashd.sandbox.zygote import BridgeProcess, BridgeZygote
 from ashd.store import Store
-from ashd.store.usage import UsageFilter
 
 log = logging.getLogger(__name__)
-
-WriteSoon = Callable[..., "Future[None]"]  # queue fn(*args) on a writer thread, don't wait
-CLOSE_WAIT_S = 10.0
 
 
 class RefusingLauncher:
@@ -97,66 +92,9 @@ def cli_binary() -> str:
     return str(Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude")
 
 
-Notify = Callable[[str, str, dict[str, Any]], None]
-"""(tenant, session, payload) of a sandbox event (OOM kill, egress decision); any thread."""
-
 Divert = Callable[[str, str, dict[str, Any]], bool]
 """(session id, "usage" or "notice", body): True when the session's sandbox is a linked one and
 the fact went up its link to the coordinator instead (runner mode; ashd/actors/sandbox_host.py)."""
-
-
-class Recorder:
-    """Where a sandbox's usage and notices are recorded: the usage rows and session events in
-    the store (off the caller's thread), the metrics, and ``notify`` for the running turn.
-    Standalone's sandbox services use it, and so does a coordinator for what its runners
-    report (ashd/sandbox/remote.py). Any thread.
-
-    ``write_soon`` queues a write on another writer thread (on SQLite the daemon's single
-    writer, ``Offload.write_soon``: a second writer would make the turns' commits wait on
-    SQLite's lock, whose busy handler sleeps a millisecond or more). Without it, the recorder
-    keeps a writer thread of its own."""
-
-    def __init__(self, store: Store, notify: Notify | None, metrics: Metrics,
-                 write_soon: WriteSoon | None = None) -> None:
-        self._store = store
-        self._notify = notify
-        self._metrics = metrics
-        self._own: ThreadPoolExecutor | None = None
-        if write_soon is None:
-            self._own = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-events")
-            write_soon = self._own.submit
-        self._write_soon = write_soon
-        self._last: Future[None] | None = None
-
-    def _write(self, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            self._last = self._write_soon(fn, *args)
-        except RuntimeError:  # the writer is already shut down: ashd is stopping
-            log.warning("ashd is stopping: a sandbox's usage or notice was not recorded")
-
-    def notice(self, tenant: str, session: str, payload: dict[str, Any]) -> None:
-        self._write(_append, self._store, tenant, session, payload)
-        if self._notify is not None:
-            self._notify(tenant, session, payload)
-
-    def usage(self, tenant: str, session: str, agent_name: str, usage: Usage) -> None:
-        values = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-                  "cache_creation_tokens": usage.cache_creation_tokens, "cache_read_tokens": usage.cache_read_tokens,
-                  "tool_call": usage.tool_calls, "message": 1, "cost_usd": usage.cost_usd}
-        self._write(_record, self._store, tenant, session, agent_name, values)
-        self._metrics.record_usage(usage)
-
-    def spent_usd(self, tenant: str, session: str) -> float:
-        """What the session has cost so far (its recorded usage). Blocking."""
-        return float(self._store.usage_stats(UsageFilter(tenant, session))["totalCostUsd"])
-
-    def close(self) -> None:
-        """Wait until what was queued is written."""
-        if self._own is not None:
-            self._own.shutdown(wait=True)
-        elif self._last is not None:
-            with contextlib.suppress(Exception):
-                self._last.result(timeout=CLOSE_WAIT_S)
 
 
 def start(config: Config, store: Store, notify: Notify | None = None, metrics: Metrics | None = None,
@@ -252,17 +190,3 @@ def _sweep(layout: cgroups.CgroupLayout, sandboxes: Path, mount_root: Path) -> N
     reaper.reap([sandboxes, mount_root])
     reaper.detach_loops([sandboxes])
     reaper.remove_run_dirs(mount_root)
-
-
-def _append(store: Store, tenant: str, session: str, payload: dict[str, Any]) -> None:
-    try:
-        store.append_event(tenant, session, "lifecycle", event_json(payload))
-    except Exception:
-        log.exception("cannot record sandbox event for session %s: %s", session, json.dumps(payload)[:200])
-
-
-def _record(store: Store, tenant: str, session: str, agent_name: str, values: dict[str, float]) -> None:
-    try:
-        store.record_usage(tenant, session, agent_name, values)
-    except Exception:
-        log.exception("cannot record usage of session %s", session)

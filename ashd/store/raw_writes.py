@@ -220,12 +220,16 @@ def append_transcript(raw: RawWrites, cursor: Cursor, seqs: LogSequences, tenant
         (new_id(), tenant_id, session_id, subpath, first + i, entry, now) for i, entry in enumerate(entries)])
 
 
-def record_usage(raw: RawWrites, cursor: Cursor, tenant_id: str, session_id: str, agent_name: str,
-                 values: dict[str, float], now: str) -> None:
-    """One usage event per metric of ``usage.EVENT_TYPES`` (others are ignored)."""
-    raw.insert(cursor, usage.usage_events, _USAGE_COLUMNS, [
-        (new_id(), tenant_id, session_id, agent_name, kind, float(value), now)
-        for kind, value in values.items() if kind in usage.EVENT_TYPES])
+def usage_rows(tenant_id: str, session_id: str, agent_name: str, values: dict[str, float],
+               now: str) -> list[tuple[Any, ...]]:
+    """One usage event per metric of ``usage.EVENT_TYPES`` (others are ignored), to insert
+    with :func:`insert_usage`."""
+    return [(new_id(), tenant_id, session_id, agent_name, kind, float(value), now)
+            for kind, value in values.items() if kind in usage.EVENT_TYPES]
+
+
+def insert_usage(raw: RawWrites, cursor: Cursor, rows: Sequence[tuple[Any, ...]]) -> None:
+    raw.insert(cursor, usage.usage_events, _USAGE_COLUMNS, rows)
 
 
 # -- session rows on the lifecycle path (a create, a claim, each status change) --------------

@@ -57,8 +57,13 @@ class SessionLogStore(StoreBase):
         if not messages and not events and not stream:
             return
         now = self._clock()
-        self._appending(tenant_id, session_id, lambda cursor: raw_writes.append_log(
-            self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now), raw=True)
+
+        def write(cursor: raw_writes.Cursor) -> None:
+            raw_writes.append_log(self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now)
+            raw_writes.insert_usage(self._raw, cursor, usage)
+
+        with self._taking_usage() as usage:
+            self._appending(tenant_id, session_id, write, raw=True)
 
     def append_log_at_once(self, tenant_id: str, session_id: str, messages: Sequence[tuple[str, str]],
                            events: Sequence[tuple[str, str]], stream: Sequence[tuple[int, str, str]] = ()) -> bool:
@@ -71,8 +76,16 @@ class SessionLogStore(StoreBase):
         size = (sum(len(content) for _, content in messages) + sum(len(data) for _, data in events)
                 + sum(len(data) for _, _, data in stream))
         now = self._clock()
-        return self._appending_at_once(tenant_id, session_id, size, lambda cursor: raw_writes.append_log(
-            self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now))
+
+        def write(cursor: raw_writes.Cursor) -> None:
+            raw_writes.append_log(self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now)
+            raw_writes.insert_usage(self._raw, cursor, usage)
+
+        with self._taking_usage() as usage:
+            if self._appending_at_once(tenant_id, session_id, size, write):
+                return True
+            self._usage.put_back(usage)
+            return False
 
     def checkpoint(self) -> None:
         """SQLite: copy the WAL into the database file as far as no reader needs it (the

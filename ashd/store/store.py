@@ -257,10 +257,23 @@ class Store(SessionLogStore, QueueStore):
     # -- usage (model proxy metering; ashd/store/usage.py) ----------------------------
 
     def record_usage(self, tenant_id: str, session_id: str, agent_name: str, values: dict[str, float]) -> None:
-        """Insert one usage event per metric (``usage.EVENT_TYPES``)."""
-        now = self._clock()
+        """Insert one usage event per metric (``usage.EVENT_TYPES``) now."""
+        rows = raw_writes.usage_rows(tenant_id, session_id, agent_name, values, self._clock())
         with self._raw_write() as cursor:
-            raw_writes.record_usage(self._raw, cursor, tenant_id, session_id, agent_name, values, now)
+            raw_writes.insert_usage(self._raw, cursor, rows)
+
+    def queue_usage(self, tenant_id: str, session_id: str, agent_name: str, values: dict[str, float]) -> None:
+        """:meth:`record_usage` with the next append of any session's log (``append_log``),
+        or :meth:`write_queued_usage`, whichever comes first (``usage_queue.py``). Never blocks."""
+        self._usage.put(raw_writes.usage_rows(tenant_id, session_id, agent_name, values, self._clock()))
+
+    def write_queued_usage(self) -> int:
+        """Insert every queued usage row in one transaction (put back if it fails); how many."""
+        with self._taking_usage() as rows:
+            if rows:
+                with self._raw_write() as cursor:
+                    raw_writes.insert_usage(self._raw, cursor, rows)
+            return len(rows)
 
     def list_usage(self, flt: usage.UsageFilter) -> list[dict[str, Any]]:
         with self._read() as conn:

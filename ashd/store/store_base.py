@@ -23,6 +23,8 @@ from .notify import OnRows, StreamListener
 from .sequences import LogSequences
 from .timestamps import Clock, utc_now
 from .translate import translated_errors
+from .usage_queue import Row as UsageRow
+from .usage_queue import UsageQueue
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -55,6 +57,7 @@ class StoreBase:
         self._clock = clock
         self._seqs = LogSequences()
         self._raw = raw_writes.RawWrites(self._engine)
+        self._usage = UsageQueue()  # written with the next log append (usage_queue.py)
 
     @property
     def url_masked(self) -> str:
@@ -161,6 +164,16 @@ class StoreBase:
             raise
         finally:
             self._seqs.lock.release()
+
+    @contextmanager
+    def _taking_usage(self) -> Iterator[list[UsageRow]]:
+        """The queued usage rows, for the caller's transaction to insert; put back if it raises."""
+        rows = self._usage.take()
+        try:
+            yield rows
+        except BaseException:
+            self._usage.put_back(rows)
+            raise
 
     @contextmanager
     def _raw_write(self) -> Iterator[raw_writes.Cursor]:

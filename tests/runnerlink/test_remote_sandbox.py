@@ -34,11 +34,11 @@ from ashd.sandbox.launch_order import LaunchOrder, RunnerPlaces, Shipped, order_
 from ashd.sandbox.launcher import DirectLauncher, SandboxSpec
 from ashd.sandbox.linked_admission import LinkedAdmission
 from ashd.sandbox.logring import LogBook
+from ashd.sandbox.recorder import Recorder
 from ashd.sandbox.remote import HANDLE_BASE, LOST_REASON, RemoteLauncher
 from ashd.sandbox.remote_process import RemoteProcess
 from ashd.sandbox.resume import TranscriptRestore
 from ashd.sandbox.runner_reports import usage_of
-from ashd.sandbox.services import Recorder
 from ashd.scripted.server import ScriptedModel
 from ashd.store import Store
 from ashd.store.usage import UsageFilter

@@ -42,6 +42,48 @@ def test_usage_is_recorded_per_known_metric(store: Store) -> None:
     assert sorted((e["eventType"], e["value"]) for e in events) == [("input_tokens", 3.0), ("output_tokens", 5.0)]
 
 
+def test_queued_usage_rides_in_the_next_log_append_of_any_session(store: Store) -> None:
+    store.create_session("t1", "s1", "qa", "active")
+    store.create_session("t2", "s2", "qa", "active")
+    store.queue_usage("t1", "s1", "qa", {"input_tokens": 3, "message": 1})
+    assert store.list_usage(UsageFilter("t1")) == []  # queued, not written
+    store.append_log("t2", "s2", [], [], [(1, "session_start", "{}")])  # another tenant's turn
+    events = store.list_usage(UsageFilter("t1", session_id="s1"))
+    assert sorted((e["eventType"], e["value"]) for e in events) == [("input_tokens", 3.0), ("message", 1.0)]
+    assert store.list_usage(UsageFilter("t2")) == []  # still the metered session's rows only
+    assert store.write_queued_usage() == 0  # nothing left: written once
+
+
+def test_queued_usage_survives_a_failed_append(store: Store) -> None:
+    store.create_session("t1", "s1", "qa", "active")
+    store.append_log("t1", "s1", [], [], [(1, "session_start", "{}")])
+    store.queue_usage("t1", "s1", "qa", {"output_tokens": 7})
+    with pytest.raises(Conflict):  # frame 1 again: rolled back, usage with it
+        store.append_log("t1", "s1", [], [], [(1, "session_start", "{}")])
+    assert store.list_usage(UsageFilter("t1")) == []
+    assert store.write_queued_usage() == 1
+    assert [(e["eventType"], e["value"]) for e in store.list_usage(UsageFilter("t1"))] == [("output_tokens", 7.0)]
+
+
+def test_queued_usage_rides_in_a_write_at_once(store: Store) -> None:
+    store.create_session("t1", "s1", "qa", "active")
+    store.queue_usage("t1", "s1", "qa", {"tool_call": 2})
+    if not store.append_log_at_once("t1", "s1", [], [], [(1, "session_start", "{}")]):  # Postgres: never at once
+        assert store.dialect == "postgresql"
+        store.append_log("t1", "s1", [], [], [(1, "session_start", "{}")])
+    assert [(e["eventType"], e["value"]) for e in store.list_usage(UsageFilter("t1"))] == [("tool_call", 2.0)]
+
+
+def test_queued_usage_is_bounded_oldest_dropped() -> None:
+    from ashd.store.usage_queue import UsageQueue
+    queue = UsageQueue(max_rows=3)
+    queue.put([(1,), (2,)])
+    taken = queue.take()
+    queue.put([(3,), (4,)])
+    queue.put_back(taken)  # a failed transaction's rows go back ahead of the newer ones
+    assert len(queue) == 3 and queue.take() == [(2,), (3,), (4,)]
+
+
 def test_concurrent_appends_of_many_sessions_all_land(store: Store) -> None:
     sessions = [f"s{i}" for i in range(6)]
     for sid in sessions:
@@ -128,10 +170,13 @@ def test_a_write_at_once_refuses_to_wait_for_another_writer_and_leaves_nothing(t
     try:
         with blocker.connect() as conn:
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # another connection holds SQLite's write lock
+            store.queue_usage("t1", "s1", "qa", {"message": 1})
             assert store.append_log_at_once("t1", "s1", [("user", "a")], [], [(1, "session_start", "{}")]) is False
             assert store.append_transcript_at_once("t1", "s1", "", ["x"]) is False
             conn.exec_driver_sql("ROLLBACK")
+        assert store.list_usage(UsageFilter("t1")) == []
         store.append_log("t1", "s1", [("user", "a")], [], [(1, "session_start", "{}")])
+        assert len(store.list_usage(UsageFilter("t1"))) == 1  # still queued after the refusal, taken now
         assert store.append_log_at_once("t1", "s1", [("user", "b")], [], [(2, "done", "{}")]) is True
         assert [m.sequence for m in store.list_messages("t1", "s1")] == [1, 2]  # no gap, no duplicate
         assert [r.seq for r in store.list_stream_events("t1", "s1")] == [1, 2]
