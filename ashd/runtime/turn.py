@@ -194,9 +194,10 @@ class Turn:
         query = protocol.Query(self._options.content, self._options.include_partial_messages, self._options.model,
                                self._options.turn_settings())
         env.metrics.turn_overhead.observe(time.monotonic() - self._received_at)  # the query is written next
+        unsent = link.ask(query)  # before the turn's first rows commit (scheduled by run, not yet run)
         idle_s = env.idle_s
         quiet = 0  # consecutive idle periods: 1 -> interrupt, 2 -> kill, 3 -> give up on the link
-        async for event in watched(link.turn(query), idle_s):
+        async for event in watched(link.answer(unsent), idle_s):
             if isinstance(event, Idle):
                 quiet += 1
                 if not await self._stalled(link, quiet, idle_s):

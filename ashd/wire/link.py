@@ -75,10 +75,27 @@ class BridgeLink:
 
         Never raises for a dead bridge: it yields ``Error`` then ``Done`` instead.
         """
+        async for event in self.answer(self.ask(query)):
+            yield event
+
+    def ask(self, query: protocol.Query) -> str | None:
+        """Write ``query`` now, in the caller's step of the loop (before anything it scheduled
+        runs, such as the commit of the turn's first rows: the agent starts on the query
+        meanwhile). Not awaited: a query is one line, buffered if the socket is full. None when
+        written; why not when the bridge is not reachable (for :meth:`answer`)."""
+        if self._writer.is_closing():
+            return "bridge link is closed"
         try:
-            await self._send(query)
+            self._writer.write(protocol.encode(query))
         except (ConnectionError, RuntimeError) as exc:
-            yield protocol.Error(f"bridge is not reachable: {exc}")
+            return str(exc) or type(exc).__name__
+        return None
+
+    async def answer(self, unsent: str | None) -> AsyncIterator[protocol.Event]:
+        """The events of the query :meth:`ask` wrote, up to and including ``Done``; ``Error``
+        then ``Done`` when it could not be written (``unsent``: why) or the bridge is lost."""
+        if unsent is not None:
+            yield protocol.Error(f"bridge is not reachable: {unsent}")
             yield protocol.Done(self.ready.session_id)
             return
         while True:
