@@ -4,6 +4,8 @@ a grant for a dead agent process, and ending a session in one call."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -26,6 +28,7 @@ from ashd.runtime.offload import Offload
 from ashd.runtime.watchdog import IDLE, Idle
 from ashd.sandbox.logring import LogBook
 from ashd.store import Store
+from ashd.wire import protocol
 
 TENANT = "t1"
 SID = "00000000-0000-4000-8000-000000000001"
@@ -255,6 +258,70 @@ def test_the_user_message_commits_with_the_first_frame_and_a_message_right_after
         assert [m.role for m in store.list_messages(TENANT, SID)] == ["user", "user"]
         assert ref.proxy().recorded().get(timeout=5) == ["begin_turn", "end_turn", "begin_turn", "end_turn"]
     finally:
+        store.close()
+
+
+def test_the_query_is_written_before_the_turns_first_rows_commit(tmp_path: Path) -> None:
+    """The agent starts on the query while the user message commits, not after (issue #12)."""
+    sock = tmp_path / "bridge.sock"
+    seen_at_commit: list[bytes] = []
+    bridge_side: list[socket.socket] = []
+    writers: list[asyncio.StreamWriter] = []
+    armed = threading.Event()  # the link is up (the first turn connected it)
+
+    class PeekingStore(Store):
+        def append_log_at_once(self, *args: Any, **kwargs: Any) -> bool:
+            if armed.is_set() and not seen_at_commit:  # what the bridge can read when the turn's first rows commit
+                try:
+                    seen_at_commit.append(bridge_side[0].recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+                except BlockingIOError:
+                    seen_at_commit.append(b"")
+            return super().append_log_at_once(*args, **kwargs)
+
+    store = PeekingStore(f"sqlite:///{tmp_path / 'ash.db'}")
+    store.migrate()
+    store.create_session(tenant_id=TENANT, session_id=SID, agent_name="a", status="active", sandbox_id=SID)
+    ref = FakeSession.start(sock, [100])
+    registry = ChildRegistry()
+    registry.put(POOL, FakeSupervisor.start(ref))
+    registry.put(SESSIONS, registry.get(POOL))
+    exits = ExitBoard()
+    offload = Offload()
+    offload.allow_writes_at_once(store.checkpoint)  # as the daemon does on SQLite: commits on the loop
+    tree = Tree(registry, exits)
+    runtime = LocalRuntime(Config(data_dir=tmp_path), store, offload, tree, exits, LogBook(), Metrics())
+
+    async def bridge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        bridge_side.append(socket.socket(fileno=os.dup(writer.get_extra_info("socket").fileno())))
+        writer.write(protocol.encode(protocol.Ready(100, SID)))
+        while await reader.readline():  # a query
+            writer.write(protocol.encode(protocol.Done(SID)))
+            await writer.drain()
+
+    async def scenario() -> None:
+        server = await asyncio.start_unix_server(bridge, str(sock))
+        try:
+            for _ in range(2):
+                turn = await runtime.send(TENANT, SID, MessageOptions.from_request({"content": "hi"}))
+                [_ async for _ in turn.subscribe()]
+                await turn.ended()
+                await asyncio.sleep(0.05)  # the grant goes back to the actor
+                armed.set()
+        finally:
+            runtime.shutdown()  # closes the bridge link
+            for writer in writers:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+
+    try:
+        asyncio.run(scenario())
+        assert b'"cmd":"query"' in seen_at_commit[0], seen_at_commit
+    finally:
+        for side in bridge_side:
+            side.close()
+        offload.shutdown()
         store.close()
 
 
