@@ -14,12 +14,16 @@ writer thread and back (0.5-1 ms on a busy two-core host) is saved. Otherwise (P
 the writer busy) it goes to the writer thread as before.
 
 ``hold()`` keeps rows back until ``flush()``: the end of a turn (its result's rows and
-``done``) is one transaction.
+``done``) is one transaction. That last commit also takes the usage rows the model proxy
+queued meanwhile (``Store.queue_usage``): usage is stored by the time ``done`` is delivered
+(Ash stores it on the result), and no earlier commit, whose frames a client is waiting for,
+carries it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 
@@ -44,6 +48,7 @@ class TurnLog:
         self._error: BaseException | None = None
         self._scheduled = False  # a batch start is queued on the loop
         self._held = False
+        self._ending = False  # flush() began: the turn's last commits, which take the queued usage
 
     def add_message(self, role: str, content: str) -> None:
         self._messages.append((role, content))
@@ -64,6 +69,7 @@ class TurnLog:
     async def flush(self) -> None:
         """Wait until every row added so far is committed. Raises the first write error."""
         self._held = False
+        self._ending = True
         while self._inflight is not None or self._pending:
             self._kick()
             if self._inflight is not None:
@@ -87,16 +93,17 @@ class TurnLog:
         batch = (self._messages, self._events, self._stream)
         self._messages, self._events, self._stream = [], [], []
         top = batch[2][-1][0] if batch[2] else None
+        usage = self._ending
         try:
-            if self._offload.write_at_once(lambda: self._store.append_log_at_once(self._tenant, self._session, *batch)):
+            if self._offload.write_at_once(
+                    lambda: self._store.append_log_at_once(self._tenant, self._session, *batch, usage=usage)):
                 self._written(None, top)
                 return
         except Exception as exc:
             self._written(exc, top)
             return
-        future = asyncio.ensure_future(
-            self._offload.write(self._store.append_log, self._tenant, self._session, *batch)
-        )
+        future = asyncio.ensure_future(self._offload.write(
+            functools.partial(self._store.append_log, self._tenant, self._session, *batch, usage=usage)))
         self._inflight = future
         future.add_done_callback(lambda f: self._written(None if f.cancelled() else f.exception(), top))
 

@@ -1,8 +1,9 @@
 """Where a sandbox's usage and notices are recorded: the store, the metrics, and the running turn.
 
-Usage rows are queued in the store (``Store.queue_usage``): the next commit of any turn's rows
-takes them along, so a model call costs no transaction of its own on the single writer, at
-the moment the turn's first text is being committed (``ashd/store/usage_queue.py``). What no
+Usage rows are queued in the store (``Store.queue_usage``): the last commit of the next turn
+to end (with its ``done``) takes them along, so a model call costs no transaction of its own
+on the single writer at the moment the turn's first text is being committed
+(``ashd/store/usage_queue.py``). What no
 turn took within :data:`USAGE_WAIT_S` is written by itself, and so is everything queued before
 the session's spend is read and when ashd stops. A crash loses at most that long of metered
 usage. Notices (an OOM kill, an egress decision) are written at once.

@@ -48,9 +48,11 @@ class SessionLogStore(StoreBase):
             conn, self._seqs, tenant_id, session_id, items, now))
 
     def append_log(self, tenant_id: str, session_id: str, messages: Sequence[tuple[str, str]],
-                   events: Sequence[tuple[str, str]], stream: Sequence[tuple[int, str, str]] = ()) -> None:
+                   events: Sequence[tuple[str, str]], stream: Sequence[tuple[int, str, str]] = (), *,
+                   usage: bool = False) -> None:
         """Append (role, content) messages, (type, data) events and (seq, event, data) SSE
-        frames in one transaction.
+        frames in one transaction; with ``usage``, every queued usage row too (a turn's last
+        commit, which holds its ``done``: ``queue_usage``).
 
         The group commit of a turn's writer: all rows or none, sequences consecutive.
         """
@@ -60,13 +62,14 @@ class SessionLogStore(StoreBase):
 
         def write(cursor: raw_writes.Cursor) -> None:
             raw_writes.append_log(self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now)
-            raw_writes.insert_usage(self._raw, cursor, usage)
+            raw_writes.insert_usage(self._raw, cursor, rows)
 
-        with self._taking_usage() as usage:
+        with self._taking_usage(usage) as rows:
             self._appending(tenant_id, session_id, write, raw=True)
 
     def append_log_at_once(self, tenant_id: str, session_id: str, messages: Sequence[tuple[str, str]],
-                           events: Sequence[tuple[str, str]], stream: Sequence[tuple[int, str, str]] = ()) -> bool:
+                           events: Sequence[tuple[str, str]], stream: Sequence[tuple[int, str, str]] = (), *,
+                           usage: bool = False) -> bool:
         """:meth:`append_log` for a caller that must not wait (the event loop): True when the
         rows are committed; False, with nothing written, when that would mean waiting (another
         thread holds the sequences' lock, another connection SQLite's write lock, or another
@@ -79,12 +82,12 @@ class SessionLogStore(StoreBase):
 
         def write(cursor: raw_writes.Cursor) -> None:
             raw_writes.append_log(self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now)
-            raw_writes.insert_usage(self._raw, cursor, usage)
+            raw_writes.insert_usage(self._raw, cursor, rows)
 
-        with self._taking_usage() as usage:
+        with self._taking_usage(usage) as rows:
             if self._appending_at_once(tenant_id, session_id, size, write):
                 return True
-            self._usage.put_back(usage)
+            self._usage.put_back(rows)
             return False
 
     def checkpoint(self) -> None:

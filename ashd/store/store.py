@@ -263,7 +263,7 @@ class Store(SessionLogStore, QueueStore):
             raw_writes.insert_usage(self._raw, cursor, rows)
 
     def queue_usage(self, tenant_id: str, session_id: str, agent_name: str, values: dict[str, float]) -> None:
-        """:meth:`record_usage` with the next append of any session's log (``append_log``),
+        """:meth:`record_usage` with the next turn's last commit (``append_log(..., usage=True)``)
         or :meth:`write_queued_usage`, whichever comes first (``usage_queue.py``). Never blocks."""
         self._usage.put(raw_writes.usage_rows(tenant_id, session_id, agent_name, values, self._clock()))
 

@@ -166,9 +166,10 @@ class StoreBase:
             self._seqs.lock.release()
 
     @contextmanager
-    def _taking_usage(self) -> Iterator[list[UsageRow]]:
-        """The queued usage rows, for the caller's transaction to insert; put back if it raises."""
-        rows = self._usage.take()
+    def _taking_usage(self, take: bool = True) -> Iterator[list[UsageRow]]:
+        """The queued usage rows (none unless ``take``), for the caller's transaction to insert;
+        put back if it raises."""
+        rows = self._usage.take() if take else []
         try:
             yield rows
         except BaseException:

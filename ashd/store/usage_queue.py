@@ -1,13 +1,14 @@
-"""Usage rows waiting for the next write transaction (``Store.queue_usage``).
+"""Usage rows waiting for a write transaction that happens anyway (``Store.queue_usage``).
 
 The model proxy meters every model call, and the reply it meters ends about when the CLI
 streams its first text out. A transaction of its own for the call's seven rows, queued on
 the single writer right then, made the turn's commit of that text wait for it and go through
 the writer thread instead of committing at once (``ashd/runtime/offload.py``). Queued here,
-the rows ride in the next commit of any turn's rows (``Store.append_log``), a few inserts
-more in a transaction that happens anyway; the recorder writes what no turn took within
-:data:`~ashd.sandbox.services.USAGE_WAIT_S` (``Store.write_queued_usage``), and readers of
-usage write what is queued first.
+the rows ride in the last commit of the next turn to end, the one holding its ``done``
+(``Store.append_log(..., usage=True)``), a few inserts more in a transaction that happens
+anyway and that no client waits on for a first text; the recorder writes what no turn took
+within :data:`~ashd.sandbox.recorder.USAGE_WAIT_S` (``Store.write_queued_usage``), and
+readers of usage write what is queued first.
 
 A transaction that fails puts the rows it took back. At most :data:`MAX_ROWS` wait (the
 database down for long): beyond that the oldest are dropped, with a warning. Thread-safe.

@@ -230,8 +230,9 @@ class LoggingStore(CountingStore):
 
     batches: list[tuple[list[str], list[str]]]
 
-    def append_log(self, tenant_id: str, session_id: str, messages: Any, events: Any, stream: Any = ()) -> None:
-        super().append_log(tenant_id, session_id, messages, events, stream)
+    def append_log(self, tenant_id: str, session_id: str, messages: Any, events: Any, stream: Any = (),
+                   **kwargs: Any) -> None:
+        super().append_log(tenant_id, session_id, messages, events, stream, **kwargs)
         self.batches.append(([role for role, _ in messages], [event for _, event, _ in stream]))
 
 

@@ -14,6 +14,7 @@ import pytest
 from ashd.runtime.offload import Offload
 from ashd.runtime.turnlog import TurnLog
 from ashd.store import Store
+from ashd.store.usage import UsageFilter
 
 
 @pytest.fixture
@@ -47,9 +48,9 @@ def test_the_loop_writes_a_batch_at_once_when_the_writer_is_idle(store: Store) -
     writers: list[str] = []
     at_once = store.append_log_at_once
 
-    def recorded(*args: object) -> bool:
+    def recorded(*args: object, **kwargs: object) -> bool:
         writers.append(threading.current_thread().name)
-        return at_once(*args)  # type: ignore[arg-type]
+        return at_once(*args, **kwargs)  # type: ignore[arg-type]
 
     store.append_log_at_once = recorded  # type: ignore[method-assign]
 
@@ -111,3 +112,28 @@ def test_a_failed_batch_is_reported_by_flush_and_its_frames_still_go_on(store: S
     asyncio.run(scenario())
     offload.shutdown()
     assert [upto for upto, _ in reported.seen] == [1, 1]  # the stream is told to go on
+
+
+def test_queued_usage_rides_with_the_turns_last_commit_not_with_frames_a_client_waits_for(store: Store) -> None:
+    offload = _offload(store)
+    usage_at_commit: list[tuple[int, int]] = []  # (reported id, usage rows stored then)
+
+    def reported(upto: int) -> None:
+        usage_at_commit.append((upto, len(store.list_usage(UsageFilter("t1")))))
+
+    async def scenario() -> None:
+        log = TurnLog(offload, store, "t1", "s1", reported)
+        log.add_stream(1, "session_start", "{}")
+        store.queue_usage("t1", "s1", "qa", {"input_tokens": 5, "message": 1})  # the model call was metered
+        await asyncio.sleep(0)
+        log.add_stream(2, "text_delta", "{}")
+        await asyncio.sleep(0)
+        log.hold()
+        log.add_stream(3, "done", "{}")
+        await log.flush()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        offload.shutdown()
+    assert usage_at_commit == [(1, 0), (2, 0), (3, 2)]

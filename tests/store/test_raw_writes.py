@@ -42,12 +42,14 @@ def test_usage_is_recorded_per_known_metric(store: Store) -> None:
     assert sorted((e["eventType"], e["value"]) for e in events) == [("input_tokens", 3.0), ("output_tokens", 5.0)]
 
 
-def test_queued_usage_rides_in_the_next_log_append_of_any_session(store: Store) -> None:
+def test_queued_usage_rides_in_the_next_turns_last_commit(store: Store) -> None:
     store.create_session("t1", "s1", "qa", "active")
     store.create_session("t2", "s2", "qa", "active")
     store.queue_usage("t1", "s1", "qa", {"input_tokens": 3, "message": 1})
     assert store.list_usage(UsageFilter("t1")) == []  # queued, not written
-    store.append_log("t2", "s2", [], [], [(1, "session_start", "{}")])  # another tenant's turn
+    store.append_log("t2", "s2", [], [], [(1, "session_start", "{}")])  # frames a client waits for: not with them
+    assert store.list_usage(UsageFilter("t1")) == []
+    store.append_log("t2", "s2", [], [], [(2, "done", "{}")], usage=True)  # another tenant's turn ends
     events = store.list_usage(UsageFilter("t1", session_id="s1"))
     assert sorted((e["eventType"], e["value"]) for e in events) == [("input_tokens", 3.0), ("message", 1.0)]
     assert store.list_usage(UsageFilter("t2")) == []  # still the metered session's rows only
@@ -59,7 +61,7 @@ def test_queued_usage_survives_a_failed_append(store: Store) -> None:
     store.append_log("t1", "s1", [], [], [(1, "session_start", "{}")])
     store.queue_usage("t1", "s1", "qa", {"output_tokens": 7})
     with pytest.raises(Conflict):  # frame 1 again: rolled back, usage with it
-        store.append_log("t1", "s1", [], [], [(1, "session_start", "{}")])
+        store.append_log("t1", "s1", [], [], [(1, "session_start", "{}")], usage=True)
     assert store.list_usage(UsageFilter("t1")) == []
     assert store.write_queued_usage() == 1
     assert [(e["eventType"], e["value"]) for e in store.list_usage(UsageFilter("t1"))] == [("output_tokens", 7.0)]
@@ -68,9 +70,9 @@ def test_queued_usage_survives_a_failed_append(store: Store) -> None:
 def test_queued_usage_rides_in_a_write_at_once(store: Store) -> None:
     store.create_session("t1", "s1", "qa", "active")
     store.queue_usage("t1", "s1", "qa", {"tool_call": 2})
-    if not store.append_log_at_once("t1", "s1", [], [], [(1, "session_start", "{}")]):  # Postgres: never at once
+    if not store.append_log_at_once("t1", "s1", [], [], [(1, "done", "{}")], usage=True):  # Postgres: never at once
         assert store.dialect == "postgresql"
-        store.append_log("t1", "s1", [], [], [(1, "session_start", "{}")])
+        store.append_log("t1", "s1", [], [], [(1, "done", "{}")], usage=True)
     assert [(e["eventType"], e["value"]) for e in store.list_usage(UsageFilter("t1"))] == [("tool_call", 2.0)]
 
 
@@ -171,11 +173,12 @@ def test_a_write_at_once_refuses_to_wait_for_another_writer_and_leaves_nothing(t
         with blocker.connect() as conn:
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # another connection holds SQLite's write lock
             store.queue_usage("t1", "s1", "qa", {"message": 1})
-            assert store.append_log_at_once("t1", "s1", [("user", "a")], [], [(1, "session_start", "{}")]) is False
+            assert store.append_log_at_once("t1", "s1", [("user", "a")], [], [(1, "session_start", "{}")],
+                                            usage=True) is False
             assert store.append_transcript_at_once("t1", "s1", "", ["x"]) is False
             conn.exec_driver_sql("ROLLBACK")
         assert store.list_usage(UsageFilter("t1")) == []
-        store.append_log("t1", "s1", [("user", "a")], [], [(1, "session_start", "{}")])
+        store.append_log("t1", "s1", [("user", "a")], [], [(1, "session_start", "{}")], usage=True)
         assert len(store.list_usage(UsageFilter("t1"))) == 1  # still queued after the refusal, taken now
         assert store.append_log_at_once("t1", "s1", [("user", "b")], [], [(2, "done", "{}")]) is True
         assert [m.sequence for m in store.list_messages("t1", "s1")] == [1, 2]  # no gap, no duplicate
