@@ -3,10 +3,10 @@
 Usage rows are queued in the store (``Store.queue_usage``): the last commit of the next turn
 to end (with its ``done``) takes them along, so a model call costs no transaction of its own
 on the single writer at the moment the turn's first text is being committed
-(``ashd/store/usage_queue.py``). What no
-turn took within :data:`USAGE_WAIT_S` is written by itself, and so is everything queued before
-the session's spend is read and when ashd stops. A crash loses at most that long of metered
-usage. Notices (an OOM kill, an egress decision) are written at once.
+(``ashd/store/usage_queue.py``). What no turn took within :data:`USAGE_WAIT_S` is written by
+itself, and so is everything queued before the session's spend is read and when ashd stops.
+A crash loses at most that long of metered usage. Notices (an OOM kill, an egress decision)
+are written at once.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class StoreBase:
         self._clock = clock
         self._seqs = LogSequences()
         self._raw = raw_writes.RawWrites(self._engine)
-        self._usage = UsageQueue()  # written with the next log append (usage_queue.py)
+        self._usage = UsageQueue()  # written with a turn's last commit (usage_queue.py)
 
     @property
     def url_masked(self) -> str:

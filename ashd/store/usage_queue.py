@@ -23,7 +23,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-MAX_ROWS = 70_000  # 10,000 model calls' rows
+MAX_ROWS = 14_000  # 2,000 model calls' rows, a few MB
 Row = tuple[Any, ...]  # the values of raw_writes' usage columns
 
 
