@@ -2,8 +2,8 @@
 
 Filters: ``sessionId``, ``agentName``, ``after``, ``before`` (ISO-8601 timestamps) and, for
 the list, ``limit`` (1-1000, default 100). Always scoped to the caller's tenant. Usage still
-queued for the next write (``ashd/store/usage_queue.py``) is written first, so a reader sees
-every model call metered before its request.
+queued for a turn's last commit (``ashd/store/usage_queue.py``) is written first, so a reader
+sees every model call metered before its request.
 """
 
 from __future__ import annotations
@@ -15,6 +15,11 @@ from ashd.store.usage import UsageFilter
 MAX_LIMIT = 1000
 
 
+async def write_queued(handler: ApiHandler) -> None:
+    """Write the usage still queued, before a read of usage (here and ``/api/analytics``)."""
+    await handler.ctx.offload.write(handler.ctx.store.write_queued_usage)
+
+
 class _UsageHandler(ApiHandler):
     def usage_filter(self) -> UsageFilter:
         arg = self.get_query_argument
@@ -24,14 +29,11 @@ class _UsageHandler(ApiHandler):
         return UsageFilter(self.tenant, arg("sessionId", None) or None, arg("agentName", None) or None,
                            arg("after", None) or None, arg("before", None) or None, int(limit_text))
 
-    async def write_queued(self) -> None:
-        await self.ctx.offload.write(self.ctx.store.write_queued_usage)
-
 
 class UsageHandler(_UsageHandler):
     async def get(self) -> None:
         flt = self.usage_filter()
-        await self.write_queued()
+        await write_queued(self)
         events = await self.ctx.offload.read(self.ctx.store.list_usage, flt)
         self.send_json({"events": events})
 
@@ -39,6 +41,6 @@ class UsageHandler(_UsageHandler):
 class UsageStatsHandler(_UsageHandler):
     async def get(self) -> None:
         flt = self.usage_filter()
-        await self.write_queued()
+        await write_queued(self)
         stats = await self.ctx.offload.read(self.ctx.store.usage_stats, flt)
         self.send_json({"stats": stats})

@@ -5,7 +5,7 @@ sequences held in memory (``sequences.py``), waiting or at once (the event loop'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.engine import Connection
 
@@ -14,6 +14,7 @@ from .rows import EventRow, MessageRow
 from .store_base import StoreBase
 from .stream_queries import StreamEventRow
 from .translate import translated_errors
+from .usage_queue import Row as UsageRow
 
 
 class SessionLogStore(StoreBase):
@@ -59,13 +60,9 @@ class SessionLogStore(StoreBase):
         if not messages and not events and not stream:
             return
         now = self._clock()
-
-        def write(cursor: raw_writes.Cursor) -> None:
-            raw_writes.append_log(self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now)
-            raw_writes.insert_usage(self._raw, cursor, rows)
-
         with self._taking_usage(usage) as rows:
-            self._appending(tenant_id, session_id, write, raw=True)
+            self._appending(tenant_id, session_id, self._log_writer(
+                tenant_id, session_id, messages, events, stream, now, rows), raw=True)
 
     def append_log_at_once(self, tenant_id: str, session_id: str, messages: Sequence[tuple[str, str]],
                            events: Sequence[tuple[str, str]], stream: Sequence[tuple[int, str, str]] = (), *,
@@ -79,16 +76,21 @@ class SessionLogStore(StoreBase):
         size = (sum(len(content) for _, content in messages) + sum(len(data) for _, data in events)
                 + sum(len(data) for _, _, data in stream))
         now = self._clock()
-
-        def write(cursor: raw_writes.Cursor) -> None:
-            raw_writes.append_log(self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now)
-            raw_writes.insert_usage(self._raw, cursor, rows)
-
         with self._taking_usage(usage) as rows:
-            if self._appending_at_once(tenant_id, session_id, size, write):
+            if self._appending_at_once(tenant_id, session_id, size, self._log_writer(
+                    tenant_id, session_id, messages, events, stream, now, rows)):
                 return True
             self._usage.put_back(rows)
             return False
+
+    def _log_writer(self, tenant_id: str, session_id: str, messages: Sequence[tuple[str, str]],
+                    events: Sequence[tuple[str, str]], stream: Sequence[tuple[int, str, str]], now: str,
+                    usage: Sequence[UsageRow]) -> Callable[[raw_writes.Cursor], None]:
+        """What one log append writes inside its transaction: the rows, then ``usage``."""
+        def write(cursor: raw_writes.Cursor) -> None:
+            raw_writes.append_log(self._raw, cursor, self._seqs, tenant_id, session_id, messages, events, stream, now)
+            raw_writes.insert_usage(self._raw, cursor, usage)
+        return write
 
     def checkpoint(self) -> None:
         """SQLite: copy the WAL into the database file as far as no reader needs it (the
