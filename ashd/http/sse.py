@@ -14,7 +14,7 @@ import tornado.web
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
-from ashd.runtime.watchdog import Idle
+from ashd.mailbox import Idle
 
 HEARTBEAT = b": keep-alive\n\n"
 

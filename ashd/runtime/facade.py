@@ -20,10 +20,10 @@ from typing import Any, Protocol
 
 from ashd.actors.messages import PoolStats, SessionView
 from ashd.actors.vitals import Readiness, Verdict, readiness
+from ashd.mailbox import Idle
 from ashd.metrics import LiveFigures
 from ashd.options import MessageOptions, SessionOptions
 from ashd.runtime.turn import Turn
-from ashd.runtime.watchdog import Idle
 from ashd.sandbox.logring import LogLine
 from ashd.store import AgentRow, SessionRow
 from ashd.wire.protocol import ExecResult

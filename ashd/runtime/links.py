@@ -43,6 +43,13 @@ class SessionLink:
                 self._link, self._pid = link, grant.pid
             return link
 
+    def ready(self, grant: TurnGrant) -> BridgeLink | None:
+        """The link to a grant's bridge if it is up (no connect in progress), else None."""
+        link = self._link
+        if link is None or link.closed or self._pid != grant.pid or self._connecting.locked():
+            return None
+        return link
+
     def drop(self) -> None:
         """Close the link (its bridge is gone or being replaced). Idempotent."""
         link, self._link = self._link, None

@@ -44,6 +44,7 @@ from ashd.actors.turn_gate import TurnGate
 from ashd.actors.vitals import Verdict
 from ashd.config import Config
 from ashd.errors import Conflict, Unavailable
+from ashd.mailbox import Idle
 from ashd.metrics import LiveFigures, Metrics
 from ashd.options import MessageOptions, SessionOptions
 from ashd.runtime.fanout import StreamFanout
@@ -52,10 +53,9 @@ from ashd.runtime.local_base import LocalBase
 from ashd.runtime.offload import Offload
 from ashd.runtime.ownership import SessionOwnership
 from ashd.runtime.pending import answered
-from ashd.runtime.streams import turn_frames, with_heartbeats
+from ashd.runtime.streams import turn_frames
 from ashd.runtime.turn import Turn
 from ashd.runtime.turn_host import Actor, LimitTurn, LocalTurnHost, end_gated, hand_back_grant
-from ashd.runtime.watchdog import Idle
 from ashd.sandbox.launcher import Launcher
 from ashd.sandbox.logring import LogBook, LogLine
 from ashd.store import AgentRow, SessionRow, Store
@@ -191,7 +191,7 @@ class LocalRuntime(LocalBase):
         return self._streams.subscribe(tenant_id, session_id, after, follow=follow, batched=batched)
 
     def turn_stream(self, turn: Turn, *, batched: bool = False) -> AsyncGenerator[bytes | Idle, None]:
-        return with_heartbeats(turn_frames(turn, batched=batched), self._config.pool.sse_heartbeat_s)
+        return turn_frames(turn, self._config.pool.sse_heartbeat_s, batched=batched)
 
     async def interrupt(self, tenant_id: str, session_id: str) -> None:
         turn = self.live_turn(session_id)
@@ -302,6 +302,7 @@ class LocalRuntime(LocalBase):
     def _run(self, live: LiveSession, turn: Turn, turn_over: Callable[[], None]) -> None:
         """Run a turn as a task; it is the session's live turn until it ends (then ``turn_over()``)."""
         live.turn = turn
+        turn.start()  # the query is written now, if the link is up (not a loop step later)
         task = asyncio.ensure_future(turn.run())
         self._tasks.add(task)
         self._bell.ring(live.session_id)

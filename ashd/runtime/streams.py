@@ -22,24 +22,27 @@ in a small cache (:class:`PageCache`) and shared by every subscriber replaying t
 :func:`with_heartbeats` marks every quiet period with :data:`IDLE`, so the HTTP side writes
 a keep-alive comment; it waits for the next item without cancelling its source (cancelling
 a pending ``__anext__`` would close the generator) and reads one item at a time, when asked,
-so a slow client holds the replay back (backpressure): the watchdog's :func:`watched` on
-demand, one reader task per stream rather than one task and one ``asyncio.wait`` per item.
-Loop thread only.
+so a slow client holds the replay back (backpressure): :func:`~ashd.runtime.watchdog.watched`,
+one reader task per stream rather than one task and one ``asyncio.wait`` per item. The
+response to a message needs no reader task: :func:`turn_frames` waits on the turn's own
+mailbox, with the heartbeat as its quiet period. Loop thread only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 from ashd.events import frame
+from ashd.mailbox import Idle
 from ashd.runtime.fanout import StreamFanout
 from ashd.runtime.following import SessionBell
 from ashd.runtime.offload import Offload
 from ashd.runtime.turn import Frame, Turn
-from ashd.runtime.watchdog import Idle, watched
+from ashd.runtime.watchdog import watched
 from ashd.states import SessionStatus
 from ashd.store import Store
 
@@ -201,14 +204,18 @@ class SessionStreams:
         return frames, b"".join(data for _, data in frames), rows[-1].event if rows else None
 
 
-async def turn_frames(turn: Turn, after: int = 0, *, batched: bool = False) -> AsyncGenerator[bytes, None]:
-    """One turn's SSE frames with ids above ``after``, to its ``done``."""
-    async for _, data in turn.subscribe(after=after, batched=batched):
-        yield data
+async def turn_frames(turn: Turn, every_s: float, *, batched: bool = False) -> AsyncGenerator[bytes | Idle, None]:
+    """A running turn's frames to its ``done``, for the request that sent its message, and
+    :data:`IDLE` after each quiet ``every_s``. The response's own task waits on the turn (no
+    reader task between them), so a committed frame is written one loop step later; it reads
+    only when it asks for the next item (backpressure)."""
+    async with contextlib.aclosing(turn.subscribe(batched=batched, quiet_s=every_s)) as items:
+        async for item in items:
+            yield item if isinstance(item, Idle) else item[1]
 
 
 def with_heartbeats(source: AsyncGenerator[bytes, None], every_s: float) -> AsyncGenerator[bytes | Idle, None]:
     """Every item of ``source``, read only when asked for, and :data:`IDLE` after each quiet
     ``every_s``. Closing the result early closes ``source`` (its ``finally`` blocks run then,
     not at collection)."""
-    return watched(source, every_s, on_demand=True)
+    return watched(source, every_s)

@@ -16,6 +16,12 @@ the session's owner sent before ``done`` is delivered, so it is ahead of any nex
 (a turn taken through the session's turn gate, ashd/actors/turn_gate.py, is also released in
 the gate itself, so the next message takes its turn there at once).
 
+The message path is kept short: the runtime calls :meth:`Turn.start` in the request's own step
+of the loop, which writes the query when the agent's link is up; a bridge event reaches the
+turn, and a committed frame its SSE response, through a :class:`~ashd.mailbox.Mailbox` (one
+step each, no reader task between); a batch commits as soon as the turn has handled every
+event already read, and the turn's first text delta at once, before the events read with it.
+
 A turn reaches its agent through a :class:`TurnHost` (the runtime implementation that
 granted it: the local one talks to a session actor and a bridge socket), so the turn itself
 knows nothing of actors, sockets or pids.
@@ -27,18 +33,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from ashd import __version__
 from ashd.events import SSEEvent, compact_json, frame, stored_message, stream_events, timeline_events, user_message
+from ashd.mailbox import IDLE, Idle, Mailbox
 from ashd.metrics import Metrics
 from ashd.options import MessageOptions
 from ashd.runtime.offload import Offload
 from ashd.runtime.sequence import EventSequence
 from ashd.runtime.turnlog import TurnLog
-from ashd.runtime.watchdog import Idle, watched
 from ashd.store import Store
 from ashd.wire import protocol
 from ashd.wire.link import LOST, BridgeGone, BridgeLink
@@ -54,6 +60,9 @@ class TurnHost(Protocol):
 
     async def connect(self) -> BridgeLink:
         """The link to the agent. Raises BridgeGone."""
+
+    def ready_link(self) -> BridgeLink | None:
+        """The link to the agent if it is up now (no wait), else None (then :meth:`connect`)."""
 
     def drop_link(self) -> None:
         """The link is dead or wedged: the next connect makes a new one."""
@@ -98,52 +107,90 @@ class Turn:
         self.first_seq = sequence.last + 1
         self._frames: list[Frame] = []  # delivered
         self._committing: list[Frame] = []  # recorded, waiting for their batch to commit
-        self._subscribers: list[asyncio.Queue[Frame | None]] = []
+        self._subscribers: list[Mailbox[Frame | None]] = []
         self._log = TurnLog(env.offload, env.store, tenant_id, session_id, self._committed)
         self.finished = False
         self.failure: str | None = None  # the first error of the turn, if it failed (the queue asks)
         self._killed: str | None = None  # why the turn's agent process was killed, if it was
         self._ended = asyncio.Event()
+        self._begun = False
+        # The turn's first text delta: None until published, True until committed, then False.
+        # It is committed as soon as it is handled (the time to the first token is what a
+        # client feels), not with the rest of the events read with it.
+        self._first_text: bool | None = None
+        self._asked: tuple[BridgeLink, str | None] | None = None  # the link and ask() result, if start() asked
 
-    async def subscribe(self, after: int = 0, *, batched: bool = False) -> AsyncIterator[Frame]:
+    @overload
+    def subscribe(self, after: int = 0, *, batched: bool = False,
+                  quiet_s: None = None) -> AsyncGenerator[Frame, None]: ...
+
+    @overload
+    def subscribe(self, after: int = 0, *, batched: bool = False,
+                  quiet_s: float) -> AsyncGenerator[Frame | Idle, None]: ...
+
+    async def subscribe(self, after: int = 0, *, batched: bool = False,
+                        quiet_s: float | None = None) -> AsyncGenerator[Frame | Idle, None]:
         """Every delivered frame with an id above ``after``, then live ones, until the end.
         ``batched``: each item joins every frame waiting at that moment (its id is the last's),
-        so a subscriber that fell behind catches up in one write."""
-        queue: asyncio.Queue[Frame | None] = asyncio.Queue()
+        so a subscriber that fell behind catches up in one write. ``quiet_s``: :data:`IDLE`
+        after each quiet period that long (the caller's task waits itself: a delivered frame
+        reaches it in one step of the loop)."""
+        box: Mailbox[Frame | None] = Mailbox()
         for past in self._frames:
             if past[0] > after:
-                queue.put_nowait(past)
+                box.put(past)
         if self.finished:
-            queue.put_nowait(None)
+            box.put(None)
         else:
-            self._subscribers.append(queue)
+            self._subscribers.append(box)
         try:
             while True:
-                item = await queue.get()
+                if not await box.wait(quiet_s):
+                    yield IDLE
+                    continue
+                item = box.take()
                 if item is None:
                     return
-                if not batched or queue.empty():
+                if not batched or not box:
                     yield item
                     continue
                 waiting = [item]
-                while not queue.empty() and (more := queue.get_nowait()) is not None:
+                while box and (more := box.take()) is not None:
                     waiting.append(more)
                 yield waiting[-1][0], b"".join(data for _, data in waiting)
                 if more is None:
                     return
         finally:
-            if queue in self._subscribers:
-                self._subscribers.remove(queue)
+            if box in self._subscribers:
+                self._subscribers.remove(box)
 
     async def ended(self) -> None:
         """Wait until the turn has ended (its ``done`` delivered)."""
         await self._ended.wait()
 
-    async def run(self) -> None:
-        """Drive the turn to its end. Never raises; always ends with ``done``."""
+    def start(self) -> None:
+        """The turn's first step, in its caller's step of the loop (the runtime's ``send``):
+        the user message and ``session_start`` are recorded, and when the agent's link is up
+        the query is written at once, so the agent starts on it while the request's response
+        is set up and the first rows commit. Never raises; :meth:`run` does the rest (and
+        this first, if nobody did)."""
+        if self._begun:
+            return
+        self._begun = True
         self._started_at = time.monotonic()
         self._log.add_message("user", user_message(self._options.content))  # first: committed before any frame
         self._publish(SSEEvent("session_start", {"sessionId": self.session_id, "version": __version__}))
+        try:
+            link = self._host.ready_link()
+            if link is not None:
+                self._asked = link, self._ask(link)
+        except Exception:  # boundary: run() connects and asks the usual way, and reports what fails
+            log.exception("session %s: writing the query at the turn's start failed", self.session_id)
+        self._log.commit_now()
+
+    async def run(self) -> None:
+        """Drive the turn to its end. Never raises; always ends with ``done``."""
+        self.start()
         try:
             await self._run()
         except Exception as exc:  # boundary: report on the stream, keep the daemon up
@@ -183,21 +230,19 @@ class Turn:
         await link.interrupt()
 
     async def _run(self) -> None:
-        env = self._env
-        try:
-            link = await self._host.connect()
-        except BridgeGone as exc:
-            self._host.drop_link()
-            self._error(f"the agent process is not reachable: {exc}")
-            return
-        self._host.bind_budget(self._options.max_budget_usd)  # this turn's budget binds at the model proxy too
-        query = protocol.Query(self._options.content, self._options.include_partial_messages, self._options.model,
-                               self._options.turn_settings())
-        env.metrics.turn_overhead.observe(time.monotonic() - self._received_at)  # the query is written next
-        unsent = link.ask(query)  # before the turn's first rows commit (scheduled by run, not yet run)
-        idle_s = env.idle_s
+        if self._asked is not None:
+            link, unsent = self._asked
+        else:
+            try:
+                link = await self._host.connect()
+            except BridgeGone as exc:
+                self._host.drop_link()
+                self._error(f"the agent process is not reachable: {exc}")
+                return
+            unsent = self._ask(link)
+        idle_s = self._env.idle_s
         quiet = 0  # consecutive idle periods: 1 -> interrupt, 2 -> kill, 3 -> give up on the link
-        async for event in watched(link.answer(unsent), idle_s):
+        async for event in link.answer(unsent, idle_s):
             if isinstance(event, Idle):
                 quiet += 1
                 if not await self._stalled(link, quiet, idle_s):
@@ -216,10 +261,25 @@ class Turn:
                 self._error(f"the agent process was killed: {reason}" if reason else LOST)
             elif isinstance(event, protocol.Error):
                 self._error(event.error)
+            if self._first_text is True:  # just published: it goes out before the events read with it
+                self._first_text = False
+                self._log.commit_now()
+                if link.waiting:
+                    await asyncio.sleep(0)  # the response writes it before the rest is handled
+            elif not link.waiting:
+                self._log.commit_now()  # this step's rows; the next event is not there yet
         if self._options.max_budget_usd is not None:
             self._host.bind_budget(None)  # the turn's budget ends with it
         if link.closed or quiet:
             self._host.drop_link()
+
+    def _ask(self, link: BridgeLink) -> str | None:
+        """Bind the turn's budget and write its query (:meth:`BridgeLink.ask`)."""
+        self._host.bind_budget(self._options.max_budget_usd)  # this turn's budget binds at the model proxy too
+        query = protocol.Query(self._options.content, self._options.include_partial_messages, self._options.model,
+                               self._options.turn_settings())
+        self._env.metrics.turn_overhead.observe(time.monotonic() - self._received_at)  # the query is written next
+        return link.ask(query)
 
     async def _stalled(self, link: BridgeLink, quiet: int, idle_s: float) -> bool:
         """The agent sent nothing for another ``idle_s``: interrupt it, then kill it. False
@@ -283,12 +343,14 @@ class Turn:
         if item[0] == self.first_seq + 1:  # the first frame after session_start
             self._env.metrics.first_event.observe(time.monotonic() - self._started_at)
         self._frames.append(item)
-        for queue in self._subscribers:
-            queue.put_nowait(item)
+        for box in self._subscribers:
+            box.put(item)
 
     def _publish(self, event: SSEEvent) -> None:
         """Record now; deliver when committed (see ``_committed``)."""
         self._committing.append(self._record(event))
+        if event.name == "text_delta" and self._first_text is None:
+            self._first_text = True
 
     def _committed(self, upto: int) -> None:
         ready = [f for f in self._committing if f[0] <= upto]
@@ -299,7 +361,7 @@ class Turn:
     def _close(self) -> None:
         self.finished = True
         self._ended.set()
-        for queue in self._subscribers:
-            queue.put_nowait(None)
+        for box in self._subscribers:
+            box.put(None)
         self._subscribers.clear()
 

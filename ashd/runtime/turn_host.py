@@ -50,6 +50,9 @@ class LocalTurnHost:
     async def connect(self) -> BridgeLink:
         return await self._live.link.get(self._grant)
 
+    def ready_link(self) -> BridgeLink | None:
+        return self._live.link.ready(self._grant)
+
     def drop_link(self) -> None:
         self._live.link.drop()
 

@@ -4,7 +4,8 @@ While a write is in flight, new rows accumulate; when it completes, the next tra
 takes everything pending. Rows reach the database as fast as it can take them, in order,
 with one transaction per batch instead of one per SDK message. A batch starts on the next
 turn of the loop, not on the first row added, so the rows of one callback (the user message
-and ``session_start``; one SDK message's frames, messages and timeline rows) share it. After
+and ``session_start``; one SDK message's frames, messages and timeline rows) share it; or
+sooner, when the turn says it has added all it has for now (:meth:`TurnLog.commit_now`). After
 each batch, ``on_commit`` is told the highest stream event id it contained, so the turn can
 deliver exactly the frames that can no longer be lost.
 
@@ -65,6 +66,13 @@ class TurnLog:
     def hold(self) -> None:
         """Keep every row from now on for ``flush()`` (one transaction for the turn's end)."""
         self._held = True
+
+    def commit_now(self) -> None:
+        """Start the batch of the rows added so far now rather than at the loop's next step:
+        the caller has added all it has for the moment (a turn whose agent sent nothing more
+        yet), and its frames are delivered the sooner."""
+        if self._scheduled:
+            self._kick()
 
     async def flush(self) -> None:
         """Wait until every row added so far is committed. Raises the first write error."""

@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from ashd.mailbox import IDLE, Idle, Mailbox
 from ashd.wire import protocol
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class BridgeLink:
         self._writer = writer
         self._sink = sink
         self.ready = ready
-        self._events: asyncio.Queue[protocol.Event | None] = asyncio.Queue()
+        self._events: Mailbox[protocol.Event | None] = Mailbox()  # None: the bridge is gone
         self._eof = False
         self._writes: set[asyncio.Future[None]] = set()
         self._write_errors: list[str] = []
@@ -76,7 +77,8 @@ class BridgeLink:
         Never raises for a dead bridge: it yields ``Error`` then ``Done`` instead.
         """
         async for event in self.answer(self.ask(query)):
-            yield event
+            if not isinstance(event, Idle):  # never: no quiet period asked for
+                yield event
 
     def ask(self, query: protocol.Query) -> str | None:
         """Write ``query`` now, in the caller's step of the loop (before anything it scheduled
@@ -91,17 +93,27 @@ class BridgeLink:
             return str(exc) or type(exc).__name__
         return None
 
-    async def answer(self, unsent: str | None) -> AsyncIterator[protocol.Event]:
+    @property
+    def waiting(self) -> bool:
+        """An event of the turn was received and not yet taken by :meth:`answer`."""
+        return bool(self._events)
+
+    async def answer(self, unsent: str | None, quiet_s: float | None = None) -> AsyncIterator[protocol.Event | Idle]:
         """The events of the query :meth:`ask` wrote, up to and including ``Done``; ``Error``
-        then ``Done`` when it could not be written (``unsent``: why) or the bridge is lost."""
+        then ``Done`` when it could not be written (``unsent``: why) or the bridge is lost.
+        ``quiet_s``: :data:`IDLE` after each quiet period that long (the turn's watchdog). The
+        caller's task waits for the reader's hand-off itself: an event costs one loop step."""
         if unsent is not None:
             yield protocol.Error(f"bridge is not reachable: {unsent}")
             yield protocol.Done(self.ready.session_id)
             return
         while True:
-            event = await self._events.get()
+            if not await self._events.wait(quiet_s):
+                yield IDLE
+                continue
+            event = self._events.take()
             if event is None:
-                self._events.put_nowait(None)  # stays closed for whoever asks next
+                self._events.put(None)  # stays closed for whoever asks next
                 yield protocol.Error(LOST)
                 yield protocol.Done(self.ready.session_id)
                 return
@@ -160,12 +172,12 @@ class BridgeLink:
                     if waiting is not None and not waiting.done():
                         waiting.set_result(event)
                 else:
-                    self._events.put_nowait(event)
+                    self._events.put(event)
         except (ConnectionError, ValueError, asyncio.LimitOverrunError, protocol.ProtocolError) as exc:
             log.error("bridge %s: bad frame, closing link: %s", self.ready.session_id, exc)
         finally:
             self._eof = True
-            self._events.put_nowait(None)
+            self._events.put(None)
             for waiting in self._execs.values():
                 if not waiting.done():
                     waiting.set_exception(BridgeGone("the agent process exited during the command"))

@@ -17,11 +17,11 @@ from collections.abc import AsyncGenerator, Iterator
 import pytest
 import sqlalchemy as sa
 
+from ashd.mailbox import Idle
 from ashd.runtime.fanout import StreamFanout
 from ashd.runtime.following import SessionBell
 from ashd.runtime.offload import Offload
 from ashd.runtime.streams import SessionStreams
-from ashd.runtime.watchdog import Idle
 from ashd.store import Store
 from tests.store.pg import backend_database
 

@@ -21,11 +21,11 @@ from ashd.actors.messages import BridgeExited, Pending, TurnGrant
 from ashd.actors.supervisor import POOL, SESSIONS, Tree
 from ashd.config import Config, PoolConfig
 from ashd.errors import Conflict
+from ashd.mailbox import IDLE, Idle
 from ashd.metrics import Metrics
 from ashd.options import MessageOptions
 from ashd.runtime.local import LocalRuntime
 from ashd.runtime.offload import Offload
-from ashd.runtime.watchdog import IDLE, Idle
 from ashd.sandbox.logring import LogBook
 from ashd.store import Store
 from ashd.wire import protocol
@@ -262,24 +262,17 @@ def test_the_user_message_commits_with_the_first_frame_and_a_message_right_after
         store.close()
 
 
-def test_the_query_is_written_before_the_turns_first_rows_commit(tmp_path: Path) -> None:
-    """The agent starts on the query while the user message commits, not after (issue #12)."""
-    sock = tmp_path / "bridge.sock"
-    seen_at_commit: list[bytes] = []
-    bridge_side: list[socket.socket] = []
-    writers: list[asyncio.StreamWriter] = []
-    armed = threading.Event()  # the link is up (the first turn connected it)
+def peek(side: socket.socket) -> bytes:
+    """What the bridge can read now (not taken from its socket)."""
+    try:
+        return side.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return b""
 
-    class PeekingStore(Store):
-        def append_log_at_once(self, *args: Any, **kwargs: Any) -> bool:
-            if armed.is_set() and not seen_at_commit:  # what the bridge can read when the turn's first rows commit
-                try:
-                    seen_at_commit.append(bridge_side[0].recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-                except BlockingIOError:
-                    seen_at_commit.append(b"")
-            return super().append_log_at_once(*args, **kwargs)
 
-    store = PeekingStore(f"sqlite:///{tmp_path / 'ash.db'}")
+def at_once_runtime(tmp_path: Path, store: Store, sock: Path) -> tuple[LocalRuntime, Offload]:
+    """A runtime whose session's bridge listens at ``sock``, committing on the loop as the
+    daemon does on SQLite (the store is migrated and holds the session)."""
     store.migrate()
     store.create_session(tenant_id=TENANT, session_id=SID, agent_name="a", status="active", sandbox_id=SID)
     ref = FakeSession.start(sock, [100])
@@ -288,9 +281,82 @@ def test_the_query_is_written_before_the_turns_first_rows_commit(tmp_path: Path)
     registry.put(SESSIONS, registry.get(POOL))
     exits = ExitBoard()
     offload = Offload()
-    offload.allow_writes_at_once(store.checkpoint)  # as the daemon does on SQLite: commits on the loop
+    offload.allow_writes_at_once(store.checkpoint)
     tree = Tree(registry, exits)
-    runtime = LocalRuntime(Config(data_dir=tmp_path), store, offload, tree, exits, LogBook(), Metrics())
+    return LocalRuntime(Config(data_dir=tmp_path), store, offload, tree, exits, LogBook(), Metrics()), offload
+
+
+def stream_line(event: dict[str, Any]) -> bytes:
+    return protocol.encode(protocol.Message({"type": "stream_event", "event": event}))
+
+
+def test_the_first_text_delta_commits_before_the_lines_read_with_it(tmp_path: Path) -> None:
+    """A reply's first lines arrive in one read; its first token is not held back for the
+    rest (issue #12): the batch that delivers it ends with it."""
+    sock = tmp_path / "bridge.sock"
+    store = LoggingStore(f"sqlite:///{tmp_path / 'ash.db'}")
+    store.batches = []
+    runtime, offload = at_once_runtime(tmp_path, store, sock)
+    delivered: list[list[str]] = []  # the events of each batch, as the turn delivered them
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "word "}}
+    burst = b"".join([stream_line({"type": "message_start", "message": {}}),
+                      stream_line({"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}),
+                      *[stream_line(delta)] * 5, protocol.encode(protocol.Done(SID))])
+
+    closed = threading.Event()
+
+    async def bridge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(protocol.encode(protocol.Ready(100, SID)))
+        while await reader.readline():  # a query: the whole reply in one write
+            writer.write(burst)
+        writer.close()
+        closed.set()
+
+    async def scenario() -> None:
+        server = await asyncio.start_unix_server(bridge, str(sock))
+        try:
+            turn = await runtime.send(TENANT, SID, MessageOptions.from_request({"content": "hi"}))
+            async for _, data in turn.subscribe(batched=True):
+                delivered.append([line.removeprefix(b"event: ").decode() for line in data.split(b"\n")
+                                  if line.startswith(b"event: ")])
+            await turn.ended()
+        finally:
+            runtime.shutdown()  # closes the link: the bridge sees its end
+            for _ in range(100):
+                if closed.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            server.close()
+            await server.wait_closed()
+
+    try:
+        asyncio.run(scenario())
+        first = next(i for i, events in enumerate(delivered) if "text_delta" in events)
+        assert delivered[first].count("text_delta") == 1, delivered  # it went out alone ...
+        assert sum(events.count("text_delta") for events in delivered) == 5  # ... and the rest after it
+    finally:
+        offload.shutdown()
+        store.close()
+
+
+def test_a_warm_turns_query_is_written_before_send_returns_and_before_its_first_rows_commit(tmp_path: Path) -> None:
+    """The agent starts on the query in the request's own step of the loop, and while the user
+    message commits, not after (issue #12)."""
+    sock = tmp_path / "bridge.sock"
+    seen_at_commit: list[bytes] = []
+    seen_at_send: list[bytes] = []
+    bridge_side: list[socket.socket] = []
+    writers: list[asyncio.StreamWriter] = []
+    armed = threading.Event()  # the link is up (the first turn connected it)
+
+    class PeekingStore(Store):
+        def append_log_at_once(self, *args: Any, **kwargs: Any) -> bool:
+            if armed.is_set() and not seen_at_commit:  # what the bridge can read when the turn's first rows commit
+                seen_at_commit.append(peek(bridge_side[0]))
+            return super().append_log_at_once(*args, **kwargs)
+
+    store = PeekingStore(f"sqlite:///{tmp_path / 'ash.db'}")
+    runtime, offload = at_once_runtime(tmp_path, store, sock)
 
     async def bridge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writers.append(writer)
@@ -305,6 +371,8 @@ def test_the_query_is_written_before_the_turns_first_rows_commit(tmp_path: Path)
         try:
             for _ in range(2):
                 turn = await runtime.send(TENANT, SID, MessageOptions.from_request({"content": "hi"}))
+                if armed.is_set():  # the link is up: no step of the loop has run since send
+                    seen_at_send.append(peek(bridge_side[0]))
                 [_ async for _ in turn.subscribe()]
                 await turn.ended()
                 await asyncio.sleep(0.05)  # the grant goes back to the actor
@@ -319,6 +387,7 @@ def test_the_query_is_written_before_the_turns_first_rows_commit(tmp_path: Path)
     try:
         asyncio.run(scenario())
         assert b'"cmd":"query"' in seen_at_commit[0], seen_at_commit
+        assert b'"cmd":"query"' in seen_at_send[0], seen_at_send
     finally:
         for side in bridge_side:
             side.close()

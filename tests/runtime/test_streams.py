@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
+from ashd.mailbox import IDLE
 from ashd.runtime.sequence import EventSequence
 from ashd.runtime.streams import with_heartbeats
-from ashd.runtime.watchdog import IDLE
 
 
 def test_quiet_periods_between_items_are_marked() -> None:

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ashd.runtime.watchdog import IDLE, watched
+from ashd.mailbox import IDLE
+from ashd.runtime.watchdog import watched
 
 
 async def paced(gaps: list[float]) -> AsyncIterator[int]:

@@ -50,7 +50,7 @@ UNITS: dict[str, str] = {
         "body_policy", "config", "config_checks", "config_sections", "credentials", "deploy", "errors", "events",
         "layout", "lifecycle",
         "limit_fields", "option_fields", "options", "policy", "states", "user_env")},
-    **{f"ashd.{name}": "support" for name in ("fdlimit", "loop_task", "metrics", "systemd")},
+    **{f"ashd.{name}": "support" for name in ("fdlimit", "loop_task", "mailbox", "metrics", "systemd")},
     "ashd.wire": "wire",
     "ashd.store": "store",
     "ashd.snapshot": "snapshot",
