@@ -62,10 +62,12 @@ def test_disk_fill_stops_at_the_quota_and_data_survives(make_box: Callable[..., 
     assert (box.kit.root / "workspace" / "kept").read_text() == "keep\n"  # the host-side view
 
 
-def test_cpu_quota_is_written(make_box: Callable[..., Box]) -> None:
+def test_cpu_quota_is_written_with_a_burst_of_one_period(make_box: Callable[..., Box]) -> None:
     box = make_box("cpu", Limits(cpus=0.5))
-    if box.kit.cgroup.layout.mode == "v1":
-        assert (box.kit.cgroup.dirs["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "50000"
+    assert (_quota(box), _burst(box)) == ("50000", "50000")
+    box.kit.cgroup.limit_cpu(1.0)
+    box.kit.cgroup.limit_cpu(0.25)  # lowered below the burst it had: the kernel refuses unless the burst goes first
+    assert (_quota(box), _burst(box)) == ("25000", "25000")
     res = box.run("cat /proc/self/cgroup")
     assert res.returncode == 0
 
@@ -74,6 +76,13 @@ def _quota(box: Box) -> str:
     if box.kit.cgroup.layout.mode == "v2":
         return (box.kit.cgroup.dirs["unified"] / "cpu.max").read_text().split()[0]
     return (box.kit.cgroup.dirs["cpu"] / "cpu.cfs_quota_us").read_text().strip()
+
+
+def _burst(box: Box) -> str:
+    """The sandbox's CPU burst; its quota where the kernel has none (before Linux 5.14)."""
+    v2 = box.kit.cgroup.layout.mode == "v2"
+    path = box.kit.cgroup.dirs["unified"] / "cpu.max.burst" if v2 else box.kit.cgroup.dirs["cpu"] / "cpu.cfs_burst_us"
+    return path.read_text().strip() if path.exists() else _quota(box)
 
 
 def test_a_start_runs_unthrottled_for_its_boost_then_under_its_quota(make_box: Callable[..., Box]) -> None:
