@@ -184,9 +184,9 @@ class Turn:
             link = self._host.ready_link()
             if link is not None:
                 self._asked = link, self._ask(link)
+            self._log.commit_now()
         except Exception:  # boundary: run() connects and asks the usual way, and reports what fails
-            log.exception("session %s: writing the query at the turn's start failed", self.session_id)
-        self._log.commit_now()
+            log.exception("session %s: the turn's start failed", self.session_id)
 
     async def run(self) -> None:
         """Drive the turn to its end. Never raises; always ends with ``done``."""
