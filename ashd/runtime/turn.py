@@ -261,17 +261,23 @@ class Turn:
                 self._error(f"the agent process was killed: {reason}" if reason else LOST)
             elif isinstance(event, protocol.Error):
                 self._error(event.error)
-            if self._first_text is True:  # just published: it goes out before the events read with it
-                self._first_text = False
-                self._log.commit_now()
-                if link.waiting:
-                    await asyncio.sleep(0)  # the response writes it before the rest is handled
-            elif not link.waiting:
-                self._log.commit_now()  # this step's rows; the next event is not there yet
+            await self._handled(link)
         if self._options.max_budget_usd is not None:
             self._host.bind_budget(None)  # the turn's budget ends with it
         if link.closed or quiet:
             self._host.drop_link()
+
+    async def _handled(self, link: BridgeLink) -> None:
+        """An event was handled: its rows commit now if no other event was read yet; the
+        turn's first text delta commits at once, and the response writes it before the
+        events read with it are handled."""
+        if self._first_text is True:
+            self._first_text = False
+            self._log.commit_now()
+            if link.waiting:
+                await asyncio.sleep(0)
+        elif not link.waiting:
+            self._log.commit_now()
 
     def _ask(self, link: BridgeLink) -> str | None:
         """Bind the turn's budget and write its query (:meth:`BridgeLink.ask`)."""
