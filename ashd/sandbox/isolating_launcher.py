@@ -35,6 +35,7 @@ from ashd.sandbox.oom import OomWatcher
 from ashd.sandbox.pyrun import lean_module_argv
 from ashd.sandbox.uids import UidPool
 from ashd.sandbox.zygote import BridgeProcess, BridgeZygote
+from ashd.store import StoreError
 from ashd.user_env import RESERVED_NAMES, RESERVED_PREFIXES
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,10 @@ class _Live:
     spec: SandboxSpec  # which start of the sandbox this is (an id is reused by restarts)
 
 
+SpentSoFar = Callable[[str, str], float]
+"""(tenant, session) -> what the session has cost so far. Blocking; raises StoreError."""
+
+
 class IsolatingLauncher:
     name = "bwrap"
     cli_workspace = bwrap.INSIDE_WORKSPACE  # the CLI's cwd inside the sandbox (its transcript key)
@@ -64,7 +69,9 @@ class IsolatingLauncher:
 
     def __init__(self, kit_config: KitConfig, uids: UidPool, cgroups: CgroupLayout, model: ModelProxy,
                  egress: EgressProxy | None, oom: OomWatcher, on_event: OnEvent, ports: Ports = Ports(),
-                 zygote: BridgeZygote | None = None) -> None:
+                 zygote: BridgeZygote | None = None, spent: SpentSoFar | None = None) -> None:
+        """``spent``: what a session has cost so far, read when a sandbox with a budget starts
+        (standalone: the recorder's; None where the launch order carries it, on a runner)."""
         self._kit_config = kit_config
         self._uids = uids
         self._cgroups = cgroups
@@ -74,6 +81,7 @@ class IsolatingLauncher:
         self._on_event = on_event
         self._ports = ports
         self._bridges = DirectLauncher(zygote)
+        self._spent = spent
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
         # Teardown (unmount, rmdir cgroups) runs here so the exit watcher reports at once; a
@@ -116,6 +124,7 @@ class IsolatingLauncher:
             previous = self._teardowns.pop(spec.sandbox_id, None)
         if previous is not None:
             previous.result(timeout=TEARDOWN_WAIT_S)
+        spent = self._spent_before(spec)  # before anything is set up: a failed read starts nothing
         kit = SandboxKit(self._kit_config, self._uids, self._cgroups, spec.sandbox_id, spec.root,
                          spec.agent_dir, spec.policy.limits, spec.tenant_id)
         began = time.monotonic()
@@ -126,7 +135,7 @@ class IsolatingLauncher:
         with self._lock:
             self._live[spec.sandbox_id] = _Live(kit, False, spec)
         try:
-            token = self._serve(spec, kit)
+            token = self._serve(spec, kit, spent)
             self._oom.watch(kit.cgroup, lambda kills: self._oom_killed(spec, kit, kills))
             bridge_spec = self._bridge_spec(with_transcript(spec, kit.home), kit, token)
             kit.give_config_dir()  # what was restored is the sandbox uid's, like the rest of HOME
@@ -140,12 +149,21 @@ class IsolatingLauncher:
             self.cleanup(spec)
             raise
 
-    def _serve(self, spec: SandboxSpec, kit: SandboxKit) -> str:
+    def _spent_before(self, spec: SandboxSpec) -> float:
+        """What the session spent before this start, where its model proxy's gate starts (its
+        ``maxBudgetUsd`` spans every sandbox it has had). Raises SandboxFailed if unreadable."""
+        if self._spent is None or spec.policy.max_budget_usd is None:
+            return spec.spent_usd
+        try:
+            return max(spec.spent_usd, self._spent(spec.tenant_id, spec.session_id))
+        except StoreError as exc:
+            raise SandboxFailed(f"cannot read the session's spend so far from the database: {exc}") from exc
+
+    def _serve(self, spec: SandboxSpec, kit: SandboxKit, spent: float) -> str:
         sock = kit.netns.listen("127.0.0.1", self._ports.model)
         token = self._model.register(spec.sandbox_id, sock, {
             "session_id": spec.session_id, "tenant_id": spec.tenant_id, "agent_name": spec.agent_name,
-            "budget_usd": spec.policy.max_budget_usd, "upstream_key": spec.upstream_key,
-            "spent_usd": spec.spent_usd})
+            "budget_usd": spec.policy.max_budget_usd, "upstream_key": spec.upstream_key, "spent_usd": spent})
         if spec.policy.egress_allow and self._egress is not None:
             gate = EgressGate(spec.session_id, spec.tenant_id, spec.policy.egress_allow)
             self._egress.register(spec.sandbox_id, kit.netns.listen("127.0.0.1", self._ports.egress), gate)

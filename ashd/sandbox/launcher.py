@@ -45,7 +45,7 @@ class SandboxSpec:
     upstream_key: Secret | None = field(default=None, hash=False, compare=False)
     # What the session already spent before this start, counted against its maxBudgetUsd by
     # the model proxy: a runner's sandbox gets it in its launch order (ashd/sandbox/launch_order.py);
-    # 0 for a standalone start.
+    # a standalone start leaves it 0 and its launcher reads the recorded spend itself.
     spent_usd: float = field(default=0.0, hash=False, compare=False)
     # Run by the launcher once HOME is in place, before the bridge starts: (config dir, HOME
     # bounding every write) -> the session to fork from, or None. Restores the CLI's transcript

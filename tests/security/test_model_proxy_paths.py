@@ -127,7 +127,7 @@ LONG_TEXT = " ".join(f"word{i:04d}" for i in range(500))
 
 def test_the_real_cli_is_stopped_at_its_budget_mid_reply(tmp_path: Path) -> None:
     """Through a running ashd, the agent's own CLI: a reply that crosses maxBudgetUsd ends early
-    with the budget named, and the next turn never reaches the upstream."""
+    with the budget named, and the next turn never reaches the upstream, nor one in a new sandbox."""
     agent = tmp_path / "agent"
     (agent / ".ashd").mkdir(parents=True)
     (agent / "CLAUDE.md").write_text("You are the budget test agent.\n")
@@ -150,6 +150,13 @@ def test_the_real_cli_is_stopped_at_its_budget_mid_reply(tmp_path: Path) -> None
             model.clear()
             events = session.turn("[[say: after the budget]]")
             assert "budget exhausted" in json.dumps(events) and "after the budget" not in json.dumps(
+                [d for n, d in events if n not in ("error", "done")])
+            assert [r for r in model.requests() if r.path == "/v1/messages"] == []
+            # A new sandbox for the session (stop, then a cold resume): the budget spans it too.
+            assert client.post(f"/api/sessions/{session.sid}/stop").status_code == 200
+            assert client.post(f"/api/sessions/{session.sid}/resume").status_code == 200
+            events = session.turn("[[say: after a new sandbox]]")
+            assert "budget exhausted" in json.dumps(events) and "after a new sandbox" not in json.dumps(
                 [d for n, d in events if n not in ("error", "done")])
             assert [r for r in model.requests() if r.path == "/v1/messages"] == []
             client.close()
