@@ -217,9 +217,10 @@ class SandboxCgroup:
         where missing) lets a sandbox spend in one period the quota it left unused before, up
         to one period's worth. A CLI's turn is bursty and many-threaded (node's main thread
         beside its garbage collector and I/O threads): without it, a turn that used more than
-        ``cpus`` for a few milliseconds was stopped for the rest of the 100 ms period (about
-        one warm message in twenty on a two-core host, 10-20 ms each). The bound over time is
-        unchanged: a sandbox gets ``cpus`` on average, at most twice that in any one period."""
+        ``cpus`` for a few milliseconds was stopped for the rest of the 100 ms period (a sandbox
+        answering warm messages back to back on a two-core host: about one period in thirty,
+        ~12 ms each). The bound over time is unchanged: a sandbox gets ``cpus`` on average, at
+        most twice that in any one period."""
         quota = max(1000, int(cpus * CPU_PERIOD_US)) if cpus is not None else None
         if self.layout.mode == "v2":
             directory, limit, burst = self.dirs["unified"], "cpu.max", "cpu.max.burst"
