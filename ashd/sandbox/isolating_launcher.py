@@ -35,7 +35,6 @@ from ashd.sandbox.oom import OomWatcher
 from ashd.sandbox.pyrun import lean_module_argv
 from ashd.sandbox.uids import UidPool
 from ashd.sandbox.zygote import BridgeProcess, BridgeZygote
-from ashd.store import StoreError
 from ashd.user_env import RESERVED_NAMES, RESERVED_PREFIXES
 
 log = logging.getLogger(__name__)
@@ -58,10 +57,6 @@ class _Live:
     spec: SandboxSpec  # which start of the sandbox this is (an id is reused by restarts)
 
 
-SpentSoFar = Callable[[str, str], float]
-"""(tenant, session) -> what the session has cost so far. Blocking; raises StoreError."""
-
-
 class IsolatingLauncher:
     name = "bwrap"
     cli_workspace = bwrap.INSIDE_WORKSPACE  # the CLI's cwd inside the sandbox (its transcript key)
@@ -69,9 +64,10 @@ class IsolatingLauncher:
 
     def __init__(self, kit_config: KitConfig, uids: UidPool, cgroups: CgroupLayout, model: ModelProxy,
                  egress: EgressProxy | None, oom: OomWatcher, on_event: OnEvent, ports: Ports = Ports(),
-                 zygote: BridgeZygote | None = None, spent: SpentSoFar | None = None) -> None:
-        """``spent``: what a session has cost so far, read when a sandbox with a budget starts
-        (standalone: the recorder's; None where the launch order carries it, on a runner)."""
+                 zygote: BridgeZygote | None = None,
+                 spent: Callable[[SandboxSpec], float] | None = None) -> None:
+        """``spent``: what a session has cost before a start of its sandbox (standalone:
+        ``Recorder.spent_before_start``; None where the launch order carries it, on a runner)."""
         self._kit_config = kit_config
         self._uids = uids
         self._cgroups = cgroups
@@ -124,7 +120,8 @@ class IsolatingLauncher:
             previous = self._teardowns.pop(spec.sandbox_id, None)
         if previous is not None:
             previous.result(timeout=TEARDOWN_WAIT_S)
-        spent = self._spent_before(spec)  # before anything is set up: a failed read starts nothing
+        # Before anything is set up: a spend that cannot be read starts nothing.
+        spent = self._spent(spec) if self._spent is not None else spec.spent_usd
         kit = SandboxKit(self._kit_config, self._uids, self._cgroups, spec.sandbox_id, spec.root,
                          spec.agent_dir, spec.policy.limits, spec.tenant_id)
         began = time.monotonic()
@@ -148,16 +145,6 @@ class IsolatingLauncher:
         except BaseException:
             self.cleanup(spec)
             raise
-
-    def _spent_before(self, spec: SandboxSpec) -> float:
-        """What the session spent before this start, where its model proxy's gate starts (its
-        ``maxBudgetUsd`` spans every sandbox it has had). Raises SandboxFailed if unreadable."""
-        if self._spent is None or spec.policy.max_budget_usd is None:
-            return spec.spent_usd
-        try:
-            return max(spec.spent_usd, self._spent(spec.tenant_id, spec.session_id))
-        except StoreError as exc:
-            raise SandboxFailed(f"cannot read the session's spend so far from the database: {exc}") from exc
 
     def _serve(self, spec: SandboxSpec, kit: SandboxKit, spent: float) -> str:
         sock = kit.netns.listen("127.0.0.1", self._ports.model)

@@ -19,10 +19,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from ashd.errors import SandboxFailed
 from ashd.metrics import Metrics
 from ashd.proxy.meter import Usage
 from ashd.sandbox.isolating_launcher import event_json
-from ashd.store import Store
+from ashd.sandbox.launcher import SandboxSpec
+from ashd.store import Store, StoreError
 from ashd.store.usage import UsageFilter
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,17 @@ class Recorder:
         """What the session has cost so far (its recorded usage, queued rows included). Blocking."""
         self._wait(self._write_queued())
         return float(self._store.usage_stats(UsageFilter(tenant, session))["totalCostUsd"])
+
+    def spent_before_start(self, spec: SandboxSpec) -> float:
+        """What the session has cost before a start of its sandbox, where its model proxy's gate
+        starts, so its ``maxBudgetUsd`` spans every sandbox it has had (0 without a budget:
+        nothing is read). Blocking. Raises SandboxFailed when it cannot be read: nothing starts."""
+        if spec.policy.max_budget_usd is None:
+            return 0.0
+        try:
+            return self.spent_usd(spec.tenant_id, spec.session_id)
+        except StoreError as exc:
+            raise SandboxFailed(f"cannot read the session's spend so far from the database: {exc}") from exc
 
     def close(self) -> None:
         """Write what is queued and wait until every write is done."""

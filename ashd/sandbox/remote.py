@@ -147,7 +147,8 @@ class RemoteLauncher:
                              lambda: self._call(self._release(spec), RELEASE_TIMEOUT_S + 5))
         try:
             # Blocking reads of the transcript and the spend so far, here on the actor's thread.
-            order = order_of(spec, self._spent(spec), fresh=moved).to_json()
+            spent = self._recorder.spent_before_start(spec) if self._recorder is not None else 0.0
+            order = order_of(spec, spent, fresh=moved).to_json()
             self._call(self._launch(spec, order, proc, lease), LAUNCH_TIMEOUT_S)
         except BaseException:
             proc.exited(LOST_CODE, "start failed")
@@ -176,14 +177,6 @@ class RemoteLauncher:
                 self._leases.release(spec.session_id)
             except StoreError as exc:  # the connection is down: Postgres frees the lock with it
                 log.info("session %s: lease not released: %s", spec.session_id, exc)
-
-    def _spent(self, spec: SandboxSpec) -> float:
-        if self._recorder is None or spec.policy.max_budget_usd is None:
-            return 0.0
-        try:
-            return self._recorder.spent_usd(spec.tenant_id, spec.session_id)
-        except StoreError as exc:
-            raise SandboxFailed(f"cannot read the session's spend so far from the database: {exc}") from exc
 
     def runner_pid(self, sandbox_id: str) -> int | None:
         """The live sandbox's bridge pid on its runner (``SandboxStarted.pid`` is this

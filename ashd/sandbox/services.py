@@ -157,7 +157,7 @@ def _isolating(config: Config, store: Store, report: isolation.Report, recorder:
                          egress_pins(config.proxy), max_connections=cap, idle_timeout_s=idle)
     zygote = _zygote(config, metrics)
     # A runner's sandboxes get the session's spend in their launch order; a standalone one reads it here.
-    spent = recorder.spent_usd if divert is None else None
+    spent = recorder.spent_before_start if divert is None else None
     launcher = IsolatingLauncher(kit, UidPool(sb.uid_base, sb.uid_count), layout, model, egress, oom, on_event,
                                  Ports(config.proxy.model_port, config.proxy.egress_port), zygote, spent)
     launcher_box.append(launcher)
