@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ashd.store import format_utc, timestamps, utc_now
+from ashd.store import dialect, format_utc, timestamps, utc_now
 from ashd.store.dialect import new_id
 from ashd.store.rows import decode_json, encode_json
 
@@ -31,14 +31,23 @@ def test_utc_now_is_the_clock_formatted_as_format_utc_does(monkeypatch: pytest.M
     assert utc_now() == "2027-01-01T00:00:00.000Z"
 
 
-def test_row_ids_are_random_version_4_uuids() -> None:
+def test_row_ids_are_version_7_uuids_that_grow_with_time(monkeypatch: pytest.MonkeyPatch) -> None:
     ids = [new_id() for _ in range(2000)]
     assert len(set(ids)) == len(ids)
     for value in ids:
         parsed = uuid.UUID(value)
-        assert str(parsed) == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122
-    # every bit outside version and variant varies
-    assert {value[14] for value in ids} == {"4"} and {value[19] for value in ids} == set("89ab")
+        assert str(parsed) == value and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    # the 74 bits after the time vary (so ids of one millisecond do not collide)
+    assert {value[14] for value in ids} == {"7"} and {value[19] for value in ids} == set("89ab")
+    assert len({value[15:] for value in ids}) == len(ids)
+    # the first 48 bits are the Unix time in milliseconds: ids of later milliseconds sort after
+    made = []
+    for ms in (1_795_000_000_123, 1_795_000_000_124, 1_795_000_001_000, 1_890_000_000_000):
+        monkeypatch.setattr(dialect, "time", SimpleNamespace(time_ns=lambda ms=ms: ms * 1_000_000 + 999_999))
+        value = new_id()
+        assert int(value.replace("-", "")[:12], 16) == ms
+        made.append(value)
+    assert made == sorted(made)
 
 
 def test_naive_datetimes_are_refused() -> None:
