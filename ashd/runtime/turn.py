@@ -273,7 +273,7 @@ class Turn:
         events read with it are handled."""
         if self._first_text is True:
             self._first_text = False
-            self._log.commit_now()
+            self._log.commit_now(urgent=True)
             if link.waiting:
                 await asyncio.sleep(0)
         elif not link.waiting:

@@ -1,13 +1,17 @@
 """Group commit of one turn's rows (loop thread only).
 
 While a write is in flight, new rows accumulate; when it completes, the next transaction
-takes everything pending. Rows reach the database as fast as it can take them, in order,
-with one transaction per batch instead of one per SDK message. A batch starts on the next
-turn of the loop, not on the first row added, so the rows of one callback (the user message
-and ``session_start``; one SDK message's frames, messages and timeline rows) share it; or
-sooner, when the turn says it has added all it has for now (:meth:`TurnLog.commit_now`). After
-each batch, ``on_commit`` is told the highest stream event id it contained, so the turn can
-deliver exactly the frames that can no longer be lost.
+takes everything pending. Rows reach the database in order, with one transaction per batch
+instead of one per SDK message. A batch starts on the next turn of the loop, not on the first
+row added, so the rows of one callback (the user message and ``session_start``; one SDK
+message's frames, messages and timeline rows) share it; or sooner, when the turn says it has
+added all it has for now (:meth:`TurnLog.commit_now`). Batches start at most every
+:data:`PACE_S`: an agent's events that come a fraction of a millisecond apart (a burst of text
+deltas, a message's last stream events) share a commit and reach the client in one write,
+instead of a commit and a write each, at most that much later. The turn's first text delta
+(``commit_now(urgent=True)``) and its end (:meth:`TurnLog.flush`) do not wait. After each batch,
+``on_commit`` is told the highest stream event id it contained, so the turn can deliver exactly
+the frames that can no longer be lost.
 
 On SQLite a batch is written at once, on the loop, when the writer thread is idle
 (:meth:`Offload.write_at_once`): a small batch commits in ~80 µs, and the round trip to the
@@ -33,6 +37,9 @@ from ashd.store import Store
 
 log = logging.getLogger(__name__)
 
+PACE_S = 0.005
+"""The least time between the starts of two batches of a turn (except the urgent and the last)."""
+
 
 class TurnLog:
     def __init__(self, offload: Offload, store: Store, tenant_id: str, session_id: str,
@@ -47,9 +54,10 @@ class TurnLog:
         self._stream: list[tuple[int, str, str]] = []
         self._inflight: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
-        self._scheduled = False  # a batch start is queued on the loop
+        self._scheduled: asyncio.Handle | None = None  # a batch start queued on the loop (maybe paced)
         self._held = False
         self._ending = False  # flush() began: the turn's last commits, which take the queued usage
+        self._started = float("-inf")  # loop time the last batch started
 
     def add_message(self, role: str, content: str) -> None:
         self._messages.append((role, content))
@@ -67,11 +75,12 @@ class TurnLog:
         """Keep every row from now on for ``flush()`` (one transaction for the turn's end)."""
         self._held = True
 
-    def commit_now(self) -> None:
+    def commit_now(self, urgent: bool = False) -> None:
         """Start the batch of the rows added so far now rather than at the loop's next step:
         the caller has added all it has for the moment (a turn whose agent sent nothing more
-        yet), and its frames are delivered the sooner."""
-        if self._scheduled:
+        yet), and its frames are delivered the sooner. Within :data:`PACE_S` of the last batch's
+        start it starts when that has passed, unless ``urgent``."""
+        if self._scheduled is not None and (urgent or self._paced() <= 0):
             self._kick()
 
     async def flush(self) -> None:
@@ -89,15 +98,22 @@ class TurnLog:
     def _pending(self) -> bool:
         return bool(self._messages or self._events or self._stream)
 
+    def _paced(self) -> float:
+        """How long until the next batch may start (0 or less: now)."""
+        return self._started + PACE_S - asyncio.get_running_loop().time()
+
     def _soon(self) -> None:
-        if not self._scheduled and not self._held:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._kick)
+        if self._scheduled is None and not self._held:
+            loop, wait = asyncio.get_running_loop(), self._paced()
+            self._scheduled = loop.call_later(wait, self._kick) if wait > 0 else loop.call_soon(self._kick)
 
     def _kick(self) -> None:
-        self._scheduled = False
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
         if self._inflight is not None or not self._pending or self._held:
             return
+        self._started = asyncio.get_running_loop().time()
         batch = (self._messages, self._events, self._stream)
         self._messages, self._events, self._stream = [], [], []
         top = batch[2][-1][0] if batch[2] else None
@@ -123,4 +139,7 @@ class TurnLog:
         if top is not None:
             # Also after a failure: the stream must go on; flush() reports the failure.
             self._on_commit(top)
-        self._kick()
+        if self._ending:
+            self._kick()
+        elif self._pending:
+            self._soon()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ashd.runtime.offload import Offload
-from ashd.runtime.turnlog import TurnLog
+from ashd.runtime.turnlog import PACE_S, TurnLog
 from ashd.store import Store
 from ashd.store.usage import UsageFilter
 
@@ -127,7 +127,7 @@ def test_queued_usage_rides_with_the_turns_last_commit_not_with_frames_a_client_
         store.queue_usage("t1", "s1", "qa", {"input_tokens": 5, "message": 1})  # the model call was metered
         await asyncio.sleep(0)
         log.add_stream(2, "text_delta", "{}")
-        await asyncio.sleep(0)
+        log.commit_now(urgent=True)  # as a turn's first text delta
         log.hold()
         log.add_stream(3, "done", "{}")
         await log.flush()
@@ -137,3 +137,40 @@ def test_queued_usage_rides_with_the_turns_last_commit_not_with_frames_a_client_
     finally:
         offload.shutdown()
     assert usage_at_commit == [(1, 0), (2, 0), (3, 2)]
+
+
+def test_batches_start_at_most_once_per_pace_except_the_urgent_and_the_last(store: Store) -> None:
+    offload, reported = _offload(store), Reported(store)
+    at: list[tuple[int, float]] = []  # (reported id, loop time)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_commit(upto: int) -> None:
+            at.append((upto, loop.time()))
+            reported(upto)
+
+        log = TurnLog(offload, store, "t1", "s1", on_commit)
+        log.add_stream(1, "session_start", "{}")
+        began = loop.time()
+        log.commit_now()  # the turn's first batch starts at once
+        log.add_stream(2, "message", "{}")
+        log.commit_now()  # within the pace: waits for it
+        await asyncio.sleep(0)
+        log.add_stream(3, "message", "{}")
+        await asyncio.sleep(0)
+        assert reported.seen == [(1, [1])]
+        await asyncio.sleep(PACE_S * 2)
+        assert [upto for upto, _ in at] == [1, 3]  # 2 and 3 shared the paced batch
+        assert at[1][1] - began >= PACE_S * 0.99  # the loop's timers may fire a clock tick early
+        log.add_stream(4, "text_delta", "{}")
+        log.commit_now(urgent=True)  # the first text delta does not wait
+        assert reported.seen[-1] == (4, [1, 2, 3, 4])
+        log.add_stream(5, "message", "{}")
+        log.add_stream(6, "done", "{}")
+        await log.flush()  # nor does the turn's end
+        assert loop.time() - at[2][1] < PACE_S
+
+    asyncio.run(scenario())
+    offload.shutdown()
+    assert [upto for upto, _ in reported.seen] == [1, 3, 4, 6]
