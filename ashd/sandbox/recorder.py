@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -59,7 +60,10 @@ class Recorder:
         self._write_soon = write_soon
         self._last: Future[Any] | None = None
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None  # the write of queued usage, when one is due
+        self._due: float | None = None  # when queued usage is written by itself (monotonic)
+        self._wake = threading.Condition(self._lock)
+        self._flusher: threading.Thread | None = None  # writes it then (one thread, started on first use)
+        self._closing = False
 
     def notice(self, tenant: str, session: str, payload: dict[str, Any]) -> None:
         self._write(_append, self._store, tenant, session, payload)
@@ -73,10 +77,12 @@ class Recorder:
         self._store.queue_usage(tenant, session, agent_name, values)
         self._metrics.record_usage(usage)
         with self._lock:
-            if self._timer is None:
-                self._timer = threading.Timer(USAGE_WAIT_S, self._write_queued)
-                self._timer.daemon = True
-                self._timer.start()
+            if self._due is None and not self._closing:
+                self._due = time.monotonic() + USAGE_WAIT_S
+                if self._flusher is None:
+                    self._flusher = threading.Thread(target=self._flush_when_due, name="usage-flush", daemon=True)
+                    self._flusher.start()
+                self._wake.notify()
 
     def spent_usd(self, tenant: str, session: str) -> float:
         """What the session has cost so far (its recorded usage, queued rows included). Blocking."""
@@ -96,17 +102,33 @@ class Recorder:
 
     def close(self) -> None:
         """Write what is queued and wait until every write is done."""
+        with self._lock:
+            self._closing = True
+            self._wake.notify()
+        if self._flusher is not None:
+            self._flusher.join(CLOSE_WAIT_S)
         self._write_queued()
         if self._own is not None:
             self._own.shutdown(wait=True)
         else:
             self._wait(self._last)
 
+    def _flush_when_due(self) -> None:
+        """The flusher thread: queued usage that no turn's commit took by its due time is
+        written then (a model call's rows usually go with its turn's ``done``: then nothing is)."""
+        while True:
+            with self._lock:
+                while not self._closing and (self._due is None or self._due > time.monotonic()):
+                    self._wake.wait(None if self._due is None else self._due - time.monotonic())
+                if self._closing:
+                    return
+                self._due = None
+            if self._store.queued_usage():
+                self._write(_write_usage, self._store)
+
     def _write_queued(self) -> Future[Any] | None:
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()  # a no-op when it is the timer's own thread calling
-                self._timer = None
+            self._due = None
         return self._write(_write_usage, self._store)
 
     def _write(self, fn: Callable[..., None], *args: Any) -> Future[Any] | None:

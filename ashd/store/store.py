@@ -267,6 +267,10 @@ class Store(SessionLogStore, QueueStore):
         or :meth:`write_queued_usage`, whichever comes first (``usage_queue.py``). Never blocks."""
         self._usage.put(raw_writes.usage_rows(tenant_id, session_id, agent_name, values, self._clock()))
 
+    def queued_usage(self) -> int:
+        """How many usage rows are queued (:meth:`queue_usage`), not yet written. Never blocks."""
+        return len(self._usage)
+
     def write_queued_usage(self) -> int:
         """Insert every queued usage row in one transaction (put back if it fails); how many."""
         with self._taking_usage() as rows:

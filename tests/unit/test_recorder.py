@@ -26,7 +26,11 @@ class _Store:
     def queue_usage(self, tenant: str, session: str, agent: str, values: dict[str, float]) -> None:
         self.queued.append(session)
 
+    def queued_usage(self) -> int:
+        return len(self.queued)
+
     def write_queued_usage(self) -> int:
+        self.asked = getattr(self, "asked", 0) + 1
         rows, self.queued = self.queued, []
         self.written += rows
         if rows:
@@ -70,6 +74,28 @@ def test_usage_no_commit_took_is_written_by_itself_soon(monkeypatch: pytest.Monk
         time.sleep(0.01)
     assert store.written == ["s", "s", "s"]
     recorder.close()
+
+
+def test_one_thread_writes_what_is_due_and_asks_no_writer_when_a_turn_took_the_rows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recorder_module, "USAGE_WAIT_S", 0.02)
+    store = _Store()
+    recorder = Recorder(store, None, Metrics())  # type: ignore[arg-type]
+    flushers = set()
+    for _ in range(5):
+        recorder.usage("t", "s", "a", _usage())
+        store.queued.clear()  # the turn's last commit took the call's rows
+        time.sleep(0.06)  # past its due time
+        flushers |= {t for t in threading.enumerate() if t.name == "usage-flush"}
+    assert len(flushers) == 1  # one thread all along, not one per call
+    assert getattr(store, "asked", 0) == 0 and store.writes == []  # nothing queued: the writer was not asked
+    recorder.usage("t", "s", "a", _usage())  # left queued: written when due
+    deadline = time.monotonic() + 5
+    while not store.written and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.written == ["s"]
+    recorder.close()
+    assert [t for t in threading.enumerate() if t.name == "usage-flush"] == []  # close stops it
 
 
 def test_the_spend_read_includes_what_is_still_queued() -> None:
