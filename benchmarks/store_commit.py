@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from ashd.store import Store, raw_writes  # noqa: E402
 from ashd.store.dialect import new_id  # noqa: E402
-from benchmarks.message_latency import machine  # noqa: E402
+from benchmarks.message_latency import emit, machine  # noqa: E402
 
 KINDS: dict[str, Callable[[], str]] = {"time_ordered": new_id, "random": lambda: str(uuid.uuid4())}
 FRAME = json.dumps({"type": "stream_event", "event": {"type": "content_block_delta", "index": 0,
@@ -95,10 +95,7 @@ def main() -> None:
     report: dict[str, Any] = {
         "rows_per_commit": args.rows, "commits": args.commits, "sessions": args.sessions, "prefill": args.prefill,
         "medians": medians, "runs": runs, "machine": machine()}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":
