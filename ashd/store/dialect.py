@@ -35,7 +35,8 @@ def new_id() -> str:
     milliseconds (48 bits), then 74 random bits. Every stored row gets one, and each table's
     primary key is an index on it: ids that grow with time put a commit's rows on that index's
     last page, where random ones put each row on a page of its own, to be read and rewritten
-    (``benchmarks/store_commit.py``). As unguessable as a random id within its millisecond."""
+    (``benchmarks/store_commit.py``). The random bits keep ids of one millisecond apart and
+    unguessable; the time an id shows is its row's ``created_at``, which the API shows anyway."""
     raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
     raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
     raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
