@@ -60,10 +60,11 @@ class LocalTurnHost:
         return await self._live.exit_reason(self._grant.pid)
 
     def release(self) -> None:
-        """A tell to the actor that granted the turn, queued before ``done`` is delivered: a
-        client's next message asks the same actor's mailbox later, so it is never refused for
-        this turn. An actor that stopped meanwhile holds no turn (its successor loads the
-        session from the store, idle). A turn taken through the gate is released there first."""
+        """A tell to the actor that granted the turn, queued in the loop step after ``done`` is
+        delivered, before the loop reads another request: a client's next message asks the
+        same actor's mailbox later, so it is never refused for this turn. An actor that stopped
+        meanwhile holds no turn (its successor loads the session from the store, idle). A turn
+        taken through the gate is released there first."""
         if self._gate is not None:
             end_gated(self._gate, self._owner, self._grant.session_id)
             return
