@@ -22,6 +22,7 @@ class _Store:
         self.writes: list[tuple[str, str]] = []
         self.queued: list[str] = []
         self.written: list[str] = []
+        self.asked = 0  # write_queued_usage calls
 
     def queue_usage(self, tenant: str, session: str, agent: str, values: dict[str, float]) -> None:
         self.queued.append(session)
@@ -30,7 +31,7 @@ class _Store:
         return len(self.queued)
 
     def write_queued_usage(self) -> int:
-        self.asked = getattr(self, "asked", 0) + 1
+        self.asked += 1
         rows, self.queued = self.queued, []
         self.written += rows
         if rows:
@@ -88,7 +89,7 @@ def test_one_thread_writes_what_is_due_and_asks_no_writer_when_a_turn_took_the_r
         time.sleep(0.06)  # past its due time
         flushers |= {t for t in threading.enumerate() if t.name == "usage-flush"}
     assert len(flushers) == 1  # one thread all along, not one per call
-    assert getattr(store, "asked", 0) == 0 and store.writes == []  # nothing queued: the writer was not asked
+    assert store.asked == 0 and store.writes == []  # nothing queued: the writer was not asked
     recorder.usage("t", "s", "a", _usage())  # left queued: written when due
     deadline = time.monotonic() + 5
     while not store.written and time.monotonic() < deadline:
